@@ -1,0 +1,2 @@
+"""inspekt: image models for inspection."""
+__version__ = "0.1.0"

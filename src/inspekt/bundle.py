@@ -1,0 +1,225 @@
+"""Model bundles: a folder or a single ``.inspekt`` zip holding everything needed to predict.
+
+    card.json            the ModelCard (task, classes, preprocessing, thresholds, ...)
+    weights.safetensors  torch weights (fine-tuning, Grad-CAM); never a pickle
+    model.onnx           the inference graph, parity-checked against torch when written
+    reference.json       the training images' drift profile (when present)
+
+Writing a bundle exports ONNX and refuses to write anything when ONNX and torch disagree.
+"""
+
+from __future__ import annotations
+
+import io
+import shutil
+import tempfile
+import warnings
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .card import ModelCard, parse_card
+from .errors import BundleError
+
+SUFFIX = ".inspekt"
+CARD, WEIGHTS, ONNX, REFERENCE = "card.json", "weights.safetensors", "model.onnx", "reference.json"
+PICKLE_SUFFIXES = {".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".bin", ".joblib"}
+PARITY_TOLERANCE = 1e-4
+ONNX_OPSET = 17
+
+
+class Bundle:
+    """A read-only view of a bundle folder or ``.inspekt`` zip, with its validated card."""
+
+    def __init__(self, path: Path, members: dict[str, bytes] | None = None):
+        self.path = path
+        self._members = members  # zip content; None for a folder
+        self.card: ModelCard = parse_card(self.read(CARD), where=str(path))
+
+    def has(self, name: str) -> bool:
+        """Whether the bundle holds the file ``name``."""
+        return name in self._members if self._members is not None else (self.path / name).is_file()
+
+    def read(self, name: str) -> bytes:
+        """The bytes of file ``name``; raises ``BundleError`` naming what is missing."""
+        if not self.has(name):
+            raise BundleError(f"{self.path}: bundle has no {name}; re-export it with `inspekt export {self.path}`")
+        return self._members[name] if self._members is not None else (self.path / name).read_bytes()
+
+    def __repr__(self) -> str:
+        card = self.card
+        return f"Bundle({str(self.path)!r}, task={card.task}, architecture={card.architecture}, classes={len(card.classes)})"
+
+
+def open_bundle(path: str | Path) -> Bundle:
+    """Open a bundle folder or ``.inspekt`` file and validate its card.
+
+    Args:
+        path: a bundle folder, a ``.inspekt`` file, or a folder containing ``bundle/``.
+
+    Returns:
+        The opened bundle.
+
+    Raises:
+        BundleError: missing path, a pickle checkpoint, not a bundle, or an invalid card.
+    """
+    path = Path(path)
+    if path.suffix.lower() in PICKLE_SUFFIXES:
+        raise BundleError(
+            f"{path}: {path.suffix} files are pickles, which can run arbitrary code when loaded; inspekt "
+            "never loads them. Give a bundle folder or .inspekt file (made by `inspekt train` / `inspekt export`)"
+        )
+    if not path.exists():
+        raise BundleError(f"{path}: no such bundle (give a bundle folder or a {SUFFIX} file)")
+    if path.is_dir():
+        if not (path / CARD).is_file() and (path / "bundle" / CARD).is_file():
+            path = path / "bundle"  # a run folder: use the bundle it holds
+        if not (path / CARD).is_file():
+            raise BundleError(f"{path}: not a model bundle (no {CARD} inside)")
+        return Bundle(path)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = {n: archive.read(n) for n in archive.namelist() if not n.endswith("/")}
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise BundleError(f"{path}: not a {SUFFIX} bundle (not a readable zip file: {exc})") from exc
+    if CARD not in members:
+        raise BundleError(f"{path}: not a model bundle (no {CARD} inside the archive)")
+    return Bundle(path, members)
+
+
+def load_network(bundle: Bundle):
+    """Rebuild the torch network from the card and ``weights.safetensors`` (eval mode)."""
+    from safetensors.torch import load as load_safetensors
+
+    from .models import create_model
+
+    card = bundle.card
+    network = create_model(card.architecture, **card.params)
+    try:
+        network.load_state_dict(load_safetensors(bundle.read(WEIGHTS)), strict=True)
+    except (RuntimeError, ValueError) as exc:
+        first_line = str(exc).strip().splitlines()[0]
+        raise BundleError(f"{bundle.path}: weights do not fit {card.architecture}: {first_line}") from exc
+    return network.eval()
+
+
+def export_onnx(network, card: ModelCard) -> bytes:
+    """Export the network to ONNX with a dynamic batch axis."""
+    import torch
+
+    dummy = torch.zeros(1, card.input.channels, *card.input.size)
+    axes = {"input": {0: "batch"}, **{name: {0: "batch"} for name in card.outputs}}
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
+        torch.onnx.export(
+            network.eval(), (dummy,), buffer, input_names=["input"], output_names=list(card.outputs),
+            dynamic_axes=axes, opset_version=ONNX_OPSET, dynamo=False,
+        )
+    return buffer.getvalue()
+
+
+@dataclass(frozen=True)
+class ParityReport:
+    """ONNX vs torch agreement measured when a bundle is written."""
+
+    max_abs_diff: float
+    n_inputs: int
+    tolerance: float
+
+    @property
+    def ok(self) -> bool:
+        """True when the largest difference is within tolerance."""
+        return self.max_abs_diff <= self.tolerance
+
+
+def check_parity(network, onnx_bytes: bytes, card: ModelCard, samples: np.ndarray | None = None,
+                 tolerance: float = PARITY_TOLERANCE) -> ParityReport:
+    """Compare ONNX Runtime and torch outputs on random inputs and on sample inputs.
+
+    Args:
+        network: the torch network (eval mode).
+        onnx_bytes: the exported graph.
+        card: the card (input shape, output names).
+        samples: optional NCHW float32 batch of real preprocessed inputs.
+        tolerance: largest allowed absolute difference.
+
+    Returns:
+        The largest absolute difference over all outputs and inputs.
+    """
+    import onnxruntime as ort
+    import torch
+
+    rng = np.random.default_rng(0)
+    batches = [rng.standard_normal((4, card.input.channels, *card.input.size), dtype=np.float32)]
+    if samples is not None and len(samples):
+        batches.append(np.asarray(samples, dtype=np.float32))
+    session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
+    worst = 0.0
+    with torch.no_grad():
+        for batch in batches:
+            expected = network(torch.from_numpy(batch))
+            expected = expected if isinstance(expected, (tuple, list)) else (expected,)
+            for got, want in zip(session.run(None, {"input": batch}), expected):
+                worst = max(worst, float(np.max(np.abs(got - want.numpy()))))
+    return ParityReport(worst, sum(len(b) for b in batches), tolerance)
+
+
+def save_bundle(network, card: ModelCard, out: str | Path, *, samples: np.ndarray | None = None,
+                extra_files: dict[str, bytes] | None = None, archive: bool = False,
+                tolerance: float = PARITY_TOLERANCE) -> tuple[Path, ParityReport]:
+    """Export, parity-check and write a bundle; nothing is written when the check fails.
+
+    Args:
+        network: the trained torch network.
+        card: its card.
+        out: bundle folder to write (or ``.inspekt`` file when ``archive``).
+        samples: real preprocessed inputs (NCHW float32) for the parity check.
+        extra_files: further members, e.g. ``{"reference.json": ...}``.
+        archive: write a single ``.inspekt`` zip instead of a folder.
+        tolerance: parity tolerance (max abs diff).
+
+    Returns:
+        The written path and the parity report.
+
+    Raises:
+        BundleError: ONNX and torch disagree beyond the tolerance.
+    """
+    from safetensors.torch import save as save_safetensors
+
+    network = network.eval()
+    onnx_bytes = export_onnx(network, card)
+    parity = check_parity(network, onnx_bytes, card, samples, tolerance)
+    if not parity.ok:
+        raise BundleError(
+            f"refusing to write {out}: ONNX and torch outputs differ by {parity.max_abs_diff:.3g} "
+            f"(> {tolerance:g}) on {parity.n_inputs} inputs; the model uses an operation ONNX export "
+            "does not reproduce"
+        )
+    state = {k: v.detach().contiguous() for k, v in network.state_dict().items()}
+    members = {CARD: card.to_json().encode(), WEIGHTS: save_safetensors(state), ONNX: onnx_bytes}
+    members.update(extra_files or {})
+    return _write_members(Path(out), members, archive), parity
+
+
+def _write_members(out: Path, members: dict[str, bytes], archive: bool) -> Path:
+    # Write next to the target and rename, so a crash never leaves a half-written bundle.
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if archive:
+        out = out if out.suffix == SUFFIX else out.with_name(out.name + SUFFIX)
+        tmp = out.with_name(out.name + ".tmp")
+        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
+            for name, data in members.items():
+                zf.writestr(name, data)
+        tmp.replace(out)
+        return out
+    tmp = Path(tempfile.mkdtemp(prefix=".bundle-", dir=out.parent))
+    for name, data in members.items():
+        (tmp / name).write_bytes(data)
+    if out.exists():
+        shutil.rmtree(out)
+    tmp.replace(out)
+    return out
+

@@ -1,0 +1,166 @@
+"""The model card: everything about a model except its weights, and the single truth for
+preprocessing (input size, channels, mean/std, resize policy).
+
+Schema ``inspekt.card/v1``. A card is validated on load; every problem names the key and
+how to fix it. Cards written by a newer inspekt (a higher schema version) are refused with
+the advice to upgrade rather than half-read.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import platform
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import BundleError, did_you_mean
+
+SCHEMA = "inspekt.card/v1"
+SCHEMA_VERSION = 1
+TASKS = ("classify", "segment", "anomaly")
+RESIZE_POLICIES = ("stretch", "letterbox", "crop")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class InputSpec(_Strict):
+    """How images become model inputs: the only place these facts live."""
+
+    size: tuple[int, int] = Field(description="input height, width in pixels")
+    channels: Literal[1, 3] = 3
+    mean: tuple[float, ...] = (0.5, 0.5, 0.5)
+    std: tuple[float, ...] = (0.25, 0.25, 0.25)
+    resize: Literal["stretch", "letterbox", "crop"] = "stretch"
+
+    @field_validator("size")
+    @classmethod
+    def _positive(cls, size: tuple[int, int]) -> tuple[int, int]:
+        if min(size) < 8 or max(size) > 8192:
+            raise ValueError(f"input size {size} must lie between 8 and 8192 pixels per side")
+        return size
+
+    @model_validator(mode="after")
+    def _per_channel(self) -> InputSpec:
+        for key in ("mean", "std"):
+            if len(getattr(self, key)) != self.channels:
+                raise ValueError(f"{key} needs {self.channels} value(s), one per channel")
+        if min(self.std) <= 0:
+            raise ValueError("std values must be > 0")
+        return self
+
+
+class DataInfo(_Strict):
+    """What the model was trained on, to recognise the same data later."""
+
+    fingerprint: str = ""
+    source: str = ""
+    n_samples: int = 0
+
+
+class ModelCard(_Strict):
+    """Metadata of a model bundle (see ``inspekt.bundle``)."""
+
+    schema_: str = Field(SCHEMA, alias="schema")
+    task: Literal["classify", "segment", "anomaly"]
+    architecture: str
+    params: dict[str, Any] = Field(default_factory=dict, description="architecture hyper-parameters")
+    classes: tuple[str, ...]
+    input: InputSpec
+    thresholds: dict[str, float] = Field(default_factory=dict)
+    outputs: tuple[str, ...] = ("logits",)
+    data: DataInfo = Field(default_factory=DataInfo)
+    metrics: dict[str, float] = Field(default_factory=dict)
+    versions: dict[str, str] = Field(default_factory=dict)
+    created_at: str = ""
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @field_validator("classes")
+    @classmethod
+    def _classes(cls, classes: tuple[str, ...]) -> tuple[str, ...]:
+        if not classes or len(set(classes)) != len(classes):
+            raise ValueError("classes must be a non-empty list of distinct names")
+        return classes
+
+    def to_json(self) -> str:
+        """The card as pretty JSON (the content of ``card.json``)."""
+        return self.model_dump_json(by_alias=True, indent=2)
+
+    def with_updates(self, **changes: Any) -> ModelCard:
+        """A validated copy with some fields changed (cards are immutable)."""
+        return ModelCard.model_validate({**self.model_dump(by_alias=True), **changes})
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of the libraries a bundle depends on, recorded in every card."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {"python": platform.python_version()}
+    for name in ("inspekt", "numpy", "torch", "onnx", "onnxruntime", "timm"):
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            continue
+    return found
+
+
+def now_iso() -> str:
+    """Current UTC time as an ISO-8601 string (card ``created_at``)."""
+    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
+
+
+def _check_schema(raw: dict, where: str) -> None:
+    schema = raw.get("schema")
+    if not isinstance(schema, str) or not schema.startswith("inspekt.card/v"):
+        raise BundleError(f"{where}: not an inspekt model card (schema is {schema!r}, expected {SCHEMA!r})")
+    try:
+        version = int(schema.rsplit("/v", 1)[1])
+    except ValueError:
+        raise BundleError(f"{where}: unreadable card schema {schema!r}") from None
+    if version > SCHEMA_VERSION:
+        raise BundleError(
+            f"{where}: card schema {schema} is newer than this inspekt understands ({SCHEMA}); "
+            "upgrade inspekt (pip install -U inspekt) to load this model"
+        )
+
+
+def _first_problem(exc: ValidationError, where: str) -> BundleError:
+    err = exc.errors()[0]
+    key = ".".join(str(p) for p in err["loc"]) or "(card)"
+    if err["type"] == "extra_forbidden":
+        fields = list(ModelCard.model_fields) + ["schema"]
+        hint = did_you_mean(str(err["loc"][-1]), fields)
+        return BundleError(f"{where}: unknown card key {key!r}.{hint}")
+    if err["type"] == "literal_error" and err["loc"] == ("task",):
+        hint = did_you_mean(str(err.get("input")), TASKS)
+        return BundleError(f"{where}: unknown task {err.get('input')!r} (known: {', '.join(TASKS)}).{hint}")
+    return BundleError(f"{where}: card key {key!r}: {err['msg']}")
+
+
+def parse_card(text: str | bytes, where: str = "card.json") -> ModelCard:
+    """Parse and validate a card from JSON text.
+
+    Args:
+        text: the content of ``card.json``.
+        where: name used in error messages (the file or bundle path).
+
+    Returns:
+        The validated card.
+
+    Raises:
+        BundleError: invalid JSON, a foreign or newer schema, or an invalid key/value.
+    """
+    try:
+        raw = json.loads(text)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BundleError(f"{where}: card.json is not valid JSON ({exc})") from exc
+    if not isinstance(raw, dict):
+        raise BundleError(f"{where}: card.json must hold a JSON object")
+    _check_schema(raw, where)
+    try:
+        return ModelCard.model_validate(raw)
+    except ValidationError as exc:
+        raise _first_problem(exc, where) from exc

@@ -1,0 +1,55 @@
+"""The ``inspekt`` command line: thin commands over the library.
+
+One error boundary: an ``InspektError`` (something the user can fix) prints one line and
+exits 2; an unexpected error prints one line asking for ``--debug`` and a report, and exits
+1. ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import typer
+from typer.core import TyperGroup
+
+from ..errors import InspektError
+from .common import STATE, err_console
+
+
+class _Group(TyperGroup):
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except InspektError as exc:
+            if STATE["debug"]:
+                raise
+            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+        except (typer.Exit, typer.Abort, KeyboardInterrupt):
+            raise
+        except Exception as exc:  # a bug: say so in one line, keep the traceback for --debug
+            if STATE["debug"] or getattr(exc, "__module__", "").startswith("click"):
+                raise
+            err_console.print(
+                f"[bold red]internal error:[/] {type(exc).__name__}: {exc}\n"
+                "Run again with --debug for the traceback, and please report it.", highlight=False
+            )
+            raise typer.Exit(1) from None
+
+
+app = typer.Typer(
+    cls=_Group, no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
+    help="inspekt: train, evaluate, explain, export and serve image models for inspection.",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+@app.callback()
+def _root(debug: bool = typer.Option(False, "--debug", help="Show tracebacks for errors.")) -> None:
+    STATE["debug"] = debug
+
+
+from . import data, system, tasks  # noqa: E402,F401  (register commands)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

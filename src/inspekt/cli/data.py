@@ -1,0 +1,113 @@
+"""``inspekt data info | split | synth``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from . import app
+from .common import console, print_json, progress_bar
+
+data_app = typer.Typer(help="Inspect, split and generate datasets.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+SHOWN = 5  # problem files listed before "... and N more"
+
+
+def _render_info(info) -> None:
+    console.print(f"[bold]{info.root}[/]  layout: [cyan]{info.layout}[/]  images: {info.n_images}  "
+                  f"classes: {len(info.classes)}  tasks: {', '.join(info.tasks) or 'none'}")
+    table = Table("class", *info.counts.keys(), title="images per class and split")
+    labels = sorted({label for split in info.counts.values() for label in split})
+    for label in labels:
+        table.add_row(label, *(str(split.get(label, 0)) for split in info.counts.values()))
+    console.print(table)
+    if info.sizes:
+        s = info.sizes
+        console.print(f"size (w x h): min {s.width_min}x{s.height_min}, median {s.width_median:g}x{s.height_median:g}, "
+                      f"max {s.width_max}x{s.height_max}")
+    if info.masks_found or info.masks_missing:
+        console.print(f"masks: {info.masks_found} found, {len(info.masks_missing)} missing")
+    sections = [("masks missing", info.masks_missing), ("mask problems", info.mask_problems),
+                ("corrupt files", info.corrupt), ("duplicate groups", info.duplicates),
+                ("duplicates across splits (leakage)", info.cross_split_duplicates)]
+    for title, items in sections:
+        style = "red" if items and "duplicates" not in title else "yellow" if items else "green"
+        console.print(f"[{style}]{title}: {len(items)}[/]")
+        for item in items[:SHOWN]:
+            text = f"{item.path}: {item.reason}" if hasattr(item, "reason") else item
+            console.print(f"  {text}", highlight=False, soft_wrap=True)
+        if len(items) > SHOWN:
+            console.print(f"  ... and {len(items) - SHOWN} more (see --json)")
+    console.print(f"[dim]read in {info.seconds:.2f} s[/]")
+
+
+@data_app.command("info")
+def info_cmd(
+    path: Path = typer.Argument(..., help="Dataset folder or CSV."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    workers: int = typer.Option(None, help="Decoding threads (default: CPU count)."),
+) -> None:
+    """Detected layout, classes, counts, sizes, masks, corrupt files and duplicates."""
+    from ..data import open_dataset
+    from ..data.info import describe
+
+    ds = open_dataset(path)
+    with progress_bar("reading images", len(ds), enabled=not as_json) as advance:
+        info = describe(ds, workers=workers, progress=lambda _: advance())
+    if as_json:
+        print_json(info.to_dict())
+    else:
+        _render_info(info)
+
+
+@data_app.command("split")
+def split_cmd(
+    path: Path = typer.Argument(..., help="Dataset folder or CSV."),
+    out: Path = typer.Option(..., "--out", help="CSV file to write."),
+    val: float = typer.Option(0.2, help="Validation fraction."),
+    test: float = typer.Option(0.2, help="Test fraction."),
+    seed: int = typer.Option(0, help="Random seed."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Write a stratified, deterministic train/val/test split as a CSV (images are not copied)."""
+    from ..data import open_dataset
+    from ..data.split import split_dataset, write_split_csv
+
+    ds = split_dataset(open_dataset(path), val=val, test=test, seed=seed)
+    written = write_split_csv(ds, out)
+    counts = ds.counts()
+    if as_json:
+        print_json({"csv": str(written), "counts": counts})
+        return
+    for split in ("train", "val", "test"):
+        total = sum(counts.get(split, {}).values())
+        console.print(f"{split:5s} {total:6d}  " + ", ".join(f"{k} {v}" for k, v in counts.get(split, {}).items()))
+    console.print(f"wrote {written}")
+
+
+@data_app.command("synth")
+def synth_cmd(
+    out: Path = typer.Argument(..., help="Folder to create."),
+    kind: str = typer.Option("surface", help="What to generate (surface)."),
+    n: int = typer.Option(200, help="Number of images."),
+    size: int = typer.Option(128, help="Image side in pixels."),
+    seed: int = typer.Option(0, help="Random seed (same seed, same images)."),
+    layout: str = typer.Option("classes", help="classes | segmentation | mvtec."),
+    color: str = typer.Option("mixed", help="grey | color | mixed."),
+    overwrite: bool = typer.Option(False, help="Write into a non-empty folder."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Generate inspekt's synthetic industrial surfaces (ok, pore, lop, scratch) with exact masks."""
+    from ..data.synth import write_dataset
+
+    summary = write_dataset(out, kind=kind, n=n, size=size, seed=seed, layout=layout, color=color,
+                            overwrite=overwrite)
+    if as_json:
+        print_json({"root": str(summary.root), "layout": summary.layout, "counts": summary.counts,
+                    "n_images": summary.n_images, "seconds": summary.seconds})
+        return
+    console.print(f"wrote {summary.n_images} images to {summary.root} ({summary.layout}) in {summary.seconds:.2f} s")
+    console.print(", ".join(f"{k} {v}" for k, v in summary.counts.items()))

@@ -1,0 +1,83 @@
+"""``inspekt version``, ``inspekt checks``, ``inspekt models``."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from importlib.metadata import PackageNotFoundError, version
+
+import typer
+from rich.table import Table
+
+from . import app
+from .common import console, print_json
+
+PACKAGES = ("inspekt", "numpy", "pillow", "opencv-python-headless", "torch", "torchvision", "timm",
+            "onnx", "onnxruntime", "scikit-learn", "pydantic", "typer")
+BROWSERS = ("chromium", "chromium-browser", "google-chrome")
+
+
+def _version(name: str) -> str | None:
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return None
+
+
+@app.command("version")
+def version_cmd() -> None:
+    """Print the inspekt version."""
+    print(_version("inspekt") or "unknown")
+
+
+def environment_checks() -> dict:
+    """Versions, threads, runtimes and optional tools of this environment."""
+    import onnxruntime as ort
+    import torch
+
+    from .. import _compat
+
+    browser = next((shutil.which(b) for b in BROWSERS if shutil.which(b)), None)
+    return {
+        "versions": {p: _version(p) for p in PACKAGES},
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "cuda_available": torch.cuda.is_available(),
+        "onnxruntime_providers": ort.get_available_providers(),
+        "torchvision_workaround_active": _compat.apply(),
+        "chromium": browser,
+        "hf_hub_offline": os.environ.get("HF_HUB_OFFLINE") == "1",
+    }
+
+
+@app.command()
+def checks(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """Report versions, threads, ONNX Runtime providers, the torchvision workaround and Chromium."""
+    found = environment_checks()
+    if as_json:
+        print_json(found)
+        return
+    table = Table("check", "value", title="inspekt environment", show_lines=False)
+    for name, value in found["versions"].items():
+        table.add_row(name, value or "[red]not installed[/]")
+    for key, value in found.items():
+        if key != "versions":
+            shown = ", ".join(value) if isinstance(value, list) else str(value if value is not None else "not found")
+            table.add_row(key.replace("_", " "), shown)
+    console.print(table)
+
+
+@app.command()
+def models(task: str = typer.Option(None, help="Only models of this task."),
+           as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """List the registered model names."""
+    from ..models import get_entry, list_models
+
+    entries = [get_entry(n) for n in list_models(task)]
+    if as_json:
+        print_json([{"name": e.name, "task": e.task, "description": e.description} for e in entries])
+        return
+    table = Table("name", "task", "description")
+    for e in entries:
+        table.add_row(e.name, e.task, e.description)
+    console.print(table)

@@ -1,0 +1,123 @@
+"""Configuration: defaults, then a YAML file, then command-line options and ``key=value``
+overrides, validated with pydantic; the effective config is saved into every run.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .errors import ConfigError, did_you_mean
+
+C = TypeVar("C", bound=BaseModel)
+
+
+class TrainConfig(BaseModel):
+    """Everything a training run needs; every key can be set by YAML or ``key=value``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    task: Literal["classify", "segment", "anomaly"]
+    data: str = Field(description="dataset folder or CSV")
+    model: str = "tiny_cnn"
+    model_params: dict[str, Any] = Field(default_factory=dict, description="extra architecture parameters")
+    epochs: int = Field(20, ge=1)
+    imgsz: int = Field(128, ge=16, le=4096)
+    batch: int = Field(32, ge=1)
+    lr: float = Field(2e-3, gt=0)
+    weight_decay: float = Field(0.01, ge=0)
+    patience: int = Field(8, ge=1, description="epochs without improvement before stopping")
+    val: float = Field(0.2, gt=0, lt=1, description="validation fraction carved when the data has no val split")
+    channels: Literal["auto", 1, 3] = "auto"
+    resize: Literal["stretch", "letterbox", "crop"] = "stretch"
+    seed: int = 0
+    threads: int | None = Field(None, ge=1)
+    out: str = "runs"
+    name: str = "exp"
+    exist_ok: bool = False
+
+
+def parse_overrides(pairs: list[str]) -> dict[str, Any]:
+    """Turn ``["epochs=5", "model_params.width=8"]`` into a nested dict (values parsed as YAML).
+
+    Raises:
+        ConfigError: an item without ``=``.
+    """
+    result: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"override {pair!r} is not key=value (e.g. epochs=5)")
+        value = yaml.safe_load(raw) if raw.strip() else ""
+        node = result
+        *parents, leaf = key.strip().split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return result
+
+
+def _read_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: not a readable YAML file ({str(exc).splitlines()[0]})") from exc
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{path}: the config must be a mapping of key: value")
+    return loaded
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def build_config(cls: type[C], *, file: str | Path | None = None, options: dict[str, Any] | None = None,
+                 overrides: list[str] | None = None) -> C:
+    """Build a validated config: class defaults < YAML file < options < ``key=value`` overrides.
+
+    Args:
+        cls: the config model, e.g. ``TrainConfig``.
+        file: optional YAML file.
+        options: values from command-line flags (None values are ignored).
+        overrides: ``key=value`` strings.
+
+    Returns:
+        The validated config.
+
+    Raises:
+        ConfigError: unknown key (with a did-you-mean), invalid value, unreadable file.
+    """
+    raw = _read_yaml(file) if file else {}
+    raw = _merge(raw, {k: v for k, v in (options or {}).items() if v is not None})
+    raw = _merge(raw, parse_overrides(overrides or []))
+    try:
+        return cls.model_validate(raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        key = ".".join(str(p) for p in err["loc"])
+        if err["type"] == "extra_forbidden":
+            hint = did_you_mean(str(err["loc"][-1]), cls.model_fields)
+            raise ConfigError(f"unknown config key {key!r}.{hint}") from None
+        shown = f" (got {err['input']!r})" if "input" in err and not isinstance(err["input"], dict) else ""
+        raise ConfigError(f"config key {key!r}: {err['msg']}{shown}") from None
+
+
+def save_config(config: BaseModel, path: str | Path) -> Path:
+    """Write the effective config as YAML."""
+    path = Path(path)
+    path.write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False), encoding="utf-8")
+    return path

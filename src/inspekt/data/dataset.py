@@ -1,0 +1,98 @@
+"""The one typed dataset every layout is read into: samples with path, label, mask and split."""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+SPLITS = ("train", "val", "test")
+SPLIT_ALIASES = {"train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val",
+                 "test": "test", "testing": "test"}
+# Folder / class names that mean "normal" for anomaly detection.
+NORMAL_NAMES = ("good", "ok", "normal", "free", "pass", "nominal")
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One image of a dataset; ``mask`` and ``split`` are optional."""
+
+    path: Path
+    label: str | None = None
+    mask: Path | None = None
+    split: str | None = None
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A dataset read from one of the supported layouts.
+
+    Attributes:
+        root: the folder (or CSV file) it was read from.
+        layout: "classes", "csv", "mvtec" or "segmentation".
+        samples: every image, in a deterministic order.
+        classes: sorted label names (empty when the layout has no labels).
+        mask_layout: whether the layout expects a mask per image (so missing ones matter).
+    """
+
+    root: Path
+    layout: str
+    samples: tuple[Sample, ...]
+    classes: tuple[str, ...]
+    mask_layout: bool = False
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def normal_class(self) -> str | None:
+        """The class that means "normal" (good / ok / free ...), if any."""
+        by_lower = {c.lower(): c for c in self.classes}
+        return next((by_lower[n] for n in NORMAL_NAMES if n in by_lower), None)
+
+    @property
+    def n_masks(self) -> int:
+        """Number of samples with a mask file."""
+        return sum(s.mask is not None for s in self.samples)
+
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        """The tasks this dataset can train: classify, segment, anomaly."""
+        found = []
+        if len(self.classes) >= 2:
+            found.append("classify")
+        if self.n_masks:
+            found.append("segment")
+        if self.normal_class is not None:
+            found.append("anomaly")
+        return tuple(found)
+
+    @property
+    def splits(self) -> tuple[str, ...]:
+        """The splits present, in train/val/test order."""
+        present = {s.split for s in self.samples if s.split}
+        return tuple(s for s in SPLITS if s in present)
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """Image counts per split ("all" when there are no splits), then per label."""
+        table: dict[str, Counter] = {}
+        for s in self.samples:
+            table.setdefault(s.split or "all", Counter())[s.label or "(none)"] += 1
+        return {split: dict(sorted(c.items())) for split, c in table.items()}
+
+    def subset(self, split: str) -> Dataset:
+        """Only the samples of one split."""
+        return replace(self, samples=tuple(s for s in self.samples if s.split == split))
+
+    def fingerprint(self) -> str:
+        """A short hash of the sample paths, labels and file sizes (recorded in model cards)."""
+        digest = hashlib.sha256()
+        for s in sorted(self.samples, key=lambda s: str(s.path)):
+            size = s.path.stat().st_size if s.path.exists() else -1
+            digest.update(f"{s.path.name}|{s.label}|{s.split}|{size}\n".encode())
+        return digest.hexdigest()[:16]
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __repr__(self) -> str:
+        return f"Dataset({str(self.root)!r}, layout={self.layout}, images={len(self)}, classes={list(self.classes)})"

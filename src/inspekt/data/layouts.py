@@ -1,0 +1,202 @@
+"""Detect and read the supported dataset layouts into one ``Dataset``.
+
+1. class folders   root/<class>/*, optionally under root/{train,val,test}/
+2. CSV             path,label[,mask][,split]   (paths relative to the CSV)
+3. MVTec           root/train/good, root/test/<type>, root/ground_truth/<type>/<stem>_mask.png
+4. segmentation    root/images/** with mirrored root/masks/** (same relative path and stem,
+                   any extension), or <stem>_mask.<ext> beside each image
+
+Detection is by structure, in the order MVTec, segmentation, class folders; a CSV is read
+when the path is a .csv file. Ambiguous or empty layouts raise with what was found.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+from ..errors import DatasetError
+from ..io import IMAGE_EXTENSIONS, list_images
+from .dataset import SPLIT_ALIASES, Dataset, Sample
+
+EXPECTED = (
+    "expected one of: class folders ROOT/<class>/*.png (optionally under ROOT/train|val|test/); "
+    "MVTec ROOT/train/good + ROOT/test/<type>; ROOT/images/** with ROOT/masks/**; "
+    "images with <stem>_mask.png beside them; or a CSV file with columns path,label[,mask][,split]"
+)
+MASK_SUFFIX = "_mask"
+PATH_COLUMNS = ("path", "image", "file", "filename")
+
+
+def _subdirs(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def _loose_images(folder: Path) -> list[Path]:
+    return list_images(folder, recursive=False)
+
+
+def _split_name(name: str) -> str | None:
+    return SPLIT_ALIASES.get(name.lower())
+
+
+def _pair_beside_masks(files: list[Path]) -> list[tuple[Path, Path | None]]:
+    """Separate ``<stem>_mask.<ext>`` files from images and attach them to their image."""
+    by_key = {(f.parent, f.stem): f for f in files}
+    masks = {
+        (f.parent, f.stem[: -len(MASK_SUFFIX)]): f
+        for f in files
+        if f.stem.endswith(MASK_SUFFIX) and (f.parent, f.stem[: -len(MASK_SUFFIX)]) in by_key
+    }
+    mask_files = set(masks.values())
+    pairs = [(f, masks.get((f.parent, f.stem))) for f in files if f not in mask_files]
+    return pairs
+
+
+def _mask_index(folder: Path) -> dict[tuple[str, str], Path]:
+    """Masks under ``folder`` keyed by (relative dir, stem without a ``_mask`` suffix)."""
+    index = {}
+    for m in list_images(folder):
+        stem = m.stem[: -len(MASK_SUFFIX)] if m.stem.endswith(MASK_SUFFIX) else m.stem
+        index[(str(m.parent.relative_to(folder)), stem)] = m
+    return index
+
+
+def _dataset(root: Path, layout: str, samples: list[Sample], mask_layout: bool = False) -> Dataset:
+    if not samples:
+        raise DatasetError(f"{root}: no images found; {EXPECTED}")
+    classes = tuple(sorted({s.label for s in samples if s.label is not None}))
+    return Dataset(root, layout, tuple(samples), classes, mask_layout)
+
+
+def read_mvtec(root: Path) -> Dataset | None:
+    """MVTec AD style, or None when ``root`` is not one."""
+    train, test = root / "train", root / "test"
+    if not (train / "good").is_dir() or not test.is_dir():
+        return None
+    if [d.name for d in _subdirs(train)] != ["good"]:
+        return None  # several classes under train/: that is the class-folder layout with splits
+    truth = root / "ground_truth"
+    masks = _mask_index(truth) if truth.is_dir() else {}
+    samples = [Sample(p, "good", None, "train") for p in list_images(train / "good")]
+    for split_dir in (d for d in _subdirs(root) if _split_name(d.name) in ("val", "test")):
+        for type_dir in _subdirs(split_dir):
+            for p in list_images(type_dir):
+                mask = masks.get((type_dir.name, p.stem))
+                samples.append(Sample(p, type_dir.name, mask, _split_name(split_dir.name)))
+    return _dataset(root, "mvtec", samples, mask_layout=bool(masks))
+
+
+def _label_and_split(rel_parts: tuple[str, ...]) -> tuple[str | None, str | None]:
+    """Label and split from the folders between a layout root and the image."""
+    split = _split_name(rel_parts[0]) if rel_parts else None
+    rest = rel_parts[1:] if split else rel_parts
+    return (rest[0] if rest else None), split
+
+
+def read_segmentation(root: Path) -> Dataset | None:
+    """images/ + mirrored masks/ folders, or None when ``root`` has no such pair."""
+    images, masks_dir = root / "images", root / "masks"
+    if not images.is_dir() or not masks_dir.is_dir():
+        return None
+    masks = _mask_index(masks_dir)
+    samples = []
+    for p in list_images(images):
+        rel = p.parent.relative_to(images)
+        label, split = _label_and_split(rel.parts)
+        samples.append(Sample(p, label, masks.get((str(rel), p.stem)), split))
+    return _dataset(root, "segmentation", samples, mask_layout=True)
+
+
+def _class_samples(folder: Path, split: str | None) -> list[Sample]:
+    loose = _loose_images(folder)
+    classes = [d for d in _subdirs(folder) if list_images(d)]
+    if loose and classes:
+        raise DatasetError(
+            f"{folder}: ambiguous layout: {len(loose)} images lie directly in it beside "
+            f"{len(classes)} class folders ({', '.join(d.name for d in classes[:5])}); move the loose "
+            f"images into a class folder, or point at one folder"
+        )
+    if loose:  # a flat folder is a dataset only when its images carry masks beside them
+        pairs = _pair_beside_masks(loose)
+        if not any(m for _, m in pairs):
+            raise DatasetError(
+                f"{folder}: found {len(loose)} images but no class folders or masks, so there are no labels; {EXPECTED}"
+            )
+        return [Sample(p, None, m, split) for p, m in pairs]
+    samples = []
+    for d in classes:
+        samples.extend(Sample(p, d.name, m, split) for p, m in _pair_beside_masks(list_images(d)))
+    return samples
+
+
+def read_class_folders(root: Path) -> Dataset:
+    """Class folders (optionally under train/val/test), with masks beside images if present."""
+    subdirs = [d for d in _subdirs(root) if list_images(d)]
+    split_dirs = [d for d in subdirs if _split_name(d.name)]
+    if split_dirs and len(split_dirs) != len(subdirs):
+        others = [d.name for d in subdirs if not _split_name(d.name)]
+        raise DatasetError(
+            f"{root}: ambiguous layout: split folders ({', '.join(d.name for d in split_dirs)}) beside "
+            f"other folders ({', '.join(others[:5])}); put every class folder under train/, val/ or test/"
+        )
+    if split_dirs:
+        samples = [s for d in split_dirs for s in _class_samples(d, _split_name(d.name))]
+    else:
+        samples = _class_samples(root, None)
+    has_masks = any(s.mask for s in samples)
+    return _dataset(root, "segmentation" if has_masks and not any(s.label for s in samples) else "classes",
+                    samples, mask_layout=has_masks)
+
+
+def _csv_rows(path: Path) -> tuple[list[dict[str, str]], str]:
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            fields = [c.strip().lower() for c in (reader.fieldnames or [])]
+            rows = [{k.strip().lower(): (v or "").strip() for k, v in row.items() if k} for row in reader]
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise DatasetError(f"{path}: cannot read CSV ({exc})") from exc
+    column = next((c for c in PATH_COLUMNS if c in fields), None)
+    if column is None:
+        raise DatasetError(f"{path}: no path column (found columns: {', '.join(fields) or 'none'}); "
+                           "expected a header path,label[,mask][,split]")
+    return rows, column
+
+
+def read_csv(path: Path) -> Dataset:
+    """A CSV with columns path,label[,mask][,split]; paths relative to the CSV's folder."""
+    rows, column = _csv_rows(path)
+    base, samples = path.parent, []
+    for line, row in enumerate(rows, start=2):
+        if not row.get(column):
+            raise DatasetError(f"{path}:{line}: empty {column!r} value")
+        split = row.get("split") or None
+        if split is not None and _split_name(split) is None:
+            raise DatasetError(f"{path}:{line}: unknown split {split!r} (use train, val or test)")
+        mask = base / row["mask"] if row.get("mask") else None
+        samples.append(Sample(base / row[column], row.get("label") or None, mask, split and _split_name(split)))
+    return _dataset(path, "csv", samples, mask_layout="mask" in rows[0] if rows else False)
+
+
+def open_dataset(path: str | Path) -> Dataset:
+    """Detect a dataset's layout and read it.
+
+    Args:
+        path: a dataset folder or a CSV file.
+
+    Returns:
+        The typed dataset.
+
+    Raises:
+        DatasetError: missing path, empty or ambiguous layout, or a malformed CSV.
+    """
+    root = Path(path)
+    if not root.exists():
+        raise DatasetError(f"{root}: no such file or folder")
+    if root.is_file():
+        if root.suffix.lower() == ".csv":
+            return read_csv(root)
+        kind = "an image" if root.suffix.lower() in IMAGE_EXTENSIONS else "a file"
+        raise DatasetError(f"{root}: is {kind}, not a dataset; {EXPECTED}")
+    return read_mvtec(root) or read_segmentation(root) or read_class_folders(root)

@@ -1,0 +1,89 @@
+"""Stratified, deterministic train/val/test splits written as a CSV (images are never copied).
+
+Exact duplicates (same bytes) always land in the same split, so a split never leaks a test
+image into training.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import os
+import zlib
+from collections import defaultdict
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DatasetError
+from .dataset import Dataset, Sample
+
+
+def _groups_by_content(samples: tuple[Sample, ...]) -> list[list[Sample]]:
+    groups: dict[str, list[Sample]] = {}
+    for s in samples:
+        try:
+            key = hashlib.sha256(s.path.read_bytes()).hexdigest()
+        except OSError:
+            key = str(s.path)  # unreadable: its own group; `data info` reports it
+        groups.setdefault(key, []).append(s)
+    return list(groups.values())
+
+
+def _allocate(n: int, val: float, test: float) -> tuple[int, int]:
+    n_test = int(round(n * test))
+    n_val = int(round(n * val))
+    while n_test + n_val >= n and n_test + n_val > 0:  # keep at least one group for training
+        if n_val >= n_test and n_val:
+            n_val -= 1
+        else:
+            n_test -= 1
+    return n_val, n_test
+
+
+def split_dataset(ds: Dataset, *, val: float = 0.2, test: float = 0.2, seed: int = 0) -> Dataset:
+    """Assign train/val/test to every sample, stratified by label.
+
+    Args:
+        ds: the dataset; existing splits are replaced.
+        val: fraction for validation.
+        test: fraction for test.
+        seed: the same seed always gives the same split.
+
+    Returns:
+        The dataset with ``split`` set on every sample.
+
+    Raises:
+        DatasetError: fractions outside [0, 1) or summing to 1 or more.
+    """
+    if not (0 <= val < 1 and 0 <= test < 1 and val + test < 1):
+        raise DatasetError(f"--val {val} and --test {test} must each lie in [0, 1) and sum to less than 1")
+    by_label: dict[str | None, list[list[Sample]]] = defaultdict(list)
+    for group in _groups_by_content(ds.samples):
+        by_label[group[0].label].append(group)
+    assigned: dict[Path, str] = {}
+    for label, groups in sorted(by_label.items(), key=lambda kv: str(kv[0])):
+        # Seeded per label, so adding a class does not reshuffle the others.
+        rng = np.random.default_rng([seed, zlib.crc32(str(label).encode())])
+        order = rng.permutation(len(groups))
+        n_val, n_test = _allocate(len(groups), val, test)
+        for rank, index in enumerate(order):
+            split = "test" if rank < n_test else "val" if rank < n_test + n_val else "train"
+            for s in groups[index]:
+                assigned[s.path] = split
+    return replace(ds, samples=tuple(replace(s, split=assigned[s.path]) for s in ds.samples))
+
+
+def write_split_csv(ds: Dataset, out: str | Path) -> Path:
+    """Write ``path,label,mask,split`` rows with paths relative to the CSV's folder."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    base = out.parent.resolve()
+    rel = lambda p: Path(os.path.relpath(Path(p).resolve(), base)).as_posix()  # noqa: E731
+    with out.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["path", "label", "mask", "split"])
+        for s in ds.samples:
+            writer.writerow([rel(s.path), s.label or "", rel(s.mask) if s.mask else "", s.split or ""])
+    return out

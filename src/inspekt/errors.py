@@ -1,0 +1,53 @@
+"""Errors a user can cause and fix.
+
+Every class here is an ``InspektError``: the CLI prints its message on one line and exits
+with status 2 (no traceback unless ``--debug``). A message names the file / key / value at
+fault and says how to fix it.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class InspektError(Exception):
+    """Base class of every error a user can cause (bad file, bad option, bad config)."""
+
+
+class ImageLoadError(InspektError, ValueError):
+    """An image could not be decoded; the message names the source and the reason."""
+
+
+class DatasetError(InspektError):
+    """A dataset layout could not be read or is ambiguous."""
+
+
+class BundleError(InspektError):
+    """A model bundle is missing, malformed, or was refused (e.g. a pickle)."""
+
+
+class ConfigError(InspektError):
+    """A configuration key or value is invalid."""
+
+
+class NotFittedError(InspektError):
+    """A model was used before it was fitted or loaded."""
+
+
+class InspektWarning(UserWarning):
+    """Something was handled, but the user should know (e.g. a multi-page TIFF)."""
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """Return ' Did you mean "x"?' for the closest choice, or '' when none is close.
+
+    Args:
+        word: what the user typed.
+        choices: the valid spellings.
+
+    Returns:
+        A sentence fragment starting with a space, ready to append to a message.
+    """
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f' Did you mean "{close[0]}"?' if close else ""

@@ -1,0 +1,213 @@
+"""The one Predictor every front door uses: decode -> preprocess from the card -> model -> Prediction.
+
+ONNX Runtime by default (no torch import needed to serve); a torch backend for gradients
+(Grad-CAM) and for checking the export. Both backends see the same preprocessed batch.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .bundle import ONNX, Bundle, load_network, open_bundle
+from .card import ModelCard
+from .errors import ConfigError, did_you_mean
+from .io import BatchReport, iter_images
+from .transforms import preprocess_batch
+
+BACKENDS = ("onnx", "torch")
+ImageSource = str | os.PathLike | bytes | np.ndarray
+
+
+@dataclass
+class Prediction:
+    """One image's result, the same dataclass for every task.
+
+    Attributes:
+        source: the file path (or ``<array>`` / ``<bytes>``).
+        task: classify, segment or anomaly.
+        label: the predicted class (or verdict).
+        score: confidence of ``label`` (classify) or anomaly score.
+        scores: per-class probabilities (classify).
+        mask: HxW uint8 mask at the original image size (segment / anomaly).
+        anomaly_map: HxW float32 map at the original image size (anomaly).
+        time_ms: model + pre/post-processing time attributed to this image.
+    """
+
+    source: str
+    task: str
+    label: str | None = None
+    score: float | None = None
+    scores: dict[str, float] | None = None
+    mask: np.ndarray | None = None
+    anomaly_map: np.ndarray | None = None
+    time_ms: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (arrays summarised by their shape, not dumped)."""
+        out: dict[str, Any] = {"path": self.source, "task": self.task, "label": self.label, "score": self.score}
+        if self.scores is not None:
+            out["scores"] = self.scores
+        for name in ("mask", "anomaly_map"):
+            value = getattr(self, name)
+            if value is not None:
+                out[f"{name}_shape"] = list(value.shape)
+        out["time_ms"] = round(self.time_ms, 3)
+        return out | self.extra
+
+    def __repr__(self) -> str:
+        score = "" if self.score is None else f" {self.score:.3f}"
+        return f"<Prediction {Path(self.source).name}: {self.label}{score}>"
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=1, keepdims=True)
+
+
+def _classify(card: ModelCard, outputs: dict[str, np.ndarray], sources: Sequence[str], geometries) -> list[Prediction]:
+    probs = _softmax(outputs["logits"].astype(np.float64))
+    results = []
+    for source, row in zip(sources, probs):
+        best = int(row.argmax())
+        scores = {name: float(p) for name, p in zip(card.classes, row)}
+        results.append(Prediction(source, "classify", card.classes[best], float(row[best]), scores))
+    return results
+
+
+# Post-processing per task: one function and one row each. Segment and anomaly arrive with
+# their own issues; a bundle of those tasks is refused with a clear message until then.
+POSTPROCESS = {"classify": _classify}
+
+
+class OnnxBackend:
+    """Runs ``model.onnx`` with ONNX Runtime on the CPU."""
+
+    name = "onnx"
+
+    def __init__(self, bundle: Bundle, threads: int | None = None):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(bundle.read(ONNX), options, providers=["CPUExecutionProvider"])
+        self.output_names = [o.name for o in self.session.get_outputs()]
+
+    def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        """Outputs by name for an NCHW float32 batch."""
+        return dict(zip(self.output_names, self.session.run(None, {"input": batch})))
+
+
+class TorchBackend:
+    """Runs the torch network rebuilt from ``weights.safetensors``."""
+
+    name = "torch"
+
+    def __init__(self, bundle: Bundle, threads: int | None = None):
+        import torch
+
+        if threads:
+            torch.set_num_threads(threads)
+        self.network = load_network(bundle)
+        self.output_names = list(bundle.card.outputs)
+
+    def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        """Outputs by name for an NCHW float32 batch."""
+        import torch
+
+        with torch.inference_mode():
+            out = self.network(torch.from_numpy(batch))
+        out = out if isinstance(out, (tuple, list)) else (out,)
+        return {name: t.numpy() for name, t in zip(self.output_names, out)}
+
+
+class Predictor:
+    """Predict with a bundle: ``Predictor.load("model.inspekt").predict(["a.png"])``."""
+
+    def __init__(self, bundle: Bundle, backend: OnnxBackend | TorchBackend, batch_size: int = 16):
+        self.bundle = bundle
+        self.card = bundle.card
+        self.backend = backend
+        self.batch_size = batch_size
+        if self.card.task not in POSTPROCESS:
+            raise ConfigError(f"{bundle.path}: this inspekt version cannot predict {self.card.task} bundles yet")
+
+    @classmethod
+    def load(cls, bundle: str | Path | Bundle, *, backend: str = "onnx", threads: int | None = None,
+             batch_size: int = 16) -> Predictor:
+        """Open a bundle and create its backend.
+
+        Args:
+            bundle: bundle folder, ``.inspekt`` file, run folder, or an opened ``Bundle``.
+            backend: "onnx" (default, ONNX Runtime) or "torch".
+            threads: intra-op threads (None: the runtime's default).
+            batch_size: images per model call.
+
+        Raises:
+            BundleError: the bundle cannot be opened.
+            ConfigError: unknown backend.
+        """
+        if backend not in BACKENDS:
+            raise ConfigError(f"unknown backend {backend!r}.{did_you_mean(backend, BACKENDS)} Use onnx or torch")
+        opened = bundle if isinstance(bundle, Bundle) else open_bundle(bundle)
+        runner = (OnnxBackend if backend == "onnx" else TorchBackend)(opened, threads)
+        return cls(opened, runner, batch_size)
+
+    def predict_arrays(self, images: Sequence[np.ndarray], sources: Sequence[str] | None = None) -> list[Prediction]:
+        """Predict decoded images (HxW or HxWx3 uint8), batched."""
+        sources = list(sources) if sources is not None else ["<array>"] * len(images)
+        results: list[Prediction] = []
+        for start in range(0, len(images), self.batch_size):
+            chunk = images[start : start + self.batch_size]
+            t0 = time.perf_counter()
+            batch, geometries = preprocess_batch(chunk, self.card.input)
+            outputs = self.backend.run(batch)
+            part = POSTPROCESS[self.card.task](self.card, outputs, sources[start : start + len(chunk)], geometries)
+            per_image = (time.perf_counter() - t0) * 1000 / max(1, len(chunk))
+            for prediction in part:
+                prediction.time_ms = per_image
+            results.extend(part)
+        return results
+
+    def predict(self, images: Iterable[ImageSource] | ImageSource, *, report: BatchReport | None = None) -> list[Prediction]:
+        """Predict paths, bytes or arrays; bad files are skipped and recorded in ``report``.
+
+        Args:
+            images: one source or an iterable of sources (paths, bytes, uint8 arrays).
+            report: collects skipped files (path + reason); pass one to read it afterwards.
+
+        Returns:
+            One Prediction per image that could be read, in input order.
+        """
+        if isinstance(images, (str, os.PathLike, bytes, np.ndarray)):
+            images = [images]
+        report = report if report is not None else BatchReport()
+        results: list[Prediction] = []
+        pending: list[tuple[str, np.ndarray]] = []
+        for item in images:
+            if isinstance(item, np.ndarray):
+                pending.append(("<array>", item))
+                continue
+            pending.extend(iter_images([item], mode="keep", report=report))
+            if len(pending) >= self.batch_size:
+                results.extend(self._flush(pending))
+        results.extend(self._flush(pending))
+        return results
+
+    def _flush(self, pending: list[tuple[str, np.ndarray]]) -> list[Prediction]:
+        sources, arrays = [p[0] for p in pending], [p[1] for p in pending]
+        pending.clear()
+        return self.predict_arrays(arrays, sources) if arrays else []
+
+    def __repr__(self) -> str:
+        return f"Predictor({self.bundle!r}, backend={self.backend.name})"
