@@ -113,7 +113,7 @@ def _fit(network, x, y, x_val, y_val, spec: InputSpec, cfg: TrainConfig, n_class
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-            losses.append(float(loss))
+            losses.append(loss.item())
         row = {"epoch": epoch, "train_loss": float(np.mean(losses)), "lr": scheduler.get_last_lr()[0]}
         scheduler.step()
         row |= _evaluate(network, x_val, y_val, spec, n_classes, cfg.batch)

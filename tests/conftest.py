@@ -1,0 +1,40 @@
+"""Shared fixtures: small synthetic datasets and one tiny trained bundle per session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
+
+
+def shared_dataset(name: str) -> Path:
+    """Path of a development dataset, or skip the test with a message when it is absent."""
+    path = SHARED / name
+    if not path.is_dir():
+        pytest.skip(f"development dataset {path} is not present (only on the team's machines)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def synth_classes(tmp_path_factory) -> Path:
+    """80 synthetic 48x48 surfaces in class folders (ok, pore, lop, scratch)."""
+    from inspekt.data.synth import write_dataset
+
+    return write_dataset(tmp_path_factory.mktemp("synth") / "classes", n=80, size=48, seed=1).root
+
+
+@pytest.fixture(scope="session")
+def trained(synth_classes, tmp_path_factory):
+    """A tiny_cnn trained for a few epochs on ``synth_classes`` (a TrainResult)."""
+    from inspekt.config import TrainConfig
+    from inspekt.train import train
+
+    cfg = TrainConfig(task="classify", data=str(synth_classes), epochs=3, imgsz=32, batch=16,
+                      model_params={"width": 8}, out=str(tmp_path_factory.mktemp("runs")))
+    return train(cfg)

@@ -1,0 +1,130 @@
+"""The whole path: train a tiny model -> bundle -> load -> predict through ONNX Runtime and torch."""
+
+import json
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+
+from inspekt.bundle import CARD, ONNX, WEIGHTS, check_parity, export_onnx, open_bundle, save_bundle
+from inspekt.errors import BundleError, ConfigError
+from inspekt.io import BatchReport, list_images, load_image
+from inspekt.predictor import Predictor
+
+
+def test_training_writes_a_complete_bundle(trained):
+    bundle = open_bundle(trained.bundle)
+    assert {CARD, WEIGHTS, ONNX} <= {p.name for p in trained.bundle.iterdir()}
+    card = bundle.card
+    assert card.task == "classify" and card.classes == ("lop", "ok", "pore", "scratch")
+    assert card.input.size == (32, 32) and len(card.input.mean) == card.input.channels
+    assert card.data.fingerprint and card.versions["torch"].startswith("2.")
+    assert trained.parity.max_abs_diff <= 1e-4
+    assert (trained.run_dir / "config.yaml").is_file() and (trained.run_dir / "results.csv").is_file()
+
+
+def test_onnx_and_torch_predict_the_same(trained, synth_classes):
+    files = list_images(synth_classes)[:24]
+    onnx = Predictor.load(trained.bundle, backend="onnx").predict(files)
+    eager = Predictor.load(trained.bundle, backend="torch").predict(files)
+    assert [p.label for p in onnx] == [p.label for p in eager]
+    diffs = [abs(a.scores[c] - b.scores[c]) for a, b in zip(onnx, eager) for c in a.scores]
+    assert max(diffs) < 1e-5
+    assert all(abs(sum(p.scores.values()) - 1) < 1e-5 for p in onnx)
+
+
+def test_paths_bytes_and_arrays_give_identical_predictions(trained, synth_classes):
+    path = list_images(synth_classes)[0]
+    predictor = Predictor.load(trained.bundle)
+    by_path, by_bytes = predictor.predict(path)[0], predictor.predict(path.read_bytes())[0]
+    by_array = predictor.predict(load_image(path, mode="keep"))[0]
+    assert by_path.scores == by_bytes.scores == by_array.scores
+    assert by_path.source == str(path)
+
+
+def test_archive_bundle_predicts_like_the_folder(trained, synth_classes, tmp_path):
+    from inspekt.bundle import load_network
+
+    folder = open_bundle(trained.bundle)
+    archive, _ = save_bundle(load_network(folder), folder.card, tmp_path / "model", archive=True)
+    assert archive.name == "model.inspekt" and zipfile.is_zipfile(archive)
+    files = list_images(synth_classes)[:8]
+    a = Predictor.load(archive).predict(files)
+    b = Predictor.load(trained.bundle).predict(files)
+    assert [p.label for p in a] == [p.label for p in b]
+    assert max(abs(x.scores[c] - y.scores[c]) for x, y in zip(a, b) for c in x.scores) < 1e-6
+
+
+def test_run_folder_resolves_to_its_bundle(trained):
+    assert open_bundle(trained.run_dir).path == trained.bundle
+
+
+def test_bad_files_are_skipped_and_reported(trained, synth_classes, tmp_path):
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 10)
+    files = [*list_images(synth_classes)[:3], broken, tmp_path / "missing.png"]
+    report = BatchReport()
+    results = Predictor.load(trained.bundle).predict(files, report=report)
+    assert len(results) == 3 and report.loaded == 3
+    assert [s.path for s in report.skipped] == [str(broken), str(tmp_path / "missing.png")]
+    assert "not found" in report.skipped[1].reason
+
+
+@pytest.mark.parametrize("suffix", [".pt", ".pth", ".ckpt", ".pkl"])
+def test_pickles_are_refused(tmp_path, suffix):
+    path = tmp_path / f"model{suffix}"
+    path.write_bytes(b"whatever")
+    with pytest.raises(BundleError, match="pickle.*never loads"):
+        open_bundle(path)
+
+
+def test_not_a_bundle(tmp_path):
+    with pytest.raises(BundleError, match="no such bundle"):
+        open_bundle(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(BundleError, match="no card.json"):
+        open_bundle(tmp_path / "empty")
+    (tmp_path / "x.inspekt").write_text("not a zip")
+    with pytest.raises(BundleError, match="not a readable zip"):
+        open_bundle(tmp_path / "x.inspekt")
+
+
+def test_tampered_card_is_refused(trained, tmp_path):
+    import shutil
+
+    copy = shutil.copytree(trained.bundle, tmp_path / "b")
+    raw = json.loads((copy / CARD).read_text()) | {"task": "detect"}
+    (copy / CARD).write_text(json.dumps(raw))
+    with pytest.raises(BundleError, match="unknown task 'detect'"):
+        open_bundle(copy)
+
+
+class _NoisyNet(torch.nn.Module):
+    """Adds fresh noise at every call: torch and ONNX Runtime can never agree."""
+
+    def forward(self, x):
+        return x.mean(dim=(2, 3)) + torch.rand(x.shape[0], 1)
+
+
+def test_parity_failure_refuses_to_write(trained, tmp_path):
+    card = open_bundle(trained.bundle).card
+    out = tmp_path / "refused"
+    with pytest.raises(BundleError, match="ONNX and torch outputs differ"):
+        save_bundle(_NoisyNet(), card, out)
+    assert not out.exists()
+
+
+def test_parity_report_on_real_samples(trained):
+    from inspekt.bundle import load_network
+
+    bundle = open_bundle(trained.bundle)
+    network = load_network(bundle)
+    samples = np.random.default_rng(1).standard_normal((3, bundle.card.input.channels, 32, 32)).astype(np.float32)
+    report = check_parity(network, export_onnx(network, bundle.card), bundle.card, samples)
+    assert report.ok and report.n_inputs == 7
+
+
+def test_unknown_backend(trained):
+    with pytest.raises(ConfigError, match="unknown backend 'onxx'.*Did you mean \"onnx\""):
+        Predictor.load(trained.bundle, backend="onxx")
