@@ -13,6 +13,11 @@ from typer.core import TyperGroup
 from ..errors import InspektError
 from .common import STATE, err_console
 
+# Usage errors belong to click, which reports them itself (status 2, with a did-you-mean).
+# Typer may vendor its own click, so find its ClickException through a public Typer class.
+_CLICK_EXCEPTION = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+_CLICK_ERRORS = (_CLICK_EXCEPTION, typer.Exit, typer.Abort, KeyboardInterrupt)
+
 
 class _Group(TyperGroup):
     def invoke(self, ctx):
@@ -23,10 +28,10 @@ class _Group(TyperGroup):
                 raise
             err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
-        except (typer.Exit, typer.Abort, KeyboardInterrupt):
+        except _CLICK_ERRORS:
             raise
         except Exception as exc:  # a bug: say so in one line, keep the traceback for --debug
-            if STATE["debug"] or getattr(exc, "__module__", "").startswith("click"):
+            if STATE["debug"]:
                 raise
             err_console.print(
                 f"[bold red]internal error:[/] {type(exc).__name__}: {exc}\n"

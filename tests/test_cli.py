@@ -1,0 +1,99 @@
+"""The CLI through its real front doors: Typer's CliRunner in-process, and subprocesses."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from inspekt.cli import app
+
+runner = CliRunner()
+
+
+def run(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def cli(*args, check=True):
+    """Run the installed `inspekt` entry point in a subprocess."""
+    exe = os.path.join(os.path.dirname(sys.executable), "inspekt")
+    proc = subprocess.run([exe, *map(str, args)], capture_output=True, text=True, timeout=300)
+    if check:
+        assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def test_help_lists_the_command_groups():
+    result = run("--help")
+    assert result.exit_code == 0
+    for command in ("train", "predict", "export", "data", "checks", "version"):
+        assert command in result.output
+
+
+def test_version_and_checks_json():
+    assert run("version").output.strip() == "0.1.0"
+    found = json.loads(run("checks", "--json").output)
+    assert "CPUExecutionProvider" in found["onnxruntime_providers"]
+    assert found["versions"]["torch"].startswith("2.13")
+    assert isinstance(found["torchvision_workaround_active"], bool)
+
+
+def test_data_synth_info_split(tmp_path):
+    out = json.loads(run("data", "synth", tmp_path / "s", "--n", 24, "--size", 32, "--layout", "segmentation",
+                         "--json").output)
+    assert out["n_images"] == 24
+    info = json.loads(run("data", "info", tmp_path / "s", "--json").output)
+    assert info["layout"] == "segmentation" and info["n_images"] == 24 and info["masks_found"] == 24
+    split = json.loads(run("data", "split", tmp_path / "s", "--out", tmp_path / "split.csv", "--json").output)
+    assert sum(sum(c.values()) for c in split["counts"].values()) == 24
+    assert (tmp_path / "split.csv").read_text().startswith("path,label,mask,split")
+
+
+def test_train_predict_export_through_subprocesses(synth_classes, tmp_path):
+    trained = json.loads(cli("train", "classify", "--data", synth_classes, "--epochs", 2, "--imgsz", 32,
+                             "--out", tmp_path / "runs", "--json", "model_params.width=8").stdout)
+    assert trained["run_dir"].endswith("classify/exp") and trained["bundle"].endswith("bundle")
+    lines = cli("predict", trained["bundle"], synth_classes / "ok", "--json").stdout.strip().splitlines()
+    rows = [json.loads(line) for line in lines]
+    assert len(rows) == 20 and all({"path", "label", "score", "scores"} <= set(r) for r in rows)
+    exported = json.loads(cli("export", trained["run_dir"], "--out", tmp_path / "m.inspekt", "--json").stdout)
+    assert exported["bundle"].endswith("m.inspekt") and exported["parity_max_abs_diff"] <= 1e-4
+    again = json.loads(cli("predict", exported["bundle"], synth_classes / "ok", "--json").stdout.splitlines()[0])
+    assert again["scores"] == pytest.approx(rows[0]["scores"], abs=1e-6)
+
+
+def test_predict_reports_bad_files_and_goes_on(trained, synth_classes, tmp_path):
+    bad = tmp_path / "notes.png"
+    bad.write_text("this is text")
+    result = cli("predict", trained.bundle, bad, synth_classes / "pore", "--json")
+    assert len(result.stdout.strip().splitlines()) == 20
+    assert f"{bad}: not an image" in result.stderr and "skipped 1" in result.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["data", "info", "/no/such/dir"], "error: /no/such/dir: no such file or folder"),
+    (["predict", "model.pth", "x.png"], "pickles"),
+    (["train", "classify", "--data", "d", "epoch=3"], "unknown config key 'epoch'"),
+    (["train", "classify", "--data", "d", "--model", "tiny_cn"], 'Did you mean "tiny_cnn"'),
+])
+def test_user_errors_are_one_line_with_status_2(args, message, tmp_path):
+    if args[0] == "predict":
+        (tmp_path / "model.pth").write_bytes(b"x")
+        args = ["predict", tmp_path / "model.pth", "x.png"]
+    result = cli(*args, check=False)
+    assert result.returncode == 2
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) <= 3  # one message, wrapped at most by the terminal width
+
+
+def test_unknown_option_suggests_the_right_one():
+    result = cli("train", "classify", "--data", "d", "--epoch", "3", check=False)
+    assert result.returncode == 2 and "--epochs" in result.stderr
+
+
+def test_debug_shows_the_traceback():
+    result = cli("--debug", "data", "info", "/no/such/dir", check=False)
+    assert result.returncode != 0 and "Traceback" in result.stderr and "DatasetError" in result.stderr

@@ -1,0 +1,55 @@
+"""Config precedence and validation; run folders."""
+
+import pytest
+import yaml
+
+from inspekt.config import TrainConfig, build_config, parse_overrides, save_config
+from inspekt.errors import ConfigError
+from inspekt.runs import new_run_dir
+
+
+def test_precedence_defaults_yaml_options_overrides(tmp_path):
+    file = tmp_path / "c.yaml"
+    file.write_text("task: classify\ndata: d\nepochs: 7\nlr: 0.1\nbatch: 4\n")
+    cfg = build_config(TrainConfig, file=file, options={"epochs": 3, "lr": None}, overrides=["batch=9"])
+    assert (cfg.epochs, cfg.lr, cfg.batch, cfg.imgsz) == (3, 0.1, 9, 128)
+
+
+def test_nested_overrides_are_typed():
+    assert parse_overrides(["model_params.width=8", "name=run1", "exist_ok=true"]) == {
+        "model_params": {"width": 8}, "name": "run1", "exist_ok": True}
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["epoch=3"], "unknown config key 'epoch'.*Did you mean \"epochs\""),
+    (["epochs=zero"], "config key 'epochs'.*got 'zero'"),
+    (["epochs=0"], "config key 'epochs'.*greater than or equal to 1"),
+    (["resize=squash"], "config key 'resize'"),
+    (["epochs"], "not key=value"),
+])
+def test_bad_overrides(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        build_config(TrainConfig, options={"task": "classify", "data": "d"}, overrides=overrides)
+
+
+def test_bad_yaml_files(tmp_path):
+    with pytest.raises(ConfigError, match="config file not found"):
+        build_config(TrainConfig, file=tmp_path / "none.yaml")
+    (tmp_path / "list.yaml").write_text("- a\n- b\n")
+    with pytest.raises(ConfigError, match="must be a mapping"):
+        build_config(TrainConfig, file=tmp_path / "list.yaml")
+
+
+def test_effective_config_round_trips(tmp_path):
+    cfg = build_config(TrainConfig, options={"task": "classify", "data": "d"}, overrides=["epochs=2"])
+    path = save_config(cfg, tmp_path / "config.yaml")
+    assert build_config(TrainConfig, file=path) == cfg and yaml.safe_load(path.read_text())["epochs"] == 2
+
+
+def test_run_dirs_increment_unless_exist_ok(tmp_path):
+    first = new_run_dir(tmp_path, "classify", "exp")
+    second = new_run_dir(tmp_path, "classify", "exp")
+    assert (first.name, second.name) == ("exp", "exp2")
+    assert new_run_dir(tmp_path, "classify", "exp", exist_ok=True) == first
+    with pytest.raises(ConfigError, match="may hold only"):
+        new_run_dir(tmp_path, "classify", "../escape")
