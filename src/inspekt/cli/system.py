@@ -5,12 +5,13 @@ from __future__ import annotations
 import os
 import shutil
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 
 import typer
 from rich.table import Table
 
 from . import app
-from .common import console, print_json
+from .common import console, print_json, progress_bar
 
 PACKAGES = ("inspekt", "numpy", "pillow", "opencv-python-headless", "torch", "torchvision", "timm",
             "onnx", "onnxruntime", "scikit-learn", "pydantic", "typer")
@@ -81,3 +82,36 @@ def models(task: str = typer.Option(None, help="Only models of this task."),
     for e in entries:
         table.add_row(e.name, e.task, e.description)
     console.print(table)
+
+
+@app.command()
+def demo(workspace: Path = typer.Option(Path("workspace"), help="Folder to build the demo in.")) -> None:
+    """Build the demo workspace from synthetic data (once) and print a guided tour."""
+    from ..demo import EPOCHS, build_demo
+
+    with progress_bar("training the demo classifier", EPOCHS) as advance:
+        ws = build_demo(workspace, on_epoch=lambda row: advance())
+    console.print(f"\n[bold]inspekt demo workspace[/]: {ws.root.resolve()}")
+    console.print("built now: " + (", ".join(ws.built) if ws.built else "nothing (everything was already there)"),
+                  soft_wrap=True)
+    for name, path in ws.datasets.items():
+        console.print(f"  data    {path}")
+    console.print(f"  model   {ws.model}  validation {ws.metrics}", soft_wrap=True)
+    table = Table("incoming image", "true", "predicted", "score", title="predictions on data/incoming")
+    for p in ws.predictions[::3]:  # a few of each class
+        table.add_row(Path(p.source).name, Path(p.source).parent.name, str(p.label), f"{p.score:.3f}")
+    console.print(table)
+    data, model = ws.datasets["surfaces"], ws.model
+    console.print(TOUR.format(data=data, model=model, incoming=ws.datasets["incoming"], seg=ws.datasets["surfaces-seg"]),
+                  highlight=False, soft_wrap=True)
+
+
+TOUR = """[bold]Try next[/]
+  inspekt data info {data}                 # layout, classes, sizes, corrupt files, duplicates
+  inspekt data info {seg}             # images + masks
+  inspekt data split {data} --out split.csv   # stratified train/val/test CSV
+  inspekt predict {model} {incoming} --json
+  inspekt train classify --data {data} --epochs 10 --imgsz 64
+  inspekt export {model} --out copy.inspekt    # re-export with the ONNX parity check
+  inspekt checks                           # versions, threads, runtimes
+"""

@@ -1,0 +1,35 @@
+# Two commands: `make run` (set up + build the demo workspace) and `make test` (set up + test).
+# Both create .venv when missing and reinstall only when pyproject.toml or constraints.txt change.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.stamp-install
+WORKSPACE ?= workspace
+
+export HF_HUB_OFFLINE := 1
+export NO_ALBUMENTATIONS_UPDATE := 1
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: run test install demo clean
+
+run: install
+	$(BIN)/inspekt demo --workspace $(WORKSPACE)
+
+test: install
+	$(BIN)/python -m pytest
+
+install: $(STAMP)
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# torch and torchvision are pinned together in constraints.txt: an unpinned torch is a
+# multi-GB CUDA download.
+$(STAMP): pyproject.toml constraints.txt | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $@
+
+clean:
+	rm -rf $(VENV) $(WORKSPACE) runs .pytest_cache
