@@ -276,3 +276,9 @@ def test_layouts_constant_lists_every_layout(tmp_path: Path) -> None:
     for layout in LAYOUTS:
         summary = write_dataset(tmp_path / layout, n=4, size=32, layout=layout)
         assert summary.layout == layout and sum(summary.counts.values()) == 4
+
+
+def test_progress_is_called_once_per_image(tmp_path):
+    seen = []
+    write_dataset(tmp_path / "p", n=6, size=32, progress=seen.append)
+    assert seen == [1, 2, 3, 4, 5, 6]

@@ -103,8 +103,9 @@ def synth_cmd(
     """Generate inspekt's synthetic industrial surfaces (ok, pore, lop, scratch) with exact masks."""
     from ..data.synth import write_dataset
 
-    summary = write_dataset(out, kind=kind, n=n, size=size, seed=seed, layout=layout, color=color,
-                            overwrite=overwrite)
+    with progress_bar("generating images", n, enabled=not as_json) as advance:
+        summary = write_dataset(out, kind=kind, n=n, size=size, seed=seed, layout=layout, color=color,
+                                overwrite=overwrite, progress=lambda _: advance())
     if as_json:
         print_json({"root": str(summary.root), "layout": summary.layout, "counts": summary.counts,
                     "n_images": summary.n_images, "seconds": summary.seconds})

@@ -106,7 +106,7 @@ def demo(workspace: Path = typer.Option(Path("workspace"), help="Folder to build
                   highlight=False, soft_wrap=True)
 
 
-TOUR = """[bold]Try next[/]
+TOUR = """[bold]Try next[/] (first: source .venv/bin/activate)
   inspekt data info {data}                 # layout, classes, sizes, corrupt files, duplicates
   inspekt data info {seg}             # images + masks
   inspekt data split {data} --out split.csv   # stratified train/val/test CSV

@@ -373,6 +373,7 @@ def write_dataset(
     layout: str = "classes",
     color: str = "mixed",
     overwrite: bool = False,
+    progress: Callable[[int], None] | None = None,
 ) -> SynthSummary:
     """Write a synthetic dataset (PNG images, and masks where the layout has them).
 
@@ -390,6 +391,7 @@ def write_dataset(
         color: "mixed" (per-image choice, ~half each), "grey" (HxW) or "color" (HxWx3).
         overwrite: allow a non-empty folder; the folders and README.txt that
             write_dataset creates are deleted first, other files are kept.
+        progress: called with the number of images written so far, after each one.
 
     Returns:
         A ``SynthSummary`` with the root, layout, images per folder, count and time.
@@ -416,5 +418,7 @@ def write_dataset(
         if mask_rel is not None:
             save_image(root / mask_rel, sample.mask)
         counts[key] = counts.get(key, 0) + 1
+        if progress:
+            progress(sum(counts.values()))
     (root / "README.txt").write_text(_readme(layout, n, size, seed, color, counts))
     return SynthSummary(root, layout, counts, n, time.perf_counter() - start)
