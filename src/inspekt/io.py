@@ -23,6 +23,15 @@ from typing import IO, Any, Union
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from inspekt._pixels import (
+    GREY_MODES,
+    apply_orientation,
+    composite,
+    decode_16bit_colour,
+    pillow_to_array,
+    to_mode,
+    truncates_16bit_colour,
+)
 from inspekt.errors import (
     ConfigError,
     DatasetError,
@@ -49,12 +58,6 @@ _MODES = ("RGB", "L", "keep")
 # Pillow plugins allowed to parse pixel data; JPEG may come back as MPO (camera JPEGs).
 _PILLOW_FORMATS = ("PNG", "JPEG", "BMP", "TIFF", "WEBP", "GIF", "PPM")
 _ALLOWED_FORMATS = frozenset(_PILLOW_FORMATS) | {"MPO"}
-_GREY_MODES = frozenset({"1", "L", "LA", "I", "F", "I;16", "I;16L", "I;16B", "I;16N"})
-_HIGH_DEPTH_MODES = frozenset({"I", "F", "I;16", "I;16L", "I;16B", "I;16N"})
-_COLOUR_MODES = frozenset(
-    {"1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr", "HSV"}
-)
-_ALPHA_MODES = frozenset({"LA", "PA", "RGBA", "RGBa"})
 _ORIENTATION_TAG = 0x0112
 _MAGIC = (
     (b"\x89PNG\r\n\x1a\n", "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"GIF87a", "GIF"),
@@ -138,16 +141,19 @@ def load_image(
         with _open_pillow(label, stream) as img:
             _check_size(label, img.size, limit)
             _warn_if_multipage(label, img)
-            sixteen_bit_colour = _truncates_16bit_colour(img)  # .tile is gone after load()
+            sixteen_bit_colour = truncates_16bit_colour(img)  # .tile is gone after load()
             img.load()
             orientation = _orientation(img, label)
-            grey_source = img.mode in _GREY_MODES
-            array = _decode_16bit_colour(stream, img) if sixteen_bit_colour else None
+            grey_source = img.mode in GREY_MODES
+            array = None
+            if sixteen_bit_colour:
+                stream.seek(0)
+                array = decode_16bit_colour(stream.read(), img.size)
             if array is None:
-                array = _pillow_to_array(img, label)
+                array = pillow_to_array(img, label)
     if array.ndim == 3 and array.shape[2] == 4:
-        array = _composite(array, colour)
-    return _to_mode(_apply_orientation(array, orientation), mode, grey_source)
+        array = composite(array, colour)
+    return to_mode(apply_orientation(array, orientation), mode, grey_source)
 
 
 def image_size(source: ImageSource) -> tuple[int, int]:
@@ -201,7 +207,7 @@ def save_image(path: str | os.PathLike[str], array: np.ndarray) -> Path:
         choices = sorted(_SAVE_FORMATS)
         raise ImageLoadError(
             f"{target}: cannot save with suffix {suffix or '(none)'!r} "
-            f"(supported: {', '.join(choices)}).{_did_you_mean(suffix, choices)}"
+            f"(supported: {', '.join(choices)}).{did_you_mean(suffix, choices)}"
         )
     pixels = _check_savable(array, fmt, suffix)
     temporary = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp")
@@ -302,18 +308,14 @@ def _iter_images(
 # --- argument checks ---------------------------------------------------------------------
 
 
-def _did_you_mean(word: str, choices: Iterable[str]) -> str:
-    # difflib is case-sensitive, and "rgb" for "RGB" is the most likely slip.
-    options = list(choices)
-    hints = (did_you_mean(w, options) for w in (word, word.upper(), word.lower()))
-    return next((hint for hint in hints if hint), "")
-
-
 def _check_mode(mode: str) -> None:
     if mode not in _MODES:
+        # difflib is case-sensitive, and "rgb" for "RGB" is the most likely slip.
+        word = str(mode)
+        hints = (did_you_mean(w, _MODES) for w in (word, word.upper(), word.lower()))
         raise ValueError(
             f"mode must be one of {', '.join(repr(m) for m in _MODES)}, not {mode!r}."
-            + _did_you_mean(str(mode), _MODES)
+            + next((hint for hint in hints if hint), "")
         )
 
 
@@ -557,116 +559,6 @@ def _orientation(img: Image.Image, label: str, *, header_only: bool = False) -> 
         warnings.warn(message, InspektWarning, stacklevel=3)
         return 1
     return value if isinstance(value, int) and 1 <= value <= 8 else 1
-
-
-def _truncates_16bit_colour(img: Image.Image) -> bool:
-    if img.format not in ("PNG", "TIFF") or img.mode not in ("RGB", "RGBA", "LA"):
-        return False
-    for tile in img.tile:
-        args = tile[3]
-        rawmode = args[0] if isinstance(args, tuple) and args else args
-        if isinstance(rawmode, str) and ";16" in rawmode:
-            return True
-    return False
-
-
-def _decode_16bit_colour(stream: IO[bytes], img: Image.Image) -> np.ndarray | None:
-    """Re-decode a 16-bit colour PNG/TIFF with OpenCV, which keeps all 16 bits."""
-    import cv2  # deferred: only this rare path needs it
-
-    stream.seek(0)
-    try:
-        decoded = cv2.imdecode(np.frombuffer(stream.read(), np.uint8), cv2.IMREAD_UNCHANGED)
-    except cv2.error:
-        return None
-    width, height = img.size
-    if decoded is None or decoded.dtype != np.uint16 or decoded.shape[:2] != (height, width):
-        return None
-    if decoded.ndim != 3 or decoded.shape[2] not in (3, 4):
-        return None
-    order = [2, 1, 0] if decoded.shape[2] == 3 else [2, 1, 0, 3]
-    return _scale_16bit(decoded[..., order])
-
-
-def _pillow_to_array(img: Image.Image, label: str) -> np.ndarray:
-    """Return HxW, HxWx3 or HxWx4 (alpha still to composite) uint8 from a loaded image."""
-    if img.mode in _HIGH_DEPTH_MODES:
-        return _high_depth_to_uint8(img, label)
-    if img.mode not in _COLOUR_MODES:
-        raise ImageLoadError(f"{label}: unsupported pixel mode {img.mode}")
-    keyed = img.mode in ("1", "L", "P", "RGB") and "transparency" in img.info  # tRNS colour key
-    if img.mode in _ALPHA_MODES or keyed:
-        return np.array(img.convert("RGBA"))
-    if img.mode in ("1", "L"):
-        return np.array(img.convert("L"))
-    return np.array(img.convert("RGB"))
-
-
-def _scale_16bit(values: np.ndarray) -> np.ndarray:
-    # round(v / 257) maps 0..65535 exactly onto 0..255; (v + 128) // 257 is that rounding.
-    return ((values.astype(np.uint32) + 128) // 257).astype(np.uint8)
-
-
-def _high_depth_to_uint8(img: Image.Image, label: str) -> np.ndarray:
-    values = np.array(img)
-    if img.mode == "F":
-        return _float_to_uint8(values.astype(np.float64), label)
-    if values.dtype.kind == "i":  # mode "I" is signed; negative values carry no light
-        values = np.clip(values, 0, None)
-    peak = int(values.max())
-    if peak <= 65535:
-        return _scale_16bit(values)
-    return np.rint(values * (255.0 / peak)).astype(np.uint8)
-
-
-def _float_to_uint8(values: np.ndarray, label: str) -> np.ndarray:
-    values = np.where(np.isfinite(values), values, 0.0)
-    low, high = float(values.min()), float(values.max())
-    if low >= 0.0 and high <= 1.0:
-        return np.rint(values * 255.0).astype(np.uint8)
-    warnings.warn(
-        f"{label}: float image with values in [{low:g}, {high:g}], outside [0, 1]; "
-        "min-max normalised to 0-255",
-        InspektWarning,
-        stacklevel=5,
-    )
-    if high == low:
-        return np.zeros(values.shape, np.uint8)
-    return np.rint((values - low) * (255.0 / (high - low))).astype(np.uint8)
-
-
-# --- post-processing -----------------------------------------------------------------------
-
-
-def _composite(rgba: np.ndarray, background: tuple[int, int, int]) -> np.ndarray:
-    alpha = rgba[..., 3:4].astype(np.uint16)
-    rgb = rgba[..., :3].astype(np.uint16)
-    under = np.asarray(background, np.uint16)
-    # Max 255 * 255 + 127 fits uint16; +127 rounds the division by 255.
-    return ((rgb * alpha + under * (255 - alpha) + 127) // 255).astype(np.uint8)
-
-
-def _apply_orientation(array: np.ndarray, orientation: int) -> np.ndarray:
-    # Same transforms as PIL.ImageOps.exif_transpose, done on the array so that the
-    # OpenCV path gets them too.
-    if orientation in (5, 6, 7, 8):
-        array = array.swapaxes(0, 1)
-        orientation = {5: 1, 6: 2, 7: 3, 8: 4}[orientation]
-    if orientation in (2, 3):
-        array = array[:, ::-1]
-    if orientation in (3, 4):
-        array = array[::-1]
-    return np.ascontiguousarray(array)
-
-
-def _to_mode(array: np.ndarray, mode: str, grey_source: bool) -> np.ndarray:
-    if array.ndim == 2:
-        out = np.repeat(array[:, :, None], 3, axis=2) if mode == "RGB" else array
-    elif mode == "L" or (mode == "keep" and grey_source):
-        out = np.array(Image.fromarray(array).convert("L"))
-    else:
-        out = array
-    return np.ascontiguousarray(out, dtype=np.uint8)
 
 
 def _check_savable(array: Any, fmt: str, suffix: str) -> np.ndarray:
