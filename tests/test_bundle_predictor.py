@@ -128,3 +128,49 @@ def test_parity_report_on_real_samples(trained):
 def test_unknown_backend(trained):
     with pytest.raises(ConfigError, match="unknown backend 'onxx'.*Did you mean \"onnx\""):
         Predictor.load(trained.bundle, backend="onxx")
+
+
+def test_export_never_replaces_what_is_not_a_bundle(trained, tmp_path):
+    from inspekt.bundle import load_network
+
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "data.png").write_bytes(b"precious")
+    bundle = open_bundle(trained.bundle)
+    with pytest.raises(BundleError, match="exists and is not a model bundle"):
+        save_bundle(load_network(bundle), bundle.card, victim, overwrite=True)
+    assert (victim / "data.png").read_bytes() == b"precious"
+    with pytest.raises(BundleError, match="already exists.*--overwrite"):
+        save_bundle(load_network(bundle), bundle.card, trained.bundle)
+
+
+def _edited_copy(trained, tmp_path, **changes):
+    import shutil
+
+    copy = shutil.copytree(trained.bundle, tmp_path / "edited")
+    raw = json.loads((copy / CARD).read_text())
+    for key, value in changes.items():
+        node = raw
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node[part]
+        node[leaf] = value
+    (copy / CARD).write_text(json.dumps(raw))
+    return copy
+
+
+def test_card_classes_must_match_the_model(trained, tmp_path):
+    copy = _edited_copy(trained, tmp_path, classes=["a", "b", "c"])
+    with pytest.raises(BundleError, match="params.num_classes is 4 but the card declares 3"):
+        open_bundle(copy)
+
+
+def test_card_input_size_must_match_the_graph(trained, tmp_path):
+    copy = _edited_copy(trained, tmp_path, **{"input.size": [64, 64]})
+    with pytest.raises(BundleError, match=r"declares input \[3, 64, 64\].*model.onnx takes \[3, 32, 32\]"):
+        Predictor.load(copy)
+
+
+def test_batch_size_must_be_positive(trained):
+    with pytest.raises(ConfigError, match="batch size 0 must be 1 or more"):
+        Predictor.load(trained.bundle, batch_size=0)

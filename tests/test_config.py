@@ -53,3 +53,30 @@ def test_run_dirs_increment_unless_exist_ok(tmp_path):
     assert new_run_dir(tmp_path, "classify", "exp", exist_ok=True) == first
     with pytest.raises(ConfigError, match="may hold only"):
         new_run_dir(tmp_path, "classify", "../escape")
+
+
+def test_model_params_decided_by_the_data_are_refused(synth_classes, tmp_path):
+    from inspekt.train import train
+
+    cfg = build_config(TrainConfig, options={"task": "classify", "data": str(synth_classes), "out": str(tmp_path)},
+                       overrides=["model_params.num_classes=7"])
+    with pytest.raises(ConfigError, match="model_params.num_classes is set from the data"):
+        train(cfg)
+
+
+@pytest.mark.parametrize("params, message", [
+    ({"width": "abc"}, "width='abc' is out of range"),
+    ({"width": 0}, "width=0 is out of range"),
+    ({"dropout": 2}, "dropout=2 is out of range"),
+])
+def test_bad_model_params_name_the_value(params, message):
+    from inspekt.models import create_model
+
+    with pytest.raises(ConfigError, match=message):
+        create_model("tiny_cnn", num_classes=2, **params)
+
+
+def test_run_dir_under_a_file_is_a_clear_error(tmp_path):
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(ConfigError, match="cannot create the run folder under .*afile"):
+        new_run_dir(tmp_path / "afile", "classify")

@@ -168,7 +168,7 @@ def test_defects_vary_with_the_seed() -> None:
 def test_make_surface_errors_say_the_fix() -> None:
     with pytest.raises(DatasetError, match='Did you mean "pore"'):
         make_surface("pores")
-    with pytest.raises(DatasetError, match="32 or more"):
+    with pytest.raises(DatasetError, match="from 32 to 4096"):
         make_surface("ok", size=16)
 
 
@@ -251,8 +251,8 @@ def test_color_modes(tmp_path: Path, color: str, ndims: set[int]) -> None:
         ({"kind": "surfce"}, 'Did you mean "surface"'),
         ({"layout": "mvtech"}, 'Did you mean "mvtec"'),
         ({"color": "gray"}, 'Did you mean "grey"'),
-        ({"n": 0}, "n=1 or more"),
-        ({"size": 16}, "32 or more"),
+        ({"n": 0}, "n from 1 to"),
+        ({"size": 16}, "from 32 to 4096"),
     ],
 )
 def test_bad_arguments_raise_with_the_fix(tmp_path: Path, kwargs: dict, fix: str) -> None:
@@ -282,3 +282,11 @@ def test_progress_is_called_once_per_image(tmp_path):
     seen = []
     write_dataset(tmp_path / "p", n=6, size=32, progress=seen.append)
     assert seen == [1, 2, 3, 4, 5, 6]
+
+
+def test_overwrite_refuses_a_folder_inspekt_did_not_write(tmp_path):
+    (tmp_path / "ok").mkdir()
+    (tmp_path / "ok" / "mine.png").write_bytes(b"user data")
+    with pytest.raises(DatasetError, match="did not generate"):
+        write_dataset(tmp_path, n=4, size=32, overwrite=True)
+    assert (tmp_path / "ok" / "mine.png").read_bytes() == b"user data"

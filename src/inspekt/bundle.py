@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from .card import ModelCard, parse_card
-from .errors import BundleError
+from .errors import BundleError, InspektError
 
 SUFFIX = ".inspekt"
 CARD, WEIGHTS, ONNX, REFERENCE = "card.json", "weights.safetensors", "model.onnx", "reference.json"
@@ -37,6 +37,7 @@ class Bundle:
         self.path = path
         self._members = members  # zip content; None for a folder
         self.card: ModelCard = parse_card(self.read(CARD), where=str(path))
+        _check_consistent(self.card, str(path))
 
     def has(self, name: str) -> bool:
         """Whether the bundle holds the file ``name``."""
@@ -45,12 +46,21 @@ class Bundle:
     def read(self, name: str) -> bytes:
         """The bytes of file ``name``; raises ``BundleError`` naming what is missing."""
         if not self.has(name):
-            raise BundleError(f"{self.path}: bundle has no {name}; re-export it with `inspekt export {self.path}`")
+            raise BundleError(f"{self.path}: bundle has no {name}; it is incomplete: copy the whole bundle again or retrain")
         return self._members[name] if self._members is not None else (self.path / name).read_bytes()
 
     def __repr__(self) -> str:
         card = self.card
         return f"Bundle({str(self.path)!r}, task={card.task}, architecture={card.architecture}, classes={len(card.classes)})"
+
+
+def _check_consistent(card: ModelCard, where: str) -> None:
+    """The registry's conventions: ``num_classes`` and ``in_chans`` must agree with the card."""
+    expected = {"num_classes": len(card.classes), "in_chans": card.input.channels}
+    for key, value in expected.items():
+        if key in card.params and card.params[key] != value:
+            raise BundleError(f"{where}: card.json params.{key} is {card.params[key]} but the card declares {value} "
+                              f"({'classes' if key == 'num_classes' else 'input.channels'}); the card was edited or is damaged")
 
 
 def open_bundle(path: str | Path) -> Bundle:
@@ -96,12 +106,15 @@ def load_network(bundle: Bundle):
     from .models import create_model
 
     card = bundle.card
-    network = create_model(card.architecture, **card.params)
+    try:
+        network = create_model(card.architecture, **card.params)
+    except InspektError as exc:
+        raise BundleError(f"{bundle.path}: card.json: {exc}") from exc
     try:
         network.load_state_dict(load_safetensors(bundle.read(WEIGHTS)), strict=True)
     except (RuntimeError, ValueError) as exc:
-        first_line = str(exc).strip().splitlines()[0]
-        raise BundleError(f"{bundle.path}: weights do not fit {card.architecture}: {first_line}") from exc
+        detail = " ".join(str(exc).split())[:300]
+        raise BundleError(f"{bundle.path}: weights do not fit {card.architecture} as the card describes it: {detail}") from exc
     return network.eval()
 
 
@@ -169,7 +182,7 @@ def check_parity(network, onnx_bytes: bytes, card: ModelCard, samples: np.ndarra
 
 def save_bundle(network, card: ModelCard, out: str | Path, *, samples: np.ndarray | None = None,
                 extra_files: dict[str, bytes] | None = None, archive: bool = False,
-                tolerance: float = PARITY_TOLERANCE) -> tuple[Path, ParityReport]:
+                tolerance: float = PARITY_TOLERANCE, overwrite: bool = False) -> tuple[Path, ParityReport]:
     """Export, parity-check and write a bundle; nothing is written when the check fails.
 
     Args:
@@ -180,14 +193,17 @@ def save_bundle(network, card: ModelCard, out: str | Path, *, samples: np.ndarra
         extra_files: further members, e.g. ``{"reference.json": ...}``.
         archive: write a single ``.inspekt`` zip instead of a folder.
         tolerance: parity tolerance (max abs diff).
+        overwrite: replace an existing bundle at ``out`` (anything else there is never replaced).
 
     Returns:
         The written path and the parity report.
 
     Raises:
-        BundleError: ONNX and torch disagree beyond the tolerance.
+        BundleError: ONNX and torch disagree beyond the tolerance, or ``out`` exists.
     """
     from safetensors.torch import save as save_safetensors
+
+    out = _target(Path(out), archive, overwrite)
 
     network = network.eval()
     onnx_bytes = export_onnx(network, card)
@@ -201,14 +217,26 @@ def save_bundle(network, card: ModelCard, out: str | Path, *, samples: np.ndarra
     state = {k: v.detach().contiguous() for k, v in network.state_dict().items()}
     members = {CARD: card.to_json().encode(), WEIGHTS: save_safetensors(state), ONNX: onnx_bytes}
     members.update(extra_files or {})
-    return _write_members(Path(out), members, archive), parity
+    return _write_members(out, members, archive), parity
+
+
+def _target(out: Path, archive: bool, overwrite: bool) -> Path:
+    """Where to write; refuses to replace anything but a bundle, and a bundle only when asked."""
+    out = out if not archive or out.suffix == SUFFIX else out.with_name(out.name + SUFFIX)
+    if not out.exists():
+        return out
+    is_bundle = (out / CARD).is_file() if out.is_dir() else zipfile.is_zipfile(out)
+    if not is_bundle:
+        raise BundleError(f"{out} exists and is not a model bundle; choose another path (nothing was written)")
+    if not overwrite:
+        raise BundleError(f"{out} already exists; choose another path or pass --overwrite to replace it")
+    return out
 
 
 def _write_members(out: Path, members: dict[str, bytes], archive: bool) -> Path:
     # Write next to the target and rename, so a crash never leaves a half-written bundle.
     out.parent.mkdir(parents=True, exist_ok=True)
     if archive:
-        out = out if out.suffix == SUFFIX else out.with_name(out.name + SUFFIX)
         tmp = out.with_name(out.name + ".tmp")
         with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
             for name, data in members.items():

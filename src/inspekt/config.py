@@ -33,7 +33,7 @@ class TrainConfig(BaseModel):
     val: float = Field(0.2, gt=0, lt=1, description="validation fraction carved when the data has no val split")
     channels: Literal["auto", 1, 3] = "auto"
     resize: Literal["stretch", "letterbox", "crop"] = "stretch"
-    seed: int = 0
+    seed: int = Field(0, ge=0)
     threads: int | None = Field(None, ge=1)
     out: str = "runs"
     name: str = "exp"

@@ -17,7 +17,7 @@ import numpy as np
 
 from .bundle import ONNX, Bundle, load_network, open_bundle
 from .card import ModelCard
-from .errors import ConfigError, did_you_mean
+from .errors import BundleError, ConfigError, did_you_mean
 from .io import BatchReport, iter_images
 from .transforms import preprocess_batch
 
@@ -88,6 +88,19 @@ def _classify(card: ModelCard, outputs: dict[str, np.ndarray], sources: Sequence
 POSTPROCESS = {"classify": _classify}
 
 
+def _check_graph(bundle: Bundle, session) -> None:
+    """model.onnx must take the card's input shape and give one score per class."""
+    card, (graph_input,) = bundle.card, session.get_inputs()
+    wanted = [card.input.channels, *card.input.size]
+    if [d for d in graph_input.shape[1:]] != wanted:
+        raise BundleError(f"{bundle.path}: card.json declares input {wanted} (channels, height, width) but "
+                          f"model.onnx takes {graph_input.shape[1:]}; the card was edited or belongs to another model")
+    first = session.get_outputs()[0].shape
+    if card.task == "classify" and first[-1] != len(card.classes):
+        raise BundleError(f"{bundle.path}: card.json lists {len(card.classes)} classes but model.onnx gives "
+                          f"{first[-1]} scores; the card was edited or belongs to another model")
+
+
 class OnnxBackend:
     """Runs ``model.onnx`` with ONNX Runtime on the CPU."""
 
@@ -102,6 +115,7 @@ class OnnxBackend:
             options.inter_op_num_threads = 1
         self.session = ort.InferenceSession(bundle.read(ONNX), options, providers=["CPUExecutionProvider"])
         self.output_names = [o.name for o in self.session.get_outputs()]
+        _check_graph(bundle, self.session)
 
     def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         """Outputs by name for an NCHW float32 batch."""
@@ -157,6 +171,8 @@ class Predictor:
             BundleError: the bundle cannot be opened.
             ConfigError: unknown backend.
         """
+        if batch_size < 1:
+            raise ConfigError(f"batch size {batch_size} must be 1 or more")
         if backend not in BACKENDS:
             raise ConfigError(f"unknown backend {backend!r}.{did_you_mean(backend, BACKENDS)} Use onnx or torch")
         opened = bundle if isinstance(bundle, Bundle) else open_bundle(bundle)

@@ -31,7 +31,10 @@ def new_run_dir(out: str | Path, task: str, name: str = "exp", *, exist_ok: bool
     if not _NAME.match(name):
         raise ConfigError(f"run name {name!r} may hold only letters, digits, '.', '_' and '-'")
     parent = Path(out) / task
-    parent.mkdir(parents=True, exist_ok=True)
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create the run folder under {out!s}: {exc.strerror or exc}; choose another --out") from exc
     candidate, number = parent / name, 2
     while True:
         try:  # mkdir is atomic: two runs started at once never share a folder

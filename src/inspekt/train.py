@@ -48,7 +48,7 @@ def _train_val(ds: Dataset, cfg: TrainConfig) -> tuple[Dataset, Dataset]:
     return carved.subset("train"), carved.subset("val")
 
 
-def _cache(ds: Dataset, spec: InputSpec, report: BatchReport) -> tuple[np.ndarray, list[str]]:
+def _cache(ds: Dataset, spec: InputSpec, report: BatchReport, split: str) -> tuple[np.ndarray, list[str]]:
     """Decode + resize every image once; uint8 NHW(C) in RAM, with its labels."""
     labels = {str(s.path): s.label for s in ds.samples}
     images, kept = [], []
@@ -56,14 +56,14 @@ def _cache(ds: Dataset, spec: InputSpec, report: BatchReport) -> tuple[np.ndarra
         images.append(resize(to_channels(image, spec.channels), spec)[0])
         kept.append(labels[source])
     if not images:
-        raise DatasetError(f"{ds.root}: no readable images in this split")
+        raise DatasetError(f"{ds.root}: the {split} split has no readable images; add images or lower val=")
     return np.stack(images), kept
 
 
 def _channels(ds: Dataset, cfg: TrainConfig) -> int:
     if cfg.channels != "auto":
         return int(cfg.channels)
-    for _, image in iter_images([s.path for s in ds.samples[:32]], mode="keep"):
+    for _, image in iter_images([s.path for s in ds.samples[:32]], mode="keep", report=BatchReport()):
         if image.ndim == 3:
             return 3
     return 1
@@ -170,12 +170,15 @@ def train(cfg: TrainConfig, *, on_epoch: EpochCallback | None = None) -> TrainRe
     channels, report = _channels(train_ds, cfg), BatchReport()
     spec = InputSpec(size=(cfg.imgsz, cfg.imgsz), channels=channels, mean=(0.5,) * channels,
                      std=(0.25,) * channels, resize=cfg.resize)
-    x, y_names = _cache(train_ds, spec, report)
-    x_val, y_val_names = _cache(val_ds, spec, report)
+    x, y_names = _cache(train_ds, spec, report, "training")
+    x_val, y_val_names = _cache(val_ds, spec, report, "validation")
     mean, std = _stats(x, channels)
     spec = spec.model_copy(update={"mean": mean, "std": std})
     index = {c: i for i, c in enumerate(ds.classes)}
     y, y_val = np.array([index[n] for n in y_names]), np.array([index[n] for n in y_val_names])
+    decided = sorted({"num_classes", "in_chans"} & set(cfg.model_params))
+    if decided:
+        raise ConfigError(f"model_params.{decided[0]} is set from the data (classes, channels=...); remove it")
     params = {"num_classes": len(ds.classes), "in_chans": channels, **cfg.model_params}
     network = create_model(cfg.model, **params)
     run_dir = new_run_dir(cfg.out, cfg.task, cfg.name, exist_ok=cfg.exist_ok)
@@ -189,5 +192,5 @@ def train(cfg: TrainConfig, *, on_epoch: EpochCallback | None = None) -> TrainRe
         versions=library_versions(), created_at=now_iso(),
     )
     samples = np.stack([normalize(im, spec) for im in x_val[:8]])
-    bundle, parity = save_bundle(network, card, run_dir / "bundle", samples=samples)
+    bundle, parity = save_bundle(network, card, run_dir / "bundle", samples=samples, overwrite=True)
     return TrainResult(run_dir, bundle, card.metrics, parity, report, history)

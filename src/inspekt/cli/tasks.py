@@ -79,7 +79,7 @@ def predict(
     sources: list[str] = typer.Argument(..., help="Image files, folders or glob patterns."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per image (JSON lines)."),
     backend: str = typer.Option("onnx", help="onnx | torch."),
-    batch: int = typer.Option(16, help="Images per model call."),
+    batch: int = typer.Option(16, min=1, help="Images per model call."),
     threads: int = typer.Option(None, help="Inference threads."),
 ) -> None:
     """Predict images with a bundle; bad files are reported and skipped."""
@@ -99,12 +99,14 @@ def predict(
     if as_json:
         for r in results:
             print_json(r.to_dict())
-    else:
+    elif results:
         table = Table("path", "label", "score", "ms")
         for r in results:
             table.add_row(r.source, str(r.label), f"{r.score:.3f}" if r.score is not None else "", f"{r.time_ms:.1f}")
         console.print(table)
     err_console.print(report.summary(), highlight=False)
+    if not results:
+        raise InspektError(f"none of the {len(files)} file(s) could be read as an image (see the list above)")
 
 
 @app.command()
@@ -112,6 +114,7 @@ def export(
     bundle: Path = typer.Argument(..., help="Bundle folder, .inspekt file or run folder."),
     out: Path = typer.Option(None, "--out", help="Where to write (default: BUNDLE.inspekt beside it)."),
     folder: bool = typer.Option(False, "--folder", help="Write a folder instead of a single .inspekt file."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing bundle at --out."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Re-export a bundle's ONNX graph from its weights, parity-check it and write it."""
@@ -120,7 +123,8 @@ def export(
     source = open_bundle(bundle)
     target = out or source.path.with_name(source.path.name + ("-export" if folder else ""))
     extra = {REFERENCE: source.read(REFERENCE)} if source.has(REFERENCE) else None
-    written, parity = save_bundle(load_network(source), source.card, target, extra_files=extra, archive=not folder)
+    written, parity = save_bundle(load_network(source), source.card, target, extra_files=extra, archive=not folder,
+                                  overwrite=overwrite)
     if as_json:
         print_json({"bundle": str(written), "parity_max_abs_diff": parity.max_abs_diff, "parity_inputs": parity.n_inputs})
         return

@@ -72,7 +72,12 @@ def _dataset(root: Path, layout: str, samples: list[Sample], mask_layout: bool =
 def read_mvtec(root: Path) -> Dataset | None:
     """MVTec AD style, or None when ``root`` is not one."""
     train, test = root / "train", root / "test"
-    if not (train / "good").is_dir() or not test.is_dir():
+    if not (train / "good").is_dir():
+        return None
+    if not test.is_dir() and (root / "ground_truth").is_dir():
+        raise DatasetError(f"{root}: looks like an MVTec layout (train/good, ground_truth/) but has no test/ "
+                           "folder; add test/good and test/<defect type>/ images")
+    if not test.is_dir():
         return None
     if [d.name for d in _subdirs(train)] != ["good"]:
         return None  # several classes under train/: that is the class-folder layout with splits
@@ -176,7 +181,7 @@ def read_csv(path: Path) -> Dataset:
             raise DatasetError(f"{path}:{line}: unknown split {split!r} (use train, val or test)")
         mask = base / row["mask"] if row.get("mask") else None
         samples.append(Sample(base / row[column], row.get("label") or None, mask, split and _split_name(split)))
-    return _dataset(path, "csv", samples, mask_layout="mask" in rows[0] if rows else False)
+    return _dataset(path, "csv", samples, mask_layout=any(s.mask for s in samples))
 
 
 def open_dataset(path: str | Path) -> Dataset:

@@ -87,7 +87,11 @@ def create_model(name: str, **params: Any) -> Any:
     missing = [k for k, v in known.items() if v is inspect.Parameter.empty and k not in params]
     if missing:
         raise ConfigError(f"model {name!r} needs parameter(s): {', '.join(missing)}")
-    return entry.builder(**params)
+    try:
+        return entry.builder(**params)
+    except (TypeError, ValueError, RuntimeError) as exc:  # the builder rejected a value
+        shown = ", ".join(f"{k}={v!r}" for k, v in params.items())
+        raise ConfigError(f"model {name!r} cannot be built with {shown}: {exc}") from exc
 
 
 def list_models(task: str | None = None) -> list[str]:

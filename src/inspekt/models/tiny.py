@@ -44,4 +44,11 @@ def tiny_cnn(*, num_classes: int, in_chans: int = 3, width: int = 16, dropout: f
         width: channels of the first block; doubles at each of the four blocks.
         dropout: dropout before the linear head.
     """
+    for key, value, ok in (("num_classes", num_classes, isinstance(num_classes, int) and num_classes >= 2),
+                           ("in_chans", in_chans, in_chans in (1, 3)),
+                           ("width", width, isinstance(width, int) and 1 <= width <= 512),
+                           ("dropout", dropout, isinstance(dropout, (int, float)) and 0 <= dropout < 1)):
+        if not ok:
+            raise ValueError(f"{key}={value!r} is out of range (num_classes >= 2, in_chans 1 or 3, "
+                             "width an integer 1..512, dropout in [0, 1))")
     return TinyCNN(num_classes=num_classes, in_chans=in_chans, width=width, dropout=dropout)
