@@ -32,10 +32,6 @@ def _subdirs(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
-def _loose_images(folder: Path) -> list[Path]:
-    return list_images(folder, recursive=False)
-
-
 def _split_name(name: str) -> str | None:
     return SPLIT_ALIASES.get(name.lower())
 
@@ -113,13 +109,25 @@ def read_segmentation(root: Path) -> Dataset | None:
     return _dataset(root, "segmentation", samples, mask_layout=True)
 
 
-def _class_samples(folder: Path, split: str | None) -> list[Sample]:
-    loose = _loose_images(folder)
-    classes = [d for d in _subdirs(folder) if list_images(d)]
+def _by_first_folder(files: list[Path], base: Path) -> tuple[list[Path], dict[str, list[Path]]]:
+    """Images directly in ``base``, and the others grouped by their first folder below it."""
+    loose: list[Path] = []
+    groups: dict[str, list[Path]] = {}
+    for f in files:
+        parts = f.relative_to(base).parts
+        if len(parts) == 1:
+            loose.append(f)
+        else:
+            groups.setdefault(parts[0], []).append(f)
+    return loose, groups
+
+
+def _class_samples(folder: Path, files: list[Path], split: str | None) -> list[Sample]:
+    loose, classes = _by_first_folder(files, folder)
     if loose and classes:
         raise DatasetError(
             f"{folder}: ambiguous layout: {len(loose)} images lie directly in it beside "
-            f"{len(classes)} class folders ({', '.join(d.name for d in classes[:5])}); move the loose "
+            f"{len(classes)} class folders ({', '.join(sorted(classes)[:5])}); move the loose "
             f"images into a class folder, or point at one folder"
         )
     if loose:  # a flat folder is a dataset only when its images carry masks beside them
@@ -129,26 +137,24 @@ def _class_samples(folder: Path, split: str | None) -> list[Sample]:
                 f"{folder}: found {len(loose)} images but no class folders or masks, so there are no labels; {EXPECTED}"
             )
         return [Sample(p, None, m, split) for p, m in pairs]
-    samples = []
-    for d in classes:
-        samples.extend(Sample(p, d.name, m, split) for p, m in _pair_beside_masks(list_images(d)))
-    return samples
+    return [Sample(p, name, m, split) for name in sorted(classes) for p, m in _pair_beside_masks(classes[name])]
 
 
 def read_class_folders(root: Path) -> Dataset:
     """Class folders (optionally under train/val/test), with masks beside images if present."""
-    subdirs = [d for d in _subdirs(root) if list_images(d)]
-    split_dirs = [d for d in subdirs if _split_name(d.name)]
-    if split_dirs and len(split_dirs) != len(subdirs):
-        others = [d.name for d in subdirs if not _split_name(d.name)]
+    files = list_images(root)  # one walk of the tree; everything below is grouping
+    loose, top = _by_first_folder(files, root)
+    split_names = sorted(n for n in top if _split_name(n))
+    if split_names and len(split_names) != len(top):
+        others = sorted(n for n in top if not _split_name(n))
         raise DatasetError(
-            f"{root}: ambiguous layout: split folders ({', '.join(d.name for d in split_dirs)}) beside "
+            f"{root}: ambiguous layout: split folders ({', '.join(split_names)}) beside "
             f"other folders ({', '.join(others[:5])}); put every class folder under train/, val/ or test/"
         )
-    if split_dirs:
-        samples = [s for d in split_dirs for s in _class_samples(d, _split_name(d.name))]
+    if split_names and not loose:
+        samples = [s for n in split_names for s in _class_samples(root / n, top[n], _split_name(n))]
     else:
-        samples = _class_samples(root, None)
+        samples = _class_samples(root, files, None)
     has_masks = any(s.mask for s in samples)
     return _dataset(root, "segmentation" if has_masks and not any(s.label for s in samples) else "classes",
                     samples, mask_layout=has_masks)
