@@ -80,3 +80,17 @@ def test_run_dir_under_a_file_is_a_clear_error(tmp_path):
     (tmp_path / "afile").write_text("x")
     with pytest.raises(ConfigError, match="cannot create the run folder under .*afile"):
         new_run_dir(tmp_path / "afile", "classify")
+
+
+def test_bad_model_params_fail_before_any_image_is_decoded(synth_classes, tmp_path, monkeypatch):
+    from inspekt import train as train_module
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("images were decoded before the model parameters were checked")
+
+    monkeypatch.setattr(train_module, "_cache", no_decoding)
+    cfg = build_config(TrainConfig, options={"task": "classify", "data": str(synth_classes), "out": str(tmp_path)},
+                       overrides=["model_params.width=0"])
+    with pytest.raises(ConfigError, match="width=0 is out of range"):
+        train_module.train(cfg)
+    assert not (tmp_path / "classify").exists()  # no run folder for a run that never started

@@ -160,6 +160,9 @@ def train(cfg: TrainConfig, *, on_epoch: EpochCallback | None = None) -> TrainRe
     if cfg.task != "classify":
         raise ConfigError(f"training {cfg.task} models is not available in this version; use task classify")
     get_entry(cfg.model, cfg.task)
+    decided = sorted({"num_classes", "in_chans"} & set(cfg.model_params))
+    if decided:
+        raise ConfigError(f"model_params.{decided[0]} is set from the data (classes, channels=...); remove it")
     ds = open_dataset(cfg.data)
     if len(ds.classes) < 2:
         raise DatasetError(f"{cfg.data}: classification needs at least 2 classes, found {list(ds.classes)}")
@@ -168,6 +171,8 @@ def train(cfg: TrainConfig, *, on_epoch: EpochCallback | None = None) -> TrainRe
         torch.set_num_threads(cfg.threads)
     train_ds, val_ds = _train_val(ds, cfg)
     channels, report = _channels(train_ds, cfg), BatchReport()
+    params = {"num_classes": len(ds.classes), "in_chans": channels, **cfg.model_params}
+    network = create_model(cfg.model, **params)  # bad parameters fail here, before any decoding
     spec = InputSpec(size=(cfg.imgsz, cfg.imgsz), channels=channels, mean=(0.5,) * channels,
                      std=(0.25,) * channels, resize=cfg.resize)
     x, y_names = _cache(train_ds, spec, report, "training")
@@ -176,11 +181,6 @@ def train(cfg: TrainConfig, *, on_epoch: EpochCallback | None = None) -> TrainRe
     spec = spec.model_copy(update={"mean": mean, "std": std})
     index = {c: i for i, c in enumerate(ds.classes)}
     y, y_val = np.array([index[n] for n in y_names]), np.array([index[n] for n in y_val_names])
-    decided = sorted({"num_classes", "in_chans"} & set(cfg.model_params))
-    if decided:
-        raise ConfigError(f"model_params.{decided[0]} is set from the data (classes, channels=...); remove it")
-    params = {"num_classes": len(ds.classes), "in_chans": channels, **cfg.model_params}
-    network = create_model(cfg.model, **params)
     run_dir = new_run_dir(cfg.out, cfg.task, cfg.name, exist_ok=cfg.exist_ok)
     save_config(cfg, run_dir / "config.yaml")
     best, history = _fit(network, x, y, x_val, y_val, spec, cfg, len(ds.classes), on_epoch)
