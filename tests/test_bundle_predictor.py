@@ -174,3 +174,14 @@ def test_card_input_size_must_match_the_graph(trained, tmp_path):
 def test_batch_size_must_be_positive(trained):
     with pytest.raises(ConfigError, match="batch size 0 must be 1 or more"):
         Predictor.load(trained.bundle, batch_size=0)
+
+
+def test_copy_bundle_is_byte_identical_and_refuses_to_clobber(trained, tmp_path):
+    from inspekt.bundle import copy_bundle
+
+    source = open_bundle(trained.bundle)
+    copied = open_bundle(copy_bundle(source, tmp_path / "copy"))
+    assert copied.path.name == "copy.inspekt"
+    assert all(copied.read(n) == source.read(n) for n in (CARD, WEIGHTS, ONNX))
+    with pytest.raises(BundleError, match="already exists"):
+        copy_bundle(source, tmp_path / "copy.inspekt")

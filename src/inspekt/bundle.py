@@ -251,3 +251,13 @@ def _write_members(out: Path, members: dict[str, bytes], archive: bool) -> Path:
     tmp.replace(out)
     return out
 
+
+def copy_bundle(bundle: Bundle, out: str | Path, *, archive: bool = True, overwrite: bool = False) -> Path:
+    """Copy a checked bundle's files as a folder or one ``.inspekt`` zip, byte for byte (no re-export).
+
+    Raises:
+        BundleError: ``out`` exists and is not a bundle, or is one and ``overwrite`` is False.
+    """
+    names = [n for n in (CARD, WEIGHTS, ONNX, REFERENCE) if bundle.has(n)]
+    return _write_members(_target(Path(out), archive, overwrite), {n: bundle.read(n) for n in names}, archive)
+

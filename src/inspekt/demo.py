@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .bundle import SUFFIX, load_network, open_bundle, save_bundle
+from .bundle import SUFFIX, copy_bundle, open_bundle
 from .config import TrainConfig
 from .data.synth import write_dataset
 from .io import list_images
@@ -63,8 +63,7 @@ def _model(root: Path, data: Path, built: list[str], on_epoch: Callable | None) 
     cfg = TrainConfig(task="classify", data=str(data), epochs=EPOCHS, imgsz=IMGSZ, batch=32,
                       out=str(root / "runs"), name="demo", exist_ok=True)
     result = train(cfg, on_epoch=on_epoch)
-    bundle = open_bundle(result.bundle)
-    save_bundle(load_network(bundle), bundle.card, model, archive=True)
+    copy_bundle(open_bundle(result.bundle), model, archive=True)  # already parity-checked by train
     built.append(f"runs/classify/demo and models/{model.name}")
     return model
 
