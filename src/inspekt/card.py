@@ -20,7 +20,6 @@ from .errors import BundleError, did_you_mean
 SCHEMA = "inspekt.card/v1"
 SCHEMA_VERSION = 1
 TASKS = ("classify", "segment", "anomaly")
-RESIZE_POLICIES = ("stretch", "letterbox", "crop")
 
 
 class _Strict(BaseModel):
@@ -88,10 +87,6 @@ class ModelCard(_Strict):
     def to_json(self) -> str:
         """The card as pretty JSON (the content of ``card.json``)."""
         return self.model_dump_json(by_alias=True, indent=2)
-
-    def with_updates(self, **changes: Any) -> ModelCard:
-        """A validated copy with some fields changed (cards are immutable)."""
-        return ModelCard.model_validate({**self.model_dump(by_alias=True), **changes})
 
 
 def library_versions() -> dict[str, str]:

@@ -31,10 +31,6 @@ class ConfigError(InspektError):
     """A configuration key or value is invalid."""
 
 
-class NotFittedError(InspektError):
-    """A model was used before it was fitted or loaded."""
-
-
 class InspektWarning(UserWarning):
     """Something was handled, but the user should know (e.g. a multi-page TIFF)."""
 

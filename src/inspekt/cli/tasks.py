@@ -16,7 +16,7 @@ train_app = typer.Typer(help="Train a model: inspekt train classify --data PATH.
 app.add_typer(train_app, name="train")
 
 
-@train_app.command("classify", context_settings={"allow_extra_args": False})
+@train_app.command("classify")
 def train_classify(
     data: str = typer.Option(..., "--data", help="Dataset folder or CSV."),
     model: str = typer.Option(None, "--model", help="Registered model name (see `inspekt models`)."),

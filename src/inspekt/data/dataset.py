@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 SPLITS = ("train", "val", "test")
@@ -41,7 +41,6 @@ class Dataset:
     samples: tuple[Sample, ...]
     classes: tuple[str, ...]
     mask_layout: bool = False
-    notes: tuple[str, ...] = field(default=())
 
     @property
     def normal_class(self) -> str | None:
