@@ -97,3 +97,38 @@ def test_unknown_option_suggests_the_right_one():
 def test_debug_shows_the_traceback():
     result = cli("--debug", "data", "info", "/no/such/dir", check=False)
     assert result.returncode != 0 and "Traceback" in result.stderr and "DatasetError" in result.stderr
+
+
+def test_models_lists_the_registry():
+    rows = json.loads(run("models", "--json").output)
+    assert {"name": "tiny_cnn", "task": "classify"}.items() <= rows[0].items()
+    assert json.loads(run("models", "--task", "segment", "--json").output) == []
+
+
+def test_export_folder_and_overwrite(trained, tmp_path):
+    first = run("export", trained.run_dir, "--out", tmp_path / "copy", "--folder", "--json")
+    assert first.exit_code == 0, first.output
+    assert (tmp_path / "copy" / "card.json").is_file() and (tmp_path / "copy" / "model.onnx").is_file()
+    again = cli("export", trained.run_dir, "--out", tmp_path / "copy", "--folder", check=False)
+    assert again.returncode == 2 and "already exists; choose another path or pass --overwrite" in again.stderr
+    assert run("export", trained.run_dir, "--out", tmp_path / "copy", "--folder", "--overwrite").exit_code == 0
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    refused = cli("export", trained.run_dir, "--out", tmp_path / "mine", "--folder", "--overwrite", check=False)
+    assert refused.returncode == 2 and "is not a model bundle" in refused.stderr
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
+
+
+def test_demo_command_builds_and_tours(tmp_path, monkeypatch):
+    from inspekt import demo
+
+    monkeypatch.setattr(demo, "DATASETS", {"surfaces": ("classes", 24, 0), "surfaces-seg": ("segmentation", 4, 1),
+                                          "surfaces-mvtec": ("mvtec", 4, 2), "incoming": ("classes", 4, 9)})
+    monkeypatch.setattr(demo, "IMAGE_SIZE", 32)
+    monkeypatch.setattr(demo, "IMGSZ", 32)
+    monkeypatch.setattr(demo, "EPOCHS", 1)
+    result = run("demo", "--workspace", tmp_path / "ws")
+    assert result.exit_code == 0, result.output
+    assert "surface-classifier.inspekt" in result.output and "Try next" in result.output
+    assert "predictions on data/incoming" in result.output
+    assert "nothing (everything was already there)" in run("demo", "--workspace", tmp_path / "ws").output

@@ -1,5 +1,8 @@
 """The torchvision workaround: timm imports and runs; the fallback nms is correct."""
 
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -17,8 +20,13 @@ def test_timm_resnet18_forward_pass():
     assert torch.isfinite(out).all()
 
 
-def test_apply_is_idempotent():
-    assert _compat.apply() == _compat.apply()
+def test_active_exactly_when_torchvision_cannot_import_on_its_own():
+    plain = subprocess.run([sys.executable, "-c", "import torchvision"], capture_output=True, text=True)
+    needed = plain.returncode != 0
+    if needed:
+        assert "torchvision::nms does not exist" in plain.stderr
+    assert _compat.apply() is needed
+    assert _compat.apply() is needed  # a second call must not redefine the operators (that would raise)
 
 
 def test_torchvision_imports_after_apply():
