@@ -132,3 +132,9 @@ def test_demo_command_builds_and_tours(tmp_path, monkeypatch):
     assert "surface-classifier.inspekt" in result.output and "Try next" in result.output
     assert "predictions on data/incoming" in result.output
     assert "nothing (everything was already there)" in run("demo", "--workspace", tmp_path / "ws").output
+
+
+def test_predict_expands_a_quoted_glob(trained, synth_classes):
+    result = cli("predict", trained.bundle, str(synth_classes / "*" / "scratch_*.png"), "--json")
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(rows) == 20 and all("/scratch/scratch_" in r["path"] for r in rows)
