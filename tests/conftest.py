@@ -38,3 +38,15 @@ def trained(synth_classes, tmp_path_factory):
     cfg = TrainConfig(task="classify", data=str(synth_classes), epochs=3, imgsz=32, batch=16,
                       model_params={"width": 8}, out=str(tmp_path_factory.mktemp("runs")))
     return train(cfg)
+
+
+@pytest.fixture
+def small_demo(monkeypatch):
+    """The demo module with tiny datasets and a one-epoch model, so building it takes seconds."""
+    from inspekt import demo
+
+    monkeypatch.setattr(demo, "DATASETS", {"surfaces": ("classes", 32, 0), "surfaces-seg": ("segmentation", 4, 1),
+                                          "surfaces-mvtec": ("mvtec", 8, 2), "incoming": ("classes", 8, 9)})
+    for name, value in (("IMAGE_SIZE", 32), ("IMGSZ", 32), ("EPOCHS", 1)):
+        monkeypatch.setattr(demo, name, value)
+    return demo

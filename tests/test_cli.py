@@ -119,14 +119,7 @@ def test_export_folder_and_overwrite(trained, tmp_path):
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
 
 
-def test_demo_command_builds_and_tours(tmp_path, monkeypatch):
-    from inspekt import demo
-
-    monkeypatch.setattr(demo, "DATASETS", {"surfaces": ("classes", 24, 0), "surfaces-seg": ("segmentation", 4, 1),
-                                          "surfaces-mvtec": ("mvtec", 4, 2), "incoming": ("classes", 4, 9)})
-    monkeypatch.setattr(demo, "IMAGE_SIZE", 32)
-    monkeypatch.setattr(demo, "IMGSZ", 32)
-    monkeypatch.setattr(demo, "EPOCHS", 1)
+def test_demo_command_builds_and_tours(tmp_path, small_demo):
     result = run("demo", "--workspace", tmp_path / "ws")
     assert result.exit_code == 0, result.output
     assert "surface-classifier.inspekt" in result.output and "Try next" in result.output

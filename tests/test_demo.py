@@ -1,14 +1,8 @@
 """The demo workspace: built once from synthetic data, reused on the next run."""
 
-from inspekt import demo
 
-
-def test_demo_builds_once_then_reuses(tmp_path, monkeypatch):
-    monkeypatch.setattr(demo, "DATASETS", {"surfaces": ("classes", 40, 0), "surfaces-seg": ("segmentation", 8, 1),
-                                          "surfaces-mvtec": ("mvtec", 8, 2), "incoming": ("classes", 8, 9)})
-    monkeypatch.setattr(demo, "IMAGE_SIZE", 32)
-    monkeypatch.setattr(demo, "IMGSZ", 32)
-    monkeypatch.setattr(demo, "EPOCHS", 2)
+def test_demo_builds_once_then_reuses(tmp_path, small_demo):
+    demo = small_demo
     first = demo.build_demo(tmp_path / "ws")
     assert first.model.is_file() and first.model.suffix == ".inspekt"
     assert "data/surfaces-mvtec" in first.built and len(first.predictions) == 8
