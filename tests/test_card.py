@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from inspekt.card import SCHEMA, InputSpec, ModelCard, parse_card
+from inspekt.card import SCHEMA, InputSpec, ModelCard, parse_card, positive_class
 from inspekt.errors import BundleError
 
 
@@ -15,10 +15,27 @@ def make_card(**changes) -> ModelCard:
 
 
 def test_round_trip_keeps_every_field():
-    card = make_card(thresholds={"score": 0.7}, metrics={"val_macro_f1": 0.9})
+    card = make_card(thresholds={"nok": 0.7}, metrics={"val_macro_f1": 0.9}, precision="int8",
+                     input=InputSpec(size=(32, 48), channels=1, mean=(0.5,), std=(0.2,), clahe=2.0))
     again = parse_card(card.to_json())
     assert again == card
     assert json.loads(card.to_json())["schema"] == SCHEMA
+
+
+@pytest.mark.parametrize("thresholds, message", [
+    ({"score": 0.5}, "'score' is not one of the classes"),
+    ({"nok": 1.5}, "must be a probability"),
+])
+def test_bad_thresholds_are_refused(thresholds, message):
+    raw = json.loads(make_card().to_json()) | {"thresholds": thresholds}
+    with pytest.raises(BundleError, match=message):
+        parse_card(json.dumps(raw))
+
+
+def test_positive_class_is_the_one_that_is_not_normal():
+    assert positive_class(("nok", "ok")) == "nok"
+    assert positive_class(("Free", "Crack")) == "Crack"
+    assert positive_class(("cat", "dog")) == "dog"
 
 
 def test_unknown_key_gets_did_you_mean():

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from inspekt.card import InputSpec
-from inspekt.transforms import map_back, preprocess, preprocess_batch, resize, to_channels
+from inspekt.transforms import map_back, normalize, prepare, preprocess, preprocess_batch, resize, to_channels
 
 
 def spec(policy="stretch", channels=1, size=(32, 48)):
@@ -53,3 +53,17 @@ def test_batch_of_mixed_grey_and_colour():
     batch, geometries = preprocess_batch([np.zeros((20, 30), np.uint8), np.zeros((40, 10, 3), np.uint8)],
                                          spec(channels=3, size=(16, 16)))
     assert batch.shape == (2, 3, 16, 16) and len(geometries) == 2
+
+
+def test_clahe_is_part_of_the_card_preprocessing():
+    rng = np.random.default_rng(0)
+    dull = (100 + rng.integers(0, 20, (64, 80))).astype(np.uint8)  # low contrast
+    plain = InputSpec(size=(32, 32), channels=1, mean=(0.5,), std=(0.25,))
+    boosted = plain.model_copy(update={"clahe": 3.0})
+    flat, _ = prepare(dull, plain)
+    enhanced, _ = prepare(dull, boosted)
+    assert enhanced.std() > 2 * flat.std()
+    x, _ = preprocess(dull, boosted)
+    assert np.allclose(x, normalize(enhanced, boosted))
+    colour, _ = prepare(np.dstack([dull] * 3), boosted.model_copy(update={"channels": 3, "mean": (0.5,) * 3, "std": (0.25,) * 3}))
+    assert colour.shape == (32, 32, 3) and colour.std() > 2 * flat.std()

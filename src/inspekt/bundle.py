@@ -252,12 +252,16 @@ def _write_members(out: Path, members: dict[str, bytes], archive: bool) -> Path:
     return out
 
 
-def copy_bundle(bundle: Bundle, out: str | Path, *, archive: bool = True, overwrite: bool = False) -> Path:
-    """Copy a checked bundle's files as a folder or one ``.inspekt`` zip, byte for byte (no re-export).
+def copy_bundle(bundle: Bundle, out: str | Path, *, archive: bool = True, overwrite: bool = False,
+                card: ModelCard | None = None, replace: dict[str, bytes] | None = None) -> Path:
+    """Copy a checked bundle's files byte for byte (no re-export), optionally with a new card or
+    replaced members (e.g. a chosen threshold, an INT8 graph). ``out`` may be the bundle itself.
 
     Raises:
         BundleError: ``out`` exists and is not a bundle, or is one and ``overwrite`` is False.
     """
     names = [n for n in (CARD, WEIGHTS, ONNX, REFERENCE) if bundle.has(n)]
-    return _write_members(_target(Path(out), archive, overwrite), {n: bundle.read(n) for n in names}, archive)
-
+    members = {n: bundle.read(n) for n in names} | (replace or {})
+    if card is not None:
+        members[CARD] = card.to_json().encode()
+    return _write_members(_target(Path(out), archive, overwrite), members, archive)

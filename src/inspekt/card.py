@@ -34,6 +34,7 @@ class InputSpec(_Strict):
     mean: tuple[float, ...] = (0.5, 0.5, 0.5)
     std: tuple[float, ...] = (0.25, 0.25, 0.25)
     resize: Literal["stretch", "letterbox", "crop"] = "stretch"
+    clahe: float = Field(0.0, ge=0, le=40, description="CLAHE clip limit applied before resizing; 0 = off")
 
     @field_validator("size")
     @classmethod
@@ -69,7 +70,9 @@ class ModelCard(_Strict):
     params: dict[str, Any] = Field(default_factory=dict, description="architecture hyper-parameters")
     classes: tuple[str, ...]
     input: InputSpec
-    thresholds: dict[str, float] = Field(default_factory=dict)
+    thresholds: dict[str, float] = Field(
+        default_factory=dict, description="binary classify: {positive class: probability at which it is predicted}")
+    precision: Literal["fp32", "int8"] = Field("fp32", description="numeric precision of model.onnx")
     outputs: tuple[str, ...] = ("logits",)
     data: DataInfo = Field(default_factory=DataInfo)
     metrics: dict[str, float] = Field(default_factory=dict)
@@ -84,9 +87,29 @@ class ModelCard(_Strict):
             raise ValueError("classes must be a non-empty list of distinct names")
         return classes
 
+    @model_validator(mode="after")
+    def _thresholds(self) -> ModelCard:
+        for name, value in self.thresholds.items():
+            if self.task == "classify" and name not in self.classes:
+                raise ValueError(f"thresholds key {name!r} is not one of the classes {list(self.classes)}")
+            if self.task == "classify" and not 0 <= value <= 1:
+                raise ValueError(f"thresholds.{name} = {value} must be a probability in [0, 1]")
+        if self.task == "classify" and self.thresholds and len(self.classes) != 2:
+            raise ValueError("classification thresholds apply to binary models (2 classes) only")
+        return self
+
     def to_json(self) -> str:
         """The card as pretty JSON (the content of ``card.json``)."""
         return self.model_dump_json(by_alias=True, indent=2)
+
+
+def positive_class(classes: tuple[str, ...] | list[str]) -> str:
+    """The "defect" class of a binary classifier: the one that is not a normal name (ok, good, ...),
+    else the second class."""
+    from .data.dataset import NORMAL_NAMES
+
+    normal = [c for c in classes if c.lower() in NORMAL_NAMES]
+    return next(c for c in classes if c != normal[0]) if len(normal) == 1 else classes[1]
 
 
 def library_versions() -> dict[str, str]:

@@ -23,7 +23,7 @@ from .data.split import split_dataset
 from .errors import ConfigError, DatasetError
 from .io import BatchReport, iter_images
 from .runs import new_run_dir
-from .transforms import normalize, resize, to_channels
+from .transforms import normalize, prepare
 
 EpochCallback = Callable[[dict], None]
 
@@ -53,7 +53,7 @@ def _cache(ds: Dataset, spec: InputSpec, report: BatchReport, split: str) -> tup
     labels = {str(s.path): s.label for s in ds.samples}
     images, kept = [], []
     for source, image in iter_images([s.path for s in ds.samples], mode="keep", report=report):
-        images.append(resize(to_channels(image, spec.channels), spec)[0])
+        images.append(prepare(image, spec)[0])
         kept.append(labels[source])
     if not images:
         raise DatasetError(f"{ds.root}: the {split} split has no readable images; add images or lower val=")

@@ -108,6 +108,27 @@ def map_back(values: np.ndarray, geometry: Geometry) -> np.ndarray:
     return cv2.resize(placed, (ow, oh), interpolation=cv2.INTER_LINEAR)
 
 
+def apply_clahe(image: np.ndarray, clip_limit: float) -> np.ndarray:
+    """Contrast-limited adaptive histogram equalisation (8x8 tiles) on the luminance only."""
+    clahe = cv2.createCLAHE(clipLimit=float(clip_limit), tileGridSize=(8, 8))
+    if image.ndim == 2:
+        return clahe.apply(image)
+    lab = cv2.cvtColor(image, cv2.COLOR_RGB2LAB)
+    lab[:, :, 0] = clahe.apply(np.ascontiguousarray(lab[:, :, 0]))
+    return cv2.cvtColor(lab, cv2.COLOR_LAB2RGB)
+
+
+def prepare(image: np.ndarray, spec: InputSpec) -> tuple[np.ndarray, Geometry]:
+    """Channels, optional CLAHE and resize: the uint8 image the model sees, before normalising.
+
+    Training caches this output; ``preprocess`` normalises it. Returns the geometry to map back.
+    """
+    image = to_channels(image, spec.channels)
+    if spec.clahe:
+        image = apply_clahe(image, spec.clahe)
+    return resize(image, spec)
+
+
 def normalize(image: np.ndarray, spec: InputSpec) -> np.ndarray:
     """Scale to [0, 1], subtract the card's mean, divide by its std; HWC uint8 -> CHW float32."""
     x = image.astype(np.float32) * np.float32(1 / 255)
@@ -128,8 +149,8 @@ def preprocess(image: np.ndarray, spec: InputSpec) -> tuple[np.ndarray, Geometry
     Returns:
         A CHW float32 array and the geometry to map outputs back.
     """
-    resized, geometry = resize(to_channels(image, spec.channels), spec)
-    return normalize(resized, spec), geometry
+    prepared, geometry = prepare(image, spec)
+    return normalize(prepared, spec), geometry
 
 
 def preprocess_batch(images: Sequence[np.ndarray], spec: InputSpec) -> tuple[np.ndarray, list[Geometry]]:
