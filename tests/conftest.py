@@ -33,7 +33,7 @@ def synth_classes(tmp_path_factory) -> Path:
 def trained(synth_classes, tmp_path_factory):
     """A tiny_cnn trained for a few epochs on ``synth_classes`` (a TrainResult)."""
     from inspekt.config import TrainConfig
-    from inspekt.train import train
+    from inspekt.training import train
 
     cfg = TrainConfig(task="classify", data=str(synth_classes), epochs=3, imgsz=32, batch=16,
                       model_params={"width": 8}, out=str(tmp_path_factory.mktemp("runs")))

@@ -100,8 +100,9 @@ def test_debug_shows_the_traceback():
 
 
 def test_models_lists_the_registry():
-    rows = json.loads(run("models", "--json").output)
-    assert {"name": "tiny_cnn", "task": "classify"}.items() <= rows[0].items()
+    rows = {row["name"]: row for row in json.loads(run("models", "--json").output)}
+    assert {"tiny_cnn", "resnet18", "efficientnet_b0", "mobilenetv3_small_100", "convnext_atto"} <= set(rows)
+    assert rows["resnet18"]["task"] == "classify" and "drop_rate" in rows["resnet18"]["parameters"]
     assert json.loads(run("models", "--task", "segment", "--json").output) == []
 
 

@@ -56,7 +56,7 @@ def test_run_dirs_increment_unless_exist_ok(tmp_path):
 
 
 def test_model_params_decided_by_the_data_are_refused(synth_classes, tmp_path):
-    from inspekt.train import train
+    from inspekt.training import train
 
     cfg = build_config(TrainConfig, options={"task": "classify", "data": str(synth_classes), "out": str(tmp_path)},
                        overrides=["model_params.num_classes=7"])
@@ -83,12 +83,12 @@ def test_run_dir_under_a_file_is_a_clear_error(tmp_path):
 
 
 def test_bad_model_params_fail_before_any_image_is_decoded(synth_classes, tmp_path, monkeypatch):
-    from inspekt import train as train_module
+    from inspekt import training as train_module
 
     def no_decoding(*args, **kwargs):
         raise AssertionError("images were decoded before the model parameters were checked")
 
-    monkeypatch.setattr(train_module, "_cache", no_decoding)
+    monkeypatch.setattr(train_module.ImageStore, "build", no_decoding)
     cfg = build_config(TrainConfig, options={"task": "classify", "data": str(synth_classes), "out": str(tmp_path)},
                        overrides=["model_params.width=0"])
     with pytest.raises(ConfigError, match="width=0 is out of range"):

@@ -24,6 +24,11 @@ _EXPORTS = {
     "Prediction": "inspekt.predictor",
     "create_model": "inspekt.models",
     "list_models": "inspekt.models",
+    "train": "inspekt.training",
+    "resume": "inspekt.training",
+    "TrainConfig": "inspekt.config",
+    "Explainer": "inspekt.explain",
+    "evaluate": "inspekt.evaluate",
 }
 
 __all__ = [*_EXPORTS, "load_model", "__version__"]

@@ -24,15 +24,33 @@ class TrainConfig(BaseModel):
     data: str = Field(description="dataset folder or CSV")
     model: str = "tiny_cnn"
     model_params: dict[str, Any] = Field(default_factory=dict, description="extra architecture parameters")
-    epochs: int = Field(20, ge=1)
+    pretrained: str | None = Field(None, description="starting weights: a .safetensors/.pth file, or 'timm'")
+    epochs: int = Field(30, ge=1)
     imgsz: int = Field(128, ge=16, le=4096)
     batch: int = Field(32, ge=1)
     lr: float = Field(2e-3, gt=0)
     weight_decay: float = Field(0.01, ge=0)
-    patience: int = Field(8, ge=1, description="epochs without improvement before stopping")
+    scheduler: Literal["cosine", "onecycle"] = "cosine"
+    warmup_epochs: float = Field(1.0, ge=0, description="linear warm-up before the cosine decay")
+    loss: Literal["ce", "bce", "focal"] = "ce"
+    focal_gamma: float = Field(2.0, ge=0)
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    class_weights: Literal["none", "auto"] | dict[str, float] = "none"
+    sampler: Literal["shuffle", "balanced"] = Field("shuffle", description="balanced oversamples rare classes")
+    augment: str = Field("default", description="none, light, default, strong or an albumentations YAML file")
+    flips: Literal["none", "horizontal", "vertical", "both"] = Field("both", description="flips the domain allows")
+    metric: Literal["auto", "macro_f1", "accuracy", "balanced_accuracy", "roc_auc", "val_loss"] = Field(
+        "auto", description="validation metric for best checkpoint and early stopping (auto: roc_auc for "
+        "binary, macro_f1 otherwise)")
+    patience: int = Field(10, ge=1, description="epochs without improvement before stopping")
     val: float = Field(0.2, gt=0, lt=1, description="validation fraction carved when the data has no val split")
     channels: Literal["auto", 1, 3] = "auto"
     resize: Literal["stretch", "letterbox", "crop"] = "stretch"
+    clahe: float = Field(0.0, ge=0, le=40, description="CLAHE clip limit (0 = off), part of the card's preprocessing")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    amp: bool = Field(True, description="mixed precision on CUDA (CPU training stays float32)")
+    cache_mb: int = Field(4096, ge=0, description="RAM for decoded, resized images; the rest is decoded each epoch")
+    deterministic: bool = True
     seed: int = Field(0, ge=0)
     threads: int | None = Field(None, ge=1)
     out: str = "runs"

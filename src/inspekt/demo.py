@@ -21,7 +21,7 @@ from .config import TrainConfig
 from .data.synth import write_dataset
 from .io import list_images
 from .predictor import Prediction, Predictor
-from .train import train
+from .training import train
 
 DATASETS = {  # name: (layout, images, seed)
     "surfaces": ("classes", 480, 0),

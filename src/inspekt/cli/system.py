@@ -75,13 +75,17 @@ def models(task: str = typer.Option(None, help="Only models of this task."),
     from ..models import get_entry, list_models
 
     entries = [get_entry(n) for n in list_models(task)]
+    tunable = {e.name: {k: v for k, v in e.parameters().items() if k not in ("num_classes", "in_chans")}
+               for e in entries}
     if as_json:
-        print_json([{"name": e.name, "task": e.task, "description": e.description} for e in entries])
+        print_json([{"name": e.name, "task": e.task, "description": e.description, "parameters": tunable[e.name]}
+                    for e in entries])
         return
-    table = Table("name", "task", "description")
+    table = Table("name", "task", "description", "model_params")
     for e in entries:
-        table.add_row(e.name, e.task, e.description)
+        table.add_row(e.name, e.task, e.description, ", ".join(f"{k}={v}" for k, v in tunable[e.name].items()))
     console.print(table)
+    console.print("Any other timm architecture: --model timm/<name>. Set parameters with model_params.NAME=VALUE.")
 
 
 @app.command()

@@ -18,43 +18,66 @@ app.add_typer(train_app, name="train")
 
 @train_app.command("classify")
 def train_classify(
-    data: str = typer.Option(..., "--data", help="Dataset folder or CSV."),
-    model: str = typer.Option(None, "--model", help="Registered model name (see `inspekt models`)."),
+    data: str = typer.Option(None, "--data", help="Dataset folder or CSV (not needed with --resume)."),
+    model: str = typer.Option(None, "--model", help="Registered model name (see `inspekt models`), or timm/<name>."),
+    pretrained: str = typer.Option(None, "--pretrained", help="Starting weights: a .safetensors/.pth file, or 'timm'."),
     epochs: int = typer.Option(None, "--epochs", help="Maximum epochs."),
     imgsz: int = typer.Option(None, "--imgsz", help="Input side in pixels."),
     batch: int = typer.Option(None, "--batch", help="Batch size."),
-    lr: float = typer.Option(None, "--lr", help="Learning rate."),
+    lr: float = typer.Option(None, "--lr", help="Peak learning rate."),
+    augment: str = typer.Option(None, "--augment", help="none | light | default | strong | an albumentations YAML file."),
+    loss: str = typer.Option(None, "--loss", help="ce | bce | focal."),
+    class_weights: str = typer.Option(None, "--class-weights", help="none | auto (inverse frequency)."),
+    sampler: str = typer.Option(None, "--sampler", help="shuffle | balanced (oversample rare classes)."),
+    metric: str = typer.Option(None, "--metric", help="auto | macro_f1 | accuracy | balanced_accuracy | roc_auc | val_loss."),
     seed: int = typer.Option(None, "--seed", help="Random seed."),
     out: str = typer.Option(None, "--out", help="Runs root folder (default: runs)."),
     name: str = typer.Option(None, "--name", help="Run name (default: exp, then exp2, ...)."),
     exist_ok: bool = typer.Option(None, "--exist-ok", help="Reuse the run folder if it exists."),
     config: Path = typer.Option(None, "--config", help="YAML config file."),
+    resume: Path = typer.Option(None, "--resume", help="Continue an interrupted run folder from its last epoch."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
-    overrides: list[str] = typer.Argument(None, help="key=value overrides, e.g. patience=3."),
+    overrides: list[str] = typer.Argument(None, help="key=value overrides, e.g. patience=3 clahe=2."),
 ) -> None:
-    """Train an image classifier; prints the bundle path."""
+    """Train an image classifier; prints the bundle path. Ctrl-C keeps the best model so far."""
     from ..config import TrainConfig, build_config
-    from ..train import train
+    from ..training import resume as resume_run
+    from ..training import train
 
-    options = dict(task="classify", data=data, model=model, epochs=epochs, imgsz=imgsz, batch=batch, lr=lr,
-                   seed=seed, out=out, name=name, exist_ok=exist_ok)
-    cfg = build_config(TrainConfig, file=config, options=options, overrides=overrides)
-    with progress_bar("training", cfg.epochs, enabled=not as_json) as advance:
+    if resume is None and data is None:
+        raise InspektError("give --data PATH (or --resume RUN to continue an interrupted run)")
+    if resume is not None and (data is not None or config is not None or overrides):
+        raise InspektError("--resume continues a run with its saved config.yaml; drop the other options")
+    options = dict(task="classify", data=data, model=model, pretrained=pretrained, epochs=epochs, imgsz=imgsz,
+                   batch=batch, lr=lr, augment=augment, loss=loss, class_weights=class_weights, sampler=sampler,
+                   metric=metric, seed=seed, out=out, name=name, exist_ok=exist_ok)
+    cfg = None if resume else build_config(TrainConfig, file=config, options=options, overrides=overrides)
+    total = cfg.epochs if cfg else None
+    with progress_bar("training", total, enabled=not as_json) as advance:
         def on_epoch(row: dict) -> None:
             advance()
             if not as_json:
-                err_console.print(f"epoch {row['epoch']:3d}  loss {row['train_loss']:.4f}  "
-                                  f"val acc {row['val_accuracy']:.3f}  val macro-F1 {row['val_macro_f1']:.3f}")
-        result = train(cfg, on_epoch=on_epoch)
+                shown = "  ".join(f"{k.removeprefix('val_')} {v:.4f}" for k, v in row.items()
+                                  if k.startswith("val_"))
+                star = " *" if row["best"] else ""
+                err_console.print(f"epoch {row['epoch']:3d}/{row['epochs']}  loss {row['train_loss']:.4f}  "
+                                  f"val {shown}  {row['seconds']:.1f}s{star}", highlight=False)
+        result = resume_run(resume, on_epoch=on_epoch) if resume else train(cfg, on_epoch=on_epoch)
     if as_json:
         print_json({"run_dir": str(result.run_dir), "bundle": str(result.bundle), "metrics": result.metrics,
-                    "parity_max_abs_diff": result.parity.max_abs_diff,
-                    "skipped": [vars(s) for s in result.skipped.skipped]})
-        return
-    if result.skipped.skipped:
-        err_console.print(result.skipped.summary(), highlight=False)
-    console.print(f"best: {result.metrics}  (ONNX parity max |diff| {result.parity.max_abs_diff:.2e})")
-    print(result.bundle)
+                    "interrupted": result.interrupted, "parity_max_abs_diff": result.parity.max_abs_diff,
+                    "notes": result.notes, "skipped": [vars(s) for s in result.skipped.skipped]})
+    else:
+        for note in result.notes:
+            err_console.print(note, highlight=False)
+        if result.skipped.skipped:
+            err_console.print(result.skipped.summary(), highlight=False)
+        console.print(f"best: {result.metrics}  (ONNX parity max |diff| {result.parity.max_abs_diff:.2e})")
+        print(result.bundle)
+    if result.interrupted:
+        err_console.print(f"interrupted: kept the best model so far; continue with "
+                          f"inspekt train classify --resume {result.run_dir}", highlight=False)
+        raise typer.Exit(130)
 
 
 def expand_sources(sources: list[str]) -> list[str]:
@@ -112,15 +135,41 @@ def predict(
 @app.command()
 def export(
     bundle: Path = typer.Argument(..., help="Bundle folder, .inspekt file or run folder."),
-    out: Path = typer.Option(None, "--out", help="Where to write (default: BUNDLE.inspekt beside it)."),
+    out: Path = typer.Option(None, "--out", help="Where to write (default: BUNDLE.inspekt beside it; "
+                             "BUNDLE-int8.inspekt with --int8)."),
     folder: bool = typer.Option(False, "--folder", help="Write a folder instead of a single .inspekt file."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing bundle at --out."),
+    int8: bool = typer.Option(False, "--int8", help="Quantise model.onnx to INT8 (static, calibrated); refused when "
+                              "accuracy drops by more than --max-drop."),
+    calib: Path = typer.Option(None, "--calib", help="With --int8: labelled dataset folder or CSV to calibrate and "
+                               "check accuracy on (default: the training data named in the card)."),
+    max_drop: float = typer.Option(None, "--max-drop", help="With --int8: largest accepted accuracy drop, "
+                                   "0.01 = one point (default 0.01)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """Re-export a bundle's ONNX graph from its weights, parity-check it and write it."""
+    """Re-export a bundle's ONNX graph from its weights and parity-check it, or quantise it to INT8 (--int8)."""
     from ..bundle import REFERENCE, load_network, open_bundle, save_bundle
+    from ..errors import ConfigError
 
+    if not int8 and (calib is not None or max_drop is not None):
+        raise ConfigError("--calib and --max-drop apply to --int8 only; add --int8 or leave them out")
     source = open_bundle(bundle)
+    if int8:
+        from ..quantize import DEFAULT_MAX_DROP, AccuracyDropError, quantize_bundle
+
+        limit = DEFAULT_MAX_DROP if max_drop is None else max_drop
+        try:
+            report = quantize_bundle(source, out, calib=calib, max_drop=limit, overwrite=overwrite, archive=not folder)
+        except AccuracyDropError as exc:
+            if as_json:  # the figures stay machine-readable; the error line still follows on stderr
+                print_json(exc.report.to_dict())
+            raise
+        if as_json:
+            print_json(report.to_dict())
+            return
+        console.print(report.summary(), highlight=False)
+        print(report.path)
+        return
     target = out or source.path.with_name(source.path.name + ("-export" if folder else ""))
     extra = {REFERENCE: source.read(REFERENCE)} if source.has(REFERENCE) else None
     written, parity = save_bundle(load_network(source), source.card, target, extra_files=extra, archive=not folder,

@@ -52,7 +52,7 @@ def get_entry(name: str, task: str | None = None) -> ModelEntry:
     Raises:
         ConfigError: unknown name, or a model of another task.
     """
-    entry = _REGISTRY.get(name)
+    entry = _REGISTRY.get(name) or _timm_entry(name)
     if entry is None:
         choices = list_models(task)
         raise ConfigError(
@@ -61,6 +61,22 @@ def get_entry(name: str, task: str | None = None) -> ModelEntry:
     if task is not None and entry.task != task:
         raise ConfigError(f"model {name!r} is a {entry.task} model, not {task}; see `inspekt models`")
     return entry
+
+
+def _timm_entry(name: str) -> ModelEntry | None:
+    """``timm/<arch>``: any timm classification architecture, registered on first use."""
+    if not name.startswith("timm/"):
+        return None
+    import timm
+
+    from .timm_models import timm_builder
+
+    arch = name.removeprefix("timm/")
+    if not timm.is_model(arch):
+        raise ConfigError(f"timm has no architecture {arch!r}.{did_you_mean(arch, timm.list_models())} "
+                          "See timm.list_models() for the names")
+    _REGISTRY[name] = ModelEntry(name, "classify", timm_builder(arch), f"timm {arch}")
+    return _REGISTRY[name]
 
 
 def create_model(name: str, **params: Any) -> Any:
