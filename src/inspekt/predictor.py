@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from .bundle import ONNX, Bundle, load_network, open_bundle
-from .card import ModelCard
+from .card import ModelCard, positive_class
 from .errors import BundleError, ConfigError, did_you_mean
 from .io import BatchReport, iter_images
 from .transforms import preprocess_batch
@@ -50,11 +50,17 @@ class Prediction:
     time_ms: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (arrays summarised by their shape, not dumped)."""
+    def top(self, k: int | None = None) -> list[tuple[str, float]]:
+        """The ``k`` most probable classes with their probabilities, best first (all when k is None)."""
+        ranked = sorted((self.scores or {}).items(), key=lambda kv: kv[1], reverse=True)
+        return ranked[:k] if k else ranked
+
+    def to_dict(self, topk: int | None = None) -> dict[str, Any]:
+        """JSON-ready dict (arrays summarised by their shape, not dumped); ``scores`` best first,
+        only the ``topk`` best when given."""
         out: dict[str, Any] = {"path": self.source, "task": self.task, "label": self.label, "score": self.score}
         if self.scores is not None:
-            out["scores"] = self.scores
+            out["scores"] = dict(self.top(topk))
         for name in ("mask", "anomaly_map"):
             value = getattr(self, name)
             if value is not None:
@@ -64,7 +70,23 @@ class Prediction:
 
     def __repr__(self) -> str:
         score = "" if self.score is None else f" {self.score:.3f}"
-        return f"<Prediction {Path(self.source).name}: {self.label}{score}>"
+        runners = ", ".join(f"{name} {p:.3f}" for name, p in self.top(3)[1:])
+        return f"<Prediction {Path(self.source).name}: {self.label}{score}{f' (then {runners})' if runners else ''}>"
+
+    def plot(self, image: np.ndarray | None = None, *, ax=None):
+        """Draw the image with its label and top scores (for notebooks); returns the matplotlib Axes.
+
+        Args:
+            image: the decoded image; by default it is read again from ``source``.
+            ax: an Axes to draw into (default: a new figure).
+        """
+        from .plots import plot_prediction
+
+        if image is None:
+            from .io import load_image
+
+            image = load_image(self.source, mode="keep")
+        return plot_prediction(self, image, ax=ax)
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:
@@ -74,10 +96,15 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
 
 
 def _classify(card: ModelCard, outputs: dict[str, np.ndarray], sources: Sequence[str], geometries) -> list[Prediction]:
+    """Softmax scores; the label is the most probable class, or for a binary card with a threshold,
+    the positive class whenever its probability reaches the threshold."""
     probs = _softmax(outputs["logits"].astype(np.float64))
     results = []
     for source, row in zip(sources, probs):
         best = int(row.argmax())
+        for name, threshold in card.thresholds.items():
+            positive = card.classes.index(name)
+            best = positive if row[positive] >= threshold else 1 - positive
         scores = {name: float(p) for name, p in zip(card.classes, row)}
         results.append(Prediction(source, "classify", card.classes[best], float(row[best]), scores))
     return results
@@ -145,6 +172,15 @@ class TorchBackend:
         return {name: t.numpy() for name, t in zip(self.output_names, out)}
 
 
+def _with_threshold(card: ModelCard, threshold: float) -> ModelCard:
+    if card.task != "classify" or len(card.classes) != 2:
+        raise ConfigError(f"--threshold applies to binary classifiers; this {card.task} model has classes "
+                          f"{list(card.classes)}")
+    if not 0 <= threshold <= 1:
+        raise ConfigError(f"--threshold {threshold} must be a probability in [0, 1]")
+    return card.model_copy(update={"thresholds": {positive_class(card.classes): float(threshold)}})
+
+
 class Predictor:
     """Predict with a bundle: ``Predictor.load("model.inspekt").predict(["a.png"])``."""
 
@@ -158,7 +194,7 @@ class Predictor:
 
     @classmethod
     def load(cls, bundle: str | Path | Bundle, *, backend: str = "onnx", threads: int | None = None,
-             batch_size: int = 16) -> Predictor:
+             batch_size: int = 16, threshold: float | None = None) -> Predictor:
         """Open a bundle and create its backend.
 
         Args:
@@ -166,10 +202,12 @@ class Predictor:
             backend: "onnx" (default, ONNX Runtime) or "torch".
             threads: intra-op threads (None: the runtime's default).
             batch_size: images per model call.
+            threshold: binary classifiers: the positive-class probability at which it is predicted
+                (overrides the card's threshold; default: the card's, else the most probable class).
 
         Raises:
             BundleError: the bundle cannot be opened.
-            ConfigError: unknown backend.
+            ConfigError: unknown backend, or a threshold for a model that is not a binary classifier.
         """
         if batch_size < 1:
             raise ConfigError(f"batch size {batch_size} must be 1 or more")
@@ -177,7 +215,10 @@ class Predictor:
             raise ConfigError(f"unknown backend {backend!r}.{did_you_mean(backend, BACKENDS)} Use onnx or torch")
         opened = bundle if isinstance(bundle, Bundle) else open_bundle(bundle)
         runner = (OnnxBackend if backend == "onnx" else TorchBackend)(opened, threads)
-        return cls(opened, runner, batch_size)
+        predictor = cls(opened, runner, batch_size)
+        if threshold is not None:
+            predictor.card = _with_threshold(predictor.card, threshold)
+        return predictor
 
     def predict_arrays(self, images: Sequence[np.ndarray], sources: Sequence[str] | None = None) -> list[Prediction]:
         """Predict decoded images (HxW or HxWx3 uint8), batched."""

@@ -80,8 +80,24 @@ def train_classify(
         raise typer.Exit(130)
 
 
+def _csv_sources(path: Path) -> list[str]:
+    """Image paths listed in a CSV: the ``path``/``image``/``file`` column (else the first), relative to the CSV."""
+    import csv
+
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as f:
+            rows = list(csv.DictReader(f))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise InspektError(f"{path}: not a readable CSV file ({exc})") from exc
+    if not rows:
+        raise InspektError(f"{path}: the CSV lists no images (needs a header row and one row per image)")
+    columns = list(rows[0])
+    column = next((c for c in columns if c.strip().lower() in ("path", "image", "file", "filename")), columns[0])
+    return [str(path.parent / row[column]) for row in rows if row.get(column)]
+
+
 def expand_sources(sources: list[str]) -> list[str]:
-    """Files as given, folders as their images (recursively), glob patterns expanded."""
+    """Files as given, folders as their images (recursively), glob patterns expanded, CSVs as their paths."""
     from ..io import list_images
 
     expanded: list[str] = []
@@ -89,6 +105,8 @@ def expand_sources(sources: list[str]) -> list[str]:
         path = Path(source)
         if path.is_dir():
             expanded.extend(str(p) for p in list_images(path))
+        elif path.suffix.lower() == ".csv" and path.is_file():
+            expanded.extend(_csv_sources(path))
         elif not path.exists() and glob.has_magic(source):
             expanded.extend(sorted(glob.glob(source, recursive=True)))
         else:
@@ -96,38 +114,89 @@ def expand_sources(sources: list[str]) -> list[str]:
     return expanded
 
 
+def _save_visuals(results: list, save_dir: Path, explainer, used: set[str]) -> None:
+    """An annotated copy of every image (with its Grad-CAM overlay when ``explainer`` is given);
+    ``used`` holds the names written so far, so equal stems from different folders never collide."""
+    from ..draw import banner
+    from ..io import load_image, save_image
+
+    save_dir.mkdir(parents=True, exist_ok=True)
+    for r in results:
+        image = load_image(r.source, mode="keep")
+        base = explainer.explain(image, target=r.label, source=r.source).overlay if explainer else image
+        name, number = f"{Path(r.source).stem}_{'gradcam' if explainer else 'pred'}", 2
+        while name in used:
+            name, number = f"{Path(r.source).stem}_{number}_{'gradcam' if explainer else 'pred'}", number + 1
+        used.add(name)
+        r.extra["saved"] = str(save_image(save_dir / f"{name}.png", banner(base, f"{r.label} {r.score:.2f}")))
+
+
 @app.command()
 def predict(
     bundle: Path = typer.Argument(..., help="Bundle folder, .inspekt file or run folder."),
-    sources: list[str] = typer.Argument(..., help="Image files, folders or glob patterns."),
+    sources: list[str] = typer.Argument(..., help="Image files, folders, glob patterns or a CSV of paths."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per image (JSON lines)."),
+    as_csv: bool = typer.Option(False, "--csv", help="CSV on stdout: path, label, score, one column per class."),
+    topk: int = typer.Option(None, "--topk", min=1, help="Show only the K most probable classes."),
+    threshold: float = typer.Option(None, "--threshold", help="Binary models: positive-class probability to predict it."),
+    save_dir: Path = typer.Option(None, "--save-dir", help="Write an annotated copy of every image here."),
+    explain: bool = typer.Option(False, "--explain", help="Save Grad-CAM overlays (into --save-dir, default predictions/)."),
     backend: str = typer.Option("onnx", help="onnx | torch."),
     batch: int = typer.Option(16, min=1, help="Images per model call."),
     threads: int = typer.Option(None, help="Inference threads."),
 ) -> None:
-    """Predict images with a bundle; bad files are reported and skipped."""
+    """Predict images with a bundle; bad files are reported and skipped, a summary ends the output."""
+    import csv
+    import sys
+    from collections import Counter
+
     from ..io import BatchReport
     from ..predictor import Predictor
 
-    predictor = Predictor.load(bundle, backend=backend, threads=threads, batch_size=batch)
+    if as_json and as_csv:
+        raise InspektError("choose one of --json and --csv")
+    predictor = Predictor.load(bundle, backend=backend, threads=threads, batch_size=batch, threshold=threshold)
+    explainer = None
+    if explain:
+        from ..explain import Explainer
+
+        explainer = Explainer.load(predictor.bundle)
+        save_dir = save_dir or Path("predictions")
     files, report = expand_sources(sources), BatchReport()
     if not files:
         raise InspektError(f"no images found in {', '.join(sources)}")
-    with progress_bar("predicting", len(files), enabled=not as_json) as advance:
-        results = []
+    with progress_bar("predicting", len(files), enabled=not (as_json or as_csv)) as advance:
+        results, used = [], set()
         for start in range(0, len(files), batch):
-            chunk = files[start : start + batch]
-            results.extend(predictor.predict(chunk, report=report))
-            advance(len(chunk))
+            chunk = predictor.predict(files[start : start + batch], report=report)
+            if save_dir:
+                _save_visuals(chunk, save_dir, explainer, used)
+            results.extend(chunk)
+            advance(min(batch, len(files) - start))
     if as_json:
         for r in results:
-            print_json(r.to_dict())
-    elif results:
-        table = Table("path", "label", "score", "ms")
+            print_json(r.to_dict(topk))
+    elif as_csv:
+        writer = csv.writer(sys.stdout)
+        classes = predictor.card.classes
+        writer.writerow(["path", "label", "score", *(["top"] if topk else [f"score_{c}" for c in classes]), "time_ms"])
         for r in results:
-            table.add_row(r.source, str(r.label), f"{r.score:.3f}" if r.score is not None else "", f"{r.time_ms:.1f}")
+            cells = [" ".join(f"{name}:{p:.4f}" for name, p in r.top(topk))] if topk else [
+                f"{r.scores[c]:.6f}" for c in classes]
+            writer.writerow([r.source, r.label, f"{r.score:.6f}", *cells, f"{r.time_ms:.2f}"])
+    elif results:
+        table = Table("path", "label", "score", *(["top"] if topk else []), "ms")
+        for r in results:
+            top = [", ".join(f"{name} {p:.3f}" for name, p in r.top(topk))] if topk else []
+            table.add_row(r.source, str(r.label), f"{r.score:.3f}", *top, f"{r.time_ms:.1f}")
         console.print(table)
-    err_console.print(report.summary(), highlight=False)
+    counts = Counter(r.label for r in results)
+    mean_ms = sum(r.time_ms for r in results) / max(1, len(results))
+    err_console.print(f"{len(results)} predicted ({', '.join(f'{k}: {v}' for k, v in counts.most_common())}), "
+                      f"{len(report.skipped)} skipped, {mean_ms:.1f} ms/image"
+                      + (f"; images saved in {save_dir}" if save_dir and results else ""), highlight=False)
+    if report.skipped:
+        err_console.print(report.summary(), highlight=False)
     if not results:
         raise InspektError(f"none of the {len(files)} file(s) could be read as an image (see the list above)")
 
