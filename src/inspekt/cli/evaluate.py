@@ -1,0 +1,142 @@
+"""``inspekt eval`` and ``inspekt runs compare``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich import box
+from rich.table import Column, Table
+
+from . import app
+from .common import console, err_console, print_json, progress_bar
+
+runs_app = typer.Typer(help="Training run folders: inspekt runs compare RUN RUN ...", no_args_is_help=True)
+app.add_typer(runs_app, name="runs")
+
+
+def _score(value: float | None, digits: int = 3) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _print_summary(result) -> None:
+    """Headline metrics, the per-class table and the confusion matrix (Rich)."""
+    m = result.metrics
+    console.print(f"[bold]{result.bundle}[/] on {result.data} (split {result.split}): {m['n']} images, "
+                  f"{len(result.skipped)} skipped", highlight=False)
+    if result.split == "all":
+        console.print("note: the dataset has no test or val split, so these images may include training images")
+    headline = Table("metric", Column("value", justify="right"), title="metrics")
+    rows = [("accuracy", m["accuracy"]), ("balanced accuracy", m["balanced_accuracy"]), ("macro F1", m["macro_f1"]),
+            ("weighted F1", m["weighted_f1"]), ("ROC-AUC", m["roc_auc"]), ("PR-AUC", m["pr_auc"]),
+            ("ECE (top-1)", m["ece"])]
+    if result.positive is not None:
+        decision = "argmax" if result.threshold is None else f"{result.positive} if p >= {result.threshold:g}"
+        rows.append(("decision", decision))
+    for name, value in rows:
+        headline.add_row(name, value if isinstance(value, str) else _score(value))
+    per_class = Table("class", *(Column(h, justify="right") for h in ("precision", "recall", "F1", "support")),
+                      title="per class")
+    for row in m["per_class"]:
+        per_class.add_row(row["class"], _score(row["precision"]), _score(row["recall"]), _score(row["f1"]),
+                          str(row["support"]))
+    confusion = Table("true \\ predicted", *(Column(c, justify="right") for c in result.classes),
+                      title="confusion matrix (rows = true)")
+    for name, counts in zip(result.classes, m["confusion"]):
+        confusion.add_row(name, *(str(c) for c in counts))
+    for table in (headline, per_class, confusion):
+        console.print(table)
+
+
+@app.command("eval")
+def eval_command(
+    model: Path = typer.Argument(..., help="Bundle folder, .inspekt file or run folder."),
+    data: str = typer.Option(..., "--data", help="Labelled dataset folder or CSV."),
+    split: str = typer.Option(None, "--split", help="Split to evaluate: train, val, test or all "
+                                                    "(default: test, else val, else all)."),
+    json_file: Path = typer.Option(None, "--json", help="Write metrics, threshold sweep and skipped files as JSON "
+                                                        "('-': print it instead of the summary)."),
+    csv_file: Path = typer.Option(None, "--csv", help="Write one row per image (path, true, predicted, scores)."),
+    plots: Path = typer.Option(None, "--plots", help="Folder for confusion matrices, threshold sweep and the "
+                                                     "Grad-CAM gallery of errors."),
+    set_threshold: str = typer.Option(None, "--set-threshold", help="Binary models: best-f1 or a probability; "
+                                                                    "stored in the bundle's card."),
+    backend: str = typer.Option("onnx", help="onnx | torch."),
+    batch: int = typer.Option(16, min=1, help="Images per model call."),
+) -> None:
+    """Evaluate a classifier on a labelled dataset; bad files are reported and skipped."""
+    from ..bundle import open_bundle
+    from ..data import open_dataset
+    from ..evaluate import (binary_positive, choose_threshold, evaluate, parse_threshold_choice, save_threshold,
+                            select_split, write_csv, write_json)
+    from ..io import BatchReport
+
+    bundle = open_bundle(model)
+    if set_threshold is not None:  # refuse before predicting anything
+        parse_threshold_choice(set_threshold)
+        binary_positive(bundle)
+    dataset, split = select_split(open_dataset(data), split)
+    to_stdout = json_file == Path("-")
+    with progress_bar("evaluating", len(dataset), enabled=not to_stdout) as advance:
+        result = evaluate(bundle, dataset, split=split, backend=backend, batch_size=batch, progress=advance)
+    if set_threshold is not None:
+        threshold = choose_threshold(result, set_threshold)
+        result = result.with_threshold(threshold)
+        save_threshold(bundle, threshold)
+        err_console.print(f"stored threshold {result.positive} >= {threshold:g} in {bundle.path}", highlight=False)
+    written = [write_csv(result, csv_file)] if csv_file else []
+    if plots:
+        from ..plots import plot_evaluation
+
+        written += plot_evaluation(result, plots)
+    if to_stdout:
+        print_json(result.to_dict())
+    else:
+        written += [write_json(result, json_file)] if json_file else []
+        _print_summary(result)
+    err_console.print(BatchReport(len(result.paths), result.skipped).summary(), highlight=False)
+    for path in written:
+        err_console.print(f"wrote {path}", highlight=False)
+
+
+def _run_names(runs: list[str]) -> list[str]:
+    """The shortest path endings that tell the runs apart: ``exp``, or ``a/exp`` and ``b/exp``."""
+    parts = [Path(run).resolve().parts for run in runs]
+    for depth in range(1, max(map(len, parts)) + 1):
+        names = ["/".join(p[-depth:]) for p in parts]
+        if len(set(names)) == len(names):
+            return names
+    return [str(run) for run in runs]  # the same folder given twice
+
+
+@runs_app.command("compare")
+def compare(
+    runs: list[Path] = typer.Argument(..., help="Run folders (runs/<task>/<name>)."),
+    plot: Path = typer.Option(None, "--plot", help="Write overlaid training curves to this PNG."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Compare training runs: model, input size, epochs, best validation scores, time, bundle size."""
+    from ..evaluate import read_run
+    from ..plots import plot_runs
+
+    summaries = [read_run(run) for run in runs]
+    names = _run_names([s.run for s in summaries])
+    if plot:
+        plot_runs({name: s.history for name, s in zip(names, summaries)}, plot)
+    if as_json:
+        print_json([s.to_dict() for s in summaries])
+        return
+    table = Table(title="runs: validation macro-F1, accuracy, ROC-AUC at the best macro-F1 epoch", box=box.SIMPLE_HEAD,
+                  pad_edge=False, collapse_padding=True)
+    table.add_column("run", overflow="fold", min_width=12)
+    table.add_column("model", overflow="fold", min_width=8)
+    for header in ("imgsz", "epochs", "F1 (epoch)", "acc", "AUC", "time s", "MB"):
+        table.add_column(header, justify="right", no_wrap=True)
+    for name, s in zip(names, summaries):
+        epochs = f"{s.epochs_run}/{s.epochs_planned}" if s.epochs_planned else str(s.epochs_run)
+        best = f"{_score(s.best_val_macro_f1)} ({s.best_epoch})" if s.best_epoch is not None else "-"
+        table.add_row(name, s.model, "x".join(map(str, s.imgsz)), epochs, best, _score(s.val_accuracy),
+                      _score(s.val_roc_auc), f"{s.train_seconds:.1f}", f"{s.bundle_bytes / 1e6:.2f}")
+    console.print(table)
+    if plot:
+        err_console.print(f"wrote {plot}", highlight=False)
