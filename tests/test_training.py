@@ -265,3 +265,15 @@ def test_published_weights_offline_fail_fast_with_advice(synth_classes, tmp_path
         train(config(synth_classes, tmp_path, model="resnet18", model_params={}, pretrained="timm"))
     with pytest.raises(ConfigError, match="not a timm architecture"):
         train(config(synth_classes, tmp_path, pretrained="timm"))
+
+
+def test_tiny_cnn_strided_stem_halves_the_first_feature_map():
+    from inspekt.models import create_model
+
+    plain = create_model("tiny_cnn", num_classes=2, in_chans=1, width=4)
+    strided = create_model("tiny_cnn", num_classes=2, in_chans=1, width=4, stem_stride=2)
+    x = torch.zeros(1, 1, 64, 64)
+    assert plain.features[0](x).shape[-1] == 32 and strided.features[0](x).shape[-1] == 16
+    assert strided.eval()(x).shape == (1, 2)
+    with pytest.raises(ConfigError, match="stem_stride=3 is out of range"):
+        create_model("tiny_cnn", num_classes=2, stem_stride=3)

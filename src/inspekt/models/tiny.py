@@ -8,9 +8,9 @@ from torch import nn
 from .registry import register_model
 
 
-def _block(c_in: int, c_out: int) -> nn.Sequential:
+def _block(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
     return nn.Sequential(
-        nn.Conv2d(c_in, c_out, 3, padding=1, bias=False),
+        nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False),
         nn.BatchNorm2d(c_out),
         nn.ReLU(inplace=True),
         nn.Conv2d(c_out, c_out, 3, padding=1, bias=False),
@@ -21,12 +21,15 @@ def _block(c_in: int, c_out: int) -> nn.Sequential:
 
 
 class TinyCNN(nn.Module):
-    """Four conv blocks, global average pooling, a linear head; ``features`` is the last conv stage."""
+    """Four conv blocks, global average pooling, a linear head; ``features`` is the last conv stage.
+    ``stem_stride=2`` makes the first convolution strided: about 3x cheaper on large inputs."""
 
-    def __init__(self, *, num_classes: int, in_chans: int, width: int, dropout: float):
+    def __init__(self, *, num_classes: int, in_chans: int, width: int, dropout: float, stem_stride: int = 1):
         super().__init__()
         widths = [width, width * 2, width * 4, width * 8]
-        self.features = nn.Sequential(*[_block(c_in, c_out) for c_in, c_out in zip([in_chans] + widths, widths)])
+        strides = [stem_stride, 1, 1, 1]
+        self.features = nn.Sequential(*[_block(c_in, c_out, s) for c_in, c_out, s in
+                                        zip([in_chans] + widths, widths, strides)])
         self.head = nn.Sequential(nn.Flatten(), nn.Dropout(dropout), nn.Linear(widths[-1], num_classes))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -35,7 +38,8 @@ class TinyCNN(nn.Module):
 
 
 @register_model("tiny_cnn", task="classify", description="small 4-block CNN, trains from scratch in seconds")
-def tiny_cnn(*, num_classes: int, in_chans: int = 3, width: int = 16, dropout: float = 0.1) -> TinyCNN:
+def tiny_cnn(*, num_classes: int, in_chans: int = 3, width: int = 16, dropout: float = 0.1,
+             stem_stride: int = 1) -> TinyCNN:
     """Build the tiny CNN classifier.
 
     Args:
@@ -43,12 +47,14 @@ def tiny_cnn(*, num_classes: int, in_chans: int = 3, width: int = 16, dropout: f
         in_chans: input channels (1 or 3).
         width: channels of the first block; doubles at each of the four blocks.
         dropout: dropout before the linear head.
+        stem_stride: 1, or 2 for a strided first convolution (large inputs, CPU budgets).
     """
     for key, value, ok in (("num_classes", num_classes, isinstance(num_classes, int) and num_classes >= 2),
                            ("in_chans", in_chans, in_chans in (1, 3)),
                            ("width", width, isinstance(width, int) and 1 <= width <= 512),
-                           ("dropout", dropout, isinstance(dropout, (int, float)) and 0 <= dropout < 1)):
+                           ("dropout", dropout, isinstance(dropout, (int, float)) and 0 <= dropout < 1),
+                           ("stem_stride", stem_stride, stem_stride in (1, 2))):
         if not ok:
             raise ValueError(f"{key}={value!r} is out of range (num_classes >= 2, in_chans 1 or 3, "
-                             "width an integer 1..512, dropout in [0, 1))")
-    return TinyCNN(num_classes=num_classes, in_chans=in_chans, width=width, dropout=dropout)
+                             "width an integer 1..512, dropout in [0, 1), stem_stride 1 or 2)")
+    return TinyCNN(num_classes=num_classes, in_chans=in_chans, width=width, dropout=dropout, stem_stride=stem_stride)
