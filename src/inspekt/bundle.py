@@ -203,7 +203,7 @@ def save_bundle(network, card: ModelCard, out: str | Path, *, samples: np.ndarra
     """
     from safetensors.torch import save as save_safetensors
 
-    out = _target(Path(out), archive, overwrite)
+    out = check_target(Path(out), archive, overwrite)
 
     network = network.eval()
     onnx_bytes = export_onnx(network, card)
@@ -220,7 +220,7 @@ def save_bundle(network, card: ModelCard, out: str | Path, *, samples: np.ndarra
     return _write_members(out, members, archive), parity
 
 
-def _target(out: Path, archive: bool, overwrite: bool) -> Path:
+def check_target(out: Path, archive: bool, overwrite: bool) -> Path:
     """Where to write; refuses to replace anything but a bundle, and a bundle only when asked."""
     out = out if not archive or out.suffix == SUFFIX else out.with_name(out.name + SUFFIX)
     if not out.exists():
@@ -264,4 +264,4 @@ def copy_bundle(bundle: Bundle, out: str | Path, *, archive: bool = True, overwr
     members = {n: bundle.read(n) for n in names} | (replace or {})
     if card is not None:
         members[CARD] = card.to_json().encode()
-    return _write_members(_target(Path(out), archive, overwrite), members, archive)
+    return _write_members(check_target(Path(out), archive, overwrite), members, archive)

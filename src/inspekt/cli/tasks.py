@@ -241,7 +241,8 @@ def export(
         return
     target = out or source.path.with_name(source.path.name + ("-export" if folder else ""))
     extra = {REFERENCE: source.read(REFERENCE)} if source.has(REFERENCE) else None
-    written, parity = save_bundle(load_network(source), source.card, target, extra_files=extra, archive=not folder,
+    card = source.card.model_copy(update={"precision": "fp32"})  # the graph is re-exported from fp32 weights
+    written, parity = save_bundle(load_network(source), card, target, extra_files=extra, archive=not folder,
                                   overwrite=overwrite)
     if as_json:
         print_json({"bundle": str(written), "parity_max_abs_diff": parity.max_abs_diff, "parity_inputs": parity.n_inputs})

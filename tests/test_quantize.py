@@ -1,0 +1,194 @@
+"""INT8 export: static quantisation, the accuracy gate, calibration data errors, the CLI."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from typer.testing import CliRunner
+
+from inspekt.bundle import ONNX, WEIGHTS, copy_bundle, load_network, open_bundle, save_bundle
+from inspekt.card import DataInfo, InputSpec, ModelCard
+from inspekt.cli import app
+from inspekt.errors import ConfigError, DatasetError
+from inspekt.io import list_images, save_image
+from inspekt.predictor import Predictor
+from inspekt.quantize import AccuracyDropError, quantize_bundle
+from inspekt.transforms import preprocess_batch
+
+runner = CliRunner()
+LEVELS = {"dark": (20, 60), "bright": (170, 230)}  # pixel value ranges of the two brightness classes
+
+
+def _write_csv(path: Path, rows: list[dict]) -> Path:
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["path", "label", "split"])
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+@pytest.fixture(scope="module")
+def brightness(tmp_path_factory):
+    """A 2-class grey model that tells dark from bright images (trained to 100% here, in well under
+    a second), its images, and two calibration CSVs: representative (dark and bright) and skewed
+    (dark only). The card normalises with mean 0 / std 1, so every input is >= 0 and dark-only
+    calibration clips bright inputs down to dark levels: a real, deterministic accuracy loss."""
+    import torch
+
+    from inspekt.models import create_model
+
+    root = tmp_path_factory.mktemp("brightness")
+    rng = np.random.default_rng(0)
+    rows = {"train": [], "val": []}
+    images, labels = [], []
+    for split, count in (("train", 12), ("val", 12)):
+        for label, (low, high) in LEVELS.items():
+            for i in range(count):
+                image = rng.integers(low, high, (16, 16), dtype=np.uint8)
+                save_image(root / split / label / f"{i}.png", image)
+                rows[split].append({"path": f"{split}/{label}/{i}.png", "label": label, "split": split})
+                images.append(image)
+                labels.append(label == "bright")
+    card = ModelCard(task="classify", architecture="tiny_cnn", params={"num_classes": 2, "in_chans": 1, "width": 4},
+                     classes=("bright", "dark"), input=InputSpec(size=(16, 16), channels=1, mean=(0.0,), std=(1.0,)))
+    torch.manual_seed(0)
+    network = create_model("tiny_cnn", num_classes=2, in_chans=1, width=4, dropout=0.0)
+    x = torch.from_numpy(preprocess_batch(images, card.input)[0])
+    y = torch.tensor([0 if bright else 1 for bright in labels])
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny tensors: one thread is many times faster on a busy machine
+    try:
+        for _ in range(30):  # plain gradient descent
+            network.zero_grad()
+            torch.nn.functional.cross_entropy(network(x), y).backward()
+            with torch.no_grad():
+                for param in network.parameters():
+                    param -= 0.5 * param.grad
+    finally:
+        torch.set_num_threads(threads)
+    bundle, _ = save_bundle(network.eval(), card, root / "model", samples=x[:4].numpy())
+    skewed = [r for r in rows["train"] if r["label"] == "dark"] + rows["val"]
+    return {"bundle": bundle, "good": _write_csv(root / "good.csv", rows["train"] + rows["val"]),
+            "skewed": _write_csv(root / "skewed.csv", skewed), "root": root}
+
+
+def _graph_ops(bundle_path: Path) -> set[str]:
+    return {node.op_type for node in onnx.load_from_string(open_bundle(bundle_path).read(ONNX)).graph.node}
+
+
+def test_int8_bundle_loads_in_the_predictor_and_agrees_with_fp32(trained, synth_classes, tmp_path):
+    source = copy_bundle(open_bundle(trained.bundle), tmp_path / "model.inspekt")
+    report = quantize_bundle(source, calib=synth_classes)
+    assert report.path == tmp_path / "model-int8.inspekt" and report.path.is_file()
+    assert report.n_images == 80 and report.n_calib == 80 and not report.skipped
+    assert report.size_int8 < report.size_fp32
+    int8 = open_bundle(report.path)
+    assert int8.card.precision == "int8"
+    assert int8.card.metrics["int8_accuracy"] == round(report.accuracy_int8, 4)
+    assert int8.card.metrics["fp32_accuracy"] == round(report.accuracy_fp32, 4)
+    assert {"QuantizeLinear", "DequantizeLinear"} <= _graph_ops(report.path)
+    assert int8.read(WEIGHTS) == open_bundle(source).read(WEIGHTS)
+    load_network(int8)  # the torch weights are still the fp32 ones
+    files = list_images(synth_classes)
+    fp32_labels = [p.label for p in Predictor.load(source).predict(files)]
+    int8_labels = [p.label for p in Predictor.load(report.path).predict(files)]
+    agreement = np.mean([a == b for a, b in zip(fp32_labels, int8_labels)])
+    assert agreement >= 0.9 and agreement == pytest.approx(report.agreement)
+
+
+def test_representative_calibration_passes_where_skewed_calibration_is_refused(brightness, tmp_path):
+    good = quantize_bundle(brightness["bundle"], tmp_path / "good.inspekt", calib=brightness["good"])
+    assert good.accuracy_fp32 == 1.0 and good.drop <= 0.01 and good.n_images == 24 and good.n_calib == 24
+    out = tmp_path / "skewed.inspekt"
+    with pytest.raises(AccuracyDropError) as refused:
+        quantize_bundle(brightness["bundle"], out, calib=brightness["skewed"])
+    report = refused.value.report
+    assert report.path is None and report.drop > 0.01 and report.n_calib == 12
+    assert report.drop == pytest.approx(report.accuracy_fp32 - report.accuracy_int8)
+    message = str(refused.value)
+    assert "\n" not in message and "--max-drop" in message
+    assert f"{report.accuracy_int8:.4f}" in message and f"{report.accuracy_fp32:.4f}" in message
+    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["good.inspekt"]
+    accepted = quantize_bundle(brightness["bundle"], out, calib=brightness["skewed"], max_drop=1.0)
+    assert accepted.path == out and accepted.drop == pytest.approx(report.drop)
+
+
+def test_without_calib_the_training_data_is_used_or_its_absence_explained(brightness, tmp_path):
+    bundle = open_bundle(brightness["bundle"])
+    for name, source in (("here", brightness["good"]), ("gone", tmp_path / "moved-away")):
+        card = bundle.card.model_copy(update={"data": DataInfo(source=str(source))})
+        copy_bundle(bundle, tmp_path / name, archive=False, card=card)
+    assert quantize_bundle(tmp_path / "here").n_images == 24
+    with pytest.raises(ConfigError, match=r"moved-away\) is not there; pass --calib DATA"):
+        quantize_bundle(tmp_path / "gone")
+    assert not (tmp_path / "gone-int8.inspekt").exists()
+
+
+def test_unusable_calibration_data_is_refused_with_the_reason(brightness, synth_classes, tmp_path):
+    with pytest.raises(DatasetError, match=r"labels \['lop', 'ok', 'pore', 'scratch'\] are not among the model's"):
+        quantize_bundle(brightness["bundle"], tmp_path / "a.inspekt", calib=synth_classes)
+    few = _write_csv(tmp_path / "few.csv", [{"path": str(p), "label": p.parent.name, "split": ""}
+                                            for p in list_images(brightness["root"] / "val")[:5]])
+    with pytest.raises(DatasetError, match="only 5 calibration image"):
+        quantize_bundle(brightness["bundle"], tmp_path / "b.inspekt", calib=few)
+    flat = tmp_path / "flat"
+    shutil.copytree(brightness["root"] / "val" / "dark", flat)
+    with pytest.raises(DatasetError, match="no labels"):
+        quantize_bundle(brightness["bundle"], tmp_path / "c.inspekt", calib=flat)
+    assert not any(tmp_path.glob("*.inspekt"))
+
+
+def test_corrupt_calibration_image_is_skipped_and_reported_once(brightness, tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(brightness["root"] / "val", data)
+    (data / "dark" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    report = quantize_bundle(brightness["bundle"], tmp_path / "m.inspekt", calib=data)
+    assert report.path.is_file() and report.n_images == 24 and report.n_calib == 24
+    assert [s.path for s in report.skipped] == [str(data / "dark" / "broken.png")]
+    assert "broken.png" in report.summary()
+
+
+def test_refuses_other_tasks_and_int8_bundles(brightness, tmp_path):
+    bundle = open_bundle(brightness["bundle"])
+    copy_bundle(bundle, tmp_path / "seg", archive=False, card=bundle.card.model_copy(update={"task": "segment"}))
+    copy_bundle(bundle, tmp_path / "q8", archive=False, card=bundle.card.model_copy(update={"precision": "int8"}))
+    with pytest.raises(ConfigError, match="classify bundles only"):
+        quantize_bundle(tmp_path / "seg", calib=brightness["good"])
+    with pytest.raises(ConfigError, match="already INT8"):
+        quantize_bundle(tmp_path / "q8", calib=brightness["good"])
+
+
+def test_cli_export_int8_json_and_refusal(brightness, tmp_path):
+    args = ["export", str(brightness["bundle"]), "--int8", "--json"]
+    ok = runner.invoke(app, [*args, "--calib", str(brightness["good"]), "--out", str(tmp_path / "m.inspekt")])
+    assert ok.exit_code == 0, ok.output
+    written = json.loads(ok.stdout)
+    assert written["path"] == str(tmp_path / "m.inspekt") and written["drop"] <= 0.01
+    assert open_bundle(written["path"]).card.precision == "int8"
+    refused = runner.invoke(app, [*args, "--calib", str(brightness["skewed"]), "--out", str(tmp_path / "r.inspekt")])
+    assert refused.exit_code == 2
+    figures = json.loads(refused.stdout)
+    assert figures["path"] is None and figures["drop"] > 0.01
+    assert "--max-drop" in refused.stderr and "Traceback" not in refused.stderr
+    assert not (tmp_path / "r.inspekt").exists()
+    misplaced = runner.invoke(app, ["export", str(brightness["bundle"]), "--calib", str(brightness["good"])])
+    assert misplaced.exit_code == 2 and "apply to --int8 only" in misplaced.stderr
+    back = runner.invoke(app, ["export", written["path"], "--out", str(tmp_path / "fp32.inspekt")])
+    assert back.exit_code == 0, back.output
+    assert open_bundle(tmp_path / "fp32.inspekt").card.precision == "fp32"  # re-exported from the fp32 weights
+
+
+def test_cli_refusal_through_the_installed_command(brightness, tmp_path):
+    exe = Path(sys.executable).with_name("inspekt")
+    proc = subprocess.run([str(exe), "export", str(brightness["bundle"]), "--int8", "--calib", str(brightness["skewed"]),
+                           "--out", str(tmp_path / "r.inspekt")], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and proc.stderr.startswith("error: ") and "--max-drop" in proc.stderr
+    assert "fp32 1.0000" in proc.stderr and not (tmp_path / "r.inspekt").exists()
