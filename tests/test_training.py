@@ -277,3 +277,18 @@ def test_tiny_cnn_strided_stem_halves_the_first_feature_map():
     assert strided.eval()(x).shape == (1, 2)
     with pytest.raises(ConfigError, match="stem_stride=3 is out of range"):
         create_model("tiny_cnn", num_classes=2, stem_stride=3)
+
+
+def test_tiny_cnn_pooling_choices_export_with_parity():
+    from inspekt.bundle import check_parity, export_onnx
+    from inspekt.card import InputSpec, ModelCard
+    from inspekt.models import create_model
+
+    card = ModelCard(task="classify", architecture="tiny_cnn", classes=("a", "b"),
+                     input=InputSpec(size=(32, 32), channels=1, mean=(0.5,), std=(0.25,)))
+    for pool, dims in (("avg", 32), ("max", 32), ("avgmax", 64)):
+        network = create_model("tiny_cnn", num_classes=2, in_chans=1, width=4, pool=pool).eval()
+        assert network.head[-1].in_features == dims
+        assert check_parity(network, export_onnx(network, card), card).ok
+    with pytest.raises(ConfigError, match="pool='sum' is out of range"):
+        create_model("tiny_cnn", num_classes=2, pool="sum")

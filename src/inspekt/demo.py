@@ -60,7 +60,7 @@ def _model(root: Path, data: Path, built: list[str], on_epoch: Callable | None) 
     model = root / "models" / (MODEL_NAME + SUFFIX)
     if model.is_file():
         return model
-    cfg = TrainConfig(task="classify", data=str(data), epochs=EPOCHS, imgsz=IMGSZ, batch=32,
+    cfg = TrainConfig(task="classify", data=str(data), epochs=EPOCHS, imgsz=IMGSZ, batch=32, augment="light",
                       out=str(root / "runs"), name="demo", exist_ok=True)
     result = train(cfg, on_epoch=on_epoch)
     copy_bundle(open_bundle(result.bundle), model, archive=True)  # already parity-checked by train
