@@ -31,3 +31,21 @@ def test_onnx_prediction_never_imports_torch(trained, synth_classes):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
+
+
+def test_train_evaluate_explain_from_python(synth_classes, tmp_path):
+    """The notebook path: keyword options like the CLI's, then evaluate and explain the result."""
+    result = inspekt.train(data=str(synth_classes), epochs=1, imgsz=32, batch=16, out=str(tmp_path),
+                           model_params={"width": 4}, threads=1)
+    assert result.bundle.is_dir() and result.run_dir.parent == tmp_path / "classify"
+    report = inspekt.evaluate(result.bundle, synth_classes)
+    assert report.metrics["n"] == 80 and 0 <= report.metrics["macro_f1"] <= 1
+    image = inspekt.load_image(next((synth_classes / "pore").iterdir()), mode="keep")
+    explanation = inspekt.Explainer.load(result.bundle).explain(image)
+    assert explanation.cam.shape == image.shape[:2]
+    try:
+        inspekt.train(data=str(synth_classes), epochz=3)
+    except inspekt.InspektError as exc:
+        assert 'Did you mean "epochs"' in str(exc)
+    else:
+        raise AssertionError("an unknown option was accepted")

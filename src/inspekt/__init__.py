@@ -29,6 +29,7 @@ _EXPORTS = {
     "TrainConfig": "inspekt.config",
     "Explainer": "inspekt.explain",
     "evaluate": "inspekt.evaluate",
+    "quantize_bundle": "inspekt.quantize",
 }
 
 __all__ = [*_EXPORTS, "load_model", "__version__"]
