@@ -1,0 +1,64 @@
+"""``inspekt explain``: Grad-CAM overlays for a classification bundle."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Column, Table
+
+from ..errors import InspektError
+from . import app
+from .common import console, err_console, print_json, progress_bar
+from .tasks import expand_sources
+
+
+def _output_name(source: str, method: str, taken: set[str]) -> str:
+    """``<stem>_<method>.png``, numbered when two sources share a stem (``a_gradcam_2.png``)."""
+    stem, n = f"{Path(source).stem}_{method}", 1
+    name = f"{stem}.png"
+    while name in taken:
+        n += 1
+        name = f"{stem}_{n}.png"
+    taken.add(name)
+    return name
+
+
+@app.command()
+def explain(
+    bundle: Path = typer.Argument(..., help="Bundle folder, .inspekt file or run folder (classification)."),
+    sources: list[str] = typer.Argument(..., help="Image files, folders or glob patterns."),
+    method: str = typer.Option("gradcam", "--method", help="CAM method, e.g. gradcam, gradcam++, layercam, eigencam "
+                               "(an unknown name lists them all)."),
+    target: str = typer.Option(None, "--class", help="Class to explain (default: the predicted class)."),
+    layer: str = typer.Option(None, "--layer", help="Dotted name of the layer to explain (default: last stage)."),
+    opacity: float = typer.Option(0.5, "--opacity", help="Heat-map weight in the overlay, 0..1."),
+    out: Path = typer.Option(Path("explanations"), "--out", help="Folder for the <stem>_<method>.png overlays."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object per image (JSON lines)."),
+) -> None:
+    """Write Grad-CAM overlays showing what drove each image's class; bad files are reported and skipped."""
+    from ..explain import Explainer
+    from ..io import BatchReport, save_image
+
+    explainer = Explainer.load(bundle, method=method, layer=layer)
+    files, report, taken, rows = expand_sources(sources), BatchReport(), set(), []
+    if not files:
+        raise InspektError(f"no images found in {', '.join(sources)}")
+    with progress_bar("explaining", len(files), enabled=not as_json) as advance:
+        for file in files:
+            for result in explainer.explain_files([file], target=target, opacity=opacity, report=report):
+                written = save_image(out / _output_name(result.source, method, taken), result.overlay)
+                rows.append(result.to_dict() | {"output": str(written)})
+            advance()
+    if as_json:
+        for row in rows:
+            print_json(row)
+    elif rows:
+        table = Table(Column("file", overflow="fold"), "explained", "predicted", Column("overlay", overflow="fold"))
+        for row in rows:
+            table.add_row(row["path"], row["target"], f"{row['predicted']} {row['score']:.3f}", Path(row["output"]).name)
+        console.print(table)
+        console.print(f"wrote {len(rows)} overlay(s) to {out}", highlight=False, soft_wrap=True)
+    err_console.print(report.summary(), highlight=False)
+    if not rows:
+        raise InspektError(f"none of the {len(files)} file(s) could be read as an image (see the list above)")
