@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -13,6 +14,18 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 STATE = {"debug": False}
 console = Console()
 err_console = Console(stderr=True, soft_wrap=True)  # one line per message, whatever the width
+
+
+def unique_name(source: str, suffix: str, taken: set[str]) -> str:
+    """``<stem>_<suffix>.png`` for an output file, numbered (``a_gradcam_2.png``) when an earlier
+    source with the same stem already took the name; ``taken`` collects the names given."""
+    stem, n = f"{Path(source).stem}_{suffix}", 1
+    name = f"{stem}.png"
+    while name in taken:
+        n += 1
+        name = f"{stem}_{n}.png"
+    taken.add(name)
+    return name
 
 
 def print_json(payload: Any) -> None:

@@ -9,19 +9,8 @@ from rich.table import Column, Table
 
 from ..errors import InspektError
 from . import app
-from .common import console, err_console, print_json, progress_bar
+from .common import console, err_console, print_json, progress_bar, unique_name
 from .tasks import expand_sources
-
-
-def _output_name(source: str, method: str, taken: set[str]) -> str:
-    """``<stem>_<method>.png``, numbered when two sources share a stem (``a_gradcam_2.png``)."""
-    stem, n = f"{Path(source).stem}_{method}", 1
-    name = f"{stem}.png"
-    while name in taken:
-        n += 1
-        name = f"{stem}_{n}.png"
-    taken.add(name)
-    return name
 
 
 @app.command()
@@ -47,7 +36,7 @@ def explain(
     with progress_bar("explaining", len(files), enabled=not as_json) as advance:
         for file in files:
             for result in explainer.explain_files([file], target=target, opacity=opacity, report=report):
-                written = save_image(out / _output_name(result.source, method, taken), result.overlay)
+                written = save_image(out / unique_name(result.source, method, taken), result.overlay)
                 rows.append(result.to_dict() | {"output": str(written)})
             advance()
     if as_json:

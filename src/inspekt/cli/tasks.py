@@ -10,7 +10,7 @@ from rich.table import Table
 
 from ..errors import InspektError
 from . import app
-from .common import console, err_console, print_json, progress_bar
+from .common import console, err_console, print_json, progress_bar, unique_name
 
 train_app = typer.Typer(help="Train a model: inspekt train classify --data PATH.", no_args_is_help=True)
 app.add_typer(train_app, name="train")
@@ -124,11 +124,8 @@ def _save_visuals(results: list, save_dir: Path, explainer, used: set[str]) -> N
     for r in results:
         image = load_image(r.source, mode="keep")
         base = explainer.explain(image, target=r.label, source=r.source).overlay if explainer else image
-        name, number = f"{Path(r.source).stem}_{'gradcam' if explainer else 'pred'}", 2
-        while name in used:
-            name, number = f"{Path(r.source).stem}_{number}_{'gradcam' if explainer else 'pred'}", number + 1
-        used.add(name)
-        r.extra["saved"] = str(save_image(save_dir / f"{name}.png", banner(base, f"{r.label} {r.score:.2f}")))
+        name = unique_name(r.source, "gradcam" if explainer else "pred", used)
+        r.extra["saved"] = str(save_image(save_dir / name, banner(base, f"{r.label} {r.score:.2f}")))
 
 
 @app.command()
