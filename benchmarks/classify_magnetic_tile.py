@@ -38,7 +38,7 @@ def main() -> int:
     from inspekt.config import TrainConfig, build_config
     from inspekt.data import open_dataset
     from inspekt.data.split import split_dataset, write_split_csv
-    from inspekt.evaluate import evaluate
+    from inspekt.evaluation import evaluate
     from inspekt.training import train
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -205,7 +205,7 @@ def test_plot_threshold_sweep_and_runs(tmp_path):
 
 
 def test_importing_metrics_plots_and_evaluate_stays_light():
-    code = ("import sys, inspekt.metrics, inspekt.plots, inspekt.evaluate; "
+    code = ("import sys, inspekt.metrics, inspekt.plots, inspekt.evaluation; "
             "print(sorted(m for m in ('torch', 'matplotlib', 'sklearn', 'onnxruntime') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

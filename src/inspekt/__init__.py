@@ -28,7 +28,7 @@ _EXPORTS = {
     "resume": "inspekt.training",
     "TrainConfig": "inspekt.config",
     "Explainer": "inspekt.explain",
-    "evaluate": "inspekt.evaluate",
+    "evaluate": "inspekt.evaluation",
     "quantize_bundle": "inspekt.quantize",
 }
 

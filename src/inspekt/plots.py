@@ -20,7 +20,7 @@ import numpy as np
 from .io import BatchReport, iter_images, save_image
 
 if TYPE_CHECKING:
-    from .evaluate import EvalResult
+    from .evaluation import EvalResult
 
 # Panels of a training history: (title, y label, keys drawn in it).
 HISTORY_PANELS = (
@@ -218,7 +218,7 @@ def plot_evaluation(result: EvalResult, folder: str | Path, *, gallery_limit: in
     """Confusion matrices, the threshold sweep (binary) and the Grad-CAM gallery of errors.
 
     Args:
-        result: an evaluation (``inspekt.evaluate.evaluate``).
+        result: an evaluation (``inspekt.evaluation.evaluate``).
         folder: where to write (created if missing).
         gallery_limit: the most misclassified images the gallery shows.
 
@@ -259,7 +259,7 @@ def write_gallery(result: EvalResult, folder: str | Path, *, limit: int = GALLER
     the predicted class, their true and predicted class and confidence.
 
     Args:
-        result: an evaluation (``inspekt.evaluate.evaluate``); its bundle gives the Grad-CAM.
+        result: an evaluation (``inspekt.evaluation.evaluate``); its bundle gives the Grad-CAM.
         folder: where gallery.html goes; the overlays go to ``folder/gallery/``.
         limit: the most images shown, worst (least probability on the true class) first.
 

@@ -67,7 +67,7 @@ def eval_command(
     """Evaluate a classifier on a labelled dataset; bad files are reported and skipped."""
     from ..bundle import open_bundle
     from ..data import open_dataset
-    from ..evaluate import (binary_positive, choose_threshold, evaluate, parse_threshold_choice, save_threshold,
+    from ..evaluation import (binary_positive, choose_threshold, evaluate, parse_threshold_choice, save_threshold,
                             select_split, write_csv, write_json)
     from ..io import BatchReport
 
@@ -116,7 +116,7 @@ def compare(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Compare training runs: model, input size, epochs, best validation scores, time, bundle size."""
-    from ..evaluate import read_run
+    from ..evaluation import read_run
     from ..plots import plot_runs
 
     summaries = [read_run(run) for run in runs]
