@@ -29,6 +29,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--keep", type=Path, help="copy the trained bundle here (a .inspekt file) and the split CSV "
+                        "beside it, e.g. for benchmarks/inference_speed.py")
     parser.add_argument("overrides", nargs="*", help="key=value config overrides")
     args = parser.parse_args()
     if not args.data.is_dir():
@@ -54,6 +56,12 @@ def main() -> int:
             f"{r['seconds']:.0f}s", flush=True))
         seconds = time.perf_counter() - t0
         scored = evaluate(result.bundle, csv_path, split="test")
+        if args.keep:
+            from inspekt.bundle import copy_bundle, open_bundle
+
+            kept = copy_bundle(open_bundle(result.bundle), args.keep, archive=True, overwrite=True)
+            split_copy = write_split_csv(split, kept.with_suffix(".split.csv"))
+            print(f"kept {kept} and {split_copy}")
     metrics = scored.metrics
     print(f"\ntraining wall clock: {seconds:.0f} s ({seconds / 60:.1f} min), {len(result.history)} epochs, "
           f"threads={args.threads}")

@@ -33,19 +33,22 @@ BATCHES = (1, 16)
 def images_per_second(runners: dict, x: np.ndarray, batch: int, repeats: int) -> dict[str, float]:
     """Median images/s of each runner over ``repeats`` passes through ``x`` in chunks of ``batch``.
 
-    The runners take turns within each repeat, so a busy machine slows them all alike.
+    Each runner is timed in its own block after its own warm-up: interleaving them lets one
+    runtime's spinning worker threads steal the two cores from the next one.
     """
-    for run in runners.values():  # warm-up: allocations, kernel choice
-        for start in range(0, min(len(x), 2 * batch), batch):
+    rates: dict[str, float] = {}
+    for name, run in runners.items():
+        for start in range(0, min(len(x), 2 * batch), batch):  # warm-up: allocations, kernel choice
             run(x[start : start + batch])
-    rates: dict[str, list[float]] = {name: [] for name in runners}
-    for _ in range(repeats):
-        for name, run in runners.items():
+        found = []
+        for _ in range(repeats):
             t0 = time.perf_counter()
             for start in range(0, len(x), batch):
                 run(x[start : start + batch])
-            rates[name].append(len(x) / (time.perf_counter() - t0))
-    return {name: statistics.median(found) for name, found in rates.items()}
+            found.append(len(x) / (time.perf_counter() - t0))
+        rates[name] = statistics.median(found)
+        time.sleep(0.5)  # let this runner's worker threads go idle before the next one
+    return rates
 
 
 def load_inputs(bundle, data: Path, n_images: int) -> tuple[np.ndarray, np.ndarray]:

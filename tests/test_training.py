@@ -130,10 +130,19 @@ def test_run_folder_holds_everything(trained):
     assert 1 <= card.metrics["best_epoch"] <= len(trained.history)
 
 
-def test_same_seed_same_history(synth_classes, tmp_path):
+def test_same_seed_same_history_whether_cached_or_decoded_each_epoch(synth_classes, tmp_path):
     first = train(config(synth_classes, tmp_path, epochs=2, name="a"))
     second = train(config(synth_classes, tmp_path, epochs=2, name="b"))
     assert metric_rows(first.history) == metric_rows(second.history)
+    uncached = train(config(synth_classes, tmp_path, epochs=2, name="c", cache_mb=0))
+    assert metric_rows(uncached.history) == metric_rows(first.history)
+    assert any("did not fit in cache_mb=0" in note for note in uncached.notes)
+
+
+def test_one_cycle_schedule_rises_then_falls(synth_classes, tmp_path):
+    result = train(config(synth_classes, tmp_path, epochs=4, scheduler="onecycle", lr=0.01))
+    rates = [row["lr"] for row in result.history]
+    assert rates[0] < max(rates) <= 0.01 and rates[-1] < max(rates)
 
 
 def test_ctrl_c_keeps_the_best_model_and_resume_finishes_exactly(synth_classes, tmp_path):
