@@ -274,6 +274,10 @@ def test_published_weights_offline_fail_fast_with_advice(synth_classes, tmp_path
         train(config(synth_classes, tmp_path, model="resnet18", model_params={}, pretrained="timm"))
     with pytest.raises(ConfigError, match="not a timm architecture"):
         train(config(synth_classes, tmp_path, pretrained="timm"))
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens there: refused at once
+    with pytest.raises(ConfigError, match="127.0.0.1 is not reachable.*pass --pretrained resnet18.safetensors"):
+        train(config(synth_classes, tmp_path, model="resnet18", model_params={}, pretrained="timm"))
 
 
 def test_tiny_cnn_strided_stem_halves_the_first_feature_map():

@@ -114,8 +114,11 @@ TOUR = """[bold]Try next[/] (first: source .venv/bin/activate)
   inspekt data info {data}                 # layout, classes, sizes, corrupt files, duplicates
   inspekt data info {seg}             # images + masks
   inspekt data split {data} --out split.csv   # stratified train/val/test CSV
-  inspekt predict {model} {incoming} --json
-  inspekt train classify --data {data} --epochs 10 --imgsz 64
+  inspekt predict {model} {incoming} --topk 2 --save-dir predictions --explain
+  inspekt eval {model} --data {data} --plots report   # metrics, confusion, Grad-CAM gallery of errors
+  inspekt explain {model} {incoming} --out cams       # Grad-CAM overlays
+  inspekt train classify --data {data} --epochs 20 --imgsz 64 --augment light
   inspekt export {model} --out copy.inspekt    # re-export with the ONNX parity check
+  inspekt export {model} --int8 --calib {data} --out int8.inspekt   # refused if accuracy drops > 1 point
   inspekt checks                           # versions, threads, runtimes
 """

@@ -73,9 +73,8 @@ def _published(architecture: str) -> dict:
     if not timm.is_model(arch):
         raise ConfigError(f"--pretrained timm: {architecture} is not a timm architecture; train it from scratch "
                           "or give --pretrained FILE")
-    os.environ.setdefault("HF_HUB_ETAG_TIMEOUT", "5")
-    os.environ.setdefault("HF_HUB_DOWNLOAD_TIMEOUT", "10")
     try:
+        _check_hub_reachable()
         return timm.create_model(arch, pretrained=True).state_dict()
     except Exception as exc:
         detail = " ".join(str(exc).split())[:160]
@@ -85,6 +84,20 @@ def _published(architecture: str) -> dict:
             f"s.save_file(timm.create_model('{arch}', pretrained=True).state_dict(), '{arch}.safetensors')\") "
             f"and pass --pretrained {arch}.safetensors"
         ) from exc
+
+
+def _check_hub_reachable(timeout: float = 3.0) -> None:
+    """Fail at once when the weights hub cannot be reached (the hub client would retry for a minute)."""
+    import socket
+    from urllib.parse import urlparse
+
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
+        raise ConnectionError("HF_HUB_OFFLINE is set")
+    endpoint = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    try:
+        socket.create_connection((endpoint.hostname, endpoint.port or 443), timeout=timeout).close()
+    except OSError as exc:
+        raise ConnectionError(f"{endpoint.hostname} is not reachable: {exc}") from exc
 
 
 def load_pretrained(network, architecture: str, source: str) -> PretrainedReport:
