@@ -17,7 +17,8 @@ from inspekt.bundle import copy_bundle, open_bundle
 from inspekt.card import positive_class
 from inspekt.cli import app
 from inspekt.errors import ConfigError, DatasetError
-from inspekt.evaluation import evaluate, read_run, save_threshold, write_csv, write_json
+from inspekt.evaluation import evaluate, save_threshold, write_csv, write_json
+from inspekt.runs import read_run
 from inspekt.io import load_image
 from inspekt.metrics import best_f1_threshold
 from inspekt.plots import plot_evaluation

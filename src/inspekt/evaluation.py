@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +25,6 @@ from .io import BatchReport, SkippedFile
 from .metrics import best_f1_threshold, classification_metrics, threshold_sweep
 
 BEST_F1 = "best-f1"
-RUN_FILES = ("results.csv", "config.yaml", "bundle/card.json")
 
 
 @dataclass
@@ -345,81 +344,3 @@ def write_csv(result: EvalResult, path: str | Path) -> Path:
         writer.writeheader()
         writer.writerows(result.rows)
     return path
-
-
-# --- comparing training runs -----------------------------------------------------------------
-
-
-def _number(value: str | None) -> float | None:
-    try:
-        return float(value) if value not in (None, "") else None
-    except ValueError:
-        return None
-
-
-@dataclass(frozen=True)
-class RunSummary:
-    """The figures of one training run folder that ``inspekt runs compare`` shows."""
-
-    run: str
-    model: str
-    imgsz: tuple[int, int]
-    epochs_run: int
-    epochs_planned: int | None
-    best_val_macro_f1: float | None
-    best_epoch: int | None
-    val_accuracy: float | None
-    val_roc_auc: float | None
-    train_seconds: float
-    bundle_bytes: int
-    history: list[dict] = field(repr=False)
-
-    def to_dict(self) -> dict:
-        """JSON-ready figures (without the history)."""
-        return {k: v for k, v in asdict(self).items() if k != "history"}
-
-
-def read_run(folder: str | Path) -> RunSummary:
-    """Summarise a run folder written by training (results.csv, config.yaml, bundle/card.json).
-
-    Args:
-        folder: the run folder, e.g. ``runs/classify/exp``.
-
-    Returns:
-        Its figures and epoch history.
-
-    Raises:
-        ConfigError: the folder is missing or lacks one of those files, or they are unreadable.
-        BundleError: the bundle's card is invalid.
-    """
-    import yaml
-
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise ConfigError(f"{folder}: no such run folder (give runs/<task>/<name> folders written by inspekt train)")
-    missing = [name for name in RUN_FILES if not (folder / name).is_file()]
-    if missing:
-        raise ConfigError(f"{folder}: not a complete run folder: {', '.join(missing)} missing "
-                          f"(a training run holds {', '.join(RUN_FILES)})")
-    with (folder / "results.csv").open(newline="", encoding="utf-8") as f:
-        history = [{k: _number(v) for k, v in row.items()} for row in csv.DictReader(f)]
-    if not history:
-        raise ConfigError(f"{folder}: results.csv holds no epochs; the run did not finish its first epoch")
-    try:
-        config = yaml.safe_load((folder / "config.yaml").read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{folder / 'config.yaml'}: not readable YAML ({str(exc).splitlines()[0]})") from exc
-    card = open_bundle(folder / "bundle").card
-    scored = [row for row in history if row.get("val_macro_f1") is not None]
-    best = max(scored, key=lambda row: row["val_macro_f1"]) if scored else {}
-    bundle_files = [p for p in (folder / "bundle").rglob("*") if p.is_file()]
-    planned = config.get("epochs") if isinstance(config, dict) else None
-    return RunSummary(
-        run=str(folder), model=card.architecture, imgsz=card.input.size, epochs_run=len(history),
-        epochs_planned=planned if isinstance(planned, int) else None,
-        best_val_macro_f1=best.get("val_macro_f1"),
-        best_epoch=int(best["epoch"]) if best.get("epoch") is not None else None,
-        val_accuracy=best.get("val_accuracy"), val_roc_auc=best.get("val_roc_auc"),
-        train_seconds=float(sum(row.get("seconds") or 0.0 for row in history)),
-        bundle_bytes=sum(p.stat().st_size for p in bundle_files), history=history,
-    )

@@ -116,7 +116,7 @@ def compare(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Compare training runs: model, input size, epochs, best validation scores, time, bundle size."""
-    from ..evaluation import read_run
+    from ..runs import read_run
     from ..plots import plot_runs
 
     summaries = [read_run(run) for run in runs]
