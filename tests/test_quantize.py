@@ -192,3 +192,15 @@ def test_cli_refusal_through_the_installed_command(brightness, tmp_path):
                            "--out", str(tmp_path / "r.inspekt")], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2 and proc.stderr.startswith("error: ") and "--max-drop" in proc.stderr
     assert "fp32 1.0000" in proc.stderr and not (tmp_path / "r.inspekt").exists()
+
+
+def test_accuracy_check_decides_labels_like_the_predictor(brightness, tmp_path):
+    """A card threshold of 0 makes the Predictor say "dark" for everything; the INT8 accuracy check
+    must score those same labels (half right on the balanced evaluation images), not the argmax."""
+    source = open_bundle(brightness["bundle"])
+    always_dark = copy_bundle(source, tmp_path / "dark", archive=False,
+                              card=source.card.model_copy(update={"thresholds": {"dark": 0.0}}))
+    images = list_images(brightness["root"] / "val")
+    assert {p.label for p in Predictor.load(always_dark).predict(images)} == {"dark"}
+    report = quantize_bundle(always_dark, tmp_path / "int8.inspekt", calib=brightness["good"])
+    assert report.accuracy_fp32 == report.accuracy_int8 == 0.5

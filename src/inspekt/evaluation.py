@@ -23,6 +23,7 @@ from .data.dataset import SPLIT_ALIASES
 from .errors import ConfigError, DatasetError
 from .io import BatchReport, SkippedFile
 from .metrics import best_f1_threshold, classification_metrics, threshold_sweep
+from .predictor import Predictor, decide
 
 BEST_F1 = "best-f1"
 
@@ -80,7 +81,7 @@ class EvalResult:
             ConfigError: a multi-class model, or an invalid threshold.
         """
         threshold = choose_threshold(self, threshold)
-        y_pred = _decide(self.probs, self.classes, self.positive, threshold)
+        y_pred = decide(self.probs, self.classes, {self.positive: threshold})
         metrics = classification_metrics(self.y_true, self.probs, self.classes, y_pred=y_pred)
         return replace(self, y_pred=y_pred, metrics=metrics, threshold=threshold)
 
@@ -106,14 +107,6 @@ class EvalResult:
             "best_f1": best_f1_threshold(self.sweep) if self.sweep else None,
             "skipped": [{"path": s.path, "reason": s.reason} for s in self.skipped],
         }
-
-
-def _decide(probs: np.ndarray, classes: tuple[str, ...], positive: str | None, threshold: float | None) -> np.ndarray:
-    """Predicted indices: the positive class when its probability >= threshold, else argmax."""
-    if threshold is None or positive is None:
-        return probs.argmax(1)
-    index = classes.index(positive)
-    return np.where(probs[:, index] >= threshold, index, 1 - index)
 
 
 def select_split(dataset: Dataset, split: str | None) -> tuple[Dataset, str]:
@@ -180,7 +173,6 @@ def evaluate(model: str | Path | Bundle, data: str | Path | Dataset, *, split: s
         DatasetError: no such split, unlabelled images, labels the model does not know, or no
             readable image at all.
     """
-    from .predictor import Predictor
 
     predictor = Predictor.load(model, backend=backend, batch_size=batch_size)
     card = predictor.card
@@ -199,7 +191,7 @@ def evaluate(model: str | Path | Bundle, data: str | Path | Dataset, *, split: s
     positive, threshold = _binary_decision(card)
     probs = np.array([[p.scores[c] for c in card.classes] for p in predictions])
     y_true = np.array([truth[p.source] for p in predictions])
-    y_pred = _decide(probs, card.classes, positive, threshold)
+    y_pred = decide(probs, card.classes, {positive: threshold} if positive and threshold is not None else {})
     sweep = None
     if positive is not None:
         index = card.classes.index(positive)

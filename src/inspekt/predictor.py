@@ -89,23 +89,32 @@ class Prediction:
         return plot_prediction(self, image, ax=ax)
 
 
-def _softmax(logits: np.ndarray) -> np.ndarray:
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Class probabilities from (N, C) logits."""
     shifted = logits - logits.max(axis=1, keepdims=True)
     exp = np.exp(shifted)
     return exp / exp.sum(axis=1, keepdims=True)
 
 
+def decide(probs: np.ndarray, classes: Sequence[str], thresholds: dict[str, float]) -> np.ndarray:
+    """Predicted class indices: the most probable class, or for a binary model with a threshold
+    ``{positive: t}``, the positive class whenever its probability reaches ``t``. The one rule
+    used by prediction, evaluation and the INT8 accuracy check."""
+    best = probs.argmax(1)
+    for name, threshold in thresholds.items():
+        positive = list(classes).index(name)
+        best = np.where(probs[:, positive] >= threshold, positive, 1 - positive)
+    return best
+
+
 def _classify(card: ModelCard, outputs: dict[str, np.ndarray], sources: Sequence[str], geometries) -> list[Prediction]:
     """Softmax scores; the label is the most probable class, or for a binary card with a threshold,
     the positive class whenever its probability reaches the threshold."""
-    probs = _softmax(outputs["logits"].astype(np.float64))
+    probs = softmax(outputs["logits"].astype(np.float64))
     results = []
-    for source, row in zip(sources, probs):
-        best = int(row.argmax())
-        for name, threshold in card.thresholds.items():
-            positive = card.classes.index(name)
-            best = positive if row[positive] >= threshold else 1 - positive
+    for source, row, best in zip(sources, probs, decide(probs, card.classes, card.thresholds)):
         scores = {name: float(p) for name, p in zip(card.classes, row)}
+        best = int(best)
         results.append(Prediction(source, "classify", card.classes[best], float(row[best]), scores))
     return results
 

@@ -42,6 +42,7 @@ from .card import ModelCard
 from .data import Dataset, Sample, open_dataset
 from .errors import ConfigError, DatasetError, InspektError
 from .io import BatchReport, SkippedFile, iter_images
+from .predictor import decide, softmax
 from .transforms import preprocess_batch
 
 DEFAULT_MAX_DROP = 0.01
@@ -222,7 +223,8 @@ def quantize_onnx(onnx_bytes: bytes, batches: Sequence[np.ndarray]) -> bytes:
 
 def compare_graphs(graphs: Sequence[bytes], card: ModelCard, samples: Sequence[Sample],
                    report: BatchReport) -> tuple[np.ndarray, list[np.ndarray]]:
-    """Run several graphs on the same preprocessed batches of labelled samples.
+    """Run several graphs on the same preprocessed batches of labelled samples; labels are decided
+    as the Predictor decides them (the card's threshold included).
 
     Args:
         graphs: ONNX graphs giving class scores first.
@@ -242,7 +244,7 @@ def compare_graphs(graphs: Sequence[bytes], card: ModelCard, samples: Sequence[S
     for sources, batch in read_batches([s.path for s in samples], card, report):
         truth.extend(labels[s] for s in sources)
         for found, session in zip(predicted, sessions):
-            found.append(session.run(None, {"input": batch})[0].argmax(axis=1))
+            found.append(decide(softmax(session.run(None, {"input": batch})[0]), card.classes, card.thresholds))
     return np.asarray(truth, dtype=int), [np.concatenate(p) if p else np.zeros(0, int) for p in predicted]
 
 
