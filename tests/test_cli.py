@@ -103,7 +103,9 @@ def test_models_lists_the_registry():
     rows = {row["name"]: row for row in json.loads(run("models", "--json").output)}
     assert {"tiny_cnn", "resnet18", "efficientnet_b0", "mobilenetv3_small_100", "convnext_atto"} <= set(rows)
     assert rows["resnet18"]["task"] == "classify" and "drop_rate" in rows["resnet18"]["parameters"]
-    assert json.loads(run("models", "--task", "segment", "--json").output) == []
+    segment = {row["name"]: row for row in json.loads(run("models", "--task", "segment", "--json").output)}
+    assert {"tiny_unet", "unet", "unetplusplus", "fpn"} <= set(segment)
+    assert all(row["task"] == "segment" for row in segment.values()) and "encoder" in segment["unet"]["parameters"]
 
 
 def test_export_folder_and_overwrite(trained, tmp_path):

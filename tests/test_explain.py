@@ -202,7 +202,7 @@ def test_bad_class_or_opacity_raise_before_any_work(rgb_bundle, tmp_path):
 
 
 def test_only_classification_bundles(tmp_path):
-    bundle = _card_only_bundle(tmp_path / "seg", task="segment")
+    bundle = _card_only_bundle(tmp_path / "seg", task="segment", classes=("background", "defect"))
     with pytest.raises(ConfigError, match="Grad-CAM explains classification models; this is a segment bundle"):
         Explainer(bundle, _Brightness(), layer="features")
 

@@ -158,7 +158,7 @@ def test_corrupt_calibration_image_is_skipped_and_reported_once(brightness, tmp_
 
 def test_refuses_other_tasks_and_int8_bundles(brightness, tmp_path):
     bundle = open_bundle(brightness["bundle"])
-    copy_bundle(bundle, tmp_path / "seg", archive=False, card=bundle.card.model_copy(update={"task": "segment"}))
+    copy_bundle(bundle, tmp_path / "seg", archive=False, card=bundle.card.model_copy(update={"task": "segment", "classes": ("background", "defect")}))
     copy_bundle(bundle, tmp_path / "q8", archive=False, card=bundle.card.model_copy(update={"precision": "int8"}))
     with pytest.raises(ConfigError, match="classify bundles only"):
         quantize_bundle(tmp_path / "seg", calib=brightness["good"])

@@ -59,13 +59,13 @@ def test_class_weights_shift_each_loss_towards_the_weighted_class(name):
 
 def test_auto_class_weights_are_inverse_frequency():
     labels = np.array([0] * 6 + [1] * 2 + [2] * 4)
-    weights = class_weights(labels, ("a", "b", "c"), "auto")
+    weights = class_weights(np.bincount(labels, minlength=3), ("a", "b", "c"), "auto")
     assert weights[1] > weights[2] > weights[0]
     assert np.isclose(weights[0] * 6, weights[1] * 2) and np.isclose(weights.mean(), 1.0)
-    assert class_weights(labels, ("a", "b", "c"), "none") is None
-    assert class_weights(labels, ("a", "b", "c"), {"b": 4}).tolist() == [1.0, 4.0, 1.0]
+    assert class_weights(np.bincount(labels, minlength=3), ("a", "b", "c"), "none") is None
+    assert class_weights(np.bincount(labels, minlength=3), ("a", "b", "c"), {"b": 4}).tolist() == [1.0, 4.0, 1.0]
     with pytest.raises(ConfigError, match=r"unknown class\(es\) \['z'\]"):
-        class_weights(labels, ("a", "b", "c"), {"z": 2})
+        class_weights(np.bincount(labels, minlength=3), ("a", "b", "c"), {"z": 2})
 
 
 def test_balanced_sampler_oversamples_the_rare_class():

@@ -65,7 +65,8 @@ def _recipe(name: str, size: tuple[int, int], flips: str) -> list:
 
 
 class Augmenter:
-    """Callable ``image -> image`` for uint8 HxW or HxWx3 arrays, seeded per epoch for exact resume."""
+    """Callable ``image -> image`` (or ``image, mask -> image, mask``: geometric steps move the mask
+    with nearest-neighbour sampling) for uint8 HxW or HxWx3 arrays, seeded per epoch for exact resume."""
 
     def __init__(self, transform):
         self.transform = transform
@@ -75,14 +76,15 @@ class Augmenter:
         if self.transform is not None:
             self.transform.set_random_seed(seed)
 
-    def __call__(self, image: np.ndarray) -> np.ndarray:
+    def __call__(self, image: np.ndarray, mask: np.ndarray | None = None):
         if self.transform is None:
-            return image
-        out = self.transform(image=image)["image"]
+            return image if mask is None else (image, mask)
+        result = self.transform(image=image) if mask is None else self.transform(image=image, mask=mask)
+        out = result["image"]
         if out.shape != image.shape:
             raise ConfigError(f"augmentation changed the image shape {image.shape} -> {out.shape}; "
                               "give crops the model's input size (size: [imgsz, imgsz])")
-        return out
+        return out if mask is None else (out, result["mask"])
 
 
 def build_augmenter(recipe: str, size: tuple[int, int], *, flips: str = "both", seed: int = 0) -> Augmenter:

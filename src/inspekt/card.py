@@ -33,8 +33,12 @@ class InputSpec(_Strict):
     channels: Literal[1, 3] = 3
     mean: tuple[float, ...] = (0.5, 0.5, 0.5)
     std: tuple[float, ...] = (0.25, 0.25, 0.25)
-    resize: Literal["stretch", "letterbox", "crop"] = "stretch"
+    resize: Literal["stretch", "letterbox", "crop", "tile"] = Field(
+        "stretch", description="stretch, letterbox or crop the image to ``size``; or tile: scale it by ``scale`` "
+        "and run the model on overlapping windows of ``size`` (segmentation of large images)")
     clahe: float = Field(0.0, ge=0, le=40, description="CLAHE clip limit applied before resizing; 0 = off")
+    scale: float = Field(1.0, gt=0, le=4, description="tile: factor applied to the image before tiling")
+    overlap: float = Field(0.25, ge=0, le=0.75, description="tile: overlap between neighbouring windows (fraction)")
 
     @field_validator("size")
     @classmethod
@@ -51,6 +55,23 @@ class InputSpec(_Strict):
         if min(self.std) <= 0:
             raise ValueError("std values must be > 0")
         return self
+
+
+class PostProcess(_Strict):
+    """How a segmentation probability map becomes a mask and components (original image pixels)."""
+
+    threshold: float = Field(0.5, ge=0, le=1, description="defect probability (1 - background) at which a pixel is a defect")
+    min_area: int = Field(0, ge=0, description="components with fewer pixels are dropped (at the original size)")
+    kernel: int = Field(3, ge=0, le=63, description="morphological open + close kernel in pixels; 0 = off")
+
+
+class MaskSpec(_Strict):
+    """How this segmentation model's training masks named classes (``inspekt.masks``), so that
+    evaluation reads masks the same way."""
+
+    mode: Literal["binary", "folder", "values"] = "binary"
+    threshold: int = Field(128, ge=1, le=255, description="binary / folder: smallest mask value that is a defect")
+    values: dict[str, str] = Field(default_factory=dict, description="values: {mask value: class}")
 
 
 class DataInfo(_Strict):
@@ -72,6 +93,8 @@ class ModelCard(_Strict):
     input: InputSpec
     thresholds: dict[str, float] = Field(
         default_factory=dict, description="binary classify: {positive class: probability at which it is predicted}")
+    postprocess: PostProcess | None = Field(None, description="segment: threshold, morphology, minimum area")
+    masks: MaskSpec | None = Field(None, description="segment: how the training masks were read")
     precision: Literal["fp32", "int8"] = Field("fp32", description="numeric precision of model.onnx")
     outputs: tuple[str, ...] = ("logits",)
     data: DataInfo = Field(default_factory=DataInfo)
@@ -96,6 +119,10 @@ class ModelCard(_Strict):
                 raise ValueError(f"thresholds.{name} = {value} must be a probability in [0, 1]")
         if self.task == "classify" and self.thresholds and len(self.classes) != 2:
             raise ValueError("classification thresholds apply to binary models (2 classes) only")
+        if self.task == "segment" and (len(self.classes) < 2 or self.classes[0] != "background"):
+            raise ValueError("segmentation classes must start with 'background' and name at least one defect class")
+        if self.input.resize == "tile" and self.task != "segment":
+            raise ValueError("input.resize 'tile' applies to segmentation models only")
         return self
 
     def to_json(self) -> str:

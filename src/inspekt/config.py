@@ -32,20 +32,36 @@ class TrainConfig(BaseModel):
     weight_decay: float = Field(0.01, ge=0)
     scheduler: Literal["cosine", "onecycle"] = "cosine"
     warmup_epochs: float = Field(1.0, ge=0, description="linear warm-up before the cosine decay")
-    loss: Literal["ce", "bce", "focal"] = "ce"
+    loss: Literal["auto", "ce", "bce", "focal", "dice_bce", "tversky"] = Field(
+        "auto", description="classify: ce, bce or focal (auto: ce); segment: dice_bce, focal or tversky (auto: dice_bce)")
     focal_gamma: float = Field(2.0, ge=0)
+    tversky_beta: float = Field(0.7, gt=0, lt=1, description="segment, loss tversky: weight of false negatives")
     label_smoothing: float = Field(0.0, ge=0, lt=1)
     class_weights: Literal["none", "auto"] | dict[str, float] = "none"
     sampler: Literal["shuffle", "balanced"] = Field("shuffle", description="balanced oversamples rare classes")
     augment: str = Field("default", description="none, light, default, strong or an albumentations YAML file")
     flips: Literal["none", "horizontal", "vertical", "both"] = Field("both", description="flips the domain allows")
-    metric: Literal["auto", "macro_f1", "accuracy", "balanced_accuracy", "roc_auc", "val_loss"] = Field(
+    metric: Literal["auto", "macro_f1", "accuracy", "balanced_accuracy", "roc_auc", "iou", "dice", "val_loss"] = Field(
         "auto", description="validation metric for best checkpoint and early stopping (auto: roc_auc for "
-        "binary, macro_f1 otherwise)")
+        "binary classifiers, macro_f1 for others, iou for segmentation)")
     patience: int = Field(10, ge=1, description="epochs without improvement before stopping")
     val: float = Field(0.2, gt=0, lt=1, description="validation fraction carved when the data has no val split")
     channels: Literal["auto", 1, 3] = "auto"
-    resize: Literal["stretch", "letterbox", "crop"] = "stretch"
+    resize: Literal["auto", "stretch", "letterbox", "crop", "tile"] = Field(
+        "auto", description="auto: stretch; for segmentation tile when images are over twice imgsz on average "
+        "(train on crops, predict on overlapping windows)")
+    scale: float = Field(1.0, gt=0, le=4, description="segment, resize tile: scale images by this before tiling")
+    overlap: float = Field(0.25, ge=0, le=0.75, description="segment, resize tile: overlap of prediction windows")
+    defect_crops: float = Field(0.5, ge=0, le=1, description="segment, resize tile: share of training crops "
+                                "centred on a defect (the rest are random, mostly negatives)")
+    masks: Literal["binary", "folder", "values"] = Field("binary", description="segment: how masks name classes "
+                                                          "(see inspekt.masks)")
+    mask_threshold: int = Field(128, ge=1, le=255, description="segment: mask value from which a pixel is a defect")
+    mask_values: dict[int, str] = Field(default_factory=dict, description="segment, masks values: {value: class}")
+    threshold: float = Field(0.5, ge=0, le=1, description="segment: defect probability threshold stored in the card")
+    min_area: Literal["auto"] | int = Field("auto", description="segment: smallest kept region in pixels (auto: "
+                                            "from the training masks)")
+    kernel: int = Field(3, ge=0, le=63, description="segment: morphological clean-up kernel in pixels (0 = off)")
     clahe: float = Field(0.0, ge=0, le=40, description="CLAHE clip limit (0 = off), part of the card's preprocessing")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     amp: bool = Field(True, description="mixed precision on CUDA (CPU training stays float32)")

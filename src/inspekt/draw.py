@@ -1,4 +1,4 @@
-"""Small drawing helpers for saved predictions: a label banner over the image (OpenCV, no torch)."""
+"""Small drawing helpers for saved predictions: a label banner, mask overlays (OpenCV, no torch)."""
 
 from __future__ import annotations
 
@@ -27,4 +27,40 @@ def banner(image: np.ndarray, text: str) -> np.ndarray:
     out[:strip] = (out[:strip] * 0.35).astype(np.uint8)
     cv2.putText(out, text, (4, min(height - 1, text_h + 4)), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255),
                 thickness, cv2.LINE_AA)
+    return out
+
+
+# Fill colours of mask classes 1, 2, ... (RGB), chosen to stand out on grey and colour images.
+PALETTE = ((255, 40, 40), (255, 210, 0), (0, 200, 255), (255, 0, 200), (60, 220, 60), (255, 140, 0),
+           (150, 90, 255), (0, 255, 170))
+
+
+def class_colour(index: int) -> tuple[int, int, int]:
+    """The overlay colour of mask class ``index`` (1-based; class 0 is background and never drawn)."""
+    return PALETTE[(index - 1) % len(PALETTE)]
+
+
+def overlay_mask(image: np.ndarray, mask: np.ndarray, *, opacity: float = 0.4) -> np.ndarray:
+    """The image as RGB with each mask class filled at ``opacity`` and outlined in its colour.
+
+    Args:
+        image: HxW or HxWx3 uint8.
+        mask: HxW class-index map of the same size (0 = background).
+        opacity: fill opacity in [0, 1]; the outline is always opaque.
+
+    Raises:
+        ValueError: a mask of another size, or an opacity outside [0, 1].
+    """
+    if mask.shape != image.shape[:2]:
+        raise ValueError(f"mask {mask.shape} and image {image.shape[:2]} differ in size")
+    if not 0 <= opacity <= 1:
+        raise ValueError(f"opacity {opacity} must lie in [0, 1]")
+    out = to_channels(image, 3).copy()
+    thickness = max(1, round(max(mask.shape) / 400))
+    for index in (int(v) for v in np.unique(mask) if v):
+        region = mask == index
+        colour = np.array(class_colour(index), dtype=np.float32)
+        out[region] = (out[region] * (1 - opacity) + colour * opacity).astype(np.uint8)
+        contours, _ = cv2.findContours(region.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        cv2.drawContours(out, contours, -1, class_colour(index), thickness, cv2.LINE_AA)
     return out

@@ -23,7 +23,7 @@ from . import models  # noqa: F401  (applies the torchvision workaround: keep it
 from .bundle import Bundle, load_network, open_bundle
 from .errors import ConfigError, did_you_mean
 from .io import BatchReport, iter_images
-from .predictor import POSTPROCESS, Prediction
+from .predictor import TASKS, Prediction
 from .transforms import map_back, preprocess, to_channels
 
 import pytorch_grad_cam as cams  # noqa: E402,I001  (imports torchvision: only after the workaround)
@@ -237,7 +237,7 @@ class Explainer:
             batch = torch.from_numpy(x)[None]
             with torch.no_grad():
                 logits = self.network(batch).numpy()
-            prediction = POSTPROCESS[self.card.task](self.card, {"logits": logits}, [source], [geometry])[0]
+            prediction = TASKS[self.card.task](self.card, [image], [source], lambda _: logits, 1)[0]
             index = self.card.classes.index(prediction.label) if index is None else index
             model_cam = self._cam(input_tensor=batch, targets=[ClassifierOutputTarget(index)])[0]
         cam = np.clip(map_back(np.float32(model_cam), geometry), 0, 1)

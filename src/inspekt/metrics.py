@@ -1,4 +1,4 @@
-"""Classification metrics and threshold sweeps: pure NumPy / scikit-learn, no torch.
+"""Classification and segmentation metrics and threshold sweeps: pure NumPy / scikit-learn, no torch.
 
 Everything returned is JSON-ready (Python ints, floats, lists, None). Divisions by zero give
 0, never a warning or NaN, so the functions can run every epoch on any validation split.
@@ -197,3 +197,82 @@ def best_f1_threshold(sweep: list[dict]) -> dict:
     runs = [list(group) for tied, group in groupby(range(len(best)), key=lambda i: best[i]) if tied]
     longest = max(runs, key=len)  # the first of equally long runs: the lowest
     return sweep[longest[(len(longest) - 1) // 2]]
+
+
+class SegmentationTally:
+    """Accumulates a segmentation model's results image by image: the pixel confusion matrix,
+    each image's IoU, and image-level scores (an image is defective when its mask has any defect
+    pixel). ``metrics`` turns them into the report; validation and ``inspekt eval`` share it."""
+
+    def __init__(self, n_classes: int):
+        self.n_classes = n_classes
+        self.confusion = np.zeros((n_classes, n_classes), dtype=np.int64)
+        self.image_iou: list[float] = []
+        self.truth: list[bool] = []
+        self.score: list[float] = []
+        self.verdict: list[bool] = []
+
+    def add(self, target: np.ndarray, predicted: np.ndarray, score: float, verdict: bool) -> float:
+        """Add one image and return its IoU.
+
+        Args:
+            target: HxW true class indices (0 = background).
+            predicted: HxW predicted class indices, same size.
+            score: the image-level defect score (largest defect probability).
+            verdict: whether the prediction flags a defect.
+
+        Returns:
+            The image's IoU: the mean over the defect classes present in the truth or the
+            prediction; 1.0 when neither has any defect (a correct empty mask).
+        """
+        if target.shape != predicted.shape:
+            raise ValueError(f"target {target.shape} and prediction {predicted.shape} differ in size")
+        cm = confusion_counts(target.ravel().astype(np.int64), predicted.ravel().astype(np.int64), self.n_classes)
+        self.confusion += cm
+        tp, fp, fn = np.diag(cm)[1:], cm.sum(0)[1:] - np.diag(cm)[1:], cm.sum(1)[1:] - np.diag(cm)[1:]
+        present = (tp + fp + fn) > 0
+        iou = float(_ratio(tp, tp + fp + fn)[present].mean()) if present.any() else 1.0
+        self.image_iou.append(iou)
+        self.truth.append(bool(cm[1:].sum()))
+        self.score.append(float(score))
+        self.verdict.append(bool(verdict))
+        return iou
+
+    def metrics(self, classes: Sequence[str]) -> dict:
+        """Dataset-level IoU / Dice per defect class and their mean, the IoU of "any defect" vs
+        background, pixel precision / recall, the mean per-image IoU, and image-level AUROC (from
+        the score) and precision / recall / F1 (of the verdict). JSON-ready; None where undefined."""
+        from sklearn.metrics import roc_auc_score
+
+        cm = self.confusion
+        tp, predicted, actual = np.diag(cm), cm.sum(0), cm.sum(1)
+        fp, fn = predicted - tp, actual - tp
+        iou, dice = _ratio(tp, tp + fp + fn), _ratio(2 * tp, 2 * tp + fp + fn)
+        precision, recall = _ratio(tp, predicted), _ratio(tp, actual)
+        any_tp, any_pred, any_true = cm[1:, 1:].sum(), cm[:, 1:].sum(), cm[1:, :].sum()
+        truth, verdict = np.array(self.truth, dtype=bool), np.array(self.verdict, dtype=bool)
+        v_tp = int((truth & verdict).sum())
+        v_precision, v_recall = _ratio(v_tp, verdict.sum()), _ratio(v_tp, truth.sum())
+        auroc = None
+        if truth.any() and not truth.all():
+            auroc = float(roc_auc_score(truth, np.array(self.score)))
+        return {
+            "n_images": len(self.truth),
+            "n_defective": int(truth.sum()),
+            "iou": float(iou[1:].mean()),
+            "dice": float(dice[1:].mean()),
+            "defect_iou": float(_ratio(any_tp, any_pred + any_true - any_tp)),
+            "pixel_precision": float(_ratio(any_tp, any_pred)),
+            "pixel_recall": float(_ratio(any_tp, any_true)),
+            "per_image_iou": float(np.mean(self.image_iou)) if self.image_iou else 0.0,
+            "image_auroc": auroc,
+            "image_precision": float(v_precision),
+            "image_recall": float(v_recall),
+            "image_f1": float(_ratio(2 * v_precision * v_recall, v_precision + v_recall)),
+            "per_class": [
+                {"class": name, "iou": float(i), "dice": float(d), "precision": float(p), "recall": float(r),
+                 "pixels": int(a)}
+                for name, i, d, p, r, a in zip(classes[1:], iou[1:], dice[1:], precision[1:], recall[1:], actual[1:])
+            ],
+            "confusion": cm.tolist(),
+        }

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from .bundle import ONNX, Bundle, load_network, open_bundle
-from .card import ModelCard, positive_class
+from .card import ModelCard, PostProcess, positive_class
 from .errors import BundleError, ConfigError, did_you_mean
 from .io import BatchReport, iter_images
 from .transforms import preprocess_batch
@@ -32,12 +32,14 @@ class Prediction:
     Attributes:
         source: the file path (or ``<array>`` / ``<bytes>``).
         task: classify, segment or anomaly.
-        label: the predicted class (or verdict).
-        score: confidence of ``label`` (classify) or anomaly score.
-        scores: per-class probabilities (classify).
-        mask: HxW uint8 mask at the original image size (segment / anomaly).
-        anomaly_map: HxW float32 map at the original image size (anomaly).
+        label: the predicted class; segment: the class of the largest defect region, or "ok".
+        score: confidence of ``label`` (classify); segment: the largest defect probability of any pixel.
+        scores: per-class probabilities (classify); segment: each defect class's largest pixel probability.
+        mask: HxW uint8 class-index mask at the original image size (segment; 0 = background).
+        heatmap: HxW float32 map at the original image size (segment: defect probability).
         time_ms: model + pre/post-processing time attributed to this image.
+        extra: task details; segment: ``verdict``, ``components`` (class, bbox, area, scores),
+            ``defect_area_pct``.
     """
 
     source: str
@@ -46,7 +48,7 @@ class Prediction:
     score: float | None = None
     scores: dict[str, float] | None = None
     mask: np.ndarray | None = None
-    anomaly_map: np.ndarray | None = None
+    heatmap: np.ndarray | None = None
     time_ms: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -61,7 +63,7 @@ class Prediction:
         out: dict[str, Any] = {"path": self.source, "task": self.task, "label": self.label, "score": self.score}
         if self.scores is not None:
             out["scores"] = dict(self.top(topk))
-        for name in ("mask", "anomaly_map"):
+        for name in ("mask", "heatmap"):
             value = getattr(self, name)
             if value is not None:
                 out[f"{name}_shape"] = list(value.shape)
@@ -88,6 +90,26 @@ class Prediction:
             image = load_image(self.source, mode="keep")
         return plot_prediction(self, image, ax=ax)
 
+    def overlay(self, image: np.ndarray | None = None, *, opacity: float = 0.4) -> np.ndarray:
+        """The image (RGB, original size) with the predicted mask filled at ``opacity`` and outlined.
+
+        Args:
+            image: the decoded image; by default it is read again from ``source``.
+            opacity: fill opacity in [0, 1].
+
+        Raises:
+            ValueError: a prediction without a mask (classification).
+        """
+        from .draw import overlay_mask
+
+        if self.mask is None:
+            raise ValueError(f"{self.source}: a {self.task} prediction has no mask to overlay")
+        if image is None:
+            from .io import load_image
+
+            image = load_image(self.source, mode="keep")
+        return overlay_mask(image, self.mask, opacity=opacity)
+
 
 def softmax(logits: np.ndarray) -> np.ndarray:
     """Class probabilities from (N, C) logits."""
@@ -107,21 +129,34 @@ def decide(probs: np.ndarray, classes: Sequence[str], thresholds: dict[str, floa
     return best
 
 
-def _classify(card: ModelCard, outputs: dict[str, np.ndarray], sources: Sequence[str], geometries) -> list[Prediction]:
+def _classify(card: ModelCard, images: Sequence[np.ndarray], sources: Sequence[str], run, batch_size: int
+              ) -> list[Prediction]:
     """Softmax scores; the label is the most probable class, or for a binary card with a threshold,
     the positive class whenever its probability reaches the threshold."""
-    probs = softmax(outputs["logits"].astype(np.float64))
+    t0 = time.perf_counter()
+    batch, _ = preprocess_batch(images, card.input)
+    probs = softmax(run(batch).astype(np.float64))
     results = []
     for source, row, best in zip(sources, probs, decide(probs, card.classes, card.thresholds)):
         scores = {name: float(p) for name, p in zip(card.classes, row)}
         best = int(best)
         results.append(Prediction(source, "classify", card.classes[best], float(row[best]), scores))
+    per_image = (time.perf_counter() - t0) * 1000 / max(1, len(images))
+    for prediction in results:
+        prediction.time_ms = per_image
     return results
 
 
-# Post-processing per task: one function and one row each. Segment and anomaly arrive with
-# their own issues; a bundle of those tasks is refused with a clear message until then.
-POSTPROCESS = {"classify": _classify}
+def _segment(card: ModelCard, images: Sequence[np.ndarray], sources: Sequence[str], run, batch_size: int
+             ) -> list[Prediction]:
+    from .segment import predict_segment
+
+    return predict_segment(card, images, sources, run, batch_size)
+
+
+# Per task: (card, decoded images, sources, run: NCHW batch -> first output, batch size) -> predictions.
+# Anomaly arrives with its own issue; such a bundle is refused with a clear message until then.
+TASKS = {"classify": _classify, "segment": _segment}
 
 
 def _check_graph(bundle: Bundle, session) -> None:
@@ -132,9 +167,10 @@ def _check_graph(bundle: Bundle, session) -> None:
         raise BundleError(f"{bundle.path}: card.json declares input {wanted} (channels, height, width) but "
                           f"model.onnx takes {graph_input.shape[1:]}; the card was edited or belongs to another model")
     first = session.get_outputs()[0].shape
-    if card.task == "classify" and first[-1] != len(card.classes):
+    scores = {"classify": first[-1], "segment": first[1]}.get(card.task)
+    if scores is not None and scores != len(card.classes):
         raise BundleError(f"{bundle.path}: card.json lists {len(card.classes)} classes but model.onnx gives "
-                          f"{first[-1]} scores; the card was edited or belongs to another model")
+                          f"{scores} scores; the card was edited or belongs to another model")
 
 
 class OnnxBackend:
@@ -181,12 +217,21 @@ class TorchBackend:
         return {name: t.numpy() for name, t in zip(self.output_names, out)}
 
 
-def _with_threshold(card: ModelCard, threshold: float) -> ModelCard:
-    if card.task != "classify" or len(card.classes) != 2:
-        raise ConfigError(f"--threshold applies to binary classifiers; this {card.task} model has classes "
-                          f"{list(card.classes)}")
-    if not 0 <= threshold <= 1:
+def _with_threshold(card: ModelCard, threshold: float | None, min_area: int | None) -> ModelCard:
+    if threshold is not None and not 0 <= threshold <= 1:
         raise ConfigError(f"--threshold {threshold} must be a probability in [0, 1]")
+    if min_area is not None and (card.task != "segment" or min_area < 0):
+        raise ConfigError(f"--min-area applies to segmentation models and must be >= 0 (got {min_area} for a "
+                          f"{card.task} model)")
+    if card.task == "segment":
+        post = card.postprocess or PostProcess()
+        changes = {k: v for k, v in (("threshold", threshold), ("min_area", min_area)) if v is not None}
+        return card.model_copy(update={"postprocess": post.model_copy(update=changes)})
+    if threshold is None:
+        return card
+    if card.task != "classify" or len(card.classes) != 2:
+        raise ConfigError(f"--threshold applies to binary classifiers and segmentation models; this {card.task} "
+                          f"model has classes {list(card.classes)}")
     return card.model_copy(update={"thresholds": {positive_class(card.classes): float(threshold)}})
 
 
@@ -198,12 +243,12 @@ class Predictor:
         self.card = bundle.card
         self.backend = backend
         self.batch_size = batch_size
-        if self.card.task not in POSTPROCESS:
+        if self.card.task not in TASKS:
             raise ConfigError(f"{bundle.path}: this inspekt version cannot predict {self.card.task} bundles yet")
 
     @classmethod
     def load(cls, bundle: str | Path | Bundle, *, backend: str = "onnx", threads: int | None = None,
-             batch_size: int = 16, threshold: float | None = None) -> Predictor:
+             batch_size: int = 16, threshold: float | None = None, min_area: int | None = None) -> Predictor:
         """Open a bundle and create its backend.
 
         Args:
@@ -213,10 +258,12 @@ class Predictor:
             batch_size: images per model call.
             threshold: binary classifiers: the positive-class probability at which it is predicted
                 (overrides the card's threshold; default: the card's, else the most probable class).
+                Segmentation: the defect probability at which a pixel is a defect.
+            min_area: segmentation: drop defect regions smaller than this many pixels (overrides the card).
 
         Raises:
             BundleError: the bundle cannot be opened.
-            ConfigError: unknown backend, or a threshold for a model that is not a binary classifier.
+            ConfigError: unknown backend, or a threshold / minimum area the model cannot use.
         """
         if batch_size < 1:
             raise ConfigError(f"batch size {batch_size} must be 1 or more")
@@ -225,24 +272,20 @@ class Predictor:
         opened = bundle if isinstance(bundle, Bundle) else open_bundle(bundle)
         runner = (OnnxBackend if backend == "onnx" else TorchBackend)(opened, threads)
         predictor = cls(opened, runner, batch_size)
-        if threshold is not None:
-            predictor.card = _with_threshold(predictor.card, threshold)
+        if threshold is not None or min_area is not None:
+            predictor.card = _with_threshold(predictor.card, threshold, min_area)
         return predictor
 
     def predict_arrays(self, images: Sequence[np.ndarray], sources: Sequence[str] | None = None) -> list[Prediction]:
         """Predict decoded images (HxW or HxWx3 uint8), batched."""
         sources = list(sources) if sources is not None else ["<array>"] * len(images)
         results: list[Prediction] = []
+        first = self.backend.output_names[0]
+        run = lambda batch: self.backend.run(batch)[first]  # noqa: E731
         for start in range(0, len(images), self.batch_size):
             chunk = images[start : start + self.batch_size]
-            t0 = time.perf_counter()
-            batch, geometries = preprocess_batch(chunk, self.card.input)
-            outputs = self.backend.run(batch)
-            part = POSTPROCESS[self.card.task](self.card, outputs, sources[start : start + len(chunk)], geometries)
-            per_image = (time.perf_counter() - t0) * 1000 / max(1, len(chunk))
-            for prediction in part:
-                prediction.time_ms = per_image
-            results.extend(part)
+            results.extend(TASKS[self.card.task](self.card, chunk, sources[start : start + len(chunk)], run,
+                                                 self.batch_size))
         return results
 
     def predict(self, images: Iterable[ImageSource] | ImageSource, *, report: BatchReport | None = None) -> list[Prediction]:

@@ -34,11 +34,12 @@ from .data.split import split_dataset
 from .errors import ConfigError, DatasetError, InspektError
 from .io import BatchReport, iter_images, load_image
 from .runs import new_run_dir
-from .transforms import normalize, prepare
+from .transforms import channel_stats, normalize, prepare
 
 EpochCallback = Callable[[dict], None]
 LAST, BEST, RESULTS, CONFIG = "checkpoints/last.pt", "checkpoints/best.safetensors", "results.csv", "config.yaml"
-HIGHER_IS_BETTER = {"macro_f1": True, "accuracy": True, "balanced_accuracy": True, "roc_auc": True, "val_loss": False}
+HIGHER_IS_BETTER = {"macro_f1": True, "accuracy": True, "balanced_accuracy": True, "roc_auc": True, "iou": True,
+                    "dice": True, "val_loss": False}
 
 
 @dataclass
@@ -94,19 +95,18 @@ class ImageStore:
         images = (self.image(int(i)) for i in indices)
         return np.stack([normalize(augment(im) if augment else im, self.spec) for im in images])
 
-    def stats(self, limit: int = 2000) -> tuple[tuple[float, ...], tuple[float, ...]]:
-        """Per-channel mean and std of the prepared images (from at most ``limit`` of them)."""
-        picks = np.linspace(0, len(self) - 1, min(limit, len(self))).astype(int)
-        channels = self.spec.channels
-        total, total_sq, count = np.zeros(channels), np.zeros(channels), 0
-        for i in picks:
-            pixels = self.image(int(i)).reshape(-1, channels).astype(np.float64) / 255
-            total += pixels.sum(0)
-            total_sq += (pixels**2).sum(0)
-            count += len(pixels)
-        mean = total / count
-        std = np.sqrt(np.maximum(total_sq / count - mean**2, 1e-6))
-        return tuple(mean.round(4).tolist()), tuple(np.maximum(std, 1e-3).round(4).tolist())
+    def training_batch(self, indices: np.ndarray, augment, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """Augmented inputs and their class indices."""
+        return self.batch(indices, augment), self.labels[indices]
+
+    def stats(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """Per-channel mean and std of the prepared images."""
+        return channel_stats(self.image, len(self), self.spec.channels)
+
+    @property
+    def uncached(self) -> int:
+        """Images decoded again every epoch (they did not fit in the cache)."""
+        return sum(isinstance(item, str) for item in self.items)
 
 
 def _train_val(ds: Dataset, cfg: TrainConfig) -> tuple[Dataset, Dataset]:
@@ -153,38 +153,99 @@ def _schedule(optimizer, cfg: TrainConfig, steps_per_epoch: int):
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def _monitor(cfg: TrainConfig, n_classes: int) -> str:
-    if cfg.metric != "auto":
-        return cfg.metric
-    return "roc_auc" if n_classes == 2 else "macro_f1"
-
-
 def _score(row: dict, monitor: str) -> tuple[float, float]:
     """Sort key for 'better': the monitored metric, ties broken by the lower validation loss."""
     value = row.get("val_loss" if monitor == "val_loss" else f"val_{monitor}")
-    if value is None:  # e.g. ROC-AUC undefined on a one-class validation split
-        value = row["val_macro_f1"]
+    if value is None:  # e.g. ROC-AUC undefined on a one-class validation split: fall back to the loss
+        return -row["val_loss"], -row["val_loss"]
     return (value if HIGHER_IS_BETTER[monitor] else -value), -row["val_loss"]
+
+
+class ClassifyTask:
+    """What the loop needs to know about classification: stores, losses, validation, plots."""
+
+    KEYS = ("accuracy", "balanced_accuracy", "macro_f1", "roc_auc")
+
+    def __init__(self, cfg: TrainConfig, ds: Dataset):
+        if len(ds.classes) < 2:
+            raise DatasetError(f"{cfg.data}: classification needs at least 2 classes, found {list(ds.classes)}")
+        if cfg.loss not in ("auto", "ce", "bce", "focal"):
+            raise ConfigError(f"loss={cfg.loss} is a segmentation loss; classifiers use ce, bce or focal")
+        if cfg.resize == "tile" or cfg.metric in ("iou", "dice"):
+            raise ConfigError("resize=tile and metric iou/dice apply to segmentation; use task segment")
+        self.cfg, self.classes, self.card_fields, self.notes = cfg, ds.classes, {}, []
+
+    def resize(self, ds: Dataset) -> str:
+        return "stretch" if self.cfg.resize == "auto" else self.cfg.resize
+
+    def stores(self, train_ds: Dataset, val_ds: Dataset, spec: InputSpec, report: BatchReport,
+               budget: list[int]) -> tuple[ImageStore, ImageStore]:
+        index = {c: i for i, c in enumerate(self.classes)}
+        return (ImageStore.build(train_ds, index, spec, report, budget, "training"),
+                ImageStore.build(val_ds, index, spec, report, budget, "validation"))
+
+    def monitor(self) -> str:
+        if self.cfg.metric != "auto":
+            return self.cfg.metric
+        return "roc_auc" if len(self.classes) == 2 else "macro_f1"
+
+    def losses(self, train: ImageStore):
+        from .losses import class_weights, make_loss
+
+        cfg, name = self.cfg, "ce" if self.cfg.loss == "auto" else self.cfg.loss
+        weights = class_weights(np.bincount(train.labels, minlength=len(self.classes)), self.classes, cfg.class_weights)
+        return (make_loss(name, weights, gamma=cfg.focal_gamma, label_smoothing=cfg.label_smoothing),
+                make_loss(name, None, gamma=cfg.focal_gamma))
+
+    def validate(self, loop: _Loop, store: ImageStore) -> dict[str, Any]:
+        """Classification metrics of the network on a split, with the mean loss."""
+        import torch
+
+        from .metrics import classification_metrics
+
+        loop.network.eval()
+        probs, losses = [], []
+        with torch.inference_mode():
+            for start in range(0, len(store), self.cfg.batch):
+                idx = np.arange(start, min(start + self.cfg.batch, len(store)))
+                logits = loop.network(torch.from_numpy(store.batch(idx)).to(loop.device)).float()
+                targets = torch.from_numpy(store.labels[idx]).to(loop.device)
+                losses.append(loop.val_loss(logits, targets).item() * len(idx))
+                probs.append(torch.softmax(logits, 1).cpu().numpy())
+        metrics = classification_metrics(store.labels, np.concatenate(probs), self.classes)
+        return metrics | {"loss": float(np.sum(losses) / len(store))}
+
+    def plots(self, run_dir: Path, final: dict) -> None:
+        from .plots import plot_confusion
+
+        plot_confusion(final["confusion"], self.classes, run_dir / "confusion.png")
+
+
+def _task(cfg: TrainConfig, ds: Dataset):
+    if cfg.task == "segment":
+        from .seg_training import SegmentTask
+
+        return SegmentTask(cfg, ds)
+    if cfg.task == "classify":
+        return ClassifyTask(cfg, ds)
+    raise ConfigError(f"training {cfg.task} models is not available in this version; use task classify or segment")
 
 
 class _Loop:
     """Network, optimiser, schedule and loss with their state; one object to checkpoint."""
 
-    def __init__(self, network, cfg: TrainConfig, train: ImageStore, classes: tuple[str, ...]):
+    def __init__(self, network, cfg: TrainConfig, train, task):
         import torch
 
         from .augment import build_augmenter
-        from .losses import class_weights, make_loss
 
-        self.cfg, self.train_store, self.classes = cfg, train, classes
+        self.cfg, self.train_store, self.task = cfg, train, task
         self.device = _device(cfg)
         self.network = network.to(self.device)
         self.optimizer = torch.optim.AdamW(network.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.batches_per_epoch = max(1, len(train) // cfg.batch)
         self.scheduler = _schedule(self.optimizer, cfg, self.batches_per_epoch)
-        weights = class_weights(train.labels, classes, cfg.class_weights)
-        self.loss = make_loss(cfg.loss, weights, gamma=cfg.focal_gamma, label_smoothing=cfg.label_smoothing)
-        self.val_loss = make_loss(cfg.loss, None, gamma=cfg.focal_gamma)
+        self.loss, self.val_loss = task.losses(train)
         self.augment = build_augmenter(cfg.augment, train.spec.size, flips=cfg.flips, seed=cfg.seed)
         self.amp = cfg.amp and self.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
@@ -204,8 +265,8 @@ class _Loop:
         self.network.train()
         losses = []
         for idx in np.array_split(order, self.batches_per_epoch):
-            inputs = torch.from_numpy(self.train_store.batch(idx, self.augment)).to(self.device)
-            targets = torch.from_numpy(self.train_store.labels[idx]).to(self.device)
+            x, y = self.train_store.training_batch(idx, self.augment, rng)
+            inputs, targets = torch.from_numpy(x).to(self.device), torch.from_numpy(y).to(self.device)
             with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
                 loss = self.loss(self.network(inputs), targets)
             self.optimizer.zero_grad(set_to_none=True)
@@ -215,20 +276,6 @@ class _Loop:
             self.scheduler.step()
             losses.append(loss.item())
         return float(np.mean(losses))
-
-    def predict(self, store: ImageStore) -> tuple[np.ndarray, float]:
-        """Softmax probabilities on a split (no augmentation) and the mean loss."""
-        import torch
-
-        self.network.eval()
-        probs, losses = [], []
-        with torch.inference_mode():
-            for start in range(0, len(store), self.cfg.batch):
-                idx = np.arange(start, min(start + self.cfg.batch, len(store)))
-                logits = self.network(torch.from_numpy(store.batch(idx)).to(self.device)).float()
-                losses.append(self.val_loss(logits, torch.from_numpy(store.labels[idx]).to(self.device)).item() * len(idx))
-                probs.append(torch.softmax(logits, 1).cpu().numpy())
-        return np.concatenate(probs), float(np.sum(losses) / len(store))
 
     def state(self) -> dict[str, Any]:
         return {"model": self.network.state_dict(), "optimizer": self.optimizer.state_dict(),
@@ -241,17 +288,10 @@ class _Loop:
         self.scaler.load_state_dict(state["scaler"])
 
 
-def _validate(loop: _Loop, val: ImageStore) -> dict[str, Any]:
-    from .metrics import classification_metrics
-
-    probs, loss = loop.predict(val)
-    metrics = classification_metrics(val.labels, probs, loop.classes)
-    return metrics | {"loss": loss}
-
-
-def _epoch_row(epoch: int, train_loss: float, metrics: dict, lr: float, seconds: float) -> dict[str, Any]:
+def _epoch_row(epoch: int, train_loss: float, metrics: dict, lr: float, seconds: float,
+               keys: tuple[str, ...]) -> dict[str, Any]:
     row = {"epoch": epoch, "train_loss": round(train_loss, 6), "val_loss": round(metrics["loss"], 6)}
-    for key in ("accuracy", "balanced_accuracy", "macro_f1", "roc_auc"):
+    for key in keys:
         if metrics.get(key) is not None:
             row[f"val_{key}"] = round(float(metrics[key]), 6)
     return row | {"lr": lr, "seconds": round(seconds, 3)}
@@ -291,11 +331,12 @@ def _load_checkpoint(path: Path) -> dict:
 class _Prepared:
     cfg: TrainConfig
     ds: Dataset
+    task: Any
     network: Any
     params: dict[str, Any]
     spec: InputSpec
-    train: ImageStore
-    val: ImageStore
+    train: Any
+    val: Any
     report: BatchReport
     notes: list[str]
 
@@ -305,15 +346,14 @@ def _prepare(cfg: TrainConfig) -> _Prepared:
 
     from .models import create_model, get_entry
 
-    if cfg.task != "classify":
-        raise ConfigError(f"training {cfg.task} models is not available in this version; use task classify")
+    if cfg.task not in ("classify", "segment"):
+        raise ConfigError(f"training {cfg.task} models is not available in this version; use task classify or segment")
     get_entry(cfg.model, cfg.task)
     decided = sorted({"num_classes", "in_chans"} & set(cfg.model_params))
     if decided:
         raise ConfigError(f"model_params.{decided[0]} is set from the data (classes, channels=...); remove it")
     ds = open_dataset(cfg.data)
-    if len(ds.classes) < 2:
-        raise DatasetError(f"{cfg.data}: classification needs at least 2 classes, found {list(ds.classes)}")
+    task = _task(cfg, ds)
     torch.manual_seed(cfg.seed)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -321,36 +361,35 @@ def _prepare(cfg: TrainConfig) -> _Prepared:
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = False
     train_ds, val_ds = _train_val(ds, cfg)
-    channels, notes = _channels(train_ds, cfg), []
-    params = {"num_classes": len(ds.classes), "in_chans": channels, **cfg.model_params}
+    channels, notes = _channels(train_ds, cfg), list(task.notes)
+    params = {"num_classes": len(task.classes), "in_chans": channels, **cfg.model_params}
     network = create_model(cfg.model, **params)  # bad parameters fail here, before any decoding
     if cfg.pretrained:
         from .models.pretrained import load_pretrained
 
         notes.append(load_pretrained(network, cfg.model, cfg.pretrained).summary())
     spec = InputSpec(size=(cfg.imgsz, cfg.imgsz), channels=channels, mean=(0.5,) * channels,
-                     std=(0.25,) * channels, resize=cfg.resize, clahe=cfg.clahe)
+                     std=(0.25,) * channels, resize=task.resize(train_ds), clahe=cfg.clahe, scale=cfg.scale,
+                     overlap=cfg.overlap)
     report, budget = BatchReport(), [cfg.cache_mb * 2**20]
-    index = {c: i for i, c in enumerate(ds.classes)}
-    train = ImageStore.build(train_ds, index, spec, report, budget, "training")
-    val = ImageStore.build(val_ds, index, spec, report, budget, "validation")
+    train, val = task.stores(train_ds, val_ds, spec, report, budget)
     if len(train) < 2:
         raise DatasetError(f"{cfg.data}: only {len(train)} readable training image(s); add images")
     mean, std = train.stats()
     spec = spec.model_copy(update={"mean": mean, "std": std})
     train.spec = val.spec = spec
-    uncached = sum(isinstance(item, str) for item in train.items + val.items)
+    uncached = train.uncached + val.uncached
     if uncached:
         notes.append(f"{uncached} images did not fit in cache_mb={cfg.cache_mb} and are decoded every epoch")
-    return _Prepared(cfg, ds, network, params, spec, train, val, report, notes)
+    return _Prepared(cfg, ds, task, network, params, spec, train, val, report, notes)
 
 
 def _run(p: _Prepared, run_dir: Path, on_epoch: EpochCallback | None, resume: dict | None = None) -> TrainResult:
     from safetensors.torch import save_file
 
-    cfg, classes = p.cfg, p.ds.classes
-    loop = _Loop(p.network, cfg, p.train, classes)
-    monitor = _monitor(cfg, len(classes))
+    cfg = p.cfg
+    loop = _Loop(p.network, cfg, p.train, p.task)
+    monitor = p.task.monitor()
     history, best_key, best_state, stale, start = [], None, None, 0, 1
     if resume:
         loop.load_state(resume["loop"])
@@ -362,7 +401,7 @@ def _run(p: _Prepared, run_dir: Path, on_epoch: EpochCallback | None, resume: di
             t0 = time.perf_counter()
             lr = loop.optimizer.param_groups[0]["lr"]
             train_loss = loop.train_epoch(epoch)
-            row = _epoch_row(epoch, train_loss, _validate(loop, p.val), lr, time.perf_counter() - t0)
+            row = _epoch_row(epoch, train_loss, p.task.validate(loop, p.val), lr, time.perf_counter() - t0, p.task.KEYS)
             history.append(row)
             key = _score(row, monitor)
             if best_key is None or key > best_key:
@@ -389,26 +428,25 @@ def _run(p: _Prepared, run_dir: Path, on_epoch: EpochCallback | None, resume: di
 
 def _finish(p: _Prepared, run_dir: Path, loop: _Loop, best_state: dict, history: list[dict],
             interrupted: bool) -> TrainResult:
-    from .plots import plot_confusion, plot_history
+    from .plots import plot_history
 
-    cfg = p.cfg
+    cfg, task = p.cfg, p.task
     loop.network.load_state_dict(best_state)
-    final = _validate(loop, p.val)
+    final = task.validate(loop, p.val)
     network = loop.network.cpu().eval()
     plot_history(history, run_dir / "curves.png")
-    plot_confusion(final["confusion"], p.ds.classes, run_dir / "confusion.png")
-    best_epoch = max(history, key=lambda r: _score(r, _monitor(cfg, len(p.ds.classes))))["epoch"]
-    metrics = {f"val_{k}": round(float(final[k]), 4) for k in ("accuracy", "balanced_accuracy", "macro_f1", "roc_auc")
-               if final.get(k) is not None}
+    task.plots(run_dir, final)
+    best_epoch = max(history, key=lambda r: _score(r, task.monitor()))["epoch"]
+    metrics = {f"val_{k}": round(float(final[k]), 4) for k in task.KEYS if final.get(k) is not None}
     metrics |= {"val_loss": round(final["loss"], 4), "best_epoch": float(best_epoch)}
     versions = library_versions()
     (run_dir / "versions.json").write_text(json.dumps(versions, indent=2) + "\n", encoding="utf-8")
     if p.report.skipped:
         (run_dir / "skipped.txt").write_text(p.report.summary() + "\n", encoding="utf-8")
     card = ModelCard(
-        task=cfg.task, architecture=cfg.model, params=p.params, classes=p.ds.classes, input=p.spec,
+        task=cfg.task, architecture=cfg.model, params=p.params, classes=task.classes, input=p.spec,
         data=DataInfo(fingerprint=p.ds.fingerprint(), source=str(cfg.data), n_samples=len(p.train)),
-        metrics=metrics, versions=versions, created_at=now_iso(),
+        metrics=metrics, versions=versions, created_at=now_iso(), **task.card_fields,
     )
     samples = p.val.batch(np.arange(min(8, len(p.val))))
     bundle, parity = save_bundle(network, card, run_dir / "bundle", samples=samples, overwrite=True)

@@ -7,7 +7,7 @@ OpenCV so that serving never needs torch.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import cv2
@@ -60,26 +60,34 @@ def to_channels(image: np.ndarray, channels: int) -> np.ndarray:
     return np.repeat(image[:, :, None], 3, axis=2) if image.ndim == 2 else image
 
 
-def resize(image: np.ndarray, spec: InputSpec) -> tuple[np.ndarray, Geometry]:
-    """Resize to the card's input size with its resize policy (stretch, letterbox or crop).
+def resize(image: np.ndarray, spec: InputSpec, *, mask: bool = False) -> tuple[np.ndarray, Geometry]:
+    """Resize to the card's input size with its resize policy (stretch, letterbox, crop or tile).
 
     Args:
         image: HxW or HxWx3 uint8.
         spec: the card's input specification.
+        mask: ``image`` is a class-index mask: nearest-neighbour interpolation, padding with 0.
 
     Returns:
-        The resized image (input height x width) and the geometry to map results back.
+        The resized image (input height x width; for ``tile`` the image scaled by ``spec.scale``,
+        whose windows the model sees) and the geometry to map results back.
     """
     (h, w), (out_h, out_w) = image.shape[:2], spec.size
+    method = (lambda src, dst: cv2.INTER_NEAREST) if mask else _interpolation
+    if spec.resize == "tile":
+        new_h, new_w = max(1, round(h * spec.scale)), max(1, round(w * spec.scale))
+        out = image if (new_h, new_w) == (h, w) else cv2.resize(image, (new_w, new_h),
+                                                                interpolation=method((h, w), (new_h, new_w)))
+        return out, Geometry((h, w), new_h / h, new_w / w, 0, 0)
     if spec.resize == "stretch":
-        out = cv2.resize(image, (out_w, out_h), interpolation=_interpolation((h, w), (out_h, out_w)))
+        out = cv2.resize(image, (out_w, out_h), interpolation=method((h, w), (out_h, out_w)))
         return out, Geometry((h, w), out_h / h, out_w / w, 0, 0)
     fit = min if spec.resize == "letterbox" else max
     scale = fit(out_h / h, out_w / w)
     new_h, new_w = max(1, round(h * scale)), max(1, round(w * scale))
-    scaled = cv2.resize(image, (new_w, new_h), interpolation=_interpolation((h, w), (new_h, new_w)))
+    scaled = cv2.resize(image, (new_w, new_h), interpolation=method((h, w), (new_h, new_w)))
     top, left = (out_h - new_h) // 2, (out_w - new_w) // 2
-    canvas = np.full((out_h, out_w) + image.shape[2:], PAD_VALUE, dtype=np.uint8)
+    canvas = np.full((out_h, out_w) + image.shape[2:], 0 if mask else PAD_VALUE, dtype=np.uint8)
     src_y, src_x = max(0, -top), max(0, -left)
     dst_y, dst_x = max(0, top), max(0, left)
     ch, cw = min(new_h - src_y, out_h - dst_y), min(new_w - src_x, out_w - dst_x)
@@ -151,6 +159,22 @@ def preprocess(image: np.ndarray, spec: InputSpec) -> tuple[np.ndarray, Geometry
     """
     prepared, geometry = prepare(image, spec)
     return normalize(prepared, spec), geometry
+
+
+def channel_stats(image: Callable[[int], np.ndarray], count: int, channels: int, limit: int = 2000
+                  ) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std (in [0, 1]) of prepared uint8 images, from at most ``limit`` of them
+    spread evenly over the ``count`` given by ``image(i)``: the normalisation stored in a card."""
+    picks = np.linspace(0, count - 1, min(limit, count)).astype(int)
+    total, total_sq, n = np.zeros(channels), np.zeros(channels), 0
+    for i in picks:
+        pixels = image(int(i)).reshape(-1, channels).astype(np.float64) / 255
+        total += pixels.sum(0)
+        total_sq += (pixels**2).sum(0)
+        n += len(pixels)
+    mean = total / n
+    std = np.sqrt(np.maximum(total_sq / n - mean**2, 1e-6))
+    return tuple(mean.round(4).tolist()), tuple(np.maximum(std, 1e-3).round(4).tolist())
 
 
 def preprocess_batch(images: Sequence[np.ndarray], spec: InputSpec) -> tuple[np.ndarray, list[Geometry]]:

@@ -1,7 +1,8 @@
 """Starting weights for training: a local file (safetensors, or timm's state-dict format) or
 timm's published weights (needs the internet; fails fast with advice when offline).
 
-Tensors are matched by name and shape: a classifier head of another class count and a stem
+Tensors are matched by name and shape (a segmentation model's ``encoder.*`` tensors also match
+the names of a plain backbone file, e.g. timm's resnet18 weights for a UNet over resnet18): a classifier head of another class count and a stem
 of another channel count are adapted or left at their fresh initialisation, and the caller
 is told how many tensors were loaded.
 """
@@ -15,6 +16,7 @@ from pathlib import Path
 from ..errors import ConfigError
 
 TORCH_SUFFIXES = (".pth", ".pt", ".bin")
+ENCODER = "encoder."
 
 
 @dataclass(frozen=True)
@@ -119,6 +121,8 @@ def load_pretrained(network, architecture: str, source: str) -> PretrainedReport
     fitted, skipped, adapted = {}, [], []
     for name, target in own.items():
         tensor = state.get(name)
+        if tensor is None and name.startswith(ENCODER):  # a plain backbone file for a segmentation encoder
+            tensor = state.get(name.removeprefix(ENCODER))
         if tensor is None:
             skipped.append(name)
         elif tuple(tensor.shape) == tuple(target.shape):
