@@ -17,13 +17,14 @@ from pathlib import Path
 import numpy as np
 
 from .bundle import Bundle, copy_bundle, open_bundle
-from .card import ModelCard, positive_class
+from .card import ModelCard, PostProcess, positive_class
 from .data import Dataset, open_dataset
 from .data.dataset import SPLIT_ALIASES
 from .errors import ConfigError, DatasetError
 from .io import BatchReport, SkippedFile
 from .metrics import best_f1_threshold, classification_metrics, threshold_sweep
 from .predictor import Predictor, decide
+from .seg_evaluation import SegEvalResult, evaluate_segment
 
 BEST_F1 = "best-f1"
 
@@ -150,11 +151,13 @@ def _true_indices(dataset: Dataset, classes: tuple[str, ...]) -> dict[str, int]:
 
 def evaluate(model: str | Path | Bundle, data: str | Path | Dataset, *, split: str | None = None,
              backend: str = "onnx", batch_size: int = 16,
-             progress: Callable[[int], None] | None = None) -> EvalResult:
-    """Predict every image of a dataset split with a classification bundle and score the predictions.
+             progress: Callable[[int], None] | None = None) -> EvalResult | SegEvalResult:
+    """Predict every image of a dataset split with a bundle and score the predictions.
 
-    Binary models are decided at the card's threshold when it has one (as the Predictor does),
-    else by the most probable class; their threshold sweep is included.
+    Classifiers: binary models are decided at the card's threshold when it has one (as the
+    Predictor does), else by the most probable class; their threshold sweep is included.
+    Segmentation models: scored against the masks at the original image size
+    (``inspekt.seg_evaluation``), giving a ``SegEvalResult``.
 
     Args:
         model: bundle folder, ``.inspekt`` file, run folder or an opened ``Bundle``.
@@ -169,17 +172,20 @@ def evaluate(model: str | Path | Bundle, data: str | Path | Dataset, *, split: s
 
     Raises:
         BundleError: the bundle cannot be opened.
-        ConfigError: not a classification bundle, or a bad backend / batch size.
-        DatasetError: no such split, unlabelled images, labels the model does not know, or no
-            readable image at all.
+        ConfigError: a task eval cannot score yet, or a bad backend / batch size.
+        DatasetError: no such split, unlabelled images, labels the model does not know, no masks
+            (segmentation), or no readable image at all.
     """
 
     predictor = Predictor.load(model, backend=backend, batch_size=batch_size)
     card = predictor.card
-    if card.task != "classify":
-        raise ConfigError(f"{predictor.bundle.path}: eval scores classifiers; this is a {card.task} bundle")
+    if card.task not in ("classify", "segment"):
+        raise ConfigError(f"{predictor.bundle.path}: eval scores classifiers and segmentation models; this is a "
+                          f"{card.task} bundle")
     dataset = data if isinstance(data, Dataset) else open_dataset(data)
     dataset, split = select_split(dataset, split)
+    if card.task == "segment":
+        return evaluate_segment(predictor, dataset, split, progress)
     truth = _true_indices(dataset, card.classes)
     report = BatchReport()
     predictions = _predict_files(predictor, list(truth), report, progress)
@@ -293,24 +299,29 @@ def _not_binary(where: str | Path, classes: tuple[str, ...]) -> ConfigError:
 
 
 def save_threshold(bundle: str | Path | Bundle, threshold: float) -> ModelCard:
-    """Store ``{positive class: threshold}`` in a binary bundle's card, rewriting it in place.
+    """Store ``{positive class: threshold}`` in a binary bundle's card (segmentation: the defect
+    probability threshold of its post-processing), rewriting it in place.
 
     Args:
         bundle: bundle folder, ``.inspekt`` file, run folder or an opened ``Bundle``.
-        threshold: the positive-class probability from which the positive class is predicted.
+        threshold: the probability from which the positive class (a defect pixel) is predicted.
 
     Returns:
         The new card (the other members are copied byte for byte).
 
     Raises:
         BundleError: the bundle cannot be opened or rewritten.
-        ConfigError: not a binary classifier, or a threshold outside [0, 1].
+        ConfigError: not a binary classifier or segmentation model, or a threshold outside [0, 1].
     """
     opened = bundle if isinstance(bundle, Bundle) else open_bundle(bundle)
     value = parse_threshold_choice(threshold)
     if value == BEST_F1:
         raise ConfigError("save_threshold needs a number; use choose_threshold to find the best-F1 one")
-    card = opened.card.model_copy(update={"thresholds": {binary_positive(opened): float(value)}})
+    if opened.card.task == "segment":
+        post = (opened.card.postprocess or PostProcess()).model_copy(update={"threshold": float(value)})
+        card = opened.card.model_copy(update={"postprocess": post})
+    else:
+        card = opened.card.model_copy(update={"thresholds": {binary_positive(opened): float(value)}})
     copy_bundle(opened, opened.path, archive=opened.path.is_file(), overwrite=True, card=card)
     return card
 
@@ -318,7 +329,7 @@ def save_threshold(bundle: str | Path | Bundle, threshold: float) -> ModelCard:
 # --- rendering -------------------------------------------------------------------------------
 
 
-def write_json(result: EvalResult, path: str | Path) -> Path:
+def write_json(result: EvalResult | SegEvalResult, path: str | Path) -> Path:
     """Write ``result.to_dict()`` as JSON."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -326,11 +337,12 @@ def write_json(result: EvalResult, path: str | Path) -> Path:
     return path
 
 
-def write_csv(result: EvalResult, path: str | Path) -> Path:
-    """Write the per-image rows (path, true, predicted, correct, score_<class> ...) as CSV."""
+def write_csv(result: EvalResult | SegEvalResult, path: str | Path) -> Path:
+    """Write the per-image rows as CSV (classify: path, true, predicted, correct, score_<class> ...;
+    segment: path, label, defective, verdict, score, iou, tp, fp, fn, components)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    columns = ["path", "true", "predicted", "correct", *(f"score_{c}" for c in result.classes)]
+    columns = list(result.rows[0]) if result.rows else ["path"]
     with path.open("w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=columns)
         writer.writeheader()

@@ -48,6 +48,33 @@ def _print_summary(result) -> None:
         console.print(table)
 
 
+def _print_segment_summary(result) -> None:
+    """Headline segmentation metrics and the per-class table (Rich)."""
+    m = result.metrics
+    console.print(f"[bold]{result.bundle}[/] on {result.data} (split {result.split}): {m['n_images']} images "
+                  f"({m['n_defective']} with defects), {len(result.skipped)} skipped", highlight=False)
+    if result.split == "all":
+        console.print("note: the dataset has no test or val split, so these images may include training images")
+    post = result.postprocess
+    headline = Table("metric", Column("value", justify="right"), title="metrics (pixels at the original size)")
+    for name, value in (("mean IoU (defect classes)", m["iou"]), ("mean Dice", m["dice"]),
+                        ("defect IoU (any class)", m["defect_iou"]), ("per-image IoU", m["per_image_iou"]),
+                        ("pixel precision", m["pixel_precision"]), ("pixel recall", m["pixel_recall"]),
+                        ("image AUROC (max probability)", m["image_auroc"]), ("image precision", m["image_precision"]),
+                        ("image recall", m["image_recall"]), ("image F1", m["image_f1"])):
+        headline.add_row(name, _score(value))
+    headline.add_row("post-processing", f"p >= {post.get('threshold')}, min area {post.get('min_area')} px, "
+                                        f"kernel {post.get('kernel')} px")
+    headline.add_row("ms / image", _score(result.to_dict()["ms_per_image"], 1))
+    per_class = Table("class", *(Column(h, justify="right") for h in ("IoU", "Dice", "precision", "recall", "pixels")),
+                      title="per class")
+    for row in m["per_class"]:
+        per_class.add_row(row["class"], _score(row["iou"]), _score(row["dice"]), _score(row["precision"]),
+                          _score(row["recall"]), str(row["pixels"]))
+    for table in (headline, per_class):
+        console.print(table)
+
+
 @app.command("eval")
 def eval_command(
     model: Path = typer.Argument(..., help="Bundle folder, .inspekt file or run folder."),
@@ -58,34 +85,51 @@ def eval_command(
                                                         "('-': print it instead of the summary)."),
     csv_file: Path = typer.Option(None, "--csv", help="Write one row per image (path, true, predicted, scores)."),
     plots: Path = typer.Option(None, "--plots", help="Folder for confusion matrices, threshold sweep and the "
-                                                     "Grad-CAM gallery of errors."),
+                                                     "Grad-CAM gallery of errors (segmentation: overlays of the "
+                                                     "worst images, truth outlined in green)."),
     set_threshold: str = typer.Option(None, "--set-threshold", help="Binary models: best-f1 or a probability; "
-                                                                    "stored in the bundle's card."),
+                                                                    "segmentation: the defect probability; stored "
+                                                                    "in the bundle's card."),
     backend: str = typer.Option("onnx", help="onnx | torch."),
     batch: int = typer.Option(16, min=1, help="Images per model call."),
 ) -> None:
-    """Evaluate a classifier on a labelled dataset; bad files are reported and skipped."""
+    """Evaluate a classifier (labels) or segmentation model (masks); bad files are reported and skipped."""
     from ..bundle import open_bundle
     from ..data import open_dataset
-    from ..evaluation import (binary_positive, choose_threshold, evaluate, parse_threshold_choice, save_threshold,
-                            select_split, write_csv, write_json)
+    from ..errors import InspektError
+    from ..evaluation import (BEST_F1, binary_positive, choose_threshold, evaluate, parse_threshold_choice,
+                              save_threshold, select_split, write_csv, write_json)
     from ..io import BatchReport
 
     bundle = open_bundle(model)
+    segment = bundle.card.task == "segment"
     if set_threshold is not None:  # refuse before predicting anything
-        parse_threshold_choice(set_threshold)
-        binary_positive(bundle)
+        choice = parse_threshold_choice(set_threshold)
+        if segment and choice == BEST_F1:
+            raise InspektError("--set-threshold best-f1 applies to binary classifiers; give segmentation models a "
+                               "defect probability, e.g. --set-threshold 0.4")
+        if not segment:
+            binary_positive(bundle)
     dataset, split = select_split(open_dataset(data), split)
     to_stdout = json_file == Path("-")
     with progress_bar("evaluating", len(dataset), enabled=not to_stdout) as advance:
         result = evaluate(bundle, dataset, split=split, backend=backend, batch_size=batch, progress=advance)
-    if set_threshold is not None:
+    if set_threshold is not None and segment:
+        save_threshold(bundle, float(set_threshold))
+        err_console.print(f"stored defect threshold {float(set_threshold):g} in {bundle.path}; run eval again to "
+                          "score it", highlight=False)
+    elif set_threshold is not None:
         threshold = choose_threshold(result, set_threshold)
         result = result.with_threshold(threshold)
         save_threshold(bundle, threshold)
         err_console.print(f"stored threshold {result.positive} >= {threshold:g} in {bundle.path}", highlight=False)
     written = [write_csv(result, csv_file)] if csv_file else []
-    if plots:
+    if plots and segment:
+        from ..predictor import Predictor
+        from ..seg_evaluation import write_worst_overlays
+
+        written += write_worst_overlays(result, Predictor.load(bundle, backend=backend), dataset, plots)
+    elif plots:
         from ..plots import plot_evaluation
 
         written += plot_evaluation(result, plots)
@@ -93,8 +137,8 @@ def eval_command(
         print_json(result.to_dict())
     else:
         written += [write_json(result, json_file)] if json_file else []
-        _print_summary(result)
-    err_console.print(BatchReport(len(result.paths), result.skipped).summary(), highlight=False)
+        (_print_segment_summary if segment else _print_summary)(result)
+    err_console.print(BatchReport(len(result.rows), result.skipped).summary(), highlight=False)
     for path in written:
         err_console.print(f"wrote {path}", highlight=False)
 

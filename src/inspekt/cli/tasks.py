@@ -12,7 +12,7 @@ from ..errors import InspektError
 from . import app
 from .common import console, err_console, print_json, progress_bar, unique_name
 
-train_app = typer.Typer(help="Train a model: inspekt train classify --data PATH.", no_args_is_help=True)
+train_app = typer.Typer(help="Train a model: inspekt train classify|segment --data PATH.", no_args_is_help=True)
 app.add_typer(train_app, name="train")
 
 
@@ -40,17 +40,59 @@ def train_classify(
     overrides: list[str] = typer.Argument(None, help="key=value overrides, e.g. patience=3 clahe=2."),
 ) -> None:
     """Train an image classifier; prints the bundle path. Ctrl-C keeps the best model so far."""
+    options = dict(task="classify", data=data, model=model, pretrained=pretrained, epochs=epochs, imgsz=imgsz,
+                   batch=batch, lr=lr, augment=augment, loss=loss, class_weights=class_weights, sampler=sampler,
+                   metric=metric, seed=seed, out=out, name=name, exist_ok=exist_ok)
+    _train("classify", options, config, overrides, resume, as_json)
+
+
+@train_app.command("segment")
+def train_segment(
+    data: str = typer.Option(None, "--data", help="Dataset with masks: images/ + masks/, <stem>_mask.png, MVTec, "
+                                                 "or a CSV with a mask column (not needed with --resume)."),
+    model: str = typer.Option(None, "--model", help="tiny_unet (default), unet, unetplusplus, fpn, deeplabv3plus, "
+                                                    "linknet (see `inspekt models --task segment`)."),
+    encoder: str = typer.Option(None, "--encoder", help="Encoder of the smp models (resnet18, efficientnet-b0, ...)."),
+    pretrained: str = typer.Option(None, "--pretrained", help="Starting weights: a .safetensors/.pth file (a whole "
+                                                              "model, or a backbone for the encoder)."),
+    epochs: int = typer.Option(None, "--epochs", help="Maximum epochs."),
+    imgsz: int = typer.Option(None, "--imgsz", help="Input side in pixels (multiple of 32; the window size when tiled)."),
+    batch: int = typer.Option(None, "--batch", help="Batch size."),
+    lr: float = typer.Option(None, "--lr", help="Peak learning rate."),
+    resize: str = typer.Option(None, "--resize", help="auto | stretch | letterbox | crop | tile (crops for training, "
+                                                      "overlapping windows for prediction)."),
+    masks: str = typer.Option(None, "--masks", help="binary | folder | values: how masks name classes."),
+    augment: str = typer.Option(None, "--augment", help="none | light | default | strong | an albumentations YAML file."),
+    loss: str = typer.Option(None, "--loss", help="dice_bce | focal | tversky."),
+    class_weights: str = typer.Option(None, "--class-weights", help="none | auto (inverse square-root pixel frequency)."),
+    seed: int = typer.Option(None, "--seed", help="Random seed."),
+    out: str = typer.Option(None, "--out", help="Runs root folder (default: runs)."),
+    name: str = typer.Option(None, "--name", help="Run name (default: exp, then exp2, ...)."),
+    exist_ok: bool = typer.Option(None, "--exist-ok", help="Reuse the run folder if it exists."),
+    config: Path = typer.Option(None, "--config", help="YAML config file."),
+    resume: Path = typer.Option(None, "--resume", help="Continue an interrupted run folder from its last epoch."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    overrides: list[str] = typer.Argument(None, help="key=value overrides, e.g. min_area=20 threshold=0.4 scale=0.5."),
+) -> None:
+    """Train a segmentation model (masks in, masks out); prints the bundle path. Ctrl-C keeps the best so far."""
+    options = dict(task="segment", data=data, model=model or "tiny_unet", pretrained=pretrained, epochs=epochs,
+                   imgsz=imgsz, batch=batch, lr=lr, resize=resize, masks=masks, augment=augment, loss=loss,
+                   class_weights=class_weights, seed=seed, out=out, name=name, exist_ok=exist_ok)
+    if encoder:
+        options["model_params"] = {"encoder": encoder}
+    _train("segment", options, config, overrides, resume, as_json)
+
+
+def _train(task: str, options: dict, config: Path | None, overrides: list[str] | None, resume: Path | None,
+           as_json: bool) -> None:
     from ..config import TrainConfig, build_config
     from ..training import resume as resume_run
     from ..training import train
 
-    if resume is None and data is None:
+    if resume is None and options["data"] is None:
         raise InspektError("give --data PATH (or --resume RUN to continue an interrupted run)")
-    if resume is not None and (data is not None or config is not None or overrides):
+    if resume is not None and (options["data"] is not None or config is not None or overrides):
         raise InspektError("--resume continues a run with its saved config.yaml; drop the other options")
-    options = dict(task="classify", data=data, model=model, pretrained=pretrained, epochs=epochs, imgsz=imgsz,
-                   batch=batch, lr=lr, augment=augment, loss=loss, class_weights=class_weights, sampler=sampler,
-                   metric=metric, seed=seed, out=out, name=name, exist_ok=exist_ok)
     cfg = None if resume else build_config(TrainConfig, file=config, options=options, overrides=overrides)
     total = cfg.epochs if cfg else None
     with progress_bar("training", total, enabled=not as_json) as advance:
@@ -76,7 +118,7 @@ def train_classify(
         print(result.bundle)
     if result.interrupted:
         err_console.print(f"interrupted: kept the best model so far; continue with "
-                          f"inspekt train classify --resume {result.run_dir}", highlight=False)
+                          f"inspekt train {task} --resume {result.run_dir}", highlight=False)
         raise typer.Exit(130)
 
 
@@ -114,15 +156,23 @@ def expand_sources(sources: list[str]) -> list[str]:
     return expanded
 
 
-def _save_visuals(results: list, save_dir: Path, explainer, used: set[str]) -> None:
-    """An annotated copy of every image (with its Grad-CAM overlay when ``explainer`` is given);
-    ``used`` holds the names written so far, so equal stems from different folders never collide."""
+def _save_visuals(results: list, save_dir: Path, explainer, used: set[str], n_classes: int) -> None:
+    """An annotated copy of every image (with its Grad-CAM overlay when ``explainer`` is given;
+    segmentation: the mask overlay, and the mask itself as ``<name>_mask.png``); ``used`` holds the
+    names written so far, so equal stems from different folders never collide."""
     from ..draw import banner
     from ..io import load_image, save_image
 
     save_dir.mkdir(parents=True, exist_ok=True)
     for r in results:
         image = load_image(r.source, mode="keep")
+        if r.mask is not None:
+            name = unique_name(r.source, "overlay", used)
+            text = f"{r.extra['verdict']} {r.score:.2f} ({len(r.extra['components'])} regions)"
+            r.extra["saved"] = str(save_image(save_dir / name, banner(r.overlay(image), text)))
+            scaled = (r.mask * (255 // max(1, n_classes - 1))).astype("uint8")  # binary: 0 / 255
+            r.extra["saved_mask"] = str(save_image(save_dir / f"{Path(name).stem}_mask.png", scaled))
+            continue
         base = explainer.explain(image, target=r.label, source=r.source).overlay if explainer else image
         name = unique_name(r.source, "gradcam" if explainer else "pred", used)
         r.extra["saved"] = str(save_image(save_dir / name, banner(base, f"{r.label} {r.score:.2f}")))
@@ -135,8 +185,11 @@ def predict(
     as_json: bool = typer.Option(False, "--json", help="One JSON object per image (JSON lines)."),
     as_csv: bool = typer.Option(False, "--csv", help="CSV on stdout: path, label, score, one column per class."),
     topk: int = typer.Option(None, "--topk", min=1, help="Show only the K most probable classes."),
-    threshold: float = typer.Option(None, "--threshold", help="Binary models: positive-class probability to predict it."),
-    save_dir: Path = typer.Option(None, "--save-dir", help="Write an annotated copy of every image here."),
+    threshold: float = typer.Option(None, "--threshold", help="Binary models: positive-class probability to predict it; "
+                                                              "segmentation: defect probability of a pixel."),
+    min_area: int = typer.Option(None, "--min-area", help="Segmentation: drop defect regions smaller than this (pixels)."),
+    save_dir: Path = typer.Option(None, "--save-dir", help="Write an annotated copy of every image here "
+                                                           "(segmentation: mask overlay and mask PNG)."),
     explain: bool = typer.Option(False, "--explain", help="Save Grad-CAM overlays (into --save-dir, default predictions/)."),
     backend: str = typer.Option("onnx", help="onnx | torch."),
     batch: int = typer.Option(16, min=1, help="Images per model call."),
@@ -152,7 +205,9 @@ def predict(
 
     if as_json and as_csv:
         raise InspektError("choose one of --json and --csv")
-    predictor = Predictor.load(bundle, backend=backend, threads=threads, batch_size=batch, threshold=threshold)
+    predictor = Predictor.load(bundle, backend=backend, threads=threads, batch_size=batch, threshold=threshold,
+                               min_area=min_area)
+    segment = predictor.card.task == "segment"
     explainer = None
     if explain:
         from ..explain import Explainer
@@ -167,12 +222,18 @@ def predict(
         for start in range(0, len(files), batch):
             chunk = predictor.predict(files[start : start + batch], report=report)
             if save_dir:
-                _save_visuals(chunk, save_dir, explainer, used)
+                _save_visuals(chunk, save_dir, explainer, used, len(predictor.card.classes))
             results.extend(chunk)
             advance(min(batch, len(files) - start))
     if as_json:
         for r in results:
             print_json(r.to_dict(topk))
+    elif as_csv and segment:
+        writer = csv.writer(sys.stdout)
+        writer.writerow(["path", "label", "score", "verdict", "components", "defect_area_pct", "time_ms"])
+        for r in results:
+            writer.writerow([r.source, r.label, f"{r.score:.6f}", r.extra["verdict"], len(r.extra["components"]),
+                             r.extra["defect_area_pct"], f"{r.time_ms:.2f}"])
     elif as_csv:
         writer = csv.writer(sys.stdout)
         classes = predictor.card.classes
@@ -181,6 +242,12 @@ def predict(
             cells = [" ".join(f"{name}:{p:.4f}" for name, p in r.top(topk))] if topk else [
                 f"{r.scores[c]:.6f}" for c in classes]
             writer.writerow([r.source, r.label, f"{r.score:.6f}", *cells, f"{r.time_ms:.2f}"])
+    elif results and segment:
+        table = Table("path", "label", "max p", "regions", "defect %", "ms")
+        for r in results:
+            table.add_row(r.source, str(r.label), f"{r.score:.3f}", str(len(r.extra["components"])),
+                          f"{r.extra['defect_area_pct']:.3f}", f"{r.time_ms:.1f}")
+        console.print(table)
     elif results:
         table = Table("path", "label", "score", *(["top"] if topk else []), "ms")
         for r in results:

@@ -37,17 +37,26 @@ def _double_conv(c_in: int, c_out: int) -> nn.Sequential:
 
 
 class TinyUNet(nn.Module):
-    """A four-level UNet: double convolutions, max-pool down, bilinear up, skip concatenation."""
+    """A UNet: double convolutions, max-pool down, bilinear up, skip concatenation. With
+    ``stem_stride=2`` the first convolution is strided and the logits are upsampled at the end:
+    about 3x cheaper, at the cost of detail finer than 2 pixels."""
 
-    def __init__(self, *, num_classes: int, in_chans: int, width: int, depth: int):
+    def __init__(self, *, num_classes: int, in_chans: int, width: int, depth: int, stem_stride: int = 1):
         super().__init__()
+        self.stem_stride = stem_stride
         widths = [width * 2**i for i in range(depth + 1)]
         self.down = nn.ModuleList(_double_conv(c_in, c_out) for c_in, c_out in zip([in_chans] + widths[:-1], widths))
         self.up = nn.ModuleList(_double_conv(widths[i] + widths[i + 1], widths[i]) for i in reversed(range(depth)))
         self.pool = nn.MaxPool2d(2)
         self.head = nn.Conv2d(widths[0], num_classes, 1)
+        if stem_stride == 2:
+            self.stem = nn.Sequential(nn.Conv2d(in_chans, widths[0], 3, stride=2, padding=1, bias=False),
+                                      nn.BatchNorm2d(widths[0]), nn.ReLU(inplace=True))
+            self.down[0] = _double_conv(widths[0], widths[0])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.stem_stride == 2:
+            x = self.stem(x)
         skips = []
         for i, block in enumerate(self.down):
             x = block(x if i == 0 else self.pool(x))
@@ -56,11 +65,15 @@ class TinyUNet(nn.Module):
         for block in self.up:
             x = nn.functional.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
             x = block(torch.cat([x, skips.pop()], dim=1))
-        return self.head(x)
+        x = self.head(x)
+        if self.stem_stride == 2:
+            x = nn.functional.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
+        return x
 
 
 @register_model("tiny_unet", task="segment", description="small UNet, trains from scratch in minutes on a CPU")
-def tiny_unet(*, num_classes: int, in_chans: int = 3, width: int = 16, depth: int = 4) -> TinyUNet:
+def tiny_unet(*, num_classes: int, in_chans: int = 3, width: int = 16, depth: int = 4,
+              stem_stride: int = 1) -> TinyUNet:
     """Build the built-in UNet.
 
     Args:
@@ -68,13 +81,16 @@ def tiny_unet(*, num_classes: int, in_chans: int = 3, width: int = 16, depth: in
         in_chans: input channels (1 or 3).
         width: channels of the first level; doubles at every level down.
         depth: number of down-sampling steps (1..5); inputs must be multiples of 2**depth.
+        stem_stride: 1, or 2 for a strided first convolution (about 3x cheaper on large inputs).
     """
     _check(num_classes, in_chans)
     if not isinstance(width, int) or not 2 <= width <= 256:
         raise ValueError(f"width={width!r} must be an integer 2..256")
     if depth not in range(1, 6):
         raise ValueError(f"depth={depth!r} must be 1..5")
-    return TinyUNet(num_classes=num_classes, in_chans=in_chans, width=width, depth=depth)
+    if stem_stride not in (1, 2):
+        raise ValueError(f"stem_stride={stem_stride!r} must be 1 or 2")
+    return TinyUNet(num_classes=num_classes, in_chans=in_chans, width=width, depth=depth, stem_stride=stem_stride)
 
 
 def _smp_builder(name: str, cls_name: str, description: str):

@@ -1,0 +1,322 @@
+"""Segmentation end to end on synthetic masks: mask rules, tiling, post-processing, training
+(binary, multi-class, tiled, resume), export parity, prediction, evaluation and the CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from inspekt.bundle import open_bundle, save_bundle
+from inspekt.card import InputSpec, ModelCard, PostProcess
+from inspekt.cli import app
+from inspekt.data import open_dataset
+from inspekt.data.dataset import Sample
+from inspekt.errors import ConfigError, DatasetError
+from inspekt.evaluation import evaluate, save_threshold
+from inspekt.io import save_image
+from inspekt.losses import make_segment_loss
+from inspekt.masks import mask_rule
+from inspekt.metrics import SegmentationTally
+from inspekt.predictor import Predictor
+from inspekt.segment import components, postprocess, probabilities, window_starts
+from inspekt.training import resume, train
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def seg_data(tmp_path_factory) -> Path:
+    """48 synthetic 64x64 surfaces in images/<class>/ + masks/<class>/ (ok images have empty masks)."""
+    from inspekt.data.synth import write_dataset
+
+    return write_dataset(tmp_path_factory.mktemp("seg") / "data", n=48, size=64, seed=3, layout="segmentation").root
+
+
+def seg_config(data, out, **options):
+    base = dict(task="segment", data=str(data), model="tiny_unet", model_params={"width": 4, "depth": 3}, epochs=3,
+                imgsz=32, batch=8, lr=0.01, augment="none", warmup_epochs=0, threads=1, out=str(out))
+    return base | options
+
+
+@pytest.fixture(scope="module")
+def seg_trained(seg_data, tmp_path_factory):
+    return train(**seg_config(seg_data, tmp_path_factory.mktemp("runs"), epochs=4))
+
+
+# --- masks -----------------------------------------------------------------------------------
+
+
+def _mask_file(folder: Path, name: str, values: np.ndarray) -> Path:
+    return save_image(folder / name, values.astype(np.uint8))
+
+
+def test_binary_rule_thresholds_and_missing_masks_are_empty(tmp_path):
+    mask = _mask_file(tmp_path, "m.png", np.array([[0, 127], [128, 255]]))
+    rule = mask_rule(open_dataset_with(tmp_path, mask), "binary")
+    assert rule.classes == ("background", "defect")
+    assert rule.target(Sample(tmp_path / "a.png", mask=mask), (2, 2)).tolist() == [[0, 0], [1, 1]]
+    assert not rule.target(Sample(tmp_path / "b.png"), (3, 4)).any()
+    with pytest.raises(DatasetError, match="m.png: mask is 2x2 but its image a.png is 3x3"):
+        rule.target(Sample(tmp_path / "a.png", mask=mask), (3, 3))
+
+
+def open_dataset_with(folder: Path, mask: Path, label: str | None = None):
+    from inspekt.data.dataset import Dataset
+
+    return Dataset(folder, "csv", (Sample(folder / "a.png", label, mask),), (label,) if label else ())
+
+
+def test_values_rule_maps_pixel_values_and_names_unknown_ones(tmp_path):
+    mask = _mask_file(tmp_path, "m.png", np.array([[0, 1], [2, 2]]))
+    ds = open_dataset_with(tmp_path, mask)
+    rule = mask_rule(ds, "values", values={1: "pore", 2: "scratch"})
+    assert rule.classes == ("background", "pore", "scratch")
+    assert rule.target(ds.samples[0], (2, 2)).tolist() == [[0, 1], [2, 2]]
+    found = mask_rule(ds, "values")
+    assert found.classes == ("background", "class_1", "class_2")
+    partial = mask_rule(ds, "values", values={1: "pore"})
+    with pytest.raises(DatasetError, match=r"m.png: mask value\(s\) \[2\] are not in mask_values"):
+        partial.target(ds.samples[0], (2, 2))
+
+
+def test_folder_rule_takes_the_class_from_the_folder(seg_data):
+    ds = open_dataset(seg_data)
+    rule = mask_rule(ds, "folder")
+    assert rule.classes == ("background", "lop", "pore", "scratch")  # ok is the normal class: background
+    pore = next(s for s in ds.samples if s.label == "pore")
+    target = rule.target(pore, (64, 64))
+    assert set(np.unique(target)) == {0, rule.classes.index("pore")}
+    with pytest.raises(ConfigError, match="masks='nope'"):
+        mask_rule(ds, "nope")
+
+
+def test_a_dataset_without_masks_cannot_train_segmentation(tmp_path):
+    from inspekt.data.synth import write_dataset
+
+    data = write_dataset(tmp_path / "classes", n=8, size=32, seed=0).root
+    with pytest.raises(DatasetError, match="no mask files found"):
+        train(**seg_config(data, tmp_path))
+
+
+# --- tiling and post-processing --------------------------------------------------------------
+
+
+def test_windows_cover_the_image_and_end_at_its_border():
+    starts = window_starts(600, 256, 0.25)
+    assert starts[0] == 0 and starts[-1] == 600 - 256 and all(b - a <= 192 for a, b in zip(starts, starts[1:]))
+    assert window_starts(100, 256, 0.25) == [0]
+
+
+class BrightIsDefect(torch.nn.Module):
+    """A fixed 'network': the defect logit grows with the pixel's brightness (1x1 convolution)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(1, 2, 1)
+        with torch.no_grad():
+            self.conv.weight[:] = torch.tensor([[[[0.0]]], [[[8.0]]]])
+            self.conv.bias[:] = torch.tensor([0.0, 0.0])
+
+    def forward(self, x):
+        return self.conv(x)
+
+
+def _bright_square(h: int, w: int, box: tuple[int, int, int, int]) -> np.ndarray:
+    image = np.full((h, w), 40, np.uint8)
+    y, x, bh, bw = box
+    image[y : y + bh, x : x + bw] = 230
+    return image
+
+
+@pytest.mark.parametrize("resize", ["tile", "stretch"])
+def test_a_large_image_comes_back_at_full_size_and_aligned(tmp_path, resize):
+    """Through a real exported bundle and the ONNX Predictor: a 410x300 image, 64x64 model windows."""
+    card = ModelCard(task="segment", architecture="bright_is_defect", classes=("background", "defect"),
+                     input=InputSpec(size=(64, 64), channels=1, mean=(0.5,), std=(0.25,), resize=resize),
+                     postprocess=PostProcess(threshold=0.5, min_area=0, kernel=0))
+    _, parity = save_bundle(BrightIsDefect(), card, tmp_path / "b")
+    assert parity.ok
+    predictor = Predictor.load(tmp_path / "b")
+    box = (123, 201, 40, 57)
+    image = _bright_square(300, 410, box)
+    (prediction,) = predictor.predict(image)
+    truth = image > 128
+    assert prediction.mask.shape == (300, 410) and prediction.heatmap.shape == (300, 410)
+    if resize == "tile":  # windows at the original scale: pixel-exact
+        assert np.array_equal(prediction.mask > 0, truth)
+    else:  # squeezed into 64x64 and back: aligned up to the resampling
+        iou = (truth & (prediction.mask > 0)).sum() / (truth | (prediction.mask > 0)).sum()
+        assert iou > 0.8
+    (region,) = prediction.extra["components"]
+    assert abs(region["bbox"][0] - 201) <= (0 if resize == "tile" else 4)
+    assert region["class"] == "defect" and prediction.label == "defect" and prediction.extra["verdict"] == "defect"
+
+
+def test_tiled_probabilities_blend_without_seams():
+    spec = InputSpec(size=(32, 32), channels=1, mean=(0.5,), std=(0.25,), resize="tile", overlap=0.5)
+    network = BrightIsDefect().eval()
+
+    def run(batch):
+        with torch.no_grad():
+            return network(torch.from_numpy(batch)).numpy()
+
+    flat = np.full((90, 77), 200, np.uint8)
+    (probs,) = probabilities([flat], spec, run, batch_size=4)
+    assert probs.shape == (2, 90, 77) and np.allclose(probs[1], probs[1, 0, 0], atol=1e-5)
+
+
+def test_min_area_drops_small_regions_and_components_describe_the_rest():
+    probs = np.zeros((2, 50, 80), np.float32)
+    probs[1, 10:30, 20:50] = 0.9  # 600 px
+    probs[1, 40:42, 70:72] = 0.8  # 4 px speck
+    probs[0] = 1 - probs[1]
+    kept, defect = postprocess(probs, PostProcess(threshold=0.5, min_area=10, kernel=0))
+    everything, _ = postprocess(probs, PostProcess(threshold=0.5, min_area=0, kernel=0))
+    assert everything[40:42, 70:72].all() and not kept[40:42, 70:72].any()
+    (region,) = components(kept, defect, ("background", "defect"))
+    assert region["bbox"] == [20, 10, 30, 20] and region["area_px"] == 600
+    assert region["area_pct"] == pytest.approx(100 * 600 / 4000) and region["max_score"] == pytest.approx(0.9)
+    opened, _ = postprocess(probs, PostProcess(threshold=0.5, min_area=0, kernel=5))
+    assert not opened[40:42, 70:72].any() and opened[12:28, 22:48].all()  # opening removes the speck too
+    higher, _ = postprocess(probs, PostProcess(threshold=0.95, min_area=0, kernel=0))
+    assert not higher.any()
+
+
+# --- metrics and losses ----------------------------------------------------------------------
+
+
+def test_tally_counts_iou_dice_and_image_verdicts():
+    tally = SegmentationTally(2)
+    target = np.zeros((4, 4), np.uint8)
+    target[0, :4] = 1
+    predicted = np.zeros((4, 4), np.uint8)
+    predicted[0, :2] = 1
+    predicted[3, :2] = 1
+    assert tally.add(target, predicted, 0.9, True) == pytest.approx(2 / 6)
+    assert tally.add(np.zeros((4, 4), np.uint8), np.zeros((4, 4), np.uint8), 0.1, False) == 1.0
+    m = tally.metrics(("background", "defect"))
+    assert m["iou"] == pytest.approx(2 / 6) and m["dice"] == pytest.approx(4 / 8)
+    assert m["pixel_precision"] == pytest.approx(0.5) and m["pixel_recall"] == pytest.approx(0.5)
+    assert m["per_image_iou"] == pytest.approx((2 / 6 + 1) / 2) and m["image_auroc"] == 1.0
+    assert m["image_f1"] == 1.0 and m["n_defective"] == 1
+
+
+def test_segmentation_losses_prefer_the_right_mask_and_tversky_punishes_misses():
+    targets = torch.zeros(1, 8, 8, dtype=torch.long)
+    targets[0, 2:6, 2:6] = 1
+    right = torch.stack([1 - targets.float(), targets.float()], 1) * 6 - 3
+    for name in ("dice_bce", "focal", "tversky"):
+        loss = make_segment_loss(name)
+        assert loss(right, targets) < loss(-right, targets)
+    missed = torch.stack([torch.full((1, 8, 8), 3.0), torch.full((1, 8, 8), -3.0)], 1)  # predicts nothing
+    flooded = -missed  # predicts defect everywhere
+    recall_first = make_segment_loss("tversky", beta=0.9)
+    precision_first = make_segment_loss("tversky", beta=0.1)
+    assert recall_first(missed, targets) - recall_first(flooded, targets) > \
+        precision_first(missed, targets) - precision_first(flooded, targets)
+    with pytest.raises(ConfigError, match="not a segmentation loss"):
+        make_segment_loss("ce")
+
+
+# --- training, export, prediction, evaluation ------------------------------------------------
+
+
+def test_binary_training_writes_a_checked_bundle_that_predicts_full_size_masks(seg_trained, seg_data):
+    result = seg_trained
+    assert result.parity.ok and {"val_iou", "val_dice", "val_image_auroc", "best_epoch"} <= set(result.metrics)
+    card = open_bundle(result.bundle).card
+    assert card.task == "segment" and card.classes == ("background", "defect") and card.masks.mode == "binary"
+    assert card.postprocess.threshold == 0.5 and card.postprocess.min_area >= 1
+    assert (result.run_dir / "curves.png").is_file() and len(result.history) == 4
+    image = next((seg_data / "images" / "pore").iterdir())
+    onnx, torch_ = (Predictor.load(result.bundle, backend=b).predict([image])[0] for b in ("onnx", "torch"))
+    assert onnx.mask.shape == (64, 64) and np.abs(onnx.heatmap - torch_.heatmap).max() < 1e-4
+    assert json.loads(json.dumps(onnx.to_dict()))["verdict"] in ("defect", "ok")
+
+
+def test_evaluation_scores_masks_and_counts_empty_ones_as_negatives(seg_trained, seg_data, tmp_path):
+    scored = evaluate(seg_trained.bundle, seg_data)
+    m = scored.metrics
+    assert m["n_images"] == 48 and m["n_defective"] == 36  # 12 ok images: empty masks, valid negatives
+    assert 0 <= m["iou"] <= 1 and len(m["per_class"]) == 1 and m["image_auroc"] is not None
+    assert {"path", "iou", "tp", "fp", "fn", "verdict", "defective"} <= set(scored.rows[0])
+    ok_rows = [r for r in scored.rows if r["label"] == "ok"]
+    assert ok_rows and all(not r["defective"] and r["tp"] == 0 and r["fn"] == 0 for r in ok_rows)
+    worst = scored.worst(5)
+    assert [scored.rows[i]["iou"] for i in worst] == sorted(scored.rows[i]["iou"] for i in worst)
+
+
+def test_multiclass_from_folders(seg_data, tmp_path):
+    result = train(**seg_config(seg_data, tmp_path, masks="folder", epochs=2))
+    card = open_bundle(result.bundle).card
+    assert card.classes == ("background", "lop", "pore", "scratch") and card.params["num_classes"] == 4
+    prediction = Predictor.load(result.bundle).predict([next((seg_data / "images" / "lop").iterdir())])[0]
+    assert prediction.label in card.classes[1:] + ("ok",) and int(prediction.mask.max()) < 4
+    assert len(evaluate(result.bundle, seg_data).metrics["per_class"]) == 3
+
+
+def test_tiled_training_on_crops_and_exact_resume(seg_data, tmp_path):
+    options = seg_config(seg_data, tmp_path, resize="tile", defect_crops=0.7, epochs=3)
+    reference = train(**options, name="reference")
+    assert open_bundle(reference.bundle).card.input.resize == "tile"
+
+    def interrupt_after_two(row):
+        if row["epoch"] == 2:
+            raise KeyboardInterrupt
+
+    stopped = train(**options, name="stopped", on_epoch=interrupt_after_two)
+    assert stopped.interrupted
+    finished = resume(stopped.run_dir)
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]  # noqa: E731
+    assert strip(finished.history) == strip(reference.history)
+
+
+def test_config_mistakes_name_the_key(seg_data, tmp_path):
+    with pytest.raises(ConfigError, match="multiple of 32"):
+        train(**seg_config(seg_data, tmp_path, imgsz=40))
+    with pytest.raises(ConfigError, match="classification loss"):
+        train(**seg_config(seg_data, tmp_path, loss="ce"))
+    with pytest.raises(ConfigError, match="resize=tile"):
+        train(task="classify", data=str(seg_data), resize="tile", out=str(tmp_path))
+
+
+def test_a_mask_of_the_wrong_size_is_skipped_and_reported(seg_data, tmp_path):
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(seg_data, data)
+    bad = next((data / "masks" / "pore").iterdir())
+    save_image(bad, np.zeros((10, 10), np.uint8))
+    result = train(**seg_config(data, tmp_path, epochs=1))
+    assert any(s.path.endswith(bad.stem + ".png") and "mask is 10x10" in s.reason for s in result.skipped.skipped)
+
+
+# --- CLI -------------------------------------------------------------------------------------
+
+
+def test_cli_train_predict_eval_and_threshold(seg_data, tmp_path):
+    args = ["train", "segment", "--data", str(seg_data), "--epochs", "1", "--imgsz", "32", "--out", str(tmp_path),
+            "--json", "model_params.width=4", "model_params.depth=3", "threads=1"]
+    out = runner.invoke(app, args)
+    assert out.exit_code == 0, out.output
+    bundle = json.loads(out.stdout)["bundle"]
+    pore = next((seg_data / "images" / "pore").iterdir())
+    out = runner.invoke(app, ["predict", bundle, str(pore), "--json", "--min-area", "0", "--threshold", "0.2",
+                              "--save-dir", str(tmp_path / "pred")])
+    assert out.exit_code == 0, out.output
+    row = json.loads(out.stdout.splitlines()[0])
+    assert row["mask_shape"] == [64, 64] and isinstance(row["components"], list)
+    assert Path(row["saved"]).is_file() and Path(row["saved_mask"]).is_file()
+    out = runner.invoke(app, ["eval", bundle, "--data", str(seg_data), "--json", "-", "--set-threshold", "0.3"])
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.stdout)["metrics"]["n_images"] == 48
+    assert open_bundle(bundle).card.postprocess.threshold == 0.3
+    out = runner.invoke(app, ["eval", bundle, "--data", str(seg_data), "--set-threshold", "best-f1"])
+    assert out.exit_code == 2 and "defect probability" in out.output
+    save_threshold(bundle, 0.6)
+    assert open_bundle(bundle).card.postprocess.threshold == 0.6
