@@ -320,3 +320,19 @@ def test_cli_train_predict_eval_and_threshold(seg_data, tmp_path):
     assert out.exit_code == 2 and "defect probability" in out.output
     save_threshold(bundle, 0.6)
     assert open_bundle(bundle).card.postprocess.threshold == 0.6
+
+
+def test_a_plain_backbone_file_starts_an_smp_encoder(tmp_path):
+    from safetensors.torch import save_file
+
+    from inspekt.models import create_model
+    from inspekt.models.pretrained import load_pretrained
+
+    donor = create_model("unet", num_classes=2, in_chans=3, encoder="resnet18")
+    backbone = {k.removeprefix("encoder."): v.clone() for k, v in donor.state_dict().items() if k.startswith("encoder.")}
+    save_file(backbone, str(tmp_path / "resnet18.safetensors"))
+    network = create_model("fpn", num_classes=3, in_chans=1, encoder="resnet18")
+    report = load_pretrained(network, "fpn", str(tmp_path / "resnet18.safetensors"))
+    assert report.loaded == len(backbone) and "encoder.conv1.weight" in report.adapted  # RGB stem summed for grey
+    assert torch.equal(network.state_dict()["encoder.layer1.0.conv1.weight"], backbone["layer1.0.conv1.weight"])
+    assert any(name.startswith("decoder") for name in report.skipped)

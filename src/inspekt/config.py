@@ -38,7 +38,8 @@ class TrainConfig(BaseModel):
     tversky_beta: float = Field(0.7, gt=0, lt=1, description="segment, loss tversky: weight of false negatives")
     label_smoothing: float = Field(0.0, ge=0, lt=1)
     class_weights: Literal["none", "auto"] | dict[str, float] = "none"
-    sampler: Literal["shuffle", "balanced"] = Field("shuffle", description="balanced oversamples rare classes")
+    sampler: Literal["shuffle", "balanced"] = Field("shuffle", description="balanced oversamples rare classes (segment: "
+                                                        "images with and without defects equally often)")
     augment: str = Field("default", description="none, light, default, strong or an albumentations YAML file")
     flips: Literal["none", "horizontal", "vertical", "both"] = Field("both", description="flips the domain allows")
     metric: Literal["auto", "macro_f1", "accuracy", "balanced_accuracy", "roc_auc", "iou", "dice", "val_loss"] = Field(

@@ -72,6 +72,10 @@ class Prediction:
 
     def __repr__(self) -> str:
         score = "" if self.score is None else f" {self.score:.3f}"
+        if self.task == "segment":
+            regions = len(self.extra.get("components", []))
+            return (f"<Prediction {Path(self.source).name}: {self.label}{score} ({regions} region(s), "
+                    f"{self.extra.get('defect_area_pct', 0):.2f}% defect)>")
         runners = ", ".join(f"{name} {p:.3f}" for name, p in self.top(3)[1:])
         return f"<Prediction {Path(self.source).name}: {self.label}{score}{f' (then {runners})' if runners else ''}>"
 

@@ -194,8 +194,9 @@ class SegmentTask:
         train = MaskStore.build(train_ds, self.rule, spec, report, budget, "training", cfg.defect_crops)
         val = MaskStore.build(val_ds, self.rule, spec, report, budget, "validation", cfg.defect_crops)
         if not train.labels.any():
-            raise DatasetError(f"{cfg.data}: no training mask has a defect pixel (mask_threshold={cfg.mask_threshold}); "
-                               "check the masks or lower mask_threshold")
+            raise DatasetError(f"{cfg.data}: no training mask has a defect pixel (mask_threshold={cfg.mask_threshold}). "
+                               "Check the masks or lower mask_threshold; if the defect images are all in a test "
+                               "split (MVTec), re-split: inspekt data split DATA --out split.csv, then train on split.csv")
         min_area = auto_min_area(train.areas) if cfg.min_area == "auto" else int(cfg.min_area)
         self.card_fields = {"postprocess": PostProcess(threshold=cfg.threshold, min_area=min_area, kernel=cfg.kernel),
                             "masks": self.rule.spec()}

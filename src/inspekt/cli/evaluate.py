@@ -128,7 +128,8 @@ def eval_command(
         from ..predictor import Predictor
         from ..seg_evaluation import write_worst_overlays
 
-        written += write_worst_overlays(result, Predictor.load(bundle, backend=backend), dataset, plots)
+        overlays = write_worst_overlays(result, Predictor.load(bundle, backend=backend), dataset, plots)
+        err_console.print(f"wrote {len(overlays)} overlays of the worst images in {plots}", highlight=False)
     elif plots:
         from ..plots import plot_evaluation
 
