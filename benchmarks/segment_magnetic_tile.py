@@ -31,7 +31,7 @@ RECIPE = ["model=tiny_unet", "model_params.width=16", "resize=tile", "scale=0.5"
           "defect_crops=0.8", "sampler=balanced", "class_weights=auto"]
 
 
-def _report(scored, seconds: float | None, labels: dict[str, str]) -> None:
+def _report(scored, seconds: float | None) -> None:
     m = scored.metrics
     print(f"test images {m['n_images']} ({m['n_defective']} with defects), skipped {len(scored.skipped)}")
     print(f"defect IoU {m['defect_iou']:.4f}  Dice {m['dice']:.4f}  per-image IoU {m['per_image_iou']:.4f}  "
@@ -41,7 +41,7 @@ def _report(scored, seconds: float | None, labels: dict[str, str]) -> None:
           f"F1 {m['image_f1']:.4f}")
     totals: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
     for row in scored.rows:
-        tally = totals[labels.get(row["path"], "?")]
+        tally = totals[row["label"] or "?"]
         for i, key in enumerate(("tp", "fp", "fn")):
             tally[i] += row[key]
     print("IoU per defect type (pixels of that type's test images):")
@@ -75,7 +75,6 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory() as tmp:
         split = split_dataset(open_dataset(args.data), val=0.0, test=0.2, seed=0)
-        labels = {str(s.path): s.label for s in split.samples}
         csv_path = write_split_csv(split, Path(tmp) / "split.csv")
         seconds, bundle = None, args.bundle
         if bundle is None:
@@ -94,7 +93,7 @@ def main() -> int:
                 copy_bundle(open_bundle(bundle), args.keep / "model.inspekt", overwrite=True)
                 shutil.copy(csv_path, args.keep / "split.csv")
         scored = evaluate(bundle, csv_path, split="test", batch_size=8)
-        _report(scored, seconds, labels)
+        _report(scored, seconds)
     return 0
 
 
