@@ -312,9 +312,17 @@ def test_cli_train_predict_eval_and_threshold(seg_data, tmp_path):
     row = json.loads(out.stdout.splitlines()[0])
     assert row["mask_shape"] == [64, 64] and isinstance(row["components"], list)
     assert Path(row["saved"]).is_file() and Path(row["saved_mask"]).is_file()
-    out = runner.invoke(app, ["eval", bundle, "--data", str(seg_data), "--json", "-", "--set-threshold", "0.3"])
+    out = runner.invoke(app, ["predict", bundle, str(pore), "--csv"])
+    assert out.exit_code == 0, out.output
+    header, row = out.stdout.splitlines()[:2]
+    assert header.startswith("path,label,score,verdict,components") and row.startswith(str(pore))
+    out = runner.invoke(app, ["eval", bundle, "--data", str(seg_data), "--json", "-", "--set-threshold", "0.3",
+                              "--plots", str(tmp_path / "worst"), "--csv", str(tmp_path / "rows.csv")])
     assert out.exit_code == 0, out.output
     assert json.loads(out.stdout)["metrics"]["n_images"] == 48
+    assert len((tmp_path / "rows.csv").read_text().splitlines()) == 49
+    overlays = sorted((tmp_path / "worst").glob("*.png"))
+    assert overlays and overlays[0].name.startswith("001_iou")
     assert open_bundle(bundle).card.postprocess.threshold == 0.3
     out = runner.invoke(app, ["eval", bundle, "--data", str(seg_data), "--set-threshold", "best-f1"])
     assert out.exit_code == 2 and "defect probability" in out.output

@@ -20,7 +20,7 @@ import numpy as np
 from .card import InputSpec, PostProcess
 from .config import TrainConfig
 from .data import Dataset
-from .errors import ConfigError, DatasetError
+from .errors import ConfigError, DatasetError, ImageLoadError
 from .io import BatchReport, SkippedFile, iter_images, load_image
 from .masks import MaskRule, mask_rule
 from .metrics import SegmentationTally
@@ -181,7 +181,7 @@ class SegmentTask:
         for sample in ds.samples[:: max(1, len(ds.samples) // 64)]:
             try:
                 sizes.append(image_size(sample.path))
-            except Exception:  # unreadable files are reported when the store is built
+            except (ImageLoadError, OSError):  # unreadable files are reported when the store is built
                 continue
         if not sizes:
             return "stretch"
