@@ -30,6 +30,9 @@ _EXPORTS = {
     "Explainer": "inspekt.explain",
     "evaluate": "inspekt.evaluation",
     "quantize_bundle": "inspekt.quantize",
+    "check_drift": "inspekt.drift",
+    "profile_images": "inspekt.drift",
+    "DriftResult": "inspekt.drift",
 }
 
 __all__ = [*_EXPORTS, "load_model", "__version__"]

@@ -31,6 +31,7 @@ from .card import DataInfo, InputSpec, ModelCard, library_versions, now_iso
 from .config import TrainConfig, build_config, save_config
 from .data import Dataset, open_dataset
 from .data.split import split_dataset
+from .drift.reference import write_reference
 from .errors import ConfigError, DatasetError, InspektError
 from .io import BatchReport, iter_images, load_image
 from .runs import new_run_dir
@@ -339,6 +340,7 @@ class _Prepared:
     val: Any
     report: BatchReport
     notes: list[str]
+    train_files: list[str]
 
 
 def _prepare(cfg: TrainConfig) -> _Prepared:
@@ -381,7 +383,8 @@ def _prepare(cfg: TrainConfig) -> _Prepared:
     uncached = train.uncached + val.uncached
     if uncached:
         notes.append(f"{uncached} images did not fit in cache_mb={cfg.cache_mb} and are decoded every epoch")
-    return _Prepared(cfg, ds, task, network, params, spec, train, val, report, notes)
+    return _Prepared(cfg, ds, task, network, params, spec, train, val, report, notes,
+                     [str(s.path) for s in train_ds.samples])
 
 
 def _run(p: _Prepared, run_dir: Path, on_epoch: EpochCallback | None, resume: dict | None = None) -> TrainResult:
@@ -450,6 +453,7 @@ def _finish(p: _Prepared, run_dir: Path, loop: _Loop, best_state: dict, history:
     )
     samples = p.val.batch(np.arange(min(8, len(p.val))))
     bundle, parity = save_bundle(network, card, run_dir / "bundle", samples=samples, overwrite=True)
+    write_reference(bundle, p.train_files, seed=cfg.seed)
     return TrainResult(run_dir, bundle, metrics, parity, p.report, history, interrupted, p.notes)
 
 

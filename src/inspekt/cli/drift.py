@@ -1,0 +1,84 @@
+"""``inspekt drift REFERENCE CURRENT`` and ``inspekt profile SOURCE``."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from pathlib import Path
+
+import typer
+
+from . import app
+from .common import console, err_console, print_json
+
+
+@contextmanager
+def _progress(enabled: bool):
+    """Yields ``(on_start, advance)`` callbacks that drive one Rich bar per profiled side."""
+    if not enabled:
+        yield None, None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    columns = [TextColumn("profiling {task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
+    with Progress(*columns, console=err_console, transient=True) as bar:
+        current: list = []
+        yield (lambda side, n: current.append(bar.add_task(side, total=n)),
+               lambda n: bar.advance(current[-1], n))
+
+
+@app.command()
+def drift(
+    reference: str = typer.Argument(..., help="Folder, dataset, CSV, saved profile (.json) or model bundle."),
+    current: str = typer.Argument(..., help="Folder, dataset, CSV or saved profile (.json)."),
+    json_out: Path = typer.Option(None, "--json", help="Write the JSON report (schema inspekt.drift/1) here."),
+    html_out: Path = typer.Option(None, "--html", help="Write the self-contained HTML report here."),
+    checks: str = typer.Option("properties,pixels,domain,predictions", "--checks",
+                               help="Comma-separated checks: properties, pixels, domain, predictions."),
+    alpha: float = typer.Option(0.05, "--alpha", help="False-alarm rate for the whole comparison."),
+    min_effect: float = typer.Option(0.1, "--min-effect", help="Smallest property effect (normalised Wasserstein)."),
+    kl_threshold: float = typer.Option(None, "--kl-threshold",
+                                       help="Also report the fixed rule KL(ref||cur) > this for pixel histograms."),
+    permutations: int = typer.Option(1000, "--permutations", help="Relabellings per permutation test."),
+    sample: int = typer.Option(None, "--sample", help="Profile a random sample of this many images per side."),
+    workers: int = typer.Option(1, "--workers", help="Processes for profiling."),
+    seed: int = typer.Option(0, "--seed"),
+    fail_on_drift: bool = typer.Option(False, "--fail-on-drift", help="Exit with status 3 when drift is detected."),
+    as_json: bool = typer.Option(False, "--as-json", help="Print the JSON report instead of the table."),
+) -> None:
+    """Check whether CURRENT images differ from REFERENCE images (calibrated, with effect sizes)."""
+    from ..drift import check_drift
+    from ..drift.report import print_console, to_dict, write_html, write_json
+
+    with _progress(not as_json) as (on_start, advance):
+        result = check_drift(reference, current, workers=workers, sample=sample, progress=advance, on_start=on_start,
+                           checks=tuple(c.strip() for c in checks.split(",") if c.strip()), alpha=alpha,
+                           min_effect=min_effect, kl_threshold=kl_threshold, permutations=permutations, seed=seed)
+    if as_json:
+        print_json(to_dict(result))
+    else:
+        print_console(result, console)
+    for target, write in ((json_out, write_json), (html_out, write_html)):
+        if target:
+            err_console.print(f"wrote {write(result, target)}", highlight=False)
+    if fail_on_drift and result.drift:
+        raise typer.Exit(3)
+
+
+@app.command()
+def profile(
+    source: str = typer.Argument(..., help="Folder, dataset or CSV of images."),
+    out: Path = typer.Option(..., "--out", "-o", help="Where to write the profile (.json)."),
+    sample: int = typer.Option(None, "--sample", help="Profile a random sample of this many images."),
+    workers: int = typer.Option(1, "--workers", help="Processes for profiling."),
+    seed: int = typer.Option(0, "--seed"),
+) -> None:
+    """Save the drift profile of a set of images, to use later as REFERENCE or CURRENT of `inspekt drift`."""
+    from ..drift import load_profile
+
+    with _progress(True) as (on_start, advance):
+        result = load_profile(source, workers=workers, sample=sample, seed=seed, progress=advance,
+                              on_start=on_start and (lambda n: on_start("images", n)))
+    path = result.save(out)
+    console.print(f"profiled {len(result)} images, skipped {len(result.skipped)}; wrote {path}", highlight=False)
+    for s in result.skipped[:10]:
+        console.print(f"  {s.path}: {s.reason}", highlight=False, markup=False)

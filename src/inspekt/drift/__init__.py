@@ -1,0 +1,59 @@
+"""Image drift: profiles of image sets, calibrated checks between them, reports.
+
+    result = inspekt.check_drift("train_images/", "incoming/")      # or a bundle / saved profile as reference
+    result.drift, [c.name for c in result.drifted]
+
+``profile.py`` (what is measured), ``stats.py`` (permutation tests), ``domain.py`` (the classifier
+check), ``engine.py`` (``DriftResult``), ``report.py`` (console, JSON, HTML).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .engine import CHECKS, Check, DriftConfig, DriftResult, compare_profiles
+from .profile import Profile, profile_images
+from .sources import Source, is_bundle, load_profile
+
+__all__ = ["CHECKS", "Check", "DriftConfig", "DriftResult", "Profile", "check_drift", "compare_profiles",
+           "load_profile", "profile_images"]
+
+
+def check_drift(reference: Source, current: Source, *, workers: int = 1, sample: int | None = None,
+          progress: Callable[[int], None] | None = None, on_start: Callable[[str, int], None] | None = None,
+          **settings: Any) -> DriftResult:
+    """Check whether ``current`` images differ from ``reference`` ones.
+
+    Args:
+        reference: folder, dataset, CSV, list of paths, saved profile, ``Profile`` or model bundle
+            (its ``reference.json``; then the model also predicts the current images, for
+            prediction drift).
+        current: the same kinds, except a bundle.
+        workers: processes for profiling.
+        sample: profile a seeded random sample of this many images per side.
+        progress: called with the number of images finished, as profiling goes.
+        on_start: called with ("reference" | "current", number of images) before each side is profiled.
+        **settings: ``DriftConfig`` fields (alpha, permutations, checks, min_effect, kl_threshold ...).
+
+    Returns:
+        The ``DriftResult``; ``result.reference_profile`` / ``current_profile`` hold the profiles.
+    """
+    config = DriftConfig(**settings)
+    common = {"workers": workers, "sample": sample, "seed": config.seed, "progress": progress}
+    ref = load_profile(reference, on_start=on_start and (lambda n: on_start("reference", n)), **common)
+    cur = load_profile(current, min_side=ref.min_side, on_start=on_start and (lambda n: on_start("current", n)),
+                       **common)
+    if (ref.model and not cur.model and "predictions" in config.checks and isinstance(reference, (str, os.PathLike))
+            and is_bundle(Path(reference))):
+        from ..predictor import Predictor
+        from .reference import model_outputs
+        from .sources import sample_files
+
+        predicted = sample_files(cur.files, len(ref.model["files"]), config.seed)
+        cur.model = model_outputs(Predictor.load(reference), predicted)
+    result = compare_profiles(ref, cur, config)
+    result.reference_profile, result.current_profile = ref, cur
+    return result

@@ -1,0 +1,262 @@
+"""The drift engine: two profiles in, one ``DriftResult`` (numbers only) out.
+
+Every check gives a statistic, a permutation p-value (``stats``) and an effect size. The
+p-values of all checks are adjusted together (Benjamini-Hochberg), which under "no drift at all"
+keeps the chance of any false alarm at ``alpha``; a check counts as drifted only when its adjusted
+p-value is below ``alpha`` AND its effect reaches the check's minimum, so a large sample does not
+turn a negligible difference into an alarm.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..errors import ConfigError, InspektError
+from ..io import SkippedFile
+from . import stats
+from .domain import fit_domain_classifier
+from .profile import Profile
+from .properties import CHANNELS, PROPERTIES
+
+CHECKS = ("properties", "pixels", "domain", "predictions")
+
+
+@dataclass(frozen=True)
+class DriftConfig:
+    """Settings of a drift check.
+
+    Attributes:
+        alpha: false-alarm rate for the whole comparison (all checks together).
+        permutations: relabellings per permutation test (p-values are at least 1 / (1 + this)).
+        checks: which families of checks to run (``CHECKS``).
+        min_effect: smallest normalised Wasserstein distance (in reference standard deviations) for
+            a property to count as drifted; for colour properties, also the change in the share of
+            colour images.
+        min_js: smallest Jensen-Shannon distance (0-1) between pixel histograms.
+        min_domain_score: smallest domain-classifier score max(2 AUC - 1, 0).
+        min_prediction_effect: smallest Cramer's V (label mix) or KS statistic (scores).
+        kl_threshold: the fixed rule "KL(reference || current) > threshold" reported beside each
+            pixel histogram (not part of the verdict); None to leave it out.
+        max_images: images per side used by the tests (a seeded random subset beyond that).
+        seed: seeds the relabellings, subsets and classifier.
+    """
+
+    alpha: float = 0.05
+    permutations: int = 1000
+    checks: tuple[str, ...] = CHECKS
+    min_effect: float = 0.1
+    min_js: float = 0.05
+    min_domain_score: float = 0.2
+    min_prediction_effect: float = 0.1
+    kl_threshold: float | None = None
+    max_images: int = 5000
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.alpha < 1:
+            raise ConfigError(f"alpha must be between 0 and 1 (e.g. 0.05), not {self.alpha}")
+        if self.permutations < 19:
+            raise ConfigError(f"permutations must be at least 19 (p-values cannot go below 1/(1+B)), "
+                              f"not {self.permutations}")
+        unknown = [c for c in self.checks if c not in CHECKS]
+        if unknown:
+            from ..errors import did_you_mean
+
+            raise ConfigError(f"unknown check {unknown[0]!r}; choose from {', '.join(CHECKS)}."
+                              f"{did_you_mean(unknown[0], CHECKS)}")
+        if self.max_images < 2:
+            raise ConfigError(f"max_images must be at least 2, not {self.max_images}")
+
+
+@dataclass
+class Check:
+    """One check's numbers. ``drifted`` = adjusted p <= alpha and effect >= min_effect."""
+
+    name: str
+    kind: str  # property | pixels | domain | prediction
+    statistic: float
+    statistic_name: str
+    p_value: float
+    effect: float
+    effect_name: str
+    min_effect: float
+    reference: float | None = None  # a summary of each side: mean, share ...
+    current: float | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+    p_adjusted: float = 1.0
+    drifted: bool = False
+
+
+@dataclass
+class DriftResult:
+    """The outcome of a drift check: numbers only (``report`` renders them)."""
+
+    drift: bool
+    alpha: float
+    n_reference: int
+    n_current: int
+    checks: list[Check]
+    importances: dict[str, float]
+    skipped_reference: list[SkippedFile]
+    skipped_current: list[SkippedFile]
+    notes: list[str]
+    config: DriftConfig
+    reference_profile: Profile | None = field(default=None, repr=False)
+    current_profile: Profile | None = field(default=None, repr=False)
+
+    @property
+    def drifted(self) -> list[Check]:
+        """The drifted checks, largest effect (relative to its minimum) first."""
+        return sorted((c for c in self.checks if c.drifted), key=lambda c: -c.effect / max(c.min_effect, 1e-9))
+
+    def check(self, name: str) -> Check:
+        """The check called ``name`` (e.g. ``"brightness"``, ``"pixels:grey"``, ``"domain_classifier"``)."""
+        for c in self.checks:
+            if c.name == name:
+                return c
+        raise KeyError(f"no check named {name!r}; have {', '.join(c.name for c in self.checks)}")
+
+
+def compare_profiles(reference: Profile, current: Profile, config: DriftConfig | None = None) -> DriftResult:
+    """Compare two profiles (``check_drift`` does this after profiling the sources).
+
+    Raises:
+        InspektError: a side has fewer than 2 readable images, or the profiles were made at
+            different working resolutions.
+    """
+    config = config or DriftConfig()
+    for side, profile in (("reference", reference), ("current", current)):
+        if len(profile) < 2:
+            raise InspektError(f"the {side} set has {len(profile)} readable image(s); drift needs at least 2 "
+                               f"per side ({len(profile.skipped)} skipped)")
+    if reference.min_side != current.min_side:
+        raise InspektError(f"the profiles were made at different working resolutions (min_side "
+                           f"{reference.min_side} vs {current.min_side}); profile both with the same min_side")
+    rng = np.random.default_rng(config.seed)
+    ref_idx, cur_idx, notes = _subsets(len(reference), len(current), config.max_images, rng)
+    perms = stats.relabellings(len(ref_idx), len(cur_idx), config.permutations, rng)
+    checks: list[Check] = []
+    if "properties" in config.checks:
+        checks += _property_checks(reference, current, ref_idx, cur_idx, perms, config, notes)
+    if "pixels" in config.checks:
+        checks += _pixel_checks(reference, current, ref_idx, cur_idx, perms, config)
+    importances: dict[str, float] = {}
+    if "domain" in config.checks:
+        domain = _domain_check(reference, current, ref_idx, cur_idx, perms, config)
+        if domain is not None:
+            checks.append(domain[0])
+            importances = domain[1]
+    if "predictions" in config.checks and reference.model and current.model:
+        checks += _prediction_checks(reference.model, current.model, config, rng)
+    for check, p_adj in zip(checks, stats.benjamini_hochberg([c.p_value for c in checks])):
+        check.p_adjusted = p_adj
+        check.drifted = p_adj <= config.alpha and check.effect >= check.min_effect
+    return DriftResult(any(c.drifted for c in checks), config.alpha, len(reference), len(current), checks,
+                       importances, list(reference.skipped), list(current.skipped), notes, config)
+
+
+def _subsets(n_ref: int, n_cur: int, cap: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    notes = []
+
+    def take(n: int, side: str) -> np.ndarray:
+        if n <= cap:
+            return np.arange(n)
+        notes.append(f"the tests used a random {cap} of the {n} {side} images (max_images)")
+        return np.sort(rng.choice(n, cap, replace=False))
+
+    return take(n_ref, "reference"), take(n_cur, "current"), notes
+
+
+def _property_checks(ref: Profile, cur: Profile, ri, ci, perms, config: DriftConfig, notes: list[str]) -> list[Check]:
+    checks, not_applicable = [], []
+    for prop in PROPERTIES:
+        r, c = ref.values[prop.name][ri], cur.values[prop.name][ci]
+        if np.isnan(r).all() and np.isnan(c).all():
+            not_applicable.append(prop.name)
+            continue
+        statistic, p = stats.permutation_p(stats.ks_na, np.r_[r, c], perms)
+        na_gap = abs(np.isnan(r).mean() - np.isnan(c).mean())
+        effect = max(stats.normalised_wasserstein(r, c), na_gap)
+        checks.append(Check(
+            prop.name, "property", statistic, "KS", p, effect, "normalised Wasserstein", config.min_effect,
+            _mean(r), _mean(c),
+            {"ks_p_value": stats.ks_p_value(r, c), "psi": stats.psi(r, c),
+             "not_applicable_reference": float(np.isnan(r).mean()), "not_applicable_current": float(np.isnan(c).mean()),
+             "resolution": prop.resolution}))
+    if not_applicable:
+        notes.append(f"not applicable to any image (greyscale sets have no colour): {', '.join(not_applicable)}")
+    return checks
+
+
+def _mean(values: np.ndarray) -> float | None:
+    values = values[~np.isnan(values)]
+    return float(values.mean()) if len(values) else None
+
+
+def _pixel_checks(ref: Profile, cur: Profile, ri, ci, perms, config: DriftConfig) -> list[Check]:
+    checks = []
+    for i, channel in enumerate(CHANNELS):
+        fine_ref, fine_cur = ref.pixel_histogram[i], cur.pixel_histogram[i]
+        if not fine_ref.sum() or not fine_cur.sum():
+            continue  # colour channels need colour images on both sides (the colour properties see the rest)
+        coarse = np.vstack([ref.image_histograms[ri, i], cur.image_histograms[ci, i]])
+        _, p = stats.permutation_p(stats.histogram_js, coarse, perms)
+        kl = stats.kl_divergence(fine_ref, fine_cur)
+        js = float(stats.js_distance(fine_ref, fine_cur))
+        levels = np.arange(len(fine_ref))
+        details: dict[str, Any] = {"js_distance": js}
+        if config.kl_threshold is not None:
+            details |= {"kl_threshold": config.kl_threshold, "kl_rule_fires": kl > config.kl_threshold}
+        checks.append(Check(f"pixels:{channel}", "pixels", kl, "KL(ref||cur)", p, js, "JS distance", config.min_js,
+                            float(fine_ref @ levels / fine_ref.sum()), float(fine_cur @ levels / fine_cur.sum()),
+                            details))
+    return checks
+
+
+def property_matrix(profile: Profile, index: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """(n, properties) matrix of the rows at ``index`` and the column names."""
+    names = [p.name for p in PROPERTIES]
+    return np.column_stack([profile.values[n][index] for n in names]), names
+
+
+def _domain_check(ref: Profile, cur: Profile, ri, ci, perms, config: DriftConfig) -> tuple[Check, dict] | None:
+    from scipy.stats import rankdata
+
+    x_ref, names = property_matrix(ref, ri)
+    x_cur, _ = property_matrix(cur, ci)
+    usable = ~(np.isnan(x_ref).all(axis=0) & np.isnan(x_cur).all(axis=0))
+    names = [n for n, u in zip(names, usable) if u]
+    fit = fit_domain_classifier(x_ref[:, usable], x_cur[:, usable], names, config.seed)
+    if fit is None:
+        return None
+    auc, p = stats.permutation_p(stats.auc, rankdata(fit.scores), perms)
+    score = max(2 * auc - 1, 0.0)
+    ranked = dict(sorted(fit.importances.items(), key=lambda kv: -kv[1]))
+    return Check("domain_classifier", "domain", auc, "cross-validated AUC", p, score, "drift score",
+                 config.min_domain_score, details={"folds": fit.folds}), ranked
+
+
+def _prediction_checks(ref: dict, cur: dict, config: DriftConfig, rng: np.random.Generator) -> list[Check]:
+    """Label mix (chi-square, Cramer's V) and score distribution (KS) of the model's predictions;
+    the model predicted its own sample of each side, so these have their own relabellings."""
+    ri, ci, _ = _subsets(len(ref["labels"]), len(cur["labels"]), config.max_images, rng)
+    perms = stats.relabellings(len(ri), len(ci), config.permutations, rng)
+    labels = [str(ref["labels"][i]) for i in ri] + [str(cur["labels"][i]) for i in ci]
+    classes = sorted(set(labels))
+    onehot = (np.asarray(labels)[:, None] == np.asarray(classes)[None, :]).astype(np.float64)
+    chi2, p_labels = stats.permutation_p(stats.chi_square, onehot, perms)
+    n_ref = len(ri)
+    mix = {name: [float(onehot[:n_ref, k].mean()), float(onehot[n_ref:, k].mean())] for k, name in enumerate(classes)}
+    scores = np.array([np.nan if s is None else s for s in [ref["scores"][i] for i in ri] + [cur["scores"][i] for i in ci]],
+                      dtype=np.float64)
+    ks, p_scores = stats.permutation_p(stats.ks_na, scores, perms)
+    return [
+        Check("prediction:label_mix", "prediction", chi2, "chi-square", p_labels,
+              float(np.sqrt(chi2 / len(labels))), "Cramer's V", config.min_prediction_effect,
+              details={"share": mix}),
+        Check("prediction:score", "prediction", ks, "KS", p_scores, ks, "KS", config.min_prediction_effect,
+              _mean(scores[:n_ref]), _mean(scores[n_ref:])),
+    ]

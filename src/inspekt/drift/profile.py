@@ -1,0 +1,225 @@
+"""Drift profiles: per-image properties and pixel histograms of a set of images.
+
+A ``Profile`` is serialisable (JSON, schema ``inspekt.profile/1``) and mergeable: the profile of
+two lists of files is ``Profile.concat([profile(a), profile(b)])``, exactly, which is how
+``profile_images`` spreads the work over processes (and how a cluster would).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import ConfigError, InspektError
+from ..io import SkippedFile
+from .properties import CHANNELS, COARSE_BINS, HIST_BINS, PROPERTY_NAMES, Stack, coarse, compute
+
+SCHEMA = "inspekt.profile/1"
+DEFAULT_MIN_SIDE = 64
+
+
+@dataclass
+class Profile:
+    """Properties and histograms of a set of images.
+
+    Attributes:
+        files: the images profiled, in order.
+        values: ``{property: (N,) float64}``, NaN where a property does not apply.
+        pixel_histogram: (4, 256) pixel counts summed over the images (grey, red, green, blue;
+            colour rows from colour images only).
+        image_histograms: (N, 4, 32) per-image coarse counts, for permutation tests.
+        min_side: the working resolution rule (see ``inspekt.reduced``); 0 = full resolution.
+        skipped: files that could not be read, and why.
+        model: for a bundle's reference: ``{"labels": [...], "scores": [...]}`` of its predictions.
+    """
+
+    files: list[str]
+    values: dict[str, np.ndarray]
+    pixel_histogram: np.ndarray
+    image_histograms: np.ndarray
+    min_side: int = DEFAULT_MIN_SIDE
+    skipped: list[SkippedFile] = field(default_factory=list)
+    model: dict[str, list] | None = None
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    @classmethod
+    def empty(cls, min_side: int = DEFAULT_MIN_SIDE) -> Profile:
+        """A profile of no images (the identity of ``concat``)."""
+        return cls([], {name: np.zeros(0) for name in PROPERTY_NAMES}, np.zeros((len(CHANNELS), HIST_BINS)),
+                   np.zeros((0, len(CHANNELS), COARSE_BINS)), min_side)
+
+    @classmethod
+    def concat(cls, parts: Sequence[Profile]) -> Profile:
+        """The profile of the union of the parts' images (in order).
+
+        Raises:
+            InspektError: the parts were made with different working resolutions.
+        """
+        if not parts:
+            return cls.empty()
+        sides = {p.min_side for p in parts}
+        if len(sides) > 1:
+            raise InspektError(f"cannot merge profiles made with different min_side values {sorted(sides)}; "
+                               "profile all images with the same min_side")
+        models = [p.model for p in parts if p.model]
+        model = None
+        if models:
+            model = {key: [v for m in models for v in m[key]] for key in models[0]}
+        return cls(
+            files=[f for p in parts for f in p.files],
+            values={name: np.concatenate([p.values[name] for p in parts]) for name in PROPERTY_NAMES},
+            pixel_histogram=np.sum([p.pixel_histogram for p in parts], axis=0),
+            image_histograms=np.concatenate([p.image_histograms for p in parts]),
+            min_side=sides.pop(), skipped=[s for p in parts for s in p.skipped], model=model,
+        )
+
+    def merge(self, other: Profile) -> Profile:
+        """The profile of this profile's images followed by ``other``'s."""
+        return Profile.concat([self, other])
+
+    def is_colour(self) -> np.ndarray:
+        """(N,) bool: which images are colour."""
+        return ~np.isnan(self.values["relative_red"])
+
+    # --- JSON -------------------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (schema ``inspekt.profile/1``, documented in docs/drift.md)."""
+        colour = bool(self.is_colour().any())
+        channels = CHANNELS if colour else CHANNELS[:1]
+        out: dict[str, Any] = {
+            "schema": SCHEMA, "min_side": self.min_side, "n_images": len(self), "files": self.files,
+            "properties": {k: [_num(x) for x in v] for k, v in self.values.items()},
+            "pixel_histogram": {c: self.pixel_histogram[i].astype(np.int64).tolist() for i, c in enumerate(channels)},
+            "image_histograms": {c: self.image_histograms[:, i].astype(np.int64).tolist()
+                                 for i, c in enumerate(channels)},
+            "skipped": [{"path": s.path, "reason": s.reason} for s in self.skipped],
+        }
+        if self.model:
+            out["model"] = self.model
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], where: str = "profile") -> Profile:
+        """Read a dict written by ``to_dict``.
+
+        Raises:
+            InspektError: not a profile, or an unknown schema version.
+        """
+        if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+            found = data.get("schema") if isinstance(data, dict) else type(data).__name__
+            raise InspektError(f"{where}: not an inspekt drift profile (schema {found!r}, expected {SCHEMA!r}); "
+                               "make one with `inspekt profile SOURCE --out FILE`")
+        try:
+            n = int(data["n_images"])
+            values = {k: np.array([np.nan if x is None else x for x in data["properties"].get(k, [None] * n)],
+                                  dtype=np.float64) for k in PROPERTY_NAMES}
+            hist = np.zeros((len(CHANNELS), HIST_BINS))
+            coarse_hist = np.zeros((n, len(CHANNELS), COARSE_BINS))
+            for i, c in enumerate(CHANNELS):
+                if c in data["pixel_histogram"]:
+                    hist[i] = data["pixel_histogram"][c]
+                    coarse_hist[:, i] = np.asarray(data["image_histograms"][c], dtype=np.float64).reshape(n, COARSE_BINS)
+            skipped = [SkippedFile(s["path"], s["reason"]) for s in data.get("skipped", [])]
+            profile = cls(list(data["files"]), values, hist, coarse_hist, int(data["min_side"]), skipped,
+                          data.get("model"))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InspektError(f"{where}: damaged drift profile ({type(exc).__name__}: {exc}); make it again") from None
+        if any(len(v) != n for v in values.values()) or len(profile.files) != n:
+            raise InspektError(f"{where}: damaged drift profile (columns of different lengths); make it again")
+        return profile
+
+    def save(self, path: str | Path) -> Path:
+        """Write the profile as JSON."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.to_dict()), encoding="utf-8")
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> Profile:
+        """Read a profile written by ``save``."""
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise InspektError(f"{path}: cannot read drift profile ({exc})") from None
+        return cls.from_dict(data, str(path))
+
+
+def _num(x: float) -> float | None:
+    return None if math.isnan(x) else float(f"{x:.7g}")
+
+
+# --- computing ------------------------------------------------------------------------------
+
+
+def profile_chunk(files: Sequence[str], min_side: int = DEFAULT_MIN_SIDE) -> Profile:
+    """Profile a list of files in this process; unreadable files are skipped and reported."""
+    from ..errors import ImageLoadError
+    from ..reduced import load_reduced
+
+    decoded, skipped = [], []
+    for path in files:
+        try:
+            decoded.append((str(path), *load_reduced(path, min_side)))
+        except ImageLoadError as exc:
+            message = str(exc)
+            skipped.append(SkippedFile(str(path), message.removeprefix(f"{path}: ")))
+    groups: dict[tuple, list[int]] = defaultdict(list)  # same-shape images are computed together
+    for i, (_, pixels, _) in enumerate(decoded):
+        groups[pixels.shape].append(i)
+    n = len(decoded)
+    values = {name: np.empty(n) for name in PROPERTY_NAMES}
+    hists = np.zeros((n, len(CHANNELS), HIST_BINS))
+    for index in groups.values():
+        stack = Stack(np.stack([decoded[i][1] for i in index]), np.array([decoded[i][2] for i in index]))
+        for name, column in compute(stack).items():
+            values[name][index] = column
+        hists[index] = stack.histograms
+    return Profile([d[0] for d in decoded], values, hists.sum(axis=0), coarse(hists), min_side, skipped)
+
+
+def profile_images(files: Sequence[str | os.PathLike], *, workers: int = 1, min_side: int = DEFAULT_MIN_SIDE,
+                   progress: Callable[[int], None] | None = None) -> Profile:
+    """Profile images, in ``workers`` processes.
+
+    Args:
+        files: image paths.
+        workers: processes (1 = in this process).
+        min_side: working resolution rule (``inspekt.reduced``); 0 = full resolution.
+        progress: called with the number of files finished, after each chunk.
+
+    Returns:
+        The profile, files in the given order (minus the skipped ones, listed in ``skipped``).
+    """
+    if workers < 1:
+        raise ConfigError(f"workers must be at least 1, not {workers}")
+    files = [str(f) for f in files]
+    size = max(8, min(256, math.ceil(len(files) / (workers * 4))))
+    chunks = [files[i:i + size] for i in range(0, len(files), size)]
+    parts = []
+    if workers == 1 or len(chunks) == 1:
+        for chunk in chunks:
+            parts.append(profile_chunk(chunk, min_side))
+            if progress:
+                progress(len(chunk))
+        return Profile.concat(parts) if parts else Profile.empty(min_side)
+    import multiprocessing
+
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("forkserver")) as pool:
+        for chunk, part in zip(chunks, pool.map(profile_chunk, chunks, [min_side] * len(chunks))):
+            parts.append(part)
+            if progress:
+                progress(len(chunk))
+    return Profile.concat(parts)

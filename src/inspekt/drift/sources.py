@@ -1,0 +1,112 @@
+"""What a drift REFERENCE or CURRENT can be, turned into a ``Profile``.
+
+A folder of images (searched recursively), a dataset layout or CSV (its images, never its masks),
+a saved profile (``.json``), or — as reference — a model bundle, whose ``reference.json`` holds the
+training images' profile and the model's predictions on them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import zipfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ..bundle import CARD, open_bundle
+from ..errors import BundleError, DatasetError, InspektError
+from .profile import DEFAULT_MIN_SIDE, Profile, profile_images
+
+REFERENCE = "reference.json"
+MAX_REFERENCE_IMAGES = 2000  # a bundle's reference profile: a seeded sample beyond this
+Source = str | os.PathLike | Profile | Sequence[str | os.PathLike]
+
+
+def is_bundle(path: Path) -> bool:
+    """Whether ``path`` is a model bundle (folder with a card, ``.inspekt`` zip, or run folder)."""
+    if path.is_dir():
+        return (path / CARD).is_file() or (path / "bundle" / CARD).is_file()
+    return path.is_file() and zipfile.is_zipfile(path)
+
+
+def source_files(source: str | os.PathLike) -> list[str]:
+    """The image files of a folder, dataset layout or CSV.
+
+    Raises:
+        DatasetError: the path is missing or holds no images.
+    """
+    from ..data import open_dataset
+    from ..io import list_images
+
+    path = Path(source)
+    try:
+        return [str(s.path) for s in open_dataset(path).samples]
+    except DatasetError:
+        if not path.is_dir():
+            raise
+    files = [str(f) for f in list_images(path)]
+    if not files:
+        raise DatasetError(f"{path}: no image files found (looked for .png, .jpg, .tif, ... in all sub-folders)")
+    return files
+
+
+def sample_files(files: list[str], sample: int | None, seed: int) -> list[str]:
+    """A seeded random ``sample`` of the files (in their original order); all when ``sample`` is None."""
+    if sample is None or len(files) <= sample:
+        return files
+    index = np.sort(np.random.default_rng(seed).choice(len(files), sample, replace=False))
+    return [files[i] for i in index]
+
+
+def bundle_reference(path: str | os.PathLike) -> Profile:
+    """The reference profile stored in a bundle.
+
+    Raises:
+        BundleError: the bundle has no ``reference.json`` (made before drift profiles existed).
+    """
+    bundle = open_bundle(path)
+    if not bundle.has(REFERENCE):
+        raise BundleError(f"{path}: this bundle has no {REFERENCE} (it was made before bundles carried a drift "
+                          "profile); give the training images' folder as REFERENCE instead, or retrain")
+    try:
+        data = json.loads(bundle.read(REFERENCE))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BundleError(f"{path}: {REFERENCE} is damaged ({exc})") from None
+    return Profile.from_dict(data, f"{path}:{REFERENCE}")
+
+
+def load_profile(source: Source, *, workers: int = 1, sample: int | None = None, seed: int = 0,
+                 min_side: int = DEFAULT_MIN_SIDE, progress: Callable[[int], None] | None = None,
+                 on_start: Callable[[int], None] | None = None) -> Profile:
+    """Turn a source into a profile (images are profiled; profiles and bundles are read).
+
+    Args:
+        source: a Profile, a list of image paths, a folder / dataset / CSV, a ``.json`` profile,
+            or a model bundle.
+        workers: processes for profiling.
+        sample: profile a seeded random sample of this many images.
+        seed: the sample's seed.
+        min_side: working resolution rule (``inspekt.reduced``).
+        progress: called with the number of images finished, as profiling goes.
+        on_start: called once with the number of images about to be profiled.
+    """
+    if isinstance(source, Profile):
+        return source
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        if path.suffix.lower() == ".json" and path.is_file():
+            return Profile.load(path)
+        if is_bundle(path):
+            return bundle_reference(path)
+        if not path.exists():
+            raise InspektError(f"{path}: no such file or folder (give a folder of images, a dataset, a CSV, "
+                               "a saved profile .json or a model bundle)")
+        files = source_files(path)
+    else:
+        files = [str(f) for f in source]
+    files = sample_files(files, sample, seed)
+    if on_start:
+        on_start(len(files))
+    return profile_images(files, workers=workers, min_side=min_side, progress=progress)

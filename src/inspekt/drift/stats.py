@@ -1,0 +1,164 @@
+"""Two-sample statistics and their permutation p-values.
+
+Every test here is a permutation test over images: the reference and current images are pooled,
+relabelled at random ``B`` times (the same relabellings for every check, rows of a boolean
+matrix), and ``p = (1 + #{T_b >= T_obs}) / (1 + B)`` — valid at any sample size, for any
+statistic, ties and all. Effect sizes are reported beside the p-values, because with thousands
+of images a negligible difference is "significant".
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+_BLOCK = 200  # permutations evaluated per block (bounds memory on large samples)
+
+
+def relabellings(n_ref: int, n_cur: int, count: int, rng: np.random.Generator) -> np.ndarray:
+    """(count, n_ref + n_cur) bool: each row marks a random n_ref of the pooled images as "reference"."""
+    base = np.zeros(n_ref + n_cur, dtype=bool)
+    base[:n_ref] = True
+    return rng.permuted(np.tile(base, (count, 1)), axis=1)
+
+
+def observed_labels(n_ref: int, n_cur: int) -> np.ndarray:
+    """(1, N) bool: the real assignment (reference first, as pooled)."""
+    return np.r_[np.ones(n_ref, bool), np.zeros(n_cur, bool)][None, :]
+
+
+def permutation_p(statistic, data, perms: np.ndarray) -> tuple[float, float]:
+    """``(T_obs, p)`` for ``statistic(data, labels (B, N) bool) -> (B,)`` over the relabellings."""
+    n_ref = int(perms[0].sum()) if len(perms) else 0
+    observed = float(statistic(data, observed_labels(n_ref, perms.shape[1] - n_ref))[0])
+    null = np.concatenate([statistic(data, perms[i:i + _BLOCK]) for i in range(0, len(perms), _BLOCK)])
+    exceed = int((null >= observed - 1e-12 * max(1.0, abs(observed))).sum())
+    return observed, (1 + exceed) / (1 + len(null))
+
+
+def ks_na(values: np.ndarray, is_ref: np.ndarray) -> np.ndarray:
+    """Per row of ``is_ref``: max(KS statistic of the non-NaN values, |difference in NaN share|).
+
+    NaN means "not applicable" (a grey image's colour); a change in how many images a property
+    applies to (grey -> colour) is drift too.
+    """
+    valid = ~np.isnan(values)
+    n_ref_all = is_ref.sum(axis=1)
+    n_cur_all = is_ref.shape[1] - n_ref_all
+    order = np.argsort(values[valid], kind="stable")
+    sorted_values = values[valid][order]
+    labels = is_ref[:, valid][:, order]
+    k = labels.shape[1]
+    cum_ref = np.cumsum(labels, axis=1, dtype=np.int64)
+    n_ref = cum_ref[:, -1] if k else np.zeros(len(is_ref), np.int64)
+    n_cur = k - n_ref
+    na_gap = np.abs((n_ref_all - n_ref) / np.maximum(n_ref_all, 1) - (n_cur_all - n_cur) / np.maximum(n_cur_all, 1))
+    if k == 0:
+        return na_gap
+    ends = np.r_[sorted_values[1:] != sorted_values[:-1], True]  # ECDFs are compared after each tie group
+    cum_cur = np.arange(1, k + 1) - cum_ref
+    with np.errstate(divide="ignore", invalid="ignore"):
+        gap = np.abs(cum_ref[:, ends] / n_ref[:, None] - cum_cur[:, ends] / n_cur[:, None])
+    ks = np.where((n_ref > 0) & (n_cur > 0), np.nan_to_num(gap).max(axis=1), 0.0)
+    return np.maximum(ks, na_gap)
+
+
+def normalised_wasserstein(ref: np.ndarray, cur: np.ndarray) -> float:
+    """Wasserstein-1 distance divided by the reference's standard deviation (the pooled one when
+    the reference is constant): how far the distribution moved, in reference spreads."""
+    from scipy.stats import wasserstein_distance
+
+    ref, cur = ref[~np.isnan(ref)], cur[~np.isnan(cur)]
+    if not len(ref) or not len(cur):
+        return 0.0
+    scale = ref.std() or np.concatenate([ref, cur]).std()
+    return float(wasserstein_distance(ref, cur) / scale) if scale > 0 else 0.0
+
+
+def psi(ref: np.ndarray, cur: np.ndarray, bins: int = 10, eps: float = 1e-4) -> float:
+    """Population stability index over the reference's deciles (shares floored at ``eps``)."""
+    ref, cur = ref[~np.isnan(ref)], cur[~np.isnan(cur)]
+    if not len(ref) or not len(cur):
+        return 0.0
+    edges = np.unique(np.quantile(ref, np.linspace(0, 1, bins + 1))[1:-1])
+    r = np.bincount(np.searchsorted(edges, ref, side="right"), minlength=len(edges) + 1) / len(ref)
+    c = np.bincount(np.searchsorted(edges, cur, side="right"), minlength=len(edges) + 1) / len(cur)
+    r, c = np.maximum(r, eps), np.maximum(c, eps)
+    return float(((c - r) * np.log(c / r)).sum())
+
+
+def ks_p_value(ref: np.ndarray, cur: np.ndarray) -> float | None:
+    """The classic two-sample KS p-value (scipy) on the non-NaN values, for reference."""
+    from scipy.stats import ks_2samp
+
+    ref, cur = ref[~np.isnan(ref)], cur[~np.isnan(cur)]
+    return float(ks_2samp(ref, cur).pvalue) if len(ref) and len(cur) else None
+
+
+def kl_divergence(p_counts: np.ndarray, q_counts: np.ndarray) -> float:
+    """KL(p || q) in nats, with add-one smoothing so empty bins do not give infinity."""
+    p = (p_counts + 1.0) / (p_counts.sum() + len(p_counts))
+    q = (q_counts + 1.0) / (q_counts.sum() + len(q_counts))
+    return float((p * np.log(p / q)).sum())
+
+
+def js_distance(p_counts: np.ndarray, q_counts: np.ndarray) -> np.ndarray:
+    """Jensen-Shannon distance (base 2, 0 to 1) between count histograms along the last axis."""
+    p = p_counts / np.maximum(p_counts.sum(axis=-1, keepdims=True), 1e-300)
+    q = q_counts / np.maximum(q_counts.sum(axis=-1, keepdims=True), 1e-300)
+    m = (p + q) / 2
+
+    def kl(a: np.ndarray) -> np.ndarray:
+        return (a * np.log2(np.divide(a, m, out=np.ones_like(a), where=a > 0))).sum(axis=-1)
+
+    return np.sqrt(np.maximum((kl(p) + kl(q)) / 2, 0.0))
+
+
+def histogram_js(histograms: np.ndarray, is_ref: np.ndarray) -> np.ndarray:
+    """Per row of ``is_ref``: JS distance between the summed per-image histograms (N, bins) of the
+    images marked reference and the rest."""
+    ref = is_ref.astype(np.float64) @ histograms
+    return js_distance(ref, histograms.sum(axis=0) - ref)
+
+
+def auc(ranks: np.ndarray, is_ref: np.ndarray) -> np.ndarray:
+    """Per row: AUC of "current" vs "reference" from the pooled scores' ranks (ties averaged)."""
+    n = is_ref.shape[1]
+    n_ref = is_ref.sum(axis=1)
+    n_cur = n - n_ref
+    rank_sum_cur = (~is_ref).astype(np.float64) @ ranks
+    return (rank_sum_cur - n_cur * (n_cur + 1) / 2) / (n_ref * n_cur)
+
+
+def chi_square(codes_onehot: np.ndarray, is_ref: np.ndarray) -> np.ndarray:
+    """Per row: Pearson chi-square of the 2 x K table (reference / current x category)."""
+    ref = is_ref.astype(np.float64) @ codes_onehot
+    total = codes_onehot.sum(axis=0)
+    cur = total - ref
+    n = codes_onehot.shape[0]
+    n_ref = ref.sum(axis=1, keepdims=True)
+    expected_ref = n_ref * total / n
+    expected_cur = (n - n_ref) * total / n
+    with np.errstate(divide="ignore", invalid="ignore"):
+        terms = (ref - expected_ref) ** 2 / expected_ref + (cur - expected_cur) ** 2 / expected_cur
+    return np.nan_to_num(terms).sum(axis=1)
+
+
+def mmd2(kernel: np.ndarray, is_ref: np.ndarray) -> np.ndarray:
+    """Per row: the (biased) squared maximum mean discrepancy for the given kernel matrix."""
+    n_ref = is_ref.sum(axis=1, keepdims=True)
+    weights = np.where(is_ref, 1.0 / n_ref, -1.0 / (is_ref.shape[1] - n_ref))
+    return np.einsum("bi,ij,bj->b", weights, kernel, weights)
+
+
+def benjamini_hochberg(p_values: list[float]) -> list[float]:
+    """Benjamini-Hochberg adjusted p-values (step-up; capped at 1), in the input order."""
+    p = np.asarray(p_values, dtype=np.float64)
+    m = len(p)
+    if not m:
+        return []
+    order = np.argsort(p)
+    scaled = p[order] * m / np.arange(1, m + 1)
+    adjusted = np.minimum.accumulate(scaled[::-1])[::-1]
+    out = np.empty(m)
+    out[order] = np.minimum(adjusted, 1.0)
+    return out.tolist()

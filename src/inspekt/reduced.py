@@ -1,0 +1,121 @@
+"""Decoding at a reduced "working" resolution, for statistics over many images (drift profiles).
+
+Image statistics such as brightness, colour balance or the pixel histogram barely change when an
+image is reduced by a power of two, and decoding dominates their cost. Baseline and progressive
+JPEG files are decoded straight to 1/2, 1/4 or 1/8 size by libjpeg's DCT scaling (through
+OpenCV), which skips most of the work; every other file goes through ``io.load_image`` (the
+robust path, with its clear errors) and is then area-averaged by the same factor. The factor is
+the largest of 1, 2, 4, 8 that keeps the shorter side at least ``min_side`` pixels, so images of
+one size always get the same factor whatever their format.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from .io import _check_size, _describe, _resolve_max_pixels, load_image
+
+FACTORS = (1, 2, 4, 8)
+_SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+
+
+def reduction_factor(height: int, width: int, min_side: int) -> int:
+    """The largest factor in (1, 2, 4, 8) that keeps ``min(height, width) / factor >= min_side``;
+    ``min_side <= 0`` means full resolution (1)."""
+    if min_side <= 0:
+        return 1
+    return max(f for f in FACTORS if f == 1 or min(height, width) / f >= min_side)
+
+
+def load_reduced(source: str | os.PathLike[str] | bytes, min_side: int = 64,
+                 max_pixels: int | None = None) -> tuple[np.ndarray, tuple[int, int]]:
+    """Decode an image at a reduced working resolution (see the module docstring).
+
+    Args:
+        source: a path or the encoded bytes.
+        min_side: the reduced image's shorter side stays at least this long; 0 = full resolution.
+        max_pixels: decompression-bomb guard, as for ``load_image``.
+
+    Returns:
+        ``(pixels, (height, width))``: HxW uint8 for greyscale files, HxWx3 RGB otherwise, and the
+        full-resolution size as displayed.
+
+    Raises:
+        ImageLoadError: the file is missing, empty, corrupt, truncated or not an image.
+    """
+    label = _describe(source)
+    if isinstance(source, (bytes, bytearray)):
+        data = bytes(source)
+    else:
+        data = b""  # not a readable regular file: load_image below says what is wrong with it
+        try:
+            if os.path.isfile(source):  # never open a FIFO or device
+                with open(source, "rb") as handle:
+                    data = handle.read()
+        except (OSError, ValueError):
+            pass
+    header = _jpeg_header(data)
+    if header is not None:
+        height, width, channels = header
+        _check_size(label, (width, height), _resolve_max_pixels(max_pixels))
+        pixels = _decode_jpeg(data, channels, reduction_factor(height, width, min_side))
+        if pixels is not None:
+            # OpenCV applies the EXIF orientation; the header's size is before it.
+            swapped = (pixels.shape[0] > pixels.shape[1]) != (height > width) and height != width
+            return pixels, ((width, height) if swapped else (height, width))
+    pixels = load_image(source, "keep", max_pixels=max_pixels)
+    height, width = pixels.shape[:2]
+    return _area_reduce(pixels, reduction_factor(height, width, min_side)), (height, width)
+
+
+def _jpeg_header(data: bytes) -> tuple[int, int, int] | None:
+    """``(height, width, components)`` of a complete 8-bit JPEG with 1 or 3 components, else None
+    (other files, truncated files and unusual JPEGs take the robust path)."""
+    if not data.startswith(b"\xff\xd8") or not data.rstrip(b"\x00").endswith(b"\xff\xd9"):
+        return None
+    i, end = 2, len(data) - 9
+    while i < end:
+        if data[i] != 0xFF:
+            return None
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker in _SOF_MARKERS:
+            precision, components = data[i + 4], data[i + 9]
+            height, width = int.from_bytes(data[i + 5:i + 7], "big"), int.from_bytes(data[i + 7:i + 9], "big")
+            ok = precision == 8 and components in (1, 3) and height > 0 and width > 0
+            return (height, width, components) if ok else None
+        if marker in (0xD9, 0xDA):  # end of image or start of scan before any frame header
+            return None
+        i += 2 + int.from_bytes(data[i + 2:i + 4], "big")
+    return None
+
+
+def _decode_jpeg(data: bytes, channels: int, factor: int) -> np.ndarray | None:
+    import cv2
+
+    grey = {1: cv2.IMREAD_GRAYSCALE, 2: cv2.IMREAD_REDUCED_GRAYSCALE_2, 4: cv2.IMREAD_REDUCED_GRAYSCALE_4,
+            8: cv2.IMREAD_REDUCED_GRAYSCALE_8}
+    colour = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4,
+              8: cv2.IMREAD_REDUCED_COLOR_8}
+    flag = (grey if channels == 1 else colour)[factor]
+    try:
+        pixels = cv2.imdecode(np.frombuffer(data, np.uint8), flag)
+    except cv2.error:
+        return None
+    if pixels is None:
+        return None
+    return pixels if channels == 1 else cv2.cvtColor(pixels, cv2.COLOR_BGR2RGB)
+
+
+def _area_reduce(pixels: np.ndarray, factor: int) -> np.ndarray:
+    if factor == 1:
+        return pixels
+    import cv2
+
+    height, width = pixels.shape[:2]
+    size = (-(-width // factor), -(-height // factor))  # ceil, as libjpeg's scaled output
+    return cv2.resize(pixels, size, interpolation=cv2.INTER_AREA)

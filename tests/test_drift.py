@@ -1,0 +1,304 @@
+"""Drift: reduced decoding, properties, profiles (merge, JSON), permutation statistics, the engine's
+verdicts on planted shifts and on identical distributions, reports, the CLI and bundles' reference."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from inspekt.cli import app
+from inspekt.drift import DriftConfig, Profile, check_drift, compare_profiles, profile_images
+from inspekt.drift import stats
+from inspekt.drift.properties import Stack, compute
+from inspekt.errors import BundleError, InspektError
+from inspekt.reduced import load_reduced, reduction_factor
+
+
+def _texture(rng: np.random.Generator, h: int = 96, w: int = 128, level: float = 120.0) -> np.ndarray:
+    """A smooth random grey texture with mild noise around ``level``."""
+    small = rng.normal(0, 25, (h // 8 + 1, w // 8 + 1)).astype(np.float32)
+    field = cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)
+    return np.clip(level + field + rng.normal(0, 3, (h, w)), 0, 255).astype(np.uint8)
+
+
+def _write_set(folder: Path, n: int, seed: int, *, shift: float = 0.0, blur: float = 0.0, tint: bool = False,
+               suffix: str = ".png") -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    paths = []
+    for i in range(n):
+        image = _texture(rng, level=120.0 + rng.normal(0, 8))
+        image = np.clip(image.astype(np.float32) + shift, 0, 255).astype(np.uint8)
+        if blur:
+            image = cv2.GaussianBlur(image, (0, 0), blur)
+        if tint:
+            image = np.dstack([np.clip(image * 1.15, 0, 255), image, image * 0.85]).astype(np.uint8)[:, :, ::-1]
+        path = folder / f"img_{i:03d}{suffix}"
+        cv2.imwrite(str(path), image)
+        paths.append(path)
+    return paths
+
+
+FAST = {"permutations": 199}
+
+
+# --- decoding and properties ------------------------------------------------------------------
+
+
+def test_reduction_factor_keeps_the_shorter_side_above_min_side():
+    assert reduction_factor(128, 128, 64) == 2
+    assert reduction_factor(240, 600, 64) == 2
+    assert reduction_factor(3000, 4000, 64) == 8
+    assert reduction_factor(50, 50, 64) == 1
+    assert reduction_factor(3000, 4000, 0) == 1
+
+
+def test_jpeg_draft_decode_matches_area_reduction_of_the_full_image(tmp_path):
+    image = _texture(np.random.default_rng(0), 256, 320)
+    cv2.imwrite(str(tmp_path / "a.jpg"), image, [cv2.IMWRITE_JPEG_QUALITY, 98])
+    cv2.imwrite(str(tmp_path / "a.png"), image)
+    jpeg, size_jpeg = load_reduced(tmp_path / "a.jpg")
+    png, size_png = load_reduced(tmp_path / "a.png")
+    assert size_jpeg == size_png == (256, 320)
+    assert jpeg.shape == png.shape == (64, 80)  # factor 4 keeps the shorter side at 64
+    assert np.abs(jpeg.astype(int) - png.astype(int)).mean() < 2.0
+
+
+def test_truncated_or_corrupt_files_raise_with_the_file_name(tmp_path):
+    from inspekt.errors import ImageLoadError
+
+    good = tmp_path / "ok.jpg"
+    cv2.imwrite(str(good), _texture(np.random.default_rng(1)))
+    cut = tmp_path / "cut.jpg"
+    cut.write_bytes(good.read_bytes()[:300])
+    with pytest.raises(ImageLoadError, match="cut.jpg"):
+        load_reduced(cut)
+    with pytest.raises(ImageLoadError, match="missing.png"):
+        load_reduced(tmp_path / "missing.png")
+
+
+def test_properties_of_known_images():
+    flat = np.full((1, 20, 30), 100, np.uint8)
+    values = compute(Stack(flat, np.array([[40, 60]])))
+    assert values["brightness"][0] == pytest.approx(100)
+    assert values["contrast"][0] == pytest.approx(0)
+    assert values["entropy"][0] == pytest.approx(0)
+    assert values["sharpness"][0] == pytest.approx(0)
+    assert values["aspect_ratio"][0] == pytest.approx(40 / 60) and values["area"][0] == 2400
+    assert np.isnan(values["saturation"][0]) and np.isnan(values["relative_red"][0])  # grey: not applicable
+    red = np.zeros((1, 10, 10, 3), np.uint8)
+    red[..., 0] = 200
+    colour = compute(Stack(red, np.array([[10, 10]])))
+    assert colour["relative_red"][0] == pytest.approx(1.0) and colour["relative_green"][0] == pytest.approx(0.0)
+    assert colour["saturation"][0] == pytest.approx(1.0)
+    assert colour["brightness"][0] == pytest.approx(0.2125 * 200, abs=0.01)
+    noisy = np.clip(128 + np.random.default_rng(0).normal(0, 10, (1, 200, 200)), 0, 255).astype(np.uint8)
+    assert compute(Stack(noisy, np.array([[200, 200]])))["noise"][0] == pytest.approx(10, rel=0.15)
+
+
+def test_a_stack_gives_the_same_values_as_its_images_one_by_one():
+    rng = np.random.default_rng(2)
+    images = np.stack([_texture(rng, 40, 50) for _ in range(3)])
+    sizes = np.array([[80, 100]] * 3)
+    together = compute(Stack(images, sizes))
+    for i in range(3):
+        alone = compute(Stack(images[i:i + 1], sizes[i:i + 1]))
+        for name, column in together.items():
+            np.testing.assert_allclose(alone[name], column[i:i + 1], rtol=1e-6, equal_nan=True)
+
+
+# --- profiles -----------------------------------------------------------------------------------
+
+
+def test_merged_partial_profiles_equal_the_whole(tmp_path):
+    files = _write_set(tmp_path / "a", 12, seed=3) + _write_set(tmp_path / "b", 5, seed=4, tint=True, suffix=".jpg")
+    whole = profile_images(files)
+    merged = profile_images(files[:7]).merge(profile_images(files[7:]))
+    assert merged.files == whole.files
+    np.testing.assert_array_equal(merged.pixel_histogram, whole.pixel_histogram)
+    np.testing.assert_array_equal(merged.image_histograms, whole.image_histograms)
+    for name in whole.values:
+        np.testing.assert_array_equal(merged.values[name], whole.values[name])
+    in_processes = profile_images(files, workers=2)
+    np.testing.assert_array_equal(in_processes.values["brightness"], whole.values["brightness"])
+
+
+def test_profile_json_round_trip_and_damaged_files(tmp_path):
+    files = _write_set(tmp_path / "a", 6, seed=5)
+    profile = profile_images(files)
+    again = Profile.load(profile.save(tmp_path / "p.json"))
+    assert again.files == profile.files and again.min_side == profile.min_side
+    np.testing.assert_allclose(again.values["sharpness"], profile.values["sharpness"], rtol=1e-6)
+    assert np.isnan(again.values["saturation"]).all()
+    (tmp_path / "bad.json").write_text('{"schema": "something else"}')
+    with pytest.raises(InspektError, match="not an inspekt drift profile"):
+        Profile.load(tmp_path / "bad.json")
+
+
+def test_bad_files_on_either_side_are_skipped_and_reported(tmp_path):
+    ref = _write_set(tmp_path / "ref", 20, seed=6)
+    cur = _write_set(tmp_path / "cur", 20, seed=7)
+    (tmp_path / "ref" / "broken.png").write_bytes(b"not an image")
+    (tmp_path / "cur" / "empty.jpg").write_bytes(b"")
+    result = check_drift(tmp_path / "ref", tmp_path / "cur", **FAST)
+    assert result.n_reference == len(ref) and result.n_current == len(cur)
+    assert [Path(s.path).name for s in result.skipped_reference] == ["broken.png"]
+    assert [Path(s.path).name for s in result.skipped_current] == ["empty.jpg"]
+    assert "empty" in result.skipped_current[0].reason
+
+
+# --- statistics ---------------------------------------------------------------------------------
+
+
+def test_permutation_p_values_are_calibrated_under_the_null():
+    rng = np.random.default_rng(0)
+    rejections = 0
+    for _ in range(200):
+        values = rng.normal(size=30)
+        perms = stats.relabellings(15, 15, 99, rng)
+        rejections += stats.permutation_p(stats.ks_na, values, perms)[1] <= 0.05
+    assert rejections / 200 <= 0.09  # nominal 0.05; binomial spread at 200 draws is about 0.015
+
+
+def test_ks_na_counts_a_change_in_how_many_images_a_property_applies_to():
+    values = np.r_[[np.nan] * 10, np.linspace(0, 1, 10)]
+    observed = stats.observed_labels(10, 10)
+    assert stats.ks_na(values, observed)[0] == pytest.approx(1.0)
+
+
+def test_benjamini_hochberg_matches_the_step_up_definition():
+    p = [0.01, 0.04, 0.03, 0.5]
+    # sorted 0.01, 0.03, 0.04, 0.5 scaled by m/k = 4, 2, 4/3, 1 -> 0.04, 0.06, 0.0533, 0.5, then running minimum from the top
+    assert stats.benjamini_hochberg(p) == pytest.approx([0.04, 0.04 * 4 / 3, 0.04 * 4 / 3, 0.5])
+
+
+def test_kl_and_js_of_identical_and_disjoint_histograms():
+    a = np.array([10.0, 0, 5, 5])
+    assert stats.kl_divergence(a, a) == pytest.approx(0)
+    assert float(stats.js_distance(a, a)) == pytest.approx(0)
+    assert float(stats.js_distance(np.array([1.0, 0]), np.array([0, 1.0]))) == pytest.approx(1.0)
+    assert np.isfinite(stats.kl_divergence(np.array([1.0, 0]), np.array([0, 1.0])))  # smoothed
+
+
+# --- the engine ---------------------------------------------------------------------------------
+
+
+def test_identical_distributions_pass(tmp_path):
+    _write_set(tmp_path / "ref", 40, seed=10)
+    _write_set(tmp_path / "cur", 40, seed=11)
+    result = check_drift(tmp_path / "ref", tmp_path / "cur", **FAST)
+    assert not result.drift, [(c.name, c.p_adjusted, c.effect) for c in result.checks]
+    assert all(0 < c.p_value <= 1 for c in result.checks)
+
+
+def test_a_planted_brightness_shift_is_detected_and_named(tmp_path):
+    _write_set(tmp_path / "ref", 40, seed=12)
+    _write_set(tmp_path / "cur", 40, seed=13, shift=40)
+    result = check_drift(tmp_path / "ref", tmp_path / "cur", **FAST)
+    assert result.drift
+    assert result.check("brightness").drifted and result.check("pixels:grey").drifted
+    assert result.check("brightness").current > result.check("brightness").reference + 30
+    assert not result.check("aspect_ratio").drifted
+
+
+def test_blur_is_caught_by_sharpness_and_the_domain_classifier(tmp_path):
+    _write_set(tmp_path / "ref", 40, seed=14)
+    _write_set(tmp_path / "cur", 40, seed=15, blur=2.0)
+    result = check_drift(tmp_path / "ref", tmp_path / "cur", **FAST)
+    assert result.check("sharpness").drifted and result.check("domain_classifier").drifted
+    assert max(result.importances, key=result.importances.get) in ("sharpness", "noise")
+
+
+def test_grey_to_colour_tint_is_detected_and_colour_is_not_faked_for_grey(tmp_path):
+    _write_set(tmp_path / "ref", 30, seed=16)
+    _write_set(tmp_path / "cur", 30, seed=17, tint=True)
+    result = check_drift(tmp_path / "ref", tmp_path / "cur", **FAST)
+    assert result.check("relative_red").drifted and result.check("saturation").drifted
+    assert result.check("relative_red").reference is None  # the grey side has no colour values
+    grey_only = check_drift(tmp_path / "ref", tmp_path / "ref", **FAST)
+    assert "relative_red" not in [c.name for c in grey_only.checks]
+    assert any("greyscale" in note for note in grey_only.notes)
+
+
+def test_effect_size_gate_and_settings_are_validated(tmp_path):
+    _write_set(tmp_path / "ref", 40, seed=18)
+    _write_set(tmp_path / "cur", 40, seed=19, shift=40)
+    strict = check_drift(tmp_path / "ref", tmp_path / "cur", min_effect=100.0, min_js=1.0, min_domain_score=1.1,
+                         **FAST)
+    assert strict.check("brightness").p_adjusted <= 0.05 and not strict.drift  # significant but below the minimum
+    with pytest.raises(InspektError, match="unknown check"):
+        DriftConfig(checks=("propertys",))
+    with pytest.raises(InspektError, match="alpha"):
+        DriftConfig(alpha=5)
+
+
+def test_profiles_at_different_working_resolutions_are_refused(tmp_path):
+    files = _write_set(tmp_path / "a", 4, seed=20)
+    with pytest.raises(InspektError, match="min_side"):
+        compare_profiles(profile_images(files, min_side=64), profile_images(files, min_side=0))
+
+
+# --- reports, CLI and bundles --------------------------------------------------------------------
+
+
+def test_reports_json_and_self_contained_html(tmp_path):
+    from inspekt.drift.report import to_dict, write_html
+
+    _write_set(tmp_path / "ref", 20, seed=21)
+    _write_set(tmp_path / "cur", 20, seed=22, shift=40)
+    result = check_drift(tmp_path / "ref", tmp_path / "cur", kl_threshold=0.05, **FAST)
+    doc = to_dict(result)
+    assert doc["schema"] == "inspekt.drift/1" and doc["verdict"] == "Drift detected"
+    assert "brightness" in doc["drifted"]
+    pixels = next(c for c in doc["checks"] if c["name"] == "pixels:grey")
+    assert pixels["details"]["kl_rule_fires"] is True
+    json.dumps(doc, allow_nan=False)  # strict JSON: no NaN
+    page = write_html(result, tmp_path / "r.html").read_text()
+    assert "Drift detected" in page and "data:image/png;base64," in page
+    assert "http://" not in page and "https://" not in page and "<script" not in page
+
+
+def test_cli_drift_profile_and_fail_on_drift(tmp_path):
+    runner = CliRunner()
+    _write_set(tmp_path / "ref", 30, seed=23)
+    _write_set(tmp_path / "same", 30, seed=24)
+    _write_set(tmp_path / "dark", 30, seed=25, shift=-40)
+    saved = runner.invoke(app, ["profile", str(tmp_path / "ref"), "--out", str(tmp_path / "ref.json")])
+    assert saved.exit_code == 0, saved.output
+    fine = runner.invoke(app, ["drift", str(tmp_path / "ref.json"), str(tmp_path / "same"), "--fail-on-drift",
+                               "--permutations", "199"])
+    assert fine.exit_code == 0, fine.output
+    assert "No significant drift detected" in fine.output
+    shifted = runner.invoke(app, ["drift", str(tmp_path / "ref.json"), str(tmp_path / "dark"), "--fail-on-drift",
+                                  "--permutations", "199", "--json", str(tmp_path / "r.json")])
+    assert shifted.exit_code == 3, shifted.output
+    assert "Drift detected" in shifted.output
+    assert "brightness" in json.loads((tmp_path / "r.json").read_text())["drifted"]
+    missing = runner.invoke(app, ["drift", str(tmp_path / "nowhere"), str(tmp_path / "same")])
+    assert missing.exit_code == 2 and "nowhere" in missing.output
+
+
+def test_trained_bundles_carry_a_reference_and_check_prediction_drift(trained, synth_classes, tmp_path):
+    bundle = Path(trained.bundle)
+    reference = json.loads((bundle / "reference.json").read_text())
+    assert reference["schema"] == "inspekt.profile/1" and reference["n_images"] > 0
+    assert len(reference["model"]["labels"]) == len(reference["model"]["files"]) > 0
+    result = check_drift(bundle, synth_classes, **FAST)
+    names = [c.name for c in result.checks]
+    assert "prediction:label_mix" in names and "prediction:score" in names
+    assert not result.check("area").drifted
+
+
+def test_a_bundle_without_reference_says_what_to_do(trained, tmp_path):
+    import shutil
+
+    copy = tmp_path / "old_bundle"
+    shutil.copytree(trained.bundle, copy)
+    (copy / "reference.json").unlink()
+    with pytest.raises(BundleError, match="no reference.json"):
+        check_drift(copy, tmp_path)
