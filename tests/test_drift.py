@@ -302,3 +302,24 @@ def test_a_bundle_without_reference_says_what_to_do(trained, tmp_path):
     (copy / "reference.json").unlink()
     with pytest.raises(BundleError, match="no reference.json"):
         check_drift(copy, tmp_path)
+
+
+def test_embedding_drift_from_the_bundle_sees_a_shift_the_model_notices(trained, synth_classes, tmp_path):
+    import shutil
+
+    from inspekt import load_model
+
+    prediction = load_model(trained.bundle).predict(next(Path(synth_classes).rglob("*.png")))[0]
+    assert prediction.embedding is not None and prediction.embedding.ndim == 1
+    dark = tmp_path / "dark"
+    for path in sorted(Path(synth_classes).rglob("*.png"))[:40]:
+        image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        target = dark / path.relative_to(synth_classes)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(target), (image * 0.3).astype(np.uint8))
+    shifted = check_drift(trained.bundle, dark, **FAST)
+    embedding = shifted.check("embeddings")
+    assert embedding.drifted and embedding.details["dimensions"] == prediction.embedding.shape[0]
+    same = check_drift(trained.bundle, synth_classes, **FAST)
+    assert not same.check("embeddings").drifted
+    shutil.rmtree(dark)

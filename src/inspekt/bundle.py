@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .card import ModelCard, parse_card
+from .card import EMBEDDING, ModelCard, parse_card
 from .errors import BundleError, InspektError
 
 SUFFIX = ".inspekt"
@@ -206,8 +206,9 @@ def save_bundle(network, card: ModelCard, out: str | Path, *, samples: np.ndarra
     out = check_target(Path(out), archive, overwrite)
 
     network = network.eval()
-    onnx_bytes = export_onnx(network, card)
-    parity = check_parity(network, onnx_bytes, card, samples, tolerance)
+    exported, card = _with_embedding_output(network, card)
+    onnx_bytes = export_onnx(exported, card)
+    parity = check_parity(exported, onnx_bytes, card, samples, tolerance)
     if not parity.ok:
         raise BundleError(
             f"refusing to write {out}: ONNX and torch outputs differ by {parity.max_abs_diff:.3g} "
@@ -218,6 +219,21 @@ def save_bundle(network, card: ModelCard, out: str | Path, *, samples: np.ndarra
     members = {CARD: card.to_json().encode(), WEIGHTS: save_safetensors(state), ONNX: onnx_bytes}
     members.update(extra_files or {})
     return _write_members(out, members, archive), parity
+
+
+def _with_embedding_output(network, card: ModelCard):
+    """Classifiers export their penultimate features as a second output, ``embedding`` (drift)."""
+    import torch
+
+    from .models.embedding import with_embedding
+
+    if card.task != "classify" or EMBEDDING in card.outputs:
+        return network, card
+    probe = torch.randn(2, card.input.channels, *card.input.size, generator=torch.Generator().manual_seed(0))
+    wrapped = with_embedding(network, probe)
+    if wrapped is None:
+        return network, card
+    return wrapped, card.model_copy(update={"outputs": (*card.outputs, EMBEDDING)})
 
 
 def check_target(out: Path, archive: bool, overwrite: bool) -> Path:

@@ -20,6 +20,7 @@ from .errors import BundleError, did_you_mean
 SCHEMA = "inspekt.card/v1"
 SCHEMA_VERSION = 1
 TASKS = ("classify", "segment", "anomaly")
+EMBEDDING = "embedding"  # the optional graph output with a classifier's penultimate features
 
 
 class _Strict(BaseModel):

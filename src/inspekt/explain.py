@@ -237,7 +237,7 @@ class Explainer:
             batch = torch.from_numpy(x)[None]
             with torch.no_grad():
                 logits = self.network(batch).numpy()
-            prediction = TASKS[self.card.task](self.card, [image], [source], lambda _: logits, 1)[0]
+            prediction = TASKS[self.card.task](self.card, [image], [source], lambda _: {self.card.outputs[0]: logits}, 1)[0]
             index = self.card.classes.index(prediction.label) if index is None else index
             model_cam = self._cam(input_tensor=batch, targets=[ClassifierOutputTarget(index)])[0]
         cam = np.clip(map_back(np.float32(model_cam), geometry), 0, 1)

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from .bundle import ONNX, Bundle, load_network, open_bundle
-from .card import ModelCard, PostProcess, positive_class
+from .card import EMBEDDING, ModelCard, PostProcess, positive_class
 from .errors import BundleError, ConfigError, did_you_mean
 from .io import BatchReport, iter_images
 from .transforms import preprocess_batch
@@ -37,6 +37,7 @@ class Prediction:
         scores: per-class probabilities (classify); segment: each defect class's largest pixel probability.
         mask: HxW uint8 class-index mask at the original image size (segment; 0 = background).
         heatmap: HxW float32 map at the original image size (segment: defect probability).
+        embedding: the classifier head's input (penultimate features; classify bundles that export it).
         time_ms: model + pre/post-processing time attributed to this image.
         extra: task details; segment: ``verdict``, ``components`` (class, bbox, area, scores),
             ``defect_area_pct``.
@@ -49,6 +50,7 @@ class Prediction:
     scores: dict[str, float] | None = None
     mask: np.ndarray | None = None
     heatmap: np.ndarray | None = None
+    embedding: np.ndarray | None = None
     time_ms: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -63,7 +65,7 @@ class Prediction:
         out: dict[str, Any] = {"path": self.source, "task": self.task, "label": self.label, "score": self.score}
         if self.scores is not None:
             out["scores"] = dict(self.top(topk))
-        for name in ("mask", "heatmap"):
+        for name in ("mask", "heatmap", "embedding"):
             value = getattr(self, name)
             if value is not None:
                 out[f"{name}_shape"] = list(value.shape)
@@ -139,12 +141,15 @@ def _classify(card: ModelCard, images: Sequence[np.ndarray], sources: Sequence[s
     the positive class whenever its probability reaches the threshold."""
     t0 = time.perf_counter()
     batch, _ = preprocess_batch(images, card.input)
-    probs = softmax(run(batch).astype(np.float64))
+    outputs = run(batch)
+    probs = softmax(outputs[card.outputs[0]].astype(np.float64))
+    embeddings = outputs.get(EMBEDDING, [None] * len(probs))
     results = []
-    for source, row, best in zip(sources, probs, decide(probs, card.classes, card.thresholds)):
+    for source, row, best, embedding in zip(sources, probs, decide(probs, card.classes, card.thresholds), embeddings):
         scores = {name: float(p) for name, p in zip(card.classes, row)}
         best = int(best)
-        results.append(Prediction(source, "classify", card.classes[best], float(row[best]), scores))
+        results.append(Prediction(source, "classify", card.classes[best], float(row[best]), scores,
+                                  embedding=embedding))
     per_image = (time.perf_counter() - t0) * 1000 / max(1, len(images))
     for prediction in results:
         prediction.time_ms = per_image
@@ -155,10 +160,11 @@ def _segment(card: ModelCard, images: Sequence[np.ndarray], sources: Sequence[st
              ) -> list[Prediction]:
     from .segment import predict_segment
 
-    return predict_segment(card, images, sources, run, batch_size)
+    first = card.outputs[0]
+    return predict_segment(card, images, sources, lambda batch: run(batch)[first], batch_size)
 
 
-# Per task: (card, decoded images, sources, run: NCHW batch -> first output, batch size) -> predictions.
+# Per task: (card, decoded images, sources, run: NCHW batch -> outputs by name, batch size) -> predictions.
 # Anomaly arrives with its own issue; such a bundle is refused with a clear message until then.
 TASKS = {"classify": _classify, "segment": _segment}
 
@@ -208,8 +214,12 @@ class TorchBackend:
 
         if threads:
             torch.set_num_threads(threads)
+        from .models.embedding import WithEmbedding
+
         self.network = load_network(bundle)
         self.output_names = list(bundle.card.outputs)
+        if EMBEDDING in self.output_names:
+            self.network = WithEmbedding(self.network).eval()
 
     def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         """Outputs by name for an NCHW float32 batch."""
@@ -284,8 +294,7 @@ class Predictor:
         """Predict decoded images (HxW or HxWx3 uint8), batched."""
         sources = list(sources) if sources is not None else ["<array>"] * len(images)
         results: list[Prediction] = []
-        first = self.backend.output_names[0]
-        run = lambda batch: self.backend.run(batch)[first]  # noqa: E731
+        run = self.backend.run
         for start in range(0, len(images), self.batch_size):
             chunk = images[start : start + self.batch_size]
             results.extend(TASKS[self.card.task](self.card, chunk, sources[start : start + len(chunk)], run,

@@ -30,7 +30,7 @@ def check_drift(reference: Source, current: Source, *, workers: int = 1, sample:
     Args:
         reference: folder, dataset, CSV, list of paths, saved profile, ``Profile`` or model bundle
             (its ``reference.json``; then the model also predicts the current images, for
-            prediction drift).
+            prediction and embedding drift).
         current: the same kinds, except a bundle.
         workers: processes for profiling.
         sample: profile a seeded random sample of this many images per side.
@@ -46,8 +46,9 @@ def check_drift(reference: Source, current: Source, *, workers: int = 1, sample:
     ref = load_profile(reference, on_start=on_start and (lambda n: on_start("reference", n)), **common)
     cur = load_profile(current, min_side=ref.min_side, on_start=on_start and (lambda n: on_start("current", n)),
                        **common)
-    if (ref.model and not cur.model and "predictions" in config.checks and isinstance(reference, (str, os.PathLike))
-            and is_bundle(Path(reference))):
+    wants_model = {"predictions", "embeddings"} & set(config.checks)
+    if ref.model and not cur.model and wants_model and isinstance(reference, (str, os.PathLike)) \
+            and is_bundle(Path(reference)):
         from ..predictor import Predictor
         from .reference import model_outputs
         from .sources import sample_files

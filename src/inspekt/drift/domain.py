@@ -6,23 +6,37 @@ AUC (drift score = max(2 AUC - 1, 0)), and the same scores, relabelled at random
 permutation p-value of that AUC. Relabelling the out-of-fold scores instead of refitting the
 classifier for every permutation keeps the check to seconds; it is conservative, because held-out
 scores of a classifier fitted on the null are, if anything, anti-correlated with held-out labels.
-Permutation importances on the held-out folds name the properties that tell the sets apart.
+Permutation importances on the held-out folds name the properties that tell the sets apart
+(computed only when the check is significant: on the null they only name noise).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 
 @dataclass
 class DomainFit:
-    """Out-of-fold classifier scores (pooled order: reference then current) and importances."""
+    """Out-of-fold classifier scores (pooled order: reference then current), and what is needed
+    to explain them."""
 
     scores: np.ndarray
-    importances: dict[str, float]
     folds: int
+    names: list[str]
+    _held_out: list = field(repr=False)  # (model, x_test, y_test) per fold
+
+    def importances(self, seed: int = 0) -> dict[str, float]:
+        """Permutation importances: held-out AUC lost when a property is shuffled, averaged over
+        folds, largest first."""
+        from sklearn.inspection import permutation_importance
+
+        total = np.zeros(len(self.names))
+        for k, (model, x, y) in enumerate(self._held_out):
+            drop = permutation_importance(model, x, y, scoring="roc_auc", n_repeats=3, random_state=seed + k)
+            total += drop.importances_mean / self.folds
+        return dict(sorted(((n, float(v)) for n, v in zip(self.names, total)), key=lambda kv: -kv[1]))
 
 
 def fit_domain_classifier(x_ref: np.ndarray, x_cur: np.ndarray, names: list[str], seed: int = 0,
@@ -33,7 +47,6 @@ def fit_domain_classifier(x_ref: np.ndarray, x_cur: np.ndarray, names: list[str]
         The fit, or None when either side has fewer than 2 images (nothing to cross-validate).
     """
     from sklearn.ensemble import HistGradientBoostingClassifier
-    from sklearn.inspection import permutation_importance
     from sklearn.model_selection import StratifiedKFold
 
     folds = min(folds, len(x_ref), len(x_cur))
@@ -42,7 +55,7 @@ def fit_domain_classifier(x_ref: np.ndarray, x_cur: np.ndarray, names: list[str]
     x = np.vstack([x_ref, x_cur])
     y = np.r_[np.zeros(len(x_ref)), np.ones(len(x_cur))]
     scores = np.zeros(len(y))
-    importances = np.zeros(x.shape[1])
+    held_out = []
     splitter = StratifiedKFold(folds, shuffle=True, random_state=seed)
     for k, (train, test) in enumerate(splitter.split(x, y)):
         model = HistGradientBoostingClassifier(max_iter=100, learning_rate=0.1, max_leaf_nodes=15,
@@ -50,7 +63,5 @@ def fit_domain_classifier(x_ref: np.ndarray, x_cur: np.ndarray, names: list[str]
                                                early_stopping=False, random_state=seed + k)
         model.fit(x[train], y[train])
         scores[test] = model.predict_proba(x[test])[:, 1]
-        drop = permutation_importance(model, x[test], y[test], scoring="roc_auc", n_repeats=3,
-                                      random_state=seed + k)
-        importances += drop.importances_mean / folds
-    return DomainFit(scores, {n: float(v) for n, v in zip(names, importances)}, folds)
+        held_out.append((model, x[test], y[test]))
+    return DomainFit(scores, folds, names, held_out)

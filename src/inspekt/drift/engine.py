@@ -21,7 +21,7 @@ from .domain import fit_domain_classifier
 from .profile import Profile
 from .properties import CHANNELS, PROPERTIES
 
-CHECKS = ("properties", "pixels", "domain", "predictions")
+CHECKS = ("properties", "pixels", "domain", "predictions", "embeddings")
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,7 @@ class DriftConfig:
         min_js: smallest Jensen-Shannon distance (0-1) between pixel histograms.
         min_domain_score: smallest domain-classifier score max(2 AUC - 1, 0).
         min_prediction_effect: smallest Cramer's V (label mix) or KS statistic (scores).
+        min_embedding_effect: smallest excess MMD of the model's embeddings (see ``_embedding_check``).
         kl_threshold: the fixed rule "KL(reference || current) > threshold" reported beside each
             pixel histogram (not part of the verdict); None to leave it out.
         max_images: images per side used by the tests (a seeded random subset beyond that).
@@ -51,6 +52,7 @@ class DriftConfig:
     min_js: float = 0.05
     min_domain_score: float = 0.2
     min_prediction_effect: float = 0.1
+    min_embedding_effect: float = 0.1
     kl_threshold: float | None = None
     max_images: int = 5000
     seed: int = 0
@@ -76,7 +78,7 @@ class Check:
     """One check's numbers. ``drifted`` = adjusted p <= alpha and effect >= min_effect."""
 
     name: str
-    kind: str  # property | pixels | domain | prediction
+    kind: str  # property | pixels | domain | prediction | embedding
     statistic: float
     statistic_name: str
     p_value: float
@@ -151,6 +153,8 @@ def compare_profiles(reference: Profile, current: Profile, config: DriftConfig |
             importances = domain[1]
     if "predictions" in config.checks and reference.model and current.model:
         checks += _prediction_checks(reference.model, current.model, config, rng)
+    if "embeddings" in config.checks and reference.model and current.model:
+        checks += _embedding_check(reference.model, current.model, config, rng, notes)
     for check, p_adj in zip(checks, stats.benjamini_hochberg([c.p_value for c in checks])):
         check.p_adjusted = p_adj
         check.drifted = p_adj <= config.alpha and check.effect >= check.min_effect
@@ -234,7 +238,7 @@ def _domain_check(ref: Profile, cur: Profile, ri, ci, perms, config: DriftConfig
         return None
     auc, p = stats.permutation_p(stats.auc, rankdata(fit.scores), perms)
     score = max(2 * auc - 1, 0.0)
-    ranked = dict(sorted(fit.importances.items(), key=lambda kv: -kv[1]))
+    ranked = fit.importances(config.seed) if p <= config.alpha else {}
     return Check("domain_classifier", "domain", auc, "cross-validated AUC", p, score, "drift score",
                  config.min_domain_score, details={"folds": fit.folds}), ranked
 
@@ -260,3 +264,28 @@ def _prediction_checks(ref: dict, cur: dict, config: DriftConfig, rng: np.random
         Check("prediction:score", "prediction", ks, "KS", p_scores, ks, "KS", config.min_prediction_effect,
               _mean(scores[:n_ref]), _mean(scores[n_ref:])),
     ]
+
+
+def _embedding_check(ref: dict, cur: dict, config: DriftConfig, rng: np.random.Generator,
+                     notes: list[str]) -> list[Check]:
+    """MMD between the model's embeddings of the two sides: RBF kernel exp(-d^2 / h) with h the
+    median squared pairwise distance of the pooled vectors (median heuristic), permutation p-value. Effect:
+    sqrt(max(MMD^2 - its mean under relabelling, 0)), the discrepancy beyond small-sample bias."""
+    x = [np.asarray(v, np.float64) for v in ref.get("embeddings") or [] if v is not None]
+    y = [np.asarray(v, np.float64) for v in cur.get("embeddings") or [] if v is not None]
+    if len(x) < 2 or len(y) < 2:
+        if ref.get("embeddings") is None and cur.get("embeddings") is None:
+            return []
+        notes.append("embeddings: fewer than 2 images with an embedding on a side; check skipped")
+        return []
+    pooled = np.vstack(x + y)
+    sq = np.maximum((pooled ** 2).sum(1)[:, None] + (pooled ** 2).sum(1)[None, :] - 2 * pooled @ pooled.T, 0)
+    off_diagonal = sq[~np.eye(len(pooled), dtype=bool)]
+    bandwidth = float(np.median(off_diagonal)) or 1.0
+    kernel = np.exp(-sq / bandwidth)
+    perms = stats.relabellings(len(x), len(y), config.permutations, rng)
+    mmd2, p = stats.permutation_p(stats.mmd2, kernel, perms)
+    excess = float(np.sqrt(max(mmd2 - stats.mmd2(kernel, perms[:200]).mean(), 0.0)))
+    return [Check("embeddings", "embedding", mmd2, "MMD^2", p, excess, "excess MMD", config.min_embedding_effect,
+                  details={"dimensions": pooled.shape[1], "bandwidth": bandwidth, "n_reference": len(x),
+                           "n_current": len(y)})]

@@ -11,19 +11,23 @@ from pathlib import Path
 from .profile import Profile, profile_images
 from .sources import MAX_REFERENCE_IMAGES, REFERENCE, sample_files
 
-MAX_PREDICTED = 500  # training images the model predicts for the prediction-drift reference
+MAX_PREDICTED = 300  # training images the model predicts (labels, scores, embeddings) for the reference
 
 
 def model_outputs(predictor, files: Sequence[str]) -> dict[str, list]:
-    """The predictor's label and score for each file (``"?"`` / None where it could not read one),
-    in the order of ``files``."""
+    """The predictor's label, score and (classifiers) embedding for each file, in the order of
+    ``files`` (``"?"`` / None where it could not read one)."""
     from ..io import BatchReport
 
     by_source = {p.source: p for p in predictor.predict(list(files), report=BatchReport())}
     labels = [by_source[f].label if f in by_source else "?" for f in files]
     scores = [float(by_source[f].score) if f in by_source and by_source[f].score is not None else None
               for f in files]
-    return {"files": list(files), "labels": labels, "scores": scores}
+    out = {"files": list(files), "labels": labels, "scores": scores}
+    if any(p.embedding is not None for p in by_source.values()):
+        out["embeddings"] = [None if f not in by_source or by_source[f].embedding is None
+                             else [float(f"{v:.4g}") for v in by_source[f].embedding] for f in files]
+    return out
 
 
 def write_reference(bundle_dir: str | os.PathLike, files: Sequence[str | os.PathLike], seed: int = 0,

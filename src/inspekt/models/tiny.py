@@ -35,14 +35,18 @@ class TinyCNN(nn.Module):
         pooled = widths[-1] * (2 if pool == "avgmax" else 1)
         self.head = nn.Sequential(nn.Flatten(), nn.Dropout(dropout), nn.Linear(pooled, num_classes))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def pre_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """The pooled features the head classifies (the model's embedding of the image)."""
         # mean / amax over H, W rather than adaptive pooling: exports to ONNX as plain ReduceMean / ReduceMax
         features = self.features(x)
         if self.pool == "avg":
-            return self.head(features.mean(dim=(2, 3)))
+            return features.mean(dim=(2, 3))
         if self.pool == "max":
-            return self.head(features.amax(dim=(2, 3)))
-        return self.head(torch.cat([features.mean(dim=(2, 3)), features.amax(dim=(2, 3))], dim=1))
+            return features.amax(dim=(2, 3))
+        return torch.cat([features.mean(dim=(2, 3)), features.amax(dim=(2, 3))], dim=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.pre_logits(x))
 
 
 @register_model("tiny_cnn", task="classify", description="small 4-block CNN, trains from scratch in seconds")
