@@ -128,7 +128,7 @@ def export_onnx(network, card: ModelCard) -> bytes:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
         torch.onnx.export(
-            network.eval(), (dummy,), buffer, input_names=["input"], output_names=list(card.outputs),
+            with_card_outputs(network, card), (dummy,), buffer, input_names=["input"], output_names=list(card.outputs),
             dynamic_axes=axes, opset_version=ONNX_OPSET, dynamo=False,
         )
     return buffer.getvalue()
@@ -173,7 +173,7 @@ def check_parity(network, onnx_bytes: bytes, card: ModelCard, samples: np.ndarra
     worst = 0.0
     with torch.no_grad():
         for batch in batches:
-            expected = network(torch.from_numpy(batch))
+            expected = with_card_outputs(network, card)(torch.from_numpy(batch))
             expected = expected if isinstance(expected, (tuple, list)) else (expected,)
             for got, want in zip(session.run(None, {"input": batch}), expected):
                 worst = max(worst, float(np.max(np.abs(got - want.numpy()))))
@@ -206,9 +206,9 @@ def save_bundle(network, card: ModelCard, out: str | Path, *, samples: np.ndarra
     out = check_target(Path(out), archive, overwrite)
 
     network = network.eval()
-    exported, card = _with_embedding_output(network, card)
-    onnx_bytes = export_onnx(exported, card)
-    parity = check_parity(exported, onnx_bytes, card, samples, tolerance)
+    card = _embedding_output(network, card)
+    onnx_bytes = export_onnx(network, card)
+    parity = check_parity(network, onnx_bytes, card, samples, tolerance)
     if not parity.ok:
         raise BundleError(
             f"refusing to write {out}: ONNX and torch outputs differ by {parity.max_abs_diff:.3g} "
@@ -221,19 +221,30 @@ def save_bundle(network, card: ModelCard, out: str | Path, *, samples: np.ndarra
     return _write_members(out, members, archive), parity
 
 
-def _with_embedding_output(network, card: ModelCard):
-    """Classifiers export their penultimate features as a second output, ``embedding`` (drift)."""
+def _embedding_output(network, card: ModelCard) -> ModelCard:
+    """Classifiers whose head splits off cleanly export their penultimate features as a second
+    output, ``embedding`` (for drift checks); the card lists it."""
     import torch
 
     from .models.embedding import with_embedding
 
-    if card.task != "classify" or EMBEDDING in card.outputs:
-        return network, card
+    if card.task != "classify":
+        return card
     probe = torch.randn(2, card.input.channels, *card.input.size, generator=torch.Generator().manual_seed(0))
-    wrapped = with_embedding(network, probe)
-    if wrapped is None:
-        return network, card
-    return wrapped, card.model_copy(update={"outputs": (*card.outputs, EMBEDDING)})
+    outputs = tuple(o for o in card.outputs if o != EMBEDDING)
+    if with_embedding(network, probe) is not None:
+        outputs += (EMBEDDING,)
+    return card.model_copy(update={"outputs": outputs})
+
+
+def with_card_outputs(network, card: ModelCard):
+    """The network as the card's outputs describe it: the classifier wrapped to also return its
+    embedding when the card lists one."""
+    from .models.embedding import WithEmbedding
+
+    if EMBEDDING in card.outputs and not isinstance(network, WithEmbedding):
+        return WithEmbedding(network).eval()
+    return network.eval()
 
 
 def check_target(out: Path, archive: bool, overwrite: bool) -> Path:

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from .bundle import ONNX, Bundle, load_network, open_bundle
+from .bundle import ONNX, Bundle, load_network, open_bundle, with_card_outputs
 from .card import EMBEDDING, ModelCard, PostProcess, positive_class
 from .errors import BundleError, ConfigError, did_you_mean
 from .io import BatchReport, iter_images
@@ -214,12 +214,8 @@ class TorchBackend:
 
         if threads:
             torch.set_num_threads(threads)
-        from .models.embedding import WithEmbedding
-
-        self.network = load_network(bundle)
+        self.network = with_card_outputs(load_network(bundle), bundle.card)
         self.output_names = list(bundle.card.outputs)
-        if EMBEDDING in self.output_names:
-            self.network = WithEmbedding(self.network).eval()
 
     def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         """Outputs by name for an NCHW float32 batch."""
