@@ -45,7 +45,6 @@ def load_reduced(source: str | os.PathLike[str] | bytes, min_side: int = 64,
     Raises:
         ImageLoadError: the file is missing, empty, corrupt, truncated or not an image.
     """
-    label = _describe(source)
     if isinstance(source, (bytes, bytearray)):
         data = bytes(source)
     else:
@@ -59,7 +58,9 @@ def load_reduced(source: str | os.PathLike[str] | bytes, min_side: int = 64,
     header = _jpeg_header(data)
     if header is not None:
         height, width, channels = header
-        _check_size(label, (width, height), _resolve_max_pixels(max_pixels))
+        limit = max_pixels if isinstance(max_pixels, int) and max_pixels > 0 else _resolve_max_pixels(max_pixels)
+        if width * height > limit:
+            _check_size(_describe(source), (width, height), limit)  # raises, naming the file
         pixels = _decode_jpeg(data, channels, reduction_factor(height, width, min_side))
         if pixels is not None:
             # OpenCV applies the EXIF orientation; the header's size is before it.

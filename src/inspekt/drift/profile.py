@@ -167,12 +167,14 @@ def _num(x: float) -> float | None:
 def profile_chunk(files: Sequence[str], min_side: int = DEFAULT_MIN_SIDE) -> Profile:
     """Profile a list of files in this process; unreadable files are skipped and reported."""
     from ..errors import ImageLoadError
+    from ..io import _resolve_max_pixels
     from ..reduced import load_reduced
 
     decoded, skipped = [], []
+    limit = _resolve_max_pixels(None)  # once per chunk, not per file
     for path in files:
         try:
-            decoded.append((str(path), *load_reduced(path, min_side)))
+            decoded.append((str(path), *load_reduced(path, min_side, limit)))
         except ImageLoadError as exc:
             message = str(exc)
             skipped.append(SkippedFile(str(path), message.removeprefix(f"{path}: ")))

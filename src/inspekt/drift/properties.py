@@ -86,10 +86,11 @@ class Stack:
         """(N, H*W, 3) float32 pixels of colour images."""
         return self.pixels.reshape(len(self), -1, 3).astype(np.float32)
 
-    def interior(self, response: np.ndarray) -> np.ndarray:
-        """(N, H-2, W-2) view of a filter response of the tall grey stack, each image's border dropped."""
+    def interiors(self, response: np.ndarray) -> list[np.ndarray]:
+        """Per image, the view of a filter response of the tall grey stack without its border pixels
+        (where the filter saw a neighbouring image or the padding)."""
         n, h, w = self.grey.shape
-        return response.reshape(n, h, w)[:, 1:-1, 1:-1]
+        return [r[1:-1, 1:-1] for r in response.reshape(n, h, w)]
 
     @property
     def tall(self) -> np.ndarray | None:
@@ -157,10 +158,8 @@ def sharpness(s: Stack) -> np.ndarray:
 
     if s.tall is None:
         return _na(s)
-    lap = s.interior(cv2.Laplacian(s.tall, cv2.CV_32F, ksize=1))
-    count = lap.shape[1] * lap.shape[2]
-    mean = lap.sum(axis=(1, 2), dtype=np.float64) / count
-    return np.einsum("ijk,ijk->i", lap, lap, dtype=np.float64) / count - mean ** 2
+    lap = cv2.Laplacian(s.tall, cv2.CV_16S, ksize=1)
+    return np.array([cv2.meanStdDev(r)[1][0, 0] ** 2 for r in s.interiors(lap)])
 
 
 def noise(s: Stack) -> np.ndarray:
@@ -170,8 +169,9 @@ def noise(s: Stack) -> np.ndarray:
 
     if s.tall is None:
         return _na(s)
-    response = np.abs(s.interior(cv2.sepFilter2D(s.tall, cv2.CV_32F, _NOISE_TAPS, _NOISE_TAPS)))
-    return response.mean(axis=(1, 2), dtype=np.float64) * math.sqrt(math.pi / 2) / 6
+    response = cv2.sepFilter2D(s.tall, cv2.CV_16S, _NOISE_TAPS, _NOISE_TAPS)
+    mean_abs = np.array([cv2.norm(r, cv2.NORM_L1) / r.size for r in s.interiors(response)])
+    return mean_abs * math.sqrt(math.pi / 2) / 6
 
 
 def entropy(s: Stack) -> np.ndarray:
