@@ -323,3 +323,13 @@ def test_embedding_drift_from_the_bundle_sees_a_shift_the_model_notices(trained,
     same = check_drift(trained.bundle, synth_classes, **FAST)
     assert not same.check("embeddings").drifted
     shutil.rmtree(dark)
+
+
+def test_a_saved_profile_whose_images_are_gone_skips_the_model_checks(trained, tmp_path):
+    files = _write_set(tmp_path / "cur", 6, seed=26)
+    saved = profile_images(files).save(tmp_path / "cur.json")
+    for f in files:
+        f.unlink()
+    result = check_drift(trained.bundle, saved, **FAST)
+    assert not any(c.kind in ("prediction", "embedding") for c in result.checks)
+    assert any("could not read any current image" in note for note in result.notes)

@@ -42,6 +42,7 @@ def check_drift(reference: Source, current: Source, *, workers: int = 1, sample:
         The ``DriftResult``; ``result.reference_profile`` / ``current_profile`` hold the profiles.
     """
     config = DriftConfig(**settings)
+    notes: list[str] = []
     common = {"workers": workers, "sample": sample, "seed": config.seed, "progress": progress}
     ref = load_profile(reference, on_start=on_start and (lambda n: on_start("reference", n)), **common)
     cur = load_profile(current, min_side=ref.min_side, on_start=on_start and (lambda n: on_start("current", n)),
@@ -55,6 +56,9 @@ def check_drift(reference: Source, current: Source, *, workers: int = 1, sample:
 
         predicted = sample_files(cur.files, len(ref.model["files"]), config.seed)
         cur.model = model_outputs(Predictor.load(reference), predicted)
+        if cur.model is None:
+            notes.append("the model could not read any current image, so prediction and embedding checks were skipped")
     result = compare_profiles(ref, cur, config)
+    result.notes += notes
     result.reference_profile, result.current_profile = ref, cur
     return result

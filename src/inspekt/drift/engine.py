@@ -271,11 +271,11 @@ def _embedding_check(ref: dict, cur: dict, config: DriftConfig, rng: np.random.G
     """MMD between the model's embeddings of the two sides: RBF kernel exp(-d^2 / h) with h the
     median squared pairwise distance of the pooled vectors (median heuristic), permutation p-value. Effect:
     sqrt(max(MMD^2 - its mean under relabelling, 0)), the discrepancy beyond small-sample bias."""
-    x = [np.asarray(v, np.float64) for v in ref.get("embeddings") or [] if v is not None]
-    y = [np.asarray(v, np.float64) for v in cur.get("embeddings") or [] if v is not None]
+    if not ref.get("embeddings") or not cur.get("embeddings"):
+        return []  # a model without an embedding output (segmentation, older bundles)
+    x = [np.asarray(v, np.float64) for v in ref["embeddings"]]
+    y = [np.asarray(v, np.float64) for v in cur["embeddings"]]
     if len(x) < 2 or len(y) < 2:
-        if ref.get("embeddings") is None and cur.get("embeddings") is None:
-            return []
         notes.append("embeddings: fewer than 2 images with an embedding on a side; check skipped")
         return []
     pooled = np.vstack(x + y)

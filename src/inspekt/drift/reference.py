@@ -14,19 +14,18 @@ from .sources import MAX_REFERENCE_IMAGES, REFERENCE, sample_files
 MAX_PREDICTED = 300  # training images the model predicts (labels, scores, embeddings) for the reference
 
 
-def model_outputs(predictor, files: Sequence[str]) -> dict[str, list]:
-    """The predictor's label, score and (classifiers) embedding for each file, in the order of
-    ``files`` (``"?"`` / None where it could not read one)."""
+def model_outputs(predictor, files: Sequence[str]) -> dict[str, list] | None:
+    """The predictor's label, score and (classifiers) embedding for each file it could read, or
+    None when it could read none (e.g. a saved profile whose images are elsewhere)."""
     from ..io import BatchReport
 
-    by_source = {p.source: p for p in predictor.predict(list(files), report=BatchReport())}
-    labels = [by_source[f].label if f in by_source else "?" for f in files]
-    scores = [float(by_source[f].score) if f in by_source and by_source[f].score is not None else None
-              for f in files]
-    out = {"files": list(files), "labels": labels, "scores": scores}
-    if any(p.embedding is not None for p in by_source.values()):
-        out["embeddings"] = [None if f not in by_source or by_source[f].embedding is None
-                             else [float(f"{v:.4g}") for v in by_source[f].embedding] for f in files]
+    predictions = predictor.predict(list(files), report=BatchReport())
+    if not predictions:
+        return None
+    out: dict[str, list] = {"files": [p.source for p in predictions], "labels": [p.label for p in predictions],
+                            "scores": [None if p.score is None else float(p.score) for p in predictions]}
+    if all(p.embedding is not None for p in predictions):
+        out["embeddings"] = [[float(f"{v:.4g}") for v in p.embedding] for p in predictions]
     return out
 
 
