@@ -17,6 +17,7 @@ import numpy as np
 
 from .bundle import ONNX, Bundle, load_network, open_bundle, with_card_outputs
 from .card import EMBEDDING, ModelCard, PostProcess, positive_class
+from .enhance import Pipeline
 from .errors import BundleError, ConfigError, did_you_mean
 from .io import BatchReport, iter_images
 from .transforms import preprocess_batch
@@ -286,9 +287,13 @@ class Predictor:
             predictor.card = _with_threshold(predictor.card, threshold, min_area)
         return predictor
 
-    def predict_arrays(self, images: Sequence[np.ndarray], sources: Sequence[str] | None = None) -> list[Prediction]:
-        """Predict decoded images (HxW or HxWx3 uint8), batched."""
+    def predict_arrays(self, images: Sequence[np.ndarray], sources: Sequence[str] | None = None, *,
+                       enhance: Pipeline | None = None) -> list[Prediction]:
+        """Predict decoded images (HxW or HxWx3 uint8), batched; ``enhance`` is applied to each first
+        (masks and maps then refer to the enhanced image)."""
         sources = list(sources) if sources is not None else ["<array>"] * len(images)
+        if enhance:
+            images = [enhance(image) for image in images]
         results: list[Prediction] = []
         run = self.backend.run
         for start in range(0, len(images), self.batch_size):
@@ -297,12 +302,14 @@ class Predictor:
                                                  self.batch_size))
         return results
 
-    def predict(self, images: Iterable[ImageSource] | ImageSource, *, report: BatchReport | None = None) -> list[Prediction]:
+    def predict(self, images: Iterable[ImageSource] | ImageSource, *, report: BatchReport | None = None,
+                enhance: Pipeline | None = None) -> list[Prediction]:
         """Predict paths, bytes or arrays; bad files are skipped and recorded in ``report``.
 
         Args:
             images: one source or an iterable of sources (paths, bytes, uint8 arrays).
             report: collects skipped files (path + reason); pass one to read it afterwards.
+            enhance: an ``inspekt.enhance.Pipeline`` applied after decoding, before the card's preprocessing.
 
         Returns:
             One Prediction per image that could be read, in input order.
@@ -318,14 +325,14 @@ class Predictor:
                 continue
             pending.extend(iter_images([item], mode="keep", report=report))
             if len(pending) >= self.batch_size:
-                results.extend(self._flush(pending))
-        results.extend(self._flush(pending))
+                results.extend(self._flush(pending, enhance))
+        results.extend(self._flush(pending, enhance))
         return results
 
-    def _flush(self, pending: list[tuple[str, np.ndarray]]) -> list[Prediction]:
+    def _flush(self, pending: list[tuple[str, np.ndarray]], enhance: Pipeline | None) -> list[Prediction]:
         sources, arrays = [p[0] for p in pending], [p[1] for p in pending]
         pending.clear()
-        return self.predict_arrays(arrays, sources) if arrays else []
+        return self.predict_arrays(arrays, sources, enhance=enhance) if arrays else []
 
     def __repr__(self) -> str:
         return f"Predictor({self.bundle!r}, backend={self.backend.name})"

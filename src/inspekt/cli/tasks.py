@@ -156,16 +156,18 @@ def expand_sources(sources: list[str]) -> list[str]:
     return expanded
 
 
-def _save_visuals(results: list, save_dir: Path, explainer, used: set[str], n_classes: int) -> None:
+def _save_visuals(results: list, save_dir: Path, explainer, used: set[str], n_classes: int, enhance) -> None:
     """An annotated copy of every image (with its Grad-CAM overlay when ``explainer`` is given;
-    segmentation: the mask overlay, and the mask itself as ``<name>_mask.png``); ``used`` holds the
-    names written so far, so equal stems from different folders never collide."""
+    segmentation: the mask overlay, and the mask itself as ``<name>_mask.png``), enhanced as the
+    model saw it; ``used`` holds the names written so far, so equal stems from different folders
+    never collide."""
     from ..draw import banner
     from ..io import load_image, save_image
 
     save_dir.mkdir(parents=True, exist_ok=True)
     for r in results:
         image = load_image(r.source, mode="keep")
+        image = enhance(image) if enhance else image
         if r.mask is not None:
             name = unique_name(r.source, "overlay", used)
             text = f"{r.extra['verdict']} {r.score:.2f} ({len(r.extra['components'])} regions)"
@@ -194,17 +196,21 @@ def predict(
     backend: str = typer.Option("onnx", help="onnx | torch."),
     batch: int = typer.Option(16, min=1, help="Images per model call."),
     threads: int = typer.Option(None, help="Inference threads."),
+    enhance: str = typer.Option(None, "--enhance", help='Enhancement before the model: a preset ("CLAHE + Denoise"), '
+                                '"clahe:clip_limit=3 + median:ksize=3", or a pipeline .json file.'),
 ) -> None:
     """Predict images with a bundle; bad files are reported and skipped, a summary ends the output."""
     import csv
     import sys
     from collections import Counter
 
+    from ..enhance import Pipeline
     from ..io import BatchReport
     from ..predictor import Predictor
 
     if as_json and as_csv:
         raise InspektError("choose one of --json and --csv")
+    pipeline = Pipeline.parse(enhance) if enhance else None
     predictor = Predictor.load(bundle, backend=backend, threads=threads, batch_size=batch, threshold=threshold,
                                min_area=min_area)
     segment = predictor.card.task == "segment"
@@ -220,9 +226,9 @@ def predict(
     with progress_bar("predicting", len(files), enabled=not (as_json or as_csv)) as advance:
         results, used = [], set()
         for start in range(0, len(files), batch):
-            chunk = predictor.predict(files[start : start + batch], report=report)
+            chunk = predictor.predict(files[start : start + batch], report=report, enhance=pipeline)
             if save_dir:
-                _save_visuals(chunk, save_dir, explainer, used, len(predictor.card.classes))
+                _save_visuals(chunk, save_dir, explainer, used, len(predictor.card.classes), pipeline)
             results.extend(chunk)
             advance(min(batch, len(files) - start))
     if as_json:
