@@ -1,4 +1,4 @@
-# Two commands: `make run` (set up + build the demo workspace) and `make test` (set up + test).
+# Two commands: `make run` (set up, build the demo workspace, open the workbench) and `make test` (set up + test).
 # Both create .venv when missing and reinstall only when pyproject.toml or constraints.txt change.
 
 PYTHON ?= python3
@@ -6,6 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.stamp-install
 WORKSPACE ?= workspace
+PORT ?= 8501
 
 export HF_HUB_OFFLINE := 1
 export NO_ALBUMENTATIONS_UPDATE := 1
@@ -15,6 +16,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 run: install
 	$(BIN)/inspekt demo --workspace $(WORKSPACE)
+	$(BIN)/inspekt app --workspace $(WORKSPACE) --port $(PORT)
 
 test: install
 	$(BIN)/python -m pytest
@@ -28,7 +30,7 @@ $(BIN)/python:
 # multi-GB CUDA download.
 $(STAMP): pyproject.toml constraints.txt | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,app]'
 	touch $@
 
 clean:

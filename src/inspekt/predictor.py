@@ -6,6 +6,7 @@ ONNX Runtime by default (no torch import needed to serve); a torch backend for g
 
 from __future__ import annotations
 
+import copy
 import os
 import time
 from collections.abc import Iterable, Sequence
@@ -286,6 +287,13 @@ class Predictor:
         if threshold is not None or min_area is not None:
             predictor.card = _with_threshold(predictor.card, threshold, min_area)
         return predictor
+
+    def with_threshold(self, threshold: float | None = None, min_area: int | None = None) -> Predictor:
+        """A copy that shares the loaded model but decides at another threshold / minimum region area
+        (as ``load(threshold=, min_area=)``; None keeps the card's)."""
+        other = copy.copy(self)
+        other.card = _with_threshold(self.bundle.card, threshold, min_area)
+        return other
 
     def predict_arrays(self, images: Sequence[np.ndarray], sources: Sequence[str] | None = None, *,
                        enhance: Pipeline | None = None) -> list[Prediction]:

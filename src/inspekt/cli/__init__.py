@@ -52,7 +52,7 @@ def _root(debug: bool = typer.Option(False, "--debug", help="Show tracebacks for
     STATE["debug"] = debug
 
 
-from . import data, drift, evaluate, explain, system, tasks  # noqa: E402,F401  (register commands)
+from . import data, drift, evaluate, explain, system, tasks, workbench  # noqa: E402,F401  (register commands)
 
 
 def main() -> None:

@@ -164,20 +164,21 @@ def _num(x: float) -> float | None:
 # --- computing ------------------------------------------------------------------------------
 
 
-def profile_chunk(files: Sequence[str], min_side: int = DEFAULT_MIN_SIDE) -> Profile:
-    """Profile a list of files in this process; unreadable files are skipped and reported."""
+def profile_chunk(files: Sequence[str | tuple[str, bytes]], min_side: int = DEFAULT_MIN_SIDE) -> Profile:
+    """Profile a list of files — paths, or ``(name, encoded bytes)`` for images held in memory — in
+    this process; unreadable ones are skipped and reported."""
     from ..errors import ImageLoadError
     from ..io import _resolve_max_pixels
     from ..reduced import load_reduced
 
     decoded, skipped = [], []
     limit = _resolve_max_pixels(None)  # once per chunk, not per file
-    for path in files:
+    for item in files:
+        name, source = item if isinstance(item, tuple) else (str(item), item)
         try:
-            decoded.append((str(path), *load_reduced(path, min_side, limit)))
+            decoded.append((name, *load_reduced(source, min_side, limit)))
         except ImageLoadError as exc:
-            message = str(exc)
-            skipped.append(SkippedFile(str(path), message.removeprefix(f"{path}: ")))
+            skipped.append(SkippedFile(name, str(exc).split(": ", 1)[-1]))
     groups: dict[tuple, list[int]] = defaultdict(list)  # same-shape images are computed together
     for i, (_, pixels, _) in enumerate(decoded):
         groups[pixels.shape].append(i)

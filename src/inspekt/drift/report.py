@@ -113,13 +113,18 @@ def print_console(result: DriftResult, console) -> None:
 # --- HTML ---------------------------------------------------------------------------------------
 
 
-def _png(figure) -> str:
+def _png(figure) -> bytes:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", bbox_inches="tight")
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+    return buffer.getvalue()
 
 
-def _histogram_figure(result: DriftResult) -> str | None:
+def _uri(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode()
+
+
+def histogram_png(result: DriftResult) -> bytes | None:
+    """Reference and current pixel histograms per channel, as a PNG (None when no channel is shared)."""
     from ..plots import _figure
 
     ref, cur = result.reference_profile, result.current_profile
@@ -136,7 +141,8 @@ def _histogram_figure(result: DriftResult) -> str | None:
     return _png(figure)
 
 
-def _property_figure(result: DriftResult, name: str) -> str:
+def property_png(result: DriftResult, name: str) -> bytes:
+    """Reference and current distributions of one property, as a PNG."""
     from ..plots import _figure
 
     r = result.reference_profile.values[name]
@@ -154,7 +160,8 @@ def _property_figure(result: DriftResult, name: str) -> str:
     return _png(figure)
 
 
-def _importance_figure(importances: dict[str, float]) -> str:
+def importance_png(importances: dict[str, float]) -> bytes:
+    """The domain classifier's permutation importances, as a PNG bar chart."""
     from ..plots import _figure
 
     names = list(importances)[:8][::-1]
@@ -179,7 +186,7 @@ def _thumbnail(path: str) -> str | None:
     thumb.thumbnail((THUMB, THUMB))
     buffer = io.BytesIO()
     thumb.save(buffer, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+    return _uri(buffer.getvalue())
 
 
 def _examples(result: DriftResult, name: str) -> str:
@@ -224,18 +231,18 @@ def write_html(result: DriftResult, path: str | Path) -> Path:
                 "its adjusted p-value is below alpha and its effect reaches the minimum.</p>",
                 "<table><tr><th>check</th><th>statistic</th><th>p</th><th>p adjusted</th><th>effect</th>"
                 f"<th>min effect</th><th>reference</th><th>current</th><th></th></tr>{rows}</table>"]
-    pixels = _histogram_figure(result)
+    pixels = histogram_png(result)
     if pixels:
-        sections.append(f'<h3>Pixel histograms</h3><img src="{pixels}" alt="pixel histograms">')
+        sections.append(f'<h3>Pixel histograms</h3><img src="{_uri(pixels)}" alt="pixel histograms">')
     names = [c.name for c in result.checks if c.kind == "property"]
-    figures = "".join(f'<img src="{_property_figure(result, n)}" alt="{n}">' for n in names)
+    figures = "".join(f'<img src="{_uri(property_png(result, n))}" alt="{n}">' for n in names)
     sections.append(f"<h3>Properties</h3><div class=grid>{figures}</div>")
     domain = next((c for c in result.checks if c.kind == "domain"), None)
     if domain:
         sections.append(f"<h3>Domain classifier</h3><p>drift score {_fmt(domain.effect)} (AUC {_fmt(domain.statistic)},"
                         f" p {_fmt(domain.p_value)}); drift when the score reaches {_fmt(domain.min_effect)}.</p>")
         if result.importances:
-            sections.append(f'<img src="{_importance_figure(result.importances)}" alt="importances">')
+            sections.append(f'<img src="{_uri(importance_png(result.importances))}" alt="importances">')
     ranked = result.drifted or sorted((c for c in result.checks if c.kind == "property"), key=lambda c: -c.effect)
     top = next((c.name for c in ranked if c.name in PROPERTY_NAMES), None)
     if top:

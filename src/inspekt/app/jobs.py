@@ -1,0 +1,92 @@
+"""Training runs started from the workbench: background processes that outlive the page.
+
+A job is ``python -m inspekt train TASK --data ... --out <workspace>/runs --name NAME``, started in
+its own session (a page refresh or a closed browser does not stop it), with its output in
+``<workspace>/runs/.jobs/NAME.log`` and its process id in ``NAME.json``. Progress is read from
+the run folder the training writes anyway (``results.csv``, ``config.yaml``, ``bundle/``).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+
+@dataclass
+class Job:
+    """A training run started from the workbench, as seen from its files."""
+
+    name: str
+    task: str
+    run_dir: Path
+    pid: int
+    log: Path
+
+    @property
+    def history(self) -> list[dict]:
+        path = self.run_dir / "results.csv"
+        if not path.is_file():
+            return []
+        with path.open(newline="", encoding="utf-8") as f:
+            return [{k: float(v) if v not in ("", None) else None for k, v in row.items()} for row in csv.DictReader(f)]
+
+    @property
+    def epochs(self) -> int | None:
+        config = self.run_dir / "config.yaml"
+        if not config.is_file():
+            return None
+        return (yaml.safe_load(config.read_text(encoding="utf-8")) or {}).get("epochs")
+
+    @property
+    def done(self) -> bool:
+        return (self.run_dir / "bundle" / "card.json").is_file()
+
+    @property
+    def running(self) -> bool:
+        try:
+            os.kill(self.pid, 0)
+        except OSError:
+            return False
+        try:  # a finished child that nobody waited for is a zombie: not running
+            return Path(f"/proc/{self.pid}/stat").read_text().split()[2] != "Z"
+        except OSError:
+            return True
+
+    def status(self) -> str:
+        if self.done:
+            return "done"
+        return "running" if self.running else "stopped (see the log)"
+
+
+def start(workspace: Path, task: str, data: str, name: str, options: dict[str, object]) -> Job:
+    """Start ``inspekt train`` in the background and record it."""
+    jobs = workspace / "runs" / ".jobs"
+    jobs.mkdir(parents=True, exist_ok=True)
+    log = jobs / f"{name}.log"
+    command = [sys.executable, "-m", "inspekt", "train", task, "--data", data, "--out", str(workspace / "runs"),
+               "--name", name, "--exist-ok", *[f"{k}={v}" for k, v in options.items()]]
+    with log.open("wb") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                   start_new_session=True)
+    job = Job(name, task, workspace / "runs" / task / name, process.pid, log)
+    (jobs / f"{name}.json").write_text(json.dumps({"task": task, "pid": process.pid, "command": command}),
+                                       encoding="utf-8")
+    return job
+
+
+def jobs(workspace: Path) -> list[Job]:
+    """Every job started from the workbench in this workspace, newest first."""
+    found = []
+    for record in sorted((workspace / "runs" / ".jobs").glob("*.json"), key=lambda p: -p.stat().st_mtime):
+        info = json.loads(record.read_text(encoding="utf-8"))
+        name = record.stem
+        found.append(Job(name, info["task"], workspace / "runs" / info["task"] / name, int(info["pid"]),
+                         record.with_suffix(".log")))
+    return found

@@ -1,0 +1,15 @@
+"""The workbench's entry point (``inspekt app`` runs ``streamlit run`` on this file)."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+st.set_page_config(page_title="inspekt workbench", page_icon="🔍", layout="wide")
+st.navigation([
+    st.Page("pages/inspect.py", title="Inspect", icon="🔍", default=True),
+    st.Page("pages/batch.py", title="Batch", icon="🗂️"),
+    st.Page("pages/evaluate.py", title="Evaluate", icon="📊"),
+    st.Page("pages/drift.py", title="Drift", icon="🌊"),
+    st.Page("pages/train.py", title="Train", icon="🏋️"),
+    st.Page("pages/monitor.py", title="Monitor", icon="📈"),
+]).run()

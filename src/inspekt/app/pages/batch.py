@@ -1,0 +1,92 @@
+"""Batch: a folder (or a zip upload) -> predictions table with filters, thumbnails, CSV download."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from inspekt.app import common
+from inspekt.errors import InspektError
+from inspekt.io import IMAGE_EXTENSIONS, list_images
+
+root = common.workspace()
+predictor, model_path = common.model_sidebar(root)
+pipeline = common.enhancement_sidebar()
+st.title("Batch")
+folder = st.text_input("Folder of images (searched recursively)", value=str(root / "data" / "incoming"))
+archive = st.file_uploader("...or a zip of images (read in memory)", type=["zip"])
+if predictor is None:
+    st.info("Choose a model in the sidebar.")
+    st.stop()
+def _load_sources() -> list:
+    if archive is not None:
+        try:
+            with zipfile.ZipFile(io.BytesIO(archive.getvalue())) as zf:
+                names = [n for n in zf.namelist() if Path(n).suffix.lower() in IMAGE_EXTENSIONS and not n.endswith("/")]
+                return [(n, zf.read(n)) for n in sorted(names)]
+        except zipfile.BadZipFile:
+            st.error(f"{archive.name} is not a readable zip file.")
+            return []
+    try:
+        return [(str(p), p) for p in list_images(folder)]
+    except InspektError as exc:  # a missing folder is a message, not a crash
+        st.error(str(exc))
+        return []
+
+
+def _image(data) -> tuple:
+    return common.decode(str(data), data if isinstance(data, bytes) else Path(data).read_bytes())
+
+
+def _predict(sources: list) -> tuple[list, list[str]]:
+    skipped, results = [], []
+    bar = st.progress(0.0, text=f"predicting {len(sources)} images ...")
+    for i in range(0, len(sources), 16):
+        chunk = sources[i:i + 16]
+        good = []
+        for name, data in chunk:
+            image, problem = _image(data)
+            if problem:
+                skipped.append(f"{name}: {problem.split(': ', 1)[-1]}")
+            else:
+                good.append((name, image))
+        if good:
+            results += predictor.predict_arrays([image for _, image in good], [name for name, _ in good], enhance=pipeline)
+        done = min(len(sources), i + len(chunk))
+        bar.progress(done / len(sources), text=f"{done} / {len(sources)}")
+    bar.empty()
+    return results, skipped
+
+
+if st.button("Predict", type="primary"):
+    sources = _load_sources()
+    if not sources:
+        st.warning("No images found there.")
+        st.stop()
+    st.session_state["batch"] = (sources, *_predict(sources))
+if "batch" not in st.session_state:
+    st.stop()
+sources, results, skipped = st.session_state["batch"]
+if skipped:
+    st.warning(f"skipped {len(skipped)} file(s):\n\n" + "\n\n".join(skipped[:20]))
+if not results:
+    st.error("None of the files could be read as images.")
+    st.stop()
+table = pd.DataFrame([{"path": r.source, "label": r.label, "score": r.score, "ms": r.time_ms} for r in results])
+labels = st.multiselect("Labels", sorted(table["label"].unique()), default=sorted(table["label"].unique()))
+low, high = st.slider("Score between", 0.0, 1.0, (0.0, 1.0), 0.01)
+shown = table[table["label"].isin(labels) & table["score"].between(low, high)]
+st.dataframe(shown, width="stretch")
+st.download_button("Download CSV", shown.to_csv(index=False), file_name="predictions.csv", mime="text/csv")
+st.subheader("Gallery")
+columns = st.columns(6)
+by_path = {r.source: r for r in results}
+for k, path in enumerate(shown["path"].head(24)):
+    r = by_path[path]
+    image, _ = _image(dict(sources)[path])
+    shown_image = r.overlay(pipeline(image)) if r.mask is not None else image
+    columns[k % 6].image(shown_image, caption=f"{Path(path).name}: {r.label} {r.score:.2f}", width="stretch")

@@ -1,0 +1,132 @@
+"""Inspect: one image (upload or camera) -> enhancement -> the model's prediction, Grad-CAM, what-if."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from inspekt.app import common
+from inspekt.enhance import STEPS, Pipeline
+from inspekt.errors import InspektError
+from inspekt.explain import METHODS
+
+root = common.workspace()
+predictor, model_path = common.model_sidebar(root)
+pipeline = common.enhancement_sidebar()
+
+st.title("Inspect")
+st.caption("Uploaded images are processed in memory and never written to disk unless you tick "
+           "\"save to workspace\".")
+uploads = st.file_uploader("Images (drag and drop one or many)", type=common.IMAGE_TYPES, accept_multiple_files=True)
+photo = st.camera_input("Take a photo with this device's camera") if st.toggle("Use the camera") else None
+path = st.text_input("...or the path of an image file on this machine", key="image_path").strip()
+items = [(u.name, u.getvalue()) for u in uploads or []] + ([("camera.jpg", photo.getvalue())] if photo else [])
+if path:
+    try:
+        items.append((path, Path(path).read_bytes()))
+    except OSError as exc:
+        st.error(f"{path}: cannot read it ({exc.strerror or exc})")
+if not items:
+    st.info("Upload an image or take a photo to start.")
+    st.stop()
+
+name = st.selectbox("Image", [n for n, _ in items]) if len(items) > 1 else items[0][0]
+image, problem = common.decode(name, dict(items)[name])
+if problem:
+    st.error(f"Not an image we can read: {problem}")
+    st.stop()
+try:
+    enhanced = pipeline(image)
+except Exception as exc:  # an enhancement that cannot apply to this image must not end the session
+    st.error(f"The enhancement failed on {name}: {exc}")
+    enhanced = image
+
+left, right = st.columns(2)
+left.image(image, caption=f"original {image.shape[1]}x{image.shape[0]}", width="stretch")
+right.image(enhanced, caption="enhanced", width="stretch")
+right.caption(f"enhancement: {pipeline.describe()}")
+if st.checkbox("save to workspace", help=f"keep a copy of the original in {root / 'uploads'}"):
+    target = root / "uploads" / name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(dict(items)[name])
+    st.caption(f"saved {target}")
+st.download_button("Download enhanced PNG", common.png_bytes(enhanced), file_name=f"{name.rsplit('.', 1)[0]}_enhanced.png",
+                   mime="image/png")
+
+if predictor is None:
+    st.info("Choose a model in the sidebar to predict.")
+    st.stop()
+
+card = predictor.card
+binary = card.task == "classify" and len(card.classes) == 2
+if binary or card.task == "segment":
+    default = float((card.postprocess.threshold if card.task == "segment" and card.postprocess
+                     else (card.thresholds or {}).get(card.classes[-1], 0.5)))
+    threshold = st.sidebar.slider("Decision threshold", 0.0, 1.0, default, 0.01,
+                                  help="binary: positive-class probability; segmentation: defect probability of a pixel")
+    predictor = predictor.with_threshold(threshold)
+
+t0 = time.perf_counter()
+prediction = predictor.predict_arrays([enhanced], [name])[0]
+seconds = time.perf_counter() - t0
+overlay = None
+
+st.subheader("Prediction")
+if card.task == "classify":
+    st.markdown(f"### {prediction.label} · {prediction.score:.1%}")
+    for cls, p in prediction.top(5):
+        st.progress(float(p), text=f"{cls} {p:.3f}")
+    if st.toggle("Grad-CAM", help="where the model looked for the predicted class", key="gradcam"):
+        method = st.selectbox("Method", list(METHODS))
+        opacity = st.slider("Opacity", 0.0, 1.0, 0.5, 0.05)
+        try:
+            explanation = common.load_explainer(str(model_path), common.stamp(model_path), method).explain(
+                enhanced, opacity=opacity, source=name)
+            overlay = explanation.overlay
+            st.image(overlay, width="stretch")
+            st.caption(f"{method} for {explanation.target} (layer {explanation.layer})")
+        except InspektError as exc:
+            st.error(str(exc))
+else:
+    verdict = prediction.extra.get("verdict", prediction.label)
+    st.markdown(f"### {verdict} · largest defect probability {prediction.score:.1%}")
+    overlay = prediction.overlay(enhanced)
+    st.image(overlay, caption=f"{len(prediction.extra.get('components', []))} region(s), "
+                              f"{prediction.extra.get('defect_area_pct', 0):.2f}% defect", width="stretch")
+    components = prediction.extra.get("components", [])
+    if components:
+        st.dataframe(pd.DataFrame(components), width="stretch")
+st.caption(f"{seconds * 1000:.0f} ms (model {prediction.time_ms:.0f} ms)")
+
+downloads = st.columns(2)
+if overlay is not None:
+    downloads[0].download_button("Download overlay PNG", common.png_bytes(overlay),
+                                 file_name=f"{name.rsplit('.', 1)[0]}_overlay.png", mime="image/png")
+downloads[1].download_button("Download JSON log", common.prediction_log(name, pipeline, model_path, card, prediction, seconds),
+                             file_name=f"{name.rsplit('.', 1)[0]}_prediction.json", mime="application/json")
+
+st.subheader("What if?")
+st.caption("The model's confidence in its prediction as one enhancement parameter sweeps its range "
+           "(on top of the current pipeline).")
+choices = [f"{s.name}: {p.name}" for s in STEPS.values() for p in s.params if not p.choices]
+picked = st.selectbox("Parameter", choices, index=None, placeholder="choose a parameter to sweep", key="whatif")
+if picked:
+    step_name, param_name = picked.split(": ")
+    param = STEPS[step_name].param(param_name)
+    values = np.linspace(param.low, param.high, 9)
+    if param.integer:
+        values = np.unique([v + (1 - v % 2 if param.odd else 0) for v in np.round(values).astype(int)])
+        values = values[values <= param.high]
+    ops = [(n, dict(p)) for n, p in pipeline.ops if n != step_name]
+    measure = f"confidence in {prediction.label}" if card.task == "classify" else "largest defect probability"
+    curve = []
+    for value in values:
+        swept = Pipeline.of(ops + [(step_name, {**{p.name: p.default for p in STEPS[step_name].params}, param_name: value})])
+        result = predictor.predict_arrays([swept(image)], [name])[0]
+        confidence = result.scores[prediction.label] if card.task == "classify" else result.score
+        curve.append({param_name: float(value), measure: float(confidence)})
+    st.line_chart(pd.DataFrame(curve).set_index(param_name))

@@ -1,0 +1,55 @@
+"""Train: start a run for any task from a dataset path; it continues in the background if the page
+is refreshed or closed, shows live progress and curves, and its bundle joins the model picker."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pandas as pd
+import streamlit as st
+
+from inspekt.app import common, jobs
+from inspekt.models import list_models
+
+root = common.workspace()
+st.title("Train")
+task = st.selectbox("Task", ["classify", "segment"], help="anomaly detection joins when it lands")
+data = st.text_input("Dataset (folder or CSV)", value=str(root / "data" / ("surfaces" if task == "classify" else "surfaces-seg")))
+left, middle, right = st.columns(3)
+model = left.selectbox("Model", list_models(task), index=list_models(task).index("tiny_cnn" if task == "classify" else "tiny_unet"))
+epochs = middle.number_input("Epochs", 1, 500, 10)
+imgsz = right.number_input("Image size", 16, 1024, 64, step=16)
+name = st.text_input("Run name", value=f"{task}-{time.strftime('%Y%m%d-%H%M%S')}")
+if st.button("Start training", type="primary"):
+    if not re.fullmatch(r"[\w.-]+", name):
+        st.error(f"run name {name!r}: use letters, digits, '-', '_' or '.' only")
+    else:
+        job = jobs.start(root, task, data, name, {"model": model, "epochs": int(epochs), "imgsz": int(imgsz)})
+        st.success(f"started {job.name} (process {job.pid}); it keeps running if you leave this page")
+
+runs = jobs.jobs(root)
+if not runs:
+    st.info("No runs started from the workbench yet.")
+    st.stop()
+st.subheader("Runs")
+for job in runs:
+    history, total = job.history, job.epochs
+    status = job.status()
+    with st.expander(f"{job.name} · {job.task} · {status}", expanded=job is runs[0]):
+        if total:
+            st.progress(min(1.0, len(history) / total), text=f"epoch {len(history)} / {total}")
+        if history:
+            frame = pd.DataFrame(history).set_index("epoch")
+            losses = [c for c in ("train_loss", "val_loss") if c in frame]
+            scores = [c for c in frame.columns if c.startswith("val_") and c != "val_loss"][:3]
+            st.line_chart(frame[losses])
+            if scores:
+                st.line_chart(frame[scores])
+        if job.done:
+            st.caption(f"bundle: {job.run_dir / 'bundle'} (in the model picker as runs/{job.task}/{job.name})")
+        elif status != "running" and job.log.is_file():
+            st.code(job.log.read_text(encoding="utf-8", errors="replace")[-2000:] or "(no output)")
+if any(j.status() == "running" for j in runs):
+    st.button("Refresh")
+    st.caption("Progress refreshes when you press Refresh or revisit the page.")

@@ -1,0 +1,38 @@
+"""``inspekt app``: start the Streamlit workbench."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import typer
+
+from ..errors import InspektError
+from . import app
+
+
+@app.command("app")
+def workbench(
+    port: int = typer.Option(8501, "--port", help="Port to serve on."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (0.0.0.0 to reach it from other machines)."),
+    workspace: Path = typer.Option(Path("workspace"), "--workspace", help="Workspace: models/, runs/, data/."),
+) -> None:
+    """Open the workbench: inspect, batch, evaluate, drift, train, monitor (http://HOST:PORT)."""
+    from ..app import MAIN
+    from ..app.common import WORKSPACE_ENV
+
+    if importlib.util.find_spec("streamlit") is None:
+        raise InspektError("the workbench needs Streamlit: pip install 'inspekt[app]'")
+    workspace.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, "-m", "streamlit", "run", str(MAIN), "--server.port", str(port),
+               "--server.address", host, "--server.headless", "true", "--browser.gatherUsageStats", "false",
+               "--server.fileWatcherType", "none"]
+    print(f"inspekt workbench on http://{host}:{port} (workspace {workspace.resolve()}); Ctrl-C to stop", flush=True)
+    env = {**os.environ, WORKSPACE_ENV: str(workspace.resolve())}
+    try:
+        raise typer.Exit(subprocess.call(command, env=env))
+    except KeyboardInterrupt:
+        raise typer.Exit(0) from None

@@ -1,0 +1,132 @@
+"""The workbench pages, run headless with Streamlit's AppTest against a small workspace."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("streamlit")
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
+from inspekt.app import MAIN  # noqa: E402
+from inspekt.app.common import WORKSPACE_ENV, find_bundles  # noqa: E402
+
+TIMEOUT = 120
+
+
+@pytest.fixture(scope="module")
+def workspace(trained, synth_classes, tmp_path_factory) -> Path:
+    """models/classifier (the session's tiny bundle) and data/surfaces (its synthetic images)."""
+    root = tmp_path_factory.mktemp("workspace")
+    shutil.copytree(trained.bundle, root / "models" / "classifier")
+    shutil.copytree(synth_classes, root / "data" / "surfaces")
+    shutil.copytree(Path(synth_classes) / "pore", root / "data" / "incoming" / "pore")
+    return root
+
+
+def _page(workspace: Path, monkeypatch, page: str) -> AppTest:
+    monkeypatch.setenv(WORKSPACE_ENV, str(workspace))
+    at = AppTest.from_file(str(MAIN), default_timeout=TIMEOUT)
+    at.run()
+    if page != "inspect":
+        at.switch_page(f"pages/{page}.py").run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _texts(at: AppTest) -> str:
+    parts = [m.value for m in at.markdown] + [c.value for c in at.caption] + [i.value for i in at.info]
+    parts += [s.value for s in at.success] + [e.value for e in at.error] + [w.value for w in at.warning]
+    return "\n".join(str(p) for p in parts)
+
+
+def test_the_workspace_bundles_are_found(workspace):
+    assert list(find_bundles(workspace)) == ["models/classifier"]
+
+
+def test_inspect_predicts_an_image_with_enhancement_and_gradcam(workspace, monkeypatch):
+    at = _page(workspace, monkeypatch, "inspect")
+    assert "Upload an image" in _texts(at)
+    image = next((workspace / "data" / "surfaces" / "pore").glob("*.png"))
+    at.text_input(key="image_path").input(str(image)).run()
+    assert not at.exception, at.exception
+    assert any(m.value.startswith("### ") for m in at.markdown)  # the prediction card
+    assert len(at.get("progress")) >= 2  # one bar per class
+    at.sidebar.toggle(key="enh_on_clahe").set_value(True).run()
+    assert not at.exception and "enhancement: clahe(clip_limit=2, tile_grid=8)" in _texts(at)
+    at.toggle(key="gradcam").set_value(True).run()
+    assert not at.exception, at.exception
+    assert any("gradcam for" in str(c.value) for c in at.caption)
+    at.selectbox(key="whatif").select("gamma: gamma").run()  # what-if sweep
+    assert not at.exception, at.exception
+    assert at.get("arrow_line_chart") or at.get("vega_lite_chart") or at.get("arrow_vega_lite_chart")
+
+
+def test_inspect_says_what_is_wrong_with_a_bad_file(workspace, monkeypatch, tmp_path):
+    bad = tmp_path / "notes.png"
+    bad.write_text("not an image")
+    at = _page(workspace, monkeypatch, "inspect")
+    at.text_input(key="image_path").input(str(bad)).run()
+    assert not at.exception
+    assert "Not an image we can read" in _texts(at)
+
+
+def test_batch_predicts_a_folder(workspace, monkeypatch):
+    at = _page(workspace, monkeypatch, "batch")
+    at.text_input[0].input(str(workspace / "data" / "incoming")).run()
+    at.button[0].click().run()
+    assert not at.exception, at.exception
+    table = at.dataframe[0].value
+    assert len(table) == len(list((workspace / "data" / "incoming").rglob("*.png")))
+    assert set(table["label"]) <= {"lop", "ok", "pore", "scratch"}
+
+
+def test_batch_reports_a_missing_folder(workspace, monkeypatch):
+    at = _page(workspace, monkeypatch, "batch")
+    at.text_input[0].input(str(workspace / "nowhere")).run()
+    at.button[0].click().run()
+    assert not at.exception
+    assert "nowhere" in _texts(at)
+
+
+def test_evaluate_shows_metrics_and_errors(workspace, monkeypatch):
+    at = _page(workspace, monkeypatch, "evaluate")
+    at.button[0].click().run()
+    assert not at.exception, at.exception
+    labels = [m.label for m in at.metric]
+    assert "accuracy" in labels and float(at.metric[labels.index("accuracy")].value) > 0.25
+    assert len(at.dataframe) == 1  # the confusion matrix
+
+
+def test_drift_against_the_model_profile(workspace, monkeypatch):
+    at = _page(workspace, monkeypatch, "drift")
+    at.button[0].click().run()
+    assert not at.exception, at.exception
+    verdicts = [e.value for e in at.error] + [s.value for s in at.success]
+    assert any("drift" in v.lower() for v in verdicts)
+    names = set(at.dataframe[0].value["check"])
+    assert {"brightness", "domain_classifier", "prediction:label_mix", "embeddings"} <= names
+
+
+def test_train_runs_in_the_background_and_joins_the_model_picker(workspace, monkeypatch):
+    at = _page(workspace, monkeypatch, "train")
+    at.number_input[0].set_value(1).run()
+    at.number_input[1].set_value(32).run()
+    at.text_input[1].input("bg-run").run()
+    at.button[0].click().run()
+    assert not at.exception, at.exception
+    assert "started bg-run" in _texts(at)
+    deadline = time.monotonic() + TIMEOUT
+    while "runs/classify/bg-run" not in find_bundles(workspace) and time.monotonic() < deadline:
+        time.sleep(1)
+    assert "runs/classify/bg-run" in find_bundles(workspace), (workspace / "runs" / ".jobs" / "bg-run.log").read_text()
+    at.run()
+    assert "done" in " ".join(e.label for e in at.expander)
+
+
+def test_monitor_explains_what_to_do(workspace, monkeypatch):
+    at = _page(workspace, monkeypatch, "monitor")
+    assert "inspekt drift" in _texts(at)
