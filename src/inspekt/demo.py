@@ -6,8 +6,11 @@ Built once; running it again finds what exists and returns in seconds.
     <workspace>/data/surfaces-seg      images/ + masks/ (segmentation)
     <workspace>/data/surfaces-mvtec    train/good, test/<type>, ground_truth/ (anomaly)
     <workspace>/data/incoming          unseen images to predict
-    <workspace>/runs/classify/demo     the training run (config, results.csv, bundle/)
-    <workspace>/models/surface-classifier.inspekt   the model as one file
+    <workspace>/data/incoming-drifted  the same images darker and blurred: a drift to detect
+    <workspace>/runs/classify/demo     the training runs (config, results.csv, bundle/)
+    <workspace>/runs/segment/demo
+    <workspace>/models/surface-classifier.inspekt   the models as single files
+    <workspace>/models/surface-segmenter.inspekt
 """
 
 from __future__ import annotations
@@ -29,8 +32,9 @@ DATASETS = {  # name: (layout, images, seed)
     "surfaces-mvtec": ("mvtec", 200, 2),
     "incoming": ("classes", 24, 99),
 }
-IMAGE_SIZE, IMGSZ, EPOCHS = 96, 64, 20
-MODEL_NAME = "surface-classifier"
+IMAGE_SIZE, IMGSZ, EPOCHS, SEG_EPOCHS = 96, 64, 20, 12
+MODEL_NAME, SEGMENTER_NAME = "surface-classifier", "surface-segmenter"
+DRIFTED = "incoming-drifted"
 
 
 @dataclass
@@ -56,31 +60,54 @@ def _datasets(root: Path, built: list[str]) -> dict[str, Path]:
     return paths
 
 
-def _model(root: Path, data: Path, built: list[str], on_epoch: Callable | None) -> Path:
-    model = root / "models" / (MODEL_NAME + SUFFIX)
+def _train_once(root: Path, name: str, built: list[str], cfg: TrainConfig, on_epoch: Callable | None) -> Path:
+    model = root / "models" / (name + SUFFIX)
     if model.is_file():
         return model
-    cfg = TrainConfig(task="classify", data=str(data), epochs=EPOCHS, imgsz=IMGSZ, batch=32, augment="light",
-                      out=str(root / "runs"), name="demo", exist_ok=True)
     result = train(cfg, on_epoch=on_epoch)
     copy_bundle(open_bundle(result.bundle), model, archive=True)  # already parity-checked by train
-    built.append(f"runs/classify/demo and models/{model.name}")
+    built.append(f"runs/{cfg.task}/demo and models/{model.name}")
     return model
 
 
+def _drifted(root: Path, incoming: Path, built: list[str]) -> Path:
+    """The incoming images darker (-40 grey levels) and blurred (sigma 1.5): what a dimmer lamp and a
+    defocused lens would do."""
+    import cv2
+    import numpy as np
+
+    from .io import load_image, save_image
+
+    target = root / "data" / DRIFTED
+    if target.is_dir() and any(target.iterdir()):
+        return target
+    for path in list_images(incoming):
+        image = load_image(path, mode="keep").astype(np.float32)
+        changed = cv2.GaussianBlur(np.clip(image - 40, 0, 255), (0, 0), 1.5)
+        save_image(target / path.relative_to(incoming), np.clip(np.rint(changed), 0, 255).astype(np.uint8))
+    built.append(f"data/{DRIFTED}")
+    return target
+
+
 def build_demo(workspace: str | Path, *, on_epoch: Callable[[dict], None] | None = None) -> DemoWorkspace:
-    """Build (or reuse) the demo workspace and predict its incoming images.
+    """Build (or reuse) the demo workspace and predict its incoming images with the classifier.
 
     Args:
         workspace: folder to build in.
-        on_epoch: progress callback while the demo model trains.
+        on_epoch: progress callback while the demo models train (``EPOCHS + SEG_EPOCHS`` calls).
 
     Returns:
         What exists in the workspace, with predictions for ``data/incoming``.
     """
     root, built = Path(workspace), []
     datasets = _datasets(root, built)
-    model = _model(root, datasets["surfaces"], built, on_epoch)
+    datasets[DRIFTED] = _drifted(root, datasets["incoming"], built)
+    runs = {"out": str(root / "runs"), "name": "demo", "exist_ok": True, "imgsz": IMGSZ, "augment": "light"}
+    model = _train_once(root, MODEL_NAME, built, TrainConfig(
+        task="classify", data=str(datasets["surfaces"]), epochs=EPOCHS, batch=32, **runs), on_epoch)
+    _train_once(root, SEGMENTER_NAME, built, TrainConfig(
+        task="segment", data=str(datasets["surfaces-seg"]), model="tiny_unet", epochs=SEG_EPOCHS, batch=16,
+        lr=0.003, model_params={"width": 8}, **runs), on_epoch)
     predictor = Predictor.load(model)
     predictions = predictor.predict(list_images(datasets["incoming"]))
     return DemoWorkspace(root, datasets, model, dict(predictor.card.metrics), predictions, built)

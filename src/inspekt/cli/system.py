@@ -91,9 +91,9 @@ def models(task: str = typer.Option(None, help="Only models of this task."),
 @app.command()
 def demo(workspace: Path = typer.Option(Path("workspace"), help="Folder to build the demo in.")) -> None:
     """Build the demo workspace from synthetic data (once) and print a guided tour."""
-    from ..demo import EPOCHS, build_demo
+    from ..demo import EPOCHS, SEG_EPOCHS, build_demo
 
-    with progress_bar("training the demo classifier", EPOCHS) as advance:
+    with progress_bar("training the demo models", EPOCHS + SEG_EPOCHS) as advance:
         ws = build_demo(workspace, on_epoch=lambda row: advance())
     console.print(f"\n[bold]inspekt demo workspace[/]: {ws.root.resolve()}")
     console.print("built now: " + (", ".join(ws.built) if ws.built else "nothing (everything was already there)"),
@@ -106,7 +106,9 @@ def demo(workspace: Path = typer.Option(Path("workspace"), help="Folder to build
         table.add_row(Path(p.source).name, Path(p.source).parent.name, str(p.label), f"{p.score:.3f}")
     console.print(table)
     data, model = ws.datasets["surfaces"], ws.model
-    console.print(TOUR.format(data=data, model=model, incoming=ws.datasets["incoming"], seg=ws.datasets["surfaces-seg"]),
+    console.print(TOUR.format(data=data, model=model, incoming=ws.datasets["incoming"], seg=ws.datasets["surfaces-seg"],
+                              segmenter=ws.root / "models" / "surface-segmenter.inspekt",
+                              drifted=ws.datasets["incoming-drifted"], root=ws.root),
                   highlight=False, soft_wrap=True)
 
 
@@ -120,5 +122,9 @@ TOUR = """[bold]Try next[/] (first: source .venv/bin/activate)
   inspekt train classify --data {data} --epochs 20 --imgsz 64 --augment light
   inspekt export {model} --out copy.inspekt    # re-export with the ONNX parity check
   inspekt export {model} --int8 --calib {data} --out int8.inspekt   # refused if accuracy drops > 1 point
+  inspekt predict {segmenter} {seg}/images --save-dir masks   # masks, regions, overlays
+  inspekt drift {model} {incoming}         # no drift: the same process as training
+  inspekt drift {model} {drifted} --html drift.html   # darker and blurred: drift detected
+  inspekt app --workspace {root}           # the workbench in a browser
   inspekt checks                           # versions, threads, runtimes
 """
