@@ -12,14 +12,20 @@ export HF_HUB_OFFLINE := 1
 export NO_ALBUMENTATIONS_UPDATE := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run test install demo clean
+.PHONY: run test install chromium demo clean
 
 run: install
 	$(BIN)/inspekt demo --workspace $(WORKSPACE)
 	$(BIN)/inspekt app --workspace $(WORKSPACE) --port $(PORT)
 
-test: install
+test: install chromium
 	$(BIN)/python -m pytest
+
+# The browser tests drive Debian's chromium through Playwright (`playwright install` cannot
+# download browsers here); install it when missing, or say why the browser tests will skip.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+		apt-get install -y -qq chromium >/dev/null; } || echo "chromium could not be installed; browser tests will skip"
 
 install: $(STAMP)
 
@@ -34,4 +40,4 @@ $(STAMP): pyproject.toml constraints.txt | $(BIN)/python
 	touch $@
 
 clean:
-	rm -rf $(VENV) $(WORKSPACE) runs .pytest_cache
+	rm -rf $(VENV) $(WORKSPACE) runs .pytest_cache test-artifacts

@@ -29,6 +29,7 @@ def workbench(
     workspace.mkdir(parents=True, exist_ok=True)
     command = [sys.executable, "-m", "streamlit", "run", str(MAIN), "--server.port", str(port),
                "--server.address", host, "--server.headless", "true", "--browser.gatherUsageStats", "false",
+               "--client.toolbarMode", "minimal",
                "--server.fileWatcherType", "none"]
     print(f"inspekt workbench on http://{host}:{port} (workspace {workspace.resolve()}); Ctrl-C to stop", flush=True)
     env = {**os.environ, WORKSPACE_ENV: str(workspace.resolve())}

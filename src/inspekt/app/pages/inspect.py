@@ -87,8 +87,9 @@ if card.task == "classify":
             explanation = common.load_explainer(str(model_path), common.stamp(model_path), method).explain(
                 enhanced, opacity=opacity, source=name)
             overlay = explanation.overlay
-            st.image(overlay, width="stretch")
-            st.caption(f"{method} for {explanation.target} (layer {explanation.layer})")
+            cam_column = st.columns(2)[0]
+            cam_column.image(overlay, width="stretch")
+            cam_column.caption(f"{method} for {explanation.target} (layer {explanation.layer})")
         except InspektError as exc:
             st.error(str(exc))
 else:

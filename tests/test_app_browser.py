@@ -1,0 +1,139 @@
+"""The workbench end to end: ``inspekt app`` as a subprocess on a free loopback port, driven by
+Playwright in Debian's headless Chromium. Screenshots go to ``test-artifacts/app/``."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+sync_api = pytest.importorskip("playwright.sync_api")
+pytest.importorskip("streamlit")
+if CHROMIUM is None:
+    pytest.skip("Debian's chromium is not installed (make test installs it)", allow_module_level=True)
+
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts" / "app"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-dev-shm-usage"]
+WAIT_MS = 90_000
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(trained, synth_classes, tmp_path_factory):
+    root = tmp_path_factory.mktemp("browser-ws")
+    shutil.copytree(trained.bundle, root / "models" / "classifier")
+    shutil.copytree(Path(synth_classes) / "pore", root / "data" / "incoming" / "pore")
+    port = _free_port()
+    log = (root / "app.log").open("wb")
+    process = subprocess.Popen([sys.executable, "-m", "inspekt", "app", "--port", str(port), "--workspace", str(root)],
+                               stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
+                break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        process.kill()
+        pytest.fail("the app did not start: " + (root / "app.log").read_text(errors="replace")[-2000:])
+    yield url, root
+    process.terminate()
+    process.wait(timeout=20)
+    log.close()
+
+
+@pytest.fixture(scope="module")
+def page(server):
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        context = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+        tab = context.new_page()
+        tab.set_default_timeout(WAIT_MS)
+        yield tab
+        browser.close()
+
+
+def _shot(page, name: str) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def _pixels(locator) -> np.ndarray:
+    from PIL import Image
+
+    return np.asarray(Image.open(io.BytesIO(locator.screenshot())).convert("L"), dtype=np.float32)
+
+
+def test_inspect_upload_enhance_explain_and_download(server, page, synth_classes):
+    url, _ = server
+    page.goto(url)
+    page.get_by_role("heading", name="Inspect").wait_for()
+    image = sorted((Path(synth_classes) / "pore").glob("*.png"))[0]
+    uploader = page.get_by_test_id("stFileUploader").filter(has_text="Images (drag and drop")
+    uploader.locator("input[type=file]").set_input_files(str(image))
+    card = page.locator("h3").filter(has_text="%")
+    card.wait_for()
+    assert card.inner_text().split(" · ")[0].strip() in ("lop", "ok", "pore", "scratch")
+    enhanced = page.get_by_test_id("stImage").nth(1)
+    before = _pixels(enhanced)
+    assert before.std() > 1.0  # a real picture, not a blank box
+    _shot(page, "1-prediction")
+
+    page.get_by_test_id("stSidebar").get_by_text("Brightness / contrast").click()
+    caption = page.get_by_text("enhancement: brightness_contrast(brightness=0")
+    caption.wait_for()
+    slider = page.get_by_test_id("stSidebar").get_by_role("slider").first
+    slider.focus()
+    for _ in range(30):
+        page.keyboard.press("ArrowRight")
+    page.get_by_text("enhancement: brightness_contrast(brightness=30").wait_for()
+    page.wait_for_timeout(1500)
+    after = _pixels(page.get_by_test_id("stImage").nth(1))
+    assert after.mean() > before.mean() + 5  # the preview got brighter
+    _shot(page, "2-enhanced")
+
+    page.get_by_text("Grad-CAM", exact=True).click()
+    page.get_by_text("gradcam for").wait_for()
+    _shot(page, "3-gradcam")
+
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Download JSON log").click()
+    log = json.loads(Path(download.value.path()).read_text())
+    assert log["file"] == image.name
+    assert log["enhancement"][0]["step"] == "brightness_contrast" and log["enhancement"][0]["params"]["brightness"] == 30
+    assert log["model_card"]["task"] == "classify" and log["prediction"]["label"] in log["model_card"]["classes"]
+    assert log["timings_ms"]["total"] > 0
+
+
+def test_drift_check_shows_a_verdict(server, page):
+    url, root = server
+    page.goto(f"{url}/drift")
+    page.get_by_role("heading", name="Drift").wait_for()
+    field = page.get_by_label("Incoming folder")
+    field.fill(str(root / "data" / "incoming"))
+    field.press("Enter")
+    page.get_by_role("button", name="Check drift").click()
+    verdict = page.get_by_text("drift detected", exact=False).first
+    verdict.wait_for()
+    assert "drift detected" in verdict.inner_text().lower()
+    page.get_by_text("Domain-classifier drift score").wait_for()
+    _shot(page, "4-drift")
