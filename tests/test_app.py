@@ -19,17 +19,26 @@ TIMEOUT = 120
 
 @pytest.fixture(scope="module")
 def workspace(trained, synth_classes, tmp_path_factory) -> Path:
-    """models/classifier (the session's tiny bundle) and data/surfaces (its synthetic images)."""
+    """models/classifier (the session's tiny bundle), data/surfaces (its synthetic images), and a
+    tiny segmenter trained on data/surfaces-seg."""
+    from inspekt.data.synth import write_dataset
+    from inspekt.training import train
+
     root = tmp_path_factory.mktemp("workspace")
     shutil.copytree(trained.bundle, root / "models" / "classifier")
     shutil.copytree(synth_classes, root / "data" / "surfaces")
     shutil.copytree(Path(synth_classes) / "pore", root / "data" / "incoming" / "pore")
+    seg = write_dataset(root / "data" / "surfaces-seg", n=24, size=48, seed=4, layout="segmentation").root
+    result = train(task="segment", data=str(seg), model="tiny_unet", model_params={"width": 4, "depth": 3}, epochs=2,
+                   imgsz=32, batch=8, augment="none", threads=1, out=str(tmp_path_factory.mktemp("seg-runs")))
+    shutil.copytree(result.bundle, root / "models" / "segmenter")
     return root
 
 
-def _page(workspace: Path, monkeypatch, page: str) -> AppTest:
+def _page(workspace: Path, monkeypatch, page: str, model: str = "models/classifier") -> AppTest:
     monkeypatch.setenv(WORKSPACE_ENV, str(workspace))
     at = AppTest.from_file(str(MAIN), default_timeout=TIMEOUT)
+    at.session_state["model"] = model
     at.run()
     if page != "inspect":
         at.switch_page(f"pages/{page}.py").run()
@@ -44,7 +53,7 @@ def _texts(at: AppTest) -> str:
 
 
 def test_the_workspace_bundles_are_found(workspace):
-    assert list(find_bundles(workspace)) == ["models/classifier"]
+    assert sorted(find_bundles(workspace)) == ["models/classifier", "models/segmenter"]
 
 
 def test_inspect_predicts_an_image_with_enhancement_and_gradcam(workspace, monkeypatch):
@@ -72,6 +81,25 @@ def test_inspect_says_what_is_wrong_with_a_bad_file(workspace, monkeypatch, tmp_
     at.text_input(key="image_path").input(str(bad)).run()
     assert not at.exception
     assert "Not an image we can read" in _texts(at)
+
+
+def test_inspect_shows_a_segmentation_mask_and_its_regions(workspace, monkeypatch):
+    at = _page(workspace, monkeypatch, "inspect", model="models/segmenter")
+    image = next((workspace / "data" / "surfaces-seg" / "images").rglob("*.png"))
+    at.text_input(key="image_path").input(str(image)).run()
+    assert not at.exception, at.exception
+    assert any("largest defect probability" in m.value for m in at.markdown)
+    assert any("region(s)" in str(c.value) for c in at.caption)
+    at.sidebar.slider[0].set_value(0.99).run()  # the decision threshold
+    assert not at.exception, at.exception
+
+
+def test_evaluate_a_segmenter(workspace, monkeypatch):
+    at = _page(workspace, monkeypatch, "evaluate", model="models/segmenter")
+    at.text_input[0].input(str(workspace / "data" / "surfaces-seg")).run()
+    at.button[0].click().run()
+    assert not at.exception, at.exception
+    assert "defect_iou" in [m.label for m in at.metric]
 
 
 def test_batch_predicts_a_folder(workspace, monkeypatch):

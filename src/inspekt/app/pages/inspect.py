@@ -96,8 +96,9 @@ else:
     verdict = prediction.extra.get("verdict", prediction.label)
     st.markdown(f"### {verdict} · largest defect probability {prediction.score:.1%}")
     overlay = prediction.overlay(enhanced)
-    st.image(overlay, caption=f"{len(prediction.extra.get('components', []))} region(s), "
-                              f"{prediction.extra.get('defect_area_pct', 0):.2f}% defect", width="stretch")
+    st.image(overlay, width="stretch")
+    st.caption(f"{len(prediction.extra.get('components', []))} region(s), "
+               f"{prediction.extra.get('defect_area_pct', 0):.2f}% defect")
     components = prediction.extra.get("components", [])
     if components:
         st.dataframe(pd.DataFrame(components), width="stretch")

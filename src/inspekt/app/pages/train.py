@@ -28,28 +28,32 @@ if st.button("Start training", type="primary"):
         job = jobs.start(root, task, data, name, {"model": model, "epochs": int(epochs), "imgsz": int(imgsz)})
         st.success(f"started {job.name} (process {job.pid}); it keeps running if you leave this page")
 
-runs = jobs.jobs(root)
-if not runs:
-    st.info("No runs started from the workbench yet.")
-    st.stop()
-st.subheader("Runs")
-for job in runs:
-    history, total = job.history, job.epochs
-    status = job.status()
-    with st.expander(f"{job.name} · {job.task} · {status}", expanded=job is runs[0]):
-        if total:
-            st.progress(min(1.0, len(history) / total), text=f"epoch {len(history)} / {total}")
-        if history:
-            frame = pd.DataFrame(history).set_index("epoch")
-            losses = [c for c in ("train_loss", "val_loss") if c in frame]
-            scores = [c for c in frame.columns if c.startswith("val_") and c != "val_loss"][:3]
-            st.line_chart(frame[losses])
-            if scores:
-                st.line_chart(frame[scores])
-        if job.done:
-            st.caption(f"bundle: {job.run_dir / 'bundle'} (in the model picker as runs/{job.task}/{job.name})")
-        elif status != "running" and job.log.is_file():
-            st.code(job.log.read_text(encoding="utf-8", errors="replace")[-2000:] or "(no output)")
-if any(j.status() == "running" for j in runs):
-    st.button("Refresh")
-    st.caption("Progress refreshes when you press Refresh or revisit the page.")
+
+
+def show_runs() -> None:
+    """Every run started here, with progress and curves (refreshed every few seconds while one runs)."""
+    runs = jobs.jobs(root)
+    if not runs:
+        st.info("No runs started from the workbench yet.")
+        return
+    st.subheader("Runs")
+    for job in runs:
+        history, total, status = job.history, job.epochs, job.status()
+        with st.expander(f"{job.name} · {job.task} · {status}", expanded=job is runs[0]):
+            if total:
+                st.progress(min(1.0, len(history) / total), text=f"epoch {len(history)} / {total}")
+            if history:
+                frame = pd.DataFrame(history).set_index("epoch")
+                losses = [c for c in ("train_loss", "val_loss") if c in frame]
+                scores = [c for c in frame.columns if c.startswith("val_") and c != "val_loss"][:3]
+                st.line_chart(frame[losses])
+                if scores:
+                    st.line_chart(frame[scores])
+            if job.done:
+                st.caption(f"bundle: {job.run_dir / 'bundle'} (in the model picker as runs/{job.task}/{job.name})")
+            elif status != "running" and job.log.is_file():
+                st.code(job.log.read_text(encoding="utf-8", errors="replace")[-2000:] or "(no output)")
+
+
+running = any(job.status() == "running" for job in jobs.jobs(root))
+st.fragment(show_runs, run_every=3 if running else None)()
