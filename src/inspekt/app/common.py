@@ -59,6 +59,21 @@ def load_explainer(path: str, stamp: float, method: str):
     return Explainer.load(path, method=method)
 
 
+def warm_up(root: Path) -> None:
+    """Load the newest workspace model and run it once, so the user's first prediction is fast
+    (ONNX Runtime plans its kernels on the first call)."""
+    bundles = find_bundles(root)
+    if not bundles:
+        return
+    path = next(iter(bundles.values()))
+    try:
+        predictor = load_predictor(str(path), stamp(path))
+        channels = predictor.card.input.channels
+        predictor.predict_arrays([np.zeros((*predictor.card.input.size, 3)[: 2 if channels == 1 else 3], np.uint8)])
+    except InspektError:
+        pass  # the page that uses it says what is wrong
+
+
 def stamp(path: Path) -> float:
     return path.stat().st_mtime if path.exists() else 0.0
 

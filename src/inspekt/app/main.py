@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import streamlit as st
 
+from inspekt.app import common
+
 st.set_page_config(page_title="inspekt workbench", page_icon="🔍", layout="wide")
+if "warmed" not in st.session_state:  # once per session; the models themselves are cached per process
+    common.warm_up(common.workspace())
+    st.session_state["warmed"] = True
 st.navigation([
     st.Page("pages/inspect.py", title="Inspect", icon="🔍", default=True),
     st.Page("pages/batch.py", title="Batch", icon="🗂️"),

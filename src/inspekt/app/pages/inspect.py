@@ -12,7 +12,6 @@ import streamlit as st
 from inspekt.app import common
 from inspekt.enhance import STEPS, Pipeline
 from inspekt.errors import InspektError
-from inspekt.explain import METHODS
 
 root = common.workspace()
 predictor, model_path = common.model_sidebar(root)
@@ -81,6 +80,8 @@ if card.task == "classify":
     for cls, p in prediction.top(5):
         st.progress(float(p), text=f"{cls} {p:.3f}")
     if st.toggle("Grad-CAM", help="where the model looked for the predicted class", key="gradcam"):
+        from inspekt.explain import METHODS  # torch: imported only when asked for
+
         method = st.selectbox("Method", list(METHODS))
         opacity = st.slider("Opacity", 0.0, 1.0, 0.5, 0.05)
         try:
