@@ -124,16 +124,49 @@ def test_inspect_upload_enhance_explain_and_download(server, page, synth_classes
     assert log["timings_ms"]["total"] > 0
 
 
-def test_drift_check_shows_a_verdict(server, page):
-    url, root = server
+def test_drift_check_of_uploaded_images_shows_a_verdict(server, page, synth_classes):
+    url, _ = server
     page.goto(f"{url}/drift")
     page.get_by_role("heading", name="Drift").wait_for()
-    field = page.get_by_label("Incoming folder")
-    field.fill(str(root / "data" / "incoming"))
-    field.press("Enter")
+    images = sorted((Path(synth_classes) / "ok").glob("*.png"))[:8]
+    uploader = page.get_by_test_id("stFileUploader").filter(has_text="incoming images")
+    uploader.locator("input[type=file]").set_input_files([str(p) for p in images])
+    page.get_by_text(images[-1].name).wait_for()
     page.get_by_role("button", name="Check drift").click()
     verdict = page.get_by_text("drift detected", exact=False).first
     verdict.wait_for()
     assert "drift detected" in verdict.inner_text().lower()
+    assert f"vs {len(images)} incoming images" in page.get_by_test_id("stAlert").first.inner_text()
     page.get_by_text("Domain-classifier drift score").wait_for()
     _shot(page, "4-drift")
+
+
+def test_batch_evaluate_train_and_monitor_pages(server, page, synth_classes):
+    url, root = server
+    page.goto(f"{url}/batch")
+    page.get_by_role("heading", name="Batch").wait_for()
+    page.get_by_role("button", name="Predict").click()
+    page.get_by_role("heading", name="Gallery").wait_for()
+    page.get_by_test_id("stDataFrame").wait_for()
+    page.get_by_test_id("stImage").first.wait_for()
+    assert page.get_by_test_id("stImage").count() == len(list((root / "data" / "incoming").rglob("*.png")))
+    _shot(page, "5-batch")
+
+    page.goto(f"{url}/evaluate")
+    page.get_by_role("heading", name="Evaluate").wait_for()
+    field = page.get_by_label("Labelled dataset (folder or CSV)")
+    field.fill(str(synth_classes))
+    field.press("Enter")
+    page.get_by_role("button", name="Evaluate").click()
+    page.get_by_text("Confusion matrix").wait_for()
+    page.get_by_test_id("stMetric").first.wait_for()
+    assert page.get_by_test_id("stMetric").count() >= 4
+    _shot(page, "6-evaluate")
+
+    page.goto(f"{url}/train")
+    page.get_by_role("heading", name="Train").wait_for()
+    assert page.get_by_text("No runs started from the workbench yet.").count() == 1
+    _shot(page, "7-train")
+
+    page.goto(f"{url}/monitor")
+    page.get_by_text("inspekt drift MODEL.inspekt incoming/").wait_for()

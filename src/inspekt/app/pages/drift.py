@@ -65,7 +65,7 @@ if result is None:
 if result.drifted:
     st.markdown("Drifted: " + ", ".join(f"**{c.name}** (effect {c.effect:.2f})" for c in result.drifted))
 doc = to_dict(result)
-table = pd.DataFrame([{"check": c["name"], "light": {"red": "🔴", "amber": "🟠", "green": "🟢"}[c["light"]],
+table = pd.DataFrame([{"check": c["name"], "verdict": {"red": "drift", "amber": "small", "green": "ok"}[c["light"]],
                        "p adjusted": c["p_adjusted"], "effect": c["effect"], "min effect": c["min_effect"],
                        "reference": c["reference"], "current": c["current"]} for c in doc["checks"]])
 st.dataframe(table, width="stretch", hide_index=True)
