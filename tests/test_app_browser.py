@@ -165,7 +165,7 @@ def test_batch_evaluate_train_and_monitor_pages(server, page, synth_classes):
 
     page.goto(f"{url}/train")
     page.get_by_role("heading", name="Train").wait_for()
-    assert page.get_by_text("No runs started from the workbench yet.").count() == 1
+    page.get_by_text("No runs started from the workbench yet.").wait_for()
     _shot(page, "7-train")
 
     page.goto(f"{url}/monitor")

@@ -333,3 +333,42 @@ def test_a_saved_profile_whose_images_are_gone_skips_the_model_checks(trained, t
     result = check_drift(trained.bundle, saved, **FAST)
     assert not any(c.kind in ("prediction", "embedding") for c in result.checks)
     assert any("could not read any current image" in note for note in result.notes)
+
+
+def test_a_folder_against_its_own_saved_profile_has_no_drift(tmp_path):
+    rng = np.random.default_rng(30)
+    for side in ("a", "b"):  # a constant, non-round aspect ratio (a 2448x2048 camera's 0.8366...)
+        (tmp_path / side).mkdir()
+        for i in range(30):
+            cv2.imwrite(str(tmp_path / side / f"{i}.png"), rng.integers(0, 255, (49, 59), dtype=np.uint8))
+    saved = profile_images(sorted((tmp_path / "a").glob("*.png"))).save(tmp_path / "a.json")
+    direct = check_drift(tmp_path / "a", tmp_path / "b", **FAST)
+    from_json = check_drift(saved, tmp_path / "b", **FAST)
+    assert not direct.drift and not from_json.drift
+    assert from_json.check("aspect_ratio").effect == 0.0
+
+
+def test_grey_content_saved_as_rgb_counts_as_grey(tmp_path):
+    grey = _write_set(tmp_path / "grey", 20, seed=31)
+    (tmp_path / "rgb").mkdir()
+    for path in grey:
+        image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+        cv2.imwrite(str(tmp_path / "rgb" / path.name), cv2.merge([image] * 3))
+    result = check_drift(tmp_path / "grey", tmp_path / "rgb", **FAST)
+    assert not result.drift
+    assert "relative_red" not in [c.name for c in result.checks]
+
+
+def test_report_paths_are_checked_before_the_work(tmp_path):
+    _write_set(tmp_path / "a", 4, seed=32)
+    result = CliRunner().invoke(app, ["drift", str(tmp_path / "a"), str(tmp_path / "a"), "--json", str(tmp_path)])
+    assert result.exit_code == 2 and "is a folder; give a file name" in result.output
+    result = CliRunner().invoke(app, ["profile", str(tmp_path / "a"), "--out", str(tmp_path)])
+    assert result.exit_code == 2 and "is a folder" in result.output
+
+
+def test_a_damaged_bundle_as_reference_is_named(tmp_path):
+    (tmp_path / "model.inspekt").write_bytes(b"not a zip")
+    _write_set(tmp_path / "cur", 4, seed=33)
+    with pytest.raises(BundleError, match="model.inspekt"):
+        check_drift(tmp_path / "model.inspekt", tmp_path / "cur")

@@ -58,6 +58,12 @@ def test_steps_do_what_they_say():
     assert Pipeline.of([("resize", {"scale": 0.5})])(image).shape == (32, 32)
 
 
+def test_a_wrong_pipeline_file_is_named(tmp_path):
+    (tmp_path / "p.json").write_text('{"ops": []}')
+    with pytest.raises(ConfigError, match="p.json: an enhancement pipeline is"):
+        Pipeline.parse(str(tmp_path / "p.json"))
+
+
 def test_parse_presets_specs_and_json(tmp_path):
     assert Pipeline.parse("CLAHE + Denoise") == Pipeline.preset("CLAHE + Denoise")
     pipe = Pipeline.parse("clahe:clip_limit=3, tile_grid=4 + median:ksize=5")
@@ -79,6 +85,8 @@ def test_parse_presets_specs_and_json(tmp_path):
     ("resize:interpolation=bicubic", "not one of"),
     ("gamma:1.5", "key=value"),
     ("missing.json", "cannot read enhancement pipeline"),
+    ("median:ksize=inf", "finite number"),
+    ("gamma:gamma=nan", "finite number"),
 ])
 def test_bad_pipelines_say_what_is_wrong(spec, message):
     with pytest.raises(ConfigError, match=message):

@@ -13,6 +13,7 @@ it goes between decoding and the card's preprocessing (``Predictor.predict(..., 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -130,6 +131,8 @@ class Param:
             number = float(value)
         except (TypeError, ValueError):
             raise ConfigError(f"{where} is not a number") from None
+        if not math.isfinite(number):
+            raise ConfigError(f"{where} must be a finite number in {self.low:g}..{self.high:g}")
         if self.integer:
             if number != int(number):
                 raise ConfigError(f"{where} must be a whole number")
@@ -229,9 +232,13 @@ class Pipeline:
             return cls.preset(spec)
         if spec.endswith(".json"):
             try:
-                return cls.from_dict(json.loads(Path(spec).read_text(encoding="utf-8")))
-            except (OSError, json.JSONDecodeError) as exc:
+                data = json.loads(Path(spec).read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
                 raise ConfigError(f"{spec}: cannot read enhancement pipeline ({exc})") from None
+            try:
+                return cls.from_dict(data)
+            except ConfigError as exc:
+                raise ConfigError(f"{spec}: {exc}") from None
         ops = []
         for part in filter(None, (p.strip() for p in spec.split("+"))):
             name, _, args = part.partition(":")

@@ -197,7 +197,12 @@ class OnnxBackend:
         if threads:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(bundle.read(ONNX), options, providers=["CPUExecutionProvider"])
+        try:
+            self.session = ort.InferenceSession(bundle.read(ONNX), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own types (InvalidProtobuf, Fail, ...)
+            detail = " ".join(str(exc).split())[:200]
+            raise BundleError(f"{bundle.path}: {ONNX} cannot be loaded ({type(exc).__name__}: {detail}); the file is "
+                              "damaged or not from inspekt: export the bundle again or retrain") from None
         self.output_names = [o.name for o in self.session.get_outputs()]
         _check_graph(bundle, self.session)
 

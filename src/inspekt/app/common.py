@@ -4,6 +4,7 @@ library's (one Predictor, one enhancement Pipeline, one drift engine)."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -42,7 +43,7 @@ def find_bundles(root: Path) -> dict[str, Path]:
     return {label: path for _, label, path in sorted(found, key=lambda t: -t[0])}
 
 
-@st.cache_resource(show_spinner="loading the model ...")
+@st.cache_resource(show_spinner="loading the model ...", max_entries=8)
 def load_predictor(path: str, stamp: float):
     """A Predictor per bundle, loaded once per process (``stamp``: the file's mtime, so a retrained
     bundle at the same path is loaded again)."""
@@ -51,7 +52,7 @@ def load_predictor(path: str, stamp: float):
     return Predictor.load(path)
 
 
-@st.cache_resource(show_spinner="preparing Grad-CAM ...")
+@st.cache_resource(show_spinner="preparing Grad-CAM ...", max_entries=4)
 def load_explainer(path: str, stamp: float, method: str):
     """A Grad-CAM explainer per bundle and method, loaded once per process."""
     from ..explain import Explainer
@@ -70,8 +71,8 @@ def warm_up(root: Path) -> None:
         predictor = load_predictor(str(path), stamp(path))
         channels = predictor.card.input.channels
         predictor.predict_arrays([np.zeros((*predictor.card.input.size, 3)[: 2 if channels == 1 else 3], np.uint8)])
-    except InspektError:
-        pass  # the page that uses it says what is wrong
+    except Exception:  # noqa: BLE001 — a broken bundle must not stop the app; the page using it says what is wrong
+        pass
 
 
 def stamp(path: Path) -> float:
@@ -93,10 +94,13 @@ def model_sidebar(root: Path):
     bundles = find_bundles(root)
     uploaded = st.sidebar.file_uploader("...or upload a bundle (.inspekt)", type=["inspekt"], key="bundle_upload")
     if uploaded is not None:
-        target = root / "uploads" / "models" / Path(uploaded.name).name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(uploaded.getvalue())
-        bundles = {f"uploaded: {target.name}": target, **bundles}
+        data = uploaded.getvalue()
+        # named by content: written once, so its mtime (the cache key) stays put across reruns
+        target = root / "uploads" / "models" / f"{hashlib.sha1(data).hexdigest()[:12]}-{Path(uploaded.name).name}"
+        if not target.is_file():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+        bundles = {f"uploaded: {uploaded.name}": target, **bundles}
     if not bundles:
         st.sidebar.info(f"No models in {root}. Train one (Train page, or `inspekt demo`).")
         return None, None
@@ -104,7 +108,7 @@ def model_sidebar(root: Path):
     path = bundles[label]
     try:
         predictor = load_predictor(str(path), stamp(path))
-    except InspektError as exc:
+    except Exception as exc:  # noqa: BLE001 — any broken bundle is a message, never a dead page
         st.sidebar.error(f"cannot load {label}: {exc}")
         return None, None
     with st.sidebar.expander("Model card", expanded=False):
@@ -156,12 +160,16 @@ def enhancement_sidebar() -> Pipeline:
         return Pipeline()
 
 
-def decode(name: str, data: bytes) -> tuple[np.ndarray | None, str | None]:
-    """An upload as an image (in memory), or the reason it is not one."""
+def decode(name: str, source: bytes | str | Path) -> tuple[np.ndarray | None, str | None]:
+    """An upload (bytes, decoded in memory) or a file path as an image, or the reason it is not one
+    (``io.load_image`` guards against folders, FIFOs, missing files and huge images)."""
     try:
-        return load_image(data, mode="keep", max_pixels=MAX_UPLOAD_PIXELS), None
+        return load_image(source, mode="keep", max_pixels=MAX_UPLOAD_PIXELS), None
     except (InspektError, ValueError) as exc:
-        return None, f"{name}: {str(exc).split(': ', 1)[-1]}"
+        reason = str(exc).split(": ", 1)[-1]
+        if "max_pixels" in reason or "INSPEKT_MAX_PIXELS" in reason:
+            reason = f"the image is larger than the workbench accepts ({MAX_UPLOAD_PIXELS // 1_000_000} megapixels)"
+        return None, f"{name}: {reason}"
 
 
 def png_bytes(image: np.ndarray) -> bytes:

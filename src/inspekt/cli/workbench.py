@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -32,8 +31,5 @@ def workbench(
                "--client.toolbarMode", "minimal",
                "--server.fileWatcherType", "none"]
     print(f"inspekt workbench on http://{host}:{port} (workspace {workspace.resolve()}); Ctrl-C to stop", flush=True)
-    env = {**os.environ, WORKSPACE_ENV: str(workspace.resolve())}
-    try:
-        raise typer.Exit(subprocess.call(command, env=env))
-    except KeyboardInterrupt:
-        raise typer.Exit(0) from None
+    # become the Streamlit server (no child process): Ctrl-C and SIGTERM reach it directly
+    os.execve(sys.executable, command, {**os.environ, WORKSPACE_ENV: str(workspace.resolve())})

@@ -141,9 +141,12 @@ class Profile:
         return profile
 
     def save(self, path: str | Path) -> Path:
-        """Write the profile as JSON."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        """Write the profile as JSON.
+
+        Raises:
+            InspektError: the path is a folder or cannot be written.
+        """
+        path = writable(path)
         path.write_text(json.dumps(self.to_dict()), encoding="utf-8")
         return path
 
@@ -157,11 +160,33 @@ class Profile:
         return cls.from_dict(data, str(path))
 
 
+def writable(path: str | Path) -> Path:
+    """``path`` as a file that can be written (parents created), or an InspektError saying why not."""
+    path = Path(path)
+    if path.is_dir():
+        raise InspektError(f"{path} is a folder; give a file name, e.g. {path / 'drift.json'}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InspektError(f"{path}: cannot create its folder ({exc.strerror or exc})") from None
+    if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise InspektError(f"{path}: no permission to write it; choose another path")
+    return path
+
+
 def _num(x: float) -> float | None:
-    return None if math.isnan(x) else float(f"{x:.7g}")
+    return None if math.isnan(x) else float(x)  # full precision: JSON round-trips it exactly
 
 
 # --- computing ------------------------------------------------------------------------------
+
+
+def as_grey_if_grey(pixels: np.ndarray) -> np.ndarray:
+    """A colour image whose three channels are equal (grey content saved as RGB) as its one channel:
+    its colour properties are "not applicable", as for a greyscale file."""
+    if pixels.ndim == 3 and np.array_equal(pixels[..., 0], pixels[..., 1]) and np.array_equal(pixels[..., 1], pixels[..., 2]):
+        return np.ascontiguousarray(pixels[..., 0])
+    return pixels
 
 
 def profile_chunk(files: Sequence[str | tuple[str, bytes]], min_side: int = DEFAULT_MIN_SIDE) -> Profile:
@@ -176,9 +201,11 @@ def profile_chunk(files: Sequence[str | tuple[str, bytes]], min_side: int = DEFA
     for item in files:
         name, source = item if isinstance(item, tuple) else (str(item), item)
         try:
-            decoded.append((name, *load_reduced(source, min_side, limit)))
+            pixels, size = load_reduced(source, min_side, limit)
         except ImageLoadError as exc:
             skipped.append(SkippedFile(name, str(exc).split(": ", 1)[-1]))
+            continue
+        decoded.append((name, as_grey_if_grey(pixels), size))
     groups: dict[tuple, list[int]] = defaultdict(list)  # same-shape images are computed together
     for i, (_, pixels, _) in enumerate(decoded):
         groups[pixels.shape].append(i)

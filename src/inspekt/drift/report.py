@@ -32,7 +32,7 @@ def light(check: Check, alpha: float) -> str:
 
 def _clean(value: Any) -> Any:
     if isinstance(value, float):
-        return None if math.isnan(value) or math.isinf(value) else round(value, 6)
+        return None if math.isnan(value) or math.isinf(value) else float(f"{value:.6g}")
     if isinstance(value, dict):
         return {k: _clean(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -61,7 +61,8 @@ def to_dict(result: DriftResult) -> dict[str, Any]:
         "notes": result.notes,
         "settings": {"permutations": cfg.permutations, "checks": list(cfg.checks), "min_effect": cfg.min_effect,
                      "min_js": cfg.min_js, "min_domain_score": cfg.min_domain_score,
-                     "min_prediction_effect": cfg.min_prediction_effect, "kl_threshold": cfg.kl_threshold,
+                     "min_prediction_effect": cfg.min_prediction_effect,
+                     "min_embedding_effect": cfg.min_embedding_effect, "kl_threshold": cfg.kl_threshold,
                      "max_images": cfg.max_images, "seed": cfg.seed,
                      "min_side": result.reference_profile.min_side if result.reference_profile else None},
     })
@@ -69,8 +70,9 @@ def to_dict(result: DriftResult) -> dict[str, Any]:
 
 def write_json(result: DriftResult, path: str | Path) -> Path:
     """Write the JSON document."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    from .profile import writable
+
+    path = writable(path)
     path.write_text(json.dumps(to_dict(result), indent=2) + "\n", encoding="utf-8")
     return path
 
@@ -93,7 +95,7 @@ def print_console(result: DriftResult, console) -> None:
         table.add_column(column, justify="left" if column == "check" else "right", no_wrap=True)
     marks = {"red": "[red]drift[/]", "amber": "[yellow]small[/]", "green": "[green]ok[/]"}
     for c in result.checks:
-        change = f"{_fmt(c.reference)} -> {_fmt(c.current)}" if c.reference is not None else "-"
+        change = f"{_fmt(c.reference)} -> {_fmt(c.current)}" if c.reference is not None or c.current is not None else "-"
         table.add_row(c.name, _fmt(c.p_adjusted), f"{_fmt(c.effect)} / {_fmt(c.min_effect)}", change,
                       marks[light(c, result.alpha)])
     console.print(table)
@@ -255,7 +257,8 @@ def write_html(result: DriftResult, path: str | Path) -> Path:
             f"<li>{html.escape(s.path)}: {html.escape(s.reason)}</li>" for s in skipped) + "</ul>")
     page = (f"<!doctype html><html><head><meta charset=utf-8><title>inspekt drift report</title>"
             f"<style>{_CSS}</style></head><body><h2>inspekt drift report</h2>{''.join(sections)}</body></html>")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    from .profile import writable
+
+    path = writable(path)
     path.write_text(page, encoding="utf-8")
     return path

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..bundle import CARD, open_bundle
+from ..bundle import CARD, SUFFIX, open_bundle
 from ..errors import BundleError, DatasetError, InspektError
 from .profile import DEFAULT_MIN_SIDE, Profile, profile_images
 
@@ -28,7 +28,7 @@ def is_bundle(path: Path) -> bool:
     """Whether ``path`` is a model bundle (folder with a card, ``.inspekt`` zip, or run folder)."""
     if path.is_dir():
         return (path / CARD).is_file() or (path / "bundle" / CARD).is_file()
-    return path.is_file() and zipfile.is_zipfile(path)
+    return path.is_file() and (path.suffix.lower() == SUFFIX or zipfile.is_zipfile(path))
 
 
 def source_files(source: str | os.PathLike) -> list[str]:

@@ -70,8 +70,10 @@ def normalised_wasserstein(ref: np.ndarray, cur: np.ndarray) -> float:
     ref, cur = ref[~np.isnan(ref)], cur[~np.isnan(cur)]
     if not len(ref) or not len(cur):
         return 0.0
-    scale = ref.std() or np.concatenate([ref, cur]).std()
-    return float(wasserstein_distance(ref, cur) / scale) if scale > 0 else 0.0
+    # the reference's spread; the pooled one when the reference is constant; never below a relative
+    # 1e-6 of the values, so floating-point noise in a constant property is not an effect
+    scale = max(ref.std() or np.concatenate([ref, cur]).std(), 1e-6 * max(abs(ref.mean()), 1.0))
+    return float(wasserstein_distance(ref, cur) / scale)
 
 
 def psi(ref: np.ndarray, cur: np.ndarray, bins: int = 10, eps: float = 1e-4) -> float:

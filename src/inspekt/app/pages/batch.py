@@ -22,6 +22,8 @@ archive = st.file_uploader("...or a zip of images (read in memory)", type=["zip"
 if predictor is None:
     st.info("Choose a model in the sidebar.")
     st.stop()
+
+
 def _load_sources() -> list:
     if archive is not None:
         try:
@@ -31,15 +33,19 @@ def _load_sources() -> list:
         except zipfile.BadZipFile:
             st.error(f"{archive.name} is not a readable zip file.")
             return []
+    if not folder.strip():
+        st.error("Give a folder of images, or upload a zip.")
+        return []
     try:
-        return [(str(p), p) for p in list_images(folder)]
+        return [(str(p), p) for p in list_images(folder.strip())]
     except InspektError as exc:  # a missing folder is a message, not a crash
         st.error(str(exc))
         return []
 
 
-def _image(data) -> tuple:
-    return common.decode(str(data), data if isinstance(data, bytes) else Path(data).read_bytes())
+def _image(name: str, data) -> tuple:
+    """Decode zip bytes in memory, or a file through io.load_image (missing files, FIFOs ... are reported)."""
+    return common.decode(name, data)
 
 
 def _predict(sources: list) -> tuple[list, list[str]]:
@@ -49,7 +55,7 @@ def _predict(sources: list) -> tuple[list, list[str]]:
         chunk = sources[i:i + 16]
         good = []
         for name, data in chunk:
-            image, problem = _image(data)
+            image, problem = _image(name, data)
             if problem:
                 skipped.append(f"{name}: {problem.split(': ', 1)[-1]}")
             else:
@@ -87,6 +93,6 @@ columns = st.columns(6)
 by_path = {r.source: r for r in results}
 for k, path in enumerate(shown["path"].head(24)):
     r = by_path[path]
-    image, _ = _image(dict(sources)[path])
+    image, _ = _image(path, dict(sources)[path])
     shown_image = r.overlay(pipeline(image)) if r.mask is not None else image
     columns[k % 6].image(shown_image, caption=f"{Path(path).name}: {r.label} {r.score:.2f}", width="stretch")

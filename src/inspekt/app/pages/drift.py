@@ -41,7 +41,13 @@ if st.button("Check drift", type="primary"):
         progress.progress(min(1.0, seen["n"] / seen["total"]), text=f"profiling {seen.get('side', '')} images ...")
 
     try:
-        current = folder
+        current = folder.strip()
+        if not current and not uploads:
+            st.error("Give an incoming folder or upload images.")
+            st.stop()
+        if isinstance(reference, str) and not reference.strip():
+            st.error("Give a reference folder.")
+            st.stop()
         if uploads:
             current = profile_chunk([(u.name, u.getvalue()) for u in uploads])
             if predictor is not None and kind.startswith("the model"):
@@ -84,6 +90,10 @@ if domain is not None:
         st.image(importance_png(result.importances))
 for note in result.notes:
     st.caption(note)
+for side, skipped in (("reference", result.skipped_reference), ("incoming", result.skipped_current)):
+    if skipped:
+        st.warning(f"skipped {len(skipped)} unreadable {side} file(s):\n\n"
+                   + "\n\n".join(f"{s.path}: {s.reason}" for s in skipped[:20]))
 with tempfile.TemporaryDirectory() as tmp:
     html = write_html(result, Path(tmp) / "drift.html").read_bytes()
 left, right = st.columns(2)

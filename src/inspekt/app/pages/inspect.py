@@ -23,12 +23,10 @@ st.caption("Uploaded images are processed in memory and never written to disk un
 uploads = st.file_uploader("Images (drag and drop one or many)", type=common.IMAGE_TYPES, accept_multiple_files=True)
 photo = st.camera_input("Take a photo with this device's camera") if st.toggle("Use the camera") else None
 path = st.text_input("...or the path of an image file on this machine", key="image_path").strip()
+# name -> encoded bytes (uploads, held in memory) or a file path (decoded by io.load_image, with its guards)
 items = [(u.name, u.getvalue()) for u in uploads or []] + ([("camera.jpg", photo.getvalue())] if photo else [])
 if path:
-    try:
-        items.append((path, Path(path).read_bytes()))
-    except OSError as exc:
-        st.error(f"{path}: cannot read it ({exc.strerror or exc})")
+    items.append((path, Path(path)))
 if not items:
     st.info("Upload an image or take a photo to start.")
     st.stop()
@@ -48,10 +46,11 @@ left, right = st.columns(2)
 left.image(image, caption=f"original {image.shape[1]}x{image.shape[0]}", width="stretch")
 right.image(enhanced, caption="enhanced", width="stretch")
 right.caption(f"enhancement: {pipeline.describe()}")
-if st.checkbox("save to workspace", help=f"keep a copy of the original in {root / 'uploads'}"):
-    target = root / "uploads" / name
+source = dict(items)[name]
+if isinstance(source, bytes) and st.checkbox("save to workspace", help=f"keep a copy of the upload in {root / 'uploads'}"):
+    target = root / "uploads" / Path(name).name
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_bytes(dict(items)[name])
+    target.write_bytes(source)
     st.caption(f"saved {target}")
 st.download_button("Download enhanced PNG", common.png_bytes(enhanced), file_name=f"{name.rsplit('.', 1)[0]}_enhanced.png",
                    mime="image/png")
@@ -124,12 +123,18 @@ if picked:
     if param.integer:
         values = np.unique([v + (1 - v % 2 if param.odd else 0) for v in np.round(values).astype(int)])
         values = values[values <= param.high]
-    ops = [(n, dict(p)) for n, p in pipeline.ops if n != step_name]
+    names = [n for n, _ in pipeline.ops]
+    # sweep the step where it is in the user's pipeline (its other settings kept), or add it at the end
+    base = pipeline if step_name in names else Pipeline.of([*pipeline.ops, (step_name, {})])
+    index = [n for n, _ in base.ops].index(step_name)
     measure = f"confidence in {prediction.label}" if card.task == "classify" else "largest defect probability"
     curve = []
-    for value in values:
-        swept = Pipeline.of(ops + [(step_name, {**{p.name: p.default for p in STEPS[step_name].params}, param_name: value})])
-        result = predictor.predict_arrays([swept(image)], [name])[0]
-        confidence = result.scores[prediction.label] if card.task == "classify" else result.score
-        curve.append({param_name: float(value), measure: float(confidence)})
-    st.line_chart(pd.DataFrame(curve).set_index(param_name))
+    try:
+        for value in values:
+            result = predictor.predict_arrays([base.with_param(index, param_name, value)(image)], [name])[0]
+            confidence = result.scores[prediction.label] if card.task == "classify" else result.score
+            curve.append({param_name: float(value), measure: float(confidence)})
+    except Exception as exc:  # an enhancement that cannot apply to this image must not end the session
+        st.error(f"The sweep stopped at {param_name}={value}: {exc}")
+    if curve:
+        st.line_chart(pd.DataFrame(curve).set_index(param_name))
