@@ -171,10 +171,27 @@ def test_ks_na_counts_a_change_in_how_many_images_a_property_applies_to():
     assert stats.ks_na(values, observed)[0] == pytest.approx(1.0)
 
 
-def test_benjamini_hochberg_matches_the_step_up_definition():
-    p = [0.01, 0.04, 0.03, 0.5]
-    # sorted 0.01, 0.03, 0.04, 0.5 scaled by m/k = 4, 2, 4/3, 1 -> 0.04, 0.06, 0.0533, 0.5, then running minimum from the top
-    assert stats.benjamini_hochberg(p) == pytest.approx([0.04, 0.04 * 4 / 3, 0.04 * 4 / 3, 0.5])
+def test_min_p_adjustment_controls_false_alarms_for_correlated_checks():
+    rng = np.random.default_rng(1)
+    alarms = 0
+    for _ in range(150):
+        base = rng.normal(size=40)
+        family = [base + rng.normal(0, 0.3, 40) for _ in range(4)] + [rng.normal(size=40)]  # 4 correlated + 1
+        perms = stats.relabellings(20, 20, 199, rng)
+        tests = [stats.permutation_p(stats.ks_na, values, perms) for values in family]
+        adjusted = stats.min_p_adjusted([t[2] for t in tests])
+        assert all(a >= t[1] - 1e-12 for a, t in zip(adjusted, tests))  # never below the raw p-value
+        alarms += min(adjusted) <= 0.05
+    assert alarms / 150 <= 0.09  # nominal 0.05
+
+
+def test_min_p_adjustment_keeps_a_strong_signal():
+    rng = np.random.default_rng(2)
+    perms = stats.relabellings(30, 30, 199, rng)
+    shifted = np.r_[rng.normal(size=30), rng.normal(2, 1, 30)]
+    tests = [stats.permutation_p(stats.ks_na, v, perms) for v in (shifted, rng.normal(size=60))]
+    adjusted = stats.min_p_adjusted([t[2] for t in tests])
+    assert adjusted[0] <= 2 / 200 and adjusted[1] > 0.05
 
 
 def test_kl_and_js_of_identical_and_disjoint_histograms():

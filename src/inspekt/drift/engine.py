@@ -1,10 +1,12 @@
 """The drift engine: two profiles in, one ``DriftResult`` (numbers only) out.
 
-Every check gives a statistic, a permutation p-value (``stats``) and an effect size. The
-p-values of all checks are adjusted together (Benjamini-Hochberg), which under "no drift at all"
-keeps the chance of any false alarm at ``alpha``; a check counts as drifted only when its adjusted
-p-value is below ``alpha`` AND its effect reaches the check's minimum, so a large sample does not
-turn a negligible difference into an alarm.
+Every check gives a statistic, a permutation p-value (``stats``) and an effect size. The checks
+on the images share one set of relabellings, and their p-values are adjusted together by the
+Westfall-Young min-p method, which keeps the chance of any false alarm at ``alpha`` when nothing
+changed, whatever the correlation between properties; the checks on the model's outputs (its own
+sample of each side) form a second such family, and the two families split ``alpha`` (Bonferroni).
+A check counts as drifted only when its adjusted p-value is below ``alpha`` AND its effect reaches
+the check's minimum, so a large sample does not turn a negligible difference into an alarm.
 """
 
 from __future__ import annotations
@@ -90,6 +92,7 @@ class Check:
     details: dict[str, Any] = field(default_factory=dict)
     p_adjusted: float = 1.0
     drifted: bool = False
+    permuted: np.ndarray | None = field(default=None, repr=False, compare=False)  # [T_obs, T_1..T_B], while adjusting
 
 
 @dataclass
@@ -151,13 +154,17 @@ def compare_profiles(reference: Profile, current: Profile, config: DriftConfig |
         if domain is not None:
             checks.append(domain[0])
             importances = domain[1]
-    if "predictions" in config.checks and reference.model and current.model:
-        checks += _prediction_checks(reference.model, current.model, config, rng)
-    if "embeddings" in config.checks and reference.model and current.model:
-        checks += _embedding_check(reference.model, current.model, config, rng, notes)
-    for check, p_adj in zip(checks, stats.benjamini_hochberg([c.p_value for c in checks])):
-        check.p_adjusted = p_adj
-        check.drifted = p_adj <= config.alpha and check.effect >= check.min_effect
+    families = [checks]
+    if {"predictions", "embeddings"} & set(config.checks) and reference.model and current.model:
+        families.append(_model_checks(reference.model, current.model, config, rng))
+    families = [family for family in families if family]
+    for family in families:  # min-p within the checks that share relabellings, Bonferroni across those sets
+        adjusted = stats.min_p_adjusted([c.permuted for c in family])
+        for check, p_adj in zip(family, adjusted):
+            check.p_adjusted = min(1.0, p_adj * len(families))
+            check.drifted = check.p_adjusted <= config.alpha and check.effect >= check.min_effect
+            check.permuted = None
+    checks = [c for family in families for c in family]
     return DriftResult(any(c.drifted for c in checks), config.alpha, len(reference), len(current), checks,
                        importances, list(reference.skipped), list(current.skipped), notes, config)
 
@@ -181,7 +188,7 @@ def _property_checks(ref: Profile, cur: Profile, ri, ci, perms, config: DriftCon
         if np.isnan(r).all() and np.isnan(c).all():
             not_applicable.append(prop.name)
             continue
-        statistic, p = stats.permutation_p(stats.ks_na, np.r_[r, c], perms)
+        statistic, p, permuted = stats.permutation_p(stats.ks_na, np.r_[r, c], perms)
         na_gap = abs(np.isnan(r).mean() - np.isnan(c).mean())
         effect = max(stats.normalised_wasserstein(r, c), na_gap)
         checks.append(Check(
@@ -189,7 +196,7 @@ def _property_checks(ref: Profile, cur: Profile, ri, ci, perms, config: DriftCon
             _mean(r), _mean(c),
             {"ks_p_value": stats.ks_p_value(r, c), "psi": stats.psi(r, c),
              "not_applicable_reference": float(np.isnan(r).mean()), "not_applicable_current": float(np.isnan(c).mean()),
-             "resolution": prop.resolution}))
+             "resolution": prop.resolution}, permuted=permuted))
     if not_applicable:
         notes.append(f"not applicable to any image (greyscale sets have no colour): {', '.join(not_applicable)}")
     return checks
@@ -207,7 +214,7 @@ def _pixel_checks(ref: Profile, cur: Profile, ri, ci, perms, config: DriftConfig
         if not fine_ref.sum() or not fine_cur.sum():
             continue  # colour channels need colour images on both sides (the colour properties see the rest)
         coarse = np.vstack([ref.image_histograms[ri, i], cur.image_histograms[ci, i]])
-        _, p = stats.permutation_p(stats.histogram_js, coarse, perms)
+        _, p, permuted = stats.permutation_p(stats.histogram_js, coarse, perms)
         kl = stats.kl_divergence(fine_ref, fine_cur)
         js = float(stats.js_distance(fine_ref, fine_cur))
         levels = np.arange(len(fine_ref))
@@ -216,7 +223,7 @@ def _pixel_checks(ref: Profile, cur: Profile, ri, ci, perms, config: DriftConfig
             details |= {"kl_threshold": config.kl_threshold, "kl_rule_fires": kl > config.kl_threshold}
         checks.append(Check(f"pixels:{channel}", "pixels", kl, "KL(ref||cur)", p, js, "JS distance", config.min_js,
                             float(fine_ref @ levels / fine_ref.sum()), float(fine_cur @ levels / fine_cur.sum()),
-                            details))
+                            details, permuted=permuted))
     return checks
 
 
@@ -236,56 +243,54 @@ def _domain_check(ref: Profile, cur: Profile, ri, ci, perms, config: DriftConfig
     fit = fit_domain_classifier(x_ref[:, usable], x_cur[:, usable], names, config.seed)
     if fit is None:
         return None
-    auc, p = stats.permutation_p(stats.auc, rankdata(fit.scores), perms)
+    auc, p, permuted = stats.permutation_p(stats.auc, rankdata(fit.scores), perms)
     score = max(2 * auc - 1, 0.0)
     ranked = fit.importances(config.seed) if p <= config.alpha else {}
     return Check("domain_classifier", "domain", auc, "cross-validated AUC", p, score, "drift score",
-                 config.min_domain_score, details={"folds": fit.folds}), ranked
+                 config.min_domain_score, details={"folds": fit.folds}, permuted=permuted), ranked
 
 
-def _prediction_checks(ref: dict, cur: dict, config: DriftConfig, rng: np.random.Generator) -> list[Check]:
-    """Label mix (chi-square, Cramer's V) and score distribution (KS) of the model's predictions;
-    the model predicted its own sample of each side, so these have their own relabellings."""
+def _model_checks(ref: dict, cur: dict, config: DriftConfig, rng: np.random.Generator) -> list[Check]:
+    """Checks on the model's outputs for its own sample of each side (one set of relabellings):
+    label mix (chi-square, Cramer's V), score distribution (KS) and embeddings (MMD)."""
     ri, ci, _ = _subsets(len(ref["labels"]), len(cur["labels"]), config.max_images, rng)
     perms = stats.relabellings(len(ri), len(ci), config.permutations, rng)
+    checks = []
+    if "predictions" in config.checks:
+        checks += _prediction_checks(ref, cur, ri, ci, perms, config)
+    if "embeddings" in config.checks and ref.get("embeddings") and cur.get("embeddings"):
+        checks.append(_embedding_check(ref, cur, ri, ci, perms, config))
+    return checks
+
+
+def _prediction_checks(ref: dict, cur: dict, ri, ci, perms, config: DriftConfig) -> list[Check]:
     labels = [str(ref["labels"][i]) for i in ri] + [str(cur["labels"][i]) for i in ci]
     classes = sorted(set(labels))
     onehot = (np.asarray(labels)[:, None] == np.asarray(classes)[None, :]).astype(np.float64)
-    chi2, p_labels = stats.permutation_p(stats.chi_square, onehot, perms)
+    chi2, p_labels, permuted_labels = stats.permutation_p(stats.chi_square, onehot, perms)
     n_ref = len(ri)
     mix = {name: [float(onehot[:n_ref, k].mean()), float(onehot[n_ref:, k].mean())] for k, name in enumerate(classes)}
     scores = np.array([np.nan if s is None else s for s in [ref["scores"][i] for i in ri] + [cur["scores"][i] for i in ci]],
                       dtype=np.float64)
-    ks, p_scores = stats.permutation_p(stats.ks_na, scores, perms)
+    ks, p_scores, permuted_scores = stats.permutation_p(stats.ks_na, scores, perms)
     return [
         Check("prediction:label_mix", "prediction", chi2, "chi-square", p_labels,
               float(np.sqrt(chi2 / len(labels))), "Cramer's V", config.min_prediction_effect,
-              details={"share": mix}),
+              details={"share": mix}, permuted=permuted_labels),
         Check("prediction:score", "prediction", ks, "KS", p_scores, ks, "KS", config.min_prediction_effect,
-              _mean(scores[:n_ref]), _mean(scores[n_ref:])),
+              _mean(scores[:n_ref]), _mean(scores[n_ref:]), permuted=permuted_scores),
     ]
 
 
-def _embedding_check(ref: dict, cur: dict, config: DriftConfig, rng: np.random.Generator,
-                     notes: list[str]) -> list[Check]:
+def _embedding_check(ref: dict, cur: dict, ri, ci, perms, config: DriftConfig) -> Check:
     """MMD between the model's embeddings of the two sides: RBF kernel exp(-d^2 / h) with h the
-    median squared pairwise distance of the pooled vectors (median heuristic), permutation p-value. Effect:
-    sqrt(max(MMD^2 - its mean under relabelling, 0)), the discrepancy beyond small-sample bias."""
-    if not ref.get("embeddings") or not cur.get("embeddings"):
-        return []  # a model without an embedding output (segmentation, older bundles)
-    x = [np.asarray(v, np.float64) for v in ref["embeddings"]]
-    y = [np.asarray(v, np.float64) for v in cur["embeddings"]]
-    if len(x) < 2 or len(y) < 2:
-        notes.append("embeddings: fewer than 2 images with an embedding on a side; check skipped")
-        return []
-    pooled = np.vstack(x + y)
+    median squared pairwise distance of the pooled vectors (median heuristic), permutation p-value.
+    Effect: sqrt(max(MMD^2 - its mean under relabelling, 0)), the discrepancy beyond small-sample bias."""
+    pooled = np.vstack([np.asarray([ref["embeddings"][i] for i in ri], np.float64),
+                        np.asarray([cur["embeddings"][i] for i in ci], np.float64)])
     sq = np.maximum((pooled ** 2).sum(1)[:, None] + (pooled ** 2).sum(1)[None, :] - 2 * pooled @ pooled.T, 0)
-    off_diagonal = sq[~np.eye(len(pooled), dtype=bool)]
-    bandwidth = float(np.median(off_diagonal)) or 1.0
-    kernel = np.exp(-sq / bandwidth)
-    perms = stats.relabellings(len(x), len(y), config.permutations, rng)
-    mmd2, p = stats.permutation_p(stats.mmd2, kernel, perms)
-    excess = float(np.sqrt(max(mmd2 - stats.mmd2(kernel, perms[:200]).mean(), 0.0)))
-    return [Check("embeddings", "embedding", mmd2, "MMD^2", p, excess, "excess MMD", config.min_embedding_effect,
-                  details={"dimensions": pooled.shape[1], "bandwidth": bandwidth, "n_reference": len(x),
-                           "n_current": len(y)})]
+    bandwidth = float(np.median(sq[~np.eye(len(pooled), dtype=bool)])) or 1.0
+    mmd2, p, permuted = stats.permutation_p(stats.mmd2, np.exp(-sq / bandwidth), perms)
+    excess = float(np.sqrt(max(mmd2 - permuted[1:].mean(), 0.0)))
+    return Check("embeddings", "embedding", mmd2, "MMD^2", p, excess, "excess MMD", config.min_embedding_effect,
+                 details={"dimensions": pooled.shape[1], "bandwidth": bandwidth}, permuted=permuted)

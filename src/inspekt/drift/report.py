@@ -229,7 +229,7 @@ def write_html(result: DriftResult, path: str | Path) -> Path:
         for c in result.checks)
     sections = [f'<div class="banner {"drift" if result.drift else "ok"}">{VERDICT[result.drift]}</div>',
                 f"<p>{result.n_reference} reference vs {result.n_current} current images; alpha {result.alpha} for "
-                "the whole comparison (permutation p-values, Benjamini-Hochberg adjusted); a check drifts when "
+                "the whole comparison (permutation p-values, Westfall-Young min-p adjusted); a check drifts when "
                 "its adjusted p-value is below alpha and its effect reaches the minimum.</p>",
                 "<table><tr><th>check</th><th>statistic</th><th>p</th><th>p adjusted</th><th>effect</th>"
                 f"<th>min effect</th><th>reference</th><th>current</th><th></th></tr>{rows}</table>"]

@@ -26,13 +26,27 @@ def observed_labels(n_ref: int, n_cur: int) -> np.ndarray:
     return np.r_[np.ones(n_ref, bool), np.zeros(n_cur, bool)][None, :]
 
 
-def permutation_p(statistic, data, perms: np.ndarray) -> tuple[float, float]:
-    """``(T_obs, p)`` for ``statistic(data, labels (B, N) bool) -> (B,)`` over the relabellings."""
+def permutation_p(statistic, data, perms: np.ndarray) -> tuple[float, float, np.ndarray]:
+    """``(T_obs, p, statistics)`` for ``statistic(data, labels (B, N) bool) -> (B,)`` over the
+    relabellings; ``statistics`` holds T_obs followed by the B relabelled ones (for ``min_p_adjusted``)."""
     n_ref = int(perms[0].sum()) if len(perms) else 0
     observed = float(statistic(data, observed_labels(n_ref, perms.shape[1] - n_ref))[0])
     null = np.concatenate([statistic(data, perms[i:i + _BLOCK]) for i in range(0, len(perms), _BLOCK)])
-    exceed = int((null >= observed - 1e-12 * max(1.0, abs(observed))).sum())
-    return observed, (1 + exceed) / (1 + len(null))
+    return observed, _upper_p(null, np.array([observed]))[0], np.r_[observed, null]
+
+
+def _share_at_least(values: np.ndarray) -> np.ndarray:
+    """For each value: the share of ``values`` at least as large (itself included)."""
+    ordered = np.sort(values)
+    reached = len(values) - np.searchsorted(ordered, values - 1e-12 * np.maximum(1.0, np.abs(values)), side="left")
+    return reached / len(values)
+
+
+def _upper_p(null: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """(1 + #{null >= v}) / (1 + B) for each v (ties within a relative 1e-12 count as reached)."""
+    ordered = np.sort(null)
+    reached = len(null) - np.searchsorted(ordered, values - 1e-12 * np.maximum(1.0, np.abs(values)), side="left")
+    return (1 + reached) / (1 + len(null))
 
 
 def ks_na(values: np.ndarray, is_ref: np.ndarray) -> np.ndarray:
@@ -152,15 +166,21 @@ def mmd2(kernel: np.ndarray, is_ref: np.ndarray) -> np.ndarray:
     return np.einsum("bi,ij,bj->b", weights, kernel, weights)
 
 
-def benjamini_hochberg(p_values: list[float]) -> list[float]:
-    """Benjamini-Hochberg adjusted p-values (step-up; capped at 1), in the input order."""
-    p = np.asarray(p_values, dtype=np.float64)
-    m = len(p)
-    if not m:
+def min_p_adjusted(statistics: list[np.ndarray]) -> list[float]:
+    """Westfall-Young single-step min-p adjustment of checks that share the same relabellings.
+
+    ``statistics[j]`` holds check j's statistic for the real labelling (first) and each of the B
+    relabellings. All B + 1 labellings are treated alike: each gives every check a p-value within
+    that check's B + 1 statistics, the smallest over the checks is "the best-looking check" of that
+    labelling, and a check's adjusted p-value is the share of labellings whose minimum is at least as
+    extreme as the check's own p-value. Under "no drift" the real labelling is just one of them, so
+    the chance of any false alarm in the family is at most alpha whatever the dependence between the
+    checks, where Benjamini-Hochberg relies on positive dependence (measured: 9.5 % false alarms at
+    alpha 0.05 on magnetic_tile with 600 images per side).
+    """
+    if not statistics:
         return []
-    order = np.argsort(p)
-    scaled = p[order] * m / np.arange(1, m + 1)
-    adjusted = np.minimum.accumulate(scaled[::-1])[::-1]
-    out = np.empty(m)
-    out[order] = np.minimum(adjusted, 1.0)
-    return out.tolist()
+    p = np.array([_share_at_least(values) for values in statistics])  # p[j, k]: check j under labelling k
+    smallest = p.min(axis=0)
+    own = p[:, 0]
+    return [float((smallest <= value * (1 + 1e-12)).mean()) for value in own]
