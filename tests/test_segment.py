@@ -206,6 +206,17 @@ def test_tally_counts_iou_dice_and_image_verdicts():
     assert m["image_f1"] == 1.0 and m["n_defective"] == 1
 
 
+def test_tally_finds_the_threshold_with_the_best_defect_iou():
+    tally = SegmentationTally(2)
+    assert tally.best_threshold() is None
+    target = np.array([[1, 1, 1, 0, 0, 0]], np.uint8)
+    defect = np.array([[0.9, 0.8, 0.3, 0.6, 0.2, 0.1]], np.float32)
+    tally.add(target, target, 0.9, True, defect)
+    # IoU at >= 0.81: 1/3; >= 0.61: 2/3; >= 0.31: 2/4 (one false alarm); >= 0.21: 3/4; >= 0.11: 3/5
+    assert tally.best_threshold() == (0.21, pytest.approx(3 / 4))
+    assert tally.best_threshold(low=0.31) == (0.61, pytest.approx(2 / 3))
+
+
 def test_segmentation_losses_prefer_the_right_mask_and_tversky_punishes_misses():
     targets = torch.zeros(1, 8, 8, dtype=torch.long)
     targets[0, 2:6, 2:6] = 1
@@ -261,9 +272,11 @@ def test_multiclass_from_folders(seg_data, tmp_path):
 
 
 def test_tiled_training_on_crops_and_exact_resume(seg_data, tmp_path):
-    options = seg_config(seg_data, tmp_path, resize="tile", defect_crops=0.7, epochs=3)
+    options = seg_config(seg_data, tmp_path, resize="tile", defect_crops=0.7, epochs=3, threshold="auto")
     reference = train(**options, name="reference")
-    assert open_bundle(reference.bundle).card.input.resize == "tile"
+    card = open_bundle(reference.bundle).card
+    assert card.input.resize == "tile"
+    assert card.postprocess.threshold == reference.metrics["val_best_threshold"]  # calibrated on validation
 
     def interrupt_after_two(row):
         if row["epoch"] == 2:

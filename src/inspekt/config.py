@@ -5,7 +5,7 @@ overrides, validated with pydantic; the effective config is saved into every run
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -59,7 +59,9 @@ class TrainConfig(BaseModel):
                                                           "(see inspekt.masks)")
     mask_threshold: int = Field(128, ge=1, le=255, description="segment: mask value from which a pixel is a defect")
     mask_values: dict[int, str] = Field(default_factory=dict, description="segment, masks values: {value: class}")
-    threshold: float = Field(0.5, ge=0, le=1, description="segment: defect probability threshold stored in the card")
+    threshold: Literal["auto"] | Annotated[float, Field(ge=0, le=1)] = Field(
+        0.5, description="segment: defect probability threshold stored in the card (auto: the one with the best "
+        "validation defect IoU)")
     min_area: Literal["auto"] | int = Field("auto", description="segment: smallest kept region in pixels (auto: "
                                             "from the training masks)")
     kernel: int = Field(3, ge=0, le=63, description="segment: morphological clean-up kernel in pixels (0 = off)")

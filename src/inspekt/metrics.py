@@ -202,7 +202,10 @@ def best_f1_threshold(sweep: list[dict]) -> dict:
 class SegmentationTally:
     """Accumulates a segmentation model's results image by image: the pixel confusion matrix,
     each image's IoU, and image-level scores (an image is defective when its mask has any defect
-    pixel). ``metrics`` turns them into the report; validation and ``inspekt eval`` share it."""
+    pixel). ``metrics`` turns them into the report; validation and ``inspekt eval`` share it.
+    Given the defect probability maps, it also finds the threshold with the best defect IoU."""
+
+    BINS = 100  # defect-probability histogram bins: thresholds 0.00, 0.01, ..., 0.99
 
     def __init__(self, n_classes: int):
         self.n_classes = n_classes
@@ -211,8 +214,10 @@ class SegmentationTally:
         self.truth: list[bool] = []
         self.score: list[float] = []
         self.verdict: list[bool] = []
+        self.histogram = np.zeros((2, self.BINS), dtype=np.int64)  # background / defect pixels per probability bin
 
-    def add(self, target: np.ndarray, predicted: np.ndarray, score: float, verdict: bool) -> float:
+    def add(self, target: np.ndarray, predicted: np.ndarray, score: float, verdict: bool,
+            defect: np.ndarray | None = None) -> float:
         """Add one image and return its IoU.
 
         Args:
@@ -220,6 +225,7 @@ class SegmentationTally:
             predicted: HxW predicted class indices, same size.
             score: the image-level defect score (largest defect probability).
             verdict: whether the prediction flags a defect.
+            defect: optional HxW defect probability map (1 - background), for ``best_threshold``.
 
         Returns:
             The image's IoU: the mean over the defect classes present in the truth or the
@@ -236,7 +242,25 @@ class SegmentationTally:
         self.truth.append(bool(cm[1:].sum()))
         self.score.append(float(score))
         self.verdict.append(bool(verdict))
+        if defect is not None:
+            bins = np.minimum((defect.ravel() * self.BINS).astype(np.int64), self.BINS - 1)
+            truth = (target.ravel() > 0).astype(np.int64)
+            self.histogram += np.bincount(truth * self.BINS + bins, minlength=2 * self.BINS).reshape(2, self.BINS)
         return iou
+
+    def best_threshold(self, low: float = 0.05, high: float = 0.95) -> tuple[float, float] | None:
+        """The defect-probability threshold in [low, high] with the best "any defect" IoU (before
+        clean-up), and that IoU; None when no defect map was added or no pixel is a defect.
+
+        Pixels in histogram bins ``>= k`` are the ones a threshold of ``k / BINS`` keeps."""
+        background, defect = self.histogram
+        if not defect.any():
+            return None
+        tp, fp = np.cumsum(defect[::-1])[::-1], np.cumsum(background[::-1])[::-1]
+        iou = _ratio(tp, fp + defect.sum())
+        candidates = np.arange(round(low * self.BINS), round(high * self.BINS) + 1)
+        k = int(candidates[np.argmax(iou[candidates])])
+        return k / self.BINS, float(iou[k])
 
     def metrics(self, classes: Sequence[str]) -> dict:
         """Dataset-level IoU / Dice per defect class and their mean, the IoU of "any defect" vs

@@ -154,7 +154,7 @@ def auto_min_area(areas: list[int]) -> int:
 class SegmentTask:
     """What the loop needs to know about segmentation: stores, losses, validation, card fields."""
 
-    KEYS = ("iou", "dice", "defect_iou", "pixel_precision", "pixel_recall", "image_auroc")
+    KEYS = ("iou", "dice", "defect_iou", "pixel_precision", "pixel_recall", "image_auroc", "best_threshold")
 
     def __init__(self, cfg: TrainConfig, ds: Dataset):
         if cfg.loss not in ("auto", "dice_bce", "focal", "tversky"):
@@ -198,9 +198,14 @@ class SegmentTask:
                                "Check the masks or lower mask_threshold; if the defect images are all in a test "
                                "split (MVTec), re-split: inspekt data split DATA --out split.csv, then train on split.csv")
         min_area = auto_min_area(train.areas) if cfg.min_area == "auto" else int(cfg.min_area)
-        self.card_fields = {"postprocess": PostProcess(threshold=cfg.threshold, min_area=min_area, kernel=cfg.kernel),
+        self.card_fields = {"postprocess": PostProcess(threshold=self.threshold, min_area=min_area, kernel=cfg.kernel),
                             "masks": self.rule.spec()}
         return train, val
+
+    @property
+    def threshold(self) -> float:
+        """The threshold validation applies (``threshold=auto`` starts from 0.5)."""
+        return 0.5 if self.cfg.threshold == "auto" else self.cfg.threshold
 
     def monitor(self) -> str:
         return "iou" if self.cfg.metric == "auto" else self.cfg.metric
@@ -215,11 +220,13 @@ class SegmentTask:
 
     def validate(self, loop, store: MaskStore) -> dict[str, Any]:
         """Validation IoU / Dice at the card's threshold without clean-up (the network's own quality),
-        image AUROC, and the mean per-pixel cross-entropy as the loss."""
+        image AUROC, the threshold with the best defect IoU, and the mean per-pixel cross-entropy as
+        the loss. With ``threshold=auto`` the card takes that best threshold; the last validation
+        runs on the best weights, so the card keeps theirs."""
         import torch
 
         loop.network.eval()
-        device, post = loop.device, PostProcess(threshold=self.cfg.threshold, min_area=0, kernel=0)
+        device, post = loop.device, PostProcess(threshold=self.threshold, min_area=0, kernel=0)
         tally, nll, pixels = SegmentationTally(len(self.classes)), 0.0, 0
 
         def run(batch: np.ndarray) -> np.ndarray:
@@ -235,11 +242,16 @@ class SegmentTask:
                     maps = list(softmax_maps(run(np.stack([normalize(image, store.spec) for image, _ in pairs]))))
                 for probs, (_, target) in zip(maps, pairs):
                     mask, defect = postprocess(probs, post)
-                    tally.add(target, mask, float(defect.max()), bool(mask.any()))
+                    tally.add(target, mask, float(defect.max()), bool(mask.any()), defect)
                     picked = np.take_along_axis(probs, target[None].astype(np.int64), axis=0)
                     nll -= float(np.log(np.maximum(picked, 1e-7)).sum())
                     pixels += target.size
-        return tally.metrics(self.classes) | {"loss": nll / max(1, pixels)}
+        best = tally.best_threshold()
+        best_threshold = None if best is None else best[0]
+        if best_threshold is not None and self.cfg.threshold == "auto":
+            calibrated = self.card_fields["postprocess"].model_copy(update={"threshold": best_threshold})
+            self.card_fields["postprocess"] = calibrated
+        return tally.metrics(self.classes) | {"loss": nll / max(1, pixels), "best_threshold": best_threshold}
 
     def plots(self, run_dir: Path, final: dict) -> None:
         """Nothing beyond the curves: ``inspekt eval`` draws overlays at the original size."""
