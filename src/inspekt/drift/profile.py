@@ -246,8 +246,13 @@ def profile_images(files: Sequence[str | os.PathLike], *, workers: int = 1, min_
                 progress(len(chunk))
         return Profile.concat(parts) if parts else Profile.empty(min_side)
     import multiprocessing
+    import sys
 
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("forkserver")) as pool:
+    # fork is fast; it is unsafe once a threaded runtime (torch, onnxruntime) is loaded in this
+    # process, and then the forkserver starts clean workers instead
+    threaded = any(name in sys.modules for name in ("torch", "onnxruntime"))
+    context = multiprocessing.get_context("forkserver" if threaded else "fork")
+    with ProcessPoolExecutor(workers, mp_context=context) as pool:
         for chunk, part in zip(chunks, pool.map(profile_chunk, chunks, [min_side] * len(chunks))):
             parts.append(part)
             if progress:
