@@ -43,7 +43,7 @@ from inspekt.errors import (
 
 __all__ = [
     "DEFAULT_MAX_PIXELS", "IMAGE_EXTENSIONS", "BatchReport", "SkippedFile", "image_size",
-    "iter_images", "list_images", "load_image", "save_image",
+    "iter_images", "list_images", "load_image", "output_file", "save_image",
 ]
 
 ImageSource = Union[str, os.PathLike[str], bytes, bytearray, memoryview, IO[bytes]]
@@ -221,6 +221,28 @@ def save_image(path: str | os.PathLike[str], array: np.ndarray) -> Path:
         if isinstance(exc, OSError):
             raise InspektError(f"{target}: cannot write image ({_one_line(exc)})") from exc
         raise
+    return target
+
+
+def output_file(path: str | os.PathLike[str], example: str) -> Path:
+    """``path`` as a file that can be written (its folder created), checked before any work is done.
+
+    Args:
+        path: where the output will go.
+        example: a file name to suggest when ``path`` is a folder (e.g. ``"split.csv"``).
+
+    Raises:
+        InspektError: ``path`` is a folder, its folder cannot be created, or it is not writable.
+    """
+    target = Path(path)
+    if target.is_dir():
+        raise InspektError(f"{target} is a folder; give a file name, e.g. {target / example}")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InspektError(f"{target}: cannot create its folder ({exc.strerror or exc})") from None
+    if not os.access(target.parent, os.W_OK) or (target.exists() and not os.access(target, os.W_OK)):
+        raise InspektError(f"{target}: no permission to write it; choose another path")
     return target
 
 

@@ -47,12 +47,12 @@ def drift(
 ) -> None:
     """Check whether CURRENT images differ from REFERENCE images (calibrated, with effect sizes)."""
     from ..drift import check_drift
-    from ..drift.profile import writable
     from ..drift.report import print_console, to_dict, write_html, write_json
+    from ..io import output_file
 
-    for target in (json_out, html_out):
+    for target, example in ((json_out, "drift.json"), (html_out, "drift.html")):
         if target:
-            writable(target)  # say now, not after profiling, that a report cannot be written
+            output_file(target, example)  # say now, not after profiling, that a report cannot be written
     with _progress(not as_json) as (on_start, advance):
         result = check_drift(reference, current, workers=workers, sample=sample, progress=advance, on_start=on_start,
                            checks=tuple(c.strip() for c in checks.split(",") if c.strip()), alpha=alpha,
@@ -78,9 +78,9 @@ def profile(
 ) -> None:
     """Save the drift profile of a set of images, to use later as REFERENCE or CURRENT of `inspekt drift`."""
     from ..drift import load_profile
-    from ..drift.profile import writable
+    from ..io import output_file
 
-    writable(out)
+    output_file(out, "profile.json")
     with _progress(True) as (on_start, advance):
         result = load_profile(source, workers=workers, sample=sample, seed=seed, progress=advance,
                               on_start=on_start and (lambda n: on_start("images", n)))

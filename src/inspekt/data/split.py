@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DatasetError
+from ..io import output_file
 from .dataset import Dataset, Sample
 
 
@@ -77,13 +78,7 @@ def split_dataset(ds: Dataset, *, val: float = 0.2, test: float = 0.2, seed: int
 
 def write_split_csv(ds: Dataset, out: str | Path) -> Path:
     """Write ``path,label,mask,split`` rows with paths relative to the CSV's folder."""
-    out = Path(out)
-    if out.is_dir():
-        raise DatasetError(f"{out} is a folder; give a file name for the split, e.g. {out / 'split.csv'}")
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise DatasetError(f"cannot create {out.parent}: {exc.strerror or exc}") from exc
+    out = output_file(out, "split.csv")
     base = out.parent.resolve()
     rel = lambda p: Path(os.path.relpath(Path(p).resolve(), base)).as_posix()  # noqa: E731
     with out.open("w", newline="", encoding="utf-8") as f:

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError, InspektError
-from ..io import SkippedFile
+from ..io import SkippedFile, output_file
 from .properties import CHANNELS, COARSE_BINS, HIST_BINS, PROPERTY_NAMES, Stack, coarse, compute
 
 SCHEMA = "inspekt.profile/1"
@@ -146,7 +146,7 @@ class Profile:
         Raises:
             InspektError: the path is a folder or cannot be written.
         """
-        path = writable(path)
+        path = output_file(path, "profile.json")
         path.write_text(json.dumps(self.to_dict()), encoding="utf-8")
         return path
 
@@ -158,20 +158,6 @@ class Profile:
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise InspektError(f"{path}: cannot read drift profile ({exc})") from None
         return cls.from_dict(data, str(path))
-
-
-def writable(path: str | Path) -> Path:
-    """``path`` as a file that can be written (parents created), or an InspektError saying why not."""
-    path = Path(path)
-    if path.is_dir():
-        raise InspektError(f"{path} is a folder; give a file name, e.g. {path / 'drift.json'}")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise InspektError(f"{path}: cannot create its folder ({exc.strerror or exc})") from None
-    if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
-        raise InspektError(f"{path}: no permission to write it; choose another path")
-    return path
 
 
 def _num(x: float) -> float | None:

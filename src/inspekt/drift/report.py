@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from ..io import output_file
 from .engine import Check, DriftResult
 from .properties import CHANNELS, PROPERTY_NAMES
 
@@ -70,9 +71,7 @@ def to_dict(result: DriftResult) -> dict[str, Any]:
 
 def write_json(result: DriftResult, path: str | Path) -> Path:
     """Write the JSON document."""
-    from .profile import writable
-
-    path = writable(path)
+    path = output_file(path, "drift.json")
     path.write_text(json.dumps(to_dict(result), indent=2) + "\n", encoding="utf-8")
     return path
 
@@ -257,8 +256,6 @@ def write_html(result: DriftResult, path: str | Path) -> Path:
             f"<li>{html.escape(s.path)}: {html.escape(s.reason)}</li>" for s in skipped) + "</ul>")
     page = (f"<!doctype html><html><head><meta charset=utf-8><title>inspekt drift report</title>"
             f"<style>{_CSS}</style></head><body><h2>inspekt drift report</h2>{''.join(sections)}</body></html>")
-    from .profile import writable
-
-    path = writable(path)
+    path = output_file(path, "drift.html")
     path.write_text(page, encoding="utf-8")
     return path
