@@ -78,8 +78,11 @@ def _shot(page, name: str) -> None:
 
 
 def _pixels(locator) -> np.ndarray:
+    """The element's rendered grey pixels, once every image on the page has finished loading."""
     from PIL import Image
 
+    locator.page.wait_for_function(
+        "() => [...document.querySelectorAll('[data-testid=stImage] img')].every(i => i.complete && i.naturalWidth > 0)")
     return np.asarray(Image.open(io.BytesIO(locator.screenshot())).convert("L"), dtype=np.float32)
 
 
@@ -148,8 +151,8 @@ def test_batch_evaluate_train_and_monitor_pages(server, page, synth_classes):
     page.get_by_role("button", name="Predict").click()
     page.get_by_role("heading", name="Gallery").wait_for()
     page.get_by_test_id("stDataFrame").wait_for()
-    page.get_by_test_id("stImage").first.wait_for()
-    assert page.get_by_test_id("stImage").count() == len(list((root / "data" / "incoming").rglob("*.png")))
+    n_images = len(list((root / "data" / "incoming").rglob("*.png")))
+    sync_api.expect(page.get_by_test_id("stImage")).to_have_count(n_images, timeout=WAIT_MS)  # waits for the gallery
     _shot(page, "5-batch")
 
     page.goto(f"{url}/evaluate")
@@ -159,8 +162,7 @@ def test_batch_evaluate_train_and_monitor_pages(server, page, synth_classes):
     field.press("Enter")
     page.get_by_role("button", name="Evaluate").click()
     page.get_by_text("Confusion matrix").wait_for()
-    page.get_by_test_id("stMetric").first.wait_for()
-    assert page.get_by_test_id("stMetric").count() >= 4
+    sync_api.expect(page.get_by_test_id("stMetric")).to_have_count(6, timeout=WAIT_MS)  # accuracy ... ece
     _shot(page, "6-evaluate")
 
     page.goto(f"{url}/train")
