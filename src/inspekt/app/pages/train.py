@@ -20,14 +20,26 @@ left, middle, right = st.columns(3)
 model = left.selectbox("Model", list_models(task), index=list_models(task).index("tiny_cnn" if task == "classify" else "tiny_unet"))
 epochs = middle.number_input("Epochs", 1, 500, 10)
 imgsz = right.number_input("Image size", 16, 1024, 64, step=16)
-name = st.text_input("Run name", value=f"{task}-{time.strftime('%Y%m%d-%H%M%S')}")
-if st.button("Start training", type="primary"):
-    if not re.fullmatch(r"[\w.-]+", name):
-        st.error(f"run name {name!r}: use letters, digits, '-', '_' or '.' only")
-    else:
-        job = jobs.start(root, task, data, name, {"model": model, "epochs": int(epochs), "imgsz": int(imgsz)})
-        st.success(f"started {job.name} (process {job.pid}); it keeps running if you leave this page")
+st.session_state.setdefault("run_name", f"{task}-{time.strftime('%Y%m%d-%H%M%S')}")  # set once: typing is kept
+st.text_input("Run name", key="run_name")
 
+
+def _start() -> None:
+    """Start the run (a callback, so the next run's default name can replace this one)."""
+    name = st.session_state["run_name"].strip()
+    if not re.fullmatch(r"[\w.-]+", name):
+        st.session_state["train_message"] = ("error", f"run name {name!r}: use letters, digits, '-', '_' or '.' only")
+        return
+    job = jobs.start(root, task, data, name, {"model": model, "epochs": int(epochs), "imgsz": int(imgsz)})
+    st.session_state["train_message"] = ("success", f"started {job.name} (process {job.pid}); it keeps running "
+                                                    "if you leave this page")
+    st.session_state["run_name"] = f"{task}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+st.button("Start training", type="primary", on_click=_start)
+if "train_message" in st.session_state:
+    kind, text = st.session_state.pop("train_message")
+    (st.success if kind == "success" else st.error)(text)
 
 
 def show_runs() -> None:
