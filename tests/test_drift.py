@@ -300,6 +300,19 @@ def test_cli_drift_profile_and_fail_on_drift(tmp_path):
     assert missing.exit_code == 2 and "nowhere" in missing.output
 
 
+def test_cli_json_output_sampling_workers_and_check_selection(tmp_path):
+    _write_set(tmp_path / "ref", 30, seed=34)
+    _write_set(tmp_path / "cur", 30, seed=35, shift=40)
+    result = CliRunner().invoke(app, ["drift", str(tmp_path / "ref"), str(tmp_path / "cur"), "--as-json", "--sample", "20",
+                                      "--workers", "2", "--checks", "properties", "--permutations", "199"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["n_reference"] == doc["n_current"] == 20
+    assert {c["kind"] for c in doc["checks"]} == {"property"} and "brightness" in doc["drifted"]
+    bad = CliRunner().invoke(app, ["drift", str(tmp_path / "ref"), str(tmp_path / "cur"), "--checks", "propertys"])
+    assert bad.exit_code == 2 and "did you mean" in bad.output.lower()
+
+
 def test_trained_bundles_carry_a_reference_and_check_prediction_drift(trained, synth_classes, tmp_path):
     bundle = Path(trained.bundle)
     reference = json.loads((bundle / "reference.json").read_text())

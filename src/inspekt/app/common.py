@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import streamlit as st
 
-from ..bundle import SUFFIX, open_bundle
+from ..bundle import SUFFIX
 from ..enhance import PRESETS, STEPS, Pipeline
 from ..errors import InspektError
 from ..io import load_image
@@ -199,7 +199,3 @@ def _json_default(value: Any) -> Any:
         return value.item()
     return str(value)
 
-
-def bundle_card(path: Path):
-    """The card of a bundle path (for pages that do not predict)."""
-    return open_bundle(path).card
