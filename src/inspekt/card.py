@@ -75,6 +75,25 @@ class MaskSpec(_Strict):
     values: dict[str, str] = Field(default_factory=dict, description="values: {mask value: class}")
 
 
+class AnomalySpec(_Strict):
+    """How an anomaly model's raw outputs become scores and decisions.
+
+    Raw image scores and map values are in the method's own units; both are mapped through a logistic
+    curve so that the calibrated threshold lands on 0.5: ``normalised = 1 / (1 + exp(-(raw - threshold) /
+    scale))``. Normalised scores are comparable across models and images; the raw ones are kept too.
+    """
+
+    image_threshold: float = Field(description="raw image score calibrated on validation (normalised to 0.5)")
+    image_scale: float = Field(gt=0, description="raw score units per logistic unit (the spread of normal scores)")
+    pixel_threshold: float = Field(description="raw anomaly-map value calibrated on validation (normalised to 0.5)")
+    pixel_scale: float = Field(gt=0, description="raw map units per logistic unit")
+    decision: float = Field(0.5, ge=0, le=1, description="normalised score at which an image is anomalous")
+    pixel_decision: float = Field(0.5, ge=0, le=1, description="normalised map value at which a pixel is anomalous")
+    calibration: str = Field("", description="how the thresholds were chosen (quantile of normal validation "
+                             "scores, mean + k sigma, or best F1 with anomalous validation images)")
+    groups: tuple[str, ...] = Field((), description="the normal variants (poses) the model knows, if any")
+
+
 class DataInfo(_Strict):
     """What the model was trained on, to recognise the same data later."""
 
@@ -96,6 +115,8 @@ class ModelCard(_Strict):
         default_factory=dict, description="binary classify: {positive class: probability at which it is predicted}")
     postprocess: PostProcess | None = Field(None, description="segment: threshold, morphology, minimum area")
     masks: MaskSpec | None = Field(None, description="segment: how the training masks were read")
+    anomaly: AnomalySpec | None = Field(None, description="anomaly: thresholds and score normalisation")
+    notes: tuple[str, ...] = Field((), description="what a user must know about this model (e.g. random weights)")
     precision: Literal["fp32", "int8"] = Field("fp32", description="numeric precision of model.onnx")
     outputs: tuple[str, ...] = ("logits",)
     data: DataInfo = Field(default_factory=DataInfo)
@@ -122,8 +143,10 @@ class ModelCard(_Strict):
             raise ValueError("classification thresholds apply to binary models (2 classes) only")
         if self.task == "segment" and (len(self.classes) < 2 or self.classes[0] != "background"):
             raise ValueError("segmentation classes must start with 'background' and name at least one defect class")
-        if self.input.resize == "tile" and self.task != "segment":
-            raise ValueError("input.resize 'tile' applies to segmentation models only")
+        if self.task == "anomaly" and self.anomaly is None:
+            raise ValueError("anomaly models need the 'anomaly' section (thresholds and score normalisation)")
+        if self.input.resize == "tile" and self.task == "classify":
+            raise ValueError("input.resize 'tile' applies to segmentation and anomaly models only")
         return self
 
     def to_json(self) -> str:

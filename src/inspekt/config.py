@@ -65,6 +65,17 @@ class TrainConfig(BaseModel):
     min_area: Literal["auto"] | int = Field("auto", description="segment: smallest kept region in pixels (auto: "
                                             "from the training masks)")
     kernel: int = Field(3, ge=0, le=63, description="segment: morphological clean-up kernel in pixels (0 = off)")
+    normal: str | None = Field(None, description="anomaly: the class of normal images (default: good, ok, normal, "
+                               "free, pass or nominal, whichever the data has)")
+    groups: str = Field("auto", description="anomaly: normal variants (poses) for template_ratio: auto (sub-folders "
+                        "of the normal class, else the model clusters), none, or a CSV with path and group columns")
+    groups_column: str = Field("group", description="anomaly, groups CSV: the column naming each image's variant")
+    calibration: Literal["auto", "quantile", "sigma", "f1"] = Field(
+        "auto", description="anomaly threshold: f1 (best F1 on anomalous validation images), quantile of normal "
+        "validation scores, or mean + sigma * std (auto: f1 when anomalous validation images exist, else quantile)")
+    quantile: float = Field(0.995, gt=0.5, lt=1, description="anomaly, calibration quantile: share of normal "
+                            "validation images below the threshold")
+    sigma: float = Field(3.0, gt=0, description="anomaly, calibration sigma: threshold = mean + sigma * std")
     clahe: float = Field(0.0, ge=0, le=40, description="CLAHE clip limit (0 = off), part of the card's preprocessing")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     amp: bool = Field(True, description="mixed precision on CUDA (CPU training stays float32)")
@@ -153,8 +164,8 @@ def build_config(cls: type[C], *, file: str | Path | None = None, options: dict[
         raise ConfigError(f"config key {key!r}: {err['msg']}{shown}") from None
 
 
-def save_config(config: BaseModel, path: str | Path) -> Path:
-    """Write the effective config as YAML."""
+def save_config(config: BaseModel, path: str | Path, *, exclude: set[str] | None = None) -> Path:
+    """Write the effective config as YAML (without the ``exclude`` keys, e.g. defaults a method decides)."""
     path = Path(path)
-    path.write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False), encoding="utf-8")
+    path.write_text(yaml.safe_dump(config.model_dump(mode="json", exclude=exclude), sort_keys=False), encoding="utf-8")
     return path

@@ -64,3 +64,32 @@ def overlay_mask(image: np.ndarray, mask: np.ndarray, *, opacity: float = 0.4) -
         contours, _ = cv2.findContours(region.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
         cv2.drawContours(out, contours, -1, class_colour(index), thickness, cv2.LINE_AA)
     return out
+
+
+COLORMAP = cv2.COLORMAP_JET  # heat maps: Grad-CAM and anomaly maps
+
+
+def heat_overlay(image: np.ndarray, heat: np.ndarray, opacity: float = 0.5, seen: np.ndarray | None = None,
+                 outline: np.ndarray | None = None) -> np.ndarray:
+    """Colour a heat map and blend it over the image.
+
+    Args:
+        image: HxW or HxWx3 uint8 original image.
+        heat: HxW float in [0, 1], same size.
+        opacity: weight of the heat map in [0, 1].
+        seen: HxW bool, the pixels inside the model input (the rest stays plain); default all.
+        outline: HxW mask whose regions are outlined in white (e.g. anomalous pixels).
+
+    Returns:
+        HxWx3 uint8 RGB overlay.
+    """
+    rgb = to_channels(image, 3)
+    coloured = cv2.cvtColor(cv2.applyColorMap(np.uint8(np.round(np.clip(heat, 0, 1) * 255)), COLORMAP),
+                            cv2.COLOR_BGR2RGB)
+    mixed = cv2.addWeighted(rgb, 1 - opacity, coloured, opacity, 0)
+    out = mixed if seen is None else np.where(seen[:, :, None], mixed, rgb)
+    if outline is not None and outline.any():
+        contours, _ = cv2.findContours((outline > 0).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        out = np.ascontiguousarray(out)
+        cv2.drawContours(out, contours, -1, (255, 255, 255), max(1, round(max(heat.shape) / 400)), cv2.LINE_AA)
+    return out

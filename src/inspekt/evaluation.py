@@ -151,13 +151,14 @@ def _true_indices(dataset: Dataset, classes: tuple[str, ...]) -> dict[str, int]:
 
 def evaluate(model: str | Path | Bundle, data: str | Path | Dataset, *, split: str | None = None,
              backend: str = "onnx", batch_size: int = 16,
-             progress: Callable[[int], None] | None = None) -> EvalResult | SegEvalResult:
+             progress: Callable[[int], None] | None = None):
     """Predict every image of a dataset split with a bundle and score the predictions.
 
     Classifiers: binary models are decided at the card's threshold when it has one (as the
     Predictor does), else by the most probable class; their threshold sweep is included.
     Segmentation models: scored against the masks at the original image size
-    (``inspekt.seg_evaluation``), giving a ``SegEvalResult``.
+    (``inspekt.seg_evaluation``), giving a ``SegEvalResult``. Anomaly models: normal class vs the
+    rest, pixel metrics where masks exist (``inspekt.anomaly_evaluation``), an ``AnomalyEvalResult``.
 
     Args:
         model: bundle folder, ``.inspekt`` file, run folder or an opened ``Bundle``.
@@ -172,20 +173,21 @@ def evaluate(model: str | Path | Bundle, data: str | Path | Dataset, *, split: s
 
     Raises:
         BundleError: the bundle cannot be opened.
-        ConfigError: a task eval cannot score yet, or a bad backend / batch size.
+        ConfigError: a bad backend / batch size.
         DatasetError: no such split, unlabelled images, labels the model does not know, no masks
             (segmentation), or no readable image at all.
     """
 
     predictor = Predictor.load(model, backend=backend, batch_size=batch_size)
     card = predictor.card
-    if card.task not in ("classify", "segment"):
-        raise ConfigError(f"{predictor.bundle.path}: eval scores classifiers and segmentation models; this is a "
-                          f"{card.task} bundle")
     dataset = data if isinstance(data, Dataset) else open_dataset(data)
     dataset, split = select_split(dataset, split)
     if card.task == "segment":
         return evaluate_segment(predictor, dataset, split, progress)
+    if card.task == "anomaly":
+        from .anomaly_evaluation import evaluate_anomaly
+
+        return evaluate_anomaly(predictor, dataset, split, progress)
     truth = _true_indices(dataset, card.classes)
     report = BatchReport()
     predictions = _predict_files(predictor, list(truth), report, progress)
@@ -300,7 +302,8 @@ def _not_binary(where: str | Path, classes: tuple[str, ...]) -> ConfigError:
 
 def save_threshold(bundle: str | Path | Bundle, threshold: float) -> ModelCard:
     """Store ``{positive class: threshold}`` in a binary bundle's card (segmentation: the defect
-    probability threshold of its post-processing), rewriting it in place.
+    probability threshold of its post-processing; anomaly: the normalised score at which an image is
+    anomalous), rewriting it in place.
 
     Args:
         bundle: bundle folder, ``.inspekt`` file, run folder or an opened ``Bundle``.
@@ -320,6 +323,8 @@ def save_threshold(bundle: str | Path | Bundle, threshold: float) -> ModelCard:
     if opened.card.task == "segment":
         post = (opened.card.postprocess or PostProcess()).model_copy(update={"threshold": float(value)})
         card = opened.card.model_copy(update={"postprocess": post})
+    elif opened.card.task == "anomaly":
+        card = opened.card.model_copy(update={"anomaly": opened.card.anomaly.model_copy(update={"decision": float(value)})})
     else:
         card = opened.card.model_copy(update={"thresholds": {binary_positive(opened): float(value)}})
     copy_bundle(opened, opened.path, archive=opened.path.is_file(), overwrite=True, card=card)

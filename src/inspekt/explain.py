@@ -14,17 +14,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
 from torch import nn
 
 from . import models  # noqa: F401  (applies the torchvision workaround: keep it before pytorch_grad_cam)
 from .bundle import Bundle, load_network, open_bundle
+from .draw import heat_overlay
 from .errors import ConfigError, did_you_mean
 from .io import BatchReport, iter_images
 from .predictor import TASKS, Prediction
-from .transforms import map_back, preprocess, to_channels
+from .transforms import map_back, preprocess
 
 import pytorch_grad_cam as cams  # noqa: E402,I001  (imports torchvision: only after the workaround)
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget  # noqa: E402
@@ -41,7 +41,6 @@ METHODS: dict[str, type] = {
     "eigengradcam": cams.EigenGradCAM,
     "gradcam-elementwise": cams.GradCAMElementWise,
 }
-COLORMAP = cv2.COLORMAP_JET
 # How many conv layer names an unknown-layer message suggests (those nearest the head).
 _SUGGESTED_LAYERS = 6
 
@@ -152,24 +151,6 @@ def _check_opacity(opacity: float) -> float:
     return float(opacity)
 
 
-def blend(image: np.ndarray, cam: np.ndarray, opacity: float, seen: np.ndarray) -> np.ndarray:
-    """Colour ``cam`` and blend it over the image where the model saw it.
-
-    Args:
-        image: HxW or HxWx3 uint8 original image.
-        cam: HxW float in [0, 1], same size.
-        opacity: weight of the heat map in [0, 1].
-        seen: HxW bool, the pixels inside the model input (cropped-away parts stay plain).
-
-    Returns:
-        HxWx3 uint8 RGB overlay.
-    """
-    rgb = to_channels(image, 3)
-    heat = cv2.cvtColor(cv2.applyColorMap(np.uint8(np.round(cam * 255)), COLORMAP), cv2.COLOR_BGR2RGB)
-    mixed = cv2.addWeighted(rgb, 1 - opacity, heat, opacity, 0)
-    return np.where(seen[:, :, None], mixed, rgb)
-
-
 class Explainer:
     """Grad-CAM for a classification bundle: ``Explainer.load("model").explain(image)``."""
 
@@ -242,7 +223,7 @@ class Explainer:
             model_cam = self._cam(input_tensor=batch, targets=[ClassifierOutputTarget(index)])[0]
         cam = np.clip(map_back(np.float32(model_cam), geometry), 0, 1)
         seen = map_back(np.ones(model_cam.shape, np.float32), geometry) > 0.5
-        overlay = blend(image, cam, opacity, seen)
+        overlay = heat_overlay(image, cam, opacity, seen)
         return Explanation(source, self.card.classes[index], self.method, self.layer, cam, overlay, prediction)
 
     def explain_files(self, sources: Iterable[str | os.PathLike | bytes] | str | os.PathLike, *,

@@ -35,14 +35,19 @@ class Prediction:
         source: the file path (or ``<array>`` / ``<bytes>``).
         task: classify, segment or anomaly.
         label: the predicted class; segment: the class of the largest defect region, or "ok".
-        score: confidence of ``label`` (classify); segment: the largest defect probability of any pixel.
+        score: confidence of ``label`` (classify); segment: the largest defect probability of any pixel;
+            anomaly: the normalised anomaly score (the calibrated threshold is 0.5; raw score in ``extra``).
         scores: per-class probabilities (classify); segment: each defect class's largest pixel probability.
-        mask: HxW uint8 class-index mask at the original image size (segment; 0 = background).
-        heatmap: HxW float32 map at the original image size (segment: defect probability).
+        mask: HxW uint8 class-index mask at the original image size (segment; 0 = background; anomaly:
+            1 = anomalous pixel).
+        heatmap: HxW float32 map at the original image size (segment: defect probability; anomaly: the
+            normalised anomaly map).
         embedding: the classifier head's input (penultimate features; classify bundles that export it).
+        reconstruction: anomaly: what the model expected to see (HxW or HxWx3 uint8 at the original
+            size; reconstruction methods and template_ratio's template), or None.
         time_ms: model + pre/post-processing time attributed to this image.
         extra: task details; segment: ``verdict``, ``components`` (class, bbox, area, scores),
-            ``defect_area_pct``.
+            ``defect_area_pct``; anomaly: ``verdict``, ``raw_score``, ``components``, ``anomaly_area_pct``.
     """
 
     source: str
@@ -53,6 +58,7 @@ class Prediction:
     mask: np.ndarray | None = None
     heatmap: np.ndarray | None = None
     embedding: np.ndarray | None = None
+    reconstruction: np.ndarray | None = None
     time_ms: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -67,7 +73,7 @@ class Prediction:
         out: dict[str, Any] = {"path": self.source, "task": self.task, "label": self.label, "score": self.score}
         if self.scores is not None:
             out["scores"] = dict(self.top(topk))
-        for name in ("mask", "heatmap", "embedding"):
+        for name in ("mask", "heatmap", "embedding", "reconstruction"):
             value = getattr(self, name)
             if value is not None:
                 out[f"{name}_shape"] = list(value.shape)
@@ -80,6 +86,9 @@ class Prediction:
             regions = len(self.extra.get("components", []))
             return (f"<Prediction {Path(self.source).name}: {self.label}{score} ({regions} region(s), "
                     f"{self.extra.get('defect_area_pct', 0):.2f}% defect)>")
+        if self.task == "anomaly":
+            return (f"<Prediction {Path(self.source).name}: {self.label}{score} (raw {self.extra.get('raw_score')}, "
+                    f"{self.extra.get('anomaly_area_pct', 0):.2f}% of pixels anomalous)>")
         runners = ", ".join(f"{name} {p:.3f}" for name, p in self.top(3)[1:])
         return f"<Prediction {Path(self.source).name}: {self.label}{score}{f' (then {runners})' if runners else ''}>"
 
@@ -99,7 +108,8 @@ class Prediction:
         return plot_prediction(self, image, ax=ax)
 
     def overlay(self, image: np.ndarray | None = None, *, opacity: float = 0.4) -> np.ndarray:
-        """The image (RGB, original size) with the predicted mask filled at ``opacity`` and outlined.
+        """The image (RGB, original size) with the predicted mask filled at ``opacity`` and outlined
+        (anomaly: the anomaly map as a heat map at ``opacity``, anomalous regions outlined in white).
 
         Args:
             image: the decoded image; by default it is read again from ``source``.
@@ -108,7 +118,7 @@ class Prediction:
         Raises:
             ValueError: a prediction without a mask (classification).
         """
-        from .draw import overlay_mask
+        from .draw import heat_overlay, overlay_mask
 
         if self.mask is None:
             raise ValueError(f"{self.source}: a {self.task} prediction has no mask to overlay")
@@ -116,6 +126,8 @@ class Prediction:
             from .io import load_image
 
             image = load_image(self.source, mode="keep")
+        if self.task == "anomaly":
+            return heat_overlay(image, self.heatmap, opacity, outline=self.mask)
         return overlay_mask(image, self.mask, opacity=opacity)
 
 
@@ -166,9 +178,15 @@ def _segment(card: ModelCard, images: Sequence[np.ndarray], sources: Sequence[st
     return predict_segment(card, images, sources, lambda batch: run(batch)[first], batch_size)
 
 
+def _anomaly(card: ModelCard, images: Sequence[np.ndarray], sources: Sequence[str], run, batch_size: int
+             ) -> list[Prediction]:
+    from .anomaly import predict_anomaly
+
+    return predict_anomaly(card, images, sources, run, batch_size)
+
+
 # Per task: (card, decoded images, sources, run: NCHW batch -> outputs by name, batch size) -> predictions.
-# Anomaly arrives with its own issue; such a bundle is refused with a clear message until then.
-TASKS = {"classify": _classify, "segment": _segment}
+TASKS = {"classify": _classify, "segment": _segment, "anomaly": _anomaly}
 
 
 def _check_graph(bundle: Bundle, session) -> None:
@@ -234,21 +252,31 @@ class TorchBackend:
         return {name: t.numpy() for name, t in zip(self.output_names, out)}
 
 
-def _with_threshold(card: ModelCard, threshold: float | None, min_area: int | None) -> ModelCard:
-    if threshold is not None and not 0 <= threshold <= 1:
-        raise ConfigError(f"--threshold {threshold} must be a probability in [0, 1]")
-    if min_area is not None and (card.task != "segment" or min_area < 0):
-        raise ConfigError(f"--min-area applies to segmentation models and must be >= 0 (got {min_area} for a "
-                          f"{card.task} model)")
+def _with_threshold(card: ModelCard, threshold: float | None, min_area: int | None,
+                    pixel_threshold: float | None = None) -> ModelCard:
+    for name, value in (("--threshold", threshold), ("--pixel-threshold", pixel_threshold)):
+        if value is not None and not 0 <= value <= 1:
+            raise ConfigError(f"{name} {value} must be a probability in [0, 1] (anomaly models: a normalised score)")
+    if min_area is not None and (card.task == "classify" or min_area < 0):
+        raise ConfigError(f"--min-area applies to segmentation and anomaly models and must be >= 0 (got {min_area} "
+                          f"for a {card.task} model)")
+    if pixel_threshold is not None and card.task != "anomaly":
+        raise ConfigError(f"--pixel-threshold applies to anomaly models; this is a {card.task} model")
+    if card.task in ("segment", "anomaly") and min_area is not None:
+        post = card.postprocess or PostProcess(min_area=0, kernel=3)
+        card = card.model_copy(update={"postprocess": post.model_copy(update={"min_area": min_area})})
+    if card.task == "anomaly":
+        changes = {k: v for k, v in (("decision", threshold), ("pixel_decision", pixel_threshold)) if v is not None}
+        return card.model_copy(update={"anomaly": card.anomaly.model_copy(update=changes)})
     if card.task == "segment":
         post = card.postprocess or PostProcess()
-        changes = {k: v for k, v in (("threshold", threshold), ("min_area", min_area)) if v is not None}
+        changes = {"threshold": threshold} if threshold is not None else {}
         return card.model_copy(update={"postprocess": post.model_copy(update=changes)})
     if threshold is None:
         return card
-    if card.task != "classify" or len(card.classes) != 2:
-        raise ConfigError(f"--threshold applies to binary classifiers and segmentation models; this {card.task} "
-                          f"model has classes {list(card.classes)}")
+    if len(card.classes) != 2:
+        raise ConfigError(f"--threshold applies to binary classifiers, segmentation and anomaly models; this "
+                          f"{card.task} model has classes {list(card.classes)}")
     return card.model_copy(update={"thresholds": {positive_class(card.classes): float(threshold)}})
 
 
@@ -265,7 +293,8 @@ class Predictor:
 
     @classmethod
     def load(cls, bundle: str | Path | Bundle, *, backend: str = "onnx", threads: int | None = None,
-             batch_size: int = 16, threshold: float | None = None, min_area: int | None = None) -> Predictor:
+             batch_size: int = 16, threshold: float | None = None, min_area: int | None = None,
+             pixel_threshold: float | None = None) -> Predictor:
         """Open a bundle and create its backend.
 
         Args:
@@ -275,8 +304,10 @@ class Predictor:
             batch_size: images per model call.
             threshold: binary classifiers: the positive-class probability at which it is predicted
                 (overrides the card's threshold; default: the card's, else the most probable class).
-                Segmentation: the defect probability at which a pixel is a defect.
-            min_area: segmentation: drop defect regions smaller than this many pixels (overrides the card).
+                Segmentation: the defect probability at which a pixel is a defect. Anomaly: the
+                normalised score at which an image is anomalous (the card's calibrated threshold is 0.5).
+            min_area: segmentation and anomaly: drop regions smaller than this many pixels (overrides the card).
+            pixel_threshold: anomaly: the normalised map value at which a pixel is anomalous (default 0.5).
 
         Raises:
             BundleError: the bundle cannot be opened.
@@ -289,15 +320,16 @@ class Predictor:
         opened = bundle if isinstance(bundle, Bundle) else open_bundle(bundle)
         runner = (OnnxBackend if backend == "onnx" else TorchBackend)(opened, threads)
         predictor = cls(opened, runner, batch_size)
-        if threshold is not None or min_area is not None:
-            predictor.card = _with_threshold(predictor.card, threshold, min_area)
+        if threshold is not None or min_area is not None or pixel_threshold is not None:
+            predictor.card = _with_threshold(predictor.card, threshold, min_area, pixel_threshold)
         return predictor
 
-    def with_threshold(self, threshold: float | None = None, min_area: int | None = None) -> Predictor:
+    def with_threshold(self, threshold: float | None = None, min_area: int | None = None,
+                       pixel_threshold: float | None = None) -> Predictor:
         """A copy that shares the loaded model but decides at another threshold / minimum region area
-        (as ``load(threshold=, min_area=)``; None keeps the card's)."""
+        (as ``load(threshold=, min_area=, pixel_threshold=)``; None keeps the card's)."""
         other = copy.copy(self)
-        other.card = _with_threshold(self.bundle.card, threshold, min_area)
+        other.card = _with_threshold(self.bundle.card, threshold, min_area, pixel_threshold)
         return other
 
     def predict_arrays(self, images: Sequence[np.ndarray], sources: Sequence[str] | None = None, *,

@@ -458,13 +458,15 @@ def _finish(p: _Prepared, run_dir: Path, loop: _Loop, best_state: dict, history:
 
 
 def train(config: TrainConfig | None = None, *, on_epoch: EpochCallback | None = None, **options: Any) -> TrainResult:
-    """Train a classifier and write its run folder and bundle.
+    """Train a model (classify, segment or anomaly) and write its run folder and bundle.
 
-    ``inspekt.train(data="parts/", model="resnet18", epochs=30)`` or ``train(TrainConfig(...))``.
+    ``inspekt.train(data="parts/", model="resnet18", epochs=30)`` or ``train(TrainConfig(...))``;
+    ``train(task="anomaly", data="mvtec/bottle", model="padim")`` fits on the normal images only.
 
     Args:
         config: a validated ``TrainConfig``; or give its keys as keyword ``options`` instead.
-        on_epoch: called with each epoch's metrics row (progress display).
+        on_epoch: called with each epoch's metrics row (progress display); anomaly methods send their
+            own rows (epoch and loss, or feature-extraction steps).
         **options: config keys (task defaults to classify), validated like the CLI's.
 
     Returns:
@@ -477,6 +479,14 @@ def train(config: TrainConfig | None = None, *, on_epoch: EpochCallback | None =
         DatasetError: the dataset cannot be read or is unfit for the task.
     """
     cfg = config if config is not None else build_config(TrainConfig, options={"task": "classify", **options})
+    if cfg.task == "anomaly":
+        from .anomaly_training import DEFAULT_METHOD, train_anomaly
+
+        if "model" not in cfg.model_fields_set:
+            cfg = cfg.model_copy(update={"model": DEFAULT_METHOD})
+        run_dir = new_run_dir(cfg.out, cfg.task, cfg.name, exist_ok=cfg.exist_ok)
+        save_config(cfg, run_dir / CONFIG, exclude={"epochs", "lr"} - cfg.model_fields_set)  # the method's defaults
+        return train_anomaly(cfg, run_dir, on_epoch)
     prepared = _prepare(cfg)
     run_dir = new_run_dir(cfg.out, cfg.task, cfg.name, exist_ok=cfg.exist_ok)
     (run_dir / LAST).parent.mkdir(exist_ok=True)
@@ -498,6 +508,8 @@ def resume(run_dir: str | Path, *, on_epoch: EpochCallback | None = None) -> Tra
     if not (run_dir / CONFIG).is_file():
         raise ConfigError(f"{run_dir}: not a run folder (no {CONFIG}); give the folder `inspekt train` printed")
     cfg = build_config(TrainConfig, options=yaml.safe_load((run_dir / CONFIG).read_text(encoding="utf-8")))
+    if cfg.task == "anomaly":
+        raise ConfigError(f"{run_dir}: anomaly runs fit in one go and cannot be resumed; train again")
     state = _load_checkpoint(run_dir / LAST)
     if state["finished"]:
         raise ConfigError(f"{run_dir}: the run already finished (epoch {state['epoch']}); its bundle is "

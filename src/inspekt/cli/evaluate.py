@@ -48,6 +48,24 @@ def _print_summary(result) -> None:
         console.print(table)
 
 
+def _print_anomaly_summary(result) -> None:
+    """Headline anomaly metrics (Rich)."""
+    m = result.metrics
+    n_anomalous = m["tp"] + m["fn"]
+    console.print(f"[bold]{result.bundle}[/] on {result.data} (split {result.split}): {len(result.rows)} images "
+                  f"({n_anomalous} anomalous, normal class {result.normal}), {len(result.skipped)} skipped",
+                  highlight=False)
+    if result.split == "all":
+        console.print("note: the dataset has no test or val split, so these images may include training images")
+    headline = Table("metric", Column("value", justify="right"), title="metrics")
+    for name, key in (("image AUROC", "image_auroc"), ("image AUPR", "image_aupr"), ("F1 at the threshold", "f1"),
+                      ("precision", "precision"), ("recall", "recall"), ("accuracy", "accuracy"),
+                      ("pixel AUROC", "pixel_auroc"), ("AUPRO (FPR <= 0.3)", "aupro")):
+        headline.add_row(name, _score(m[key]))
+    headline.add_row("confusion", f"TP {m['tp']}  FP {m['fp']}  TN {m['tn']}  FN {m['fn']}")
+    console.print(headline)
+
+
 def _print_segment_summary(result) -> None:
     """Headline segmentation metrics and the per-class table (Rich)."""
     m = result.metrics
@@ -97,27 +115,31 @@ def eval_command(
     from ..bundle import open_bundle
     from ..data import open_dataset
     from ..errors import InspektError
+    from ..anomaly_evaluation import choose_anomaly_threshold
     from ..evaluation import (BEST_F1, binary_positive, choose_threshold, evaluate, parse_threshold_choice,
                               save_threshold, select_split, write_csv, write_json)
     from ..io import BatchReport
 
     bundle = open_bundle(model)
-    segment = bundle.card.task == "segment"
+    task = bundle.card.task
+    segment = task == "segment"
     if set_threshold is not None:  # refuse before predicting anything
         choice = parse_threshold_choice(set_threshold)
         if segment and choice == BEST_F1:
-            raise InspektError("--set-threshold best-f1 applies to binary classifiers; give segmentation models a "
-                               "defect probability, e.g. --set-threshold 0.4")
-        if not segment:
+            raise InspektError("--set-threshold best-f1 applies to binary classifiers and anomaly models; give "
+                               "segmentation models a defect probability, e.g. --set-threshold 0.4")
+        if task == "classify":
             binary_positive(bundle)
     dataset, split = select_split(open_dataset(data), split)
     to_stdout = json_file == Path("-")
     with progress_bar("evaluating", len(dataset), enabled=not to_stdout) as advance:
         result = evaluate(bundle, dataset, split=split, backend=backend, batch_size=batch, progress=advance)
-    if set_threshold is not None and segment:
-        save_threshold(bundle, float(set_threshold))
-        err_console.print(f"stored defect threshold {float(set_threshold):g} in {bundle.path}; run eval again to "
-                          "score it", highlight=False)
+    if set_threshold is not None and task != "classify":
+        value = choose_anomaly_threshold(result, choice) if task == "anomaly" else float(choice)
+        save_threshold(bundle, value)
+        what = "normalised anomaly-score" if task == "anomaly" else "defect"
+        err_console.print(f"stored {what} threshold {value:g} in {bundle.path}; run eval again to score it",
+                          highlight=False)
     elif set_threshold is not None:
         threshold = choose_threshold(result, set_threshold)
         result = result.with_threshold(threshold)
@@ -130,6 +152,11 @@ def eval_command(
 
         overlays = write_worst_overlays(result, Predictor.load(bundle, backend=backend), dataset, plots)
         err_console.print(f"wrote {len(overlays)} overlays of the worst images in {plots}", highlight=False)
+    elif plots and task == "anomaly":
+        from ..anomaly_evaluation import write_plots
+        from ..predictor import Predictor
+
+        written += write_plots(result, Predictor.load(bundle, backend=backend), plots)
     elif plots:
         from ..plots import plot_evaluation
 
@@ -138,7 +165,7 @@ def eval_command(
         print_json(result.to_dict())
     else:
         written += [write_json(result, json_file)] if json_file else []
-        (_print_segment_summary if segment else _print_summary)(result)
+        {"segment": _print_segment_summary, "anomaly": _print_anomaly_summary}.get(task, _print_summary)(result)
     err_console.print(BatchReport(len(result.rows), result.skipped).summary(), highlight=False)
     for path in written:
         err_console.print(f"wrote {path}", highlight=False)

@@ -12,7 +12,7 @@ from ..errors import InspektError
 from . import app
 from .common import console, err_console, print_json, progress_bar, unique_name
 
-train_app = typer.Typer(help="Train a model: inspekt train classify|segment --data PATH.", no_args_is_help=True)
+train_app = typer.Typer(help="Train a model: inspekt train classify|segment|anomaly --data PATH.", no_args_is_help=True)
 app.add_typer(train_app, name="train")
 
 
@@ -105,21 +105,67 @@ def _train(task: str, options: dict, config: Path | None, overrides: list[str] |
                 err_console.print(f"epoch {row['epoch']:3d}/{row['epochs']}  loss {row['train_loss']:.4f}  "
                                   f"val {shown}  {row['seconds']:.1f}s{star}", highlight=False)
         result = resume_run(resume, on_epoch=on_epoch) if resume else train(cfg, on_epoch=on_epoch)
-    if as_json:
-        print_json({"run_dir": str(result.run_dir), "bundle": str(result.bundle), "metrics": result.metrics,
-                    "interrupted": result.interrupted, "parity_max_abs_diff": result.parity.max_abs_diff,
-                    "notes": result.notes, "skipped": [vars(s) for s in result.skipped.skipped]})
-    else:
-        for note in result.notes:
-            err_console.print(note, highlight=False)
-        if result.skipped.skipped:
-            err_console.print(result.skipped.summary(), highlight=False)
-        console.print(f"best: {result.metrics}  (ONNX parity max |diff| {result.parity.max_abs_diff:.2e})")
-        print(result.bundle)
+    _print_result(result, as_json)
     if result.interrupted:
         err_console.print(f"interrupted: kept the best model so far; continue with "
                           f"inspekt train {task} --resume {result.run_dir}", highlight=False)
         raise typer.Exit(130)
+
+
+def _print_result(result, as_json: bool) -> None:
+    """The bundle path (or JSON), notes, skipped files and best metrics of a finished run."""
+    if as_json:
+        print_json({"run_dir": str(result.run_dir), "bundle": str(result.bundle), "metrics": result.metrics,
+                    "interrupted": result.interrupted, "parity_max_abs_diff": result.parity.max_abs_diff,
+                    "notes": result.notes, "skipped": [vars(s) for s in result.skipped.skipped]})
+        return
+    for note in result.notes:
+        err_console.print(note, highlight=False)
+    if result.skipped.skipped:
+        err_console.print(result.skipped.summary(), highlight=False)
+    console.print(f"best: {result.metrics}  (ONNX parity max |diff| {result.parity.max_abs_diff:.2e})")
+    print(result.bundle)
+
+
+@train_app.command("anomaly")
+def train_anomaly(
+    data: str = typer.Option(..., "--data", help="Dataset with normal images: MVTec (train/good, test/<type>, "
+                                                 "ground_truth/), class folders or a CSV with a normal class."),
+    model: str = typer.Option(None, "--model", help="draem (default), ae_ssim, template_ratio, padim, patchcore "
+                                                    "(see `inspekt models --task anomaly`)."),
+    normal: str = typer.Option(None, "--normal", help="The class of normal images (default: good/ok/normal/free...)."),
+    weights: str = typer.Option(None, "--weights", help="padim / patchcore: a local pretrained backbone file "
+                                                        "(.safetensors); without it the backbone is random."),
+    epochs: int = typer.Option(None, "--epochs", help="Epochs (trained methods; default: the method's own)."),
+    imgsz: int = typer.Option(None, "--imgsz", help="Input side in pixels (multiple of 32)."),
+    batch: int = typer.Option(None, "--batch", help="Batch size."),
+    lr: float = typer.Option(None, "--lr", help="Learning rate (default: the method's own)."),
+    calibration: str = typer.Option(None, "--calibration", help="auto | f1 | quantile | sigma: how the threshold "
+                                                                "is chosen on validation images."),
+    seed: int = typer.Option(None, "--seed", help="Random seed."),
+    out: str = typer.Option(None, "--out", help="Runs root folder (default: runs)."),
+    name: str = typer.Option(None, "--name", help="Run name (default: exp, then exp2, ...)."),
+    exist_ok: bool = typer.Option(None, "--exist-ok", help="Reuse the run folder if it exists."),
+    config: Path = typer.Option(None, "--config", help="YAML config file."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    overrides: list[str] = typer.Argument(None, help="key=value overrides, e.g. quantile=0.99 groups=none."),
+) -> None:
+    """Train an anomaly detector on normal images only; prints the bundle path."""
+    from ..config import TrainConfig, build_config
+    from ..training import train
+
+    options = dict(task="anomaly", data=data, model=model, normal=normal, epochs=epochs, imgsz=imgsz, batch=batch,
+                   lr=lr, calibration=calibration, seed=seed, out=out, name=name, exist_ok=exist_ok)
+    if weights:
+        options["model_params"] = {"weights": weights}
+    cfg = build_config(TrainConfig, file=config, options=options, overrides=overrides)
+
+    def on_progress(row: dict) -> None:
+        if not as_json:
+            err_console.print("  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()),
+                              highlight=False)
+
+    _print_result(train(cfg, on_epoch=on_progress), as_json)
 
 
 def _csv_sources(path: Path) -> list[str]:
@@ -158,7 +204,8 @@ def expand_sources(sources: list[str]) -> list[str]:
 
 def _save_visuals(results: list, save_dir: Path, explainer, used: set[str], n_classes: int, enhance) -> None:
     """An annotated copy of every image (with its Grad-CAM overlay when ``explainer`` is given;
-    segmentation: the mask overlay, and the mask itself as ``<name>_mask.png``), enhanced as the
+    segmentation and anomaly: the mask or heat-map overlay, the mask itself as ``<name>_mask.png`` and
+    any reconstruction as ``<name>_reconstruction.png``), enhanced as the
     model saw it; ``used`` holds the names written so far, so equal stems from different folders
     never collide."""
     from ..draw import banner
@@ -174,6 +221,9 @@ def _save_visuals(results: list, save_dir: Path, explainer, used: set[str], n_cl
             r.extra["saved"] = str(save_image(save_dir / name, banner(r.overlay(image), text)))
             scaled = (r.mask * (255 // max(1, n_classes - 1))).astype("uint8")  # binary: 0 / 255
             r.extra["saved_mask"] = str(save_image(save_dir / f"{Path(name).stem}_mask.png", scaled))
+            if r.reconstruction is not None:
+                recon = save_dir / f"{Path(name).stem}_reconstruction.png"
+                r.extra["saved_reconstruction"] = str(save_image(recon, r.reconstruction))
             continue
         base = explainer.explain(image, target=r.label, source=r.source).overlay if explainer else image
         name = unique_name(r.source, "gradcam" if explainer else "pred", used)
@@ -188,8 +238,12 @@ def predict(
     as_csv: bool = typer.Option(False, "--csv", help="CSV on stdout: path, label, score, one column per class."),
     topk: int = typer.Option(None, "--topk", min=1, help="Show only the K most probable classes."),
     threshold: float = typer.Option(None, "--threshold", help="Binary models: positive-class probability to predict it; "
-                                                              "segmentation: defect probability of a pixel."),
-    min_area: int = typer.Option(None, "--min-area", help="Segmentation: drop defect regions smaller than this (pixels)."),
+                                                              "segmentation: defect probability of a pixel; anomaly: "
+                                                              "normalised score of an anomalous image (card: 0.5)."),
+    pixel_threshold: float = typer.Option(None, "--pixel-threshold", help="Anomaly: normalised map value of an "
+                                                                          "anomalous pixel (card: 0.5)."),
+    min_area: int = typer.Option(None, "--min-area", help="Segmentation and anomaly: drop regions smaller than this "
+                                                          "(pixels)."),
     save_dir: Path = typer.Option(None, "--save-dir", help="Write an annotated copy of every image here "
                                                            "(segmentation: mask overlay and mask PNG)."),
     explain: bool = typer.Option(False, "--explain", help="Save Grad-CAM overlays (into --save-dir, default predictions/)."),
@@ -212,8 +266,9 @@ def predict(
         raise InspektError("choose one of --json and --csv")
     pipeline = Pipeline.parse(enhance) if enhance else None
     predictor = Predictor.load(bundle, backend=backend, threads=threads, batch_size=batch, threshold=threshold,
-                               min_area=min_area)
-    segment = predictor.card.task == "segment"
+                               min_area=min_area, pixel_threshold=pixel_threshold)
+    segment = predictor.card.task in ("segment", "anomaly")
+    area = "anomaly_area_pct" if predictor.card.task == "anomaly" else "defect_area_pct"
     explainer = None
     if explain:
         from ..explain import Explainer
@@ -236,10 +291,10 @@ def predict(
             print_json(r.to_dict(topk))
     elif as_csv and segment:
         writer = csv.writer(sys.stdout)
-        writer.writerow(["path", "label", "score", "verdict", "components", "defect_area_pct", "time_ms"])
+        writer.writerow(["path", "label", "score", "verdict", "components", area, "time_ms"])
         for r in results:
             writer.writerow([r.source, r.label, f"{r.score:.6f}", r.extra["verdict"], len(r.extra["components"]),
-                             r.extra["defect_area_pct"], f"{r.time_ms:.2f}"])
+                             r.extra[area], f"{r.time_ms:.2f}"])
     elif as_csv:
         writer = csv.writer(sys.stdout)
         classes = predictor.card.classes
@@ -249,10 +304,10 @@ def predict(
                 f"{r.scores[c]:.6f}" for c in classes]
             writer.writerow([r.source, r.label, f"{r.score:.6f}", *cells, f"{r.time_ms:.2f}"])
     elif results and segment:
-        table = Table("path", "label", "max p", "regions", "defect %", "ms")
+        table = Table("path", "label", "score" if area == "anomaly_area_pct" else "max p", "regions", "area %", "ms")
         for r in results:
             table.add_row(r.source, str(r.label), f"{r.score:.3f}", str(len(r.extra["components"])),
-                          f"{r.extra['defect_area_pct']:.3f}", f"{r.time_ms:.1f}")
+                          f"{r.extra[area]:.3f}", f"{r.time_ms:.1f}")
         console.print(table)
     elif results:
         table = Table("path", "label", "score", *(["top"] if topk else []), "ms")
