@@ -251,7 +251,7 @@ def train_anomaly(cfg: TrainConfig, run_dir: Path, on_progress: Callable[[dict],
     from .models import create_model, get_entry
     from .models.anomaly.base import FitData
     from .plots import plot_score_histogram
-    from .training import TrainResult, _channels
+    from .training import RESULTS, TrainResult, _channels, _write_results
 
     model = cfg.model
     get_entry(model, "anomaly")
@@ -276,7 +276,9 @@ def train_anomaly(cfg: TrainConfig, run_dir: Path, on_progress: Callable[[dict],
     history: list[dict] = []
 
     def log(row: dict) -> None:
-        history.append(row)
+        if "epoch" in row:  # epochs go to results.csv as they finish (the workbench follows them)
+            history.append(row)
+            _write_results(history, run_dir / RESULTS)
         if on_progress:
             on_progress(row)
 
@@ -313,17 +315,13 @@ def train_anomaly(cfg: TrainConfig, run_dir: Path, on_progress: Callable[[dict],
     samples = preprocess_batch(decoded, spec)[0] if spec.resize != "tile" else None
     bundle, parity = save_bundle(network, card, run_dir / "bundle", samples=samples, overwrite=True)
     write_reference(bundle, paths, seed=cfg.seed)
-    _write_run_files(run_dir, history, versions, report)
+    _write_run_files(run_dir, versions, report)
     plot_score_histogram(normal_scores, anomalous_scores, image_cal.threshold, run_dir / "val_scores.png",
                          title=f"{model}: validation scores")
     return TrainResult(run_dir, bundle, metrics, parity, report, history, False, notes)
 
 
-def _write_run_files(run_dir: Path, history: list[dict], versions: dict, report: BatchReport) -> None:
-    from .training import RESULTS, _write_results
-
-    if history:
-        _write_results(history, run_dir / RESULTS)
+def _write_run_files(run_dir: Path, versions: dict, report: BatchReport) -> None:
     (run_dir / "versions.json").write_text(json.dumps(versions, indent=2) + "\n", encoding="utf-8")
     if report.skipped:
         (run_dir / "skipped.txt").write_text(report.summary() + "\n", encoding="utf-8")

@@ -48,6 +48,8 @@ if result is None or result.bundle != str(model_path):
 metrics = result.metrics
 if predictor.card.task == "segment":
     keys = ["defect_iou", "dice", "per_image_iou", "pixel_precision", "pixel_recall", "image_auroc", "image_f1"]
+elif predictor.card.task == "anomaly":
+    keys = ["image_auroc", "image_aupr", "f1", "precision", "recall", "pixel_auroc", "aupro"]
 else:
     keys = ["accuracy", "macro_f1", "balanced_accuracy", "roc_auc", "pr_auc", "ece"]
 cells = st.columns(len(keys))
@@ -67,6 +69,17 @@ if predictor.card.task == "segment":
         columns = st.columns(4)
         for k, path in enumerate(paths):
             columns[k % 4].image(load_image(path), caption=Path(path).name, width="stretch")
+    st.stop()
+
+if predictor.card.task == "anomaly":
+    from inspekt.anomaly_evaluation import write_plots
+
+    st.subheader("Scores, and the worst false positives / negatives (input | anomaly map | reconstruction)")
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = write_plots(result, predictor, tmp, limit=GALLERY // 2)
+        st.image(load_image(paths[0]), caption="normalised scores of normal vs anomalous images", width=520)
+        for path in paths[1:]:
+            st.image(load_image(path), caption=Path(path).name, width="stretch")
     st.stop()
 
 classes = list(result.classes)

@@ -61,7 +61,14 @@ if predictor is None:
 
 card = predictor.card
 binary = card.task == "classify" and len(card.classes) == 2
-if binary or card.task == "segment":
+if card.task == "anomaly":
+    threshold = st.sidebar.slider("Anomaly threshold", 0.0, 1.0, float(card.anomaly.decision), 0.01,
+                                  help="normalised anomaly score from which an image is anomalous (0.5: the "
+                                       "threshold calibrated at training)")
+    pixel = st.sidebar.slider("Pixel threshold", 0.0, 1.0, float(card.anomaly.pixel_decision), 0.01,
+                              help="normalised anomaly-map value from which a pixel is anomalous")
+    predictor = predictor.with_threshold(threshold, pixel_threshold=pixel)
+elif binary or card.task == "segment":
     default = float((card.postprocess.threshold if card.task == "segment" and card.postprocess
                      else (card.thresholds or {}).get(card.classes[-1], 0.5)))
     threshold = st.sidebar.slider("Decision threshold", 0.0, 1.0, default, 0.01,
@@ -92,6 +99,20 @@ if card.task == "classify":
             cam_column.caption(f"{method} for {explanation.target} (layer {explanation.layer})")
         except InspektError as exc:
             st.error(str(exc))
+elif card.task == "anomaly":
+    st.markdown(f"### {prediction.label} · anomaly score {prediction.score:.3f}")
+    st.progress(min(1.0, prediction.score), text=f"score {prediction.score:.3f} (threshold "
+                f"{predictor.card.anomaly.decision:.2f}; raw {prediction.extra['raw_score']:.4g})")
+    overlay = prediction.overlay(enhanced)
+    panels = st.columns(3 if prediction.reconstruction is not None else 2)
+    panels[0].image(enhanced, caption="input (as the model saw it)", width="stretch")
+    panels[1].image(overlay, caption="anomaly map, anomalous regions outlined", width="stretch")
+    if prediction.reconstruction is not None:
+        panels[2].image(prediction.reconstruction, caption="what the model expected (reconstruction)", width="stretch")
+    st.caption(f"{len(prediction.extra['components'])} region(s), {prediction.extra['anomaly_area_pct']:.2f}% of "
+               "pixels anomalous")
+    for note in card.notes:
+        st.warning(note)
 else:
     verdict = prediction.extra.get("verdict", prediction.label)
     st.markdown(f"### {verdict} · largest defect probability {prediction.score:.1%}")
@@ -127,7 +148,8 @@ if picked:
     # sweep the step where it is in the user's pipeline (its other settings kept), or add it at the end
     base = pipeline if step_name in names else Pipeline.of([*pipeline.ops, (step_name, {})])
     index = [n for n, _ in base.ops].index(step_name)
-    measure = f"confidence in {prediction.label}" if card.task == "classify" else "largest defect probability"
+    measure = {"classify": f"confidence in {prediction.label}", "segment": "largest defect probability",
+               "anomaly": "anomaly score"}[card.task]
     curve = []
     try:
         for value in values:

@@ -10,15 +10,19 @@ import pandas as pd
 import streamlit as st
 
 from inspekt.app import common, jobs
+from inspekt.anomaly_training import DEFAULT_METHOD
 from inspekt.models import list_models
 
 root = common.workspace()
 st.title("Train")
-task = st.selectbox("Task", ["classify", "segment"], help="anomaly detection joins when it lands")
-data = st.text_input("Dataset (folder or CSV)", value=str(root / "data" / ("surfaces" if task == "classify" else "surfaces-seg")))
+DEFAULTS = {"classify": ("surfaces", "tiny_cnn"), "segment": ("surfaces-seg", "tiny_unet"),
+            "anomaly": ("surfaces-mvtec", DEFAULT_METHOD)}  # task: (demo dataset, default model)
+task = st.selectbox("Task", list(DEFAULTS), help="anomaly: trained on the normal images only (good, ok, ...)")
+data = st.text_input("Dataset (folder or CSV)", value=str(root / "data" / DEFAULTS[task][0]))
 left, middle, right = st.columns(3)
-model = left.selectbox("Model", list_models(task), index=list_models(task).index("tiny_cnn" if task == "classify" else "tiny_unet"))
-epochs = middle.number_input("Epochs", 1, 500, 10)
+model = left.selectbox("Model", list_models(task), index=list_models(task).index(DEFAULTS[task][1]))
+epochs = middle.number_input("Epochs", 1, 500, None if task == "anomaly" else 10, placeholder="the method's default",
+                             help="anomaly methods: empty keeps each method's own default")
 imgsz = right.number_input("Image size", 16, 1024, 64, step=16)
 st.session_state.setdefault("run_name", f"{task}-{time.strftime('%Y%m%d-%H%M%S')}")  # set once: typing is kept
 st.text_input("Run name", key="run_name")
@@ -30,7 +34,8 @@ def _start() -> None:
     if not re.fullmatch(r"[\w.-]+", name):
         st.session_state["train_message"] = ("error", f"run name {name!r}: use letters, digits, '-', '_' or '.' only")
         return
-    job = jobs.start(root, task, data, name, {"model": model, "epochs": int(epochs), "imgsz": int(imgsz)})
+    options = {"model": model, "imgsz": int(imgsz)} | ({"epochs": int(epochs)} if epochs else {})
+    job = jobs.start(root, task, data, name, options)
     st.session_state["train_message"] = ("success", f"started {job.name} (process {job.pid}); it keeps running "
                                                     "if you leave this page")
     st.session_state["run_name"] = f"{task}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -54,9 +59,9 @@ def show_runs() -> None:
         with st.expander(f"{job.name} · {job.task} · {status}", expanded=job is runs[0]):
             if total:
                 st.progress(min(1.0, len(history) / total), text=f"epoch {len(history)} / {total}")
-            if history:
+            if history and "epoch" in history[0]:
                 frame = pd.DataFrame(history).set_index("epoch")
-                losses = [c for c in ("train_loss", "val_loss") if c in frame]
+                losses = [c for c in ("train_loss", "val_loss", "loss") if c in frame]
                 scores = [c for c in frame.columns if c.startswith("val_") and c != "val_loss"][:3]
                 st.line_chart(frame[losses])
                 if scores:

@@ -124,7 +124,7 @@ def top_k_mean(values: torch.Tensor, fraction: float) -> torch.Tensor:
     A robust image score from an anomaly map: one hot pixel does not decide alone."""
     if fraction <= 0:
         return values.amax(dim=1)
-    k = max(1, int(round(values.shape[1] * fraction)))
+    k = max(1, int(values.shape[1] * fraction + 0.5))  # int(), not round(): the shape is a tensor while exporting
     return values.topk(k, dim=1).values.mean(dim=1)
 
 
