@@ -25,9 +25,12 @@ RunOutputs = Callable[[np.ndarray], dict[str, np.ndarray]]  # NCHW float32 -> ou
 
 
 def normalise(raw: np.ndarray | float, threshold: float, scale: float) -> np.ndarray:
-    """Logistic normalisation: ``threshold`` -> 0.5, ``threshold +- scale`` -> 0.73 / 0.27."""
-    z = np.clip((np.asarray(raw, dtype=np.float64) - threshold) / scale, -60, 60)
-    return (1.0 / (1.0 + np.exp(-z))).astype(np.float32)
+    """Map raw scores to [0, 1] with ``threshold`` -> 0.5: ``0.5 + 0.5 z / (1 + |z|)``, z = (raw -
+    threshold) / scale. A heavy-tailed S-curve rather than a logistic: a score 1000 scales above the
+    threshold is still told apart from one 100 scales above (0.9995 vs 0.995), so anomaly maps keep
+    their shape instead of saturating to a flat 1."""
+    z = (np.asarray(raw, dtype=np.float64) - threshold) / scale
+    return (0.5 + 0.5 * z / (1.0 + np.abs(z))).astype(np.float32)
 
 
 @dataclass

@@ -1,5 +1,5 @@
-"""Anomaly thresholds and metrics: calibration of the image and pixel thresholds, the logistic
-scale that maps them to 0.5, and pixel-level AUROC / AUPRO from histograms (so a test set of any
+"""Anomaly thresholds and metrics: calibration of the image and pixel thresholds, the scale of
+the normalisation that maps them to 0.5, and pixel-level AUROC / AUPRO from histograms (so a test set of any
 size and resolution is scored in constant memory).
 """
 
@@ -17,7 +17,7 @@ FPR_LIMIT = 0.3  # AUPRO integrates the per-region overlap up to this false-posi
 
 @dataclass(frozen=True)
 class Calibration:
-    """A calibrated raw threshold, its logistic scale, and how it was chosen."""
+    """A calibrated raw threshold, its normalisation scale, and how it was chosen."""
 
     threshold: float
     scale: float
@@ -41,9 +41,12 @@ def best_f1_threshold(normal: np.ndarray, anomalous: np.ndarray) -> tuple[float,
     return float((scores[best] + below) / 2), float(f1[best])
 
 
-def _scale(normal: np.ndarray, threshold: float) -> float:
-    """Raw units per logistic unit: the median normal score lands at about 0.05 (3 units below)."""
-    spread = (threshold - float(np.median(normal))) / 3.0
+MEDIAN_AT = 9.0  # the median normal value lands this many scale units below the threshold: 0.05 normalised
+
+
+def normal_scale(normal: np.ndarray, threshold: float) -> float:
+    """Raw units per unit of ``anomaly.normalise``: the median normal value lands at 0.05."""
+    spread = (threshold - float(np.median(normal))) / MEDIAN_AT
     if spread <= 0:
         spread = float(np.std(normal))
     return max(spread, abs(threshold) * 1e-4, 1e-8)
@@ -61,7 +64,7 @@ def calibrate(normal: np.ndarray, anomalous: np.ndarray | None, method: str, qua
         sigma: the threshold is mean + sigma * std (sigma method).
 
     Returns:
-        The threshold, the logistic scale, the method used and a warning when the result is weak.
+        The threshold, the normalisation scale, the method used and a warning when the result is weak.
 
     Raises:
         ValueError: f1 without anomalous scores, or no normal scores.
@@ -95,7 +98,7 @@ def calibrate(normal: np.ndarray, anomalous: np.ndarray | None, method: str, qua
     if np.ptp(normal) == 0:
         threshold += abs(threshold) * 1e-3 + 1e-6  # all normal scores equal: never flag them all
         warning = "every normal validation image has the same score: the model is not discriminating"
-    return Calibration(threshold, _scale(normal, threshold), label, warning)
+    return Calibration(threshold, normal_scale(normal, threshold), label, warning)
 
 
 def _edges() -> np.ndarray:

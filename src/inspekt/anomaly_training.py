@@ -20,7 +20,7 @@ from typing import Callable
 import numpy as np
 
 from .anomaly import ANOMALY, raw_outputs
-from .anomaly_metrics import Calibration, calibrate
+from .anomaly_metrics import Calibration, calibrate, normal_scale
 from .card import AnomalySpec, DataInfo, InputSpec, ModelCard, PostProcess, library_versions, now_iso
 from .config import TrainConfig
 from .data import Dataset, Sample, open_dataset
@@ -200,14 +200,18 @@ def _pixel_calibration(normal_out, anomalous_out, anomalous_samples, cfg: TrainC
             negatives.append(out.anomaly_map[~truth])
     method = "quantile" if cfg.calibration in ("auto", "f1") else cfg.calibration
     maxima = np.array([o.anomaly_map.max() for o in normal_out])
+    normal_pixels = np.concatenate([o.anomaly_map.ravel() for o in normal_out])
+    normal_pixels = normal_pixels if len(normal_pixels) <= PIXEL_SAMPLE else rng.choice(normal_pixels, PIXEL_SAMPLE)
     if cfg.calibration in ("auto", "f1") and positives:
         pos, neg = np.concatenate(positives), np.concatenate(negatives)
         pos = pos if len(pos) <= PIXEL_SAMPLE else rng.choice(pos, PIXEL_SAMPLE, replace=False)
         neg = neg if len(neg) <= PIXEL_SAMPLE else rng.choice(neg, PIXEL_SAMPLE, replace=False)
         found = calibrate(neg, pos, "f1", cfg.quantile, cfg.sigma)
-        return replace(found, scale=calibrate(maxima, None, method, cfg.quantile, cfg.sigma).scale,
-                       method=found.method.replace("images", "pixels"))
-    return calibrate(maxima, None, method, cfg.quantile, cfg.sigma)
+        found = replace(found, method=found.method.replace("images", "pixels"))
+    else:
+        found = calibrate(maxima, None, method, cfg.quantile, cfg.sigma)
+    # the scale comes from all normal pixels, so a normal image's background shows at about 0.05
+    return replace(found, scale=normal_scale(normal_pixels, found.threshold))
 
 
 def _val_metrics(normal_scores: np.ndarray, anomalous_scores: np.ndarray, threshold: float) -> dict[str, float]:
@@ -261,6 +265,9 @@ def train_anomaly(cfg: TrainConfig, run_dir: Path, on_progress: Callable[[dict],
     ds = open_dataset(cfg.data)
     parts = partition(ds, cfg)
     channels = _channels(replace(ds, samples=tuple(parts.train)), cfg)
+    decided = sorted({"in_chans", "input_size"} & set(cfg.model_params))
+    if decided:
+        raise ConfigError(f"model_params.{decided[0]} is set from the data and imgsz (channels=, imgsz=); remove it")
     network = create_model(model, in_chans=channels, input_size=cfg.imgsz, **cfg.model_params)
     spec = InputSpec(size=(cfg.imgsz, cfg.imgsz), channels=channels, mean=(0.5,) * channels, std=(0.25,) * channels,
                      resize="stretch" if cfg.resize == "auto" else cfg.resize, clahe=cfg.clahe, scale=cfg.scale,

@@ -78,15 +78,16 @@ class MaskSpec(_Strict):
 class AnomalySpec(_Strict):
     """How an anomaly model's raw outputs become scores and decisions.
 
-    Raw image scores and map values are in the method's own units; both are mapped through a logistic
-    curve so that the calibrated threshold lands on 0.5: ``normalised = 1 / (1 + exp(-(raw - threshold) /
-    scale))``. Normalised scores are comparable across models and images; the raw ones are kept too.
+    Raw image scores and map values are in the method's own units; both are mapped through an S-curve
+    so that the calibrated threshold lands on 0.5 and the median normal value on 0.05:
+    ``normalised = 0.5 + 0.5 z / (1 + |z|)``, ``z = (raw - threshold) / scale`` (``inspekt.anomaly.normalise``).
+    Normalised scores are comparable across models and images; the raw ones are kept too.
     """
 
     image_threshold: float = Field(description="raw image score calibrated on validation (normalised to 0.5)")
-    image_scale: float = Field(gt=0, description="raw score units per logistic unit (the spread of normal scores)")
+    image_scale: float = Field(gt=0, description="raw score units per unit of z (from the spread of normal scores)")
     pixel_threshold: float = Field(description="raw anomaly-map value calibrated on validation (normalised to 0.5)")
-    pixel_scale: float = Field(gt=0, description="raw map units per logistic unit")
+    pixel_scale: float = Field(gt=0, description="raw map units per unit of z")
     decision: float = Field(0.5, ge=0, le=1, description="normalised score at which an image is anomalous")
     pixel_decision: float = Field(0.5, ge=0, le=1, description="normalised map value at which a pixel is anomalous")
     calibration: str = Field("", description="how the thresholds were chosen (quantile of normal validation "

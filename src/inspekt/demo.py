@@ -9,8 +9,10 @@ Built once; running it again finds what exists and returns in seconds.
     <workspace>/data/incoming-drifted  the same images darker and blurred: a drift to detect
     <workspace>/runs/classify/demo     the training runs (config, results.csv, bundle/)
     <workspace>/runs/segment/demo
+    <workspace>/runs/anomaly/demo
     <workspace>/models/surface-classifier.inspekt   the models as single files
     <workspace>/models/surface-segmenter.inspekt
+    <workspace>/models/surface-anomaly.inspekt      trained on data/surfaces-mvtec/train/good only
 """
 
 from __future__ import annotations
@@ -32,8 +34,8 @@ DATASETS = {  # name: (layout, images, seed)
     "surfaces-mvtec": ("mvtec", 200, 2),
     "incoming": ("classes", 24, 99),
 }
-IMAGE_SIZE, IMGSZ, EPOCHS, SEG_EPOCHS = 96, 64, 20, 12
-MODEL_NAME, SEGMENTER_NAME = "surface-classifier", "surface-segmenter"
+IMAGE_SIZE, IMGSZ, EPOCHS, SEG_EPOCHS, ANOMALY_EPOCHS = 96, 64, 20, 12, 6
+MODEL_NAME, SEGMENTER_NAME, ANOMALY_NAME = "surface-classifier", "surface-segmenter", "surface-anomaly"
 DRIFTED = "incoming-drifted"
 
 
@@ -94,7 +96,8 @@ def build_demo(workspace: str | Path, *, on_epoch: Callable[[dict], None] | None
 
     Args:
         workspace: folder to build in.
-        on_epoch: progress callback while the demo models train (``EPOCHS + SEG_EPOCHS`` calls).
+        on_epoch: progress callback while the demo models train (``EPOCHS + SEG_EPOCHS + ANOMALY_EPOCHS``
+            epoch rows; the anomaly method may send other rows too).
 
     Returns:
         What exists in the workspace, with predictions for ``data/incoming``.
@@ -108,6 +111,8 @@ def build_demo(workspace: str | Path, *, on_epoch: Callable[[dict], None] | None
     _train_once(root, SEGMENTER_NAME, built, TrainConfig(
         task="segment", data=str(datasets["surfaces-seg"]), model="tiny_unet", epochs=SEG_EPOCHS, batch=16,
         lr=0.003, model_params={"width": 8}, **runs), on_epoch)
+    _train_once(root, ANOMALY_NAME, built, TrainConfig(
+        task="anomaly", data=str(datasets["surfaces-mvtec"]), epochs=ANOMALY_EPOCHS, **runs), on_epoch)
     predictor = Predictor.load(model)
     predictions = predictor.predict(list_images(datasets["incoming"]))
     return DemoWorkspace(root, datasets, model, dict(predictor.card.metrics), predictions, built)

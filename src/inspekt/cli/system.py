@@ -75,7 +75,7 @@ def models(task: str = typer.Option(None, help="Only models of this task."),
     from ..models import get_entry, list_models
 
     entries = [get_entry(n) for n in list_models(task)]
-    tunable = {e.name: {k: v for k, v in e.parameters().items() if k not in ("num_classes", "in_chans")}
+    tunable = {e.name: {k: v for k, v in e.parameters().items() if k not in ("num_classes", "in_chans", "input_size")}
                for e in entries}
     if as_json:
         print_json([{"name": e.name, "task": e.task, "description": e.description, "parameters": tunable[e.name]}
@@ -91,10 +91,10 @@ def models(task: str = typer.Option(None, help="Only models of this task."),
 @app.command()
 def demo(workspace: Path = typer.Option(Path("workspace"), help="Folder to build the demo in.")) -> None:
     """Build the demo workspace from synthetic data (once) and print a guided tour."""
-    from ..demo import EPOCHS, SEG_EPOCHS, build_demo
+    from ..demo import ANOMALY_EPOCHS, EPOCHS, SEG_EPOCHS, build_demo
 
-    with progress_bar("training the demo models", EPOCHS + SEG_EPOCHS) as advance:
-        ws = build_demo(workspace, on_epoch=lambda row: advance())
+    with progress_bar("training the demo models", EPOCHS + SEG_EPOCHS + ANOMALY_EPOCHS) as advance:
+        ws = build_demo(workspace, on_epoch=lambda row: advance() if "epoch" in row else None)
     console.print(f"\n[bold]inspekt demo workspace[/]: {ws.root.resolve()}")
     console.print("built now: " + (", ".join(ws.built) if ws.built else "nothing (everything was already there)"),
                   soft_wrap=True)
@@ -108,6 +108,8 @@ def demo(workspace: Path = typer.Option(Path("workspace"), help="Folder to build
     data, model = ws.datasets["surfaces"], ws.model
     console.print(TOUR.format(data=data, model=model, incoming=ws.datasets["incoming"], seg=ws.datasets["surfaces-seg"],
                               segmenter=ws.root / "models" / "surface-segmenter.inspekt",
+                              anomaly=ws.root / "models" / "surface-anomaly.inspekt",
+                              mvtec=ws.datasets["surfaces-mvtec"],
                               drifted=ws.datasets["incoming-drifted"], root=ws.root),
                   highlight=False, soft_wrap=True)
 
@@ -123,6 +125,8 @@ TOUR = """[bold]Try next[/] (first: source .venv/bin/activate)
   inspekt export {model} --out copy.inspekt    # re-export with the ONNX parity check
   inspekt export {model} --int8 --calib {data} --out int8.inspekt   # refused if accuracy drops > 1 point
   inspekt predict {segmenter} {seg}/images --save-dir masks   # masks, regions, overlays
+  inspekt predict {anomaly} {mvtec}/test --save-dir anomalies   # scores, anomaly maps, reconstructions
+  inspekt eval {anomaly} --data {mvtec} --plots anomaly-report   # AUROC, pixel AUROC, AUPRO, worst errors
   inspekt drift {model} {incoming}         # no drift: the same process as training
   inspekt drift {model} {drifted} --html drift.html   # darker and blurred: drift detected
   inspekt app --workspace {root}           # the workbench in a browser
