@@ -47,7 +47,7 @@ def small_demo(monkeypatch):
     from inspekt import demo
 
     monkeypatch.setattr(demo, "DATASETS", {"surfaces": ("classes", 32, 0), "surfaces-seg": ("segmentation", 12, 1),
-                                          "surfaces-mvtec": ("mvtec", 8, 2), "incoming": ("classes", 8, 9)})
+                                          "surfaces-mvtec": ("mvtec", 24, 2), "incoming": ("classes", 8, 9)})
     for name, value in (("IMAGE_SIZE", 32), ("IMGSZ", 32), ("EPOCHS", 1), ("SEG_EPOCHS", 1), ("ANOMALY_EPOCHS", 1)):
         monkeypatch.setattr(demo, name, value)
     return demo

@@ -32,6 +32,10 @@ def workspace(trained, synth_classes, tmp_path_factory) -> Path:
     result = train(task="segment", data=str(seg), model="tiny_unet", model_params={"width": 4, "depth": 3}, epochs=2,
                    imgsz=32, batch=8, augment="none", threads=1, out=str(tmp_path_factory.mktemp("seg-runs")))
     shutil.copytree(result.bundle, root / "models" / "segmenter")
+    mvtec = write_dataset(root / "data" / "surfaces-mvtec", n=48, size=48, seed=5, layout="mvtec").root
+    result = train(task="anomaly", data=str(mvtec), model="ae_ssim", model_params={"width": 4, "latent": 16}, epochs=2,
+                   imgsz=32, batch=8, threads=1, out=str(tmp_path_factory.mktemp("anomaly-runs")))
+    shutil.copytree(result.bundle, root / "models" / "anomaly")
     return root
 
 
@@ -53,7 +57,7 @@ def _texts(at: AppTest) -> str:
 
 
 def test_the_workspace_bundles_are_found(workspace):
-    assert {"models/classifier", "models/segmenter"} <= set(find_bundles(workspace))
+    assert {"models/classifier", "models/segmenter", "models/anomaly"} <= set(find_bundles(workspace))
 
 
 def test_inspect_predicts_an_image_with_enhancement_and_gradcam(workspace, monkeypatch):
@@ -100,6 +104,25 @@ def test_evaluate_a_segmenter(workspace, monkeypatch):
     at.button[0].click().run()
     assert not at.exception, at.exception
     assert "defect_iou" in [m.label for m in at.metric]
+
+
+def test_inspect_an_anomaly_model_shows_map_and_reconstruction(workspace, monkeypatch):
+    at = _page(workspace, monkeypatch, "inspect", model="models/anomaly")
+    image = next((workspace / "data" / "surfaces-mvtec" / "test" / "scratch").glob("*.png"))
+    at.text_input(key="image_path").input(str(image)).run()
+    assert not at.exception, at.exception
+    assert any("anomaly score" in m.value for m in at.markdown)
+    assert "of pixels anomalous" in _texts(at)  # the map panel's caption
+    at.sidebar.slider[0].set_value(0.0).run()  # every image is anomalous at threshold 0
+    assert not at.exception and any(m.value.startswith("### anomaly") for m in at.markdown)
+
+
+def test_evaluate_an_anomaly_model(workspace, monkeypatch):
+    at = _page(workspace, monkeypatch, "evaluate", model="models/anomaly")
+    at.text_input[0].input(str(workspace / "data" / "surfaces-mvtec")).run()
+    at.button[0].click().run()
+    assert not at.exception, at.exception
+    assert {"image_auroc", "pixel_auroc", "aupro"} <= {m.label for m in at.metric}
 
 
 def test_batch_predicts_a_folder(workspace, monkeypatch):

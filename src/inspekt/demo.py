@@ -31,10 +31,14 @@ from .training import train
 DATASETS = {  # name: (layout, images, seed)
     "surfaces": ("classes", 480, 0),
     "surfaces-seg": ("segmentation", 200, 1),
-    "surfaces-mvtec": ("mvtec", 200, 2),
+    "surfaces-mvtec": ("mvtec", 400, 2),
     "incoming": ("classes", 24, 99),
 }
-IMAGE_SIZE, IMGSZ, EPOCHS, SEG_EPOCHS, ANOMALY_EPOCHS = 96, 64, 20, 12, 6
+IMAGE_SIZE, IMGSZ, EPOCHS, SEG_EPOCHS, ANOMALY_EPOCHS = 96, 64, 20, 12, 300
+# The demo's anomaly model: an SSIM autoencoder, the method that does best on the demo's few (60)
+# normal textures (image AUROC 0.96, pixel AUROC 0.99 in about 30 s; DRAEM, the default for real data,
+# needs thousands of steps to learn its synthetic defects).
+ANOMALY_METHOD = "ae_ssim"
 MODEL_NAME, SEGMENTER_NAME, ANOMALY_NAME = "surface-classifier", "surface-segmenter", "surface-anomaly"
 DRIFTED = "incoming-drifted"
 
@@ -112,7 +116,8 @@ def build_demo(workspace: str | Path, *, on_epoch: Callable[[dict], None] | None
         task="segment", data=str(datasets["surfaces-seg"]), model="tiny_unet", epochs=SEG_EPOCHS, batch=16,
         lr=0.003, model_params={"width": 8}, **runs), on_epoch)
     _train_once(root, ANOMALY_NAME, built, TrainConfig(
-        task="anomaly", data=str(datasets["surfaces-mvtec"]), epochs=ANOMALY_EPOCHS, **runs), on_epoch)
+        task="anomaly", data=str(datasets["surfaces-mvtec"]), model=ANOMALY_METHOD, epochs=ANOMALY_EPOCHS, **runs),
+        on_epoch)
     predictor = Predictor.load(model)
     predictions = predictor.predict(list_images(datasets["incoming"]))
     return DemoWorkspace(root, datasets, model, dict(predictor.card.metrics), predictions, built)
