@@ -108,7 +108,7 @@ def test_every_method_fits_predicts_exports_and_reloads(method, mvtec, folders, 
     assert "best F1" in open_bundle(with_anomalies.bundle).card.anomaly.calibration
 
 
-@pytest.mark.parametrize("method", ["draem", "ae_ssim", "padim"])
+@pytest.mark.parametrize("method", ["draem", "ae_ssim", "padim", "patchcore", "template_ratio"])
 def test_the_map_peaks_on_a_synthetic_defect(method, tmp_path):
     data = tmp_path / "parts"
     rng = np.random.default_rng(5)
@@ -123,6 +123,14 @@ def test_the_map_peaks_on_a_synthetic_defect(method, tmp_path):
     y, x, h, w = box
     assert y - 4 <= peak_y < y + h + 4 and x - 4 <= peak_x < x + w + 4, (peak_y, peak_x)
     assert prediction.heatmap[mask > 0].mean() > prediction.heatmap[mask == 0].mean()
+
+
+def test_an_unfitted_method_refuses_to_score():
+    import torch
+
+    network = create_model("ae_ssim", in_chans=1, input_size=32)
+    with pytest.raises(RuntimeError, match="not fitted"):
+        network(torch.zeros(1, 1, 32, 32))
 
 
 def test_calibration_rules():
@@ -150,6 +158,11 @@ def test_calibration_never_collapses_onto_the_scores():
     assert few.threshold > 3.0 and "largest score" in few.method
     threshold, f1 = best_f1_threshold(np.array([0.1, 0.2, 0.3]), np.array([0.8, 0.9]))
     assert 0.3 < threshold < 0.8 and f1 == 1.0
+    # a best-F1 threshold that would flag every normal image falls back to the quantile rule, and says so
+    inverted = calibrate(np.array([1.0, 2.0, 3.0]), np.array([0.5, 0.6]), "auto", 0.995, 3.0)
+    assert inverted.threshold > 3.0 and "quantile rule was used" in inverted.warning
+    with pytest.raises(ValueError, match="non-finite"):
+        calibrate(np.array([1.0, np.nan]), None, "auto", 0.995, 3.0)
 
 
 def test_pixel_metrics_match_exact_computation():

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .anomaly_metrics import PixelTally
+from .anomaly import ANOMALY
+from .anomaly_metrics import PixelTally, truth_mask
 from .data import Dataset
 from .errors import DatasetError
 from .io import BatchReport, SkippedFile
@@ -108,7 +109,7 @@ def evaluate_anomaly(predictor, dataset: Dataset, split: str,
             anomalous = sample.label != normal
             if dataset.n_masks and not _tally_pixels(tally, prediction.heatmap, sample, anomalous, report):
                 continue
-            verdict = prediction.label != normal
+            verdict = prediction.label == ANOMALY
             rows.append({"path": prediction.source, "label": sample.label, "anomalous": anomalous,
                          "score": round(prediction.score, 6), "raw_score": prediction.extra["raw_score"],
                          "verdict": prediction.extra["verdict"], "correct": verdict == anomalous,
@@ -121,7 +122,7 @@ def evaluate_anomaly(predictor, dataset: Dataset, split: str,
         detail = f" (first: {first.path}: {first.reason})" if first else ""
         raise DatasetError(f"{dataset.root}: none of the {len(files)} image(s) of split {split!r} could be scored{detail}")
     truth = np.array([r["anomalous"] for r in rows])
-    verdict = np.array([r["verdict"] != normal for r in rows])
+    verdict = np.array([r["verdict"] == ANOMALY for r in rows])
     metrics = image_metrics(truth, np.array([r["raw_score"] for r in rows]), verdict)
     metrics |= {"pixel_auroc": _round(tally.auroc()), "aupro": _round(tally.aupro())}
     return AnomalyEvalResult(str(predictor.bundle.path), str(dataset.root), split, normal, metrics, rows, times,
@@ -149,8 +150,6 @@ def choose_anomaly_threshold(result: AnomalyEvalResult, choice: str | float) -> 
 def _tally_pixels(tally: PixelTally, heat: np.ndarray, sample, anomalous: bool, report: BatchReport) -> bool:
     """Add one image's map to the pixel tally (normal images: all pixels normal; anomalous images
     without a mask file add nothing); False when its mask is unusable (reported as skipped)."""
-    from .anomaly_training import truth_mask
-
     try:
         truth = truth_mask(sample, heat.shape) if anomalous else np.zeros(heat.shape, bool)
     except DatasetError as exc:

@@ -52,6 +52,16 @@ def normal_scale(normal: np.ndarray, threshold: float) -> float:
     return max(spread, abs(threshold) * 1e-4, 1e-8)
 
 
+def _quantile_rule(normal: np.ndarray, quantile: float) -> tuple[float, str]:
+    # just above the order statistic, so that share of normal images stays below it
+    threshold = float(np.quantile(normal, quantile, method="higher"))
+    threshold += 1e-3 * max(float(np.std(normal)), abs(threshold) * 1e-3, 1e-9)
+    label = f"{quantile:.1%} quantile of {len(normal)} normal validation scores"
+    if len(normal) < 1 / (1 - quantile):
+        label += " (fewer images than the quantile needs: the largest score)"
+    return threshold, label
+
+
 def calibrate(normal: np.ndarray, anomalous: np.ndarray | None, method: str, quantile: float, sigma: float
               ) -> Calibration:
     """Choose a raw threshold from validation scores.
@@ -59,7 +69,8 @@ def calibrate(normal: np.ndarray, anomalous: np.ndarray | None, method: str, qua
     Args:
         normal: raw scores of normal validation images (or pixels).
         anomalous: raw scores of anomalous validation images (or pixels), or None / empty.
-        method: auto (f1 when anomalous scores exist, else quantile), f1, quantile or sigma.
+        method: auto (f1 when anomalous scores exist, else quantile), f1, quantile or sigma. A best-F1
+            threshold that would flag most normal images falls back to the quantile rule (with a warning).
         quantile: share of normal scores below the threshold (quantile method).
         sigma: the threshold is mean + sigma * std (sigma method).
 
@@ -67,38 +78,46 @@ def calibrate(normal: np.ndarray, anomalous: np.ndarray | None, method: str, qua
         The threshold, the normalisation scale, the method used and a warning when the result is weak.
 
     Raises:
-        ValueError: f1 without anomalous scores, or no normal scores.
+        ValueError: f1 without anomalous scores, no normal scores, or non-finite scores.
     """
     normal = np.asarray(normal, dtype=np.float64)
-    has_anomalous = anomalous is not None and len(anomalous) > 0
-    if not len(normal):
-        raise ValueError("no normal validation scores to calibrate a threshold on")
-    if method == "auto":
-        method = "f1" if has_anomalous else "quantile"
-    if method == "f1" and not has_anomalous:
+    anomalous = np.asarray(anomalous if anomalous is not None else [], dtype=np.float64)
+    if not len(normal) or not np.isfinite(normal).all() or not np.isfinite(anomalous).all():
+        raise ValueError("the model gives no or non-finite validation scores (training diverged?); lower the "
+                         "learning rate (lr=) or try another method")
+    method = ("f1" if len(anomalous) else "quantile") if method == "auto" else method
+    if method == "f1" and not len(anomalous):
         raise ValueError("calibration f1 needs anomalous validation images; use quantile or sigma")
     warning = ""
     if method == "f1":
-        threshold, f1 = best_f1_threshold(normal, np.asarray(anomalous, dtype=np.float64))
+        threshold, f1 = best_f1_threshold(normal, anomalous)
         false_alarms = float((normal >= threshold).mean())
-        label = f"best F1 {f1:.3f} on {len(normal)} normal + {len(anomalous)} anomalous validation images"
-        if false_alarms > 0.5:
-            warning = (f"the best-F1 threshold flags {false_alarms:.0%} of the normal validation images: the model "
-                       "hardly separates them; check the data or try another method")
-    elif method == "sigma":
+        if false_alarms <= 0.5:
+            label = f"best F1 {f1:.3f} on {len(normal)} normal + {len(anomalous)} anomalous validation images"
+            return Calibration(threshold, normal_scale(normal, threshold), label)
+        warning = (f"the best-F1 threshold would flag {false_alarms:.0%} of the normal validation images (the model "
+                   "hardly separates them), so the quantile rule was used; check the data or try another method")
+    if method == "sigma":
         threshold = float(normal.mean() + sigma * normal.std())
         label = f"mean + {sigma:g} std of {len(normal)} normal validation scores"
     else:
-        # just above the order statistic, so that share of normal images stays below it
-        threshold = float(np.quantile(normal, quantile, method="higher"))
-        threshold += 1e-3 * max(float(np.std(normal)), abs(threshold) * 1e-3, 1e-9)
-        label = f"{quantile:.1%} quantile of {len(normal)} normal validation scores"
-        if len(normal) < 1 / (1 - quantile):
-            label += " (fewer images than the quantile needs: the largest score)"
+        threshold, label = _quantile_rule(normal, quantile)
     if np.ptp(normal) == 0:
         threshold += abs(threshold) * 1e-3 + 1e-6  # all normal scores equal: never flag them all
         warning = "every normal validation image has the same score: the model is not discriminating"
     return Calibration(threshold, normal_scale(normal, threshold), label, warning)
+
+
+def truth_mask(sample, shape: tuple[int, int]) -> np.ndarray | None:
+    """A dataset sample's anomaly mask as booleans (mask value >= 128) at ``shape``, or None without a
+    mask file.
+
+    Raises:
+        DatasetError: an unreadable mask or one of another size than its image.
+    """
+    from .masks import MaskRule
+
+    return None if sample.mask is None else MaskRule("binary", ("normal", "anomaly")).target(sample, shape) > 0
 
 
 def _edges() -> np.ndarray:

@@ -13,26 +13,26 @@ from __future__ import annotations
 import csv
 import json
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
 from .anomaly import ANOMALY, raw_outputs
-from .anomaly_metrics import Calibration, calibrate, normal_scale
+from .anomaly_metrics import Calibration, calibrate, normal_scale, truth_mask
 from .card import AnomalySpec, DataInfo, InputSpec, ModelCard, PostProcess, library_versions, now_iso
 from .config import TrainConfig
 from .data import Dataset, Sample, open_dataset
 from .data.split import split_dataset
 from .errors import ConfigError, DatasetError
-from .io import BatchReport, iter_images, load_image
+from .io import BatchReport, SkippedFile, iter_images, load_image
 from .segment import pad_to_window, window_starts
 from .transforms import channel_stats, prepare
 
 DEFAULT_METHOD = "draem"
 MAX_WINDOWS = 20000  # tiled training: windows kept from all training images
-PIXEL_SAMPLE = 200_000  # pixels per kind used to calibrate the pixel threshold against masks
+PIXELS_PER_IMAGE = 2000  # map values kept per validation image (and per kind) to calibrate the pixel threshold
 
 
 @dataclass(frozen=True)
@@ -65,8 +65,9 @@ def normal_class(ds: Dataset, cfg: TrainConfig) -> str:
 def partition(ds: Dataset, cfg: TrainConfig) -> Partition:
     """Train / validation images for anomaly training (see the module docstring)."""
     normal = normal_class(ds, cfg)
-    pool = [s for s in ds.samples if s.split != "test"]
-    notes = []
+    pool = [s for s in ds.samples if s.split != "test" and s.label is not None]
+    unlabelled = sum(s.label is None for s in ds.samples)
+    notes = [f"{unlabelled} image(s) without a label were left out"] if unlabelled else []
     if any(s.split == "val" for s in pool):
         train = [s for s in pool if s.split != "val" and s.label == normal]
         val = [s for s in pool if s.split == "val"]
@@ -122,10 +123,11 @@ def read_groups(cfg: TrainConfig, ds: Dataset, paths: list[str], normal: str) ->
     """Each training image's normal variant: sub-folders of the normal class, a CSV column, or None."""
     if cfg.groups == "none":
         return None, ()
-    if cfg.groups == "auto":
-        names = [Path(p).parent.name for p in paths]
-        if any(name.lower() == normal.lower() for name in names):
-            return None, ()  # images directly in the normal folder: let the model find variants
+    if cfg.groups == "auto":  # sub-folders of the normal class's folder, e.g. train/good/<variant>/x.png
+        parents = [Path(p).parent for p in paths]
+        if not all(parent.parent.name.lower() == normal.lower() for parent in parents):
+            return None, ()  # no variant folders: the model finds the variants itself
+        names = [parent.name for parent in parents]
     else:
         names = _groups_from_csv(Path(cfg.groups), cfg.groups_column, paths)
     found = tuple(sorted(set(names)))
@@ -160,58 +162,71 @@ def _torch_runner(network):
     return run
 
 
-def _val_outputs(network, samples: list[Sample], spec: InputSpec, batch: int, report: BatchReport):
-    """Raw outputs of validation images through the Predictor's own anomaly path, with their samples."""
-    by_path = {str(s.path): s for s in samples}
-    run, outputs, kept = _torch_runner(network), [], []
-    chunk: list[tuple[str, np.ndarray]] = []
-    for item in iter_images([s.path for s in samples], mode="keep", report=report):
-        chunk.append(item)
-        if len(chunk) == batch:
-            outputs += raw_outputs([c[1] for c in chunk], spec, run, batch)
-            kept += [by_path[c[0]] for c in chunk]
-            chunk = []
-    if chunk:
-        outputs += raw_outputs([c[1] for c in chunk], spec, run, batch)
-        kept += [by_path[c[0]] for c in chunk]
-    return outputs, kept
+@dataclass
+class ValStats:
+    """What calibration needs from the validation images, reduced as they stream past (memory stays
+    bounded whatever the number and size of the images): image scores, each normal image's largest
+    map value, and samples of normal pixels and of masked / unmasked pixels of anomalous images."""
+
+    normal_scores: list[float] = field(default_factory=list)
+    anomalous_scores: list[float] = field(default_factory=list)
+    normal_maxima: list[float] = field(default_factory=list)
+    normal_pixels: list[np.ndarray] = field(default_factory=list)
+    positives: list[np.ndarray] = field(default_factory=list)
+    negatives: list[np.ndarray] = field(default_factory=list)
+
+    def add(self, out, sample: Sample, anomalous: bool, rng: np.random.Generator, report: BatchReport) -> None:
+        pick = lambda values: values if values.size <= PIXELS_PER_IMAGE else rng.choice(values, PIXELS_PER_IMAGE)  # noqa: E731
+        if not anomalous:
+            self.normal_scores.append(out.score)
+            self.normal_maxima.append(float(out.anomaly_map.max()))
+            self.normal_pixels.append(pick(out.anomaly_map.ravel()))
+            return
+        self.anomalous_scores.append(out.score)
+        try:
+            truth = truth_mask(sample, out.anomaly_map.shape)
+        except DatasetError as exc:
+            report.skipped.append(SkippedFile(str(sample.path), str(exc)))
+            return
+        if truth is not None and truth.any():
+            self.positives.append(pick(out.anomaly_map[truth]))
+            self.negatives.append(pick(out.anomaly_map[~truth]))
 
 
-def truth_mask(sample: Sample, shape: tuple[int, int]) -> np.ndarray | None:
-    """The sample's anomaly mask as booleans (mask value >= 128), or None without a mask file.
-
-    Raises:
-        DatasetError: an unreadable mask or one of another size than its image.
-    """
-    from .masks import MaskRule
-
-    return None if sample.mask is None else MaskRule("binary", ("normal", ANOMALY)).target(sample, shape) > 0
+def _reduce(stats: ValStats, chunk, by_path, anomalous: bool, spec: InputSpec, run, rng, report: BatchReport) -> None:
+    outputs = raw_outputs([image for _, image in chunk], spec, run, max(1, len(chunk)))
+    for (path, _), out in zip(chunk, outputs):
+        stats.add(out, by_path[path], anomalous, rng, report)
 
 
-def _pixel_calibration(normal_out, anomalous_out, anomalous_samples, cfg: TrainConfig, rng) -> Calibration:
+def _validate(network, parts: Partition, spec: InputSpec, batch: int, seed: int, report: BatchReport) -> ValStats:
+    """Run the validation images through the Predictor's own anomaly path and reduce the outputs."""
+    run, stats, rng = _torch_runner(network), ValStats(), np.random.default_rng(seed)
+    for anomalous, samples in ((False, parts.val_normal), (True, parts.val_anomalous)):
+        by_path = {str(s.path): s for s in samples}
+        chunk: list[tuple[str, np.ndarray]] = []
+        for item in iter_images([s.path for s in samples], mode="keep", report=report):
+            chunk.append(item)
+            if len(chunk) == batch:
+                _reduce(stats, chunk, by_path, anomalous, spec, run, rng, report)
+                chunk = []
+        _reduce(stats, chunk, by_path, anomalous, spec, run, rng, report)
+    return stats
+
+
+def _pixel_calibration(stats: ValStats, cfg: TrainConfig) -> Calibration:
     """Pixel threshold: best F1 over pixels when anomalous validation images have masks, else the
     image rule applied to the largest map value of each normal validation image (so a normal image's
-    mask is empty as often as its verdict is normal)."""
-    positives, negatives = [], [o.anomaly_map.ravel() for o in normal_out]
-    for out, sample in zip(anomalous_out, anomalous_samples):
-        truth = truth_mask(sample, out.anomaly_map.shape)
-        if truth is not None and truth.any():
-            positives.append(out.anomaly_map[truth])
-            negatives.append(out.anomaly_map[~truth])
-    method = "quantile" if cfg.calibration in ("auto", "f1") else cfg.calibration
-    maxima = np.array([o.anomaly_map.max() for o in normal_out])
-    normal_pixels = np.concatenate([o.anomaly_map.ravel() for o in normal_out])
-    normal_pixels = normal_pixels if len(normal_pixels) <= PIXEL_SAMPLE else rng.choice(normal_pixels, PIXEL_SAMPLE)
-    if cfg.calibration in ("auto", "f1") and positives:
-        pos, neg = np.concatenate(positives), np.concatenate(negatives)
-        pos = pos if len(pos) <= PIXEL_SAMPLE else rng.choice(pos, PIXEL_SAMPLE, replace=False)
-        neg = neg if len(neg) <= PIXEL_SAMPLE else rng.choice(neg, PIXEL_SAMPLE, replace=False)
-        found = calibrate(neg, pos, "f1", cfg.quantile, cfg.sigma)
+    mask is empty as often as its verdict is normal). The scale comes from all normal pixels, so a
+    normal image's background shows at about 0.05."""
+    if cfg.calibration in ("auto", "f1") and stats.positives:
+        negatives = np.concatenate(stats.normal_pixels + stats.negatives)
+        found = calibrate(negatives, np.concatenate(stats.positives), "f1", cfg.quantile, cfg.sigma)
         found = replace(found, method=found.method.replace("images", "pixels"))
     else:
-        found = calibrate(maxima, None, method, cfg.quantile, cfg.sigma)
-    # the scale comes from all normal pixels, so a normal image's background shows at about 0.05
-    return replace(found, scale=normal_scale(normal_pixels, found.threshold))
+        method = "quantile" if cfg.calibration in ("auto", "f1") else cfg.calibration
+        found = calibrate(np.array(stats.normal_maxima), None, method, cfg.quantile, cfg.sigma)
+    return replace(found, scale=normal_scale(np.concatenate(stats.normal_pixels), found.threshold))
 
 
 def _val_metrics(normal_scores: np.ndarray, anomalous_scores: np.ndarray, threshold: float) -> dict[str, float]:
@@ -230,12 +245,54 @@ def _val_metrics(normal_scores: np.ndarray, anomalous_scores: np.ndarray, thresh
 def _settings(cfg: TrainConfig, log: Callable[[dict], None]):
     """Fit settings: the user's epochs / batch / lr when given, else each method's own defaults."""
     from .models.anomaly.base import FitSettings
-    from .training import _device
+    from .training import device_for
 
     given = cfg.model_fields_set
     pick = lambda key: getattr(cfg, key) if key in given else None  # noqa: E731
     return FitSettings(epochs=pick("epochs"), batch=pick("batch"), lr=pick("lr"), seed=cfg.seed,
-                       device=_device(cfg), log=log)
+                       device=device_for(cfg), log=log)
+
+
+@dataclass
+class _Fit:
+    """A method ready to fit: its network, the card's input spec, the prepared data."""
+
+    ds: Dataset
+    parts: Partition
+    network: Any
+    spec: InputSpec
+    data: Any  # models.anomaly.base.FitData
+    paths: list[str]
+    report: BatchReport
+
+
+def _prepare_fit(cfg: TrainConfig) -> _Fit:
+    """Read the data, build the method (bad parameters fail before any decoding), prepare the images."""
+    from .models import create_model, get_entry
+    from .models.anomaly.base import FitData
+    from .training import input_channels
+
+    get_entry(cfg.model, "anomaly")
+    decided = sorted({"in_chans", "input_size"} & set(cfg.model_params))
+    if decided:
+        raise ConfigError(f"model_params.{decided[0]} is set from the data and imgsz (channels=, imgsz=); remove it")
+    ds = open_dataset(cfg.data)
+    parts = partition(ds, cfg)
+    channels = input_channels(replace(ds, samples=tuple(parts.train)), cfg)
+    network = create_model(cfg.model, in_chans=channels, input_size=cfg.imgsz, **cfg.model_params)
+    spec = InputSpec(size=(cfg.imgsz, cfg.imgsz), channels=channels, mean=(0.5,) * channels, std=(0.25,) * channels,
+                     resize="stretch" if cfg.resize == "auto" else cfg.resize, clahe=cfg.clahe, scale=cfg.scale,
+                     overlap=cfg.overlap)
+    report = BatchReport()
+    images, paths = _prepared(parts.train, spec, report)
+    if len(images) < 2:
+        raise DatasetError(f"{cfg.data}: only {len(images)} readable normal training image(s); add images")
+    tiled = spec.resize == "tile"
+    stack = _windows(images, spec, cfg.seed) if tiled else np.stack(images)
+    mean, std = channel_stats(lambda i: stack[i], len(stack), channels)
+    spec = spec.model_copy(update={"mean": mean, "std": std})
+    groups, names = (None, ()) if tiled else read_groups(cfg, ds, paths, parts.normal)  # windows have no variant
+    return _Fit(ds, parts, network, spec, FitData(stack, mean, std, groups, names), paths, report)
 
 
 def train_anomaly(cfg: TrainConfig, run_dir: Path, on_progress: Callable[[dict], None] | None = None):
@@ -245,91 +302,73 @@ def train_anomaly(cfg: TrainConfig, run_dir: Path, on_progress: Callable[[dict],
         A ``training.TrainResult``.
 
     Raises:
-        ConfigError: an unknown method or parameter, or a bad groups CSV.
+        ConfigError: an unknown method or parameter, a bad groups CSV, or a fit that diverged.
         DatasetError: no normal class, too few readable normal images.
     """
     import torch
 
-    from .bundle import save_bundle
-    from .drift.reference import write_reference
-    from .models import create_model, get_entry
-    from .models.anomaly.base import FitData
-    from .plots import plot_score_histogram
-    from .training import RESULTS, TrainResult, _channels, _write_results
+    from .training import RESULTS, write_results
 
-    model = cfg.model
-    get_entry(model, "anomaly")
     torch.manual_seed(cfg.seed)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    ds = open_dataset(cfg.data)
-    parts = partition(ds, cfg)
-    channels = _channels(replace(ds, samples=tuple(parts.train)), cfg)
-    decided = sorted({"in_chans", "input_size"} & set(cfg.model_params))
-    if decided:
-        raise ConfigError(f"model_params.{decided[0]} is set from the data and imgsz (channels=, imgsz=); remove it")
-    network = create_model(model, in_chans=channels, input_size=cfg.imgsz, **cfg.model_params)
-    spec = InputSpec(size=(cfg.imgsz, cfg.imgsz), channels=channels, mean=(0.5,) * channels, std=(0.25,) * channels,
-                     resize="stretch" if cfg.resize == "auto" else cfg.resize, clahe=cfg.clahe, scale=cfg.scale,
-                     overlap=cfg.overlap)
-    report = BatchReport()
-    images, paths = _prepared(parts.train, spec, report)
-    if len(images) < 2:
-        raise DatasetError(f"{cfg.data}: only {len(images)} readable normal training image(s); add images")
-    stack = _windows(images, spec, cfg.seed) if spec.resize == "tile" else np.stack(images)
-    mean, std = channel_stats(lambda i: stack[i], len(stack), channels)
-    spec = spec.model_copy(update={"mean": mean, "std": std})
-    groups, group_names = read_groups(cfg, ds, paths, parts.normal)
+    fit = _prepare_fit(cfg)
     history: list[dict] = []
 
     def log(row: dict) -> None:
         if "epoch" in row:  # epochs go to results.csv as they finish (the workbench follows them)
             history.append(row)
-            _write_results(history, run_dir / RESULTS)
+            write_results(history, run_dir / RESULTS)
         if on_progress:
             on_progress(row)
 
     t0 = time.perf_counter()
-    network.fit(FitData(stack, mean, std, groups, group_names), _settings(cfg, log))
+    network = fit.network.fit(fit.data, _settings(cfg, log)).cpu().eval()
     fit_seconds = time.perf_counter() - t0
-    network = network.cpu().eval()
-    normal_out, _ = _val_outputs(network, parts.val_normal, spec, cfg.batch, report)
-    anomalous_out, anomalous_kept = _val_outputs(network, parts.val_anomalous, spec, cfg.batch, report)
-    if not normal_out:
+    stats = _validate(network, fit.parts, fit.spec, cfg.batch, cfg.seed, fit.report)
+    if not stats.normal_scores:
         raise DatasetError(f"{cfg.data}: none of the normal validation images could be read")
-    normal_scores = np.array([o.score for o in normal_out])
-    anomalous_scores = np.array([o.score for o in anomalous_out])
-    image_cal = calibrate(normal_scores, anomalous_scores, cfg.calibration, cfg.quantile, cfg.sigma)
-    pixel_cal = _pixel_calibration(normal_out, anomalous_out, anomalous_kept, cfg, np.random.default_rng(cfg.seed))
-    notes = list(parts.notes) + list(network.notes()) + [w for w in (image_cal.warning, pixel_cal.warning) if w]
-    card_params = network.card_params()
-    anomaly_spec = AnomalySpec(image_threshold=image_cal.threshold, image_scale=image_cal.scale,
-                               pixel_threshold=pixel_cal.threshold, pixel_scale=pixel_cal.scale,
-                               calibration=f"image: {image_cal.method}; pixel: {pixel_cal.method}",
-                               groups=tuple(card_params.get("group_names", group_names)))
-    metrics = _val_metrics(normal_scores, anomalous_scores, image_cal.threshold)
-    metrics |= {"fit_seconds": round(fit_seconds, 1), "train_images": float(len(stack))}
-    versions = library_versions()
-    card = ModelCard(task="anomaly", architecture=model, params=card_params, classes=(parts.normal, ANOMALY),
-                     input=spec, anomaly=anomaly_spec, postprocess=PostProcess(threshold=0.5, min_area=0,
-                                                                              kernel=cfg.kernel),
-                     outputs=network.outputs, notes=tuple(notes), data=DataInfo(
-                         fingerprint=ds.fingerprint(), source=str(cfg.data), n_samples=len(stack)),
-                     metrics=metrics, versions=versions, created_at=now_iso())
+    try:
+        image_cal = calibrate(np.array(stats.normal_scores), np.array(stats.anomalous_scores), cfg.calibration,
+                              cfg.quantile, cfg.sigma)
+        pixel_cal = _pixel_calibration(stats, cfg)
+    except ValueError as exc:
+        raise ConfigError(f"{cfg.model}: {exc}") from None
+    metrics = _val_metrics(np.array(stats.normal_scores), np.array(stats.anomalous_scores), image_cal.threshold)
+    metrics |= {"fit_seconds": round(fit_seconds, 1), "train_images": float(len(fit.paths))}
+    notes = list(fit.parts.notes) + list(network.notes()) + [w for w in (image_cal.warning, pixel_cal.warning) if w]
+    bundle, parity = _write_bundle(cfg, fit, network, image_cal, pixel_cal, metrics, notes, run_dir)
+    from .plots import plot_score_histogram
+
+    plot_score_histogram(stats.normal_scores, stats.anomalous_scores, image_cal.threshold, run_dir / "val_scores.png",
+                         title=f"{cfg.model}: validation scores")
+    from .training import TrainResult
+
+    return TrainResult(run_dir, bundle, metrics, parity, fit.report, history, False, notes)
+
+
+def _write_bundle(cfg: TrainConfig, fit: _Fit, network, image_cal: Calibration, pixel_cal: Calibration,
+                  metrics: dict, notes: list[str], run_dir: Path):
+    """The card, the parity-checked bundle with its drift reference, and the run's side files."""
+    from .bundle import save_bundle
+    from .drift.reference import write_reference
     from .transforms import preprocess_batch
 
-    decoded = [load_image(p, mode="keep") for p in paths[:4]]
-    samples = preprocess_batch(decoded, spec)[0] if spec.resize != "tile" else None
+    anomaly = AnomalySpec(image_threshold=image_cal.threshold, image_scale=image_cal.scale,
+                          pixel_threshold=pixel_cal.threshold, pixel_scale=pixel_cal.scale,
+                          calibration=f"image: {image_cal.method}; pixel: {pixel_cal.method}")
+    versions = library_versions()
+    card = ModelCard(task="anomaly", architecture=cfg.model, params=network.card_params(),
+                     classes=(fit.parts.normal, ANOMALY), input=fit.spec, anomaly=anomaly,
+                     postprocess=PostProcess(threshold=0.5, min_area=0, kernel=cfg.kernel), outputs=network.outputs,
+                     notes=tuple(notes), data=DataInfo(fingerprint=fit.ds.fingerprint(), source=str(cfg.data),
+                                                       n_samples=len(fit.paths)),
+                     metrics=metrics, versions=versions, created_at=now_iso())
+    decoded = [load_image(p, mode="keep") for p in fit.paths[:4]]
+    samples = preprocess_batch(decoded, fit.spec)[0] if fit.spec.resize != "tile" else None
     bundle, parity = save_bundle(network, card, run_dir / "bundle", samples=samples, overwrite=True)
-    write_reference(bundle, paths, seed=cfg.seed)
-    _write_run_files(run_dir, versions, report)
-    plot_score_histogram(normal_scores, anomalous_scores, image_cal.threshold, run_dir / "val_scores.png",
-                         title=f"{model}: validation scores")
-    return TrainResult(run_dir, bundle, metrics, parity, report, history, False, notes)
-
-
-def _write_run_files(run_dir: Path, versions: dict, report: BatchReport) -> None:
+    write_reference(bundle, fit.paths, seed=cfg.seed)
     (run_dir / "versions.json").write_text(json.dumps(versions, indent=2) + "\n", encoding="utf-8")
-    if report.skipped:
-        (run_dir / "skipped.txt").write_text(report.summary() + "\n", encoding="utf-8")
-
+    if fit.report.skipped:
+        (run_dir / "skipped.txt").write_text(fit.report.summary() + "\n", encoding="utf-8")
+    return bundle, parity

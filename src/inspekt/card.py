@@ -92,7 +92,6 @@ class AnomalySpec(_Strict):
     pixel_decision: float = Field(0.5, ge=0, le=1, description="normalised map value at which a pixel is anomalous")
     calibration: str = Field("", description="how the thresholds were chosen (quantile of normal validation "
                              "scores, mean + k sigma, or best F1 with anomalous validation images)")
-    groups: tuple[str, ...] = Field((), description="the normal variants (poses) the model knows, if any")
 
 
 class DataInfo(_Strict):

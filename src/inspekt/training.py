@@ -120,7 +120,8 @@ def _train_val(ds: Dataset, cfg: TrainConfig) -> tuple[Dataset, Dataset]:
     return carved.subset("train"), carved.subset("val")
 
 
-def _channels(ds: Dataset, cfg: TrainConfig) -> int:
+def input_channels(ds: Dataset, cfg: TrainConfig) -> int:
+    """1 or 3: ``cfg.channels``, or 3 when any of the first 32 images is in colour."""
     if cfg.channels != "auto":
         return int(cfg.channels)
     for _, image in iter_images([s.path for s in ds.samples[:32]], mode="keep", report=BatchReport()):
@@ -129,7 +130,8 @@ def _channels(ds: Dataset, cfg: TrainConfig) -> int:
     return 1
 
 
-def _device(cfg: TrainConfig):
+def device_for(cfg: TrainConfig):
+    """The torch device ``cfg.device`` names (auto: CUDA when available)."""
     import torch
 
     if cfg.device == "cuda" and not torch.cuda.is_available():
@@ -241,7 +243,7 @@ class _Loop:
         from .augment import build_augmenter
 
         self.cfg, self.train_store, self.task = cfg, train, task
-        self.device = _device(cfg)
+        self.device = device_for(cfg)
         self.network = network.to(self.device)
         self.optimizer = torch.optim.AdamW(network.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.batches_per_epoch = max(1, len(train) // cfg.batch)
@@ -298,7 +300,8 @@ def _epoch_row(epoch: int, train_loss: float, metrics: dict, lr: float, seconds:
     return row | {"lr": lr, "seconds": round(seconds, 3)}
 
 
-def _write_results(history: list[dict], path: Path) -> None:
+def write_results(history: list[dict], path: Path) -> None:
+    """Write the epoch rows as ``results.csv`` (atomically)."""
     fields = list(dict.fromkeys(k for row in history for k in row))
     tmp = path.with_suffix(".tmp")
     with tmp.open("w", newline="") as f:
@@ -363,7 +366,7 @@ def _prepare(cfg: TrainConfig) -> _Prepared:
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = False
     train_ds, val_ds = _train_val(ds, cfg)
-    channels, notes = _channels(train_ds, cfg), list(task.notes)
+    channels, notes = input_channels(train_ds, cfg), list(task.notes)
     params = {"num_classes": len(task.classes), "in_chans": channels, **cfg.model_params}
     network = create_model(cfg.model, **params)  # bad parameters fail here, before any decoding
     if cfg.pretrained:
@@ -417,7 +420,7 @@ def _run(p: _Prepared, run_dir: Path, on_epoch: EpochCallback | None, resume: di
             _save_checkpoint(run_dir / LAST, {
                 "epoch": epoch, "loop": loop.state(), "history": history, "stale": stale, "best_key": list(best_key),
                 "best_model": best_state, "fingerprint": p.ds.fingerprint(), "finished": finished})
-            _write_results(history, run_dir / RESULTS)
+            write_results(history, run_dir / RESULTS)
             if on_epoch:
                 on_epoch(row | {"epochs": cfg.epochs, "best": stale == 0})
             if finished:
@@ -485,7 +488,7 @@ def train(config: TrainConfig | None = None, *, on_epoch: EpochCallback | None =
         if "model" not in cfg.model_fields_set:
             cfg = cfg.model_copy(update={"model": DEFAULT_METHOD})
         run_dir = new_run_dir(cfg.out, cfg.task, cfg.name, exist_ok=cfg.exist_ok)
-        save_config(cfg, run_dir / CONFIG, exclude={"epochs", "lr"} - cfg.model_fields_set)  # the method's defaults
+        save_config(cfg, run_dir / CONFIG, exclude={"epochs", "lr", "batch"} - cfg.model_fields_set)  # method defaults
         return train_anomaly(cfg, run_dir, on_epoch)
     prepared = _prepare(cfg)
     run_dir = new_run_dir(cfg.out, cfg.task, cfg.name, exist_ok=cfg.exist_ok)

@@ -128,7 +128,7 @@ def _print_result(result, as_json: bool) -> None:
 
 
 @train_app.command("anomaly")
-def train_anomaly(
+def train_anomaly_command(
     data: str = typer.Option(..., "--data", help="Dataset with normal images: MVTec (train/good, test/<type>, "
                                                  "ground_truth/), class folders or a CSV with a normal class."),
     model: str = typer.Option(None, "--model", help="draem (default), ae_ssim, template_ratio, padim, patchcore "

@@ -21,6 +21,7 @@ Thresholds, score normalisation, post-processing and evaluation are not the meth
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,7 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
-ANOMALY_MAP, SCORE, RECONSTRUCTION = "anomaly_map", "score", "reconstruction"
+from ...anomaly import ANOMALY_MAP, RECONSTRUCTION, SCORE  # the output names the Predictor reads
 
 
 @dataclass(frozen=True)
@@ -57,12 +58,10 @@ class FitData:
     def channels(self) -> int:
         return int(self.images.shape[3])
 
-    def normalized(self, index: np.ndarray | slice | None = None, images: np.ndarray | None = None) -> torch.Tensor:
-        """Model inputs: (N, C, H, W) float32 ``(x / 255 - mean) / std`` of ``images`` (default: the
-        training images, all or ``index``)."""
-        chosen = self.images if images is None else images
-        if index is not None:
-            chosen = chosen[index]
+    def normalized(self, index: np.ndarray | slice | None = None) -> torch.Tensor:
+        """Model inputs: (N, C, H, W) float32 ``(x / 255 - mean) / std`` of the training images (all,
+        or those at ``index``)."""
+        chosen = self.images if index is None else self.images[index]
         return to_input(torch.from_numpy(np.ascontiguousarray(chosen)), self.mean, self.std)
 
 
@@ -97,9 +96,21 @@ class FitSettings:
 
 
 class AnomalyNet(nn.Module):
-    """Base class of anomaly methods (see the module docstring for the contract)."""
+    """Base class of anomaly methods (see the module docstring for the contract). Calling a method
+    before ``fit`` (or before loading fitted weights) raises instead of returning meaningless scores."""
 
     has_reconstruction: bool = False
+
+    def __init__(self):
+        super().__init__()
+        # saved with the weights, so a bundle's rebuilt network knows it was fitted
+        self.register_buffer("fitted", torch.zeros((), dtype=torch.bool))
+        self.register_forward_pre_hook(_refuse_unfitted)
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "fit" in cls.__dict__:
+            cls.fit = _marking_fitted(cls.__dict__["fit"])
 
     def fit(self, data: FitData, settings: FitSettings) -> AnomalyNet:  # pragma: no cover - abstract
         """Learn from normal images; returns self."""
@@ -117,6 +128,24 @@ class AnomalyNet(nn.Module):
     def outputs(self) -> tuple[str, ...]:
         """Names of ``forward``'s outputs, in order (the ONNX graph's output names)."""
         return (ANOMALY_MAP, SCORE, RECONSTRUCTION) if self.has_reconstruction else (ANOMALY_MAP, SCORE)
+
+
+def _refuse_unfitted(module: AnomalyNet, inputs) -> None:
+    if not torch.jit.is_tracing() and not bool(module.fitted):
+        raise RuntimeError(f"{type(module).__name__} is not fitted: call fit(data, settings) first, or load a "
+                           "trained bundle (inspekt.load_model)")
+
+
+def _marking_fitted(fit):
+    """Wrap a method's ``fit`` so that a successful fit marks the module as fitted."""
+
+    @functools.wraps(fit)
+    def wrapper(self, *args, **kwargs):
+        result = fit(self, *args, **kwargs)
+        self.fitted.fill_(True)
+        return result
+
+    return wrapper
 
 
 def top_k_mean(values: torch.Tensor, fraction: float) -> torch.Tensor:
