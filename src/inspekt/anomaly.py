@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .card import AnomalySpec, InputSpec, ModelCard, PostProcess
-from .segment import blend_weights, clean_mask, components, pad_to_window, window_starts
+from .segment import blend_weights, clean_mask, components, pad_to_window, window_boxes
 from .transforms import Geometry, map_back, normalize, prepare, preprocess_batch
 
 ANOMALY = "anomaly"
@@ -63,7 +63,7 @@ def _tiled(prepared: np.ndarray, spec: InputSpec, run: RunOutputs, batch_size: i
     wh, ww = spec.size
     padded = pad_to_window(prepared, spec.size)
     ph, pw = padded.shape[:2]
-    boxes = [(y, x) for y in window_starts(ph, wh, spec.overlap) for x in window_starts(pw, ww, spec.overlap)]
+    boxes = window_boxes((ph, pw), spec)
     weights = blend_weights(wh, ww)
     total_map, norm = np.zeros((ph, pw), np.float32), np.zeros((ph, pw), np.float32)
     total_recon, score = None, -np.inf

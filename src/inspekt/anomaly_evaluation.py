@@ -56,6 +56,11 @@ class AnomalyEvalResult:
         wrong = [i for i, r in enumerate(self.rows) if r["anomalous"] == wanted and not r["correct"]]
         return sorted(wrong, key=lambda i: self.rows[i]["raw_score"], reverse=kind == "fp")[:limit]
 
+    def scores(self) -> tuple[np.ndarray, np.ndarray]:
+        """Normalised scores of the normal images and of the anomalous ones."""
+        normal = np.array([r["score"] for r in self.rows if not r["anomalous"]])
+        return normal, np.array([r["score"] for r in self.rows if r["anomalous"]])
+
     def to_dict(self) -> dict:
         """JSON-ready summary (no per-image rows)."""
         return {"bundle": self.bundle, "data": self.data, "split": self.split, "task": self.task,
@@ -140,8 +145,7 @@ def choose_anomaly_threshold(result: AnomalyEvalResult, choice: str | float) -> 
 
     if choice != "best-f1":
         return float(choice)
-    normal = np.array([r["score"] for r in result.rows if not r["anomalous"]])
-    anomalous = np.array([r["score"] for r in result.rows if r["anomalous"]])
+    normal, anomalous = result.scores()
     if not len(normal) or not len(anomalous):
         raise ConfigError("--set-threshold best-f1 needs both normal and anomalous images in the evaluated split")
     return round(min(1.0, max(0.0, best_f1_threshold(normal, anomalous)[0])), 6)
@@ -173,8 +177,7 @@ def write_plots(result: AnomalyEvalResult, predictor, folder: str | Path, limit:
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    normal = [r["score"] for r in result.rows if not r["anomalous"]]
-    anomalous = [r["score"] for r in result.rows if r["anomalous"]]
+    normal, anomalous = result.scores()
     decision = predictor.card.anomaly.decision
     written = [plot_score_histogram(normal, anomalous, decision, folder / "scores.png", title="anomaly scores",
                                     xlabel="normalised anomaly score")]

@@ -27,7 +27,7 @@ from .data import Dataset, Sample, open_dataset
 from .data.split import split_dataset
 from .errors import ConfigError, DatasetError
 from .io import BatchReport, SkippedFile, iter_images, load_image
-from .segment import pad_to_window, window_starts
+from .segment import pad_to_window, window_boxes
 from .transforms import channel_stats, prepare
 
 DEFAULT_METHOD = "draem"
@@ -110,9 +110,7 @@ def _windows(images: list[np.ndarray], spec: InputSpec, seed: int) -> np.ndarray
     for image in images:
         padded = pad_to_window(image, spec.size)
         padded = padded if padded.ndim == 3 else padded[:, :, None]
-        for y in window_starts(padded.shape[0], wh, spec.overlap):
-            for x in window_starts(padded.shape[1], ww, spec.overlap):
-                found.append(padded[y : y + wh, x : x + ww])
+        found += [padded[y : y + wh, x : x + ww] for y, x in window_boxes(padded.shape[:2], spec)]
     if len(found) > MAX_WINDOWS:
         keep = np.sort(np.random.default_rng(seed).choice(len(found), MAX_WINDOWS, replace=False))
         found = [found[i] for i in keep]

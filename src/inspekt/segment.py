@@ -40,6 +40,13 @@ def window_starts(length: int, window: int, overlap: float) -> list[int]:
     return starts + [length - window]
 
 
+def window_boxes(padded_hw: tuple[int, int], spec: InputSpec) -> list[tuple[int, int]]:
+    """Top-left corners of the overlapping ``spec.size`` windows that cover a (padded) image: the
+    windows tiled training crops and tiled prediction runs on."""
+    (h, w), (wh, ww) = padded_hw, spec.size
+    return [(y, x) for y in window_starts(h, wh, spec.overlap) for x in window_starts(w, ww, spec.overlap)]
+
+
 def blend_weights(height: int, width: int) -> np.ndarray:
     """Window weights: 1 in the middle, falling linearly to 0.05 at the border."""
     ramp = lambda n: np.minimum(np.arange(n) + 0.5, n - np.arange(n) - 0.5) / (n / 2)  # noqa: E731
@@ -74,7 +81,7 @@ def tiled_probabilities(prepared: np.ndarray, spec: InputSpec, run: RunLogits, b
     wh, ww = spec.size
     padded = pad_to_window(prepared, spec.size)
     ph, pw = padded.shape[:2]
-    boxes = [(y, x) for y in window_starts(ph, wh, spec.overlap) for x in window_starts(pw, ww, spec.overlap)]
+    boxes = window_boxes((ph, pw), spec)
     weights = blend_weights(wh, ww)
     total, norm = None, np.zeros((ph, pw), dtype=np.float32)
     for start in range(0, len(boxes), batch_size):
