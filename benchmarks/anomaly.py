@@ -88,7 +88,7 @@ def main() -> None:
     parser.add_argument("--imgsz", type=int, default=None, help="input size (default: 128 dice, 256 magnetic_tile)")
     parser.add_argument("--keep", type=Path, help="keep run folders here")
     parser.add_argument("overrides", nargs="*", help="key=value passed to every training run")
-    args = parser.parse_args()
+    args = parser.parse_intermixed_args()
     if not (DATASETS / args.dataset).is_dir():
         sys.exit(f"{DATASETS / args.dataset} is not present")
     work = args.keep or Path(tempfile.mkdtemp(prefix="anomaly-bench-"))

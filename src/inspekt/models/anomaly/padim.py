@@ -38,9 +38,9 @@ class Padim(AnomalyNet):
                              f"layers {list(layers)})")
         self.grid = input_size // self.extractor.strides[0]
         positions = self.grid**2
-        needed = positions * d * d * 4
+        needed = positions * d * d * 8 * 3  # the fit's peak: float64 sums, their inverse and its factor
         if needed > MAX_COVARIANCE_BYTES:
-            raise ValueError(f"d={d} at input_size={input_size} needs {needed / 2**30:.1f} GiB of covariances "
+            raise ValueError(f"d={d} at input_size={input_size} needs {needed / 2**30:.1f} GiB for its covariances "
                              f"({positions} positions x {d}x{d}), over the {MAX_COVARIANCE_BYTES / 2**30:.0f} GiB "
                              "bound; lower d or input_size, or use patchcore")
         self.register_buffer("channel_index", torch.arange(d))
@@ -103,7 +103,10 @@ class Padim(AnomalyNet):
             rows = rows - shift
             count += rows.shape[1]
             first = first + rows.sum(dim=1)
-            second = second + torch.bmm(rows.transpose(1, 2), rows)
+            if isinstance(second, float):
+                second = torch.bmm(rows.transpose(1, 2), rows)
+            else:
+                second.baddbmm_(rows.transpose(1, 2), rows)  # in place: no new (P, d, d) tensor per batch
         mean = first / count
         covariance = (second - count * mean.unsqueeze(2) * mean.unsqueeze(1)) / max(count - 1, 1)
         return mean + shift.squeeze(1), covariance

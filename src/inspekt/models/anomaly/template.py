@@ -74,8 +74,10 @@ def cluster_variants(data: FitData, max_variants: int, seed: int) -> tuple[np.nd
     from sklearn.cluster import KMeans
     from sklearn.metrics import silhouette_score
 
-    thumbs = unit_batch(data, np.arange(len(data)))
-    thumbs = nn.functional.adaptive_avg_pool2d(thumbs, CLUSTER_SIZE).flatten(1).numpy()
+    thumbs = np.concatenate([  # in chunks: never the whole dataset as float32 at once
+        nn.functional.adaptive_avg_pool2d(unit_batch(data, np.arange(start, min(start + STATS_BATCH, len(data)))),
+                                          CLUSTER_SIZE).flatten(1).numpy()
+        for start in range(0, len(data), STATS_BATCH)])
     best_labels, best_silhouette = np.zeros(len(data), dtype=np.int64), -np.inf
     for k in range(2, min(max_variants, len(data) - 1) + 1):
         labels = KMeans(n_clusters=k, n_init=4, random_state=seed).fit_predict(thumbs)
