@@ -116,7 +116,7 @@ def test_the_map_peaks_on_a_synthetic_defect(method, tmp_path):
         save_image(data / "good" / f"{i:03d}.png", _normal(rng))
     box = (38, 12, 12, 12)
     image, mask = _defective(np.random.default_rng(99), box)
-    epochs = {"ae_ssim": 15, "draem": 40}.get(method, 1)
+    epochs = {"ae_ssim": 15, "draem": 25}.get(method, 1)
     result = train(_config(data, tmp_path / "runs", method).model_copy(update={"epochs": epochs}))
     (prediction,) = Predictor.load(result.bundle).predict_arrays([image])
     peak_y, peak_x = np.unravel_index(np.argmax(prediction.heatmap), prediction.heatmap.shape)

@@ -356,7 +356,9 @@ def _write_bundle(cfg: TrainConfig, fit: _Fit, network, image_cal: Calibration, 
                           pixel_threshold=pixel_cal.threshold, pixel_scale=pixel_cal.scale,
                           calibration=f"image: {image_cal.method}; pixel: {pixel_cal.method}")
     versions = library_versions()
-    card = ModelCard(task="anomaly", architecture=cfg.model, params=network.card_params(),
+    params = network.card_params()  # with the epochs / lr / batch the user gave, where the method records them
+    params |= {key: getattr(cfg, key) for key in ("epochs", "lr", "batch") if key in params and key in cfg.model_fields_set}
+    card = ModelCard(task="anomaly", architecture=cfg.model, params=params,
                      classes=(fit.parts.normal, ANOMALY), input=fit.spec, anomaly=anomaly,
                      postprocess=PostProcess(threshold=0.5, min_area=0, kernel=cfg.kernel), outputs=network.outputs,
                      notes=tuple(notes), data=DataInfo(fingerprint=fit.ds.fingerprint(), source=str(cfg.data),

@@ -107,7 +107,9 @@ class DRAEM(AnomalyNet):
         epochs = settings.epochs or self.epochs
         # at least 2 per batch: batch norm needs 2 values per channel at a 1-pixel bottleneck
         batch = max(2, min(settings.batch or self.batch, len(data)))
-        steps = max(1, min(len(data), self.epoch_images) // batch)
+        # an epoch is epoch_images draws whatever the dataset size (small sets are cycled, each draw with a
+        # fresh synthetic anomaly), so a few dozen images get as many steps as thousands
+        steps = max(1, self.epoch_images // batch)
         optimizer = torch.optim.Adam(self.parameters(), lr=settings.lr or self.lr)
         schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=settings.lr or self.lr,
                                                        total_steps=epochs * steps, pct_start=0.1)
@@ -188,14 +190,14 @@ def draem(*, in_chans: int, input_size: int, width: int = 8, epochs: int = 10, l
         in_chans: input channels (1 or 3).
         input_size: square input side, a multiple of 32.
         width: channels of the first level of both networks; doubles at each of the 4 levels down.
-        epochs: training epochs; an epoch is ``epoch_images`` randomly drawn training images (all of
-            them when there are fewer), each with a fresh synthetic anomaly or none.
+        epochs: training epochs; an epoch is ``epoch_images`` draws from the training images (cycled
+            when there are fewer), each with a fresh synthetic anomaly or none.
         lr: peak learning rate of the one-cycle Adam schedule.
         batch: images per optimisation step.
         anomaly_ratio: fraction of training samples that receive a synthetic anomaly.
         score_window: side of the box filter applied to the anomaly map before its maximum becomes
             the image score, as a fraction of ``input_size``; 0 takes the raw maximum.
-        epoch_images: images drawn per epoch, which bounds the training time on large datasets.
+        epoch_images: images drawn per epoch: the training time is the same for any dataset size.
         stem_stride: stride of the discriminative network's first convolution: 2 is about 3x cheaper
             and loses only detail finer than 2 pixels, 1 keeps full resolution.
 
