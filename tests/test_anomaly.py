@@ -274,3 +274,23 @@ def test_tiled_training_and_prediction_of_large_images(tmp_path):
     assert prediction.heatmap.shape == (96, 96)
     peak_y, peak_x = np.unravel_index(np.argmax(prediction.heatmap), prediction.heatmap.shape)
     assert 54 <= peak_y < 78 and 14 <= peak_x < 38, (peak_y, peak_x)
+
+
+def test_feature_methods_load_a_local_pretrained_backbone(mvtec, tmp_path):
+    """--weights FILE: a local timm state dict (here: a differently seeded resnet18 stands in for a
+    published one) is loaded by name, the card says so, and a wrong file is refused with its name."""
+    import timm
+    import torch
+    from safetensors.torch import save_file
+
+    torch.manual_seed(123)
+    weights = tmp_path / "resnet18.safetensors"
+    save_file({k: v.contiguous() for k, v in timm.create_model("resnet18", pretrained=False).state_dict().items()},
+              str(weights))
+    result = train(_config(mvtec, tmp_path, "padim").model_copy(
+        update={"model_params": {"d": 16, "weights": str(weights)}}))
+    notes = " ".join(open_bundle(result.bundle).card.notes)
+    assert "pretrained weights" in notes and "resnet18.safetensors" in notes and "random weights" not in notes
+    save_file({"conv1.weight": torch.zeros(3, 3, 3, 3)}, str(tmp_path / "wrong.safetensors"))
+    with pytest.raises(ConfigError, match="wrong.safetensors"):
+        create_model("patchcore", in_chans=1, input_size=64, weights=str(tmp_path / "wrong.safetensors"))
