@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .card import AnomalySpec, InputSpec, ModelCard, PostProcess
-from .segment import blend_weights, clean_mask, components, pad_to_window, window_boxes
+from .segment import clean_mask, components, tile_layout
 from .transforms import Geometry, map_back, normalize, prepare, preprocess_batch
 
 ANOMALY = "anomaly"
@@ -61,10 +61,8 @@ def _tiled(prepared: np.ndarray, spec: InputSpec, run: RunOutputs, batch_size: i
     """Blended raw map (and reconstruction) over overlapping windows; score = the largest window score."""
     h, w = prepared.shape[:2]
     wh, ww = spec.size
-    padded = pad_to_window(prepared, spec.size)
+    padded, boxes, weights = tile_layout(prepared, spec)
     ph, pw = padded.shape[:2]
-    boxes = window_boxes((ph, pw), spec)
-    weights = blend_weights(wh, ww)
     total_map, norm = np.zeros((ph, pw), np.float32), np.zeros((ph, pw), np.float32)
     total_recon, score = None, -np.inf
     for start in range(0, len(boxes), batch_size):

@@ -20,6 +20,7 @@ from .anomaly_metrics import PixelTally, truth_mask
 from .data import Dataset
 from .errors import DatasetError
 from .io import BatchReport, SkippedFile
+from .seg_evaluation import nothing_scored
 
 WORST_LIMIT = 12
 
@@ -123,9 +124,7 @@ def evaluate_anomaly(predictor, dataset: Dataset, split: str,
         if progress:
             progress(len(chunk))
     if not rows:
-        first = report.skipped[0] if report.skipped else None
-        detail = f" (first: {first.path}: {first.reason})" if first else ""
-        raise DatasetError(f"{dataset.root}: none of the {len(files)} image(s) of split {split!r} could be scored{detail}")
+        raise nothing_scored(dataset, len(files), split, report)
     truth = np.array([r["anomalous"] for r in rows])
     verdict = np.array([r["verdict"] == ANOMALY for r in rows])
     metrics = image_metrics(truth, np.array([r["raw_score"] for r in rows]), verdict)

@@ -66,6 +66,13 @@ class SegEvalResult:
                 "skipped": [{"path": s.path, "reason": s.reason} for s in self.skipped]}
 
 
+def nothing_scored(dataset: Dataset, n_files: int, split: str, report: BatchReport) -> DatasetError:
+    """The error of an evaluation that could score no image, naming the first skipped file and why."""
+    first = report.skipped[0] if report.skipped else None
+    detail = f" (first: {first.path}: {first.reason})" if first else ""
+    return DatasetError(f"{dataset.root}: none of the {n_files} image(s) of split {split!r} could be scored{detail}")
+
+
 def evaluate_segment(predictor, dataset: Dataset, split: str,
                      progress: Callable[[int], None] | None = None) -> SegEvalResult:
     """Predict every image of ``dataset`` (one split, already selected) and score it against its mask.
@@ -101,9 +108,7 @@ def evaluate_segment(predictor, dataset: Dataset, split: str,
         if progress:
             progress(len(chunk))
     if not rows:
-        first = report.skipped[0] if report.skipped else None
-        detail = f" (first: {first.path}: {first.reason})" if first else ""
-        raise DatasetError(f"{dataset.root}: none of the {len(files)} image(s) of split {split!r} could be scored{detail}")
+        raise nothing_scored(dataset, len(files), split, report)
     post = (card.postprocess.model_dump() if card.postprocess else {})
     return SegEvalResult(str(predictor.bundle.path), str(dataset.root), split, card.classes,
                          tally.metrics(card.classes), rows, times, post, list(report.skipped))

@@ -47,6 +47,13 @@ def window_boxes(padded_hw: tuple[int, int], spec: InputSpec) -> list[tuple[int,
     return [(y, x) for y in window_starts(h, wh, spec.overlap) for x in window_starts(w, ww, spec.overlap)]
 
 
+def tile_layout(prepared: np.ndarray, spec: InputSpec) -> tuple[np.ndarray, list[tuple[int, int]], np.ndarray]:
+    """A prepared image padded to at least one window, its window corners and the blend weights of a
+    window: what every tiled prediction starts from."""
+    padded = pad_to_window(prepared, spec.size)
+    return padded, window_boxes(padded.shape[:2], spec), blend_weights(*spec.size)
+
+
 def blend_weights(height: int, width: int) -> np.ndarray:
     """Window weights: 1 in the middle, falling linearly to 0.05 at the border."""
     ramp = lambda n: np.minimum(np.arange(n) + 0.5, n - np.arange(n) - 0.5) / (n / 2)  # noqa: E731
@@ -79,10 +86,8 @@ def tiled_probabilities(prepared: np.ndarray, spec: InputSpec, run: RunLogits, b
     """
     h, w = prepared.shape[:2]
     wh, ww = spec.size
-    padded = pad_to_window(prepared, spec.size)
+    padded, boxes, weights = tile_layout(prepared, spec)
     ph, pw = padded.shape[:2]
-    boxes = window_boxes((ph, pw), spec)
-    weights = blend_weights(wh, ww)
     total, norm = None, np.zeros((ph, pw), dtype=np.float32)
     for start in range(0, len(boxes), batch_size):
         chunk = boxes[start : start + batch_size]
