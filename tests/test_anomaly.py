@@ -229,13 +229,22 @@ def test_cli_train_predict_eval(mvtec, tmp_path):
     assert shown.exit_code == 0, shown.output
     assert "anomaly_area_pct" in shown.stdout.splitlines()[0]
     assert len(list((tmp_path / "pred").glob("*_mask.png"))) == 6
+    everything = runner.invoke(app, ["predict", bundle, str(mvtec / "test" / "good"), "--json", "--threshold", "0",
+                                     "--pixel-threshold", "0"])
+    rows = [json.loads(line) for line in everything.stdout.splitlines() if line.startswith("{")]
+    assert len(rows) == 6 and all(r["label"] == "anomaly" and r["anomaly_area_pct"] == 100.0 for r in rows)
     scored = runner.invoke(app, ["eval", bundle, "--data", str(mvtec), "--plots", str(tmp_path / "plots"),
                                  "--csv", str(tmp_path / "rows.csv")])
     assert scored.exit_code == 0, scored.output
     assert "image AUROC" in scored.stdout and "AUPRO" in scored.stdout
+    before_f1 = evaluate(bundle, mvtec).metrics["f1"]
     stored = runner.invoke(app, ["eval", bundle, "--data", str(mvtec), "--set-threshold", "best-f1"])
     assert stored.exit_code == 0, stored.output
-    assert open_bundle(bundle).card.anomaly.decision != 0.5 or "0.5" in stored.output
+    decision = open_bundle(bundle).card.anomaly.decision
+    assert f"stored normalised anomaly-score threshold {decision:g}" in stored.output.replace("\n", " ")
+    assert evaluate(bundle, mvtec).metrics["f1"] >= before_f1  # best F1 on this very split: never worse
+    fixed = runner.invoke(app, ["eval", bundle, "--data", str(mvtec), "--set-threshold", "0.7"])
+    assert fixed.exit_code == 0 and open_bundle(bundle).card.anomaly.decision == 0.7
 
 
 def test_clear_errors(mvtec, folders, tmp_path):

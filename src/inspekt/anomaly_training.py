@@ -148,18 +148,6 @@ def _groups_from_csv(path: Path, column: str, paths: list[str]) -> list[str]:
     return [by_path[str(Path(p).resolve())] or "(none)" for p in paths]
 
 
-def _torch_runner(network):
-    """The fitted network as the Predictor's ``run`` (NCHW float32 -> outputs by name)."""
-    import torch
-
-    def run(batch: np.ndarray) -> dict[str, np.ndarray]:
-        with torch.inference_mode():
-            out = network(torch.from_numpy(batch))
-        return {name: t.numpy() for name, t in zip(network.outputs, out)}
-
-    return run
-
-
 @dataclass
 class ValStats:
     """What calibration needs from the validation images, reduced as they stream past (memory stays
@@ -199,7 +187,9 @@ def _reduce(stats: ValStats, chunk, by_path, anomalous: bool, spec: InputSpec, r
 
 def _validate(network, parts: Partition, spec: InputSpec, batch: int, seed: int, report: BatchReport) -> ValStats:
     """Run the validation images through the Predictor's own anomaly path and reduce the outputs."""
-    run, stats, rng = _torch_runner(network), ValStats(), np.random.default_rng(seed)
+    from .predictor import TorchBackend
+
+    run, stats, rng = TorchBackend.of(network, network.outputs).run, ValStats(), np.random.default_rng(seed)
     for anomalous, samples in ((False, parts.val_normal), (True, parts.val_anomalous)):
         by_path = {str(s.path): s for s in samples}
         chunk: list[tuple[str, np.ndarray]] = []

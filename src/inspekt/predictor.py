@@ -230,7 +230,7 @@ class OnnxBackend:
 
 
 class TorchBackend:
-    """Runs the torch network rebuilt from ``weights.safetensors``."""
+    """Runs the torch network rebuilt from ``weights.safetensors`` (or, with ``of``, a network in memory)."""
 
     name = "torch"
 
@@ -241,6 +241,13 @@ class TorchBackend:
             torch.set_num_threads(threads)
         self.network = with_card_outputs(load_network(bundle), bundle.card)
         self.output_names = list(bundle.card.outputs)
+
+    @classmethod
+    def of(cls, network, output_names: Sequence[str]) -> TorchBackend:
+        """A backend over a network that has no bundle yet (e.g. just fitted, for calibration)."""
+        backend = cls.__new__(cls)
+        backend.network, backend.output_names = network.eval(), list(output_names)
+        return backend
 
     def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         """Outputs by name for an NCHW float32 batch."""

@@ -18,7 +18,7 @@ from torch import nn
 
 from ..registry import register_model
 from .base import AnomalyNet, FitData, FitSettings, check_common, gaussian_kernel, smooth, top_k_mean
-from .ssim import SSIM, to_unit
+from .ssim import SSIM, from_unit, to_unit
 
 BOTTLENECK_GRID = 8  # the encoder halves the image until it is 8 x 8, whatever the input size
 MAX_DOUBLINGS = 3  # channels double per stage up to 8 x width, which bounds the parameter count
@@ -142,7 +142,7 @@ def train_autoencoder(net: ConvAutoencoder, data: FitData, settings: FitSettings
         start, total, seen = time.perf_counter(), 0.0, 0
         for index in torch.randperm(len(data), generator=generator).split(batch):
             unit = augment(unit_batch(data, index.numpy()), generator).to(settings.device)
-            recon = to_unit(net((unit - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1)), mean, std)
+            recon = to_unit(net(from_unit(unit, mean, std)), mean, std)
             loss = (1 - ssim(unit, recon)).mean() + L1_WEIGHT * (unit - recon).abs().mean()
             optimizer.zero_grad()
             loss.backward()

@@ -25,7 +25,7 @@ from torch import nn
 from ..registry import register_model
 from ..segment import TinyUNet
 from .base import AnomalyNet, FitData, FitSettings, check_common
-from .ssim import SSIM, to_unit
+from .ssim import SSIM, from_unit, to_unit
 from .synthetic import SyntheticAnomalies
 
 DEPTH = 4  # down-sampling steps of both networks: the bottleneck is input_size / 16 pixels wide
@@ -161,8 +161,7 @@ class DRAEM(AnomalyNet):
 
     def _normalise(self, pixels: np.ndarray, device: torch.device) -> torch.Tensor:
         """(B, H, W, C) float [0, 1] pixels -> normalised (B, C, H, W) inputs on ``device``."""
-        x = torch.from_numpy(pixels).to(device).permute(0, 3, 1, 2)
-        return (x - self.mean.view(1, -1, 1, 1)) / self.std.view(1, -1, 1, 1)
+        return from_unit(torch.from_numpy(pixels).to(device).permute(0, 3, 1, 2), self.mean, self.std)
 
     def card_params(self) -> dict[str, Any]:
         """Builder keywords that rebuild this module."""

@@ -24,6 +24,19 @@ WRAPPER_KEYS = ("state_dict", "model", "model_state")
 OPTIONAL_SUFFIX = "num_batches_tracked"
 
 
+def map_sigma(sigma: float | None, input_size: int) -> float:
+    """The Gaussian smoothing of a feature method's anomaly map, in pixels: ``sigma``, or 4 px at 256 px
+    scaled with the input size (the papers' setting).
+
+    Raises:
+        ValueError: a sigma outside (0, 64].
+    """
+    sigma = 4.0 * input_size / 256 if sigma is None else sigma
+    if not isinstance(sigma, (int, float)) or not 0 < sigma <= 64:
+        raise ValueError(f"sigma={sigma!r} must lie in (0, 64] pixels")
+    return float(sigma)
+
+
 class FeatureExtractor(nn.Module):
     """A frozen timm backbone returning the feature maps of chosen levels.
 

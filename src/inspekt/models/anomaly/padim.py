@@ -15,7 +15,7 @@ from torch import nn
 
 from ..registry import register_model
 from .base import AnomalyNet, FitData, FitSettings, check_common, gaussian_kernel, smooth
-from .features import FeatureExtractor, training_batches
+from .features import FeatureExtractor, map_sigma, training_batches
 
 MAX_COVARIANCE_BYTES = 1 << 30  # the per-position covariances live in memory, in the weights and in the ONNX file
 DEFAULT_BATCH = 32
@@ -147,8 +147,6 @@ def padim(*, in_chans: int, input_size: int, backbone: str = "resnet18",
     check_common(in_chans, input_size)
     if not isinstance(eps, (int, float)) or not 0 < eps <= 10:
         raise ValueError(f"eps={eps!r} must lie in (0, 10]")
-    sigma = 4.0 * input_size / 256 if sigma is None else sigma
-    if not isinstance(sigma, (int, float)) or not 0 < sigma <= 64:
-        raise ValueError(f"sigma={sigma!r} must lie in (0, 64] pixels")
+    sigma = map_sigma(sigma, input_size)
     return Padim(in_chans=in_chans, input_size=input_size, backbone=backbone, layers=tuple(layers), d=d,
-                 eps=float(eps), sigma=float(sigma), weights=weights)
+                 eps=float(eps), sigma=sigma, weights=weights)

@@ -16,7 +16,7 @@ from torch import nn
 
 from ..registry import register_model
 from .base import AnomalyNet, FitData, FitSettings, check_common, gaussian_kernel, smooth
-from .features import FeatureExtractor, training_batches
+from .features import FeatureExtractor, map_sigma, training_batches
 
 DEFAULT_BATCH = 32
 MAX_CANDIDATES = 100_000  # patches kept before the global coreset: bounds fitting time and memory
@@ -244,10 +244,8 @@ def patchcore(*, in_chans: int, input_size: int, backbone: str = "resnet18",
         raise ValueError(f"reweight={reweight!r} must be true or false")
     if not isinstance(neighbours, int) or not 1 <= neighbours <= 64:
         raise ValueError(f"neighbours={neighbours!r} must be an integer 1..64")
-    sigma = 4.0 * input_size / 256 if sigma is None else sigma
-    if not isinstance(sigma, (int, float)) or not 0 < sigma <= 64:
-        raise ValueError(f"sigma={sigma!r} must lie in (0, 64] pixels")
+    sigma = map_sigma(sigma, input_size)
     return Patchcore(in_chans=in_chans, input_size=input_size, backbone=backbone, layers=tuple(layers),
                      feature_dim=feature_dim, coreset_ratio=float(coreset_ratio), max_memory=max_memory,
-                     bank_rows=bank_rows, reweight=reweight, neighbours=neighbours, sigma=float(sigma),
+                     bank_rows=bank_rows, reweight=reweight, neighbours=neighbours, sigma=sigma,
                      weights=weights)

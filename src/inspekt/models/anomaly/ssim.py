@@ -37,6 +37,11 @@ class SSIM(nn.Module):
         return (num / den).mean(dim=1, keepdim=True)
 
 
+def from_unit(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """[0, 1] pixel values (N, C, H, W) -> the normalised model input space (the inverse of ``to_unit``)."""
+    return (x - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1)
+
+
 def to_unit(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
     """Normalised (N, C, H, W) inputs back to [0, 1] pixel values (``mean``/``std`` shaped (C,))."""
     return x * std.view(1, -1, 1, 1) + mean.view(1, -1, 1, 1)
