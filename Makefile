@@ -12,13 +12,13 @@ export HF_HUB_OFFLINE := 1
 export NO_ALBUMENTATIONS_UPDATE := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run test install chromium demo clean
+.PHONY: run test install chromium postgres demo clean
 
 run: install
 	$(BIN)/inspekt demo --workspace $(WORKSPACE)
 	$(BIN)/inspekt app --workspace $(WORKSPACE) --port $(PORT)
 
-test: install chromium
+test: install chromium postgres
 	$(BIN)/python -m pytest
 
 # The browser tests drive Debian's chromium through Playwright (`playwright install` cannot
@@ -26,6 +26,12 @@ test: install chromium
 chromium:
 	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
 		apt-get install -y -qq chromium >/dev/null; } || echo "chromium could not be installed; browser tests will skip"
+
+# The PostgreSQL history test starts a throw-away server from Debian's postgresql package;
+# install it when missing, or say why that test will skip.
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+		apt-get install -y -qq postgresql >/dev/null; } || echo "postgresql could not be installed; the PostgreSQL test will skip"
 
 install: $(STAMP)
 
@@ -36,7 +42,7 @@ $(BIN)/python:
 # multi-GB CUDA download.
 $(STAMP): pyproject.toml constraints.txt | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,app]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,app,serve,dist,postgres]'
 	touch $@
 
 clean:
