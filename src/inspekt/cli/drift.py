@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from . import app
-from .common import console, err_console, print_json
+from .common import DASK_HELP, console, err_console, maybe_cluster, print_json
 
 
 @contextmanager
@@ -40,7 +40,8 @@ def drift(
                                        help="Also report the fixed rule KL(ref||cur) > this for pixel histograms."),
     permutations: int = typer.Option(1000, "--permutations", help="Relabellings per permutation test."),
     sample: int = typer.Option(None, "--sample", help="Profile a random sample of this many images per side."),
-    workers: int = typer.Option(1, "--workers", help="Processes for profiling."),
+    workers: int = typer.Option(1, "--workers", help="Processes for profiling (with --dask local: its workers)."),
+    dask: str = typer.Option(None, "--dask", help=DASK_HELP),
     seed: int = typer.Option(0, "--seed"),
     fail_on_drift: bool = typer.Option(False, "--fail-on-drift", help="Exit with status 3 when drift is detected."),
     as_json: bool = typer.Option(False, "--as-json", help="Print the JSON report instead of the table."),
@@ -55,7 +56,7 @@ def drift(
             output_file(target, example)  # say now, not after profiling, that a report cannot be written
     with _progress(not as_json) as (on_start, advance):
         result = check_drift(reference, current, workers=workers, sample=sample, progress=advance, on_start=on_start,
-                           checks=tuple(c.strip() for c in checks.split(",") if c.strip()), alpha=alpha,
+                           dask=dask, checks=tuple(c.strip() for c in checks.split(",") if c.strip()), alpha=alpha,
                            min_effect=min_effect, kl_threshold=kl_threshold, permutations=permutations, seed=seed)
     if as_json:
         print_json(to_dict(result))
@@ -73,7 +74,8 @@ def profile(
     source: str = typer.Argument(..., help="Folder, dataset or CSV of images."),
     out: Path = typer.Option(..., "--out", "-o", help="Where to write the profile (.json)."),
     sample: int = typer.Option(None, "--sample", help="Profile a random sample of this many images."),
-    workers: int = typer.Option(1, "--workers", help="Processes for profiling."),
+    workers: int = typer.Option(1, "--workers", help="Processes for profiling (with --dask local: its workers)."),
+    dask: str = typer.Option(None, "--dask", help=DASK_HELP),
     seed: int = typer.Option(0, "--seed"),
 ) -> None:
     """Save the drift profile of a set of images, to use later as REFERENCE or CURRENT of `inspekt drift`."""
@@ -81,9 +83,9 @@ def profile(
     from ..io import output_file
 
     output_file(out, "profile.json")
-    with _progress(True) as (on_start, advance):
-        result = load_profile(source, workers=workers, sample=sample, seed=seed, progress=advance,
-                              on_start=on_start and (lambda n: on_start("images", n)))
+    with _progress(True) as (on_start, advance), maybe_cluster(dask, workers) as client:
+        result = load_profile(source, workers=1 if client else workers, sample=sample, seed=seed, progress=advance,
+                              on_start=on_start and (lambda n: on_start("images", n)), client=client)
     path = result.save(out)
     console.print(f"profiled {len(result)} images, skipped {len(result.skipped)}; wrote {path}", highlight=False)
     for s in result.skipped[:10]:

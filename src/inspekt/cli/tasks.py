@@ -10,7 +10,7 @@ from rich.table import Table
 
 from ..errors import InspektError
 from . import app
-from .common import console, err_console, print_json, progress_bar, unique_name
+from .common import DASK_HELP, console, err_console, maybe_cluster, print_json, progress_bar, unique_name
 
 train_app = typer.Typer(help="Train a model: inspekt train classify|segment|anomaly --data PATH.", no_args_is_help=True)
 app.add_typer(train_app, name="train")
@@ -252,6 +252,7 @@ def predict(
     threads: int = typer.Option(None, help="Inference threads."),
     enhance: str = typer.Option(None, "--enhance", help='Enhancement before the model: a preset ("CLAHE + Denoise"), '
                                 '"clahe:clip_limit=3 + median:ksize=3", or a pipeline .json file.'),
+    dask: str = typer.Option(None, "--dask", help=DASK_HELP),
 ) -> None:
     """Predict images with a bundle; bad files are reported and skipped, a summary ends the output."""
     import csv
@@ -259,14 +260,16 @@ def predict(
     from collections import Counter
 
     from ..enhance import Pipeline
+    from ..cluster import predict_on
     from ..io import BatchReport
     from ..predictor import Predictor
 
     if as_json and as_csv:
         raise InspektError("choose one of --json and --csv")
     pipeline = Pipeline.parse(enhance) if enhance else None
-    predictor = Predictor.load(bundle, backend=backend, threads=threads, batch_size=batch, threshold=threshold,
-                               min_area=min_area, pixel_threshold=pixel_threshold)
+    options = {"backend": backend, "threads": threads, "batch_size": batch, "threshold": threshold,
+               "min_area": min_area, "pixel_threshold": pixel_threshold}
+    predictor = Predictor.load(bundle, **options)
     segment = predictor.card.task in ("segment", "anomaly")
     area = "anomaly_area_pct" if predictor.card.task == "anomaly" else "defect_area_pct"
     explainer = None
@@ -278,14 +281,17 @@ def predict(
     files, report = expand_sources(sources), BatchReport()
     if not files:
         raise InspektError(f"no images found in {', '.join(sources)}")
-    with progress_bar("predicting", len(files), enabled=not (as_json or as_csv)) as advance:
+    with progress_bar("predicting", len(files), enabled=not (as_json or as_csv)) as advance, \
+            maybe_cluster(dask) as client:
         results, used = [], set()
-        for start in range(0, len(files), batch):
-            chunk = predictor.predict(files[start : start + batch], report=report, enhance=pipeline)
+        chunks = (predict_on(client, str(bundle), files, options=options, enhance=enhance, report=report) if client
+                  else ((predictor.predict(files[i : i + batch], report=report, enhance=pipeline),
+                         len(files[i : i + batch])) for i in range(0, len(files), batch)))
+        for chunk, n in chunks:
             if save_dir:
                 _save_visuals(chunk, save_dir, explainer, used, len(predictor.card.classes), pipeline)
             results.extend(chunk)
-            advance(min(batch, len(files) - start))
+            advance(n)
     if as_json:
         for r in results:
             print_json(r.to_dict(topk))

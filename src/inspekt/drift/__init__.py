@@ -24,7 +24,7 @@ __all__ = ["CHECKS", "Check", "DriftConfig", "DriftResult", "Profile", "check_dr
 
 def check_drift(reference: Source, current: Source, *, workers: int = 1, sample: int | None = None,
           progress: Callable[[int], None] | None = None, on_start: Callable[[str, int], None] | None = None,
-          **settings: Any) -> DriftResult:
+          dask: Any = None, **settings: Any) -> DriftResult:
     """Check whether ``current`` images differ from ``reference`` ones.
 
     Args:
@@ -32,33 +32,58 @@ def check_drift(reference: Source, current: Source, *, workers: int = 1, sample:
             (its ``reference.json``; then the model also predicts the current images, for
             prediction and embedding drift).
         current: the same kinds, except a bundle.
-        workers: processes for profiling.
+        workers: processes for profiling (with ``dask="local"``: the local cluster's workers).
         sample: profile a seeded random sample of this many images per side.
         progress: called with the number of images finished, as profiling goes.
         on_start: called with ("reference" | "current", number of images) before each side is profiled.
+        dask: profile and predict on a Dask cluster: "local", a scheduler address ("tcp://host:8786")
+            or a ``distributed.Client`` (see ``inspekt.cluster``); the result equals the local run's.
         **settings: ``DriftConfig`` fields (alpha, permutations, checks, min_effect, kl_threshold ...).
 
     Returns:
         The ``DriftResult``; ``result.reference_profile`` / ``current_profile`` hold the profiles.
     """
     config = DriftConfig(**settings)
+    if dask is None:
+        return _check(reference, current, config, None, workers=workers, sample=sample, progress=progress,
+                      on_start=on_start)
+    from ..cluster import connect
+
+    with connect(dask, workers) as client:
+        return _check(reference, current, config, client, workers=1, sample=sample, progress=progress,
+                      on_start=on_start)
+
+
+def _check(reference: Source, current: Source, config: DriftConfig, client, *, workers: int, sample: int | None,
+           progress, on_start) -> DriftResult:
     notes: list[str] = []
-    common = {"workers": workers, "sample": sample, "seed": config.seed, "progress": progress}
+    common = {"workers": workers, "sample": sample, "seed": config.seed, "progress": progress, "client": client}
     ref = load_profile(reference, on_start=on_start and (lambda n: on_start("reference", n)), **common)
     cur = load_profile(current, min_side=ref.min_side, on_start=on_start and (lambda n: on_start("current", n)),
                        **common)
     wants_model = {"predictions", "embeddings"} & set(config.checks)
     if ref.model and not cur.model and wants_model and isinstance(reference, (str, os.PathLike)) \
             and is_bundle(Path(reference)):
-        from ..predictor import Predictor
-        from .reference import model_outputs
         from .sources import sample_files
 
         predicted = sample_files(cur.files, len(ref.model["files"]), config.seed)
-        cur.model = model_outputs(Predictor.load(reference), predicted)
+        cur.model = _model_outputs(reference, predicted, client)
         if cur.model is None:
             notes.append("the model could not read any current image, so prediction and embedding checks were skipped")
     result = compare_profiles(ref, cur, config)
     result.notes += notes
     result.reference_profile, result.current_profile = ref, cur
     return result
+
+
+def _model_outputs(bundle: str | os.PathLike, files: list[str], client) -> dict | None:
+    """The bundle's predictions on ``files`` (on the cluster when there is one), as drift inputs."""
+    from .reference import model_outputs, outputs_of
+
+    if client is None:
+        from ..predictor import Predictor
+
+        return model_outputs(Predictor.load(bundle), files)
+    from ..cluster import predict_on
+
+    return outputs_of([p for chunk, _ in predict_on(client, str(bundle), files) for p in chunk])

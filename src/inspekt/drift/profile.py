@@ -207,14 +207,15 @@ def profile_chunk(files: Sequence[str | tuple[str, bytes]], min_side: int = DEFA
 
 
 def profile_images(files: Sequence[str | os.PathLike], *, workers: int = 1, min_side: int = DEFAULT_MIN_SIDE,
-                   progress: Callable[[int], None] | None = None) -> Profile:
-    """Profile images, in ``workers`` processes.
+                   progress: Callable[[int], None] | None = None, client=None) -> Profile:
+    """Profile images, in ``workers`` processes or on a Dask cluster.
 
     Args:
         files: image paths.
         workers: processes (1 = in this process).
         min_side: working resolution rule (``inspekt.reduced``); 0 = full resolution.
         progress: called with the number of files finished, after each chunk.
+        client: a ``distributed.Client``: profile on its cluster instead (``workers`` is then unused).
 
     Returns:
         The profile, files in the given order (minus the skipped ones, listed in ``skipped``).
@@ -222,8 +223,13 @@ def profile_images(files: Sequence[str | os.PathLike], *, workers: int = 1, min_
     if workers < 1:
         raise ConfigError(f"workers must be at least 1, not {workers}")
     files = [str(f) for f in files]
-    size = max(8, min(256, math.ceil(len(files) / (workers * 4))))
-    chunks = [files[i:i + size] for i in range(0, len(files), size)]
+    if client is not None:
+        from ..cluster import profile_on
+
+        return profile_on(client, files, min_side, progress)
+    from ..cluster import chunks_for
+
+    chunks = chunks_for(files, workers)
     parts = []
     if workers == 1 or len(chunks) == 1:
         for chunk in chunks:

@@ -19,7 +19,11 @@ def model_outputs(predictor, files: Sequence[str]) -> dict[str, list] | None:
     None when it could read none (e.g. a saved profile whose images are elsewhere)."""
     from ..io import BatchReport
 
-    predictions = predictor.predict(list(files), report=BatchReport())
+    return outputs_of(predictor.predict(list(files), report=BatchReport()))
+
+
+def outputs_of(predictions: Sequence) -> dict[str, list] | None:
+    """Label, score and (classifiers) embedding of each prediction; None when there are none."""
     if not predictions:
         return None
     out: dict[str, list] = {"files": [p.source for p in predictions], "labels": [p.label for p in predictions],

@@ -79,7 +79,7 @@ def bundle_reference(path: str | os.PathLike) -> Profile:
 
 def load_profile(source: Source, *, workers: int = 1, sample: int | None = None, seed: int = 0,
                  min_side: int = DEFAULT_MIN_SIDE, progress: Callable[[int], None] | None = None,
-                 on_start: Callable[[int], None] | None = None) -> Profile:
+                 on_start: Callable[[int], None] | None = None, client=None) -> Profile:
     """Turn a source into a profile (images are profiled; profiles and bundles are read).
 
     Args:
@@ -91,6 +91,7 @@ def load_profile(source: Source, *, workers: int = 1, sample: int | None = None,
         min_side: working resolution rule (``inspekt.reduced``).
         progress: called with the number of images finished, as profiling goes.
         on_start: called once with the number of images about to be profiled.
+        client: a ``distributed.Client`` to profile on (see ``inspekt.cluster``).
     """
     if isinstance(source, Profile):
         return source
@@ -109,4 +110,4 @@ def load_profile(source: Source, *, workers: int = 1, sample: int | None = None,
     files = sample_files(files, sample, seed)
     if on_start:
         on_start(len(files))
-    return profile_images(files, workers=workers, min_side=min_side, progress=progress)
+    return profile_images(files, workers=workers, min_side=min_side, progress=progress, client=client)
