@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import storage
 from .card import EMBEDDING, ModelCard, parse_card
 from .errors import BundleError, InspektError
 
@@ -31,9 +32,13 @@ ONNX_OPSET = 17
 
 
 class Bundle:
-    """A read-only view of a bundle folder or ``.inspekt`` zip, with its validated card."""
+    """A read-only view of a bundle folder or ``.inspekt`` zip, with its validated card.
 
-    def __init__(self, path: Path, members: dict[str, bytes] | None = None):
+    ``path`` is a ``Path`` or, for URLs, a ``storage.RemotePath``: a remote folder's files are
+    fetched one at a time when read, a remote zip is fetched once and read from memory.
+    """
+
+    def __init__(self, path: Path | storage.RemotePath, members: dict[str, bytes] | None = None):
         self.path = path
         self._members = members  # zip content; None for a folder
         self.card: ModelCard = parse_card(self.read(CARD), where=str(path))
@@ -63,11 +68,12 @@ def _check_consistent(card: ModelCard, where: str) -> None:
                               f"({'classes' if key == 'num_classes' else 'input.channels'}); the card was edited or is damaged")
 
 
-def open_bundle(path: str | Path) -> Bundle:
+def open_bundle(path: str | Path | storage.RemotePath) -> Bundle:
     """Open a bundle folder or ``.inspekt`` file and validate its card.
 
     Args:
-        path: a bundle folder, a ``.inspekt`` file, or a folder containing ``bundle/``.
+        path: a bundle folder, a ``.inspekt`` file, or a folder containing ``bundle/``; local or an
+            fsspec URL (``s3://bucket/model.inspekt``).
 
     Returns:
         The opened bundle.
@@ -75,14 +81,15 @@ def open_bundle(path: str | Path) -> Bundle:
     Raises:
         BundleError: missing path, a pickle checkpoint, not a bundle, or an invalid card.
     """
-    path = Path(path)
+    path = storage.as_path(path)
     if path.suffix.lower() in PICKLE_SUFFIXES:
         raise BundleError(
             f"{path}: {path.suffix} files are pickles, which can run arbitrary code when loaded; inspekt "
             "never loads them. Give a bundle folder or .inspekt file (made by `inspekt train` / `inspekt export`)"
         )
     if not path.exists():
-        raise BundleError(f"{path}: no such bundle (give a bundle folder or a {SUFFIX} file)")
+        reason = path.missing_reason() if isinstance(path, storage.RemotePath) else "no such bundle"
+        raise BundleError(f"{path}: {reason} (give a bundle folder or a {SUFFIX} file)")
     if path.is_dir():
         if not (path / CARD).is_file() and (path / "bundle" / CARD).is_file():
             path = path / "bundle"  # a run folder: use the bundle it holds
@@ -90,13 +97,29 @@ def open_bundle(path: str | Path) -> Bundle:
             raise BundleError(f"{path}: not a model bundle (no {CARD} inside)")
         return Bundle(path)
     try:
-        with zipfile.ZipFile(path) as archive:
+        with zipfile.ZipFile(_zip_source(path)) as archive:
             members = {n: archive.read(n) for n in archive.namelist() if not n.endswith("/")}
     except (zipfile.BadZipFile, OSError) as exc:
         raise BundleError(f"{path}: not a {SUFFIX} bundle (not a readable zip file: {exc})") from exc
     if CARD not in members:
         raise BundleError(f"{path}: not a model bundle (no {CARD} inside the archive)")
     return Bundle(path, members)
+
+
+def _zip_source(path: Path | storage.RemotePath) -> Path | io.BytesIO:
+    # A remote zip is fetched in one request; zipfile then seeks in memory, not over the network.
+    return io.BytesIO(path.read_bytes()) if isinstance(path, storage.RemotePath) else path
+
+
+def is_zip(path: Path | storage.RemotePath) -> bool:
+    """Whether ``path`` is a readable zip file (local or remote; remote reads only its end)."""
+    if not isinstance(path, storage.RemotePath):
+        return zipfile.is_zipfile(path)
+    try:
+        with path.open("rb") as handle:
+            return zipfile.is_zipfile(handle)
+    except (OSError, ValueError):
+        return False
 
 
 def load_network(bundle: Bundle):
@@ -203,7 +226,7 @@ def save_bundle(network, card: ModelCard, out: str | Path, *, samples: np.ndarra
     """
     from safetensors.torch import save as save_safetensors
 
-    out = check_target(Path(out), archive, overwrite)
+    out = check_target(storage.as_path(out), archive, overwrite)
 
     network = network.eval()
     card = _embedding_output(network, card)
@@ -247,12 +270,13 @@ def with_card_outputs(network, card: ModelCard):
     return network.eval()
 
 
-def check_target(out: Path, archive: bool, overwrite: bool) -> Path:
+def check_target(out: Path | storage.RemotePath, archive: bool, overwrite: bool) -> Path | storage.RemotePath:
     """Where to write; refuses to replace anything but a bundle, and a bundle only when asked."""
+    out = storage.as_path(out)
     out = out if not archive or out.suffix == SUFFIX else out.with_name(out.name + SUFFIX)
     if not out.exists():
         return out
-    is_bundle = (out / CARD).is_file() if out.is_dir() else zipfile.is_zipfile(out)
+    is_bundle = (out / CARD).is_file() if out.is_dir() else is_zip(out)
     if not is_bundle:
         raise BundleError(f"{out} exists and is not a model bundle; choose another path (nothing was written)")
     if not overwrite:
@@ -260,7 +284,10 @@ def check_target(out: Path, archive: bool, overwrite: bool) -> Path:
     return out
 
 
-def _write_members(out: Path, members: dict[str, bytes], archive: bool) -> Path:
+def _write_members(out: Path | storage.RemotePath, members: dict[str, bytes],
+                   archive: bool) -> Path | storage.RemotePath:
+    if isinstance(out, storage.RemotePath):
+        return _write_remote(out, members, archive)
     # Write next to the target and rename, so a crash never leaves a half-written bundle.
     out.parent.mkdir(parents=True, exist_ok=True)
     if archive:
@@ -279,6 +306,26 @@ def _write_members(out: Path, members: dict[str, bytes], archive: bool) -> Path:
     return out
 
 
+def _write_remote(out: storage.RemotePath, members: dict[str, bytes], archive: bool) -> storage.RemotePath:
+    # Object stores have no rename: a zip is one PUT (never half-written); a folder's files are
+    # PUT one by one with the card last, and stale members of an older bundle are removed.
+    if not out.parent.exists() and "no such bucket" in (reason := out.missing_reason()):
+        raise BundleError(f"{out}: cannot write the bundle: {reason}")
+    if archive:
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
+            for name, data in members.items():
+                zf.writestr(name, data)
+        out.write_bytes(buffer.getvalue())
+        return out
+    for name in sorted(members, key=lambda n: n == CARD):
+        (out / name).write_bytes(members[name])
+    for name in (WEIGHTS, ONNX, REFERENCE):
+        if name not in members:
+            (out / name).unlink(missing_ok=True)
+    return out
+
+
 def copy_bundle(bundle: Bundle, out: str | Path, *, archive: bool = True, overwrite: bool = False,
                 card: ModelCard | None = None, replace: dict[str, bytes] | None = None) -> Path:
     """Copy a checked bundle's files byte for byte (no re-export), optionally with a new card or
@@ -291,4 +338,4 @@ def copy_bundle(bundle: Bundle, out: str | Path, *, archive: bool = True, overwr
     members = {n: bundle.read(n) for n in names} | (replace or {})
     if card is not None:
         members[CARD] = card.to_json().encode()
-    return _write_members(check_target(Path(out), archive, overwrite), members, archive)
+    return _write_members(check_target(storage.as_path(out), archive, overwrite), members, archive)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import storage
 from .bundle import Bundle, copy_bundle, open_bundle
 from .card import ModelCard, PostProcess, positive_class
 from .data import Dataset, open_dataset
@@ -335,8 +336,8 @@ def save_threshold(bundle: str | Path | Bundle, threshold: float) -> ModelCard:
 
 
 def write_json(result: EvalResult | SegEvalResult, path: str | Path) -> Path:
-    """Write ``result.to_dict()`` as JSON."""
-    path = Path(path)
+    """Write ``result.to_dict()`` as JSON (``path`` may be an fsspec URL)."""
+    path = storage.as_path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result.to_dict(), indent=2), encoding="utf-8")
     return path
@@ -344,12 +345,15 @@ def write_json(result: EvalResult | SegEvalResult, path: str | Path) -> Path:
 
 def write_csv(result: EvalResult | SegEvalResult, path: str | Path) -> Path:
     """Write the per-image rows as CSV (classify: path, true, predicted, correct, score_<class> ...;
-    segment: path, label, defective, verdict, score, iou, tp, fp, fn, components)."""
-    path = Path(path)
+    segment: path, label, defective, verdict, score, iou, tp, fp, fn, components); ``path`` may be a URL."""
+    import io
+
+    path = storage.as_path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     columns = list(result.rows[0]) if result.rows else ["path"]
-    with path.open("w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(result.rows)
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(result.rows)
+    path.write_bytes(text.getvalue().encode("utf-8"))  # bytes: the CSV line ends stay exactly \r\n
     return path

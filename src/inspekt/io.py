@@ -32,6 +32,7 @@ from inspekt._pixels import (
     to_mode,
     truncates_16bit_colour,
 )
+from inspekt import storage
 from inspekt.errors import (
     ConfigError,
     DatasetError,
@@ -117,7 +118,8 @@ def load_image(
     ``InspektWarning``) and the first frame of an animated GIF / WebP are read.
 
     Args:
-        source: a path, the encoded bytes, or a binary file object (read to its end).
+        source: a path, an fsspec URL (``s3://bucket/a.png``, fetched in one request), the
+            encoded bytes, or a binary file object (read to its end).
         mode: ``"RGB"`` for HxWx3, ``"L"`` for HxW luma, ``"keep"`` for HxW when the file
             is greyscale and HxWx3 otherwise.
         max_pixels: refuse images with more pixels than this (decompression-bomb guard).
@@ -181,7 +183,7 @@ def image_size(source: ImageSource) -> tuple[int, int]:
     return (height, width) if orientation >= 5 else (width, height)
 
 
-def save_image(path: str | os.PathLike[str], array: np.ndarray) -> Path:
+def save_image(path: str | os.PathLike[str] | storage.RemotePath, array: np.ndarray) -> Path | storage.RemotePath:
     """Write a uint8 array as an image file; the format comes from the suffix.
 
     Parent folders are created. The file is written under a hidden temporary name and
@@ -189,18 +191,19 @@ def save_image(path: str | os.PathLike[str], array: np.ndarray) -> Path:
     quality 95, WebP lossless; GIF is palette-based and therefore lossy for colour.
 
     Args:
-        path: where to write; the suffix picks the format (.png, .jpg, .tif, ...).
+        path: where to write, a local path or an fsspec URL (``s3://...``; written in one request);
+            the suffix picks the format (.png, .jpg, .tif, ...).
         array: HxW (grey), HxWx3 (RGB) or HxWx4 (RGBA) uint8.
 
     Returns:
-        The path written, as a ``Path``.
+        The path written, as a ``Path`` (a ``storage.RemotePath`` for URLs).
 
     Raises:
         ImageLoadError: the suffix is not a writable image format.
         ValueError: the array's dtype or shape cannot be stored in that format.
         InspektError: the file could not be written (permissions, disk full, ...).
     """
-    target = Path(path)
+    target = storage.as_path(path)
     suffix = target.suffix.lower()
     fmt = _SAVE_FORMATS.get(suffix)
     if fmt is None:
@@ -210,6 +213,12 @@ def save_image(path: str | os.PathLike[str], array: np.ndarray) -> Path:
             f"(supported: {', '.join(choices)}).{did_you_mean(suffix, choices)}"
         )
     pixels = _check_savable(array, fmt, suffix)
+    if isinstance(target, storage.RemotePath):
+        # One PUT of the encoded bytes: object stores never show a half-written object.
+        encoded = io.BytesIO()
+        Image.fromarray(pixels).save(encoded, format=fmt, **_SAVE_OPTIONS.get(fmt, {}))
+        target.write_bytes(encoded.getvalue())
+        return target
     temporary = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -224,17 +233,23 @@ def save_image(path: str | os.PathLike[str], array: np.ndarray) -> Path:
     return target
 
 
-def output_file(path: str | os.PathLike[str], example: str) -> Path:
+def output_file(path: str | os.PathLike[str] | storage.RemotePath, example: str) -> Path | storage.RemotePath:
     """``path`` as a file that can be written (its folder created), checked before any work is done.
 
     Args:
-        path: where the output will go.
+        path: where the output will go: a local path or an fsspec URL (``s3://bucket/report.json``).
         example: a file name to suggest when ``path`` is a folder (e.g. ``"split.csv"``).
 
+    Returns:
+        The target as a ``Path``, or a ``storage.RemotePath`` for URLs (write it with ``write_text``).
+
     Raises:
-        InspektError: ``path`` is a folder, its folder cannot be created, or it is not writable.
+        InspektError: ``path`` is a folder, its folder cannot be created, it is not writable, or
+            (URLs) its bucket does not exist or cannot be reached.
     """
-    target = Path(path)
+    target = storage.as_path(path)
+    if isinstance(target, storage.RemotePath):
+        return _remote_output(target, example)
     if target.is_dir():
         raise InspektError(f"{target} is a folder; give a file name, e.g. {target / example}")
     try:
@@ -246,23 +261,36 @@ def output_file(path: str | os.PathLike[str], example: str) -> Path:
     return target
 
 
-def list_images(folder: str | os.PathLike[str], recursive: bool = True) -> list[Path]:
+def _remote_output(target: storage.RemotePath, example: str) -> storage.RemotePath:
+    if target.is_dir():
+        raise InspektError(f"{target} is a folder; give a file name, e.g. {target / example}")
+    if not target.parent.exists() and "no such bucket" in (reason := target.missing_reason()):
+        raise InspektError(f"{target}: cannot write it: {reason}")
+    return target
+
+
+def list_images(folder: str | os.PathLike[str] | storage.RemotePath, recursive: bool = True) -> list[Path]:
     """List image files by suffix (nothing is decoded), skipping hidden files and folders.
 
     Args:
-        folder: the folder to search.
+        folder: the folder to search: a local path or an fsspec URL (listed in one recursive request).
         recursive: also search sub-folders (symlinked folders are not followed).
 
     Returns:
-        Sorted paths whose lower-case suffix is in ``IMAGE_EXTENSIONS``.
+        Sorted paths whose lower-case suffix is in ``IMAGE_EXTENSIONS`` (``storage.RemotePath`` for URLs).
 
     Raises:
         DatasetError: ``folder`` does not exist or is not a folder.
     """
-    root = Path(folder)
+    root = storage.as_path(folder)
     if not root.is_dir():
         reason = "not a folder" if root.exists() else "folder not found"
+        if isinstance(root, storage.RemotePath) and reason != "not a folder":
+            reason = root.missing_reason()
         raise DatasetError(f"{root}: {reason}")
+    if isinstance(root, storage.RemotePath):
+        return [p for p in storage.list_files(root) if p.suffix.lower() in IMAGE_EXTENSIONS
+                and (recursive or p.parent == root)]
 
     def unreadable(exc: OSError) -> None:
         message = f"{exc.filename}: cannot list folder ({exc.strerror})"
@@ -311,7 +339,7 @@ def _iter_images(
     sources: Iterable[ImageSource], mode: str, report: BatchReport | None, limit: int
 ) -> Iterator[tuple[str, np.ndarray]]:
     tally = report if report is not None else BatchReport()
-    for source in sources:
+    for source in storage.read_ahead(sources):  # remote files arrive as named bytes, fetched in parallel
         label = _describe(source)
         try:
             array = load_image(source, mode, max_pixels=limit)
@@ -384,6 +412,8 @@ def _describe(source: object) -> str:
     if isinstance(source, (bytes, bytearray, memoryview)):
         size = source.nbytes if isinstance(source, memoryview) else len(source)
         return f"<bytes, {size} B>"
+    if isinstance(source, storage.RemotePath):
+        return str(source)
     if isinstance(source, (str, os.PathLike)):
         return os.fsdecode(source).replace("\n", "\\n")
     name = getattr(source, "name", None)
@@ -393,11 +423,13 @@ def _describe(source: object) -> str:
 @contextlib.contextmanager
 def _open_source(source: ImageSource) -> Iterator[tuple[str, IO[bytes]]]:
     label = _describe(source)
-    if isinstance(source, (str, os.PathLike)):
+    if storage.is_remote(source):
+        data = _read_remote(label, source)
+    elif isinstance(source, (str, os.PathLike)):
         with _open_path(label, Path(os.fsdecode(source))) as handle:
             yield label, handle
         return
-    if isinstance(source, (bytes, bytearray, memoryview)):
+    elif isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
     elif hasattr(source, "read"):
         data = _read_stream(label, source)
@@ -429,6 +461,22 @@ def _open_path(label: str, path: Path) -> IO[bytes]:
         handle.close()
         raise ImageLoadError(f"{label}: empty file (0 bytes)")
     return handle
+
+
+def _read_remote(label: str, source: Any) -> bytes:
+    # The object's bytes in one request: no local copy, and Pillow gets a seekable buffer.
+    path = storage.as_path(source)
+    try:
+        return path.read_bytes()
+    except IsADirectoryError:
+        raise ImageLoadError(f"{label}: is a directory; give an image file, not a folder") from None
+    except FileNotFoundError:
+        reason = "is a directory; give an image file, not a folder" if path.is_dir() else path.missing_reason()
+        raise ImageLoadError(f"{label}: {'file not found' if reason.startswith('no such file') else reason}") from None
+    except storage.StorageError as exc:
+        if "access denied" in str(exc):  # one unreadable object is skipped like an unreadable local file
+            raise ImageLoadError(f"{label}: permission denied") from None
+        raise
 
 
 def _read_stream(label: str, stream: Any) -> bytes:

@@ -83,7 +83,7 @@ def read_run(folder: str | Path) -> RunSummary:
     """Summarise a run folder written by training (results.csv, config.yaml, bundle/card.json).
 
     Args:
-        folder: the run folder, e.g. ``runs/classify/exp``.
+        folder: the run folder, e.g. ``runs/classify/exp`` or ``s3://bucket/runs/classify/exp``.
 
     Returns:
         Its figures and epoch history.
@@ -94,7 +94,9 @@ def read_run(folder: str | Path) -> RunSummary:
     """
     import yaml
 
-    folder = Path(folder)
+    from .storage import RemotePath, as_path
+
+    folder = as_path(folder)
     if not folder.is_dir():
         raise ConfigError(f"{folder}: no such run folder (give runs/<task>/<name> folders written by inspekt train)")
     missing = [name for name in RUN_FILES if not (folder / name).is_file()]
@@ -112,7 +114,8 @@ def read_run(folder: str | Path) -> RunSummary:
     card = open_bundle(folder / "bundle").card
     scored = [row for row in history if row.get("val_macro_f1") is not None]
     best = max(scored, key=lambda row: row["val_macro_f1"]) if scored else {}
-    bundle_files = [p for p in (folder / "bundle").rglob("*") if p.is_file()]
+    bundle = folder / "bundle"
+    bundle_files = bundle.find() if isinstance(bundle, RemotePath) else [p for p in bundle.rglob("*") if p.is_file()]
     planned = config.get("epochs") if isinstance(config, dict) else None
     return RunSummary(
         run=str(folder), model=card.architecture, imgsz=card.input.size, epochs_run=len(history),
@@ -123,3 +126,66 @@ def read_run(folder: str | Path) -> RunSummary:
         train_seconds=float(sum(row.get("seconds") or 0.0 for row in history)),
         bundle_bytes=sum(p.stat().st_size for p in bundle_files), history=history,
     )
+
+
+def remote_run_dir(out: str, task: str, name: str = "exp", *, exist_ok: bool = False):
+    """The first free run folder ``<out>/<task>/<name>[N]`` under a URL (nothing is created yet).
+
+    Args:
+        out: the runs root, an fsspec URL such as ``s3://bucket/runs``.
+        task: the task (first level below ``out``).
+        name: the run name.
+        exist_ok: reuse ``<out>/<task>/<name>`` even if it holds files.
+
+    Returns:
+        The run folder as a ``storage.RemotePath``.
+
+    Raises:
+        ConfigError: a name with path separators or odd characters.
+    """
+    from .storage import as_path
+
+    if not _NAME.match(name):
+        raise ConfigError(f"run name {name!r} may hold only letters, digits, '.', '_' and '-'")
+    parent = as_path(out) / task
+    candidate, number = parent / name, 2
+    # Object stores have no atomic mkdir: two runs started at the same moment could pick the same name.
+    while not exist_ok and candidate.exists():
+        candidate, number = parent / f"{name}{number}", number + 1
+    return candidate
+
+
+def train_staged(cfg, train, **options):
+    """Train into a local temporary run folder, then upload it to the remote ``cfg.out`` (e.g. S3).
+
+    Checkpoints, curves and the bundle are written locally while training runs (torch and the
+    bundle writer need real files); the finished folder is uploaded in one pass and the local copy
+    removed. A run that fails uploads nothing.
+
+    Args:
+        cfg: the ``TrainConfig``, whose ``out`` is a URL.
+        train: the training function (``inspekt.training.train``).
+        **options: passed on to ``train`` (e.g. ``on_epoch``).
+
+    Returns:
+        The ``TrainResult`` with ``run_dir`` and ``bundle`` pointing at the uploaded copies.
+    """
+    import dataclasses
+    import tempfile
+
+    import yaml
+
+    from .storage import upload_folder
+
+    target = remote_run_dir(cfg.out, cfg.task, cfg.name, exist_ok=cfg.exist_ok)
+    with tempfile.TemporaryDirectory(prefix="inspekt-run-") as staging:
+        local = cfg.model_copy(update={"out": staging, "name": target.name, "exist_ok": True})
+        result = train(local, **options)
+        config = Path(result.run_dir) / "config.yaml"
+        if config.is_file():  # record where the run really lives, not the temporary folder
+            saved = yaml.safe_load(config.read_text(encoding="utf-8")) or {}
+            saved.update({"out": str(cfg.out), "name": target.name})
+            config.write_text(yaml.safe_dump(saved, sort_keys=False), encoding="utf-8")
+        upload_folder(result.run_dir, target)
+    bundle = target / "bundle" if result.bundle is not None else None
+    return dataclasses.replace(result, run_dir=target, bundle=bundle)

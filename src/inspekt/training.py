@@ -34,7 +34,8 @@ from .data.split import split_dataset
 from .drift.reference import write_reference
 from .errors import ConfigError, DatasetError, InspektError
 from .io import BatchReport, iter_images, load_image
-from .runs import new_run_dir
+from .runs import new_run_dir, train_staged
+from .storage import is_remote
 from .transforms import channel_stats, normalize, prepare
 
 EpochCallback = Callable[[dict], None]
@@ -482,6 +483,8 @@ def train(config: TrainConfig | None = None, *, on_epoch: EpochCallback | None =
         DatasetError: the dataset cannot be read or is unfit for the task.
     """
     cfg = config if config is not None else build_config(TrainConfig, options={"task": "classify", **options})
+    if is_remote(cfg.out):  # checkpoints need real files: train in a local folder, upload it at the end
+        return train_staged(cfg, train, on_epoch=on_epoch)
     if cfg.task == "anomaly":
         from .anomaly_training import DEFAULT_METHOD, train_anomaly
 
@@ -507,6 +510,9 @@ def resume(run_dir: str | Path, *, on_epoch: EpochCallback | None = None) -> Tra
     Raises:
         ConfigError: not a run folder, no checkpoint, a finished run, or changed data.
     """
+    if is_remote(run_dir):
+        raise ConfigError(f"{run_dir}: resuming a run stored at a URL is not supported; copy the folder to a local "
+                          "disk (e.g. aws s3 cp --recursive), resume it there, and upload it again")
     run_dir = Path(run_dir)
     if not (run_dir / CONFIG).is_file():
         raise ConfigError(f"{run_dir}: not a run folder (no {CONFIG}); give the folder `inspekt train` printed")

@@ -146,21 +146,8 @@ def eval_command(
         save_threshold(bundle, threshold)
         err_console.print(f"stored threshold {result.positive} >= {threshold:g} in {bundle.path}", highlight=False)
     written = [write_csv(result, csv_file)] if csv_file else []
-    if plots and segment:
-        from ..predictor import Predictor
-        from ..seg_evaluation import write_worst_overlays
-
-        overlays = write_worst_overlays(result, Predictor.load(bundle, backend=backend), dataset, plots)
-        err_console.print(f"wrote {len(overlays)} overlays of the worst images in {plots}", highlight=False)
-    elif plots and task == "anomaly":
-        from ..anomaly_evaluation import write_plots
-        from ..predictor import Predictor
-
-        written += write_plots(result, Predictor.load(bundle, backend=backend), plots)
-    elif plots:
-        from ..plots import plot_evaluation
-
-        written += plot_evaluation(result, plots)
+    if plots:
+        written += _write_plots(result, bundle, dataset, plots, backend)
     if to_stdout:
         print_json(result.to_dict())
     else:
@@ -169,6 +156,32 @@ def eval_command(
     err_console.print(BatchReport(len(result.rows), result.skipped).summary(), highlight=False)
     for path in written:
         err_console.print(f"wrote {path}", highlight=False)
+
+
+def _write_plots(result, bundle, dataset, plots: Path, backend: str) -> list:
+    """The task's figures in ``plots``; a URL folder is written locally first, then uploaded."""
+    from ..storage import as_path, rebase, staged_folder
+
+    task = bundle.card.task
+    with staged_folder(plots) as folder:
+        if task == "segment":
+            from ..predictor import Predictor
+            from ..seg_evaluation import write_worst_overlays
+
+            overlays = write_worst_overlays(result, Predictor.load(bundle, backend=backend), dataset, folder)
+            err_console.print(f"wrote {len(overlays)} overlays of the worst images in {as_path(plots)}",
+                              highlight=False)
+            return []
+        if task == "anomaly":
+            from ..anomaly_evaluation import write_plots
+            from ..predictor import Predictor
+
+            written = write_plots(result, Predictor.load(bundle, backend=backend), folder)
+        else:
+            from ..plots import plot_evaluation
+
+            written = plot_evaluation(result, folder)
+    return [rebase(path, folder, plots) for path in written]
 
 
 def _run_names(runs: list[str]) -> list[str]:

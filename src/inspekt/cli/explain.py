@@ -8,6 +8,7 @@ import typer
 from rich.table import Column, Table
 
 from ..errors import InspektError
+from ..storage import as_path
 from . import app
 from .common import console, err_console, print_json, progress_bar, unique_name
 from .tasks import expand_sources
@@ -30,6 +31,7 @@ def explain(
     from ..io import BatchReport, save_image
 
     explainer = Explainer.load(bundle, method=method, layer=layer)
+    out = as_path(out)  # a URL folder (s3://...) receives each overlay in one write
     files, report, taken, rows = expand_sources(sources), BatchReport(), set(), []
     if not files:
         raise InspektError(f"no images found in {', '.join(sources)}")

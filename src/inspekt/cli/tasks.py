@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
+from .. import storage
 from ..errors import InspektError
 from . import app
 from .common import DASK_HELP, console, err_console, maybe_cluster, print_json, progress_bar, unique_name
@@ -190,13 +191,13 @@ def expand_sources(sources: list[str]) -> list[str]:
 
     expanded: list[str] = []
     for source in sources:
-        path = Path(source)
+        path = storage.as_path(source)
         if path.is_dir():
             expanded.extend(str(p) for p in list_images(path))
         elif path.suffix.lower() == ".csv" and path.is_file():
             expanded.extend(_csv_sources(path))
         elif not path.exists() and glob.has_magic(source):
-            expanded.extend(sorted(glob.glob(source, recursive=True)))
+            expanded.extend(storage.glob_paths(source))
         else:
             expanded.append(source)  # a missing file is reported as skipped, not fatal
     return expanded
@@ -211,6 +212,7 @@ def _save_visuals(results: list, save_dir: Path, explainer, used: set[str], n_cl
     from ..draw import banner
     from ..io import load_image, save_image
 
+    save_dir = storage.as_path(save_dir)
     save_dir.mkdir(parents=True, exist_ok=True)
     for r in results:
         image = load_image(r.source, mode="keep")

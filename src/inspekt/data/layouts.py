@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+from .. import storage
 from ..errors import DatasetError
 from ..io import IMAGE_EXTENSIONS, list_images
 from .dataset import SPLIT_ALIASES, Dataset, Sample
@@ -185,16 +186,18 @@ def read_csv(path: Path) -> Dataset:
         split = row.get("split") or None
         if split is not None and _split_name(split) is None:
             raise DatasetError(f"{path}:{line}: unknown split {split!r} (use train, val or test)")
-        mask = base / row["mask"] if row.get("mask") else None
-        samples.append(Sample(base / row[column], row.get("label") or None, mask, split and _split_name(split)))
+        mask = storage.entry_path(base, row["mask"]) if row.get("mask") else None
+        image = storage.entry_path(base, row[column])  # relative to the CSV, or a URL as written
+        samples.append(Sample(image, row.get("label") or None, mask, split and _split_name(split)))
     return _dataset(path, "csv", samples, mask_layout=any(s.mask for s in samples))
 
 
-def open_dataset(path: str | Path) -> Dataset:
+def open_dataset(path: str | Path | storage.RemotePath) -> Dataset:
     """Detect a dataset's layout and read it.
 
     Args:
-        path: a dataset folder or a CSV file.
+        path: a dataset folder or a CSV file; local or an fsspec URL (``s3://bucket/parts/``), whose
+            samples are then ``storage.RemotePath`` objects read on demand, never copied.
 
     Returns:
         The typed dataset.
@@ -202,9 +205,10 @@ def open_dataset(path: str | Path) -> Dataset:
     Raises:
         DatasetError: missing path, empty or ambiguous layout, or a malformed CSV.
     """
-    root = Path(path)
+    root = storage.as_path(path)
     if not root.exists():
-        raise DatasetError(f"{root}: no such file or folder")
+        reason = root.missing_reason() if isinstance(root, storage.RemotePath) else "no such file or folder"
+        raise DatasetError(f"{root}: {reason}")
     if root.is_file():
         if root.suffix.lower() == ".csv":
             return read_csv(root)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import os
+import io
 import zlib
 from collections import defaultdict
 from dataclasses import replace
@@ -18,6 +18,7 @@ import numpy as np
 
 from ..errors import DatasetError
 from ..io import output_file
+from ..storage import relative_text
 from .dataset import Dataset, Sample
 
 
@@ -79,11 +80,12 @@ def split_dataset(ds: Dataset, *, val: float = 0.2, test: float = 0.2, seed: int
 def write_split_csv(ds: Dataset, out: str | Path) -> Path:
     """Write ``path,label,mask,split`` rows with paths relative to the CSV's folder."""
     out = output_file(out, "split.csv")
-    base = out.parent.resolve()
-    rel = lambda p: Path(os.path.relpath(Path(p).resolve(), base)).as_posix()  # noqa: E731
-    with out.open("w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(["path", "label", "mask", "split"])
-        for s in ds.samples:
-            writer.writerow([rel(s.path), s.label or "", rel(s.mask) if s.mask else "", s.split or ""])
+    base = out.parent
+    rel = lambda p: relative_text(p, base)  # noqa: E731
+    text = io.StringIO(newline="")
+    writer = csv.writer(text)
+    writer.writerow(["path", "label", "mask", "split"])
+    for s in ds.samples:
+        writer.writerow([rel(s.path), s.label or "", rel(s.mask) if s.mask else "", s.split or ""])
+    out.write_bytes(text.getvalue().encode("utf-8"))  # one write, local or remote (out may be a URL)
     return out

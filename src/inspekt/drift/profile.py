@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import storage
 from ..errors import ConfigError, InspektError
 from ..io import SkippedFile, output_file
 from .properties import CHANNELS, COARSE_BINS, HIST_BINS, PROPERTY_NAMES, Stack, coarse, compute
@@ -154,7 +155,7 @@ class Profile:
     def load(cls, path: str | Path) -> Profile:
         """Read a profile written by ``save``."""
         try:
-            data = json.loads(Path(path).read_text(encoding="utf-8"))
+            data = json.loads(storage.as_path(path).read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise InspektError(f"{path}: cannot read drift profile ({exc})") from None
         return cls.from_dict(data, str(path))

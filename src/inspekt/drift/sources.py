@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import json
 import os
-import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 
-from ..bundle import CARD, SUFFIX, open_bundle
+from .. import storage
+from ..bundle import CARD, SUFFIX, is_zip, open_bundle
 from ..errors import BundleError, DatasetError, InspektError
 from .profile import DEFAULT_MIN_SIDE, Profile, profile_images
 
@@ -24,11 +24,13 @@ MAX_REFERENCE_IMAGES = 2000  # a bundle's reference profile: a seeded sample bey
 Source = str | os.PathLike | Profile | Sequence[str | os.PathLike]
 
 
-def is_bundle(path: Path) -> bool:
+def is_bundle(path: Path | storage.RemotePath) -> bool:
     """Whether ``path`` is a model bundle (folder with a card, ``.inspekt`` zip, or run folder)."""
+    if path.suffix.lower() == SUFFIX:  # decided by name: no need to fetch a remote zip's end to know
+        return path.is_file() or (path / CARD).is_file()
     if path.is_dir():
         return (path / CARD).is_file() or (path / "bundle" / CARD).is_file()
-    return path.is_file() and (path.suffix.lower() == SUFFIX or zipfile.is_zipfile(path))
+    return path.is_file() and is_zip(path)
 
 
 def source_files(source: str | os.PathLike) -> list[str]:
@@ -40,7 +42,7 @@ def source_files(source: str | os.PathLike) -> list[str]:
     from ..data import open_dataset
     from ..io import list_images
 
-    path = Path(source)
+    path = storage.as_path(source)
     try:
         return [str(s.path) for s in open_dataset(path).samples]
     except DatasetError:
@@ -95,14 +97,15 @@ def load_profile(source: Source, *, workers: int = 1, sample: int | None = None,
     """
     if isinstance(source, Profile):
         return source
-    if isinstance(source, (str, os.PathLike)):
-        path = Path(source)
+    if isinstance(source, (str, os.PathLike, storage.RemotePath)):
+        path = storage.as_path(source)
         if path.suffix.lower() == ".json" and path.is_file():
             return Profile.load(path)
         if is_bundle(path):
             return bundle_reference(path)
         if not path.exists():
-            raise InspektError(f"{path}: no such file or folder (give a folder of images, a dataset, a CSV, "
+            reason = path.missing_reason() if isinstance(path, storage.RemotePath) else "no such file or folder"
+            raise InspektError(f"{path}: {reason} (give a folder of images, a dataset, a CSV, "
                                "a saved profile .json or a model bundle)")
         files = source_files(path)
     else:
