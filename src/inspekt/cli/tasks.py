@@ -234,7 +234,7 @@ def _save_visuals(results: list, save_dir: Path, explainer, used: set[str], n_cl
 
 @app.command()
 def predict(
-    bundle: Path = typer.Argument(..., help="Bundle folder, .inspekt file or run folder."),
+    bundle: str = typer.Argument(..., help="Bundle folder, .inspekt file or run folder (a path or URL)."),
     sources: list[str] = typer.Argument(..., help="Image files, folders, glob patterns or a CSV of paths."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per image (JSON lines)."),
     as_csv: bool = typer.Option(False, "--csv", help="CSV on stdout: path, label, score, one column per class."),
@@ -246,7 +246,7 @@ def predict(
                                                                           "anomalous pixel (card: 0.5)."),
     min_area: int = typer.Option(None, "--min-area", help="Segmentation and anomaly: drop regions smaller than this "
                                                           "(pixels)."),
-    save_dir: Path = typer.Option(None, "--save-dir", help="Write an annotated copy of every image here "
+    save_dir: str = typer.Option(None, "--save-dir", help="Write an annotated copy of every image here "
                                                            "(segmentation: mask overlay and mask PNG)."),
     explain: bool = typer.Option(False, "--explain", help="Save Grad-CAM overlays (into --save-dir, default predictions/)."),
     backend: str = typer.Option("onnx", help="onnx | torch."),
@@ -279,14 +279,14 @@ def predict(
         from ..explain import Explainer
 
         explainer = Explainer.load(predictor.bundle)
-        save_dir = save_dir or Path("predictions")
+        save_dir = save_dir or "predictions"
     files, report = expand_sources(sources), BatchReport()
     if not files:
         raise InspektError(f"no images found in {', '.join(sources)}")
     with progress_bar("predicting", len(files), enabled=not (as_json or as_csv)) as advance, \
             maybe_cluster(dask) as client:
         results, used = [], set()
-        chunks = (predict_on(client, str(bundle), files, options=options, enhance=enhance, report=report) if client
+        chunks = (predict_on(client, bundle, files, options=options, enhance=enhance, report=report) if client
                   else ((predictor.predict(files[i : i + batch], report=report, enhance=pipeline),
                          len(files[i : i + batch])) for i in range(0, len(files), batch)))
         for chunk, n in chunks:

@@ -185,7 +185,9 @@ def profile_chunk(files: Sequence[str | tuple[str, bytes]], min_side: int = DEFA
 
     decoded, skipped = [], []
     limit = _resolve_max_pixels(None)  # once per chunk, not per file
-    for item in files:
+    for item in storage.read_ahead(files):  # remote files arrive as named in-memory streams, fetched ahead
+        if hasattr(item, "getvalue"):
+            item = (item.name, item.getvalue())
         name, source = item if isinstance(item, tuple) else (str(item), item)
         try:
             pixels, size = load_reduced(source, min_side, limit)
