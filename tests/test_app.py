@@ -178,9 +178,22 @@ def test_train_runs_in_the_background_and_joins_the_model_picker(workspace, monk
     assert "done" in " ".join(e.label for e in at.expander)
 
 
-def test_monitor_explains_what_to_do(workspace, monkeypatch):
+def test_monitor_shows_the_history_the_monitor_wrote(workspace, monkeypatch, tmp_path):
+    from inspekt.monitor import MonitorConfig, run_monitor
+
     at = _page(workspace, monkeypatch, "monitor")
-    assert "inspekt drift" in _texts(at)
+    assert "No monitoring history at" in _texts(at) and "inspekt monitor --model" in _texts(at)
+    db = tmp_path / "monitor.db"
+    run_monitor(MonitorConfig(model=str(workspace / "models" / "classifier"), db=str(db), once=True, every=0.01,
+                              source=str(workspace / "data" / "surfaces" / "pore"), window=8, settle=0.0))
+    at.text_input(key="monitor_db").input(str(db)).run()
+    assert not at.exception, at.exception
+    assert [m.value for m in at.metric][:3] == ["20", "0", "2"]  # 20 pore images, two windows of 8
+    assert "Latest window (8 images" in _texts(at)
+    assert at.get("arrow_line_chart") or at.get("vega_lite_chart") or at.get("arrow_vega_lite_chart")
+    assert len(at.dataframe) >= 1
+    at.text_input(key="monitor_db").input("nosuchdb://x").run()
+    assert not at.exception and "not a usable database URL" in _texts(at)
 
 
 def test_a_damaged_bundle_is_a_message_and_the_app_keeps_working(workspace, monkeypatch, tmp_path):

@@ -8,6 +8,7 @@ exits 2; an unexpected error prints one line asking for ``--debug`` and a report
 from __future__ import annotations
 
 import typer
+from rich.markup import escape
 from typer.core import TyperGroup
 
 from ..errors import InspektError
@@ -26,7 +27,7 @@ class _Group(TyperGroup):
         except InspektError as exc:
             if STATE["debug"]:
                 raise
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
         except _CLICK_ERRORS:
             raise
@@ -34,7 +35,7 @@ class _Group(TyperGroup):
             if STATE["debug"]:
                 raise
             err_console.print(
-                f"[bold red]internal error:[/] {type(exc).__name__}: {exc}\n"
+                f"[bold red]internal error:[/] {type(exc).__name__}: {escape(str(exc))}\n"
                 "Run again with --debug for the traceback, and please report it.", highlight=False
             )
             raise typer.Exit(1) from None
@@ -52,7 +53,7 @@ def _root(debug: bool = typer.Option(False, "--debug", help="Show tracebacks for
     STATE["debug"] = debug
 
 
-from . import data, drift, evaluate, explain, system, tasks, workbench  # noqa: E402,F401  (register commands)
+from . import data, drift, evaluate, explain, monitor, system, tasks, workbench  # noqa: E402,F401  (register commands)
 
 
 def main() -> None:

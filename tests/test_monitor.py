@@ -1,0 +1,296 @@
+"""inspekt monitor: drop folder, camera (video file), snapshot URL, windows and alerts, webhook
+retries, the report, bad input, and a real kill -9 / restart of the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sqlalchemy import create_engine, select
+from typer.testing import CliRunner
+
+from inspekt.cli import app
+from inspekt.errors import ConfigError
+from inspekt.monitor import MonitorConfig, parse_duration, run_monitor
+from inspekt.monitor import history
+from inspekt.monitor.alerts import post_webhook
+from inspekt.monitor.sources import FolderSource
+
+runner = CliRunner()
+
+
+def _images(synth_classes: Path, per_class: int) -> list[Path]:
+    """``per_class`` images of each class, interleaved (a window then has the training label mix)."""
+    by_class = [sorted((Path(synth_classes) / c).glob("*.png"))[:per_class] for c in ("ok", "pore", "lop", "scratch")]
+    return [files[i] for i in range(per_class) for files in by_class]
+
+
+def _drop(folder: Path, files: list[Path], brighten: int = 0) -> Path:
+    """Copy (optionally brightened) images into a drop folder, all old enough to be settled."""
+    from inspekt.io import load_image, save_image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, src in enumerate(files):
+        target = folder / f"{i:03d}_{src.name}"
+        if brighten:
+            save_image(target, np.clip(load_image(src, mode="keep").astype(int) + brighten, 0, 255).astype(np.uint8))
+        else:
+            shutil.copy(src, target)
+        os.utime(target, (time.time() - 60, time.time() - 60 + i * 1e-3))
+    return folder
+
+
+def _rows(db: Path, table=history.images) -> list:
+    engine = create_engine(f"sqlite:///{db}")
+    try:
+        with engine.connect() as connection:
+            return list(connection.execute(select(table).order_by(table.c.id)))
+    finally:
+        engine.dispose()
+
+
+def _config(trained, source, db, **kw) -> MonitorConfig:
+    return MonitorConfig(**{"model": str(trained.bundle), "source": str(source), "db": str(db), "every": 0.02,
+                            "once": True, "settle": 0.2, **kw})
+
+
+class _Server:
+    """A real HTTP server on loopback in a thread; ``handler`` answers GET and POST."""
+
+    def __init__(self, handler):
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+# --- pieces ---------------------------------------------------------------------------------
+
+
+def test_durations_are_parsed_with_a_clear_error():
+    assert parse_duration("500ms") == 0.5 and parse_duration("10s") == 10 and parse_duration("2m") == 120
+    assert parse_duration("1.5") == 1.5 and parse_duration("1h") == 3600
+    for bad in ("soon", "-1s", "0s", "10 parsecs", ""):
+        with pytest.raises(ConfigError, match="not a duration; give a positive number with a unit"):
+            parse_duration(bad)
+
+
+def test_a_file_still_being_written_is_not_read(tmp_path):
+    folder = tmp_path / "drop"
+    folder.mkdir()
+    (folder / "growing.png").write_bytes(b"\x89PNG partial")
+    (folder / "upload.png.part").write_bytes(b"partial")
+    source = FolderSource(folder, settle=0.3)
+    assert list(source.poll(set())) == [] and source.waiting == 1
+    time.sleep(0.35)
+    (items,) = [list(source.poll(set()))]  # settled and unchanged since the previous look
+    assert [i.item for i in items] == ["growing.png"] and items[0].data == b"\x89PNG partial"
+    assert list(source.poll({"growing.png"})) == []
+
+
+def test_webhook_is_retried_then_delivered_and_a_dead_one_is_given_up(tmp_path):
+    received, answers = [], [500]
+
+    class Hook(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 — http.server's name
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(answers.pop(0) if answers else 200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = _Server(Hook)
+    try:
+        delivery = post_webhook(server.url + "/hook", {"event": "drift"}, attempts=3, backoff=0.01)
+    finally:
+        server.close()
+    assert (delivery.status, delivery.attempts) == ("delivered", 2) and received == [{"event": "drift"}] * 2
+    dead = post_webhook(server.url + "/hook", {"event": "drift"}, attempts=3, backoff=0.01)  # server is closed
+    assert dead.status == "failed" and dead.attempts == 3 and dead.error
+
+
+# --- end to end -----------------------------------------------------------------------------
+
+
+def test_drop_folder_end_to_end_with_report(trained, synth_classes, tmp_path):
+    drop = _drop(tmp_path / "drop", _images(synth_classes, 3))
+    (drop / "broken.png").write_bytes(b"not an image")
+    os.utime(drop / "broken.png", (time.time() - 60, time.time() - 60))
+    db = tmp_path / "history.db"
+    args = ["monitor", "--model", str(trained.bundle), "--source", str(drop), "--db", str(db), "--once",
+            "--every", "20ms", "--window", "6", "-q"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "recorded 12 images, skipped 1; 2 drift windows" in result.output
+    rows = _rows(db)
+    assert sorted(r.item for r in rows) == sorted(p.name for p in drop.iterdir())
+    bad = next(r for r in rows if r.item == "broken.png")
+    assert bad.status == "skipped" and "not an image" in bad.reason
+    good = [r for r in rows if r.status == "ok"]
+    assert all(r.label in r.scores and 0 <= r.score <= 1 and r.properties["brightness"] is not None
+               and sum(r.histogram["grey"]) > 0 for r in good)
+    with sqlite3.connect(db) as connection:  # WAL: the app reads while the monitor writes
+        assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    again = runner.invoke(app, args)  # nothing new: the bad file is not retried, nothing is taken twice
+    assert again.exit_code == 0 and "recorded 0 images, skipped 0" in again.output
+    assert len(_rows(db)) == 13
+
+    report = runner.invoke(app, ["monitor", "report", "--db", str(db), "--json"])
+    assert report.exit_code == 0, report.output
+    summary = json.loads(report.stdout)
+    assert summary["rows"] == 13 and summary["skipped"] == 1 and len(summary["windows"]) == 2
+    assert abs(sum(summary["label_mix"].values()) - 1) < 1e-9 and summary["scores"]["n"] == 12
+    table = runner.invoke(app, ["monitor", "report", "--db", str(db)])
+    assert table.exit_code == 0 and "Monitoring history" in table.output and "Drift windows" in table.output
+    out = tmp_path / "summary.json"
+    assert runner.invoke(app, ["monitor", "report", "--db", str(db), "--out", str(out)]).exit_code == 0
+    assert json.loads(out.read_text())["schema"] == "inspekt.monitor.report/1"
+
+
+def test_brightness_shift_alerts_once_and_a_clean_window_does_not(trained, synth_classes, tmp_path):
+    received = []
+
+    class Hook(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(503 if len(received) == 1 else 204)  # the first attempt fails
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = _Server(Hook)
+    db, files = tmp_path / "h.db", _images(synth_classes, 5)
+    try:
+        clean = run_monitor(_config(trained, _drop(tmp_path / "clean", files), db, window=20, webhook=server.url,
+                                    webhook_backoff=0.01))
+        shifted = run_monitor(_config(trained, _drop(tmp_path / "bright", files, brighten=90), db, window=20,
+                                      webhook=server.url, webhook_backoff=0.01))
+    finally:
+        server.close()
+    assert (clean.windows, clean.drifted_windows) == (1, 0)
+    assert (shifted.windows, shifted.drifted_windows) == (1, 1)
+    windows = _rows(db, history.windows)
+    assert [w.drift for w in windows] == [False, True] and "brightness" in windows[1].drifted
+    assert windows[1].checks["brightness"]["p_adjusted"] <= 0.05
+    assert [r["window"]["id"] for r in received] == [windows[1].id] * 2 and "brightness" in received[0]["drifted"]
+    alerts = {(a.channel, a.status, a.attempts) for a in _rows(db, history.alerts)}
+    assert alerts == {("log", "delivered", 1), ("webhook", "delivered", 2)}
+
+
+def test_camera_source_reads_a_video_file_and_resumes_after_a_restart(trained, tmp_path):
+    import cv2
+
+    video = tmp_path / "line.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10, (48, 48))
+    for i in range(7):
+        writer.write(np.full((48, 48, 3), 30 * i, np.uint8))
+    writer.release()
+    db = tmp_path / "cam.db"
+    first = run_monitor(_config(trained, f"camera:{video}", db, window=50, max_images=4))
+    rest = run_monitor(_config(trained, f"camera:{video}", db, window=50))
+    assert (first.recorded, rest.recorded) == (4, 3)
+    rows = _rows(db)
+    assert [r.item for r in rows] == [f"frame {i}" for i in range(7)]
+    brightness = [r.properties["brightness"] for r in rows]
+    assert brightness == sorted(brightness) and brightness[0] < brightness[-1]  # the frames, in order, none repeated
+
+
+def test_snapshot_url_is_captured_every_tick(trained, synth_classes, tmp_path):
+    png = next((Path(synth_classes) / "pore").glob("*.png")).read_bytes()
+
+    class Snap(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            self.send_response(200)
+            self.send_header("Content-Type", "image/png")
+            self.end_headers()
+            self.wfile.write(png)
+
+        def log_message(self, *args):
+            pass
+
+    server = _Server(Snap)
+    db = tmp_path / "url.db"
+    try:
+        stats = run_monitor(_config(trained, server.url + "/snapshot.png", db, window=50, max_images=3, once=False))
+    finally:
+        server.close()
+    rows = _rows(db)
+    assert stats.recorded == 3 and [r.item for r in rows] == ["snapshot 0", "snapshot 1", "snapshot 2"]
+    assert len({r.time for r in rows}) == 3 and all(r.source == server.url + "/snapshot.png" for r in rows)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--source", "ftp://host/x"], "unknown kind of source"),
+    (["--source", "{tmp}/missing"], "no such folder"),
+    (["--source", "camera:{tmp}/nothing.avi"], "no camera index or video file"),
+    (["--source", "camera:97"], "cannot open this camera"),
+    (["--source", "http://127.0.0.1:9/snap.png"], "cannot reach it"),
+    (["--source", "{tmp}", "--db", "nosuchdb://x"], "not a usable database URL"),
+    (["--source", "{tmp}", "--every", "often"], "--every 'often': not a duration"),
+    (["--source", "{tmp}", "--model", "{tmp}/no-model.inspekt"], "no-model.inspekt"),
+    (["--source", "{tmp}", "--window", "1"], "--window 1"),
+])
+def test_bad_input_is_one_clear_line(trained, tmp_path, args, message):
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    model = [] if "--model" in args else ["--model", str(trained.bundle)]
+    db = [] if "--db" in args else ["--db", str(tmp_path / "h.db")]
+    result = runner.invoke(app, ["monitor", *model, *db, *args, "--once"])
+    assert result.exit_code == 2, result.output
+    assert message in result.output and "Traceback" not in result.output
+    assert result.output.count("error:") == 1
+
+
+def test_report_on_a_missing_database_says_how_to_start(tmp_path):
+    result = runner.invoke(app, ["monitor", "report", "--db", str(tmp_path / "none.db")])
+    assert result.exit_code == 2 and "no monitoring history there yet" in result.output
+
+
+def test_kill_9_mid_run_then_restart_records_every_file_exactly_once(trained, synth_classes, tmp_path):
+    files = _images(synth_classes, 15)  # 60 images
+    drop, db = _drop(tmp_path / "drop", files), tmp_path / "crash.db"
+    cmd = [sys.executable, "-m", "inspekt", "monitor", "--model", str(trained.bundle), "--source", str(drop),
+           "--db", str(db), "--once", "--every", "10ms", "--window", "25"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+    deadline = time.monotonic() + 120  # generous: a loaded CI machine
+    while time.monotonic() < deadline and process.poll() is None:
+        if db.is_file() and len(_safe_rows(db)) >= 30:  # past the first window
+            break
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    before = len(_rows(db))
+    assert 30 <= before < 60, f"the monitor was killed after {before} rows; it should have been mid-run"
+    restart = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert restart.returncode == 0, restart.stderr
+    assert f"recorded {60 - before} images, skipped 0" in restart.stderr  # nothing redone, nothing left
+    assert "another monitor" not in restart.stderr
+    rows = _rows(db)
+    assert sorted(r.item for r in rows) == sorted(p.name for p in drop.iterdir())  # each exactly once
+    assert all(r.status == "ok" and r.label and r.scores and r.properties and r.histogram for r in rows)
+    windows = _rows(db, history.windows)
+    assert [(w.first_image, w.last_image, w.n) for w in windows] == [(rows[0].id, rows[24].id, 25),
+                                                                    (rows[25].id, rows[49].id, 25)]
+
+
+def _safe_rows(db: Path) -> list:
+    try:
+        return _rows(db)
+    except Exception:  # noqa: BLE001 — the monitor may still be creating the tables
+        return []
