@@ -53,7 +53,7 @@ def _root(debug: bool = typer.Option(False, "--debug", help="Show tracebacks for
     STATE["debug"] = debug
 
 
-from . import data, drift, evaluate, explain, monitor, system, tasks, workbench  # noqa: E402,F401  (register commands)
+from . import data, drift, evaluate, explain, monitor, serve, system, tasks, workbench  # noqa: E402,F401  (register commands)
 
 
 def main() -> None:

@@ -1,0 +1,137 @@
+"""``create_app``: the FastAPI service over loaded models (what ``inspekt serve`` runs)."""
+
+from __future__ import annotations
+
+import os
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+from fastapi import FastAPI
+
+from .. import __version__
+from ..drift.engine import CHECKS, DriftConfig
+from ..errors import ConfigError, did_you_mean
+from . import problems
+from .auth import ApiKeyMiddleware
+from .metrics import Metrics, MetricsMiddleware
+from .models import ServedModel, load_models
+from .problems import Problem
+from .routes import router
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    """How the service runs.
+
+    Attributes:
+        models: ``PATH`` or ``NAME=PATH`` per model bundle.
+        api_key: when set, every request but /healthz and /readyz needs ``X-API-Key: <key>``.
+        max_upload_mb: request body limit (checked before and while the body is read).
+        max_files: files per request at most.
+        max_pixels: images with more pixels are refused from their header, before decoding
+            (None: ``INSPEKT_MAX_PIXELS``, else inspekt's default of 100 million).
+        max_batch: images per model call at most (micro-batching).
+        max_wait_ms: how long a micro-batch waits for more concurrent requests.
+        threads: inference threads per model (None: one fewer than the CPUs, at least 1, so the event
+            loop and decoding keep a core: ONNX Runtime's default spins on every core and starves them).
+        cors_origins: origins allowed to call from a browser (none by default: CORS off).
+        drift_checks: the drift checks run when a request does not name them (the domain classifier
+            costs seconds per request; properties and pixels take well under a second).
+    """
+
+    models: tuple[str, ...]
+    api_key: str | None = None
+    max_upload_mb: float = 20.0
+    max_files: int = 64
+    max_pixels: int | None = 50_000_000
+    max_batch: int = 32
+    max_wait_ms: float = 5.0
+    threads: int | None = None
+    cors_origins: tuple[str, ...] = ()
+    drift_checks: tuple[str, ...] = CHECKS
+
+    def __post_init__(self) -> None:
+        for name, value, low in (("max_upload_mb", self.max_upload_mb, 0.001), ("max_files", self.max_files, 1),
+                                 ("max_batch", self.max_batch, 1), ("max_wait_ms", self.max_wait_ms, 0),
+                                 ("max_pixels", self.max_pixels or 1, 1), ("threads", self.threads or 1, 1)):
+            if not value >= low:
+                raise ConfigError(f"--{name.replace('_', '-')} {value} must be at least {low:g}")
+        DriftConfig(checks=self.drift_checks)  # names checked at start, with a did-you-mean
+        if self.api_key is not None and not self.api_key.strip():
+            raise ConfigError("the API key is empty; set the environment variable to a long random string")
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 2**20)
+
+
+@dataclass
+class ServiceState:
+    """What the routes share: settings, loaded models, metrics, readiness."""
+
+    settings: ServeSettings
+    models: dict[str, ServedModel]
+    metrics: Metrics
+    ready: bool = False
+    notes: list[str] = field(default_factory=list)
+
+    def model(self, name: str) -> ServedModel:
+        """The model called ``name``.
+
+        Raises:
+            Problem: 404 with the served names and a did-you-mean.
+        """
+        if name not in self.models:
+            raise Problem(404, "unknown-model", f"no model named {name!r}.{did_you_mean(name, self.models)} "
+                          f"Served models: {', '.join(sorted(self.models))} (GET /v1/models lists them)")
+        return self.models[name]
+
+
+def default_threads() -> int:
+    """Inference threads per model when not given: one fewer than the CPUs, at least 1."""
+    return max(1, (os.cpu_count() or 2) - 1)
+
+
+def create_app(settings: ServeSettings) -> FastAPI:
+    """Load and warm up the models, then build the app (errors in a bundle surface here, before serving).
+
+    Args:
+        settings: models and limits.
+
+    Returns:
+        The FastAPI app; ``app.state.inspekt`` is its ``ServiceState``.
+
+    Raises:
+        ConfigError: bad settings or model names.
+        BundleError: a bundle cannot be loaded.
+    """
+    metrics = Metrics()
+    models = load_models(list(settings.models), threads=settings.threads or default_threads(), max_batch=settings.max_batch,
+                         max_wait_ms=settings.max_wait_ms,
+                         on_batch=lambda name, n: metrics.batch_size.labels(name).observe(n))
+    metrics.models.set(len(models))
+    state = ServiceState(settings, models, metrics, ready=True)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        state.ready = True
+        yield
+        state.ready = False  # readiness drops first, so a balancer stops sending while requests drain
+        for model in models.values():
+            model.close()
+
+    app = FastAPI(title="inspekt", version=__version__, lifespan=lifespan,
+                  description="Predict with inspekt model bundles and check incoming images for drift. "
+                              "Errors are RFC 9457 problem documents.")
+    app.state.inspekt = state
+    problems.install(app)
+    app.include_router(router)
+    if settings.api_key:
+        app.add_middleware(ApiKeyMiddleware, key=settings.api_key)
+    if settings.cors_origins:  # outside the key check, so a refused browser call still gets CORS headers
+        from fastapi.middleware.cors import CORSMiddleware
+
+        app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["GET", "POST"],
+                           allow_headers=["X-API-Key", "Content-Type"])
+    app.add_middleware(MetricsMiddleware, metrics=metrics)  # outermost: refused requests are counted too
+    return app

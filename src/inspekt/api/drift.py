@@ -1,0 +1,81 @@
+"""The drift endpoint's work: uploaded images vs the bundle's reference profile, in the library's engine."""
+
+from __future__ import annotations
+
+from ..drift.engine import CHECKS, DriftConfig, DriftResult, compare_profiles
+from ..drift.profile import profile_chunk
+from ..drift.reference import model_outputs
+from ..drift.sources import sample_files
+from ..errors import ConfigError, ImageLoadError
+from ..io import SkippedFile, image_size
+from .models import ServedModel
+from .options import DRIFT_FIELDS, _check_fields, _number
+from .problems import Problem
+from .uploads import Upload
+
+MAX_PERMUTATIONS = 5000  # bounds the work one request can ask for
+
+
+def drift_config(fields: dict[str, str], default_checks: tuple[str, ...] = CHECKS) -> DriftConfig:
+    """``DriftConfig`` from the form fields (alpha, permutations, checks, min_effect, seed); without
+    ``checks``, the server's ``default_checks``.
+
+    Raises:
+        Problem: 422 naming the field.
+    """
+    _check_fields(fields, DRIFT_FIELDS)
+    settings = {"alpha": _number(fields, "alpha", float, 1e-6, 0.5),
+                "permutations": _number(fields, "permutations", int, 19, MAX_PERMUTATIONS),
+                "min_effect": _number(fields, "min_effect", float, 0, 100),
+                "seed": _number(fields, "seed", int, 0, 2**31 - 1)}
+    chosen = tuple(c.strip() for c in fields.get("checks", "").split(",") if c.strip())
+    settings["checks"] = chosen or default_checks
+    try:
+        return DriftConfig(**{k: v for k, v in settings.items() if v is not None})
+    except ConfigError as exc:
+        raise Problem(422, "bad-parameter", str(exc)) from None
+
+
+def _screen(uploads: list[Upload], max_pixels: int | None) -> tuple[list[tuple[str, bytes]], list[SkippedFile]]:
+    """Refuse images over the pixel limit from their header, before anything decodes them."""
+    kept, refused = [], []
+    for upload in uploads:
+        try:
+            width, height = image_size(bytes(upload.data))
+        except ImageLoadError as exc:
+            refused.append(SkippedFile(upload.name, str(exc).split(": ", 1)[-1]))
+            continue
+        if max_pixels is not None and width * height > max_pixels:
+            refused.append(SkippedFile(upload.name, f"image is {width} x {height} pixels, more than the server's "
+                                       f"limit of {max_pixels:,}"))
+            continue
+        kept.append((upload.name, bytes(upload.data)))
+    return kept, refused
+
+
+def run_drift(model: ServedModel, uploads: list[Upload], config: DriftConfig, max_pixels: int | None) -> DriftResult:
+    """Profile the uploads, predict a sample with the model, and compare with the reference
+    (as ``inspekt drift BUNDLE FOLDER`` does, on images held in memory).
+
+    Raises:
+        InspektError: fewer than 2 readable images.
+    """
+    reference = model.reference
+    kept, refused = _screen(uploads, max_pixels)
+    current = profile_chunk(kept, reference.min_side)
+    current.skipped = refused + current.skipped
+    notes = []
+    if reference.model and {"predictions", "embeddings"} & set(config.checks) and len(current) >= 2:
+        data = dict(kept)
+        chosen = sample_files(current.files, len(reference.model["files"]), config.seed)
+        outputs = model_outputs(model.predictor, [data[name] for name in chosen])
+        if outputs is not None and len(outputs["labels"]) == len(chosen):
+            outputs["files"] = chosen  # model_outputs names in-memory images by size; the upload names say more
+            current.model = outputs
+        else:
+            notes.append("the model could not read every profiled image, so prediction and embedding checks "
+                         "were skipped")
+    result = compare_profiles(reference, current, config)
+    result.notes += notes
+    result.reference_profile, result.current_profile = reference, current
+    return result

@@ -1,0 +1,152 @@
+"""The endpoints: thin routes over the library (Predictor, drift engine) and the service state."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from ..drift.report import to_dict
+from .batching import Job
+from .drift import drift_config, run_drift
+from .options import INCLUDES, PredictOptions, render
+from .problems import MEDIA_TYPE, Problem, problem_body
+from .uploads import decode_all, read_form
+
+router = APIRouter()
+
+
+class JSONOut(JSONResponse):
+    """JSON that also takes numpy scalars and arrays (prediction details may hold them)."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, default=_plain, allow_nan=False, separators=(",", ":")).encode()
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return str(value)
+
+
+def _problems(*statuses: int) -> dict[int | str, dict]:
+    doc = {"content": {MEDIA_TYPE: {"schema": {"type": "object", "properties": {
+        "type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"},
+        "detail": {"type": "string"}}, "required": ["type", "title", "status", "detail"]}}}}
+    return {s: {"description": problem_body(s, "x", "")["title"]} | doc for s in statuses}
+
+
+def _form_body(fields: dict[str, dict]) -> dict:
+    """The OpenAPI request body of a multipart endpoint (parsed by ``uploads.read_form``, not by FastAPI)."""
+    files = {"type": "array", "items": {"type": "string", "format": "binary"}, "minItems": 1,
+             "description": "one or more image files (field name `files`)"}
+    schema = {"type": "object", "required": ["files"], "properties": {"files": files} | fields}
+    return {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": schema}}}}
+
+
+PREDICT_BODY = _form_body({
+    "threshold": {"type": "number", "minimum": 0, "maximum": 1,
+                  "description": "binary classify: positive-class probability; segment: pixel probability; "
+                                 "anomaly: normalised image score"},
+    "pixel_threshold": {"type": "number", "minimum": 0, "maximum": 1, "description": "anomaly: pixel decision"},
+    "min_area": {"type": "integer", "minimum": 0, "description": "segment / anomaly: smallest region in pixels"},
+    "enhance": {"type": "string", "description": 'preset ("CLAHE + Denoise"), "clahe:clip_limit=3 + median", '
+                                                 "or a pipeline's JSON text"},
+    "topk": {"type": "integer", "minimum": 1, "description": "classify: keep the k best scores"},
+    "include": {"type": "string", "description": f"comma-separated arrays to add: {', '.join(INCLUDES)}"},
+})
+DRIFT_BODY = _form_body({
+    "alpha": {"type": "number", "minimum": 1e-6, "maximum": 0.5},
+    "permutations": {"type": "integer", "minimum": 19, "maximum": 5000},
+    "checks": {"type": "string", "description": "comma-separated: properties, pixels, domain, predictions, embeddings"},
+    "min_effect": {"type": "number", "minimum": 0, "maximum": 100},
+    "seed": {"type": "integer", "minimum": 0, "maximum": 2147483647},
+})
+
+
+@router.get("/healthz", tags=["health"], summary="Liveness: the process answers")
+async def healthz() -> dict:
+    return {"status": "ok"}
+
+
+@router.get("/readyz", tags=["health"], summary="Readiness: every model is loaded and warmed up",
+            responses=_problems(503))
+async def readyz(request: Request) -> Response:
+    state = request.app.state.inspekt
+    if not state.ready:
+        return JSONOut(problem_body(503, "not-ready", "the service is starting or stopping"), 503,
+                       media_type=MEDIA_TYPE)
+    return JSONOut({"status": "ready", "models": sorted(state.models)})
+
+
+@router.get("/metrics", tags=["health"], summary="Prometheus metrics (text exposition format)",
+            responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}})
+async def metrics(request: Request) -> Response:
+    state = request.app.state.inspekt
+    return Response(state.metrics.render(), media_type=state.metrics.content_type)
+
+
+@router.get("/v1/models", tags=["models"], summary="The served models' cards")
+async def list_models(request: Request) -> dict:
+    return {"models": [m.summary for m in request.app.state.inspekt.models.values()]}
+
+
+@router.get("/v1/models/{name}", tags=["models"], summary="One model's card", responses=_problems(404))
+async def get_model(name: str, request: Request) -> dict:
+    return request.app.state.inspekt.model(name).summary
+
+
+@router.post("/v1/models/{name}/predict", tags=["predict"], openapi_extra=PREDICT_BODY,
+             summary="Predict uploaded images (micro-batched with concurrent requests)",
+             responses=_problems(400, 404, 413, 415, 422))
+async def predict(name: str, request: Request) -> Response:
+    state = request.app.state.inspekt
+    model, settings = state.model(name), state.settings
+    with model.batcher.incoming():
+        form = await read_form(request, max_bytes=settings.max_upload_bytes, max_files=settings.max_files)
+        options = PredictOptions.parse(form.fields, model.predictor)
+        if not form.files:
+            raise Problem(422, "no-files", "the request has no files; send images in the field 'files'")
+    # submitted after leaving incoming(): a forming batch waits for the others on their way, not for itself
+    errors: list[dict] = []
+
+    def decode(job: Job) -> None:  # runs in the model's worker thread, never on the event loop
+        decoded, found = decode_all(form.files, settings.max_pixels)
+        job.sources, job.images = [n for n, _ in decoded], [a for _, a in decoded]
+        errors.extend(found)
+
+    job = Job([], [], options.predictor, options.enhance, options.key, size=len(form.files), prepare=decode)
+    predictions = await model.batcher.predict(job)
+    if not predictions:
+        state.metrics.skipped.labels(name).inc(len(errors))
+        status = 413 if all(e["status"] == 413 for e in errors) else 422
+        more = f" (and {len(errors) - 1} more unreadable file(s))" if len(errors) > 1 else ""
+        raise Problem(status, "no-readable-image", f"{errors[0]['file']}: {errors[0]['detail']}{more}", errors=errors)
+    state.metrics.observe_predictions(name, predictions)
+    state.metrics.skipped.labels(name).inc(len(errors))
+    return JSONOut({"model": name, "predictions": [render(p, options) for p in predictions], "skipped": errors})
+
+
+@router.post("/v1/models/{name}/drift", tags=["drift"], openapi_extra=DRIFT_BODY,
+             summary="Check a batch of images for drift against the model's reference profile",
+             responses=_problems(400, 404, 409, 413, 415, 422))
+async def drift(name: str, request: Request) -> Response:
+    state = request.app.state.inspekt
+    model, settings = state.model(name), state.settings
+    if model.reference is None:
+        raise Problem(409, "no-drift-reference", model.reference_note)
+    form = await read_form(request, max_bytes=settings.max_upload_bytes, max_files=settings.max_files)
+    config = drift_config(form.fields, settings.drift_checks)
+    if len(form.files) < 2:
+        raise Problem(422, "too-few-images", f"drift needs at least 2 images, got {len(form.files)}; send a batch "
+                      "in the field 'files'")
+    async with model.drift_lock:  # one drift check per model at a time: each can keep a core busy for seconds
+        result = await run_in_threadpool(run_drift, model, form.files, config, settings.max_pixels)
+    state.metrics.observe_drift(name, result)
+    return JSONOut(to_dict(result))

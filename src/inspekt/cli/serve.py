@@ -1,0 +1,77 @@
+"""``inspekt serve MODEL...``: the REST API (FastAPI + uvicorn) over model bundles."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+import typer
+
+from ..errors import ConfigError, InspektError
+from . import app
+from .common import err_console
+
+
+def _api_key(variable: str | None) -> str | None:
+    if variable is None:
+        return None
+    key = os.environ.get(variable)
+    if not key:
+        raise ConfigError(f"--api-key-env {variable}: the environment variable {variable} is not set or empty; "
+                          f"export {variable}=<a long random string> first")
+    return key
+
+
+def _tls(certfile: Path | None, keyfile: Path | None) -> dict:
+    if (certfile is None) != (keyfile is None):
+        raise ConfigError("HTTPS needs both --ssl-certfile and --ssl-keyfile")
+    for option, path in (("--ssl-certfile", certfile), ("--ssl-keyfile", keyfile)):
+        if path is not None and not path.is_file():
+            raise ConfigError(f"{option} {path}: file not found")
+    return {"ssl_certfile": str(certfile), "ssl_keyfile": str(keyfile)} if certfile else {}
+
+
+@app.command()
+def serve(
+    models: list[str] = typer.Argument(..., help="Model bundles to serve: PATH, or NAME=PATH to choose the URL name "
+                                                 "(default: the bundle's file or folder name)."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (0.0.0.0: reachable from other machines)."),
+    port: int = typer.Option(8000, "--port", help="Port to listen on."),
+    api_key_env: str = typer.Option(None, "--api-key-env", metavar="VAR",
+                                    help="Require the header X-API-Key equal to this environment variable's value."),
+    ssl_certfile: Path = typer.Option(None, "--ssl-certfile", help="HTTPS certificate (PEM)."),
+    ssl_keyfile: Path = typer.Option(None, "--ssl-keyfile", help="HTTPS private key (PEM)."),
+    max_upload_mb: float = typer.Option(20.0, "--max-upload-mb", help="Largest request body, in MB."),
+    max_files: int = typer.Option(64, "--max-files", help="Most files in one request."),
+    max_pixels: int = typer.Option(50_000_000, "--max-pixels", help="Refuse images with more pixels (from the header, "
+                                                                   "before decoding)."),
+    max_batch: int = typer.Option(32, "--max-batch", help="Micro-batching: most images per model call."),
+    max_wait_ms: float = typer.Option(5.0, "--max-wait-ms", help="Micro-batching: longest wait for more requests."),
+    threads: int = typer.Option(None, "--threads", help="Inference threads per model (default: CPUs - 1, at least 1: a core stays "
+                                                         "free for HTTP and decoding)."),
+    cors_origins: list[str] = typer.Option(None, "--cors-origin", help="Allow browser calls from this origin "
+                                                                       "(repeatable; CORS is off by default)."),
+    drift_checks: str = typer.Option("properties,pixels,domain,predictions,embeddings", "--drift-checks",
+                                     help="Drift checks run when a request names none (domain costs seconds)."),
+    log_level: str = typer.Option("info", "--log-level", help="uvicorn log level: debug, info, warning, error."),
+    access_log: bool = typer.Option(False, "--access-log", help="Log every request (off: the metrics count them)."),
+) -> None:
+    """Serve models over HTTP: predict, drift, model cards, health and Prometheus metrics."""
+    if any(importlib.util.find_spec(m) is None for m in ("fastapi", "uvicorn", "multipart", "prometheus_client")):
+        raise InspektError("inspekt serve needs the serve extra: pip install 'inspekt[serve]'")
+    import uvicorn
+
+    from ..api import ServeSettings, create_app
+
+    tls = _tls(ssl_certfile, ssl_keyfile)
+    settings = ServeSettings(models=tuple(models), api_key=_api_key(api_key_env), max_upload_mb=max_upload_mb,
+                             max_files=max_files, max_pixels=max_pixels, max_batch=max_batch, max_wait_ms=max_wait_ms,
+                             threads=threads, cors_origins=tuple(cors_origins or ()),
+                             drift_checks=tuple(c.strip() for c in drift_checks.split(",") if c.strip()))
+    service = create_app(settings)  # loads and warms up every model: a bad bundle fails here, before binding
+    names = ", ".join(service.state.inspekt.models)
+    scheme = "https" if tls else "http"
+    err_console.print(f"inspekt serve: {names} on {scheme}://{host}:{port} (API key "
+                      f"{'required' if settings.api_key else 'off'}; docs at /docs); Ctrl-C to stop", highlight=False)
+    uvicorn.run(service, host=host, port=port, log_level=log_level, access_log=access_log, **tls)

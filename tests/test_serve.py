@@ -1,0 +1,392 @@
+"""The REST API (`inspekt serve`): in-process with FastAPI's TestClient, against a real uvicorn server
+in a thread (concurrency, streaming limits), and end to end through the `inspekt serve` command
+(API key, HTTPS with a self-signed certificate)."""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+
+pytest.importorskip("fastapi", reason="the serve extra (fastapi) is not installed")
+from fastapi.testclient import TestClient  # noqa: E402
+
+from inspekt.api import ServeSettings, create_app  # noqa: E402
+from inspekt.enhance import Pipeline  # noqa: E402
+from inspekt.predictor import Predictor  # noqa: E402
+
+PREDICT = "/v1/models/clf/predict"
+PROBLEM = "application/problem+json"
+
+
+def _png(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _files(items) -> list:
+    return [("files", (name, data, "image/png")) for name, data in items]
+
+
+@pytest.fixture(scope="module")
+def images(synth_classes) -> list[tuple[str, bytes]]:
+    """12 of the training set's images as (file name, PNG bytes), three per class."""
+    chosen = [p for folder in sorted(synth_classes.iterdir()) if folder.is_dir() for p in sorted(folder.iterdir())[:3]]
+    return [(p.name, p.read_bytes()) for p in chosen]
+
+
+@pytest.fixture(scope="module")
+def predictor(trained) -> Predictor:
+    return Predictor.load(trained.bundle)
+
+
+@pytest.fixture(scope="module")
+def client(trained):
+    app = create_app(ServeSettings(models=(f"clf={trained.bundle}",), max_upload_mb=0.5, max_pixels=200_000,
+                                   max_files=20))
+    with TestClient(app) as test_client:
+        yield test_client
+
+
+def _same(served: dict, expected) -> None:
+    assert served["label"] == expected.label
+    assert served["score"] == pytest.approx(expected.score, abs=1e-5)
+    assert served["scores"] == pytest.approx(expected.scores, abs=1e-5)
+
+
+# --- in process --------------------------------------------------------------------------------
+
+
+def test_models_lists_the_cards(client, predictor):
+    [card] = client.get("/v1/models").json()["models"]
+    assert card["name"] == "clf" and card["task"] == "classify"
+    assert card["classes"] == list(predictor.card.classes)
+    assert card["input"]["size"] == list(predictor.card.input.size) and card["drift_reference"] is True
+    assert client.get("/v1/models/clf").json() == card
+
+
+def test_health_and_readiness(client):
+    assert client.get("/healthz").json() == {"status": "ok"}
+    assert client.get("/readyz").json() == {"status": "ready", "models": ["clf"]}
+
+
+def test_predict_one_and_many_equal_the_predictor(client, images, predictor):
+    one = client.post(PREDICT, files=_files(images[:1]))
+    assert one.status_code == 200
+    [served] = one.json()["predictions"]
+    _same(served, predictor.predict(images[0][1])[0])
+    assert served["path"] == images[0][0]  # named by the upload's file name, like the CLI names files
+    many = client.post(PREDICT, files=_files(images)).json()
+    assert [p["path"] for p in many["predictions"]] == [name for name, _ in images]
+    for served, expected in zip(many["predictions"], predictor.predict([data for _, data in images])):
+        _same(served, expected)
+    assert many["skipped"] == []
+
+
+def test_a_bad_file_in_a_batch_is_reported_and_the_others_predicted(client, images):
+    body = client.post(PREDICT, files=_files([images[0], ("broken.png", b"not an image"), images[1]])).json()
+    assert [p["path"] for p in body["predictions"]] == [images[0][0], images[1][0]]
+    [skipped] = body["skipped"]
+    assert skipped["file"] == "broken.png" and skipped["status"] == 422 and "not an image" in skipped["detail"]
+
+
+def test_only_bad_files_is_a_422_problem_naming_the_file(client):
+    response = client.post(PREDICT, files=_files([("broken.png", b"\x89PNG\r\n\x1a\n garbage")]))
+    assert response.status_code == 422 and response.headers["content-type"] == PROBLEM
+    problem = response.json()
+    assert {"type", "title", "status", "detail"} <= set(problem) and problem["status"] == 422
+    assert problem["detail"].startswith("broken.png: ") and problem["errors"][0]["file"] == "broken.png"
+
+
+def test_an_image_over_the_pixel_limit_is_refused_before_decoding(client):
+    big = _png(np.zeros((500, 500), np.uint8))  # 250,000 pixels > the limit of 200,000; a tiny file
+    response = client.post(PREDICT, files=_files([("huge.png", big)]))
+    assert response.status_code == 413 and "huge.png" in response.json()["detail"]
+    assert "200,000" in response.json()["detail"]
+
+
+def test_an_oversize_body_is_413(client):
+    response = client.post(PREDICT, files=_files([("big.png", b"\0" * 600_000)]))
+    assert response.status_code == 413 and response.json()["type"].endswith("upload-too-large")
+
+
+def test_unknown_model_is_404_with_did_you_mean(client, images):
+    response = client.post("/v1/models/clff/predict", files=_files(images[:1]))
+    assert response.status_code == 404 and response.headers["content-type"] == PROBLEM
+    assert 'Did you mean "clf"?' in response.json()["detail"]
+    assert client.get("/v2/nothing").json()["status"] == 404
+
+
+@pytest.mark.parametrize("fields, words", [
+    ({"threshold": "0.5"}, "binary"),  # the trained model has 4 classes
+    ({"threshold": "abc"}, "threshold"),
+    ({"threshold": "nan"}, "threshold"),
+    ({"topk": "0"}, "topk"),
+    ({"enhance": "clahee"}, 'Did you mean "clahe"'),
+    ({"enhance": "/etc/pipeline.json"}, "not a file name"),
+    ({"include": "masks"}, 'Did you mean "mask"'),
+    ({"treshold": "0.5"}, 'Did you mean "threshold"'),
+])
+def test_bad_options_are_422_naming_the_field(client, images, fields, words):
+    response = client.post(PREDICT, files=_files(images[:1]), data=fields)
+    assert response.status_code == 422, response.text
+    assert words in response.json()["detail"]
+
+
+def test_malformed_requests_are_4xx_problems(client, images):
+    assert client.post(PREDICT, content=b"raw", headers={"content-type": "image/png"}).status_code == 415
+    assert client.post(PREDICT, data={"topk": "1"}, files=[]).status_code in (415, 422)
+    wrong_field = client.post(PREDICT, files=[("image", ("a.png", images[0][1], "image/png"))])
+    assert wrong_field.status_code == 422 and "'files'" in wrong_field.json()["detail"]
+    broken = client.post(PREDICT, content=b"--x\r\nnonsense", headers={"content-type": "multipart/form-data; boundary=x"})
+    assert 400 <= broken.status_code < 500
+    too_many = client.post(PREDICT, files=_files([images[0]] * 21))
+    assert too_many.status_code == 413 and "21" not in too_many.text and "20" in too_many.json()["detail"]
+
+
+def test_enhance_topk_and_include(client, images, predictor):
+    spec = "CLAHE + Denoise"
+    body = client.post(PREDICT, files=_files(images[:2]), data={"enhance": spec, "topk": "2",
+                                                                  "include": "embedding"}).json()
+    expected = predictor.predict([d for _, d in images[:2]], enhance=Pipeline.parse(spec))
+    for served, want in zip(body["predictions"], expected):
+        assert served["label"] == want.label and served["score"] == pytest.approx(want.score, abs=1e-5)
+        assert len(served["scores"]) == 2
+        assert len(served["embedding"]) == served["embedding_shape"][0]
+    as_json = Pipeline.parse(spec).to_dict()
+    again = client.post(PREDICT, files=_files(images[:1]), data={"enhance": str(as_json).replace("'", '"')})
+    assert again.json()["predictions"][0]["score"] == pytest.approx(expected[0].score, abs=1e-5)
+
+
+def test_metrics_count_requests_labels_and_batches(client, images):
+    client.post(PREDICT, files=_files(images[:3]))
+    text = client.get("/metrics").text
+    assert 'inspekt_requests_total{method="POST",route="/v1/models/{name}/predict",status="200"}' in text
+    assert 'inspekt_request_duration_seconds_bucket{le="0.25",route="/v1/models/{name}/predict"}' in text
+    assert 'inspekt_predictions_total{label=' in text and 'model="clf"' in text
+    assert 'inspekt_batch_size_count{model="clf"}' in text
+    assert "inspekt_models_loaded 1.0" in text
+
+
+def _brighter(data: bytes, amount: int) -> bytes:
+    array = np.asarray(Image.open(io.BytesIO(data))).astype(np.int16)
+    return _png(np.clip(array + amount, 0, 255).astype(np.uint8))
+
+
+def test_drift_detects_a_planted_brightness_shift_and_not_a_same_source_batch(client, synth_classes):
+    files = [p for folder in sorted(synth_classes.iterdir()) if folder.is_dir() for p in sorted(folder.iterdir())[-5:]]
+    same = [(p.name, p.read_bytes()) for p in files]
+    fields = {"permutations": "999", "checks": "properties,pixels,predictions"}
+    calm = client.post("/v1/models/clf/drift", files=_files(same), data=fields)
+    assert calm.status_code == 200, calm.text
+    assert calm.json()["schema"] == "inspekt.drift/1" and calm.json()["drift"] is False
+    shifted = client.post("/v1/models/clf/drift", files=_files([(n, _brighter(d, 70)) for n, d in same]), data=fields)
+    report = shifted.json()
+    assert report["drift"] is True and "brightness" in report["drifted"] and report["n_current"] == len(same)
+    assert 'inspekt_drift_detected{model="clf"} 1.0' in client.get("/metrics").text
+    assert client.post("/v1/models/clf/drift", files=_files(same[:1])).status_code == 422
+
+
+def test_api_key_guards_everything_but_the_probes(trained, images):
+    app = create_app(ServeSettings(models=(f"clf={trained.bundle}",), api_key="s3cret"))
+    with TestClient(app) as c:
+        assert c.get("/healthz").status_code == 200 and c.get("/readyz").status_code == 200
+        missing = c.get("/v1/models")
+        assert missing.status_code == 401 and missing.headers["content-type"] == PROBLEM
+        assert "missing" in missing.json()["detail"]
+        assert c.post(PREDICT, files=_files(images[:1]), headers={"X-API-Key": "guess"}).status_code == 401
+        assert c.get("/metrics", headers={"X-API-Key": "s3cret"}).status_code == 200
+        assert c.post(PREDICT, files=_files(images[:1]), headers={"X-API-Key": "s3cret"}).status_code == 200
+
+
+def test_cors_is_off_unless_an_origin_is_allowed(client, trained):
+    preflight = {"Origin": "https://ui.example", "Access-Control-Request-Method": "POST"}
+    assert "access-control-allow-origin" not in client.options(PREDICT, headers=preflight).headers
+    app = create_app(ServeSettings(models=(f"clf={trained.bundle}",), cors_origins=("https://ui.example",)))
+    with TestClient(app) as c:
+        allowed = c.options(PREDICT, headers=preflight)
+        assert allowed.headers["access-control-allow-origin"] == "https://ui.example"
+
+
+def test_uploads_are_not_written_to_disk(trained, images, monkeypatch):
+    """Bodies over 1 MB would be spooled to temporary files by Starlette's form parser; ours stay in memory."""
+    import tempfile
+
+    opened = []
+    for name in ("TemporaryFile", "NamedTemporaryFile", "mkstemp"):
+        original = getattr(tempfile, name)
+        monkeypatch.setattr(tempfile, name, lambda *a, _f=original, _n=name, **k: opened.append(_n) or _f(*a, **k))
+    app = create_app(ServeSettings(models=(f"clf={trained.bundle}",), max_upload_mb=4))
+    padding = _png(np.random.default_rng(0).integers(0, 256, (700, 700, 3), np.uint8))  # ~1.5 MB, incompressible
+    with TestClient(app) as c:
+        response = c.post(PREDICT, files=_files([images[0], ("noise.png", padding)]))
+        assert response.status_code == 200 and len(response.json()["predictions"]) == 2
+        assert c.post("/v1/models/clf/drift", files=_files([images[0], ("noise.png", padding)]),
+                      data={"checks": "properties", "permutations": "19"}).status_code == 200
+    assert len(padding) > 1_200_000 and opened == []
+
+
+def test_bad_settings_fail_at_start(trained, tmp_path):
+    from inspekt.errors import BundleError, ConfigError
+
+    with pytest.raises(ConfigError, match="two models are named"):
+        create_app(ServeSettings(models=(str(trained.bundle), str(trained.bundle))))
+    with pytest.raises(ConfigError, match="URL"):
+        create_app(ServeSettings(models=(f"a b={trained.bundle}",)))
+    with pytest.raises(BundleError):
+        create_app(ServeSettings(models=(str(tmp_path / "missing.inspekt"),)))
+
+
+# --- a real server -----------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(trained):
+    """uvicorn serving the app on a free loopback port, in a thread."""
+    import uvicorn
+
+    app = create_app(ServeSettings(models=(f"clf={trained.bundle}",), max_upload_mb=0.5, max_wait_ms=20))
+    port = _free_port()
+    instance = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=instance.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not instance.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert instance.started, "uvicorn did not start"
+    yield f"http://127.0.0.1:{port}", app
+    instance.should_exit = True
+    thread.join(10)
+
+
+def test_concurrent_requests_are_batched_and_equal_the_predictor(server, images, predictor):
+    url, app = server
+    expected = {name: p for (name, _), p in zip(images, predictor.predict([d for _, d in images]))}
+    jobs = images * 4  # 48 requests, one image each, from 16 threads at once
+    with httpx.Client(base_url=url, timeout=30) as http, ThreadPoolExecutor(16) as pool:
+        responses = list(pool.map(lambda item: http.post(PREDICT, files=_files([item])), jobs))
+    assert all(r.status_code == 200 for r in responses)
+    for (name, _), response in zip(jobs, responses):
+        [served] = response.json()["predictions"]
+        assert served["path"] == name
+        _same(served, expected[name])
+    samples = {s.name: s.value for m in app.state.inspekt.metrics.registry.collect() if m.name == "inspekt_batch_size"
+               for s in m.samples if s.name.endswith(("_count", "_sum"))}
+    batches, batched_images = samples["inspekt_batch_size_count"], samples["inspekt_batch_size_sum"]
+    assert batched_images == len(jobs) and batches < len(jobs), samples  # some requests shared a model call
+
+
+def test_a_streamed_body_without_length_is_cut_at_the_limit(server):
+    url, _ = server
+    boundary = "b0undary"
+
+    def body():
+        yield (f"--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"x.png\"\r\n"
+               "Content-Type: image/png\r\n\r\n").encode()
+        for _ in range(100):  # 100 x 64 KB = 6.4 MB, sent chunked: no Content-Length to check up front
+            yield b"\0" * 65536
+
+    response = httpx.post(url + PREDICT, content=body(), timeout=30,
+                          headers={"content-type": f"multipart/form-data; boundary={boundary}"})
+    assert response.status_code == 413 and response.json()["type"].endswith("upload-too-large")
+
+
+# --- the `inspekt serve` command ----------------------------------------------------------------
+
+
+def _inspekt() -> str:
+    return os.path.join(os.path.dirname(sys.executable), "inspekt")
+
+
+def _wait_ready(url: str, proc: subprocess.Popen, **client) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"inspekt serve exited: {proc.stderr.read()}")
+        try:
+            if httpx.get(url + "/readyz", timeout=2, **client).status_code == 200:
+                return
+        except httpx.TransportError:
+            time.sleep(0.2)
+    raise AssertionError("inspekt serve did not become ready in 60 s")
+
+
+@pytest.fixture
+def tls_files(tmp_path) -> tuple[Path, Path]:
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed; cannot make a self-signed certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    return cert, key
+
+
+def test_inspekt_serve_over_https_with_an_api_key(trained, images, predictor, tls_files):
+    cert, key = tls_files
+    port = _free_port()
+    env = {**os.environ, "INSPEKT_TEST_KEY": "k-123"}
+    proc = subprocess.Popen([_inspekt(), "serve", f"clf={trained.bundle}", "--port", str(port), "--api-key-env",
+                             "INSPEKT_TEST_KEY", "--ssl-certfile", str(cert), "--ssl-keyfile", str(key),
+                             "--log-level", "warning"], env=env, stderr=subprocess.PIPE, text=True)
+    url = f"https://127.0.0.1:{port}"
+    try:
+        _wait_ready(url, proc, verify=ssl.create_default_context(cafile=str(cert)))
+        with httpx.Client(base_url=url, verify=ssl.create_default_context(cafile=str(cert)), timeout=30) as http:
+            assert http.post(PREDICT, files=_files(images[:1])).status_code == 401
+            ok = http.post(PREDICT, files=_files(images[:2]), headers={"X-API-Key": "k-123"})
+            assert ok.status_code == 200
+            for served, want in zip(ok.json()["predictions"], predictor.predict([d for _, d in images[:2]])):
+                _same(served, want)
+        with pytest.raises(httpx.TransportError):  # plain HTTP is not served on the HTTPS port
+            httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).raise_for_status()
+    finally:
+        proc.terminate()
+        proc.wait(20)
+
+
+def test_inspekt_serve_errors_are_one_line(tmp_path, trained):
+    missing = subprocess.run([_inspekt(), "serve", str(tmp_path / "nope.inspekt")], capture_output=True, text=True,
+                             timeout=120)
+    assert missing.returncode == 2 and "nope.inspekt" in missing.stderr and "Traceback" not in missing.stderr
+    no_key = subprocess.run([_inspekt(), "serve", str(trained.bundle), "--api-key-env", "INSPEKT_UNSET_VAR"],
+                            capture_output=True, text=True, timeout=120, env={k: v for k, v in os.environ.items()
+                                                                             if k != "INSPEKT_UNSET_VAR"})
+    assert no_key.returncode == 2 and "INSPEKT_UNSET_VAR" in no_key.stderr
+
+
+def test_one_failing_request_does_not_fail_its_batch(predictor):
+    """Fault injection: a predictor that breaks on one request's image; the others in the batch still get theirs."""
+    from inspekt.api.batching import Job, run_jobs
+
+    class Breaks:
+        def predict_arrays(self, images, sources, enhance=None):
+            if "poison" in sources:
+                raise RuntimeError("model failure")
+            return predictor.predict_arrays(images, sources)
+
+    image = np.full((32, 32, 3), 100, np.uint8)
+    jobs = [Job([image], [name], Breaks(), None, key=0) for name in ("a", "poison", "b")]
+    outcomes = run_jobs(jobs)
+    assert [o[0].source for o in (outcomes[0], outcomes[2])] == ["a", "b"]
+    assert isinstance(outcomes[1], RuntimeError)
