@@ -5,7 +5,10 @@ scheduler address is a clear error."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -87,12 +90,65 @@ def test_profiles_merged_from_workers_equal_the_whole(images, scheduler, tmp_pat
     assert [s.path for s in spread.skipped] == [s.path for s in local.skipped] == [str(images / "ok/zz_broken.png")]
 
 
+def test_relative_paths_work_on_workers_started_in_another_folder(trained, images, scheduler, monkeypatch):
+    # The workers' working folder is the one pytest started in, as a remote worker's is its own:
+    # relative names must still reach the same files, and come back as the user typed them.
+    monkeypatch.chdir(images.parent)
+    bundle, folder = os.path.relpath(trained.bundle), images.name
+    local = _lines(_cli("predict", bundle, folder, "--json").stdout)
+    spread = _cli("predict", bundle, folder, "--json", "--dask", scheduler)
+    assert _lines(spread.stdout) == local and len(local) == len(list(images.rglob("*.png"))) - 1
+    assert local[0]["path"].startswith(f"{folder}/") and f"{folder}/ok/zz_broken.png" in spread.stderr
+    _cli("profile", folder, "--out", "spread.json", "--dask", scheduler)
+    profile = Profile.load("spread.json")
+    assert len(profile.files) == len(local) and profile.files[0].startswith(f"{folder}/")
+    assert [s.path for s in profile.skipped] == [f"{folder}/ok/zz_broken.png"]
+
+
+def test_a_bundle_replaced_at_the_same_path_is_reloaded_by_the_workers(trained, images, scheduler, tmp_path):
+    # Workers keep their predictors between commands: a bundle written again at the same path (retrained,
+    # a new threshold) must not be answered by the stale copy.
+    model = tmp_path / "model"
+    shutil.copytree(trained.bundle, model)
+    args = ["predict", str(model), str(images / "ok"), "--json", "--dask", scheduler]
+    before = _lines(_cli(*args).stdout)
+    card = json.loads((model / "card.json").read_text())
+    card["classes"] = [f"renamed-{name}" for name in card["classes"]]
+    (model / "card.json").write_text(json.dumps(card))
+    after = _lines(_cli(*args).stdout)
+    assert len(after) == len(before) > 0
+    assert [r["label"] for r in after] == [f"renamed-{r['label']}" for r in before]
+
+
+def test_a_bundle_the_workers_cannot_read_is_one_clear_error(trained, images, scheduler):
+    from inspekt.bundle import copy_bundle, open_bundle
+    from inspekt.cluster import connect, predict_on
+    from inspekt.errors import BundleError
+
+    url = "memory://client-only/model.inspekt"  # in this process only: a worker without the shared disk
+    copy_bundle(open_bundle(trained.bundle), url, overwrite=True)
+    with connect(scheduler) as client, pytest.raises(BundleError, match="on a Dask worker: .*no such file.*every "
+                                                                        "worker must be able to read the bundle"):
+        list(predict_on(client, url, [str(next((images / "ok").glob("*.png")))]))
+
+
 def test_a_local_cluster_from_the_python_api(images):
     result = check_drift(images / "ok", images / "pore", dask="local", workers=2, permutations=200,
                          checks=("properties",))
     alone = check_drift(images / "ok", images / "pore", permutations=200, checks=("properties",))
     assert [(c.name, c.p_value, c.effect) for c in result.checks] == [(c.name, c.p_value, c.effect)
                                                                       for c in alone.checks]
+
+
+def test_a_script_without_a_main_guard_is_told_the_fix(images, tmp_path):
+    # Worker processes import the user's script again; unguarded, its top level starts a cluster in each.
+    script = tmp_path / "unguarded.py"
+    script.write_text(f"import inspekt\ninspekt.check_drift({str(images / 'ok')!r}, {str(images / 'pore')!r}, "
+                      "dask='local', workers=2, permutations=20, checks=('properties',))\n")
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=180, cwd=tmp_path)
+    assert proc.returncode != 0
+    assert proc.stderr.strip().splitlines()[-1].startswith("inspekt.errors.InspektError: --dask local: the worker")
+    assert 'if __name__ == "__main__":' in proc.stderr
 
 
 def test_a_wrong_scheduler_address_is_one_clear_line(images, monkeypatch):
@@ -104,3 +160,6 @@ def test_a_wrong_scheduler_address_is_one_clear_line(images, monkeypatch):
     assert no_protocol.exit_code == 2 and "tcp://127.0.0.1:9" in no_protocol.output
     unreachable = runner.invoke(app, ["drift", str(images / "ok"), str(images / "pore"), "--dask", "tcp://127.0.0.1:9"])
     assert unreachable.exit_code == 2 and "cannot reach the Dask scheduler" in unreachable.output
+    with distributed.LocalCluster(n_workers=0, dashboard_address=":0", silence_logs=50) as empty:  # all workers gone
+        idle = runner.invoke(app, ["profile", str(images), "--out", "p.json", "--dask", empty.scheduler_address])
+    assert idle.exit_code == 2 and "the scheduler has no workers" in idle.output  # not a silent hang

@@ -22,10 +22,10 @@ from typer.testing import CliRunner
 
 from inspekt.cli import app
 from inspekt.errors import ConfigError
-from inspekt.monitor import MonitorConfig, parse_duration, run_monitor
+from inspekt.monitor import MonitorConfig, SourceError, parse_duration, run_monitor
 from inspekt.monitor import history
 from inspekt.monitor.alerts import post_webhook
-from inspekt.monitor.sources import FolderSource
+from inspekt.monitor.sources import CameraSource, FolderSource
 
 runner = CliRunner()
 
@@ -102,6 +102,31 @@ def test_a_file_still_being_written_is_not_read(tmp_path):
     assert list(source.poll({"growing.png"})) == []
 
 
+def test_a_file_name_that_is_not_utf8_is_recorded_once(trained, synth_classes, tmp_path):
+    drop = _drop(tmp_path / "drop", _images(synth_classes, 1))
+    odd = drop / os.fsdecode(b"cam\xff01.png")  # Latin-1 bytes from an SMB share: a lone surrogate in Python
+    shutil.copy(next(drop.iterdir()), odd)
+    os.utime(odd, (time.time() - 60, time.time() - 60))
+    db = tmp_path / "h.db"
+    first = run_monitor(_config(trained, drop, db))
+    again = run_monitor(_config(trained, drop, db))
+    assert (first.recorded, again.recorded) == (5, 0)
+    assert "cam\\xff01.png" in {r.item for r in _rows(db)}
+
+
+def test_a_drop_folder_that_goes_away_for_a_while_is_looked_at_again(tmp_path):
+    folder = tmp_path / "drop"
+    folder.mkdir()
+    source = FolderSource(folder, settle=0.0)
+    folder.rename(tmp_path / "away")  # a network share being remounted
+    with pytest.raises(SourceError, match="cannot list the drop folder"):  # the loop logs it and tries again
+        list(source.poll(set()))
+    (tmp_path / "away").rename(folder)
+    (folder / "a.png").write_bytes(b"x")
+    os.utime(folder / "a.png", (time.time() - 60, time.time() - 60))
+    assert [i.item for i in source.poll(set())] == ["a.png"]
+
+
 def test_webhook_is_retried_then_delivered_and_a_dead_one_is_given_up(tmp_path):
     received, answers = [], [500]
 
@@ -154,9 +179,14 @@ def test_drop_folder_end_to_end_with_report(trained, synth_classes, tmp_path):
     assert report.exit_code == 0, report.output
     summary = json.loads(report.stdout)
     assert summary["rows"] == 13 and summary["skipped"] == 1 and len(summary["windows"]) == 2
+    assert summary["first"].endswith("+00:00") and summary["windows"][0]["time"].endswith("+00:00")
     assert abs(sum(summary["label_mix"].values()) - 1) < 1e-9 and summary["scores"]["n"] == 12
     table = runner.invoke(app, ["monitor", "report", "--db", str(db)])
     assert table.exit_code == 0 and "Monitoring history" in table.output and "Drift windows" in table.output
+    named = runner.invoke(app, [*args, "--source-name", "[/b][red]"])  # a name that looks like Rich markup
+    assert named.exit_code == 0, named.output
+    table = runner.invoke(app, ["monitor", "report", "--db", str(db)])
+    assert table.exit_code == 0 and "[/b][red]" in table.output, table.output
     out = tmp_path / "summary.json"
     assert runner.invoke(app, ["monitor", "report", "--db", str(db), "--out", str(out)]).exit_code == 0
     assert json.loads(out.read_text())["schema"] == "inspekt.monitor.report/1"
@@ -189,8 +219,40 @@ def test_brightness_shift_alerts_once_and_a_clean_window_does_not(trained, synth
     assert [w.drift for w in windows] == [False, True] and "brightness" in windows[1].drifted
     assert windows[1].checks["brightness"]["p_adjusted"] <= 0.05
     assert [r["window"]["id"] for r in received] == [windows[1].id] * 2 and "brightness" in received[0]["drifted"]
+    assert received[0]["time"].endswith("+00:00")  # ISO 8601 in UTC, though SQLite keeps no zone
     alerts = {(a.channel, a.status, a.attempts) for a in _rows(db, history.alerts)}
     assert alerts == {("log", "delivered", 1), ("webhook", "delivered", 2)}
+
+
+def test_a_webhook_added_later_is_not_sent_the_windows_already_alerted(trained, synth_classes, tmp_path):
+    received = []
+
+    class Hook(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    db, files = tmp_path / "h.db", _images(synth_classes, 3)
+    drop = _drop(tmp_path / "bright", files, brighten=90)
+    assert run_monitor(_config(trained, drop, db, window=6)).drifted_windows == 2  # alerted in the log only
+    with history.open_engine(db).begin() as connection:  # a run killed after recording a window, before alerting
+        connection.execute(history.windows.insert().values(
+            time=history.now(), source=str(drop), model=str(trained.bundle), first_image=90, last_image=99, n=6,
+            drift=True, drifted=["brightness"], checks={}, label_mix={}, notes=[]))
+    server = _Server(Hook)
+    try:
+        run_monitor(_config(trained, drop, db, window=6, webhook=server.url, webhook_backoff=0.01))
+    finally:
+        server.close()
+    windows = _rows(db, history.windows)
+    assert [r["window"]["id"] for r in received] == [windows[-1].id]  # the unalerted one only, not the two logged
+    alerts = [(a.window_id, a.channel) for a in _rows(db, history.alerts)]
+    assert alerts == [(windows[0].id, "log"), (windows[1].id, "log"), (windows[2].id, "webhook"),
+                      (windows[2].id, "log")]
 
 
 def test_camera_source_reads_a_video_file_and_resumes_after_a_restart(trained, tmp_path):
@@ -209,6 +271,12 @@ def test_camera_source_reads_a_video_file_and_resumes_after_a_restart(trained, t
     assert [r.item for r in rows] == [f"frame {i}" for i in range(7)]
     brightness = [r.properties["brightness"] for r in rows]
     assert brightness == sorted(brightness) and brightness[0] < brightness[-1]  # the frames, in order, none repeated
+    camera = CameraSource(f"camera:{video}", 7)  # at its end, a file is done; a device would have stopped sending
+    assert list(camera.poll(set())) == [] and camera.ended
+    camera.is_file = False
+    with pytest.raises(SourceError, match="the camera gave no frame"):  # the loop logs it and tries again
+        list(camera.poll(set()))
+    camera.close()
 
 
 def test_snapshot_url_is_captured_every_tick(trained, synth_classes, tmp_path):
@@ -245,15 +313,30 @@ def test_snapshot_url_is_captured_every_tick(trained, synth_classes, tmp_path):
     (["--source", "{tmp}", "--every", "often"], "--every 'often': not a duration"),
     (["--source", "{tmp}", "--model", "{tmp}/no-model.inspekt"], "no-model.inspekt"),
     (["--source", "{tmp}", "--window", "1"], "--window 1"),
+    (["--source", "{tmp}", "--alpha", "2"], "alpha must be between 0 and 1"),
+    (["--source", "s3://bucket/incoming"], "sync it to a local folder"),
+    (["--source", "{tmp}", "--model", "{tmp}/no-reference"], "no-reference: this bundle has no reference.json"),
 ])
 def test_bad_input_is_one_clear_line(trained, tmp_path, args, message):
     args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    shutil.copytree(trained.bundle, tmp_path / "no-reference")
+    (tmp_path / "no-reference" / "reference.json").unlink()
     model = [] if "--model" in args else ["--model", str(trained.bundle)]
     db = [] if "--db" in args else ["--db", str(tmp_path / "h.db")]
     result = runner.invoke(app, ["monitor", *model, *db, *args, "--once"])
     assert result.exit_code == 2, result.output
     assert message in result.output and "Traceback" not in result.output
     assert result.output.count("error:") == 1
+
+
+def test_a_workspace_at_a_storage_url_needs_an_explicit_database(trained, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("INSPEKT_WORKSPACE", "s3://bucket/workspace")
+    result = runner.invoke(app, ["monitor", "--model", str(trained.bundle), "--source", str(tmp_path), "--once"])
+    assert result.exit_code == 2 and "cannot live at a storage URL; give --db" in result.output
+    assert not (tmp_path / "s3:").exists()  # no local folder named after the URL
+    monkeypatch.setenv("INSPEKT_WORKSPACE", f"file://{tmp_path}/ws")
+    assert history.default_url() == f"sqlite:///{tmp_path}/ws/monitor.db"
 
 
 def test_report_on_a_missing_database_says_how_to_start(tmp_path):

@@ -339,6 +339,20 @@ def test_missing_bucket_key_and_unwritable_report_fail_in_one_line(s3):
     assert report.exit_code == 2 and "no such bucket" in report.output
 
 
+def test_uploads_into_a_missing_bucket_fail_in_one_line_and_staging_fails_before_the_work(s3, tmp_path):
+    (tmp_path / "results.csv").write_text("epoch\n1\n")
+    with pytest.raises(storage.StorageError, match="cannot upload there: no such bucket 'no-such-bucket-here'"):
+        storage.upload_folder(tmp_path, storage.as_path("s3://no-such-bucket-here/runs/exp"))
+    entered = []
+    with pytest.raises(storage.StorageError, match="cannot write there: no such bucket 'no-such-bucket-here'"):
+        with storage.staged_folder("s3://no-such-bucket-here/plots") as folder:
+            entered.append(folder)
+    assert entered == []  # no work was done into a folder that could never be uploaded
+    with storage.staged_folder(f"{s3['url']}/staged") as folder:  # an existing bucket: written at the end
+        (folder / "a.txt").write_text("a")
+    assert s3["fs"].cat_file(f"{BUCKET}/staged/a.txt") == b"a"
+
+
 def test_no_credentials_is_one_clear_error(s3, monkeypatch, tmp_path):
     for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
         monkeypatch.delenv(key, raising=False)

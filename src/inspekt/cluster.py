@@ -12,11 +12,14 @@ until a cluster is asked for.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any
 
 from .errors import ConfigError, InspektError
@@ -39,7 +42,7 @@ def connect(address: Any, workers: int = 1) -> Iterator[Any]:
         InspektError: Dask is not installed, or the scheduler cannot be reached.
     """
     try:
-        from distributed import Client, LocalCluster
+        from distributed import Client
     except ImportError:
         raise InspektError("scale-out needs Dask: pip install 'inspekt[dist]'") from None
     if isinstance(address, Client):
@@ -47,10 +50,8 @@ def connect(address: Any, workers: int = 1) -> Iterator[Any]:
         return
     if not isinstance(address, str) or not address:
         raise ConfigError(f"--dask {address!r}: give 'local' or a scheduler address such as tcp://HOST:8786")
-    if address == LOCAL:
-        n = workers if workers > 1 else os.cpu_count() or 1
-        with LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0",
-                          silence_logs=40) as cluster, Client(cluster) as client:
+    if address.strip().lower() == LOCAL:
+        with _local_cluster(workers) as cluster, Client(cluster) as client:
             yield client
         return
     if "://" not in address:
@@ -62,7 +63,32 @@ def connect(address: Any, workers: int = 1) -> Iterator[Any]:
         raise InspektError(f"--dask {address}: cannot reach the Dask scheduler ({exc}); check the address and that "
                            "`dask scheduler` is running there") from None
     with client:
+        _wait_for_a_worker(client, address)
         yield client
+
+
+def _wait_for_a_worker(client, address: str) -> None:
+    # A scheduler without workers accepts tasks and never runs them: the command would hang without a word.
+    try:
+        client.wait_for_workers(1, timeout=CONNECT_TIMEOUT_S)
+    except TimeoutError:
+        raise InspektError(f"--dask {address}: the scheduler has no workers (none joined within {CONNECT_TIMEOUT_S} "
+                           f"s); start them with `dask worker {address}`") from None
+
+
+def _local_cluster(workers: int):
+    """A LocalCluster of ``workers`` processes (one per CPU core when ``workers`` is 1), one thread each."""
+    from distributed import LocalCluster
+
+    try:
+        # silence_logs CRITICAL: a task's error comes back to the client as one message (map_ordered), not
+        # also as a worker's traceback on the terminal
+        return LocalCluster(n_workers=workers if workers > 1 else os.cpu_count() or 1, threads_per_worker=1,
+                            processes=True, dashboard_address=":0", silence_logs=50)
+    except RuntimeError as exc:  # the usual cause: a script whose top level runs again in each worker
+        raise InspektError(f"--dask local: the worker processes failed to start ({exc}); in a Python script, "
+                           "call inspekt under `if __name__ == \"__main__\":`, because each worker process "
+                           "imports the script again") from None
 
 
 def chunks_for(files: Sequence[Any], slots: int) -> list[list[Any]]:
@@ -78,9 +104,22 @@ def map_ordered(client, func: Callable, chunks: Sequence[Any], *args: Any) -> It
     futures = client.map(func, chunks, *[[a] * len(chunks) for a in args], pure=False)
     try:
         for future in futures:
-            yield future.result()
+            try:
+                result = future.result()
+            except InspektError as exc:  # the client could read it, so say where it failed, and the usual cause
+                raise type(exc)(f"on a Dask worker: {exc} (every worker must be able to read the bundle and the "
+                                "images: a shared disk mounted at the same path, or s3:// URLs)") from None
+            yield result
     finally:
         client.cancel(futures)
+
+
+def for_workers(name: str) -> str:
+    """``name`` as a worker opens it: a local path made absolute (a worker's working folder is not the
+    client's), a URL unchanged."""
+    from .storage import is_url
+
+    return name if is_url(name) else os.path.abspath(name)
 
 
 def slots(client) -> int:
@@ -96,7 +135,9 @@ def profile_on(client, files: Sequence[str], min_side: int, progress: Callable[[
     """
     from .drift.profile import Profile, profile_chunk
 
-    chunks = chunks_for([str(f) for f in files], slots(client))
+    # (name, path) pairs where the worker must open another spelling: the profile keeps the names as given
+    items = [name if for_workers(name) == name else (name, for_workers(name)) for name in map(str, files)]
+    chunks = chunks_for(items, slots(client))
     parts = []
     for chunk, part in zip(chunks, map_ordered(client, profile_chunk, chunks, min_side)):
         parts.append(part)
@@ -121,18 +162,31 @@ def predict_on(client, bundle: str, files: Sequence[str], *, options: dict[str, 
     Yields:
         ``(predictions, files in the chunk)`` per chunk, in input order.
     """
-    files = [str(f) for f in files]
-    chunks = ([files[i:i + chunk_size] for i in range(0, len(files), chunk_size)] if chunk_size
-              else chunks_for(files, slots(client)))
-    key = (str(bundle), tuple(sorted((options or {}).items())), enhance)
+    paths = [for_workers(str(f)) for f in files]
+    names = {path: str(f) for path, f in zip(paths, files) if path != str(f)}  # back to the names as given
+    chunks = ([paths[i:i + chunk_size] for i in range(0, len(paths), chunk_size)] if chunk_size
+              else chunks_for(paths, slots(client)))
+    key = (for_workers(str(bundle)), card_digest(bundle), tuple(sorted((options or {}).items())), enhance)
     for chunk, (predictions, tally) in zip(chunks, map_ordered(client, _predict_chunk, chunks, key)):
+        for prediction in predictions:
+            prediction.source = names.get(prediction.source, prediction.source)
         if report is not None:
             report.loaded += tally.loaded
-            report.skipped.extend(tally.skipped)
+            report.skipped.extend(replace(s, path=names.get(s.path, s.path)) for s in tally.skipped)
         yield predictions, len(chunk)
 
 
-_PREDICTORS: dict[tuple, Any] = {}
+def card_digest(bundle: Any) -> str:
+    """A digest of the bundle's card, which changes whenever the bundle is written again (a new
+    ``created_at``, threshold or metrics): part of the workers' cache key, so they never predict with a
+    stale copy of a bundle replaced at the same path."""
+    from .bundle import CARD, open_bundle
+
+    return hashlib.sha256(open_bundle(bundle).read(CARD)).hexdigest()
+
+
+_PREDICTORS: OrderedDict[tuple, Any] = OrderedDict()  # the most recently used last
+_PREDICTORS_KEPT = 4  # a long-lived worker keeps this many loaded bundles, not every one it ever saw
 _PREDICTORS_LOCK = threading.Lock()
 
 
@@ -141,10 +195,13 @@ def _predict_chunk(files: list[str], key: tuple) -> tuple[list, BatchReport]:
     from .enhance import Pipeline
     from .predictor import Predictor
 
-    bundle, options, enhance = key
+    bundle, _, options, enhance = key
     with _PREDICTORS_LOCK:  # one load per worker process, however many threads it runs
         if key not in _PREDICTORS:
             _PREDICTORS[key] = (Predictor.load(bundle, **dict(options)), Pipeline.parse(enhance) if enhance else None)
+            while len(_PREDICTORS) > _PREDICTORS_KEPT:
+                _PREDICTORS.popitem(last=False)
+        _PREDICTORS.move_to_end(key)
         predictor, pipeline = _PREDICTORS[key]
     report = BatchReport()
     return predictor.predict(files, report=report, enhance=pipeline), report

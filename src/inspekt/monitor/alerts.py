@@ -14,6 +14,8 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
+from .history import iso_time
+
 log = logging.getLogger("inspekt.monitor")
 WEBHOOK_TIMEOUT = 10.0
 
@@ -30,7 +32,7 @@ class Delivery:
 def alert_payload(window: Any, model: str) -> dict[str, Any]:
     """The JSON document an alert carries (schema ``inspekt.monitor.alert/1``), from a window row."""
     return {
-        "schema": "inspekt.monitor.alert/1", "event": "drift", "time": str(window.time), "source": window.source,
+        "schema": "inspekt.monitor.alert/1", "event": "drift", "time": iso_time(window.time), "source": window.source,
         "model": model, "window": {"id": window.id, "n": window.n, "first_image": window.first_image,
                                    "last_image": window.last_image},
         "drift_score": window.drift_score, "drifted": window.drifted, "label_mix": window.label_mix,

@@ -79,10 +79,26 @@ def now() -> datetime:
     return datetime.now(timezone.utc)
 
 
+def iso_time(value: Any) -> str | None:
+    """A recorded time as ISO 8601 with its zone: SQLite gives back the UTC time without one."""
+    if isinstance(value, datetime):
+        return (value if value.tzinfo else value.replace(tzinfo=timezone.utc)).isoformat()
+    return None if value is None else str(value)
+
+
 def default_url(workspace: str | os.PathLike | None = None) -> str:
-    """``sqlite:///<workspace>/monitor.db`` (workspace: ``$INSPEKT_WORKSPACE`` or ``./workspace``)."""
-    root = Path(workspace or os.environ.get("INSPEKT_WORKSPACE", "workspace")).resolve()
-    return f"sqlite:///{root / DEFAULT_DB_NAME}"
+    """``sqlite:///<workspace>/monitor.db`` (workspace: ``$INSPEKT_WORKSPACE`` or ``./workspace``).
+
+    Raises:
+        ConfigError: the workspace is a storage URL (``s3://...``), where no SQLite file can live.
+    """
+    from ..storage import as_path, is_remote
+
+    root = workspace or os.environ.get("INSPEKT_WORKSPACE", "workspace")
+    if is_remote(root):  # Path() would turn it into a local folder named "s3:"
+        raise ConfigError(f"workspace {root}: the monitoring history is a database and cannot live at a storage "
+                          "URL; give --db with a local SQLite file or a database URL (postgresql+psycopg://...)")
+    return f"sqlite:///{Path(as_path(root)).resolve() / DEFAULT_DB_NAME}"
 
 
 def as_url(db: str | os.PathLike | None) -> str:
@@ -223,10 +239,10 @@ def record_window(engine: Engine, values: dict[str, Any]) -> int | None:
         return None
 
 
-def unalerted_windows(engine: Engine, source: str, model: str, channel: str) -> list[Any]:
+def unalerted_windows(engine: Engine, source: str, model: str, channel: str, unless: str | None = None) -> list[Any]:
     """Drifted windows of ``source`` / ``model`` with no ``channel`` alert recorded (e.g. the monitor
-    was killed between recording the window and alerting)."""
-    done = select(alerts.c.window_id).where(alerts.c.channel == channel)
+    was killed between recording the window and alerting), nor, when given, an ``unless`` alert."""
+    done = select(alerts.c.window_id).where(alerts.c.channel.in_([channel, unless] if unless else [channel]))
     query = (select(windows).where(windows.c.source == source, windows.c.model == model, windows.c.drift.is_(True),
                                    windows.c.id.not_in(done)).order_by(windows.c.id))
     with engine.connect() as connection:

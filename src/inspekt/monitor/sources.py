@@ -51,11 +51,16 @@ class FolderSource:
 
     def poll(self, done: set[str]) -> Iterator[Item]:
         """Yield the settled files not in ``done``, ordered by (modification time, name)."""
+        from ..errors import DatasetError
         from ..io import list_images
 
+        try:
+            paths = list_images(self.folder)
+        except DatasetError as exc:  # e.g. a network share being remounted: the monitor warns and looks again
+            raise SourceError(f"cannot list the drop folder ({exc})") from None
         ready, waiting = [], 0
-        for path in list_images(self.folder):
-            item = path.relative_to(self.folder).as_posix()
+        for path in paths:
+            item = item_id(path.relative_to(self.folder).as_posix())
             if item in done or path.name.lower().endswith(TEMP_SUFFIXES):
                 continue
             try:
@@ -117,10 +122,17 @@ class CameraSource:
         self.ended = False
 
     def poll(self, done: set[str]) -> Iterator[Item]:
-        """Yield one frame (as PNG), or nothing when the capture gave none."""
+        """Yield one frame (as PNG); nothing at the end of a video file.
+
+        Raises:
+            SourceError: a camera gave no frame (unplugged, or held by another program); the monitor
+                logs it and tries again at the next tick.
+        """
         ok, frame = self.capture.read()
         if not ok or frame is None:
             self.ended = self.is_file
+            if not self.is_file:
+                raise SourceError(f"{self.name}: the camera gave no frame; check that it is still connected")
             return
         item = f"frame {self.next}"
         self.next += 1
@@ -139,7 +151,7 @@ class UrlSource:
 
     def __init__(self, url: str, start: int):
         self.name, self.url, self.next = url, url, start
-        self.fetch()  # fail now, not after the model has loaded, when the URL cannot be reached
+        self.fetch()  # an unreachable URL fails at start, not as a warning at every tick
 
     def fetch(self) -> bytes:
         """The URL's body.
@@ -167,6 +179,15 @@ class UrlSource:
 
     def close(self) -> None:
         """Nothing to release."""
+
+
+def item_id(relative: str) -> str:
+    """A file's id in the history: its relative path, with bytes that are not UTF-8 spelled ``\\xNN``.
+
+    Linux file names need not be UTF-8 (e.g. from an SMB share or an old camera); Python keeps such bytes
+    as lone surrogates, which no database driver will store. The spelling is the same at every look.
+    """
+    return relative.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def encode_png(frame: np.ndarray) -> bytes:
@@ -204,8 +225,9 @@ def open_source(spec: str, start: int = 0):
     if spec.startswith(("http://", "https://")):
         return UrlSource(spec, start)
     if "://" in spec or (":" in spec.split(os.sep)[0] and not Path(spec).exists()):
-        raise SourceError(f"--source {spec}: unknown kind of source; give a drop folder, camera:0 (or camera:VIDEO) "
-                          "or an http(s):// snapshot URL")
+        raise SourceError(f"--source {spec}: unknown kind of source; give a local drop folder, camera:0 (or "
+                          "camera:VIDEO) or an http(s):// snapshot URL (to watch a bucket, sync it to a local folder, "
+                          "e.g. with `aws s3 sync` on a timer)")
     folder = Path(spec).expanduser()
     if not folder.is_dir():
         raise SourceError(f"--source {spec}: no such folder; create the drop folder first, or give camera:0 or an "

@@ -63,14 +63,14 @@ def summarize_history(data: dict[str, Any], database: str) -> dict[str, Any]:
     return {
         "schema": SCHEMA, "database": database, "total_rows": data["total_images"],
         "rows": len(images), "recorded": len(ok), "skipped": len(images) - len(ok),
-        "first": _iso(min((r["time"] for r in images), default=None)),
-        "last": _iso(max((r["time"] for r in images), default=None)),
+        "first": history.iso_time(min((r["time"] for r in images), default=None)),
+        "last": history.iso_time(max((r["time"] for r in images), default=None)),
         "sources": {s: _source_summary([r for r in images if r["source"] == s],
                                        [w for w in windows if w["source"] == s]) for s in sources},
         "label_mix": _mix(ok), "scores": _score_stats(ok),
-        "windows": [{**w, "time": _iso(w["time"])} for w in windows],
+        "windows": [{**w, "time": history.iso_time(w["time"])} for w in windows],
         "drifted_windows": sum(bool(w["drift"]) for w in windows),
-        "alerts": [{**a, "time": _iso(a["time"])} for a in alerts],
+        "alerts": [{**a, "time": history.iso_time(a["time"])} for a in alerts],
         "skipped_items": [{"source": r["source"], "item": r["item"], "reason": r["reason"]}
                           for r in images if r["status"] != "ok"][:100],
     }
@@ -79,8 +79,8 @@ def summarize_history(data: dict[str, Any], database: str) -> dict[str, Any]:
 def _source_summary(images: list[dict], windows: list[dict]) -> dict[str, Any]:
     ok = [r for r in images if r["status"] == "ok"]
     return {"rows": len(images), "recorded": len(ok), "skipped": len(images) - len(ok),
-            "models": sorted({r["model"] for r in images}), "first": _iso(images[0]["time"]),
-            "last": _iso(images[-1]["time"]), "label_mix": _mix(ok), "scores": _score_stats(ok),
+            "models": sorted({r["model"] for r in images}), "first": history.iso_time(images[0]["time"]),
+            "last": history.iso_time(images[-1]["time"]), "label_mix": _mix(ok), "scores": _score_stats(ok),
             "windows": len(windows), "drifted_windows": sum(bool(w["drift"]) for w in windows)}
 
 
@@ -99,20 +99,17 @@ def _score_stats(rows: list[dict]) -> dict[str, float] | None:
             "min": float(scores.min()), "p50": float(np.median(scores)), "max": float(scores.max())}
 
 
-def _iso(value: Any) -> str | None:
-    return None if value is None else value.isoformat() if hasattr(value, "isoformat") else str(value)
-
-
 def print_summary(summary: dict[str, Any], console) -> None:
     """Render a summary with Rich: totals, per-source table, label mix, scores, windows, alerts."""
+    from rich.markup import escape  # source names and URLs are the user's text, not Rich markup
     from rich.table import Table
 
-    console.print(f"[bold]Monitoring history[/] {summary['database']}: {summary['rows']} rows "
+    console.print(f"[bold]Monitoring history[/] {escape(summary['database'])}: {summary['rows']} rows "
                   f"({summary['recorded']} recorded, {summary['skipped']} skipped), "
                   f"{summary['first'] or '-'} .. {summary['last'] or '-'}", highlight=False)
     table = Table("source", "rows", "skipped", "label mix", "mean score", "windows", "drifted", title="Sources")
     for name, s in summary["sources"].items():
-        table.add_row(name, str(s["rows"]), str(s["skipped"]), _mix_text(s["label_mix"]),
+        table.add_row(escape(name), str(s["rows"]), str(s["skipped"]), _mix_text(s["label_mix"]),
                       "-" if not s["scores"] else f"{s['scores']['mean']:.3f}", str(s["windows"]),
                       str(s["drifted_windows"]))
     console.print(table)
@@ -121,9 +118,12 @@ def print_summary(summary: dict[str, Any], console) -> None:
         console.print(f"scores: mean {sc['mean']:.3f} ± {sc['std']:.3f}, min {sc['min']:.3f}, median {sc['p50']:.3f}, "
                       f"max {sc['max']:.3f}", highlight=False)
     console.print(f"label mix: {_mix_text(summary['label_mix']) or '-'}", highlight=False)
-    windows = Table("window", "time", "images", "verdict", "drift score", "drifted checks", title="Drift windows")
+    windows = Table(title="Drift windows")
+    for column in ("window", "time", "images", "verdict", "drift score", "drifted checks"):
+        windows.add_column(column, no_wrap=column == "time")  # time to the second, on one line, fits 80 columns
     for w in summary["windows"][-20:]:
-        windows.add_row(str(w["id"]), w["time"], str(w["n"]), "[red]DRIFT[/]" if w["drift"] else "[green]ok[/]",
+        windows.add_row(str(w["id"]), w["time"][:19].replace("T", " "), str(w["n"]),
+                        "[red]DRIFT[/]" if w["drift"] else "[green]ok[/]",
                         "-" if w["drift_score"] is None else f"{w['drift_score']:.2f}", ", ".join(w["drifted"] or []))
     console.print(windows if summary["windows"] else "no drift windows yet (fewer images than --window)")
     for a in summary["alerts"][-20:]:

@@ -71,6 +71,10 @@ class MonitorConfig:
             raise ConfigError(f"--max-images {self.max_images}: give 1 or more")
         if self.webhook and not self.webhook.startswith(("http://", "https://")):
             raise ConfigError(f"--webhook {self.webhook!r}: give an http:// or https:// URL")
+        from ..drift.engine import DriftConfig
+
+        # the drift engine's own checks, now: not at the first window, which may be hours of images away
+        DriftConfig(alpha=self.alpha, permutations=self.permutations, checks=WINDOW_CHECKS)
 
 
 @dataclass
@@ -154,11 +158,16 @@ class Monitor:
     """One monitor: a model, a source and a history database (see ``MonitorConfig``)."""
 
     def __init__(self, config: MonitorConfig):
+        from ..bundle import REFERENCE
         from ..drift.sources import bundle_reference
         from ..predictor import Predictor
 
         self.config = config
         self.predictor = Predictor.load(config.model)  # a missing or broken bundle fails before anything is opened
+        if not self.predictor.bundle.has(REFERENCE):  # the drift engine's message would ask for a REFERENCE argument
+            raise ConfigError(f"--model {config.model}: this bundle has no {REFERENCE} (the training images' drift "
+                              "profile each window is compared with; bundles made before drift profiles lack it); "
+                              "retrain the model with this inspekt version")
         self.reference = bundle_reference(config.model)
         self.model = str(Path(config.model).resolve()) if Path(config.model).exists() else config.model
         self.engine = history.open_engine(config.db)
@@ -256,9 +265,12 @@ class Monitor:
         self._alert()
 
     def _alert(self) -> None:
-        channels = [("log", None)] + ([("webhook", self.config.webhook)] if self.config.webhook else [])
+        # The webhook goes first, and only for windows not yet logged: a window's log row then proves its
+        # webhook was tried when one was set, so a webhook added on a later run gets no flood of old windows.
+        channels = ([("webhook", self.config.webhook)] if self.config.webhook else []) + [("log", None)]
         for channel, target in channels:
-            for window in history.unalerted_windows(self.engine, self.name, self.model, channel):
+            unless = "log" if channel == "webhook" else None
+            for window in history.unalerted_windows(self.engine, self.name, self.model, channel, unless):
                 payload = alert_payload(window, self.model)
                 delivery = log_alert(payload) if channel == "log" else post_webhook(
                     target, payload, attempts=self.config.webhook_attempts, backoff=self.config.webhook_backoff)

@@ -29,8 +29,8 @@ from typing import Any, Union
 
 from .remote import _URL, RemotePath, StorageError, _errors, _filesystem, protocol_of
 
-__all__ = ["RemotePath", "StorageError", "as_path", "entry_path", "glob_paths", "is_remote", "is_url", "list_files",
-           "read_ahead", "rebase", "relative_text", "staged_folder", "upload_folder"]
+__all__ = ["RemotePath", "StorageError", "as_path", "check_writable", "entry_path", "glob_paths", "is_remote",
+           "is_url", "list_files", "read_ahead", "rebase", "relative_text", "staged_folder", "upload_folder"]
 
 AnyPath = Union[Path, RemotePath]
 
@@ -122,6 +122,20 @@ def list_files(root: RemotePath) -> list[RemotePath]:
     return sorted(found)
 
 
+def check_writable(target: RemotePath, what: str = "write it") -> None:
+    """Fail now, with the reason, when ``target`` cannot be written because its bucket is missing.
+
+    Args:
+        target: a remote file or folder about to be written.
+        what: the action, for the message ("upload the run folder").
+
+    Raises:
+        StorageError: the bucket does not exist (or the store cannot be reached).
+    """
+    if not target.parent.exists() and "no such bucket" in (reason := target.missing_reason()):
+        raise StorageError(f"{target}: cannot {what}: {reason}")
+
+
 def upload_folder(local: str | os.PathLike[str], target: RemotePath) -> list[RemotePath]:
     """Copy every file under a local folder to ``target``, keeping the layout below it.
 
@@ -131,7 +145,11 @@ def upload_folder(local: str | os.PathLike[str], target: RemotePath) -> list[Rem
 
     Returns:
         The remote files written.
+
+    Raises:
+        StorageError: the bucket is missing, or the store refuses or cannot be reached.
     """
+    check_writable(target, "upload there")
     base, written = Path(local), []
     for file in sorted(p for p in base.rglob("*") if p.is_file()):
         destination = target / file.relative_to(base).as_posix()
@@ -160,6 +178,7 @@ def staged_folder(target: str | os.PathLike[str] | RemotePath, prefix: str = "in
         where.mkdir(parents=True, exist_ok=True)
         yield where
         return
+    check_writable(where, "write there")  # before the work, not after it
     temporary = Path(tempfile.mkdtemp(prefix=prefix))
     try:
         yield temporary
@@ -245,8 +264,8 @@ def glob_paths(pattern: str) -> list[str]:
         return sorted(glob.glob(pattern, recursive=True))
     fs, path = _filesystem(_url_text(pattern))
     with _errors(pattern):
-        found = fs.glob(path)
-    return sorted(fs.unstrip_protocol(p) for p in found if fs.isfile(p))
+        found = fs.glob(path, detail=True)  # types come with the listing: no request per match to tell files apart
+    return sorted(fs.unstrip_protocol(p) for p, info in found.items() if info.get("type") == "file")
 
 
 def relative_text(path: str | os.PathLike[str] | RemotePath, base: Path | RemotePath) -> str:
