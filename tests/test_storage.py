@@ -209,7 +209,7 @@ def test_load_model_from_s3_predicts_s3_images(s3):
 
 def test_drift_reads_bundle_and_images_from_s3_and_writes_reports_there(s3):
     url, fs = s3["url"], s3["fs"]
-    options = ("--checks", "properties,pixels", "--permutations", "50", "--as-json")
+    options = ("--checks", "properties,pixels,predictions,embeddings", "--permutations", "50", "--as-json")
     remote = run("drift", f"{url}/model", f"{url}/incoming", "--json", f"{url}/reports/drift.json",
                  "--html", f"{url}/reports/drift.html", *options)
     local = run("drift", s3["bundle"], s3["incoming"], *options)
@@ -219,6 +219,7 @@ def test_drift_reads_bundle_and_images_from_s3_and_writes_reports_there(s3):
     for document in (printed, written):
         assert document["drift"] == expected["drift"]
         assert [c["p_value"] for c in document["checks"]] == [c["p_value"] for c in expected["checks"]]
+    assert {"prediction:label_mix", "embeddings"} <= {c["name"] for c in printed["checks"]}  # the S3 bundle predicted
     assert fs.cat_file(f"{BUCKET}/reports/drift.html").startswith(b"<!doctype html>")
     assert f"wrote {url}/reports/drift.json" in remote.stderr
 
@@ -286,6 +287,10 @@ def test_train_from_s3_dataset_into_s3_runs(s3):
     assert json.loads(compared.stdout)[0]["epochs_run"] == 1
     resumed = run("train", "classify", "--resume", result["run_dir"])
     assert resumed.exit_code == 2 and "copy the folder to a local disk" in resumed.output
+    nowhere = run("train", "classify", "--data", str(s3["dataset"]), "--out", "s3://no-such-bucket-here/runs",
+                  "--epochs", "50", "--imgsz", "32", "threads=1")
+    assert nowhere.exit_code == 2 and "cannot upload the run folder: no such bucket" in nowhere.output
+    assert "epoch" not in nowhere.output.lower()  # refused before training, not after
 
 
 def _samples(dataset, root) -> list[tuple]:

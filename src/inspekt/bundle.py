@@ -309,8 +309,7 @@ def _write_members(out: Path | storage.RemotePath, members: dict[str, bytes],
 def _write_remote(out: storage.RemotePath, members: dict[str, bytes], archive: bool) -> storage.RemotePath:
     # Object stores have no rename: a zip is one PUT (never half-written); a folder's files are
     # PUT one by one with the card last, and stale members of an older bundle are removed.
-    if not out.parent.exists() and "no such bucket" in (reason := out.missing_reason()):
-        raise BundleError(f"{out}: cannot write the bundle: {reason}")
+    storage.check_writable(out, "write the bundle")
     if archive:
         buffer = io.BytesIO()
         with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:

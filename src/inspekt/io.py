@@ -264,8 +264,7 @@ def output_file(path: str | os.PathLike[str] | storage.RemotePath, example: str)
 def _remote_output(target: storage.RemotePath, example: str) -> storage.RemotePath:
     if target.is_dir():
         raise InspektError(f"{target} is a folder; give a file name, e.g. {target / example}")
-    if not target.parent.exists() and "no such bucket" in (reason := target.missing_reason()):
-        raise InspektError(f"{target}: cannot write it: {reason}")
+    storage.check_writable(target)
     return target
 
 

@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .bundle import open_bundle
-from .errors import ConfigError
+from .errors import ConfigError, InspektError
 
 RUN_FILES = ("results.csv", "config.yaml", "bundle/card.json")
 
@@ -160,7 +160,8 @@ def train_staged(cfg, train, **options):
 
     Checkpoints, curves and the bundle are written locally while training runs (torch and the
     bundle writer need real files); the finished folder is uploaded in one pass and the local copy
-    removed. A run that fails uploads nothing.
+    removed. A run that fails uploads nothing; a finished run whose upload fails is kept locally
+    (the error says where).
 
     Args:
         cfg: the ``TrainConfig``, whose ``out`` is a URL.
@@ -171,21 +172,32 @@ def train_staged(cfg, train, **options):
         The ``TrainResult`` with ``run_dir`` and ``bundle`` pointing at the uploaded copies.
     """
     import dataclasses
+    import shutil
     import tempfile
 
     import yaml
 
-    from .storage import upload_folder
+    from .storage import check_writable, upload_folder
 
     target = remote_run_dir(cfg.out, cfg.task, cfg.name, exist_ok=cfg.exist_ok)
-    with tempfile.TemporaryDirectory(prefix="inspekt-run-") as staging:
+    check_writable(target, "upload the run folder")  # before hours of training, not after
+    staging = tempfile.mkdtemp(prefix="inspekt-run-")
+    try:
         local = cfg.model_copy(update={"out": staging, "name": target.name, "exist_ok": True})
         result = train(local, **options)
-        config = Path(result.run_dir) / "config.yaml"
-        if config.is_file():  # record where the run really lives, not the temporary folder
-            saved = yaml.safe_load(config.read_text(encoding="utf-8")) or {}
-            saved.update({"out": str(cfg.out), "name": target.name})
-            config.write_text(yaml.safe_dump(saved, sort_keys=False), encoding="utf-8")
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    config = Path(result.run_dir) / "config.yaml"
+    if config.is_file():  # record where the run really lives, not the temporary folder
+        saved = yaml.safe_load(config.read_text(encoding="utf-8")) or {}
+        saved.update({"out": str(cfg.out), "name": target.name})
+        config.write_text(yaml.safe_dump(saved, sort_keys=False), encoding="utf-8")
+    try:
         upload_folder(result.run_dir, target)
+    except InspektError as exc:
+        raise InspektError(f"{exc}; the finished run is kept at {result.run_dir}: upload it yourself or "
+                           "train again with a writable --out") from None
+    shutil.rmtree(staging, ignore_errors=True)
     bundle = target / "bundle" if result.bundle is not None else None
     return dataclasses.replace(result, run_dir=target, bundle=bundle)

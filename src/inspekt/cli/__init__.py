@@ -7,6 +7,9 @@ exits 2; an unexpected error prints one line asking for ``--debug`` and a report
 
 from __future__ import annotations
 
+import os
+import sys
+
 import typer
 from rich.markup import escape
 from typer.core import TyperGroup
@@ -31,6 +34,9 @@ class _Group(TyperGroup):
             raise typer.Exit(2) from None
         except _CLICK_ERRORS:
             raise
+        except BrokenPipeError:  # `inspekt ... --json | head`: the reader left; stop quietly, as cat does
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+            raise typer.Exit(141) from None
         except Exception as exc:  # a bug: say so in one line, keep the traceback for --debug
             if STATE["debug"]:
                 raise

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
+from .. import storage
 from .engine import CHECKS, Check, DriftConfig, DriftResult, compare_profiles
 from .profile import Profile, profile_images
 from .sources import Source, is_bundle, load_profile
@@ -63,7 +63,7 @@ def _check(reference: Source, current: Source, config: DriftConfig, client, *, w
                        **common)
     wants_model = {"predictions", "embeddings"} & set(config.checks)
     if ref.model and not cur.model and wants_model and isinstance(reference, (str, os.PathLike)) \
-            and is_bundle(Path(reference)):
+            and is_bundle(storage.as_path(reference)):
         from .sources import sample_files
 
         predicted = sample_files(cur.files, len(ref.model["files"]), config.seed)
