@@ -4,8 +4,12 @@ A collector task on the event loop takes the first waiting job, then gathers mor
 holds ``max_batch`` images or ``max_wait_ms`` has passed, and runs the batch in the model's own
 worker thread (the loop stays free to accept requests). It waits only while the worker is idle and
 other requests are already arriving, so a lone client never pays the wait, and under load the
-requests that queued during one batch form the next at once. Jobs that ask for another threshold
-or enhancement run in the same round as their own group, through the same Predictor.
+requests that queued during one batch form the next at once. ``concurrency`` batches run at a
+time in as many worker threads (ONNX Runtime sessions run concurrent calls safely and release
+the GIL): with one batch at a time a two-core machine left a core idle while the clients of the
+finished batch sent their next requests (measured: server threads 76 % + 22 % of one core each).
+Jobs that ask for another threshold or enhancement run in the same round as their own group,
+through the same Predictor.
 """
 
 from __future__ import annotations
@@ -53,14 +57,17 @@ class MicroBatcher:
         name: the model's name (thread name, logs).
         max_batch: images per model call at most (a single larger request still runs whole).
         max_wait_ms: how long a batch may wait for more requests.
+        concurrency: batches predicted at the same time, each in its own worker thread.
         on_batch: called with each batch's image count (metrics).
     """
 
-    def __init__(self, name: str, *, max_batch: int = 32, max_wait_ms: float = 5.0,
+    def __init__(self, name: str, *, max_batch: int = 32, max_wait_ms: float = 5.0, concurrency: int = 2,
                  on_batch: Callable[[int], None] | None = None):
         self.name, self.max_batch, self.max_wait = name, max_batch, max_wait_ms / 1000
-        self.on_batch = on_batch
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"inspekt-{name}")
+        self.on_batch, self.concurrency = on_batch, concurrency
+        self._executor = ThreadPoolExecutor(concurrency, thread_name_prefix=f"inspekt-{name}")
+        self._slots: asyncio.Semaphore | None = None
+        self._running = 0  # batches being predicted
         self._queue: asyncio.Queue[Job] | None = None
         self._arrived: asyncio.Event | None = None
         self._task: asyncio.Task | None = None
@@ -83,6 +90,7 @@ class MicroBatcher:
         loop = asyncio.get_running_loop()
         if self._loop is not loop:  # first use, or a new event loop (tests): start a collector on it
             self._queue, self._arrived, self._loop = asyncio.Queue(), asyncio.Event(), loop
+            self._slots, self._running = asyncio.Semaphore(self.concurrency), 0
             self._task = loop.create_task(self._collect(), name=f"batcher-{self.name}")
         job.future = loop.create_future()
         self._queue.put_nowait(job)
@@ -91,7 +99,8 @@ class MicroBatcher:
 
     async def _collect(self) -> None:
         while True:
-            idle = self._queue.empty()
+            await self._slots.acquire()  # a worker thread is free: form its batch as late as possible
+            idle = self._queue.empty() and not self._running
             jobs = [await self._queue.get()]
             # Under load the jobs that queued while the last batch ran form the next one at once (the
             # worker never idles); an idle worker waits up to max_wait for requests still arriving.
@@ -108,13 +117,20 @@ class MicroBatcher:
                 job = self._queue.get_nowait()
                 jobs.append(job)
                 size += job.size
-            try:
-                await self._dispatch(jobs)
-            except Exception as exc:  # never let the collector die: every later request would hang
-                log.exception("micro-batcher of %s failed", self.name)
-                for job in jobs:
-                    if not job.future.done():
-                        job.future.set_exception(exc)
+            self._running += 1
+            self._loop.create_task(self._run_batch(jobs))
+
+    async def _run_batch(self, jobs: list[Job]) -> None:
+        try:
+            await self._dispatch(jobs)
+        except Exception as exc:  # never leave a waiter hanging
+            log.exception("micro-batcher of %s failed", self.name)
+            for job in jobs:
+                if not job.future.done():
+                    job.future.set_exception(exc)
+        finally:
+            self._running -= 1
+            self._slots.release()
 
     async def _dispatch(self, jobs: list[Job]) -> None:
         jobs = [j for j in jobs if not j.future.done()]  # a client that went away was cancelled
