@@ -163,7 +163,7 @@ def main() -> None:
     parser.add_argument("--clients", default="1,8,32")
     parser.add_argument("--threads", type=int, default=default_threads(),
                         help="inference threads per model call, the same for the server and the raw Predictor "
-                             "(default: the server's default, CPUs - 1); the raw Predictor is also measured with "
+                             "(default: the server's default, (CPUs - 1) / 2); the raw Predictor is also measured with "
                              "every core")
     parser.add_argument("--client", choices=("lean", "httpx"), default="lean",
                         help="lean: a minimal keep-alive HTTP client (little CPU); httpx: httpx.AsyncClient")

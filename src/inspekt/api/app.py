@@ -13,6 +13,7 @@ from ..drift.engine import CHECKS, DriftConfig
 from ..errors import ConfigError, did_you_mean
 from . import problems
 from .auth import ApiKeyMiddleware
+from .batching import IN_FLIGHT
 from .metrics import Metrics, MetricsMiddleware
 from .models import ServedModel, load_models
 from .problems import Problem
@@ -32,8 +33,8 @@ class ServeSettings:
             (None: ``INSPEKT_MAX_PIXELS``, else inspekt's default of 100 million).
         max_batch: images per model call at most (micro-batching).
         max_wait_ms: how long a micro-batch waits for more concurrent requests.
-        threads: inference threads per model (None: one fewer than the CPUs, at least 1, so the event
-            loop and decoding keep a core: ONNX Runtime's default spins on every core and starves them).
+        threads: inference threads per model call (None: ``default_threads()``, so the event loop keeps a
+            core: ONNX Runtime's default spins on every core and starves it).
         cors_origins: origins allowed to call from a browser (none by default: CORS off).
         drift_checks: the drift checks run when a request does not name them (the domain classifier
             costs seconds per request; properties and pixels take well under a second).
@@ -88,8 +89,9 @@ class ServiceState:
 
 
 def default_threads() -> int:
-    """Inference threads per model when not given: one fewer than the CPUs, at least 1."""
-    return max(1, (os.cpu_count() or 2) - 1)
+    """Inference threads per model call when not given: the CPUs but one (for the event loop), shared
+    by the batches a model runs at once; at least 1."""
+    return max(1, ((os.cpu_count() or 2) - 1) // IN_FLIGHT)
 
 
 def create_app(settings: ServeSettings) -> FastAPI:

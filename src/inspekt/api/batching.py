@@ -27,6 +27,7 @@ from ..enhance import Pipeline
 from ..predictor import Prediction, Predictor
 
 log = logging.getLogger("inspekt.api")
+IN_FLIGHT = 2  # batches predicted at once per model
 
 
 @dataclass
@@ -61,7 +62,7 @@ class MicroBatcher:
         on_batch: called with each batch's image count (metrics).
     """
 
-    def __init__(self, name: str, *, max_batch: int = 32, max_wait_ms: float = 5.0, concurrency: int = 2,
+    def __init__(self, name: str, *, max_batch: int = 32, max_wait_ms: float = 5.0, concurrency: int = IN_FLIGHT,
                  on_batch: Callable[[int], None] | None = None):
         self.name, self.max_batch, self.max_wait = name, max_batch, max_wait_ms / 1000
         self.on_batch, self.concurrency = on_batch, concurrency

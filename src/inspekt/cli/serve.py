@@ -48,8 +48,8 @@ def serve(
                                                                    "before decoding)."),
     max_batch: int = typer.Option(32, "--max-batch", help="Micro-batching: most images per model call."),
     max_wait_ms: float = typer.Option(5.0, "--max-wait-ms", help="Micro-batching: longest wait for more requests."),
-    threads: int = typer.Option(None, "--threads", help="Inference threads per model (default: CPUs - 1, at least 1: a core stays "
-                                                         "free for HTTP and decoding)."),
+    threads: int = typer.Option(None, "--threads", help="Inference threads per model call; two calls run at once "
+                                                         "(default: (CPUs - 1) / 2, at least 1: a core stays free for HTTP)."),
     cors_origins: list[str] = typer.Option(None, "--cors-origin", help="Allow browser calls from this origin "
                                                                        "(repeatable; CORS is off by default)."),
     drift_checks: str = typer.Option("properties,pixels,domain,predictions,embeddings", "--drift-checks",
