@@ -4,6 +4,7 @@ in a thread (concurrency, streaming limits), and end to end through the `inspekt
 
 from __future__ import annotations
 
+import base64
 import io
 import os
 import shutil
@@ -390,3 +391,51 @@ def test_one_failing_request_does_not_fail_its_batch(predictor):
     outcomes = run_jobs(jobs)
     assert [o[0].source for o in (outcomes[0], outcomes[2])] == ["a", "b"]
     assert isinstance(outcomes[1], RuntimeError)
+
+
+# --- segmentation and anomaly models -------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def pixel_models(tmp_path_factory) -> dict[str, Path]:
+    """A tiny segmenter and a tiny anomaly model (two quick epochs each) and their datasets."""
+    from inspekt.data.synth import write_dataset
+    from inspekt.training import train
+
+    root = tmp_path_factory.mktemp("pixel-models")
+    seg = write_dataset(root / "seg", n=16, size=48, seed=4, layout="segmentation").root
+    segmenter = train(task="segment", data=str(seg), model="tiny_unet", model_params={"width": 4, "depth": 3},
+                      epochs=2, imgsz=32, batch=8, augment="none", threads=1, out=str(root / "runs")).bundle
+    mvtec = write_dataset(root / "mvtec", n=32, size=48, seed=5, layout="mvtec").root
+    anomaly = train(task="anomaly", data=str(mvtec), model="ae_ssim", model_params={"width": 4, "latent": 16},
+                    epochs=2, imgsz=32, batch=8, threads=1, out=str(root / "runs")).bundle
+    return {"seg": segmenter, "anom": anomaly, "seg_data": seg, "mvtec": mvtec}
+
+
+def test_segmenter_and_anomaly_model_answer_with_masks_and_maps_at_the_image_size(pixel_models):
+    from inspekt.io import list_images, load_image
+
+    settings = ServeSettings(models=(f"seg={pixel_models['seg']}", f"anom={pixel_models['anom']}"))
+    seg_file = list_images(pixel_models["seg_data"] / "images")[0]
+    anom_files = list_images(pixel_models["mvtec"] / "test")[:4]
+    with TestClient(create_app(settings)) as client:
+        seg = client.post("/v1/models/seg/predict", files=_files([(seg_file.name, seg_file.read_bytes())]),
+                          data={"include": "mask"})
+        anom = client.post("/v1/models/anom/predict", files=_files([(p.name, p.read_bytes()) for p in anom_files]),
+                           data={"include": "mask,heatmap", "threshold": "0.5", "pixel_threshold": "0.6"})
+        drift = client.post("/v1/models/anom/drift", files=_files([(p.name, p.read_bytes()) for p in anom_files]),
+                            data={"checks": "properties,pixels", "permutations": "99"})
+    assert seg.status_code == 200 and anom.status_code == 200 and drift.status_code == 200, drift.text
+    [served] = seg.json()["predictions"]
+    expected = Predictor.load(pixel_models["seg"]).predict([seg_file])[0]
+    assert served["verdict"] == expected.extra["verdict"] and served["score"] == pytest.approx(expected.score, abs=1e-5)
+    mask = np.array(Image.open(io.BytesIO(base64.b64decode(served["mask_png"]))))
+    np.testing.assert_array_equal(mask, expected.mask)
+    rows = anom.json()["predictions"]
+    local = Predictor.load(pixel_models["anom"], threshold=0.5, pixel_threshold=0.6).predict(anom_files)
+    assert [r["verdict"] for r in rows] == [p.extra["verdict"] for p in local]
+    for row, image_file in zip(rows, anom_files):
+        heat = np.array(Image.open(io.BytesIO(base64.b64decode(row["heatmap_png"]))))
+        assert heat.shape == load_image(image_file, mode="keep").shape[:2]
+        assert 0.0 <= row["score"] <= 1.0 and "raw_score" in row
+    assert drift.json()["n_current"] == len(anom_files)
