@@ -402,3 +402,16 @@ def test_a_damaged_bundle_as_reference_is_named(tmp_path):
     _write_set(tmp_path / "cur", 4, seed=33)
     with pytest.raises(BundleError, match="model.inspekt"):
         check_drift(tmp_path / "model.inspekt", tmp_path / "cur")
+
+
+def test_too_few_relabellings_to_reach_alpha_is_said_not_hidden(tmp_path):
+    _write_set(tmp_path / "ref", 30, seed=21)
+    _write_set(tmp_path / "cur", 30, seed=22, shift=60)
+    few = check_drift(tmp_path / "ref", tmp_path / "cur", checks=("properties", "pixels"), permutations=19)
+    assert not few.drift and few.check("brightness").p_value == pytest.approx(1 / 20)
+    [note] = [n for n in few.notes if "beat every one of the 19 relabellings" in n]
+    assert "brightness" in note and "permutations >= " in note
+    needed = int(note.rsplit(">= ", 1)[1])
+    enough = check_drift(tmp_path / "ref", tmp_path / "cur", checks=("properties", "pixels"), permutations=needed)
+    assert enough.drift and "brightness" in [c.name for c in enough.drifted]
+    assert not any("relabellings but cannot reach" in n for n in enough.notes)

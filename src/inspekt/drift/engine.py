@@ -11,6 +11,8 @@ the check's minimum, so a large sample does not turn a negligible difference int
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -165,8 +167,24 @@ def compare_profiles(reference: Profile, current: Profile, config: DriftConfig |
             check.drifted = check.p_adjusted <= config.alpha and check.effect >= check.min_effect
             check.permuted = None
     checks = [c for family in families for c in family]
+    notes += _resolution_notes(checks, config)
     return DriftResult(any(c.drifted for c in checks), config.alpha, len(reference), len(current), checks,
                        importances, list(reference.skipped), list(current.skipped), notes, config)
+
+
+def _resolution_notes(checks: list[Check], config: DriftConfig) -> list[str]:
+    """Say so when too few relabellings hide a difference: a check that beat every relabelling
+    (p = 1 / (1 + B)) and whose effect is large enough can still miss alpha once adjusted for the
+    number of checks, because with B relabellings the adjusted p-value cannot go much below
+    (number of checks) / (1 + B)."""
+    floor = 1.0 / (1 + config.permutations)
+    hidden = [c.name for c in checks if c.p_value <= floor * (1 + 1e-9) and c.effect >= c.min_effect
+              and c.p_adjusted > config.alpha]
+    if not hidden:
+        return []
+    needed = int(math.ceil(2 * len(checks) / config.alpha / 100.0)) * 100
+    return [f"{', '.join(hidden)} beat every one of the {config.permutations} relabellings but cannot reach "
+            f"alpha={config.alpha:g} after adjusting for {len(checks)} checks; use permutations >= {needed}"]
 
 
 def _subsets(n_ref: int, n_cur: int, cap: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, list[str]]:
