@@ -228,8 +228,12 @@ def test_profile_in_worker_processes_to_s3_and_back_as_drift_reference(s3):
     from inspekt.drift import Profile, load_profile
 
     url = s3["url"]
-    out = run("profile", f"{url}/dataset", "--out", f"{url}/profiles/dataset.json", "--workers", "2")
-    assert out.exit_code == 0, out.output
+    # A fresh process, as users run it: in-process, worker processes come from a forkserver that an
+    # earlier test may have started before this module's fixture set the S3 credentials.
+    inspekt = Path(sys.executable).with_name("inspekt")
+    out = subprocess.run([str(inspekt), "profile", f"{url}/dataset", "--out", f"{url}/profiles/dataset.json",
+                          "--workers", "2"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
     saved = Profile.load(f"{url}/profiles/dataset.json")
     local = load_profile(str(s3["dataset"]))
     assert len(saved) == len(local) == 16

@@ -133,15 +133,10 @@ def window_profile(rows: list[Any], min_side: int):
 
 def check_window(reference, rows: list[Any], alpha: float, permutations: int) -> dict[str, Any]:
     """Drift of a window of rows vs the reference (the drift engine's calibrated checks), as window-row values."""
-    from threadpoolctl import threadpool_limits  # scikit-learn's own dependency
-
     from ..drift.engine import DriftConfig, compare_profiles
 
-    # One thread: a window is small, and on a busy machine the domain classifier's OpenMP threads spin
-    # against each other and the monitor's predictor (measured: 0.4 s single-threaded, 6-137 s with the default).
-    with threadpool_limits(limits=1):
-        result = compare_profiles(reference, window_profile(rows, reference.min_side),
-                                  DriftConfig(alpha=alpha, permutations=permutations, checks=WINDOW_CHECKS))
+    result = compare_profiles(reference, window_profile(rows, reference.min_side),
+                              DriftConfig(alpha=alpha, permutations=permutations, checks=WINDOW_CHECKS))
     domain = next((c for c in result.checks if c.name == "domain_classifier"), None)
     labels = [r.label for r in rows]
     return {
