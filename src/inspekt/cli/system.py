@@ -130,5 +130,8 @@ TOUR = """[bold]Try next[/] (first: source .venv/bin/activate)
   inspekt drift {model} {incoming}         # no drift: the same process as training
   inspekt drift {model} {drifted} --html drift.html   # darker and blurred: drift detected
   inspekt app --workspace {root}           # the workbench in a browser
+  inspekt serve {model} {anomaly}   # REST API on http://127.0.0.1:8000/docs
+  inspekt monitor --model {model} --source {drifted} --window 20 --once --db {root}/monitor.db   # history + drift windows
+  inspekt monitor report --db {root}/monitor.db   # what the monitor recorded (also the app's Monitor page)
   inspekt checks                           # versions, threads, runtimes
 """
