@@ -7,7 +7,6 @@ import io
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import free_port
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 sync_api = pytest.importorskip("playwright.sync_api")
@@ -29,18 +29,13 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--d
 WAIT_MS = 90_000
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 @pytest.fixture(scope="module")
 def server(trained, synth_classes, tmp_path_factory):
     root = tmp_path_factory.mktemp("browser-ws")
     shutil.copytree(trained.bundle, root / "models" / "classifier")
     shutil.copytree(Path(synth_classes) / "pore", root / "data" / "incoming" / "pore")
-    port = _free_port()
+    port = free_port()
     log = (root / "app.log").open("wb")
     process = subprocess.Popen([sys.executable, "-m", "inspekt", "app", "--port", str(port), "--workspace", str(root)],
                                stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})

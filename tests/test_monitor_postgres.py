@@ -7,7 +7,6 @@ import glob
 import json
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -18,6 +17,7 @@ from typer.testing import CliRunner
 
 from inspekt.cli import app
 from inspekt.monitor import MonitorConfig, run_monitor, summarize
+from conftest import free_port
 
 runner = CliRunner()
 
@@ -26,11 +26,6 @@ def _binary(name: str) -> str | None:
     found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}")) or [shutil.which(name)]
     return found[-1] if found[-1] else None
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _as_postgres(args: list[str]) -> list[str]:
@@ -56,7 +51,7 @@ def postgres_url():
     if os.geteuid() == 0:
         shutil.chown(root, "postgres")
         shutil.chown(sockets, "postgres")
-    port = _free_port()
+    port = free_port()
     subprocess.run(_as_postgres([initdb, "-D", str(data), "-U", "inspekt", "--auth=trust", "-E", "UTF8"]),
                    check=True, capture_output=True)
     options = f"-c listen_addresses=127.0.0.1 -p {port} -k {sockets} -c fsync=off"
@@ -93,7 +88,7 @@ def test_history_in_postgresql_with_restart_and_report(trained, synth_classes, p
 
 def test_an_unreachable_postgresql_is_one_clear_line(trained, tmp_path):
     pytest.importorskip("psycopg", reason="the psycopg driver is not installed")
-    url = f"postgresql+psycopg://nobody:secret@127.0.0.1:{_free_port()}/db"
+    url = f"postgresql+psycopg://nobody:secret@127.0.0.1:{free_port()}/db"
     result = runner.invoke(app, ["monitor", "--model", str(trained.bundle), "--source", str(tmp_path), "--db", url,
                                  "--once"])
     assert result.exit_code == 2 and "cannot create the history tables" in result.output

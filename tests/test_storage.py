@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ from typer.testing import CliRunner
 from inspekt import storage
 from inspekt.cli import app
 from inspekt.errors import InspektError
+from conftest import free_port
 
 BUCKET = "inspekt-test"
 runner = CliRunner()
@@ -34,11 +34,6 @@ def _moto_server() -> str | None:
     beside = Path(sys.executable).with_name("moto_server")
     return str(beside) if beside.exists() else shutil.which("moto_server")
 
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _wait_until_up(url: str, proc: subprocess.Popen, seconds: float = 30) -> None:
@@ -68,7 +63,7 @@ def s3_endpoint():
     exe = _moto_server()
     if exe is None:
         pytest.skip("moto_server is not installed (pip install 'moto[server]'); S3 tests need a real server")
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen([exe, "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
