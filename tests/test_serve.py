@@ -118,6 +118,7 @@ def test_an_image_over_the_pixel_limit_is_refused_before_decoding(client):
     response = client.post(PREDICT, files=_files([("huge.png", big)]))
     assert response.status_code == 413 and "huge.png" in response.json()["detail"]
     assert "200,000" in response.json()["detail"]
+    assert "--max-pixels" in response.json()["detail"] and "INSPEKT_MAX_PIXELS" not in response.text  # the client's fix
 
 
 def test_an_oversize_body_is_413(client):
@@ -134,6 +135,7 @@ def test_unknown_model_is_404_with_did_you_mean(client, images):
 
 @pytest.mark.parametrize("fields, words", [
     ({"threshold": "0.5"}, "binary"),  # the trained model has 4 classes
+    ({"min_area": "3"}, "min_area applies"),  # the form field's name, not the CLI's --min-area
     ({"threshold": "abc"}, "threshold"),
     ({"threshold": "nan"}, "threshold"),
     ({"topk": "0"}, "topk"),
@@ -141,6 +143,7 @@ def test_unknown_model_is_404_with_did_you_mean(client, images):
     ({"enhance": "/etc/pipeline.json"}, "not a file name"),
     ({"include": "masks"}, 'Did you mean "mask"'),
     ({"treshold": "0.5"}, 'Did you mean "threshold"'),
+    ({"files": "image.png"}, "files=@image.png"),  # curl -F files=image.png forgot the @
 ])
 def test_bad_options_are_422_naming_the_field(client, images, fields, words):
     response = client.post(PREDICT, files=_files(images[:1]), data=fields)
@@ -202,6 +205,19 @@ def test_drift_detects_a_planted_brightness_shift_and_not_a_same_source_batch(cl
     assert client.post("/v1/models/clf/drift", files=_files(same[:1])).status_code == 422
 
 
+def test_drift_on_uploads_that_share_a_file_name_equals_drift_on_named_ones(client, synth_classes):
+    """Cameras and scripts often send every frame as image.jpg: each upload must still be its own image."""
+    files = [p for folder in sorted(synth_classes.iterdir()) if folder.is_dir() for p in sorted(folder.iterdir())[-5:]]
+    fields = {"permutations": "999", "checks": "predictions,embeddings", "seed": "3"}
+    named = client.post("/v1/models/clf/drift", files=_files([(p.name, p.read_bytes()) for p in files]), data=fields)
+    same = client.post("/v1/models/clf/drift", files=_files([("frame.png", p.read_bytes()) for p in files]),
+                       data=fields)
+    assert named.status_code == same.status_code == 200, same.text
+    assert [(c["name"], c["p_value"]) for c in same.json()["checks"]] == \
+        [(c["name"], c["p_value"]) for c in named.json()["checks"]]
+    assert same.json()["drift"] is False
+
+
 def test_api_key_guards_everything_but_the_probes(trained, images):
     app = create_app(ServeSettings(models=(f"clf={trained.bundle}",), api_key="s3cret"))
     with TestClient(app) as c:
@@ -212,6 +228,26 @@ def test_api_key_guards_everything_but_the_probes(trained, images):
         assert c.post(PREDICT, files=_files(images[:1]), headers={"X-API-Key": "guess"}).status_code == 401
         assert c.get("/metrics", headers={"X-API-Key": "s3cret"}).status_code == 200
         assert c.post(PREDICT, files=_files(images[:1]), headers={"X-API-Key": "s3cret"}).status_code == 200
+
+
+def test_drift_without_a_reference_is_409_and_predict_still_works(trained, images, tmp_path):
+    bundle = tmp_path / "old"
+    shutil.copytree(trained.bundle, bundle)
+    (bundle / "reference.json").unlink()
+    with TestClient(create_app(ServeSettings(models=(f"clf={bundle}",)))) as c:
+        response = c.post("/v1/models/clf/drift", files=_files(images[:3]))
+        assert response.status_code == 409 and response.json()["type"].endswith("no-drift-reference")
+        assert "'clf'" in response.json()["detail"] and str(tmp_path) not in response.text  # no server paths
+        assert c.get("/v1/models/clf").json()["drift_reference"] is False
+        assert c.post(PREDICT, files=_files(images[:1])).status_code == 200
+
+
+def test_an_app_started_again_after_shutdown_still_predicts(trained, images):
+    """Shutdown stops the batchers' threads; a second start (a test fixture, a restarted server) makes new ones."""
+    app = create_app(ServeSettings(models=(f"clf={trained.bundle}",)))
+    for _ in range(2):
+        with TestClient(app) as c:
+            assert c.post(PREDICT, files=_files(images[:2])).status_code == 200
 
 
 def test_cors_is_off_unless_an_origin_is_allowed(client, trained):
@@ -250,6 +286,9 @@ def test_bad_settings_fail_at_start(trained, tmp_path):
         create_app(ServeSettings(models=(f"a b={trained.bundle}",)))
     with pytest.raises(BundleError):
         create_app(ServeSettings(models=(str(tmp_path / "missing.inspekt"),)))
+    for bad in ({"max_pixels": 0}, {"threads": 0}, {"max_upload_mb": float("inf")}):
+        with pytest.raises(ConfigError, match="must be at least"):
+            ServeSettings(models=(str(trained.bundle),), **bad)
 
 
 # --- a real server -----------------------------------------------------------------------------
@@ -374,23 +413,36 @@ def test_inspekt_serve_errors_are_one_line(tmp_path, trained):
                             capture_output=True, text=True, timeout=120, env={k: v for k, v in os.environ.items()
                                                                              if k != "INSPEKT_UNSET_VAR"})
     assert no_key.returncode == 2 and "INSPEKT_UNSET_VAR" in no_key.stderr
+    not_pem = tmp_path / "cert.pem"
+    not_pem.write_text("not a certificate")
+    bad_tls = subprocess.run([_inspekt(), "serve", str(trained.bundle), "--ssl-certfile", str(not_pem), "--ssl-keyfile",
+                              str(not_pem)], capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    assert bad_tls.returncode == 2 and "cert.pem" in bad_tls.stderr and "Traceback" not in bad_tls.stderr
+    bad_port = subprocess.run([_inspekt(), "serve", str(trained.bundle), "--port", "70000"], capture_output=True,
+                              text=True, timeout=120)  # uvicorn would bind 70000 % 65536 = 4464 and say 70000
+    assert bad_port.returncode == 2 and "65535" in bad_port.stderr
 
 
 def test_one_failing_request_does_not_fail_its_batch(predictor):
     """Fault injection: a predictor that breaks on one request's image; the others in the batch still get theirs."""
     from inspekt.api.batching import Job, run_jobs
 
+    from inspekt.errors import ImageLoadError
+
     class Breaks:
         def predict_arrays(self, images, sources, enhance=None):
             if "poison" in sources:
                 raise RuntimeError("model failure")
+            if "odd" in sources:
+                raise ImageLoadError("odd: the model cannot take this image; send another")
             return predictor.predict_arrays(images, sources)
 
     image = np.full((32, 32, 3), 100, np.uint8)
-    jobs = [Job([image], [name], Breaks(), None, key=0) for name in ("a", "poison", "b")]
+    jobs = [Job([image], [name], Breaks(), None, key=0) for name in ("a", "poison", "b", "odd")]
     outcomes = run_jobs(jobs)
     assert [o[0].source for o in (outcomes[0], outcomes[2])] == ["a", "b"]
-    assert isinstance(outcomes[1], RuntimeError)
+    assert type(outcomes[1]) is RuntimeError and "model failure" not in str(outcomes[1])  # internals stay in the log
+    assert isinstance(outcomes[3], ImageLoadError)  # a library error for the input keeps its message (a 422)
 
 
 # --- segmentation and anomaly models -------------------------------------------------------------

@@ -54,8 +54,9 @@ class ServeSettings:
     def __post_init__(self) -> None:
         for name, value, low in (("max_upload_mb", self.max_upload_mb, 0.001), ("max_files", self.max_files, 1),
                                  ("max_batch", self.max_batch, 1), ("max_wait_ms", self.max_wait_ms, 0),
-                                 ("max_pixels", self.max_pixels or 1, 1), ("threads", self.threads or 1, 1)):
-            if not value >= low:
+                                 ("max_pixels", 1 if self.max_pixels is None else self.max_pixels, 1),
+                                 ("threads", 1 if self.threads is None else self.threads, 1)):
+            if not low <= value < float("inf"):  # inf MB cannot become a byte count
                 raise ConfigError(f"--{name.replace('_', '-')} {value} must be at least {low:g}")
         DriftConfig(checks=self.drift_checks)  # names checked at start, with a did-you-mean
         if self.api_key is not None and not self.api_key.strip():

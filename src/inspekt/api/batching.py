@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..enhance import Pipeline
+from ..errors import InspektError
 from ..predictor import Prediction, Predictor
 
 log = logging.getLogger("inspekt.api")
@@ -66,7 +67,7 @@ class MicroBatcher:
                  on_batch: Callable[[int], None] | None = None):
         self.name, self.max_batch, self.max_wait = name, max_batch, max_wait_ms / 1000
         self.on_batch, self.concurrency = on_batch, concurrency
-        self._executor = ThreadPoolExecutor(concurrency, thread_name_prefix=f"inspekt-{name}")
+        self._executor: ThreadPoolExecutor | None = None  # made per event loop: close() shuts it down
         self._slots: asyncio.Semaphore | None = None
         self._running = 0  # batches being predicted
         self._queue: asyncio.Queue[Job] | None = None
@@ -92,6 +93,8 @@ class MicroBatcher:
         if self._loop is not loop:  # first use, or a new event loop (tests): start a collector on it
             self._queue, self._arrived, self._loop = asyncio.Queue(), asyncio.Event(), loop
             self._slots, self._running = asyncio.Semaphore(self.concurrency), 0
+            if self._executor is None:  # first use, or the app was started again after close()
+                self._executor = ThreadPoolExecutor(self.concurrency, thread_name_prefix=f"inspekt-{self.name}")
             self._task = loop.create_task(self._collect(), name=f"batcher-{self.name}")
         job.future = loop.create_future()
         self._queue.put_nowait(job)
@@ -155,7 +158,9 @@ class MicroBatcher:
         """Stop the collector and the worker thread."""
         if self._task is not None and not self._task.done():
             self._task.cancel()
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+        self._executor, self._loop = None, None
 
 
 def run_jobs(jobs: list[Job]) -> list[list[Prediction] | Exception]:
@@ -181,10 +186,12 @@ def run_jobs(jobs: list[Job]) -> list[list[Prediction] | Exception]:
     for members in groups.values():
         try:
             results = _predict([jobs[i] for i in members])
-        except Exception:
+        except Exception as exc:
             if len(members) == 1:
-                log.exception("prediction failed for model batch")
-                outcomes[members[0]] = RuntimeError("prediction failed")
+                if not isinstance(exc, InspektError):  # a library error names the input and its fix: a 4xx
+                    log.exception("prediction failed for model batch")
+                    exc = RuntimeError("prediction failed")
+                outcomes[members[0]] = exc
                 continue
             for i in members:
                 outcomes[i] = run_jobs([jobs[i]])[0]

@@ -37,9 +37,17 @@ def drift_config(fields: dict[str, str], default_checks: tuple[str, ...] = CHECK
 
 
 def _screen(uploads: list[Upload], max_pixels: int | None) -> tuple[list[tuple[str, bytes]], list[SkippedFile]]:
-    """Refuse images over the pixel limit from their header, before anything decodes them."""
-    kept, refused = [], []
+    """Refuse images over the pixel limit from their header, before anything decodes them; repeated
+    upload names get a ``#2``, ``#3`` suffix (the model's sample is looked up by name, and clients often
+    send every frame as ``image.jpg``)."""
+    kept, refused, used = [], [], set()
     for upload in uploads:
+        name, copy = upload.name, 1
+        while name in used:
+            copy += 1
+            name = f"{upload.name}#{copy}"
+        used.add(name)
+        upload = Upload(name, upload.data)
         try:
             width, height = image_size(bytes(upload.data))
         except ImageLoadError as exc:

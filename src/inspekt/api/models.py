@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,7 +75,8 @@ def _reference(path: str) -> tuple[Profile | None, str]:
 
     try:
         return bundle_reference(path), ""
-    except BundleError as exc:  # serving still works; only the drift endpoint explains the gap
+    except BundleError as exc:  # serving still works; the drift endpoint answers 409, the log says why
+        logging.getLogger("inspekt.api").warning("drift checks are off for %s: %s", path, exc)
         return None, str(exc)
 
 

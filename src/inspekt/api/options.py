@@ -22,6 +22,9 @@ DRIFT_FIELDS = ("alpha", "permutations", "checks", "min_effect", "seed")
 
 def _check_fields(fields: dict[str, str], known: tuple[str, ...]) -> None:
     for key in fields:
+        if key == "files":  # curl -F files=image.png (no @) sends the name as text
+            raise Problem(422, "invalid-form", "the field 'files' holds text, not a file; send each image as a "
+                          "file part with a file name (curl -F files=@image.png: the @ makes curl send the file)")
         if key not in known:
             raise Problem(422, "invalid-form", f"unknown form field {key!r}; the fields are files, "
                           f"{', '.join(known)}.{did_you_mean(key, known)}")
@@ -97,7 +100,10 @@ class PredictOptions:
             try:
                 predictor = base.with_threshold(threshold, min_area, pixel)
             except ConfigError as exc:
-                raise Problem(422, "bad-parameter", str(exc).replace("--", "").replace("-t", "_t")) from None
+                detail = str(exc)
+                for option in ("--pixel-threshold", "--threshold", "--min-area"):  # the library speaks CLI options
+                    detail = detail.replace(option, option[2:].replace("-", "_"))
+                raise Problem(422, "bad-parameter", detail) from None
         key = (threshold, pixel, min_area, json.dumps(enhance.to_dict(), sort_keys=True) if enhance else None)
         return cls(predictor, enhance, topk, include, key)
 

@@ -130,7 +130,13 @@ async def predict(name: str, request: Request) -> Response:
         raise Problem(status, "no-readable-image", f"{errors[0]['file']}: {errors[0]['detail']}{more}", errors=errors)
     state.metrics.observe_predictions(name, predictions)
     state.metrics.skipped.labels(name).inc(len(errors))
-    return JSONOut({"model": name, "predictions": [render(p, options) for p in predictions], "skipped": errors})
+
+    def answer() -> Response:
+        return JSONOut({"model": name, "predictions": [render(p, options) for p in predictions], "skipped": errors})
+
+    if {"mask", "heatmap"} & set(options.include):  # PNG-encoding a 12 MP map takes ~1 s: not on the event loop
+        return await run_in_threadpool(answer)
+    return answer()
 
 
 @router.post("/v1/models/{name}/drift", tags=["drift"], openapi_extra=DRIFT_BODY,
@@ -140,7 +146,9 @@ async def drift(name: str, request: Request) -> Response:
     state = request.app.state.inspekt
     model, settings = state.model(name), state.settings
     if model.reference is None:
-        raise Problem(409, "no-drift-reference", model.reference_note)
+        raise Problem(409, "no-drift-reference", f"model {name!r} has no drift reference (its bundle has no usable "
+                      "reference.json; bundles trained with a current inspekt carry one): ask the server's operator "
+                      "to serve a retrained bundle; GET /v1/models shows drift_reference for each model")
     form = await read_form(request, max_bytes=settings.max_upload_bytes, max_files=settings.max_files)
     config = drift_config(form.fields, settings.drift_checks)
     if len(form.files) < 2:

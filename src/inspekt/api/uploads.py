@@ -186,5 +186,8 @@ def decode_all(uploads: list[Upload], max_pixels: int | None) -> tuple[list[tupl
         except ImageLoadError as exc:
             reason = str(exc).split(": ", 1)[-1]
             status = 413 if "decompression-bomb guard" in reason or "hard limit" in reason else 422
+            if "decompression-bomb guard" in reason:  # the library's remedy (max_pixels=) is not the client's
+                reason = reason.split("; ", 1)[0] + ("; send a smaller image (the server sets the limit with "
+                                                     "--max-pixels)")
             errors.append({"file": upload.name, "status": status, "detail": reason})
     return decoded, errors

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import ssl
 from pathlib import Path
 
 import typer
@@ -29,7 +30,15 @@ def _tls(certfile: Path | None, keyfile: Path | None) -> dict:
     for option, path in (("--ssl-certfile", certfile), ("--ssl-keyfile", keyfile)):
         if path is not None and not path.is_file():
             raise ConfigError(f"{option} {path}: file not found")
-    return {"ssl_certfile": str(certfile), "ssl_keyfile": str(keyfile)} if certfile else {}
+    if certfile is None:
+        return {}
+    try:  # checked here: uvicorn would fail after start-up with an SSL traceback (and prompt for a key password)
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(certfile, keyfile, password=b"")
+    except (ssl.SSLError, OSError) as exc:
+        raise ConfigError(f"--ssl-certfile {certfile} / --ssl-keyfile {keyfile}: not a matching PEM certificate and "
+                          f"unencrypted private key ({exc}); e.g. openssl req -x509 -newkey rsa:2048 -nodes "
+                          "-keyout key.pem -out cert.pem") from None
+    return {"ssl_certfile": str(certfile), "ssl_keyfile": str(keyfile)}
 
 
 @app.command()
@@ -37,7 +46,7 @@ def serve(
     models: list[str] = typer.Argument(..., help="Model bundles to serve: PATH, or NAME=PATH to choose the URL name "
                                                  "(default: the bundle's file or folder name)."),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (0.0.0.0: reachable from other machines)."),
-    port: int = typer.Option(8000, "--port", help="Port to listen on."),
+    port: int = typer.Option(8000, "--port", min=1, max=65535, help="Port to listen on."),
     api_key_env: str = typer.Option(None, "--api-key-env", metavar="VAR",
                                     help="Require the header X-API-Key equal to this environment variable's value."),
     ssl_certfile: Path = typer.Option(None, "--ssl-certfile", help="HTTPS certificate (PEM)."),
