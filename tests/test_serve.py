@@ -491,3 +491,26 @@ def test_segmenter_and_anomaly_model_answer_with_masks_and_maps_at_the_image_siz
         assert heat.shape == load_image(image_file, mode="keep").shape[:2]
         assert 0.0 <= row["score"] <= 1.0 and "raw_score" in row
     assert drift.json()["n_current"] == len(anom_files)
+
+
+def test_a_request_pixel_budget_and_enlarging_enhancement_are_checked_before_decoding(trained):
+    settings = ServeSettings(models=(f"clf={trained.bundle}",), max_pixels=200_000, max_request_pixels=200_000)
+    tile = _png(np.full((300, 300), 128, np.uint8))  # 90,000 pixels: under the per-image limit
+    with TestClient(create_app(settings)) as client:
+        three = client.post(PREDICT, files=_files([("a.png", tile), ("b.png", tile), ("c.png", tile)]))
+        enlarged = client.post(PREDICT, files=_files([("a.png", tile)]), data={"enhance": "resize:scale=2"})
+        shrunk = client.post(PREDICT, files=_files([("a.png", tile)]), data={"enhance": "resize:scale=0.5"})
+    assert three.status_code == 200
+    body = three.json()
+    assert [p["path"] for p in body["predictions"]] == ["a.png", "b.png"]
+    [refused] = body["skipped"]
+    assert refused["file"] == "c.png" and refused["status"] == 413 and "--max-request-pixels" in refused["detail"]
+    assert enlarged.status_code == 413 and "a.png" in enlarged.json()["detail"]  # 4 x 90,000 > 200,000 after resize
+    assert shrunk.status_code == 200
+
+
+def test_pipeline_growth_is_the_largest_enlargement_along_the_way():
+    assert Pipeline.parse("clahe").growth() == 1.0
+    assert Pipeline.parse("resize:scale=2 + median").growth() == pytest.approx(4.0)
+    assert Pipeline.parse("resize:scale=3 + resize:scale=0.5").growth() == pytest.approx(9.0)
+    assert Pipeline.parse("resize:scale=0.5").growth() == 1.0

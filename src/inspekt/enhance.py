@@ -216,6 +216,16 @@ class Pipeline:
             checked.append((name, values))
         return cls(tuple(checked))
 
+    def growth(self) -> float:
+        """The largest factor by which the pipeline multiplies an image's pixel count along the way
+        (``resize`` steps; 1 when nothing enlarges it), for pixel limits that must hold after it."""
+        size, peak = 1.0, 1.0
+        for name, params in self.ops:
+            if name == "resize":
+                size *= float(params["scale"]) ** 2
+                peak = max(peak, size)
+        return peak
+
     @classmethod
     def preset(cls, name: str) -> Pipeline:
         """A named preset (``PRESETS``)."""

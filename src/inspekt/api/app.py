@@ -29,6 +29,8 @@ class ServeSettings:
         api_key: when set, every request but /healthz and /readyz needs ``X-API-Key: <key>``.
         max_upload_mb: request body limit (checked before and while the body is read).
         max_files: files per request at most.
+        max_request_pixels: the pixels all images of one request may have together (after enhancement);
+            the files past it are refused from their headers, before decoding.
         max_pixels: images with more pixels are refused from their header, before decoding
             (None: ``INSPEKT_MAX_PIXELS``, else inspekt's default of 100 million).
         max_batch: images per model call at most (micro-batching).
@@ -45,6 +47,7 @@ class ServeSettings:
     max_upload_mb: float = 20.0
     max_files: int = 64
     max_pixels: int | None = 50_000_000
+    max_request_pixels: int = 200_000_000
     max_batch: int = 32
     max_wait_ms: float = 5.0
     threads: int | None = None
@@ -55,6 +58,7 @@ class ServeSettings:
         for name, value, low in (("max_upload_mb", self.max_upload_mb, 0.001), ("max_files", self.max_files, 1),
                                  ("max_batch", self.max_batch, 1), ("max_wait_ms", self.max_wait_ms, 0),
                                  ("max_pixels", 1 if self.max_pixels is None else self.max_pixels, 1),
+                                 ("max_request_pixels", self.max_request_pixels, 1),
                                  ("threads", 1 if self.threads is None else self.threads, 1)):
             if not low <= value < float("inf"):  # inf MB cannot become a byte count
                 raise ConfigError(f"--{name.replace('_', '-')} {value} must be at least {low:g}")
@@ -92,7 +96,8 @@ class ServiceState:
 def default_threads() -> int:
     """Inference threads per model call when not given: the CPUs but one (for the event loop), shared
     by the batches a model runs at once; at least 1."""
-    return max(1, ((os.cpu_count() or 2) - 1) // IN_FLIGHT)
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 2
+    return max(1, (cpus - 1) // IN_FLIGHT)
 
 
 def create_app(settings: ServeSettings) -> FastAPI:
@@ -119,7 +124,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
     async def lifespan(app: FastAPI):
         state.ready = True
         yield
-        state.ready = False  # readiness drops first, so a balancer stops sending while requests drain
+        state.ready = False  # for in-process users; uvicorn has closed its listener by the time this runs
         for model in models.values():
             model.close()
 

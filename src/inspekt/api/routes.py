@@ -117,7 +117,8 @@ async def predict(name: str, request: Request) -> Response:
     errors: list[dict] = []
 
     def decode(job: Job) -> None:  # runs in the model's worker thread, never on the event loop
-        decoded, found = decode_all(form.files, settings.max_pixels)
+        decoded, found = decode_all(form.files, settings.max_pixels, budget=settings.max_request_pixels,
+                                    growth=options.enhance.growth() if options.enhance else 1.0)
         job.sources, job.images = [n for n, _ in decoded], [a for _, a in decoded]
         errors.extend(found)
 

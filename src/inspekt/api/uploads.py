@@ -15,7 +15,7 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import ClientDisconnect, Request
 
 from ..errors import ImageLoadError
-from ..io import load_image
+from ..io import image_size, load_image
 from .problems import Problem
 
 FILES_FIELD = "files"
@@ -172,17 +172,33 @@ def decode(upload: Upload, max_pixels: int | None) -> np.ndarray:
         raise ImageLoadError(f"{upload.name}: {reason}") from None
 
 
-def decode_all(uploads: list[Upload], max_pixels: int | None) -> tuple[list[tuple[str, np.ndarray]], list[dict]]:
+def decode_all(uploads: list[Upload], max_pixels: int | None, *, budget: int | None = None,
+               growth: float = 1.0) -> tuple[list[tuple[str, np.ndarray]], list[dict]]:
     """Decode uploads, skipping the bad ones.
+
+    Args:
+        uploads: the request's files.
+        max_pixels: pixels one image may have after enhancement (checked from its header).
+        budget: pixels all of the request's images may have together after enhancement (from their
+            headers, before any is decoded: many images each under ``max_pixels`` must not exhaust memory).
+        growth: how much the request's enhancement enlarges an image's pixel count (``Pipeline.growth``).
 
     Returns:
         ``[(file name, array)]`` for the readable ones and ``[{"file", "status", "detail"}]`` for the
-        others (413 for images over the pixel limit, 422 for anything unreadable).
+        others (413 for images over a pixel limit, 422 for anything unreadable).
     """
-    decoded, errors = [], []
+    decoded, errors, spent = [], [], 0.0
+    limit = None if max_pixels is None else max(1, int(max_pixels / growth))
     for upload in uploads:
+        pixels = _header_pixels(upload) * growth
+        if budget is not None and spent + pixels > budget:
+            errors.append({"file": upload.name, "status": 413, "detail": f"the request's images exceed the server's "
+                           f"budget of {budget:,} pixels per request (--max-request-pixels); send fewer or "
+                           "smaller images per request"})
+            continue
+        spent += pixels
         try:
-            decoded.append((upload.name, decode(upload, max_pixels)))
+            decoded.append((upload.name, decode(upload, limit)))
         except ImageLoadError as exc:
             reason = str(exc).split(": ", 1)[-1]
             status = 413 if "decompression-bomb guard" in reason or "hard limit" in reason else 422
@@ -191,3 +207,12 @@ def decode_all(uploads: list[Upload], max_pixels: int | None) -> tuple[list[tupl
                                                      "--max-pixels)")
             errors.append({"file": upload.name, "status": status, "detail": reason})
     return decoded, errors
+
+
+def _header_pixels(upload: Upload) -> int:
+    """Width x height from the file header (0 when the header cannot be read: decoding says why)."""
+    try:
+        width, height = image_size(bytes(upload.data))
+    except ImageLoadError:
+        return 0
+    return width * height

@@ -55,6 +55,9 @@ def serve(
     max_files: int = typer.Option(64, "--max-files", help="Most files in one request."),
     max_pixels: int = typer.Option(50_000_000, "--max-pixels", help="Refuse images with more pixels (from the header, "
                                                                    "before decoding)."),
+    max_request_pixels: int = typer.Option(200_000_000, "--max-request-pixels",
+                                           help="Pixels all images of one request may have together (after "
+                                                "enhancement); the rest are refused before decoding."),
     max_batch: int = typer.Option(32, "--max-batch", help="Micro-batching: most images per model call."),
     max_wait_ms: float = typer.Option(5.0, "--max-wait-ms", help="Micro-batching: longest wait for more requests."),
     threads: int = typer.Option(None, "--threads", help="Inference threads per model call; two calls run at once "
@@ -75,7 +78,7 @@ def serve(
 
     tls = _tls(ssl_certfile, ssl_keyfile)
     settings = ServeSettings(models=tuple(models), api_key=_api_key(api_key_env), max_upload_mb=max_upload_mb,
-                             max_files=max_files, max_pixels=max_pixels, max_batch=max_batch, max_wait_ms=max_wait_ms,
+                             max_files=max_files, max_pixels=max_pixels, max_request_pixels=max_request_pixels, max_batch=max_batch, max_wait_ms=max_wait_ms,
                              threads=threads, cors_origins=tuple(cors_origins or ()),
                              drift_checks=tuple(c.strip() for c in drift_checks.split(",") if c.strip()))
     service = create_app(settings)  # loads and warms up every model: a bad bundle fails here, before binding
