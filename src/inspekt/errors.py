@@ -19,6 +19,10 @@ class ImageLoadError(InspektError, ValueError):
     """An image could not be decoded; the message names the source and the reason."""
 
 
+class ImageTooLargeError(ImageLoadError):
+    """An image has more pixels than allowed; it was refused from its header, before decoding."""
+
+
 class DatasetError(InspektError):
     """A dataset layout could not be read or is ambiguous."""
 

@@ -37,6 +37,7 @@ from inspekt.errors import (
     ConfigError,
     DatasetError,
     ImageLoadError,
+    ImageTooLargeError,
     InspektError,
     InspektWarning,
     did_you_mean,
@@ -505,7 +506,7 @@ def _pillow_guard(label: str, limit: int | None) -> Iterator[None]:
         except ImageLoadError:
             raise
         except Image.DecompressionBombError as exc:
-            raise ImageLoadError(f"{label}: {_pillow_bomb_reason(exc, limit)}") from exc
+            raise ImageTooLargeError(f"{label}: {_pillow_bomb_reason(exc, limit)}") from exc
         except MemoryError as exc:
             raise ImageLoadError(f"{label}: not enough memory to decode the image") from exc
         except Exception as exc:  # plugins raise arbitrary types on hostile input
@@ -603,7 +604,7 @@ def _check_size(label: str, size: tuple[int, int], limit: int | None) -> None:
         raise ImageLoadError(f"{label}: zero-sized image ({width} x {height})")
     if limit is not None and width * height > limit:
         shown = f"{width} x {height} = {width * height:,} pixels"
-        raise ImageLoadError(f"{label}: {_too_many_pixels(shown, limit)}")
+        raise ImageTooLargeError(f"{label}: {_too_many_pixels(shown, limit)}")
 
 
 def _warn_if_multipage(label: str, img: Image.Image) -> None:

@@ -14,7 +14,7 @@ from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import ClientDisconnect, Request
 
-from ..errors import ImageLoadError
+from ..errors import ImageLoadError, ImageTooLargeError
 from ..io import image_size, load_image
 from .problems import Problem
 
@@ -169,7 +169,7 @@ def decode(upload: Upload, max_pixels: int | None) -> np.ndarray:
         return load_image(bytes(upload.data), mode="keep", max_pixels=max_pixels)
     except ImageLoadError as exc:
         reason = str(exc).split(": ", 1)[-1]  # drop the "<bytes, N B>" label: the file name says more
-        raise ImageLoadError(f"{upload.name}: {reason}") from None
+        raise type(exc)(f"{upload.name}: {reason}") from None  # ImageTooLargeError stays one (413)
 
 
 def decode_all(uploads: list[Upload], max_pixels: int | None, *, budget: int | None = None,
@@ -201,8 +201,8 @@ def decode_all(uploads: list[Upload], max_pixels: int | None, *, budget: int | N
             decoded.append((upload.name, decode(upload, limit)))
         except ImageLoadError as exc:
             reason = str(exc).split(": ", 1)[-1]
-            status = 413 if "decompression-bomb guard" in reason or "hard limit" in reason else 422
-            if "decompression-bomb guard" in reason:  # the library's remedy (max_pixels=) is not the client's
+            status = 413 if isinstance(exc, ImageTooLargeError) else 422
+            if status == 413 and "max_pixels=" in reason:  # the library's remedy is the operator's, not the client's
                 reason = reason.split("; ", 1)[0] + ("; send a smaller image (the server sets the limit with "
                                                      "--max-pixels)")
             errors.append({"file": upload.name, "status": status, "detail": reason})
