@@ -83,8 +83,7 @@ def calibration(args) -> None:
     for name in args.datasets:
         profiles = single_profiles(population(name, args.population))
         for n in sizes_for(len(profiles)):
-            trials = args.trials if n < 500 else max(10, args.trials // 3)
-            alarms, kl_rule, seconds = 0, 0, 0.0
+            trials, alarms, kl_rule, seconds = args.trials, 0, 0, 0.0
             rng = np.random.default_rng(n)
             for t in range(trials):
                 idx = rng.choice(len(profiles), 2 * n, replace=False)
