@@ -514,3 +514,18 @@ def test_pipeline_growth_is_the_largest_enlargement_along_the_way():
     assert Pipeline.parse("resize:scale=2 + median").growth() == pytest.approx(4.0)
     assert Pipeline.parse("resize:scale=3 + resize:scale=0.5").growth() == pytest.approx(9.0)
     assert Pipeline.parse("resize:scale=0.5").growth() == 1.0
+
+
+def test_head_healthz_and_drift_skips_are_counted(client, images):
+    assert client.head("/healthz").status_code == 200
+    before = _skipped_total(client)
+    response = client.post("/v1/models/clf/drift", files=_files([*images[:4], ("broken.png", b"not an image")]),
+                           data={"checks": "properties", "permutations": "99"})
+    assert response.status_code == 200 and response.json()["n_current"] == 4
+    assert _skipped_total(client) == before + 1
+
+
+def _skipped_total(client) -> float:
+    line = next((l for l in client.get("/metrics").text.splitlines()
+                 if l.startswith('inspekt_skipped_files_total{model="clf"}')), None)
+    return 0.0 if line is None else float(line.rsplit(" ", 1)[1])

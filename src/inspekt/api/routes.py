@@ -71,6 +71,7 @@ DRIFT_BODY = _form_body({
 
 
 @router.get("/healthz", tags=["health"], summary="Liveness: the process answers")
+@router.head("/healthz", include_in_schema=False)  # load balancers often probe with HEAD
 async def healthz() -> dict:
     return {"status": "ok"}
 
@@ -158,4 +159,5 @@ async def drift(name: str, request: Request) -> Response:
     async with model.drift_lock:  # one drift check per model at a time: each can keep a core busy for seconds
         result = await run_in_threadpool(run_drift, model, form.files, config, settings.max_pixels)
     state.metrics.observe_drift(name, result)
+    state.metrics.skipped.labels(name).inc(len(result.skipped_current))
     return JSONOut(to_dict(result))
