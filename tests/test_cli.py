@@ -134,3 +134,13 @@ def test_predict_expands_a_quoted_glob(trained, synth_classes):
     result = cli("predict", trained.bundle, str(synth_classes / "*" / "scratch_*.png"), "--json")
     rows = [json.loads(line) for line in result.stdout.splitlines()]
     assert len(rows) == 20 and all("/scratch/scratch_" in r["path"] for r in rows)
+
+
+def test_a_reader_that_leaves_early_stops_the_output_quietly(trained, synth_classes):
+    # `inspekt predict ... --json | head -1`: the reader closes the pipe before inspekt writes.
+    command = [sys.executable, "-m", "inspekt", "predict", str(trained.bundle), str(synth_classes / "ok"), "--json"]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()
+    stderr = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141, stderr
+    assert "internal error" not in stderr and "Traceback" not in stderr
