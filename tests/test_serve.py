@@ -500,6 +500,8 @@ def test_a_request_pixel_budget_and_enlarging_enhancement_are_checked_before_dec
         three = client.post(PREDICT, files=_files([("a.png", tile), ("b.png", tile), ("c.png", tile)]))
         enlarged = client.post(PREDICT, files=_files([("a.png", tile)]), data={"enhance": "resize:scale=2"})
         shrunk = client.post(PREDICT, files=_files([("a.png", tile)]), data={"enhance": "resize:scale=0.5"})
+        drift = client.post("/v1/models/clf/drift", files=_files([("a.png", tile), ("b.png", tile), ("c.png", tile)]),
+                            data={"checks": "properties", "permutations": "99"})
     assert three.status_code == 200
     body = three.json()
     assert [p["path"] for p in body["predictions"]] == ["a.png", "b.png"]
@@ -507,6 +509,8 @@ def test_a_request_pixel_budget_and_enlarging_enhancement_are_checked_before_dec
     assert refused["file"] == "c.png" and refused["status"] == 413 and "--max-request-pixels" in refused["detail"]
     assert enlarged.status_code == 413 and "a.png" in enlarged.json()["detail"]  # 4 x 90,000 > 200,000 after resize
     assert shrunk.status_code == 200
+    assert drift.status_code == 200 and drift.json()["n_current"] == 2  # the drift endpoint keeps the same budget
+    assert [k["path"] for k in drift.json()["skipped"]["current"]] == ["c.png"]
 
 
 def test_pipeline_growth_is_the_largest_enlargement_along_the_way():

@@ -11,7 +11,7 @@ from ..io import SkippedFile, image_size
 from .models import ServedModel
 from .options import DRIFT_FIELDS, _check_fields, _number
 from .problems import Problem
-from .uploads import Upload
+from .uploads import Upload, within_budget
 
 MAX_PERMUTATIONS = 5000  # bounds the work one request can ask for
 
@@ -36,18 +36,22 @@ def drift_config(fields: dict[str, str], default_checks: tuple[str, ...] = CHECK
         raise Problem(422, "bad-parameter", str(exc)) from None
 
 
-def _screen(uploads: list[Upload], max_pixels: int | None) -> tuple[list[tuple[str, bytes]], list[SkippedFile]]:
-    """Refuse images over the pixel limit from their header, before anything decodes them; repeated
-    upload names get a ``#2``, ``#3`` suffix (the model's sample is looked up by name, and clients often
-    send every frame as ``image.jpg``)."""
-    kept, refused, used = [], [], set()
+def _screen(uploads: list[Upload], max_pixels: int | None,
+            budget: int | None) -> tuple[list[tuple[str, bytes]], list[SkippedFile]]:
+    """Refuse images over the pixel limit or past the request's pixel budget from their headers,
+    before anything decodes them; repeated upload names get a ``#2``, ``#3`` suffix (the model's
+    sample is looked up by name, and clients often send every frame as ``image.jpg``)."""
+    renamed, used = [], set()
     for upload in uploads:
         name, copy = upload.name, 1
         while name in used:
             copy += 1
             name = f"{upload.name}#{copy}"
         used.add(name)
-        upload = Upload(name, upload.data)
+        renamed.append(Upload(name, upload.data))
+    fitting, over = within_budget(renamed, budget)
+    kept, refused = [], [SkippedFile(e["file"], e["detail"]) for e in over]
+    for upload in fitting:
         try:
             width, height = image_size(bytes(upload.data))
         except ImageLoadError as exc:
@@ -61,7 +65,8 @@ def _screen(uploads: list[Upload], max_pixels: int | None) -> tuple[list[tuple[s
     return kept, refused
 
 
-def run_drift(model: ServedModel, uploads: list[Upload], config: DriftConfig, max_pixels: int | None) -> DriftResult:
+def run_drift(model: ServedModel, uploads: list[Upload], config: DriftConfig, max_pixels: int | None,
+              budget: int | None = None) -> DriftResult:
     """Profile the uploads, predict a sample with the model, and compare with the reference
     (as ``inspekt drift BUNDLE FOLDER`` does, on images held in memory).
 
@@ -69,7 +74,7 @@ def run_drift(model: ServedModel, uploads: list[Upload], config: DriftConfig, ma
         InspektError: fewer than 2 readable images.
     """
     reference = model.reference
-    kept, refused = _screen(uploads, max_pixels)
+    kept, refused = _screen(uploads, max_pixels, budget)
     current = profile_chunk(kept, reference.min_side)
     current.skipped = refused + current.skipped
     notes = []

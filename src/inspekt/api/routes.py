@@ -157,7 +157,8 @@ async def drift(name: str, request: Request) -> Response:
         raise Problem(422, "too-few-images", f"drift needs at least 2 images, got {len(form.files)}; send a batch "
                       "in the field 'files'")
     async with model.drift_lock:  # one drift check per model at a time: each can keep a core busy for seconds
-        result = await run_in_threadpool(run_drift, model, form.files, config, settings.max_pixels)
+        result = await run_in_threadpool(run_drift, model, form.files, config, settings.max_pixels,
+                                         settings.max_request_pixels)
     state.metrics.observe_drift(name, result)
     state.metrics.skipped.labels(name).inc(len(result.skipped_current))
     return JSONOut(to_dict(result))

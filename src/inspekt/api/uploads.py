@@ -187,16 +187,10 @@ def decode_all(uploads: list[Upload], max_pixels: int | None, *, budget: int | N
         ``[(file name, array)]`` for the readable ones and ``[{"file", "status", "detail"}]`` for the
         others (413 for images over a pixel limit, 422 for anything unreadable).
     """
-    decoded, errors, spent = [], [], 0.0
+    decoded = []
+    uploads, errors = within_budget(uploads, budget, growth)
     limit = None if max_pixels is None else max(1, int(max_pixels / growth))
     for upload in uploads:
-        pixels = _header_pixels(upload) * growth
-        if budget is not None and spent + pixels > budget:
-            errors.append({"file": upload.name, "status": 413, "detail": f"the request's images exceed the server's "
-                           f"budget of {budget:,} pixels per request (--max-request-pixels); send fewer or "
-                           "smaller images per request"})
-            continue
-        spent += pixels
         try:
             decoded.append((upload.name, decode(upload, limit)))
         except ImageLoadError as exc:
@@ -207,6 +201,29 @@ def decode_all(uploads: list[Upload], max_pixels: int | None, *, budget: int | N
                                                      "--max-pixels)")
             errors.append({"file": upload.name, "status": status, "detail": reason})
     return decoded, errors
+
+
+def within_budget(uploads: list[Upload], budget: int | None,
+                  growth: float = 1.0) -> tuple[list[Upload], list[dict]]:
+    """The uploads that fit the request's pixel budget (from their headers, in order), and a 413
+    ``{"file", "status", "detail"}`` for each one past it.
+
+    Args:
+        uploads: the request's files.
+        budget: pixels all images may have together (None: no budget).
+        growth: how much enhancement enlarges each image's pixel count.
+    """
+    kept, errors, spent = [], [], 0.0
+    for upload in uploads:
+        pixels = _header_pixels(upload) * growth
+        if budget is not None and spent + pixels > budget:
+            errors.append({"file": upload.name, "status": 413, "detail": f"the request's images exceed the server's "
+                           f"budget of {budget:,} pixels per request (--max-request-pixels); send fewer or "
+                           "smaller images per request"})
+            continue
+        spent += pixels
+        kept.append(upload)
+    return kept, errors
 
 
 def _header_pixels(upload: Upload) -> int:
