@@ -3,8 +3,9 @@
 Every check gives a statistic, a permutation p-value (``stats``) and an effect size. The checks
 on the images share one set of relabellings, and their p-values are adjusted together by the
 Westfall-Young min-p method, which keeps the chance of any false alarm at ``alpha`` when nothing
-changed, whatever the correlation between properties; the checks on the model's outputs (its own
-sample of each side) form a second such family, and the two families split ``alpha`` (Bonferroni).
+changed, whatever the correlation between properties; the domain classifier (relabelled over its
+held-out half) and the checks on the model's outputs (its own sample of each side) form families of
+their own, and the families split ``alpha`` (Bonferroni).
 A check counts as drifted only when its adjusted p-value is below ``alpha`` AND its effect reaches
 the check's minimum, so a large sample does not turn a negligible difference into an alarm.
 """
@@ -150,13 +151,13 @@ def compare_profiles(reference: Profile, current: Profile, config: DriftConfig |
         checks += _property_checks(reference, current, ref_idx, cur_idx, perms, config, notes)
     if "pixels" in config.checks:
         checks += _pixel_checks(reference, current, ref_idx, cur_idx, perms, config)
+    families = [checks]
     importances: dict[str, float] = {}
     if "domain" in config.checks:
-        domain = _domain_check(reference, current, ref_idx, cur_idx, perms, config)
+        domain = _domain_check(reference, current, ref_idx, cur_idx, config)
         if domain is not None:
-            checks.append(domain[0])
+            families.append([domain[0]])
             importances = domain[1]
-    families = [checks]
     if {"predictions", "embeddings"} & set(config.checks) and reference.model and current.model:
         families.append(_model_checks(reference.model, current.model, config, rng))
     families = [family for family in families if family]
@@ -251,7 +252,9 @@ def property_matrix(profile: Profile, index: np.ndarray) -> tuple[np.ndarray, li
     return np.column_stack([profile.values[n][index] for n in names]), names
 
 
-def _domain_check(ref: Profile, cur: Profile, ri, ci, perms, config: DriftConfig) -> tuple[Check, dict] | None:
+def _domain_check(ref: Profile, cur: Profile, ri, ci, config: DriftConfig) -> tuple[Check, dict] | None:
+    """The domain classifier's check: held-out AUC, relabelled over the held-out half only (its own
+    relabellings, so it is a family of its own)."""
     from scipy.stats import rankdata
 
     x_ref, names = property_matrix(ref, ri)
@@ -261,11 +264,13 @@ def _domain_check(ref: Profile, cur: Profile, ri, ci, perms, config: DriftConfig
     fit = fit_domain_classifier(x_ref[:, usable], x_cur[:, usable], names, config.seed)
     if fit is None:
         return None
+    perms = stats.relabellings(fit.n_ref, fit.n_cur, config.permutations, np.random.default_rng([config.seed, 1]))
     auc, p, permuted = stats.permutation_p(stats.auc, rankdata(fit.scores), perms)
     score = max(2 * auc - 1, 0.0)
     ranked = fit.importances(config.seed) if p <= config.alpha else {}
-    return Check("domain_classifier", "domain", auc, "cross-validated AUC", p, score, "drift score",
-                 config.min_domain_score, details={"folds": fit.folds}, permuted=permuted), ranked
+    return Check("domain_classifier", "domain", auc, "held-out AUC", p, score, "drift score",
+                 config.min_domain_score, details={"trained_on": fit.n_train, "held_out": len(fit.scores)},
+                 permuted=permuted), ranked
 
 
 def _model_checks(ref: dict, cur: dict, config: DriftConfig, rng: np.random.Generator) -> list[Check]:
