@@ -4,6 +4,8 @@ verdicts on planted shifts and on identical distributions, reports, the CLI and 
 from __future__ import annotations
 
 import json
+import os
+import threading
 from pathlib import Path
 
 import cv2
@@ -82,6 +84,26 @@ def test_truncated_or_corrupt_files_raise_with_the_file_name(tmp_path):
         load_reduced(tmp_path / "missing.png")
 
 
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_reduced_decoding_refuses_a_fifo_without_waiting_for_a_writer(tmp_path):
+    from inspekt.errors import ImageLoadError
+
+    fifo = tmp_path / "pipe.jpg"
+    os.mkfifo(fifo)
+    messages = []
+
+    def load():
+        try:
+            load_reduced(fifo)
+        except ImageLoadError as exc:
+            messages.append(str(exc))
+
+    reader = threading.Thread(target=load, daemon=True)
+    reader.start()
+    reader.join(20)
+    assert messages and "pipe.jpg" in messages[0] and "not a regular file" in messages[0]
+
+
 def test_properties_of_known_images():
     flat = np.full((1, 20, 30), 100, np.uint8)
     values = compute(Stack(flat, np.array([[40, 60]])))
@@ -102,11 +124,16 @@ def test_properties_of_known_images():
 
 
 def test_a_stack_gives_the_same_values_as_its_images_one_by_one():
+    """Images of one size are filtered together, in blocks; mixed sizes and grey with colour must
+    not change any image's values."""
     rng = np.random.default_rng(2)
-    images = np.stack([_texture(rng, 40, 50) for _ in range(3)])
-    sizes = np.array([[80, 100]] * 3)
+    images = [_texture(rng, 40, 50) for _ in range(35)] + [_texture(rng, 30, 70), _texture(rng, 2, 9)]
+    images += [np.dstack([_texture(rng, 40, 50), _texture(rng, 40, 50), _texture(rng, 40, 50)]) for _ in range(2)]
+    sizes = np.array([[80, 100]] * len(images))
     together = compute(Stack(images, sizes))
-    for i in range(3):
+    assert np.isnan(together["sharpness"][36])  # too small to filter
+    assert np.isnan(together["saturation"][:37]).all() and not np.isnan(together["saturation"][37:]).any()
+    for i in range(len(images)):
         alone = compute(Stack(images[i:i + 1], sizes[i:i + 1]))
         for name, column in together.items():
             np.testing.assert_allclose(alone[name], column[i:i + 1], rtol=1e-6, equal_nan=True)

@@ -12,21 +12,24 @@ one size always get the same factor whatever their format.
 from __future__ import annotations
 
 import os
+import stat
 
 import numpy as np
 
 from .io import _check_size, _describe, _resolve_max_pixels, load_image
 
-FACTORS = (1, 2, 4, 8)
 _SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 
 
 def reduction_factor(height: int, width: int, min_side: int) -> int:
     """The largest factor in (1, 2, 4, 8) that keeps ``min(height, width) / factor >= min_side``;
     ``min_side <= 0`` means full resolution (1)."""
-    if min_side <= 0:
-        return 1
-    return max(f for f in FACTORS if f == 1 or min(height, width) / f >= min_side)
+    if min_side > 0:
+        shorter = min(height, width)
+        for factor in (8, 4, 2):
+            if shorter >= min_side * factor:
+                return factor
+    return 1
 
 
 def load_reduced(source: str | os.PathLike[str] | bytes, min_side: int = 64,
@@ -45,16 +48,7 @@ def load_reduced(source: str | os.PathLike[str] | bytes, min_side: int = 64,
     Raises:
         ImageLoadError: the file is missing, empty, corrupt, truncated or not an image.
     """
-    if isinstance(source, (bytes, bytearray)):
-        data = bytes(source)
-    else:
-        data = b""  # not a readable regular file: load_image below says what is wrong with it
-        try:
-            if os.path.isfile(source):  # never open a FIFO or device
-                with open(source, "rb") as handle:
-                    data = handle.read()
-        except (OSError, ValueError):
-            pass
+    data = bytes(source) if isinstance(source, (bytes, bytearray)) else _read_regular_file(source)
     header = _jpeg_header(data)
     if header is not None:
         height, width, channels = header
@@ -69,6 +63,31 @@ def load_reduced(source: str | os.PathLike[str] | bytes, min_side: int = 64,
     pixels = load_image(source, "keep", max_pixels=max_pixels)
     height, width = pixels.shape[:2]
     return _area_reduce(pixels, reduction_factor(height, width, min_side)), (height, width)
+
+
+def _read_regular_file(path: str | os.PathLike[str]) -> bytes:
+    """The bytes of a regular file; b"" for anything else (missing, a folder, a FIFO or device,
+    unreadable), for which ``load_image`` then says what is wrong. Plain ``os`` calls: for the
+    small files of a drift profile, Python's buffered file object costs as much as the read."""
+    try:
+        handle = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # opening a FIFO must not wait for a writer
+    except (OSError, ValueError, TypeError):
+        return b""
+    try:
+        info = os.fstat(handle)
+        if not stat.S_ISREG(info.st_mode):
+            return b""
+        data = os.read(handle, info.st_size)
+        if len(data) == info.st_size:
+            return data
+        parts = [data]  # one read returned less (very large files)
+        while more := os.read(handle, 1 << 24):
+            parts.append(more)
+        return b"".join(parts)
+    except OSError:
+        return b""
+    finally:
+        os.close(handle)
 
 
 def _jpeg_header(data: bytes) -> tuple[int, int, int] | None:
@@ -95,16 +114,19 @@ def _jpeg_header(data: bytes) -> tuple[int, int, int] | None:
     return None
 
 
+_FLAGS: dict[tuple[int, int], int] = {}  # (components, factor) -> OpenCV imread flag, filled on first use
+
+
 def _decode_jpeg(data: bytes, channels: int, factor: int) -> np.ndarray | None:
     import cv2
 
-    grey = {1: cv2.IMREAD_GRAYSCALE, 2: cv2.IMREAD_REDUCED_GRAYSCALE_2, 4: cv2.IMREAD_REDUCED_GRAYSCALE_4,
-            8: cv2.IMREAD_REDUCED_GRAYSCALE_8}
-    colour = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4,
-              8: cv2.IMREAD_REDUCED_COLOR_8}
-    flag = (grey if channels == 1 else colour)[factor]
+    if not _FLAGS:
+        _FLAGS.update({(1, 1): cv2.IMREAD_GRAYSCALE, (1, 2): cv2.IMREAD_REDUCED_GRAYSCALE_2,
+                       (1, 4): cv2.IMREAD_REDUCED_GRAYSCALE_4, (1, 8): cv2.IMREAD_REDUCED_GRAYSCALE_8,
+                       (3, 1): cv2.IMREAD_COLOR, (3, 2): cv2.IMREAD_REDUCED_COLOR_2,
+                       (3, 4): cv2.IMREAD_REDUCED_COLOR_4, (3, 8): cv2.IMREAD_REDUCED_COLOR_8})
     try:
-        pixels = cv2.imdecode(np.frombuffer(data, np.uint8), flag)
+        pixels = cv2.imdecode(np.frombuffer(data, np.uint8), _FLAGS[channels, factor])
     except cv2.error:
         return None
     if pixels is None:

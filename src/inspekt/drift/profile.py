@@ -10,10 +10,9 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections import defaultdict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -195,18 +194,11 @@ def profile_chunk(files: Sequence[str | tuple[str, bytes]], min_side: int = DEFA
             skipped.append(SkippedFile(name, str(exc).split(": ", 1)[-1]))
             continue
         decoded.append((name, as_grey_if_grey(pixels), size))
-    groups: dict[tuple, list[int]] = defaultdict(list)  # same-shape images are computed together
-    for i, (_, pixels, _) in enumerate(decoded):
-        groups[pixels.shape].append(i)
-    n = len(decoded)
-    values = {name: np.empty(n) for name in PROPERTY_NAMES}
-    hists = np.zeros((n, len(CHANNELS), HIST_BINS))
-    for index in groups.values():
-        stack = Stack(np.stack([decoded[i][1] for i in index]), np.array([decoded[i][2] for i in index]))
-        for name, column in compute(stack).items():
-            values[name][index] = column
-        hists[index] = stack.histograms
-    return Profile([d[0] for d in decoded], values, hists.sum(axis=0), coarse(hists), min_side, skipped)
+    if not decoded:
+        return replace(Profile.empty(min_side), skipped=skipped)
+    stack = Stack([d[1] for d in decoded], [d[2] for d in decoded])
+    hists = stack.histograms
+    return Profile([d[0] for d in decoded], compute(stack), hists.sum(axis=0), coarse(hists), min_side, skipped)
 
 
 def profile_images(files: Sequence[str | os.PathLike], *, workers: int = 1, min_side: int = DEFAULT_MIN_SIDE,

@@ -1,7 +1,7 @@
 """Per-image properties: small pure functions in one table.
 
-Each function takes a ``Stack`` (same-size images at the working resolution, see
-``inspekt.reduced``) and returns one float per image; NaN means "not applicable" (the colour
+Each function takes a ``Stack`` (images at the working resolution, see ``inspekt.reduced``, with
+their pixel work done once) and returns one float per image; NaN means "not applicable" (the colour
 properties of a greyscale image). Adding a property is one function and one row in ``PROPERTIES``.
 
 Resolution, per property (``resolution`` in the table):
@@ -32,31 +32,33 @@ CHANNELS = ("grey", "red", "green", "blue")
 
 
 class Stack:
-    """N same-size images at the working resolution and their full-resolution sizes.
+    """N images at the working resolution (any sizes, greyscale or RGB) and their full-resolution sizes.
+
+    The pixel work is done once per image and kept: per-image histograms (one OpenCV call per
+    channel), and the two filter responses (Laplacian, Immerkaer's kernel), run over same-size
+    images stacked into one tall image, a block at a time, so a filter call's fixed cost is shared
+    and the block stays in cache. Everything else is arithmetic on those, for all images at once.
 
     Args:
-        pixels: (N, H, W) uint8 greyscale or (N, H, W, 3) uint8 RGB.
+        images: HxW uint8 greyscale or HxWx3 uint8 RGB arrays, or one (N, H, W[, 3]) array.
         sizes: (N, 2) full-resolution (height, width).
     """
 
-    def __init__(self, pixels: np.ndarray, sizes: np.ndarray):
-        self.pixels = pixels
+    def __init__(self, images, sizes):
+        self.images = list(images)
         self.sizes = np.asarray(sizes, dtype=np.float64).reshape(-1, 2)
-        self.colour = pixels.ndim == 4
+        self.colour = np.array([image.ndim == 3 for image in self.images], dtype=bool)
 
     def __len__(self) -> int:
-        return len(self.pixels)
+        return len(self.images)
 
     @cached_property
-    def grey(self) -> np.ndarray:
-        """(N, H, W) uint8 luma (the BT.709 weighted sum, rounded) — the image itself when grey."""
-        if not self.colour:
-            return self.pixels
+    def grey(self) -> list[np.ndarray]:
+        """Per image, the HxW uint8 luma (the BT.709 weighted sum, rounded); the image itself when grey."""
         import cv2
 
-        n, h, w, _ = self.pixels.shape
-        flat = self.pixels.reshape(n * h, w, 3)
-        return cv2.transform(flat, LUMA[None, :].astype(np.float32)).reshape(n, h, w)
+        weights = LUMA[None, :].astype(np.float32)
+        return [cv2.transform(image, weights) if image.ndim == 3 else image for image in self.images]
 
     @cached_property
     def histograms(self) -> np.ndarray:
@@ -64,43 +66,77 @@ class Stack:
         import cv2
 
         out = np.zeros((len(self), len(CHANNELS), HIST_BINS))
-        for i in range(len(self)):
-            out[i, 0] = cv2.calcHist([self.grey[i]], [0], None, [HIST_BINS], [0, 256]).ravel()
-            if self.colour:
+        for i, (image, grey) in enumerate(zip(self.images, self.grey)):
+            out[i, 0] = cv2.calcHist([grey], [0], None, [HIST_BINS], [0, 256]).ravel()
+            if image.ndim == 3:
                 for c in range(3):
-                    out[i, c + 1] = cv2.calcHist([self.pixels[i]], [c], None, [HIST_BINS], [0, 256]).ravel()
+                    out[i, c + 1] = cv2.calcHist([image], [c], None, [HIST_BINS], [0, 256]).ravel()
         return out
 
     @cached_property
-    def grey_moments(self) -> tuple[np.ndarray, np.ndarray]:
-        """Mean and standard deviation of the grey image, from its histogram."""
-        hist = self.histograms[:, 0]
-        levels = np.arange(HIST_BINS)
-        total = hist.sum(axis=1)
-        mean = hist @ levels / total
-        var = hist @ (levels ** 2) / total - mean ** 2
-        return mean, np.sqrt(np.maximum(var, 0.0))
+    def channel_means(self) -> np.ndarray:
+        """(N, 4) mean of grey, red, green, blue (NaN for the colour of grey images)."""
+        totals = self.histograms.sum(axis=2)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(totals > 0, self.histograms @ _LEVELS / totals, np.nan)
 
     @cached_property
-    def rgb_float(self) -> np.ndarray:
-        """(N, H*W, 3) float32 pixels of colour images."""
-        return self.pixels.reshape(len(self), -1, 3).astype(np.float32)
+    def detail(self) -> np.ndarray:
+        """(N, 3): sum and sum of squares of the Laplacian, and sum of |Immerkaer response|, over
+        each image's interior pixels (NaN when an image is too small to filter)."""
+        out = np.full((len(self), 3), np.nan)
+        for index in _same_shape(self.grey):
+            h, w = self.grey[index[0]].shape
+            if h < 3 or w < 3:
+                continue
+            for block in range(0, len(index), _BLOCK):
+                rows = index[block:block + _BLOCK]
+                out[rows] = _detail_sums(np.concatenate([self.grey[i] for i in rows]), h)
+        return out
 
-    def interiors(self, response: np.ndarray) -> list[np.ndarray]:
-        """Per image, the view of a filter response of the tall grey stack without its border pixels
-        (where the filter saw a neighbouring image or the padding)."""
-        n, h, w = self.grey.shape
-        return [r[1:-1, 1:-1] for r in response.reshape(n, h, w)]
+    @cached_property
+    def colour_shares(self) -> np.ndarray:
+        """(N, 4): mean relative red, green, blue intensity and mean saturation (NaN for grey images)."""
+        out = np.full((len(self), 4), np.nan)
+        for index in _same_shape(self.images):
+            if self.images[index[0]].ndim != 3:
+                continue
+            rgb = np.stack([self.images[i] for i in index]).reshape(len(index), -1, 3).astype(np.float32)
+            total = rgb.sum(axis=2, keepdims=True)
+            share = np.divide(rgb, total, out=np.zeros_like(rgb), where=total > 0)
+            hi, lo = rgb.max(axis=2), rgb.min(axis=2)
+            sat = np.divide(hi - lo, hi, out=np.zeros_like(hi), where=hi > 0)
+            out[index, :3] = share.mean(axis=1)
+            out[index, 3] = sat.mean(axis=1)
+        return out
 
-    @property
-    def tall(self) -> np.ndarray | None:
-        """The grey stack as one (N*H, W) image (one OpenCV call for all), None when too small to filter."""
-        n, h, w = self.grey.shape
-        return self.grey.reshape(n * h, w) if h >= 3 and w >= 3 else None
+
+_LEVELS = np.arange(HIST_BINS, dtype=np.float64)
+_BLOCK = 32  # images per filter call: shares the call's fixed cost, stays in cache
+_NOISE_TAPS = np.array([1, -2, 1], np.float32)  # Immerkaer's kernel is outer(taps, taps)
 
 
-def _na(stack: Stack) -> np.ndarray:
-    return np.full(len(stack), np.nan)
+def _same_shape(images: list[np.ndarray]) -> list[list[int]]:
+    """Indices of the images grouped by shape (first appearance order)."""
+    groups: dict[tuple, list[int]] = {}
+    for i, image in enumerate(images):
+        groups.setdefault(image.shape, []).append(i)
+    return list(groups.values())
+
+
+def _detail_sums(tall: np.ndarray, h: int) -> list[tuple[float, float, float]]:
+    """Filter a tall stack of same-size grey images (each ``h`` rows) at once; per image, the
+    interior sums of ``Stack.detail`` (the border pixels saw a neighbouring image or the padding)."""
+    import cv2
+
+    lap = cv2.Laplacian(tall, cv2.CV_16S, ksize=1)[:, 1:-1]
+    response = cv2.sepFilter2D(tall, cv2.CV_16S, _NOISE_TAPS, _NOISE_TAPS)[:, 1:-1]
+    return [(cv2.sumElems(lap[top + 1:top + h - 1])[0], cv2.norm(lap[top + 1:top + h - 1], cv2.NORM_L2SQR),
+             cv2.norm(response[top + 1:top + h - 1], cv2.NORM_L1)) for top in range(0, len(tall), h)]
+
+
+def _interior_pixels(s: Stack) -> np.ndarray:
+    return np.array([(g.shape[0] - 2) * (g.shape[1] - 2) for g in s.grey], dtype=np.float64)
 
 
 def aspect_ratio(s: Stack) -> np.ndarray:
@@ -115,26 +151,20 @@ def area(s: Stack) -> np.ndarray:
 
 def brightness(s: Stack) -> np.ndarray:
     """Mean of 0.2125 R + 0.7154 G + 0.0721 B (the grey level itself for greyscale images)."""
-    if not s.colour:
-        return s.grey_moments[0]
-    levels = np.arange(HIST_BINS)
-    channel_means = s.histograms[:, 1:] @ levels / s.histograms[:, 1:].sum(axis=2)
-    return channel_means @ LUMA
+    means = s.channel_means
+    return np.where(s.colour, np.nan_to_num(means[:, 1:]) @ LUMA, means[:, 0])
 
 
 def contrast(s: Stack) -> np.ndarray:
     """RMS contrast: standard deviation of the grey image."""
-    return s.grey_moments[1]
+    hist = s.histograms[:, 0]
+    mean_square = hist @ (_LEVELS ** 2) / hist.sum(axis=1)
+    return np.sqrt(np.maximum(mean_square - s.channel_means[:, 0] ** 2, 0.0))
 
 
 def _relative(channel: int) -> Callable[[Stack], np.ndarray]:
     def relative(s: Stack) -> np.ndarray:
-        if not s.colour:
-            return _na(s)
-        rgb = s.rgb_float
-        total = rgb.sum(axis=2)
-        share = np.divide(rgb[:, :, channel], total, out=np.zeros_like(total), where=total > 0)
-        return share.mean(axis=1).astype(np.float64)
+        return s.colour_shares[:, channel]
 
     relative.__doc__ = f"Mean relative {('red', 'green', 'blue')[channel]} intensity c / (R + G + B), 0 where the sum is 0."
     return relative
@@ -142,36 +172,20 @@ def _relative(channel: int) -> Callable[[Stack], np.ndarray]:
 
 def saturation(s: Stack) -> np.ndarray:
     """Mean HSV saturation (max - min) / max, 0 where max is 0."""
-    if not s.colour:
-        return _na(s)
-    hi, lo = s.pixels.max(axis=3).astype(np.float32), s.pixels.min(axis=3).astype(np.float32)
-    sat = np.divide(hi - lo, hi, out=np.zeros_like(hi), where=hi > 0)
-    return sat.reshape(len(s), -1).mean(axis=1).astype(np.float64)
-
-
-_NOISE_TAPS = np.array([1, -2, 1], np.float32)  # Immerkaer's kernel is outer(taps, taps)
+    return s.colour_shares[:, 3]
 
 
 def sharpness(s: Stack) -> np.ndarray:
     """Variance of the 4-neighbour Laplacian of the grey image (interior pixels); falls when it blurs."""
-    import cv2
-
-    if s.tall is None:
-        return _na(s)
-    lap = cv2.Laplacian(s.tall, cv2.CV_16S, ksize=1)
-    return np.array([cv2.meanStdDev(r)[1][0, 0] ** 2 for r in s.interiors(lap)])
+    count = _interior_pixels(s)
+    total, squares = s.detail[:, 0], s.detail[:, 1]
+    return np.maximum(squares / count - (total / count) ** 2, 0.0)
 
 
 def noise(s: Stack) -> np.ndarray:
     """Noise standard deviation by Immerkaer's method (1996): mean absolute response of a
     Laplacian-difference kernel that cancels smooth structure, times sqrt(pi / 2) / 6."""
-    import cv2
-
-    if s.tall is None:
-        return _na(s)
-    response = cv2.sepFilter2D(s.tall, cv2.CV_16S, _NOISE_TAPS, _NOISE_TAPS)
-    mean_abs = np.array([cv2.norm(r, cv2.NORM_L1) / r.size for r in s.interiors(response)])
-    return mean_abs * math.sqrt(math.pi / 2) / 6
+    return s.detail[:, 2] / _interior_pixels(s) * math.sqrt(math.pi / 2) / 6
 
 
 def entropy(s: Stack) -> np.ndarray:
@@ -213,7 +227,14 @@ def compute(stack: Stack) -> dict[str, np.ndarray]:
     return {p.name: np.asarray(p.fn(stack), dtype=np.float64) for p in PROPERTIES}
 
 
+_TO_COARSE = np.repeat(np.eye(COARSE_BINS), HIST_BINS // COARSE_BINS, axis=0)  # (256, 32): 8 levels per bin
+
+
 def coarse(histograms: np.ndarray) -> np.ndarray:
-    """(N, 4, 256) counts -> (N, 4, 32) counts (8 neighbouring levels per bin)."""
-    n, c, _ = histograms.shape
-    return histograms.reshape(n, c, COARSE_BINS, HIST_BINS // COARSE_BINS).sum(axis=3)
+    """(N, 4, 256) counts -> (N, 4, 32) counts (8 neighbouring levels per bin); a channel no image
+    has (the colour of a greyscale set) stays 0 without being summed."""
+    out = np.zeros(histograms.shape[:2] + (COARSE_BINS,))
+    for c in range(histograms.shape[1]):
+        if histograms[:, c].any():
+            out[:, c] = histograms[:, c] @ _TO_COARSE
+    return out
