@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 
 import numpy as np
 
@@ -34,10 +34,11 @@ CHANNELS = ("grey", "red", "green", "blue")
 class Stack:
     """N images at the working resolution (any sizes, greyscale or RGB) and their full-resolution sizes.
 
-    The pixel work is done once per image and kept: per-image histograms (one OpenCV call per
-    channel), and the two filter responses (Laplacian, Immerkaer's kernel), run over same-size
-    images stacked into one tall image, a block at a time, so a filter call's fixed cost is shared
-    and the block stays in cache. Everything else is arithmetic on those, for all images at once.
+    The pixel work is done once per image and kept: same-size grey images are stacked into one
+    tall image, a block at a time (one OpenCV call's fixed cost is shared by the block, and the
+    block stays in cache), for the grey histograms and the two filter responses (Laplacian,
+    Immerkaer's kernel); colour images add one histogram call per channel. Everything else is
+    arithmetic on those, for all images at once.
 
     Args:
         images: HxW uint8 greyscale or HxWx3 uint8 RGB arrays, or one (N, H, W[, 3]) array.
@@ -61,38 +62,48 @@ class Stack:
         return [cv2.transform(image, weights) if image.ndim == 3 else image for image in self.images]
 
     @cached_property
+    def _grey_pass(self) -> tuple[np.ndarray, np.ndarray]:
+        """One walk over the grey images, same-size ones in tall blocks: their 256-bin histograms
+        and their detail sums (see ``detail``)."""
+        hist, detail = np.empty((len(self), HIST_BINS)), np.full((len(self), 3), np.nan)
+        for index in _same_shape(self.grey):
+            h, w = self.grey[index[0]].shape
+            for block in range(0, len(index), _BLOCK):
+                rows = index[block:block + _BLOCK]
+                tall = np.concatenate([self.grey[i] for i in rows])
+                hist[rows] = _block_histograms(tall, len(rows))
+                if h >= 3 and w >= 3:
+                    detail[rows] = _detail_sums(tall, h)
+        return hist, detail
+
+    @cached_property
     def histograms(self) -> np.ndarray:
         """(N, 4, 256) pixel counts per image for grey, red, green, blue (colour rows 0 when grey)."""
         import cv2
 
         out = np.zeros((len(self), len(CHANNELS), HIST_BINS))
-        for i, (image, grey) in enumerate(zip(self.images, self.grey)):
-            out[i, 0] = cv2.calcHist([grey], [0], None, [HIST_BINS], [0, 256]).ravel()
-            if image.ndim == 3:
-                for c in range(3):
-                    out[i, c + 1] = cv2.calcHist([image], [c], None, [HIST_BINS], [0, 256]).ravel()
+        out[:, 0] = self._grey_pass[0]
+        for i in np.flatnonzero(self.colour):
+            for c in range(3):
+                out[i, c + 1] = cv2.calcHist([self.images[i]], [c], None, [HIST_BINS], [0, 256]).ravel()
         return out
 
     @cached_property
     def channel_means(self) -> np.ndarray:
         """(N, 4) mean of grey, red, green, blue (NaN for the colour of grey images)."""
-        totals = self.histograms.sum(axis=2)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(totals > 0, self.histograms @ _LEVELS / totals, np.nan)
+        means = np.full((len(self), len(CHANNELS)), np.nan)
+        grey = self.histograms[:, 0]
+        means[:, 0] = _level_sums(grey) / grey.sum(axis=1)
+        if self.colour.any():
+            rgb = self.histograms[self.colour, 1:]
+            means[self.colour, 1:] = _level_sums(rgb) / rgb.sum(axis=2)
+        return means
 
-    @cached_property
+    @property
     def detail(self) -> np.ndarray:
         """(N, 3): sum and sum of squares of the Laplacian, and sum of |Immerkaer response|, over
         each image's interior pixels (NaN when an image is too small to filter)."""
-        out = np.full((len(self), 3), np.nan)
-        for index in _same_shape(self.grey):
-            h, w = self.grey[index[0]].shape
-            if h < 3 or w < 3:
-                continue
-            for block in range(0, len(index), _BLOCK):
-                rows = index[block:block + _BLOCK]
-                out[rows] = _detail_sums(np.concatenate([self.grey[i] for i in rows]), h)
-        return out
+        return self._grey_pass[1]
 
     @cached_property
     def colour_shares(self) -> np.ndarray:
@@ -112,7 +123,14 @@ class Stack:
 
 
 _LEVELS = np.arange(HIST_BINS, dtype=np.float64)
-_BLOCK = 32  # images per filter call: shares the call's fixed cost, stays in cache
+
+
+def _level_sums(hist: np.ndarray, power: int = 1) -> np.ndarray:
+    """Sum of level**power x count over the last (256-bin) axis. numpy's einsum, not ``@``: a matrix
+    product goes to BLAS, whose threads spin against every other busy process and halved the
+    throughput of two profiling workers on two cores."""
+    return np.einsum("...k,k->...", hist, _LEVELS ** power)
+_BLOCK = 32  # images per block (at most 256: image numbers are uint8)
 _NOISE_TAPS = np.array([1, -2, 1], np.float32)  # Immerkaer's kernel is outer(taps, taps)
 
 
@@ -122,6 +140,21 @@ def _same_shape(images: list[np.ndarray]) -> list[list[int]]:
     for i, image in enumerate(images):
         groups.setdefault(image.shape, []).append(i)
     return list(groups.values())
+
+
+@lru_cache(maxsize=8)
+def _image_numbers(count: int, h: int, w: int) -> np.ndarray:
+    """(count * h, w) uint8: which image of a tall block each pixel belongs to."""
+    return np.repeat(np.arange(count, dtype=np.uint8), h * w).reshape(count * h, w)
+
+
+def _block_histograms(tall: np.ndarray, count: int) -> np.ndarray:
+    """(count, 256) histograms of the ``count`` same-size images of a tall block, in one OpenCV
+    call: a 2-D histogram of (pixel value, image number)."""
+    import cv2
+
+    numbers = _image_numbers(count, len(tall) // count, tall.shape[1])
+    return cv2.calcHist([tall, numbers], [0, 1], None, [HIST_BINS, count], [0, 256, 0, count]).T
 
 
 def _detail_sums(tall: np.ndarray, h: int) -> list[tuple[float, float, float]]:
@@ -152,13 +185,13 @@ def area(s: Stack) -> np.ndarray:
 def brightness(s: Stack) -> np.ndarray:
     """Mean of 0.2125 R + 0.7154 G + 0.0721 B (the grey level itself for greyscale images)."""
     means = s.channel_means
-    return np.where(s.colour, np.nan_to_num(means[:, 1:]) @ LUMA, means[:, 0])
+    return np.where(s.colour, np.einsum("nc,c->n", np.nan_to_num(means[:, 1:]), LUMA), means[:, 0])
 
 
 def contrast(s: Stack) -> np.ndarray:
     """RMS contrast: standard deviation of the grey image."""
     hist = s.histograms[:, 0]
-    mean_square = hist @ (_LEVELS ** 2) / hist.sum(axis=1)
+    mean_square = _level_sums(hist, power=2) / hist.sum(axis=1)
     return np.sqrt(np.maximum(mean_square - s.channel_means[:, 0] ** 2, 0.0))
 
 
@@ -227,14 +260,11 @@ def compute(stack: Stack) -> dict[str, np.ndarray]:
     return {p.name: np.asarray(p.fn(stack), dtype=np.float64) for p in PROPERTIES}
 
 
-_TO_COARSE = np.repeat(np.eye(COARSE_BINS), HIST_BINS // COARSE_BINS, axis=0)  # (256, 32): 8 levels per bin
-
-
 def coarse(histograms: np.ndarray) -> np.ndarray:
     """(N, 4, 256) counts -> (N, 4, 32) counts (8 neighbouring levels per bin); a channel no image
     has (the colour of a greyscale set) stays 0 without being summed."""
     out = np.zeros(histograms.shape[:2] + (COARSE_BINS,))
     for c in range(histograms.shape[1]):
         if histograms[:, c].any():
-            out[:, c] = histograms[:, c] @ _TO_COARSE
+            out[:, c] = histograms[:, c].reshape(len(histograms), COARSE_BINS, -1).sum(axis=2)
     return out
