@@ -327,6 +327,7 @@ def test_bad_input_is_one_clear_line(trained, tmp_path, args, message):
     assert result.exit_code == 2, result.output
     assert message in result.output and "Traceback" not in result.output
     assert result.output.count("error:") == 1
+    assert not list(tmp_path.glob("h.db*"))  # a monitor that cannot start leaves no empty history file
 
 
 def test_a_workspace_at_a_storage_url_needs_an_explicit_database(trained, tmp_path, monkeypatch):

@@ -109,6 +109,20 @@ def as_url(db: str | os.PathLike | None) -> str:
     return text if "://" in text else f"sqlite:///{Path(text).resolve()}"
 
 
+def sqlite_file(url: str) -> Path | None:
+    """The file of a ``sqlite:///`` URL (``as_url``'s form); None for other databases."""
+    return Path(url.removeprefix("sqlite:///")) if url.startswith("sqlite:///") else None
+
+
+def discard_new_file(engine: Engine, created: Path | None) -> None:
+    """Close the engine and delete the SQLite file (and its WAL companions) that opening it created:
+    a monitor that fails to start leaves no empty history behind."""
+    engine.dispose()
+    if created is not None:
+        for path in (created, created.with_name(created.name + "-wal"), created.with_name(created.name + "-shm")):
+            path.unlink(missing_ok=True)
+
+
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
     # WAL: the app can read while the monitor writes; NORMAL sync is durable at each commit in WAL mode
     # except for power loss, which is the usual trade-off; busy_timeout rides out a concurrent reader.
@@ -133,9 +147,10 @@ def open_engine(db: str | os.PathLike | None, *, create: bool = True) -> Engine:
         ConfigError: the URL is malformed, its driver is not installed, or the database cannot be reached.
     """
     url = as_url(db)
-    if url.startswith("sqlite:///") and create:
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    elif url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
+    file = sqlite_file(url)
+    if file is not None and create:
+        file.parent.mkdir(parents=True, exist_ok=True)
+    elif file is not None and not file.is_file():
         raise ConfigError(f"{url}: no monitoring history there yet; start one with "
                           "`inspekt monitor --model M --source SOURCE --db URL`")
     try:

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy.exc import OperationalError
 
-from ..errors import ConfigError
+from ..errors import ConfigError, InspektError
 from . import history
 from .alerts import alert_payload, log_alert, post_webhook
 from .sources import FolderSource, Item, SourceError, open_source, source_name
@@ -165,9 +165,15 @@ class Monitor:
                               "retrain the model with this inspekt version")
         self.reference = bundle_reference(config.model)
         self.model = str(Path(config.model).resolve()) if Path(config.model).exists() else config.model
+        file = history.sqlite_file(history.as_url(config.db))
+        created = file if file is not None and not file.exists() else None
         self.engine = history.open_engine(config.db)
         self.name = config.name or source_name(config.source)
-        self.source = open_source(config.source, history.count_items(self.engine, self.name))
+        try:
+            self.source = open_source(config.source, history.count_items(self.engine, self.name))
+        except InspektError:  # a mistyped folder, a dead camera: no empty history file left behind
+            history.discard_new_file(self.engine, created)
+            raise
         if isinstance(self.source, FolderSource):
             self.source.settle = config.settle
         self.stats = MonitorStats()

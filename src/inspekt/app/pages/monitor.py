@@ -3,14 +3,13 @@ scores over time, drift windows, alerts and skipped items."""
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pandas as pd
 import streamlit as st
 
 from inspekt.app import common
 from inspekt.errors import InspektError
-from inspekt.monitor.history import as_url, default_url
+from inspekt.monitor.history import as_url, default_url, sqlite_file
 from inspekt.monitor.summary import load_history, summarize_history
 
 root = common.workspace()
@@ -21,7 +20,7 @@ st.button("Refresh")
 url = as_url(db)
 start = (f"Start monitoring from a shell, e.g.\n\n```\ninspekt monitor --model MODEL.inspekt --source incoming/ "
          f"--every 10s --window 200 --db {url}\n```\n\nand this page shows its history.")
-if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
+if sqlite_file(url) is not None and not sqlite_file(url).is_file():
     st.info(f"No monitoring history at {url} yet. {start}")
     st.stop()
 try:
