@@ -444,3 +444,14 @@ def test_too_few_relabellings_to_reach_alpha_is_said_not_hidden(tmp_path):
     enough = check_drift(tmp_path / "ref", tmp_path / "cur", checks=("properties", "pixels"), permutations=needed)
     assert enough.drift and "brightness" in [c.name for c in enough.drifted]
     assert not any("relabellings but cannot reach" in n for n in enough.notes)
+
+
+def test_a_colour_image_held_out_by_the_domain_classifier_does_not_break_it(tmp_path):
+    """One colour image among grey ones: whichever half the domain classifier holds it out in, the
+    check runs (an all-NaN training column used to crash the fit)."""
+    _write_set(tmp_path / "ref", 6, seed=40)
+    _write_set(tmp_path / "cur", 5, seed=41)
+    _write_set(tmp_path / "cur", 1, seed=42, tint=True, suffix=".jpg")
+    for seed in range(6):
+        result = check_drift(tmp_path / "ref", tmp_path / "cur", seed=seed, **FAST)
+        assert result.check("domain_classifier").details["held_out"] == 3 + 3

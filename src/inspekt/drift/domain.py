@@ -64,6 +64,10 @@ def fit_domain_classifier(x_ref: np.ndarray, x_cur: np.ndarray, names: list[str]
     x_train = np.vstack([x_ref[ref_train], x_cur[cur_train]])
     y_train = np.r_[np.zeros(len(ref_train)), np.ones(len(cur_train))]
     x_test = np.vstack([x_ref[ref_test], x_cur[cur_test]])
+    # a property no training image has (the few colour images all held out) teaches nothing, and the
+    # classifier refuses an all-NaN column
+    known = ~np.isnan(x_train).all(axis=0)
+    x_train, x_test, names = x_train[:, known], x_test[:, known], [n for n, k in zip(names, known) if k]
     y_test = np.r_[np.zeros(len(ref_test)), np.ones(len(cur_test))]
     model = HistGradientBoostingClassifier(max_iter=100, learning_rate=0.1, max_leaf_nodes=15,
                                            min_samples_leaf=max(2, min(20, len(y_train) // 20)),
