@@ -347,6 +347,8 @@ def test_trained_bundles_carry_a_reference_and_check_prediction_drift(trained, s
     reference = json.loads((bundle / "reference.json").read_text())
     assert reference["schema"] == "inspekt.profile/1" and reference["n_images"] > 0
     assert len(reference["model"]["labels"]) == len(reference["model"]["files"]) > 0
+    # predictions on held-out images only: on its own training images a model is more confident
+    assert set(reference["model"]["files"]).isdisjoint(reference["files"])
     result = check_drift(bundle, synth_classes, **FAST)
     names = [c.name for c in result.checks]
     assert "prediction:label_mix" in names and "prediction:score" in names

@@ -357,7 +357,7 @@ def _write_bundle(cfg: TrainConfig, fit: _Fit, network, image_cal: Calibration, 
     decoded = [load_image(p, mode="keep") for p in fit.paths[:4]]
     samples = preprocess_batch(decoded, fit.spec)[0] if fit.spec.resize != "tile" else None
     bundle, parity = save_bundle(network, card, run_dir / "bundle", samples=samples, overwrite=True)
-    write_reference(bundle, fit.paths, seed=cfg.seed)
+    write_reference(bundle, fit.paths, [str(s.path) for s in fit.parts.val_normal], seed=cfg.seed)
     (run_dir / "versions.json").write_text(json.dumps(versions, indent=2) + "\n", encoding="utf-8")
     if fit.report.skipped:
         (run_dir / "skipped.txt").write_text(fit.report.summary() + "\n", encoding="utf-8")

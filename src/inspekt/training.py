@@ -345,6 +345,7 @@ class _Prepared:
     report: BatchReport
     notes: list[str]
     train_files: list[str]
+    val_files: list[str]
 
 
 def _prepare(cfg: TrainConfig) -> _Prepared:
@@ -388,7 +389,7 @@ def _prepare(cfg: TrainConfig) -> _Prepared:
     if uncached:
         notes.append(f"{uncached} images did not fit in cache_mb={cfg.cache_mb} and are decoded every epoch")
     return _Prepared(cfg, ds, task, network, params, spec, train, val, report, notes,
-                     [str(s.path) for s in train_ds.samples])
+                     [str(s.path) for s in train_ds.samples], [str(s.path) for s in val_ds.samples])
 
 
 def _run(p: _Prepared, run_dir: Path, on_epoch: EpochCallback | None, resume: dict | None = None) -> TrainResult:
@@ -457,7 +458,7 @@ def _finish(p: _Prepared, run_dir: Path, loop: _Loop, best_state: dict, history:
     )
     samples = p.val.batch(np.arange(min(8, len(p.val))))
     bundle, parity = save_bundle(network, card, run_dir / "bundle", samples=samples, overwrite=True)
-    write_reference(bundle, p.train_files, seed=cfg.seed)
+    write_reference(bundle, p.train_files, p.val_files, seed=cfg.seed)
     return TrainResult(run_dir, bundle, metrics, parity, p.report, history, interrupted, p.notes)
 
 

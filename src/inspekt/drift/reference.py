@@ -1,5 +1,12 @@
 """A bundle's ``reference.json``: its training images' drift profile and the model's predictions on
-them, so anything that serves the model can check incoming images without the training data."""
+its held-out (validation) images, so anything that serves the model can check incoming images
+without the training data.
+
+The predictions come from images the model was not fitted to: on its own training images a model
+is more confident than on any new image from the same source, so comparing new images' predictions
+with those would report drift where there is none (measured: a PatchCore model's mean score on 320
+unseen images of its training folder, 0.083, against 0.050 on its training images; "Drift
+detected", adjusted p 0.003)."""
 
 from __future__ import annotations
 
@@ -11,7 +18,7 @@ from pathlib import Path
 from .profile import Profile, profile_images
 from .sources import MAX_REFERENCE_IMAGES, REFERENCE, sample_files
 
-MAX_PREDICTED = 300  # training images the model predicts (labels, scores, embeddings) for the reference
+MAX_PREDICTED = 300  # held-out images the model predicts (labels, scores, embeddings) for the reference
 
 
 def model_outputs(predictor, files: Sequence[str]) -> dict[str, list] | None:
@@ -33,19 +40,20 @@ def outputs_of(predictions: Sequence) -> dict[str, list] | None:
     return out
 
 
-def write_reference(bundle_dir: str | os.PathLike, files: Sequence[str | os.PathLike], seed: int = 0,
-                    workers: int = 1) -> Profile:
-    """Profile (a seeded sample of) the training images, predict some with the bundle, and write
-    ``reference.json`` into the bundle folder (atomically)."""
+def write_reference(bundle_dir: str | os.PathLike, files: Sequence[str | os.PathLike],
+                    held_out: Sequence[str | os.PathLike], seed: int = 0, workers: int = 1) -> Profile:
+    """Profile (a seeded sample of) the training images ``files``, predict (a sample of) the held-out
+    images with the bundle, and write ``reference.json`` into the bundle folder (atomically). With no
+    readable held-out image the reference has no predictions (the prediction and embedding checks
+    are then skipped, rather than run against a biased baseline)."""
     from ..predictor import Predictor
 
     chosen = sample_files([str(f) for f in files], MAX_REFERENCE_IMAGES, seed)
     profile = profile_images(chosen, workers=workers)
-    predicted = sample_files(profile.files, MAX_PREDICTED, seed)
-    profile.model = model_outputs(Predictor.load(bundle_dir), predicted)
+    predicted = sample_files([str(f) for f in held_out], MAX_PREDICTED, seed)
+    profile.model = model_outputs(Predictor.load(bundle_dir), predicted) if predicted else None
     target = Path(bundle_dir) / REFERENCE
     tmp = target.with_name(f".{REFERENCE}.tmp")
     tmp.write_text(json.dumps(profile.to_dict()), encoding="utf-8")
     tmp.replace(target)
     return profile
-
