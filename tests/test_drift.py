@@ -457,3 +457,27 @@ def test_a_colour_image_held_out_by_the_domain_classifier_does_not_break_it(tmp_
     for seed in range(6):
         result = check_drift(tmp_path / "ref", tmp_path / "cur", seed=seed, **FAST)
         assert result.check("domain_classifier").details["held_out"] == 3 + 3
+
+
+@pytest.mark.parametrize("orientation", [1, 3, 6, 8])
+def test_reduced_jpeg_decoding_turns_images_as_load_image_does(tmp_path, orientation):
+    """The EXIF orientation is read from the header, not guessed from the decoded shape (a
+    130 x 129 image reduced to a square 65 x 65 used to come back with its sides swapped)."""
+    from PIL import Image
+
+    from inspekt.io import load_image
+
+    rng = np.random.default_rng(orientation)
+    for height, width in ((130, 129), (136, 300)):
+        pixels = cv2.resize(rng.integers(0, 256, (height // 8, width // 8), dtype=np.uint8), (width, height))
+        exif = Image.Exif()
+        exif[0x0112] = orientation
+        path = tmp_path / f"o{orientation}_{height}x{width}.jpg"
+        Image.fromarray(pixels).save(path, quality=95, exif=exif.tobytes())
+        expected = load_image(path, "keep")
+        reduced, size = load_reduced(path, min_side=64)
+        assert size == expected.shape[:2]
+        factor = reduction_factor(*expected.shape[:2], 64)
+        assert reduced.shape == (-(-expected.shape[0] // factor), -(-expected.shape[1] // factor))
+        full, _ = load_reduced(path, min_side=0)
+        assert np.abs(full.astype(int) - expected).mean() < 2  # same pixels, same way up

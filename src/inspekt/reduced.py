@@ -16,6 +16,7 @@ import stat
 
 import numpy as np
 
+from ._pixels import apply_orientation
 from .io import _check_size, _describe, _resolve_max_pixels, load_image
 
 _SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
@@ -51,15 +52,13 @@ def load_reduced(source: str | os.PathLike[str] | bytes, min_side: int = 64,
     data = bytes(source) if isinstance(source, (bytes, bytearray)) else _read_regular_file(source)
     header = _jpeg_header(data)
     if header is not None:
-        height, width, channels = header
+        height, width, channels, orientation = header
         limit = max_pixels if isinstance(max_pixels, int) and max_pixels > 0 else _resolve_max_pixels(max_pixels)
         if width * height > limit:
             _check_size(_describe(source), (width, height), limit)  # raises, naming the file
         pixels = _decode_jpeg(data, channels, reduction_factor(height, width, min_side))
-        if pixels is not None:
-            # OpenCV applies the EXIF orientation; the header's size is before it.
-            swapped = (pixels.shape[0] > pixels.shape[1]) != (height > width) and height != width
-            return pixels, ((width, height) if swapped else (height, width))
+        if pixels is not None:  # turned as load_image turns it; orientations 5-8 swap the sides
+            return apply_orientation(pixels, orientation), ((width, height) if orientation >= 5 else (height, width))
     pixels = load_image(source, "keep", max_pixels=max_pixels)
     height, width = pixels.shape[:2]
     return _area_reduce(pixels, reduction_factor(height, width, min_side)), (height, width)
@@ -90,12 +89,12 @@ def _read_regular_file(path: str | os.PathLike[str]) -> bytes:
         os.close(handle)
 
 
-def _jpeg_header(data: bytes) -> tuple[int, int, int] | None:
-    """``(height, width, components)`` of a complete 8-bit JPEG with 1 or 3 components, else None
-    (other files, truncated files and unusual JPEGs take the robust path)."""
+def _jpeg_header(data: bytes) -> tuple[int, int, int, int] | None:
+    """``(height, width, components, EXIF orientation)`` of a complete 8-bit JPEG with 1 or 3
+    components, else None (other files, truncated files and unusual JPEGs take the robust path)."""
     if not data.startswith(b"\xff\xd8") or not data.rstrip(b"\x00").endswith(b"\xff\xd9"):
         return None
-    i, end = 2, len(data) - 9
+    i, end, orientation = 2, len(data) - 9, 1
     while i < end:
         if data[i] != 0xFF:
             return None
@@ -107,11 +106,29 @@ def _jpeg_header(data: bytes) -> tuple[int, int, int] | None:
             precision, components = data[i + 4], data[i + 9]
             height, width = int.from_bytes(data[i + 5:i + 7], "big"), int.from_bytes(data[i + 7:i + 9], "big")
             ok = precision == 8 and components in (1, 3) and height > 0 and width > 0
-            return (height, width, components) if ok else None
+            return (height, width, components, orientation) if ok else None
         if marker in (0xD9, 0xDA):  # end of image or start of scan before any frame header
             return None
-        i += 2 + int.from_bytes(data[i + 2:i + 4], "big")
+        length = int.from_bytes(data[i + 2:i + 4], "big")
+        if marker == 0xE1 and data[i + 4:i + 10] == b"Exif\x00\x00":
+            orientation = _exif_orientation(data[i + 10:i + 2 + length])
+        i += 2 + length
     return None
+
+
+def _exif_orientation(tiff: bytes) -> int:
+    """The orientation tag (1-8) of an EXIF block's first image directory; 1 when absent or
+    unreadable (as ``load_image`` treats broken EXIF)."""
+    order = {b"II": "little", b"MM": "big"}.get(tiff[:2])
+    if order is None or len(tiff) < 8:
+        return 1
+    start = int.from_bytes(tiff[4:8], order)
+    count = int.from_bytes(tiff[start:start + 2], order)
+    for entry in range(start + 2, min(start + 2 + 12 * count, len(tiff) - 11), 12):
+        if int.from_bytes(tiff[entry:entry + 2], order) == 0x0112:
+            value = int.from_bytes(tiff[entry + 8:entry + 10], order)
+            return value if 1 <= value <= 8 else 1
+    return 1
 
 
 _FLAGS: dict[tuple[int, int], int] = {}  # (components, factor) -> OpenCV imread flag, filled on first use
@@ -126,7 +143,7 @@ def _decode_jpeg(data: bytes, channels: int, factor: int) -> np.ndarray | None:
                        (3, 1): cv2.IMREAD_COLOR, (3, 2): cv2.IMREAD_REDUCED_COLOR_2,
                        (3, 4): cv2.IMREAD_REDUCED_COLOR_4, (3, 8): cv2.IMREAD_REDUCED_COLOR_8})
     try:
-        pixels = cv2.imdecode(np.frombuffer(data, np.uint8), _FLAGS[channels, factor])
+        pixels = cv2.imdecode(np.frombuffer(data, np.uint8), _FLAGS[channels, factor] | cv2.IMREAD_IGNORE_ORIENTATION)
     except cv2.error:
         return None
     if pixels is None:
