@@ -12,7 +12,8 @@ power: the reference side is n random images, the current side n other images tr
     tint); both sides are re-encoded as JPEG quality 95 (JPEG 30 for that row), and an identity row
     (re-encoded only) is the control. Prints the detection rate per transform and n.
 speed: images/s of inspekt's profiling vs decoding alone (OpenCV imread, full resolution) on the same
-    files with the same number of processes, measured side by side.
+    files with the same number of processes, measured side by side; the development datasets are
+    grey, so a made set of 600 colour JPEGs (640 x 480) is measured too.
 
 Single-image profiles are computed once per file and combined with ``Profile.concat`` (exactly the
 profile of the union), so a trial costs only the statistics.
@@ -163,30 +164,49 @@ def _decode(files: list[str]) -> int:
     return sum(cv2.imread(f, cv2.IMREAD_UNCHANGED) is not None for f in files)
 
 
+def _colour_files(folder: Path, count: int = 600) -> list[str]:
+    """Colour JPEGs (480 x 640, smooth random colour fields with noise): no colour dataset is at hand."""
+    import cv2
+
+    rng, files = np.random.default_rng(0), []
+    for i in range(count):
+        field = cv2.resize(rng.integers(0, 256, (12, 16, 3), dtype=np.uint8), (640, 480), interpolation=cv2.INTER_CUBIC)
+        image = np.clip(field + rng.normal(0, 4, field.shape), 0, 255).astype(np.uint8)
+        files.append(str(folder / f"{i:04d}.jpg"))
+        cv2.imwrite(files[-1], image, [cv2.IMWRITE_JPEG_QUALITY, 90])
+    return files
+
+
 def speed(args) -> None:
     from inspekt.drift.profile import profile_images
 
     print("dataset        images  workers  decode-only img/s  profile img/s  ratio")
-    for name, pattern in (("magnetic_tile", "images/Free/*.jpg"), ("dice", "*/*/*.jpg")):
-        files = sorted(str(p) for p in (DATA / name).glob(pattern))
-        if not files:
-            continue
-        for workers in args.workers:
-            chunks = [files[i::workers] for i in range(workers)]
-            best_decode = best_profile = 0.0
-            for _ in range(args.repeats):  # alternate, keep the best of each: same conditions for both
-                t0 = time.perf_counter()
-                if workers == 1:
-                    _decode(files)
-                else:
-                    with ProcessPoolExecutor(workers) as pool:
-                        sum(pool.map(_decode, chunks))
-                best_decode = max(best_decode, len(files) / (time.perf_counter() - t0))
-                t0 = time.perf_counter()
-                profile_images(files, workers=workers)
-                best_profile = max(best_profile, len(files) / (time.perf_counter() - t0))
-            print(f"{name:14s} {len(files):6d}  {workers:7d}  {best_decode:17.0f}  {best_profile:13.0f}  "
-                  f"{best_profile / best_decode:5.2f}", flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        sets = [(name, sorted(str(p) for p in (DATA / name).glob(pattern)))
+                for name, pattern in (("magnetic_tile", "images/Free/*.jpg"), ("dice", "*/*/*.jpg"))]
+        for name, files in sets + [("colour (made)", _colour_files(Path(tmp)))]:
+            if files:
+                _speed_rows(name, files, args, profile_images)
+
+
+def _speed_rows(name: str, files: list[str], args, profile_images) -> None:
+    """One row per worker count: best of ``args.repeats`` alternating runs of each."""
+    for workers in args.workers:
+        chunks = [files[i::workers] for i in range(workers)]
+        best_decode = best_profile = 0.0
+        for _ in range(args.repeats):  # alternate, keep the best of each: same conditions for both
+            t0 = time.perf_counter()
+            if workers == 1:
+                _decode(files)
+            else:
+                with ProcessPoolExecutor(workers) as pool:
+                    sum(pool.map(_decode, chunks))
+            best_decode = max(best_decode, len(files) / (time.perf_counter() - t0))
+            t0 = time.perf_counter()
+            profile_images(files, workers=workers)
+            best_profile = max(best_profile, len(files) / (time.perf_counter() - t0))
+        print(f"{name:14s} {len(files):6d}  {workers:7d}  {best_decode:17.0f}  {best_profile:13.0f}  "
+              f"{best_profile / best_decode:5.2f}", flush=True)
 
 
 def main() -> int:
