@@ -481,3 +481,41 @@ def test_reduced_jpeg_decoding_turns_images_as_load_image_does(tmp_path, orienta
         assert reduced.shape == (-(-expected.shape[0] // factor), -(-expected.shape[1] // factor))
         full, _ = load_reduced(path, min_side=0)
         assert np.abs(full.astype(int) - expected).mean() < 2  # same pixels, same way up
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--checks", "predictions,embeddings"], "need a model bundle as REFERENCE"),
+    (["--checks", ","], "no checks chosen"),
+    (["--sample", "-3"], "sample must be at least 2"),
+    (["--sample", "1"], "sample must be at least 2"),
+    (["--min-effect", "-1"], "min_effect must be 0 or more"),
+    (["--kl-threshold", "-0.5"], "kl_threshold must be 0 or more"),
+])
+def test_settings_that_cannot_check_anything_are_refused(tmp_path, args, message):
+    """A run that could check nothing must not say "No significant drift" and pass a CI gate."""
+    _write_set(tmp_path / "ref", 6, seed=50)
+    _write_set(tmp_path / "cur", 6, seed=51, shift=60)
+    result = CliRunner().invoke(app, ["drift", str(tmp_path / "ref"), str(tmp_path / "cur"), "--fail-on-drift", *args])
+    assert result.exit_code == 2, result.output
+    assert message in result.output and "Traceback" not in result.output
+
+
+def test_drift_seen_only_jointly_is_caught_by_the_domain_classifier_and_illustrated(tmp_path):
+    """Each property has the same distribution on both sides, but brightness goes with image size one
+    way in the reference and the other way in the current set: only the domain classifier sees it,
+    and the report still shows examples (of the property it found most telling)."""
+    from inspekt.drift.report import write_html
+
+    rng = np.random.default_rng(60)
+    for side, bright_when_large in (("ref", True), ("cur", False)):
+        (tmp_path / side).mkdir()
+        for i in range(40):
+            large = i % 2 == 0
+            level = 170.0 if large == bright_when_large else 80.0
+            h, w = (96, 128) if large else (48, 64)
+            cv2.imwrite(str(tmp_path / side / f"{i:02d}.png"), _texture(rng, h, w, level=level + rng.normal(0, 4)))
+    result = check_drift(tmp_path / "ref", tmp_path / "cur", **FAST)
+    assert [c.name for c in result.drifted] == ["domain_classifier"], result.drifted
+    assert set(list(result.importances)[:2]) == {"area", "brightness"}  # the two that moved together
+    page = write_html(result, tmp_path / "r.html").read_text()
+    assert "Examples at the extremes of" in page

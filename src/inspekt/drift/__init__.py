@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import storage
+from ..errors import ConfigError
 from .engine import CHECKS, Check, DriftConfig, DriftResult, compare_profiles
 from .profile import Profile, profile_images
 from .sources import Source, is_bundle, load_profile
@@ -44,6 +45,8 @@ def check_drift(reference: Source, current: Source, *, workers: int = 1, sample:
         The ``DriftResult``; ``result.reference_profile`` / ``current_profile`` hold the profiles.
     """
     config = DriftConfig(**settings)
+    if sample is not None and sample < 2:
+        raise ConfigError(f"sample must be at least 2 images per side, not {sample}")
     if dask is None:
         return _check(reference, current, config, None, workers=workers, sample=sample, progress=progress,
                       on_start=on_start)

@@ -22,7 +22,7 @@ import numpy as np
 from ..errors import ConfigError, InspektError
 from ..io import SkippedFile
 from . import stats
-from .domain import fit_domain_classifier
+from .domain import DomainFit, fit_domain_classifier
 from .profile import Profile
 from .properties import CHANNELS, PROPERTIES
 
@@ -74,8 +74,15 @@ class DriftConfig:
 
             raise ConfigError(f"unknown check {unknown[0]!r}; choose from {', '.join(CHECKS)}."
                               f"{did_you_mean(unknown[0], CHECKS)}")
+        if not self.checks:
+            raise ConfigError(f"no checks chosen; choose one or more of {', '.join(CHECKS)}")
         if self.max_images < 2:
             raise ConfigError(f"max_images must be at least 2, not {self.max_images}")
+        for name in ("min_effect", "min_js", "min_domain_score", "min_prediction_effect", "min_embedding_effect",
+                     "kl_threshold"):
+            value = getattr(self, name)
+            if value is not None and not value >= 0:  # also refuses NaN
+                raise ConfigError(f"{name} must be 0 or more, not {value}")
 
 
 @dataclass
@@ -152,12 +159,9 @@ def compare_profiles(reference: Profile, current: Profile, config: DriftConfig |
     if "pixels" in config.checks:
         checks += _pixel_checks(reference, current, ref_idx, cur_idx, perms, config)
     families = [checks]
-    importances: dict[str, float] = {}
-    if "domain" in config.checks:
-        domain = _domain_check(reference, current, ref_idx, cur_idx, config)
-        if domain is not None:
-            families.append([domain[0]])
-            importances = domain[1]
+    domain = _domain_check(reference, current, ref_idx, cur_idx, config) if "domain" in config.checks else None
+    if domain is not None:
+        families.append([domain[0]])
     if {"predictions", "embeddings"} & set(config.checks) and reference.model and current.model:
         families.append(_model_checks(reference.model, current.model, config, rng))
     families = [family for family in families if family]
@@ -168,6 +172,12 @@ def compare_profiles(reference: Profile, current: Profile, config: DriftConfig |
             check.drifted = check.p_adjusted <= config.alpha and check.effect >= check.min_effect
             check.permuted = None
     checks = [c for family in families for c in family]
+    # importances only for a significant classifier: on the null they only name noise
+    importances = domain[1].importances(config.seed) if domain and domain[0].p_adjusted <= config.alpha else {}
+    if not checks:  # only prediction / embedding checks were chosen, and there is no model
+        raise InspektError(f"none of the chosen checks ({', '.join(config.checks)}) could run: prediction and "
+                           "embedding checks need a model bundle as REFERENCE (its reference.json holds the model's "
+                           "outputs); give a bundle, or choose properties, pixels or domain")
     notes += _resolution_notes(checks, config)
     return DriftResult(any(c.drifted for c in checks), config.alpha, len(reference), len(current), checks,
                        importances, list(reference.skipped), list(current.skipped), notes, config)
@@ -252,7 +262,7 @@ def property_matrix(profile: Profile, index: np.ndarray) -> tuple[np.ndarray, li
     return np.column_stack([profile.values[n][index] for n in names]), names
 
 
-def _domain_check(ref: Profile, cur: Profile, ri, ci, config: DriftConfig) -> tuple[Check, dict] | None:
+def _domain_check(ref: Profile, cur: Profile, ri, ci, config: DriftConfig) -> tuple[Check, DomainFit] | None:
     """The domain classifier's check: held-out AUC, relabelled over the held-out half only (its own
     relabellings, so it is a family of its own)."""
     from scipy.stats import rankdata
@@ -267,10 +277,9 @@ def _domain_check(ref: Profile, cur: Profile, ri, ci, config: DriftConfig) -> tu
     perms = stats.relabellings(fit.n_ref, fit.n_cur, config.permutations, np.random.default_rng([config.seed, 1]))
     auc, p, permuted = stats.permutation_p(stats.auc, rankdata(fit.scores), perms)
     score = max(2 * auc - 1, 0.0)
-    ranked = fit.importances(config.seed) if p <= config.alpha else {}
     return Check("domain_classifier", "domain", auc, "held-out AUC", p, score, "drift score",
                  config.min_domain_score, details={"trained_on": fit.n_train, "held_out": len(fit.scores)},
-                 permuted=permuted), ranked
+                 permuted=permuted), fit
 
 
 def _model_checks(ref: dict, cur: dict, config: DriftConfig, rng: np.random.Generator) -> list[Check]:

@@ -241,11 +241,15 @@ def write_html(result: DriftResult, path: str | Path) -> Path:
     domain = next((c for c in result.checks if c.kind == "domain"), None)
     if domain:
         sections.append(f"<h3>Domain classifier</h3><p>drift score {_fmt(domain.effect)} (AUC {_fmt(domain.statistic)},"
-                        f" p {_fmt(domain.p_value)}); drift when the score reaches {_fmt(domain.min_effect)}.</p>")
+                        f" p {_fmt(domain.p_value)}, adjusted {_fmt(domain.p_adjusted)}); drift when the score reaches "
+                        f"{_fmt(domain.min_effect)} and the adjusted p is at most {_fmt(result.alpha)}.</p>")
         if result.importances:
             sections.append(f'<img src="{_uri(importance_png(result.importances))}" alt="importances">')
-    ranked = result.drifted or sorted((c for c in result.checks if c.kind == "property"), key=lambda c: -c.effect)
-    top = next((c.name for c in ranked if c.name in PROPERTY_NAMES), None)
+    # the drifted property with the largest effect; else the one the domain classifier found most
+    # telling (drift seen only jointly); else the property that moved most
+    candidates = [c.name for c in result.drifted] + [n for n, v in result.importances.items() if v > 0]
+    candidates += [c.name for c in sorted((c for c in result.checks if c.kind == "property"), key=lambda c: -c.effect)]
+    top = next((n for n in candidates if n in PROPERTY_NAMES), None)
     if top:
         sections.append(f"<h3>Examples at the extremes of {html.escape(top)}</h3>{_examples(result, top)}")
     if result.notes:
