@@ -304,6 +304,7 @@ def test_reports_json_and_self_contained_html(tmp_path):
     json.dumps(doc, allow_nan=False)  # strict JSON: no NaN
     page = write_html(result, tmp_path / "r.html").read_text()
     assert "Drift detected" in page and "data:image/png;base64," in page
+    assert "fixed rule KL(ref||cur) &gt; 0.05: fires for pixels:grey" in page
     assert "http://" not in page and "https://" not in page and "<script" not in page
 
 
@@ -321,9 +322,10 @@ def test_cli_drift_profile_and_fail_on_drift(tmp_path):
     assert fine.exit_code == 0, fine.output
     assert "No significant drift detected" in fine.output
     shifted = runner.invoke(app, ["drift", str(tmp_path / "ref.json"), str(tmp_path / "dark"), "--fail-on-drift",
-                                  "--permutations", "199", "--json", str(tmp_path / "r.json")])
+                                  "--permutations", "199", "--json", str(tmp_path / "r.json"), "--kl-threshold", "0.05"])
     assert shifted.exit_code == 3, shifted.output
     assert "Drift detected" in shifted.output
+    assert "fixed rule KL(ref||cur) > 0.05: fires for pixels:grey" in shifted.output
     assert "brightness" in json.loads((tmp_path / "r.json").read_text())["drifted"]
     missing = runner.invoke(app, ["drift", str(tmp_path / "nowhere"), str(tmp_path / "same")])
     assert missing.exit_code == 2 and "nowhere" in missing.output

@@ -243,14 +243,15 @@ def _pixel_checks(ref: Profile, cur: Profile, ri, ci, perms, config: DriftConfig
         if not fine_ref.sum() or not fine_cur.sum():
             continue  # colour channels need colour images on both sides (the colour properties see the rest)
         coarse = np.vstack([ref.image_histograms[ri, i], cur.image_histograms[ci, i]])
-        _, p, permuted = stats.permutation_p(stats.histogram_js, coarse, perms)
+        statistic, p, permuted = stats.permutation_p(stats.histogram_js, coarse, perms)
         kl = stats.kl_divergence(fine_ref, fine_cur)
         js = float(stats.js_distance(fine_ref, fine_cur))
         levels = np.arange(len(fine_ref))
-        details: dict[str, Any] = {"js_distance": js}
+        details: dict[str, Any] = {"kl": kl}
         if config.kl_threshold is not None:
             details |= {"kl_threshold": config.kl_threshold, "kl_rule_fires": kl > config.kl_threshold}
-        checks.append(Check(f"pixels:{channel}", "pixels", kl, "KL(ref||cur)", p, js, "JS distance", config.min_js,
+        checks.append(Check(f"pixels:{channel}", "pixels", statistic, "JS distance, 32 bins", p, js,
+                            "JS distance", config.min_js,
                             float(fine_ref @ levels / fine_ref.sum()), float(fine_cur @ levels / fine_cur.sum()),
                             details, permuted=permuted))
     return checks

@@ -82,6 +82,14 @@ def _fmt(value: float | None, digits: int = 3) -> str:
     return f"{value:.{digits}g}" if abs(value) >= 1000 or abs(value) < 0.001 and value else f"{value:.{digits}f}"
 
 
+def kl_rule_lines(result: DriftResult) -> list[str]:
+    """The fixed rule "KL(reference || current) > threshold" per pixel histogram, when asked for
+    (``kl_threshold``); shown beside the verdict, never part of it."""
+    return [f"fixed rule KL(ref||cur) > {c.details['kl_threshold']:g}: "
+            f"{'fires' if c.details['kl_rule_fires'] else 'does not fire'} for {c.name} (KL {_fmt(c.details['kl'])})"
+            for c in result.checks if "kl_rule_fires" in c.details]
+
+
 def print_console(result: DriftResult, console) -> None:
     """Verdict first, then one table row per check."""
     from rich.table import Table
@@ -102,6 +110,8 @@ def print_console(result: DriftResult, console) -> None:
         top = ", ".join(f"{k} {v:.3f}" for k, v in list(result.importances.items())[:3] if v > 0)
         if top:
             console.print(f"domain classifier: most telling properties {top}", highlight=False)
+    for rule in kl_rule_lines(result):
+        console.print(rule, highlight=False)
     for note in result.notes:
         console.print(f"note: {note}", highlight=False)
     for side, skipped in (("reference", result.skipped_reference), ("current", result.skipped_current)):
@@ -252,6 +262,9 @@ def write_html(result: DriftResult, path: str | Path) -> Path:
     top = next((n for n in candidates if n in PROPERTY_NAMES), None)
     if top:
         sections.append(f"<h3>Examples at the extremes of {html.escape(top)}</h3>{_examples(result, top)}")
+    if kl_rule_lines(result):
+        sections.append("<h3>Fixed KL rule</h3><ul>" + "".join(f"<li>{html.escape(r)}</li>" for r in kl_rule_lines(result))
+                        + "</ul>")
     if result.notes:
         sections.append("<h3>Notes</h3><ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in result.notes) + "</ul>")
     skipped = result.skipped_reference + result.skipped_current

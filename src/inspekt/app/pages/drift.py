@@ -85,7 +85,7 @@ for k, name in enumerate(names):
 domain = next((c for c in result.checks if c.kind == "domain"), None)
 if domain is not None:
     st.metric("Domain-classifier drift score", f"{domain.effect:.2f}", help=f"drift when >= {domain.min_effect} "
-              f"and significant; AUC {domain.statistic:.3f}, p {domain.p_value:.3g}")
+              f"and significant; AUC {domain.statistic:.3f}, p {domain.p_value:.3g}, adjusted {domain.p_adjusted:.3g}")
     if result.importances:
         st.image(importance_png(result.importances))
 for note in result.notes:
