@@ -149,7 +149,8 @@ def compare_profiles(reference: Profile, current: Profile, config: DriftConfig |
                                f"per side ({len(profile.skipped)} skipped)")
     if reference.min_side != current.min_side:
         raise InspektError(f"the profiles were made at different working resolutions (min_side "
-                           f"{reference.min_side} vs {current.min_side}); profile both with the same min_side")
+                           f"{reference.min_side} vs {current.min_side}); profile both with the same min_side "
+                           "(the CLI always uses 64; in Python, profile_images(files, min_side=...))")
     rng = np.random.default_rng(config.seed)
     ref_idx, cur_idx, notes = _subsets(len(reference), len(current), config.max_images, rng)
     perms = stats.relabellings(len(ref_idx), len(cur_idx), config.permutations, rng)
