@@ -16,6 +16,7 @@ from inspekt.anomaly_metrics import PixelTally, best_f1_threshold, calibrate
 from inspekt.bundle import open_bundle
 from inspekt.cli import app
 from inspekt.config import TrainConfig
+from inspekt.drift.sources import bundle_reference
 from inspekt.errors import ConfigError, DatasetError
 from inspekt.evaluation import evaluate
 from inspekt.io import save_image
@@ -224,6 +225,8 @@ def test_cli_train_predict_eval(mvtec, tmp_path):
     assert out.exit_code == 0, out.output
     bundle = json.loads(out.stdout)["bundle"]
     assert "random weights" in " ".join(json.loads(out.stdout)["notes"])
+    reference = bundle_reference(bundle)  # the drift baseline: predictions on normal images it was not fitted to
+    assert reference.model["files"] and set(reference.model["files"]).isdisjoint(reference.files)
     shown = runner.invoke(app, ["predict", bundle, str(mvtec / "test" / "dark"), "--save-dir", str(tmp_path / "pred"),
                                 "--csv"])
     assert shown.exit_code == 0, shown.output

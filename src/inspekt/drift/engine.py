@@ -13,7 +13,6 @@ the check's minimum, so a large sample does not turn a negligible difference int
 from __future__ import annotations
 
 import math
-
 from dataclasses import dataclass, field
 from typing import Any
 

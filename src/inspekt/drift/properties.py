@@ -68,8 +68,9 @@ class Stack:
         hist, detail = np.empty((len(self), HIST_BINS)), np.full((len(self), 3), np.nan)
         for index in _same_shape(self.grey):
             h, w = self.grey[index[0]].shape
-            for block in range(0, len(index), _BLOCK):
-                rows = index[block:block + _BLOCK]
+            size = max(1, min(_BLOCK, _BLOCK_PIXELS // (h * w)))
+            for block in range(0, len(index), size):
+                rows = index[block:block + size]
                 tall = np.concatenate([self.grey[i] for i in rows])
                 hist[rows] = _block_histograms(tall, len(rows))
                 if h >= 3 and w >= 3:
@@ -122,7 +123,10 @@ def _level_sums(hist: np.ndarray, power: int = 1) -> np.ndarray:
     product goes to BLAS, whose threads spin against every other busy process and halved the
     throughput of two profiling workers on two cores."""
     return np.einsum("...k,k->...", hist, _LEVELS ** power)
-_BLOCK = 32  # images per block (at most 256: image numbers are uint8)
+
+
+_BLOCK = 32  # images per block at most (at most 256: image numbers are uint8)
+_BLOCK_PIXELS = 1 << 18  # and pixels per block: a block stays in cache, and full-resolution images go one by one
 _NOISE_TAPS = np.array([1, -2, 1], np.float32)  # Immerkaer's kernel is outer(taps, taps)
 
 

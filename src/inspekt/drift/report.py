@@ -262,9 +262,9 @@ def write_html(result: DriftResult, path: str | Path) -> Path:
     top = next((n for n in candidates if n in PROPERTY_NAMES), None)
     if top:
         sections.append(f"<h3>Examples at the extremes of {html.escape(top)}</h3>{_examples(result, top)}")
-    if kl_rule_lines(result):
-        sections.append("<h3>Fixed KL rule</h3><ul>" + "".join(f"<li>{html.escape(r)}</li>" for r in kl_rule_lines(result))
-                        + "</ul>")
+    rules = kl_rule_lines(result)
+    if rules:
+        sections.append("<h3>Fixed KL rule</h3><ul>" + "".join(f"<li>{html.escape(r)}</li>" for r in rules) + "</ul>")
     if result.notes:
         sections.append("<h3>Notes</h3><ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in result.notes) + "</ul>")
     skipped = result.skipped_reference + result.skipped_current
