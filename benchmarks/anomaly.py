@@ -53,18 +53,35 @@ def run_method(method: str, data: str, options: dict, out: Path) -> dict:
     from inspekt.config import TrainConfig, build_config
     from inspekt.training import train
 
-    cfg = build_config(TrainConfig, options={"task": "anomaly", "data": data, "model": method, "out": str(out),
-                                             "name": method, **options["common"],
-                                             **options["per_method"].get(method, {})},
-                       overrides=options["overrides"])
+    cfg = build_config(
+        TrainConfig,
+        options={
+            "task": "anomaly",
+            "data": data,
+            "model": method,
+            "out": str(out),
+            "name": method,
+            **options["common"],
+            **options["per_method"].get(method, {}),
+        },
+        overrides=options["overrides"],
+    )
     t0 = time.perf_counter()
     result = train(cfg, on_epoch=lambda row: print("   ", row, flush=True))
     seconds = time.perf_counter() - t0
     scored = evaluate(result.bundle, cfg.data, split="test")
     m = scored.metrics
-    row = {"method": method, "image AUROC": m["image_auroc"], "AUPR": m["image_aupr"], "F1": m["f1"],
-           "pixel AUROC": m["pixel_auroc"], "AUPRO": m["aupro"], "train s": round(seconds),
-           "ms/image": round(float(np.mean(scored.times)), 2), "notes": "; ".join(result.notes)[:80]}
+    row = {
+        "method": method,
+        "image AUROC": m["image_auroc"],
+        "AUPR": m["image_aupr"],
+        "F1": m["f1"],
+        "pixel AUROC": m["pixel_auroc"],
+        "AUPRO": m["aupro"],
+        "train s": round(seconds),
+        "ms/image": round(float(np.mean(scored.times)), 2),
+        "notes": "; ".join(result.notes)[:80],
+    }
     print("RESULT", row, flush=True)
     return row
 
@@ -75,8 +92,12 @@ def print_table(rows: list[dict]) -> None:
     print("| " + " | ".join(columns) + " |")
     print("|" + "---|" * len(columns))
     for row in rows:
-        cells = ["-" if row[c] is None else (f"{row[c]:.4f}" if isinstance(row[c], float) and c != "ms/image"
-                                             else str(row[c])) for c in columns]
+        cells = [
+            "-"
+            if row[c] is None
+            else (f"{row[c]:.4f}" if isinstance(row[c], float) and c != "ms/image" else str(row[c]))
+            for c in columns
+        ]
         print("| " + " | ".join(cells) + " |")
 
 
@@ -96,14 +117,19 @@ def main() -> None:
     per_method: dict[str, dict] = {}
     if args.dataset == "dice":
         data = str(DATASETS / "dice")
-        per_method["template_ratio"] = {"groups": str(DATASETS / "dice" / "labels.csv"),
-                                        "groups_column": "orientation_class"}
+        per_method["template_ratio"] = {
+            "groups": str(DATASETS / "dice" / "labels.csv"),
+            "groups_column": "orientation_class",
+        }
         imgsz = args.imgsz or 128
     else:
         data = str(magnetic_tile_csv(work))
         imgsz = args.imgsz or 256
-    options = {"common": {"imgsz": imgsz, "threads": args.threads}, "per_method": per_method,
-               "overrides": args.overrides}
+    options = {
+        "common": {"imgsz": imgsz, "threads": args.threads},
+        "per_method": per_method,
+        "overrides": args.overrides,
+    }
     rows = [run_method(method, data, options, work / "runs") for method in args.methods]
     print(f"\n{args.dataset}, {imgsz} px, {args.threads} thread(s):")
     print_table(rows)

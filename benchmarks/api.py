@@ -50,8 +50,11 @@ def demo_model(workspace: Path) -> tuple[Path, Path]:
     model, images = workspace / "models" / "surface-classifier.inspekt", workspace / "data" / "incoming"
     if not model.is_file():
         print(f"building the demo workspace in {workspace} (inspekt demo) ...", flush=True)
-        subprocess.run([os.path.join(os.path.dirname(sys.executable), "inspekt"), "demo", "--workspace",
-                        str(workspace)], check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(
+            [os.path.join(os.path.dirname(sys.executable), "inspekt"), "demo", "--workspace", str(workspace)],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
     return model, images
 
 
@@ -69,15 +72,24 @@ def raw_rate(model: Path, images: list[bytes], seconds: float, threads: int | No
 def multipart_request(path: str, name: str, image: bytes, port: int) -> bytes:
     """One complete HTTP/1.1 keep-alive request uploading ``image`` in the field ``files``."""
     boundary = "inspektbench"
-    body = (f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="{name}"\r\n'
-            "Content-Type: image/png\r\n\r\n").encode() + image + f"\r\n--{boundary}--\r\n".encode()
-    head = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: multipart/form-data; "
-            f"boundary={boundary}\r\nContent-Length: {len(body)}\r\n\r\n").encode()
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="{name}"\r\n'
+            "Content-Type: image/png\r\n\r\n"
+        ).encode()
+        + image
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: multipart/form-data; "
+        f"boundary={boundary}\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode()
     return head + body
 
 
-async def _lean_client(port: int, requests: list[bytes], offset: int, stop: float, latencies: list[float],
-                       errors: list[int]) -> None:
+async def _lean_client(
+    port: int, requests: list[bytes], offset: int, stop: float, latencies: list[float], errors: list[int]
+) -> None:
     """A minimal keep-alive HTTP client (like wrk): pre-built requests, so its own CPU use stays small."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     i = offset
@@ -86,8 +98,9 @@ async def _lean_client(port: int, requests: list[bytes], offset: int, stop: floa
             t0 = time.perf_counter()
             writer.write(requests[i % len(requests)])
             head = await reader.readuntil(b"\r\n\r\n")
-            length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
-                              if line.lower().startswith(b"content-length")))
+            length = int(
+                next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length"))
+            )
             await reader.readexactly(length)
             latencies.append(time.perf_counter() - t0)
             if not head.startswith(b"HTTP/1.1 200"):
@@ -97,8 +110,9 @@ async def _lean_client(port: int, requests: list[bytes], offset: int, stop: floa
         writer.close()
 
 
-async def _httpx_client(port: int, path: str, images: list[bytes], offset: int, stop: float,
-                        latencies: list[float], errors: list[int]) -> None:
+async def _httpx_client(
+    port: int, path: str, images: list[bytes], offset: int, stop: float, latencies: list[float], errors: list[int]
+) -> None:
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60) as http:
         i = offset
         while time.perf_counter() < stop:
@@ -110,8 +124,9 @@ async def _httpx_client(port: int, path: str, images: list[bytes], offset: int, 
             i += 1
 
 
-async def _run_clients(kind: str, port: int, path: str, images: list[bytes], clients: int, seconds: float
-                       ) -> tuple[list[float], list[int], float]:
+async def _run_clients(
+    kind: str, port: int, path: str, images: list[bytes], clients: int, seconds: float
+) -> tuple[list[float], list[int], float]:
     latencies: list[float] = []
     errors: list[int] = []
     start = time.perf_counter()
@@ -131,15 +146,33 @@ def load_level(kind: str, port: int, model: str, images: list[bytes], clients: i
     asyncio.run(_run_clients(kind, port, path, images, clients, 1.0))
     latencies, errors, elapsed = asyncio.run(_run_clients(kind, port, path, images, clients, seconds))
     ms = np.array(latencies) * 1000
-    return {"clients": clients, "requests": len(latencies), "rate": len(latencies) / elapsed,
-            "p50": float(np.percentile(ms, 50)), "p99": float(np.percentile(ms, 99)), "errors": len(errors)}
+    return {
+        "clients": clients,
+        "requests": len(latencies),
+        "rate": len(latencies) / elapsed,
+        "p50": float(np.percentile(ms, 50)),
+        "p99": float(np.percentile(ms, 99)),
+        "errors": len(errors),
+    }
 
 
 def start_server(model: Path, port: int, args) -> subprocess.Popen:
     """`inspekt serve` as a subprocess; returns once /readyz answers."""
-    command = [os.path.join(os.path.dirname(sys.executable), "inspekt"), "serve", f"bench={model}", "--port",
-               str(port), "--log-level", "warning", "--max-batch", str(args.max_batch), "--max-wait-ms",
-               str(args.max_wait_ms), "--threads", str(args.threads)]
+    command = [
+        os.path.join(os.path.dirname(sys.executable), "inspekt"),
+        "serve",
+        f"bench={model}",
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+        "--max-batch",
+        str(args.max_batch),
+        "--max-wait-ms",
+        str(args.max_wait_ms),
+        "--threads",
+        str(args.threads),
+    ]
     proc = subprocess.Popen(command)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -161,12 +194,20 @@ def main() -> None:
     parser.add_argument("--images", type=Path, help="folder of images to send (default: the demo's incoming)")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--clients", default="1,8,32")
-    parser.add_argument("--threads", type=int, default=default_threads(),
-                        help="inference threads per model call, the same for the server and the raw Predictor "
-                             "(default: the server's default, (CPUs - 1) / 2); the raw Predictor is also measured with "
-                             "every core")
-    parser.add_argument("--client", choices=("lean", "httpx"), default="lean",
-                        help="lean: a minimal keep-alive HTTP client (little CPU); httpx: httpx.AsyncClient")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=default_threads(),
+        help="inference threads per model call, the same for the server and the raw Predictor "
+        "(default: the server's default, (CPUs - 1) / 2); the raw Predictor is also measured with "
+        "every core",
+    )
+    parser.add_argument(
+        "--client",
+        choices=("lean", "httpx"),
+        default="lean",
+        help="lean: a minimal keep-alive HTTP client (little CPU); httpx: httpx.AsyncClient",
+    )
     parser.add_argument("--max-batch", type=int, default=32)
     parser.add_argument("--max-wait-ms", type=float, default=5.0)
     args = parser.parse_args()
@@ -176,13 +217,21 @@ def main() -> None:
     images = [p.read_bytes() for p in list_images(folder)][:64]
     if not images:
         raise SystemExit(f"{folder}: no images")
-    print(f"model {model}; {len(images)} images from {folder}; {os.cpu_count()} CPU(s), {platform.processor() or platform.machine()}")
+    print(
+        f"model {model}; {len(images)} images from {folder}; {os.cpu_count()} CPU(s), "
+        f"{platform.processor() or platform.machine()}"
+    )
     # the Predictor with the server's threads per call, and with every core (what a script using the
     # library alone gets: the stricter yardstick, since the server runs several calls at once)
-    raws = {t: raw_rate(model, images, args.seconds, t, args.max_batch) for t in sorted({args.threads, os.cpu_count() or 1})}
+    raws = {
+        t: raw_rate(model, images, args.seconds, t, args.max_batch) for t in sorted({args.threads, os.cpu_count() or 1})
+    }
     for t, rate in raws.items():
-        print(f"raw Predictor (decode + preprocess + model, batches of {args.max_batch}, {t} inference "
-              f"thread(s)): {rate:.0f} images/s", flush=True)
+        print(
+            f"raw Predictor (decode + preprocess + model, batches of {args.max_batch}, {t} inference "
+            f"thread(s)): {rate:.0f} images/s",
+            flush=True,
+        )
     raw, best_raw = raws[args.threads], max(raws.values())
     port = _free_port()
     server = start_server(model, port, args)
@@ -192,15 +241,21 @@ def main() -> None:
         server.terminate()
         server.wait(20)
     print(f"\nclient: {args.client}")
-    print(f"{'clients':>7} {'requests':>9} {'images/s':>9} {'x raw':>6} {'x best raw':>10} {'p50 ms':>7} "
-          f"{'p99 ms':>7} {'errors':>6}")
+    print(
+        f"{'clients':>7} {'requests':>9} {'images/s':>9} {'x raw':>6} {'x best raw':>10} {'p50 ms':>7} "
+        f"{'p99 ms':>7} {'errors':>6}"
+    )
     for r in rows:
-        print(f"{r['clients']:>7} {r['requests']:>9} {r['rate']:>9.0f} {r['rate'] / raw:>6.2f} "
-              f"{r['rate'] / best_raw:>10.2f} {r['p50']:>7.1f} {r['p99']:>7.1f} {r['errors']:>6}")
+        print(
+            f"{r['clients']:>7} {r['requests']:>9} {r['rate']:>9.0f} {r['rate'] / raw:>6.2f} "
+            f"{r['rate'] / best_raw:>10.2f} {r['p50']:>7.1f} {r['p99']:>7.1f} {r['errors']:>6}"
+        )
     best = max(rows, key=lambda r: r["rate"])
-    print(f"\nbest sustained rate {best['rate']:.0f} images/s = {best['rate'] / raw:.2f} x raw with the server's "
-          f"{args.threads} thread(s) per call, {best['rate'] / best_raw:.2f} x the best raw rate "
-          f"({statistics.median(r['rate'] for r in rows):.0f} median over client counts)")
+    print(
+        f"\nbest sustained rate {best['rate']:.0f} images/s = {best['rate'] / raw:.2f} x raw with the server's "
+        f"{args.threads} thread(s) per call, {best['rate'] / best_raw:.2f} x the best raw rate "
+        f"({statistics.median(r['rate'] for r in rows):.0f} median over client counts)"
+    )
 
 
 if __name__ == "__main__":

@@ -31,8 +31,11 @@ def main() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    server = subprocess.Popen([sys.executable, "-m", "inspekt", "app", "--port", str(port), "--workspace",
-                               str(args.workspace)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "inspekt", "app", "--port", str(port), "--workspace", str(args.workspace)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         t_start = time.perf_counter()
@@ -44,9 +47,11 @@ def main() -> int:
                 time.sleep(0.2)
         print(f"server up after {time.perf_counter() - t_start:.1f} s")
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=shutil.which("chromium"), headless=True,
-                                        args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                                              "--disable-component-update"])
+            browser = p.chromium.launch(
+                executable_path=shutil.which("chromium"),
+                headless=True,
+                args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"],
+            )
             page = browser.new_page()
             page.set_default_timeout(60_000)
             t0 = time.perf_counter()
@@ -60,8 +65,10 @@ def main() -> int:
                 page.locator("h3").filter(has_text=image.parent.name if n == 0 else "%").last.wait_for()
                 page.wait_for_function("() => !document.querySelector('[data-testid=stStatusWidget]')", timeout=60_000)
                 server_ms = page.get_by_text("ms (model").last.inner_text()
-                print(f"prediction {n}: {time.perf_counter() - t0:.2f} s from upload to prediction card "
-                      f"(in the app: {server_ms})")
+                print(
+                    f"prediction {n}: {time.perf_counter() - t0:.2f} s from upload to prediction card "
+                    f"(in the app: {server_ms})"
+                )
             browser.close()
     finally:
         server.terminate()

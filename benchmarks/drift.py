@@ -32,13 +32,28 @@ import numpy as np
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 SIZES = (50, 200, 1000)
-TRANSFORMS = ("identity", "brightness+10", "brightness+20", "brightness+40", "blur1", "blur2", "downscale0.5",
-              "jpeg30", "tint")
+TRANSFORMS = (
+    "identity",
+    "brightness+10",
+    "brightness+20",
+    "brightness+40",
+    "blur1",
+    "blur2",
+    "downscale0.5",
+    "jpeg30",
+    "tint",
+)
 
 
 def dataset_files(name: str) -> list[str]:
-    files = sorted(str(p) for p in (DATA / name).rglob("*") if p.suffix.lower() in (".jpg", ".png")
-                   and "masks" not in p.parts and "ground_truth" not in p.parts and not p.stem.endswith("_mask"))
+    files = sorted(
+        str(p)
+        for p in (DATA / name).rglob("*")
+        if p.suffix.lower() in (".jpg", ".png")
+        and "masks" not in p.parts
+        and "ground_truth" not in p.parts
+        and not p.stem.endswith("_mask")
+    )
     if not files:
         sys.exit(f"{DATA / name} is not present; this benchmark needs the development datasets")
     return files
@@ -94,15 +109,18 @@ def calibration(args) -> None:
                 seconds += time.perf_counter() - t0
                 alarms += result.drift
                 kl_rule += any(c.details.get("kl_rule_fires") for c in result.checks)
-            print(f"{name:14s} {n:6d}  {trials:6d}  {alarms / trials:20.1%}  {kl_rule / trials:18.1%}  "
-                  f"{seconds / trials:7.2f}", flush=True)
+            print(
+                f"{name:14s} {n:6d}  {trials:6d}  {alarms / trials:20.1%}  {kl_rule / trials:18.1%}  "
+                f"{seconds / trials:7.2f}",
+                flush=True,
+            )
 
 
 def _transform(image: np.ndarray, name: str) -> tuple[np.ndarray, int]:
     import cv2
 
     if name.startswith("brightness"):
-        return np.clip(image.astype(np.int16) + int(name[len("brightness+"):]), 0, 255).astype(np.uint8), 95
+        return np.clip(image.astype(np.int16) + int(name[len("brightness+") :]), 0, 255).astype(np.uint8), 95
     if name.startswith("blur"):
         return cv2.GaussianBlur(image, (0, 0), float(name[4:])), 95
     if name == "downscale0.5":
@@ -147,8 +165,9 @@ def power(args) -> None:
                 rng, hits = np.random.default_rng(n), 0
                 for k in range(trials):
                     idx = rng.choice(len(files), 2 * n, replace=False)
-                    result = compare_profiles(concat(variants["identity"], idx[:n]), concat(variants[t], idx[n:]),
-                                              DriftConfig(seed=k))
+                    result = compare_profiles(
+                        concat(variants["identity"], idx[:n]), concat(variants[t], idx[n:]), DriftConfig(seed=k)
+                    )
                     hits += result.drift
                     for c in result.drifted[:1]:
                         named[c.name] = named.get(c.name, 0) + 1
@@ -182,8 +201,10 @@ def speed(args) -> None:
 
     print("dataset        images  workers  decode-only img/s  profile img/s  ratio")
     with tempfile.TemporaryDirectory() as tmp:
-        sets = [(name, sorted(str(p) for p in (DATA / name).glob(pattern)))
-                for name, pattern in (("magnetic_tile", "images/Free/*.jpg"), ("dice", "*/*/*.jpg"))]
+        sets = [
+            (name, sorted(str(p) for p in (DATA / name).glob(pattern)))
+            for name, pattern in (("magnetic_tile", "images/Free/*.jpg"), ("dice", "*/*/*.jpg"))
+        ]
         for name, files in sets + [("colour (made)", _colour_files(Path(tmp)))]:
             if files:
                 _speed_rows(name, files, args, profile_images)
@@ -205,8 +226,11 @@ def _speed_rows(name: str, files: list[str], args, profile_images) -> None:
             t0 = time.perf_counter()
             profile_images(files, workers=workers)
             best_profile = max(best_profile, len(files) / (time.perf_counter() - t0))
-        print(f"{name:14s} {len(files):6d}  {workers:7d}  {best_decode:17.0f}  {best_profile:13.0f}  "
-              f"{best_profile / best_decode:5.2f}", flush=True)
+        print(
+            f"{name:14s} {len(files):6d}  {workers:7d}  {best_decode:17.0f}  {best_profile:13.0f}  "
+            f"{best_profile / best_decode:5.2f}",
+            flush=True,
+        )
 
 
 def main() -> int:

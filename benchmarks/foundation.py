@@ -26,15 +26,19 @@ def bench_data_info(shared: Path) -> None:
         t0 = time.perf_counter()
         info = describe(open_dataset(shared / name))
         seconds = time.perf_counter() - t0
-        print(f"data info {name}: {info.n_images} images, {len(info.classes)} classes, {seconds:.2f} s "
-              f"({info.n_images / seconds:.0f} images/s, decode + sha256, threads = CPU count)")
+        print(
+            f"data info {name}: {info.n_images} images, {len(info.classes)} classes, {seconds:.2f} s "
+            f"({info.n_images / seconds:.0f} images/s, decode + sha256, threads = CPU count)"
+        )
 
 
 def bench_synth() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         summary = write_dataset(Path(tmp) / "s", n=1000, size=128, seed=0)
-    print(f"data synth: 1000 images 128x128 (classes layout, PNG written) in {summary.seconds:.2f} s "
-          f"= {1000 / summary.seconds:.0f} images/s")
+    print(
+        f"data synth: 1000 images 128x128 (classes layout, PNG written) in {summary.seconds:.2f} s "
+        f"= {1000 / summary.seconds:.0f} images/s"
+    )
 
 
 def main() -> None:

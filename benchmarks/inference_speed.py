@@ -95,18 +95,23 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         int8 = int8_bundle(fp32, args.int8, args.data, Path(tmp))
         output = fp32.card.outputs[0]
-        runners = {"torch eager": TorchBackend(fp32, args.threads), "ORT fp32": OnnxBackend(fp32, args.threads),
-                   "ORT int8": OnnxBackend(int8, args.threads)}
+        runners = {
+            "torch eager": TorchBackend(fp32, args.threads),
+            "ORT fp32": OnnxBackend(fp32, args.threads),
+            "ORT int8": OnnxBackend(int8, args.threads),
+        }
         logits = {name: r.run(x)[output] for name, r in runners.items()}
         runs = {name: runner.run for name, runner in runners.items()}
         by_batch = {b: images_per_second(runs, x, b, args.repeats) for b in BATCHES}
         rates = {name: {b: by_batch[b][name] for b in BATCHES} for name in runners}
 
     card = fp32.card
-    print(f"{card.architecture} {card.params}, input {card.input.channels}x{card.input.size[0]}x{card.input.size[1]}, "
-          f"{len(x)} images of {args.data}, {args.threads} threads, {platform.processor() or platform.machine()}, "
-          f"median of {args.repeats}; model.onnx {len(fp32.read(ONNX)) / 1e6:.2f} MB fp32, "
-          f"{len(int8.read(ONNX)) / 1e6:.2f} MB int8")
+    print(
+        f"{card.architecture} {card.params}, input {card.input.channels}x{card.input.size[0]}x{card.input.size[1]}, "
+        f"{len(x)} images of {args.data}, {args.threads} threads, {platform.processor() or platform.machine()}, "
+        f"median of {args.repeats}; model.onnx {len(fp32.read(ONNX)) / 1e6:.2f} MB fp32, "
+        f"{len(int8.read(ONNX)) / 1e6:.2f} MB int8"
+    )
     print(f"{'runner':12s} " + " ".join(f"{f'batch {b} img/s':>15s}" for b in BATCHES) + f" {'accuracy':>9s}")
     for name in runners:
         accuracy = float(np.mean(logits[name].argmax(1) == truth))

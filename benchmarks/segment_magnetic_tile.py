@@ -28,22 +28,45 @@ DATA = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "magnetic_t
 # preprocessing, images with and without defects drawn equally often (73 % are defect-free), most
 # crops centred on a defect, and the card's threshold calibrated on validation (best defect IoU);
 # sized to train within 20 minutes on 2 cores (about 21 s per epoch on one core).
-RECIPE = ["model=tiny_unet", "model_params.width=16", "model_params.stem_stride=2", "resize=tile", "scale=0.5",
-          "imgsz=128", "clahe=2.0", "epochs=75", "batch=16", "lr=0.003", "augment=light", "flips=both", "val=0.1",
-          "patience=100", "defect_crops=0.8", "sampler=balanced", "class_weights=auto", "threshold=auto"]
+RECIPE = [
+    "model=tiny_unet",
+    "model_params.width=16",
+    "model_params.stem_stride=2",
+    "resize=tile",
+    "scale=0.5",
+    "imgsz=128",
+    "clahe=2.0",
+    "epochs=75",
+    "batch=16",
+    "lr=0.003",
+    "augment=light",
+    "flips=both",
+    "val=0.1",
+    "patience=100",
+    "defect_crops=0.8",
+    "sampler=balanced",
+    "class_weights=auto",
+    "threshold=auto",
+]
 
 
 def _report(scored, seconds: float | None) -> None:
     m = scored.metrics
     print(f"test images {m['n_images']} ({m['n_defective']} with defects), skipped {len(scored.skipped)}")
     post = scored.postprocess
-    print(f"post-processing (card): threshold {post['threshold']}, min area {post['min_area']} px, "
-          f"kernel {post['kernel']}")
-    print(f"defect IoU {m['defect_iou']:.4f}  Dice {m['dice']:.4f}  per-image IoU {m['per_image_iou']:.4f}  "
-          f"pixel precision {m['pixel_precision']:.4f}  recall {m['pixel_recall']:.4f}")
+    print(
+        f"post-processing (card): threshold {post['threshold']}, min area {post['min_area']} px, "
+        f"kernel {post['kernel']}"
+    )
+    print(
+        f"defect IoU {m['defect_iou']:.4f}  Dice {m['dice']:.4f}  per-image IoU {m['per_image_iou']:.4f}  "
+        f"pixel precision {m['pixel_precision']:.4f}  recall {m['pixel_recall']:.4f}"
+    )
     auroc = "-" if m["image_auroc"] is None else f"{m['image_auroc']:.4f}"
-    print(f"image AUROC {auroc}  image precision {m['image_precision']:.4f}  recall {m['image_recall']:.4f}  "
-          f"F1 {m['image_f1']:.4f}")
+    print(
+        f"image AUROC {auroc}  image precision {m['image_precision']:.4f}  recall {m['image_recall']:.4f}  "
+        f"F1 {m['image_f1']:.4f}"
+    )
     totals: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
     for row in scored.rows:
         tally = totals[row["label"] or "?"]
@@ -52,8 +75,10 @@ def _report(scored, seconds: float | None) -> None:
     print("IoU per defect type (pixels of that type's test images):")
     for name, (tp, fp, fn) in sorted(totals.items()):
         iou = tp / (tp + fp + fn) if tp + fp + fn else float("nan")
-        print(f"  {name:10s} IoU {iou:.4f}  Dice {2 * tp / (2 * tp + fp + fn) if tp + fp + fn else float('nan'):.4f}"
-              f"  (false-positive pixels {fp})")
+        print(
+            f"  {name:10s} IoU {iou:.4f}  Dice {2 * tp / (2 * tp + fp + fn) if tp + fp + fn else float('nan'):.4f}"
+            f"  (false-positive pixels {fp})"
+        )
     ms = sum(scored.times) / max(1, len(scored.times))
     print(f"inference {ms:.1f} ms/image (ONNX Runtime, original size, tiled where the card says)")
     if seconds is not None:
@@ -83,13 +108,21 @@ def main() -> int:
         csv_path = write_split_csv(split, Path(tmp) / "split.csv")
         seconds, bundle = None, args.bundle
         if bundle is None:
-            cfg = build_config(TrainConfig, options={"task": "segment", "data": str(csv_path), "out": tmp,
-                                                     "threads": args.threads}, overrides=RECIPE + args.overrides)
+            cfg = build_config(
+                TrainConfig,
+                options={"task": "segment", "data": str(csv_path), "out": tmp, "threads": args.threads},
+                overrides=RECIPE + args.overrides,
+            )
             print("recipe:", " ".join(RECIPE + args.overrides), flush=True)
             t0 = time.perf_counter()
-            result = train(cfg, on_epoch=lambda r: print(
-                f"  epoch {r['epoch']:3d}  loss {r['train_loss']:.3f}  val IoU {r['val_iou']:.3f}  "
-                f"{r['seconds']:.0f}s", flush=True))
+            result = train(
+                cfg,
+                on_epoch=lambda r: print(
+                    f"  epoch {r['epoch']:3d}  loss {r['train_loss']:.3f}  val IoU {r['val_iou']:.3f}  "
+                    f"{r['seconds']:.0f}s",
+                    flush=True,
+                ),
+            )
             seconds, bundle = time.perf_counter() - t0, result.bundle
             if args.keep:
                 from inspekt.bundle import copy_bundle, open_bundle

@@ -43,9 +43,19 @@ def trained(synth_classes, tmp_path_factory):
     from inspekt.config import TrainConfig
     from inspekt.training import train
 
-    cfg = TrainConfig(task="classify", data=str(synth_classes), epochs=8, imgsz=32, batch=8, lr=0.005,
-                      augment="none", warmup_epochs=0, model_params={"width": 8}, threads=1,
-                      out=str(tmp_path_factory.mktemp("runs")))
+    cfg = TrainConfig(
+        task="classify",
+        data=str(synth_classes),
+        epochs=8,
+        imgsz=32,
+        batch=8,
+        lr=0.005,
+        augment="none",
+        warmup_epochs=0,
+        model_params={"width": 8},
+        threads=1,
+        out=str(tmp_path_factory.mktemp("runs")),
+    )
     return train(cfg)
 
 
@@ -54,8 +64,16 @@ def small_demo(monkeypatch):
     """The demo module with tiny datasets and a one-epoch model, so building it takes seconds."""
     from inspekt import demo
 
-    monkeypatch.setattr(demo, "DATASETS", {"surfaces": ("classes", 32, 0), "surfaces-seg": ("segmentation", 12, 1),
-                                          "surfaces-mvtec": ("mvtec", 24, 2), "incoming": ("classes", 8, 9)})
+    monkeypatch.setattr(
+        demo,
+        "DATASETS",
+        {
+            "surfaces": ("classes", 32, 0),
+            "surfaces-seg": ("segmentation", 12, 1),
+            "surfaces-mvtec": ("mvtec", 24, 2),
+            "incoming": ("classes", 8, 9),
+        },
+    )
     for name, value in (("IMAGE_SIZE", 32), ("IMGSZ", 32), ("EPOCHS", 1), ("SEG_EPOCHS", 1), ("ANOMALY_EPOCHS", 1)):
         monkeypatch.setattr(demo, name, value)
     return demo

@@ -25,9 +25,11 @@ def test_import_does_not_pull_torch():
 
 def test_onnx_prediction_never_imports_torch(trained, synth_classes):
     image = next((synth_classes / "ok").iterdir())
-    code = ("import sys, inspekt; "
-            f"inspekt.load_model({str(trained.bundle)!r}).predict({str(image)!r}); "
-            "print('torch' in sys.modules)")
+    code = (
+        "import sys, inspekt; "
+        f"inspekt.load_model({str(trained.bundle)!r}).predict({str(image)!r}); "
+        "print('torch' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
@@ -35,8 +37,9 @@ def test_onnx_prediction_never_imports_torch(trained, synth_classes):
 
 def test_train_evaluate_explain_from_python(synth_classes, tmp_path):
     """The notebook path: keyword options like the CLI's, then evaluate and explain the result."""
-    result = inspekt.train(data=str(synth_classes), epochs=1, imgsz=32, batch=16, out=str(tmp_path),
-                           model_params={"width": 4}, threads=1)
+    result = inspekt.train(
+        data=str(synth_classes), epochs=1, imgsz=32, batch=16, out=str(tmp_path), model_params={"width": 4}, threads=1
+    )
     assert result.bundle.is_dir() and result.run_dir.parent == tmp_path / "classify"
     report = inspekt.evaluate(result.bundle, synth_classes)
     assert report.metrics["n"] == 80 and 0 <= report.metrics["macro_f1"] <= 1

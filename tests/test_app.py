@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("streamlit")
-from streamlit.testing.v1 import AppTest  # noqa: E402
+from streamlit.testing.v1 import AppTest
 
-from inspekt.app import MAIN  # noqa: E402
-from inspekt.app.common import WORKSPACE_ENV, find_bundles  # noqa: E402
+from inspekt.app import MAIN
+from inspekt.app.common import WORKSPACE_ENV, find_bundles
 
 TIMEOUT = 120
 
@@ -29,12 +29,31 @@ def workspace(trained, synth_classes, tmp_path_factory) -> Path:
     shutil.copytree(synth_classes, root / "data" / "surfaces")
     shutil.copytree(Path(synth_classes) / "pore", root / "data" / "incoming" / "pore")
     seg = write_dataset(root / "data" / "surfaces-seg", n=24, size=48, seed=4, layout="segmentation").root
-    result = train(task="segment", data=str(seg), model="tiny_unet", model_params={"width": 4, "depth": 3}, epochs=2,
-                   imgsz=32, batch=8, augment="none", threads=1, out=str(tmp_path_factory.mktemp("seg-runs")))
+    result = train(
+        task="segment",
+        data=str(seg),
+        model="tiny_unet",
+        model_params={"width": 4, "depth": 3},
+        epochs=2,
+        imgsz=32,
+        batch=8,
+        augment="none",
+        threads=1,
+        out=str(tmp_path_factory.mktemp("seg-runs")),
+    )
     shutil.copytree(result.bundle, root / "models" / "segmenter")
     mvtec = write_dataset(root / "data" / "surfaces-mvtec", n=48, size=48, seed=5, layout="mvtec").root
-    result = train(task="anomaly", data=str(mvtec), model="ae_ssim", model_params={"width": 4, "latent": 16}, epochs=2,
-                   imgsz=32, batch=8, threads=1, out=str(tmp_path_factory.mktemp("anomaly-runs")))
+    result = train(
+        task="anomaly",
+        data=str(mvtec),
+        model="ae_ssim",
+        model_params={"width": 4, "latent": 16},
+        epochs=2,
+        imgsz=32,
+        batch=8,
+        threads=1,
+        out=str(tmp_path_factory.mktemp("anomaly-runs")),
+    )
     shutil.copytree(result.bundle, root / "models" / "anomaly")
     return root
 
@@ -184,8 +203,17 @@ def test_monitor_shows_the_history_the_monitor_wrote(workspace, monkeypatch, tmp
     at = _page(workspace, monkeypatch, "monitor")
     assert "No monitoring history at" in _texts(at) and "inspekt monitor --model" in _texts(at)
     db = tmp_path / "monitor.db"
-    run_monitor(MonitorConfig(model=str(workspace / "models" / "classifier"), db=str(db), once=True, every=0.01,
-                              source=str(workspace / "data" / "surfaces" / "pore"), window=8, settle=0.0))
+    run_monitor(
+        MonitorConfig(
+            model=str(workspace / "models" / "classifier"),
+            db=str(db),
+            once=True,
+            every=0.01,
+            source=str(workspace / "data" / "surfaces" / "pore"),
+            window=8,
+            settle=0.0,
+        )
+    )
     at.text_input(key="monitor_db").input(str(db)).run()
     assert not at.exception, at.exception
     assert [m.value for m in at.metric][:3] == ["20", "0", "2"]  # 20 pore images, two windows of 8

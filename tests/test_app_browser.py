@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from conftest import free_port
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -24,10 +25,14 @@ if CHROMIUM is None:
     pytest.skip("Debian's chromium is not installed (make test installs it)", allow_module_level=True)
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts" / "app"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-dev-shm-usage"]
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-dev-shm-usage",
+]
 WAIT_MS = 90_000
-
 
 
 @pytest.fixture(scope="module")
@@ -37,8 +42,12 @@ def server(trained, synth_classes, tmp_path_factory):
     shutil.copytree(Path(synth_classes) / "pore", root / "data" / "incoming" / "pore")
     port = free_port()
     log = (root / "app.log").open("wb")
-    process = subprocess.Popen([sys.executable, "-m", "inspekt", "app", "--port", str(port), "--workspace", str(root)],
-                               stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    process = subprocess.Popen(
+        [sys.executable, "-m", "inspekt", "app", "--port", str(port), "--workspace", str(root)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -77,7 +86,8 @@ def _pixels(locator) -> np.ndarray:
     from PIL import Image
 
     locator.page.wait_for_function(
-        "() => [...document.querySelectorAll('[data-testid=stImage] img')].every(i => i.complete && i.naturalWidth > 0)")
+        "() => [...document.querySelectorAll('[data-testid=stImage] img')].every(i => i.complete && i.naturalWidth > 0)"
+    )
     return np.asarray(Image.open(io.BytesIO(locator.screenshot())).convert("L"), dtype=np.float32)
 
 
@@ -117,7 +127,9 @@ def test_inspect_upload_enhance_explain_and_download(server, page, synth_classes
         page.get_by_role("button", name="Download JSON log").click()
     log = json.loads(Path(download.value.path()).read_text())
     assert log["file"] == image.name
-    assert log["enhancement"][0]["step"] == "brightness_contrast" and log["enhancement"][0]["params"]["brightness"] == 30
+    assert (
+        log["enhancement"][0]["step"] == "brightness_contrast" and log["enhancement"][0]["params"]["brightness"] == 30
+    )
     assert log["model_card"]["task"] == "classify" and log["prediction"]["label"] in log["model_card"]["classes"]
     assert log["timings_ms"]["total"] > 0
 

@@ -9,23 +9,35 @@ from inspekt.errors import BundleError
 
 
 def make_card(**changes) -> ModelCard:
-    base = dict(task="classify", architecture="tiny_cnn", params={"num_classes": 2}, classes=("ok", "nok"),
-                input=InputSpec(size=(32, 32), channels=1, mean=(0.5,), std=(0.2,)))
+    base = dict(
+        task="classify",
+        architecture="tiny_cnn",
+        params={"num_classes": 2},
+        classes=("ok", "nok"),
+        input=InputSpec(size=(32, 32), channels=1, mean=(0.5,), std=(0.2,)),
+    )
     return ModelCard(**(base | changes))
 
 
 def test_round_trip_keeps_every_field():
-    card = make_card(thresholds={"nok": 0.7}, metrics={"val_macro_f1": 0.9}, precision="int8",
-                     input=InputSpec(size=(32, 48), channels=1, mean=(0.5,), std=(0.2,), clahe=2.0))
+    card = make_card(
+        thresholds={"nok": 0.7},
+        metrics={"val_macro_f1": 0.9},
+        precision="int8",
+        input=InputSpec(size=(32, 48), channels=1, mean=(0.5,), std=(0.2,), clahe=2.0),
+    )
     again = parse_card(card.to_json())
     assert again == card
     assert json.loads(card.to_json())["schema"] == SCHEMA
 
 
-@pytest.mark.parametrize("thresholds, message", [
-    ({"score": 0.5}, "'score' is not one of the classes"),
-    ({"nok": 1.5}, "must be a probability"),
-])
+@pytest.mark.parametrize(
+    "thresholds, message",
+    [
+        ({"score": 0.5}, "'score' is not one of the classes"),
+        ({"nok": 1.5}, "must be a probability"),
+    ],
+)
 def test_bad_thresholds_are_refused(thresholds, message):
     raw = json.loads(make_card().to_json()) | {"thresholds": thresholds}
     with pytest.raises(BundleError, match=message):
@@ -56,11 +68,14 @@ def test_newer_schema_is_refused_with_upgrade_advice():
         parse_card(json.dumps(raw))
 
 
-@pytest.mark.parametrize("text, reason", [
-    ("{not json", "not valid JSON"),
-    ("[1, 2]", "JSON object"),
-    ('{"schema": "something/v1"}', "not an inspekt model card"),
-])
+@pytest.mark.parametrize(
+    "text, reason",
+    [
+        ("{not json", "not valid JSON"),
+        ("[1, 2]", "JSON object"),
+        ('{"schema": "something/v1"}', "not an inspekt model card"),
+    ],
+)
 def test_malformed_cards(text, reason):
     with pytest.raises(BundleError, match=reason):
         parse_card(text, where="x/card.json")

@@ -42,8 +42,9 @@ def test_version_and_checks_json():
 
 
 def test_data_synth_info_split(tmp_path):
-    out = json.loads(run("data", "synth", tmp_path / "s", "--n", 24, "--size", 32, "--layout", "segmentation",
-                         "--json").output)
+    out = json.loads(
+        run("data", "synth", tmp_path / "s", "--n", 24, "--size", 32, "--layout", "segmentation", "--json").output
+    )
     assert out["n_images"] == 24
     info = json.loads(run("data", "info", tmp_path / "s", "--json").output)
     assert info["layout"] == "segmentation" and info["n_images"] == 24 and info["masks_found"] == 24
@@ -53,8 +54,22 @@ def test_data_synth_info_split(tmp_path):
 
 
 def test_train_predict_export_through_subprocesses(synth_classes, tmp_path):
-    trained = json.loads(cli("train", "classify", "--data", synth_classes, "--epochs", 2, "--imgsz", 32,
-                             "--out", tmp_path / "runs", "--json", "model_params.width=8").stdout)
+    trained = json.loads(
+        cli(
+            "train",
+            "classify",
+            "--data",
+            synth_classes,
+            "--epochs",
+            2,
+            "--imgsz",
+            32,
+            "--out",
+            tmp_path / "runs",
+            "--json",
+            "model_params.width=8",
+        ).stdout
+    )
     assert trained["run_dir"].endswith("classify/exp") and trained["bundle"].endswith("bundle")
     lines = cli("predict", trained["bundle"], synth_classes / "ok", "--json").stdout.strip().splitlines()
     rows = [json.loads(line) for line in lines]
@@ -73,12 +88,15 @@ def test_predict_reports_bad_files_and_goes_on(trained, synth_classes, tmp_path)
     assert f"{bad}: not an image" in result.stderr and "skipped 1" in result.stderr
 
 
-@pytest.mark.parametrize("args, message", [
-    (["data", "info", "/no/such/dir"], "error: /no/such/dir: no such file or folder"),
-    (["predict", "model.pth", "x.png"], "pickles"),
-    (["train", "classify", "--data", "d", "epoch=3"], "unknown config key 'epoch'"),
-    (["train", "classify", "--data", "d", "--model", "tiny_cn"], 'Did you mean "tiny_cnn"'),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["data", "info", "/no/such/dir"], "error: /no/such/dir: no such file or folder"),
+        (["predict", "model.pth", "x.png"], "pickles"),
+        (["train", "classify", "--data", "d", "epoch=3"], "unknown config key 'epoch'"),
+        (["train", "classify", "--data", "d", "--model", "tiny_cn"], 'Did you mean "tiny_cnn"'),
+    ],
+)
 def test_user_errors_are_one_line_with_status_2(args, message, tmp_path):
     if args[0] == "predict":
         (tmp_path / "model.pth").write_bytes(b"x")

@@ -26,8 +26,9 @@ FAST = ["--permutations", "200", "--checks", "properties,pixels,predictions,embe
 @pytest.fixture(scope="module")
 def scheduler():
     """A real two-worker cluster; tests reach it by its tcp:// address, as users reach theirs."""
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
-                                  silence_logs=40) as cluster:
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0", silence_logs=40
+    ) as cluster:
         yield cluster.scheduler_address
 
 
@@ -76,7 +77,10 @@ def test_drift_on_the_cluster_equals_the_local_run_and_names_the_shift(trained, 
     spread = json.loads(_cli(*args, "--dask", scheduler).stdout)
     assert spread == local
     assert spread["drift"] and "brightness" in spread["drifted"]
-    assert {c["name"] for c in spread["checks"]} >= {"prediction:label_mix", "embeddings"}  # the model ran on the workers
+    assert {c["name"] for c in spread["checks"]} >= {
+        "prediction:label_mix",
+        "embeddings",
+    }  # the model ran on the workers
 
 
 def test_profiles_merged_from_workers_equal_the_whole(images, scheduler, tmp_path):
@@ -127,24 +131,32 @@ def test_a_bundle_the_workers_cannot_read_is_one_clear_error(trained, images, sc
 
     url = "memory://client-only/model.inspekt"  # in this process only: a worker without the shared disk
     copy_bundle(open_bundle(trained.bundle), url, overwrite=True)
-    with connect(scheduler) as client, pytest.raises(BundleError, match="on a Dask worker: .*no such file.*every "
-                                                                        "worker must be able to read the bundle"):
+    with (
+        connect(scheduler) as client,
+        pytest.raises(
+            BundleError, match="on a Dask worker: .*no such file.*every worker must be able to read the bundle"
+        ),
+    ):
         list(predict_on(client, url, [str(next((images / "ok").glob("*.png")))]))
 
 
 def test_a_local_cluster_from_the_python_api(images):
-    result = check_drift(images / "ok", images / "pore", dask="local", workers=2, permutations=200,
-                         checks=("properties",))
+    result = check_drift(
+        images / "ok", images / "pore", dask="local", workers=2, permutations=200, checks=("properties",)
+    )
     alone = check_drift(images / "ok", images / "pore", permutations=200, checks=("properties",))
-    assert [(c.name, c.p_value, c.effect) for c in result.checks] == [(c.name, c.p_value, c.effect)
-                                                                      for c in alone.checks]
+    assert [(c.name, c.p_value, c.effect) for c in result.checks] == [
+        (c.name, c.p_value, c.effect) for c in alone.checks
+    ]
 
 
 def test_a_script_without_a_main_guard_is_told_the_fix(images, tmp_path):
     # Worker processes import the user's script again; unguarded, its top level starts a cluster in each.
     script = tmp_path / "unguarded.py"
-    script.write_text(f"import inspekt\ninspekt.check_drift({str(images / 'ok')!r}, {str(images / 'pore')!r}, "
-                      "dask='local', workers=2, permutations=20, checks=('properties',))\n")
+    script.write_text(
+        f"import inspekt\ninspekt.check_drift({str(images / 'ok')!r}, {str(images / 'pore')!r}, "
+        "dask='local', workers=2, permutations=20, checks=('properties',))\n"
+    )
     proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=180, cwd=tmp_path)
     assert proc.returncode != 0
     assert proc.stderr.strip().splitlines()[-1].startswith("inspekt.errors.InspektError: --dask local: the worker")

@@ -37,12 +37,14 @@ def test_torchvision_imports_after_apply():
 def _brute_force_nms(boxes, scores, threshold):
     keep = []
     for i in sorted(range(len(scores)), key=lambda i: -float(scores[i])):
+
         def iou(a, b):
             x1, y1 = max(a[0], b[0]), max(a[1], b[1])
             x2, y2 = min(a[2], b[2]), min(a[3], b[3])
             inter = max(0.0, x2 - x1) * max(0.0, y2 - y1)
             area = lambda r: (r[2] - r[0]) * (r[3] - r[1])  # noqa: E731
             return inter / (area(a) + area(b) - inter)
+
         if all(iou(boxes[i].tolist(), boxes[k].tolist()) <= threshold for k in keep):
             keep.append(i)
     return keep

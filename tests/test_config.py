@@ -17,16 +17,22 @@ def test_precedence_defaults_yaml_options_overrides(tmp_path):
 
 def test_nested_overrides_are_typed():
     assert parse_overrides(["model_params.width=8", "name=run1", "exist_ok=true"]) == {
-        "model_params": {"width": 8}, "name": "run1", "exist_ok": True}
+        "model_params": {"width": 8},
+        "name": "run1",
+        "exist_ok": True,
+    }
 
 
-@pytest.mark.parametrize("overrides, message", [
-    (["epoch=3"], "unknown config key 'epoch'.*Did you mean \"epochs\""),
-    (["epochs=zero"], "config key 'epochs'.*got 'zero'"),
-    (["epochs=0"], "config key 'epochs'.*greater than or equal to 1"),
-    (["resize=squash"], "config key 'resize'"),
-    (["epochs"], "not key=value"),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["epoch=3"], "unknown config key 'epoch'.*Did you mean \"epochs\""),
+        (["epochs=zero"], "config key 'epochs'.*got 'zero'"),
+        (["epochs=0"], "config key 'epochs'.*greater than or equal to 1"),
+        (["resize=squash"], "config key 'resize'"),
+        (["epochs"], "not key=value"),
+    ],
+)
 def test_bad_overrides(overrides, message):
     with pytest.raises(ConfigError, match=message):
         build_config(TrainConfig, options={"task": "classify", "data": "d"}, overrides=overrides)
@@ -58,17 +64,23 @@ def test_run_dirs_increment_unless_exist_ok(tmp_path):
 def test_model_params_decided_by_the_data_are_refused(synth_classes, tmp_path):
     from inspekt.training import train
 
-    cfg = build_config(TrainConfig, options={"task": "classify", "data": str(synth_classes), "out": str(tmp_path)},
-                       overrides=["model_params.num_classes=7"])
+    cfg = build_config(
+        TrainConfig,
+        options={"task": "classify", "data": str(synth_classes), "out": str(tmp_path)},
+        overrides=["model_params.num_classes=7"],
+    )
     with pytest.raises(ConfigError, match="model_params.num_classes is set from the data"):
         train(cfg)
 
 
-@pytest.mark.parametrize("params, message", [
-    ({"width": "abc"}, "width='abc' is out of range"),
-    ({"width": 0}, "width=0 is out of range"),
-    ({"dropout": 2}, "dropout=2 is out of range"),
-])
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        ({"width": "abc"}, "width='abc' is out of range"),
+        ({"width": 0}, "width=0 is out of range"),
+        ({"dropout": 2}, "dropout=2 is out of range"),
+    ],
+)
 def test_bad_model_params_name_the_value(params, message):
     from inspekt.models import create_model
 
@@ -89,8 +101,11 @@ def test_bad_model_params_fail_before_any_image_is_decoded(synth_classes, tmp_pa
         raise AssertionError("images were decoded before the model parameters were checked")
 
     monkeypatch.setattr(train_module.ImageStore, "build", no_decoding)
-    cfg = build_config(TrainConfig, options={"task": "classify", "data": str(synth_classes), "out": str(tmp_path)},
-                       overrides=["model_params.width=0"])
+    cfg = build_config(
+        TrainConfig,
+        options={"task": "classify", "data": str(synth_classes), "out": str(tmp_path)},
+        overrides=["model_params.width=0"],
+    )
     with pytest.raises(ConfigError, match="width=0 is out of range"):
         train_module.train(cfg)
     assert not (tmp_path / "classify").exists()  # no run folder for a run that never started

@@ -38,8 +38,16 @@ def test_class_folders_under_splits(tmp_path):
 
 
 def test_mvtec_with_ground_truth(tmp_path):
-    root = tree(tmp_path, ["train/good/0.png", "train/good/1.png", "test/good/2.png", "test/crack/3.png",
-                           "ground_truth/crack/3_mask.png"])
+    root = tree(
+        tmp_path,
+        [
+            "train/good/0.png",
+            "train/good/1.png",
+            "test/good/2.png",
+            "test/crack/3.png",
+            "ground_truth/crack/3_mask.png",
+        ],
+    )
     ds = open_dataset(root)
     assert ds.layout == "mvtec" and ds.classes == ("crack", "good")
     crack = [s for s in ds.samples if s.label == "crack"][0]
@@ -48,8 +56,10 @@ def test_mvtec_with_ground_truth(tmp_path):
 
 
 def test_segmentation_mirrored_any_extension(tmp_path):
-    root = tree(tmp_path, ["images/Crack/a.jpg", "images/Crack/b.jpg", "images/Free/c.jpg",
-                           "masks/Crack/a.png", "masks/Free/c.png"])
+    root = tree(
+        tmp_path,
+        ["images/Crack/a.jpg", "images/Crack/b.jpg", "images/Free/c.jpg", "masks/Crack/a.png", "masks/Free/c.png"],
+    )
     ds = open_dataset(root)
     assert ds.layout == "segmentation" and ds.classes == ("Crack", "Free") and ds.n_masks == 2
     info = describe(ds)
@@ -69,11 +79,14 @@ def test_csv_layout(tmp_path):
     assert ds.samples[0].mask == tmp_path / "m/a.png" and ds.samples[1].mask is None
 
 
-@pytest.mark.parametrize("content, message", [
-    ("name,kind\na.png,x\n", "no path column.*found columns: name, kind"),
-    ("path,label,split\na.png,x,holdout\n", r"list.csv:2: unknown split 'holdout'"),
-    ("path,label\n,x\n", "list.csv:2: empty 'path'"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("name,kind\na.png,x\n", "no path column.*found columns: name, kind"),
+        ("path,label,split\na.png,x,holdout\n", r"list.csv:2: unknown split 'holdout'"),
+        ("path,label\n,x\n", "list.csv:2: empty 'path'"),
+    ],
+)
 def test_bad_csv(tmp_path, content, message):
     (tmp_path / "list.csv").write_text(content)
     with pytest.raises(DatasetError, match=message):
@@ -90,10 +103,13 @@ def test_split_folders_beside_class_folders_is_ambiguous(tmp_path):
         open_dataset(tree(tmp_path, ["train/cat/a.png", "cat/b.png"]))
 
 
-@pytest.mark.parametrize("files, message", [
-    ([], "no images found.*expected one of"),
-    (["a.png", "b.png"], "found 2 images but no class folders or masks"),
-])
+@pytest.mark.parametrize(
+    "files, message",
+    [
+        ([], "no images found.*expected one of"),
+        (["a.png", "b.png"], "found 2 images but no class folders or masks"),
+    ],
+)
 def test_empty_or_unlabelled(tmp_path, files, message):
     with pytest.raises(DatasetError, match=message):
         open_dataset(tree(tmp_path, files))

@@ -14,8 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from inspekt.cli import app
-from inspekt.drift import DriftConfig, Profile, check_drift, compare_profiles, profile_images
-from inspekt.drift import stats
+from inspekt.drift import DriftConfig, Profile, check_drift, compare_profiles, profile_images, stats
 from inspekt.drift.properties import Stack, compute
 from inspekt.errors import BundleError, InspektError
 from inspekt.reduced import load_reduced, reduction_factor
@@ -28,8 +27,9 @@ def _texture(rng: np.random.Generator, h: int = 96, w: int = 128, level: float =
     return np.clip(level + field + rng.normal(0, 3, (h, w)), 0, 255).astype(np.uint8)
 
 
-def _write_set(folder: Path, n: int, seed: int, *, shift: float = 0.0, blur: float = 0.0, tint: bool = False,
-               suffix: str = ".png") -> list[Path]:
+def _write_set(
+    folder: Path, n: int, seed: int, *, shift: float = 0.0, blur: float = 0.0, tint: bool = False, suffix: str = ".png"
+) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     paths = []
@@ -134,9 +134,9 @@ def test_a_stack_gives_the_same_values_as_its_images_one_by_one():
     assert np.isnan(together["sharpness"][36])  # too small to filter
     assert np.isnan(together["saturation"][:37]).all() and not np.isnan(together["saturation"][37:]).any()
     for i in range(len(images)):
-        alone = compute(Stack(images[i:i + 1], sizes[i:i + 1]))
+        alone = compute(Stack(images[i : i + 1], sizes[i : i + 1]))
         for name, column in together.items():
-            np.testing.assert_allclose(alone[name], column[i:i + 1], rtol=1e-6, equal_nan=True)
+            np.testing.assert_allclose(alone[name], column[i : i + 1], rtol=1e-6, equal_nan=True)
 
 
 # --- profiles -----------------------------------------------------------------------------------
@@ -272,8 +272,7 @@ def test_grey_to_colour_tint_is_detected_and_colour_is_not_faked_for_grey(tmp_pa
 def test_effect_size_gate_and_settings_are_validated(tmp_path):
     _write_set(tmp_path / "ref", 40, seed=18)
     _write_set(tmp_path / "cur", 40, seed=19, shift=40)
-    strict = check_drift(tmp_path / "ref", tmp_path / "cur", min_effect=100.0, min_js=1.0, min_domain_score=1.1,
-                         **FAST)
+    strict = check_drift(tmp_path / "ref", tmp_path / "cur", min_effect=100.0, min_js=1.0, min_domain_score=1.1, **FAST)
     assert strict.check("brightness").p_adjusted <= 0.05 and not strict.drift  # significant but below the minimum
     with pytest.raises(InspektError, match="unknown check"):
         DriftConfig(checks=("propertys",))
@@ -317,12 +316,26 @@ def test_cli_drift_profile_and_fail_on_drift(tmp_path):
     _write_set(tmp_path / "dark", 30, seed=25, shift=-40)
     saved = runner.invoke(app, ["profile", str(tmp_path / "ref"), "--out", str(tmp_path / "ref.json")])
     assert saved.exit_code == 0, saved.output
-    fine = runner.invoke(app, ["drift", str(tmp_path / "ref.json"), str(tmp_path / "same"), "--fail-on-drift",
-                               "--permutations", "199"])
+    fine = runner.invoke(
+        app, ["drift", str(tmp_path / "ref.json"), str(tmp_path / "same"), "--fail-on-drift", "--permutations", "199"]
+    )
     assert fine.exit_code == 0, fine.output
     assert "No significant drift detected" in fine.output
-    shifted = runner.invoke(app, ["drift", str(tmp_path / "ref.json"), str(tmp_path / "dark"), "--fail-on-drift",
-                                  "--permutations", "199", "--json", str(tmp_path / "r.json"), "--kl-threshold", "0.05"])
+    shifted = runner.invoke(
+        app,
+        [
+            "drift",
+            str(tmp_path / "ref.json"),
+            str(tmp_path / "dark"),
+            "--fail-on-drift",
+            "--permutations",
+            "199",
+            "--json",
+            str(tmp_path / "r.json"),
+            "--kl-threshold",
+            "0.05",
+        ],
+    )
     assert shifted.exit_code == 3, shifted.output
     assert "Drift detected" in shifted.output
     assert "fixed rule KL(ref||cur) > 0.05: fires for pixels:grey" in shifted.output
@@ -334,8 +347,23 @@ def test_cli_drift_profile_and_fail_on_drift(tmp_path):
 def test_cli_json_output_sampling_workers_and_check_selection(tmp_path):
     _write_set(tmp_path / "ref", 30, seed=34)
     _write_set(tmp_path / "cur", 30, seed=35, shift=40)
-    result = CliRunner().invoke(app, ["drift", str(tmp_path / "ref"), str(tmp_path / "cur"), "--as-json", "--sample", "20",
-                                      "--workers", "2", "--checks", "properties", "--permutations", "199"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "drift",
+            str(tmp_path / "ref"),
+            str(tmp_path / "cur"),
+            "--as-json",
+            "--sample",
+            "20",
+            "--workers",
+            "2",
+            "--checks",
+            "properties",
+            "--permutations",
+            "199",
+        ],
+    )
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
     assert doc["n_reference"] == doc["n_current"] == 20
@@ -485,14 +513,17 @@ def test_reduced_jpeg_decoding_turns_images_as_load_image_does(tmp_path, orienta
         assert np.abs(full.astype(int) - expected).mean() < 2  # same pixels, same way up
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--checks", "predictions,embeddings"], "need a model bundle as REFERENCE"),
-    (["--checks", ","], "no checks chosen"),
-    (["--sample", "-3"], "sample must be at least 2"),
-    (["--sample", "1"], "sample must be at least 2"),
-    (["--min-effect", "-1"], "min_effect must be 0 or more"),
-    (["--kl-threshold", "-0.5"], "kl_threshold must be 0 or more"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--checks", "predictions,embeddings"], "need a model bundle as REFERENCE"),
+        (["--checks", ","], "no checks chosen"),
+        (["--sample", "-3"], "sample must be at least 2"),
+        (["--sample", "1"], "sample must be at least 2"),
+        (["--min-effect", "-1"], "min_effect must be 0 or more"),
+        (["--kl-threshold", "-0.5"], "kl_threshold must be 0 or more"),
+    ],
+)
 def test_settings_that_cannot_check_anything_are_refused(tmp_path, args, message):
     """A run that could check nothing must not say "No significant drift" and pass a CI gate."""
     _write_set(tmp_path / "ref", 6, seed=50)

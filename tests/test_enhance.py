@@ -35,15 +35,22 @@ def test_every_step_keeps_type_and_channels(name, colour):
 
 def test_neutral_parameters_leave_the_image_alone():
     image = _rgb(1)
-    for name, params in [("brightness_contrast", {}), ("gamma", {"gamma": 1.0}), ("unsharp", {"amount": 0.0}),
-                         ("resize", {"scale": 1.0})]:
+    for name, params in [
+        ("brightness_contrast", {}),
+        ("gamma", {"gamma": 1.0}),
+        ("unsharp", {"amount": 0.0}),
+        ("resize", {"scale": 1.0}),
+    ]:
         np.testing.assert_array_equal(Pipeline.of([(name, params)])(image), image)
 
 
 def test_steps_do_what_they_say():
     image = _grey(2)
-    assert Pipeline.of([("brightness_contrast", {"brightness": 20})])(image).mean() == pytest.approx(image.mean() + 20, abs=0.5)
+    assert Pipeline.of([("brightness_contrast", {"brightness": 20})])(image).mean() == pytest.approx(
+        image.mean() + 20, abs=0.5
+    )
     assert Pipeline.of([("gamma", {"gamma": 2.0})])(image).mean() > image.mean() + 10
+
     def local(a):  # local contrast: spread of neighbour differences
         return np.diff(a.astype(int), axis=1).std()
 
@@ -76,18 +83,21 @@ def test_parse_presets_specs_and_json(tmp_path):
         assert Pipeline.preset(name)(_rgb()).dtype == np.uint8
 
 
-@pytest.mark.parametrize("spec, message", [
-    ("clahee", "unknown enhancement step 'clahee'.*Did you mean \"clahe\""),
-    ("clahe:clip=3", "has no parameter 'clip'.*clip_limit"),
-    ("clahe:clip_limit=50", "clip_limit=50 is outside 0.5..10"),
-    ("median:ksize=4", "must be odd"),
-    ("median:ksize=3.5", "whole number"),
-    ("resize:interpolation=bicubic", "not one of"),
-    ("gamma:1.5", "key=value"),
-    ("missing.json", "cannot read enhancement pipeline"),
-    ("median:ksize=inf", "finite number"),
-    ("gamma:gamma=nan", "finite number"),
-])
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("clahee", "unknown enhancement step 'clahee'.*Did you mean \"clahe\""),
+        ("clahe:clip=3", "has no parameter 'clip'.*clip_limit"),
+        ("clahe:clip_limit=50", "clip_limit=50 is outside 0.5..10"),
+        ("median:ksize=4", "must be odd"),
+        ("median:ksize=3.5", "whole number"),
+        ("resize:interpolation=bicubic", "not one of"),
+        ("gamma:1.5", "key=value"),
+        ("missing.json", "cannot read enhancement pipeline"),
+        ("median:ksize=inf", "finite number"),
+        ("gamma:gamma=nan", "finite number"),
+    ],
+)
 def test_bad_pipelines_say_what_is_wrong(spec, message):
     with pytest.raises(ConfigError, match=message):
         Pipeline.parse(spec)
@@ -113,7 +123,9 @@ def test_cli_predict_with_enhance(trained, synth_classes):
     from inspekt.cli import app
 
     runner = CliRunner()
-    ok = runner.invoke(app, ["predict", str(trained.bundle), str(synth_classes), "--json", "--enhance", "CLAHE + Denoise"])
+    ok = runner.invoke(
+        app, ["predict", str(trained.bundle), str(synth_classes), "--json", "--enhance", "CLAHE + Denoise"]
+    )
     assert ok.exit_code == 0, ok.output
     assert json.loads(ok.stdout.splitlines()[0])["label"]
     bad = runner.invoke(app, ["predict", str(trained.bundle), str(synth_classes), "--enhance", "sharpen"])

@@ -18,11 +18,11 @@ from inspekt.card import positive_class
 from inspekt.cli import app
 from inspekt.errors import ConfigError, DatasetError
 from inspekt.evaluation import evaluate, save_threshold, write_csv, write_json
-from inspekt.runs import read_run
 from inspekt.io import load_image
 from inspekt.metrics import best_f1_threshold
 from inspekt.plots import plot_evaluation
 from inspekt.predictor import Predictor
+from inspekt.runs import read_run
 
 runner = CliRunner()
 
@@ -42,8 +42,22 @@ def binary(synth_classes, tmp_path_factory):
     root = tmp_path_factory.mktemp("binary")
     for name in ("ok", "pore"):
         shutil.copytree(synth_classes / name, root / "data" / name)
-    result = run("train", "classify", "--data", root / "data", "--epochs", 2, "--imgsz", 32, "--batch", 16,
-                 "--out", root / "runs", "--json", "model_params.width=8")
+    result = run(
+        "train",
+        "classify",
+        "--data",
+        root / "data",
+        "--epochs",
+        2,
+        "--imgsz",
+        32,
+        "--batch",
+        16,
+        "--out",
+        root / "runs",
+        "--json",
+        "model_params.width=8",
+    )
     assert result.exit_code == 0, result.output
     trained = json.loads(result.stdout.strip().splitlines()[-1])
     return root / "data", Path(trained["run_dir"])
@@ -81,8 +95,9 @@ def test_eval_agrees_with_the_predictor_and_its_csv(trained, synth_classes, tmp_
 
 
 def test_eval_picks_test_split_and_names_the_available_ones(trained, synth_classes, tmp_path):
-    data = csv_dataset(tmp_path, synth_classes, [("ok", "ok", "train", 6), ("pore", "pore", "test", 4),
-                                                 ("lop", "lop", "test", 3)])
+    data = csv_dataset(
+        tmp_path, synth_classes, [("ok", "ok", "train", 6), ("pore", "pore", "test", 4), ("lop", "lop", "test", 3)]
+    )
     result = evaluate(trained.bundle, data)
     assert result.split == "test" and len(result.paths) == 7
     assert [row["support"] for row in result.metrics["per_class"]] == [3, 0, 4, 0]  # classes: lop, ok, pore, scratch
@@ -110,8 +125,18 @@ def test_labels_the_model_does_not_know_are_an_error(trained, synth_classes, tmp
 def test_set_threshold_best_f1_on_a_binary_archive(binary, tmp_path):
     data, run_dir = binary
     model = bundle_copy(run_dir, tmp_path / "m.inspekt", archive=True)
-    result = run("eval", model, "--data", data, "--set-threshold", "best-f1", "--json", tmp_path / "e.json",
-                 "--csv", tmp_path / "e.csv")
+    result = run(
+        "eval",
+        model,
+        "--data",
+        data,
+        "--set-threshold",
+        "best-f1",
+        "--json",
+        tmp_path / "e.json",
+        "--csv",
+        tmp_path / "e.csv",
+    )
     assert result.exit_code == 0, result.output
     saved = json.loads((tmp_path / "e.json").read_text())
     card = open_bundle(model).card
@@ -164,8 +189,18 @@ def test_plots_and_error_gallery(binary, tmp_path):
 
 
 def test_eval_cli_writes_files_and_prints_a_summary(trained, synth_classes, tmp_path):
-    result = run("eval", trained.run_dir, "--data", synth_classes, "--json", tmp_path / "m.json",
-                 "--csv", tmp_path / "rows.csv", "--plots", tmp_path / "plots")
+    result = run(
+        "eval",
+        trained.run_dir,
+        "--data",
+        synth_classes,
+        "--json",
+        tmp_path / "m.json",
+        "--csv",
+        tmp_path / "rows.csv",
+        "--plots",
+        tmp_path / "plots",
+    )
     assert result.exit_code == 0, result.output
     for text in ("macro F1", "per class", "confusion matrix", "scratch", "loaded 80 images, skipped 0"):
         assert text in result.output
@@ -176,8 +211,12 @@ def test_eval_cli_writes_files_and_prints_a_summary(trained, synth_classes, tmp_
 
 def test_eval_json_to_stdout_in_a_subprocess(trained, synth_classes):
     exe = os.path.join(os.path.dirname(sys.executable), "inspekt")
-    proc = subprocess.run([exe, "eval", str(trained.bundle), "--data", str(synth_classes), "--json", "-"],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [exe, "eval", str(trained.bundle), "--data", str(synth_classes), "--json", "-"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["n_images"] == 80
 

@@ -39,8 +39,16 @@ def squares(tmp_path_factory):
         save_image(root / "data" / "ok" / f"{i}.png", _noise(rng, SIDE, SIDE))
         y, x = rng.integers(0, SIDE - SQUARE + 1, 2)
         save_image(root / "data" / "defect" / f"{i}.png", _with_square(_noise(rng, SIDE, SIDE), y, x, i % 2 == 0))
-    cfg = TrainConfig(task="classify", data=str(root / "data"), epochs=20, imgsz=32, batch=16, augment="light",
-                      model_params={"width": 8}, out=str(root / "runs"))
+    cfg = TrainConfig(
+        task="classify",
+        data=str(root / "data"),
+        epochs=20,
+        imgsz=32,
+        batch=16,
+        augment="light",
+        model_params={"width": 8},
+        out=str(root / "runs"),
+    )
     return train(cfg).bundle
 
 
@@ -53,8 +61,9 @@ def _with_resize(bundle_path, resize, out):
 
 # Squares in the four corners of what the model sees. letterbox: 30x40 -> 24x32 with 4 grey rows
 # above and below; crop: 48x40 -> 38x32, 3 rows cut at each end (the squares stay inside).
-@pytest.mark.parametrize("resize, shape, margin", [("stretch", (SIDE, SIDE), 0), ("letterbox", (30, SIDE), 0),
-                                                   ("crop", (48, SIDE), 5)])
+@pytest.mark.parametrize(
+    "resize, shape, margin", [("stretch", (SIDE, SIDE), 0), ("letterbox", (30, SIDE), 0), ("crop", (48, SIDE), 5)]
+)
 def test_heat_map_peaks_on_the_defect_at_the_original_size(squares, tmp_path, resize, shape, margin):
     # At a 32-pixel input the last stage is 2x2, so the map tells quarters apart: the peak, at the
     # original resolution, must fall in the square's quarter of the image for most images.
@@ -88,8 +97,12 @@ class _Brightness(nn.Module):
 
 def _card_only_bundle(folder, **card):
     """A bundle folder holding just a card: enough for an Explainer given its network directly."""
-    defaults = dict(task="classify", architecture="tiny_cnn", classes=("bright", "dark"),
-                    input=InputSpec(size=(32, 32), channels=1, mean=(0.5,), std=(0.25,)))
+    defaults = dict(
+        task="classify",
+        architecture="tiny_cnn",
+        classes=("bright", "dark"),
+        input=InputSpec(size=(32, 32), channels=1, mean=(0.5,), std=(0.25,)),
+    )
     folder.mkdir(parents=True)
     (folder / CARD).write_text(ModelCard(**(defaults | card)).to_json())
     return open_bundle(folder)
@@ -116,8 +129,13 @@ def rgb_bundle(tmp_path_factory):
     """An untrained 3-class RGB tiny_cnn in a real bundle (weights + ONNX), for API and CLI checks."""
     torch.manual_seed(0)
     network = create_model("tiny_cnn", num_classes=3, width=4)
-    card = ModelCard(task="classify", architecture="tiny_cnn", params={"num_classes": 3, "width": 4},
-                     classes=("ok", "pore", "scratch"), input=InputSpec(size=(32, 32)))
+    card = ModelCard(
+        task="classify",
+        architecture="tiny_cnn",
+        params={"num_classes": 3, "width": 4},
+        classes=("ok", "pore", "scratch"),
+        input=InputSpec(size=(32, 32)),
+    )
     return save_bundle(network, card, tmp_path_factory.mktemp("rgb") / "model")[0]
 
 
@@ -158,8 +176,9 @@ def test_layer_override_by_dotted_name(rgb_bundle):
     assert explainer.explain(np.zeros((16, 16, 3), np.uint8)).cam.shape == (16, 16)
 
 
-@pytest.mark.parametrize("name", ["resnet18", "efficientnet_b0", "mobilenetv3_small_100", "convnext_atto",
-                                  "regnety_002"])
+@pytest.mark.parametrize(
+    "name", ["resnet18", "efficientnet_b0", "mobilenetv3_small_100", "convnext_atto", "regnety_002"]
+)
 def test_default_layer_of_timm_models_is_their_last_conv_stage(name, tmp_path):
     import timm
 
@@ -167,8 +186,9 @@ def test_default_layer_of_timm_models_is_their_last_conv_stage(name, tmp_path):
     layer = default_layer(network)
     stage = network.get_submodule(layer)
     assert any(isinstance(m, nn.Conv2d) for m in stage.modules())
-    bundle = _card_only_bundle(tmp_path / "b", architecture=name, classes=("a", "b", "c"),
-                               input=InputSpec(size=(64, 64)))
+    bundle = _card_only_bundle(
+        tmp_path / "b", architecture=name, classes=("a", "b", "c"), input=InputSpec(size=(64, 64))
+    )
     result = Explainer(bundle, network).explain(np.full((48, 80, 3), 90, np.uint8))
     assert result.layer == layer and result.cam.shape == (48, 80)
 
@@ -181,11 +201,14 @@ def test_default_layer_of_tiny_cnn_and_of_a_plain_conv_net():
         default_layer(nn.Sequential(nn.Flatten(), nn.Linear(4, 2)))
 
 
-@pytest.mark.parametrize("options, message", [
-    ({"method": "gradcam+"}, 'unknown explanation method.*Did you mean "gradcam\\+\\+".*layercam'),
-    ({"layer": "features.9"}, "layer 'features.9' is not in TinyCNN.*features.3.3"),
-    ({"layer": "head"}, "not an NxCxHxW feature map"),
-])
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"method": "gradcam+"}, 'unknown explanation method.*Did you mean "gradcam\\+\\+".*layercam'),
+        ({"layer": "features.9"}, "layer 'features.9' is not in TinyCNN.*features.3.3"),
+        ({"layer": "head"}, "not an NxCxHxW feature map"),
+    ],
+)
 def test_bad_method_or_layer_raise_with_the_choices(rgb_bundle, options, message):
     with pytest.raises(ConfigError, match=message):
         Explainer.load(rgb_bundle, **options)
@@ -193,7 +216,7 @@ def test_bad_method_or_layer_raise_with_the_choices(rgb_bundle, options, message
 
 def test_bad_class_or_opacity_raise_before_any_work(rgb_bundle, tmp_path):
     explainer, image = Explainer.load(rgb_bundle), np.zeros((8, 8, 3), np.uint8)
-    with pytest.raises(ConfigError, match='class \'scratches\'.*Did you mean "scratch".*ok, pore, scratch'):
+    with pytest.raises(ConfigError, match="class 'scratches'.*Did you mean \"scratch\".*ok, pore, scratch"):
         explainer.explain(image, target="scratches")
     with pytest.raises(ConfigError, match="opacity 1.5 must lie in"):
         explainer.explain(image, opacity=1.5)
@@ -227,8 +250,21 @@ def test_cli_writes_overlays_at_the_original_size(rgb_bundle, tmp_path):
     save_image(tmp_path / "images" / "b" / "wide.png", np.full((10, 10), 50, np.uint8))  # same stem, grey
     (tmp_path / "images" / "broken.png").write_text("not an image")
     out = tmp_path / "out"
-    result = runner.invoke(app, ["explain", str(rgb_bundle), str(tmp_path / "images"), "--out", str(out),
-                                 "--method", "layercam", "--class", "pore", "--json"])
+    result = runner.invoke(
+        app,
+        [
+            "explain",
+            str(rgb_bundle),
+            str(tmp_path / "images"),
+            "--out",
+            str(out),
+            "--method",
+            "layercam",
+            "--class",
+            "pore",
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     rows = [json.loads(line) for line in result.stdout.strip().splitlines()]
     assert len(rows) == 3 and {r["target"] for r in rows} == {"pore"}
@@ -254,8 +290,12 @@ def test_cli_in_a_subprocess_prints_a_table(rgb_bundle, tmp_path):
 
     image = save_image(tmp_path / "part.png", np.full((12, 18, 3), 80, np.uint8))
     exe = os.path.join(os.path.dirname(sys.executable), "inspekt")
-    proc = subprocess.run([exe, "explain", str(rgb_bundle), str(image), "--out", str(tmp_path / "out")],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [exe, "explain", str(rgb_bundle), str(image), "--out", str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "part_gradcam.png" in proc.stdout and f"wrote 1 overlay(s) to {tmp_path / 'out'}" in proc.stdout
     assert "loaded 1 image, skipped 0" in proc.stderr

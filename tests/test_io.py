@@ -70,9 +70,7 @@ def png_header_only(width: int, height: int) -> bytes:
     )
 
 
-def solid(
-    colour: tuple[int, ...] | int, size: tuple[int, int] = (6, 4), mode: str = "RGB"
-) -> Image.Image:
+def solid(colour: tuple[int, ...] | int, size: tuple[int, int] = (6, 4), mode: str = "RGB") -> Image.Image:
     return Image.new(mode, size, colour)
 
 
@@ -85,9 +83,7 @@ def marked(height: int = 4, width: int = 6) -> np.ndarray:
     return array
 
 
-def with_orientation(
-    array: np.ndarray, orientation: int, fmt: str = "PNG", **options: object
-) -> bytes:
+def with_orientation(array: np.ndarray, orientation: int, fmt: str = "PNG", **options: object) -> bytes:
     exif = Image.Exif()
     exif[0x0112] = orientation
     return encode(array, fmt, exif=exif.tobytes(), **options)
@@ -136,9 +132,7 @@ def test_unknown_source_type_is_a_type_error() -> None:
         load_image(12345)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize(
-    ("mode", "suggestion"), [("rgb", '"RGB"'), ("Keep", '"keep"'), ("RGBX", '"RGB"')]
-)
+@pytest.mark.parametrize(("mode", "suggestion"), [("rgb", '"RGB"'), ("Keep", '"keep"'), ("RGBX", '"RGB"')])
 def test_unknown_mode_suggests(rgb_png: bytes, mode: str, suggestion: str) -> None:
     with pytest.raises(ValueError, match=f"Did you mean {suggestion}"):
         load_image(rgb_png, mode)
@@ -651,15 +645,27 @@ def test_iter_images_validates_eagerly() -> None:
 
 
 def test_list_images(tmp_path: Path) -> None:
-    for name in ["b.PNG", "a.jpg", "notes.txt", ".hidden.png", "sub/c.tiff", "sub/deep/d.webp",
-                 ".cache/e.png", "sub/.f.bmp", "g.jpeg.bak"]:
+    for name in [
+        "b.PNG",
+        "a.jpg",
+        "notes.txt",
+        ".hidden.png",
+        "sub/c.tiff",
+        "sub/deep/d.webp",
+        ".cache/e.png",
+        "sub/.f.bmp",
+        "g.jpeg.bak",
+    ]:
         path = tmp_path / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"x")  # listing must not decode
     (tmp_path / "dir.png").mkdir()
     found = list_images(tmp_path)
     assert [p.relative_to(tmp_path).as_posix() for p in found] == [
-        "a.jpg", "b.PNG", "sub/c.tiff", "sub/deep/d.webp",
+        "a.jpg",
+        "b.PNG",
+        "sub/c.tiff",
+        "sub/deep/d.webp",
     ]
     assert [p.name for p in list_images(tmp_path, recursive=False)] == ["a.jpg", "b.PNG"]
     assert {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".gif"} <= IMAGE_EXTENSIONS

@@ -127,11 +127,14 @@ def test_y_pred_decides_labels_but_ece_stays_top1():
     assert low["ece"] == argmax["ece"]
 
 
-@pytest.mark.parametrize("y, probs, message", [
-    (np.array([0, 1]), np.ones((2, 3)) / 3, "shape"),
-    (np.array([], dtype=int), np.ones((0, 2)), "no samples"),
-    (np.array([0, 5]), np.ones((2, 2)) / 2, "outside"),
-])
+@pytest.mark.parametrize(
+    "y, probs, message",
+    [
+        (np.array([0, 1]), np.ones((2, 3)) / 3, "shape"),
+        (np.array([], dtype=int), np.ones((0, 2)), "no samples"),
+        (np.array([0, 5]), np.ones((2, 2)) / 2, "outside"),
+    ],
+)
 def test_bad_inputs_raise(y, probs, message):
     with pytest.raises(ValueError, match=message):
         classification_metrics(y, probs, ["a", "b"])
@@ -141,8 +144,15 @@ def test_threshold_sweep_hand_case():
     sweep = threshold_sweep(np.array([True, True, False, False]), np.array([0.9, 0.6, 0.4, 0.1]), n=11)
     rows = {row["threshold"]: row for row in sweep}
     assert len(sweep) == 11 and sweep[0]["threshold"] == 0.0 and sweep[-1]["threshold"] == 1.0
-    assert rows[0.0] == {"threshold": 0.0, "precision": 0.5, "recall": 1.0, "f1": pytest.approx(2 / 3),
-                         "fpr": 1.0, "tpr": 1.0, "predicted_positive": 4}
+    assert rows[0.0] == {
+        "threshold": 0.0,
+        "precision": 0.5,
+        "recall": 1.0,
+        "f1": pytest.approx(2 / 3),
+        "fpr": 1.0,
+        "tpr": 1.0,
+        "predicted_positive": 4,
+    }
     assert rows[0.4]["predicted_positive"] == 3  # score >= threshold is positive
     assert rows[0.6]["f1"] == 1.0 and rows[0.6]["fpr"] == 0.0
     assert rows[1.0]["precision"] == 0.0 and rows[1.0]["f1"] == 0.0 and rows[1.0]["predicted_positive"] == 0
@@ -177,8 +187,10 @@ def assert_png(path):
 
 
 def test_plot_history_tolerates_missing_keys_and_csv_strings(tmp_path):
-    history = [{"epoch": str(i), "train_loss": str(1 / i), "val_accuracy": 0.5 + i / 20, "val_macro_f1": "", "lr": 0.1}
-               for i in range(1, 6)]
+    history = [
+        {"epoch": str(i), "train_loss": str(1 / i), "val_accuracy": 0.5 + i / 20, "val_macro_f1": "", "lr": 0.1}
+        for i in range(1, 6)
+    ]
     assert_png(plots.plot_history(history, tmp_path / "deep" / "history.png"))
     with pytest.raises(ValueError, match="no train_loss"):
         plots.plot_history([{"epoch": 1, "lr": 0.1}], tmp_path / "empty.png")
@@ -205,7 +217,9 @@ def test_plot_threshold_sweep_and_runs(tmp_path):
 
 
 def test_importing_metrics_plots_and_evaluate_stays_light():
-    code = ("import sys, inspekt.metrics, inspekt.plots, inspekt.evaluation; "
-            "print(sorted(m for m in ('torch', 'matplotlib', 'sklearn', 'onnxruntime') if m in sys.modules))")
+    code = (
+        "import sys, inspekt.metrics, inspekt.plots, inspekt.evaluation; "
+        "print(sorted(m for m in ('torch', 'matplotlib', 'sklearn', 'onnxruntime') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

@@ -22,8 +22,7 @@ from typer.testing import CliRunner
 
 from inspekt.cli import app
 from inspekt.errors import ConfigError
-from inspekt.monitor import MonitorConfig, SourceError, parse_duration, run_monitor
-from inspekt.monitor import history
+from inspekt.monitor import MonitorConfig, SourceError, history, parse_duration, run_monitor
 from inspekt.monitor.alerts import post_webhook
 from inspekt.monitor.sources import CameraSource, FolderSource
 
@@ -61,8 +60,17 @@ def _rows(db: Path, table=history.images) -> list:
 
 
 def _config(trained, source, db, **kw) -> MonitorConfig:
-    return MonitorConfig(**{"model": str(trained.bundle), "source": str(source), "db": str(db), "every": 0.02,
-                            "once": True, "settle": 0.2, **kw})
+    return MonitorConfig(
+        **{
+            "model": str(trained.bundle),
+            "source": str(source),
+            "db": str(db),
+            "every": 0.02,
+            "once": True,
+            "settle": 0.2,
+            **kw,
+        }
+    )
 
 
 class _Server:
@@ -131,7 +139,7 @@ def test_webhook_is_retried_then_delivered_and_a_dead_one_is_given_up(tmp_path):
     received, answers = [], [500]
 
     class Hook(BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802 — http.server's name
+        def do_POST(self):
             received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
             self.send_response(answers.pop(0) if answers else 200)
             self.end_headers()
@@ -157,8 +165,21 @@ def test_drop_folder_end_to_end_with_report(trained, synth_classes, tmp_path):
     (drop / "broken.png").write_bytes(b"not an image")
     os.utime(drop / "broken.png", (time.time() - 60, time.time() - 60))
     db = tmp_path / "history.db"
-    args = ["monitor", "--model", str(trained.bundle), "--source", str(drop), "--db", str(db), "--once",
-            "--every", "20ms", "--window", "6", "-q"]
+    args = [
+        "monitor",
+        "--model",
+        str(trained.bundle),
+        "--source",
+        str(drop),
+        "--db",
+        str(db),
+        "--once",
+        "--every",
+        "20ms",
+        "--window",
+        "6",
+        "-q",
+    ]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "recorded 12 images, skipped 1; 2 drift windows" in result.output
@@ -167,8 +188,13 @@ def test_drop_folder_end_to_end_with_report(trained, synth_classes, tmp_path):
     bad = next(r for r in rows if r.item == "broken.png")
     assert bad.status == "skipped" and "not an image" in bad.reason
     good = [r for r in rows if r.status == "ok"]
-    assert all(r.label in r.scores and 0 <= r.score <= 1 and r.properties["brightness"] is not None
-               and sum(r.histogram["grey"]) > 0 for r in good)
+    assert all(
+        r.label in r.scores
+        and 0 <= r.score <= 1
+        and r.properties["brightness"] is not None
+        and sum(r.histogram["grey"]) > 0
+        for r in good
+    )
     with sqlite3.connect(db) as connection:  # WAL: the app reads while the monitor writes
         assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     again = runner.invoke(app, args)  # nothing new: the bad file is not retried, nothing is taken twice
@@ -196,7 +222,7 @@ def test_brightness_shift_alerts_once_and_a_clean_window_does_not(trained, synth
     received = []
 
     class Hook(BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802
+        def do_POST(self):
             received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
             self.send_response(503 if len(received) == 1 else 204)  # the first attempt fails
             self.end_headers()
@@ -207,10 +233,19 @@ def test_brightness_shift_alerts_once_and_a_clean_window_does_not(trained, synth
     server = _Server(Hook)
     db, files = tmp_path / "h.db", _images(synth_classes, 5)
     try:
-        clean = run_monitor(_config(trained, _drop(tmp_path / "clean", files), db, window=20, webhook=server.url,
-                                    webhook_backoff=0.01))
-        shifted = run_monitor(_config(trained, _drop(tmp_path / "bright", files, brighten=90), db, window=20,
-                                      webhook=server.url, webhook_backoff=0.01))
+        clean = run_monitor(
+            _config(trained, _drop(tmp_path / "clean", files), db, window=20, webhook=server.url, webhook_backoff=0.01)
+        )
+        shifted = run_monitor(
+            _config(
+                trained,
+                _drop(tmp_path / "bright", files, brighten=90),
+                db,
+                window=20,
+                webhook=server.url,
+                webhook_backoff=0.01,
+            )
+        )
     finally:
         server.close()
     assert (clean.windows, clean.drifted_windows) == (1, 0)
@@ -228,7 +263,7 @@ def test_a_webhook_added_later_is_not_sent_the_windows_already_alerted(trained, 
     received = []
 
     class Hook(BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802
+        def do_POST(self):
             received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
             self.send_response(204)
             self.end_headers()
@@ -240,9 +275,21 @@ def test_a_webhook_added_later_is_not_sent_the_windows_already_alerted(trained, 
     drop = _drop(tmp_path / "bright", files, brighten=90)
     assert run_monitor(_config(trained, drop, db, window=6)).drifted_windows == 2  # alerted in the log only
     with history.open_engine(db).begin() as connection:  # a run killed after recording a window, before alerting
-        connection.execute(history.windows.insert().values(
-            time=history.now(), source=str(drop), model=str(trained.bundle), first_image=90, last_image=99, n=6,
-            drift=True, drifted=["brightness"], checks={}, label_mix={}, notes=[]))
+        connection.execute(
+            history.windows.insert().values(
+                time=history.now(),
+                source=str(drop),
+                model=str(trained.bundle),
+                first_image=90,
+                last_image=99,
+                n=6,
+                drift=True,
+                drifted=["brightness"],
+                checks={},
+                label_mix={},
+                notes=[],
+            )
+        )
     server = _Server(Hook)
     try:
         run_monitor(_config(trained, drop, db, window=6, webhook=server.url, webhook_backoff=0.01))
@@ -251,8 +298,12 @@ def test_a_webhook_added_later_is_not_sent_the_windows_already_alerted(trained, 
     windows = _rows(db, history.windows)
     assert [r["window"]["id"] for r in received] == [windows[-1].id]  # the unalerted one only, not the two logged
     alerts = [(a.window_id, a.channel) for a in _rows(db, history.alerts)]
-    assert alerts == [(windows[0].id, "log"), (windows[1].id, "log"), (windows[2].id, "webhook"),
-                      (windows[2].id, "log")]
+    assert alerts == [
+        (windows[0].id, "log"),
+        (windows[1].id, "log"),
+        (windows[2].id, "webhook"),
+        (windows[2].id, "log"),
+    ]
 
 
 def test_camera_source_reads_a_video_file_and_resumes_after_a_restart(trained, tmp_path):
@@ -283,7 +334,7 @@ def test_snapshot_url_is_captured_every_tick(trained, synth_classes, tmp_path):
     png = next((Path(synth_classes) / "pore").glob("*.png")).read_bytes()
 
     class Snap(BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802
+        def do_GET(self):
             self.send_response(200)
             self.send_header("Content-Type", "image/png")
             self.end_headers()
@@ -303,20 +354,23 @@ def test_snapshot_url_is_captured_every_tick(trained, synth_classes, tmp_path):
     assert len({r.time for r in rows}) == 3 and all(r.source == server.url + "/snapshot.png" for r in rows)
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--source", "ftp://host/x"], "unknown kind of source"),
-    (["--source", "{tmp}/missing"], "no such folder"),
-    (["--source", "camera:{tmp}/nothing.avi"], "no camera index or video file"),
-    (["--source", "camera:97"], "cannot open this camera"),
-    (["--source", "http://127.0.0.1:9/snap.png"], "cannot reach it"),
-    (["--source", "{tmp}", "--db", "nosuchdb://x"], "not a usable database URL"),
-    (["--source", "{tmp}", "--every", "often"], "--every 'often': not a duration"),
-    (["--source", "{tmp}", "--model", "{tmp}/no-model.inspekt"], "no-model.inspekt"),
-    (["--source", "{tmp}", "--window", "1"], "--window 1"),
-    (["--source", "{tmp}", "--alpha", "2"], "alpha must be between 0 and 1"),
-    (["--source", "s3://bucket/incoming"], "sync it to a local folder"),
-    (["--source", "{tmp}", "--model", "{tmp}/no-reference"], "no-reference: this bundle has no reference.json"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--source", "ftp://host/x"], "unknown kind of source"),
+        (["--source", "{tmp}/missing"], "no such folder"),
+        (["--source", "camera:{tmp}/nothing.avi"], "no camera index or video file"),
+        (["--source", "camera:97"], "cannot open this camera"),
+        (["--source", "http://127.0.0.1:9/snap.png"], "cannot reach it"),
+        (["--source", "{tmp}", "--db", "nosuchdb://x"], "not a usable database URL"),
+        (["--source", "{tmp}", "--every", "often"], "--every 'often': not a duration"),
+        (["--source", "{tmp}", "--model", "{tmp}/no-model.inspekt"], "no-model.inspekt"),
+        (["--source", "{tmp}", "--window", "1"], "--window 1"),
+        (["--source", "{tmp}", "--alpha", "2"], "alpha must be between 0 and 1"),
+        (["--source", "s3://bucket/incoming"], "sync it to a local folder"),
+        (["--source", "{tmp}", "--model", "{tmp}/no-reference"], "no-reference: this bundle has no reference.json"),
+    ],
+)
 def test_bad_input_is_one_clear_line(trained, tmp_path, args, message):
     args = [a.replace("{tmp}", str(tmp_path)) for a in args]
     shutil.copytree(trained.bundle, tmp_path / "no-reference")
@@ -348,8 +402,23 @@ def test_report_on_a_missing_database_says_how_to_start(tmp_path):
 def test_kill_9_mid_run_then_restart_records_every_file_exactly_once(trained, synth_classes, tmp_path):
     files = _images(synth_classes, 15)  # 60 images
     drop, db = _drop(tmp_path / "drop", files), tmp_path / "crash.db"
-    cmd = [sys.executable, "-m", "inspekt", "monitor", "--model", str(trained.bundle), "--source", str(drop),
-           "--db", str(db), "--once", "--every", "10ms", "--window", "25"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "inspekt",
+        "monitor",
+        "--model",
+        str(trained.bundle),
+        "--source",
+        str(drop),
+        "--db",
+        str(db),
+        "--once",
+        "--every",
+        "10ms",
+        "--window",
+        "25",
+    ]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
     deadline = time.monotonic() + 120  # generous: a loaded CI machine
@@ -369,12 +438,14 @@ def test_kill_9_mid_run_then_restart_records_every_file_exactly_once(trained, sy
     assert sorted(r.item for r in rows) == sorted(p.name for p in drop.iterdir())  # each exactly once
     assert all(r.status == "ok" and r.label and r.scores and r.properties and r.histogram for r in rows)
     windows = _rows(db, history.windows)
-    assert [(w.first_image, w.last_image, w.n) for w in windows] == [(rows[0].id, rows[24].id, 25),
-                                                                    (rows[25].id, rows[49].id, 25)]
+    assert [(w.first_image, w.last_image, w.n) for w in windows] == [
+        (rows[0].id, rows[24].id, 25),
+        (rows[25].id, rows[49].id, 25),
+    ]
 
 
 def _safe_rows(db: Path) -> list:
     try:
         return _rows(db)
-    except Exception:  # noqa: BLE001 — the monitor may still be creating the tables
+    except Exception:
         return []

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from conftest import free_port
 from inspekt.cli import app
 from inspekt.monitor import MonitorConfig, run_monitor, summarize
-from conftest import free_port
 
 runner = CliRunner()
 
@@ -25,7 +25,6 @@ runner = CliRunner()
 def _binary(name: str) -> str | None:
     found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}")) or [shutil.which(name)]
     return found[-1] if found[-1] else None
-
 
 
 def _as_postgres(args: list[str]) -> list[str]:
@@ -42,8 +41,9 @@ def postgres_url():
     """A throw-away PostgreSQL server on 127.0.0.1 (its own data and socket folders); its URL."""
     initdb, pg_ctl = _binary("initdb"), _binary("pg_ctl")
     if not initdb or not pg_ctl:
-        pytest.skip("PostgreSQL is not installed (no initdb / pg_ctl); `make test` installs it, or apt-get install "
-                    "postgresql")
+        pytest.skip(
+            "PostgreSQL is not installed (no initdb / pg_ctl); `make test` installs it, or apt-get install postgresql"
+        )
     pytest.importorskip("psycopg", reason="the psycopg driver is not installed (pip install 'inspekt[postgres]')")
     root = Path(tempfile.mkdtemp(prefix="inspekt-pg-"))
     data, sockets = root / "data", root / "sock"
@@ -52,11 +52,17 @@ def postgres_url():
         shutil.chown(root, "postgres")
         shutil.chown(sockets, "postgres")
     port = free_port()
-    subprocess.run(_as_postgres([initdb, "-D", str(data), "-U", "inspekt", "--auth=trust", "-E", "UTF8"]),
-                   check=True, capture_output=True)
+    subprocess.run(
+        _as_postgres([initdb, "-D", str(data), "-U", "inspekt", "--auth=trust", "-E", "UTF8"]),
+        check=True,
+        capture_output=True,
+    )
     options = f"-c listen_addresses=127.0.0.1 -p {port} -k {sockets} -c fsync=off"
-    subprocess.run(_as_postgres([pg_ctl, "-D", str(data), "-o", options, "-l", str(root / "log"), "-w", "-t", "60",
-                                 "start"]), check=True, capture_output=True)
+    subprocess.run(
+        _as_postgres([pg_ctl, "-D", str(data), "-o", options, "-l", str(root / "log"), "-w", "-t", "60", "start"]),
+        check=True,
+        capture_output=True,
+    )
     try:
         yield f"postgresql+psycopg://inspekt@127.0.0.1:{port}/postgres"
     finally:
@@ -71,8 +77,14 @@ def test_history_in_postgresql_with_restart_and_report(trained, synth_classes, p
     for i, src in enumerate(files):
         shutil.copy(src, drop / f"{i:02d}.png")
         os.utime(drop / f"{i:02d}.png", (time.time() - 60, time.time() - 60 + i))
-    config = {"model": str(trained.bundle), "source": str(drop), "db": postgres_url, "every": 0.02, "once": True,
-              "window": 4}
+    config = {
+        "model": str(trained.bundle),
+        "source": str(drop),
+        "db": postgres_url,
+        "every": 0.02,
+        "once": True,
+        "window": 4,
+    }
     first = run_monitor(MonitorConfig(**config, max_images=6))
     rest = run_monitor(MonitorConfig(**config))
     assert (first.recorded, rest.recorded) == (6, 4)
@@ -89,7 +101,8 @@ def test_history_in_postgresql_with_restart_and_report(trained, synth_classes, p
 def test_an_unreachable_postgresql_is_one_clear_line(trained, tmp_path):
     pytest.importorskip("psycopg", reason="the psycopg driver is not installed")
     url = f"postgresql+psycopg://nobody:secret@127.0.0.1:{free_port()}/db"
-    result = runner.invoke(app, ["monitor", "--model", str(trained.bundle), "--source", str(tmp_path), "--db", url,
-                                 "--once"])
+    result = runner.invoke(
+        app, ["monitor", "--model", str(trained.bundle), "--source", str(tmp_path), "--db", url, "--once"]
+    )
     assert result.exit_code == 2 and "cannot create the history tables" in result.output
     assert "secret" not in result.output  # the password is not echoed

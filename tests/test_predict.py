@@ -7,7 +7,6 @@ import csv
 import io
 import json
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -32,8 +31,18 @@ def binary(synth_classes, tmp_path_factory):
     data = tmp_path_factory.mktemp("binary") / "data"
     for name in ("ok", "scratch"):
         shutil.copytree(synth_classes / name, data / name)
-    result = train(TrainConfig(task="classify", data=str(data), epochs=2, imgsz=32, batch=16,
-                               model_params={"width": 8}, out=str(data.parent / "runs"), threads=1))
+    result = train(
+        TrainConfig(
+            task="classify",
+            data=str(data),
+            epochs=2,
+            imgsz=32,
+            batch=16,
+            model_params={"width": 8},
+            out=str(data.parent / "runs"),
+            threads=1,
+        )
+    )
     return result.bundle, data
 
 

@@ -57,8 +57,13 @@ def brightness(tmp_path_factory):
                 rows[split].append({"path": f"{split}/{label}/{i}.png", "label": label, "split": split})
                 images.append(image)
                 labels.append(label == "bright")
-    card = ModelCard(task="classify", architecture="tiny_cnn", params={"num_classes": 2, "in_chans": 1, "width": 4},
-                     classes=("bright", "dark"), input=InputSpec(size=(16, 16), channels=1, mean=(0.0,), std=(1.0,)))
+    card = ModelCard(
+        task="classify",
+        architecture="tiny_cnn",
+        params={"num_classes": 2, "in_chans": 1, "width": 4},
+        classes=("bright", "dark"),
+        input=InputSpec(size=(16, 16), channels=1, mean=(0.0,), std=(1.0,)),
+    )
     torch.manual_seed(0)
     network = create_model("tiny_cnn", num_classes=2, in_chans=1, width=4, dropout=0.0)
     x = torch.from_numpy(preprocess_batch(images, card.input)[0])
@@ -76,8 +81,12 @@ def brightness(tmp_path_factory):
         torch.set_num_threads(threads)
     bundle, _ = save_bundle(network.eval(), card, root / "model", samples=x[:4].numpy())
     skewed = [r for r in rows["train"] if r["label"] == "dark"] + rows["val"]
-    return {"bundle": bundle, "good": _write_csv(root / "good.csv", rows["train"] + rows["val"]),
-            "skewed": _write_csv(root / "skewed.csv", skewed), "root": root}
+    return {
+        "bundle": bundle,
+        "good": _write_csv(root / "good.csv", rows["train"] + rows["val"]),
+        "skewed": _write_csv(root / "skewed.csv", skewed),
+        "root": root,
+    }
 
 
 def _graph_ops(bundle_path: Path) -> set[str]:
@@ -135,8 +144,10 @@ def test_without_calib_the_training_data_is_used_or_its_absence_explained(bright
 def test_unusable_calibration_data_is_refused_with_the_reason(brightness, synth_classes, tmp_path):
     with pytest.raises(DatasetError, match=r"labels \['lop', 'ok', 'pore', 'scratch'\] are not among the model's"):
         quantize_bundle(brightness["bundle"], tmp_path / "a.inspekt", calib=synth_classes)
-    few = _write_csv(tmp_path / "few.csv", [{"path": str(p), "label": p.parent.name, "split": ""}
-                                            for p in list_images(brightness["root"] / "val")[:5]])
+    few = _write_csv(
+        tmp_path / "few.csv",
+        [{"path": str(p), "label": p.parent.name, "split": ""} for p in list_images(brightness["root"] / "val")[:5]],
+    )
     with pytest.raises(DatasetError, match="only 5 calibration image"):
         quantize_bundle(brightness["bundle"], tmp_path / "b.inspekt", calib=few)
     flat = tmp_path / "flat"
@@ -158,7 +169,12 @@ def test_corrupt_calibration_image_is_skipped_and_reported_once(brightness, tmp_
 
 def test_refuses_other_tasks_and_int8_bundles(brightness, tmp_path):
     bundle = open_bundle(brightness["bundle"])
-    copy_bundle(bundle, tmp_path / "seg", archive=False, card=bundle.card.model_copy(update={"task": "segment", "classes": ("background", "defect")}))
+    copy_bundle(
+        bundle,
+        tmp_path / "seg",
+        archive=False,
+        card=bundle.card.model_copy(update={"task": "segment", "classes": ("background", "defect")}),
+    )
     copy_bundle(bundle, tmp_path / "q8", archive=False, card=bundle.card.model_copy(update={"precision": "int8"}))
     with pytest.raises(ConfigError, match="classify bundles only"):
         quantize_bundle(tmp_path / "seg", calib=brightness["good"])
@@ -188,8 +204,21 @@ def test_cli_export_int8_json_and_refusal(brightness, tmp_path):
 
 def test_cli_refusal_through_the_installed_command(brightness, tmp_path):
     exe = Path(sys.executable).with_name("inspekt")
-    proc = subprocess.run([str(exe), "export", str(brightness["bundle"]), "--int8", "--calib", str(brightness["skewed"]),
-                           "--out", str(tmp_path / "r.inspekt")], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            str(exe),
+            "export",
+            str(brightness["bundle"]),
+            "--int8",
+            "--calib",
+            str(brightness["skewed"]),
+            "--out",
+            str(tmp_path / "r.inspekt"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 2 and proc.stderr.startswith("error: ") and "--max-drop" in proc.stderr
     assert "fp32 1.0000" in proc.stderr and not (tmp_path / "r.inspekt").exists()
 
@@ -198,8 +227,9 @@ def test_accuracy_check_decides_labels_like_the_predictor(brightness, tmp_path):
     """A card threshold of 0 makes the Predictor say "dark" for everything; the INT8 accuracy check
     must score those same labels (half right on the balanced evaluation images), not the argmax."""
     source = open_bundle(brightness["bundle"])
-    always_dark = copy_bundle(source, tmp_path / "dark", archive=False,
-                              card=source.card.model_copy(update={"thresholds": {"dark": 0.0}}))
+    always_dark = copy_bundle(
+        source, tmp_path / "dark", archive=False, card=source.card.model_copy(update={"thresholds": {"dark": 0.0}})
+    )
     images = list_images(brightness["root"] / "val")
     assert {p.label for p in Predictor.load(always_dark).predict(images)} == {"dark"}
     report = quantize_bundle(always_dark, tmp_path / "int8.inspekt", calib=brightness["good"])

@@ -38,8 +38,20 @@ def seg_data(tmp_path_factory) -> Path:
 
 
 def seg_config(data, out, **options):
-    base = dict(task="segment", data=str(data), model="tiny_unet", model_params={"width": 4, "depth": 3}, epochs=3,
-                imgsz=32, batch=8, lr=0.01, augment="none", warmup_epochs=0, threads=1, out=str(out))
+    base = dict(
+        task="segment",
+        data=str(data),
+        model="tiny_unet",
+        model_params={"width": 4, "depth": 3},
+        epochs=3,
+        imgsz=32,
+        batch=8,
+        lr=0.01,
+        augment="none",
+        warmup_epochs=0,
+        threads=1,
+        out=str(out),
+    )
     return base | options
 
 
@@ -136,9 +148,13 @@ def _bright_square(h: int, w: int, box: tuple[int, int, int, int]) -> np.ndarray
 @pytest.mark.parametrize("resize", ["tile", "stretch"])
 def test_a_large_image_comes_back_at_full_size_and_aligned(tmp_path, resize):
     """Through a real exported bundle and the ONNX Predictor: a 410x300 image, 64x64 model windows."""
-    card = ModelCard(task="segment", architecture="bright_is_defect", classes=("background", "defect"),
-                     input=InputSpec(size=(64, 64), channels=1, mean=(0.5,), std=(0.25,), resize=resize),
-                     postprocess=PostProcess(threshold=0.5, min_area=0, kernel=0))
+    card = ModelCard(
+        task="segment",
+        architecture="bright_is_defect",
+        classes=("background", "defect"),
+        input=InputSpec(size=(64, 64), channels=1, mean=(0.5,), std=(0.25,), resize=resize),
+        postprocess=PostProcess(threshold=0.5, min_area=0, kernel=0),
+    )
     _, parity = save_bundle(BrightIsDefect(), card, tmp_path / "b")
     assert parity.ok
     predictor = Predictor.load(tmp_path / "b")
@@ -228,8 +244,9 @@ def test_segmentation_losses_prefer_the_right_mask_and_tversky_punishes_misses()
     flooded = -missed  # predicts defect everywhere
     recall_first = make_segment_loss("tversky", beta=0.9)
     precision_first = make_segment_loss("tversky", beta=0.1)
-    assert recall_first(missed, targets) - recall_first(flooded, targets) > \
-        precision_first(missed, targets) - precision_first(flooded, targets)
+    assert recall_first(missed, targets) - recall_first(flooded, targets) > precision_first(
+        missed, targets
+    ) - precision_first(flooded, targets)
     with pytest.raises(ConfigError, match="not a segmentation loss"):
         make_segment_loss("ce")
 
@@ -313,14 +330,41 @@ def test_a_mask_of_the_wrong_size_is_skipped_and_reported(seg_data, tmp_path):
 
 
 def test_cli_train_predict_eval_and_threshold(seg_data, tmp_path):
-    args = ["train", "segment", "--data", str(seg_data), "--epochs", "1", "--imgsz", "32", "--out", str(tmp_path),
-            "--json", "model_params.width=4", "model_params.depth=3", "threads=1"]
+    args = [
+        "train",
+        "segment",
+        "--data",
+        str(seg_data),
+        "--epochs",
+        "1",
+        "--imgsz",
+        "32",
+        "--out",
+        str(tmp_path),
+        "--json",
+        "model_params.width=4",
+        "model_params.depth=3",
+        "threads=1",
+    ]
     out = runner.invoke(app, args)
     assert out.exit_code == 0, out.output
     bundle = json.loads(out.stdout)["bundle"]
     pore = next((seg_data / "images" / "pore").iterdir())
-    out = runner.invoke(app, ["predict", bundle, str(pore), "--json", "--min-area", "0", "--threshold", "0.2",
-                              "--save-dir", str(tmp_path / "pred")])
+    out = runner.invoke(
+        app,
+        [
+            "predict",
+            bundle,
+            str(pore),
+            "--json",
+            "--min-area",
+            "0",
+            "--threshold",
+            "0.2",
+            "--save-dir",
+            str(tmp_path / "pred"),
+        ],
+    )
     assert out.exit_code == 0, out.output
     row = json.loads(out.stdout.splitlines()[0])
     assert row["mask_shape"] == [64, 64] and isinstance(row["components"], list)
@@ -329,8 +373,23 @@ def test_cli_train_predict_eval_and_threshold(seg_data, tmp_path):
     assert out.exit_code == 0, out.output
     header, row = out.stdout.splitlines()[:2]
     assert header.startswith("path,label,score,verdict,components") and row.startswith(str(pore))
-    out = runner.invoke(app, ["eval", bundle, "--data", str(seg_data), "--json", "-", "--set-threshold", "0.3",
-                              "--plots", str(tmp_path / "worst"), "--csv", str(tmp_path / "rows.csv")])
+    out = runner.invoke(
+        app,
+        [
+            "eval",
+            bundle,
+            "--data",
+            str(seg_data),
+            "--json",
+            "-",
+            "--set-threshold",
+            "0.3",
+            "--plots",
+            str(tmp_path / "worst"),
+            "--csv",
+            str(tmp_path / "rows.csv"),
+        ],
+    )
     assert out.exit_code == 0, out.output
     assert json.loads(out.stdout)["metrics"]["n_images"] == 48
     assert len((tmp_path / "rows.csv").read_text().splitlines()) == 49
@@ -350,7 +409,9 @@ def test_a_plain_backbone_file_starts_an_smp_encoder(tmp_path):
     from inspekt.models.pretrained import load_pretrained
 
     donor = create_model("unet", num_classes=2, in_chans=3, encoder="resnet18")
-    backbone = {k.removeprefix("encoder."): v.clone() for k, v in donor.state_dict().items() if k.startswith("encoder.")}
+    backbone = {
+        k.removeprefix("encoder."): v.clone() for k, v in donor.state_dict().items() if k.startswith("encoder.")
+    }
     save_file(backbone, str(tmp_path / "resnet18.safetensors"))
     network = create_model("fpn", num_classes=3, in_chans=1, encoder="resnet18")
     report = load_pretrained(network, "fpn", str(tmp_path / "resnet18.safetensors"))

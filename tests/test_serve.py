@@ -23,11 +23,11 @@ import pytest
 from PIL import Image
 
 pytest.importorskip("fastapi", reason="the serve extra (fastapi) is not installed")
-from fastapi.testclient import TestClient  # noqa: E402
+from fastapi.testclient import TestClient
 
-from inspekt.api import ServeSettings, create_app  # noqa: E402
-from inspekt.enhance import Pipeline  # noqa: E402
-from inspekt.predictor import Predictor  # noqa: E402
+from inspekt.api import ServeSettings, create_app
+from inspekt.enhance import Pipeline
+from inspekt.predictor import Predictor
 
 PREDICT = "/v1/models/clf/predict"
 PROBLEM = "application/problem+json"
@@ -57,8 +57,9 @@ def predictor(trained) -> Predictor:
 
 @pytest.fixture(scope="module")
 def client(trained):
-    app = create_app(ServeSettings(models=(f"clf={trained.bundle}",), max_upload_mb=0.5, max_pixels=200_000,
-                                   max_files=20))
+    app = create_app(
+        ServeSettings(models=(f"clf={trained.bundle}",), max_upload_mb=0.5, max_pixels=200_000, max_files=20)
+    )
     with TestClient(app) as test_client:
         yield test_client
 
@@ -133,18 +134,21 @@ def test_unknown_model_is_404_with_did_you_mean(client, images):
     assert client.get("/v2/nothing").json()["status"] == 404
 
 
-@pytest.mark.parametrize("fields, words", [
-    ({"threshold": "0.5"}, "binary"),  # the trained model has 4 classes
-    ({"min_area": "3"}, "min_area applies"),  # the form field's name, not the CLI's --min-area
-    ({"threshold": "abc"}, "threshold"),
-    ({"threshold": "nan"}, "threshold"),
-    ({"topk": "0"}, "topk"),
-    ({"enhance": "clahee"}, 'Did you mean "clahe"'),
-    ({"enhance": "/etc/pipeline.json"}, "not a file name"),
-    ({"include": "masks"}, 'Did you mean "mask"'),
-    ({"treshold": "0.5"}, 'Did you mean "threshold"'),
-    ({"files": "image.png"}, "files=@image.png"),  # curl -F files=image.png forgot the @
-])
+@pytest.mark.parametrize(
+    "fields, words",
+    [
+        ({"threshold": "0.5"}, "binary"),  # the trained model has 4 classes
+        ({"min_area": "3"}, "min_area applies"),  # the form field's name, not the CLI's --min-area
+        ({"threshold": "abc"}, "threshold"),
+        ({"threshold": "nan"}, "threshold"),
+        ({"topk": "0"}, "topk"),
+        ({"enhance": "clahee"}, 'Did you mean "clahe"'),
+        ({"enhance": "/etc/pipeline.json"}, "not a file name"),
+        ({"include": "masks"}, 'Did you mean "mask"'),
+        ({"treshold": "0.5"}, 'Did you mean "threshold"'),
+        ({"files": "image.png"}, "files=@image.png"),  # curl -F files=image.png forgot the @
+    ],
+)
 def test_bad_options_are_422_naming_the_field(client, images, fields, words):
     response = client.post(PREDICT, files=_files(images[:1]), data=fields)
     assert response.status_code == 422, response.text
@@ -156,7 +160,9 @@ def test_malformed_requests_are_4xx_problems(client, images):
     assert client.post(PREDICT, data={"topk": "1"}, files=[]).status_code in (415, 422)
     wrong_field = client.post(PREDICT, files=[("image", ("a.png", images[0][1], "image/png"))])
     assert wrong_field.status_code == 422 and "'files'" in wrong_field.json()["detail"]
-    broken = client.post(PREDICT, content=b"--x\r\nnonsense", headers={"content-type": "multipart/form-data; boundary=x"})
+    broken = client.post(
+        PREDICT, content=b"--x\r\nnonsense", headers={"content-type": "multipart/form-data; boundary=x"}
+    )
     assert 400 <= broken.status_code < 500
     too_many = client.post(PREDICT, files=_files([images[0]] * 21))
     assert too_many.status_code == 413 and "21" not in too_many.text and "20" in too_many.json()["detail"]
@@ -164,8 +170,9 @@ def test_malformed_requests_are_4xx_problems(client, images):
 
 def test_enhance_topk_and_include(client, images, predictor):
     spec = "CLAHE + Denoise"
-    body = client.post(PREDICT, files=_files(images[:2]), data={"enhance": spec, "topk": "2",
-                                                                  "include": "embedding"}).json()
+    body = client.post(
+        PREDICT, files=_files(images[:2]), data={"enhance": spec, "topk": "2", "include": "embedding"}
+    ).json()
     expected = predictor.predict([d for _, d in images[:2]], enhance=Pipeline.parse(spec))
     for served, want in zip(body["predictions"], expected):
         assert served["label"] == want.label and served["score"] == pytest.approx(want.score, abs=1e-5)
@@ -181,7 +188,7 @@ def test_metrics_count_requests_labels_and_batches(client, images):
     text = client.get("/metrics").text
     assert 'inspekt_requests_total{method="POST",route="/v1/models/{name}/predict",status="200"}' in text
     assert 'inspekt_request_duration_seconds_bucket{le="0.25",route="/v1/models/{name}/predict"}' in text
-    assert 'inspekt_predictions_total{label=' in text and 'model="clf"' in text
+    assert "inspekt_predictions_total{label=" in text and 'model="clf"' in text
     assert 'inspekt_batch_size_count{model="clf"}' in text
     assert "inspekt_models_loaded 1.0" in text
 
@@ -210,11 +217,13 @@ def test_drift_on_uploads_that_share_a_file_name_equals_drift_on_named_ones(clie
     files = [p for folder in sorted(synth_classes.iterdir()) if folder.is_dir() for p in sorted(folder.iterdir())[-5:]]
     fields = {"permutations": "999", "checks": "predictions,embeddings", "seed": "3"}
     named = client.post("/v1/models/clf/drift", files=_files([(p.name, p.read_bytes()) for p in files]), data=fields)
-    same = client.post("/v1/models/clf/drift", files=_files([("frame.png", p.read_bytes()) for p in files]),
-                       data=fields)
+    same = client.post(
+        "/v1/models/clf/drift", files=_files([("frame.png", p.read_bytes()) for p in files]), data=fields
+    )
     assert named.status_code == same.status_code == 200, same.text
-    assert [(c["name"], c["p_value"]) for c in same.json()["checks"]] == \
-        [(c["name"], c["p_value"]) for c in named.json()["checks"]]
+    assert [(c["name"], c["p_value"]) for c in same.json()["checks"]] == [
+        (c["name"], c["p_value"]) for c in named.json()["checks"]
+    ]
     assert same.json()["drift"] is False
 
 
@@ -272,8 +281,14 @@ def test_uploads_are_not_written_to_disk(trained, images, monkeypatch):
     with TestClient(app) as c:
         response = c.post(PREDICT, files=_files([images[0], ("noise.png", padding)]))
         assert response.status_code == 200 and len(response.json()["predictions"]) == 2
-        assert c.post("/v1/models/clf/drift", files=_files([images[0], ("noise.png", padding)]),
-                      data={"checks": "properties", "permutations": "19"}).status_code == 200
+        assert (
+            c.post(
+                "/v1/models/clf/drift",
+                files=_files([images[0], ("noise.png", padding)]),
+                data={"checks": "properties", "permutations": "19"},
+            ).status_code
+            == 200
+        )
     assert len(padding) > 1_200_000 and opened == []
 
 
@@ -330,8 +345,13 @@ def test_concurrent_requests_are_batched_and_equal_the_predictor(server, images,
         [served] = response.json()["predictions"]
         assert served["path"] == name
         _same(served, expected[name])
-    samples = {s.name: s.value for m in app.state.inspekt.metrics.registry.collect() if m.name == "inspekt_batch_size"
-               for s in m.samples if s.name.endswith(("_count", "_sum"))}
+    samples = {
+        s.name: s.value
+        for m in app.state.inspekt.metrics.registry.collect()
+        if m.name == "inspekt_batch_size"
+        for s in m.samples
+        if s.name.endswith(("_count", "_sum"))
+    }
     batches, batched_images = samples["inspekt_batch_size_count"], samples["inspekt_batch_size_sum"]
     assert batched_images == len(jobs) and batches < len(jobs), samples  # some requests shared a model call
 
@@ -341,13 +361,16 @@ def test_a_streamed_body_without_length_is_cut_at_the_limit(server):
     boundary = "b0undary"
 
     def body():
-        yield (f"--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"x.png\"\r\n"
-               "Content-Type: image/png\r\n\r\n").encode()
+        yield (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="x.png"\r\n'
+            "Content-Type: image/png\r\n\r\n"
+        ).encode()
         for _ in range(100):  # 100 x 64 KB = 6.4 MB, sent chunked: no Content-Length to check up front
             yield b"\0" * 65536
 
-    response = httpx.post(url + PREDICT, content=body(), timeout=30,
-                          headers={"content-type": f"multipart/form-data; boundary={boundary}"})
+    response = httpx.post(
+        url + PREDICT, content=body(), timeout=30, headers={"content-type": f"multipart/form-data; boundary={boundary}"}
+    )
     assert response.status_code == 413 and response.json()["type"].endswith("upload-too-large")
 
 
@@ -376,9 +399,28 @@ def tls_files(tmp_path) -> tuple[Path, Path]:
     if shutil.which("openssl") is None:
         pytest.skip("openssl is not installed; cannot make a self-signed certificate")
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
-                    "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost", "-keyout", str(key), "-out", str(cert)],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1,DNS:localhost",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
     return cert, key
 
 
@@ -386,9 +428,26 @@ def test_inspekt_serve_over_https_with_an_api_key(trained, images, predictor, tl
     cert, key = tls_files
     port = _free_port()
     env = {**os.environ, "INSPEKT_TEST_KEY": "k-123"}
-    proc = subprocess.Popen([_inspekt(), "serve", f"clf={trained.bundle}", "--port", str(port), "--api-key-env",
-                             "INSPEKT_TEST_KEY", "--ssl-certfile", str(cert), "--ssl-keyfile", str(key),
-                             "--log-level", "warning"], env=env, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            _inspekt(),
+            "serve",
+            f"clf={trained.bundle}",
+            "--port",
+            str(port),
+            "--api-key-env",
+            "INSPEKT_TEST_KEY",
+            "--ssl-certfile",
+            str(cert),
+            "--ssl-keyfile",
+            str(key),
+            "--log-level",
+            "warning",
+        ],
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     url = f"https://127.0.0.1:{port}"
     try:
         _wait_ready(url, proc, verify=ssl.create_default_context(cafile=str(cert)))
@@ -406,27 +465,37 @@ def test_inspekt_serve_over_https_with_an_api_key(trained, images, predictor, tl
 
 
 def test_inspekt_serve_errors_are_one_line(tmp_path, trained):
-    missing = subprocess.run([_inspekt(), "serve", str(tmp_path / "nope.inspekt")], capture_output=True, text=True,
-                             timeout=120)
+    missing = subprocess.run(
+        [_inspekt(), "serve", str(tmp_path / "nope.inspekt")], capture_output=True, text=True, timeout=120
+    )
     assert missing.returncode == 2 and "nope.inspekt" in missing.stderr and "Traceback" not in missing.stderr
-    no_key = subprocess.run([_inspekt(), "serve", str(trained.bundle), "--api-key-env", "INSPEKT_UNSET_VAR"],
-                            capture_output=True, text=True, timeout=120, env={k: v for k, v in os.environ.items()
-                                                                             if k != "INSPEKT_UNSET_VAR"})
+    no_key = subprocess.run(
+        [_inspekt(), "serve", str(trained.bundle), "--api-key-env", "INSPEKT_UNSET_VAR"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={k: v for k, v in os.environ.items() if k != "INSPEKT_UNSET_VAR"},
+    )
     assert no_key.returncode == 2 and "INSPEKT_UNSET_VAR" in no_key.stderr
     not_pem = tmp_path / "cert.pem"
     not_pem.write_text("not a certificate")
-    bad_tls = subprocess.run([_inspekt(), "serve", str(trained.bundle), "--ssl-certfile", str(not_pem), "--ssl-keyfile",
-                              str(not_pem)], capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    bad_tls = subprocess.run(
+        [_inspekt(), "serve", str(trained.bundle), "--ssl-certfile", str(not_pem), "--ssl-keyfile", str(not_pem)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
     assert bad_tls.returncode == 2 and "cert.pem" in bad_tls.stderr and "Traceback" not in bad_tls.stderr
-    bad_port = subprocess.run([_inspekt(), "serve", str(trained.bundle), "--port", "70000"], capture_output=True,
-                              text=True, timeout=120)  # uvicorn would bind 70000 % 65536 = 4464 and say 70000
+    bad_port = subprocess.run(
+        [_inspekt(), "serve", str(trained.bundle), "--port", "70000"], capture_output=True, text=True, timeout=120
+    )  # uvicorn would bind 70000 % 65536 = 4464 and say 70000
     assert bad_port.returncode == 2 and "65535" in bad_port.stderr
 
 
 def test_one_failing_request_does_not_fail_its_batch(predictor):
     """Fault injection: a predictor that breaks on one request's image; the others in the batch still get theirs."""
     from inspekt.api.batching import Job, run_jobs
-
     from inspekt.errors import ImageLoadError
 
     class Breaks:
@@ -456,11 +525,30 @@ def pixel_models(tmp_path_factory) -> dict[str, Path]:
 
     root = tmp_path_factory.mktemp("pixel-models")
     seg = write_dataset(root / "seg", n=16, size=48, seed=4, layout="segmentation").root
-    segmenter = train(task="segment", data=str(seg), model="tiny_unet", model_params={"width": 4, "depth": 3},
-                      epochs=2, imgsz=32, batch=8, augment="none", threads=1, out=str(root / "runs")).bundle
+    segmenter = train(
+        task="segment",
+        data=str(seg),
+        model="tiny_unet",
+        model_params={"width": 4, "depth": 3},
+        epochs=2,
+        imgsz=32,
+        batch=8,
+        augment="none",
+        threads=1,
+        out=str(root / "runs"),
+    ).bundle
     mvtec = write_dataset(root / "mvtec", n=32, size=48, seed=5, layout="mvtec").root
-    anomaly = train(task="anomaly", data=str(mvtec), model="ae_ssim", model_params={"width": 4, "latent": 16},
-                    epochs=2, imgsz=32, batch=8, threads=1, out=str(root / "runs")).bundle
+    anomaly = train(
+        task="anomaly",
+        data=str(mvtec),
+        model="ae_ssim",
+        model_params={"width": 4, "latent": 16},
+        epochs=2,
+        imgsz=32,
+        batch=8,
+        threads=1,
+        out=str(root / "runs"),
+    ).bundle
     return {"seg": segmenter, "anom": anomaly, "seg_data": seg, "mvtec": mvtec}
 
 
@@ -471,12 +559,19 @@ def test_segmenter_and_anomaly_model_answer_with_masks_and_maps_at_the_image_siz
     seg_file = list_images(pixel_models["seg_data"] / "images")[0]
     anom_files = list_images(pixel_models["mvtec"] / "test")[:4]
     with TestClient(create_app(settings)) as client:
-        seg = client.post("/v1/models/seg/predict", files=_files([(seg_file.name, seg_file.read_bytes())]),
-                          data={"include": "mask"})
-        anom = client.post("/v1/models/anom/predict", files=_files([(p.name, p.read_bytes()) for p in anom_files]),
-                           data={"include": "mask,heatmap", "threshold": "0.5", "pixel_threshold": "0.6"})
-        drift = client.post("/v1/models/anom/drift", files=_files([(p.name, p.read_bytes()) for p in anom_files]),
-                            data={"checks": "properties,pixels", "permutations": "99"})
+        seg = client.post(
+            "/v1/models/seg/predict", files=_files([(seg_file.name, seg_file.read_bytes())]), data={"include": "mask"}
+        )
+        anom = client.post(
+            "/v1/models/anom/predict",
+            files=_files([(p.name, p.read_bytes()) for p in anom_files]),
+            data={"include": "mask,heatmap", "threshold": "0.5", "pixel_threshold": "0.6"},
+        )
+        drift = client.post(
+            "/v1/models/anom/drift",
+            files=_files([(p.name, p.read_bytes()) for p in anom_files]),
+            data={"checks": "properties,pixels", "permutations": "99"},
+        )
     assert seg.status_code == 200 and anom.status_code == 200 and drift.status_code == 200, drift.text
     [served] = seg.json()["predictions"]
     expected = Predictor.load(pixel_models["seg"]).predict([seg_file])[0]
@@ -500,8 +595,11 @@ def test_a_request_pixel_budget_and_enlarging_enhancement_are_checked_before_dec
         three = client.post(PREDICT, files=_files([("a.png", tile), ("b.png", tile), ("c.png", tile)]))
         enlarged = client.post(PREDICT, files=_files([("a.png", tile)]), data={"enhance": "resize:scale=2"})
         shrunk = client.post(PREDICT, files=_files([("a.png", tile)]), data={"enhance": "resize:scale=0.5"})
-        drift = client.post("/v1/models/clf/drift", files=_files([("a.png", tile), ("b.png", tile), ("c.png", tile)]),
-                            data={"checks": "properties", "permutations": "99"})
+        drift = client.post(
+            "/v1/models/clf/drift",
+            files=_files([("a.png", tile), ("b.png", tile), ("c.png", tile)]),
+            data={"checks": "properties", "permutations": "99"},
+        )
     assert three.status_code == 200
     body = three.json()
     assert [p["path"] for p in body["predictions"]] == ["a.png", "b.png"]
@@ -523,13 +621,22 @@ def test_pipeline_growth_is_the_largest_enlargement_along_the_way():
 def test_head_healthz_and_drift_skips_are_counted(client, images):
     assert client.head("/healthz").status_code == 200
     before = _skipped_total(client)
-    response = client.post("/v1/models/clf/drift", files=_files([*images[:4], ("broken.png", b"not an image")]),
-                           data={"checks": "properties", "permutations": "99"})
+    response = client.post(
+        "/v1/models/clf/drift",
+        files=_files([*images[:4], ("broken.png", b"not an image")]),
+        data={"checks": "properties", "permutations": "99"},
+    )
     assert response.status_code == 200 and response.json()["n_current"] == 4
     assert _skipped_total(client) == before + 1
 
 
 def _skipped_total(client) -> float:
-    line = next((l for l in client.get("/metrics").text.splitlines()
-                 if l.startswith('inspekt_skipped_files_total{model="clf"}')), None)
+    line = next(
+        (
+            line
+            for line in client.get("/metrics").text.splitlines()
+            if line.startswith('inspekt_skipped_files_total{model="clf"}')
+        ),
+        None,
+    )
     return 0.0 if line is None else float(line.rsplit(" ", 1)[1])

@@ -18,11 +18,17 @@ from inspekt.api import ServeSettings, create_app  # noqa: E402
 
 @pytest.fixture(scope="module")
 def api_schema(trained):
-    app = create_app(ServeSettings(models=(f"clf={trained.bundle}",), max_upload_mb=1, max_pixels=1_000_000,
-                                   drift_checks=("properties", "pixels")))
+    app = create_app(
+        ServeSettings(
+            models=(f"clf={trained.bundle}",),
+            max_upload_mb=1,
+            max_pixels=1_000_000,
+            drift_checks=("properties", "pixels"),
+        )
+    )
     spec = app.openapi()
     # Aim most generated requests at the served model; one wrong name keeps the 404 path covered.
-    for path, operations in spec["paths"].items():
+    for _path, operations in spec["paths"].items():
         for operation in operations.values():
             for parameter in operation.get("parameters", []):
                 if parameter["name"] == "name":
@@ -52,8 +58,9 @@ def test_no_server_errors(api_schema, synth_classes, mode):
     answered: list[str] = []  # POST operations that ran the model on generated options
     for operation in operations:
         generated = operation.as_strategy(generation_mode=mode)
-        real = st.tuples(generated, st.booleans()).map(lambda pair: _with_real_images(pair[0], images) if pair[1]
-                                                       else pair[0])
+        real = st.tuples(generated, st.booleans()).map(
+            lambda pair: _with_real_images(pair[0], images) if pair[1] else pair[0]
+        )
 
         @given(case=real)
         @settings(max_examples=25, deadline=None, database=None, suppress_health_check=list(HealthCheck))

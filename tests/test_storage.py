@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from conftest import free_port
 from inspekt import storage
 from inspekt.cli import app
 from inspekt.errors import InspektError
-from conftest import free_port
 
 BUCKET = "inspekt-test"
 runner = CliRunner()
@@ -33,7 +33,6 @@ def run(*args):
 def _moto_server() -> str | None:
     beside = Path(sys.executable).with_name("moto_server")
     return str(beside) if beside.exists() else shutil.which("moto_server")
-
 
 
 def _wait_until_up(url: str, proc: subprocess.Popen, seconds: float = 30) -> None:
@@ -64,11 +63,17 @@ def s3_endpoint():
     if exe is None:
         pytest.skip("moto_server is not installed (pip install 'moto[server]'); S3 tests need a real server")
     port = free_port()
-    proc = subprocess.Popen([exe, "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [exe, "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     url = f"http://127.0.0.1:{port}"
-    settings = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
-                "AWS_ENDPOINT_URL": url, "AWS_EC2_METADATA_DISABLED": "true"}
+    settings = {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": url,
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
     saved = {key: os.environ.get(key) for key in settings}
     try:
         _wait_until_up(url, proc)
@@ -183,8 +188,15 @@ def test_predict_globs_s3_skips_a_bad_image_and_saves_visuals_there(s3):
     good = next(p for p in sorted(s3["incoming"].rglob("*.png")))
     fs.put_file(str(good), f"{BUCKET}/mixed/good.png")
     fs.pipe_file(f"{BUCKET}/mixed/broken.png", b"\x89PNG\r\n\x1a\nthis is not an image")
-    out = run("predict", f"{url}/model", f"{url}/mixed/*.png", f"{url}/mixed/missing.png", "--json",
-              "--save-dir", f"{url}/visuals")
+    out = run(
+        "predict",
+        f"{url}/model",
+        f"{url}/mixed/*.png",
+        f"{url}/mixed/missing.png",
+        "--json",
+        "--save-dir",
+        f"{url}/visuals",
+    )
     assert out.exit_code == 0, out.output
     assert [row["path"] for row in _json_lines(out.stdout)] == [f"{url}/mixed/good.png"]
     assert f"{url}/mixed/broken.png: corrupt or truncated" in out.stderr
@@ -205,8 +217,16 @@ def test_load_model_from_s3_predicts_s3_images(s3):
 def test_drift_reads_bundle_and_images_from_s3_and_writes_reports_there(s3):
     url, fs = s3["url"], s3["fs"]
     options = ("--checks", "properties,pixels,predictions,embeddings", "--permutations", "50", "--as-json")
-    remote = run("drift", f"{url}/model", f"{url}/incoming", "--json", f"{url}/reports/drift.json",
-                 "--html", f"{url}/reports/drift.html", *options)
+    remote = run(
+        "drift",
+        f"{url}/model",
+        f"{url}/incoming",
+        "--json",
+        f"{url}/reports/drift.json",
+        "--html",
+        f"{url}/reports/drift.html",
+        *options,
+    )
     local = run("drift", s3["bundle"], s3["incoming"], *options)
     assert remote.exit_code == 0, remote.output
     printed, expected = json.loads(remote.stdout), json.loads(local.stdout)
@@ -226,23 +246,45 @@ def test_profile_in_worker_processes_to_s3_and_back_as_drift_reference(s3):
     # A fresh process, as users run it: in-process, worker processes come from a forkserver that an
     # earlier test may have started before this module's fixture set the S3 credentials.
     inspekt = Path(sys.executable).with_name("inspekt")
-    out = subprocess.run([str(inspekt), "profile", f"{url}/dataset", "--out", f"{url}/profiles/dataset.json",
-                          "--workers", "2"], capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [str(inspekt), "profile", f"{url}/dataset", "--out", f"{url}/profiles/dataset.json", "--workers", "2"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     saved = Profile.load(f"{url}/profiles/dataset.json")
     local = load_profile(str(s3["dataset"]))
     assert len(saved) == len(local) == 16
     assert np.allclose(saved.to_dict()["properties"]["brightness"], local.to_dict()["properties"]["brightness"])
-    again = run("drift", f"{url}/profiles/dataset.json", f"{url}/incoming", "--checks", "properties",
-                "--permutations", "20", "--as-json")
+    again = run(
+        "drift",
+        f"{url}/profiles/dataset.json",
+        f"{url}/incoming",
+        "--checks",
+        "properties",
+        "--permutations",
+        "20",
+        "--as-json",
+    )
     assert again.exit_code == 0, again.output
     assert json.loads(again.stdout)["n_reference"] == 16
 
 
 def test_eval_reads_s3_dataset_and_writes_reports_there(s3):
     url, fs = s3["url"], s3["fs"]
-    remote = run("eval", f"{url}/model.inspekt", "--data", f"{url}/dataset", "--json", f"{url}/eval/metrics.json",
-                 "--csv", f"{url}/eval/rows.csv", "--plots", f"{url}/eval/plots")
+    remote = run(
+        "eval",
+        f"{url}/model.inspekt",
+        "--data",
+        f"{url}/dataset",
+        "--json",
+        f"{url}/eval/metrics.json",
+        "--csv",
+        f"{url}/eval/rows.csv",
+        "--plots",
+        f"{url}/eval/plots",
+    )
     local = run("eval", s3["bundle"], "--data", s3["dataset"], "--json", "-")
     assert remote.exit_code == 0, remote.output
     metrics = json.loads(fs.cat_file(f"{BUCKET}/eval/metrics.json"))["metrics"]
@@ -273,8 +315,25 @@ def test_train_from_s3_dataset_into_s3_runs(s3):
     from inspekt.bundle import open_bundle
 
     url, fs = s3["url"], s3["fs"]
-    out = run("train", "classify", "--data", f"{url}/dataset", "--out", f"{url}/runs", "--epochs", "1", "--imgsz", "32",
-              "--batch", "8", "--augment", "none", "--json", "model_params={width: 4}", "threads=1")
+    out = run(
+        "train",
+        "classify",
+        "--data",
+        f"{url}/dataset",
+        "--out",
+        f"{url}/runs",
+        "--epochs",
+        "1",
+        "--imgsz",
+        "32",
+        "--batch",
+        "8",
+        "--augment",
+        "none",
+        "--json",
+        "model_params={width: 4}",
+        "threads=1",
+    )
     assert out.exit_code == 0, out.output
     result = json.loads(out.stdout)
     assert result["run_dir"] == f"{url}/runs/classify/exp" and result["bundle"] == f"{url}/runs/classify/exp/bundle"
@@ -286,8 +345,19 @@ def test_train_from_s3_dataset_into_s3_runs(s3):
     assert json.loads(compared.stdout)[0]["epochs_run"] == 1
     resumed = run("train", "classify", "--resume", result["run_dir"])
     assert resumed.exit_code == 2 and "copy the folder to a local disk" in resumed.output
-    nowhere = run("train", "classify", "--data", str(s3["dataset"]), "--out", "s3://no-such-bucket-here/runs",
-                  "--epochs", "50", "--imgsz", "32", "threads=1")
+    nowhere = run(
+        "train",
+        "classify",
+        "--data",
+        str(s3["dataset"]),
+        "--out",
+        "s3://no-such-bucket-here/runs",
+        "--epochs",
+        "50",
+        "--imgsz",
+        "32",
+        "threads=1",
+    )
     assert nowhere.exit_code == 2 and "cannot upload the run folder: no such bucket" in nowhere.output
     assert "epoch" not in nowhere.output.lower()  # refused before training, not after
 
@@ -302,7 +372,6 @@ def _samples(dataset, root) -> list[tuple]:
 @pytest.mark.parametrize("layout", ["segmentation", "mvtec"])
 def test_mask_layouts_read_from_s3_like_local(s3, tmp_path, layout):
     from inspekt.data import open_dataset
-
     from inspekt.data.synth import write_dataset
 
     local = open_dataset(write_dataset(tmp_path / layout, n=8, size=32, seed=5, layout=layout).root)
@@ -373,10 +442,12 @@ def test_no_credentials_is_one_clear_error(s3, monkeypatch, tmp_path):
 
 
 def test_missing_s3fs_names_the_install_command():
-    code = ("import sys; sys.modules['s3fs'] = None\n"
-            "from inspekt import storage\n"
-            "try:\n    storage.as_path('s3://bucket/model.inspekt')\n"
-            "except storage.StorageError as exc:\n    print(exc)\n")
+    code = (
+        "import sys; sys.modules['s3fs'] = None\n"
+        "from inspekt import storage\n"
+        "try:\n    storage.as_path('s3://bucket/model.inspekt')\n"
+        "except storage.StorageError as exc:\n    print(exc)\n"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     expected = "s3://bucket/model.inspekt: reading s3:// URLs needs an extra package; pip install 'inspekt[dist]'"

@@ -209,17 +209,12 @@ def test_segmentation_layout_mirrors_images_and_masks(tmp_path: Path) -> None:
 def test_mvtec_layout_splits_good_and_has_ground_truth_for_defects(tmp_path: Path) -> None:
     out = tmp_path / "mv"
     summary = write_dataset(out, n=20, size=32, layout="mvtec")
-    assert summary.counts == {
-        "train/good": 3, "test/good": 2, "test/pore": 5, "test/lop": 5, "test/scratch": 5
-    }
+    assert summary.counts == {"train/good": 3, "test/good": 2, "test/pore": 5, "test/lop": 5, "test/scratch": 5}
     files = _pngs(out)
     assert {"train/good/ok_0000.png", "train/good/ok_0002.png", "test/good/ok_0004.png"} <= files
     tests = {p for p in files if p.startswith("test/") and not p.startswith("test/good/")}
     truths = {p for p in files if p.startswith("ground_truth/")}
-    expected = {
-        "ground_truth/" + p.removeprefix("test/").removesuffix(".png") + "_mask.png"
-        for p in tests
-    }
+    expected = {"ground_truth/" + p.removeprefix("test/").removesuffix(".png") + "_mask.png" for p in tests}
     assert len(tests) == 15 and truths == expected
     assert not (out / "ground_truth" / "good").exists()
     for rel in truths:

@@ -28,8 +28,16 @@ METRIC_COLUMNS = ("train_loss", "val_loss", "val_accuracy", "val_macro_f1")
 
 
 def config(data: Path, out: Path, **changes) -> TrainConfig:
-    base = dict(task="classify", data=str(data), epochs=3, imgsz=32, batch=16, model_params={"width": 8},
-                out=str(out), threads=1)
+    base = dict(
+        task="classify",
+        data=str(data),
+        epochs=3,
+        imgsz=32,
+        batch=16,
+        model_params={"width": 8},
+        out=str(out),
+        threads=1,
+    )
     return TrainConfig(**(base | changes))
 
 
@@ -38,6 +46,7 @@ def metric_rows(history: list[dict]) -> list[tuple]:
 
 
 # ---------------------------------------------------------------- losses and sampling
+
 
 def test_losses_agree_where_they_should():
     torch.manual_seed(0)
@@ -54,7 +63,9 @@ def test_losses_agree_where_they_should():
 def test_class_weights_shift_each_loss_towards_the_weighted_class(name):
     targets = torch.tensor([0, 0, 0, 1])
     wrong_for_1 = torch.tensor([[2.0, -2.0]] * 4)
-    assert make_loss(name, np.array([1.0, 3.0], dtype=np.float32))(wrong_for_1, targets) > make_loss(name)(wrong_for_1, targets)
+    assert make_loss(name, np.array([1.0, 3.0], dtype=np.float32))(wrong_for_1, targets) > make_loss(name)(
+        wrong_for_1, targets
+    )
 
 
 def test_auto_class_weights_are_inverse_frequency():
@@ -78,6 +89,7 @@ def test_balanced_sampler_oversamples_the_rare_class():
 
 
 # ---------------------------------------------------------------- augmentation
+
 
 @pytest.mark.parametrize("recipe", ["none", "light", "default", "strong"])
 def test_recipes_keep_shape_and_are_reproducible(recipe):
@@ -108,8 +120,10 @@ def test_augmentation_from_a_yaml_file(tmp_path):
 
 # ---------------------------------------------------------------- the loop
 
-@pytest.mark.parametrize("loss, sampler, weights", [("ce", "shuffle", "none"), ("bce", "balanced", "none"),
-                                                    ("focal", "shuffle", "auto")])
+
+@pytest.mark.parametrize(
+    "loss, sampler, weights", [("ce", "shuffle", "none"), ("bce", "balanced", "none"), ("focal", "shuffle", "auto")]
+)
 def test_every_loss_and_sampler_trains_a_usable_model(synth_classes, tmp_path, loss, sampler, weights):
     result = train(config(synth_classes, tmp_path, loss=loss, sampler=sampler, class_weights=weights, epochs=2))
     assert all(np.isfinite(row["train_loss"]) for row in result.history)
@@ -119,8 +133,17 @@ def test_every_loss_and_sampler_trains_a_usable_model(synth_classes, tmp_path, l
 
 def test_run_folder_holds_everything(trained):
     run = trained.run_dir
-    for name in ("bundle/card.json", "bundle/model.onnx", "config.yaml", "results.csv", "curves.png",
-                 "confusion.png", "versions.json", "checkpoints/last.pt", "checkpoints/best.safetensors"):
+    for name in (
+        "bundle/card.json",
+        "bundle/model.onnx",
+        "config.yaml",
+        "results.csv",
+        "curves.png",
+        "confusion.png",
+        "versions.json",
+        "checkpoints/last.pt",
+        "checkpoints/best.safetensors",
+    ):
         assert (run / name).is_file(), name
     rows = list(csv.DictReader((run / "results.csv").open()))
     assert len(rows) == len(trained.history) and {"epoch", "lr", "seconds", *METRIC_COLUMNS} <= set(rows[0])
@@ -165,8 +188,25 @@ def test_resume_after_kill_9_is_exact(synth_classes, tmp_path):
     """A real process killed with SIGKILL mid-run, then resumed: the same epochs as an uninterrupted run."""
     reference = train(config(synth_classes, tmp_path, epochs=5, name="reference"))
     exe = Path(sys.executable).with_name("inspekt")
-    args = [str(exe), "train", "classify", "--data", str(synth_classes), "--epochs", "5", "--imgsz", "32",
-            "--batch", "16", "--out", str(tmp_path), "--name", "killed", "model_params.width=8", "threads=1"]
+    args = [
+        str(exe),
+        "train",
+        "classify",
+        "--data",
+        str(synth_classes),
+        "--epochs",
+        "5",
+        "--imgsz",
+        "32",
+        "--batch",
+        "16",
+        "--out",
+        str(tmp_path),
+        "--name",
+        "killed",
+        "model_params.width=8",
+        "threads=1",
+    ]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     results = tmp_path / "classify" / "killed" / "results.csv"
     deadline = time.monotonic() + 120
@@ -219,6 +259,7 @@ def test_binary_data_monitors_roc_auc(synth_classes, tmp_path):
 
 
 # ---------------------------------------------------------------- backbones and starting weights
+
 
 def test_a_timm_backbone_trains_and_exports_with_parity(synth_classes, tmp_path):
     result = train(config(synth_classes, tmp_path, model="mobilenetv3_small_100", model_params={}, epochs=1))
@@ -297,8 +338,12 @@ def test_tiny_cnn_pooling_choices_export_with_parity():
     from inspekt.card import InputSpec, ModelCard
     from inspekt.models import create_model
 
-    card = ModelCard(task="classify", architecture="tiny_cnn", classes=("a", "b"),
-                     input=InputSpec(size=(32, 32), channels=1, mean=(0.5,), std=(0.25,)))
+    card = ModelCard(
+        task="classify",
+        architecture="tiny_cnn",
+        classes=("a", "b"),
+        input=InputSpec(size=(32, 32), channels=1, mean=(0.5,), std=(0.25,)),
+    )
     for pool, dims in (("avg", 32), ("max", 32), ("avgmax", 64)):
         network = create_model("tiny_cnn", num_classes=2, in_chans=1, width=4, pool=pool).eval()
         assert network.head[-1].in_features == dims

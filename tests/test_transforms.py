@@ -50,8 +50,9 @@ def test_normalisation_values():
 
 
 def test_batch_of_mixed_grey_and_colour():
-    batch, geometries = preprocess_batch([np.zeros((20, 30), np.uint8), np.zeros((40, 10, 3), np.uint8)],
-                                         spec(channels=3, size=(16, 16)))
+    batch, geometries = preprocess_batch(
+        [np.zeros((20, 30), np.uint8), np.zeros((40, 10, 3), np.uint8)], spec(channels=3, size=(16, 16))
+    )
     assert batch.shape == (2, 3, 16, 16) and len(geometries) == 2
 
 
@@ -65,5 +66,7 @@ def test_clahe_is_part_of_the_card_preprocessing():
     assert enhanced.std() > 2 * flat.std()
     x, _ = preprocess(dull, boosted)
     assert np.allclose(x, normalize(enhanced, boosted))
-    colour, _ = prepare(np.dstack([dull] * 3), boosted.model_copy(update={"channels": 3, "mean": (0.5,) * 3, "std": (0.25,) * 3}))
+    colour, _ = prepare(
+        np.dstack([dull] * 3), boosted.model_copy(update={"channels": 3, "mean": (0.5,) * 3, "std": (0.25,) * 3})
+    )
     assert colour.shape == (32, 32, 3) and colour.std() > 2 * flat.std()

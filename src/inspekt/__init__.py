@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from . import _compat  # noqa: F401  (sets NO_ALBUMENTATIONS_UPDATE before anything imports it)
+from inspekt import _compat  # noqa: F401  (sets NO_ALBUMENTATIONS_UPDATE before anything imports it)
 
 __version__ = "0.1.0"
 
@@ -38,7 +38,7 @@ _EXPORTS = {
 __all__ = [*_EXPORTS, "load_model", "__version__"]
 
 if TYPE_CHECKING:
-    from .predictor import Predictor
+    from inspekt.predictor import Predictor
 
 
 def load_model(bundle: Any, **options: Any) -> Predictor:
@@ -48,7 +48,7 @@ def load_model(bundle: Any, **options: Any) -> Predictor:
         bundle: bundle folder, ``.inspekt`` file or run folder.
         **options: ``backend`` ("onnx" or "torch"), ``threads``, ``batch_size``.
     """
-    from .predictor import Predictor
+    from inspekt.predictor import Predictor
 
     return Predictor.load(bundle, **options)
 

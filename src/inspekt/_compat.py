@@ -31,9 +31,7 @@ def _torchvision_ops_library() -> Path | None:
     spec = importlib.util.find_spec("torchvision")
     if spec is None or spec.origin is None:
         return None
-    candidates = sorted(Path(spec.origin).parent.glob("_C*.so")) + sorted(
-        Path(spec.origin).parent.glob("_C*.pyd")
-    )
+    candidates = sorted(Path(spec.origin).parent.glob("_C*.so")) + sorted(Path(spec.origin).parent.glob("_C*.pyd"))
     return candidates[0] if candidates else None
 
 

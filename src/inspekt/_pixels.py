@@ -16,9 +16,7 @@ from inspekt.errors import ImageLoadError, InspektWarning
 
 GREY_MODES = frozenset({"1", "L", "LA", "I", "F", "I;16", "I;16L", "I;16B", "I;16N"})
 _HIGH_DEPTH_MODES = frozenset({"I", "F", "I;16", "I;16L", "I;16B", "I;16N"})
-_COLOUR_MODES = frozenset(
-    {"1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr", "HSV"}
-)
+_COLOUR_MODES = frozenset({"1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr", "HSV"})
 _ALPHA_MODES = frozenset({"LA", "PA", "RGBA", "RGBa"})
 
 
@@ -105,8 +103,7 @@ def _float_to_uint8(values: np.ndarray, label: str) -> np.ndarray:
         return np.rint(values * 255.0).astype(np.uint8)
     # stacklevel 5: here, _high_depth_to_uint8, pillow_to_array, load_image, its caller.
     warnings.warn(
-        f"{label}: float image with values in [{low:g}, {high:g}], outside [0, 1]; "
-        "min-max normalised to 0-255",
+        f"{label}: float image with values in [{low:g}, {high:g}], outside [0, 1]; min-max normalised to 0-255",
         InspektWarning,
         stacklevel=5,
     )

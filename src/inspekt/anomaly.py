@@ -15,9 +15,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .card import AnomalySpec, InputSpec, ModelCard, PostProcess
-from .segment import clean_mask, components, tile_layout
-from .transforms import Geometry, map_back, normalize, prepare, preprocess_batch
+from inspekt.card import AnomalySpec, InputSpec, ModelCard, PostProcess
+from inspekt.segment import clean_mask, components, tile_layout
+from inspekt.transforms import Geometry, map_back, normalize, prepare, preprocess_batch
 
 ANOMALY = "anomaly"
 ANOMALY_MAP, SCORE, RECONSTRUCTION = "anomaly_map", "score", "reconstruction"
@@ -56,8 +56,9 @@ def _map_back_image(image: np.ndarray, geometry: Geometry) -> np.ndarray:
     return np.stack([map_back(np.ascontiguousarray(image[:, :, c]), geometry) for c in range(3)], axis=2)
 
 
-def _tiled(prepared: np.ndarray, spec: InputSpec, run: RunOutputs, batch_size: int
-           ) -> tuple[np.ndarray, float, np.ndarray | None]:
+def _tiled(
+    prepared: np.ndarray, spec: InputSpec, run: RunOutputs, batch_size: int
+) -> tuple[np.ndarray, float, np.ndarray | None]:
     """Blended raw map (and reconstruction) over overlapping windows; score = the largest window score."""
     h, w = prepared.shape[:2]
     wh, ww = spec.size
@@ -80,8 +81,9 @@ def _tiled(prepared: np.ndarray, spec: InputSpec, run: RunOutputs, batch_size: i
     return (total_map / norm)[:h, :w], score, recon
 
 
-def raw_outputs(images: Sequence[np.ndarray], spec: InputSpec, run: RunOutputs, batch_size: int = 16
-                ) -> list[RawOutput]:
+def raw_outputs(
+    images: Sequence[np.ndarray], spec: InputSpec, run: RunOutputs, batch_size: int = 16
+) -> list[RawOutput]:
     """The model's raw anomaly maps, scores and reconstructions for decoded images, at their original size.
 
     Args:
@@ -105,18 +107,22 @@ def raw_outputs(images: Sequence[np.ndarray], spec: InputSpec, run: RunOutputs, 
     for i, geometry in enumerate(geometries):
         recon = out.get(RECONSTRUCTION)
         pixels = None if recon is None else _map_back_image(_to_pixels(recon[i], spec), geometry)
-        results.append(RawOutput(map_back(out[ANOMALY_MAP][i, 0].astype(np.float32), geometry),
-                                 float(out[SCORE][i]), pixels))
+        results.append(
+            RawOutput(map_back(out[ANOMALY_MAP][i, 0].astype(np.float32), geometry), float(out[SCORE][i]), pixels)
+        )
     return results
 
 
-def predict_anomaly(card: ModelCard, images: Sequence[np.ndarray], sources: Sequence[str], run: RunOutputs,
-                    batch_size: int = 16):
+def predict_anomaly(
+    card: ModelCard, images: Sequence[np.ndarray], sources: Sequence[str], run: RunOutputs, batch_size: int = 16
+):
     """Predictions (score, verdict, anomaly map, mask, reconstruction) for decoded images; the
     Predictor's anomaly path."""
     t0 = time.perf_counter()
-    results = [to_prediction(card, source, raw) for source, raw in
-               zip(sources, raw_outputs(images, card.input, run, batch_size))]
+    results = [
+        to_prediction(card, source, raw)
+        for source, raw in zip(sources, raw_outputs(images, card.input, run, batch_size))
+    ]
     per_image = (time.perf_counter() - t0) * 1000 / max(1, len(images))
     for prediction in results:
         prediction.time_ms = per_image
@@ -125,7 +131,7 @@ def predict_anomaly(card: ModelCard, images: Sequence[np.ndarray], sources: Sequ
 
 def to_prediction(card: ModelCard, source: str, raw: RawOutput):
     """A Prediction from raw outputs: normalised score and map, verdict, cleaned mask, regions."""
-    from .predictor import Prediction
+    from inspekt.predictor import Prediction
 
     spec: AnomalySpec = card.anomaly
     post = card.postprocess or PostProcess(threshold=0.5, min_area=0, kernel=3)
@@ -134,9 +140,20 @@ def to_prediction(card: ModelCard, source: str, raw: RawOutput):
     mask = clean_mask(heat >= spec.pixel_decision, post).astype(np.uint8)
     anomalous = score >= spec.decision
     normal = card.classes[0]
-    extra = {"verdict": ANOMALY if anomalous else normal, "raw_score": round(raw.score, 6),
-             "components": components(mask, heat, card.classes),
-             "anomaly_area_pct": round(100.0 * float(mask.mean()), 4)}
-    return Prediction(source, ANOMALY, ANOMALY if anomalous else normal, score,
-                      {normal: round(1.0 - score, 6), ANOMALY: round(score, 6)}, mask=mask, heatmap=heat,
-                      reconstruction=raw.reconstruction, extra=extra)
+    extra = {
+        "verdict": ANOMALY if anomalous else normal,
+        "raw_score": round(raw.score, 6),
+        "components": components(mask, heat, card.classes),
+        "anomaly_area_pct": round(100.0 * float(mask.mean()), 4),
+    }
+    return Prediction(
+        source,
+        ANOMALY,
+        ANOMALY if anomalous else normal,
+        score,
+        {normal: round(1.0 - score, 6), ANOMALY: round(score, 6)},
+        mask=mask,
+        heatmap=heat,
+        reconstruction=raw.reconstruction,
+        extra=extra,
+    )

@@ -15,12 +15,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .anomaly import ANOMALY
-from .anomaly_metrics import PixelTally, truth_mask
-from .data import Dataset
-from .errors import DatasetError
-from .io import BatchReport, SkippedFile
-from .seg_evaluation import nothing_scored
+from inspekt.anomaly import ANOMALY
+from inspekt.anomaly_metrics import PixelTally, truth_mask
+from inspekt.data import Dataset
+from inspekt.errors import DatasetError
+from inspekt.io import BatchReport, SkippedFile
+from inspekt.seg_evaluation import nothing_scored
 
 WORST_LIMIT = 12
 
@@ -64,11 +64,18 @@ class AnomalyEvalResult:
 
     def to_dict(self) -> dict:
         """JSON-ready summary (no per-image rows)."""
-        return {"bundle": self.bundle, "data": self.data, "split": self.split, "task": self.task,
-                "normal": self.normal, "n_images": len(self.rows), "n_skipped": len(self.skipped),
-                "metrics": self.metrics,
-                "ms_per_image": round(float(np.mean(self.times)), 3) if self.times else None,
-                "skipped": [{"path": s.path, "reason": s.reason} for s in self.skipped]}
+        return {
+            "bundle": self.bundle,
+            "data": self.data,
+            "split": self.split,
+            "task": self.task,
+            "normal": self.normal,
+            "n_images": len(self.rows),
+            "n_skipped": len(self.skipped),
+            "metrics": self.metrics,
+            "ms_per_image": round(float(np.mean(self.times)), 3) if self.times else None,
+            "skipped": [{"path": s.path, "reason": s.reason} for s in self.skipped],
+        }
 
 
 def image_metrics(truth: np.ndarray, raw: np.ndarray, verdict: np.ndarray) -> dict:
@@ -82,15 +89,23 @@ def image_metrics(truth: np.ndarray, raw: np.ndarray, verdict: np.ndarray) -> di
     both = truth.any() and (~truth).any()
     precision = tp / (tp + fp) if tp + fp else 0.0
     recall = tp / (tp + fn) if tp + fn else 0.0
-    return {"image_auroc": round(float(roc_auc_score(truth, raw)), 4) if both else None,
-            "image_aupr": round(float(average_precision_score(truth, raw)), 4) if both else None,
-            "f1": round(2 * precision * recall / (precision + recall), 4) if precision + recall else 0.0,
-            "precision": round(precision, 4), "recall": round(recall, 4),
-            "accuracy": round((tp + tn) / len(truth), 4), "tp": tp, "fp": fp, "tn": tn, "fn": fn}
+    return {
+        "image_auroc": round(float(roc_auc_score(truth, raw)), 4) if both else None,
+        "image_aupr": round(float(average_precision_score(truth, raw)), 4) if both else None,
+        "f1": round(2 * precision * recall / (precision + recall), 4) if precision + recall else 0.0,
+        "precision": round(precision, 4),
+        "recall": round(recall, 4),
+        "accuracy": round((tp + tn) / len(truth), 4),
+        "tp": tp,
+        "fp": fp,
+        "tn": tn,
+        "fn": fn,
+    }
 
 
-def evaluate_anomaly(predictor, dataset: Dataset, split: str,
-                     progress: Callable[[int], None] | None = None) -> AnomalyEvalResult:
+def evaluate_anomaly(
+    predictor, dataset: Dataset, split: str, progress: Callable[[int], None] | None = None
+) -> AnomalyEvalResult:
     """Predict every image of ``dataset`` (one split, already selected) and score it.
 
     Raises:
@@ -98,13 +113,17 @@ def evaluate_anomaly(predictor, dataset: Dataset, split: str,
     """
     normal = dataset.normal_class or predictor.card.classes[0]
     if normal not in dataset.classes and dataset.classes:
-        raise DatasetError(f"{dataset.root}: no normal class (good, ok, normal, free ...) among "
-                           f"{', '.join(dataset.classes)}; name the normal images' folder like the model's "
-                           f"({predictor.card.classes[0]})")
+        raise DatasetError(
+            f"{dataset.root}: no normal class (good, ok, normal, free ...) among "
+            f"{', '.join(dataset.classes)}; name the normal images' folder like the model's "
+            f"({predictor.card.classes[0]})"
+        )
     unlabelled = [s for s in dataset.samples if s.label is None]
     if unlabelled:
-        raise DatasetError(f"{dataset.root}: {len(unlabelled)} image(s) have no label (e.g. {unlabelled[0].path}); "
-                           "anomaly evaluation needs class folders, MVTec test/<type>/ folders or a CSV label")
+        raise DatasetError(
+            f"{dataset.root}: {len(unlabelled)} image(s) have no label (e.g. {unlabelled[0].path}); "
+            "anomaly evaluation needs class folders, MVTec test/<type>/ folders or a CSV label"
+        )
     samples = {str(s.path): s for s in dataset.samples}
     report, rows, times, tally = BatchReport(), [], [], PixelTally()
     files = list(samples)
@@ -116,10 +135,18 @@ def evaluate_anomaly(predictor, dataset: Dataset, split: str,
             if dataset.n_masks and not _tally_pixels(tally, prediction.heatmap, sample, anomalous, report):
                 continue
             verdict = prediction.label == ANOMALY
-            rows.append({"path": prediction.source, "label": sample.label, "anomalous": anomalous,
-                         "score": round(prediction.score, 6), "raw_score": prediction.extra["raw_score"],
-                         "verdict": prediction.extra["verdict"], "correct": verdict == anomalous,
-                         "anomaly_area_pct": prediction.extra["anomaly_area_pct"]})
+            rows.append(
+                {
+                    "path": prediction.source,
+                    "label": sample.label,
+                    "anomalous": anomalous,
+                    "score": round(prediction.score, 6),
+                    "raw_score": prediction.extra["raw_score"],
+                    "verdict": prediction.extra["verdict"],
+                    "correct": verdict == anomalous,
+                    "anomaly_area_pct": prediction.extra["anomaly_area_pct"],
+                }
+            )
             times.append(prediction.time_ms)
         if progress:
             progress(len(chunk))
@@ -129,8 +156,9 @@ def evaluate_anomaly(predictor, dataset: Dataset, split: str,
     verdict = np.array([r["verdict"] == ANOMALY for r in rows])
     metrics = image_metrics(truth, np.array([r["raw_score"] for r in rows]), verdict)
     metrics |= {"pixel_auroc": _round(tally.auroc()), "aupro": _round(tally.aupro())}
-    return AnomalyEvalResult(str(predictor.bundle.path), str(dataset.root), split, normal, metrics, rows, times,
-                             list(report.skipped))
+    return AnomalyEvalResult(
+        str(predictor.bundle.path), str(dataset.root), split, normal, metrics, rows, times, list(report.skipped)
+    )
 
 
 def choose_anomaly_threshold(result: AnomalyEvalResult, choice: str | float) -> float:
@@ -139,8 +167,8 @@ def choose_anomaly_threshold(result: AnomalyEvalResult, choice: str | float) -> 
     Raises:
         ConfigError: best-f1 on a result without both normal and anomalous images.
     """
-    from .anomaly_metrics import best_f1_threshold
-    from .errors import ConfigError
+    from inspekt.anomaly_metrics import best_f1_threshold
+    from inspekt.errors import ConfigError
 
     if choice != "best-f1":
         return float(choice)
@@ -170,23 +198,33 @@ def _round(value: float | None) -> float | None:
 def write_plots(result: AnomalyEvalResult, predictor, folder: str | Path, limit: int = WORST_LIMIT) -> list[Path]:
     """The score histogram (normalised scores, threshold marked) and panels of the worst false
     positives and negatives: image | anomaly map over it | reconstruction (when the model has one)."""
-    from .draw import banner
-    from .io import load_image, save_image
-    from .plots import plot_score_histogram
+    from inspekt.draw import banner
+    from inspekt.io import load_image, save_image
+    from inspekt.plots import plot_score_histogram
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     normal, anomalous = result.scores()
     decision = predictor.card.anomaly.decision
-    written = [plot_score_histogram(normal, anomalous, decision, folder / "scores.png", title="anomaly scores",
-                                    xlabel="normalised anomaly score")]
+    written = [
+        plot_score_histogram(
+            normal,
+            anomalous,
+            decision,
+            folder / "scores.png",
+            title="anomaly scores",
+            xlabel="normalised anomaly score",
+        )
+    ]
     for kind in ("fp", "fn"):
         for rank, index in enumerate(result.worst(kind, limit), start=1):
             row = result.rows[index]
             image = load_image(row["path"], mode="keep")
             (prediction,) = predictor.predict_arrays([image], [row["path"]])
-            panels = [banner(image, f"{row['label']} ({kind.upper()})"),
-                      banner(prediction.overlay(image), f"score {prediction.score:.2f}")]
+            panels = [
+                banner(image, f"{row['label']} ({kind.upper()})"),
+                banner(prediction.overlay(image), f"score {prediction.score:.2f}"),
+            ]
             if prediction.reconstruction is not None:
                 panels.append(banner(prediction.reconstruction, "reconstruction"))
             name = f"{kind}_{rank:02d}_{Path(row['path']).stem}.png"

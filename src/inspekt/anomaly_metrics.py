@@ -62,8 +62,9 @@ def _quantile_rule(normal: np.ndarray, quantile: float) -> tuple[float, str]:
     return threshold, label
 
 
-def calibrate(normal: np.ndarray, anomalous: np.ndarray | None, method: str, quantile: float, sigma: float
-              ) -> Calibration:
+def calibrate(
+    normal: np.ndarray, anomalous: np.ndarray | None, method: str, quantile: float, sigma: float
+) -> Calibration:
     """Choose a raw threshold from validation scores.
 
     Args:
@@ -83,8 +84,10 @@ def calibrate(normal: np.ndarray, anomalous: np.ndarray | None, method: str, qua
     normal = np.asarray(normal, dtype=np.float64)
     anomalous = np.asarray(anomalous if anomalous is not None else [], dtype=np.float64)
     if not len(normal) or not np.isfinite(normal).all() or not np.isfinite(anomalous).all():
-        raise ValueError("the model gives no or non-finite validation scores (training diverged?); lower the "
-                         "learning rate (lr=) or try another method")
+        raise ValueError(
+            "the model gives no or non-finite validation scores (training diverged?); lower the "
+            "learning rate (lr=) or try another method"
+        )
     method = ("f1" if len(anomalous) else "quantile") if method == "auto" else method
     if method == "f1" and not len(anomalous):
         raise ValueError("calibration f1 needs anomalous validation images; use quantile or sigma")
@@ -95,8 +98,10 @@ def calibrate(normal: np.ndarray, anomalous: np.ndarray | None, method: str, qua
         if false_alarms <= 0.5:
             label = f"best F1 {f1:.3f} on {len(normal)} normal + {len(anomalous)} anomalous validation images"
             return Calibration(threshold, normal_scale(normal, threshold), label)
-        warning = (f"the best-F1 threshold would flag {false_alarms:.0%} of the normal validation images (the model "
-                   "hardly separates them), so the quantile rule was used; check the data or try another method")
+        warning = (
+            f"the best-F1 threshold would flag {false_alarms:.0%} of the normal validation images (the model "
+            "hardly separates them), so the quantile rule was used; check the data or try another method"
+        )
     if method == "sigma":
         threshold = float(normal.mean() + sigma * normal.std())
         label = f"mean + {sigma:g} std of {len(normal)} normal validation scores"
@@ -115,7 +120,7 @@ def truth_mask(sample, shape: tuple[int, int]) -> np.ndarray | None:
     Raises:
         DatasetError: an unreadable mask or one of another size than its image.
     """
-    from .masks import MaskRule
+    from inspekt.masks import MaskRule
 
     return None if sample.mask is None else MaskRule("binary", ("normal", "anomaly")).target(sample, shape) > 0
 

@@ -13,22 +13,23 @@ from __future__ import annotations
 import csv
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
-from .anomaly import ANOMALY, raw_outputs
-from .anomaly_metrics import Calibration, calibrate, normal_scale, truth_mask
-from .card import AnomalySpec, DataInfo, InputSpec, ModelCard, PostProcess, library_versions, now_iso
-from .config import TrainConfig
-from .data import Dataset, Sample, open_dataset
-from .data.split import split_dataset
-from .errors import ConfigError, DatasetError
-from .io import BatchReport, SkippedFile, iter_images, load_image
-from .segment import pad_to_window, window_boxes
-from .transforms import channel_stats, prepare
+from inspekt.anomaly import ANOMALY, raw_outputs
+from inspekt.anomaly_metrics import Calibration, calibrate, normal_scale, truth_mask
+from inspekt.card import AnomalySpec, DataInfo, InputSpec, ModelCard, PostProcess, library_versions, now_iso
+from inspekt.config import TrainConfig
+from inspekt.data import Dataset, Sample, open_dataset
+from inspekt.data.split import split_dataset
+from inspekt.errors import ConfigError, DatasetError
+from inspekt.io import BatchReport, SkippedFile, iter_images, load_image
+from inspekt.segment import pad_to_window, window_boxes
+from inspekt.transforms import channel_stats, prepare
 
 DEFAULT_METHOD = "draem"
 MAX_WINDOWS = 20000  # tiled training: windows kept from all training images
@@ -50,15 +51,19 @@ def normal_class(ds: Dataset, cfg: TrainConfig) -> str:
     """The class of normal images: ``cfg.normal`` or the data's good / ok / free ... class."""
     if cfg.normal is not None:
         if cfg.normal not in ds.classes:
-            from .errors import did_you_mean
+            from inspekt.errors import did_you_mean
 
-            raise DatasetError(f"{cfg.data}: normal={cfg.normal!r} is not a class of the data "
-                               f"({', '.join(ds.classes)}).{did_you_mean(cfg.normal, ds.classes)}")
+            raise DatasetError(
+                f"{cfg.data}: normal={cfg.normal!r} is not a class of the data "
+                f"({', '.join(ds.classes)}).{did_you_mean(cfg.normal, ds.classes)}"
+            )
         return cfg.normal
     if ds.normal_class is None:
-        raise DatasetError(f"{cfg.data}: no class is named like a normal one (good, ok, normal, free, pass, nominal; "
-                           f"found {', '.join(ds.classes) or 'no labels'}); name the class of normal images with "
-                           "normal=<class>")
+        raise DatasetError(
+            f"{cfg.data}: no class is named like a normal one (good, ok, normal, free, pass, nominal; "
+            f"found {', '.join(ds.classes) or 'no labels'}); name the class of normal images with "
+            "normal=<class>"
+        )
     return ds.normal_class
 
 
@@ -76,19 +81,27 @@ def partition(ds: Dataset, cfg: TrainConfig) -> Partition:
     else:
         normal_ds = replace(ds, samples=tuple(s for s in pool if s.label == normal))
         if len(normal_ds) < 2:
-            raise DatasetError(f"{cfg.data}: {len(normal_ds)} normal ({normal}) image(s) outside the test split; "
-                               "anomaly training needs at least 2 (better hundreds)")
+            raise DatasetError(
+                f"{cfg.data}: {len(normal_ds)} normal ({normal}) image(s) outside the test split; "
+                "anomaly training needs at least 2 (better hundreds)"
+            )
         carved = split_dataset(normal_ds, val=cfg.val, test=0.0, seed=cfg.seed)
         train, val_normal = list(carved.subset("train").samples), list(carved.subset("val").samples)
         val_anomalous = [s for s in pool if s.label != normal]
         if val_anomalous:
-            notes.append(f"{len(val_anomalous)} non-{normal} image(s) outside a test split calibrate the threshold "
-                         "(never fitted on); evaluate on other images")
+            notes.append(
+                f"{len(val_anomalous)} non-{normal} image(s) outside a test split calibrate the threshold "
+                "(never fitted on); evaluate on other images"
+            )
     if not train:
-        raise DatasetError(f"{cfg.data}: no normal ({normal}) training images; anomaly models learn from normal "
-                           "images (train/good in the MVTec layout)")
+        raise DatasetError(
+            f"{cfg.data}: no normal ({normal}) training images; anomaly models learn from normal "
+            "images (train/good in the MVTec layout)"
+        )
     if not val_normal:
-        raise DatasetError(f"{cfg.data}: no normal validation images to calibrate the threshold; add some or raise val=")
+        raise DatasetError(
+            f"{cfg.data}: no normal validation images to calibrate the threshold; add some or raise val="
+        )
     return Partition(normal, train, val_normal, val_anomalous, notes)
 
 
@@ -117,7 +130,9 @@ def _windows(images: list[np.ndarray], spec: InputSpec, seed: int) -> np.ndarray
     return np.stack(found)
 
 
-def read_groups(cfg: TrainConfig, ds: Dataset, paths: list[str], normal: str) -> tuple[np.ndarray | None, tuple[str, ...]]:
+def read_groups(
+    cfg: TrainConfig, ds: Dataset, paths: list[str], normal: str
+) -> tuple[np.ndarray | None, tuple[str, ...]]:
     """Each training image's normal variant: sub-folders of the normal class, a CSV column, or None."""
     if cfg.groups == "none":
         return None, ()
@@ -134,13 +149,17 @@ def read_groups(cfg: TrainConfig, ds: Dataset, paths: list[str], normal: str) ->
 
 def _groups_from_csv(path: Path, column: str, paths: list[str]) -> list[str]:
     if not path.is_file():
-        raise ConfigError(f"groups={path}: no such CSV; give a CSV with a 'path' column and a '{column}' column, "
-                          "or groups=auto / none")
+        raise ConfigError(
+            f"groups={path}: no such CSV; give a CSV with a 'path' column and a '{column}' column, "
+            "or groups=auto / none"
+        )
     with path.open(newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
     if not rows or "path" not in rows[0] or column not in rows[0]:
-        raise ConfigError(f"{path}: needs columns 'path' and '{column}' (found {', '.join(rows[0]) if rows else 'none'}); "
-                          "set groups_column=<name>")
+        raise ConfigError(
+            f"{path}: needs columns 'path' and '{column}' (found {', '.join(rows[0]) if rows else 'none'}); "
+            "set groups_column=<name>"
+        )
     by_path = {str((path.parent / r["path"]).resolve()): r[column] for r in rows}  # relative to the CSV, as datasets
     missing = [p for p in paths if str(Path(p).resolve()) not in by_path]
     if missing:
@@ -187,7 +206,7 @@ def _reduce(stats: ValStats, chunk, by_path, anomalous: bool, spec: InputSpec, r
 
 def _validate(network, parts: Partition, spec: InputSpec, batch: int, seed: int, report: BatchReport) -> ValStats:
     """Run the validation images through the Predictor's own anomaly path and reduce the outputs."""
-    from .predictor import TorchBackend
+    from inspekt.predictor import TorchBackend
 
     run, stats, rng = TorchBackend.of(network, network.outputs).run, ValStats(), np.random.default_rng(seed)
     for anomalous, samples in ((False, parts.val_normal), (True, parts.val_anomalous)):
@@ -220,8 +239,10 @@ def _pixel_calibration(stats: ValStats, cfg: TrainConfig) -> Calibration:
 def _val_metrics(normal_scores: np.ndarray, anomalous_scores: np.ndarray, threshold: float) -> dict[str, float]:
     from sklearn.metrics import roc_auc_score
 
-    metrics = {"val_false_alarm_rate": round(float((normal_scores >= threshold).mean()), 4),
-               "val_normal_images": float(len(normal_scores))}
+    metrics = {
+        "val_false_alarm_rate": round(float((normal_scores >= threshold).mean()), 4),
+        "val_normal_images": float(len(normal_scores)),
+    }
     if len(anomalous_scores):
         truth = np.r_[np.zeros(len(normal_scores)), np.ones(len(anomalous_scores))]
         scores = np.r_[normal_scores, anomalous_scores]
@@ -232,13 +253,14 @@ def _val_metrics(normal_scores: np.ndarray, anomalous_scores: np.ndarray, thresh
 
 def _settings(cfg: TrainConfig, log: Callable[[dict], None]):
     """Fit settings: the user's epochs / batch / lr when given, else each method's own defaults."""
-    from .models.anomaly.base import FitSettings
-    from .training import device_for
+    from inspekt.models.anomaly.base import FitSettings
+    from inspekt.training import device_for
 
     given = cfg.model_fields_set
     pick = lambda key: getattr(cfg, key) if key in given else None  # noqa: E731
-    return FitSettings(epochs=pick("epochs"), batch=pick("batch"), lr=pick("lr"), seed=cfg.seed,
-                       device=device_for(cfg), log=log)
+    return FitSettings(
+        epochs=pick("epochs"), batch=pick("batch"), lr=pick("lr"), seed=cfg.seed, device=device_for(cfg), log=log
+    )
 
 
 @dataclass
@@ -256,9 +278,9 @@ class _Fit:
 
 def _prepare_fit(cfg: TrainConfig) -> _Fit:
     """Read the data, build the method (bad parameters fail before any decoding), prepare the images."""
-    from .models import create_model, get_entry
-    from .models.anomaly.base import FitData
-    from .training import input_channels
+    from inspekt.models import create_model, get_entry
+    from inspekt.models.anomaly.base import FitData
+    from inspekt.training import input_channels
 
     get_entry(cfg.model, "anomaly")
     decided = sorted({"in_chans", "input_size"} & set(cfg.model_params))
@@ -268,9 +290,16 @@ def _prepare_fit(cfg: TrainConfig) -> _Fit:
     parts = partition(ds, cfg)
     channels = input_channels(replace(ds, samples=tuple(parts.train)), cfg)
     network = create_model(cfg.model, in_chans=channels, input_size=cfg.imgsz, **cfg.model_params)
-    spec = InputSpec(size=(cfg.imgsz, cfg.imgsz), channels=channels, mean=(0.5,) * channels, std=(0.25,) * channels,
-                     resize="stretch" if cfg.resize == "auto" else cfg.resize, clahe=cfg.clahe, scale=cfg.scale,
-                     overlap=cfg.overlap)
+    spec = InputSpec(
+        size=(cfg.imgsz, cfg.imgsz),
+        channels=channels,
+        mean=(0.5,) * channels,
+        std=(0.25,) * channels,
+        resize="stretch" if cfg.resize == "auto" else cfg.resize,
+        clahe=cfg.clahe,
+        scale=cfg.scale,
+        overlap=cfg.overlap,
+    )
     report = BatchReport()
     images, paths = _prepared(parts.train, spec, report)
     if len(images) < 2:
@@ -295,7 +324,7 @@ def train_anomaly(cfg: TrainConfig, run_dir: Path, on_progress: Callable[[dict],
     """
     import torch
 
-    from .training import RESULTS, write_results
+    from inspekt.training import RESULTS, write_results
 
     torch.manual_seed(cfg.seed)
     if cfg.threads:
@@ -317,8 +346,9 @@ def train_anomaly(cfg: TrainConfig, run_dir: Path, on_progress: Callable[[dict],
     if not stats.normal_scores:
         raise DatasetError(f"{cfg.data}: none of the normal validation images could be read")
     try:
-        image_cal = calibrate(np.array(stats.normal_scores), np.array(stats.anomalous_scores), cfg.calibration,
-                              cfg.quantile, cfg.sigma)
+        image_cal = calibrate(
+            np.array(stats.normal_scores), np.array(stats.anomalous_scores), cfg.calibration, cfg.quantile, cfg.sigma
+        )
         pixel_cal = _pixel_calibration(stats, cfg)
     except ValueError as exc:
         raise ConfigError(f"{cfg.model}: {exc}") from None
@@ -326,34 +356,62 @@ def train_anomaly(cfg: TrainConfig, run_dir: Path, on_progress: Callable[[dict],
     metrics |= {"fit_seconds": round(fit_seconds, 1), "train_images": float(len(fit.paths))}
     notes = list(fit.parts.notes) + list(network.notes()) + [w for w in (image_cal.warning, pixel_cal.warning) if w]
     bundle, parity = _write_bundle(cfg, fit, network, image_cal, pixel_cal, metrics, notes, run_dir)
-    from .plots import plot_score_histogram
+    from inspekt.plots import plot_score_histogram
 
-    plot_score_histogram(stats.normal_scores, stats.anomalous_scores, image_cal.threshold, run_dir / "val_scores.png",
-                         title=f"{cfg.model}: validation scores")
-    from .training import TrainResult
+    plot_score_histogram(
+        stats.normal_scores,
+        stats.anomalous_scores,
+        image_cal.threshold,
+        run_dir / "val_scores.png",
+        title=f"{cfg.model}: validation scores",
+    )
+    from inspekt.training import TrainResult
 
     return TrainResult(run_dir, bundle, metrics, parity, fit.report, history, False, notes)
 
 
-def _write_bundle(cfg: TrainConfig, fit: _Fit, network, image_cal: Calibration, pixel_cal: Calibration,
-                  metrics: dict, notes: list[str], run_dir: Path):
+def _write_bundle(
+    cfg: TrainConfig,
+    fit: _Fit,
+    network,
+    image_cal: Calibration,
+    pixel_cal: Calibration,
+    metrics: dict,
+    notes: list[str],
+    run_dir: Path,
+):
     """The card, the parity-checked bundle with its drift reference, and the run's side files."""
-    from .bundle import save_bundle
-    from .drift.reference import write_reference
-    from .transforms import preprocess_batch
+    from inspekt.bundle import save_bundle
+    from inspekt.drift.reference import write_reference
+    from inspekt.transforms import preprocess_batch
 
-    anomaly = AnomalySpec(image_threshold=image_cal.threshold, image_scale=image_cal.scale,
-                          pixel_threshold=pixel_cal.threshold, pixel_scale=pixel_cal.scale,
-                          calibration=f"image: {image_cal.method}; pixel: {pixel_cal.method}")
+    anomaly = AnomalySpec(
+        image_threshold=image_cal.threshold,
+        image_scale=image_cal.scale,
+        pixel_threshold=pixel_cal.threshold,
+        pixel_scale=pixel_cal.scale,
+        calibration=f"image: {image_cal.method}; pixel: {pixel_cal.method}",
+    )
     versions = library_versions()
     params = network.card_params()  # with the epochs / lr / batch the user gave, where the method records them
-    params |= {key: getattr(cfg, key) for key in ("epochs", "lr", "batch") if key in params and key in cfg.model_fields_set}
-    card = ModelCard(task="anomaly", architecture=cfg.model, params=params,
-                     classes=(fit.parts.normal, ANOMALY), input=fit.spec, anomaly=anomaly,
-                     postprocess=PostProcess(threshold=0.5, min_area=0, kernel=cfg.kernel), outputs=network.outputs,
-                     notes=tuple(notes), data=DataInfo(fingerprint=fit.ds.fingerprint(), source=str(cfg.data),
-                                                       n_samples=len(fit.paths)),
-                     metrics=metrics, versions=versions, created_at=now_iso())
+    params |= {
+        key: getattr(cfg, key) for key in ("epochs", "lr", "batch") if key in params and key in cfg.model_fields_set
+    }
+    card = ModelCard(
+        task="anomaly",
+        architecture=cfg.model,
+        params=params,
+        classes=(fit.parts.normal, ANOMALY),
+        input=fit.spec,
+        anomaly=anomaly,
+        postprocess=PostProcess(threshold=0.5, min_area=0, kernel=cfg.kernel),
+        outputs=network.outputs,
+        notes=tuple(notes),
+        data=DataInfo(fingerprint=fit.ds.fingerprint(), source=str(cfg.data), n_samples=len(fit.paths)),
+        metrics=metrics,
+        versions=versions,
+        created_at=now_iso(),
+    )
     decoded = [load_image(p, mode="keep") for p in fit.paths[:4]]
     samples = preprocess_batch(decoded, fit.spec)[0] if fit.spec.resize != "tile" else None
     bundle, parity = save_bundle(network, card, run_dir / "bundle", samples=samples, overwrite=True)

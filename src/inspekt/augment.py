@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ConfigError, did_you_mean
+from inspekt.errors import ConfigError, did_you_mean
 
 RECIPES = ("none", "light", "default", "strong")
 FLIPS = ("none", "horizontal", "vertical", "both")
@@ -46,21 +46,25 @@ def _recipe(name: str, size: tuple[int, int], flips: str) -> list:
         ]
     if name == "default":
         return _flips(flips) + [
-            A.Affine(rotate=(-15, 15), scale=(0.85, 1.15), translate_percent=(-0.05, 0.05),
-                     border_mode=reflect, p=0.7),
+            A.Affine(rotate=(-15, 15), scale=(0.85, 1.15), translate_percent=(-0.05, 0.05), border_mode=reflect, p=0.7),
             A.RandomResizedCrop(size=size, scale=(0.75, 1.0), ratio=(0.9, 1.1), p=0.3),
             A.GaussianBlur(blur_limit=(3, 3), p=0.1),
             A.RandomBrightnessContrast(brightness_limit=0.2, contrast_limit=0.2, p=0.5),
         ]
     return _flips(flips) + [  # strong
-        A.Affine(rotate=(-30, 30), scale=(0.75, 1.25), translate_percent=(-0.1, 0.1), shear=(-8, 8),
-                 border_mode=reflect, p=0.8),
+        A.Affine(
+            rotate=(-30, 30),
+            scale=(0.75, 1.25),
+            translate_percent=(-0.1, 0.1),
+            shear=(-8, 8),
+            border_mode=reflect,
+            p=0.8,
+        ),
         A.RandomResizedCrop(size=size, scale=(0.6, 1.0), ratio=(0.8, 1.25), p=0.5),
         A.OneOf([A.GaussianBlur(blur_limit=(3, 5)), A.GaussNoise(std_range=(0.02, 0.06))], p=0.3),
         A.RandomBrightnessContrast(brightness_limit=0.3, contrast_limit=0.3, p=0.7),
         A.RandomGamma(gamma_limit=(80, 120), p=0.3),
-        A.CoarseDropout(num_holes_range=(1, 3), hole_height_range=(0.05, 0.12), hole_width_range=(0.05, 0.12),
-                        p=0.2),
+        A.CoarseDropout(num_holes_range=(1, 3), hole_height_range=(0.05, 0.12), hole_width_range=(0.05, 0.12), p=0.2),
     ]
 
 
@@ -82,8 +86,10 @@ class Augmenter:
         result = self.transform(image=image) if mask is None else self.transform(image=image, mask=mask)
         out = result["image"]
         if out.shape != image.shape:
-            raise ConfigError(f"augmentation changed the image shape {image.shape} -> {out.shape}; "
-                              "give crops the model's input size (size: [imgsz, imgsz])")
+            raise ConfigError(
+                f"augmentation changed the image shape {image.shape} -> {out.shape}; "
+                "give crops the model's input size (size: [imgsz, imgsz])"
+            )
         return out if mask is None else (out, result["mask"])
 
 
@@ -110,13 +116,17 @@ def build_augmenter(recipe: str, size: tuple[int, int], *, flips: str = "both", 
     path = Path(recipe)
     if path.suffix.lower() not in (".yaml", ".yml") or not path.is_file():
         hint = did_you_mean(recipe, RECIPES)
-        raise ConfigError(f"augment={recipe!r} is neither a recipe ({', '.join(RECIPES)}) nor an existing "
-                          f"albumentations .yaml file.{hint}")
+        raise ConfigError(
+            f"augment={recipe!r} is neither a recipe ({', '.join(RECIPES)}) nor an existing "
+            f"albumentations .yaml file.{hint}"
+        )
     try:
         transform = A.load(os.fspath(path), data_format="yaml")
     except Exception as exc:  # albumentations raises many types for a bad file
         detail = " ".join(str(exc).split())[:200]
-        raise ConfigError(f"{path}: not an albumentations transform file ({detail}); write one with "
-                          "albumentations.save(transform, path, data_format='yaml')") from exc
+        raise ConfigError(
+            f"{path}: not an albumentations transform file ({detail}); write one with "
+            "albumentations.save(transform, path, data_format='yaml')"
+        ) from exc
     transform.set_random_seed(seed)
     return Augmenter(transform)

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import storage
-from .card import EMBEDDING, ModelCard, parse_card
-from .errors import BundleError, InspektError
+from inspekt import storage
+from inspekt.card import EMBEDDING, ModelCard, parse_card
+from inspekt.errors import BundleError, InspektError
 
 SUFFIX = ".inspekt"
 CARD, WEIGHTS, ONNX, REFERENCE = "card.json", "weights.safetensors", "model.onnx", "reference.json"
@@ -51,12 +51,17 @@ class Bundle:
     def read(self, name: str) -> bytes:
         """The bytes of file ``name``; raises ``BundleError`` naming what is missing."""
         if not self.has(name):
-            raise BundleError(f"{self.path}: bundle has no {name}; it is incomplete: copy the whole bundle again or retrain")
+            raise BundleError(
+                f"{self.path}: bundle has no {name}; it is incomplete: copy the whole bundle again or retrain"
+            )
         return self._members[name] if self._members is not None else (self.path / name).read_bytes()
 
     def __repr__(self) -> str:
         card = self.card
-        return f"Bundle({str(self.path)!r}, task={card.task}, architecture={card.architecture}, classes={len(card.classes)})"
+        return (
+            f"Bundle({str(self.path)!r}, task={card.task}, architecture={card.architecture}, "
+            f"classes={len(card.classes)})"
+        )
 
 
 def _check_consistent(card: ModelCard, where: str) -> None:
@@ -64,8 +69,10 @@ def _check_consistent(card: ModelCard, where: str) -> None:
     expected = {"num_classes": len(card.classes), "in_chans": card.input.channels}
     for key, value in expected.items():
         if key in card.params and card.params[key] != value:
-            raise BundleError(f"{where}: card.json params.{key} is {card.params[key]} but the card declares {value} "
-                              f"({'classes' if key == 'num_classes' else 'input.channels'}); the card was edited or is damaged")
+            raise BundleError(
+                f"{where}: card.json params.{key} is {card.params[key]} but the card declares {value} "
+                f"({'classes' if key == 'num_classes' else 'input.channels'}); the card was edited or is damaged"
+            )
 
 
 def open_bundle(path: str | Path | storage.RemotePath) -> Bundle:
@@ -126,7 +133,7 @@ def load_network(bundle: Bundle):
     """Rebuild the torch network from the card and ``weights.safetensors`` (eval mode)."""
     from safetensors.torch import load as load_safetensors
 
-    from .models import create_model
+    from inspekt.models import create_model
 
     card = bundle.card
     try:
@@ -137,7 +144,9 @@ def load_network(bundle: Bundle):
         network.load_state_dict(load_safetensors(bundle.read(WEIGHTS)), strict=True)
     except (RuntimeError, ValueError) as exc:
         detail = " ".join(str(exc).split())[:300]
-        raise BundleError(f"{bundle.path}: weights do not fit {card.architecture} as the card describes it: {detail}") from exc
+        raise BundleError(
+            f"{bundle.path}: weights do not fit {card.architecture} as the card describes it: {detail}"
+        ) from exc
     return network.eval()
 
 
@@ -151,8 +160,14 @@ def export_onnx(network, card: ModelCard) -> bytes:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
         torch.onnx.export(
-            with_card_outputs(network, card), (dummy,), buffer, input_names=["input"], output_names=list(card.outputs),
-            dynamic_axes=axes, opset_version=ONNX_OPSET, dynamo=False,
+            with_card_outputs(network, card),
+            (dummy,),
+            buffer,
+            input_names=["input"],
+            output_names=list(card.outputs),
+            dynamic_axes=axes,
+            opset_version=ONNX_OPSET,
+            dynamo=False,
         )
     return buffer.getvalue()
 
@@ -171,8 +186,9 @@ class ParityReport:
         return self.max_abs_diff <= self.tolerance
 
 
-def check_parity(network, onnx_bytes: bytes, card: ModelCard, samples: np.ndarray | None = None,
-                 tolerance: float = PARITY_TOLERANCE) -> ParityReport:
+def check_parity(
+    network, onnx_bytes: bytes, card: ModelCard, samples: np.ndarray | None = None, tolerance: float = PARITY_TOLERANCE
+) -> ParityReport:
     """Compare ONNX Runtime and torch outputs on random inputs and on sample inputs.
 
     Args:
@@ -203,9 +219,17 @@ def check_parity(network, onnx_bytes: bytes, card: ModelCard, samples: np.ndarra
     return ParityReport(worst, sum(len(b) for b in batches), tolerance)
 
 
-def save_bundle(network, card: ModelCard, out: str | Path, *, samples: np.ndarray | None = None,
-                extra_files: dict[str, bytes] | None = None, archive: bool = False,
-                tolerance: float = PARITY_TOLERANCE, overwrite: bool = False) -> tuple[Path, ParityReport]:
+def save_bundle(
+    network,
+    card: ModelCard,
+    out: str | Path,
+    *,
+    samples: np.ndarray | None = None,
+    extra_files: dict[str, bytes] | None = None,
+    archive: bool = False,
+    tolerance: float = PARITY_TOLERANCE,
+    overwrite: bool = False,
+) -> tuple[Path, ParityReport]:
     """Export, parity-check and write a bundle; nothing is written when the check fails.
 
     Args:
@@ -249,7 +273,7 @@ def _embedding_output(network, card: ModelCard) -> ModelCard:
     output, ``embedding`` (for drift checks); the card lists it."""
     import torch
 
-    from .models.embedding import with_embedding
+    from inspekt.models.embedding import with_embedding
 
     if card.task != "classify":
         return card
@@ -263,7 +287,7 @@ def _embedding_output(network, card: ModelCard) -> ModelCard:
 def with_card_outputs(network, card: ModelCard):
     """The network as the card's outputs describe it: the classifier wrapped to also return its
     embedding when the card lists one."""
-    from .models.embedding import WithEmbedding
+    from inspekt.models.embedding import WithEmbedding
 
     if EMBEDDING in card.outputs and not isinstance(network, WithEmbedding):
         return WithEmbedding(network).eval()
@@ -284,8 +308,9 @@ def check_target(out: Path | storage.RemotePath, archive: bool, overwrite: bool)
     return out
 
 
-def _write_members(out: Path | storage.RemotePath, members: dict[str, bytes],
-                   archive: bool) -> Path | storage.RemotePath:
+def _write_members(
+    out: Path | storage.RemotePath, members: dict[str, bytes], archive: bool
+) -> Path | storage.RemotePath:
     if isinstance(out, storage.RemotePath):
         return _write_remote(out, members, archive)
     # Write next to the target and rename, so a crash never leaves a half-written bundle.
@@ -325,8 +350,15 @@ def _write_remote(out: storage.RemotePath, members: dict[str, bytes], archive: b
     return out
 
 
-def copy_bundle(bundle: Bundle, out: str | Path, *, archive: bool = True, overwrite: bool = False,
-                card: ModelCard | None = None, replace: dict[str, bytes] | None = None) -> Path:
+def copy_bundle(
+    bundle: Bundle,
+    out: str | Path,
+    *,
+    archive: bool = True,
+    overwrite: bool = False,
+    card: ModelCard | None = None,
+    replace: dict[str, bytes] | None = None,
+) -> Path:
     """Copy a checked bundle's files byte for byte (no re-export), optionally with a new card or
     replaced members (e.g. a chosen threshold, an INT8 graph). ``out`` may be the bundle itself.
 

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .errors import BundleError, did_you_mean
+from inspekt.errors import BundleError, did_you_mean
 
 SCHEMA = "inspekt.card/v1"
 SCHEMA_VERSION = 1
@@ -35,8 +35,10 @@ class InputSpec(_Strict):
     mean: tuple[float, ...] = (0.5, 0.5, 0.5)
     std: tuple[float, ...] = (0.25, 0.25, 0.25)
     resize: Literal["stretch", "letterbox", "crop", "tile"] = Field(
-        "stretch", description="stretch, letterbox or crop the image to ``size``; or tile: scale it by ``scale`` "
-        "and run the model on overlapping windows of ``size`` (segmentation of large images)")
+        "stretch",
+        description="stretch, letterbox or crop the image to ``size``; or tile: scale it by ``scale`` "
+        "and run the model on overlapping windows of ``size`` (segmentation of large images)",
+    )
     clahe: float = Field(0.0, ge=0, le=40, description="CLAHE clip limit applied before resizing; 0 = off")
     scale: float = Field(1.0, gt=0, le=4, description="tile: factor applied to the image before tiling")
     overlap: float = Field(0.25, ge=0, le=0.75, description="tile: overlap between neighbouring windows (fraction)")
@@ -61,7 +63,9 @@ class InputSpec(_Strict):
 class PostProcess(_Strict):
     """How a segmentation probability map becomes a mask and components (original image pixels)."""
 
-    threshold: float = Field(0.5, ge=0, le=1, description="defect probability (1 - background) at which a pixel is a defect")
+    threshold: float = Field(
+        0.5, ge=0, le=1, description="defect probability (1 - background) at which a pixel is a defect"
+    )
     min_area: int = Field(0, ge=0, description="components with fewer pixels are dropped (at the original size)")
     kernel: int = Field(3, ge=0, le=63, description="morphological open + close kernel in pixels; 0 = off")
 
@@ -90,8 +94,11 @@ class AnomalySpec(_Strict):
     pixel_scale: float = Field(gt=0, description="raw map units per unit of z")
     decision: float = Field(0.5, ge=0, le=1, description="normalised score at which an image is anomalous")
     pixel_decision: float = Field(0.5, ge=0, le=1, description="normalised map value at which a pixel is anomalous")
-    calibration: str = Field("", description="how the thresholds were chosen (quantile of normal validation "
-                             "scores, mean + k sigma, or best F1 with anomalous validation images)")
+    calibration: str = Field(
+        "",
+        description="how the thresholds were chosen (quantile of normal validation "
+        "scores, mean + k sigma, or best F1 with anomalous validation images)",
+    )
 
 
 class DataInfo(_Strict):
@@ -112,7 +119,8 @@ class ModelCard(_Strict):
     classes: tuple[str, ...]
     input: InputSpec
     thresholds: dict[str, float] = Field(
-        default_factory=dict, description="binary classify: {positive class: probability at which it is predicted}")
+        default_factory=dict, description="binary classify: {positive class: probability at which it is predicted}"
+    )
     postprocess: PostProcess | None = Field(None, description="segment: threshold, morphology, minimum area")
     masks: MaskSpec | None = Field(None, description="segment: how the training masks were read")
     anomaly: AnomalySpec | None = Field(None, description="anomaly: thresholds and score normalisation")
@@ -157,7 +165,7 @@ class ModelCard(_Strict):
 def positive_class(classes: tuple[str, ...] | list[str]) -> str:
     """The "defect" class of a binary classifier: the one that is not a normal name (ok, good, ...),
     else the second class."""
-    from .data.dataset import NORMAL_NAMES
+    from inspekt.data.dataset import NORMAL_NAMES
 
     normal = [c for c in classes if c.lower() in NORMAL_NAMES]
     return next(c for c in classes if c != normal[0]) if len(normal) == 1 else classes[1]
@@ -178,7 +186,7 @@ def library_versions() -> dict[str, str]:
 
 def now_iso() -> str:
     """Current UTC time as an ISO-8601 string (card ``created_at``)."""
-    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
+    return _dt.datetime.now(_dt.UTC).replace(microsecond=0).isoformat()
 
 
 def _check_schema(raw: dict, where: str) -> None:

@@ -22,8 +22,8 @@ from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
 
-from .errors import ConfigError, InspektError
-from .io import BatchReport
+from inspekt.errors import ConfigError, InspektError
+from inspekt.io import BatchReport
 
 LOCAL = "local"
 CONNECT_TIMEOUT_S = 20
@@ -55,13 +55,16 @@ def connect(address: Any, workers: int = 1) -> Iterator[Any]:
             yield client
         return
     if "://" not in address:
-        raise ConfigError(f"--dask {address!r}: give 'local' or a scheduler address with its protocol, "
-                          f"e.g. tcp://{address}")
+        raise ConfigError(
+            f"--dask {address!r}: give 'local' or a scheduler address with its protocol, e.g. tcp://{address}"
+        )
     try:
         client = Client(address, timeout=CONNECT_TIMEOUT_S)
     except OSError as exc:
-        raise InspektError(f"--dask {address}: cannot reach the Dask scheduler ({exc}); check the address and that "
-                           "`dask scheduler` is running there") from None
+        raise InspektError(
+            f"--dask {address}: cannot reach the Dask scheduler ({exc}); check the address and that "
+            "`dask scheduler` is running there"
+        ) from None
     with client:
         _wait_for_a_worker(client, address)
         yield client
@@ -72,8 +75,10 @@ def _wait_for_a_worker(client, address: str) -> None:
     try:
         client.wait_for_workers(1, timeout=CONNECT_TIMEOUT_S)
     except TimeoutError:
-        raise InspektError(f"--dask {address}: the scheduler has no workers (none joined within {CONNECT_TIMEOUT_S} "
-                           f"s); start them with `dask worker {address}`") from None
+        raise InspektError(
+            f"--dask {address}: the scheduler has no workers (none joined within {CONNECT_TIMEOUT_S} "
+            f"s); start them with `dask worker {address}`"
+        ) from None
 
 
 def _local_cluster(workers: int):
@@ -83,19 +88,26 @@ def _local_cluster(workers: int):
     try:
         # silence_logs CRITICAL: a task's error comes back to the client as one message (map_ordered), not
         # also as a worker's traceback on the terminal
-        return LocalCluster(n_workers=workers if workers > 1 else os.cpu_count() or 1, threads_per_worker=1,
-                            processes=True, dashboard_address=":0", silence_logs=50)
+        return LocalCluster(
+            n_workers=workers if workers > 1 else os.cpu_count() or 1,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=":0",
+            silence_logs=50,
+        )
     except RuntimeError as exc:  # the usual cause: a script whose top level runs again in each worker
-        raise InspektError(f"--dask local: the worker processes failed to start ({exc}); in a Python script, "
-                           "call inspekt under `if __name__ == \"__main__\":`, because each worker process "
-                           "imports the script again") from None
+        raise InspektError(
+            f"--dask local: the worker processes failed to start ({exc}); in a Python script, "
+            'call inspekt under `if __name__ == "__main__":`, because each worker process '
+            "imports the script again"
+        ) from None
 
 
 def chunks_for(files: Sequence[Any], slots: int) -> list[list[Any]]:
     """Files cut into about four chunks per worker slot (8 to 256 files each): enough to balance
     uneven workers, few enough that scheduling costs nothing."""
     size = max(8, min(256, math.ceil(len(files) / (max(1, slots) * 4))))
-    return [list(files[i:i + size]) for i in range(0, len(files), size)]
+    return [list(files[i : i + size]) for i in range(0, len(files), size)]
 
 
 def map_ordered(client, func: Callable, chunks: Sequence[Any], *args: Any) -> Iterator[Any]:
@@ -107,8 +119,10 @@ def map_ordered(client, func: Callable, chunks: Sequence[Any], *args: Any) -> It
             try:
                 result = future.result()
             except InspektError as exc:  # the client could read it, so say where it failed, and the usual cause
-                raise type(exc)(f"on a Dask worker: {exc} (every worker must be able to read the bundle and the "
-                                "images: a shared disk mounted at the same path, or s3:// URLs)") from None
+                raise type(exc)(
+                    f"on a Dask worker: {exc} (every worker must be able to read the bundle and the "
+                    "images: a shared disk mounted at the same path, or s3:// URLs)"
+                ) from None
             yield result
     finally:
         client.cancel(futures)
@@ -117,7 +131,7 @@ def map_ordered(client, func: Callable, chunks: Sequence[Any], *args: Any) -> It
 def for_workers(name: str) -> str:
     """``name`` as a worker opens it: a local path made absolute (a worker's working folder is not the
     client's), a URL unchanged."""
-    from .storage import is_url
+    from inspekt.storage import is_url
 
     return name if is_url(name) else os.path.abspath(name)
 
@@ -133,7 +147,7 @@ def profile_on(client, files: Sequence[str], min_side: int, progress: Callable[[
     Returns:
         The merged ``Profile``, files in the given order (minus the skipped ones).
     """
-    from .drift.profile import Profile, profile_chunk
+    from inspekt.drift.profile import Profile, profile_chunk
 
     # (name, path) pairs where the worker must open another spelling: the profile keeps the names as given
     items = [name if for_workers(name) == name else (name, for_workers(name)) for name in map(str, files)]
@@ -146,9 +160,16 @@ def profile_on(client, files: Sequence[str], min_side: int, progress: Callable[[
     return Profile.concat(parts) if parts else Profile.empty(min_side)
 
 
-def predict_on(client, bundle: str, files: Sequence[str], *, options: dict[str, Any] | None = None,
-               enhance: str | None = None, report: BatchReport | None = None,
-               chunk_size: int | None = None) -> Iterator[tuple[list, int]]:
+def predict_on(
+    client,
+    bundle: str,
+    files: Sequence[str],
+    *,
+    options: dict[str, Any] | None = None,
+    enhance: str | None = None,
+    report: BatchReport | None = None,
+    chunk_size: int | None = None,
+) -> Iterator[tuple[list, int]]:
     """Predict ``files`` on the cluster; each worker loads the bundle once.
 
     Args:
@@ -164,8 +185,11 @@ def predict_on(client, bundle: str, files: Sequence[str], *, options: dict[str, 
     """
     paths = [for_workers(str(f)) for f in files]
     names = {path: str(f) for path, f in zip(paths, files) if path != str(f)}  # back to the names as given
-    chunks = ([paths[i:i + chunk_size] for i in range(0, len(paths), chunk_size)] if chunk_size
-              else chunks_for(paths, slots(client)))
+    chunks = (
+        [paths[i : i + chunk_size] for i in range(0, len(paths), chunk_size)]
+        if chunk_size
+        else chunks_for(paths, slots(client))
+    )
     key = (for_workers(str(bundle)), card_digest(bundle), tuple(sorted((options or {}).items())), enhance)
     for chunk, (predictions, tally) in zip(chunks, map_ordered(client, _predict_chunk, chunks, key)):
         for prediction in predictions:
@@ -180,7 +204,7 @@ def card_digest(bundle: Any) -> str:
     """A digest of the bundle's card, which changes whenever the bundle is written again (a new
     ``created_at``, threshold or metrics): part of the workers' cache key, so they never predict with a
     stale copy of a bundle replaced at the same path."""
-    from .bundle import CARD, open_bundle
+    from inspekt.bundle import CARD, open_bundle
 
     return hashlib.sha256(open_bundle(bundle).read(CARD)).hexdigest()
 
@@ -192,8 +216,8 @@ _PREDICTORS_LOCK = threading.Lock()
 
 def _predict_chunk(files: list[str], key: tuple) -> tuple[list, BatchReport]:
     """On a worker: predict a chunk with the (cached) predictor that ``key`` names."""
-    from .enhance import Pipeline
-    from .predictor import Predictor
+    from inspekt.enhance import Pipeline
+    from inspekt.predictor import Predictor
 
     bundle, _, options, enhance = key
     with _PREDICTORS_LOCK:  # one load per worker process, however many threads it runs

@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .errors import ConfigError, did_you_mean
+from inspekt.errors import ConfigError, did_you_mean
 
 C = TypeVar("C", bound=BaseModel)
 
@@ -33,48 +33,77 @@ class TrainConfig(BaseModel):
     scheduler: Literal["cosine", "onecycle"] = "cosine"
     warmup_epochs: float = Field(1.0, ge=0, description="linear warm-up before the cosine decay")
     loss: Literal["auto", "ce", "bce", "focal", "dice_bce", "tversky"] = Field(
-        "auto", description="classify: ce, bce or focal (auto: ce); segment: dice_bce, focal or tversky (auto: dice_bce)")
+        "auto",
+        description="classify: ce, bce or focal (auto: ce); segment: dice_bce, focal or tversky (auto: dice_bce)",
+    )
     focal_gamma: float = Field(2.0, ge=0)
     tversky_beta: float = Field(0.7, gt=0, lt=1, description="segment, loss tversky: weight of false negatives")
     label_smoothing: float = Field(0.0, ge=0, lt=1)
     class_weights: Literal["none", "auto"] | dict[str, float] = "none"
-    sampler: Literal["shuffle", "balanced"] = Field("shuffle", description="balanced oversamples rare classes (segment: "
-                                                        "images with and without defects equally often)")
+    sampler: Literal["shuffle", "balanced"] = Field(
+        "shuffle",
+        description="balanced oversamples rare classes (segment: images with and without defects equally often)",
+    )
     augment: str = Field("default", description="none, light, default, strong or an albumentations YAML file")
     flips: Literal["none", "horizontal", "vertical", "both"] = Field("both", description="flips the domain allows")
     metric: Literal["auto", "macro_f1", "accuracy", "balanced_accuracy", "roc_auc", "iou", "dice", "val_loss"] = Field(
-        "auto", description="validation metric for best checkpoint and early stopping (auto: roc_auc for "
-        "binary classifiers, macro_f1 for others, iou for segmentation)")
+        "auto",
+        description="validation metric for best checkpoint and early stopping (auto: roc_auc for "
+        "binary classifiers, macro_f1 for others, iou for segmentation)",
+    )
     patience: int = Field(10, ge=1, description="epochs without improvement before stopping")
     val: float = Field(0.2, gt=0, lt=1, description="validation fraction carved when the data has no val split")
     channels: Literal["auto", 1, 3] = "auto"
     resize: Literal["auto", "stretch", "letterbox", "crop", "tile"] = Field(
-        "auto", description="auto: stretch; for segmentation tile when images are over twice imgsz on average "
-        "(train on crops, predict on overlapping windows)")
+        "auto",
+        description="auto: stretch; for segmentation tile when images are over twice imgsz on average "
+        "(train on crops, predict on overlapping windows)",
+    )
     scale: float = Field(1.0, gt=0, le=4, description="segment, resize tile: scale images by this before tiling")
     overlap: float = Field(0.25, ge=0, le=0.75, description="segment, resize tile: overlap of prediction windows")
-    defect_crops: float = Field(0.5, ge=0, le=1, description="segment, resize tile: share of training crops "
-                                "centred on a defect (the rest are random, mostly negatives)")
-    masks: Literal["binary", "folder", "values"] = Field("binary", description="segment: how masks name classes "
-                                                          "(see inspekt.masks)")
+    defect_crops: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="segment, resize tile: share of training crops "
+        "centred on a defect (the rest are random, mostly negatives)",
+    )
+    masks: Literal["binary", "folder", "values"] = Field(
+        "binary", description="segment: how masks name classes (see inspekt.masks)"
+    )
     mask_threshold: int = Field(128, ge=1, le=255, description="segment: mask value from which a pixel is a defect")
     mask_values: dict[int, str] = Field(default_factory=dict, description="segment, masks values: {value: class}")
     threshold: Literal["auto"] | Annotated[float, Field(ge=0, le=1)] = Field(
-        0.5, description="segment: defect probability threshold stored in the card (auto: the one with the best "
-        "validation defect IoU)")
-    min_area: Literal["auto"] | int = Field("auto", description="segment: smallest kept region in pixels (auto: "
-                                            "from the training masks)")
+        0.5,
+        description="segment: defect probability threshold stored in the card (auto: the one with the best "
+        "validation defect IoU)",
+    )
+    min_area: Literal["auto"] | int = Field(
+        "auto", description="segment: smallest kept region in pixels (auto: from the training masks)"
+    )
     kernel: int = Field(3, ge=0, le=63, description="segment: morphological clean-up kernel in pixels (0 = off)")
-    normal: str | None = Field(None, description="anomaly: the class of normal images (default: good, ok, normal, "
-                               "free, pass or nominal, whichever the data has)")
-    groups: str = Field("auto", description="anomaly: normal variants (poses) for template_ratio: auto (sub-folders "
-                        "of the normal class, else the model clusters), none, or a CSV with path and group columns")
+    normal: str | None = Field(
+        None,
+        description="anomaly: the class of normal images (default: good, ok, normal, "
+        "free, pass or nominal, whichever the data has)",
+    )
+    groups: str = Field(
+        "auto",
+        description="anomaly: normal variants (poses) for template_ratio: auto (sub-folders "
+        "of the normal class, else the model clusters), none, or a CSV with path and group columns",
+    )
     groups_column: str = Field("group", description="anomaly, groups CSV: the column naming each image's variant")
     calibration: Literal["auto", "quantile", "sigma", "f1"] = Field(
-        "auto", description="anomaly threshold: f1 (best F1 on anomalous validation images), quantile of normal "
-        "validation scores, or mean + sigma * std (auto: f1 when anomalous validation images exist, else quantile)")
-    quantile: float = Field(0.995, gt=0.5, lt=1, description="anomaly, calibration quantile: share of normal "
-                            "validation images below the threshold")
+        "auto",
+        description="anomaly threshold: f1 (best F1 on anomalous validation images), quantile of normal "
+        "validation scores, or mean + sigma * std (auto: f1 when anomalous validation images exist, else quantile)",
+    )
+    quantile: float = Field(
+        0.995,
+        gt=0.5,
+        lt=1,
+        description="anomaly, calibration quantile: share of normal validation images below the threshold",
+    )
     sigma: float = Field(3.0, gt=0, description="anomaly, calibration sigma: threshold = mean + sigma * std")
     clahe: float = Field(0.0, ge=0, le=40, description="CLAHE clip limit (0 = off), part of the card's preprocessing")
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -133,8 +162,13 @@ def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def build_config(cls: type[C], *, file: str | Path | None = None, options: dict[str, Any] | None = None,
-                 overrides: list[str] | None = None) -> C:
+def build_config(
+    cls: type[C],
+    *,
+    file: str | Path | None = None,
+    options: dict[str, Any] | None = None,
+    overrides: list[str] | None = None,
+) -> C:
     """Build a validated config: class defaults < YAML file < options < ``key=value`` overrides.
 
     Args:

@@ -21,12 +21,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .bundle import SUFFIX, copy_bundle, open_bundle
-from .config import TrainConfig
-from .data.synth import write_dataset
-from .io import list_images
-from .predictor import Prediction, Predictor
-from .training import train
+from inspekt.bundle import SUFFIX, copy_bundle, open_bundle
+from inspekt.config import TrainConfig
+from inspekt.data.synth import write_dataset
+from inspekt.io import list_images
+from inspekt.predictor import Prediction, Predictor
+from inspekt.training import train
 
 DATASETS = {  # name: (layout, images, seed)
     "surfaces": ("classes", 480, 0),
@@ -82,7 +82,7 @@ def _drifted(root: Path, incoming: Path, built: list[str]) -> Path:
     import cv2
     import numpy as np
 
-    from .io import load_image, save_image
+    from inspekt.io import load_image, save_image
 
     target = root / "data" / DRIFTED
     if target.is_dir() and any(target.iterdir()):
@@ -110,14 +110,38 @@ def build_demo(workspace: str | Path, *, on_epoch: Callable[[dict], None] | None
     datasets = _datasets(root, built)
     datasets[DRIFTED] = _drifted(root, datasets["incoming"], built)
     runs = {"out": str(root / "runs"), "name": "demo", "exist_ok": True, "imgsz": IMGSZ, "augment": "light"}
-    model = _train_once(root, MODEL_NAME, built, TrainConfig(
-        task="classify", data=str(datasets["surfaces"]), epochs=EPOCHS, batch=32, **runs), on_epoch)
-    _train_once(root, SEGMENTER_NAME, built, TrainConfig(
-        task="segment", data=str(datasets["surfaces-seg"]), model="tiny_unet", epochs=SEG_EPOCHS, batch=16,
-        lr=0.003, model_params={"width": 8}, **runs), on_epoch)
-    _train_once(root, ANOMALY_NAME, built, TrainConfig(
-        task="anomaly", data=str(datasets["surfaces-mvtec"]), model=ANOMALY_METHOD, epochs=ANOMALY_EPOCHS, **runs),
-        on_epoch)
+    model = _train_once(
+        root,
+        MODEL_NAME,
+        built,
+        TrainConfig(task="classify", data=str(datasets["surfaces"]), epochs=EPOCHS, batch=32, **runs),
+        on_epoch,
+    )
+    _train_once(
+        root,
+        SEGMENTER_NAME,
+        built,
+        TrainConfig(
+            task="segment",
+            data=str(datasets["surfaces-seg"]),
+            model="tiny_unet",
+            epochs=SEG_EPOCHS,
+            batch=16,
+            lr=0.003,
+            model_params={"width": 8},
+            **runs,
+        ),
+        on_epoch,
+    )
+    _train_once(
+        root,
+        ANOMALY_NAME,
+        built,
+        TrainConfig(
+            task="anomaly", data=str(datasets["surfaces-mvtec"]), model=ANOMALY_METHOD, epochs=ANOMALY_EPOCHS, **runs
+        ),
+        on_epoch,
+    )
     predictor = Predictor.load(model)
     predictions = predictor.predict(list_images(datasets["incoming"]))
     return DemoWorkspace(root, datasets, model, dict(predictor.card.metrics), predictions, built)

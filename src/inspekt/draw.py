@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from .transforms import to_channels
+from inspekt.transforms import to_channels
 
 
 def banner(image: np.ndarray, text: str) -> np.ndarray:
@@ -25,14 +25,30 @@ def banner(image: np.ndarray, text: str) -> np.ndarray:
     (text_w, text_h), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
     strip = min(height, text_h + base + 8)
     out[:strip] = (out[:strip] * 0.35).astype(np.uint8)
-    cv2.putText(out, text, (4, min(height - 1, text_h + 4)), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255),
-                thickness, cv2.LINE_AA)
+    cv2.putText(
+        out,
+        text,
+        (4, min(height - 1, text_h + 4)),
+        cv2.FONT_HERSHEY_SIMPLEX,
+        scale,
+        (255, 255, 255),
+        thickness,
+        cv2.LINE_AA,
+    )
     return out
 
 
 # Fill colours of mask classes 1, 2, ... (RGB), chosen to stand out on grey and colour images.
-PALETTE = ((255, 40, 40), (255, 210, 0), (0, 200, 255), (255, 0, 200), (60, 220, 60), (255, 140, 0),
-           (150, 90, 255), (0, 255, 170))
+PALETTE = (
+    (255, 40, 40),
+    (255, 210, 0),
+    (0, 200, 255),
+    (255, 0, 200),
+    (60, 220, 60),
+    (255, 140, 0),
+    (150, 90, 255),
+    (0, 255, 170),
+)
 
 
 def class_colour(index: int) -> tuple[int, int, int]:
@@ -69,8 +85,13 @@ def overlay_mask(image: np.ndarray, mask: np.ndarray, *, opacity: float = 0.4) -
 COLORMAP = cv2.COLORMAP_JET  # heat maps: Grad-CAM and anomaly maps
 
 
-def heat_overlay(image: np.ndarray, heat: np.ndarray, opacity: float = 0.5, seen: np.ndarray | None = None,
-                 outline: np.ndarray | None = None) -> np.ndarray:
+def heat_overlay(
+    image: np.ndarray,
+    heat: np.ndarray,
+    opacity: float = 0.5,
+    seen: np.ndarray | None = None,
+    outline: np.ndarray | None = None,
+) -> np.ndarray:
     """Colour a heat map and blend it over the image.
 
     Args:
@@ -84,8 +105,9 @@ def heat_overlay(image: np.ndarray, heat: np.ndarray, opacity: float = 0.5, seen
         HxWx3 uint8 RGB overlay.
     """
     rgb = to_channels(image, 3)
-    coloured = cv2.cvtColor(cv2.applyColorMap(np.uint8(np.round(np.clip(heat, 0, 1) * 255)), COLORMAP),
-                            cv2.COLOR_BGR2RGB)
+    coloured = cv2.cvtColor(
+        cv2.applyColorMap(np.uint8(np.round(np.clip(heat, 0, 1) * 255)), COLORMAP), cv2.COLOR_BGR2RGB
+    )
     mixed = cv2.addWeighted(rgb, 1 - opacity, coloured, opacity, 0)
     out = mixed if seen is None else np.where(seen[:, :, None], mixed, rgb)
     if outline is not None and outline.any():

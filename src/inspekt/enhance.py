@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ConfigError, did_you_mean
+from inspekt.errors import ConfigError, did_you_mean
 
 INTERPOLATIONS = ("nearest", "linear", "cubic", "area", "lanczos")
 
@@ -47,8 +47,13 @@ def resize(image: np.ndarray, *, scale: float = 1.0, interpolation: str = "area"
     cv2 = _cv2()
     h, w = image.shape[:2]
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    flags = {"nearest": cv2.INTER_NEAREST, "linear": cv2.INTER_LINEAR, "cubic": cv2.INTER_CUBIC,
-             "area": cv2.INTER_AREA, "lanczos": cv2.INTER_LANCZOS4}
+    flags = {
+        "nearest": cv2.INTER_NEAREST,
+        "linear": cv2.INTER_LINEAR,
+        "cubic": cv2.INTER_CUBIC,
+        "area": cv2.INTER_AREA,
+        "lanczos": cv2.INTER_LANCZOS4,
+    }
     return cv2.resize(image, size, interpolation=flags[interpolation])
 
 
@@ -125,7 +130,9 @@ class Param:
         where = f"enhancement step {step!r}: {self.name}={value!r}"
         if self.choices:
             if value not in self.choices:
-                raise ConfigError(f"{where} is not one of {', '.join(self.choices)}.{did_you_mean(str(value), self.choices)}")
+                raise ConfigError(
+                    f"{where} is not one of {', '.join(self.choices)}.{did_you_mean(str(value), self.choices)}"
+                )
             return value
         try:
             number = float(value)
@@ -158,26 +165,46 @@ class Step:
             if p.name == name:
                 return p
         names = [p.name for p in self.params]
-        raise ConfigError(f"enhancement step {self.name!r} has no parameter {name!r} "
-                          f"(it takes: {', '.join(names) or 'none'}).{did_you_mean(name, names)}")
+        raise ConfigError(
+            f"enhancement step {self.name!r} has no parameter {name!r} "
+            f"(it takes: {', '.join(names) or 'none'}).{did_you_mean(name, names)}"
+        )
 
 
-STEPS: dict[str, Step] = {s.name: s for s in (
-    Step("resize", resize, (Param("scale", 1.0, 0.1, 4.0, 0.05),
-                            Param("interpolation", "area", choices=INTERPOLATIONS)), "Resize / resample"),
-    Step("equalize", equalize, (), "Histogram equalisation"),
-    Step("clahe", clahe, (Param("clip_limit", 2.0, 0.5, 10.0, 0.1), Param("tile_grid", 8, 2, 32, 1)), "CLAHE"),
-    Step("brightness_contrast", brightness_contrast,
-         (Param("brightness", 0.0, -100.0, 100.0, 1.0), Param("contrast", 1.0, 0.2, 3.0, 0.05)),
-         "Brightness / contrast"),
-    Step("gamma", gamma, (Param("gamma", 1.0, 0.2, 5.0, 0.05),), "Gamma"),
-    Step("median", median, (Param("ksize", 3, 3, 15, 2, odd=True),), "Denoise: median"),
-    Step("nl_means", nl_means, (Param("h", 7.0, 1.0, 30.0, 0.5),), "Denoise: non-local means"),
-    Step("unsharp", unsharp, (Param("amount", 1.0, 0.0, 3.0, 0.05), Param("radius", 2.0, 0.5, 10.0, 0.1)),
-         "Sharpen (unsharp mask)"),
-    Step("adaptive_threshold", adaptive_threshold,
-         (Param("block_size", 31, 3, 101, 2, odd=True), Param("c", 5.0, -20.0, 20.0, 0.5)), "Adaptive threshold preview"),
-)}
+STEPS: dict[str, Step] = {
+    s.name: s
+    for s in (
+        Step(
+            "resize",
+            resize,
+            (Param("scale", 1.0, 0.1, 4.0, 0.05), Param("interpolation", "area", choices=INTERPOLATIONS)),
+            "Resize / resample",
+        ),
+        Step("equalize", equalize, (), "Histogram equalisation"),
+        Step("clahe", clahe, (Param("clip_limit", 2.0, 0.5, 10.0, 0.1), Param("tile_grid", 8, 2, 32, 1)), "CLAHE"),
+        Step(
+            "brightness_contrast",
+            brightness_contrast,
+            (Param("brightness", 0.0, -100.0, 100.0, 1.0), Param("contrast", 1.0, 0.2, 3.0, 0.05)),
+            "Brightness / contrast",
+        ),
+        Step("gamma", gamma, (Param("gamma", 1.0, 0.2, 5.0, 0.05),), "Gamma"),
+        Step("median", median, (Param("ksize", 3, 3, 15, 2, odd=True),), "Denoise: median"),
+        Step("nl_means", nl_means, (Param("h", 7.0, 1.0, 30.0, 0.5),), "Denoise: non-local means"),
+        Step(
+            "unsharp",
+            unsharp,
+            (Param("amount", 1.0, 0.0, 3.0, 0.05), Param("radius", 2.0, 0.5, 10.0, 0.1)),
+            "Sharpen (unsharp mask)",
+        ),
+        Step(
+            "adaptive_threshold",
+            adaptive_threshold,
+            (Param("block_size", 31, 3, 101, 2, odd=True), Param("c", 5.0, -20.0, 20.0, 0.5)),
+            "Adaptive threshold preview",
+        ),
+    )
+}
 
 PRESETS: dict[str, list[tuple[str, dict[str, Any]]]] = {
     "CLAHE + Denoise": [("clahe", {"clip_limit": 2.0, "tile_grid": 8}), ("median", {"ksize": 3})],
@@ -190,7 +217,9 @@ PRESETS: dict[str, list[tuple[str, dict[str, Any]]]] = {
 
 def _step(name: str) -> Step:
     if name not in STEPS:
-        raise ConfigError(f"unknown enhancement step {name!r}; choose from {', '.join(STEPS)}.{did_you_mean(name, STEPS)}")
+        raise ConfigError(
+            f"unknown enhancement step {name!r}; choose from {', '.join(STEPS)}.{did_you_mean(name, STEPS)}"
+        )
     return STEPS[name]
 
 
@@ -230,8 +259,9 @@ class Pipeline:
     def preset(cls, name: str) -> Pipeline:
         """A named preset (``PRESETS``)."""
         if name not in PRESETS:
-            raise ConfigError(f"unknown enhancement preset {name!r}; choose from {', '.join(PRESETS)}."
-                              f"{did_you_mean(name, PRESETS)}")
+            raise ConfigError(
+                f"unknown enhancement preset {name!r}; choose from {', '.join(PRESETS)}.{did_you_mean(name, PRESETS)}"
+            )
         return cls.of(PRESETS[name])
 
     @classmethod
@@ -297,8 +327,10 @@ class Pipeline:
         """One line, e.g. ``clahe(clip_limit=2, tile_grid=8) -> median(ksize=3)``; ``none`` when empty."""
         if not self.ops:
             return "none"
-        return " -> ".join(f"{n}({', '.join(f'{k}={v:g}' if isinstance(v, float) else f'{k}={v}' for k, v in p.items())})"
-                           for n, p in self.ops)
+        return " -> ".join(
+            f"{n}({', '.join(f'{k}={v:g}' if isinstance(v, float) else f'{k}={v}' for k, v in p.items())})"
+            for n, p in self.ops
+        )
 
 
 def _literal(text: str) -> Any:

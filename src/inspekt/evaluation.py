@@ -16,16 +16,16 @@ from pathlib import Path
 
 import numpy as np
 
-from . import storage
-from .bundle import Bundle, copy_bundle, open_bundle
-from .card import ModelCard, PostProcess, positive_class
-from .data import Dataset, open_dataset
-from .data.dataset import SPLIT_ALIASES
-from .errors import ConfigError, DatasetError
-from .io import BatchReport, SkippedFile
-from .metrics import best_f1_threshold, classification_metrics, threshold_sweep
-from .predictor import Predictor, decide
-from .seg_evaluation import SegEvalResult, evaluate_segment
+from inspekt import storage
+from inspekt.bundle import Bundle, copy_bundle, open_bundle
+from inspekt.card import ModelCard, PostProcess, positive_class
+from inspekt.data import Dataset, open_dataset
+from inspekt.data.dataset import SPLIT_ALIASES
+from inspekt.errors import ConfigError, DatasetError
+from inspekt.io import BatchReport, SkippedFile
+from inspekt.metrics import best_f1_threshold, classification_metrics, threshold_sweep
+from inspekt.predictor import Predictor, decide
+from inspekt.seg_evaluation import SegEvalResult, evaluate_segment
 
 BEST_F1 = "best-f1"
 
@@ -68,8 +68,13 @@ class EvalResult:
     def rows(self) -> list[dict]:
         """Per-image rows: path, true, predicted, correct, then ``score_<class>`` per class."""
         return [
-            {"path": path, "true": self.classes[t], "predicted": self.classes[p], "correct": bool(t == p),
-             **{f"score_{c}": float(s) for c, s in zip(self.classes, scores)}}
+            {
+                "path": path,
+                "true": self.classes[t],
+                "predicted": self.classes[p],
+                "correct": bool(t == p),
+                **{f"score_{c}": float(s) for c, s in zip(self.classes, scores)},
+            }
             for path, t, p, scores in zip(self.paths, self.y_true, self.y_pred, self.probs)
         ]
 
@@ -103,9 +108,16 @@ class EvalResult:
     def to_dict(self) -> dict:
         """JSON-ready summary: metrics, threshold, sweep (binary) and skipped files (no per-image rows)."""
         return {
-            "bundle": self.bundle, "data": self.data, "split": self.split, "classes": list(self.classes),
-            "n_images": len(self.paths), "n_skipped": len(self.skipped), "positive_class": self.positive,
-            "threshold": self.threshold, "metrics": self.metrics, "sweep": self.sweep,
+            "bundle": self.bundle,
+            "data": self.data,
+            "split": self.split,
+            "classes": list(self.classes),
+            "n_images": len(self.paths),
+            "n_skipped": len(self.skipped),
+            "positive_class": self.positive,
+            "threshold": self.threshold,
+            "metrics": self.metrics,
+            "sweep": self.sweep,
             "best_f1": best_f1_threshold(self.sweep) if self.sweep else None,
             "skipped": [{"path": s.path, "reason": s.reason} for s in self.skipped],
         }
@@ -131,8 +143,10 @@ def select_split(dataset: Dataset, split: str | None) -> tuple[Dataset, str]:
         return dataset, split
     if split not in dataset.splits:
         available = ", ".join(dataset.splits) or "none"
-        raise DatasetError(f"{dataset.root}: no {split!r} split (splits available: {available}); choose one of "
-                           f"them or --split all to evaluate all {len(dataset)} images")
+        raise DatasetError(
+            f"{dataset.root}: no {split!r} split (splits available: {available}); choose one of "
+            f"them or --split all to evaluate all {len(dataset)} images"
+        )
     return dataset.subset(split), split
 
 
@@ -140,19 +154,29 @@ def _true_indices(dataset: Dataset, classes: tuple[str, ...]) -> dict[str, int]:
     """Path -> class index; every sample needs a label the model knows."""
     unlabelled = [s for s in dataset.samples if s.label is None]
     if unlabelled:
-        raise DatasetError(f"{dataset.root}: {len(unlabelled)} image(s) have no label (e.g. {unlabelled[0].path}); "
-                           "evaluation needs class folders or a CSV label column")
+        raise DatasetError(
+            f"{dataset.root}: {len(unlabelled)} image(s) have no label (e.g. {unlabelled[0].path}); "
+            "evaluation needs class folders or a CSV label column"
+        )
     unknown = sorted({s.label for s in dataset.samples} - set(classes))
     if unknown:
-        raise DatasetError(f"{dataset.root}: label(s) {', '.join(unknown)} are not classes of the model "
-                           f"({', '.join(classes)}); evaluate on data labelled with the model's classes "
-                           "(rename the folders or CSV labels)")
+        raise DatasetError(
+            f"{dataset.root}: label(s) {', '.join(unknown)} are not classes of the model "
+            f"({', '.join(classes)}); evaluate on data labelled with the model's classes "
+            "(rename the folders or CSV labels)"
+        )
     return {str(s.path): classes.index(s.label) for s in dataset.samples}
 
 
-def evaluate(model: str | Path | Bundle, data: str | Path | Dataset, *, split: str | None = None,
-             backend: str = "onnx", batch_size: int = 16,
-             progress: Callable[[int], None] | None = None):
+def evaluate(
+    model: str | Path | Bundle,
+    data: str | Path | Dataset,
+    *,
+    split: str | None = None,
+    backend: str = "onnx",
+    batch_size: int = 16,
+    progress: Callable[[int], None] | None = None,
+):
     """Predict every image of a dataset split with a bundle and score the predictions.
 
     Classifiers: binary models are decided at the card's threshold when it has one (as the
@@ -186,7 +210,7 @@ def evaluate(model: str | Path | Bundle, data: str | Path | Dataset, *, split: s
     if card.task == "segment":
         return evaluate_segment(predictor, dataset, split, progress)
     if card.task == "anomaly":
-        from .anomaly_evaluation import evaluate_anomaly
+        from inspekt.anomaly_evaluation import evaluate_anomaly
 
         return evaluate_anomaly(predictor, dataset, split, progress)
     truth = _true_indices(dataset, card.classes)
@@ -195,8 +219,9 @@ def evaluate(model: str | Path | Bundle, data: str | Path | Dataset, *, split: s
     if not predictions:
         first = report.skipped[0] if report.skipped else None
         detail = f" (first: {first.path}: {first.reason})" if first else ""
-        raise DatasetError(f"{dataset.root}: none of the {len(truth)} image(s) of split {split!r} could be "
-                           f"read{detail}")
+        raise DatasetError(
+            f"{dataset.root}: none of the {len(truth)} image(s) of split {split!r} could be read{detail}"
+        )
     positive, threshold = _binary_decision(card)
     probs = np.array([[p.scores[c] for c in card.classes] for p in predictions])
     y_true = np.array([truth[p.source] for p in predictions])
@@ -206,15 +231,23 @@ def evaluate(model: str | Path | Bundle, data: str | Path | Dataset, *, split: s
         index = card.classes.index(positive)
         sweep = threshold_sweep(y_true == index, probs[:, index])
     return EvalResult(
-        bundle=str(predictor.bundle.path), data=str(dataset.root), split=split, classes=card.classes,
-        paths=[p.source for p in predictions], y_true=y_true, probs=probs, y_pred=y_pred,
-        metrics=classification_metrics(y_true, probs, card.classes, y_pred=y_pred), positive=positive,
-        threshold=threshold, sweep=sweep, skipped=list(report.skipped),
+        bundle=str(predictor.bundle.path),
+        data=str(dataset.root),
+        split=split,
+        classes=card.classes,
+        paths=[p.source for p in predictions],
+        y_true=y_true,
+        probs=probs,
+        y_pred=y_pred,
+        metrics=classification_metrics(y_true, probs, card.classes, y_pred=y_pred),
+        positive=positive,
+        threshold=threshold,
+        sweep=sweep,
+        skipped=list(report.skipped),
     )
 
 
-def _predict_files(predictor, files: list[str], report: BatchReport,
-                   progress: Callable[[int], None] | None) -> list:
+def _predict_files(predictor, files: list[str], report: BatchReport, progress: Callable[[int], None] | None) -> list:
     """Predictions of the readable files, in order, one batch at a time (for progress)."""
     predictions = []
     for start in range(0, len(files), predictor.batch_size):
@@ -297,8 +330,10 @@ def binary_positive(bundle: Bundle) -> str:
 
 
 def _not_binary(where: str | Path, classes: tuple[str, ...]) -> ConfigError:
-    return ConfigError(f"{where}: a decision threshold applies to binary classifiers only; this model has "
-                       f"{len(classes)} classes ({', '.join(classes)}) and predicts the most probable one")
+    return ConfigError(
+        f"{where}: a decision threshold applies to binary classifiers only; this model has "
+        f"{len(classes)} classes ({', '.join(classes)}) and predicts the most probable one"
+    )
 
 
 def save_threshold(bundle: str | Path | Bundle, threshold: float) -> ModelCard:
@@ -325,7 +360,9 @@ def save_threshold(bundle: str | Path | Bundle, threshold: float) -> ModelCard:
         post = (opened.card.postprocess or PostProcess()).model_copy(update={"threshold": float(value)})
         card = opened.card.model_copy(update={"postprocess": post})
     elif opened.card.task == "anomaly":
-        card = opened.card.model_copy(update={"anomaly": opened.card.anomaly.model_copy(update={"decision": float(value)})})
+        card = opened.card.model_copy(
+            update={"anomaly": opened.card.anomaly.model_copy(update={"decision": float(value)})}
+        )
     else:
         card = opened.card.model_copy(update={"thresholds": {binary_positive(opened): float(value)}})
     copy_bundle(opened, opened.path, archive=opened.path.is_file(), overwrite=True, card=card)

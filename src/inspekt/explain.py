@@ -18,16 +18,17 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import models  # noqa: F401  (applies the torchvision workaround: keep it before pytorch_grad_cam)
-from .bundle import Bundle, load_network, open_bundle
-from .draw import heat_overlay
-from .errors import ConfigError, did_you_mean
-from .io import BatchReport, iter_images
-from .predictor import TASKS, Prediction
-from .transforms import map_back, preprocess
+from inspekt import models  # noqa: F401  (applies the torchvision workaround: keep it before pytorch_grad_cam)
+from inspekt.bundle import Bundle, load_network, open_bundle
+from inspekt.draw import heat_overlay
+from inspekt.errors import ConfigError, did_you_mean
+from inspekt.io import BatchReport, iter_images
+from inspekt.predictor import TASKS, Prediction
+from inspekt.transforms import map_back, preprocess
 
-import pytorch_grad_cam as cams  # noqa: E402,I001  (imports torchvision: only after the workaround)
-from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget  # noqa: E402
+# isort: split
+import pytorch_grad_cam as cams  # imports torchvision: only after the workaround (inspekt.models) above
+from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
 # CAM methods by name. Only methods that cost one forward and one backward pass per image;
 # ScoreCAM / AblationCAM (one forward per channel) are too slow on a CPU to offer by default.
@@ -70,9 +71,15 @@ class Explanation:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (the arrays summarised by their shape)."""
         predicted = self.prediction
-        return {"path": self.source, "target": self.target, "method": self.method, "layer": self.layer,
-                "predicted": predicted.label if predicted else None, "score": predicted.score if predicted else None,
-                "cam_shape": list(self.cam.shape)}
+        return {
+            "path": self.source,
+            "target": self.target,
+            "method": self.method,
+            "layer": self.layer,
+            "predicted": predicted.label if predicted else None,
+            "score": predicted.score if predicted else None,
+            "cam_shape": list(self.cam.shape),
+        }
 
 
 def _conv_layer_names(network: nn.Module) -> list[str]:
@@ -106,8 +113,10 @@ def default_layer(network: nn.Module) -> str:
         return f"features.{len(features) - 1}"
     convs = _conv_layer_names(network)
     if not convs:
-        raise ConfigError(f"{type(network).__name__} has no convolution layer for Grad-CAM; pass layer= a module "
-                          "with an NxCxHxW output")
+        raise ConfigError(
+            f"{type(network).__name__} has no convolution layer for Grad-CAM; pass layer= a module "
+            "with an NxCxHxW output"
+        )
     return convs[-1]
 
 
@@ -125,8 +134,10 @@ def _resolve_layer(network: nn.Module, layer: str | None) -> tuple[str, nn.Modul
     if not name or not _has_submodule(network, name):
         candidates = _conv_layer_names(network)[-_SUGGESTED_LAYERS:]
         hint = did_you_mean(name, [n for n, _ in network.named_modules() if n])
-        raise ConfigError(f"layer {name!r} is not in {type(network).__name__}.{hint} Conv layers near the head: "
-                          f"{', '.join(candidates)} (or leave layer unset for {default_layer(network)!r})")
+        raise ConfigError(
+            f"layer {name!r} is not in {type(network).__name__}.{hint} Conv layers near the head: "
+            f"{', '.join(candidates)} (or leave layer unset for {default_layer(network)!r})"
+        )
     return name, network.get_submodule(name)
 
 
@@ -141,8 +152,10 @@ def _check_spatial(network: nn.Module, name: str, module: nn.Module, shape: tupl
         handle.remove()
     if not seen or len(seen[0]) != 4:
         got = f"output shape {list(seen[0])}" if seen else "no output (it is never called)"
-        raise ConfigError(f"layer {name!r} gives {got}, not an NxCxHxW feature map; choose a convolution "
-                          f"stage (default: {default_layer(network)!r})")
+        raise ConfigError(
+            f"layer {name!r} gives {got}, not an NxCxHxW feature map; choose a convolution "
+            f"stage (default: {default_layer(network)!r})"
+        )
 
 
 def _check_opacity(opacity: float) -> float:
@@ -157,11 +170,14 @@ class Explainer:
     def __init__(self, bundle: Bundle, network: nn.Module, *, method: str = "gradcam", layer: str | None = None):
         card = bundle.card
         if card.task != "classify":
-            raise ConfigError(f"{bundle.path}: Grad-CAM explains classification models; this is a {card.task} "
-                              "bundle (its Prediction already carries a mask / anomaly map)")
+            raise ConfigError(
+                f"{bundle.path}: Grad-CAM explains classification models; this is a {card.task} "
+                "bundle (its Prediction already carries a mask / anomaly map)"
+            )
         if method not in METHODS:
-            raise ConfigError(f"unknown explanation method {method!r}.{did_you_mean(method, METHODS)} "
-                              f"Methods: {', '.join(METHODS)}")
+            raise ConfigError(
+                f"unknown explanation method {method!r}.{did_you_mean(method, METHODS)} Methods: {', '.join(METHODS)}"
+            )
         self.bundle, self.card, self.network, self.method = bundle, card, network.eval(), method
         self.layer, module = _resolve_layer(network, layer)
         _check_spatial(network, self.layer, module, (card.input.channels, *card.input.size))
@@ -189,12 +205,15 @@ class Explainer:
     def _class_index(self, target: str) -> int:
         classes = self.card.classes
         if target not in classes:
-            raise ConfigError(f"{self.bundle.path}: class {target!r} is not one of the model's classes."
-                              f"{did_you_mean(target, classes)} Classes: {', '.join(classes)}")
+            raise ConfigError(
+                f"{self.bundle.path}: class {target!r} is not one of the model's classes."
+                f"{did_you_mean(target, classes)} Classes: {', '.join(classes)}"
+            )
         return classes.index(target)
 
-    def explain(self, image: np.ndarray, *, target: str | None = None, source: str = "<array>",
-                opacity: float = 0.5) -> Explanation:
+    def explain(
+        self, image: np.ndarray, *, target: str | None = None, source: str = "<array>", opacity: float = 0.5
+    ) -> Explanation:
         """Explain one decoded image.
 
         Args:
@@ -218,7 +237,9 @@ class Explainer:
             batch = torch.from_numpy(x)[None]
             with torch.no_grad():
                 logits = self.network(batch).numpy()
-            prediction = TASKS[self.card.task](self.card, [image], [source], lambda _: {self.card.outputs[0]: logits}, 1)[0]
+            prediction = TASKS[self.card.task](
+                self.card, [image], [source], lambda _: {self.card.outputs[0]: logits}, 1
+            )[0]
             index = self.card.classes.index(prediction.label) if index is None else index
             model_cam = self._cam(input_tensor=batch, targets=[ClassifierOutputTarget(index)])[0]
         cam = np.clip(map_back(np.float32(model_cam), geometry), 0, 1)
@@ -226,9 +247,14 @@ class Explainer:
         overlay = heat_overlay(image, cam, opacity, seen)
         return Explanation(source, self.card.classes[index], self.method, self.layer, cam, overlay, prediction)
 
-    def explain_files(self, sources: Iterable[str | os.PathLike | bytes] | str | os.PathLike, *,
-                      target: str | None = None, opacity: float = 0.5,
-                      report: BatchReport | None = None) -> list[Explanation]:
+    def explain_files(
+        self,
+        sources: Iterable[str | os.PathLike | bytes] | str | os.PathLike,
+        *,
+        target: str | None = None,
+        opacity: float = 0.5,
+        report: BatchReport | None = None,
+    ) -> list[Explanation]:
         """Explain image files; bad files are skipped and recorded in ``report``.
 
         Args:
@@ -249,8 +275,10 @@ class Explainer:
         if isinstance(sources, (str, os.PathLike, bytes)):
             sources = [sources]
         report = report if report is not None else BatchReport()
-        return [self.explain(image, target=target, source=source, opacity=opacity)
-                for source, image in iter_images(sources, mode="keep", report=report)]
+        return [
+            self.explain(image, target=target, source=source, opacity=opacity)
+            for source, image in iter_images(sources, mode="keep", report=report)
+        ]
 
     def __repr__(self) -> str:
         return f"Explainer({self.bundle!r}, method={self.method}, layer={self.layer})"

@@ -18,11 +18,12 @@ import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Union
+from typing import IO, Any
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from inspekt import storage
 from inspekt._pixels import (
     GREY_MODES,
     apply_orientation,
@@ -32,7 +33,6 @@ from inspekt._pixels import (
     to_mode,
     truncates_16bit_colour,
 )
-from inspekt import storage
 from inspekt.errors import (
     ConfigError,
     DatasetError,
@@ -44,11 +44,19 @@ from inspekt.errors import (
 )
 
 __all__ = [
-    "DEFAULT_MAX_PIXELS", "IMAGE_EXTENSIONS", "BatchReport", "SkippedFile", "image_size",
-    "iter_images", "list_images", "load_image", "output_file", "save_image",
+    "DEFAULT_MAX_PIXELS",
+    "IMAGE_EXTENSIONS",
+    "BatchReport",
+    "SkippedFile",
+    "image_size",
+    "iter_images",
+    "list_images",
+    "load_image",
+    "output_file",
+    "save_image",
 ]
 
-ImageSource = Union[str, os.PathLike[str], bytes, bytearray, memoryview, IO[bytes]]
+ImageSource = str | os.PathLike[str] | bytes | bytearray | memoryview | IO[bytes]
 
 IMAGE_EXTENSIONS: frozenset[str] = frozenset(
     {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".pgm", ".ppm", ".pbm"}
@@ -62,13 +70,26 @@ _PILLOW_FORMATS = ("PNG", "JPEG", "BMP", "TIFF", "WEBP", "GIF", "PPM")
 _ALLOWED_FORMATS = frozenset(_PILLOW_FORMATS) | {"MPO"}
 _ORIENTATION_TAG = 0x0112
 _MAGIC = (
-    (b"\x89PNG\r\n\x1a\n", "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"GIF87a", "GIF"),
-    (b"GIF89a", "GIF"), (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"), (b"BM", "BMP"),
+    (b"\x89PNG\r\n\x1a\n", "PNG"),
+    (b"\xff\xd8\xff", "JPEG"),
+    (b"GIF87a", "GIF"),
+    (b"GIF89a", "GIF"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+    (b"BM", "BMP"),
     (b"%PDF-", "PDF"),
 )
 _SAVE_FORMATS = {
-    ".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP", ".tif": "TIFF",
-    ".tiff": "TIFF", ".webp": "WEBP", ".gif": "GIF", ".ppm": "PPM", ".pgm": "PPM",
+    ".png": "PNG",
+    ".jpg": "JPEG",
+    ".jpeg": "JPEG",
+    ".bmp": "BMP",
+    ".tif": "TIFF",
+    ".tiff": "TIFF",
+    ".webp": "WEBP",
+    ".gif": "GIF",
+    ".ppm": "PPM",
+    ".pgm": "PPM",
 }
 # Inspection images must not lose detail silently: WebP is written lossless, JPEG at 95.
 _SAVE_OPTIONS: dict[str, dict[str, Any]] = {"JPEG": {"quality": 95}, "WEBP": {"lossless": True}}
@@ -289,8 +310,11 @@ def list_images(folder: str | os.PathLike[str] | storage.RemotePath, recursive: 
             reason = root.missing_reason()
         raise DatasetError(f"{root}: {reason}")
     if isinstance(root, storage.RemotePath):
-        return [p for p in storage.list_files(root) if p.suffix.lower() in IMAGE_EXTENSIONS
-                and (recursive or p.parent == root)]
+        return [
+            p
+            for p in storage.list_files(root)
+            if p.suffix.lower() in IMAGE_EXTENSIONS and (recursive or p.parent == root)
+        ]
 
     def unreadable(exc: OSError) -> None:
         message = f"{exc.filename}: cannot list folder ({exc.strerror})"
@@ -346,7 +370,7 @@ def _iter_images(
         except ImageLoadError as exc:
             message = str(exc)
             prefix = f"{label}: "
-            reason = message[len(prefix):] if message.startswith(prefix) else message
+            reason = message[len(prefix) :] if message.startswith(prefix) else message
             tally.skipped.append(SkippedFile(label, reason))
             continue
         tally.loaded += 1
@@ -390,9 +414,7 @@ def _resolve_max_pixels(max_pixels: int | None) -> int:
         except ValueError:
             value = 0
         if value <= 0:
-            raise ConfigError(
-                f"{MAX_PIXELS_ENV}={raw!r} must be a positive whole number, e.g. 200000000"
-            )
+            raise ConfigError(f"{MAX_PIXELS_ENV}={raw!r} must be a positive whole number, e.g. 200000000")
         return value
     whole = isinstance(max_pixels, (int, np.integer)) and not isinstance(max_pixels, bool)
     if not whole or max_pixels <= 0:
@@ -434,9 +456,7 @@ def _open_source(source: ImageSource) -> Iterator[tuple[str, IO[bytes]]]:
     elif hasattr(source, "read"):
         data = _read_stream(label, source)
     else:
-        raise TypeError(
-            f"source must be a path, bytes or a binary file object, not {type(source).__name__}"
-        )
+        raise TypeError(f"source must be a path, bytes or a binary file object, not {type(source).__name__}")
     if not data:
         raise ImageLoadError(f"{label}: empty file (0 bytes)")
     yield label, io.BytesIO(data)
@@ -634,18 +654,13 @@ def _orientation(img: Image.Image, label: str, *, header_only: bool = False) -> 
 def _check_savable(array: Any, fmt: str, suffix: str) -> np.ndarray:
     if not isinstance(array, np.ndarray) or array.dtype != np.uint8:
         kind = array.dtype if isinstance(array, np.ndarray) else type(array).__name__
-        raise ValueError(
-            f"save_image needs a uint8 numpy array, not {kind}; "
-            "e.g. np.clip(a, 0, 255).astype(np.uint8)"
-        )
+        raise ValueError(f"save_image needs a uint8 numpy array, not {kind}; e.g. np.clip(a, 0, 255).astype(np.uint8)")
     if array.ndim == 3 and array.shape[2] == 1:
         array = array[:, :, 0]
     if not (array.ndim == 2 or (array.ndim == 3 and array.shape[2] in (3, 4))) or 0 in array.shape:
         raise ValueError(f"save_image needs an HxW, HxWx3 or HxWx4 array, not shape {array.shape}")
     if array.ndim == 3 and array.shape[2] == 4 and fmt in ("JPEG", "PPM"):
-        raise ValueError(
-            f"{suffix} cannot store an alpha channel; save as .png or pass array[..., :3]"
-        )
+        raise ValueError(f"{suffix} cannot store an alpha channel; save as .png or pass array[..., :3]")
     if suffix == ".pgm" and array.ndim != 2:
         raise ValueError(".pgm holds greyscale only; pass an HxW array or save as .ppm")
     return np.ascontiguousarray(array)

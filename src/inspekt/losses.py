@@ -11,14 +11,15 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from .errors import ConfigError
+from inspekt.errors import ConfigError
 
 LOSSES = ("ce", "bce", "focal")
 SEGMENT_LOSSES = ("dice_bce", "focal", "tversky")
 
 
-def class_weights(counts: np.ndarray, classes: Sequence[str], spec: str | Mapping[str, float], *,
-                  power: float = 1.0) -> np.ndarray | None:
+def class_weights(
+    counts: np.ndarray, classes: Sequence[str], spec: str | Mapping[str, float], *, power: float = 1.0
+) -> np.ndarray | None:
     """Per-class loss weights.
 
     Args:

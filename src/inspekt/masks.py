@@ -22,10 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .card import MaskSpec, ModelCard
-from .data.dataset import NORMAL_NAMES, Dataset, Sample
-from .errors import ConfigError, DatasetError, ImageLoadError
-from .io import load_image
+from inspekt.card import MaskSpec, ModelCard
+from inspekt.data.dataset import NORMAL_NAMES, Dataset, Sample
+from inspekt.errors import ConfigError, DatasetError, ImageLoadError
+from inspekt.io import load_image
 
 MASK_MODES = ("binary", "folder", "values")
 BACKGROUND = "background"
@@ -42,8 +42,9 @@ class MaskRule:
 
     def spec(self) -> MaskSpec:
         """The rule as stored in a model card."""
-        return MaskSpec(mode=self.mode, threshold=self.threshold,
-                        values={str(v): self.classes[i] for v, i in self.values.items()})
+        return MaskSpec(
+            mode=self.mode, threshold=self.threshold, values={str(v): self.classes[i] for v, i in self.values.items()}
+        )
 
     @classmethod
     def from_card(cls, card: ModelCard) -> MaskRule:
@@ -63,8 +64,10 @@ class MaskRule:
             return np.zeros(shape, dtype=np.uint8)
         raw = read_mask(sample.mask)
         if raw.shape != tuple(shape):
-            raise DatasetError(f"{sample.mask}: mask is {raw.shape[1]}x{raw.shape[0]} but its image {sample.path.name} "
-                               f"is {shape[1]}x{shape[0]}; masks must have the image's size")
+            raise DatasetError(
+                f"{sample.mask}: mask is {raw.shape[1]}x{raw.shape[0]} but its image {sample.path.name} "
+                f"is {shape[1]}x{shape[0]}; masks must have the image's size"
+            )
         if self.mode == "binary":
             return (raw >= self.threshold).astype(np.uint8)
         if self.mode == "folder":
@@ -77,9 +80,11 @@ class MaskRule:
         out = lookup[raw]
         if (out < 0).any():
             unknown = sorted(set(np.unique(raw[out < 0]).tolist()))
-            raise DatasetError(f"{sample.mask}: mask value(s) {unknown[:5]} are not in mask_values "
-                               f"{ {v: self.classes[i] for v, i in self.values.items()} }; add them, e.g. "
-                               f"mask_values.{unknown[0]}=<class name>")
+            raise DatasetError(
+                f"{sample.mask}: mask value(s) {unknown[:5]} are not in mask_values "
+                f"{ {v: self.classes[i] for v, i in self.values.items()} }; add them, e.g. "
+                f"mask_values.{unknown[0]}=<class name>"
+            )
         return out.astype(np.uint8)
 
 
@@ -93,8 +98,10 @@ def read_mask(path: str | Path) -> np.ndarray:
 
 def _folder_classes(ds: Dataset) -> tuple[str, ...]:
     if any(s.label is None for s in ds.samples):
-        raise ConfigError(f"masks=folder takes each image's class from its folder or CSV label, but {ds.root} has "
-                          "unlabelled images; use masks=binary or masks=values")
+        raise ConfigError(
+            f"masks=folder takes each image's class from its folder or CSV label, but {ds.root} has "
+            "unlabelled images; use masks=binary or masks=values"
+        )
     defects = sorted({s.label for s in ds.samples if s.label.lower() not in NORMAL_NAMES})
     if not defects:
         raise ConfigError(f"masks=folder: every class of {ds.root} is a normal one; use masks=binary")
@@ -108,8 +115,9 @@ def _found_values(masks: Iterable[Path]) -> list[int]:
     return sorted(found - {0})
 
 
-def mask_rule(ds: Dataset, mode: str = "binary", *, threshold: int = 128,
-              values: Mapping[int | str, str] | None = None) -> MaskRule:
+def mask_rule(
+    ds: Dataset, mode: str = "binary", *, threshold: int = 128, values: Mapping[int | str, str] | None = None
+) -> MaskRule:
     """The rule for a dataset: its classes and how mask pixels map to them.
 
     Args:
@@ -125,8 +133,10 @@ def mask_rule(ds: Dataset, mode: str = "binary", *, threshold: int = 128,
     if mode not in MASK_MODES:
         raise ConfigError(f"masks={mode!r} is not one of {', '.join(MASK_MODES)}")
     if not ds.n_masks:
-        raise DatasetError(f"{ds.root}: no mask files found, so there is nothing to segment; expected images/ + "
-                           "masks/, <stem>_mask.png beside each image, MVTec ground_truth/ or a CSV mask column")
+        raise DatasetError(
+            f"{ds.root}: no mask files found, so there is nothing to segment; expected images/ + "
+            "masks/, <stem>_mask.png beside each image, MVTec ground_truth/ or a CSV mask column"
+        )
     if not 1 <= threshold <= 255:
         raise ConfigError(f"mask_threshold={threshold} must lie in 1..255")
     if mode == "binary":

@@ -11,7 +11,7 @@ from itertools import groupby
 
 import numpy as np
 
-from .card import positive_class
+from inspekt.card import positive_class
 
 ECE_BINS = 15
 
@@ -79,8 +79,9 @@ def _ranking_scores(y_true: np.ndarray, probs: np.ndarray, classes: Sequence[str
     return float(np.mean(aucs)), float(np.mean(aps))
 
 
-def classification_metrics(y_true: np.ndarray, probs: np.ndarray, classes: Sequence[str], *,
-                           y_pred: np.ndarray | None = None) -> dict:
+def classification_metrics(
+    y_true: np.ndarray, probs: np.ndarray, classes: Sequence[str], *, y_pred: np.ndarray | None = None
+) -> dict:
     """Accuracy, macro/weighted precision-recall-F1, ROC-AUC, PR-AUC, ECE, per-class scores and
     confusion matrices of a classifier's predictions.
 
@@ -167,8 +168,15 @@ def threshold_sweep(is_positive: np.ndarray, score: np.ndarray, n: int = 101) ->
     precision, recall, fpr = _ratio(tp, tp + fp), _ratio(tp, len(pos)), _ratio(fp, len(neg))
     f1 = _ratio(2 * precision * recall, precision + recall)
     return [
-        {"threshold": float(t), "precision": float(p), "recall": float(r), "f1": float(f),
-         "fpr": float(x), "tpr": float(r), "predicted_positive": int(a + b)}
+        {
+            "threshold": float(t),
+            "precision": float(p),
+            "recall": float(r),
+            "f1": float(f),
+            "fpr": float(x),
+            "tpr": float(r),
+            "predicted_positive": int(a + b),
+        }
         for t, p, r, f, x, a, b in zip(thresholds, precision, recall, f1, fpr, tp, fp)
     ]
 
@@ -216,8 +224,9 @@ class SegmentationTally:
         self.verdict: list[bool] = []
         self.histogram = np.zeros((2, self.BINS), dtype=np.int64)  # background / defect pixels per probability bin
 
-    def add(self, target: np.ndarray, predicted: np.ndarray, score: float, verdict: bool,
-            defect: np.ndarray | None = None) -> float:
+    def add(
+        self, target: np.ndarray, predicted: np.ndarray, score: float, verdict: bool, defect: np.ndarray | None = None
+    ) -> float:
         """Add one image and return its IoU.
 
         Args:
@@ -294,8 +303,14 @@ class SegmentationTally:
             "image_recall": float(v_recall),
             "image_f1": float(_ratio(2 * v_precision * v_recall, v_precision + v_recall)),
             "per_class": [
-                {"class": name, "iou": float(i), "dice": float(d), "precision": float(p), "recall": float(r),
-                 "pixels": int(a)}
+                {
+                    "class": name,
+                    "iou": float(i),
+                    "dice": float(d),
+                    "precision": float(p),
+                    "recall": float(r),
+                    "pixels": int(a),
+                }
                 for name, i, d, p, r, a in zip(classes[1:], iou[1:], dice[1:], precision[1:], recall[1:], actual[1:])
             ],
             "confusion": cm.tolist(),

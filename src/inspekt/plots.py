@@ -17,10 +17,10 @@ from urllib.parse import quote
 
 import numpy as np
 
-from .io import BatchReport, iter_images, save_image
+from inspekt.io import BatchReport, iter_images, save_image
 
 if TYPE_CHECKING:
-    from .evaluation import EvalResult
+    from inspekt.evaluation import EvalResult
 
 # Panels of a training history: (title, y label, keys drawn in it).
 HISTORY_PANELS = (
@@ -107,8 +107,13 @@ def plot_history(history: Sequence[dict], path: str | Path) -> Path:
     return _save(figure, path)
 
 
-def plot_confusion(matrix: Sequence[Sequence[float]] | np.ndarray, classes: Sequence[str], path: str | Path, *,
-                   normalized: bool = False) -> Path:
+def plot_confusion(
+    matrix: Sequence[Sequence[float]] | np.ndarray,
+    classes: Sequence[str],
+    path: str | Path,
+    *,
+    normalized: bool = False,
+) -> Path:
     """An annotated confusion-matrix heat map (rows = true class, columns = predicted).
 
     Args:
@@ -136,10 +141,10 @@ def plot_confusion(matrix: Sequence[Sequence[float]] | np.ndarray, classes: Sequ
     font = max(6, 12 - n // 3)
     for (i, j), value in np.ndenumerate(values):
         text = f"{value:.2f}" if normalized else f"{int(round(value))}"
-        ax.text(j, i, text, ha="center", va="center", fontsize=font,
-                color="white" if value > top / 2 else "black")
-    ax.set_xticks(range(n), labels=list(classes), rotation=45 if n > 4 else 0, ha="right" if n > 4 else "center",
-                  fontsize=font)
+        ax.text(j, i, text, ha="center", va="center", fontsize=font, color="white" if value > top / 2 else "black")
+    ax.set_xticks(
+        range(n), labels=list(classes), rotation=45 if n > 4 else 0, ha="right" if n > 4 else "center", fontsize=font
+    )
     ax.set_yticks(range(n), labels=list(classes), fontsize=font)
     ax.set(xlabel="predicted", ylabel="true", title="confusion matrix" + (" (row-normalised)" if normalized else ""))
     figure.tight_layout()
@@ -169,16 +174,28 @@ def plot_threshold_sweep(sweep: Sequence[dict], path: str | Path, *, chosen: flo
         ax.plot(thresholds, [row[key] for row in sweep], label=key)
     if chosen is not None:
         ax.axvline(chosen, color="grey", linestyle="--", label=f"threshold {chosen:.2f}")
-    ax.set(xlabel="threshold on the positive-class probability", ylabel="score", xlim=(0, 1), ylim=(0, 1.02),
-           title="threshold sweep")
+    ax.set(
+        xlabel="threshold on the positive-class probability",
+        ylabel="score",
+        xlim=(0, 1),
+        ylim=(0, 1.02),
+        title="threshold sweep",
+    )
     ax.grid(alpha=0.3)
     ax.legend(loc="lower left")
     figure.tight_layout()
     return _save(figure, path)
 
 
-def plot_score_histogram(normal: Sequence[float], anomalous: Sequence[float], threshold: float, path: str | Path, *,
-                         title: str = "anomaly scores", xlabel: str = "raw anomaly score") -> Path:
+def plot_score_histogram(
+    normal: Sequence[float],
+    anomalous: Sequence[float],
+    threshold: float,
+    path: str | Path,
+    *,
+    title: str = "anomaly scores",
+    xlabel: str = "raw anomaly score",
+) -> Path:
     """Overlaid histograms of normal and anomalous images' scores with the threshold marked.
 
     Args:
@@ -225,8 +242,11 @@ def plot_runs(histories: dict[str, Sequence[dict]], path: str | Path) -> Path:
     figure = _figure(10.0, 3.8)
     f1_ax, loss_ax = figure.subplots(1, 2)
     for index, (name, history) in enumerate(histories.items()):
-        lines = ((f1_ax, "val_macro_f1", "-", name), (loss_ax, "train_loss", "-", f"{name} train"),
-                 (loss_ax, "val_loss", "--", f"{name} val"))
+        lines = (
+            (f1_ax, "val_macro_f1", "-", name),
+            (loss_ax, "train_loss", "-", f"{name} train"),
+            (loss_ax, "val_loss", "--", f"{name} val"),
+        )
         for ax, key, style, label in lines:
             epochs, values = _series(history, key)
             if epochs:
@@ -257,9 +277,10 @@ def plot_evaluation(result: EvalResult, folder: str | Path, *, gallery_limit: in
     """
     folder = Path(folder)
     metrics, classes = result.metrics, result.classes
-    written = [plot_confusion(metrics["confusion"], classes, folder / "confusion.png"),
-               plot_confusion(metrics["confusion_normalized"], classes, folder / "confusion_normalized.png",
-                              normalized=True)]
+    written = [
+        plot_confusion(metrics["confusion"], classes, folder / "confusion.png"),
+        plot_confusion(metrics["confusion_normalized"], classes, folder / "confusion_normalized.png", normalized=True),
+    ]
     if result.sweep:
         written.append(plot_threshold_sweep(result.sweep, folder / "threshold_sweep.png", chosen=result.threshold))
     written.append(write_gallery(result, folder, limit=gallery_limit))
@@ -295,7 +316,7 @@ def write_gallery(result: EvalResult, folder: str | Path, *, limit: int = GALLER
     Returns:
         The path of gallery.html.
     """
-    from .explain import Explainer
+    from inspekt.explain import Explainer
 
     folder = Path(folder)
     chosen = result.misclassified(limit)
@@ -310,14 +331,23 @@ def write_gallery(result: EvalResult, folder: str | Path, *, limit: int = GALLER
         explanation = explainer.explain(by_path[path], target=predicted, source=path)
         relative = f"gallery/{rank:03d}_{Path(path).stem}.png"
         save_image(folder / relative, _thumbnail(explanation.overlay))
-        cards.append(_gallery_card(relative, path, _error_kind(result, index), result.classes[result.y_true[index]],
-                                   predicted, float(result.probs[index, result.y_pred[index]])))
+        cards.append(
+            _gallery_card(
+                relative,
+                path,
+                _error_kind(result, index),
+                result.classes[result.y_true[index]],
+                predicted,
+                float(result.probs[index, result.y_pred[index]]),
+            )
+        )
     n_errors = int((result.y_true != result.y_pred).sum())
     page = _GALLERY_PAGE.format(
         title=html.escape(f"errors of {result.bundle} on {result.data} ({result.split})"),
         summary=f"{n_errors} of {len(result.paths)} images misclassified; the {len(cards)} worst shown "
-                "(Grad-CAM of the predicted class)",
-        cards="\n".join(cards) or "<p>No misclassified images.</p>")
+        "(Grad-CAM of the predicted class)",
+        cards="\n".join(cards) or "<p>No misclassified images.</p>",
+    )
     out = folder / "gallery.html"
     out.write_text(page, encoding="utf-8")
     return out
@@ -325,9 +355,11 @@ def write_gallery(result: EvalResult, folder: str | Path, *, limit: int = GALLER
 
 def _gallery_card(image: str, path: str, kind: str, true: str, predicted: str, confidence: float) -> str:
     e = html.escape
-    return (f'<figure><img src="{e(quote(image))}" alt="{e(path)}"><figcaption><b>{e(kind)}</b><br>'
-            f"true: {e(true)}<br>predicted: {e(predicted)} ({confidence:.1%})<br>"
-            f'<span class="path">{e(path)}</span></figcaption></figure>')
+    return (
+        f'<figure><img src="{e(quote(image))}" alt="{e(path)}"><figcaption><b>{e(kind)}</b><br>'
+        f"true: {e(true)}<br>predicted: {e(predicted)} ({confidence:.1%})<br>"
+        f'<span class="path">{e(path)}</span></figcaption></figure>'
+    )
 
 
 _GALLERY_PAGE = """<!doctype html>
@@ -363,7 +395,15 @@ def plot_prediction(prediction, image: np.ndarray, *, ax=None):
     ax.set_title(f"{Path(prediction.source).name}: {prediction.label}{score}")
     runners = "\n".join(f"{name} {p:.3f}" for name, p in prediction.top(4)[1:])
     if runners:
-        ax.text(0.01, 0.01, runners, transform=ax.transAxes, color="white", fontsize=8, va="bottom",
-                bbox={"facecolor": "black", "alpha": 0.5, "pad": 2})
+        ax.text(
+            0.01,
+            0.01,
+            runners,
+            transform=ax.transAxes,
+            color="white",
+            fontsize=8,
+            va="bottom",
+            bbox={"facecolor": "black", "alpha": 0.5, "pad": 2},
+        )
     ax.set_axis_off()
     return ax

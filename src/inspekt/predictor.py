@@ -16,12 +16,12 @@ from typing import Any
 
 import numpy as np
 
-from .bundle import ONNX, Bundle, load_network, open_bundle, with_card_outputs
-from .card import EMBEDDING, ModelCard, PostProcess, positive_class
-from .enhance import Pipeline
-from .errors import BundleError, ConfigError, did_you_mean
-from .io import BatchReport, iter_images
-from .transforms import preprocess_batch
+from inspekt.bundle import ONNX, Bundle, load_network, open_bundle, with_card_outputs
+from inspekt.card import EMBEDDING, ModelCard, PostProcess, positive_class
+from inspekt.enhance import Pipeline
+from inspekt.errors import BundleError, ConfigError, did_you_mean
+from inspekt.io import BatchReport, iter_images
+from inspekt.transforms import preprocess_batch
 
 BACKENDS = ("onnx", "torch")
 ImageSource = str | os.PathLike | bytes | np.ndarray
@@ -84,11 +84,15 @@ class Prediction:
         score = "" if self.score is None else f" {self.score:.3f}"
         if self.task == "segment":
             regions = len(self.extra.get("components", []))
-            return (f"<Prediction {Path(self.source).name}: {self.label}{score} ({regions} region(s), "
-                    f"{self.extra.get('defect_area_pct', 0):.2f}% defect)>")
+            return (
+                f"<Prediction {Path(self.source).name}: {self.label}{score} ({regions} region(s), "
+                f"{self.extra.get('defect_area_pct', 0):.2f}% defect)>"
+            )
         if self.task == "anomaly":
-            return (f"<Prediction {Path(self.source).name}: {self.label}{score} (raw {self.extra.get('raw_score')}, "
-                    f"{self.extra.get('anomaly_area_pct', 0):.2f}% of pixels anomalous)>")
+            return (
+                f"<Prediction {Path(self.source).name}: {self.label}{score} (raw {self.extra.get('raw_score')}, "
+                f"{self.extra.get('anomaly_area_pct', 0):.2f}% of pixels anomalous)>"
+            )
         runners = ", ".join(f"{name} {p:.3f}" for name, p in self.top(3)[1:])
         return f"<Prediction {Path(self.source).name}: {self.label}{score}{f' (then {runners})' if runners else ''}>"
 
@@ -99,10 +103,10 @@ class Prediction:
             image: the decoded image; by default it is read again from ``source``.
             ax: an Axes to draw into (default: a new figure).
         """
-        from .plots import plot_prediction
+        from inspekt.plots import plot_prediction
 
         if image is None:
-            from .io import load_image
+            from inspekt.io import load_image
 
             image = load_image(self.source, mode="keep")
         return plot_prediction(self, image, ax=ax)
@@ -118,12 +122,12 @@ class Prediction:
         Raises:
             ValueError: a prediction without a mask (classification).
         """
-        from .draw import heat_overlay, overlay_mask
+        from inspekt.draw import heat_overlay, overlay_mask
 
         if self.mask is None:
             raise ValueError(f"{self.source}: a {self.task} prediction has no mask to overlay")
         if image is None:
-            from .io import load_image
+            from inspekt.io import load_image
 
             image = load_image(self.source, mode="keep")
         if self.task == "anomaly":
@@ -149,8 +153,9 @@ def decide(probs: np.ndarray, classes: Sequence[str], thresholds: dict[str, floa
     return best
 
 
-def _classify(card: ModelCard, images: Sequence[np.ndarray], sources: Sequence[str], run, batch_size: int
-              ) -> list[Prediction]:
+def _classify(
+    card: ModelCard, images: Sequence[np.ndarray], sources: Sequence[str], run, batch_size: int
+) -> list[Prediction]:
     """Softmax scores; the label is the most probable class, or for a binary card with a threshold,
     the positive class whenever its probability reaches the threshold."""
     t0 = time.perf_counter()
@@ -162,25 +167,28 @@ def _classify(card: ModelCard, images: Sequence[np.ndarray], sources: Sequence[s
     for source, row, best, embedding in zip(sources, probs, decide(probs, card.classes, card.thresholds), embeddings):
         scores = {name: float(p) for name, p in zip(card.classes, row)}
         best = int(best)
-        results.append(Prediction(source, "classify", card.classes[best], float(row[best]), scores,
-                                  embedding=embedding))
+        results.append(
+            Prediction(source, "classify", card.classes[best], float(row[best]), scores, embedding=embedding)
+        )
     per_image = (time.perf_counter() - t0) * 1000 / max(1, len(images))
     for prediction in results:
         prediction.time_ms = per_image
     return results
 
 
-def _segment(card: ModelCard, images: Sequence[np.ndarray], sources: Sequence[str], run, batch_size: int
-             ) -> list[Prediction]:
-    from .segment import predict_segment
+def _segment(
+    card: ModelCard, images: Sequence[np.ndarray], sources: Sequence[str], run, batch_size: int
+) -> list[Prediction]:
+    from inspekt.segment import predict_segment
 
     first = card.outputs[0]
     return predict_segment(card, images, sources, lambda batch: run(batch)[first], batch_size)
 
 
-def _anomaly(card: ModelCard, images: Sequence[np.ndarray], sources: Sequence[str], run, batch_size: int
-             ) -> list[Prediction]:
-    from .anomaly import predict_anomaly
+def _anomaly(
+    card: ModelCard, images: Sequence[np.ndarray], sources: Sequence[str], run, batch_size: int
+) -> list[Prediction]:
+    from inspekt.anomaly import predict_anomaly
 
     return predict_anomaly(card, images, sources, run, batch_size)
 
@@ -194,13 +202,17 @@ def _check_graph(bundle: Bundle, session) -> None:
     card, (graph_input,) = bundle.card, session.get_inputs()
     wanted = [card.input.channels, *card.input.size]
     if [d for d in graph_input.shape[1:]] != wanted:
-        raise BundleError(f"{bundle.path}: card.json declares input {wanted} (channels, height, width) but "
-                          f"model.onnx takes {graph_input.shape[1:]}; the card was edited or belongs to another model")
+        raise BundleError(
+            f"{bundle.path}: card.json declares input {wanted} (channels, height, width) but "
+            f"model.onnx takes {graph_input.shape[1:]}; the card was edited or belongs to another model"
+        )
     first = session.get_outputs()[0].shape
     scores = {"classify": first[-1], "segment": first[1]}.get(card.task)
     if scores is not None and scores != len(card.classes):
-        raise BundleError(f"{bundle.path}: card.json lists {len(card.classes)} classes but model.onnx gives "
-                          f"{scores} scores; the card was edited or belongs to another model")
+        raise BundleError(
+            f"{bundle.path}: card.json lists {len(card.classes)} classes but model.onnx gives "
+            f"{scores} scores; the card was edited or belongs to another model"
+        )
 
 
 class OnnxBackend:
@@ -219,8 +231,10 @@ class OnnxBackend:
             self.session = ort.InferenceSession(bundle.read(ONNX), options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own types (InvalidProtobuf, Fail, ...)
             detail = " ".join(str(exc).split())[:200]
-            raise BundleError(f"{bundle.path}: {ONNX} cannot be loaded ({type(exc).__name__}: {detail}); the file is "
-                              "damaged or not from inspekt: export the bundle again or retrain") from None
+            raise BundleError(
+                f"{bundle.path}: {ONNX} cannot be loaded ({type(exc).__name__}: {detail}); the file is "
+                "damaged or not from inspekt: export the bundle again or retrain"
+            ) from None
         self.output_names = [o.name for o in self.session.get_outputs()]
         _check_graph(bundle, self.session)
 
@@ -259,14 +273,17 @@ class TorchBackend:
         return {name: t.numpy() for name, t in zip(self.output_names, out)}
 
 
-def _with_threshold(card: ModelCard, threshold: float | None, min_area: int | None,
-                    pixel_threshold: float | None = None) -> ModelCard:
+def _with_threshold(
+    card: ModelCard, threshold: float | None, min_area: int | None, pixel_threshold: float | None = None
+) -> ModelCard:
     for name, value in (("--threshold", threshold), ("--pixel-threshold", pixel_threshold)):
         if value is not None and not 0 <= value <= 1:
             raise ConfigError(f"{name} {value} must be a probability in [0, 1] (anomaly models: a normalised score)")
     if min_area is not None and (card.task == "classify" or min_area < 0):
-        raise ConfigError(f"--min-area applies to segmentation and anomaly models and must be >= 0 (got {min_area} "
-                          f"for a {card.task} model)")
+        raise ConfigError(
+            f"--min-area applies to segmentation and anomaly models and must be >= 0 (got {min_area} "
+            f"for a {card.task} model)"
+        )
     if pixel_threshold is not None and card.task != "anomaly":
         raise ConfigError(f"--pixel-threshold applies to anomaly models; this is a {card.task} model")
     if card.task in ("segment", "anomaly") and min_area is not None:
@@ -282,8 +299,10 @@ def _with_threshold(card: ModelCard, threshold: float | None, min_area: int | No
     if threshold is None:
         return card
     if len(card.classes) != 2:
-        raise ConfigError(f"--threshold applies to binary classifiers, segmentation and anomaly models; this "
-                          f"{card.task} model has classes {list(card.classes)}")
+        raise ConfigError(
+            f"--threshold applies to binary classifiers, segmentation and anomaly models; this "
+            f"{card.task} model has classes {list(card.classes)}"
+        )
     return card.model_copy(update={"thresholds": {positive_class(card.classes): float(threshold)}})
 
 
@@ -299,9 +318,17 @@ class Predictor:
             raise ConfigError(f"{bundle.path}: this inspekt version cannot predict {self.card.task} bundles yet")
 
     @classmethod
-    def load(cls, bundle: str | Path | Bundle, *, backend: str = "onnx", threads: int | None = None,
-             batch_size: int = 16, threshold: float | None = None, min_area: int | None = None,
-             pixel_threshold: float | None = None) -> Predictor:
+    def load(
+        cls,
+        bundle: str | Path | Bundle,
+        *,
+        backend: str = "onnx",
+        threads: int | None = None,
+        batch_size: int = 16,
+        threshold: float | None = None,
+        min_area: int | None = None,
+        pixel_threshold: float | None = None,
+    ) -> Predictor:
         """Open a bundle and create its backend.
 
         Args:
@@ -331,16 +358,18 @@ class Predictor:
             predictor.card = _with_threshold(predictor.card, threshold, min_area, pixel_threshold)
         return predictor
 
-    def with_threshold(self, threshold: float | None = None, min_area: int | None = None,
-                       pixel_threshold: float | None = None) -> Predictor:
+    def with_threshold(
+        self, threshold: float | None = None, min_area: int | None = None, pixel_threshold: float | None = None
+    ) -> Predictor:
         """A copy that shares the loaded model but decides at another threshold / minimum region area
         (as ``load(threshold=, min_area=, pixel_threshold=)``; None keeps the card's)."""
         other = copy.copy(self)
         other.card = _with_threshold(self.bundle.card, threshold, min_area, pixel_threshold)
         return other
 
-    def predict_arrays(self, images: Sequence[np.ndarray], sources: Sequence[str] | None = None, *,
-                       enhance: Pipeline | None = None) -> list[Prediction]:
+    def predict_arrays(
+        self, images: Sequence[np.ndarray], sources: Sequence[str] | None = None, *, enhance: Pipeline | None = None
+    ) -> list[Prediction]:
         """Predict decoded images (HxW or HxWx3 uint8), batched; ``enhance`` is applied to each first
         (masks and maps then refer to the enhanced image)."""
         sources = list(sources) if sources is not None else ["<array>"] * len(images)
@@ -350,12 +379,18 @@ class Predictor:
         run = self.backend.run
         for start in range(0, len(images), self.batch_size):
             chunk = images[start : start + self.batch_size]
-            results.extend(TASKS[self.card.task](self.card, chunk, sources[start : start + len(chunk)], run,
-                                                 self.batch_size))
+            results.extend(
+                TASKS[self.card.task](self.card, chunk, sources[start : start + len(chunk)], run, self.batch_size)
+            )
         return results
 
-    def predict(self, images: Iterable[ImageSource] | ImageSource, *, report: BatchReport | None = None,
-                enhance: Pipeline | None = None) -> list[Prediction]:
+    def predict(
+        self,
+        images: Iterable[ImageSource] | ImageSource,
+        *,
+        report: BatchReport | None = None,
+        enhance: Pipeline | None = None,
+    ) -> list[Prediction]:
         """Predict paths, bytes or arrays; bad files are skipped and recorded in ``report``.
 
         Args:

@@ -37,13 +37,13 @@ from onnxruntime.quantization import (
     quantize_static,
 )
 
-from .bundle import ONNX, SUFFIX, Bundle, check_target, copy_bundle, open_bundle
-from .card import ModelCard
-from .data import Dataset, Sample, open_dataset
-from .errors import ConfigError, DatasetError, InspektError
-from .io import BatchReport, SkippedFile, iter_images
-from .predictor import decide, softmax
-from .transforms import preprocess_batch
+from inspekt.bundle import ONNX, SUFFIX, Bundle, check_target, copy_bundle, open_bundle
+from inspekt.card import ModelCard
+from inspekt.data import Dataset, Sample, open_dataset
+from inspekt.errors import ConfigError, DatasetError, InspektError
+from inspekt.io import BatchReport, SkippedFile, iter_images
+from inspekt.predictor import decide, softmax
+from inspekt.transforms import preprocess_batch
 
 DEFAULT_MAX_DROP = 0.01
 MIN_IMAGES = 8  # fewer calibration or evaluation images than this say nothing reliable
@@ -95,11 +95,13 @@ class QuantReport:
 
     def summary(self) -> str:
         """Human-readable lines: accuracies, drop against the limit, agreement, sizes, skipped files."""
-        lines = [f"accuracy on {self.n_images} images: fp32 {self.accuracy_fp32:.4f}, int8 {self.accuracy_int8:.4f} "
-                 f"(drop {_points(self.drop)} points, limit {_points(self.max_drop)}); "
-                 f"labels agree on {self.agreement:.1%}",
-                 f"model.onnx: {self.size_fp32 / 1e6:.3f} MB fp32 -> {self.size_int8 / 1e6:.3f} MB int8 "
-                 f"({self.size_int8 / self.size_fp32:.0%}); calibrated on {self.n_calib} images"]
+        lines = [
+            f"accuracy on {self.n_images} images: fp32 {self.accuracy_fp32:.4f}, int8 {self.accuracy_int8:.4f} "
+            f"(drop {_points(self.drop)} points, limit {_points(self.max_drop)}); "
+            f"labels agree on {self.agreement:.1%}",
+            f"model.onnx: {self.size_fp32 / 1e6:.3f} MB fp32 -> {self.size_int8 / 1e6:.3f} MB int8 "
+            f"({self.size_int8 / self.size_fp32:.0%}); calibrated on {self.n_calib} images",
+        ]
         if self.skipped:
             lines.append(f"skipped {len(self.skipped)} unreadable image(s):")
             lines.extend(f"  {s.path}: {s.reason}" for s in self.skipped)
@@ -122,8 +124,9 @@ class BatchReader(CalibrationDataReader):
         return None if batch is None else {"input": batch}
 
 
-def read_batches(paths: Sequence[Path], card: ModelCard, report: BatchReport,
-                 batch_size: int = BATCH) -> Iterator[tuple[list[str], np.ndarray]]:
+def read_batches(
+    paths: Sequence[Path], card: ModelCard, report: BatchReport, batch_size: int = BATCH
+) -> Iterator[tuple[list[str], np.ndarray]]:
     """Decode and preprocess images as the Predictor does, skipping unreadable files.
 
     Args:
@@ -160,10 +163,15 @@ def calibration_dataset(card: ModelCard, calib: str | Path | Dataset | None, whe
     if calib is None:
         source = card.data.source
         if not source or not Path(source).exists():
-            named = (f"the training data named in its card ({source}) is not there" if source
-                     else "its card names no training data")
-            raise ConfigError(f"{where}: INT8 needs labelled calibration images and {named}; "
-                              "pass --calib DATA (a dataset folder or CSV labelled with the model's classes)")
+            named = (
+                f"the training data named in its card ({source}) is not there"
+                if source
+                else "its card names no training data"
+            )
+            raise ConfigError(
+                f"{where}: INT8 needs labelled calibration images and {named}; "
+                "pass --calib DATA (a dataset folder or CSV labelled with the model's classes)"
+            )
         calib = source
     return open_dataset(calib)
 
@@ -185,19 +193,25 @@ def pick_images(ds: Dataset, classes: Sequence[str], n_calib: int) -> tuple[list
     held_out = [s for s in ds.samples if s.split in EVAL_SPLITS and s.label is not None]
     evaluation = held_out or [s for s in ds.samples if s.label is not None]
     if not evaluation:
-        raise DatasetError(f"{ds.root}: no labelled images ({ds.layout} layout); the INT8 accuracy check needs "
-                           "class folders or a CSV with a label column")
+        raise DatasetError(
+            f"{ds.root}: no labelled images ({ds.layout} layout); the INT8 accuracy check needs "
+            "class folders or a CSV with a label column"
+        )
     unknown = sorted({s.label for s in evaluation} - set(classes))
     if unknown:
-        raise DatasetError(f"{ds.root}: labels {unknown} are not among the model's classes {list(classes)}; "
-                           "pass --calib with images labelled with the model's classes")
+        raise DatasetError(
+            f"{ds.root}: labels {unknown} are not among the model's classes {list(classes)}; "
+            "pass --calib with images labelled with the model's classes"
+        )
     pool = [s.path for s in ds.samples if s.split == "train"] or [s.path for s in ds.samples]
     if len(pool) > n_calib:
         pool = [pool[i] for i in np.linspace(0, len(pool) - 1, n_calib).round().astype(int)]
     for what, n in (("calibration", len(pool)), ("evaluation", len(evaluation))):
         if n < MIN_IMAGES:
-            raise DatasetError(f"{ds.root}: only {n} {what} image(s); INT8 needs at least {MIN_IMAGES} "
-                               "(add images or pass --calib with a larger dataset)")
+            raise DatasetError(
+                f"{ds.root}: only {n} {what} image(s); INT8 needs at least {MIN_IMAGES} "
+                "(add images or pass --calib with a larger dataset)"
+            )
     return pool, evaluation
 
 
@@ -215,14 +229,22 @@ def quantize_onnx(onnx_bytes: bytes, batches: Sequence[np.ndarray]) -> bytes:
         fp32, prepared, int8 = (Path(tmp) / name for name in ("fp32.onnx", "prepared.onnx", "int8.onnx"))
         fp32.write_bytes(onnx_bytes)
         quant_pre_process(str(fp32), str(prepared))
-        quantize_static(str(prepared), str(int8), BatchReader(batches), quant_format=QuantFormat.QDQ,
-                        per_channel=True, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-                        calibrate_method=CalibrationMethod.MinMax)
+        quantize_static(
+            str(prepared),
+            str(int8),
+            BatchReader(batches),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=QuantType.QInt8,
+            weight_type=QuantType.QInt8,
+            calibrate_method=CalibrationMethod.MinMax,
+        )
         return int8.read_bytes()
 
 
-def compare_graphs(graphs: Sequence[bytes], card: ModelCard, samples: Sequence[Sample],
-                   report: BatchReport) -> tuple[np.ndarray, list[np.ndarray]]:
+def compare_graphs(
+    graphs: Sequence[bytes], card: ModelCard, samples: Sequence[Sample], report: BatchReport
+) -> tuple[np.ndarray, list[np.ndarray]]:
     """Run several graphs on the same preprocessed batches of labelled samples; labels are decided
     as the Predictor decides them (the card's threshold included).
 
@@ -257,8 +279,10 @@ def default_output(bundle: Bundle, archive: bool) -> Path:
 def _check_request(bundle: Bundle, max_drop: float, n_calib: int) -> None:
     card, where = bundle.card, bundle.path
     if card.task != "classify":
-        raise ConfigError(f"{where}: INT8 export is available for classify bundles only (this one is {card.task}); "
-                          "export it without --int8")
+        raise ConfigError(
+            f"{where}: INT8 export is available for classify bundles only (this one is {card.task}); "
+            "export it without --int8"
+        )
     if card.precision == "int8":
         raise ConfigError(f"{where}: this bundle is already INT8; quantise the fp32 bundle it came from")
     if not 0 <= max_drop <= 1:
@@ -271,9 +295,16 @@ def _unique(*reports: BatchReport) -> tuple[SkippedFile, ...]:
     return tuple(dict.fromkeys(s for r in reports for s in r.skipped))
 
 
-def quantize_bundle(bundle: str | Path | Bundle, out: str | Path | None = None, *,
-                    calib: str | Path | Dataset | None = None, max_drop: float = DEFAULT_MAX_DROP,
-                    n_calib: int = 200, overwrite: bool = False, archive: bool = True) -> QuantReport:
+def quantize_bundle(
+    bundle: str | Path | Bundle,
+    out: str | Path | None = None,
+    *,
+    calib: str | Path | Dataset | None = None,
+    max_drop: float = DEFAULT_MAX_DROP,
+    n_calib: int = 200,
+    overwrite: bool = False,
+    archive: bool = True,
+) -> QuantReport:
     """Quantise a classifier bundle's ONNX graph to INT8 and write it as a new bundle.
 
     The new bundle is a byte-for-byte copy with the INT8 ``model.onnx``, card precision ``int8``
@@ -308,24 +339,39 @@ def quantize_bundle(bundle: str | Path | Bundle, out: str | Path | None = None, 
     calib_report, eval_report = BatchReport(), BatchReport()
     batches = [batch for _, batch in read_batches(calib_paths, card, calib_report)]
     if calib_report.loaded < MIN_IMAGES:
-        raise DatasetError(f"only {calib_report.loaded} calibration image(s) could be read; INT8 needs at least "
-                           f"{MIN_IMAGES}. {calib_report.summary()}")
+        raise DatasetError(
+            f"only {calib_report.loaded} calibration image(s) could be read; INT8 needs at least "
+            f"{MIN_IMAGES}. {calib_report.summary()}"
+        )
     fp32_bytes = bundle.read(ONNX)
     int8_bytes = quantize_onnx(fp32_bytes, batches)
     truth, (fp32, int8) = compare_graphs([fp32_bytes, int8_bytes], card, evaluation, eval_report)
     if len(truth) < MIN_IMAGES:
-        raise DatasetError(f"only {len(truth)} evaluation image(s) could be read; the accuracy check needs at least "
-                           f"{MIN_IMAGES}. {eval_report.summary()}")
+        raise DatasetError(
+            f"only {len(truth)} evaluation image(s) could be read; the accuracy check needs at least "
+            f"{MIN_IMAGES}. {eval_report.summary()}"
+        )
     acc32, acc8 = float(np.mean(fp32 == truth)), float(np.mean(int8 == truth))
-    report = QuantReport(acc32, acc8, acc32 - acc8, float(np.mean(fp32 == int8)), len(truth), calib_report.loaded,
-                         max_drop, len(fp32_bytes), len(int8_bytes), skipped=_unique(calib_report, eval_report))
+    report = QuantReport(
+        acc32,
+        acc8,
+        acc32 - acc8,
+        float(np.mean(fp32 == int8)),
+        len(truth),
+        calib_report.loaded,
+        max_drop,
+        len(fp32_bytes),
+        len(int8_bytes),
+        skipped=_unique(calib_report, eval_report),
+    )
     if report.drop > max_drop + 1e-9:  # a drop equal to the limit passes despite float rounding
         suggested = math.ceil(report.drop * 100) / 100
         raise AccuracyDropError(
             f"{bundle.path}: INT8 accuracy {acc8:.4f} vs fp32 {acc32:.4f} on {len(truth)} images: a drop of "
             f"{_points(report.drop)} points exceeds the limit of {_points(max_drop)}; nothing was written. "
             f"Calibrate on more representative images (--calib DATA) or accept the loss with --max-drop {suggested:g}",
-            report)
+            report,
+        )
     metrics = card.metrics | {"fp32_accuracy": round(acc32, 4), "int8_accuracy": round(acc8, 4)}
     new_card = card.model_copy(update={"precision": "int8", "metrics": metrics})
     written = copy_bundle(bundle, out, archive=archive, overwrite=overwrite, card=new_card, replace={ONNX: int8_bytes})

@@ -16,8 +16,8 @@ import stat
 
 import numpy as np
 
-from ._pixels import apply_orientation
-from .io import _check_size, _describe, _resolve_max_pixels, load_image
+from inspekt._pixels import apply_orientation
+from inspekt.io import _check_size, _describe, _resolve_max_pixels, load_image
 
 _SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 
@@ -33,8 +33,9 @@ def reduction_factor(height: int, width: int, min_side: int) -> int:
     return 1
 
 
-def load_reduced(source: str | os.PathLike[str] | bytes, min_side: int = 64,
-                 max_pixels: int | None = None) -> tuple[np.ndarray, tuple[int, int]]:
+def load_reduced(
+    source: str | os.PathLike[str] | bytes, min_side: int = 64, max_pixels: int | None = None
+) -> tuple[np.ndarray, tuple[int, int]]:
     """Decode an image at a reduced working resolution (see the module docstring).
 
     Args:
@@ -104,14 +105,14 @@ def _jpeg_header(data: bytes) -> tuple[int, int, int, int] | None:
             continue
         if marker in _SOF_MARKERS:
             precision, components = data[i + 4], data[i + 9]
-            height, width = int.from_bytes(data[i + 5:i + 7], "big"), int.from_bytes(data[i + 7:i + 9], "big")
+            height, width = int.from_bytes(data[i + 5 : i + 7], "big"), int.from_bytes(data[i + 7 : i + 9], "big")
             ok = precision == 8 and components in (1, 3) and height > 0 and width > 0
             return (height, width, components, orientation) if ok else None
         if marker in (0xD9, 0xDA):  # end of image or start of scan before any frame header
             return None
-        length = int.from_bytes(data[i + 2:i + 4], "big")
-        if marker == 0xE1 and data[i + 4:i + 10] == b"Exif\x00\x00":
-            orientation = _exif_orientation(data[i + 10:i + 2 + length])
+        length = int.from_bytes(data[i + 2 : i + 4], "big")
+        if marker == 0xE1 and data[i + 4 : i + 10] == b"Exif\x00\x00":
+            orientation = _exif_orientation(data[i + 10 : i + 2 + length])
         i += 2 + length
     return None
 
@@ -123,10 +124,10 @@ def _exif_orientation(tiff: bytes) -> int:
     if order is None or len(tiff) < 8:
         return 1
     start = int.from_bytes(tiff[4:8], order)
-    count = int.from_bytes(tiff[start:start + 2], order)
+    count = int.from_bytes(tiff[start : start + 2], order)
     for entry in range(start + 2, min(start + 2 + 12 * count, len(tiff) - 11), 12):
-        if int.from_bytes(tiff[entry:entry + 2], order) == 0x0112:
-            value = int.from_bytes(tiff[entry + 8:entry + 10], order)
+        if int.from_bytes(tiff[entry : entry + 2], order) == 0x0112:
+            value = int.from_bytes(tiff[entry + 8 : entry + 10], order)
             return value if 1 <= value <= 8 else 1
     return 1
 
@@ -138,10 +139,18 @@ def _decode_jpeg(data: bytes, channels: int, factor: int) -> np.ndarray | None:
     import cv2
 
     if not _FLAGS:
-        _FLAGS.update({(1, 1): cv2.IMREAD_GRAYSCALE, (1, 2): cv2.IMREAD_REDUCED_GRAYSCALE_2,
-                       (1, 4): cv2.IMREAD_REDUCED_GRAYSCALE_4, (1, 8): cv2.IMREAD_REDUCED_GRAYSCALE_8,
-                       (3, 1): cv2.IMREAD_COLOR, (3, 2): cv2.IMREAD_REDUCED_COLOR_2,
-                       (3, 4): cv2.IMREAD_REDUCED_COLOR_4, (3, 8): cv2.IMREAD_REDUCED_COLOR_8})
+        _FLAGS.update(
+            {
+                (1, 1): cv2.IMREAD_GRAYSCALE,
+                (1, 2): cv2.IMREAD_REDUCED_GRAYSCALE_2,
+                (1, 4): cv2.IMREAD_REDUCED_GRAYSCALE_4,
+                (1, 8): cv2.IMREAD_REDUCED_GRAYSCALE_8,
+                (3, 1): cv2.IMREAD_COLOR,
+                (3, 2): cv2.IMREAD_REDUCED_COLOR_2,
+                (3, 4): cv2.IMREAD_REDUCED_COLOR_4,
+                (3, 8): cv2.IMREAD_REDUCED_COLOR_8,
+            }
+        )
     try:
         pixels = cv2.imdecode(np.frombuffer(data, np.uint8), _FLAGS[channels, factor] | cv2.IMREAD_IGNORE_ORIENTATION)
     except cv2.error:

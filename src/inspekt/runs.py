@@ -8,8 +8,8 @@ import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .bundle import open_bundle
-from .errors import ConfigError, InspektError
+from inspekt.bundle import open_bundle
+from inspekt.errors import ConfigError, InspektError
 
 RUN_FILES = ("results.csv", "config.yaml", "bundle/card.json")
 
@@ -40,7 +40,9 @@ def new_run_dir(out: str | Path, task: str, name: str = "exp", *, exist_ok: bool
     try:
         parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise ConfigError(f"cannot create the run folder under {out!s}: {exc.strerror or exc}; choose another --out") from exc
+        raise ConfigError(
+            f"cannot create the run folder under {out!s}: {exc.strerror or exc}; choose another --out"
+        ) from exc
     candidate, number = parent / name, 2
     while True:
         try:  # mkdir is atomic: two runs started at once never share a folder
@@ -94,15 +96,17 @@ def read_run(folder: str | Path) -> RunSummary:
     """
     import yaml
 
-    from .storage import RemotePath, as_path
+    from inspekt.storage import RemotePath, as_path
 
     folder = as_path(folder)
     if not folder.is_dir():
         raise ConfigError(f"{folder}: no such run folder (give runs/<task>/<name> folders written by inspekt train)")
     missing = [name for name in RUN_FILES if not (folder / name).is_file()]
     if missing:
-        raise ConfigError(f"{folder}: not a complete run folder: {', '.join(missing)} missing "
-                          f"(a training run holds {', '.join(RUN_FILES)})")
+        raise ConfigError(
+            f"{folder}: not a complete run folder: {', '.join(missing)} missing "
+            f"(a training run holds {', '.join(RUN_FILES)})"
+        )
     with (folder / "results.csv").open(newline="", encoding="utf-8") as f:
         history = [{k: _number(v) for k, v in row.items()} for row in csv.DictReader(f)]
     if not history:
@@ -118,13 +122,18 @@ def read_run(folder: str | Path) -> RunSummary:
     bundle_files = bundle.find() if isinstance(bundle, RemotePath) else [p for p in bundle.rglob("*") if p.is_file()]
     planned = config.get("epochs") if isinstance(config, dict) else None
     return RunSummary(
-        run=str(folder), model=card.architecture, imgsz=card.input.size, epochs_run=len(history),
+        run=str(folder),
+        model=card.architecture,
+        imgsz=card.input.size,
+        epochs_run=len(history),
         epochs_planned=planned if isinstance(planned, int) else None,
         best_val_macro_f1=best.get("val_macro_f1"),
         best_epoch=int(best["epoch"]) if best.get("epoch") is not None else None,
-        val_accuracy=best.get("val_accuracy"), val_roc_auc=best.get("val_roc_auc"),
+        val_accuracy=best.get("val_accuracy"),
+        val_roc_auc=best.get("val_roc_auc"),
         train_seconds=float(sum(row.get("seconds") or 0.0 for row in history)),
-        bundle_bytes=sum(p.stat().st_size for p in bundle_files), history=history,
+        bundle_bytes=sum(p.stat().st_size for p in bundle_files),
+        history=history,
     )
 
 
@@ -143,7 +152,7 @@ def remote_run_dir(out: str, task: str, name: str = "exp", *, exist_ok: bool = F
     Raises:
         ConfigError: a name with path separators or odd characters.
     """
-    from .storage import as_path
+    from inspekt.storage import as_path
 
     if not _NAME.match(name):
         raise ConfigError(f"run name {name!r} may hold only letters, digits, '.', '_' and '-'")
@@ -177,7 +186,7 @@ def train_staged(cfg, train, **options):
 
     import yaml
 
-    from .storage import check_writable, upload_folder
+    from inspekt.storage import check_writable, upload_folder
 
     target = remote_run_dir(cfg.out, cfg.task, cfg.name, exist_ok=cfg.exist_ok)
     check_writable(target, "upload the run folder")  # before hours of training, not after
@@ -196,8 +205,10 @@ def train_staged(cfg, train, **options):
     try:
         upload_folder(result.run_dir, target)
     except InspektError as exc:
-        raise InspektError(f"{exc}; the finished run is kept at {result.run_dir}: upload it yourself or "
-                           "train again with a writable --out") from None
+        raise InspektError(
+            f"{exc}; the finished run is kept at {result.run_dir}: upload it yourself or "
+            "train again with a writable --out"
+        ) from None
     shutil.rmtree(staging, ignore_errors=True)
     bundle = target / "bundle" if result.bundle is not None else None
     return dataclasses.replace(result, run_dir=target, bundle=bundle)

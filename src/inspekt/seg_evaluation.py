@@ -15,11 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import Dataset
-from .errors import DatasetError
-from .io import BatchReport, SkippedFile
-from .masks import MaskRule
-from .metrics import SegmentationTally
+from inspekt.data import Dataset
+from inspekt.errors import DatasetError
+from inspekt.io import BatchReport, SkippedFile
+from inspekt.masks import MaskRule
+from inspekt.metrics import SegmentationTally
 
 WORST_LIMIT = 24
 
@@ -52,18 +52,28 @@ class SegEvalResult:
 
     def worst(self, limit: int | None = WORST_LIMIT) -> list[int]:
         """Row indices of the worst images: lowest IoU first (wrong verdicts before right ones on ties)."""
-        order = sorted(range(len(self.rows)), key=lambda i: (self.rows[i]["iou"],
-                                                             self.rows[i]["verdict"] == self.rows[i]["defective"]))
+        order = sorted(
+            range(len(self.rows)),
+            key=lambda i: (self.rows[i]["iou"], self.rows[i]["verdict"] == self.rows[i]["defective"]),
+        )
         order = [i for i in order if self.rows[i]["iou"] < 1.0]
         return order[:limit]
 
     def to_dict(self) -> dict:
         """JSON-ready summary (no per-image rows)."""
-        return {"bundle": self.bundle, "data": self.data, "split": self.split, "task": self.task,
-                "classes": list(self.classes), "n_images": len(self.rows), "n_skipped": len(self.skipped),
-                "postprocess": self.postprocess, "metrics": self.metrics,
-                "ms_per_image": round(float(np.mean(self.times)), 3) if self.times else None,
-                "skipped": [{"path": s.path, "reason": s.reason} for s in self.skipped]}
+        return {
+            "bundle": self.bundle,
+            "data": self.data,
+            "split": self.split,
+            "task": self.task,
+            "classes": list(self.classes),
+            "n_images": len(self.rows),
+            "n_skipped": len(self.skipped),
+            "postprocess": self.postprocess,
+            "metrics": self.metrics,
+            "ms_per_image": round(float(np.mean(self.times)), 3) if self.times else None,
+            "skipped": [{"path": s.path, "reason": s.reason} for s in self.skipped],
+        }
 
 
 def nothing_scored(dataset: Dataset, n_files: int, split: str, report: BatchReport) -> DatasetError:
@@ -73,8 +83,9 @@ def nothing_scored(dataset: Dataset, n_files: int, split: str, report: BatchRepo
     return DatasetError(f"{dataset.root}: none of the {n_files} image(s) of split {split!r} could be scored{detail}")
 
 
-def evaluate_segment(predictor, dataset: Dataset, split: str,
-                     progress: Callable[[int], None] | None = None) -> SegEvalResult:
+def evaluate_segment(
+    predictor, dataset: Dataset, split: str, progress: Callable[[int], None] | None = None
+) -> SegEvalResult:
     """Predict every image of ``dataset`` (one split, already selected) and score it against its mask.
 
     Raises:
@@ -82,8 +93,10 @@ def evaluate_segment(predictor, dataset: Dataset, split: str,
     """
     card = predictor.card
     if not dataset.n_masks:
-        raise DatasetError(f"{dataset.root}: no mask files in split {split!r}, so there is nothing to score a "
-                           "segmentation model against; give a dataset with masks (images/ + masks/, MVTec ...)")
+        raise DatasetError(
+            f"{dataset.root}: no mask files in split {split!r}, so there is nothing to score a "
+            "segmentation model against; give a dataset with masks (images/ + masks/, MVTec ...)"
+        )
     rule, tally = MaskRule.from_card(card), SegmentationTally(len(card.classes))
     samples = {str(s.path): s for s in dataset.samples}
     report, rows, times = BatchReport(), [], []
@@ -100,28 +113,48 @@ def evaluate_segment(predictor, dataset: Dataset, split: str,
             verdict = prediction.extra["verdict"] != "ok"
             iou = tally.add(target, prediction.mask, prediction.score, verdict)
             truth, predicted = target > 0, prediction.mask > 0
-            rows.append({"path": prediction.source, "label": sample.label or "", "defective": bool(truth.any()),
-                         "verdict": verdict, "score": round(prediction.score, 6), "iou": round(iou, 6),
-                         "tp": int((truth & predicted).sum()), "fp": int((~truth & predicted).sum()),
-                         "fn": int((truth & ~predicted).sum()), "components": len(prediction.extra["components"])})
+            rows.append(
+                {
+                    "path": prediction.source,
+                    "label": sample.label or "",
+                    "defective": bool(truth.any()),
+                    "verdict": verdict,
+                    "score": round(prediction.score, 6),
+                    "iou": round(iou, 6),
+                    "tp": int((truth & predicted).sum()),
+                    "fp": int((~truth & predicted).sum()),
+                    "fn": int((truth & ~predicted).sum()),
+                    "components": len(prediction.extra["components"]),
+                }
+            )
             times.append(prediction.time_ms)
         if progress:
             progress(len(chunk))
     if not rows:
         raise nothing_scored(dataset, len(files), split, report)
-    post = (card.postprocess.model_dump() if card.postprocess else {})
-    return SegEvalResult(str(predictor.bundle.path), str(dataset.root), split, card.classes,
-                         tally.metrics(card.classes), rows, times, post, list(report.skipped))
+    post = card.postprocess.model_dump() if card.postprocess else {}
+    return SegEvalResult(
+        str(predictor.bundle.path),
+        str(dataset.root),
+        split,
+        card.classes,
+        tally.metrics(card.classes),
+        rows,
+        times,
+        post,
+        list(report.skipped),
+    )
 
 
-def write_worst_overlays(result: SegEvalResult, predictor, dataset: Dataset, folder: str | Path,
-                         limit: int = WORST_LIMIT) -> list[Path]:
+def write_worst_overlays(
+    result: SegEvalResult, predictor, dataset: Dataset, folder: str | Path, limit: int = WORST_LIMIT
+) -> list[Path]:
     """Overlays of the worst images: the prediction filled and outlined in its class colours, the
     true mask outlined in green; file names start with the rank and the image's IoU."""
     import cv2
 
-    from .draw import banner, overlay_mask
-    from .io import load_image, save_image
+    from inspekt.draw import banner, overlay_mask
+    from inspekt.io import load_image, save_image
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

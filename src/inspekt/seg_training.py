@@ -17,15 +17,15 @@ from typing import Any
 import cv2
 import numpy as np
 
-from .card import InputSpec, PostProcess
-from .config import TrainConfig
-from .data import Dataset
-from .errors import ConfigError, DatasetError, ImageLoadError
-from .io import BatchReport, SkippedFile, iter_images, load_image
-from .masks import MaskRule, mask_rule
-from .metrics import SegmentationTally
-from .segment import pad_to_window, postprocess, softmax_maps, tiled_probabilities
-from .transforms import channel_stats, normalize, prepare, resize
+from inspekt.card import InputSpec, PostProcess
+from inspekt.config import TrainConfig
+from inspekt.data import Dataset
+from inspekt.errors import ConfigError, DatasetError, ImageLoadError
+from inspekt.io import BatchReport, SkippedFile, iter_images, load_image
+from inspekt.masks import MaskRule, mask_rule
+from inspekt.metrics import SegmentationTally
+from inspekt.segment import pad_to_window, postprocess, softmax_maps, tiled_probabilities
+from inspekt.transforms import channel_stats, normalize, prepare, resize
 
 TILE_WHEN_LARGER = 2.0  # resize=auto tiles when images average more than this times imgsz per side
 MAX_COORDS = 512  # defect pixels remembered per image for centring crops
@@ -53,8 +53,16 @@ class MaskStore:
         return prepared, prepared_target, target
 
     @classmethod
-    def build(cls, ds: Dataset, rule: MaskRule, spec: InputSpec, report: BatchReport, budget: list[int], split: str,
-              defect_crops: float) -> MaskStore:
+    def build(
+        cls,
+        ds: Dataset,
+        rule: MaskRule,
+        spec: InputSpec,
+        report: BatchReport,
+        budget: list[int],
+        split: str,
+        defect_crops: float,
+    ) -> MaskStore:
         """Decode every image and mask once; unreadable files and bad masks are skipped and reported."""
         store = cls(spec, rule, defect_crops)
         by_path = {str(s.path): s for s in ds.samples}
@@ -79,8 +87,9 @@ class MaskStore:
             else:
                 store.items.append(by_path[source])
         if not store.items:
-            raise DatasetError(f"{ds.root}: the {split} split has no readable image with a usable mask; add images "
-                               "or lower val=")
+            raise DatasetError(
+                f"{ds.root}: the {split} split has no readable image with a usable mask; add images or lower val="
+            )
         store.labels = np.asarray(labels, dtype=np.int64)
         return store
 
@@ -160,10 +169,14 @@ class SegmentTask:
         if cfg.loss not in ("auto", "dice_bce", "focal", "tversky"):
             raise ConfigError(f"loss={cfg.loss} is a classification loss; segmentation uses dice_bce, focal or tversky")
         if cfg.metric not in ("auto", "iou", "dice", "val_loss"):
-            raise ConfigError(f"metric={cfg.metric} is a classification metric; segmentation uses iou, dice or val_loss")
+            raise ConfigError(
+                f"metric={cfg.metric} is a classification metric; segmentation uses iou, dice or val_loss"
+            )
         if cfg.imgsz % 32:
-            raise ConfigError(f"imgsz={cfg.imgsz}: segmentation networks need a multiple of 32 (e.g. "
-                              f"{max(32, round(cfg.imgsz / 32) * 32)})")
+            raise ConfigError(
+                f"imgsz={cfg.imgsz}: segmentation networks need a multiple of 32 (e.g. "
+                f"{max(32, round(cfg.imgsz / 32) * 32)})"
+            )
         self.cfg, self.ds = cfg, ds
         self.rule = mask_rule(ds, cfg.masks, threshold=cfg.mask_threshold, values=cfg.mask_values)
         self.classes = self.rule.classes
@@ -175,7 +188,7 @@ class SegmentTask:
         """The resize policy; auto tiles when images average over twice imgsz per side."""
         if self.cfg.resize != "auto":
             return self.cfg.resize
-        from .io import image_size
+        from inspekt.io import image_size
 
         sizes = []
         for sample in ds.samples[:: max(1, len(ds.samples) // 64)]:
@@ -188,18 +201,23 @@ class SegmentTask:
         side = float(np.sqrt(np.median([w * h for w, h in sizes]))) * self.cfg.scale
         return "tile" if side > TILE_WHEN_LARGER * self.cfg.imgsz else "stretch"
 
-    def stores(self, train_ds: Dataset, val_ds: Dataset, spec: InputSpec, report: BatchReport,
-               budget: list[int]) -> tuple[MaskStore, MaskStore]:
+    def stores(
+        self, train_ds: Dataset, val_ds: Dataset, spec: InputSpec, report: BatchReport, budget: list[int]
+    ) -> tuple[MaskStore, MaskStore]:
         cfg = self.cfg
         train = MaskStore.build(train_ds, self.rule, spec, report, budget, "training", cfg.defect_crops)
         val = MaskStore.build(val_ds, self.rule, spec, report, budget, "validation", cfg.defect_crops)
         if not train.labels.any():
-            raise DatasetError(f"{cfg.data}: no training mask has a defect pixel (mask_threshold={cfg.mask_threshold}). "
-                               "Check the masks or lower mask_threshold; if the defect images are all in a test "
-                               "split (MVTec), re-split: inspekt data split DATA --out split.csv, then train on split.csv")
+            raise DatasetError(
+                f"{cfg.data}: no training mask has a defect pixel (mask_threshold={cfg.mask_threshold}). "
+                "Check the masks or lower mask_threshold; if the defect images are all in a test "
+                "split (MVTec), re-split: inspekt data split DATA --out split.csv, then train on split.csv"
+            )
         min_area = auto_min_area(train.areas) if cfg.min_area == "auto" else int(cfg.min_area)
-        self.card_fields = {"postprocess": PostProcess(threshold=self.threshold, min_area=min_area, kernel=cfg.kernel),
-                            "masks": self.rule.spec()}
+        self.card_fields = {
+            "postprocess": PostProcess(threshold=self.threshold, min_area=min_area, kernel=cfg.kernel),
+            "masks": self.rule.spec(),
+        }
         return train, val
 
     @property
@@ -211,7 +229,7 @@ class SegmentTask:
         return "iou" if self.cfg.metric == "auto" else self.cfg.metric
 
     def losses(self, train: MaskStore):
-        from .losses import class_weights, make_segment_loss
+        from inspekt.losses import class_weights, make_segment_loss
 
         cfg, name = self.cfg, "dice_bce" if self.cfg.loss == "auto" else self.cfg.loss
         weights = class_weights(train.pixels, self.classes, cfg.class_weights, power=0.5)

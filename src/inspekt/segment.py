@@ -15,8 +15,8 @@ from collections.abc import Callable, Sequence
 import cv2
 import numpy as np
 
-from .card import InputSpec, ModelCard, PostProcess
-from .transforms import map_back, normalize, prepare, preprocess_batch
+from inspekt.card import InputSpec, ModelCard, PostProcess
+from inspekt.transforms import map_back, normalize, prepare, preprocess_batch
 
 # (N, C, H, W) float32 model inputs -> (N, classes, H, W) logits
 RunLogits = Callable[[np.ndarray], np.ndarray]
@@ -105,8 +105,9 @@ def _to_original(probs: np.ndarray, geometry) -> np.ndarray:
     return np.stack([map_back(channel, geometry) for channel in probs])
 
 
-def probabilities(images: Sequence[np.ndarray], spec: InputSpec, run: RunLogits,
-                  batch_size: int = 16) -> list[np.ndarray]:
+def probabilities(
+    images: Sequence[np.ndarray], spec: InputSpec, run: RunLogits, batch_size: int = 16
+) -> list[np.ndarray]:
     """Per-pixel class probabilities of decoded images at their original size.
 
     Args:
@@ -180,14 +181,22 @@ def components(mask: np.ndarray, defect: np.ndarray, classes: Sequence[str]) -> 
         votes[0] = 0
         scores = defect[region]
         x, y, w, h, area = (int(v) for v in stats[i])
-        found.append({"class": classes[int(votes.argmax())], "bbox": [x, y, w, h], "area_px": area,
-                      "area_pct": round(100.0 * area / total, 4), "mean_score": round(float(scores.mean()), 4),
-                      "max_score": round(float(scores.max()), 4)})
+        found.append(
+            {
+                "class": classes[int(votes.argmax())],
+                "bbox": [x, y, w, h],
+                "area_px": area,
+                "area_pct": round(100.0 * area / total, 4),
+                "mean_score": round(float(scores.mean()), 4),
+                "max_score": round(float(scores.max()), 4),
+            }
+        )
     return sorted(found, key=lambda c: -c["area_px"])
 
 
-def predict_segment(card: ModelCard, images: Sequence[np.ndarray], sources: Sequence[str], run: RunLogits,
-                    batch_size: int = 16):
+def predict_segment(
+    card: ModelCard, images: Sequence[np.ndarray], sources: Sequence[str], run: RunLogits, batch_size: int = 16
+):
     """Predictions (mask, components, verdict, defect map) for decoded images; the Predictor's segment path."""
     post = card.postprocess or PostProcess()
     # Resized inputs go through the model as one batch; tiled images one at a time (memory).
@@ -199,18 +208,29 @@ def predict_segment(card: ModelCard, images: Sequence[np.ndarray], sources: Sequ
         for i, probs in zip(group, maps):
             results.append(_prediction(card, post, sources[i], probs))
         per_image = (time.perf_counter() - t0) * 1000 / max(1, len(group))
-        for prediction in results[-len(group):]:
+        for prediction in results[-len(group) :]:
             prediction.time_ms = per_image
     return results
 
 
 def _prediction(card: ModelCard, post: PostProcess, source: str, probs: np.ndarray):
-    from .predictor import Prediction
+    from inspekt.predictor import Prediction
 
     mask, defect = postprocess(probs, post)
     found = components(mask, defect, card.classes)
     per_class = {name: round(float(p.max()), 6) for name, p in zip(card.classes[1:], probs[1:])}
-    extra = {"verdict": "defect" if found else OK, "components": found,
-             "defect_area_pct": round(100.0 * float((mask > 0).mean()), 4)}
-    return Prediction(source, "segment", found[0]["class"] if found else OK, float(defect.max()), per_class,
-                      mask=mask, heatmap=defect, extra=extra)
+    extra = {
+        "verdict": "defect" if found else OK,
+        "components": found,
+        "defect_area_pct": round(100.0 * float((mask > 0).mean()), 4),
+    }
+    return Prediction(
+        source,
+        "segment",
+        found[0]["class"] if found else OK,
+        float(defect.max()),
+        per_class,
+        mask=mask,
+        heatmap=defect,
+        extra=extra,
+    )

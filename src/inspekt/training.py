@@ -26,22 +26,29 @@ from typing import Any
 import numpy as np
 import yaml
 
-from .bundle import ParityReport, save_bundle
-from .card import DataInfo, InputSpec, ModelCard, library_versions, now_iso
-from .config import TrainConfig, build_config, save_config
-from .data import Dataset, open_dataset
-from .data.split import split_dataset
-from .drift.reference import write_reference
-from .errors import ConfigError, DatasetError, InspektError
-from .io import BatchReport, iter_images, load_image
-from .runs import new_run_dir, train_staged
-from .storage import is_remote
-from .transforms import channel_stats, normalize, prepare
+from inspekt.bundle import ParityReport, save_bundle
+from inspekt.card import DataInfo, InputSpec, ModelCard, library_versions, now_iso
+from inspekt.config import TrainConfig, build_config, save_config
+from inspekt.data import Dataset, open_dataset
+from inspekt.data.split import split_dataset
+from inspekt.drift.reference import write_reference
+from inspekt.errors import ConfigError, DatasetError, InspektError
+from inspekt.io import BatchReport, iter_images, load_image
+from inspekt.runs import new_run_dir, train_staged
+from inspekt.storage import is_remote
+from inspekt.transforms import channel_stats, normalize, prepare
 
 EpochCallback = Callable[[dict], None]
 LAST, BEST, RESULTS, CONFIG = "checkpoints/last.pt", "checkpoints/best.safetensors", "results.csv", "config.yaml"
-HIGHER_IS_BETTER = {"macro_f1": True, "accuracy": True, "balanced_accuracy": True, "roc_auc": True, "iou": True,
-                    "dice": True, "val_loss": False}
+HIGHER_IS_BETTER = {
+    "macro_f1": True,
+    "accuracy": True,
+    "balanced_accuracy": True,
+    "roc_auc": True,
+    "iou": True,
+    "dice": True,
+    "val_loss": False,
+}
 
 
 @dataclass
@@ -67,8 +74,9 @@ class ImageStore:
         self.spec = spec
 
     @classmethod
-    def build(cls, ds: Dataset, index: dict[str, int], spec: InputSpec, report: BatchReport, budget: list[int],
-              split: str) -> ImageStore:
+    def build(
+        cls, ds: Dataset, index: dict[str, int], spec: InputSpec, report: BatchReport, budget: list[int], split: str
+    ) -> ImageStore:
         """Decode every image once (bad files are skipped and reported) and cache what fits in ``budget[0]``."""
         by_path = {str(s.path): s.label for s in ds.samples}
         items, labels = [], []
@@ -182,11 +190,14 @@ class ClassifyTask:
     def resize(self, ds: Dataset) -> str:
         return "stretch" if self.cfg.resize == "auto" else self.cfg.resize
 
-    def stores(self, train_ds: Dataset, val_ds: Dataset, spec: InputSpec, report: BatchReport,
-               budget: list[int]) -> tuple[ImageStore, ImageStore]:
+    def stores(
+        self, train_ds: Dataset, val_ds: Dataset, spec: InputSpec, report: BatchReport, budget: list[int]
+    ) -> tuple[ImageStore, ImageStore]:
         index = {c: i for i, c in enumerate(self.classes)}
-        return (ImageStore.build(train_ds, index, spec, report, budget, "training"),
-                ImageStore.build(val_ds, index, spec, report, budget, "validation"))
+        return (
+            ImageStore.build(train_ds, index, spec, report, budget, "training"),
+            ImageStore.build(val_ds, index, spec, report, budget, "validation"),
+        )
 
     def monitor(self) -> str:
         if self.cfg.metric != "auto":
@@ -194,18 +205,20 @@ class ClassifyTask:
         return "roc_auc" if len(self.classes) == 2 else "macro_f1"
 
     def losses(self, train: ImageStore):
-        from .losses import class_weights, make_loss
+        from inspekt.losses import class_weights, make_loss
 
         cfg, name = self.cfg, "ce" if self.cfg.loss == "auto" else self.cfg.loss
         weights = class_weights(np.bincount(train.labels, minlength=len(self.classes)), self.classes, cfg.class_weights)
-        return (make_loss(name, weights, gamma=cfg.focal_gamma, label_smoothing=cfg.label_smoothing),
-                make_loss(name, None, gamma=cfg.focal_gamma))
+        return (
+            make_loss(name, weights, gamma=cfg.focal_gamma, label_smoothing=cfg.label_smoothing),
+            make_loss(name, None, gamma=cfg.focal_gamma),
+        )
 
     def validate(self, loop: _Loop, store: ImageStore) -> dict[str, Any]:
         """Classification metrics of the network on a split, with the mean loss."""
         import torch
 
-        from .metrics import classification_metrics
+        from inspekt.metrics import classification_metrics
 
         loop.network.eval()
         probs, losses = [], []
@@ -220,14 +233,14 @@ class ClassifyTask:
         return metrics | {"loss": float(np.sum(losses) / len(store))}
 
     def plots(self, run_dir: Path, final: dict) -> None:
-        from .plots import plot_confusion
+        from inspekt.plots import plot_confusion
 
         plot_confusion(final["confusion"], self.classes, run_dir / "confusion.png")
 
 
 def _task(cfg: TrainConfig, ds: Dataset):
     if cfg.task == "segment":
-        from .seg_training import SegmentTask
+        from inspekt.seg_training import SegmentTask
 
         return SegmentTask(cfg, ds)
     if cfg.task == "classify":
@@ -241,7 +254,7 @@ class _Loop:
     def __init__(self, network, cfg: TrainConfig, train, task):
         import torch
 
-        from .augment import build_augmenter
+        from inspekt.augment import build_augmenter
 
         self.cfg, self.train_store, self.task = cfg, train, task
         self.device = device_for(cfg)
@@ -260,7 +273,7 @@ class _Loop:
     def train_epoch(self, epoch: int) -> float:
         import torch
 
-        from .losses import epoch_order
+        from inspekt.losses import epoch_order
 
         torch.manual_seed(self._seed(epoch))
         self.augment.reseed(self._seed(epoch))
@@ -282,8 +295,12 @@ class _Loop:
         return float(np.mean(losses))
 
     def state(self) -> dict[str, Any]:
-        return {"model": self.network.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict()}
+        return {
+            "model": self.network.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+        }
 
     def load_state(self, state: dict[str, Any]) -> None:
         self.network.load_state_dict(state["model"])
@@ -292,8 +309,9 @@ class _Loop:
         self.scaler.load_state_dict(state["scaler"])
 
 
-def _epoch_row(epoch: int, train_loss: float, metrics: dict, lr: float, seconds: float,
-               keys: tuple[str, ...]) -> dict[str, Any]:
+def _epoch_row(
+    epoch: int, train_loss: float, metrics: dict, lr: float, seconds: float, keys: tuple[str, ...]
+) -> dict[str, Any]:
     row = {"epoch": epoch, "train_loss": round(train_loss, 6), "val_loss": round(metrics["loss"], 6)}
     for key in keys:
         if metrics.get(key) is not None:
@@ -351,7 +369,7 @@ class _Prepared:
 def _prepare(cfg: TrainConfig) -> _Prepared:
     import torch
 
-    from .models import create_model, get_entry
+    from inspekt.models import create_model, get_entry
 
     if cfg.task not in ("classify", "segment"):
         raise ConfigError(f"training {cfg.task} models is not available in this version; use task classify or segment")
@@ -372,12 +390,19 @@ def _prepare(cfg: TrainConfig) -> _Prepared:
     params = {"num_classes": len(task.classes), "in_chans": channels, **cfg.model_params}
     network = create_model(cfg.model, **params)  # bad parameters fail here, before any decoding
     if cfg.pretrained:
-        from .models.pretrained import load_pretrained
+        from inspekt.models.pretrained import load_pretrained
 
         notes.append(load_pretrained(network, cfg.model, cfg.pretrained).summary())
-    spec = InputSpec(size=(cfg.imgsz, cfg.imgsz), channels=channels, mean=(0.5,) * channels,
-                     std=(0.25,) * channels, resize=task.resize(train_ds), clahe=cfg.clahe, scale=cfg.scale,
-                     overlap=cfg.overlap)
+    spec = InputSpec(
+        size=(cfg.imgsz, cfg.imgsz),
+        channels=channels,
+        mean=(0.5,) * channels,
+        std=(0.25,) * channels,
+        resize=task.resize(train_ds),
+        clahe=cfg.clahe,
+        scale=cfg.scale,
+        overlap=cfg.overlap,
+    )
     report, budget = BatchReport(), [cfg.cache_mb * 2**20]
     train, val = task.stores(train_ds, val_ds, spec, report, budget)
     if len(train) < 2:
@@ -388,8 +413,20 @@ def _prepare(cfg: TrainConfig) -> _Prepared:
     uncached = train.uncached + val.uncached
     if uncached:
         notes.append(f"{uncached} images did not fit in cache_mb={cfg.cache_mb} and are decoded every epoch")
-    return _Prepared(cfg, ds, task, network, params, spec, train, val, report, notes,
-                     [str(s.path) for s in train_ds.samples], [str(s.path) for s in val_ds.samples])
+    return _Prepared(
+        cfg,
+        ds,
+        task,
+        network,
+        params,
+        spec,
+        train,
+        val,
+        report,
+        notes,
+        [str(s.path) for s in train_ds.samples],
+        [str(s.path) for s in val_ds.samples],
+    )
 
 
 def _run(p: _Prepared, run_dir: Path, on_epoch: EpochCallback | None, resume: dict | None = None) -> TrainResult:
@@ -419,9 +456,19 @@ def _run(p: _Prepared, run_dir: Path, on_epoch: EpochCallback | None, resume: di
             else:
                 stale += 1
             finished = stale >= cfg.patience or epoch == cfg.epochs
-            _save_checkpoint(run_dir / LAST, {
-                "epoch": epoch, "loop": loop.state(), "history": history, "stale": stale, "best_key": list(best_key),
-                "best_model": best_state, "fingerprint": p.ds.fingerprint(), "finished": finished})
+            _save_checkpoint(
+                run_dir / LAST,
+                {
+                    "epoch": epoch,
+                    "loop": loop.state(),
+                    "history": history,
+                    "stale": stale,
+                    "best_key": list(best_key),
+                    "best_model": best_state,
+                    "fingerprint": p.ds.fingerprint(),
+                    "finished": finished,
+                },
+            )
             write_results(history, run_dir / RESULTS)
             if on_epoch:
                 on_epoch(row | {"epochs": cfg.epochs, "best": stale == 0})
@@ -434,9 +481,10 @@ def _run(p: _Prepared, run_dir: Path, on_epoch: EpochCallback | None, resume: di
     return _finish(p, run_dir, loop, best_state, history, interrupted)
 
 
-def _finish(p: _Prepared, run_dir: Path, loop: _Loop, best_state: dict, history: list[dict],
-            interrupted: bool) -> TrainResult:
-    from .plots import plot_history
+def _finish(
+    p: _Prepared, run_dir: Path, loop: _Loop, best_state: dict, history: list[dict], interrupted: bool
+) -> TrainResult:
+    from inspekt.plots import plot_history
 
     cfg, task = p.cfg, p.task
     loop.network.load_state_dict(best_state)
@@ -452,9 +500,16 @@ def _finish(p: _Prepared, run_dir: Path, loop: _Loop, best_state: dict, history:
     if p.report.skipped:
         (run_dir / "skipped.txt").write_text(p.report.summary() + "\n", encoding="utf-8")
     card = ModelCard(
-        task=cfg.task, architecture=cfg.model, params=p.params, classes=task.classes, input=p.spec,
+        task=cfg.task,
+        architecture=cfg.model,
+        params=p.params,
+        classes=task.classes,
+        input=p.spec,
         data=DataInfo(fingerprint=p.ds.fingerprint(), source=str(cfg.data), n_samples=len(p.train)),
-        metrics=metrics, versions=versions, created_at=now_iso(), **task.card_fields,
+        metrics=metrics,
+        versions=versions,
+        created_at=now_iso(),
+        **task.card_fields,
     )
     samples = p.val.batch(np.arange(min(8, len(p.val))))
     bundle, parity = save_bundle(network, card, run_dir / "bundle", samples=samples, overwrite=True)
@@ -487,7 +542,7 @@ def train(config: TrainConfig | None = None, *, on_epoch: EpochCallback | None =
     if is_remote(cfg.out):  # checkpoints need real files: train in a local folder, upload it at the end
         return train_staged(cfg, train, on_epoch=on_epoch)
     if cfg.task == "anomaly":
-        from .anomaly_training import DEFAULT_METHOD, train_anomaly
+        from inspekt.anomaly_training import DEFAULT_METHOD, train_anomaly
 
         if "model" not in cfg.model_fields_set:
             cfg = cfg.model_copy(update={"model": DEFAULT_METHOD})
@@ -512,8 +567,10 @@ def resume(run_dir: str | Path, *, on_epoch: EpochCallback | None = None) -> Tra
         ConfigError: not a run folder, no checkpoint, a finished run, or changed data.
     """
     if is_remote(run_dir):
-        raise ConfigError(f"{run_dir}: resuming a run stored at a URL is not supported; copy the folder to a local "
-                          "disk (e.g. aws s3 cp --recursive), resume it there, and upload it again")
+        raise ConfigError(
+            f"{run_dir}: resuming a run stored at a URL is not supported; copy the folder to a local "
+            "disk (e.g. aws s3 cp --recursive), resume it there, and upload it again"
+        )
     run_dir = Path(run_dir)
     if not (run_dir / CONFIG).is_file():
         raise ConfigError(f"{run_dir}: not a run folder (no {CONFIG}); give the folder `inspekt train` printed")
@@ -522,10 +579,13 @@ def resume(run_dir: str | Path, *, on_epoch: EpochCallback | None = None) -> Tra
         raise ConfigError(f"{run_dir}: anomaly runs fit in one go and cannot be resumed; train again")
     state = _load_checkpoint(run_dir / LAST)
     if state["finished"]:
-        raise ConfigError(f"{run_dir}: the run already finished (epoch {state['epoch']}); its bundle is "
-                          f"{run_dir / 'bundle'}")
+        raise ConfigError(
+            f"{run_dir}: the run already finished (epoch {state['epoch']}); its bundle is {run_dir / 'bundle'}"
+        )
     prepared = _prepare(cfg)
     if prepared.ds.fingerprint() != state["fingerprint"]:
-        raise ConfigError(f"{run_dir}: the data in {cfg.data} changed since the run started; resuming would not "
-                          "be exact. Start a new run")
+        raise ConfigError(
+            f"{run_dir}: the data in {cfg.data} changed since the run started; resuming would not "
+            "be exact. Start a new run"
+        )
     return _run(prepared, run_dir, on_epoch, resume=state)

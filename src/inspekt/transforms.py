@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .card import InputSpec
+from inspekt.card import InputSpec
 
 # Letterbox padding: mid-grey, so the border carries no edge the model could learn from.
 PAD_VALUE = 114
@@ -76,8 +76,11 @@ def resize(image: np.ndarray, spec: InputSpec, *, mask: bool = False) -> tuple[n
     method = (lambda src, dst: cv2.INTER_NEAREST) if mask else _interpolation
     if spec.resize == "tile":
         new_h, new_w = max(1, round(h * spec.scale)), max(1, round(w * spec.scale))
-        out = image if (new_h, new_w) == (h, w) else cv2.resize(image, (new_w, new_h),
-                                                                interpolation=method((h, w), (new_h, new_w)))
+        out = (
+            image
+            if (new_h, new_w) == (h, w)
+            else cv2.resize(image, (new_w, new_h), interpolation=method((h, w), (new_h, new_w)))
+        )
         return out, Geometry((h, w), new_h / h, new_w / w, 0, 0)
     if spec.resize == "stretch":
         out = cv2.resize(image, (out_w, out_h), interpolation=method((h, w), (out_h, out_w)))
@@ -161,8 +164,9 @@ def preprocess(image: np.ndarray, spec: InputSpec) -> tuple[np.ndarray, Geometry
     return normalize(prepared, spec), geometry
 
 
-def channel_stats(image: Callable[[int], np.ndarray], count: int, channels: int, limit: int = 2000
-                  ) -> tuple[tuple[float, ...], tuple[float, ...]]:
+def channel_stats(
+    image: Callable[[int], np.ndarray], count: int, channels: int, limit: int = 2000
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Per-channel mean and std (in [0, 1]) of prepared uint8 images, from at most ``limit`` of them
     spread evenly over the ``count`` given by ``image(i)``: the normalisation stored in a card."""
     picks = np.linspace(0, count - 1, min(limit, count)).astype(int)

@@ -6,6 +6,6 @@
 Needs the ``serve`` extra (fastapi, uvicorn, python-multipart, prometheus-client).
 """
 
-from .app import ServeSettings, ServiceState, create_app
+from inspekt.api.app import ServeSettings, ServiceState, create_app
 
 __all__ = ["ServeSettings", "ServiceState", "create_app"]

@@ -8,16 +8,16 @@ from dataclasses import dataclass, field
 
 from fastapi import FastAPI
 
-from .. import __version__
-from ..drift.engine import CHECKS, DriftConfig
-from ..errors import ConfigError, did_you_mean
-from . import problems
-from .auth import ApiKeyMiddleware
-from .batching import IN_FLIGHT
-from .metrics import Metrics, MetricsMiddleware
-from .models import ServedModel, load_models
-from .problems import Problem
-from .routes import router
+from inspekt import __version__
+from inspekt.api import problems
+from inspekt.api.auth import ApiKeyMiddleware
+from inspekt.api.batching import IN_FLIGHT
+from inspekt.api.metrics import Metrics, MetricsMiddleware
+from inspekt.api.models import ServedModel, load_models
+from inspekt.api.problems import Problem
+from inspekt.api.routes import router
+from inspekt.drift.engine import CHECKS, DriftConfig
+from inspekt.errors import ConfigError, did_you_mean
 
 
 @dataclass(frozen=True)
@@ -55,11 +55,15 @@ class ServeSettings:
     drift_checks: tuple[str, ...] = CHECKS
 
     def __post_init__(self) -> None:
-        for name, value, low in (("max_upload_mb", self.max_upload_mb, 0.001), ("max_files", self.max_files, 1),
-                                 ("max_batch", self.max_batch, 1), ("max_wait_ms", self.max_wait_ms, 0),
-                                 ("max_pixels", 1 if self.max_pixels is None else self.max_pixels, 1),
-                                 ("max_request_pixels", self.max_request_pixels, 1),
-                                 ("threads", 1 if self.threads is None else self.threads, 1)):
+        for name, value, low in (
+            ("max_upload_mb", self.max_upload_mb, 0.001),
+            ("max_files", self.max_files, 1),
+            ("max_batch", self.max_batch, 1),
+            ("max_wait_ms", self.max_wait_ms, 0),
+            ("max_pixels", 1 if self.max_pixels is None else self.max_pixels, 1),
+            ("max_request_pixels", self.max_request_pixels, 1),
+            ("threads", 1 if self.threads is None else self.threads, 1),
+        ):
             if not low <= value < float("inf"):  # inf MB cannot become a byte count
                 raise ConfigError(f"--{name.replace('_', '-')} {value} must be at least {low:g}")
         DriftConfig(checks=self.drift_checks)  # names checked at start, with a did-you-mean
@@ -88,8 +92,12 @@ class ServiceState:
             Problem: 404 with the served names and a did-you-mean.
         """
         if name not in self.models:
-            raise Problem(404, "unknown-model", f"no model named {name!r}.{did_you_mean(name, self.models)} "
-                          f"Served models: {', '.join(sorted(self.models))} (GET /v1/models lists them)")
+            raise Problem(
+                404,
+                "unknown-model",
+                f"no model named {name!r}.{did_you_mean(name, self.models)} "
+                f"Served models: {', '.join(sorted(self.models))} (GET /v1/models lists them)",
+            )
         return self.models[name]
 
 
@@ -114,9 +122,13 @@ def create_app(settings: ServeSettings) -> FastAPI:
         BundleError: a bundle cannot be loaded.
     """
     metrics = Metrics()
-    models = load_models(list(settings.models), threads=settings.threads or default_threads(), max_batch=settings.max_batch,
-                         max_wait_ms=settings.max_wait_ms,
-                         on_batch=lambda name, n: metrics.batch_size.labels(name).observe(n))
+    models = load_models(
+        list(settings.models),
+        threads=settings.threads or default_threads(),
+        max_batch=settings.max_batch,
+        max_wait_ms=settings.max_wait_ms,
+        on_batch=lambda name, n: metrics.batch_size.labels(name).observe(n),
+    )
     metrics.models.set(len(models))
     state = ServiceState(settings, models, metrics, ready=True)
 
@@ -128,9 +140,13 @@ def create_app(settings: ServeSettings) -> FastAPI:
         for model in models.values():
             model.close()
 
-    app = FastAPI(title="inspekt", version=__version__, lifespan=lifespan,
-                  description="Predict with inspekt model bundles and check incoming images for drift. "
-                              "Errors are RFC 9457 problem documents.")
+    app = FastAPI(
+        title="inspekt",
+        version=__version__,
+        lifespan=lifespan,
+        description="Predict with inspekt model bundles and check incoming images for drift. "
+        "Errors are RFC 9457 problem documents.",
+    )
     app.state.inspekt = state
     problems.install(app)
     app.include_router(router)
@@ -139,7 +155,11 @@ def create_app(settings: ServeSettings) -> FastAPI:
     if settings.cors_origins:  # outside the key check, so a refused browser call still gets CORS headers
         from fastapi.middleware.cors import CORSMiddleware
 
-        app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["GET", "POST"],
-                           allow_headers=["X-API-Key", "Content-Type"])
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["GET", "POST"],
+            allow_headers=["X-API-Key", "Content-Type"],
+        )
     app.add_middleware(MetricsMiddleware, metrics=metrics)  # outermost: refused requests are counted too
     return app

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hmac
 
-from .problems import problem_response
+from inspekt.api.problems import problem_response
 
 HEADER = "x-api-key"
 OPEN_PATHS = frozenset({"/healthz", "/readyz"})  # orchestrators probe these without credentials
@@ -29,7 +29,8 @@ class ApiKeyMiddleware:
         if hmac.compare_digest(given, self._key):  # constant time: no key guessing by timing
             await self.app(scope, receive, send)
             return
-        detail = ("the X-API-Key header is missing" if not given else "the X-API-Key header is wrong") + \
-            "; send the key the server was started with (--api-key-env)"
+        detail = (
+            "the X-API-Key header is missing" if not given else "the X-API-Key header is wrong"
+        ) + "; send the key the server was started with (--api-key-env)"
         response = problem_response(401, "unauthorized", detail, headers={"WWW-Authenticate": "ApiKey"})
         await response(scope, receive, send)

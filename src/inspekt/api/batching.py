@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..enhance import Pipeline
-from ..errors import InspektError
-from ..predictor import Prediction, Predictor
+from inspekt.enhance import Pipeline
+from inspekt.errors import InspektError
+from inspekt.predictor import Prediction, Predictor
 
 log = logging.getLogger("inspekt.api")
 IN_FLIGHT = 2  # batches predicted at once per model
@@ -63,8 +63,15 @@ class MicroBatcher:
         on_batch: called with each batch's image count (metrics).
     """
 
-    def __init__(self, name: str, *, max_batch: int = 32, max_wait_ms: float = 5.0, concurrency: int = IN_FLIGHT,
-                 on_batch: Callable[[int], None] | None = None):
+    def __init__(
+        self,
+        name: str,
+        *,
+        max_batch: int = 32,
+        max_wait_ms: float = 5.0,
+        concurrency: int = IN_FLIGHT,
+        on_batch: Callable[[int], None] | None = None,
+    ):
         self.name, self.max_batch, self.max_wait = name, max_batch, max_wait_ms / 1000
         self.on_batch, self.concurrency = on_batch, concurrency
         self._executor: ThreadPoolExecutor | None = None  # made per event loop: close() shuts it down
@@ -208,6 +215,6 @@ def _predict(group: list[Job]) -> list[list[Prediction]]:
     predictions = first.predictor.predict_arrays(images, sources, enhance=first.enhance)
     parts, start = [], 0
     for job in group:
-        parts.append(predictions[start:start + len(job.images)])
+        parts.append(predictions[start : start + len(job.images)])
         start += len(job.images)
     return parts

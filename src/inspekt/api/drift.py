@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from ..drift.engine import CHECKS, DriftConfig, DriftResult, compare_profiles
-from ..drift.profile import profile_chunk
-from ..drift.reference import model_outputs
-from ..drift.sources import sample_files
-from ..errors import ConfigError, ImageLoadError
-from ..io import SkippedFile, image_size
-from .models import ServedModel
-from .options import DRIFT_FIELDS, _check_fields, _number
-from .problems import Problem
-from .uploads import Upload, within_budget
+from inspekt.api.models import ServedModel
+from inspekt.api.options import DRIFT_FIELDS, _check_fields, _number
+from inspekt.api.problems import Problem
+from inspekt.api.uploads import Upload, within_budget
+from inspekt.drift.engine import CHECKS, DriftConfig, DriftResult, compare_profiles
+from inspekt.drift.profile import profile_chunk
+from inspekt.drift.reference import model_outputs
+from inspekt.drift.sources import sample_files
+from inspekt.errors import ConfigError, ImageLoadError
+from inspekt.io import SkippedFile, image_size
 
 MAX_PERMUTATIONS = 5000  # bounds the work one request can ask for
 
@@ -24,10 +24,12 @@ def drift_config(fields: dict[str, str], default_checks: tuple[str, ...] = CHECK
         Problem: 422 naming the field.
     """
     _check_fields(fields, DRIFT_FIELDS)
-    settings = {"alpha": _number(fields, "alpha", float, 1e-6, 0.5),
-                "permutations": _number(fields, "permutations", int, 19, MAX_PERMUTATIONS),
-                "min_effect": _number(fields, "min_effect", float, 0, 100),
-                "seed": _number(fields, "seed", int, 0, 2**31 - 1)}
+    settings = {
+        "alpha": _number(fields, "alpha", float, 1e-6, 0.5),
+        "permutations": _number(fields, "permutations", int, 19, MAX_PERMUTATIONS),
+        "min_effect": _number(fields, "min_effect", float, 0, 100),
+        "seed": _number(fields, "seed", int, 0, 2**31 - 1),
+    }
     chosen = tuple(c.strip() for c in fields.get("checks", "").split(",") if c.strip())
     settings["checks"] = chosen or default_checks
     try:
@@ -36,8 +38,9 @@ def drift_config(fields: dict[str, str], default_checks: tuple[str, ...] = CHECK
         raise Problem(422, "bad-parameter", str(exc)) from None
 
 
-def _screen(uploads: list[Upload], max_pixels: int | None,
-            budget: int | None) -> tuple[list[tuple[str, bytes]], list[SkippedFile]]:
+def _screen(
+    uploads: list[Upload], max_pixels: int | None, budget: int | None
+) -> tuple[list[tuple[str, bytes]], list[SkippedFile]]:
     """Refuse images over the pixel limit or past the request's pixel budget from their headers,
     before anything decodes them; repeated upload names get a ``#2``, ``#3`` suffix (the model's
     sample is looked up by name, and clients often send every frame as ``image.jpg``)."""
@@ -58,15 +61,19 @@ def _screen(uploads: list[Upload], max_pixels: int | None,
             refused.append(SkippedFile(upload.name, str(exc).split(": ", 1)[-1]))
             continue
         if max_pixels is not None and width * height > max_pixels:
-            refused.append(SkippedFile(upload.name, f"image is {width} x {height} pixels, more than the server's "
-                                       f"limit of {max_pixels:,}"))
+            refused.append(
+                SkippedFile(
+                    upload.name, f"image is {width} x {height} pixels, more than the server's limit of {max_pixels:,}"
+                )
+            )
             continue
         kept.append((upload.name, bytes(upload.data)))
     return kept, refused
 
 
-def run_drift(model: ServedModel, uploads: list[Upload], config: DriftConfig, max_pixels: int | None,
-              budget: int | None = None) -> DriftResult:
+def run_drift(
+    model: ServedModel, uploads: list[Upload], config: DriftConfig, max_pixels: int | None, budget: int | None = None
+) -> DriftResult:
     """Profile the uploads, predict a sample with the model, and compare with the reference
     (as ``inspekt drift BUNDLE FOLDER`` does, on images held in memory).
 
@@ -86,8 +93,9 @@ def run_drift(model: ServedModel, uploads: list[Upload], config: DriftConfig, ma
             outputs["files"] = chosen  # model_outputs names in-memory images by size; the upload names say more
             current.model = outputs
         else:
-            notes.append("the model could not read every profiled image, so prediction and embedding checks "
-                         "were skipped")
+            notes.append(
+                "the model could not read every profiled image, so prediction and embedding checks were skipped"
+            )
     result = compare_profiles(reference, current, config)
     result.notes += notes
     result.reference_profile, result.current_profile = reference, current

@@ -7,8 +7,8 @@ import time
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from ..drift.engine import DriftResult
-from ..predictor import Prediction
+from inspekt.drift.engine import DriftResult
+from inspekt.predictor import Prediction
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
@@ -22,24 +22,40 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
-        self.requests = Counter("inspekt_requests", "HTTP requests by route template, method and status",
-                                ["route", "method", "status"], registry=r)
-        self.latency = Histogram("inspekt_request_duration_seconds", "Request latency by route template",
-                                 ["route"], buckets=LATENCY_BUCKETS, registry=r)
-        self.predictions = Counter("inspekt_predictions", "Images predicted, by model and predicted label",
-                                   ["model", "label"], registry=r)
-        self.skipped = Counter("inspekt_skipped_files", "Uploaded files that could not be read, by model",
-                               ["model"], registry=r)
-        self.batch_size = Histogram("inspekt_batch_size", "Images per model call (micro-batching)", ["model"],
-                                    buckets=BATCH_BUCKETS, registry=r)
-        self.drift_detected = Gauge("inspekt_drift_detected", "Latest drift check: 1 = drift detected",
-                                    ["model"], registry=r)
-        self.drift_checks = Gauge("inspekt_drift_drifted_checks", "Latest drift check: number of drifted checks",
-                                  ["model"], registry=r)
-        self.drift_p = Gauge("inspekt_drift_min_p_adjusted", "Latest drift check: smallest adjusted p-value",
-                             ["model"], registry=r)
-        self.drift_time = Gauge("inspekt_drift_timestamp_seconds", "When the latest drift check ran (Unix time)",
-                                ["model"], registry=r)
+        self.requests = Counter(
+            "inspekt_requests",
+            "HTTP requests by route template, method and status",
+            ["route", "method", "status"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "inspekt_request_duration_seconds",
+            "Request latency by route template",
+            ["route"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.predictions = Counter(
+            "inspekt_predictions", "Images predicted, by model and predicted label", ["model", "label"], registry=r
+        )
+        self.skipped = Counter(
+            "inspekt_skipped_files", "Uploaded files that could not be read, by model", ["model"], registry=r
+        )
+        self.batch_size = Histogram(
+            "inspekt_batch_size", "Images per model call (micro-batching)", ["model"], buckets=BATCH_BUCKETS, registry=r
+        )
+        self.drift_detected = Gauge(
+            "inspekt_drift_detected", "Latest drift check: 1 = drift detected", ["model"], registry=r
+        )
+        self.drift_checks = Gauge(
+            "inspekt_drift_drifted_checks", "Latest drift check: number of drifted checks", ["model"], registry=r
+        )
+        self.drift_p = Gauge(
+            "inspekt_drift_min_p_adjusted", "Latest drift check: smallest adjusted p-value", ["model"], registry=r
+        )
+        self.drift_time = Gauge(
+            "inspekt_drift_timestamp_seconds", "When the latest drift check ran (Unix time)", ["model"], registry=r
+        )
         self.models = Gauge("inspekt_models_loaded", "Models loaded and warmed up", registry=r)
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:

@@ -11,10 +11,10 @@ from typing import Any
 
 import numpy as np
 
-from ..drift.profile import Profile
-from ..errors import ConfigError
-from ..predictor import Predictor
-from .batching import MicroBatcher
+from inspekt.api.batching import MicroBatcher
+from inspekt.drift.profile import Profile
+from inspekt.errors import ConfigError
+from inspekt.predictor import Predictor
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
@@ -32,8 +32,10 @@ def model_name(spec: str) -> tuple[str, str]:
         stem = Path(path.rstrip("/\\"))
         name = stem.parent.name if stem.name == "bundle" and stem.parent.name else stem.stem
     if not NAME.match(name):
-        raise ConfigError(f"model name {name!r} (from {spec!r}) cannot be used in a URL; choose one with "
-                          "NAME=PATH, using letters, digits, '.', '_' and '-'")
+        raise ConfigError(
+            f"model name {name!r} (from {spec!r}) cannot be used in a URL; choose one with "
+            "NAME=PATH, using letters, digits, '.', '_' and '-'"
+        )
     return name, path
 
 
@@ -59,10 +61,17 @@ def card_summary(name: str, predictor: Predictor, has_reference: bool) -> dict[s
     """What ``GET /v1/models`` says about a model (preprocessing facts come from the card only)."""
     card = predictor.card
     summary = {
-        "name": name, "task": card.task, "architecture": card.architecture, "classes": list(card.classes),
+        "name": name,
+        "task": card.task,
+        "architecture": card.architecture,
+        "classes": list(card.classes),
         "input": {"size": list(card.input.size), "channels": card.input.channels, "resize": card.input.resize},
-        "precision": card.precision, "thresholds": card.thresholds, "metrics": card.metrics,
-        "notes": list(card.notes), "created_at": card.created_at, "drift_reference": has_reference,
+        "precision": card.precision,
+        "thresholds": card.thresholds,
+        "metrics": card.metrics,
+        "notes": list(card.notes),
+        "created_at": card.created_at,
+        "drift_reference": has_reference,
     }
     if card.anomaly is not None:
         summary["anomaly"] = card.anomaly.model_dump(mode="json")
@@ -70,8 +79,8 @@ def card_summary(name: str, predictor: Predictor, has_reference: bool) -> dict[s
 
 
 def _reference(path: str) -> tuple[Profile | None, str]:
-    from ..drift.sources import bundle_reference
-    from ..errors import BundleError
+    from inspekt.drift.sources import bundle_reference
+    from inspekt.errors import BundleError
 
     try:
         return bundle_reference(path), ""
@@ -87,8 +96,9 @@ def warm_up(predictor: Predictor) -> None:
     predictor.predict_arrays([np.full(shape, 128, np.uint8)], ["<warm-up>"])
 
 
-def load_models(specs: list[str], *, threads: int | None, max_batch: int, max_wait_ms: float,
-                on_batch=None) -> dict[str, ServedModel]:
+def load_models(
+    specs: list[str], *, threads: int | None, max_batch: int, max_wait_ms: float, on_batch=None
+) -> dict[str, ServedModel]:
     """Load, check and warm up every model.
 
     Args:
@@ -108,13 +118,20 @@ def load_models(specs: list[str], *, threads: int | None, max_batch: int, max_wa
     for spec in specs:
         name, path = model_name(spec)
         if name in served:
-            raise ConfigError(f"two models are named {name!r} ({served[name].path} and {path}); name them with "
-                              f"NAME=PATH, e.g. {name}-2={path}")
+            raise ConfigError(
+                f"two models are named {name!r} ({served[name].path} and {path}); name them with "
+                f"NAME=PATH, e.g. {name}-2={path}"
+            )
         predictor = Predictor.load(path, threads=threads, batch_size=max_batch)
         warm_up(predictor)
         reference, note = _reference(path)
-        batcher = MicroBatcher(name, max_batch=max_batch, max_wait_ms=max_wait_ms,
-                               on_batch=on_batch and (lambda n, name=name: on_batch(name, n)))
-        served[name] = ServedModel(name, path, predictor, batcher, reference, note,
-                                   card_summary(name, predictor, reference is not None))
+        batcher = MicroBatcher(
+            name,
+            max_batch=max_batch,
+            max_wait_ms=max_wait_ms,
+            on_batch=on_batch and (lambda n, name=name: on_batch(name, n)),
+        )
+        served[name] = ServedModel(
+            name, path, predictor, batcher, reference, note, card_summary(name, predictor, reference is not None)
+        )
     return served

@@ -10,10 +10,10 @@ from typing import Any
 
 import numpy as np
 
-from ..enhance import Pipeline
-from ..errors import ConfigError, did_you_mean
-from ..predictor import Prediction, Predictor
-from .problems import Problem
+from inspekt.api.problems import Problem
+from inspekt.enhance import Pipeline
+from inspekt.errors import ConfigError, did_you_mean
+from inspekt.predictor import Prediction, Predictor
 
 INCLUDES = ("mask", "heatmap", "embedding")
 PREDICT_FIELDS = ("threshold", "pixel_threshold", "min_area", "enhance", "topk", "include")
@@ -23,11 +23,18 @@ DRIFT_FIELDS = ("alpha", "permutations", "checks", "min_effect", "seed")
 def _check_fields(fields: dict[str, str], known: tuple[str, ...]) -> None:
     for key in fields:
         if key == "files":  # curl -F files=image.png (no @) sends the name as text
-            raise Problem(422, "invalid-form", "the field 'files' holds text, not a file; send each image as a "
-                          "file part with a file name (curl -F files=@image.png: the @ makes curl send the file)")
+            raise Problem(
+                422,
+                "invalid-form",
+                "the field 'files' holds text, not a file; send each image as a "
+                "file part with a file name (curl -F files=@image.png: the @ makes curl send the file)",
+            )
         if key not in known:
-            raise Problem(422, "invalid-form", f"unknown form field {key!r}; the fields are files, "
-                          f"{', '.join(known)}.{did_you_mean(key, known)}")
+            raise Problem(
+                422,
+                "invalid-form",
+                f"unknown form field {key!r}; the fields are files, {', '.join(known)}.{did_you_mean(key, known)}",
+            )
 
 
 def _number(fields: dict[str, str], key: str, kind: type, low: float, high: float) -> Any:
@@ -39,8 +46,11 @@ def _number(fields: dict[str, str], key: str, kind: type, low: float, high: floa
     except ValueError:
         value = None
     if value is None or not low <= value <= high:  # also refuses nan (every comparison with nan is False)
-        raise Problem(422, "bad-parameter", f"{key}={raw!r} must be {'a whole number' if kind is int else 'a number'} "
-                      f"in {low:g}..{high:g}")
+        raise Problem(
+            422,
+            "bad-parameter",
+            f"{key}={raw!r} must be {'a whole number' if kind is int else 'a number'} in {low:g}..{high:g}",
+        )
     return value
 
 
@@ -60,8 +70,10 @@ def parse_enhance(spec: str | None) -> Pipeline | None:
             except json.JSONDecodeError as exc:
                 raise ConfigError(f"enhance: the pipeline JSON is invalid ({exc})") from None
         if spec.endswith(".json"):
-            raise ConfigError("enhance: send the pipeline's JSON text, not a file name (the server does not "
-                              "read files named by a request)")
+            raise ConfigError(
+                "enhance: send the pipeline's JSON text, not a file name (the server does not "
+                "read files named by a request)"
+            )
         return Pipeline.parse(spec)
     except ConfigError as exc:
         raise Problem(422, "bad-parameter", str(exc)) from None
@@ -92,8 +104,11 @@ class PredictOptions:
         include = tuple(w.strip() for w in fields.get("include", "").split(",") if w.strip())
         for word in include:
             if word not in INCLUDES:
-                raise Problem(422, "bad-parameter", f"include={word!r} is not one of {', '.join(INCLUDES)}."
-                              f"{did_you_mean(word, INCLUDES)}")
+                raise Problem(
+                    422,
+                    "bad-parameter",
+                    f"include={word!r} is not one of {', '.join(INCLUDES)}.{did_you_mean(word, INCLUDES)}",
+                )
         enhance = parse_enhance(fields.get("enhance"))
         predictor = base
         if threshold is not None or pixel is not None or min_area is not None:

@@ -15,7 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..errors import BundleError, ConfigError, ImageLoadError, InspektError
+from inspekt.errors import BundleError, ConfigError, ImageLoadError, InspektError
 
 MEDIA_TYPE = "application/problem+json"
 TYPE_BASE = "https://inspekt.dev/problems/"  # a stable identifier; the docs list every type (docs/api.md)
@@ -42,15 +42,20 @@ def problem_body(status: int, slug: str, detail: str, **extra: Any) -> dict[str,
     return {"type": TYPE_BASE + slug, "title": HTTPStatus(status).phrase, "status": status, "detail": detail} | extra
 
 
-def problem_response(status: int, slug: str, detail: str, headers: dict[str, str] | None = None,
-                     **extra: Any) -> JSONResponse:
+def problem_response(
+    status: int, slug: str, detail: str, headers: dict[str, str] | None = None, **extra: Any
+) -> JSONResponse:
     """A problem document as a response."""
     return JSONResponse(problem_body(status, slug, detail, **extra), status, headers=headers, media_type=MEDIA_TYPE)
 
 
 # A user-caused library error maps to the status a client should see.
-_LIBRARY_STATUS = ((ImageLoadError, 422, "bad-image"), (ConfigError, 422, "bad-parameter"),
-                   (BundleError, 500, "bad-bundle"), (InspektError, 422, "invalid-request"))
+_LIBRARY_STATUS = (
+    (ImageLoadError, 422, "bad-image"),
+    (ConfigError, 422, "bad-parameter"),
+    (BundleError, 500, "bad-bundle"),
+    (InspektError, 422, "invalid-request"),
+)
 
 
 async def _on_problem(request: Request, exc: Problem) -> JSONResponse:
@@ -73,8 +78,9 @@ async def _on_http_error(request: Request, exc: StarletteHTTPException) -> JSONR
         headers = {k.lower(): v for k, v in (getattr(exc, "headers", None) or {}).items()}
         allowed = headers.get("allow", "another method")
         detail = f"{request.method} is not allowed on {request.url.path}; use {allowed}"
-    return problem_response(exc.status_code, slugs.get(exc.status_code, "http-error"), detail,
-                            headers=getattr(exc, "headers", None))
+    return problem_response(
+        exc.status_code, slugs.get(exc.status_code, "http-error"), detail, headers=getattr(exc, "headers", None)
+    )
 
 
 async def _on_validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -85,8 +91,9 @@ async def _on_validation_error(request: Request, exc: RequestValidationError) ->
 
 async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("internal error on %s %s", request.method, request.url.path)
-    return problem_response(500, "internal-error", "the server failed on this request; the error is in the server "
-                            "log, please report it")
+    return problem_response(
+        500, "internal-error", "the server failed on this request; the error is in the server log, please report it"
+    )
 
 
 def install(app: FastAPI) -> None:

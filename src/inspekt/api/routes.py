@@ -10,12 +10,12 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from ..drift.report import to_dict
-from .batching import Job
-from .drift import drift_config, run_drift
-from .options import INCLUDES, PredictOptions, render
-from .problems import MEDIA_TYPE, Problem, problem_body
-from .uploads import decode_all, read_form
+from inspekt.api.batching import Job
+from inspekt.api.drift import drift_config, run_drift
+from inspekt.api.options import INCLUDES, PredictOptions, render
+from inspekt.api.problems import MEDIA_TYPE, Problem, problem_body
+from inspekt.api.uploads import decode_all, read_form
+from inspekt.drift.report import to_dict
 
 router = APIRouter()
 
@@ -36,38 +36,68 @@ def _plain(value: Any) -> Any:
 
 
 def _problems(*statuses: int) -> dict[int | str, dict]:
-    doc = {"content": {MEDIA_TYPE: {"schema": {"type": "object", "properties": {
-        "type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"},
-        "detail": {"type": "string"}}, "required": ["type", "title", "status", "detail"]}}}}
+    doc = {
+        "content": {
+            MEDIA_TYPE: {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "type": {"type": "string"},
+                        "title": {"type": "string"},
+                        "status": {"type": "integer"},
+                        "detail": {"type": "string"},
+                    },
+                    "required": ["type", "title", "status", "detail"],
+                }
+            }
+        }
+    }
     return {s: {"description": problem_body(s, "x", "")["title"]} | doc for s in statuses}
 
 
 def _form_body(fields: dict[str, dict]) -> dict:
     """The OpenAPI request body of a multipart endpoint (parsed by ``uploads.read_form``, not by FastAPI)."""
-    files = {"type": "array", "items": {"type": "string", "format": "binary"}, "minItems": 1,
-             "description": "one or more image files (field name `files`)"}
+    files = {
+        "type": "array",
+        "items": {"type": "string", "format": "binary"},
+        "minItems": 1,
+        "description": "one or more image files (field name `files`)",
+    }
     schema = {"type": "object", "required": ["files"], "properties": {"files": files} | fields}
     return {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": schema}}}}
 
 
-PREDICT_BODY = _form_body({
-    "threshold": {"type": "number", "minimum": 0, "maximum": 1,
-                  "description": "binary classify: positive-class probability; segment: pixel probability; "
-                                 "anomaly: normalised image score"},
-    "pixel_threshold": {"type": "number", "minimum": 0, "maximum": 1, "description": "anomaly: pixel decision"},
-    "min_area": {"type": "integer", "minimum": 0, "description": "segment / anomaly: smallest region in pixels"},
-    "enhance": {"type": "string", "description": 'preset ("CLAHE + Denoise"), "clahe:clip_limit=3 + median", '
-                                                 "or a pipeline's JSON text"},
-    "topk": {"type": "integer", "minimum": 1, "description": "classify: keep the k best scores"},
-    "include": {"type": "string", "description": f"comma-separated arrays to add: {', '.join(INCLUDES)}"},
-})
-DRIFT_BODY = _form_body({
-    "alpha": {"type": "number", "minimum": 1e-6, "maximum": 0.5},
-    "permutations": {"type": "integer", "minimum": 19, "maximum": 5000},
-    "checks": {"type": "string", "description": "comma-separated: properties, pixels, domain, predictions, embeddings"},
-    "min_effect": {"type": "number", "minimum": 0, "maximum": 100},
-    "seed": {"type": "integer", "minimum": 0, "maximum": 2147483647},
-})
+PREDICT_BODY = _form_body(
+    {
+        "threshold": {
+            "type": "number",
+            "minimum": 0,
+            "maximum": 1,
+            "description": "binary classify: positive-class probability; segment: pixel probability; "
+            "anomaly: normalised image score",
+        },
+        "pixel_threshold": {"type": "number", "minimum": 0, "maximum": 1, "description": "anomaly: pixel decision"},
+        "min_area": {"type": "integer", "minimum": 0, "description": "segment / anomaly: smallest region in pixels"},
+        "enhance": {
+            "type": "string",
+            "description": 'preset ("CLAHE + Denoise"), "clahe:clip_limit=3 + median", or a pipeline\'s JSON text',
+        },
+        "topk": {"type": "integer", "minimum": 1, "description": "classify: keep the k best scores"},
+        "include": {"type": "string", "description": f"comma-separated arrays to add: {', '.join(INCLUDES)}"},
+    }
+)
+DRIFT_BODY = _form_body(
+    {
+        "alpha": {"type": "number", "minimum": 1e-6, "maximum": 0.5},
+        "permutations": {"type": "integer", "minimum": 19, "maximum": 5000},
+        "checks": {
+            "type": "string",
+            "description": "comma-separated: properties, pixels, domain, predictions, embeddings",
+        },
+        "min_effect": {"type": "number", "minimum": 0, "maximum": 100},
+        "seed": {"type": "integer", "minimum": 0, "maximum": 2147483647},
+    }
+)
 
 
 @router.get("/healthz", tags=["health"], summary="Liveness: the process answers")
@@ -76,18 +106,24 @@ async def healthz() -> dict:
     return {"status": "ok"}
 
 
-@router.get("/readyz", tags=["health"], summary="Readiness: every model is loaded and warmed up",
-            responses=_problems(503))
+@router.get(
+    "/readyz", tags=["health"], summary="Readiness: every model is loaded and warmed up", responses=_problems(503)
+)
 async def readyz(request: Request) -> Response:
     state = request.app.state.inspekt
     if not state.ready:
-        return JSONOut(problem_body(503, "not-ready", "the service is starting or stopping"), 503,
-                       media_type=MEDIA_TYPE)
+        return JSONOut(
+            problem_body(503, "not-ready", "the service is starting or stopping"), 503, media_type=MEDIA_TYPE
+        )
     return JSONOut({"status": "ready", "models": sorted(state.models)})
 
 
-@router.get("/metrics", tags=["health"], summary="Prometheus metrics (text exposition format)",
-            responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}})
+@router.get(
+    "/metrics",
+    tags=["health"],
+    summary="Prometheus metrics (text exposition format)",
+    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+)
 async def metrics(request: Request) -> Response:
     state = request.app.state.inspekt
     return Response(state.metrics.render(), media_type=state.metrics.content_type)
@@ -103,9 +139,13 @@ async def get_model(name: str, request: Request) -> dict:
     return request.app.state.inspekt.model(name).summary
 
 
-@router.post("/v1/models/{name}/predict", tags=["predict"], openapi_extra=PREDICT_BODY,
-             summary="Predict uploaded images (micro-batched with concurrent requests)",
-             responses=_problems(400, 404, 413, 415, 422))
+@router.post(
+    "/v1/models/{name}/predict",
+    tags=["predict"],
+    openapi_extra=PREDICT_BODY,
+    summary="Predict uploaded images (micro-batched with concurrent requests)",
+    responses=_problems(400, 404, 413, 415, 422),
+)
 async def predict(name: str, request: Request) -> Response:
     state = request.app.state.inspekt
     model, settings = state.model(name), state.settings
@@ -118,8 +158,12 @@ async def predict(name: str, request: Request) -> Response:
     errors: list[dict] = []
 
     def decode(job: Job) -> None:  # runs in the model's worker thread, never on the event loop
-        decoded, found = decode_all(form.files, settings.max_pixels, budget=settings.max_request_pixels,
-                                    growth=options.enhance.growth() if options.enhance else 1.0)
+        decoded, found = decode_all(
+            form.files,
+            settings.max_pixels,
+            budget=settings.max_request_pixels,
+            growth=options.enhance.growth() if options.enhance else 1.0,
+        )
         job.sources, job.images = [n for n, _ in decoded], [a for _, a in decoded]
         errors.extend(found)
 
@@ -141,24 +185,36 @@ async def predict(name: str, request: Request) -> Response:
     return answer()
 
 
-@router.post("/v1/models/{name}/drift", tags=["drift"], openapi_extra=DRIFT_BODY,
-             summary="Check a batch of images for drift against the model's reference profile",
-             responses=_problems(400, 404, 409, 413, 415, 422))
+@router.post(
+    "/v1/models/{name}/drift",
+    tags=["drift"],
+    openapi_extra=DRIFT_BODY,
+    summary="Check a batch of images for drift against the model's reference profile",
+    responses=_problems(400, 404, 409, 413, 415, 422),
+)
 async def drift(name: str, request: Request) -> Response:
     state = request.app.state.inspekt
     model, settings = state.model(name), state.settings
     if model.reference is None:
-        raise Problem(409, "no-drift-reference", f"model {name!r} has no drift reference (its bundle has no usable "
-                      "reference.json; bundles trained with a current inspekt carry one): ask the server's operator "
-                      "to serve a retrained bundle; GET /v1/models shows drift_reference for each model")
+        raise Problem(
+            409,
+            "no-drift-reference",
+            f"model {name!r} has no drift reference (its bundle has no usable "
+            "reference.json; bundles trained with a current inspekt carry one): ask the server's operator "
+            "to serve a retrained bundle; GET /v1/models shows drift_reference for each model",
+        )
     form = await read_form(request, max_bytes=settings.max_upload_bytes, max_files=settings.max_files)
     config = drift_config(form.fields, settings.drift_checks)
     if len(form.files) < 2:
-        raise Problem(422, "too-few-images", f"drift needs at least 2 images, got {len(form.files)}; send a batch "
-                      "in the field 'files'")
+        raise Problem(
+            422,
+            "too-few-images",
+            f"drift needs at least 2 images, got {len(form.files)}; send a batch in the field 'files'",
+        )
     async with model.drift_lock:  # one drift check per model at a time: each can keep a core busy for seconds
-        result = await run_in_threadpool(run_drift, model, form.files, config, settings.max_pixels,
-                                         settings.max_request_pixels)
+        result = await run_in_threadpool(
+            run_drift, model, form.files, config, settings.max_pixels, settings.max_request_pixels
+        )
     state.metrics.observe_drift(name, result)
     state.metrics.skipped.labels(name).inc(len(result.skipped_current))
     return JSONOut(to_dict(result))

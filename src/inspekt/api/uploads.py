@@ -14,9 +14,9 @@ from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import ClientDisconnect, Request
 
-from ..errors import ImageLoadError, ImageTooLargeError
-from ..io import image_size, load_image
-from .problems import Problem
+from inspekt.api.problems import Problem
+from inspekt.errors import ImageLoadError, ImageTooLargeError
+from inspekt.io import image_size, load_image
 
 FILES_FIELD = "files"
 MAX_FIELD_BYTES = 64 * 1024  # a form value (threshold, enhance spec ...) is short text
@@ -41,8 +41,12 @@ class Form:
 
 def too_large(limit: int) -> Problem:
     """The 413 problem for a body over ``limit`` bytes."""
-    return Problem(413, "upload-too-large", f"the request body is larger than the limit of {limit / 2**20:g} MB; "
-                   "send fewer or smaller images per request (the server sets the limit with --max-upload-mb)")
+    return Problem(
+        413,
+        "upload-too-large",
+        f"the request body is larger than the limit of {limit / 2**20:g} MB; "
+        "send fewer or smaller images per request (the server sets the limit with --max-upload-mb)",
+    )
 
 
 class _Collector:
@@ -55,9 +59,15 @@ class _Collector:
         self._field: tuple[str, bytearray] | None = None
 
     def callbacks(self) -> dict:
-        return {"on_part_begin": self._begin, "on_header_field": self._header_field,
-                "on_header_value": self._header_value, "on_header_end": self._header_end,
-                "on_headers_finished": self._headers_done, "on_part_data": self._data, "on_part_end": self._end}
+        return {
+            "on_part_begin": self._begin,
+            "on_header_field": self._header_field,
+            "on_header_value": self._header_value,
+            "on_header_end": self._header_end,
+            "on_headers_finished": self._headers_done,
+            "on_part_data": self._data,
+            "on_part_end": self._end,
+        }
 
     def _begin(self) -> None:
         self._headers, self._part, self._field = {}, None, None
@@ -81,11 +91,19 @@ class _Collector:
             self._field = (name, bytearray())
             return
         if name != FILES_FIELD:
-            raise Problem(422, "invalid-form", f"file sent in field {name!r}; send images in the field "
-                          f"{FILES_FIELD!r} (e.g. curl -F files=@image.png)")
+            raise Problem(
+                422,
+                "invalid-form",
+                f"file sent in field {name!r}; send images in the field "
+                f"{FILES_FIELD!r} (e.g. curl -F files=@image.png)",
+            )
         if len(self.form.files) >= self.max_files:
-            raise Problem(413, "too-many-files", f"more than {self.max_files} files in one request; split the batch "
-                          "(the server sets the limit with --max-files)")
+            raise Problem(
+                413,
+                "too-many-files",
+                f"more than {self.max_files} files in one request; split the batch "
+                "(the server sets the limit with --max-files)",
+            )
         filename = " ".join(options[b"filename"].decode("utf-8", "replace").split())[:200]
         self._part = Upload(filename or f"upload-{len(self.form.files) + 1}")
 
@@ -95,8 +113,9 @@ class _Collector:
         elif self._field is not None:
             self._field[1].extend(data[start:end])
             if len(self._field[1]) > MAX_FIELD_BYTES:
-                raise Problem(413, "field-too-large", f"form field {self._field[0]!r} is longer than "
-                              f"{MAX_FIELD_BYTES // 1024} KB")
+                raise Problem(
+                    413, "field-too-large", f"form field {self._field[0]!r} is longer than {MAX_FIELD_BYTES // 1024} KB"
+                )
 
     def _end(self) -> None:
         if self._part is not None:
@@ -108,11 +127,17 @@ class _Collector:
 def _boundary(request: Request) -> bytes:
     kind, options = parse_options_header(request.headers.get("content-type", ""))
     if kind != b"multipart/form-data":
-        raise Problem(415, "unsupported-media-type", "send the images as multipart/form-data in the field "
-                      f"{FILES_FIELD!r}, e.g. curl -F files=@image.png URL")
+        raise Problem(
+            415,
+            "unsupported-media-type",
+            f"send the images as multipart/form-data in the field {FILES_FIELD!r}, e.g. curl -F files=@image.png URL",
+        )
     if not options.get(b"boundary"):
-        raise Problem(400, "invalid-form", "the multipart Content-Type has no boundary; let your HTTP client "
-                      "build the multipart body")
+        raise Problem(
+            400,
+            "invalid-form",
+            "the multipart Content-Type has no boundary; let your HTTP client build the multipart body",
+        )
     return options[b"boundary"]
 
 
@@ -152,8 +177,9 @@ async def read_form(request: Request, *, max_bytes: int, max_files: int) -> Form
             parser.write(chunk)
         parser.finalize()
     except (FormParserError, ValueError) as exc:
-        raise Problem(400, "invalid-form", f"the multipart body could not be parsed ({exc}); let your HTTP "
-                      "client build it") from None
+        raise Problem(
+            400, "invalid-form", f"the multipart body could not be parsed ({exc}); let your HTTP client build it"
+        ) from None
     except ClientDisconnect:
         raise Problem(400, "client-disconnected", "the client closed the connection before the body ended") from None
     return collector.form
@@ -172,8 +198,9 @@ def decode(upload: Upload, max_pixels: int | None) -> np.ndarray:
         raise type(exc)(f"{upload.name}: {reason}") from None  # ImageTooLargeError stays one (413)
 
 
-def decode_all(uploads: list[Upload], max_pixels: int | None, *, budget: int | None = None,
-               growth: float = 1.0) -> tuple[list[tuple[str, np.ndarray]], list[dict]]:
+def decode_all(
+    uploads: list[Upload], max_pixels: int | None, *, budget: int | None = None, growth: float = 1.0
+) -> tuple[list[tuple[str, np.ndarray]], list[dict]]:
     """Decode uploads, skipping the bad ones.
 
     Args:
@@ -197,14 +224,14 @@ def decode_all(uploads: list[Upload], max_pixels: int | None, *, budget: int | N
             reason = str(exc).split(": ", 1)[-1]
             status = 413 if isinstance(exc, ImageTooLargeError) else 422
             if status == 413 and "max_pixels=" in reason:  # the library's remedy is the operator's, not the client's
-                reason = reason.split("; ", 1)[0] + ("; send a smaller image (the server sets the limit with "
-                                                     "--max-pixels)")
+                reason = reason.split("; ", 1)[0] + (
+                    "; send a smaller image (the server sets the limit with --max-pixels)"
+                )
             errors.append({"file": upload.name, "status": status, "detail": reason})
     return decoded, errors
 
 
-def within_budget(uploads: list[Upload], budget: int | None,
-                  growth: float = 1.0) -> tuple[list[Upload], list[dict]]:
+def within_budget(uploads: list[Upload], budget: int | None, growth: float = 1.0) -> tuple[list[Upload], list[dict]]:
     """The uploads that fit the request's pixel budget (from their headers, in order), and a 413
     ``{"file", "status", "detail"}`` for each one past it.
 
@@ -217,9 +244,15 @@ def within_budget(uploads: list[Upload], budget: int | None,
     for upload in uploads:
         pixels = _header_pixels(upload) * growth
         if budget is not None and spent + pixels > budget:
-            errors.append({"file": upload.name, "status": 413, "detail": f"the request's images exceed the server's "
-                           f"budget of {budget:,} pixels per request (--max-request-pixels); send fewer or "
-                           "smaller images per request"})
+            errors.append(
+                {
+                    "file": upload.name,
+                    "status": 413,
+                    "detail": f"the request's images exceed the server's "
+                    f"budget of {budget:,} pixels per request (--max-request-pixels); send fewer or "
+                    "smaller images per request",
+                }
+            )
             continue
         spent += pixels
         kept.append(upload)

@@ -15,10 +15,10 @@ from typing import Any
 import numpy as np
 import streamlit as st
 
-from ..bundle import SUFFIX
-from ..enhance import PRESETS, STEPS, Pipeline
-from ..errors import InspektError
-from ..io import load_image
+from inspekt.bundle import SUFFIX
+from inspekt.enhance import PRESETS, STEPS, Pipeline
+from inspekt.errors import InspektError
+from inspekt.io import load_image
 
 WORKSPACE_ENV = "INSPEKT_WORKSPACE"
 IMAGE_TYPES = ["png", "jpg", "jpeg", "bmp", "tif", "tiff", "webp", "gif"]
@@ -47,7 +47,7 @@ def find_bundles(root: Path) -> dict[str, Path]:
 def load_predictor(path: str, stamp: float):
     """A Predictor per bundle, loaded once per process (``stamp``: the file's mtime, so a retrained
     bundle at the same path is loaded again)."""
-    from ..predictor import Predictor
+    from inspekt.predictor import Predictor
 
     return Predictor.load(path)
 
@@ -55,7 +55,7 @@ def load_predictor(path: str, stamp: float):
 @st.cache_resource(show_spinner="preparing Grad-CAM ...", max_entries=4)
 def load_explainer(path: str, stamp: float, method: str):
     """A Grad-CAM explainer per bundle and method, loaded once per process."""
-    from ..explain import Explainer
+    from inspekt.explain import Explainer
 
     return Explainer.load(path, method=method)
 
@@ -71,7 +71,7 @@ def warm_up(root: Path) -> None:
         predictor = load_predictor(str(path), stamp(path))
         channels = predictor.card.input.channels
         predictor.predict_arrays([np.zeros((*predictor.card.input.size, 3)[: 2 if channels == 1 else 3], np.uint8)])
-    except Exception:  # noqa: BLE001 — a broken bundle must not stop the app; the page using it says what is wrong
+    except Exception:
         pass
 
 
@@ -83,9 +83,11 @@ def card_markdown(card) -> str:
     """The model card in a few lines: task, classes, metrics, input, created."""
     metrics = ", ".join(f"{k} {v:.3f}" for k, v in list(card.metrics.items())[:4] if isinstance(v, (int, float)))
     size = "x".join(str(s) for s in card.input.size)
-    return (f"**{card.task}** · {card.architecture}  \nclasses: {', '.join(card.classes)}  \n"
-            f"input: {size}, {card.input.channels} channel(s), {card.input.resize}  \n"
-            f"metrics: {metrics or '-'}  \ncreated: {card.created_at or '-'}")
+    return (
+        f"**{card.task}** · {card.architecture}  \nclasses: {', '.join(card.classes)}  \n"
+        f"input: {size}, {card.input.channels} channel(s), {card.input.resize}  \n"
+        f"metrics: {metrics or '-'}  \ncreated: {card.created_at or '-'}"
+    )
 
 
 def model_sidebar(root: Path):
@@ -108,7 +110,7 @@ def model_sidebar(root: Path):
     path = bundles[label]
     try:
         predictor = load_predictor(str(path), stamp(path))
-    except Exception as exc:  # noqa: BLE001 — any broken bundle is a message, never a dead page
+    except Exception as exc:
         st.sidebar.error(f"cannot load {label}: {exc}")
         return None, None
     with st.sidebar.expander("Model card", expanded=False):
@@ -145,13 +147,18 @@ def enhancement_sidebar() -> Pipeline:
         for p in step.params:
             key = f"enh_p_{step.name}_{p.name}"
             if p.choices:
-                params[p.name] = st.sidebar.selectbox(f"{step.name}: {p.name}", p.choices, key=key,
-                                                      index=p.choices.index(p.default) if key not in st.session_state else None)
+                params[p.name] = st.sidebar.selectbox(
+                    f"{step.name}: {p.name}",
+                    p.choices,
+                    key=key,
+                    index=p.choices.index(p.default) if key not in st.session_state else None,
+                )
             else:
                 cast = int if p.integer else float
                 st.session_state.setdefault(key, cast(p.default))
-                params[p.name] = st.sidebar.slider(f"{step.name}: {p.name}", cast(p.low), cast(p.high),
-                                                   step=cast(p.step), key=key)
+                params[p.name] = st.sidebar.slider(
+                    f"{step.name}: {p.name}", cast(p.low), cast(p.high), step=cast(p.step), key=key
+                )
         ops.append((step.name, params))
     try:
         return Pipeline.of(ops)
@@ -184,18 +191,28 @@ def png_bytes(image: np.ndarray) -> bytes:
 def prediction_log(name: str, pipeline: Pipeline, path: Path, card, prediction, seconds: float) -> str:
     """The JSON prediction log: file, enhancement with parameters, model id and card version,
     outputs and timings."""
-    return json.dumps({
-        "file": name, "enhancement": pipeline.to_dict()["steps"], "model": str(path),
-        "model_card": {"schema": card.schema_, "task": card.task, "architecture": card.architecture,
-                       "created_at": card.created_at, "classes": list(card.classes)},
-        "prediction": prediction.to_dict(), "timings_ms": {"total": round(seconds * 1000, 2),
-                                                           "model": round(prediction.time_ms, 2)},
-        "logged_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }, indent=2, default=_json_default)
+    return json.dumps(
+        {
+            "file": name,
+            "enhancement": pipeline.to_dict()["steps"],
+            "model": str(path),
+            "model_card": {
+                "schema": card.schema_,
+                "task": card.task,
+                "architecture": card.architecture,
+                "created_at": card.created_at,
+                "classes": list(card.classes),
+            },
+            "prediction": prediction.to_dict(),
+            "timings_ms": {"total": round(seconds * 1000, 2), "model": round(prediction.time_ms, 2)},
+            "logged_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        },
+        indent=2,
+        default=_json_default,
+    )
 
 
 def _json_default(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
     return str(value)
-

@@ -70,14 +70,29 @@ def start(workspace: Path, task: str, data: str, name: str, options: dict[str, o
     jobs = workspace / "runs" / ".jobs"
     jobs.mkdir(parents=True, exist_ok=True)
     log = jobs / f"{name}.log"
-    command = [sys.executable, "-m", "inspekt", "train", task, "--data", data, "--out", str(workspace / "runs"),
-               "--name", name, "--exist-ok", *[f"{k}={v}" for k, v in options.items()]]
+    command = [
+        sys.executable,
+        "-m",
+        "inspekt",
+        "train",
+        task,
+        "--data",
+        data,
+        "--out",
+        str(workspace / "runs"),
+        "--name",
+        name,
+        "--exist-ok",
+        *[f"{k}={v}" for k, v in options.items()],
+    ]
     with log.open("wb") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                   start_new_session=True)
+        process = subprocess.Popen(
+            command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+        )
     job = Job(name, task, workspace / "runs" / task / name, process.pid, log)
-    (jobs / f"{name}.json").write_text(json.dumps({"task": task, "pid": process.pid, "command": command}),
-                                       encoding="utf-8")
+    (jobs / f"{name}.json").write_text(
+        json.dumps({"task": task, "pid": process.pid, "command": command}), encoding="utf-8"
+    )
     return job
 
 
@@ -87,6 +102,13 @@ def jobs(workspace: Path) -> list[Job]:
     for record in sorted((workspace / "runs" / ".jobs").glob("*.json"), key=lambda p: -p.stat().st_mtime):
         info = json.loads(record.read_text(encoding="utf-8"))
         name = record.stem
-        found.append(Job(name, info["task"], workspace / "runs" / info["task"] / name, int(info["pid"]),
-                         record.with_suffix(".log")))
+        found.append(
+            Job(
+                name,
+                info["task"],
+                workspace / "runs" / info["task"] / name,
+                int(info["pid"]),
+                record.with_suffix(".log"),
+            )
+        )
     return found

@@ -10,11 +10,13 @@ st.set_page_config(page_title="inspekt workbench", page_icon=":material/search:"
 if "warmed" not in st.session_state:  # once per session; the models themselves are cached per process
     common.warm_up(common.workspace())
     st.session_state["warmed"] = True
-st.navigation([
-    st.Page("pages/inspect.py", title="Inspect", icon=":material/search:", default=True),
-    st.Page("pages/batch.py", title="Batch", icon=":material/folder_open:"),
-    st.Page("pages/evaluate.py", title="Evaluate", icon=":material/analytics:"),
-    st.Page("pages/drift.py", title="Drift", icon=":material/waves:"),
-    st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
-    st.Page("pages/monitor.py", title="Monitor", icon=":material/monitoring:"),
-]).run()
+st.navigation(
+    [
+        st.Page("pages/inspect.py", title="Inspect", icon=":material/search:", default=True),
+        st.Page("pages/batch.py", title="Batch", icon=":material/folder_open:"),
+        st.Page("pages/evaluate.py", title="Evaluate", icon=":material/analytics:"),
+        st.Page("pages/drift.py", title="Drift", icon=":material/waves:"),
+        st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
+        st.Page("pages/monitor.py", title="Monitor", icon=":material/monitoring:"),
+    ]
+).run()

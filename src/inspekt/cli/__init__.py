@@ -14,8 +14,8 @@ import typer
 from rich.markup import escape
 from typer.core import TyperGroup
 
-from ..errors import InspektError
-from .common import STATE, err_console
+from inspekt.cli.common import STATE, err_console
+from inspekt.errors import InspektError
 
 # Usage errors belong to click, which reports them itself (status 2, with a did-you-mean).
 # Typer may vendor its own click, so find its ClickException through a public Typer class.
@@ -42,13 +42,17 @@ class _Group(TyperGroup):
                 raise
             err_console.print(
                 f"[bold red]internal error:[/] {type(exc).__name__}: {escape(str(exc))}\n"
-                "Run again with --debug for the traceback, and please report it.", highlight=False
+                "Run again with --debug for the traceback, and please report it.",
+                highlight=False,
             )
             raise typer.Exit(1) from None
 
 
 app = typer.Typer(
-    cls=_Group, no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
+    cls=_Group,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
     help="inspekt: train, evaluate, explain, export and serve image models for inspection.",
     context_settings={"help_option_names": ["-h", "--help"]},
 )
@@ -59,7 +63,7 @@ def _root(debug: bool = typer.Option(False, "--debug", help="Show tracebacks for
     STATE["debug"] = debug
 
 
-from . import data, drift, evaluate, explain, monitor, serve, system, tasks, workbench  # noqa: E402,F401  (register commands)
+from inspekt.cli import data, drift, evaluate, explain, monitor, serve, system, tasks, workbench  # noqa: E402,F401  (register commands)
 
 
 def main() -> None:

@@ -45,14 +45,16 @@ def progress_bar(description: str, total: int | None, *, enabled: bool = True) -
         yield lambda n=1: progress.advance(task, n)
 
 
-DASK_HELP = ("Run on a Dask cluster: 'local' (a cluster on this machine) or a scheduler address "
-             "(tcp://HOST:8786); every worker must be able to read the files (shared disk or s3://).")
+DASK_HELP = (
+    "Run on a Dask cluster: 'local' (a cluster on this machine) or a scheduler address "
+    "(tcp://HOST:8786); every worker must be able to read the files (shared disk or s3://)."
+)
 
 
 def maybe_cluster(address: str | None, workers: int = 1):
     """A context giving the Dask client for ``--dask ADDRESS`` (``inspekt.cluster.connect``), or None."""
     if not address:
         return nullcontext(None)
-    from ..cluster import connect
+    from inspekt.cluster import connect
 
     return connect(address, workers)

@@ -7,8 +7,8 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from . import app
-from .common import console, print_json, progress_bar
+from inspekt.cli import app
+from inspekt.cli.common import console, print_json, progress_bar
 
 data_app = typer.Typer(help="Inspect, split and generate datasets.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
@@ -17,8 +17,10 @@ SHOWN = 5  # problem files listed before "... and N more"
 
 
 def _render_info(info) -> None:
-    console.print(f"[bold]{info.root}[/]  layout: [cyan]{info.layout}[/]  images: {info.n_images}  "
-                  f"classes: {len(info.classes)}  tasks: {', '.join(info.tasks) or 'none'}")
+    console.print(
+        f"[bold]{info.root}[/]  layout: [cyan]{info.layout}[/]  images: {info.n_images}  "
+        f"classes: {len(info.classes)}  tasks: {', '.join(info.tasks) or 'none'}"
+    )
     table = Table("class", *info.counts.keys(), title="images per class and split")
     labels = sorted({label for split in info.counts.values() for label in split})
     for label in labels:
@@ -26,13 +28,19 @@ def _render_info(info) -> None:
     console.print(table)
     if info.sizes:
         s = info.sizes
-        console.print(f"size (w x h): min {s.width_min}x{s.height_min}, median {s.width_median:g}x{s.height_median:g}, "
-                      f"max {s.width_max}x{s.height_max}")
+        console.print(
+            f"size (w x h): min {s.width_min}x{s.height_min}, median {s.width_median:g}x{s.height_median:g}, "
+            f"max {s.width_max}x{s.height_max}"
+        )
     if info.masks_found or info.masks_missing:
         console.print(f"masks: {info.masks_found} found, {len(info.masks_missing)} missing")
-    sections = [("masks missing", info.masks_missing), ("mask problems", info.mask_problems),
-                ("corrupt files", info.corrupt), ("duplicate groups", info.duplicates),
-                ("duplicates across splits (leakage)", info.cross_split_duplicates)]
+    sections = [
+        ("masks missing", info.masks_missing),
+        ("mask problems", info.mask_problems),
+        ("corrupt files", info.corrupt),
+        ("duplicate groups", info.duplicates),
+        ("duplicates across splits (leakage)", info.cross_split_duplicates),
+    ]
     for title, items in sections:
         style = "red" if items and "duplicates" not in title else "yellow" if items else "green"
         console.print(f"[{style}]{title}: {len(items)}[/]")
@@ -51,8 +59,8 @@ def info_cmd(
     workers: int = typer.Option(None, help="Decoding threads (default: CPU count)."),
 ) -> None:
     """Detected layout, classes, counts, sizes, masks, corrupt files and duplicates."""
-    from ..data import open_dataset
-    from ..data.info import describe
+    from inspekt.data import open_dataset
+    from inspekt.data.info import describe
 
     ds = open_dataset(path)
     with progress_bar("reading images", len(ds), enabled=not as_json) as advance:
@@ -73,8 +81,8 @@ def split_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Write a stratified, deterministic train/val/test split as a CSV (images are not copied)."""
-    from ..data import open_dataset
-    from ..data.split import split_dataset, write_split_csv
+    from inspekt.data import open_dataset
+    from inspekt.data.split import split_dataset, write_split_csv
 
     ds = split_dataset(open_dataset(path), val=val, test=test, seed=seed)
     written = write_split_csv(ds, out)
@@ -101,14 +109,30 @@ def synth_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Generate inspekt's synthetic industrial surfaces (ok, pore, lop, scratch) with exact masks."""
-    from ..data.synth import write_dataset
+    from inspekt.data.synth import write_dataset
 
     with progress_bar("generating images", n, enabled=not as_json) as advance:
-        summary = write_dataset(out, kind=kind, n=n, size=size, seed=seed, layout=layout, color=color,
-                                overwrite=overwrite, progress=lambda _: advance())
+        summary = write_dataset(
+            out,
+            kind=kind,
+            n=n,
+            size=size,
+            seed=seed,
+            layout=layout,
+            color=color,
+            overwrite=overwrite,
+            progress=lambda _: advance(),
+        )
     if as_json:
-        print_json({"root": str(summary.root), "layout": summary.layout, "counts": summary.counts,
-                    "n_images": summary.n_images, "seconds": summary.seconds})
+        print_json(
+            {
+                "root": str(summary.root),
+                "layout": summary.layout,
+                "counts": summary.counts,
+                "n_images": summary.n_images,
+                "seconds": summary.seconds,
+            }
+        )
         return
     console.print(f"wrote {summary.n_images} images to {summary.root} ({summary.layout}) in {summary.seconds:.2f} s")
     console.print(", ".join(f"{k} {v}" for k, v in summary.counts.items()))

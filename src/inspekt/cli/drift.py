@@ -7,8 +7,8 @@ from pathlib import Path
 
 import typer
 
-from . import app
-from .common import DASK_HELP, console, err_console, maybe_cluster, print_json
+from inspekt.cli import app
+from inspekt.cli.common import DASK_HELP, console, err_console, maybe_cluster, print_json
 
 
 @contextmanager
@@ -22,8 +22,7 @@ def _progress(enabled: bool):
     columns = [TextColumn("profiling {task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
     with Progress(*columns, console=err_console, transient=True) as bar:
         current: list = []
-        yield (lambda side, n: current.append(bar.add_task(side, total=n)),
-               lambda n: bar.advance(current[-1], n))
+        yield (lambda side, n: current.append(bar.add_task(side, total=n)), lambda n: bar.advance(current[-1], n))
 
 
 @app.command()
@@ -32,12 +31,16 @@ def drift(
     current: str = typer.Argument(..., help="Folder, dataset, CSV or saved profile (.json)."),
     json_out: Path = typer.Option(None, "--json", help="Write the JSON report (schema inspekt.drift/1) here."),
     html_out: Path = typer.Option(None, "--html", help="Write the self-contained HTML report here."),
-    checks: str = typer.Option("properties,pixels,domain,predictions,embeddings", "--checks",
-                               help="Comma-separated checks: properties, pixels, domain, predictions, embeddings."),
+    checks: str = typer.Option(
+        "properties,pixels,domain,predictions,embeddings",
+        "--checks",
+        help="Comma-separated checks: properties, pixels, domain, predictions, embeddings.",
+    ),
     alpha: float = typer.Option(0.05, "--alpha", help="False-alarm rate for the whole comparison."),
     min_effect: float = typer.Option(0.1, "--min-effect", help="Smallest property effect (normalised Wasserstein)."),
-    kl_threshold: float = typer.Option(None, "--kl-threshold",
-                                       help="Also report the fixed rule KL(ref||cur) > this for pixel histograms."),
+    kl_threshold: float = typer.Option(
+        None, "--kl-threshold", help="Also report the fixed rule KL(ref||cur) > this for pixel histograms."
+    ),
     permutations: int = typer.Option(1000, "--permutations", help="Relabellings per permutation test."),
     sample: int = typer.Option(None, "--sample", help="Profile a random sample of this many images per side."),
     workers: int = typer.Option(1, "--workers", help="Processes for profiling (with --dask local: its workers)."),
@@ -47,17 +50,29 @@ def drift(
     as_json: bool = typer.Option(False, "--as-json", help="Print the JSON report instead of the table."),
 ) -> None:
     """Check whether CURRENT images differ from REFERENCE images (calibrated, with effect sizes)."""
-    from ..drift import check_drift
-    from ..drift.report import print_console, to_dict, write_html, write_json
-    from ..io import output_file
+    from inspekt.drift import check_drift
+    from inspekt.drift.report import print_console, to_dict, write_html, write_json
+    from inspekt.io import output_file
 
     for target, example in ((json_out, "drift.json"), (html_out, "drift.html")):
         if target:
             output_file(target, example)  # say now, not after profiling, that a report cannot be written
     with _progress(not as_json) as (on_start, advance):
-        result = check_drift(reference, current, workers=workers, sample=sample, progress=advance, on_start=on_start,
-                           dask=dask, checks=tuple(c.strip() for c in checks.split(",") if c.strip()), alpha=alpha,
-                           min_effect=min_effect, kl_threshold=kl_threshold, permutations=permutations, seed=seed)
+        result = check_drift(
+            reference,
+            current,
+            workers=workers,
+            sample=sample,
+            progress=advance,
+            on_start=on_start,
+            dask=dask,
+            checks=tuple(c.strip() for c in checks.split(",") if c.strip()),
+            alpha=alpha,
+            min_effect=min_effect,
+            kl_threshold=kl_threshold,
+            permutations=permutations,
+            seed=seed,
+        )
     if as_json:
         print_json(to_dict(result))
     else:
@@ -79,13 +94,20 @@ def profile(
     seed: int = typer.Option(0, "--seed"),
 ) -> None:
     """Save the drift profile of a set of images, to use later as REFERENCE or CURRENT of `inspekt drift`."""
-    from ..drift import load_profile
-    from ..io import output_file
+    from inspekt.drift import load_profile
+    from inspekt.io import output_file
 
     output_file(out, "profile.json")
     with _progress(True) as (on_start, advance), maybe_cluster(dask, workers) as client:
-        result = load_profile(source, workers=1 if client else workers, sample=sample, seed=seed, progress=advance,
-                              on_start=on_start and (lambda n: on_start("images", n)), client=client)
+        result = load_profile(
+            source,
+            workers=1 if client else workers,
+            sample=sample,
+            seed=seed,
+            progress=advance,
+            on_start=on_start and (lambda n: on_start("images", n)),
+            client=client,
+        )
     path = result.save(out)
     console.print(f"profiled {len(result)} images, skipped {len(result.skipped)}; wrote {path}", highlight=False)
     for s in result.skipped[:10]:

@@ -7,19 +7,22 @@ from pathlib import Path
 import typer
 from rich.table import Column, Table
 
-from ..errors import InspektError
-from ..storage import as_path
-from . import app
-from .common import console, err_console, print_json, progress_bar, unique_name
-from .tasks import expand_sources
+from inspekt.cli import app
+from inspekt.cli.common import console, err_console, print_json, progress_bar, unique_name
+from inspekt.cli.tasks import expand_sources
+from inspekt.errors import InspektError
+from inspekt.storage import as_path
 
 
 @app.command()
 def explain(
     bundle: Path = typer.Argument(..., help="Bundle folder, .inspekt file or run folder (classification)."),
     sources: list[str] = typer.Argument(..., help="Image files, folders or glob patterns."),
-    method: str = typer.Option("gradcam", "--method", help="CAM method, e.g. gradcam, gradcam++, layercam, eigencam "
-                               "(an unknown name lists them all)."),
+    method: str = typer.Option(
+        "gradcam",
+        "--method",
+        help="CAM method, e.g. gradcam, gradcam++, layercam, eigencam (an unknown name lists them all).",
+    ),
     target: str = typer.Option(None, "--class", help="Class to explain (default: the predicted class)."),
     layer: str = typer.Option(None, "--layer", help="Dotted name of the layer to explain (default: last stage)."),
     opacity: float = typer.Option(0.5, "--opacity", help="Heat-map weight in the overlay, 0..1."),
@@ -27,8 +30,8 @@ def explain(
     as_json: bool = typer.Option(False, "--json", help="One JSON object per image (JSON lines)."),
 ) -> None:
     """Write Grad-CAM overlays showing what drove each image's class; bad files are reported and skipped."""
-    from ..explain import Explainer
-    from ..io import BatchReport, save_image
+    from inspekt.explain import Explainer
+    from inspekt.io import BatchReport, save_image
 
     explainer = Explainer.load(bundle, method=method, layer=layer)
     out = as_path(out)  # a URL folder (s3://...) receives each overlay in one write
@@ -47,7 +50,9 @@ def explain(
     elif rows:
         table = Table(Column("file", overflow="fold"), "explained", "predicted", Column("overlay", overflow="fold"))
         for row in rows:
-            table.add_row(row["path"], row["target"], f"{row['predicted']} {row['score']:.3f}", Path(row["output"]).name)
+            table.add_row(
+                row["path"], row["target"], f"{row['predicted']} {row['score']:.3f}", Path(row["output"]).name
+            )
         console.print(table)
         console.print(f"wrote {len(rows)} overlay(s) to {out}", highlight=False, soft_wrap=True)
     err_console.print(report.summary(), highlight=False)

@@ -10,13 +10,14 @@ from pathlib import Path
 
 import typer
 
-from . import app
-from .common import console, err_console, print_json
+from inspekt.cli import app
+from inspekt.cli.common import console, err_console, print_json
 
 monitor_app = typer.Typer(
     help="Watch a drop folder, a camera or a snapshot URL: predict, record history, check drift every window.\n\n"
-         "inspekt monitor --model M --source SOURCE [--every 10s] [--window 200] [--db URL] [--webhook URL]\n\n"
-         "inspekt monitor report [--db URL] [--json] [--out FILE]")
+    "inspekt monitor --model M --source SOURCE [--every 10s] [--window 200] [--db URL] [--webhook URL]\n\n"
+    "inspekt monitor report [--db URL] [--json] [--out FILE]"
+)
 app.add_typer(monitor_app, name="monitor")
 
 
@@ -53,12 +54,14 @@ def _stop_on_sigterm() -> None:
 def monitor(
     ctx: typer.Context,
     model: str = typer.Option(None, "--model", "-m", help="Model bundle (folder, .inspekt file or run folder)."),
-    source: str = typer.Option(None, "--source", "-s",
-                               help="Drop folder, camera:0 (or camera:VIDEO_FILE), or http(s):// snapshot URL."),
+    source: str = typer.Option(
+        None, "--source", "-s", help="Drop folder, camera:0 (or camera:VIDEO_FILE), or http(s):// snapshot URL."
+    ),
     every: str = typer.Option("10s", "--every", help="Capture (camera, URL) or folder-poll interval: 500ms, 10s, 2m."),
     window: int = typer.Option(200, "--window", help="Images per drift check."),
-    db: str = typer.Option(None, "--db", help="History database: SQLAlchemy URL or SQLite file "
-                                               "(default: workspace/monitor.db)."),
+    db: str = typer.Option(
+        None, "--db", help="History database: SQLAlchemy URL or SQLite file (default: workspace/monitor.db)."
+    ),
     webhook: str = typer.Option(None, "--webhook", help="POST a JSON alert here for each drifted window."),
     alpha: float = typer.Option(0.05, "--alpha", help="False-alarm rate of each window's drift check."),
     max_images: int = typer.Option(None, "--max-images", help="Stop after recording this many images."),
@@ -69,32 +72,48 @@ def monitor(
     """Monitor a source with a model; `inspekt monitor report` summarises the history."""
     if ctx.invoked_subcommand is not None:
         return
-    from ..errors import ConfigError
-    from ..monitor import MonitorConfig, parse_duration, run_monitor
+    from inspekt.errors import ConfigError
+    from inspekt.monitor import MonitorConfig, parse_duration, run_monitor
 
     missing = [name for name, value in (("--model", model), ("--source", source)) if not value]
     if missing:
-        raise ConfigError(f"inspekt monitor needs {' and '.join(missing)}: e.g. inspekt monitor --model model.inspekt "
-                          "--source incoming/ (or camera:0, or http://camera/snapshot.jpg)")
-    config = MonitorConfig(model=model, source=source, db=db, every=parse_duration(every), window=window,
-                           webhook=webhook, alpha=alpha, once=once, max_images=max_images, name=source_name)
+        raise ConfigError(
+            f"inspekt monitor needs {' and '.join(missing)}: e.g. inspekt monitor --model model.inspekt "
+            "--source incoming/ (or camera:0, or http://camera/snapshot.jpg)"
+        )
+    config = MonitorConfig(
+        model=model,
+        source=source,
+        db=db,
+        every=parse_duration(every),
+        window=window,
+        webhook=webhook,
+        alpha=alpha,
+        once=once,
+        max_images=max_images,
+        name=source_name,
+    )
     _setup_logging(quiet)
     _stop_on_sigterm()
     stats = run_monitor(config)
-    err_console.print(f"recorded {stats.recorded} images, skipped {stats.skipped}; {stats.windows} drift windows, "
-                      f"{stats.drifted_windows} drifted", highlight=False)
+    err_console.print(
+        f"recorded {stats.recorded} images, skipped {stats.skipped}; {stats.windows} drift windows, "
+        f"{stats.drifted_windows} drifted",
+        highlight=False,
+    )
 
 
 @monitor_app.command()
 def report(
-    db: str = typer.Option(None, "--db", help="History database: SQLAlchemy URL or SQLite file "
-                                               "(default: workspace/monitor.db)."),
+    db: str = typer.Option(
+        None, "--db", help="History database: SQLAlchemy URL or SQLite file (default: workspace/monitor.db)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON (schema inspekt.monitor.report/1)."),
     out: Path = typer.Option(None, "--out", "-o", help="Write the JSON summary to this file."),
 ) -> None:
     """Summarise a monitoring history: rows, time span, label mix, scores, drift windows, alerts."""
-    from ..io import output_file
-    from ..monitor import print_summary, summarize
+    from inspekt.io import output_file
+    from inspekt.monitor import print_summary, summarize
 
     target = output_file(out, "monitor.json") if out else None
     summary = summarize(db)

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import typer
 
-from ..errors import ConfigError, InspektError
-from . import app
-from .common import err_console
+from inspekt.cli import app
+from inspekt.cli.common import err_console
+from inspekt.errors import ConfigError, InspektError
 
 
 def _api_key(variable: str | None) -> str | None:
@@ -19,8 +19,10 @@ def _api_key(variable: str | None) -> str | None:
         return None
     key = os.environ.get(variable)
     if not key:
-        raise ConfigError(f"--api-key-env {variable}: the environment variable {variable} is not set or empty; "
-                          f"export {variable}=<a long random string> first")
+        raise ConfigError(
+            f"--api-key-env {variable}: the environment variable {variable} is not set or empty; "
+            f"export {variable}=<a long random string> first"
+        )
     return key
 
 
@@ -35,37 +37,58 @@ def _tls(certfile: Path | None, keyfile: Path | None) -> dict:
     try:  # checked here: uvicorn would fail after start-up with an SSL traceback (and prompt for a key password)
         ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(certfile, keyfile, password=b"")
     except (ssl.SSLError, OSError) as exc:
-        raise ConfigError(f"--ssl-certfile {certfile} / --ssl-keyfile {keyfile}: not a matching PEM certificate and "
-                          f"unencrypted private key ({exc}); e.g. openssl req -x509 -newkey rsa:2048 -nodes "
-                          "-keyout key.pem -out cert.pem") from None
+        raise ConfigError(
+            f"--ssl-certfile {certfile} / --ssl-keyfile {keyfile}: not a matching PEM certificate and "
+            f"unencrypted private key ({exc}); e.g. openssl req -x509 -newkey rsa:2048 -nodes "
+            "-keyout key.pem -out cert.pem"
+        ) from None
     return {"ssl_certfile": str(certfile), "ssl_keyfile": str(keyfile)}
 
 
 @app.command()
 def serve(
-    models: list[str] = typer.Argument(..., help="Model bundles to serve: PATH, or NAME=PATH to choose the URL name "
-                                                 "(default: the bundle's file or folder name)."),
+    models: list[str] = typer.Argument(
+        ...,
+        help="Model bundles to serve: PATH, or NAME=PATH to choose the URL name "
+        "(default: the bundle's file or folder name).",
+    ),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (0.0.0.0: reachable from other machines)."),
     port: int = typer.Option(8000, "--port", min=1, max=65535, help="Port to listen on."),
-    api_key_env: str = typer.Option(None, "--api-key-env", metavar="VAR",
-                                    help="Require the header X-API-Key equal to this environment variable's value."),
+    api_key_env: str = typer.Option(
+        None,
+        "--api-key-env",
+        metavar="VAR",
+        help="Require the header X-API-Key equal to this environment variable's value.",
+    ),
     ssl_certfile: Path = typer.Option(None, "--ssl-certfile", help="HTTPS certificate (PEM)."),
     ssl_keyfile: Path = typer.Option(None, "--ssl-keyfile", help="HTTPS private key (PEM)."),
     max_upload_mb: float = typer.Option(20.0, "--max-upload-mb", help="Largest request body, in MB."),
     max_files: int = typer.Option(64, "--max-files", help="Most files in one request."),
-    max_pixels: int = typer.Option(50_000_000, "--max-pixels", help="Refuse images with more pixels (from the header, "
-                                                                   "before decoding)."),
-    max_request_pixels: int = typer.Option(200_000_000, "--max-request-pixels",
-                                           help="Pixels all images of one request may have together (after "
-                                                "enhancement); the rest are refused before decoding."),
+    max_pixels: int = typer.Option(
+        50_000_000, "--max-pixels", help="Refuse images with more pixels (from the header, before decoding)."
+    ),
+    max_request_pixels: int = typer.Option(
+        200_000_000,
+        "--max-request-pixels",
+        help="Pixels all images of one request may have together (after "
+        "enhancement); the rest are refused before decoding.",
+    ),
     max_batch: int = typer.Option(32, "--max-batch", help="Micro-batching: most images per model call."),
     max_wait_ms: float = typer.Option(5.0, "--max-wait-ms", help="Micro-batching: longest wait for more requests."),
-    threads: int = typer.Option(None, "--threads", help="Inference threads per model call; two calls run at once "
-                                                         "(default: (CPUs - 1) / 2, at least 1: a core stays free for HTTP)."),
-    cors_origins: list[str] = typer.Option(None, "--cors-origin", help="Allow browser calls from this origin "
-                                                                       "(repeatable; CORS is off by default)."),
-    drift_checks: str = typer.Option("properties,pixels,domain,predictions,embeddings", "--drift-checks",
-                                     help="Drift checks run when a request names none (domain costs seconds)."),
+    threads: int = typer.Option(
+        None,
+        "--threads",
+        help="Inference threads per model call; two calls run at once "
+        "(default: (CPUs - 1) / 2, at least 1: a core stays free for HTTP).",
+    ),
+    cors_origins: list[str] = typer.Option(
+        None, "--cors-origin", help="Allow browser calls from this origin (repeatable; CORS is off by default)."
+    ),
+    drift_checks: str = typer.Option(
+        "properties,pixels,domain,predictions,embeddings",
+        "--drift-checks",
+        help="Drift checks run when a request names none (domain costs seconds).",
+    ),
     log_level: str = typer.Option("info", "--log-level", help="uvicorn log level: debug, info, warning, error."),
     access_log: bool = typer.Option(False, "--access-log", help="Log every request (off: the metrics count them)."),
 ) -> None:
@@ -74,16 +97,28 @@ def serve(
         raise InspektError("inspekt serve needs the serve extra: pip install 'inspekt[serve]'")
     import uvicorn
 
-    from ..api import ServeSettings, create_app
+    from inspekt.api import ServeSettings, create_app
 
     tls = _tls(ssl_certfile, ssl_keyfile)
-    settings = ServeSettings(models=tuple(models), api_key=_api_key(api_key_env), max_upload_mb=max_upload_mb,
-                             max_files=max_files, max_pixels=max_pixels, max_request_pixels=max_request_pixels, max_batch=max_batch, max_wait_ms=max_wait_ms,
-                             threads=threads, cors_origins=tuple(cors_origins or ()),
-                             drift_checks=tuple(c.strip() for c in drift_checks.split(",") if c.strip()))
+    settings = ServeSettings(
+        models=tuple(models),
+        api_key=_api_key(api_key_env),
+        max_upload_mb=max_upload_mb,
+        max_files=max_files,
+        max_pixels=max_pixels,
+        max_request_pixels=max_request_pixels,
+        max_batch=max_batch,
+        max_wait_ms=max_wait_ms,
+        threads=threads,
+        cors_origins=tuple(cors_origins or ()),
+        drift_checks=tuple(c.strip() for c in drift_checks.split(",") if c.strip()),
+    )
     service = create_app(settings)  # loads and warms up every model: a bad bundle fails here, before binding
     names = ", ".join(service.state.inspekt.models)
     scheme = "https" if tls else "http"
-    err_console.print(f"inspekt serve: {names} on {scheme}://{host}:{port} (API key "
-                      f"{'required' if settings.api_key else 'off'}; docs at /docs); Ctrl-C to stop", highlight=False)
+    err_console.print(
+        f"inspekt serve: {names} on {scheme}://{host}:{port} (API key "
+        f"{'required' if settings.api_key else 'off'}; docs at /docs); Ctrl-C to stop",
+        highlight=False,
+    )
     uvicorn.run(service, host=host, port=port, log_level=log_level, access_log=access_log, **tls)

@@ -10,11 +10,23 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from . import app
-from .common import console, print_json, progress_bar
+from inspekt.cli import app
+from inspekt.cli.common import console, print_json, progress_bar
 
-PACKAGES = ("inspekt", "numpy", "pillow", "opencv-python-headless", "torch", "torchvision", "timm",
-            "onnx", "onnxruntime", "scikit-learn", "pydantic", "typer")
+PACKAGES = (
+    "inspekt",
+    "numpy",
+    "pillow",
+    "opencv-python-headless",
+    "torch",
+    "torchvision",
+    "timm",
+    "onnx",
+    "onnxruntime",
+    "scikit-learn",
+    "pydantic",
+    "typer",
+)
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")
 
 
@@ -36,7 +48,7 @@ def environment_checks() -> dict:
     import onnxruntime as ort
     import torch
 
-    from .. import _compat
+    from inspekt import _compat
 
     browser = next((shutil.which(b) for b in BROWSERS if shutil.which(b)), None)
     return {
@@ -69,17 +81,25 @@ def checks(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) ->
 
 
 @app.command()
-def models(task: str = typer.Option(None, help="Only models of this task."),
-           as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+def models(
+    task: str = typer.Option(None, help="Only models of this task."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
     """List the registered model names."""
-    from ..models import get_entry, list_models
+    from inspekt.models import get_entry, list_models
 
     entries = [get_entry(n) for n in list_models(task)]
-    tunable = {e.name: {k: v for k, v in e.parameters().items() if k not in ("num_classes", "in_chans", "input_size")}
-               for e in entries}
+    tunable = {
+        e.name: {k: v for k, v in e.parameters().items() if k not in ("num_classes", "in_chans", "input_size")}
+        for e in entries
+    }
     if as_json:
-        print_json([{"name": e.name, "task": e.task, "description": e.description, "parameters": tunable[e.name]}
-                    for e in entries])
+        print_json(
+            [
+                {"name": e.name, "task": e.task, "description": e.description, "parameters": tunable[e.name]}
+                for e in entries
+            ]
+        )
         return
     table = Table("name", "task", "description", "model_params")
     for e in entries:
@@ -91,14 +111,15 @@ def models(task: str = typer.Option(None, help="Only models of this task."),
 @app.command()
 def demo(workspace: Path = typer.Option(Path("workspace"), help="Folder to build the demo in.")) -> None:
     """Build the demo workspace from synthetic data (once) and print a guided tour."""
-    from ..demo import ANOMALY_EPOCHS, EPOCHS, SEG_EPOCHS, build_demo
+    from inspekt.demo import ANOMALY_EPOCHS, EPOCHS, SEG_EPOCHS, build_demo
 
     with progress_bar("training the demo models", EPOCHS + SEG_EPOCHS + ANOMALY_EPOCHS) as advance:
         ws = build_demo(workspace, on_epoch=lambda row: advance() if "epoch" in row else None)
     console.print(f"\n[bold]inspekt demo workspace[/]: {ws.root.resolve()}")
-    console.print("built now: " + (", ".join(ws.built) if ws.built else "nothing (everything was already there)"),
-                  soft_wrap=True)
-    for name, path in ws.datasets.items():
+    console.print(
+        "built now: " + (", ".join(ws.built) if ws.built else "nothing (everything was already there)"), soft_wrap=True
+    )
+    for _name, path in ws.datasets.items():
         console.print(f"  data    {path}")
     console.print(f"  model   {ws.model}  validation {ws.metrics}", soft_wrap=True)
     table = Table("incoming image", "true", "predicted", "score", title="predictions on data/incoming")
@@ -106,12 +127,21 @@ def demo(workspace: Path = typer.Option(Path("workspace"), help="Folder to build
         table.add_row(Path(p.source).name, Path(p.source).parent.name, str(p.label), f"{p.score:.3f}")
     console.print(table)
     data, model = ws.datasets["surfaces"], ws.model
-    console.print(TOUR.format(data=data, model=model, incoming=ws.datasets["incoming"], seg=ws.datasets["surfaces-seg"],
-                              segmenter=ws.root / "models" / "surface-segmenter.inspekt",
-                              anomaly=ws.root / "models" / "surface-anomaly.inspekt",
-                              mvtec=ws.datasets["surfaces-mvtec"],
-                              drifted=ws.datasets["incoming-drifted"], root=ws.root),
-                  highlight=False, soft_wrap=True)
+    console.print(
+        TOUR.format(
+            data=data,
+            model=model,
+            incoming=ws.datasets["incoming"],
+            seg=ws.datasets["surfaces-seg"],
+            segmenter=ws.root / "models" / "surface-segmenter.inspekt",
+            anomaly=ws.root / "models" / "surface-anomaly.inspekt",
+            mvtec=ws.datasets["surfaces-mvtec"],
+            drifted=ws.datasets["incoming-drifted"],
+            root=ws.root,
+        ),
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 TOUR = """[bold]Try next[/] (first: source .venv/bin/activate)
@@ -131,7 +161,7 @@ TOUR = """[bold]Try next[/] (first: source .venv/bin/activate)
   inspekt drift {model} {drifted} --html drift.html   # darker and blurred: drift detected
   inspekt app --workspace {root}           # the workbench in a browser
   inspekt serve {model} {anomaly}   # REST API on http://127.0.0.1:8000/docs
-  inspekt monitor --model {model} --source {drifted} --window 20 --once --db {root}/monitor.db   # history + drift windows
+  inspekt monitor --model {model} --source {drifted} --window 20 --once --db {root}/monitor.db  # + drift
   inspekt monitor report --db {root}/monitor.db   # what the monitor recorded (also the app's Monitor page)
   inspekt checks                           # versions, threads, runtimes
 """

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import typer
 
-from ..errors import InspektError
-from . import app
+from inspekt.cli import app
+from inspekt.errors import InspektError
 
 
 @app.command("app")
@@ -20,16 +20,31 @@ def workbench(
     workspace: Path = typer.Option(Path("workspace"), "--workspace", help="Workspace: models/, runs/, data/."),
 ) -> None:
     """Open the workbench: inspect, batch, evaluate, drift, train, monitor (http://HOST:PORT)."""
-    from ..app import MAIN
-    from ..app.common import WORKSPACE_ENV
+    from inspekt.app import MAIN
+    from inspekt.app.common import WORKSPACE_ENV
 
     if importlib.util.find_spec("streamlit") is None:
         raise InspektError("the workbench needs Streamlit: pip install 'inspekt[app]'")
     workspace.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "streamlit", "run", str(MAIN), "--server.port", str(port),
-               "--server.address", host, "--server.headless", "true", "--browser.gatherUsageStats", "false",
-               "--client.toolbarMode", "minimal",
-               "--server.fileWatcherType", "none"]
+    command = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(MAIN),
+        "--server.port",
+        str(port),
+        "--server.address",
+        host,
+        "--server.headless",
+        "true",
+        "--browser.gatherUsageStats",
+        "false",
+        "--client.toolbarMode",
+        "minimal",
+        "--server.fileWatcherType",
+        "none",
+    ]
     print(f"inspekt workbench on http://{host}:{port} (workspace {workspace.resolve()}); Ctrl-C to stop", flush=True)
     # become the Streamlit server (no child process): Ctrl-C and SIGTERM reach it directly
     os.execve(sys.executable, command, {**os.environ, WORKSPACE_ENV: str(workspace.resolve())})

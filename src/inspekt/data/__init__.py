@@ -1,6 +1,6 @@
 """Datasets: layout detection, dataset reports, splits and inspekt's own synthetic data."""
 
-from .dataset import NORMAL_NAMES, SPLITS, Dataset, Sample
-from .layouts import open_dataset
+from inspekt.data.dataset import NORMAL_NAMES, SPLITS, Dataset, Sample
+from inspekt.data.layouts import open_dataset
 
 __all__ = ["NORMAL_NAMES", "SPLITS", "Dataset", "Sample", "open_dataset"]

@@ -8,8 +8,15 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 SPLITS = ("train", "val", "test")
-SPLIT_ALIASES = {"train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val",
-                 "test": "test", "testing": "test"}
+SPLIT_ALIASES = {
+    "train": "train",
+    "training": "train",
+    "val": "val",
+    "valid": "val",
+    "validation": "val",
+    "test": "test",
+    "testing": "test",
+}
 # Folder / class names that mean "normal" for anomaly detection.
 NORMAL_NAMES = ("good", "ok", "normal", "free", "pass", "nominal")
 

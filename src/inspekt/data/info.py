@@ -15,9 +15,9 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from ..errors import ImageLoadError
-from ..io import image_size, load_image
-from .dataset import Dataset, Sample
+from inspekt.data.dataset import Dataset, Sample
+from inspekt.errors import ImageLoadError
+from inspekt.io import image_size, load_image
 
 
 @dataclass(frozen=True)
@@ -136,8 +136,18 @@ def describe(ds: Dataset, *, workers: int | None = None, progress: Callable[[int
     dupes, crossing = _duplicate_groups(ds, [r[0] for r in results])
     missing = [str(s.path) for s in ds.samples if ds.mask_layout and s.mask is None]
     return DatasetInfo(
-        root=str(ds.root), layout=ds.layout, n_images=len(ds), classes=list(ds.classes), tasks=list(ds.tasks),
-        counts=ds.counts(), sizes=_size_stats([r[1] for r in results if r[1] is not None]),
-        masks_found=ds.n_masks, masks_missing=missing, mask_problems=mask_problems, corrupt=corrupt,
-        duplicates=dupes, cross_split_duplicates=crossing, seconds=round(time.perf_counter() - start, 3),
+        root=str(ds.root),
+        layout=ds.layout,
+        n_images=len(ds),
+        classes=list(ds.classes),
+        tasks=list(ds.tasks),
+        counts=ds.counts(),
+        sizes=_size_stats([r[1] for r in results if r[1] is not None]),
+        masks_found=ds.n_masks,
+        masks_missing=missing,
+        mask_problems=mask_problems,
+        corrupt=corrupt,
+        duplicates=dupes,
+        cross_split_duplicates=crossing,
+        seconds=round(time.perf_counter() - start, 3),
     )

@@ -15,10 +15,10 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from .. import storage
-from ..errors import DatasetError
-from ..io import IMAGE_EXTENSIONS, list_images
-from .dataset import SPLIT_ALIASES, Dataset, Sample
+from inspekt import storage
+from inspekt.data.dataset import SPLIT_ALIASES, Dataset, Sample
+from inspekt.errors import DatasetError
+from inspekt.io import IMAGE_EXTENSIONS, list_images
 
 EXPECTED = (
     "expected one of: class folders ROOT/<class>/*.png (optionally under ROOT/train|val|test/); "
@@ -72,8 +72,10 @@ def read_mvtec(root: Path) -> Dataset | None:
     if not (train / "good").is_dir():
         return None
     if not test.is_dir() and (root / "ground_truth").is_dir():
-        raise DatasetError(f"{root}: looks like an MVTec layout (train/good, ground_truth/) but has no test/ "
-                           "folder; add test/good and test/<defect type>/ images")
+        raise DatasetError(
+            f"{root}: looks like an MVTec layout (train/good, ground_truth/) but has no test/ "
+            "folder; add test/good and test/<defect type>/ images"
+        )
     if not test.is_dir():
         return None
     if [d.name for d in _subdirs(train)] != ["good"]:
@@ -157,8 +159,12 @@ def read_class_folders(root: Path) -> Dataset:
     else:
         samples = _class_samples(root, files, None)
     has_masks = any(s.mask for s in samples)
-    return _dataset(root, "segmentation" if has_masks and not any(s.label for s in samples) else "classes",
-                    samples, mask_layout=has_masks)
+    return _dataset(
+        root,
+        "segmentation" if has_masks and not any(s.label for s in samples) else "classes",
+        samples,
+        mask_layout=has_masks,
+    )
 
 
 def _csv_rows(path: Path) -> tuple[list[dict[str, str]], str]:
@@ -171,8 +177,10 @@ def _csv_rows(path: Path) -> tuple[list[dict[str, str]], str]:
         raise DatasetError(f"{path}: cannot read CSV ({exc})") from exc
     column = next((c for c in PATH_COLUMNS if c in fields), None)
     if column is None:
-        raise DatasetError(f"{path}: no path column (found columns: {', '.join(fields) or 'none'}); "
-                           "expected a header path,label[,mask][,split]")
+        raise DatasetError(
+            f"{path}: no path column (found columns: {', '.join(fields) or 'none'}); "
+            "expected a header path,label[,mask][,split]"
+        )
     return rows, column
 
 

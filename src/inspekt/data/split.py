@@ -16,10 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DatasetError
-from ..io import output_file
-from ..storage import relative_text
-from .dataset import Dataset, Sample
+from inspekt.data.dataset import Dataset, Sample
+from inspekt.errors import DatasetError
+from inspekt.io import output_file
+from inspekt.storage import relative_text
 
 
 def _groups_by_content(samples: tuple[Sample, ...]) -> list[list[Sample]]:

@@ -37,8 +37,7 @@ _MASK_LEVEL = 0.5
 # Share of the "ok" images that go to train/good in the MVTec layout (MVTec AD uses ~60-80%).
 _TRAIN_GOOD_SHARE = 0.6
 # Names write_dataset creates at the top of its folder; overwrite=True removes only these.
-_OWNED_NAMES = frozenset((*CLASSES, "images", "masks", "train", "test", "ground_truth",
-                          "README.txt"))
+_OWNED_NAMES = frozenset((*CLASSES, "images", "masks", "train", "test", "ground_truth", "README.txt"))
 
 Rng = np.random.Generator
 MAX_SIZE = 4096  # a 4096x4096 surface is 16 MP; larger is a typo, not a dataset
@@ -156,8 +155,18 @@ def _draw_pores(size: int, rng: Rng) -> tuple[np.ndarray, float]:
         axes = radius * np.array([1.0, rng.uniform(0.6, 1.0)])
         centre = rng.uniform(radius + 2, size - 3 - radius, 2)
         blob = np.zeros_like(profile)
-        cv2.ellipse(blob, tuple(_to_fixed(centre)), tuple(_to_fixed(axes)),
-                    rng.uniform(0, 180), 0, 360, 1.0, -1, cv2.LINE_AA, shift=4)
+        cv2.ellipse(
+            blob,
+            tuple(_to_fixed(centre)),
+            tuple(_to_fixed(axes)),
+            rng.uniform(0, 180),
+            0,
+            360,
+            1.0,
+            -1,
+            cv2.LINE_AA,
+            shift=4,
+        )
         # Soft edge scales with the pore; each pore gets its own depth (0.8..1 of contrast).
         blob = cv2.GaussianBlur(blob, (0, 0), max(0.6, 0.25 * radius))
         profile = np.maximum(profile, blob * rng.uniform(0.8, 1.0))
@@ -230,8 +239,7 @@ def _check_choice(value: str, choices: tuple[str, ...], what: str) -> None:
     """Raise DatasetError naming the valid choices when ``value`` is not one of them."""
     if value not in choices:
         raise DatasetError(
-            f'Unknown {what} "{value}": use one of {", ".join(choices)}.'
-            + did_you_mean(str(value), choices)
+            f'Unknown {what} "{value}": use one of {", ".join(choices)}.' + did_you_mean(str(value), choices)
         )
 
 
@@ -269,9 +277,7 @@ def _render(label: str, size: int, rng: Rng, color: bool | None) -> SynthSample:
     return SynthSample(image=image, mask=mask, label=label)
 
 
-def make_surface(
-    label: str, *, size: int = 128, seed: int = 0, color: bool | None = None
-) -> SynthSample:
+def make_surface(label: str, *, size: int = 128, seed: int = 0, color: bool | None = None) -> SynthSample:
     """One synthetic surface image with an optional defect and its exact mask.
 
     Args:
@@ -343,8 +349,10 @@ def _prepare_root(out: str | Path, overwrite: bool) -> Path:
                 "(or --overwrite / overwrite=True to replace a dataset inspekt wrote there before)."
             )
         if not _written_by_inspekt(root):
-            raise DatasetError(f"{root} holds files that inspekt did not generate (no inspekt README.txt); "
-                               "overwrite only replaces a synthetic dataset: choose an empty folder.")
+            raise DatasetError(
+                f"{root} holds files that inspekt did not generate (no inspekt README.txt); "
+                "overwrite only replaces a synthetic dataset: choose an empty folder."
+            )
         # Remove only what write_dataset itself writes, so no stale images get mixed in
         # while files of the user's own are left alone.
         for entry in root.iterdir():
@@ -414,8 +422,7 @@ def write_dataset(
             non-empty folder.
     """
     start = time.perf_counter()
-    for value, choices, what in ((kind, KINDS, "kind"), (layout, LAYOUTS, "layout"),
-                                 (color, COLORS, "color")):
+    for value, choices, what in ((kind, KINDS, "kind"), (layout, LAYOUTS, "layout"), (color, COLORS, "color")):
         _check_choice(value, choices, what)
     _check_numbers(size, seed)
     if not isinstance(n, (int, np.integer)) or not 1 <= n <= MAX_IMAGES:

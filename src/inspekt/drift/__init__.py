@@ -13,19 +13,36 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from .. import storage
-from ..errors import ConfigError
-from .engine import CHECKS, Check, DriftConfig, DriftResult, compare_profiles
-from .profile import Profile, profile_images
-from .sources import Source, is_bundle, load_profile
+from inspekt import storage
+from inspekt.drift.engine import CHECKS, Check, DriftConfig, DriftResult, compare_profiles
+from inspekt.drift.profile import Profile, profile_images
+from inspekt.drift.sources import Source, is_bundle, load_profile
+from inspekt.errors import ConfigError
 
-__all__ = ["CHECKS", "Check", "DriftConfig", "DriftResult", "Profile", "check_drift", "compare_profiles",
-           "load_profile", "profile_images"]
+__all__ = [
+    "CHECKS",
+    "Check",
+    "DriftConfig",
+    "DriftResult",
+    "Profile",
+    "check_drift",
+    "compare_profiles",
+    "load_profile",
+    "profile_images",
+]
 
 
-def check_drift(reference: Source, current: Source, *, workers: int = 1, sample: int | None = None,
-          progress: Callable[[int], None] | None = None, on_start: Callable[[str, int], None] | None = None,
-          dask: Any = None, **settings: Any) -> DriftResult:
+def check_drift(
+    reference: Source,
+    current: Source,
+    *,
+    workers: int = 1,
+    sample: int | None = None,
+    progress: Callable[[int], None] | None = None,
+    on_start: Callable[[str, int], None] | None = None,
+    dask: Any = None,
+    **settings: Any,
+) -> DriftResult:
     """Check whether ``current`` images differ from ``reference`` ones.
 
     Args:
@@ -48,26 +65,43 @@ def check_drift(reference: Source, current: Source, *, workers: int = 1, sample:
     if sample is not None and sample < 2:
         raise ConfigError(f"sample must be at least 2 images per side, not {sample}")
     if dask is None:
-        return _check(reference, current, config, None, workers=workers, sample=sample, progress=progress,
-                      on_start=on_start)
-    from ..cluster import connect
+        return _check(
+            reference, current, config, None, workers=workers, sample=sample, progress=progress, on_start=on_start
+        )
+    from inspekt.cluster import connect
 
     with connect(dask, workers) as client:
-        return _check(reference, current, config, client, workers=1, sample=sample, progress=progress,
-                      on_start=on_start)
+        return _check(
+            reference, current, config, client, workers=1, sample=sample, progress=progress, on_start=on_start
+        )
 
 
-def _check(reference: Source, current: Source, config: DriftConfig, client, *, workers: int, sample: int | None,
-           progress, on_start) -> DriftResult:
+def _check(
+    reference: Source,
+    current: Source,
+    config: DriftConfig,
+    client,
+    *,
+    workers: int,
+    sample: int | None,
+    progress,
+    on_start,
+) -> DriftResult:
     notes: list[str] = []
     common = {"workers": workers, "sample": sample, "seed": config.seed, "progress": progress, "client": client}
     ref = load_profile(reference, on_start=on_start and (lambda n: on_start("reference", n)), **common)
-    cur = load_profile(current, min_side=ref.min_side, on_start=on_start and (lambda n: on_start("current", n)),
-                       **common)
+    cur = load_profile(
+        current, min_side=ref.min_side, on_start=on_start and (lambda n: on_start("current", n)), **common
+    )
     wants_model = {"predictions", "embeddings"} & set(config.checks)
-    if ref.model and not cur.model and wants_model and isinstance(reference, (str, os.PathLike)) \
-            and is_bundle(storage.as_path(reference)):
-        from .sources import sample_files
+    if (
+        ref.model
+        and not cur.model
+        and wants_model
+        and isinstance(reference, (str, os.PathLike))
+        and is_bundle(storage.as_path(reference))
+    ):
+        from inspekt.drift.sources import sample_files
 
         predicted = sample_files(cur.files, len(ref.model["files"]), config.seed)
         cur.model = _model_outputs(reference, predicted, client)
@@ -81,12 +115,12 @@ def _check(reference: Source, current: Source, config: DriftConfig, client, *, w
 
 def _model_outputs(bundle: str | os.PathLike, files: list[str], client) -> dict | None:
     """The bundle's predictions on ``files`` (on the cluster when there is one), as drift inputs."""
-    from .reference import model_outputs, outputs_of
+    from inspekt.drift.reference import model_outputs, outputs_of
 
     if client is None:
-        from ..predictor import Predictor
+        from inspekt.predictor import Predictor
 
         return model_outputs(Predictor.load(bundle), files)
-    from ..cluster import predict_on
+    from inspekt.cluster import predict_on
 
     return outputs_of([p for chunk, _ in predict_on(client, str(bundle), files) for p in chunk])

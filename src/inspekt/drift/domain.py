@@ -59,8 +59,8 @@ def fit_domain_classifier(x_ref: np.ndarray, x_cur: np.ndarray, names: list[str]
         return None
     rng = np.random.default_rng(seed)
     ref_order, cur_order = rng.permutation(len(x_ref)), rng.permutation(len(x_cur))
-    ref_test, cur_test = ref_order[:len(x_ref) // 2], cur_order[:len(x_cur) // 2]
-    ref_train, cur_train = ref_order[len(x_ref) // 2:], cur_order[len(x_cur) // 2:]
+    ref_test, cur_test = ref_order[: len(x_ref) // 2], cur_order[: len(x_cur) // 2]
+    ref_train, cur_train = ref_order[len(x_ref) // 2 :], cur_order[len(x_cur) // 2 :]
     x_train = np.vstack([x_ref[ref_train], x_cur[cur_train]])
     y_train = np.r_[np.zeros(len(ref_train)), np.ones(len(cur_train))]
     x_test = np.vstack([x_ref[ref_test], x_cur[cur_test]])
@@ -69,9 +69,14 @@ def fit_domain_classifier(x_ref: np.ndarray, x_cur: np.ndarray, names: list[str]
     known = ~np.isnan(x_train).all(axis=0)
     x_train, x_test, names = x_train[:, known], x_test[:, known], [n for n, k in zip(names, known) if k]
     y_test = np.r_[np.zeros(len(ref_test)), np.ones(len(cur_test))]
-    model = HistGradientBoostingClassifier(max_iter=100, learning_rate=0.1, max_leaf_nodes=15,
-                                           min_samples_leaf=max(2, min(20, len(y_train) // 20)),
-                                           early_stopping=False, random_state=seed)
+    model = HistGradientBoostingClassifier(
+        max_iter=100,
+        learning_rate=0.1,
+        max_leaf_nodes=15,
+        min_samples_leaf=max(2, min(20, len(y_train) // 20)),
+        early_stopping=False,
+        random_state=seed,
+    )
     # One OpenMP thread: this fit is small, and on a busy machine (a server, the monitor, parallel
     # tests) the default threads spin against every other busy thread (measured by the monitor: 0.4 s
     # for a 120-image window single-threaded, 6-137 s with the default).

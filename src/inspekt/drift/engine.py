@@ -18,12 +18,12 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigError, InspektError
-from ..io import SkippedFile
-from . import stats
-from .domain import DomainFit, fit_domain_classifier
-from .profile import Profile
-from .properties import CHANNELS, PROPERTIES
+from inspekt.drift import stats
+from inspekt.drift.domain import DomainFit, fit_domain_classifier
+from inspekt.drift.profile import Profile
+from inspekt.drift.properties import CHANNELS, PROPERTIES
+from inspekt.errors import ConfigError, InspektError
+from inspekt.io import SkippedFile
 
 CHECKS = ("properties", "pixels", "domain", "predictions", "embeddings")
 
@@ -65,20 +65,28 @@ class DriftConfig:
         if not 0 < self.alpha < 1:
             raise ConfigError(f"alpha must be between 0 and 1 (e.g. 0.05), not {self.alpha}")
         if self.permutations < 19:
-            raise ConfigError(f"permutations must be at least 19 (p-values cannot go below 1/(1+B)), "
-                              f"not {self.permutations}")
+            raise ConfigError(
+                f"permutations must be at least 19 (p-values cannot go below 1/(1+B)), not {self.permutations}"
+            )
         unknown = [c for c in self.checks if c not in CHECKS]
         if unknown:
-            from ..errors import did_you_mean
+            from inspekt.errors import did_you_mean
 
-            raise ConfigError(f"unknown check {unknown[0]!r}; choose from {', '.join(CHECKS)}."
-                              f"{did_you_mean(unknown[0], CHECKS)}")
+            raise ConfigError(
+                f"unknown check {unknown[0]!r}; choose from {', '.join(CHECKS)}.{did_you_mean(unknown[0], CHECKS)}"
+            )
         if not self.checks:
             raise ConfigError(f"no checks chosen; choose one or more of {', '.join(CHECKS)}")
         if self.max_images < 2:
             raise ConfigError(f"max_images must be at least 2, not {self.max_images}")
-        for name in ("min_effect", "min_js", "min_domain_score", "min_prediction_effect", "min_embedding_effect",
-                     "kl_threshold"):
+        for name in (
+            "min_effect",
+            "min_js",
+            "min_domain_score",
+            "min_prediction_effect",
+            "min_embedding_effect",
+            "kl_threshold",
+        ):
             value = getattr(self, name)
             if value is not None and not value >= 0:  # also refuses NaN
                 raise ConfigError(f"{name} must be 0 or more, not {value}")
@@ -144,12 +152,16 @@ def compare_profiles(reference: Profile, current: Profile, config: DriftConfig |
     config = config or DriftConfig()
     for side, profile in (("reference", reference), ("current", current)):
         if len(profile) < 2:
-            raise InspektError(f"the {side} set has {len(profile)} readable image(s); drift needs at least 2 "
-                               f"per side ({len(profile.skipped)} skipped)")
+            raise InspektError(
+                f"the {side} set has {len(profile)} readable image(s); drift needs at least 2 "
+                f"per side ({len(profile.skipped)} skipped)"
+            )
     if reference.min_side != current.min_side:
-        raise InspektError(f"the profiles were made at different working resolutions (min_side "
-                           f"{reference.min_side} vs {current.min_side}); profile both with the same min_side "
-                           "(the CLI always uses 64; in Python, profile_images(files, min_side=...))")
+        raise InspektError(
+            f"the profiles were made at different working resolutions (min_side "
+            f"{reference.min_side} vs {current.min_side}); profile both with the same min_side "
+            "(the CLI always uses 64; in Python, profile_images(files, min_side=...))"
+        )
     rng = np.random.default_rng(config.seed)
     ref_idx, cur_idx, notes = _subsets(len(reference), len(current), config.max_images, rng)
     perms = stats.relabellings(len(ref_idx), len(cur_idx), config.permutations, rng)
@@ -175,12 +187,24 @@ def compare_profiles(reference: Profile, current: Profile, config: DriftConfig |
     # importances only for a significant classifier: on the null they only name noise
     importances = domain[1].importances(config.seed) if domain and domain[0].p_adjusted <= config.alpha else {}
     if not checks:  # only prediction / embedding checks were chosen, and there is no model
-        raise InspektError(f"none of the chosen checks ({', '.join(config.checks)}) could run: prediction and "
-                           "embedding checks need a model bundle as REFERENCE (its reference.json holds the model's "
-                           "outputs); give a bundle, or choose properties, pixels or domain")
+        raise InspektError(
+            f"none of the chosen checks ({', '.join(config.checks)}) could run: prediction and "
+            "embedding checks need a model bundle as REFERENCE (its reference.json holds the model's "
+            "outputs); give a bundle, or choose properties, pixels or domain"
+        )
     notes += _resolution_notes(checks, config)
-    return DriftResult(any(c.drifted for c in checks), config.alpha, len(reference), len(current), checks,
-                       importances, list(reference.skipped), list(current.skipped), notes, config)
+    return DriftResult(
+        any(c.drifted for c in checks),
+        config.alpha,
+        len(reference),
+        len(current),
+        checks,
+        importances,
+        list(reference.skipped),
+        list(current.skipped),
+        notes,
+        config,
+    )
 
 
 def _resolution_notes(checks: list[Check], config: DriftConfig) -> list[str]:
@@ -189,13 +213,18 @@ def _resolution_notes(checks: list[Check], config: DriftConfig) -> list[str]:
     number of checks, because with B relabellings the adjusted p-value cannot go much below
     (number of checks) / (1 + B)."""
     floor = 1.0 / (1 + config.permutations)
-    hidden = [c.name for c in checks if c.p_value <= floor * (1 + 1e-9) and c.effect >= c.min_effect
-              and c.p_adjusted > config.alpha]
+    hidden = [
+        c.name
+        for c in checks
+        if c.p_value <= floor * (1 + 1e-9) and c.effect >= c.min_effect and c.p_adjusted > config.alpha
+    ]
     if not hidden:
         return []
     needed = int(math.ceil(2 * len(checks) / config.alpha / 100.0)) * 100
-    return [f"{', '.join(hidden)} beat every one of the {config.permutations} relabellings but cannot reach "
-            f"alpha={config.alpha:g} after adjusting for {len(checks)} checks; use permutations >= {needed}"]
+    return [
+        f"{', '.join(hidden)} beat every one of the {config.permutations} relabellings but cannot reach "
+        f"alpha={config.alpha:g} after adjusting for {len(checks)} checks; use permutations >= {needed}"
+    ]
 
 
 def _subsets(n_ref: int, n_cur: int, cap: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -220,12 +249,28 @@ def _property_checks(ref: Profile, cur: Profile, ri, ci, perms, config: DriftCon
         statistic, p, permuted = stats.permutation_p(stats.ks_na, np.r_[r, c], perms)
         na_gap = abs(np.isnan(r).mean() - np.isnan(c).mean())
         effect = max(stats.normalised_wasserstein(r, c), na_gap)
-        checks.append(Check(
-            prop.name, "property", statistic, "KS", p, effect, "normalised Wasserstein", config.min_effect,
-            _mean(r), _mean(c),
-            {"ks_p_value": stats.ks_p_value(r, c), "psi": stats.psi(r, c),
-             "not_applicable_reference": float(np.isnan(r).mean()), "not_applicable_current": float(np.isnan(c).mean()),
-             "resolution": prop.resolution}, permuted=permuted))
+        checks.append(
+            Check(
+                prop.name,
+                "property",
+                statistic,
+                "KS",
+                p,
+                effect,
+                "normalised Wasserstein",
+                config.min_effect,
+                _mean(r),
+                _mean(c),
+                {
+                    "ks_p_value": stats.ks_p_value(r, c),
+                    "psi": stats.psi(r, c),
+                    "not_applicable_reference": float(np.isnan(r).mean()),
+                    "not_applicable_current": float(np.isnan(c).mean()),
+                    "resolution": prop.resolution,
+                },
+                permuted=permuted,
+            )
+        )
     if not_applicable:
         notes.append(f"not applicable to any image (greyscale sets have no colour): {', '.join(not_applicable)}")
     return checks
@@ -250,10 +295,22 @@ def _pixel_checks(ref: Profile, cur: Profile, ri, ci, perms, config: DriftConfig
         details: dict[str, Any] = {"kl": kl}
         if config.kl_threshold is not None:
             details |= {"kl_threshold": config.kl_threshold, "kl_rule_fires": kl > config.kl_threshold}
-        checks.append(Check(f"pixels:{channel}", "pixels", statistic, "JS distance, 32 bins", p, js,
-                            "JS distance", config.min_js,
-                            float(fine_ref @ levels / fine_ref.sum()), float(fine_cur @ levels / fine_cur.sum()),
-                            details, permuted=permuted))
+        checks.append(
+            Check(
+                f"pixels:{channel}",
+                "pixels",
+                statistic,
+                "JS distance, 32 bins",
+                p,
+                js,
+                "JS distance",
+                config.min_js,
+                float(fine_ref @ levels / fine_ref.sum()),
+                float(fine_cur @ levels / fine_cur.sum()),
+                details,
+                permuted=permuted,
+            )
+        )
     return checks
 
 
@@ -278,9 +335,18 @@ def _domain_check(ref: Profile, cur: Profile, ri, ci, config: DriftConfig) -> tu
     perms = stats.relabellings(fit.n_ref, fit.n_cur, config.permutations, np.random.default_rng([config.seed, 1]))
     auc, p, permuted = stats.permutation_p(stats.auc, rankdata(fit.scores), perms)
     score = max(2 * auc - 1, 0.0)
-    return Check("domain_classifier", "domain", auc, "held-out AUC", p, score, "drift score",
-                 config.min_domain_score, details={"trained_on": fit.n_train, "held_out": len(fit.scores)},
-                 permuted=permuted), fit
+    return Check(
+        "domain_classifier",
+        "domain",
+        auc,
+        "held-out AUC",
+        p,
+        score,
+        "drift score",
+        config.min_domain_score,
+        details={"trained_on": fit.n_train, "held_out": len(fit.scores)},
+        permuted=permuted,
+    ), fit
 
 
 def _model_checks(ref: dict, cur: dict, config: DriftConfig, rng: np.random.Generator) -> list[Check]:
@@ -303,15 +369,37 @@ def _prediction_checks(ref: dict, cur: dict, ri, ci, perms, config: DriftConfig)
     chi2, p_labels, permuted_labels = stats.permutation_p(stats.chi_square, onehot, perms)
     n_ref = len(ri)
     mix = {name: [float(onehot[:n_ref, k].mean()), float(onehot[n_ref:, k].mean())] for k, name in enumerate(classes)}
-    scores = np.array([np.nan if s is None else s for s in [ref["scores"][i] for i in ri] + [cur["scores"][i] for i in ci]],
-                      dtype=np.float64)
+    scores = np.array(
+        [np.nan if s is None else s for s in [ref["scores"][i] for i in ri] + [cur["scores"][i] for i in ci]],
+        dtype=np.float64,
+    )
     ks, p_scores, permuted_scores = stats.permutation_p(stats.ks_na, scores, perms)
     return [
-        Check("prediction:label_mix", "prediction", chi2, "chi-square", p_labels,
-              float(np.sqrt(chi2 / len(labels))), "Cramer's V", config.min_prediction_effect,
-              details={"share": mix}, permuted=permuted_labels),
-        Check("prediction:score", "prediction", ks, "KS", p_scores, ks, "KS", config.min_prediction_effect,
-              _mean(scores[:n_ref]), _mean(scores[n_ref:]), permuted=permuted_scores),
+        Check(
+            "prediction:label_mix",
+            "prediction",
+            chi2,
+            "chi-square",
+            p_labels,
+            float(np.sqrt(chi2 / len(labels))),
+            "Cramer's V",
+            config.min_prediction_effect,
+            details={"share": mix},
+            permuted=permuted_labels,
+        ),
+        Check(
+            "prediction:score",
+            "prediction",
+            ks,
+            "KS",
+            p_scores,
+            ks,
+            "KS",
+            config.min_prediction_effect,
+            _mean(scores[:n_ref]),
+            _mean(scores[n_ref:]),
+            permuted=permuted_scores,
+        ),
     ]
 
 
@@ -319,11 +407,25 @@ def _embedding_check(ref: dict, cur: dict, ri, ci, perms, config: DriftConfig) -
     """MMD between the model's embeddings of the two sides: RBF kernel exp(-d^2 / h) with h the
     median squared pairwise distance of the pooled vectors (median heuristic), permutation p-value.
     Effect: sqrt(max(MMD^2 - its mean under relabelling, 0)), the discrepancy beyond small-sample bias."""
-    pooled = np.vstack([np.asarray([ref["embeddings"][i] for i in ri], np.float64),
-                        np.asarray([cur["embeddings"][i] for i in ci], np.float64)])
-    sq = np.maximum((pooled ** 2).sum(1)[:, None] + (pooled ** 2).sum(1)[None, :] - 2 * pooled @ pooled.T, 0)
+    pooled = np.vstack(
+        [
+            np.asarray([ref["embeddings"][i] for i in ri], np.float64),
+            np.asarray([cur["embeddings"][i] for i in ci], np.float64),
+        ]
+    )
+    sq = np.maximum((pooled**2).sum(1)[:, None] + (pooled**2).sum(1)[None, :] - 2 * pooled @ pooled.T, 0)
     bandwidth = float(np.median(sq[~np.eye(len(pooled), dtype=bool)])) or 1.0
     mmd2, p, permuted = stats.permutation_p(stats.mmd2, np.exp(-sq / bandwidth), perms)
     excess = float(np.sqrt(max(mmd2 - permuted[1:].mean(), 0.0)))
-    return Check("embeddings", "embedding", mmd2, "MMD^2", p, excess, "excess MMD", config.min_embedding_effect,
-                 details={"dimensions": pooled.shape[1], "bandwidth": bandwidth}, permuted=permuted)
+    return Check(
+        "embeddings",
+        "embedding",
+        mmd2,
+        "MMD^2",
+        p,
+        excess,
+        "excess MMD",
+        config.min_embedding_effect,
+        details={"dimensions": pooled.shape[1], "bandwidth": bandwidth},
+        permuted=permuted,
+    )

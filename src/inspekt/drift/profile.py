@@ -18,10 +18,10 @@ from typing import Any
 
 import numpy as np
 
-from .. import storage
-from ..errors import ConfigError, InspektError
-from ..io import SkippedFile, output_file
-from .properties import CHANNELS, COARSE_BINS, HIST_BINS, PROPERTY_NAMES, Stack, coarse, compute
+from inspekt import storage
+from inspekt.drift.properties import CHANNELS, COARSE_BINS, HIST_BINS, PROPERTY_NAMES, Stack, coarse, compute
+from inspekt.errors import ConfigError, InspektError
+from inspekt.io import SkippedFile, output_file
 
 SCHEMA = "inspekt.profile/1"
 DEFAULT_MIN_SIDE = 64
@@ -56,8 +56,13 @@ class Profile:
     @classmethod
     def empty(cls, min_side: int = DEFAULT_MIN_SIDE) -> Profile:
         """A profile of no images (the identity of ``concat``)."""
-        return cls([], {name: np.zeros(0) for name in PROPERTY_NAMES}, np.zeros((len(CHANNELS), HIST_BINS)),
-                   np.zeros((0, len(CHANNELS), COARSE_BINS)), min_side)
+        return cls(
+            [],
+            {name: np.zeros(0) for name in PROPERTY_NAMES},
+            np.zeros((len(CHANNELS), HIST_BINS)),
+            np.zeros((0, len(CHANNELS), COARSE_BINS)),
+            min_side,
+        )
 
     @classmethod
     def concat(cls, parts: Sequence[Profile]) -> Profile:
@@ -70,8 +75,10 @@ class Profile:
             return cls.empty()
         sides = {p.min_side for p in parts}
         if len(sides) > 1:
-            raise InspektError(f"cannot merge profiles made with different min_side values {sorted(sides)}; "
-                               "profile all images with the same min_side")
+            raise InspektError(
+                f"cannot merge profiles made with different min_side values {sorted(sides)}; "
+                "profile all images with the same min_side"
+            )
         models = [p.model for p in parts if p.model]
         model = None
         if models:
@@ -81,7 +88,9 @@ class Profile:
             values={name: np.concatenate([p.values[name] for p in parts]) for name in PROPERTY_NAMES},
             pixel_histogram=np.sum([p.pixel_histogram for p in parts], axis=0),
             image_histograms=np.concatenate([p.image_histograms for p in parts]),
-            min_side=sides.pop(), skipped=[s for p in parts for s in p.skipped], model=model,
+            min_side=sides.pop(),
+            skipped=[s for p in parts for s in p.skipped],
+            model=model,
         )
 
     def merge(self, other: Profile) -> Profile:
@@ -99,11 +108,15 @@ class Profile:
         colour = bool(self.is_colour().any())
         channels = CHANNELS if colour else CHANNELS[:1]
         out: dict[str, Any] = {
-            "schema": SCHEMA, "min_side": self.min_side, "n_images": len(self), "files": self.files,
+            "schema": SCHEMA,
+            "min_side": self.min_side,
+            "n_images": len(self),
+            "files": self.files,
             "properties": {k: [_num(x) for x in v] for k, v in self.values.items()},
             "pixel_histogram": {c: self.pixel_histogram[i].astype(np.int64).tolist() for i, c in enumerate(channels)},
-            "image_histograms": {c: self.image_histograms[:, i].astype(np.int64).tolist()
-                                 for i, c in enumerate(channels)},
+            "image_histograms": {
+                c: self.image_histograms[:, i].astype(np.int64).tolist() for i, c in enumerate(channels)
+            },
             "skipped": [{"path": s.path, "reason": s.reason} for s in self.skipped],
         }
         if self.model:
@@ -119,21 +132,30 @@ class Profile:
         """
         if not isinstance(data, dict) or data.get("schema") != SCHEMA:
             found = data.get("schema") if isinstance(data, dict) else type(data).__name__
-            raise InspektError(f"{where}: not an inspekt drift profile (schema {found!r}, expected {SCHEMA!r}); "
-                               "make one with `inspekt profile SOURCE --out FILE`")
+            raise InspektError(
+                f"{where}: not an inspekt drift profile (schema {found!r}, expected {SCHEMA!r}); "
+                "make one with `inspekt profile SOURCE --out FILE`"
+            )
         try:
             n = int(data["n_images"])
-            values = {k: np.array([np.nan if x is None else x for x in data["properties"].get(k, [None] * n)],
-                                  dtype=np.float64) for k in PROPERTY_NAMES}
+            values = {
+                k: np.array(
+                    [np.nan if x is None else x for x in data["properties"].get(k, [None] * n)], dtype=np.float64
+                )
+                for k in PROPERTY_NAMES
+            }
             hist = np.zeros((len(CHANNELS), HIST_BINS))
             coarse_hist = np.zeros((n, len(CHANNELS), COARSE_BINS))
             for i, c in enumerate(CHANNELS):
                 if c in data["pixel_histogram"]:
                     hist[i] = data["pixel_histogram"][c]
-                    coarse_hist[:, i] = np.asarray(data["image_histograms"][c], dtype=np.float64).reshape(n, COARSE_BINS)
+                    coarse_hist[:, i] = np.asarray(data["image_histograms"][c], dtype=np.float64).reshape(
+                        n, COARSE_BINS
+                    )
             skipped = [SkippedFile(s["path"], s["reason"]) for s in data.get("skipped", [])]
-            profile = cls(list(data["files"]), values, hist, coarse_hist, int(data["min_side"]), skipped,
-                          data.get("model"))
+            profile = cls(
+                list(data["files"]), values, hist, coarse_hist, int(data["min_side"]), skipped, data.get("model")
+            )
         except (KeyError, TypeError, ValueError) as exc:
             raise InspektError(f"{where}: damaged drift profile ({type(exc).__name__}: {exc}); make it again") from None
         if any(len(v) != n for v in values.values()) or len(profile.files) != n:
@@ -170,7 +192,11 @@ def _num(x: float) -> float | None:
 def as_grey_if_grey(pixels: np.ndarray) -> np.ndarray:
     """A colour image whose three channels are equal (grey content saved as RGB) as its one channel:
     its colour properties are "not applicable", as for a greyscale file."""
-    if pixels.ndim == 3 and np.array_equal(pixels[..., 0], pixels[..., 1]) and np.array_equal(pixels[..., 1], pixels[..., 2]):
+    if (
+        pixels.ndim == 3
+        and np.array_equal(pixels[..., 0], pixels[..., 1])
+        and np.array_equal(pixels[..., 1], pixels[..., 2])
+    ):
         return np.ascontiguousarray(pixels[..., 0])
     return pixels
 
@@ -178,9 +204,9 @@ def as_grey_if_grey(pixels: np.ndarray) -> np.ndarray:
 def profile_chunk(files: Sequence[str | tuple[str, bytes]], min_side: int = DEFAULT_MIN_SIDE) -> Profile:
     """Profile a list of files — paths, or ``(name, encoded bytes)`` for images held in memory — in
     this process; unreadable ones are skipped and reported."""
-    from ..errors import ImageLoadError
-    from ..io import _resolve_max_pixels
-    from ..reduced import load_reduced
+    from inspekt.errors import ImageLoadError
+    from inspekt.io import _resolve_max_pixels
+    from inspekt.reduced import load_reduced
 
     decoded, skipped = [], []
     limit = _resolve_max_pixels(None)  # once per chunk, not per file
@@ -201,8 +227,14 @@ def profile_chunk(files: Sequence[str | tuple[str, bytes]], min_side: int = DEFA
     return Profile([d[0] for d in decoded], compute(stack), hists.sum(axis=0), coarse(hists), min_side, skipped)
 
 
-def profile_images(files: Sequence[str | os.PathLike], *, workers: int = 1, min_side: int = DEFAULT_MIN_SIDE,
-                   progress: Callable[[int], None] | None = None, client=None) -> Profile:
+def profile_images(
+    files: Sequence[str | os.PathLike],
+    *,
+    workers: int = 1,
+    min_side: int = DEFAULT_MIN_SIDE,
+    progress: Callable[[int], None] | None = None,
+    client=None,
+) -> Profile:
     """Profile images, in ``workers`` processes or on a Dask cluster.
 
     Args:
@@ -219,10 +251,10 @@ def profile_images(files: Sequence[str | os.PathLike], *, workers: int = 1, min_
         raise ConfigError(f"workers must be at least 1, not {workers}")
     files = [str(f) for f in files]
     if client is not None:
-        from ..cluster import profile_on
+        from inspekt.cluster import profile_on
 
         return profile_on(client, files, min_side, progress)
-    from ..cluster import chunks_for
+    from inspekt.cluster import chunks_for
 
     chunks = chunks_for(files, workers)
     parts = []

@@ -70,7 +70,7 @@ class Stack:
             h, w = self.grey[index[0]].shape
             size = max(1, min(_BLOCK, _BLOCK_PIXELS // (h * w)))
             for block in range(0, len(index), size):
-                rows = index[block:block + size]
+                rows = index[block : block + size]
                 tall = np.concatenate([self.grey[i] for i in rows])
                 hist[rows] = _block_histograms(tall, len(rows))
                 if h >= 3 and w >= 3:
@@ -122,7 +122,7 @@ def _level_sums(hist: np.ndarray, power: int = 1) -> np.ndarray:
     """Sum of level**power x count over the last (256-bin) axis. numpy's einsum, not ``@``: a matrix
     product goes to BLAS, whose threads spin against every other busy process and halved the
     throughput of two profiling workers on two cores."""
-    return np.einsum("...k,k->...", hist, _LEVELS ** power)
+    return np.einsum("...k,k->...", hist, _LEVELS**power)
 
 
 _BLOCK = 32  # images per block at most (at most 256: image numbers are uint8)
@@ -175,8 +175,14 @@ def _detail_sums(tall: np.ndarray, h: int) -> list[tuple[float, float, float]]:
 
     lap = cv2.Laplacian(tall, cv2.CV_16S, ksize=1)[:, 1:-1]
     response = cv2.sepFilter2D(tall, cv2.CV_16S, _NOISE_TAPS, _NOISE_TAPS)[:, 1:-1]
-    return [(cv2.sumElems(lap[top + 1:top + h - 1])[0], cv2.norm(lap[top + 1:top + h - 1], cv2.NORM_L2SQR),
-             cv2.norm(response[top + 1:top + h - 1], cv2.NORM_L1)) for top in range(0, len(tall), h)]
+    return [
+        (
+            cv2.sumElems(lap[top + 1 : top + h - 1])[0],
+            cv2.norm(lap[top + 1 : top + h - 1], cv2.NORM_L2SQR),
+            cv2.norm(response[top + 1 : top + h - 1], cv2.NORM_L1),
+        )
+        for top in range(0, len(tall), h)
+    ]
 
 
 def _interior_pixels(s: Stack) -> np.ndarray:
@@ -210,7 +216,9 @@ def _relative(channel: int) -> Callable[[Stack], np.ndarray]:
     def relative(s: Stack) -> np.ndarray:
         return s.colour_shares[:, channel]
 
-    relative.__doc__ = f"Mean relative {('red', 'green', 'blue')[channel]} intensity c / (R + G + B), 0 where the sum is 0."
+    relative.__doc__ = (
+        f"Mean relative {('red', 'green', 'blue')[channel]} intensity c / (R + G + B), 0 where the sum is 0."
+    )
     return relative
 
 

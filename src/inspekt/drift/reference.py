@@ -15,8 +15,8 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from .profile import Profile, profile_images
-from .sources import MAX_REFERENCE_IMAGES, REFERENCE, sample_files
+from inspekt.drift.profile import Profile, profile_images
+from inspekt.drift.sources import MAX_REFERENCE_IMAGES, REFERENCE, sample_files
 
 MAX_PREDICTED = 300  # held-out images the model predicts (labels, scores, embeddings) for the reference
 
@@ -24,7 +24,7 @@ MAX_PREDICTED = 300  # held-out images the model predicts (labels, scores, embed
 def model_outputs(predictor, files: Sequence[str]) -> dict[str, list] | None:
     """The predictor's label, score and (classifiers) embedding for each file it could read, or
     None when it could read none (e.g. a saved profile whose images are elsewhere)."""
-    from ..io import BatchReport
+    from inspekt.io import BatchReport
 
     return outputs_of(predictor.predict(list(files), report=BatchReport()))
 
@@ -33,20 +33,28 @@ def outputs_of(predictions: Sequence) -> dict[str, list] | None:
     """Label, score and (classifiers) embedding of each prediction; None when there are none."""
     if not predictions:
         return None
-    out: dict[str, list] = {"files": [p.source for p in predictions], "labels": [p.label for p in predictions],
-                            "scores": [None if p.score is None else float(p.score) for p in predictions]}
+    out: dict[str, list] = {
+        "files": [p.source for p in predictions],
+        "labels": [p.label for p in predictions],
+        "scores": [None if p.score is None else float(p.score) for p in predictions],
+    }
     if all(p.embedding is not None for p in predictions):
         out["embeddings"] = [[float(f"{v:.4g}") for v in p.embedding] for p in predictions]
     return out
 
 
-def write_reference(bundle_dir: str | os.PathLike, files: Sequence[str | os.PathLike],
-                    held_out: Sequence[str | os.PathLike], seed: int = 0, workers: int = 1) -> Profile:
+def write_reference(
+    bundle_dir: str | os.PathLike,
+    files: Sequence[str | os.PathLike],
+    held_out: Sequence[str | os.PathLike],
+    seed: int = 0,
+    workers: int = 1,
+) -> Profile:
     """Profile (a seeded sample of) the training images ``files``, predict (a sample of) the held-out
     images with the bundle, and write ``reference.json`` into the bundle folder (atomically). With no
     readable held-out image the reference has no predictions (the prediction and embedding checks
     are then skipped, rather than run against a biased baseline)."""
-    from ..predictor import Predictor
+    from inspekt.predictor import Predictor
 
     chosen = sample_files([str(f) for f in files], MAX_REFERENCE_IMAGES, seed)
     profile = profile_images(chosen, workers=workers)

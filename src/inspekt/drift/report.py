@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from ..io import output_file
-from .engine import Check, DriftResult
-from .properties import CHANNELS, PROPERTY_NAMES
+from inspekt.drift.engine import Check, DriftResult
+from inspekt.drift.properties import CHANNELS, PROPERTY_NAMES
+from inspekt.io import output_file
 
 SCHEMA = "inspekt.drift/1"
 VERDICT = {True: "Drift detected", False: "No significant drift detected"}
@@ -46,27 +46,56 @@ def _clean(value: Any) -> Any:
 def to_dict(result: DriftResult) -> dict[str, Any]:
     """The JSON document (schema ``inspekt.drift/1``, documented in docs/drift.md)."""
     cfg = result.config
-    checks = [{
-        "name": c.name, "kind": c.kind, "drifted": c.drifted, "light": light(c, result.alpha),
-        "statistic": c.statistic, "statistic_name": c.statistic_name, "p_value": c.p_value,
-        "p_adjusted": c.p_adjusted, "effect": c.effect, "effect_name": c.effect_name, "min_effect": c.min_effect,
-        "reference": c.reference, "current": c.current, "details": c.details,
-    } for c in result.checks]
-    return _clean({
-        "schema": SCHEMA, "verdict": VERDICT[result.drift], "drift": result.drift,
-        "drifted": [c.name for c in result.drifted], "alpha": result.alpha,
-        "n_reference": result.n_reference, "n_current": result.n_current, "checks": checks,
-        "domain_importances": result.importances,
-        "skipped": {"reference": [vars(s) for s in result.skipped_reference],
-                    "current": [vars(s) for s in result.skipped_current]},
-        "notes": result.notes,
-        "settings": {"permutations": cfg.permutations, "checks": list(cfg.checks), "min_effect": cfg.min_effect,
-                     "min_js": cfg.min_js, "min_domain_score": cfg.min_domain_score,
-                     "min_prediction_effect": cfg.min_prediction_effect,
-                     "min_embedding_effect": cfg.min_embedding_effect, "kl_threshold": cfg.kl_threshold,
-                     "max_images": cfg.max_images, "seed": cfg.seed,
-                     "min_side": result.reference_profile.min_side if result.reference_profile else None},
-    })
+    checks = [
+        {
+            "name": c.name,
+            "kind": c.kind,
+            "drifted": c.drifted,
+            "light": light(c, result.alpha),
+            "statistic": c.statistic,
+            "statistic_name": c.statistic_name,
+            "p_value": c.p_value,
+            "p_adjusted": c.p_adjusted,
+            "effect": c.effect,
+            "effect_name": c.effect_name,
+            "min_effect": c.min_effect,
+            "reference": c.reference,
+            "current": c.current,
+            "details": c.details,
+        }
+        for c in result.checks
+    ]
+    return _clean(
+        {
+            "schema": SCHEMA,
+            "verdict": VERDICT[result.drift],
+            "drift": result.drift,
+            "drifted": [c.name for c in result.drifted],
+            "alpha": result.alpha,
+            "n_reference": result.n_reference,
+            "n_current": result.n_current,
+            "checks": checks,
+            "domain_importances": result.importances,
+            "skipped": {
+                "reference": [vars(s) for s in result.skipped_reference],
+                "current": [vars(s) for s in result.skipped_current],
+            },
+            "notes": result.notes,
+            "settings": {
+                "permutations": cfg.permutations,
+                "checks": list(cfg.checks),
+                "min_effect": cfg.min_effect,
+                "min_js": cfg.min_js,
+                "min_domain_score": cfg.min_domain_score,
+                "min_prediction_effect": cfg.min_prediction_effect,
+                "min_embedding_effect": cfg.min_embedding_effect,
+                "kl_threshold": cfg.kl_threshold,
+                "max_images": cfg.max_images,
+                "seed": cfg.seed,
+                "min_side": result.reference_profile.min_side if result.reference_profile else None,
+            },
+        }
+    )
 
 
 def write_json(result: DriftResult, path: str | Path) -> Path:
@@ -85,9 +114,12 @@ def _fmt(value: float | None, digits: int = 3) -> str:
 def kl_rule_lines(result: DriftResult) -> list[str]:
     """The fixed rule "KL(reference || current) > threshold" per pixel histogram, when asked for
     (``kl_threshold``); shown beside the verdict, never part of it."""
-    return [f"fixed rule KL(ref||cur) > {c.details['kl_threshold']:g}: "
-            f"{'fires' if c.details['kl_rule_fires'] else 'does not fire'} for {c.name} (KL {_fmt(c.details['kl'])})"
-            for c in result.checks if "kl_rule_fires" in c.details]
+    return [
+        f"fixed rule KL(ref||cur) > {c.details['kl_threshold']:g}: "
+        f"{'fires' if c.details['kl_rule_fires'] else 'does not fire'} for {c.name} (KL {_fmt(c.details['kl'])})"
+        for c in result.checks
+        if "kl_rule_fires" in c.details
+    ]
 
 
 def print_console(result: DriftResult, console) -> None:
@@ -95,16 +127,26 @@ def print_console(result: DriftResult, console) -> None:
     from rich.table import Table
 
     style = "bold red" if result.drift else "bold green"
-    console.print(f"[{style}]{VERDICT[result.drift]}[/] (alpha {result.alpha}, {result.n_reference} reference vs "
-                  f"{result.n_current} current images)", highlight=False)
+    console.print(
+        f"[{style}]{VERDICT[result.drift]}[/] (alpha {result.alpha}, {result.n_reference} reference vs "
+        f"{result.n_current} current images)",
+        highlight=False,
+    )
     table = Table(show_edge=False, header_style="bold")
     for column in ("check", "p adj.", "effect / min", "reference -> current", ""):
         table.add_column(column, justify="left" if column == "check" else "right", no_wrap=True)
     marks = {"red": "[red]drift[/]", "amber": "[yellow]small[/]", "green": "[green]ok[/]"}
     for c in result.checks:
-        change = f"{_fmt(c.reference)} -> {_fmt(c.current)}" if c.reference is not None or c.current is not None else "-"
-        table.add_row(c.name, _fmt(c.p_adjusted), f"{_fmt(c.effect)} / {_fmt(c.min_effect)}", change,
-                      marks[light(c, result.alpha)])
+        change = (
+            f"{_fmt(c.reference)} -> {_fmt(c.current)}" if c.reference is not None or c.current is not None else "-"
+        )
+        table.add_row(
+            c.name,
+            _fmt(c.p_adjusted),
+            f"{_fmt(c.effect)} / {_fmt(c.min_effect)}",
+            change,
+            marks[light(c, result.alpha)],
+        )
     console.print(table)
     if result.importances and result.drift:
         top = ", ".join(f"{k} {v:.3f}" for k, v in list(result.importances.items())[:3] if v > 0)
@@ -136,7 +178,7 @@ def _uri(png: bytes) -> str:
 
 def histogram_png(result: DriftResult) -> bytes | None:
     """Reference and current pixel histograms per channel, as a PNG (None when no channel is shared)."""
-    from ..plots import _figure
+    from inspekt.plots import _figure
 
     ref, cur = result.reference_profile, result.current_profile
     channels = [i for i, _ in enumerate(CHANNELS) if ref.pixel_histogram[i].sum() and cur.pixel_histogram[i].sum()]
@@ -154,7 +196,7 @@ def histogram_png(result: DriftResult) -> bytes | None:
 
 def property_png(result: DriftResult, name: str) -> bytes:
     """Reference and current distributions of one property, as a PNG."""
-    from ..plots import _figure
+    from inspekt.plots import _figure
 
     r = result.reference_profile.values[name]
     c = result.current_profile.values[name]
@@ -173,7 +215,7 @@ def property_png(result: DriftResult, name: str) -> bytes:
 
 def importance_png(importances: dict[str, float]) -> bytes:
     """The domain classifier's permutation importances, as a PNG bar chart."""
-    from ..plots import _figure
+    from inspekt.plots import _figure
 
     names = list(importances)[:8][::-1]
     figure = _figure(4.5, 0.35 * len(names) + 0.8)
@@ -184,8 +226,8 @@ def importance_png(importances: dict[str, float]) -> bytes:
 
 
 def _thumbnail(path: str) -> str | None:
-    from ..errors import ImageLoadError
-    from ..io import load_image
+    from inspekt.errors import ImageLoadError
+    from inspekt.io import load_image
 
     try:
         image = load_image(path, "keep")
@@ -211,8 +253,10 @@ def _examples(result: DriftResult, name: str) -> str:
         for i in picks:
             src = _thumbnail(profile.files[i])
             if src:
-                cells.append(f'<figure><img src="{src}" alt=""><figcaption>{html.escape(Path(profile.files[i]).name)}'
-                             f"<br>{name} {_fmt(float(values[i]))}</figcaption></figure>")
+                cells.append(
+                    f'<figure><img src="{src}" alt=""><figcaption>{html.escape(Path(profile.files[i]).name)}'
+                    f"<br>{name} {_fmt(float(values[i]))}</figcaption></figure>"
+                )
         shown = "".join(cells) or "<p>(images not available here)</p>"
         parts.append(f"<h4>{side}: lowest and highest {html.escape(name)}</h4><div class=row>{shown}</div>")
     return "".join(parts)
@@ -235,13 +279,16 @@ def write_html(result: DriftResult, path: str | Path) -> Path:
         f"<td>{_fmt(c.p_adjusted)}</td><td>{c.effect_name} {_fmt(c.effect)}</td><td>{_fmt(c.min_effect)}</td>"
         f"<td>{_fmt(c.reference)}</td><td>{_fmt(c.current)}</td>"
         f'<td class="{light(c, result.alpha)}">&#9679; {"drift" if c.drifted else ""}</td></tr>'
-        for c in result.checks)
-    sections = [f'<div class="banner {"drift" if result.drift else "ok"}">{VERDICT[result.drift]}</div>',
-                f"<p>{result.n_reference} reference vs {result.n_current} current images; alpha {result.alpha} for "
-                "the whole comparison (permutation p-values, Westfall-Young min-p adjusted); a check drifts when "
-                "its adjusted p-value is below alpha and its effect reaches the minimum.</p>",
-                "<table><tr><th>check</th><th>statistic</th><th>p</th><th>p adjusted</th><th>effect</th>"
-                f"<th>min effect</th><th>reference</th><th>current</th><th></th></tr>{rows}</table>"]
+        for c in result.checks
+    )
+    sections = [
+        f'<div class="banner {"drift" if result.drift else "ok"}">{VERDICT[result.drift]}</div>',
+        f"<p>{result.n_reference} reference vs {result.n_current} current images; alpha {result.alpha} for "
+        "the whole comparison (permutation p-values, Westfall-Young min-p adjusted); a check drifts when "
+        "its adjusted p-value is below alpha and its effect reaches the minimum.</p>",
+        "<table><tr><th>check</th><th>statistic</th><th>p</th><th>p adjusted</th><th>effect</th>"
+        f"<th>min effect</th><th>reference</th><th>current</th><th></th></tr>{rows}</table>",
+    ]
     pixels = histogram_png(result)
     if pixels:
         sections.append(f'<h3>Pixel histograms</h3><img src="{_uri(pixels)}" alt="pixel histograms">')
@@ -250,9 +297,11 @@ def write_html(result: DriftResult, path: str | Path) -> Path:
     sections.append(f"<h3>Properties</h3><div class=grid>{figures}</div>")
     domain = next((c for c in result.checks if c.kind == "domain"), None)
     if domain:
-        sections.append(f"<h3>Domain classifier</h3><p>drift score {_fmt(domain.effect)} (AUC {_fmt(domain.statistic)},"
-                        f" p {_fmt(domain.p_value)}, adjusted {_fmt(domain.p_adjusted)}); drift when the score reaches "
-                        f"{_fmt(domain.min_effect)} and the adjusted p is at most {_fmt(result.alpha)}.</p>")
+        sections.append(
+            f"<h3>Domain classifier</h3><p>drift score {_fmt(domain.effect)} (AUC {_fmt(domain.statistic)},"
+            f" p {_fmt(domain.p_value)}, adjusted {_fmt(domain.p_adjusted)}); drift when the score reaches "
+            f"{_fmt(domain.min_effect)} and the adjusted p is at most {_fmt(result.alpha)}.</p>"
+        )
         if result.importances:
             sections.append(f'<img src="{_uri(importance_png(result.importances))}" alt="importances">')
     # the drifted property with the largest effect; else the one the domain classifier found most
@@ -269,10 +318,15 @@ def write_html(result: DriftResult, path: str | Path) -> Path:
         sections.append("<h3>Notes</h3><ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in result.notes) + "</ul>")
     skipped = result.skipped_reference + result.skipped_current
     if skipped:
-        sections.append("<h3>Skipped files</h3><ul>" + "".join(
-            f"<li>{html.escape(s.path)}: {html.escape(s.reason)}</li>" for s in skipped) + "</ul>")
-    page = (f"<!doctype html><html><head><meta charset=utf-8><title>inspekt drift report</title>"
-            f"<style>{_CSS}</style></head><body><h2>inspekt drift report</h2>{''.join(sections)}</body></html>")
+        sections.append(
+            "<h3>Skipped files</h3><ul>"
+            + "".join(f"<li>{html.escape(s.path)}: {html.escape(s.reason)}</li>" for s in skipped)
+            + "</ul>"
+        )
+    page = (
+        f"<!doctype html><html><head><meta charset=utf-8><title>inspekt drift report</title>"
+        f"<style>{_CSS}</style></head><body><h2>inspekt drift report</h2>{''.join(sections)}</body></html>"
+    )
     path = output_file(path, "drift.html")
     path.write_text(page, encoding="utf-8")
     return path

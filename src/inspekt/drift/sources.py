@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import storage
-from ..bundle import CARD, SUFFIX, is_zip, open_bundle
-from ..errors import BundleError, DatasetError, InspektError
-from .profile import DEFAULT_MIN_SIDE, Profile, profile_images
+from inspekt import storage
+from inspekt.bundle import CARD, SUFFIX, is_zip, open_bundle
+from inspekt.drift.profile import DEFAULT_MIN_SIDE, Profile, profile_images
+from inspekt.errors import BundleError, DatasetError, InspektError
 
 REFERENCE = "reference.json"
 MAX_REFERENCE_IMAGES = 2000  # a bundle's reference profile: a seeded sample beyond this
@@ -39,8 +39,8 @@ def source_files(source: str | os.PathLike) -> list[str]:
     Raises:
         DatasetError: the path is missing or holds no images.
     """
-    from ..data import open_dataset
-    from ..io import list_images
+    from inspekt.data import open_dataset
+    from inspekt.io import list_images
 
     path = storage.as_path(source)
     try:
@@ -70,8 +70,10 @@ def bundle_reference(path: str | os.PathLike) -> Profile:
     """
     bundle = open_bundle(path)
     if not bundle.has(REFERENCE):
-        raise BundleError(f"{path}: this bundle has no {REFERENCE} (it was made before bundles carried a drift "
-                          "profile); give the training images' folder as REFERENCE instead, or retrain")
+        raise BundleError(
+            f"{path}: this bundle has no {REFERENCE} (it was made before bundles carried a drift "
+            "profile); give the training images' folder as REFERENCE instead, or retrain"
+        )
     try:
         data = json.loads(bundle.read(REFERENCE))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -79,9 +81,17 @@ def bundle_reference(path: str | os.PathLike) -> Profile:
     return Profile.from_dict(data, f"{path}:{REFERENCE}")
 
 
-def load_profile(source: Source, *, workers: int = 1, sample: int | None = None, seed: int = 0,
-                 min_side: int = DEFAULT_MIN_SIDE, progress: Callable[[int], None] | None = None,
-                 on_start: Callable[[int], None] | None = None, client=None) -> Profile:
+def load_profile(
+    source: Source,
+    *,
+    workers: int = 1,
+    sample: int | None = None,
+    seed: int = 0,
+    min_side: int = DEFAULT_MIN_SIDE,
+    progress: Callable[[int], None] | None = None,
+    on_start: Callable[[int], None] | None = None,
+    client=None,
+) -> Profile:
     """Turn a source into a profile (images are profiled; profiles and bundles are read).
 
     Args:
@@ -105,8 +115,9 @@ def load_profile(source: Source, *, workers: int = 1, sample: int | None = None,
             return bundle_reference(path)
         if not path.exists():
             reason = path.missing_reason() if isinstance(path, storage.RemotePath) else "no such file or folder"
-            raise InspektError(f"{path}: {reason} (give a folder of images, a dataset, a CSV, "
-                               "a saved profile .json or a model bundle)")
+            raise InspektError(
+                f"{path}: {reason} (give a folder of images, a dataset, a CSV, a saved profile .json or a model bundle)"
+            )
         files = source_files(path)
     else:
         files = [str(f) for f in source]

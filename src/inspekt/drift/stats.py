@@ -31,7 +31,7 @@ def permutation_p(statistic, data, perms: np.ndarray) -> tuple[float, float, np.
     relabellings; ``statistics`` holds T_obs followed by the B relabelled ones (for ``min_p_adjusted``)."""
     n_ref = int(perms[0].sum()) if len(perms) else 0
     observed = float(statistic(data, observed_labels(n_ref, perms.shape[1] - n_ref))[0])
-    null = np.concatenate([statistic(data, perms[i:i + _BLOCK]) for i in range(0, len(perms), _BLOCK)])
+    null = np.concatenate([statistic(data, perms[i : i + _BLOCK]) for i in range(0, len(perms), _BLOCK)])
     return observed, _upper_p(null, np.array([observed]))[0], np.r_[observed, null]
 
 

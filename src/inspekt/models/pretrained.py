@@ -2,7 +2,8 @@
 timm's published weights (needs the internet; fails fast with advice when offline).
 
 Tensors are matched by name and shape (a segmentation model's ``encoder.*`` tensors also match
-the names of a plain backbone file, e.g. timm's resnet18 weights for a UNet over resnet18): a classifier head of another class count and a stem
+the names of a plain backbone file, e.g. timm's resnet18 weights for a UNet over resnet18): a classifier
+head of another class count and a stem
 of another channel count are adapted or left at their fresh initialisation, and the caller
 is told how many tensors were loaded.
 """
@@ -13,7 +14,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import ConfigError
+from inspekt.errors import ConfigError
 
 TORCH_SUFFIXES = (".pth", ".pt", ".bin")
 ENCODER = "encoder."
@@ -34,8 +35,10 @@ class PretrainedReport:
         if self.adapted:
             parts.append(f"adapted {len(self.adapted)} to the input channels ({', '.join(self.adapted[:3])})")
         if self.skipped:
-            parts.append(f"kept {len(self.skipped)} freshly initialised ({', '.join(self.skipped[:3])}"
-                         f"{', ...' if len(self.skipped) > 3 else ''})")
+            parts.append(
+                f"kept {len(self.skipped)} freshly initialised ({', '.join(self.skipped[:3])}"
+                f"{', ...' if len(self.skipped) > 3 else ''})"
+            )
         return "; ".join(parts)
 
 
@@ -52,8 +55,10 @@ def _read_file(path: Path) -> dict:
         if path.suffix in TORCH_SUFFIXES:
             state = torch.load(os.fspath(path), map_location="cpu", weights_only=True)  # tensors only, no code
         else:
-            raise ConfigError(f"--pretrained {path}: unknown weight format {path.suffix!r}; use .safetensors, "
-                              f"{', '.join(TORCH_SUFFIXES)}")
+            raise ConfigError(
+                f"--pretrained {path}: unknown weight format {path.suffix!r}; use .safetensors, "
+                f"{', '.join(TORCH_SUFFIXES)}"
+            )
     except ConfigError:
         raise
     except Exception as exc:
@@ -73,8 +78,10 @@ def _published(architecture: str) -> dict:
 
     arch = architecture.removeprefix("timm/")
     if not timm.is_model(arch):
-        raise ConfigError(f"--pretrained timm: {architecture} is not a timm architecture; train it from scratch "
-                          "or give --pretrained FILE")
+        raise ConfigError(
+            f"--pretrained timm: {architecture} is not a timm architecture; train it from scratch "
+            "or give --pretrained FILE"
+        )
     try:
         _check_hub_reachable()
         return timm.create_model(arch, pretrained=True).state_dict()
@@ -82,7 +89,7 @@ def _published(architecture: str) -> dict:
         detail = " ".join(str(exc).split())[:160]
         raise ConfigError(
             f"--pretrained timm: could not get timm's published weights for {arch} ({type(exc).__name__}: "
-            f"{detail}). Without internet, fetch them elsewhere (python -c \"import timm, safetensors.torch as s; "
+            f'{detail}). Without internet, fetch them elsewhere (python -c "import timm, safetensors.torch as s; '
             f"s.save_file(timm.create_model('{arch}', pretrained=True).state_dict(), '{arch}.safetensors')\") "
             f"and pass --pretrained {arch}.safetensors"
         ) from exc
@@ -133,7 +140,9 @@ def load_pretrained(network, architecture: str, source: str) -> PretrainedReport
         else:
             skipped.append(name)
     if not fitted:
-        raise ConfigError(f"--pretrained {source}: none of its {len(state)} tensors fit {architecture} "
-                          "(names or shapes differ); use weights made for this architecture")
+        raise ConfigError(
+            f"--pretrained {source}: none of its {len(state)} tensors fit {architecture} "
+            "(names or shapes differ); use weights made for this architecture"
+        )
     network.load_state_dict(fitted, strict=False)
     return PretrainedReport(source, len(fitted), tuple(skipped), tuple(adapted))

@@ -11,8 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .. import _compat
-from ..errors import ConfigError, did_you_mean
+from inspekt import _compat
+from inspekt.errors import ConfigError, did_you_mean
 
 _compat.apply()  # before anything below may import timm / torchvision
 
@@ -55,9 +55,7 @@ def get_entry(name: str, task: str | None = None) -> ModelEntry:
     entry = _REGISTRY.get(name) or _timm_entry(name)
     if entry is None:
         choices = list_models(task)
-        raise ConfigError(
-            f"unknown model {name!r}.{did_you_mean(name, choices)} Available: {', '.join(choices)}"
-        )
+        raise ConfigError(f"unknown model {name!r}.{did_you_mean(name, choices)} Available: {', '.join(choices)}")
     if task is not None and entry.task != task:
         raise ConfigError(f"model {name!r} is a {entry.task} model, not {task}; see `inspekt models`")
     return entry
@@ -69,12 +67,14 @@ def _timm_entry(name: str) -> ModelEntry | None:
         return None
     import timm
 
-    from .timm_models import timm_builder
+    from inspekt.models.timm_models import timm_builder
 
     arch = name.removeprefix("timm/")
     if not timm.is_model(arch):
-        raise ConfigError(f"timm has no architecture {arch!r}.{did_you_mean(arch, timm.list_models())} "
-                          "See timm.list_models() for the names")
+        raise ConfigError(
+            f"timm has no architecture {arch!r}.{did_you_mean(arch, timm.list_models())} "
+            "See timm.list_models() for the names"
+        )
     _REGISTRY[name] = ModelEntry(name, "classify", timm_builder(arch), f"timm {arch}")
     return _REGISTRY[name]
 
@@ -97,8 +97,7 @@ def create_model(name: str, **params: Any) -> Any:
     for key in params:
         if key not in known:
             raise ConfigError(
-                f"model {name!r} has no parameter {key!r}.{did_you_mean(key, known)} "
-                f"Parameters: {', '.join(known)}"
+                f"model {name!r} has no parameter {key!r}.{did_you_mean(key, known)} Parameters: {', '.join(known)}"
             )
     missing = [k for k, v in known.items() if v is inspect.Parameter.empty and k not in params]
     if missing:

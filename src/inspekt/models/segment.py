@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .registry import register_model
+from inspekt.models.registry import register_model
 
 SMP_ARCHITECTURES = {
     "unet": ("Unet", "UNet (Ronneberger et al. 2015)"),
@@ -31,8 +31,12 @@ def _check(num_classes: int, in_chans: int) -> None:
 
 def _double_conv(c_in: int, c_out: int) -> nn.Sequential:
     return nn.Sequential(
-        nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True),
-        nn.Conv2d(c_out, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True),
+        nn.Conv2d(c_in, c_out, 3, padding=1, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(c_out, c_out, 3, padding=1, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(inplace=True),
     )
 
 
@@ -51,8 +55,11 @@ class TinyUNet(nn.Module):
         self.pool = nn.MaxPool2d(2)
         self.head = nn.Conv2d(widths[0], num_classes, 1)
         if stem_stride == 2:
-            self.stem = nn.Sequential(nn.Conv2d(in_chans, widths[0], 3, stride=2, padding=1, bias=False),
-                                      nn.BatchNorm2d(widths[0]), nn.ReLU(inplace=True))
+            self.stem = nn.Sequential(
+                nn.Conv2d(in_chans, widths[0], 3, stride=2, padding=1, bias=False),
+                nn.BatchNorm2d(widths[0]),
+                nn.ReLU(inplace=True),
+            )
             self.down[0] = _double_conv(widths[0], widths[0])
         self.to(memory_format=torch.channels_last)
 
@@ -75,8 +82,9 @@ class TinyUNet(nn.Module):
 
 
 @register_model("tiny_unet", task="segment", description="small UNet, trains from scratch in minutes on a CPU")
-def tiny_unet(*, num_classes: int, in_chans: int = 3, width: int = 16, depth: int = 4,
-              stem_stride: int = 1) -> TinyUNet:
+def tiny_unet(
+    *, num_classes: int, in_chans: int = 3, width: int = 16, depth: int = 4, stem_stride: int = 1
+) -> TinyUNet:
     """Build the built-in UNet.
 
     Args:
@@ -103,12 +111,15 @@ def _smp_builder(name: str, cls_name: str, description: str):
 
         known = smp.encoders.get_encoder_names()
         if encoder not in known and not encoder.startswith("tu-"):
-            from ..errors import did_you_mean
+            from inspekt.errors import did_you_mean
 
-            raise ValueError(f"unknown encoder {encoder!r}.{did_you_mean(encoder, known)} Encoders: "
-                             f"{', '.join(known[:12])}, ... or tu-<timm name>")
-        return getattr(smp, cls_name)(encoder_name=encoder, encoder_weights=None, in_channels=in_chans,
-                                      classes=num_classes)
+            raise ValueError(
+                f"unknown encoder {encoder!r}.{did_you_mean(encoder, known)} Encoders: "
+                f"{', '.join(known[:12])}, ... or tu-<timm name>"
+            )
+        return getattr(smp, cls_name)(
+            encoder_name=encoder, encoder_weights=None, in_channels=in_chans, classes=num_classes
+        )
 
     build.__doc__ = f"""{description} over a named encoder (segmentation-models-pytorch), random init.
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .registry import register_model
+from inspekt.models.registry import register_model
 
 CURATED = {
     "resnet18": "ResNet-18 (11 M parameters), a solid transfer-learning baseline",
@@ -35,8 +35,9 @@ def timm_builder(arch: str):
             raise ValueError(f"in_chans={in_chans!r} must be 1 or 3")
         if not isinstance(drop_rate, (int, float)) or not 0 <= drop_rate < 1:
             raise ValueError(f"drop_rate={drop_rate!r} must lie in [0, 1)")
-        return timm.create_model(arch, pretrained=False, num_classes=num_classes, in_chans=in_chans,
-                                 drop_rate=float(drop_rate))
+        return timm.create_model(
+            arch, pretrained=False, num_classes=num_classes, in_chans=in_chans, drop_rate=float(drop_rate)
+        )
 
     build.__doc__ = f"timm {arch}: num_classes, in_chans (1 or 3), drop_rate before the classifier."
     return build

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .registry import register_model
+from inspekt.models.registry import register_model
 
 
 def _block(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
@@ -24,14 +24,16 @@ class TinyCNN(nn.Module):
     """Four conv blocks, global average pooling, a linear head; ``features`` is the last conv stage.
     ``stem_stride=2`` makes the first convolution strided: about 3x cheaper on large inputs."""
 
-    def __init__(self, *, num_classes: int, in_chans: int, width: int, dropout: float, stem_stride: int = 1,
-                 pool: str = "avg"):
+    def __init__(
+        self, *, num_classes: int, in_chans: int, width: int, dropout: float, stem_stride: int = 1, pool: str = "avg"
+    ):
         super().__init__()
         self.pool = pool
         widths = [width, width * 2, width * 4, width * 8]
         strides = [stem_stride, 1, 1, 1]
-        self.features = nn.Sequential(*[_block(c_in, c_out, s) for c_in, c_out, s in
-                                        zip([in_chans] + widths, widths, strides)])
+        self.features = nn.Sequential(
+            *[_block(c_in, c_out, s) for c_in, c_out, s in zip([in_chans] + widths, widths, strides)]
+        )
         pooled = widths[-1] * (2 if pool == "avgmax" else 1)
         self.head = nn.Sequential(nn.Flatten(), nn.Dropout(dropout), nn.Linear(pooled, num_classes))
 
@@ -50,8 +52,15 @@ class TinyCNN(nn.Module):
 
 
 @register_model("tiny_cnn", task="classify", description="small 4-block CNN, trains from scratch in seconds")
-def tiny_cnn(*, num_classes: int, in_chans: int = 3, width: int = 16, dropout: float = 0.1,
-             stem_stride: int = 1, pool: str = "avg") -> TinyCNN:
+def tiny_cnn(
+    *,
+    num_classes: int,
+    in_chans: int = 3,
+    width: int = 16,
+    dropout: float = 0.1,
+    stem_stride: int = 1,
+    pool: str = "avg",
+) -> TinyCNN:
     """Build the tiny CNN classifier.
 
     Args:
@@ -63,14 +72,19 @@ def tiny_cnn(*, num_classes: int, in_chans: int = 3, width: int = 16, dropout: f
         pool: global pooling before the head: ``avg``, ``max`` or ``avgmax`` (both, concatenated).
             Max pooling keeps a small defect's signal, which averaging over the image dilutes.
     """
-    for key, value, ok in (("num_classes", num_classes, isinstance(num_classes, int) and num_classes >= 2),
-                           ("in_chans", in_chans, in_chans in (1, 3)),
-                           ("width", width, isinstance(width, int) and 1 <= width <= 512),
-                           ("dropout", dropout, isinstance(dropout, (int, float)) and 0 <= dropout < 1),
-                           ("stem_stride", stem_stride, stem_stride in (1, 2)),
-                           ("pool", pool, pool in ("avg", "max", "avgmax"))):
+    for key, value, ok in (
+        ("num_classes", num_classes, isinstance(num_classes, int) and num_classes >= 2),
+        ("in_chans", in_chans, in_chans in (1, 3)),
+        ("width", width, isinstance(width, int) and 1 <= width <= 512),
+        ("dropout", dropout, isinstance(dropout, (int, float)) and 0 <= dropout < 1),
+        ("stem_stride", stem_stride, stem_stride in (1, 2)),
+        ("pool", pool, pool in ("avg", "max", "avgmax")),
+    ):
         if not ok:
-            raise ValueError(f"{key}={value!r} is out of range (num_classes >= 2, in_chans 1 or 3, "
-                             "width an integer 1..512, dropout in [0, 1), stem_stride 1 or 2, pool avg, max or avgmax)")
-    return TinyCNN(num_classes=num_classes, in_chans=in_chans, width=width, dropout=dropout, stem_stride=stem_stride,
-                   pool=pool)
+            raise ValueError(
+                f"{key}={value!r} is out of range (num_classes >= 2, in_chans 1 or 3, "
+                "width an integer 1..512, dropout in [0, 1), stem_stride 1 or 2, pool avg, max or avgmax)"
+            )
+    return TinyCNN(
+        num_classes=num_classes, in_chans=in_chans, width=width, dropout=dropout, stem_stride=stem_stride, pool=pool
+    )

@@ -11,10 +11,20 @@ loop), ``alerts.py`` (log and webhook), ``summary.py`` (the report).
 
 from __future__ import annotations
 
-from .history import default_url, open_engine
-from .sources import SourceError, parse_duration
-from .summary import print_summary, summarize
-from .watch import Monitor, MonitorConfig, MonitorStats, run_monitor
+from inspekt.monitor.history import default_url, open_engine
+from inspekt.monitor.sources import SourceError, parse_duration
+from inspekt.monitor.summary import print_summary, summarize
+from inspekt.monitor.watch import Monitor, MonitorConfig, MonitorStats, run_monitor
 
-__all__ = ["Monitor", "MonitorConfig", "MonitorStats", "SourceError", "default_url", "open_engine", "parse_duration",
-           "print_summary", "run_monitor", "summarize"]
+__all__ = [
+    "Monitor",
+    "MonitorConfig",
+    "MonitorStats",
+    "SourceError",
+    "default_url",
+    "open_engine",
+    "parse_duration",
+    "print_summary",
+    "run_monitor",
+    "summarize",
+]

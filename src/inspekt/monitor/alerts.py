@@ -14,7 +14,7 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
-from .history import iso_time
+from inspekt.monitor.history import iso_time
 
 log = logging.getLogger("inspekt.monitor")
 WEBHOOK_TIMEOUT = 10.0
@@ -32,10 +32,15 @@ class Delivery:
 def alert_payload(window: Any, model: str) -> dict[str, Any]:
     """The JSON document an alert carries (schema ``inspekt.monitor.alert/1``), from a window row."""
     return {
-        "schema": "inspekt.monitor.alert/1", "event": "drift", "time": iso_time(window.time), "source": window.source,
-        "model": model, "window": {"id": window.id, "n": window.n, "first_image": window.first_image,
-                                   "last_image": window.last_image},
-        "drift_score": window.drift_score, "drifted": window.drifted, "label_mix": window.label_mix,
+        "schema": "inspekt.monitor.alert/1",
+        "event": "drift",
+        "time": iso_time(window.time),
+        "source": window.source,
+        "model": model,
+        "window": {"id": window.id, "n": window.n, "first_image": window.first_image, "last_image": window.last_image},
+        "drift_score": window.drift_score,
+        "drifted": window.drifted,
+        "label_mix": window.label_mix,
         "checks": {name: check for name, check in (window.checks or {}).items() if name in (window.drifted or [])},
     }
 
@@ -43,9 +48,14 @@ def alert_payload(window: Any, model: str) -> dict[str, Any]:
 def log_alert(payload: dict[str, Any]) -> Delivery:
     """Write the alert as one warning line."""
     score = payload["drift_score"]
-    log.warning("DRIFT in %s (window %s, %d images): %s%s", payload["source"], payload["window"]["id"],
-                payload["window"]["n"], ", ".join(payload["drifted"] or []) or "-",
-                "" if score is None else f"; drift score {score:.2f}")
+    log.warning(
+        "DRIFT in %s (window %s, %d images): %s%s",
+        payload["source"],
+        payload["window"]["id"],
+        payload["window"]["n"],
+        ", ".join(payload["drifted"] or []) or "-",
+        "" if score is None else f"; drift score {score:.2f}",
+    )
     return Delivery("delivered", 1)
 
 
@@ -64,10 +74,11 @@ def post_webhook(url: str, payload: dict[str, Any], *, attempts: int = 4, backof
     body = json.dumps(payload, default=str).encode()
     error = None
     for attempt in range(1, attempts + 1):
-        request = urllib.request.Request(url, data=body, method="POST",
-                                         headers={"Content-Type": "application/json", "User-Agent": "inspekt-monitor"})
+        request = urllib.request.Request(
+            url, data=body, method="POST", headers={"Content-Type": "application/json", "User-Agent": "inspekt-monitor"}
+        )
         try:
-            with urllib.request.urlopen(request, timeout=WEBHOOK_TIMEOUT) as response:  # noqa: S310 — the user's URL
+            with urllib.request.urlopen(request, timeout=WEBHOOK_TIMEOUT) as response:
                 response.read()
             return Delivery("delivered", attempt)
         except urllib.error.HTTPError as exc:

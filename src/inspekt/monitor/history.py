@@ -11,22 +11,40 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import (JSON, Boolean, Column, DateTime, Float, ForeignKey, Integer, MetaData, String, Table, Text,
-                        UniqueConstraint, create_engine, event, func, insert, select)
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    event,
+    func,
+    insert,
+    select,
+)
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError, SQLAlchemyError
 
-from ..errors import ConfigError
+from inspekt.errors import ConfigError
 
 DEFAULT_DB_NAME = "monitor.db"
 metadata = MetaData()
 
 images = Table(
-    "monitor_images", metadata,
+    "monitor_images",
+    metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("time", DateTime(timezone=True), nullable=False),
     Column("source", String(1024), nullable=False),
@@ -44,7 +62,8 @@ images = Table(
 )
 
 windows = Table(
-    "monitor_windows", metadata,
+    "monitor_windows",
+    metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("time", DateTime(timezone=True), nullable=False),
     Column("source", String(1024), nullable=False),
@@ -62,7 +81,8 @@ windows = Table(
 )
 
 alerts = Table(
-    "monitor_alerts", metadata,
+    "monitor_alerts",
+    metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("time", DateTime(timezone=True), nullable=False),
     Column("window_id", Integer, ForeignKey("monitor_windows.id"), nullable=False),
@@ -76,13 +96,13 @@ alerts = Table(
 
 def now() -> datetime:
     """The current time in UTC (what every row records)."""
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def iso_time(value: Any) -> str | None:
     """A recorded time as ISO 8601 with its zone: SQLite gives back the UTC time without one."""
     if isinstance(value, datetime):
-        return (value if value.tzinfo else value.replace(tzinfo=timezone.utc)).isoformat()
+        return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
     return None if value is None else str(value)
 
 
@@ -92,12 +112,14 @@ def default_url(workspace: str | os.PathLike | None = None) -> str:
     Raises:
         ConfigError: the workspace is a storage URL (``s3://...``), where no SQLite file can live.
     """
-    from ..storage import as_path, is_remote
+    from inspekt.storage import as_path, is_remote
 
     root = workspace or os.environ.get("INSPEKT_WORKSPACE", "workspace")
     if is_remote(root):  # Path() would turn it into a local folder named "s3:"
-        raise ConfigError(f"workspace {root}: the monitoring history is a database and cannot live at a storage "
-                          "URL; give --db with a local SQLite file or a database URL (postgresql+psycopg://...)")
+        raise ConfigError(
+            f"workspace {root}: the monitoring history is a database and cannot live at a storage "
+            "URL; give --db with a local SQLite file or a database URL (postgresql+psycopg://...)"
+        )
     return f"sqlite:///{Path(as_path(root)).resolve() / DEFAULT_DB_NAME}"
 
 
@@ -151,16 +173,22 @@ def open_engine(db: str | os.PathLike | None, *, create: bool = True) -> Engine:
     if file is not None and create:
         file.parent.mkdir(parents=True, exist_ok=True)
     elif file is not None and not file.is_file():
-        raise ConfigError(f"{url}: no monitoring history there yet; start one with "
-                          "`inspekt monitor --model M --source SOURCE --db URL`")
+        raise ConfigError(
+            f"{url}: no monitoring history there yet; start one with "
+            "`inspekt monitor --model M --source SOURCE --db URL`"
+        )
     try:
         engine = create_engine(url, future=True, pool_pre_ping=True)
     except ImportError as exc:
-        raise ConfigError(f"--db {safe_url(url)}: its database driver is not installed ({exc}); for PostgreSQL "
-                          "install psycopg (the inspekt 'postgres' extra) and use postgresql+psycopg://...") from None
+        raise ConfigError(
+            f"--db {safe_url(url)}: its database driver is not installed ({exc}); for PostgreSQL "
+            "install psycopg (the inspekt 'postgres' extra) and use postgresql+psycopg://..."
+        ) from None
     except (ArgumentError, NoSuchModuleError, ValueError) as exc:
-        raise ConfigError(f"--db {safe_url(url)!r}: not a usable database URL ({short_error(exc)}); give e.g. "
-                          "sqlite:///monitor.db or postgresql+psycopg://user:password@host:5432/dbname") from None
+        raise ConfigError(
+            f"--db {safe_url(url)!r}: not a usable database URL ({short_error(exc)}); give e.g. "
+            "sqlite:///monitor.db or postgresql+psycopg://user:password@host:5432/dbname"
+        ) from None
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
     try:
@@ -172,8 +200,10 @@ def open_engine(db: str | os.PathLike | None, *, create: bool = True) -> Engine:
     except SQLAlchemyError as exc:
         engine.dispose()
         what = "cannot create the history tables in" if create else "cannot read monitoring history from"
-        raise ConfigError(f"--db {safe_url(url)}: {what} this database ({short_error(exc)}); check the URL, that the "
-                          "server is running and that the user may connect") from None
+        raise ConfigError(
+            f"--db {safe_url(url)}: {what} this database ({short_error(exc)}); check the URL, that the "
+            "server is running and that the user may connect"
+        ) from None
     return engine
 
 
@@ -238,10 +268,18 @@ def count_items(engine: Engine, source: str) -> int:
 def pending_rows(engine: Engine, source: str, model: str, limit: int) -> list[Any]:
     """The first ``limit`` readable images of ``source`` / ``model`` after the last drift window, oldest first."""
     with engine.connect() as connection:
-        last = connection.scalar(select(func.max(windows.c.last_image))
-                                 .where(windows.c.source == source, windows.c.model == model)) or 0
-        query = (select(images).where(images.c.source == source, images.c.model == model, images.c.status == "ok",
-                                      images.c.id > last).order_by(images.c.id).limit(limit))
+        last = (
+            connection.scalar(
+                select(func.max(windows.c.last_image)).where(windows.c.source == source, windows.c.model == model)
+            )
+            or 0
+        )
+        query = (
+            select(images)
+            .where(images.c.source == source, images.c.model == model, images.c.status == "ok", images.c.id > last)
+            .order_by(images.c.id)
+            .limit(limit)
+        )
         return list(connection.execute(query))
 
 
@@ -258,18 +296,39 @@ def unalerted_windows(engine: Engine, source: str, model: str, channel: str, unl
     """Drifted windows of ``source`` / ``model`` with no ``channel`` alert recorded (e.g. the monitor
     was killed between recording the window and alerting), nor, when given, an ``unless`` alert."""
     done = select(alerts.c.window_id).where(alerts.c.channel.in_([channel, unless] if unless else [channel]))
-    query = (select(windows).where(windows.c.source == source, windows.c.model == model, windows.c.drift.is_(True),
-                                   windows.c.id.not_in(done)).order_by(windows.c.id))
+    query = (
+        select(windows)
+        .where(
+            windows.c.source == source, windows.c.model == model, windows.c.drift.is_(True), windows.c.id.not_in(done)
+        )
+        .order_by(windows.c.id)
+    )
     with engine.connect() as connection:
         return list(connection.execute(query))
 
 
-def record_alert(engine: Engine, window_id: int, channel: str, target: str | None, status: str, attempts: int,
-                 error: str | None = None) -> None:
+def record_alert(
+    engine: Engine,
+    window_id: int,
+    channel: str,
+    target: str | None,
+    status: str,
+    attempts: int,
+    error: str | None = None,
+) -> None:
     """Insert one alert-delivery row."""
     with engine.begin() as connection:
-        connection.execute(insert(alerts).values(time=now(), window_id=window_id, channel=channel, target=target,
-                                                 status=status, attempts=attempts, error=error))
+        connection.execute(
+            insert(alerts).values(
+                time=now(),
+                window_id=window_id,
+                channel=channel,
+                target=target,
+                status=status,
+                attempts=attempts,
+                error=error,
+            )
+        )
 
 
 def dumps(value: Any) -> str:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ConfigError, InspektError
+from inspekt.errors import ConfigError, InspektError
 
 SETTLE_SECONDS = 1.0  # a drop-folder file must be unchanged this long before it is read (it may still be written)
 URL_TIMEOUT = 10.0
@@ -51,8 +51,8 @@ class FolderSource:
 
     def poll(self, done: set[str]) -> Iterator[Item]:
         """Yield the settled files not in ``done``, ordered by (modification time, name)."""
-        from ..errors import DatasetError
-        from ..io import list_images
+        from inspekt.errors import DatasetError
+        from inspekt.io import list_images
 
         try:
             paths = list_images(self.folder)
@@ -105,8 +105,10 @@ class CameraSource:
         self.name, self.next = spec, start
         self.is_file = not target.isdigit()
         if self.is_file and not Path(target).is_file():
-            raise SourceError(f"--source {spec}: no camera index or video file {target!r}; give camera:0 for the "
-                              "first camera or camera:PATH for a video file")
+            raise SourceError(
+                f"--source {spec}: no camera index or video file {target!r}; give camera:0 for the "
+                "first camera or camera:PATH for a video file"
+            )
         level = cv2.utils.logging.getLogLevel()
         cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)  # our message below says it in one line
         try:
@@ -114,8 +116,10 @@ class CameraSource:
         finally:
             cv2.utils.logging.setLogLevel(level)
         if not self.capture.isOpened():
-            raise SourceError(f"--source {spec}: cannot open this camera; check that it is connected, that no other "
-                              "program holds it, and that this user may use it (e.g. the 'video' group)")
+            raise SourceError(
+                f"--source {spec}: cannot open this camera; check that it is connected, that no other "
+                "program holds it, and that this user may use it (e.g. the 'video' group)"
+            )
         if self.is_file and start:
             self.capture.set(cv2.CAP_PROP_POS_FRAMES, start)
         self.finite = self.is_file
@@ -160,15 +164,18 @@ class UrlSource:
             SourceError: the URL cannot be reached or answers with an error status.
         """
         try:
-            with urllib.request.urlopen(self.url, timeout=URL_TIMEOUT) as response:  # noqa: S310 — the user's URL
+            with urllib.request.urlopen(self.url, timeout=URL_TIMEOUT) as response:
                 return response.read()
         except urllib.error.HTTPError as exc:
-            raise SourceError(f"--source {self.url}: the server answered {exc.code} {exc.reason}; check the "
-                              "snapshot URL") from None
+            raise SourceError(
+                f"--source {self.url}: the server answered {exc.code} {exc.reason}; check the snapshot URL"
+            ) from None
         except (urllib.error.URLError, OSError, ValueError) as exc:
             reason = getattr(exc, "reason", exc)
-            raise SourceError(f"--source {self.url}: cannot reach it ({reason}); check the address, that the camera "
-                              "or server is up, and any proxy settings") from None
+            raise SourceError(
+                f"--source {self.url}: cannot reach it ({reason}); check the address, that the camera "
+                "or server is up, and any proxy settings"
+            ) from None
 
     def poll(self, done: set[str]) -> Iterator[Item]:
         """Yield one snapshot; a failed fetch is logged by the caller and tried again at the next tick."""
@@ -225,13 +232,17 @@ def open_source(spec: str, start: int = 0):
     if spec.startswith(("http://", "https://")):
         return UrlSource(spec, start)
     if "://" in spec or (":" in spec.split(os.sep)[0] and not Path(spec).exists()):
-        raise SourceError(f"--source {spec}: unknown kind of source; give a local drop folder, camera:0 (or "
-                          "camera:VIDEO) or an http(s):// snapshot URL (to watch a bucket, sync it to a local folder, "
-                          "e.g. with `aws s3 sync` on a timer)")
+        raise SourceError(
+            f"--source {spec}: unknown kind of source; give a local drop folder, camera:0 (or "
+            "camera:VIDEO) or an http(s):// snapshot URL (to watch a bucket, sync it to a local folder, "
+            "e.g. with `aws s3 sync` on a timer)"
+        )
     folder = Path(spec).expanduser()
     if not folder.is_dir():
-        raise SourceError(f"--source {spec}: no such folder; create the drop folder first, or give camera:0 or an "
-                          "http(s):// snapshot URL")
+        raise SourceError(
+            f"--source {spec}: no such folder; create the drop folder first, or give camera:0 or an "
+            "http(s):// snapshot URL"
+        )
     return FolderSource(folder.resolve())
 
 
@@ -249,6 +260,7 @@ def parse_duration(text: str, option: str = "--every") -> float:
     except ValueError:
         seconds = -1.0
     if not seconds > 0 or seconds != seconds or seconds == float("inf"):
-        raise ConfigError(f"{option} {text!r}: not a duration; give a positive number with a unit, e.g. 500ms, 10s, "
-                          "2m or 1h")
+        raise ConfigError(
+            f"{option} {text!r}: not a duration; give a positive number with a unit, e.g. 500ms, 10s, 2m or 1h"
+        )
     return seconds

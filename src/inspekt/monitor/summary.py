@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from . import history
+from inspekt.monitor import history
 
 SCHEMA = "inspekt.monitor.report/1"
 
@@ -33,10 +33,12 @@ def load_history(db: str | os.PathLike | None, last: int | None = None) -> dict[
             return {
                 "images": images[::-1],
                 "total_images": int(connection.scalar(select(func.count()).select_from(table))),
-                "windows": [dict(r._mapping) for r in connection.execute(select(history.windows)
-                                                                         .order_by(history.windows.c.id))],
-                "alerts": [dict(r._mapping) for r in connection.execute(select(history.alerts)
-                                                                        .order_by(history.alerts.c.id))],
+                "windows": [
+                    dict(r._mapping) for r in connection.execute(select(history.windows).order_by(history.windows.c.id))
+                ],
+                "alerts": [
+                    dict(r._mapping) for r in connection.execute(select(history.alerts).order_by(history.alerts.c.id))
+                ],
             }
     finally:
         engine.dispose()
@@ -61,27 +63,43 @@ def summarize_history(data: dict[str, Any], database: str) -> dict[str, Any]:
     ok = [r for r in images if r["status"] == "ok"]
     sources = sorted({r["source"] for r in images})
     return {
-        "schema": SCHEMA, "database": database, "total_rows": data["total_images"],
-        "rows": len(images), "recorded": len(ok), "skipped": len(images) - len(ok),
+        "schema": SCHEMA,
+        "database": database,
+        "total_rows": data["total_images"],
+        "rows": len(images),
+        "recorded": len(ok),
+        "skipped": len(images) - len(ok),
         "first": history.iso_time(min((r["time"] for r in images), default=None)),
         "last": history.iso_time(max((r["time"] for r in images), default=None)),
-        "sources": {s: _source_summary([r for r in images if r["source"] == s],
-                                       [w for w in windows if w["source"] == s]) for s in sources},
-        "label_mix": _mix(ok), "scores": _score_stats(ok),
+        "sources": {
+            s: _source_summary([r for r in images if r["source"] == s], [w for w in windows if w["source"] == s])
+            for s in sources
+        },
+        "label_mix": _mix(ok),
+        "scores": _score_stats(ok),
         "windows": [{**w, "time": history.iso_time(w["time"])} for w in windows],
         "drifted_windows": sum(bool(w["drift"]) for w in windows),
         "alerts": [{**a, "time": history.iso_time(a["time"])} for a in alerts],
-        "skipped_items": [{"source": r["source"], "item": r["item"], "reason": r["reason"]}
-                          for r in images if r["status"] != "ok"][:100],
+        "skipped_items": [
+            {"source": r["source"], "item": r["item"], "reason": r["reason"]} for r in images if r["status"] != "ok"
+        ][:100],
     }
 
 
 def _source_summary(images: list[dict], windows: list[dict]) -> dict[str, Any]:
     ok = [r for r in images if r["status"] == "ok"]
-    return {"rows": len(images), "recorded": len(ok), "skipped": len(images) - len(ok),
-            "models": sorted({r["model"] for r in images}), "first": history.iso_time(images[0]["time"]),
-            "last": history.iso_time(images[-1]["time"]), "label_mix": _mix(ok), "scores": _score_stats(ok),
-            "windows": len(windows), "drifted_windows": sum(bool(w["drift"]) for w in windows)}
+    return {
+        "rows": len(images),
+        "recorded": len(ok),
+        "skipped": len(images) - len(ok),
+        "models": sorted({r["model"] for r in images}),
+        "first": history.iso_time(images[0]["time"]),
+        "last": history.iso_time(images[-1]["time"]),
+        "label_mix": _mix(ok),
+        "scores": _score_stats(ok),
+        "windows": len(windows),
+        "drifted_windows": sum(bool(w["drift"]) for w in windows),
+    }
 
 
 def _mix(rows: list[dict]) -> dict[str, float]:
@@ -95,8 +113,14 @@ def _score_stats(rows: list[dict]) -> dict[str, float] | None:
     scores = np.array([r["score"] for r in rows if r["score"] is not None], dtype=np.float64)
     if not len(scores):
         return None
-    return {"n": int(len(scores)), "mean": float(scores.mean()), "std": float(scores.std()),
-            "min": float(scores.min()), "p50": float(np.median(scores)), "max": float(scores.max())}
+    return {
+        "n": int(len(scores)),
+        "mean": float(scores.mean()),
+        "std": float(scores.std()),
+        "min": float(scores.min()),
+        "p50": float(np.median(scores)),
+        "max": float(scores.max()),
+    }
 
 
 def print_summary(summary: dict[str, Any], console) -> None:
@@ -104,32 +128,52 @@ def print_summary(summary: dict[str, Any], console) -> None:
     from rich.markup import escape  # source names and URLs are the user's text, not Rich markup
     from rich.table import Table
 
-    console.print(f"[bold]Monitoring history[/] {escape(summary['database'])}: {summary['rows']} rows "
-                  f"({summary['recorded']} recorded, {summary['skipped']} skipped), "
-                  f"{summary['first'] or '-'} .. {summary['last'] or '-'}", highlight=False)
+    console.print(
+        f"[bold]Monitoring history[/] {escape(summary['database'])}: {summary['rows']} rows "
+        f"({summary['recorded']} recorded, {summary['skipped']} skipped), "
+        f"{summary['first'] or '-'} .. {summary['last'] or '-'}",
+        highlight=False,
+    )
     table = Table("source", "rows", "skipped", "label mix", "mean score", "windows", "drifted", title="Sources")
     for name, s in summary["sources"].items():
-        table.add_row(escape(name), str(s["rows"]), str(s["skipped"]), _mix_text(s["label_mix"]),
-                      "-" if not s["scores"] else f"{s['scores']['mean']:.3f}", str(s["windows"]),
-                      str(s["drifted_windows"]))
+        table.add_row(
+            escape(name),
+            str(s["rows"]),
+            str(s["skipped"]),
+            _mix_text(s["label_mix"]),
+            "-" if not s["scores"] else f"{s['scores']['mean']:.3f}",
+            str(s["windows"]),
+            str(s["drifted_windows"]),
+        )
     console.print(table)
     if summary["scores"]:
         sc = summary["scores"]
-        console.print(f"scores: mean {sc['mean']:.3f} ± {sc['std']:.3f}, min {sc['min']:.3f}, median {sc['p50']:.3f}, "
-                      f"max {sc['max']:.3f}", highlight=False)
+        console.print(
+            f"scores: mean {sc['mean']:.3f} ± {sc['std']:.3f}, min {sc['min']:.3f}, median {sc['p50']:.3f}, "
+            f"max {sc['max']:.3f}",
+            highlight=False,
+        )
     console.print(f"label mix: {_mix_text(summary['label_mix']) or '-'}", highlight=False)
     windows = Table(title="Drift windows")
     for column in ("window", "time", "images", "verdict", "drift score", "drifted checks"):
         windows.add_column(column, no_wrap=column == "time")  # time to the second, on one line, fits 80 columns
     for w in summary["windows"][-20:]:
-        windows.add_row(str(w["id"]), w["time"][:19].replace("T", " "), str(w["n"]),
-                        "[red]DRIFT[/]" if w["drift"] else "[green]ok[/]",
-                        "-" if w["drift_score"] is None else f"{w['drift_score']:.2f}", ", ".join(w["drifted"] or []))
+        windows.add_row(
+            str(w["id"]),
+            w["time"][:19].replace("T", " "),
+            str(w["n"]),
+            "[red]DRIFT[/]" if w["drift"] else "[green]ok[/]",
+            "-" if w["drift_score"] is None else f"{w['drift_score']:.2f}",
+            ", ".join(w["drifted"] or []),
+        )
     console.print(windows if summary["windows"] else "no drift windows yet (fewer images than --window)")
     for a in summary["alerts"][-20:]:
-        console.print(f"alert {a['time']} window {a['window_id']} {a['channel']} {a['target'] or ''}: {a['status']} "
-                      f"after {a['attempts']} attempt(s){' (' + a['error'] + ')' if a['error'] else ''}",
-                      highlight=False, markup=False)
+        console.print(
+            f"alert {a['time']} window {a['window_id']} {a['channel']} {a['target'] or ''}: {a['status']} "
+            f"after {a['attempts']} attempt(s){' (' + a['error'] + ')' if a['error'] else ''}",
+            highlight=False,
+            markup=False,
+        )
     for s in summary["skipped_items"][:10]:
         console.print(f"skipped {s['item']}: {s['reason']}", highlight=False, markup=False)
 

@@ -19,10 +19,10 @@ from typing import Any
 import numpy as np
 from sqlalchemy.exc import OperationalError
 
-from ..errors import ConfigError, InspektError
-from . import history
-from .alerts import alert_payload, log_alert, post_webhook
-from .sources import FolderSource, Item, SourceError, open_source, source_name
+from inspekt.errors import ConfigError, InspektError
+from inspekt.monitor import history
+from inspekt.monitor.alerts import alert_payload, log_alert, post_webhook
+from inspekt.monitor.sources import FolderSource, Item, SourceError, open_source, source_name
 
 log = logging.getLogger("inspekt.monitor")
 WINDOW_CHECKS = ("properties", "pixels", "domain", "predictions")  # embeddings are not kept per image
@@ -71,7 +71,7 @@ class MonitorConfig:
             raise ConfigError(f"--max-images {self.max_images}: give 1 or more")
         if self.webhook and not self.webhook.startswith(("http://", "https://")):
             raise ConfigError(f"--webhook {self.webhook!r}: give an http:// or https:// URL")
-        from ..drift.engine import DriftConfig
+        from inspekt.drift.engine import DriftConfig
 
         # the drift engine's own checks, now: not at the first window, which may be hours of images away
         DriftConfig(alpha=self.alpha, permutations=self.permutations, checks=WINDOW_CHECKS)
@@ -90,9 +90,9 @@ class MonitorStats:
 
 def observe(predictor, item: Item, source: str, model: str, min_side: int) -> history.ImageRow:
     """Predict and profile one item into a history row (a skipped row, with the reason, when unreadable)."""
-    from ..drift.profile import profile_chunk
-    from ..drift.properties import CHANNELS
-    from ..io import BatchReport
+    from inspekt.drift.profile import profile_chunk
+    from inspekt.drift.properties import CHANNELS
+    from inspekt.io import BatchReport
 
     row = history.ImageRow(source=source, item=item.item, model=model)
     if item.data is None:
@@ -110,41 +110,64 @@ def observe(predictor, item: Item, source: str, model: str, min_side: int) -> hi
     row.verdict = p.extra.get("verdict", p.label)
     row.scores = {k: float(v) for k, v in (p.scores or {}).items()}
     row.properties = {k: None if math.isnan(v[0]) else float(v[0]) for k, v in profile.values.items()}
-    row.histogram = {c: profile.pixel_histogram[i].astype(int).tolist() for i, c in enumerate(CHANNELS)
-                     if profile.pixel_histogram[i].sum()}
+    row.histogram = {
+        c: profile.pixel_histogram[i].astype(int).tolist()
+        for i, c in enumerate(CHANNELS)
+        if profile.pixel_histogram[i].sum()
+    }
     return row
 
 
 def window_profile(rows: list[Any], min_side: int):
     """The drift ``Profile`` of recorded rows (properties, histograms, and the model's labels and scores)."""
-    from ..drift.profile import Profile
-    from ..drift.properties import CHANNELS, HIST_BINS, PROPERTY_NAMES, coarse
+    from inspekt.drift.profile import Profile
+    from inspekt.drift.properties import CHANNELS, HIST_BINS, PROPERTY_NAMES, coarse
 
     hists = np.zeros((len(rows), len(CHANNELS), HIST_BINS))
     for n, row in enumerate(rows):
         for i, channel in enumerate(CHANNELS):
             if channel in (row.histogram or {}):
                 hists[n, i] = row.histogram[channel]
-    values = {name: np.array([np.nan if (r.properties or {}).get(name) is None else r.properties[name] for r in rows],
-                             dtype=np.float64) for name in PROPERTY_NAMES}
+    values = {
+        name: np.array(
+            [np.nan if (r.properties or {}).get(name) is None else r.properties[name] for r in rows], dtype=np.float64
+        )
+        for name in PROPERTY_NAMES
+    }
     model = {"files": [r.item for r in rows], "labels": [r.label for r in rows], "scores": [r.score for r in rows]}
     return Profile([r.item for r in rows], values, hists.sum(axis=0), coarse(hists), min_side, [], model)
 
 
 def check_window(reference, rows: list[Any], alpha: float, permutations: int) -> dict[str, Any]:
     """Drift of a window of rows vs the reference (the drift engine's calibrated checks), as window-row values."""
-    from ..drift.engine import DriftConfig, compare_profiles
+    from inspekt.drift.engine import DriftConfig, compare_profiles
 
-    result = compare_profiles(reference, window_profile(rows, reference.min_side),
-                              DriftConfig(alpha=alpha, permutations=permutations, checks=WINDOW_CHECKS))
+    result = compare_profiles(
+        reference,
+        window_profile(rows, reference.min_side),
+        DriftConfig(alpha=alpha, permutations=permutations, checks=WINDOW_CHECKS),
+    )
     domain = next((c for c in result.checks if c.name == "domain_classifier"), None)
     labels = [r.label for r in rows]
     return {
-        "source": rows[0].source, "model": rows[0].model, "first_image": rows[0].id, "last_image": rows[-1].id,
-        "n": len(rows), "drift": result.drift, "drift_score": None if domain is None else float(domain.effect),
-        "drifted": [c.name for c in result.drifted], "notes": list(result.notes),
-        "checks": {c.name: {"p_adjusted": float(c.p_adjusted), "effect": float(c.effect),
-                            "min_effect": float(c.min_effect), "drifted": bool(c.drifted)} for c in result.checks},
+        "source": rows[0].source,
+        "model": rows[0].model,
+        "first_image": rows[0].id,
+        "last_image": rows[-1].id,
+        "n": len(rows),
+        "drift": result.drift,
+        "drift_score": None if domain is None else float(domain.effect),
+        "drifted": [c.name for c in result.drifted],
+        "notes": list(result.notes),
+        "checks": {
+            c.name: {
+                "p_adjusted": float(c.p_adjusted),
+                "effect": float(c.effect),
+                "min_effect": float(c.min_effect),
+                "drifted": bool(c.drifted),
+            }
+            for c in result.checks
+        },
         "label_mix": {label: labels.count(label) / len(labels) for label in sorted(set(map(str, labels)))},
     }
 
@@ -153,16 +176,18 @@ class Monitor:
     """One monitor: a model, a source and a history database (see ``MonitorConfig``)."""
 
     def __init__(self, config: MonitorConfig):
-        from ..bundle import REFERENCE
-        from ..drift.sources import bundle_reference
-        from ..predictor import Predictor
+        from inspekt.bundle import REFERENCE
+        from inspekt.drift.sources import bundle_reference
+        from inspekt.predictor import Predictor
 
         self.config = config
         self.predictor = Predictor.load(config.model)  # a missing or broken bundle fails before anything is opened
         if not self.predictor.bundle.has(REFERENCE):  # the drift engine's message would ask for a REFERENCE argument
-            raise ConfigError(f"--model {config.model}: this bundle has no {REFERENCE} (the training images' drift "
-                              "profile each window is compared with; bundles made before drift profiles lack it); "
-                              "retrain the model with this inspekt version")
+            raise ConfigError(
+                f"--model {config.model}: this bundle has no {REFERENCE} (the training images' drift "
+                "profile each window is compared with; bundles made before drift profiles lack it); "
+                "retrain the model with this inspekt version"
+            )
         self.reference = bundle_reference(config.model)
         self.model = str(Path(config.model).resolve()) if Path(config.model).exists() else config.model
         file = history.sqlite_file(history.as_url(config.db))
@@ -183,8 +208,13 @@ class Monitor:
     def run(self) -> MonitorStats:
         """Monitor until the source is done (``once``), ``max_images`` are recorded, or Ctrl-C / SIGTERM."""
         done = history.recorded_items(self.engine, self.name) if isinstance(self.source, FolderSource) else set()
-        log.info("monitoring %s with %s; history in %s (%d items already recorded)", self.name, self.model,
-                 history.safe_url(history.as_url(self.config.db)), len(done))
+        log.info(
+            "monitoring %s with %s; history in %s (%d items already recorded)",
+            self.name,
+            self.model,
+            history.safe_url(history.as_url(self.config.db)),
+            len(done),
+        )
         try:
             self._windows()  # windows and alerts a killed run left undone
             while not self._finished():
@@ -232,8 +262,9 @@ class Monitor:
         except OperationalError as exc:  # the database went away (server restart): the item is taken again later
             if self.config.once:
                 raise ConfigError(f"the history database stopped answering ({history.short_error(exc)})") from None
-            log.warning("history database unavailable (%s); trying again in %gs", history.short_error(exc),
-                        self.config.every)
+            log.warning(
+                "history database unavailable (%s); trying again in %gs", history.short_error(exc), self.config.every
+            )
 
     def _record(self, item: Item) -> None:
         row = observe(self.predictor, item, self.name, self.model, self.reference.min_side)
@@ -261,8 +292,13 @@ class Monitor:
             if history.record_window(self.engine, values) is not None:
                 self.stats.windows += 1
                 self.stats.drifted_windows += values["drift"]
-                log.info("window of %d images (%s..%s): %s", values["n"], rows[0].item, rows[-1].item,
-                         "DRIFT: " + ", ".join(values["drifted"]) if values["drift"] else "no drift")
+                log.info(
+                    "window of %d images (%s..%s): %s",
+                    values["n"],
+                    rows[0].item,
+                    rows[-1].item,
+                    "DRIFT: " + ", ".join(values["drifted"]) if values["drift"] else "no drift",
+                )
         self._alert()
 
     def _alert(self) -> None:
@@ -273,11 +309,17 @@ class Monitor:
             unless = "log" if channel == "webhook" else None
             for window in history.unalerted_windows(self.engine, self.name, self.model, channel, unless):
                 payload = alert_payload(window, self.model)
-                delivery = log_alert(payload) if channel == "log" else post_webhook(
-                    target, payload, attempts=self.config.webhook_attempts, backoff=self.config.webhook_backoff)
+                delivery = (
+                    log_alert(payload)
+                    if channel == "log"
+                    else post_webhook(
+                        target, payload, attempts=self.config.webhook_attempts, backoff=self.config.webhook_backoff
+                    )
+                )
                 self.stats.alerts_failed += delivery.status != "delivered"
-                history.record_alert(self.engine, window.id, channel, target, delivery.status, delivery.attempts,
-                                     delivery.error)
+                history.record_alert(
+                    self.engine, window.id, channel, target, delivery.status, delivery.attempts, delivery.error
+                )
 
 
 def run_monitor(config: MonitorConfig) -> MonitorStats:

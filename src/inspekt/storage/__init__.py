@@ -25,14 +25,28 @@ import tempfile
 from collections import deque
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
-from .remote import _URL, RemotePath, StorageError, _errors, _filesystem, protocol_of
+from inspekt.storage.remote import _URL, RemotePath, StorageError, _errors, _filesystem, protocol_of
 
-__all__ = ["RemotePath", "StorageError", "as_path", "check_writable", "entry_path", "glob_paths", "is_remote",
-           "is_url", "list_files", "read_ahead", "rebase", "relative_text", "staged_folder", "upload_folder"]
+__all__ = [
+    "RemotePath",
+    "StorageError",
+    "as_path",
+    "check_writable",
+    "entry_path",
+    "glob_paths",
+    "is_remote",
+    "is_url",
+    "list_files",
+    "read_ahead",
+    "rebase",
+    "relative_text",
+    "staged_folder",
+    "upload_folder",
+]
 
-AnyPath = Union[Path, RemotePath]
+AnyPath = Path | RemotePath
 
 # pathlib collapses "s3://b/k" to "s3:/b/k"; CLI options typed as Path arrive in that form.
 _COLLAPSED = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+):/(?!/)")
@@ -58,7 +72,7 @@ def _url_text(value: object) -> str | None:
         return text
     found = _COLLAPSED.match(text)
     if found and found.group(1).lower() not in _LOCAL_PROTOCOLS and _known_protocol(found.group(1).lower()):
-        return f"{found.group(1)}://{text[found.end():]}"
+        return f"{found.group(1)}://{text[found.end() :]}"
     return None
 
 
@@ -101,7 +115,7 @@ def as_path(value: str | os.PathLike[str] | RemotePath) -> AnyPath:
         return value if isinstance(value, Path) else Path(value)
     protocol = _URL.match(text).group(1).lower()
     if protocol in _LOCAL_PROTOCOLS:
-        return Path(text[len(protocol) + 3:])
+        return Path(text[len(protocol) + 3 :])
     return RemotePath.from_url(text)
 
 

@@ -12,13 +12,18 @@ from functools import total_ordering
 from pathlib import PurePosixPath
 from typing import IO, Any
 
-from ..errors import InspektError
+from inspekt.errors import InspektError
 
 _URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+)://")
 # Object stores have no folders: "mkdir" is a no-op there (s3fs would even create a bucket).
 OBJECT_STORES = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl", "oss", "r2"})
-_INSTALL_HINT = {"s3": "pip install 'inspekt[dist]' (or pip install s3fs)", "gs": "pip install gcsfs",
-                 "gcs": "pip install gcsfs", "az": "pip install adlfs", "abfs": "pip install adlfs"}
+_INSTALL_HINT = {
+    "s3": "pip install 'inspekt[dist]' (or pip install s3fs)",
+    "gs": "pip install gcsfs",
+    "gcs": "pip install gcsfs",
+    "az": "pip install adlfs",
+    "abfs": "pip install adlfs",
+}
 
 
 class StorageError(InspektError):
@@ -38,8 +43,10 @@ def _filesystem(url: str) -> tuple[Any, str]:
         raise StorageError(f"{url}: reading {protocol}:// URLs needs an extra package; {fix}") from None
     except ValueError as exc:
         if "Protocol not known" in str(exc):
-            raise StorageError(f"{url}: unknown storage protocol {protocol!r} (use a local path, s3://, "
-                               "memory://, file:// or another protocol fsspec supports)") from None
+            raise StorageError(
+                f"{url}: unknown storage protocol {protocol!r} (use a local path, s3://, "
+                "memory://, file:// or another protocol fsspec supports)"
+            ) from None
         raise StorageError(f"{url}: {_one_line(exc)}") from None
 
 
@@ -52,15 +59,21 @@ def _translate(exc: BaseException, url: str) -> BaseException:
     """The exception to raise instead of ``exc``: a ``StorageError`` with the fix when the user can act."""
     name = type(exc).__name__
     if "Credentials" in name:  # botocore NoCredentialsError / PartialCredentialsError
-        return StorageError(f"{url}: no credentials found ({name}); set AWS_ACCESS_KEY_ID and "
-                            "AWS_SECRET_ACCESS_KEY, or AWS_PROFILE with ~/.aws/credentials")
+        return StorageError(
+            f"{url}: no credentials found ({name}); set AWS_ACCESS_KEY_ID and "
+            "AWS_SECRET_ACCESS_KEY, or AWS_PROFILE with ~/.aws/credentials"
+        )
     if isinstance(exc, PermissionError):
-        return StorageError(f"{url}: access denied ({_one_line(exc)}); check that these credentials may "
-                            "read/write it (bucket policy, IAM role) or use other credentials")
+        return StorageError(
+            f"{url}: access denied ({_one_line(exc)}); check that these credentials may "
+            "read/write it (bucket policy, IAM role) or use other credentials"
+        )
     if "EndpointConnection" in name or "ClientConnector" in name or isinstance(exc, ConnectionError):
         endpoint = os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("FSSPEC_S3_ENDPOINT_URL") or "the default"
-        return StorageError(f"{url}: cannot reach the storage endpoint ({endpoint}): {_one_line(exc)}; "
-                            "check AWS_ENDPOINT_URL / FSSPEC_S3_ENDPOINT_URL and the network")
+        return StorageError(
+            f"{url}: cannot reach the storage endpoint ({endpoint}): {_one_line(exc)}; "
+            "check AWS_ENDPOINT_URL / FSSPEC_S3_ENDPOINT_URL and the network"
+        )
     if name in ("ClientError", "ParamValidationError", "NoRegionError"):
         return StorageError(f"{url}: storage request refused: {_one_line(exc)}")
     return exc
@@ -77,7 +90,6 @@ def _errors(url: str) -> Iterator[None]:
         if translated is exc:
             raise
         raise translated from None
-
 
 
 class _Stat:
@@ -256,8 +268,7 @@ class RemotePath:
         if bucket and bucket != self.path:
             with _errors(str(self)), contextlib.suppress(FileNotFoundError):
                 if not self.fs.exists(bucket):
-                    return (f"no such bucket {bucket!r} (check the name, the endpoint AWS_ENDPOINT_URL, "
-                            "or create it)")
+                    return f"no such bucket {bucket!r} (check the name, the endpoint AWS_ENDPOINT_URL, or create it)"
         return "no such file, key or prefix"
 
 

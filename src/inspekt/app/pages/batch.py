@@ -52,7 +52,7 @@ def _predict(sources: list) -> tuple[list, list[str]]:
     skipped, results = [], []
     bar = st.progress(0.0, text=f"predicting {len(sources)} images ...")
     for i in range(0, len(sources), 16):
-        chunk = sources[i:i + 16]
+        chunk = sources[i : i + 16]
         good = []
         for name, data in chunk:
             image, problem = _image(name, data)
@@ -61,7 +61,9 @@ def _predict(sources: list) -> tuple[list, list[str]]:
             else:
                 good.append((name, image))
         if good:
-            results += predictor.predict_arrays([image for _, image in good], [name for name, _ in good], enhance=pipeline)
+            results += predictor.predict_arrays(
+                [image for _, image in good], [name for name, _ in good], enhance=pipeline
+            )
         done = min(len(sources), i + len(chunk))
         bar.progress(done / len(sources), text=f"{done} / {len(sources)}")
     bar.empty()

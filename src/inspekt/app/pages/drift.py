@@ -21,10 +21,15 @@ predictor, model_path = common.model_sidebar(root)
 st.title("Drift")
 kinds = ["the model's training profile", "a dataset folder"] if model_path else ["a dataset folder"]
 kind = st.radio("Reference", kinds, horizontal=True)
-reference = model_path if kind.startswith("the model") else st.text_input(
-    "Reference folder", value=str(root / "data" / "surfaces"))
+reference = (
+    model_path
+    if kind.startswith("the model")
+    else st.text_input("Reference folder", value=str(root / "data" / "surfaces"))
+)
 folder = st.text_input("Incoming folder", value=str(root / "data" / "incoming"))
-uploads = st.file_uploader("...or incoming images (held in memory)", type=common.IMAGE_TYPES, accept_multiple_files=True)
+uploads = st.file_uploader(
+    "...or incoming images (held in memory)", type=common.IMAGE_TYPES, accept_multiple_files=True
+)
 alpha = st.select_slider("False-alarm rate (alpha)", [0.01, 0.05, 0.1], value=0.05)
 
 if st.button("Check drift", type="primary"):
@@ -55,8 +60,9 @@ if st.button("Check drift", type="primary"):
 
                 current.model = model_outputs(predictor, [u.getvalue() for u in uploads][:300])
         with st.spinner("running the checks ..."):
-            st.session_state["drift"] = check_drift(reference, current, alpha=alpha, progress=advance,
-                                                    on_start=on_start)
+            st.session_state["drift"] = check_drift(
+                reference, current, alpha=alpha, progress=advance, on_start=on_start
+            )
     except InspektError as exc:
         st.error(str(exc))
         st.stop()
@@ -66,14 +72,27 @@ result = st.session_state.get("drift")
 if result is None:
     st.stop()
 
-(st.error if result.drift else st.success)(f"**{VERDICT[result.drift]}** — {result.n_reference} reference vs "
-                                            f"{result.n_current} incoming images, alpha {result.alpha}")
+(st.error if result.drift else st.success)(
+    f"**{VERDICT[result.drift]}** — {result.n_reference} reference vs "
+    f"{result.n_current} incoming images, alpha {result.alpha}"
+)
 if result.drifted:
     st.markdown("Drifted: " + ", ".join(f"**{c.name}** (effect {c.effect:.2f})" for c in result.drifted))
 doc = to_dict(result)
-table = pd.DataFrame([{"check": c["name"], "verdict": {"red": "drift", "amber": "small", "green": "ok"}[c["light"]],
-                       "p adjusted": c["p_adjusted"], "effect": c["effect"], "min effect": c["min_effect"],
-                       "reference": c["reference"], "current": c["current"]} for c in doc["checks"]])
+table = pd.DataFrame(
+    [
+        {
+            "check": c["name"],
+            "verdict": {"red": "drift", "amber": "small", "green": "ok"}[c["light"]],
+            "p adjusted": c["p_adjusted"],
+            "effect": c["effect"],
+            "min effect": c["min_effect"],
+            "reference": c["reference"],
+            "current": c["current"],
+        }
+        for c in doc["checks"]
+    ]
+)
 st.dataframe(table, width="stretch", hide_index=True)
 pixels = histogram_png(result)
 if pixels:
@@ -84,18 +103,26 @@ for k, name in enumerate(names):
     columns[k % 3].image(property_png(result, name))
 domain = next((c for c in result.checks if c.kind == "domain"), None)
 if domain is not None:
-    st.metric("Domain-classifier drift score", f"{domain.effect:.2f}", help=f"drift when >= {domain.min_effect} "
-              f"and significant; AUC {domain.statistic:.3f}, p {domain.p_value:.3g}, adjusted {domain.p_adjusted:.3g}")
+    st.metric(
+        "Domain-classifier drift score",
+        f"{domain.effect:.2f}",
+        help=f"drift when >= {domain.min_effect} "
+        f"and significant; AUC {domain.statistic:.3f}, p {domain.p_value:.3g}, adjusted {domain.p_adjusted:.3g}",
+    )
     if result.importances:
         st.image(importance_png(result.importances))
 for note in result.notes:
     st.caption(note)
 for side, skipped in (("reference", result.skipped_reference), ("incoming", result.skipped_current)):
     if skipped:
-        st.warning(f"skipped {len(skipped)} unreadable {side} file(s):\n\n"
-                   + "\n\n".join(f"{s.path}: {s.reason}" for s in skipped[:20]))
+        st.warning(
+            f"skipped {len(skipped)} unreadable {side} file(s):\n\n"
+            + "\n\n".join(f"{s.path}: {s.reason}" for s in skipped[:20])
+        )
 with tempfile.TemporaryDirectory() as tmp:
     html = write_html(result, Path(tmp) / "drift.html").read_bytes()
 left, right = st.columns(2)
 left.download_button("Download HTML report", html, file_name="drift.html", mime="text/html")
-right.download_button("Download JSON report", json.dumps(doc, indent=2), file_name="drift.json", mime="application/json")
+right.download_button(
+    "Download JSON report", json.dumps(doc, indent=2), file_name="drift.json", mime="application/json"
+)

@@ -34,8 +34,9 @@ if st.button("Evaluate", type="primary"):
         status.caption(f"evaluating ... {done[0]} images")
 
     try:
-        st.session_state["evaluation"] = evaluate(model_path, data, split=None if split == "all" else split,
-                                                  progress=advance)
+        st.session_state["evaluation"] = evaluate(
+            model_path, data, split=None if split == "all" else split, progress=advance
+        )
     except InspektError as exc:
         st.error(str(exc))
         st.stop()
@@ -57,7 +58,9 @@ for cell, key in zip(cells, keys):
     value = metrics.get(key)
     cell.metric(key, "-" if value is None else f"{value:.3f}")
 if result.skipped:
-    st.warning(f"skipped {len(result.skipped)} file(s): " + "; ".join(f"{s.path}: {s.reason}" for s in result.skipped[:5]))
+    st.warning(
+        f"skipped {len(result.skipped)} file(s): " + "; ".join(f"{s.path}: {s.reason}" for s in result.skipped[:5])
+    )
 
 if predictor.card.task == "segment":
     st.subheader("Worst images (prediction filled, truth outlined in green)")
@@ -85,7 +88,7 @@ if predictor.card.task == "anomaly":
 classes = list(result.classes)
 st.subheader("Confusion matrix (rows: truth, columns: prediction)")
 st.dataframe(pd.DataFrame(metrics["confusion"], index=classes, columns=classes), width="stretch")
-from sklearn.metrics import precision_recall_curve, roc_curve
+from sklearn.metrics import precision_recall_curve, roc_curve  # noqa: E402  (classifiers only: after the st.stop()s)
 
 target = st.selectbox("Curves for class", classes, index=classes.index(result.positive) if result.positive else 0)
 k = classes.index(target)
@@ -95,9 +98,13 @@ if 0 < truth.sum() < len(truth):
     precision, recall, _ = precision_recall_curve(truth, result.probs[:, k])
     left, right = st.columns(2)
     left.caption("ROC")
-    left.line_chart(pd.DataFrame({"false positive rate": fpr, "true positive rate": tpr}).set_index("false positive rate"))
+    left.line_chart(
+        pd.DataFrame({"false positive rate": fpr, "true positive rate": tpr}).set_index("false positive rate")
+    )
     right.caption("Precision-recall")
-    right.line_chart(pd.DataFrame({"recall": recall, "precision": precision}).drop_duplicates("recall").set_index("recall"))
+    right.line_chart(
+        pd.DataFrame({"recall": recall, "precision": precision}).drop_duplicates("recall").set_index("recall")
+    )
 else:
     st.caption(f"no ROC / PR curve for {target}: the split has only one kind of image for it")
 
@@ -108,5 +115,9 @@ columns = st.columns(4)
 for n, i in enumerate(errors[:GALLERY]):
     image = load_image(result.paths[i], mode="keep")
     overlay = explainer.explain(image, source=result.paths[i]).overlay
-    columns[n % 4].image(overlay, caption=f"{Path(result.paths[i]).name}: true {classes[result.y_true[i]]}, "
-                                          f"predicted {classes[result.y_pred[i]]}", width="stretch")
+    columns[n % 4].image(
+        overlay,
+        caption=f"{Path(result.paths[i]).name}: true {classes[result.y_true[i]]}, "
+        f"predicted {classes[result.y_pred[i]]}",
+        width="stretch",
+    )

@@ -18,8 +18,7 @@ predictor, model_path = common.model_sidebar(root)
 pipeline = common.enhancement_sidebar()
 
 st.title("Inspect")
-st.caption("Uploaded images are processed in memory and never written to disk unless you tick "
-           "\"save to workspace\".")
+st.caption('Uploaded images are processed in memory and never written to disk unless you tick "save to workspace".')
 uploads = st.file_uploader("Images (drag and drop one or many)", type=common.IMAGE_TYPES, accept_multiple_files=True)
 photo = st.camera_input("Take a photo with this device's camera") if st.toggle("Use the camera") else None
 path = st.text_input("...or the path of an image file on this machine", key="image_path").strip()
@@ -47,13 +46,19 @@ left.image(image, caption=f"original {image.shape[1]}x{image.shape[0]}", width="
 right.image(enhanced, caption="enhanced", width="stretch")
 right.caption(f"enhancement: {pipeline.describe()}")
 source = dict(items)[name]
-if isinstance(source, bytes) and st.checkbox("save to workspace", help=f"keep a copy of the upload in {root / 'uploads'}"):
+if isinstance(source, bytes) and st.checkbox(
+    "save to workspace", help=f"keep a copy of the upload in {root / 'uploads'}"
+):
     target = root / "uploads" / Path(name).name
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_bytes(source)
     st.caption(f"saved {target}")
-st.download_button("Download enhanced PNG", common.png_bytes(enhanced), file_name=f"{name.rsplit('.', 1)[0]}_enhanced.png",
-                   mime="image/png")
+st.download_button(
+    "Download enhanced PNG",
+    common.png_bytes(enhanced),
+    file_name=f"{name.rsplit('.', 1)[0]}_enhanced.png",
+    mime="image/png",
+)
 
 if predictor is None:
     st.info("Choose a model in the sidebar to predict.")
@@ -62,17 +67,37 @@ if predictor is None:
 card = predictor.card
 binary = card.task == "classify" and len(card.classes) == 2
 if card.task == "anomaly":
-    threshold = st.sidebar.slider("Anomaly threshold", 0.0, 1.0, float(card.anomaly.decision), 0.01,
-                                  help="normalised anomaly score from which an image is anomalous (0.5: the "
-                                       "threshold calibrated at training)")
-    pixel = st.sidebar.slider("Pixel threshold", 0.0, 1.0, float(card.anomaly.pixel_decision), 0.01,
-                              help="normalised anomaly-map value from which a pixel is anomalous")
+    threshold = st.sidebar.slider(
+        "Anomaly threshold",
+        0.0,
+        1.0,
+        float(card.anomaly.decision),
+        0.01,
+        help="normalised anomaly score from which an image is anomalous (0.5: the threshold calibrated at training)",
+    )
+    pixel = st.sidebar.slider(
+        "Pixel threshold",
+        0.0,
+        1.0,
+        float(card.anomaly.pixel_decision),
+        0.01,
+        help="normalised anomaly-map value from which a pixel is anomalous",
+    )
     predictor = predictor.with_threshold(threshold, pixel_threshold=pixel)
 elif binary or card.task == "segment":
-    default = float((card.postprocess.threshold if card.task == "segment" and card.postprocess
-                     else (card.thresholds or {}).get(card.classes[-1], 0.5)))
-    threshold = st.sidebar.slider("Decision threshold", 0.0, 1.0, default, 0.01,
-                                  help="binary: positive-class probability; segmentation: defect probability of a pixel")
+    default = float(
+        card.postprocess.threshold
+        if card.task == "segment" and card.postprocess
+        else (card.thresholds or {}).get(card.classes[-1], 0.5)
+    )
+    threshold = st.sidebar.slider(
+        "Decision threshold",
+        0.0,
+        1.0,
+        default,
+        0.01,
+        help="binary: positive-class probability; segmentation: defect probability of a pixel",
+    )
     predictor = predictor.with_threshold(threshold)
 
 t0 = time.perf_counter()
@@ -92,7 +117,8 @@ if card.task == "classify":
         opacity = st.slider("Opacity", 0.0, 1.0, 0.5, 0.05)
         try:
             explanation = common.load_explainer(str(model_path), common.stamp(model_path), method).explain(
-                enhanced, opacity=opacity, source=name)
+                enhanced, opacity=opacity, source=name
+            )
             overlay = explanation.overlay
             cam_column = st.columns(2)[0]
             cam_column.image(overlay, width="stretch")
@@ -101,16 +127,21 @@ if card.task == "classify":
             st.error(str(exc))
 elif card.task == "anomaly":
     st.markdown(f"### {prediction.label} · anomaly score {prediction.score:.3f}")
-    st.progress(min(1.0, prediction.score), text=f"score {prediction.score:.3f} (threshold "
-                f"{predictor.card.anomaly.decision:.2f}; raw {prediction.extra['raw_score']:.4g})")
+    st.progress(
+        min(1.0, prediction.score),
+        text=f"score {prediction.score:.3f} (threshold "
+        f"{predictor.card.anomaly.decision:.2f}; raw {prediction.extra['raw_score']:.4g})",
+    )
     overlay = prediction.overlay(enhanced)
     panels = st.columns(3 if prediction.reconstruction is not None else 2)
     panels[0].image(enhanced, caption="input (as the model saw it)", width="stretch")
     panels[1].image(overlay, caption="anomaly map, anomalous regions outlined", width="stretch")
     if prediction.reconstruction is not None:
         panels[2].image(prediction.reconstruction, caption="what the model expected (reconstruction)", width="stretch")
-    st.caption(f"{len(prediction.extra['components'])} region(s), {prediction.extra['anomaly_area_pct']:.2f}% of "
-               "pixels anomalous")
+    st.caption(
+        f"{len(prediction.extra['components'])} region(s), {prediction.extra['anomaly_area_pct']:.2f}% of "
+        "pixels anomalous"
+    )
     for note in card.notes:
         st.warning(note)
 else:
@@ -118,8 +149,10 @@ else:
     st.markdown(f"### {verdict} · largest defect probability {prediction.score:.1%}")
     overlay = prediction.overlay(enhanced)
     st.image(overlay, width="stretch")
-    st.caption(f"{len(prediction.extra.get('components', []))} region(s), "
-               f"{prediction.extra.get('defect_area_pct', 0):.2f}% defect")
+    st.caption(
+        f"{len(prediction.extra.get('components', []))} region(s), "
+        f"{prediction.extra.get('defect_area_pct', 0):.2f}% defect"
+    )
     components = prediction.extra.get("components", [])
     if components:
         st.dataframe(pd.DataFrame(components), width="stretch")
@@ -127,14 +160,24 @@ st.caption(f"{seconds * 1000:.0f} ms (model {prediction.time_ms:.0f} ms)")
 
 downloads = st.columns(2)
 if overlay is not None:
-    downloads[0].download_button("Download overlay PNG", common.png_bytes(overlay),
-                                 file_name=f"{name.rsplit('.', 1)[0]}_overlay.png", mime="image/png")
-downloads[1].download_button("Download JSON log", common.prediction_log(name, pipeline, model_path, card, prediction, seconds),
-                             file_name=f"{name.rsplit('.', 1)[0]}_prediction.json", mime="application/json")
+    downloads[0].download_button(
+        "Download overlay PNG",
+        common.png_bytes(overlay),
+        file_name=f"{name.rsplit('.', 1)[0]}_overlay.png",
+        mime="image/png",
+    )
+downloads[1].download_button(
+    "Download JSON log",
+    common.prediction_log(name, pipeline, model_path, card, prediction, seconds),
+    file_name=f"{name.rsplit('.', 1)[0]}_prediction.json",
+    mime="application/json",
+)
 
 st.subheader("What if?")
-st.caption("The model's confidence in its prediction as one enhancement parameter sweeps its range "
-           "(on top of the current pipeline).")
+st.caption(
+    "The model's confidence in its prediction as one enhancement parameter sweeps its range "
+    "(on top of the current pipeline)."
+)
 choices = [f"{s.name}: {p.name}" for s in STEPS.values() for p in s.params if not p.choices]
 picked = st.selectbox("Parameter", choices, index=None, placeholder="choose a parameter to sweep", key="whatif")
 if picked:
@@ -148,8 +191,11 @@ if picked:
     # sweep the step where it is in the user's pipeline (its other settings kept), or add it at the end
     base = pipeline if step_name in names else Pipeline.of([*pipeline.ops, (step_name, {})])
     index = [n for n, _ in base.ops].index(step_name)
-    measure = {"classify": f"confidence in {prediction.label}", "segment": "largest defect probability",
-               "anomaly": "anomaly score"}[card.task]
+    measure = {
+        "classify": f"confidence in {prediction.label}",
+        "segment": "largest defect probability",
+        "anomaly": "anomaly score",
+    }[card.task]
     curve = []
     try:
         for value in values:

@@ -3,7 +3,6 @@ scores over time, drift windows, alerts and skipped items."""
 
 from __future__ import annotations
 
-
 import pandas as pd
 import streamlit as st
 
@@ -18,8 +17,10 @@ db = st.text_input("History database (SQLAlchemy URL or SQLite file)", value=def
 last = st.select_slider("Show the last images", [100, 1000, 10000, 100000], value=10000, key="monitor_last")
 st.button("Refresh")
 url = as_url(db)
-start = (f"Start monitoring from a shell, e.g.\n\n```\ninspekt monitor --model MODEL.inspekt --source incoming/ "
-         f"--every 10s --window 200 --db {url}\n```\n\nand this page shows its history.")
+start = (
+    f"Start monitoring from a shell, e.g.\n\n```\ninspekt monitor --model MODEL.inspekt --source incoming/ "
+    f"--every 10s --window 200 --db {url}\n```\n\nand this page shows its history."
+)
 if sqlite_file(url) is not None and not sqlite_file(url).is_file():
     st.info(f"No monitoring history at {url} yet. {start}")
     st.stop()
@@ -34,8 +35,11 @@ if not data["images"]:
 
 sources = sorted({r["source"] for r in data["images"]})
 source = st.selectbox("Source", sources, key="monitor_source") if len(sources) > 1 else sources[0]
-data = {**data, "images": [r for r in data["images"] if r["source"] == source],
-        "windows": [w for w in data["windows"] if w["source"] == source]}
+data = {
+    **data,
+    "images": [r for r in data["images"] if r["source"] == source],
+    "windows": [w for w in data["windows"] if w["source"] == source],
+}
 window_ids = {w["id"] for w in data["windows"]}
 data["alerts"] = [a for a in data["alerts"] if a["window_id"] in window_ids]
 summary = summarize_history(data, url)
@@ -50,7 +54,8 @@ latest = summary["windows"][-1] if summary["windows"] else None
 if latest is not None:
     (st.error if latest["drift"] else st.success)(
         f"Latest window ({latest['n']} images, {latest['time']}): "
-        + ("**DRIFT** — " + ", ".join(latest["drifted"]) if latest["drift"] else "no drift"))
+        + ("**DRIFT** — " + ", ".join(latest["drifted"]) if latest["drift"] else "no drift")
+    )
 
 images = pd.DataFrame([r for r in data["images"] if r["status"] == "ok"])
 if not images.empty:
@@ -65,9 +70,19 @@ if not images.empty:
 
 st.subheader("Drift windows")
 if summary["windows"]:
-    windows = pd.DataFrame([{"window": w["id"], "time": w["time"], "images": w["n"],
-                             "verdict": "drift" if w["drift"] else "ok", "drift score": w["drift_score"],
-                             "drifted checks": ", ".join(w["drifted"] or [])} for w in summary["windows"]])
+    windows = pd.DataFrame(
+        [
+            {
+                "window": w["id"],
+                "time": w["time"],
+                "images": w["n"],
+                "verdict": "drift" if w["drift"] else "ok",
+                "drift score": w["drift_score"],
+                "drifted checks": ", ".join(w["drifted"] or []),
+            }
+            for w in summary["windows"]
+        ]
+    )
     windows["time"] = pd.to_datetime(windows["time"])
     if windows["drift score"].notna().any():  # points, not bars: a score of 0 (the usual case) stays visible
         st.scatter_chart(windows, x="time", y="drift score", color="verdict")

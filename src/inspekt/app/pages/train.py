@@ -9,20 +9,29 @@ import time
 import pandas as pd
 import streamlit as st
 
-from inspekt.app import common, jobs
 from inspekt.anomaly_training import DEFAULT_METHOD
+from inspekt.app import common, jobs
 from inspekt.models import list_models
 
 root = common.workspace()
 st.title("Train")
-DEFAULTS = {"classify": ("surfaces", "tiny_cnn"), "segment": ("surfaces-seg", "tiny_unet"),
-            "anomaly": ("surfaces-mvtec", DEFAULT_METHOD)}  # task: (demo dataset, default model)
+DEFAULTS = {
+    "classify": ("surfaces", "tiny_cnn"),
+    "segment": ("surfaces-seg", "tiny_unet"),
+    "anomaly": ("surfaces-mvtec", DEFAULT_METHOD),
+}  # task: (demo dataset, default model)
 task = st.selectbox("Task", list(DEFAULTS), help="anomaly: trained on the normal images only (good, ok, ...)")
 data = st.text_input("Dataset (folder or CSV)", value=str(root / "data" / DEFAULTS[task][0]))
 left, middle, right = st.columns(3)
 model = left.selectbox("Model", list_models(task), index=list_models(task).index(DEFAULTS[task][1]))
-epochs = middle.number_input("Epochs", 1, 500, None if task == "anomaly" else 10, placeholder="the method's default",
-                             help="anomaly methods: empty keeps each method's own default")
+epochs = middle.number_input(
+    "Epochs",
+    1,
+    500,
+    None if task == "anomaly" else 10,
+    placeholder="the method's default",
+    help="anomaly methods: empty keeps each method's own default",
+)
 imgsz = right.number_input("Image size", 16, 1024, 64, step=16)
 st.session_state.setdefault("run_name", f"{task}-{time.strftime('%Y%m%d-%H%M%S')}")  # set once: typing is kept
 st.text_input("Run name", key="run_name")
@@ -36,8 +45,10 @@ def _start() -> None:
         return
     options = {"model": model, "imgsz": int(imgsz)} | ({"epochs": int(epochs)} if epochs else {})
     job = jobs.start(root, task, data, name, options)
-    st.session_state["train_message"] = ("success", f"started {job.name} (process {job.pid}); it keeps running "
-                                                    "if you leave this page")
+    st.session_state["train_message"] = (
+        "success",
+        f"started {job.name} (process {job.pid}); it keeps running if you leave this page",
+    )
     st.session_state["run_name"] = f"{task}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 

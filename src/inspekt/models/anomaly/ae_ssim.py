@@ -16,9 +16,17 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..registry import register_model
-from .base import AnomalyNet, FitData, FitSettings, check_common, gaussian_kernel, smooth, top_k_mean
-from .ssim import SSIM, from_unit, to_unit
+from inspekt.models.anomaly.base import (
+    AnomalyNet,
+    FitData,
+    FitSettings,
+    check_common,
+    gaussian_kernel,
+    smooth,
+    top_k_mean,
+)
+from inspekt.models.anomaly.ssim import SSIM, from_unit, to_unit
+from inspekt.models.registry import register_model
 
 BOTTLENECK_GRID = 8  # the encoder halves the image until it is 8 x 8, whatever the input size
 MAX_DOUBLINGS = 3  # channels double per stage up to 8 x width, which bounds the parameter count
@@ -81,13 +89,17 @@ class ConvAutoencoder(nn.Module):
         stages = int(math.log2(input_size // BOTTLENECK_GRID))
         widths = [width * 2 ** min(i, MAX_DOUBLINGS) for i in range(stages)]
         down = [_conv(c_in, c_out, stride=2) for c_in, c_out in zip([in_chans] + widths[:-1], widths)]
-        self.encoder = nn.Sequential(*down, _conv(widths[-1], widths[-1]),
-                                     nn.Conv2d(widths[-1], latent, BOTTLENECK_GRID))
+        self.encoder = nn.Sequential(
+            *down, _conv(widths[-1], widths[-1]), nn.Conv2d(widths[-1], latent, BOTTLENECK_GRID)
+        )
         up = [nn.ConvTranspose2d(latent, widths[-1], BOTTLENECK_GRID), nn.LeakyReLU(0.2, inplace=True)]
         up += [_up(c_in, c_out) for c_in, c_out in zip(widths[::-1], widths[::-1][1:])]
         # the last stage upsamples straight to the output: a convolution at full resolution costs most
-        self.decoder = nn.Sequential(*up, nn.Upsample(scale_factor=2.0, mode="bilinear", align_corners=False),
-                                     nn.Conv2d(width, in_chans, 3, padding=1))
+        self.decoder = nn.Sequential(
+            *up,
+            nn.Upsample(scale_factor=2.0, mode="bilinear", align_corners=False),
+            nn.Conv2d(width, in_chans, 3, padding=1),
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.decoder(self.encoder(x))
@@ -120,8 +132,9 @@ def augment(unit: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return (shifted * gain + offset).clamp(0, 1)
 
 
-def train_autoencoder(net: ConvAutoencoder, data: FitData, settings: FitSettings, ssim: SSIM,
-                      mean: torch.Tensor, std: torch.Tensor) -> None:
+def train_autoencoder(
+    net: ConvAutoencoder, data: FitData, settings: FitSettings, ssim: SSIM, mean: torch.Tensor, std: torch.Tensor
+) -> None:
     """Train ``net`` to reconstruct the (augmented) training images under the SSIM + L1 loss.
 
     Args:
@@ -149,8 +162,14 @@ def train_autoencoder(net: ConvAutoencoder, data: FitData, settings: FitSettings
             optimizer.step()
             scheduler.step()
             total, seen = total + loss.item() * len(index), seen + len(index)
-        settings.log({"epoch": epoch, "epochs": epochs, "loss": round(total / seen, 5),
-                      "seconds": round(time.perf_counter() - start, 1)})
+        settings.log(
+            {
+                "epoch": epoch,
+                "epochs": epochs,
+                "loss": round(total / seen, 5),
+                "seconds": round(time.perf_counter() - start, 1),
+            }
+        )
     net.eval()
 
 
@@ -168,11 +187,16 @@ class AESSIM(AnomalyNet):
 
     has_reconstruction = True
 
-    def __init__(self, *, in_chans: int, input_size: int, width: int, latent: int, top_k: float,
-                 smooth_sigma: float):
+    def __init__(self, *, in_chans: int, input_size: int, width: int, latent: int, top_k: float, smooth_sigma: float):
         super().__init__()
-        self.config = {"in_chans": in_chans, "input_size": input_size, "width": width, "latent": latent,
-                       "top_k": top_k, "smooth_sigma": smooth_sigma}
+        self.config = {
+            "in_chans": in_chans,
+            "input_size": input_size,
+            "width": width,
+            "latent": latent,
+            "top_k": top_k,
+            "smooth_sigma": smooth_sigma,
+        }
         self.autoencoder = ConvAutoencoder(in_chans=in_chans, input_size=input_size, width=width, latent=latent)
         self.ssim = BandedSSIM(in_chans, input_size)
         self.register_buffer("mean", torch.zeros(in_chans))
@@ -203,8 +227,10 @@ class AESSIM(AnomalyNet):
 
     def notes(self) -> list[str]:
         """User-facing caveats."""
-        return ["Trained from scratch (no pretrained weights): needs a few hundred normal images or more.",
-                "Defects the autoencoder can reproduce (e.g. small dark spots on dark areas) stay invisible."]
+        return [
+            "Trained from scratch (no pretrained weights): needs a few hundred normal images or more.",
+            "Defects the autoencoder can reproduce (e.g. small dark spots on dark areas) stay invisible.",
+        ]
 
 
 def check_autoencoder(width: int, latent: int) -> None:
@@ -231,10 +257,14 @@ def check_map(top_k: float, smooth_sigma: float) -> None:
         raise ValueError(f"smooth_sigma={smooth_sigma!r} must be in [0, 8] pixels (0 = no smoothing)")
 
 
-@register_model("ae_ssim", task="anomaly",
-                description="convolutional autoencoder, SSIM + L1 loss; map = 1 - SSIM(input, reconstruction)")
-def ae_ssim(*, in_chans: int, input_size: int, width: int = 8, latent: int = 128, top_k: float = 0.01,
-            smooth_sigma: float = 2.0) -> AESSIM:
+@register_model(
+    "ae_ssim",
+    task="anomaly",
+    description="convolutional autoencoder, SSIM + L1 loss; map = 1 - SSIM(input, reconstruction)",
+)
+def ae_ssim(
+    *, in_chans: int, input_size: int, width: int = 8, latent: int = 128, top_k: float = 0.01, smooth_sigma: float = 2.0
+) -> AESSIM:
     """Build the SSIM autoencoder.
 
     Args:
@@ -254,5 +284,11 @@ def ae_ssim(*, in_chans: int, input_size: int, width: int = 8, latent: int = 128
     check_common(in_chans, input_size)
     check_autoencoder(width, latent)
     check_map(top_k, smooth_sigma)
-    return AESSIM(in_chans=in_chans, input_size=input_size, width=width, latent=latent, top_k=float(top_k),
-                  smooth_sigma=float(smooth_sigma))
+    return AESSIM(
+        in_chans=in_chans,
+        input_size=input_size,
+        width=width,
+        latent=latent,
+        top_k=float(top_k),
+        smooth_sigma=float(smooth_sigma),
+    )

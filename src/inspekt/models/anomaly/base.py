@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ...anomaly import ANOMALY_MAP, RECONSTRUCTION, SCORE  # the output names the Predictor reads
+from inspekt.anomaly import ANOMALY_MAP, RECONSTRUCTION, SCORE  # the output names the Predictor reads
 
 
 @dataclass(frozen=True)
@@ -132,8 +132,10 @@ class AnomalyNet(nn.Module):
 
 def _refuse_unfitted(module: AnomalyNet, inputs) -> None:
     if not torch.jit.is_tracing() and not bool(module.fitted):
-        raise RuntimeError(f"{type(module).__name__} is not fitted: call fit(data, settings) first, or load a "
-                           "trained bundle (inspekt.load_model)")
+        raise RuntimeError(
+            f"{type(module).__name__} is not fitted: call fit(data, settings) first, or load a "
+            "trained bundle (inspekt.load_model)"
+        )
 
 
 def _marking_fitted(fit):

@@ -22,19 +22,23 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..registry import register_model
-from ..segment import TinyUNet
-from .base import AnomalyNet, FitData, FitSettings, check_common
-from .ssim import SSIM, from_unit, to_unit
-from .synthetic import SyntheticAnomalies
+from inspekt.models.anomaly.base import AnomalyNet, FitData, FitSettings, check_common
+from inspekt.models.anomaly.ssim import SSIM, from_unit, to_unit
+from inspekt.models.anomaly.synthetic import SyntheticAnomalies
+from inspekt.models.registry import register_model
+from inspekt.models.segment import TinyUNet
 
 DEPTH = 4  # down-sampling steps of both networks: the bottleneck is input_size / 16 pixels wide
 
 
 def _conv_block(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
     return nn.Sequential(
-        nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True),
-        nn.Conv2d(c_out, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True),
+        nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(c_out, c_out, 3, padding=1, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(inplace=True),
     )
 
 
@@ -45,8 +49,9 @@ class Reconstructor(nn.Module):
     def __init__(self, in_chans: int, width: int):
         super().__init__()
         widths = [width * 2**i for i in range(DEPTH)]
-        self.encoder = nn.Sequential(*[_conv_block(c_in, c_out, stride=2)
-                                       for c_in, c_out in zip([in_chans] + widths[:-1], widths)])
+        self.encoder = nn.Sequential(
+            *[_conv_block(c_in, c_out, stride=2) for c_in, c_out in zip([in_chans] + widths[:-1], widths)]
+        )
         decoder = []
         for c_in, c_out in zip(reversed(widths), list(reversed(widths))[1:] + [width]):
             decoder += [nn.Upsample(scale_factor=2.0, mode="bilinear", align_corners=False), _conv_block(c_in, c_out)]
@@ -63,7 +68,7 @@ def focal_loss(logits: torch.Tensor, masks: torch.Tensor, gamma: float = 2.0) ->
     """Mean focal loss (Lin et al. 2017) of 2-class logits (N, 2, H, W) against 0/1 masks (N, H, W):
     down-weights the easy background pixels that make up most of every image."""
     log_p = torch.log_softmax(logits, dim=1).gather(1, masks.long().unsqueeze(1)).squeeze(1)
-    return (-(1 - log_p.exp()) ** gamma * log_p).mean()
+    return (-((1 - log_p.exp()) ** gamma) * log_p).mean()
 
 
 class DRAEM(AnomalyNet):
@@ -71,16 +76,29 @@ class DRAEM(AnomalyNet):
 
     has_reconstruction = True
 
-    def __init__(self, *, in_chans: int, input_size: int, width: int, epochs: int, lr: float, batch: int,
-                 anomaly_ratio: float, score_window: float, epoch_images: int, stem_stride: int):
+    def __init__(
+        self,
+        *,
+        in_chans: int,
+        input_size: int,
+        width: int,
+        epochs: int,
+        lr: float,
+        batch: int,
+        anomaly_ratio: float,
+        score_window: float,
+        epoch_images: int,
+        stem_stride: int,
+    ):
         super().__init__()
         self.in_chans, self.input_size, self.width = in_chans, input_size, width
         self.epochs, self.lr, self.batch = epochs, lr, batch
         self.anomaly_ratio, self.score_window, self.epoch_images = anomaly_ratio, score_window, epoch_images
         self.stem_stride = stem_stride
         self.reconstructor = Reconstructor(in_chans, width)
-        self.discriminator = TinyUNet(num_classes=2, in_chans=2 * in_chans, width=width, depth=DEPTH,
-                                      stem_stride=stem_stride)
+        self.discriminator = TinyUNet(
+            num_classes=2, in_chans=2 * in_chans, width=width, depth=DEPTH, stem_stride=stem_stride
+        )
         self.register_buffer("mean", torch.zeros(in_chans))
         self.register_buffer("std", torch.ones(in_chans))
         # an odd window keeps the pooled map centred on the pixels it summarises
@@ -111,8 +129,9 @@ class DRAEM(AnomalyNet):
         # fresh synthetic anomaly), so a few dozen images get as many steps as thousands
         steps = max(1, self.epoch_images // batch)
         optimizer = torch.optim.Adam(self.parameters(), lr=settings.lr or self.lr)
-        schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=settings.lr or self.lr,
-                                                       total_steps=epochs * steps, pct_start=0.1)
+        schedule = torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=settings.lr or self.lr, total_steps=epochs * steps, pct_start=0.1
+        )
         synthetic = SyntheticAnomalies(data.images, rng, self.anomaly_ratio)
         ssim = SSIM(self.in_chans).to(settings.device)
         for epoch in range(1, epochs + 1):
@@ -126,8 +145,14 @@ class DRAEM(AnomalyNet):
                 optimizer.step()
                 schedule.step()
                 total += loss.item()
-            settings.log({"epoch": epoch, "epochs": epochs, "loss": round(total / steps, 5),
-                          "seconds": round(time.perf_counter() - start, 2)})
+            settings.log(
+                {
+                    "epoch": epoch,
+                    "epochs": epochs,
+                    "loss": round(total / steps, 5),
+                    "seconds": round(time.perf_counter() - start, 2),
+                }
+            )
         return self.eval()
 
     def _start(self, data: FitData, settings: FitSettings) -> np.random.Generator:
@@ -142,8 +167,9 @@ class DRAEM(AnomalyNet):
         self.to(settings.device).train()
         return np.random.default_rng(settings.seed)
 
-    def _loss(self, data: FitData, index: np.ndarray, synthetic: SyntheticAnomalies, ssim: SSIM,
-              device: torch.device) -> torch.Tensor:
+    def _loss(
+        self, data: FitData, index: np.ndarray, synthetic: SyntheticAnomalies, ssim: SSIM, device: torch.device
+    ) -> torch.Tensor:
         """Reconstruction (L2 + SSIM) plus segmentation (focal) loss on one synthetic batch."""
         clean = data.images[index].astype(np.float32) / 255
         augmented, masks = synthetic.batch(clean)
@@ -151,8 +177,11 @@ class DRAEM(AnomalyNet):
         reconstruction = self.reconstructor(augmented).contiguous()
         logits = self.discriminator(torch.cat([augmented, reconstruction], dim=1))
         similarity = ssim(self._half_pixels(reconstruction), self._half_pixels(target))
-        return (nn.functional.mse_loss(reconstruction, target) + (1 - similarity).mean()
-                + focal_loss(logits, torch.from_numpy(masks).to(device)))
+        return (
+            nn.functional.mse_loss(reconstruction, target)
+            + (1 - similarity).mean()
+            + focal_loss(logits, torch.from_numpy(masks).to(device))
+        )
 
     def _half_pixels(self, x: torch.Tensor) -> torch.Tensor:
         """Normalised inputs -> [0, 1] pixels at half resolution, where the SSIM loss is computed: 4x
@@ -165,24 +194,47 @@ class DRAEM(AnomalyNet):
 
     def card_params(self) -> dict[str, Any]:
         """Builder keywords that rebuild this module."""
-        return {"in_chans": self.in_chans, "input_size": self.input_size, "width": self.width,
-                "epochs": self.epochs, "lr": self.lr, "batch": self.batch, "anomaly_ratio": self.anomaly_ratio,
-                "score_window": self.score_window, "epoch_images": self.epoch_images,
-                "stem_stride": self.stem_stride}
+        return {
+            "in_chans": self.in_chans,
+            "input_size": self.input_size,
+            "width": self.width,
+            "epochs": self.epochs,
+            "lr": self.lr,
+            "batch": self.batch,
+            "anomaly_ratio": self.anomaly_ratio,
+            "score_window": self.score_window,
+            "epoch_images": self.epoch_images,
+            "stem_stride": self.stem_stride,
+        }
 
     def notes(self) -> list[str]:
         """User-facing caveats."""
-        return ["trained from scratch on synthetic anomalies (Perlin-noise blobs of procedural textures and "
-                "shifted training images): defects unlike those may score lower",
-                "the anomaly map is a probability from the discriminative network; the image score is its "
-                f"maximum after a {self.pool_size} px box filter"]
+        return [
+            "trained from scratch on synthetic anomalies (Perlin-noise blobs of procedural textures and "
+            "shifted training images): defects unlike those may score lower",
+            "the anomaly map is a probability from the discriminative network; the image score is its "
+            f"maximum after a {self.pool_size} px box filter",
+        ]
 
 
-@register_model("draem", task="anomaly",
-                 description="DRAEM: reconstruct + segment synthetic anomalies, trained from scratch (CPU-sized)")
-def draem(*, in_chans: int, input_size: int, width: int = 8, epochs: int = 10, lr: float = 2e-3, batch: int = 16,
-          anomaly_ratio: float = 0.5, score_window: float = 0.02, epoch_images: int = 3200,
-          stem_stride: int = 2) -> DRAEM:
+@register_model(
+    "draem",
+    task="anomaly",
+    description="DRAEM: reconstruct + segment synthetic anomalies, trained from scratch (CPU-sized)",
+)
+def draem(
+    *,
+    in_chans: int,
+    input_size: int,
+    width: int = 8,
+    epochs: int = 10,
+    lr: float = 2e-3,
+    batch: int = 16,
+    anomaly_ratio: float = 0.5,
+    score_window: float = 0.02,
+    epoch_images: int = 3200,
+    stem_stride: int = 2,
+) -> DRAEM:
     """Build a DRAEM anomaly model.
 
     Args:
@@ -205,18 +257,36 @@ def draem(*, in_chans: int, input_size: int, width: int = 8, epochs: int = 10, l
     """
     check_common(in_chans, input_size)
     for key, value, ok, allowed in (
-            ("width", width, isinstance(width, int) and 4 <= width <= 128, "an integer 4..128"),
-            ("epochs", epochs, isinstance(epochs, int) and 1 <= epochs <= 10000, "an integer 1..10000"),
-            ("lr", lr, isinstance(lr, (int, float)) and 0 < lr <= 1, "in (0, 1]"),
-            ("batch", batch, isinstance(batch, int) and 2 <= batch <= 1024, "an integer 2..1024"),
-            ("anomaly_ratio", anomaly_ratio, isinstance(anomaly_ratio, (int, float)) and 0 < anomaly_ratio < 1,
-             "in (0, 1)"),
-            ("score_window", score_window, isinstance(score_window, (int, float)) and 0 <= score_window <= 0.5,
-             "in [0, 0.5]"),
-            ("epoch_images", epoch_images, isinstance(epoch_images, int) and epoch_images >= 1, "an integer >= 1"),
-            ("stem_stride", stem_stride, stem_stride in (1, 2), "1 or 2")):
+        ("width", width, isinstance(width, int) and 4 <= width <= 128, "an integer 4..128"),
+        ("epochs", epochs, isinstance(epochs, int) and 1 <= epochs <= 10000, "an integer 1..10000"),
+        ("lr", lr, isinstance(lr, (int, float)) and 0 < lr <= 1, "in (0, 1]"),
+        ("batch", batch, isinstance(batch, int) and 2 <= batch <= 1024, "an integer 2..1024"),
+        (
+            "anomaly_ratio",
+            anomaly_ratio,
+            isinstance(anomaly_ratio, (int, float)) and 0 < anomaly_ratio < 1,
+            "in (0, 1)",
+        ),
+        (
+            "score_window",
+            score_window,
+            isinstance(score_window, (int, float)) and 0 <= score_window <= 0.5,
+            "in [0, 0.5]",
+        ),
+        ("epoch_images", epoch_images, isinstance(epoch_images, int) and epoch_images >= 1, "an integer >= 1"),
+        ("stem_stride", stem_stride, stem_stride in (1, 2), "1 or 2"),
+    ):
         if not ok:
             raise ValueError(f"{key}={value!r} must be {allowed}")
-    return DRAEM(in_chans=in_chans, input_size=input_size, width=width, epochs=epochs, lr=float(lr), batch=batch,
-                 anomaly_ratio=float(anomaly_ratio), score_window=float(score_window), epoch_images=epoch_images,
-                 stem_stride=stem_stride)
+    return DRAEM(
+        in_chans=in_chans,
+        input_size=input_size,
+        width=width,
+        epochs=epochs,
+        lr=float(lr),
+        batch=batch,
+        anomaly_ratio=float(anomaly_ratio),
+        score_window=float(score_window),
+        epoch_images=epoch_images,
+        stem_stride=stem_stride,
+    )

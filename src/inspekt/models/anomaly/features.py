@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .base import FitData, FitSettings
+from inspekt.models.anomaly.base import FitData, FitSettings
 
 BUILD_SEED = 0  # random backbone weights are the same on every build, hence every fit is reproducible
 TORCH_SUFFIXES = (".pth", ".pt", ".bin")
@@ -53,8 +53,15 @@ class FeatureExtractor(nn.Module):
         ValueError: unknown architecture, unavailable levels, or a weights file that does not fit.
     """
 
-    def __init__(self, *, backbone: str, in_chans: int, layers: Sequence[int], weights: str | None = None,
-                 zero_init_last: bool = True):
+    def __init__(
+        self,
+        *,
+        backbone: str,
+        in_chans: int,
+        layers: Sequence[int],
+        weights: str | None = None,
+        zero_init_last: bool = True,
+    ):
         super().__init__()
         self.backbone = backbone
         self.net = _create(backbone, in_chans, tuple(layers), zero_init_last)
@@ -81,8 +88,10 @@ class FeatureExtractor(nn.Module):
     def notes(self) -> list[str]:
         """User-facing caveats about the backbone's weights."""
         if not int(self.pretrained):
-            return [f"backbone {self.backbone} has random weights (no pretrained file given): feature-statistics "
-                    "methods are much weaker without pretrained weights; pass weights=FILE"]
+            return [
+                f"backbone {self.backbone} has random weights (no pretrained file given): feature-statistics "
+                "methods are much weaker without pretrained weights; pass weights=FILE"
+            ]
         source = f"from {self.weights_name}" if self.weights_name else "from a local file"
         return [f"backbone {self.backbone} uses pretrained weights {source}"]
 
@@ -116,8 +125,9 @@ def _read_state(path: Path) -> dict[str, torch.Tensor]:
 
         return load_file(os.fspath(path))
     if path.suffix not in TORCH_SUFFIXES:
-        raise ValueError(f"weights={path.name!r}: unknown format {path.suffix!r}; use .safetensors or "
-                         f"{', '.join(TORCH_SUFFIXES)}")
+        raise ValueError(
+            f"weights={path.name!r}: unknown format {path.suffix!r}; use .safetensors or {', '.join(TORCH_SUFFIXES)}"
+        )
     state = torch.load(os.fspath(path), map_location="cpu", weights_only=True)
     for key in WRAPPER_KEYS:  # training checkpoints often wrap the state dict
         if isinstance(state, dict) and isinstance(state.get(key), dict):
@@ -150,11 +160,15 @@ def _load_weights(net: nn.Module, path: Path, backbone: str) -> None:
             mismatched.append(f"{name} {tuple(tensor.shape)} != {tuple(target.shape)}")
     if missing or mismatched:
         unexpected = [name for name in state if name not in own]
-        found = [f"{len(names)} {kind} ({', '.join(names[:4])}{', ...' if len(names) > 4 else ''})"
-                 for kind, names in (("missing", missing), ("mismatched", mismatched), ("unexpected", unexpected))
-                 if names]
-        raise ValueError(f"weights={path.name!r} does not fit backbone {backbone}: {'; '.join(found)}; "
-                         "use the timm state dict of the same architecture")
+        found = [
+            f"{len(names)} {kind} ({', '.join(names[:4])}{', ...' if len(names) > 4 else ''})"
+            for kind, names in (("missing", missing), ("mismatched", mismatched), ("unexpected", unexpected))
+            if names
+        ]
+        raise ValueError(
+            f"weights={path.name!r} does not fit backbone {backbone}: {'; '.join(found)}; "
+            "use the timm state dict of the same architecture"
+        )
     net.load_state_dict(fitted, strict=True)
 
 

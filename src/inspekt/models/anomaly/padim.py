@@ -13,9 +13,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..registry import register_model
-from .base import AnomalyNet, FitData, FitSettings, check_common, gaussian_kernel, smooth
-from .features import FeatureExtractor, map_sigma, training_batches
+from inspekt.models.anomaly.base import AnomalyNet, FitData, FitSettings, check_common, gaussian_kernel, smooth
+from inspekt.models.anomaly.features import FeatureExtractor, map_sigma, training_batches
+from inspekt.models.registry import register_model
 
 MAX_COVARIANCE_BYTES = 1 << 30  # the per-position covariances live in memory, in the weights and in the ONNX file
 DEFAULT_BATCH = 32
@@ -24,25 +24,39 @@ DEFAULT_BATCH = 32
 class Padim(AnomalyNet):
     """Per-position Gaussians of backbone features (see the module docstring)."""
 
-    def __init__(self, *, in_chans: int, input_size: int, backbone: str, layers: tuple[int, ...], d: int,
-                 eps: float, sigma: float, weights: str | None):
+    def __init__(
+        self,
+        *,
+        in_chans: int,
+        input_size: int,
+        backbone: str,
+        layers: tuple[int, ...],
+        d: int,
+        eps: float,
+        sigma: float,
+        weights: str | None,
+    ):
         super().__init__()
         self.in_chans, self.input_size, self.eps = in_chans, input_size, eps
         # random residual branches make richer random features for the Gaussians (dice image AUROC 0.96
         # instead of 0.87 with timm's zeroed residual branches)
-        self.extractor = FeatureExtractor(backbone=backbone, in_chans=in_chans, layers=layers, weights=weights,
-                                          zero_init_last=False)
+        self.extractor = FeatureExtractor(
+            backbone=backbone, in_chans=in_chans, layers=layers, weights=weights, zero_init_last=False
+        )
         total = sum(self.extractor.channels)
         if not isinstance(d, int) or not 1 <= d <= total:
-            raise ValueError(f"d={d!r} must be an integer 1..{total} (the channels of {backbone} "
-                             f"layers {list(layers)})")
+            raise ValueError(
+                f"d={d!r} must be an integer 1..{total} (the channels of {backbone} layers {list(layers)})"
+            )
         self.grid = input_size // self.extractor.strides[0]
         positions = self.grid**2
         needed = positions * d * d * 8 * 3  # the fit's peak: float64 sums, their inverse and its factor
         if needed > MAX_COVARIANCE_BYTES:
-            raise ValueError(f"d={d} at input_size={input_size} needs {needed / 2**30:.1f} GiB for its covariances "
-                             f"({positions} positions x {d}x{d}), over the {MAX_COVARIANCE_BYTES / 2**30:.0f} GiB "
-                             "bound; lower d or input_size, or use patchcore")
+            raise ValueError(
+                f"d={d} at input_size={input_size} needs {needed / 2**30:.1f} GiB for its covariances "
+                f"({positions} positions x {d}x{d}), over the {MAX_COVARIANCE_BYTES / 2**30:.0f} GiB "
+                "bound; lower d or input_size, or use patchcore"
+            )
         self.register_buffer("channel_index", torch.arange(d))
         self.register_buffer("mean", torch.zeros(positions, d))
         # precision = factor @ factor.T, so the squared distance is a sum of squares: never negative
@@ -63,8 +77,9 @@ class Padim(AnomalyNet):
         delta = embedding.flatten(2).permute(2, 0, 1) - self.mean.unsqueeze(1)
         squared = torch.bmm(delta, self.precision_factor).pow(2).sum(dim=2)
         distance = squared.sqrt().transpose(0, 1).reshape(-1, 1, self.grid, self.grid)
-        full = nn.functional.interpolate(distance, size=(self.input_size, self.input_size), mode="bilinear",
-                                         align_corners=False)
+        full = nn.functional.interpolate(
+            distance, size=(self.input_size, self.input_size), mode="bilinear", align_corners=False
+        )
         anomaly_map = smooth(full, self.kernel)
         return anomaly_map, anomaly_map.flatten(1).amax(dim=1)
 
@@ -112,19 +127,34 @@ class Padim(AnomalyNet):
         return mean + shift.squeeze(1), covariance
 
     def card_params(self) -> dict[str, Any]:
-        return {"in_chans": self.in_chans,
-                "input_size": self.input_size, "backbone": self.extractor.backbone, "layers": list(self.layers),
-                "d": int(self.channel_index.numel()), "eps": self.eps, "sigma": self.sigma}
+        return {
+            "in_chans": self.in_chans,
+            "input_size": self.input_size,
+            "backbone": self.extractor.backbone,
+            "layers": list(self.layers),
+            "d": int(self.channel_index.numel()),
+            "eps": self.eps,
+            "sigma": self.sigma,
+        }
 
     def notes(self) -> list[str]:
         return self.extractor.notes()
 
 
-@register_model("padim", task="anomaly",
-                description="PaDiM: per-position Gaussians of backbone features (Defard et al. 2020)")
-def padim(*, in_chans: int, input_size: int, backbone: str = "resnet18",
-          layers: list[int] | tuple[int, ...] = (1, 2, 3), d: int = 100, eps: float = 0.01,
-          sigma: float | None = None, weights: str | None = None) -> Padim:
+@register_model(
+    "padim", task="anomaly", description="PaDiM: per-position Gaussians of backbone features (Defard et al. 2020)"
+)
+def padim(
+    *,
+    in_chans: int,
+    input_size: int,
+    backbone: str = "resnet18",
+    layers: list[int] | tuple[int, ...] = (1, 2, 3),
+    d: int = 100,
+    eps: float = 0.01,
+    sigma: float | None = None,
+    weights: str | None = None,
+) -> Padim:
     """Build PaDiM over a timm backbone (random weights unless ``weights`` names a local file).
 
     Args:
@@ -148,5 +178,13 @@ def padim(*, in_chans: int, input_size: int, backbone: str = "resnet18",
     if not isinstance(eps, (int, float)) or not 0 < eps <= 10:
         raise ValueError(f"eps={eps!r} must lie in (0, 10]")
     sigma = map_sigma(sigma, input_size)
-    return Padim(in_chans=in_chans, input_size=input_size, backbone=backbone, layers=tuple(layers), d=d,
-                 eps=float(eps), sigma=sigma, weights=weights)
+    return Padim(
+        in_chans=in_chans,
+        input_size=input_size,
+        backbone=backbone,
+        layers=tuple(layers),
+        d=d,
+        eps=float(eps),
+        sigma=sigma,
+        weights=weights,
+    )

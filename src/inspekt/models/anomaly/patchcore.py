@@ -14,9 +14,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..registry import register_model
-from .base import AnomalyNet, FitData, FitSettings, check_common, gaussian_kernel, smooth
-from .features import FeatureExtractor, map_sigma, training_batches
+from inspekt.models.anomaly.base import AnomalyNet, FitData, FitSettings, check_common, gaussian_kernel, smooth
+from inspekt.models.anomaly.features import FeatureExtractor, map_sigma, training_batches
+from inspekt.models.registry import register_model
 
 DEFAULT_BATCH = 32
 MAX_CANDIDATES = 100_000  # patches kept before the global coreset: bounds fitting time and memory
@@ -28,21 +28,45 @@ MAX_BANK_ROWS = 262_144
 class Patchcore(AnomalyNet):
     """Nearest-neighbour distances to a coreset of normal patch features (see the module docstring)."""
 
-    def __init__(self, *, in_chans: int, input_size: int, backbone: str, layers: tuple[int, ...], feature_dim: int,
-                 coreset_ratio: float, max_memory: int, bank_rows: int, reweight: bool, neighbours: int,
-                 sigma: float, weights: str | None):
+    def __init__(
+        self,
+        *,
+        in_chans: int,
+        input_size: int,
+        backbone: str,
+        layers: tuple[int, ...],
+        feature_dim: int,
+        coreset_ratio: float,
+        max_memory: int,
+        bank_rows: int,
+        reweight: bool,
+        neighbours: int,
+        sigma: float,
+        weights: str | None,
+    ):
         super().__init__()
-        self.hyper = {"in_chans": in_chans, "input_size": input_size, "backbone": backbone, "layers": list(layers),
-                      "feature_dim": feature_dim, "coreset_ratio": coreset_ratio, "max_memory": max_memory,
-                      "reweight": reweight, "neighbours": neighbours, "sigma": sigma}
+        self.hyper = {
+            "in_chans": in_chans,
+            "input_size": input_size,
+            "backbone": backbone,
+            "layers": list(layers),
+            "feature_dim": feature_dim,
+            "coreset_ratio": coreset_ratio,
+            "max_memory": max_memory,
+            "reweight": reweight,
+            "neighbours": neighbours,
+            "sigma": sigma,
+        }
         self.bank_note = None  # how the bank was chosen, known after fit
         # timm's zeroed residual branches suit the nearest-neighbour search better with random weights
         # (dice image AUROC 0.97 instead of 0.90 with random residual branches, 500 training images)
         self.extractor = FeatureExtractor(backbone=backbone, in_chans=in_chans, layers=layers, weights=weights)
         channels = sum(self.extractor.channels)
         if not isinstance(feature_dim, int) or not 0 <= feature_dim <= channels:
-            raise ValueError(f"feature_dim={feature_dim!r} must be 0 (keep all) or 1..{channels} (the channels of "
-                             f"{backbone} layers {list(layers)})")
+            raise ValueError(
+                f"feature_dim={feature_dim!r} must be 0 (keep all) or 1..{channels} (the channels of "
+                f"{backbone} layers {list(layers)})"
+            )
         self.dim = feature_dim or channels
         self.grid = input_size // self.extractor.strides[0]
         self.input_size, self.reweight = input_size, reweight
@@ -56,8 +80,9 @@ class Patchcore(AnomalyNet):
         """(N, C, H, W) images -> (N, P, D) locally aggregated patch features, P = grid x grid."""
         maps = [nn.functional.avg_pool2d(m, 3, stride=1, padding=1) for m in self.extractor(x)]
         size = maps[0].shape[-2:]
-        upsampled = [maps[0]] + [nn.functional.interpolate(m, size=size, mode="bilinear", align_corners=False)
-                                 for m in maps[1:]]
+        upsampled = [maps[0]] + [
+            nn.functional.interpolate(m, size=size, mode="bilinear", align_corners=False) for m in maps[1:]
+        ]
         rows = torch.cat(upsampled, dim=1).flatten(2).transpose(1, 2)
         return rows if self.channel_pooling is None else rows @ self.channel_pooling
 
@@ -65,7 +90,7 @@ class Patchcore(AnomalyNet):
         """Squared distance to, and index of, each row's nearest bank row ((R, D), (M, D) -> (R,), (R,))."""
         best, best_index = None, None
         for start in range(0, bank.shape[0], SEARCH_CHUNK):  # a fixed unrolled loop in the ONNX graph
-            chunk = bank[start:start + SEARCH_CHUNK]
+            chunk = bank[start : start + SEARCH_CHUNK]
             # ||b||^2 - 2 a.b in one fused matmul (1.7x faster): a row's own ||a||^2 cannot change its nearest
             value, index = torch.addmm(chunk.pow(2).sum(dim=1), rows, chunk.T, alpha=-2).min(dim=1)
             if best is None:
@@ -84,9 +109,12 @@ class Patchcore(AnomalyNet):
         squared, index = self.nearest(rows.reshape(-1, self.dim), self.memory_bank)
         patch = squared.sqrt().reshape(-1, self.grid * self.grid)
         score = self._reweighted(rows, patch, index) if self.reweight else patch.amax(dim=1)
-        full = nn.functional.interpolate(patch.reshape(-1, 1, self.grid, self.grid),
-                                         size=(self.input_size, self.input_size), mode="bilinear",
-                                         align_corners=False)
+        full = nn.functional.interpolate(
+            patch.reshape(-1, 1, self.grid, self.grid),
+            size=(self.input_size, self.input_size),
+            mode="bilinear",
+            align_corners=False,
+        )
         return smooth(full, self.kernel), score
 
     def _reweighted(self, rows: torch.Tensor, patch: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
@@ -113,22 +141,23 @@ class Patchcore(AnomalyNet):
         self.to(settings.device)
         generator = torch.Generator(device=settings.device).manual_seed(settings.seed)
         candidates, total = self._candidates(data, settings, generator)
-        wanted = min(max(1, math.ceil(self.hyper["coreset_ratio"] * total)), self.hyper["max_memory"],
-                     candidates.shape[0])
+        wanted = min(
+            max(1, math.ceil(self.hyper["coreset_ratio"] * total)), self.hyper["max_memory"], candidates.shape[0]
+        )
         bank = candidates[greedy_coreset(candidates, wanted, generator)]
         settings.log({"step": "coreset", "done": wanted, "total": candidates.shape[0]})
         capped = " (capped by max_memory)" if wanted == self.hyper["max_memory"] else ""
         thinned = f", first thinned per batch to {candidates.shape[0]}" if candidates.shape[0] < total else ""
-        self.bank_note = (f"memory bank: {wanted} patches{capped}, a greedy coreset of the {total} training "
-                          f"patches{thinned}")
+        self.bank_note = (
+            f"memory bank: {wanted} patches{capped}, a greedy coreset of the {total} training patches{thinned}"
+        )
         self.memory_bank = bank.contiguous()
         if self.reweight:
             self.bank_neighbours = self._bank_neighbours(bank)
         return self
 
     @torch.no_grad()
-    def _candidates(self, data: FitData, settings: FitSettings,
-                    generator: torch.Generator) -> tuple[torch.Tensor, int]:
+    def _candidates(self, data: FitData, settings: FitSettings, generator: torch.Generator) -> tuple[torch.Tensor, int]:
         """Training patches thinned to at most MAX_CANDIDATES rows by a greedy coreset per batch (keeps the
         rare patches a random sample would miss); also returns the number of training patches."""
         total = len(data) * self.grid**2
@@ -148,7 +177,7 @@ class Patchcore(AnomalyNet):
         norms = bank.pow(2).sum(dim=1)
         found = []
         for start in range(0, bank.shape[0], SEARCH_CHUNK):
-            chunk = bank[start:start + SEARCH_CHUNK]
+            chunk = bank[start : start + SEARCH_CHUNK]
             squared = chunk.pow(2).sum(dim=1, keepdim=True) - 2 * chunk @ bank.T + norms
             squared[torch.arange(chunk.shape[0]), torch.arange(start, start + chunk.shape[0])] = -1.0
             found.append(squared.topk(count, dim=1, largest=False).indices)
@@ -204,12 +233,26 @@ def greedy_coreset(rows: torch.Tensor, count: int, generator: torch.Generator) -
     return chosen
 
 
-@register_model("patchcore", task="anomaly",
-                description="PatchCore: nearest-neighbour distance to a coreset of normal patches (Roth et al. 2022)")
-def patchcore(*, in_chans: int, input_size: int, backbone: str = "resnet18",
-              layers: list[int] | tuple[int, ...] = (2, 3), feature_dim: int = 0, coreset_ratio: float = 0.1,
-              max_memory: int = 10_000, bank_rows: int = 0, reweight: bool = False, neighbours: int = 9,
-              sigma: float | None = None, weights: str | None = None) -> Patchcore:
+@register_model(
+    "patchcore",
+    task="anomaly",
+    description="PatchCore: nearest-neighbour distance to a coreset of normal patches (Roth et al. 2022)",
+)
+def patchcore(
+    *,
+    in_chans: int,
+    input_size: int,
+    backbone: str = "resnet18",
+    layers: list[int] | tuple[int, ...] = (2, 3),
+    feature_dim: int = 0,
+    coreset_ratio: float = 0.1,
+    max_memory: int = 10_000,
+    bank_rows: int = 0,
+    reweight: bool = False,
+    neighbours: int = 9,
+    sigma: float | None = None,
+    weights: str | None = None,
+) -> Patchcore:
     """Build PatchCore over a timm backbone (random weights unless ``weights`` names a local file).
 
     Args:
@@ -245,7 +288,17 @@ def patchcore(*, in_chans: int, input_size: int, backbone: str = "resnet18",
     if not isinstance(neighbours, int) or not 1 <= neighbours <= 64:
         raise ValueError(f"neighbours={neighbours!r} must be an integer 1..64")
     sigma = map_sigma(sigma, input_size)
-    return Patchcore(in_chans=in_chans, input_size=input_size, backbone=backbone, layers=tuple(layers),
-                     feature_dim=feature_dim, coreset_ratio=float(coreset_ratio), max_memory=max_memory,
-                     bank_rows=bank_rows, reweight=reweight, neighbours=neighbours, sigma=sigma,
-                     weights=weights)
+    return Patchcore(
+        in_chans=in_chans,
+        input_size=input_size,
+        backbone=backbone,
+        layers=tuple(layers),
+        feature_dim=feature_dim,
+        coreset_ratio=float(coreset_ratio),
+        max_memory=max_memory,
+        bank_rows=bank_rows,
+        reweight=reweight,
+        neighbours=neighbours,
+        sigma=sigma,
+        weights=weights,
+    )

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .base import gaussian_kernel
+from inspekt.models.anomaly.base import gaussian_kernel
 
 
 class SSIM(nn.Module):
@@ -24,8 +24,7 @@ class SSIM(nn.Module):
 
     def _blur(self, x: torch.Tensor) -> torch.Tensor:
         pad = self.window.shape[-1] // 2
-        return nn.functional.conv2d(nn.functional.pad(x, (pad,) * 4, mode="replicate"), self.window,
-                                    groups=x.shape[1])
+        return nn.functional.conv2d(nn.functional.pad(x, (pad,) * 4, mode="replicate"), self.window, groups=x.shape[1])
 
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         mu_a, mu_b = self._blur(a), self._blur(b)

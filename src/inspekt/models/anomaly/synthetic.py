@@ -71,8 +71,7 @@ class SyntheticAnomalies:
             rotation by a multiple of 90 degrees and circular shift, so few fields give much variety.
     """
 
-    def __init__(self, images: np.ndarray, rng: np.random.Generator, anomaly_ratio: float = 0.5,
-                 bank_size: int = 96):
+    def __init__(self, images: np.ndarray, rng: np.random.Generator, anomaly_ratio: float = 0.5, bank_size: int = 96):
         self.images = images
         self.rng = rng
         self.anomaly_ratio = anomaly_ratio
@@ -81,8 +80,9 @@ class SyntheticAnomalies:
         scales = [2**k for k in range(6) if 2**k <= size // 2]
         self.mask_bank = np.stack([perlin_noise(size, int(rng.choice(scales)), rng) for _ in range(bank_size)])
         self.mask_bank /= np.abs(self.mask_bank).max(axis=(1, 2), keepdims=True) + 1e-6
-        self.texture_bank = np.stack([fractal_noise(size, int(rng.choice(scales[:4])), 4, rng)
-                                      for _ in range(bank_size)])
+        self.texture_bank = np.stack(
+            [fractal_noise(size, int(rng.choice(scales[:4])), 4, rng) for _ in range(bank_size)]
+        )
 
     def _transform(self, field: np.ndarray) -> np.ndarray:
         """A random dihedral transform and circular shift of a square (H, W[, C]) field."""

@@ -22,10 +22,18 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..registry import register_model
-from .ae_ssim import unit_batch
-from .base import AnomalyNet, FitData, FitSettings, check_common, gaussian_kernel, smooth, top_k_mean
-from .ssim import to_unit
+from inspekt.models.anomaly.ae_ssim import unit_batch
+from inspekt.models.anomaly.base import (
+    AnomalyNet,
+    FitData,
+    FitSettings,
+    check_common,
+    gaussian_kernel,
+    smooth,
+    top_k_mean,
+)
+from inspekt.models.anomaly.ssim import to_unit
+from inspekt.models.registry import register_model
 
 CLASSIFIER_SIZE = 32  # variants differ in their layout, which 32 x 32 pixels show; this keeps the CNN cheap
 CLUSTER_SIZE = 16  # side of the thumbnails k-means groups images by when no variants are given
@@ -50,8 +58,12 @@ class VariantClassifier(nn.Module):
         self.pool = input_size // CLASSIFIER_SIZE
         blocks = []
         for c_in, c_out in zip([in_chans, width, 2 * width], [width, 2 * width, 4 * width]):
-            blocks += [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True),
-                       nn.MaxPool2d(2)]
+            blocks += [
+                nn.Conv2d(c_in, c_out, 3, padding=1, bias=False),
+                nn.BatchNorm2d(c_out),
+                nn.ReLU(inplace=True),
+                nn.MaxPool2d(2),
+            ]
         self.features = nn.Sequential(*blocks)
         self.head = nn.Linear(4 * width, variants)
 
@@ -74,10 +86,16 @@ def cluster_variants(data: FitData, max_variants: int, seed: int) -> tuple[np.nd
     from sklearn.cluster import KMeans
     from sklearn.metrics import silhouette_score
 
-    thumbs = np.concatenate([  # in chunks: never the whole dataset as float32 at once
-        nn.functional.adaptive_avg_pool2d(unit_batch(data, np.arange(start, min(start + STATS_BATCH, len(data)))),
-                                          CLUSTER_SIZE).flatten(1).numpy()
-        for start in range(0, len(data), STATS_BATCH)])
+    thumbs = np.concatenate(
+        [  # in chunks: never the whole dataset as float32 at once
+            nn.functional.adaptive_avg_pool2d(
+                unit_batch(data, np.arange(start, min(start + STATS_BATCH, len(data)))), CLUSTER_SIZE
+            )
+            .flatten(1)
+            .numpy()
+            for start in range(0, len(data), STATS_BATCH)
+        ]
+    )
     best_labels, best_silhouette = np.zeros(len(data), dtype=np.int64), -np.inf
     for k in range(2, min(max_variants, len(data) - 1) + 1):
         labels = KMeans(n_clusters=k, n_init=4, random_state=seed).fit_predict(thumbs)
@@ -93,8 +111,9 @@ def blur(images: torch.Tensor, kernel: torch.Tensor | None) -> torch.Tensor:
     return images if kernel is None else smooth(images, kernel)
 
 
-def variant_statistics(data: FitData, groups: np.ndarray, count: int,
-                       kernel: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+def variant_statistics(
+    data: FitData, groups: np.ndarray, count: int, kernel: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-variant per-pixel mean of the images, and standard deviation of their blurred copies.
 
     Args:
@@ -148,8 +167,16 @@ def train_classifier(net: VariantClassifier, data: FitData, groups: np.ndarray, 
             optimizer.step()
             total += loss.item() * len(index)
             correct += int((logits.argmax(dim=1).cpu() == targets[index]).sum())
-        settings.log({"step": "classifier", "epoch": epoch, "epochs": epochs, "loss": round(total / len(data), 5),
-                      "accuracy": round(correct / len(data), 4), "seconds": round(time.perf_counter() - start, 1)})
+        settings.log(
+            {
+                "step": "classifier",
+                "epoch": epoch,
+                "epochs": epochs,
+                "loss": round(total / len(data), 5),
+                "accuracy": round(correct / len(data), 4),
+                "seconds": round(time.perf_counter() - start, 1),
+            }
+        )
     net.eval()
 
 
@@ -173,12 +200,29 @@ class TemplateRatio(AnomalyNet):
 
     has_reconstruction = True
 
-    def __init__(self, *, in_chans: int, input_size: int, group_names: list[str], sigma: float, min_std: float,
-                 top_k: float, classifier_width: int, max_variants: int):
+    def __init__(
+        self,
+        *,
+        in_chans: int,
+        input_size: int,
+        group_names: list[str],
+        sigma: float,
+        min_std: float,
+        top_k: float,
+        classifier_width: int,
+        max_variants: int,
+    ):
         super().__init__()
-        self.config = {"in_chans": in_chans, "input_size": input_size, "group_names": list(group_names),
-                       "sigma": sigma, "min_std": min_std, "top_k": top_k, "classifier_width": classifier_width,
-                       "max_variants": max_variants}
+        self.config = {
+            "in_chans": in_chans,
+            "input_size": input_size,
+            "group_names": list(group_names),
+            "sigma": sigma,
+            "min_std": min_std,
+            "top_k": top_k,
+            "classifier_width": classifier_width,
+            "max_variants": max_variants,
+        }
         self._build_variants(len(group_names))
         self.register_buffer("mean", torch.zeros(in_chans))
         self.register_buffer("std", torch.ones(in_chans))
@@ -187,8 +231,9 @@ class TemplateRatio(AnomalyNet):
     def _build_variants(self, variants: int) -> None:
         """(Re)create the classifier and the per-variant buffers for ``variants`` variants."""
         size, chans = self.config["input_size"], self.config["in_chans"]
-        self.classifier = VariantClassifier(in_chans=chans, input_size=size, variants=variants,
-                                            width=self.config["classifier_width"])
+        self.classifier = VariantClassifier(
+            in_chans=chans, input_size=size, variants=variants, width=self.config["classifier_width"]
+        )
         self.register_buffer("templates", torch.full((variants, chans, size, size), 0.5))
         self.register_buffer("spreads", torch.zeros(variants, chans, size, size))
 
@@ -229,35 +274,53 @@ class TemplateRatio(AnomalyNet):
     def notes(self) -> list[str]:
         """User-facing caveats."""
         names = self.config["group_names"]
-        return [f"{len(names)} variants: {', '.join(names)}. A part unlike every variant is compared with the "
-                "template of the variant the classifier finds closest.",
-                "Assumes parts are placed consistently (same position and scale as in training): the templates "
-                "are pixel-aligned averages.",
-                "The 'reconstruction' output is the recognised variant's template."]
+        return [
+            f"{len(names)} variants: {', '.join(names)}. A part unlike every variant is compared with the "
+            "template of the variant the classifier finds closest.",
+            "Assumes parts are placed consistently (same position and scale as in training): the templates "
+            "are pixel-aligned averages.",
+            "The 'reconstruction' output is the recognised variant's template.",
+        ]
 
 
-def _check_template(group_names: list[str], sigma: float, min_std: float, top_k: float, classifier_width: int,
-                    max_variants: int) -> None:
+def _check_template(
+    group_names: list[str], sigma: float, min_std: float, top_k: float, classifier_width: int, max_variants: int
+) -> None:
     """Validate the template_ratio keywords (see ``template_ratio``); raises ValueError."""
     for key, value, ok, allowed in (
-            ("group_names", group_names, len(group_names) >= 1, "at least one name"),
-            ("sigma", sigma, isinstance(sigma, (int, float)) and 0 <= sigma <= 8, "in [0, 8] pixels"),
-            ("min_std", min_std, isinstance(min_std, (int, float)) and 0 < min_std <= 1, "in (0, 1]"),
-            ("top_k", top_k, isinstance(top_k, (int, float)) and 0 <= top_k < 1, "in [0, 1) (0 = the maximum)"),
-            ("classifier_width", classifier_width, isinstance(classifier_width, int) and 4 <= classifier_width <= 128,
-             "an integer 4..128"),
-            ("max_variants", max_variants, isinstance(max_variants, int) and 2 <= max_variants <= 64,
-             "an integer 2..64")):
+        ("group_names", group_names, len(group_names) >= 1, "at least one name"),
+        ("sigma", sigma, isinstance(sigma, (int, float)) and 0 <= sigma <= 8, "in [0, 8] pixels"),
+        ("min_std", min_std, isinstance(min_std, (int, float)) and 0 < min_std <= 1, "in (0, 1]"),
+        ("top_k", top_k, isinstance(top_k, (int, float)) and 0 <= top_k < 1, "in [0, 1) (0 = the maximum)"),
+        (
+            "classifier_width",
+            classifier_width,
+            isinstance(classifier_width, int) and 4 <= classifier_width <= 128,
+            "an integer 4..128",
+        ),
+        ("max_variants", max_variants, isinstance(max_variants, int) and 2 <= max_variants <= 64, "an integer 2..64"),
+    ):
         if not ok:
             raise ValueError(f"{key}={value!r} must be {allowed}")
 
 
-@register_model("template_ratio", task="anomaly",
-                description="per-variant templates picked by a small classifier; map = deviation from the "
-                            "template over the normal spread")
-def template_ratio(*, in_chans: int, input_size: int, group_names: list[str] | None = None, sigma: float = 1.0,
-                   min_std: float = 0.01, top_k: float = 0.0, classifier_width: int = 16,
-                   max_variants: int = 12) -> TemplateRatio:
+@register_model(
+    "template_ratio",
+    task="anomaly",
+    description="per-variant templates picked by a small classifier; map = deviation from the "
+    "template over the normal spread",
+)
+def template_ratio(
+    *,
+    in_chans: int,
+    input_size: int,
+    group_names: list[str] | None = None,
+    sigma: float = 1.0,
+    min_std: float = 0.01,
+    top_k: float = 0.0,
+    classifier_width: int = 16,
+    max_variants: int = 12,
+) -> TemplateRatio:
     """Build the template (variation model) detector.
 
     Args:
@@ -280,6 +343,13 @@ def template_ratio(*, in_chans: int, input_size: int, group_names: list[str] | N
     check_common(in_chans, input_size)
     names = ["variant_0"] if group_names is None else [str(name) for name in group_names]
     _check_template(names, sigma, min_std, top_k, classifier_width, max_variants)
-    return TemplateRatio(in_chans=in_chans, input_size=input_size, group_names=names, sigma=float(sigma),
-                         min_std=float(min_std), top_k=float(top_k), classifier_width=classifier_width,
-                         max_variants=max_variants)
+    return TemplateRatio(
+        in_chans=in_chans,
+        input_size=input_size,
+        group_names=names,
+        sigma=float(sigma),
+        min_std=float(min_std),
+        top_k=float(top_k),
+        classifier_width=classifier_width,
+        max_variants=max_variants,
+    )
