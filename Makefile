@@ -27,10 +27,11 @@ test: install chromium postgres lint
 test-fast: install lint
 	$(BIN)/python -m pytest -m "not slow and not datasets" -q
 
-# ruff (lint + format check); rules in pyproject.toml.
+# ruff (lint + format check) and import-linter (layers, no cycles); rules and contracts in pyproject.toml.
 lint: install
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/lint-imports
 
 
 # The browser tests drive Debian's chromium through Playwright (`playwright install` cannot

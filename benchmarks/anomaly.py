@@ -51,7 +51,7 @@ def run_method(method: str, data: str, options: dict, out: Path) -> dict:
     """Train one method and score it; returns the table row."""
     from inspekt import evaluate
     from inspekt.config import TrainConfig, build_config
-    from inspekt.training import train
+    from inspekt.engine.trainer import train
 
     cfg = build_config(
         TrainConfig,

@@ -35,8 +35,8 @@ import httpx
 import numpy as np
 
 from inspekt.api.app import default_threads
+from inspekt.engine.predictor import Predictor
 from inspekt.io import list_images
-from inspekt.predictor import Predictor
 
 
 def _free_port() -> int:

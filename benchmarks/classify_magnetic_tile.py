@@ -56,8 +56,8 @@ def main() -> int:
     from inspekt.config import TrainConfig, build_config
     from inspekt.data import open_dataset
     from inspekt.data.split import split_dataset, write_split_csv
-    from inspekt.evaluation import evaluate
-    from inspekt.training import train
+    from inspekt.engine.evaluator import evaluate
+    from inspekt.engine.trainer import train
 
     with tempfile.TemporaryDirectory() as tmp:
         split = split_dataset(open_dataset(args.data), val=0.0, test=0.2, seed=0)

@@ -68,7 +68,7 @@ def population(name: str, size: int) -> list[str]:
 
 
 def single_profiles(files: list[str]) -> list:
-    from inspekt.drift.profile import profile_chunk
+    from inspekt.profiling.profile import profile_chunk
 
     out = []
     for f in files:
@@ -79,7 +79,7 @@ def single_profiles(files: list[str]) -> list:
 
 
 def concat(profiles: list, index) -> object:
-    from inspekt.drift.profile import Profile
+    from inspekt.profiling.profile import Profile
 
     return Profile.concat([profiles[i] for i in index])
 
@@ -93,7 +93,8 @@ def sizes_for(population: int) -> list[int]:
 
 
 def calibration(args) -> None:
-    from inspekt.drift.engine import DriftConfig, compare_profiles
+    from inspekt.drift.engine import compare_profiles
+    from inspekt.drift.types import DriftConfig
 
     print("dataset        n/side  trials  inspekt false alarms  KL>0.05 rule fires  s/trial")
     for name in args.datasets:
@@ -149,7 +150,8 @@ def _variant_files(files: list[str], name: str, folder: Path) -> list[str]:
 
 
 def power(args) -> None:
-    from inspekt.drift.engine import DriftConfig, compare_profiles
+    from inspekt.drift.engine import compare_profiles
+    from inspekt.drift.types import DriftConfig
 
     for name in args.datasets:
         files = population(name, args.population)
@@ -197,7 +199,7 @@ def _colour_files(folder: Path, count: int = 600) -> list[str]:
 
 
 def speed(args) -> None:
-    from inspekt.drift.profile import profile_images
+    from inspekt.profiling.profile import profile_images
 
     print("dataset        images  workers  decode-only img/s  profile img/s  ratio")
     with tempfile.TemporaryDirectory() as tmp:

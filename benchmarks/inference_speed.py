@@ -23,9 +23,9 @@ import numpy as np
 
 from inspekt.bundle import ONNX, open_bundle
 from inspekt.data import open_dataset
-from inspekt.io import BatchReport
-from inspekt.predictor import OnnxBackend, TorchBackend
-from inspekt.quantize import pick_images, quantize_bundle, read_batches
+from inspekt.engine.quantize import pick_images, quantize_bundle, read_batches
+from inspekt.models.runtime import OnnxBackend, TorchBackend
+from inspekt.results import BatchReport
 
 BATCHES = (1, 16)
 

@@ -41,7 +41,7 @@ def synth_classes(tmp_path_factory) -> Path:
 def trained(synth_classes, tmp_path_factory):
     """A tiny_cnn trained for 8 quick epochs on ``synth_classes`` (a TrainResult; better than chance)."""
     from inspekt.config import TrainConfig
-    from inspekt.training import train
+    from inspekt.engine.trainer import train
 
     cfg = TrainConfig(
         task="classify",

@@ -11,18 +11,18 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from inspekt.anomaly import normalise
-from inspekt.anomaly_metrics import PixelTally, best_f1_threshold, calibrate
 from inspekt.bundle import open_bundle
 from inspekt.cli import app
 from inspekt.config import TrainConfig
 from inspekt.drift.sources import bundle_reference
+from inspekt.engine.evaluator import evaluate
+from inspekt.engine.predictor import Predictor
+from inspekt.engine.trainer import train
 from inspekt.errors import ConfigError, DatasetError
-from inspekt.evaluation import evaluate
 from inspekt.io import save_image
 from inspekt.models import create_model, list_models
-from inspekt.predictor import Predictor
-from inspekt.training import train
+from inspekt.tasks.anomaly.metrics import PixelTally, best_f1_threshold, calibrate
+from inspekt.tasks.anomaly.predict import normalise
 
 runner = CliRunner()
 SIZE = 64
@@ -218,7 +218,7 @@ def test_thresholds_are_adjustable_at_predict_time(padim_run, mvtec):
 
 
 def test_evaluation_scores_images_and_pixels(padim_run, mvtec, tmp_path):
-    from inspekt.anomaly_evaluation import write_plots
+    from inspekt.tasks.anomaly.evaluate import write_plots
 
     result = evaluate(padim_run.bundle, mvtec)
     m = result.metrics

@@ -22,7 +22,7 @@ def workspace(trained, synth_classes, tmp_path_factory) -> Path:
     """models/classifier (the session's tiny bundle), data/surfaces (its synthetic images), and a
     tiny segmenter trained on data/surfaces-seg."""
     from inspekt.data.synth import write_dataset
-    from inspekt.training import train
+    from inspekt.engine.trainer import train
 
     root = tmp_path_factory.mktemp("workspace")
     shutil.copytree(trained.bundle, root / "models" / "classifier")
@@ -168,7 +168,8 @@ def test_evaluate_shows_metrics_and_errors(workspace, monkeypatch):
     assert not at.exception, at.exception
     labels = [m.label for m in at.metric]
     assert "accuracy" in labels and float(at.metric[labels.index("accuracy")].value) > 0.25
-    assert len(at.dataframe) == 1  # the confusion matrix
+    assert "confusion matrix (rows = true)" in [h.value for h in at.subheader]
+    assert len(at.dataframe) == 2  # per class, and the confusion matrix
 
 
 def test_drift_against_the_model_profile(workspace, monkeypatch):
@@ -225,8 +226,8 @@ def test_monitor_shows_the_history_the_monitor_wrote(workspace, monkeypatch, tmp
 
 
 def test_a_damaged_bundle_is_a_message_and_the_app_keeps_working(workspace, monkeypatch, tmp_path):
+    from inspekt.engine.predictor import Predictor
     from inspekt.errors import BundleError
-    from inspekt.predictor import Predictor
 
     broken = workspace / "models" / "zz-broken"
     shutil.copytree(workspace / "models" / "classifier", broken)

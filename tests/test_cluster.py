@@ -126,7 +126,8 @@ def test_a_bundle_replaced_at_the_same_path_is_reloaded_by_the_workers(trained, 
 
 def test_a_bundle_the_workers_cannot_read_is_one_clear_error(trained, images, scheduler):
     from inspekt.bundle import copy_bundle, open_bundle
-    from inspekt.cluster import connect, predict_on
+    from inspekt.cluster import connect
+    from inspekt.engine.distributed import predict_on
     from inspekt.errors import BundleError
 
     url = "memory://client-only/model.inspekt"  # in this process only: a worker without the shared disk

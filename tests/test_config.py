@@ -1,11 +1,13 @@
 """Config precedence and validation; run folders."""
 
+import importlib
+
 import pytest
 import yaml
 
 from inspekt.config import TrainConfig, build_config, parse_overrides, save_config
+from inspekt.engine.runs import new_run_dir
 from inspekt.errors import ConfigError
-from inspekt.runs import new_run_dir
 
 
 def test_precedence_defaults_yaml_options_overrides(tmp_path):
@@ -52,6 +54,38 @@ def test_effective_config_round_trips(tmp_path):
     assert build_config(TrainConfig, file=path) == cfg and yaml.safe_load(path.read_text())["epochs"] == 2
 
 
+@pytest.mark.parametrize(
+    "module, name, required, typo, key, bad",
+    [
+        ("inspekt.drift", "DriftConfig", {}, "alpah", "alpha", {"alpha": "x"}),
+        ("inspekt.monitor", "MonitorConfig", {"model": "m", "source": "in/"}, "windw", "window", {"window": "x"}),
+        ("inspekt.api", "ServeSettings", {"models": ("m",)}, "max_file", "max_files", {"max_files": "x"}),
+    ],
+)
+def test_settings_classes_share_the_config_idiom(module, name, required, typo, key, bad):
+    if module == "inspekt.api":
+        pytest.importorskip("fastapi")
+    cls = getattr(importlib.import_module(module), name)
+    with pytest.raises(ConfigError, match=f"^unknown {name} key '{typo}'. Did you mean \"{key}\"\\?$"):
+        cls(**required, **{typo: 1})
+    [field] = bad
+    with pytest.raises(ConfigError, match=f"^{name} key '{field}': .*got 'x'") as raised:
+        cls(**required, **bad)
+    assert raised.value.__suppress_context__  # one line, no pydantic ValidationError behind it
+
+
+def test_settings_checks_raise_their_own_message():
+    from inspekt.drift import DriftConfig
+
+    with pytest.raises(ConfigError) as raised:
+        DriftConfig(alpha=5)
+    assert str(raised.value) == "alpha must be between 0 and 1 (e.g. 0.05), not 5.0"  # not wrapped by pydantic
+    config = DriftConfig(checks=["pixels"])
+    assert config.checks == ("pixels",) and config.model_copy(update={"seed": 3}).seed == 3
+    with pytest.raises(ValueError, match="frozen"):
+        config.seed = 1
+
+
 def test_run_dirs_increment_unless_exist_ok(tmp_path):
     first = new_run_dir(tmp_path, "classify", "exp")
     second = new_run_dir(tmp_path, "classify", "exp")
@@ -62,7 +96,7 @@ def test_run_dirs_increment_unless_exist_ok(tmp_path):
 
 
 def test_model_params_decided_by_the_data_are_refused(synth_classes, tmp_path):
-    from inspekt.training import train
+    from inspekt.engine.trainer import train
 
     cfg = build_config(
         TrainConfig,
@@ -95,12 +129,13 @@ def test_run_dir_under_a_file_is_a_clear_error(tmp_path):
 
 
 def test_bad_model_params_fail_before_any_image_is_decoded(synth_classes, tmp_path, monkeypatch):
-    from inspekt import training as train_module
+    from inspekt.engine import trainer as train_module
+    from inspekt.tasks.classify import train as classify_train
 
     def no_decoding(*args, **kwargs):
         raise AssertionError("images were decoded before the model parameters were checked")
 
-    monkeypatch.setattr(train_module.ImageStore, "build", no_decoding)
+    monkeypatch.setattr(classify_train.ImageStore, "build", no_decoding)
     cfg = build_config(
         TrainConfig,
         options={"task": "classify", "data": str(synth_classes), "out": str(tmp_path)},

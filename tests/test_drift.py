@@ -15,9 +15,9 @@ from typer.testing import CliRunner
 
 from inspekt.cli import app
 from inspekt.drift import DriftConfig, Profile, check_drift, compare_profiles, profile_images, stats
-from inspekt.drift.properties import Stack, compute
 from inspekt.errors import BundleError, InspektError
-from inspekt.reduced import load_reduced, reduction_factor
+from inspekt.io.reduced import load_reduced, reduction_factor
+from inspekt.profiling.properties import Stack, compute
 
 
 def _texture(rng: np.random.Generator, h: int = 96, w: int = 128, level: float = 120.0) -> np.ndarray:

@@ -16,13 +16,13 @@ from typer.testing import CliRunner
 from inspekt.bundle import copy_bundle, open_bundle
 from inspekt.card import positive_class
 from inspekt.cli import app
+from inspekt.engine.evaluator import evaluate, save_threshold, write_csv, write_json
+from inspekt.engine.predictor import Predictor
+from inspekt.engine.runs import read_run
 from inspekt.errors import ConfigError, DatasetError
-from inspekt.evaluation import evaluate, save_threshold, write_csv, write_json
 from inspekt.io import load_image
-from inspekt.metrics import best_f1_threshold
-from inspekt.plots import plot_evaluation
-from inspekt.predictor import Predictor
-from inspekt.runs import read_run
+from inspekt.tasks.classify.metrics import best_f1_threshold
+from inspekt.tasks.classify.plots import plot_evaluation
 
 runner = CliRunner()
 
@@ -176,7 +176,7 @@ def test_plots_and_error_gallery(binary, tmp_path):
     result = evaluate(run_dir, data).with_threshold(0.0)  # everything "pore": every ok image is a false positive
     written = plot_evaluation(result, tmp_path / "plots", gallery_limit=5)
     names = sorted(p.name for p in written)
-    assert names == ["confusion.png", "confusion_normalized.png", "gallery.html", "threshold_sweep.png"]
+    assert names == ["confusion.png", "confusion_normalized.png", "gallery.html", "roc_pr.png", "threshold_sweep.png"]
     for path in written[:-1]:
         assert load_image(path).std() > 0
     page = (tmp_path / "plots" / "gallery.html").read_text()

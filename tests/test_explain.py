@@ -8,13 +8,15 @@ import torch
 from torch import nn
 from typer.testing import CliRunner
 
-from inspekt.bundle import CARD, copy_bundle, open_bundle, save_bundle
+from inspekt.bundle import CARD, copy_bundle, open_bundle
 from inspekt.card import InputSpec, ModelCard
 from inspekt.cli import app
 from inspekt.errors import ConfigError
-from inspekt.explain import METHODS, Explainer, default_layer
-from inspekt.io import BatchReport, load_image, save_image
+from inspekt.io import load_image, save_image
 from inspekt.models import create_model
+from inspekt.models.runtime import save_bundle
+from inspekt.results import BatchReport
+from inspekt.tasks.classify.explain import METHODS, Explainer, default_layer
 
 SIDE, SQUARE = 40, 10  # training images and the defect square drawn on them
 
@@ -32,7 +34,7 @@ def _with_square(image, y, x, bright):
 def squares(tmp_path_factory):
     """A tiny_cnn trained to tell grey noise ("ok") from noise with a bright or dark square ("defect")."""
     from inspekt.config import TrainConfig
-    from inspekt.training import train
+    from inspekt.engine.trainer import train
 
     rng, root = np.random.default_rng(0), tmp_path_factory.mktemp("squares")
     for i in range(30):

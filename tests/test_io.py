@@ -1,4 +1,4 @@
-"""Tests for inspekt.io: every input is crafted here, in memory or under tmp_path."""
+"""Tests for inspekt.io.decode: every input is crafted here, in memory or under tmp_path."""
 
 from __future__ import annotations
 
@@ -17,19 +17,18 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageFile, ImageOps
 
-import inspekt.io as iio
+import inspekt.io.decode as iio
 from inspekt.errors import ConfigError, DatasetError, ImageLoadError, InspektError, InspektWarning
 from inspekt.io import (
     DEFAULT_MAX_PIXELS,
     IMAGE_EXTENSIONS,
-    BatchReport,
-    SkippedFile,
     image_size,
     iter_images,
     list_images,
     load_image,
     save_image,
 )
+from inspekt.results import BatchReport, SkippedFile
 
 RED, GREEN, BLUE, WHITE, BLACK = (255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255), (0, 0, 0)
 

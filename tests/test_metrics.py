@@ -9,9 +9,15 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from inspekt import plots
+from inspekt.engine import plots
 from inspekt.io import load_image
-from inspekt.metrics import best_f1_threshold, classification_metrics, expected_calibration_error, threshold_sweep
+from inspekt.tasks.classify import plots as classify_plots
+from inspekt.tasks.classify.metrics import (
+    best_f1_threshold,
+    classification_metrics,
+    expected_calibration_error,
+    threshold_sweep,
+)
 
 
 def one_hot_probs(indices, n_classes, confidence):
@@ -199,17 +205,19 @@ def test_plot_history_tolerates_missing_keys_and_csv_strings(tmp_path):
 @pytest.mark.parametrize("n", [2, 20])
 def test_plot_confusion_writes_a_png(tmp_path, n):
     matrix = np.random.default_rng(n).integers(0, 30, (n, n))
-    small = assert_png(plots.plot_confusion(matrix, [f"class{i}" for i in range(n)], tmp_path / "c.png"))
+    small = assert_png(classify_plots.plot_confusion(matrix, [f"class{i}" for i in range(n)], tmp_path / "c.png"))
     normalized = matrix / matrix.sum(1, keepdims=True)
-    assert_png(plots.plot_confusion(normalized, [f"c{i}" for i in range(n)], tmp_path / "n.png", normalized=True))
+    assert_png(
+        classify_plots.plot_confusion(normalized, [f"c{i}" for i in range(n)], tmp_path / "n.png", normalized=True)
+    )
     assert n == 2 or small.shape[0] > 600  # the figure grows with the number of classes
     with pytest.raises(ValueError, match="does not fit"):
-        plots.plot_confusion(matrix, ["a"], tmp_path / "x.png")
+        classify_plots.plot_confusion(matrix, ["a"], tmp_path / "x.png")
 
 
 def test_plot_threshold_sweep_and_runs(tmp_path):
     sweep = threshold_sweep(np.array([True, False, True]), np.array([0.8, 0.3, 0.5]))
-    assert_png(plots.plot_threshold_sweep(sweep, tmp_path / "sweep.png", chosen=0.45))
+    assert_png(classify_plots.plot_threshold_sweep(sweep, tmp_path / "sweep.png", chosen=0.45))
     history = [{"epoch": i, "train_loss": 1 / i, "val_loss": 1.2 / i, "val_macro_f1": i / 5} for i in range(1, 5)]
     assert_png(plots.plot_runs({"exp": history, "exp2": history[:2]}, tmp_path / "runs.png"))
     with pytest.raises(ValueError):
@@ -218,7 +226,8 @@ def test_plot_threshold_sweep_and_runs(tmp_path):
 
 def test_importing_metrics_plots_and_evaluate_stays_light():
     code = (
-        "import sys, inspekt.metrics, inspekt.plots, inspekt.evaluation; "
+        "import sys, inspekt.tasks.classify.metrics, inspekt.tasks.classify.plots, inspekt.engine.plots, "
+        "inspekt.engine.evaluator; "
         "print(sorted(m for m in ('torch', 'matplotlib', 'sklearn', 'onnxruntime') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

@@ -15,10 +15,10 @@ from typer.testing import CliRunner
 from inspekt.card import positive_class
 from inspekt.cli import app
 from inspekt.config import TrainConfig
+from inspekt.engine.predictor import Predictor
+from inspekt.engine.trainer import train
 from inspekt.errors import ConfigError
 from inspekt.io import load_image
-from inspekt.predictor import Predictor
-from inspekt.training import train
 
 
 def run(*args):

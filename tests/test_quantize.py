@@ -14,13 +14,14 @@ import onnx
 import pytest
 from typer.testing import CliRunner
 
-from inspekt.bundle import ONNX, WEIGHTS, copy_bundle, load_network, open_bundle, save_bundle
+from inspekt.bundle import ONNX, WEIGHTS, copy_bundle, open_bundle
 from inspekt.card import DataInfo, InputSpec, ModelCard
 from inspekt.cli import app
+from inspekt.engine.predictor import Predictor
+from inspekt.engine.quantize import AccuracyDropError, quantize_bundle
 from inspekt.errors import ConfigError, DatasetError
 from inspekt.io import list_images, save_image
-from inspekt.predictor import Predictor
-from inspekt.quantize import AccuracyDropError, quantize_bundle
+from inspekt.models.runtime import load_network, save_bundle
 from inspekt.transforms import preprocess_batch
 
 runner = CliRunner()

@@ -11,20 +11,23 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from inspekt.bundle import open_bundle, save_bundle
+from inspekt.bundle import open_bundle
 from inspekt.card import InputSpec, ModelCard, PostProcess
 from inspekt.cli import app
 from inspekt.data import open_dataset
 from inspekt.data.dataset import Sample
+from inspekt.data.masks import mask_rule
+from inspekt.engine.evaluator import evaluate, save_threshold
+from inspekt.engine.predictor import Predictor
+from inspekt.engine.trainer import resume, train
 from inspekt.errors import ConfigError, DatasetError
-from inspekt.evaluation import evaluate, save_threshold
 from inspekt.io import save_image
-from inspekt.losses import make_segment_loss
-from inspekt.masks import mask_rule
-from inspekt.metrics import SegmentationTally
-from inspekt.predictor import Predictor
-from inspekt.segment import components, postprocess, probabilities, window_starts
-from inspekt.training import resume, train
+from inspekt.models.runtime import save_bundle
+from inspekt.regions import components
+from inspekt.tasks.classify.losses import make_segment_loss
+from inspekt.tasks.classify.metrics import SegmentationTally
+from inspekt.tasks.segment.predict import postprocess, probabilities
+from inspekt.tiling import window_starts
 
 runner = CliRunner()
 

@@ -26,8 +26,8 @@ pytest.importorskip("fastapi", reason="the serve extra (fastapi) is not installe
 from fastapi.testclient import TestClient
 
 from inspekt.api import ServeSettings, create_app
+from inspekt.engine.predictor import Predictor
 from inspekt.enhance import Pipeline
-from inspekt.predictor import Predictor
 
 PREDICT = "/v1/models/clf/predict"
 PROBLEM = "application/problem+json"
@@ -521,7 +521,7 @@ def test_one_failing_request_does_not_fail_its_batch(predictor):
 def pixel_models(tmp_path_factory) -> dict[str, Path]:
     """A tiny segmenter and a tiny anomaly model (two quick epochs each) and their datasets."""
     from inspekt.data.synth import write_dataset
-    from inspekt.training import train
+    from inspekt.engine.trainer import train
 
     root = tmp_path_factory.mktemp("pixel-models")
     seg = write_dataset(root / "seg", n=16, size=48, seed=4, layout="segmentation").root

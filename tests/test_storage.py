@@ -146,7 +146,8 @@ def test_memory_urls_list_read_and_write_images(tmp_path):
 
 
 def test_read_ahead_keeps_order_and_leaves_failures_to_the_reader(tmp_path):
-    from inspekt.io import BatchReport, iter_images, save_image
+    from inspekt.io import iter_images, save_image
+    from inspekt.results import BatchReport
 
     image = np.full((8, 8), 7, np.uint8)
     local = save_image(tmp_path / "local.png", image)

@@ -9,14 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from inspekt.data.synth import (
-    CLASSES,
-    LAYOUTS,
-    SynthSample,
-    SynthSummary,
-    make_surface,
-    write_dataset,
-)
+from inspekt.data.surfaces import SynthSample, make_surface
+from inspekt.data.synth import CLASSES, LAYOUTS, SynthSummary, write_dataset
 from inspekt.errors import DatasetError
 
 DEFECTS = ("pore", "lop", "scratch")

@@ -18,11 +18,12 @@ import torch
 from inspekt.augment import build_augmenter
 from inspekt.bundle import open_bundle
 from inspekt.config import TrainConfig
+from inspekt.engine.predictor import Predictor
+from inspekt.engine.trainer import LAST, resume, train
 from inspekt.errors import ConfigError
 from inspekt.io import load_image
-from inspekt.losses import class_weights, epoch_order, make_loss
-from inspekt.predictor import Predictor
-from inspekt.training import LAST, resume, train
+from inspekt.tasks.classify.losses import class_weights, make_loss
+from inspekt.tasks.supervised import epoch_order
 
 METRIC_COLUMNS = ("train_loss", "val_loss", "val_accuracy", "val_macro_f1")
 
@@ -280,7 +281,7 @@ def test_any_timm_architecture_by_prefix_and_unknown_names(synth_classes, tmp_pa
 def test_pretrained_file_loads_matching_tensors(trained, synth_classes, tmp_path):
     from safetensors.torch import save_file
 
-    from inspekt.bundle import load_network
+    from inspekt.models.runtime import load_network
 
     weights = tmp_path / "start.safetensors"
     save_file({k: v.contiguous() for k, v in load_network(open_bundle(trained.bundle)).state_dict().items()}, weights)
@@ -334,9 +335,9 @@ def test_tiny_cnn_strided_stem_halves_the_first_feature_map():
 
 
 def test_tiny_cnn_pooling_choices_export_with_parity():
-    from inspekt.bundle import check_parity, export_onnx
     from inspekt.card import InputSpec, ModelCard
     from inspekt.models import create_model
+    from inspekt.models.runtime import check_parity, export_onnx
 
     card = ModelCard(
         task="classify",

@@ -10,26 +10,25 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from inspekt import _compat  # noqa: F401  (sets NO_ALBUMENTATIONS_UPDATE before anything imports it)
-
-__version__ = "0.1.0"
+from inspekt._version import __version__
 
 _EXPORTS = {
-    "load_image": "inspekt.io",
+    "load_image": "inspekt.io.decode",
     "ImageLoadError": "inspekt.errors",
     "InspektError": "inspekt.errors",
     "open_dataset": "inspekt.data",
     "open_bundle": "inspekt.bundle",
     "ModelCard": "inspekt.card",
-    "Predictor": "inspekt.predictor",
-    "Prediction": "inspekt.predictor",
+    "Predictor": "inspekt.engine.predictor",
+    "Prediction": "inspekt.engine.predictor",
     "create_model": "inspekt.models",
     "list_models": "inspekt.models",
-    "train": "inspekt.training",
-    "resume": "inspekt.training",
+    "train": "inspekt.engine.trainer",
+    "resume": "inspekt.engine.trainer",
     "TrainConfig": "inspekt.config",
-    "Explainer": "inspekt.explain",
-    "evaluate": "inspekt.evaluation",
-    "quantize_bundle": "inspekt.quantize",
+    "Explainer": "inspekt.tasks.classify.explain",
+    "evaluate": "inspekt.engine.evaluator",
+    "quantize_bundle": "inspekt.engine.quantize",
     "check_drift": "inspekt.drift",
     "profile_images": "inspekt.drift",
     "DriftResult": "inspekt.drift",
@@ -38,7 +37,7 @@ _EXPORTS = {
 __all__ = [*_EXPORTS, "load_model", "__version__"]
 
 if TYPE_CHECKING:
-    from inspekt.predictor import Predictor
+    from inspekt.engine.predictor import Predictor
 
 
 def load_model(bundle: Any, **options: Any) -> Predictor:
@@ -48,7 +47,7 @@ def load_model(bundle: Any, **options: Any) -> Predictor:
         bundle: bundle folder, ``.inspekt`` file or run folder.
         **options: ``backend`` ("onnx" or "torch"), ``threads``, ``batch_size``.
     """
-    from inspekt.predictor import Predictor
+    from inspekt.engine.predictor import Predictor
 
     return Predictor.load(bundle, **options)
 

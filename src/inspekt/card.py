@@ -19,7 +19,7 @@ from inspekt.errors import BundleError, did_you_mean
 
 SCHEMA = "inspekt.card/v1"
 SCHEMA_VERSION = 1
-TASKS = ("classify", "segment", "anomaly")
+NORMAL_NAMES = ("good", "ok", "normal", "free", "pass", "nominal")  # class names of normal (defect-free) images
 EMBEDDING = "embedding"  # the optional graph output with a classifier's penultimate features
 
 
@@ -71,7 +71,7 @@ class PostProcess(_Strict):
 
 
 class MaskSpec(_Strict):
-    """How this segmentation model's training masks named classes (``inspekt.masks``), so that
+    """How this segmentation model's training masks named classes (``inspekt.data.masks``), so that
     evaluation reads masks the same way."""
 
     mode: Literal["binary", "folder", "values"] = "binary"
@@ -84,7 +84,8 @@ class AnomalySpec(_Strict):
 
     Raw image scores and map values are in the method's own units; both are mapped through an S-curve
     so that the calibrated threshold lands on 0.5 and the median normal value on 0.05:
-    ``normalised = 0.5 + 0.5 z / (1 + |z|)``, ``z = (raw - threshold) / scale`` (``inspekt.anomaly.normalise``).
+    ``normalised = 0.5 + 0.5 z / (1 + |z|)``, ``z = (raw - threshold) / scale``
+    (``inspekt.tasks.anomaly.predict.normalise``).
     Normalised scores are comparable across models and images; the raw ones are kept too.
     """
 
@@ -113,7 +114,7 @@ class ModelCard(_Strict):
     """Metadata of a model bundle (see ``inspekt.bundle``)."""
 
     schema_: str = Field(SCHEMA, alias="schema")
-    task: Literal["classify", "segment", "anomaly"]
+    task: str = Field(pattern=r"^[a-z][a-z_]*$")  # a name in the task registry (inspekt.tasks), checked on use
     architecture: str
     params: dict[str, Any] = Field(default_factory=dict, description="architecture hyper-parameters")
     classes: tuple[str, ...]
@@ -142,19 +143,13 @@ class ModelCard(_Strict):
 
     @model_validator(mode="after")
     def _thresholds(self) -> ModelCard:
+        # The rules every card keeps; each task adds its own (``inspekt.tasks.<task>.check_card``),
+        # checked when a Predictor opens the bundle.
         for name, value in self.thresholds.items():
-            if self.task == "classify" and name not in self.classes:
+            if name not in self.classes:
                 raise ValueError(f"thresholds key {name!r} is not one of the classes {list(self.classes)}")
-            if self.task == "classify" and not 0 <= value <= 1:
+            if not 0 <= value <= 1:
                 raise ValueError(f"thresholds.{name} = {value} must be a probability in [0, 1]")
-        if self.task == "classify" and self.thresholds and len(self.classes) != 2:
-            raise ValueError("classification thresholds apply to binary models (2 classes) only")
-        if self.task == "segment" and (len(self.classes) < 2 or self.classes[0] != "background"):
-            raise ValueError("segmentation classes must start with 'background' and name at least one defect class")
-        if self.task == "anomaly" and self.anomaly is None:
-            raise ValueError("anomaly models need the 'anomaly' section (thresholds and score normalisation)")
-        if self.input.resize == "tile" and self.task == "classify":
-            raise ValueError("input.resize 'tile' applies to segmentation and anomaly models only")
         return self
 
     def to_json(self) -> str:
@@ -165,8 +160,6 @@ class ModelCard(_Strict):
 def positive_class(classes: tuple[str, ...] | list[str]) -> str:
     """The "defect" class of a binary classifier: the one that is not a normal name (ok, good, ...),
     else the second class."""
-    from inspekt.data.dataset import NORMAL_NAMES
-
     normal = [c for c in classes if c.lower() in NORMAL_NAMES]
     return next(c for c in classes if c != normal[0]) if len(normal) == 1 else classes[1]
 
@@ -211,9 +204,6 @@ def _first_problem(exc: ValidationError, where: str) -> BundleError:
         fields = list(ModelCard.model_fields) + ["schema"]
         hint = did_you_mean(str(err["loc"][-1]), fields)
         return BundleError(f"{where}: unknown card key {key!r}.{hint}")
-    if err["type"] == "literal_error" and err["loc"] == ("task",):
-        hint = did_you_mean(str(err.get("input")), TASKS)
-        return BundleError(f"{where}: unknown task {err.get('input')!r} (known: {', '.join(TASKS)}).{hint}")
     return BundleError(f"{where}: card key {key!r}: {err['msg']}")
 
 

@@ -15,20 +15,54 @@ from inspekt.errors import ConfigError, did_you_mean
 C = TypeVar("C", bound=BaseModel)
 
 
+def config_error(exc: ValidationError, cls: type[BaseModel], what: str = "config") -> ConfigError:
+    """A pydantic ``ValidationError`` as a one-line ``ConfigError`` about its first error: an unknown key
+    with a did-you-mean, or the key at fault, pydantic's reason and the value given.
+
+    Args:
+        exc: the error pydantic raised while validating ``cls``.
+        cls: the model validated (its fields are the did-you-mean choices).
+        what: what a key belongs to in the message ("config", or a settings class's name).
+    """
+    err = exc.errors()[0]
+    key = ".".join(str(p) for p in err["loc"])
+    if err["type"] == "extra_forbidden":
+        hint = did_you_mean(str(err["loc"][-1]), cls.model_fields)
+        return ConfigError(f"unknown {what} key {key!r}.{hint}")
+    shown = f" (got {err['input']!r})" if "input" in err and not isinstance(err["input"], dict) else ""
+    return ConfigError(f"{what} key {key!r}: {err['msg']}{shown}")
+
+
+class Settings(BaseModel):
+    """Base of the settings classes (``DriftConfig``, ``MonitorConfig``, ``ServeSettings`` ...): frozen,
+    keyword-only, no unknown keys, and a bad key or value raises a one-line ``ConfigError`` (see
+    ``config_error``), not a pydantic ``ValidationError``. Checks across fields go in a
+    ``@model_validator(mode="after")`` that raises ``ConfigError`` (not a ``ValueError``, so pydantic lets
+    it through unchanged)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    def __init__(self, /, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            raise config_error(exc, type(self), type(self).__name__) from None
+
+
 class TrainConfig(BaseModel):
     """Everything a training run needs; every key can be set by YAML or ``key=value``."""
 
     model_config = ConfigDict(extra="forbid")
 
-    task: Literal["classify", "segment", "anomaly"]
+    task: str = Field(description="a task of the registry (inspekt.tasks): classify, segment, anomaly")
     data: str = Field(description="dataset folder or CSV")
-    model: str = "tiny_cnn"
+    model: str = Field("tiny_cnn", description="registered model name (see `inspekt models`), or timm/<name>")
     model_params: dict[str, Any] = Field(default_factory=dict, description="extra architecture parameters")
     pretrained: str | None = Field(None, description="starting weights: a .safetensors/.pth file, or 'timm'")
-    epochs: int = Field(30, ge=1)
-    imgsz: int = Field(128, ge=16, le=4096)
-    batch: int = Field(32, ge=1)
-    lr: float = Field(2e-3, gt=0)
+    epochs: int = Field(30, ge=1, description="maximum epochs (anomaly: default, each method's own)")
+    imgsz: int = Field(128, ge=16, le=4096, description="input side in pixels (segment, anomaly: a multiple of 32)")
+    batch: int = Field(32, ge=1, description="batch size")
+    lr: float = Field(2e-3, gt=0, description="peak learning rate")
     weight_decay: float = Field(0.01, ge=0)
     scheduler: Literal["cosine", "onecycle"] = "cosine"
     warmup_epochs: float = Field(1.0, ge=0, description="linear warm-up before the cosine decay")
@@ -39,7 +73,9 @@ class TrainConfig(BaseModel):
     focal_gamma: float = Field(2.0, ge=0)
     tversky_beta: float = Field(0.7, gt=0, lt=1, description="segment, loss tversky: weight of false negatives")
     label_smoothing: float = Field(0.0, ge=0, lt=1)
-    class_weights: Literal["none", "auto"] | dict[str, float] = "none"
+    class_weights: Literal["none", "auto"] | dict[str, float] = Field(
+        "none", description="none or auto (inverse frequency; segment: inverse square-root pixel frequency)"
+    )
     sampler: Literal["shuffle", "balanced"] = Field(
         "shuffle",
         description="balanced oversamples rare classes (segment: images with and without defects equally often)",
@@ -69,7 +105,7 @@ class TrainConfig(BaseModel):
         "centred on a defect (the rest are random, mostly negatives)",
     )
     masks: Literal["binary", "folder", "values"] = Field(
-        "binary", description="segment: how masks name classes (see inspekt.masks)"
+        "binary", description="segment: how masks name classes (see inspekt.data.masks)"
     )
     mask_threshold: int = Field(128, ge=1, le=255, description="segment: mask value from which a pixel is a defect")
     mask_values: dict[int, str] = Field(default_factory=dict, description="segment, masks values: {value: class}")
@@ -110,11 +146,11 @@ class TrainConfig(BaseModel):
     amp: bool = Field(True, description="mixed precision on CUDA (CPU training stays float32)")
     cache_mb: int = Field(4096, ge=0, description="RAM for decoded, resized images; the rest is decoded each epoch")
     deterministic: bool = True
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, description="random seed")
     threads: int | None = Field(None, ge=1)
-    out: str = "runs"
-    name: str = "exp"
-    exist_ok: bool = False
+    out: str = Field("runs", description="runs root folder (a local path or an fsspec URL)")
+    name: str = Field("exp", description="run name (exp, then exp2, ... when taken)")
+    exist_ok: bool = Field(False, description="reuse the run folder if it exists")
 
 
 def parse_overrides(pairs: list[str]) -> dict[str, Any]:
@@ -189,13 +225,7 @@ def build_config(
     try:
         return cls.model_validate(raw)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        key = ".".join(str(p) for p in err["loc"])
-        if err["type"] == "extra_forbidden":
-            hint = did_you_mean(str(err["loc"][-1]), cls.model_fields)
-            raise ConfigError(f"unknown config key {key!r}.{hint}") from None
-        shown = f" (got {err['input']!r})" if "input" in err and not isinstance(err["input"], dict) else ""
-        raise ConfigError(f"config key {key!r}: {err['msg']}{shown}") from None
+        raise config_error(exc, cls) from None
 
 
 def save_config(config: BaseModel, path: str | Path, *, exclude: set[str] | None = None) -> Path:

@@ -24,9 +24,10 @@ from pathlib import Path
 from inspekt.bundle import SUFFIX, copy_bundle, open_bundle
 from inspekt.config import TrainConfig
 from inspekt.data.synth import write_dataset
+from inspekt.engine.predictor import Predictor
+from inspekt.engine.trainer import train
 from inspekt.io import list_images
-from inspekt.predictor import Prediction, Predictor
-from inspekt.training import train
+from inspekt.results import Prediction
 
 DATASETS = {  # name: (layout, images, seed)
     "surfaces": ("classes", 480, 0),
@@ -34,6 +35,7 @@ DATASETS = {  # name: (layout, images, seed)
     "surfaces-mvtec": ("mvtec", 400, 2),
     "incoming": ("classes", 24, 99),
 }
+DEMO_DATA = {"classify": "surfaces", "segment": "surfaces-seg", "anomaly": "surfaces-mvtec"}  # each task's demo set
 IMAGE_SIZE, IMGSZ, EPOCHS, SEG_EPOCHS, ANOMALY_EPOCHS = 96, 64, 20, 12, 300
 # The demo's anomaly model: an SSIM autoencoder, the method that does best on the demo's few (60)
 # normal textures (image AUROC 0.96, pixel AUROC 0.99 in about 30 s; DRAEM, the default for real data,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import cv2
 import numpy as np
 
@@ -115,3 +117,37 @@ def heat_overlay(
         out = np.ascontiguousarray(out)
         cv2.drawContours(out, contours, -1, (255, 255, 255), max(1, round(max(heat.shape) / 400)), cv2.LINE_AA)
     return out
+
+
+def plot_prediction(prediction, image: np.ndarray, *, ax=None):
+    """Draw an image with its predicted label, confidence and runner-up classes (notebooks).
+
+    Args:
+        prediction: an ``inspekt.results.Prediction``.
+        image: the decoded image (HxW or HxWx3 uint8).
+        ax: a matplotlib Axes; by default a new pyplot figure, which notebooks display inline.
+
+    Returns:
+        The Axes drawn into.
+    """
+    if ax is None:
+        import matplotlib.pyplot as plt
+
+        _, ax = plt.subplots(figsize=(5, 5))
+    ax.imshow(image, cmap="gray" if image.ndim == 2 else None, vmin=0, vmax=255)
+    score = "" if prediction.score is None else f" {prediction.score:.3f}"
+    ax.set_title(f"{Path(prediction.source).name}: {prediction.label}{score}")
+    runners = "\n".join(f"{name} {p:.3f}" for name, p in prediction.top(4)[1:])
+    if runners:
+        ax.text(
+            0.01,
+            0.01,
+            runners,
+            transform=ax.transAxes,
+            color="white",
+            fontsize=8,
+            va="bottom",
+            bbox={"facecolor": "black", "alpha": 0.5, "pad": 2},
+        )
+    ax.set_axis_off()
+    return ax

@@ -51,3 +51,9 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
     return f' Did you mean "{close[0]}"?' if close else ""
+
+
+def one_line(value: object) -> str:
+    """An exception or value as one line of at most 200 characters, for messages."""
+    text = " ".join(str(value).split())
+    return text if len(text) <= 200 else text[:197] + "..."

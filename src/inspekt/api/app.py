@@ -7,8 +7,9 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 from fastapi import FastAPI
+from pydantic import model_validator
 
-from inspekt import __version__
+from inspekt._version import __version__
 from inspekt.api import problems
 from inspekt.api.auth import ApiKeyMiddleware
 from inspekt.api.batching import IN_FLIGHT
@@ -16,12 +17,12 @@ from inspekt.api.metrics import Metrics, MetricsMiddleware
 from inspekt.api.models import ServedModel, load_models
 from inspekt.api.problems import Problem
 from inspekt.api.routes import router
-from inspekt.drift.engine import CHECKS, DriftConfig
+from inspekt.config import Settings
+from inspekt.drift.types import CHECKS, DriftConfig
 from inspekt.errors import ConfigError, did_you_mean
 
 
-@dataclass(frozen=True)
-class ServeSettings:
+class ServeSettings(Settings):
     """How the service runs.
 
     Attributes:
@@ -54,7 +55,8 @@ class ServeSettings:
     cors_origins: tuple[str, ...] = ()
     drift_checks: tuple[str, ...] = CHECKS
 
-    def __post_init__(self) -> None:
+    @model_validator(mode="after")
+    def _check(self) -> ServeSettings:
         for name, value, low in (
             ("max_upload_mb", self.max_upload_mb, 0.001),
             ("max_files", self.max_files, 1),
@@ -69,6 +71,7 @@ class ServeSettings:
         DriftConfig(checks=self.drift_checks)  # names checked at start, with a did-you-mean
         if self.api_key is not None and not self.api_key.strip():
             raise ConfigError("the API key is empty; set the environment variable to a long random string")
+        return self
 
     @property
     def max_upload_bytes(self) -> int:

@@ -23,9 +23,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from inspekt.engine.predictor import Predictor
 from inspekt.enhance import Pipeline
 from inspekt.errors import InspektError
-from inspekt.predictor import Prediction, Predictor
+from inspekt.results import Prediction
 
 log = logging.getLogger("inspekt.api")
 IN_FLIGHT = 2  # batches predicted at once per model

@@ -6,12 +6,13 @@ from inspekt.api.models import ServedModel
 from inspekt.api.options import DRIFT_FIELDS, _check_fields, _number
 from inspekt.api.problems import Problem
 from inspekt.api.uploads import Upload, within_budget
-from inspekt.drift.engine import CHECKS, DriftConfig, DriftResult, compare_profiles
-from inspekt.drift.profile import profile_chunk
-from inspekt.drift.reference import model_outputs
-from inspekt.drift.sources import sample_files
+from inspekt.drift.engine import compare_profiles
+from inspekt.drift.types import CHECKS, DriftConfig, DriftResult
+from inspekt.engine.reference import model_outputs
 from inspekt.errors import ConfigError, ImageLoadError
-from inspekt.io import SkippedFile, image_size
+from inspekt.io import image_size
+from inspekt.profiling.profile import profile_chunk, sample_files
+from inspekt.results import SkippedFile
 
 MAX_PERMUTATIONS = 5000  # bounds the work one request can ask for
 

@@ -12,9 +12,9 @@ from typing import Any
 import numpy as np
 
 from inspekt.api.batching import MicroBatcher
-from inspekt.drift.profile import Profile
+from inspekt.engine.predictor import Predictor
 from inspekt.errors import ConfigError
-from inspekt.predictor import Predictor
+from inspekt.profiling.profile import Profile
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 

@@ -11,9 +11,10 @@ from typing import Any
 import numpy as np
 
 from inspekt.api.problems import Problem
+from inspekt.engine.predictor import Predictor
 from inspekt.enhance import Pipeline
 from inspekt.errors import ConfigError, did_you_mean
-from inspekt.predictor import Prediction, Predictor
+from inspekt.results import Prediction
 
 INCLUDES = ("mask", "heatmap", "embedding")
 PREDICT_FIELDS = ("threshold", "pixel_threshold", "min_area", "enhance", "topk", "include")

@@ -47,7 +47,7 @@ def find_bundles(root: Path) -> dict[str, Path]:
 def load_predictor(path: str, stamp: float):
     """A Predictor per bundle, loaded once per process (``stamp``: the file's mtime, so a retrained
     bundle at the same path is loaded again)."""
-    from inspekt.predictor import Predictor
+    from inspekt.engine.predictor import Predictor
 
     return Predictor.load(path)
 
@@ -55,7 +55,7 @@ def load_predictor(path: str, stamp: float):
 @st.cache_resource(show_spinner="preparing Grad-CAM ...", max_entries=4)
 def load_explainer(path: str, stamp: float, method: str):
     """A Grad-CAM explainer per bundle and method, loaded once per process."""
-    from inspekt.explain import Explainer
+    from inspekt.tasks.classify.explain import Explainer
 
     return Explainer.load(path, method=method)
 

@@ -30,8 +30,9 @@ def explain(
     as_json: bool = typer.Option(False, "--json", help="One JSON object per image (JSON lines)."),
 ) -> None:
     """Write Grad-CAM overlays showing what drove each image's class; bad files are reported and skipped."""
-    from inspekt.explain import Explainer
-    from inspekt.io import BatchReport, save_image
+    from inspekt.io import save_image
+    from inspekt.results import BatchReport
+    from inspekt.tasks.classify.explain import Explainer
 
     explainer = Explainer.load(bundle, method=method, layer=layer)
     out = as_path(out)  # a URL folder (s3://...) receives each overlay in one write

@@ -7,6 +7,8 @@ from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from inspekt.card import NORMAL_NAMES
+
 SPLITS = ("train", "val", "test")
 SPLIT_ALIASES = {
     "train": "train",
@@ -18,7 +20,6 @@ SPLIT_ALIASES = {
     "testing": "test",
 }
 # Folder / class names that mean "normal" for anomaly detection.
-NORMAL_NAMES = ("good", "ok", "normal", "free", "pass", "nominal")
 
 
 @dataclass(frozen=True)

@@ -14,10 +14,11 @@ from collections.abc import Callable
 from typing import Any
 
 from inspekt import storage
-from inspekt.drift.engine import CHECKS, Check, DriftConfig, DriftResult, compare_profiles
-from inspekt.drift.profile import Profile, profile_images
+from inspekt.drift.engine import compare_profiles
 from inspekt.drift.sources import Source, is_bundle, load_profile
+from inspekt.drift.types import CHECKS, Check, DriftConfig, DriftResult
 from inspekt.errors import ConfigError
+from inspekt.profiling.profile import Profile, profile_images
 
 __all__ = [
     "CHECKS",
@@ -101,7 +102,7 @@ def _check(
         and isinstance(reference, (str, os.PathLike))
         and is_bundle(storage.as_path(reference))
     ):
-        from inspekt.drift.sources import sample_files
+        from inspekt.profiling.profile import sample_files
 
         predicted = sample_files(cur.files, len(ref.model["files"]), config.seed)
         cur.model = _model_outputs(reference, predicted, client)
@@ -115,12 +116,12 @@ def _check(
 
 def _model_outputs(bundle: str | os.PathLike, files: list[str], client) -> dict | None:
     """The bundle's predictions on ``files`` (on the cluster when there is one), as drift inputs."""
-    from inspekt.drift.reference import model_outputs, outputs_of
+    from inspekt.engine.reference import model_outputs, outputs_of
 
     if client is None:
-        from inspekt.predictor import Predictor
+        from inspekt.engine.predictor import Predictor
 
         return model_outputs(Predictor.load(bundle), files)
-    from inspekt.cluster import predict_on
+    from inspekt.engine.distributed import predict_on
 
     return outputs_of([p for chunk, _ in predict_on(client, str(bundle), files) for p in chunk])

@@ -13,133 +13,16 @@ the check's minimum, so a large sample does not turn a negligible difference int
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from inspekt.drift import stats
 from inspekt.drift.domain import DomainFit, fit_domain_classifier
-from inspekt.drift.profile import Profile
-from inspekt.drift.properties import CHANNELS, PROPERTIES
-from inspekt.errors import ConfigError, InspektError
-from inspekt.io import SkippedFile
-
-CHECKS = ("properties", "pixels", "domain", "predictions", "embeddings")
-
-
-@dataclass(frozen=True)
-class DriftConfig:
-    """Settings of a drift check.
-
-    Attributes:
-        alpha: false-alarm rate for the whole comparison (all checks together).
-        permutations: relabellings per permutation test (p-values are at least 1 / (1 + this)).
-        checks: which families of checks to run (``CHECKS``).
-        min_effect: smallest normalised Wasserstein distance (in reference standard deviations) for
-            a property to count as drifted; for colour properties, also the change in the share of
-            colour images.
-        min_js: smallest Jensen-Shannon distance (0-1) between pixel histograms.
-        min_domain_score: smallest domain-classifier score max(2 AUC - 1, 0).
-        min_prediction_effect: smallest Cramer's V (label mix) or KS statistic (scores).
-        min_embedding_effect: smallest excess MMD of the model's embeddings (see ``_embedding_check``).
-        kl_threshold: the fixed rule "KL(reference || current) > threshold" reported beside each
-            pixel histogram (not part of the verdict); None to leave it out.
-        max_images: images per side used by the tests (a seeded random subset beyond that).
-        seed: seeds the relabellings, subsets and classifier.
-    """
-
-    alpha: float = 0.05
-    permutations: int = 1000
-    checks: tuple[str, ...] = CHECKS
-    min_effect: float = 0.1
-    min_js: float = 0.05
-    min_domain_score: float = 0.2
-    min_prediction_effect: float = 0.1
-    min_embedding_effect: float = 0.1
-    kl_threshold: float | None = None
-    max_images: int = 5000
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if not 0 < self.alpha < 1:
-            raise ConfigError(f"alpha must be between 0 and 1 (e.g. 0.05), not {self.alpha}")
-        if self.permutations < 19:
-            raise ConfigError(
-                f"permutations must be at least 19 (p-values cannot go below 1/(1+B)), not {self.permutations}"
-            )
-        unknown = [c for c in self.checks if c not in CHECKS]
-        if unknown:
-            from inspekt.errors import did_you_mean
-
-            raise ConfigError(
-                f"unknown check {unknown[0]!r}; choose from {', '.join(CHECKS)}.{did_you_mean(unknown[0], CHECKS)}"
-            )
-        if not self.checks:
-            raise ConfigError(f"no checks chosen; choose one or more of {', '.join(CHECKS)}")
-        if self.max_images < 2:
-            raise ConfigError(f"max_images must be at least 2, not {self.max_images}")
-        for name in (
-            "min_effect",
-            "min_js",
-            "min_domain_score",
-            "min_prediction_effect",
-            "min_embedding_effect",
-            "kl_threshold",
-        ):
-            value = getattr(self, name)
-            if value is not None and not value >= 0:  # also refuses NaN
-                raise ConfigError(f"{name} must be 0 or more, not {value}")
-
-
-@dataclass
-class Check:
-    """One check's numbers. ``drifted`` = adjusted p <= alpha and effect >= min_effect."""
-
-    name: str
-    kind: str  # property | pixels | domain | prediction | embedding
-    statistic: float
-    statistic_name: str
-    p_value: float
-    effect: float
-    effect_name: str
-    min_effect: float
-    reference: float | None = None  # a summary of each side: mean, share ...
-    current: float | None = None
-    details: dict[str, Any] = field(default_factory=dict)
-    p_adjusted: float = 1.0
-    drifted: bool = False
-    permuted: np.ndarray | None = field(default=None, repr=False, compare=False)  # [T_obs, T_1..T_B], while adjusting
-
-
-@dataclass
-class DriftResult:
-    """The outcome of a drift check: numbers only (``report`` renders them)."""
-
-    drift: bool
-    alpha: float
-    n_reference: int
-    n_current: int
-    checks: list[Check]
-    importances: dict[str, float]
-    skipped_reference: list[SkippedFile]
-    skipped_current: list[SkippedFile]
-    notes: list[str]
-    config: DriftConfig
-    reference_profile: Profile | None = field(default=None, repr=False)
-    current_profile: Profile | None = field(default=None, repr=False)
-
-    @property
-    def drifted(self) -> list[Check]:
-        """The drifted checks, largest effect (relative to its minimum) first."""
-        return sorted((c for c in self.checks if c.drifted), key=lambda c: -c.effect / max(c.min_effect, 1e-9))
-
-    def check(self, name: str) -> Check:
-        """The check called ``name`` (e.g. ``"brightness"``, ``"pixels:grey"``, ``"domain_classifier"``)."""
-        for c in self.checks:
-            if c.name == name:
-                return c
-        raise KeyError(f"no check named {name!r}; have {', '.join(c.name for c in self.checks)}")
+from inspekt.drift.types import Check, DriftConfig, DriftResult
+from inspekt.errors import InspektError
+from inspekt.profiling.profile import Profile
+from inspekt.profiling.properties import CHANNELS, PROPERTIES
 
 
 def compare_profiles(reference: Profile, current: Profile, config: DriftConfig | None = None) -> DriftResult:

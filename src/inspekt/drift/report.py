@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from inspekt.drift.engine import Check, DriftResult
-from inspekt.drift.properties import CHANNELS, PROPERTY_NAMES
+from inspekt.drift.types import Check, DriftResult
 from inspekt.io import output_file
+from inspekt.profiling.properties import CHANNELS, PROPERTY_NAMES
 
 SCHEMA = "inspekt.drift/1"
 VERDICT = {True: "Drift detected", False: "No significant drift detected"}
@@ -178,13 +178,13 @@ def _uri(png: bytes) -> str:
 
 def histogram_png(result: DriftResult) -> bytes | None:
     """Reference and current pixel histograms per channel, as a PNG (None when no channel is shared)."""
-    from inspekt.plots import _figure
+    from inspekt.figures import new_figure
 
     ref, cur = result.reference_profile, result.current_profile
     channels = [i for i, _ in enumerate(CHANNELS) if ref.pixel_histogram[i].sum() and cur.pixel_histogram[i].sum()]
     if not channels:
         return None
-    figure = _figure(4.2 * len(channels), 2.8)
+    figure = new_figure(4.2 * len(channels), 2.8)
     for k, i in enumerate(channels):
         ax = figure.add_subplot(1, len(channels), k + 1)
         for hist, label in ((ref.pixel_histogram[i], "reference"), (cur.pixel_histogram[i], "current")):
@@ -196,12 +196,12 @@ def histogram_png(result: DriftResult) -> bytes | None:
 
 def property_png(result: DriftResult, name: str) -> bytes:
     """Reference and current distributions of one property, as a PNG."""
-    from inspekt.plots import _figure
+    from inspekt.figures import new_figure
 
     r = result.reference_profile.values[name]
     c = result.current_profile.values[name]
     r, c = r[~np.isnan(r)], c[~np.isnan(c)]
-    figure = _figure(3.4, 2.4)
+    figure = new_figure(3.4, 2.4)
     ax = figure.add_subplot(1, 1, 1)
     both = np.r_[r, c]
     bins = np.histogram_bin_edges(both, bins=30) if both.size and np.ptp(both) > 0 else 10
@@ -215,10 +215,10 @@ def property_png(result: DriftResult, name: str) -> bytes:
 
 def importance_png(importances: dict[str, float]) -> bytes:
     """The domain classifier's permutation importances, as a PNG bar chart."""
-    from inspekt.plots import _figure
+    from inspekt.figures import new_figure
 
     names = list(importances)[:8][::-1]
-    figure = _figure(4.5, 0.35 * len(names) + 0.8)
+    figure = new_figure(4.5, 0.35 * len(names) + 0.8)
     ax = figure.add_subplot(1, 1, 1)
     ax.barh(names, [importances[n] for n in names])
     ax.set(xlabel="AUC lost when shuffled", title="what tells the sets apart")

@@ -12,15 +12,17 @@ import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import numpy as np
-
 from inspekt import storage
-from inspekt.bundle import CARD, SUFFIX, is_zip, open_bundle
-from inspekt.drift.profile import DEFAULT_MIN_SIDE, Profile, profile_images
+from inspekt.bundle import (
+    CARD,
+    REFERENCE,
+    SUFFIX,
+    is_zip,
+    open_bundle,
+)
 from inspekt.errors import BundleError, DatasetError, InspektError
+from inspekt.profiling.profile import DEFAULT_MIN_SIDE, Profile, profile_images, sample_files
 
-REFERENCE = "reference.json"
-MAX_REFERENCE_IMAGES = 2000  # a bundle's reference profile: a seeded sample beyond this
 Source = str | os.PathLike | Profile | Sequence[str | os.PathLike]
 
 
@@ -52,14 +54,6 @@ def source_files(source: str | os.PathLike) -> list[str]:
     if not files:
         raise DatasetError(f"{path}: no image files found (looked for .png, .jpg, .tif, ... in all sub-folders)")
     return files
-
-
-def sample_files(files: list[str], sample: int | None, seed: int) -> list[str]:
-    """A seeded random ``sample`` of the files (in their original order); all when ``sample`` is None."""
-    if sample is None or len(files) <= sample:
-        return files
-    index = np.sort(np.random.default_rng(seed).choice(len(files), sample, replace=False))
-    return [files[i] for i in index]
 
 
 def bundle_reference(path: str | os.PathLike) -> Profile:
@@ -100,7 +94,7 @@ def load_profile(
         workers: processes for profiling.
         sample: profile a seeded random sample of this many images.
         seed: the sample's seed.
-        min_side: working resolution rule (``inspekt.reduced``).
+        min_side: working resolution rule (``inspekt.io.reduced``).
         progress: called with the number of images finished, as profiling goes.
         on_start: called once with the number of images about to be profiled.
         client: a ``distributed.Client`` to profile on (see ``inspekt.cluster``).

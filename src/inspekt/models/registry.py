@@ -32,6 +32,7 @@ class ModelEntry:
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
+_RESOLVERS: dict[str, Callable[[str], ModelEntry]] = {}
 
 
 def register_model(name: str, *, task: str, description: str) -> Callable:
@@ -52,7 +53,7 @@ def get_entry(name: str, task: str | None = None) -> ModelEntry:
     Raises:
         ConfigError: unknown name, or a model of another task.
     """
-    entry = _REGISTRY.get(name) or _timm_entry(name)
+    entry = _REGISTRY.get(name) or _resolved(name)
     if entry is None:
         choices = list_models(task)
         raise ConfigError(f"unknown model {name!r}.{did_you_mean(name, choices)} Available: {', '.join(choices)}")
@@ -61,22 +62,17 @@ def get_entry(name: str, task: str | None = None) -> ModelEntry:
     return entry
 
 
-def _timm_entry(name: str) -> ModelEntry | None:
-    """``timm/<arch>``: any timm classification architecture, registered on first use."""
-    if not name.startswith("timm/"):
-        return None
-    import timm
+def register_resolver(prefix: str, resolve: Callable[[str], ModelEntry]) -> None:
+    """Let ``resolve`` build the entry of any name starting with ``prefix`` on first use (e.g. timm/<arch>)."""
+    _RESOLVERS[prefix] = resolve
 
-    from inspekt.models.timm_models import timm_builder
 
-    arch = name.removeprefix("timm/")
-    if not timm.is_model(arch):
-        raise ConfigError(
-            f"timm has no architecture {arch!r}.{did_you_mean(arch, timm.list_models())} "
-            "See timm.list_models() for the names"
-        )
-    _REGISTRY[name] = ModelEntry(name, "classify", timm_builder(arch), f"timm {arch}")
-    return _REGISTRY[name]
+def _resolved(name: str) -> ModelEntry | None:
+    for prefix, resolve in _RESOLVERS.items():
+        if name.startswith(prefix):
+            _REGISTRY[name] = resolve(name)
+            return _REGISTRY[name]
+    return None
 
 
 def create_model(name: str, **params: Any) -> Any:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from inspekt.models.layers import double_conv
 from inspekt.models.registry import register_model
 
 SMP_ARCHITECTURES = {
@@ -29,17 +30,6 @@ def _check(num_classes: int, in_chans: int) -> None:
         raise ValueError(f"in_chans={in_chans!r} must be 1 or 3")
 
 
-def _double_conv(c_in: int, c_out: int) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv2d(c_in, c_out, 3, padding=1, bias=False),
-        nn.BatchNorm2d(c_out),
-        nn.ReLU(inplace=True),
-        nn.Conv2d(c_out, c_out, 3, padding=1, bias=False),
-        nn.BatchNorm2d(c_out),
-        nn.ReLU(inplace=True),
-    )
-
-
 class TinyUNet(nn.Module):
     """A UNet: double convolutions, max-pool down, bilinear up, skip concatenation. With
     ``stem_stride=2`` the first convolution is strided and the logits are upsampled at the end:
@@ -50,8 +40,8 @@ class TinyUNet(nn.Module):
         super().__init__()
         self.stem_stride = stem_stride
         widths = [width * 2**i for i in range(depth + 1)]
-        self.down = nn.ModuleList(_double_conv(c_in, c_out) for c_in, c_out in zip([in_chans] + widths[:-1], widths))
-        self.up = nn.ModuleList(_double_conv(widths[i] + widths[i + 1], widths[i]) for i in reversed(range(depth)))
+        self.down = nn.ModuleList(double_conv(c_in, c_out) for c_in, c_out in zip([in_chans] + widths[:-1], widths))
+        self.up = nn.ModuleList(double_conv(widths[i] + widths[i + 1], widths[i]) for i in reversed(range(depth)))
         self.pool = nn.MaxPool2d(2)
         self.head = nn.Conv2d(widths[0], num_classes, 1)
         if stem_stride == 2:
@@ -60,7 +50,7 @@ class TinyUNet(nn.Module):
                 nn.BatchNorm2d(widths[0]),
                 nn.ReLU(inplace=True),
             )
-            self.down[0] = _double_conv(widths[0], widths[0])
+            self.down[0] = double_conv(widths[0], widths[0])
         self.to(memory_format=torch.channels_last)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from inspekt.models.registry import register_model
+from inspekt.errors import ConfigError, did_you_mean
+from inspekt.models.registry import ModelEntry, register_model, register_resolver
 
 CURATED = {
     "resnet18": "ResNet-18 (11 M parameters), a solid transfer-learning baseline",
@@ -45,3 +46,19 @@ def timm_builder(arch: str):
 
 for _name, _description in CURATED.items():
     register_model(_name, task="classify", description=_description)(timm_builder(_name))
+
+
+def timm_entry(name: str) -> ModelEntry:
+    """``timm/<arch>``: any timm classification architecture, registered on first use."""
+    import timm
+
+    arch = name.removeprefix("timm/")
+    if not timm.is_model(arch):
+        raise ConfigError(
+            f"timm has no architecture {arch!r}.{did_you_mean(arch, timm.list_models())} "
+            "See timm.list_models() for the names"
+        )
+    return ModelEntry(name, "classify", timm_builder(arch), f"timm {arch}")
+
+
+register_resolver("timm/", timm_entry)

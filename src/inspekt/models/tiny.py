@@ -5,19 +5,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from inspekt.models.layers import double_conv
 from inspekt.models.registry import register_model
 
 
-def _block(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False),
-        nn.BatchNorm2d(c_out),
-        nn.ReLU(inplace=True),
-        nn.Conv2d(c_out, c_out, 3, padding=1, bias=False),
-        nn.BatchNorm2d(c_out),
-        nn.ReLU(inplace=True),
-        nn.MaxPool2d(2),
-    )
+def _down(c_in: int, c_out: int, stride: int) -> nn.Sequential:
+    """A double convolution, then a 2x2 max-pool (one flat Sequential: the weights' names stay)."""
+    return nn.Sequential(*double_conv(c_in, c_out, stride), nn.MaxPool2d(2))
 
 
 class TinyCNN(nn.Module):
@@ -32,7 +26,7 @@ class TinyCNN(nn.Module):
         widths = [width, width * 2, width * 4, width * 8]
         strides = [stem_stride, 1, 1, 1]
         self.features = nn.Sequential(
-            *[_block(c_in, c_out, s) for c_in, c_out, s in zip([in_chans] + widths, widths, strides)]
+            *[_down(c_in, c_out, s) for c_in, c_out, s in zip([in_chans] + widths, widths, strides)]
         )
         pooled = widths[-1] * (2 if pool == "avgmax" else 1)
         self.head = nn.Sequential(nn.Flatten(), nn.Dropout(dropout), nn.Linear(pooled, num_classes))

@@ -17,8 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import model_validator
 from sqlalchemy.exc import OperationalError
 
+from inspekt.config import Settings
 from inspekt.errors import ConfigError, InspektError
 from inspekt.monitor import history
 from inspekt.monitor.alerts import alert_payload, log_alert, post_webhook
@@ -28,8 +30,7 @@ log = logging.getLogger("inspekt.monitor")
 WINDOW_CHECKS = ("properties", "pixels", "domain", "predictions")  # embeddings are not kept per image
 
 
-@dataclass
-class MonitorConfig:
+class MonitorConfig(Settings):
     """Settings of one monitor (``inspekt monitor`` options).
 
     Attributes:
@@ -64,17 +65,19 @@ class MonitorConfig:
     webhook_attempts: int = 4
     webhook_backoff: float = 1.0
 
-    def __post_init__(self) -> None:
+    @model_validator(mode="after")
+    def _check(self) -> MonitorConfig:
         if self.window < 2:
             raise ConfigError(f"--window {self.window}: a drift window needs at least 2 images (e.g. 200)")
         if self.max_images is not None and self.max_images < 1:
             raise ConfigError(f"--max-images {self.max_images}: give 1 or more")
         if self.webhook and not self.webhook.startswith(("http://", "https://")):
             raise ConfigError(f"--webhook {self.webhook!r}: give an http:// or https:// URL")
-        from inspekt.drift.engine import DriftConfig
+        from inspekt.drift.types import DriftConfig
 
         # the drift engine's own checks, now: not at the first window, which may be hours of images away
         DriftConfig(alpha=self.alpha, permutations=self.permutations, checks=WINDOW_CHECKS)
+        return self
 
 
 @dataclass
@@ -90,9 +93,9 @@ class MonitorStats:
 
 def observe(predictor, item: Item, source: str, model: str, min_side: int) -> history.ImageRow:
     """Predict and profile one item into a history row (a skipped row, with the reason, when unreadable)."""
-    from inspekt.drift.profile import profile_chunk
-    from inspekt.drift.properties import CHANNELS
-    from inspekt.io import BatchReport
+    from inspekt.profiling.profile import profile_chunk
+    from inspekt.profiling.properties import CHANNELS
+    from inspekt.results import BatchReport
 
     row = history.ImageRow(source=source, item=item.item, model=model)
     if item.data is None:
@@ -120,8 +123,8 @@ def observe(predictor, item: Item, source: str, model: str, min_side: int) -> hi
 
 def window_profile(rows: list[Any], min_side: int):
     """The drift ``Profile`` of recorded rows (properties, histograms, and the model's labels and scores)."""
-    from inspekt.drift.profile import Profile
-    from inspekt.drift.properties import CHANNELS, HIST_BINS, PROPERTY_NAMES, coarse
+    from inspekt.profiling.profile import Profile
+    from inspekt.profiling.properties import CHANNELS, HIST_BINS, PROPERTY_NAMES, coarse
 
     hists = np.zeros((len(rows), len(CHANNELS), HIST_BINS))
     for n, row in enumerate(rows):
@@ -140,7 +143,8 @@ def window_profile(rows: list[Any], min_side: int):
 
 def check_window(reference, rows: list[Any], alpha: float, permutations: int) -> dict[str, Any]:
     """Drift of a window of rows vs the reference (the drift engine's calibrated checks), as window-row values."""
-    from inspekt.drift.engine import DriftConfig, compare_profiles
+    from inspekt.drift.engine import compare_profiles
+    from inspekt.drift.types import DriftConfig
 
     result = compare_profiles(
         reference,
@@ -178,7 +182,7 @@ class Monitor:
     def __init__(self, config: MonitorConfig):
         from inspekt.bundle import REFERENCE
         from inspekt.drift.sources import bundle_reference
-        from inspekt.predictor import Predictor
+        from inspekt.engine.predictor import Predictor
 
         self.config = config
         self.predictor = Predictor.load(config.model)  # a missing or broken bundle fails before anything is opened

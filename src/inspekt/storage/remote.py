@@ -12,7 +12,7 @@ from functools import total_ordering
 from pathlib import PurePosixPath
 from typing import IO, Any
 
-from inspekt.errors import InspektError
+from inspekt.errors import InspektError, one_line
 
 _URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+)://")
 # Object stores have no folders: "mkdir" is a no-op there (s3fs would even create a bucket).
@@ -47,12 +47,7 @@ def _filesystem(url: str) -> tuple[Any, str]:
                 f"{url}: unknown storage protocol {protocol!r} (use a local path, s3://, "
                 "memory://, file:// or another protocol fsspec supports)"
             ) from None
-        raise StorageError(f"{url}: {_one_line(exc)}") from None
-
-
-def _one_line(value: object) -> str:
-    text = " ".join(str(value).split())
-    return text if len(text) <= 200 else text[:197] + "..."
+        raise StorageError(f"{url}: {one_line(exc)}") from None
 
 
 def _translate(exc: BaseException, url: str) -> BaseException:
@@ -65,17 +60,17 @@ def _translate(exc: BaseException, url: str) -> BaseException:
         )
     if isinstance(exc, PermissionError):
         return StorageError(
-            f"{url}: access denied ({_one_line(exc)}); check that these credentials may "
+            f"{url}: access denied ({one_line(exc)}); check that these credentials may "
             "read/write it (bucket policy, IAM role) or use other credentials"
         )
     if "EndpointConnection" in name or "ClientConnector" in name or isinstance(exc, ConnectionError):
         endpoint = os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("FSSPEC_S3_ENDPOINT_URL") or "the default"
         return StorageError(
-            f"{url}: cannot reach the storage endpoint ({endpoint}): {_one_line(exc)}; "
+            f"{url}: cannot reach the storage endpoint ({endpoint}): {one_line(exc)}; "
             "check AWS_ENDPOINT_URL / FSSPEC_S3_ENDPOINT_URL and the network"
         )
     if name in ("ClientError", "ParamValidationError", "NoRegionError"):
-        return StorageError(f"{url}: storage request refused: {_one_line(exc)}")
+        return StorageError(f"{url}: storage request refused: {one_line(exc)}")
     return exc
 
 

@@ -33,7 +33,7 @@ uploads = st.file_uploader(
 alpha = st.select_slider("False-alarm rate (alpha)", [0.01, 0.05, 0.1], value=0.05)
 
 if st.button("Check drift", type="primary"):
-    from inspekt.drift.profile import profile_chunk
+    from inspekt.profiling.profile import profile_chunk
 
     progress = st.progress(0.0, text="profiling ...")
     seen = {"n": 0, "total": 1}
@@ -56,7 +56,7 @@ if st.button("Check drift", type="primary"):
         if uploads:
             current = profile_chunk([(u.name, u.getvalue()) for u in uploads])
             if predictor is not None and kind.startswith("the model"):
-                from inspekt.drift.reference import model_outputs
+                from inspekt.engine.reference import model_outputs
 
                 current.model = model_outputs(predictor, [u.getvalue() for u in uploads][:300])
         with st.spinner("running the checks ..."):

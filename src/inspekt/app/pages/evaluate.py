@@ -1,12 +1,12 @@
-"""Evaluate: a labelled dataset -> the task's metrics, confusion matrix, ROC / PR curves, and the
-errors with their explanations (Grad-CAM; segmentation: the worst overlays)."""
+"""Evaluate: a labelled dataset -> the task's metrics and tables, and its figures (classifiers: the
+confusion matrix, ROC / PR curves and the errors with Grad-CAM; segmentation: the worst overlays;
+anomaly: the score histogram and the worst false positives / negatives)."""
 
 from __future__ import annotations
 
 import tempfile
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import streamlit as st
 
@@ -24,7 +24,7 @@ if predictor is None:
     st.info("Choose a model in the sidebar.")
     st.stop()
 if st.button("Evaluate", type="primary"):
-    from inspekt.evaluation import evaluate
+    from inspekt.engine.evaluator import evaluate
 
     status = st.empty()
     done = [0]
@@ -46,78 +46,25 @@ result = st.session_state.get("evaluation")
 if result is None or result.bundle != str(model_path):
     st.stop()
 
-metrics = result.metrics
-if predictor.card.task == "segment":
-    keys = ["defect_iou", "dice", "per_image_iou", "pixel_precision", "pixel_recall", "image_auroc", "image_f1"]
-elif predictor.card.task == "anomaly":
-    keys = ["image_auroc", "image_aupr", "f1", "precision", "recall", "pixel_auroc", "aupro"]
-else:
-    keys = ["accuracy", "macro_f1", "balanced_accuracy", "roc_auc", "pr_auc", "ece"]
-cells = st.columns(len(keys))
-for cell, key in zip(cells, keys):
+task, metrics = predictor.task, result.metrics
+cells = st.columns(len(task.headline))
+for cell, key in zip(cells, task.headline):
     value = metrics.get(key)
     cell.metric(key, "-" if value is None else f"{value:.3f}")
 if result.skipped:
     st.warning(
         f"skipped {len(result.skipped)} file(s): " + "; ".join(f"{s.path}: {s.reason}" for s in result.skipped[:5])
     )
+for table in task.summary(result)[1:]:  # the first is the headline above
+    st.subheader(table.title)
+    st.dataframe(pd.DataFrame(table.rows, columns=table.columns).set_index(table.columns[0]), width="stretch")
 
-if predictor.card.task == "segment":
-    st.subheader("Worst images (prediction filled, truth outlined in green)")
+st.subheader("Figures: " + task.figures)
+with tempfile.TemporaryDirectory() as tmp:
     from inspekt.data import open_dataset
-    from inspekt.seg_evaluation import write_worst_overlays
 
-    with tempfile.TemporaryDirectory() as tmp:
-        paths = write_worst_overlays(result, predictor, open_dataset(data), tmp, limit=GALLERY)
-        columns = st.columns(4)
-        for k, path in enumerate(paths):
-            columns[k % 4].image(load_image(path), caption=Path(path).name, width="stretch")
-    st.stop()
-
-if predictor.card.task == "anomaly":
-    from inspekt.anomaly_evaluation import write_plots
-
-    st.subheader("Scores, and the worst false positives / negatives (input | anomaly map | reconstruction)")
-    with tempfile.TemporaryDirectory() as tmp:
-        paths = write_plots(result, predictor, tmp, limit=GALLERY // 2)
-        st.image(load_image(paths[0]), caption="normalised scores of normal vs anomalous images", width=520)
-        for path in paths[1:]:
-            st.image(load_image(path), caption=Path(path).name, width="stretch")
-    st.stop()
-
-classes = list(result.classes)
-st.subheader("Confusion matrix (rows: truth, columns: prediction)")
-st.dataframe(pd.DataFrame(metrics["confusion"], index=classes, columns=classes), width="stretch")
-from sklearn.metrics import precision_recall_curve, roc_curve  # noqa: E402  (classifiers only: after the st.stop()s)
-
-target = st.selectbox("Curves for class", classes, index=classes.index(result.positive) if result.positive else 0)
-k = classes.index(target)
-truth = (np.asarray(result.y_true) == k).astype(int)
-if 0 < truth.sum() < len(truth):
-    fpr, tpr, _ = roc_curve(truth, result.probs[:, k])
-    precision, recall, _ = precision_recall_curve(truth, result.probs[:, k])
-    left, right = st.columns(2)
-    left.caption("ROC")
-    left.line_chart(
-        pd.DataFrame({"false positive rate": fpr, "true positive rate": tpr}).set_index("false positive rate")
-    )
-    right.caption("Precision-recall")
-    right.line_chart(
-        pd.DataFrame({"recall": recall, "precision": precision}).drop_duplicates("recall").set_index("recall")
-    )
-else:
-    st.caption(f"no ROC / PR curve for {target}: the split has only one kind of image for it")
-
-errors = [i for i in range(len(result.paths)) if result.y_true[i] != result.y_pred[i]]
-st.subheader(f"Errors ({len(errors)}), with Grad-CAM for the predicted class")
-explainer = common.load_explainer(str(model_path), common.stamp(model_path), "gradcam")
-columns = st.columns(4)
-for n, i in enumerate(errors[:GALLERY]):
-    image = load_image(result.paths[i], mode="keep")
-    overlay = explainer.explain(image, source=result.paths[i]).overlay
-    columns[n % 4].image(
-        overlay,
-        caption=f"{Path(result.paths[i]).name}: true {classes[result.y_true[i]]}, "
-        f"predicted {classes[result.y_pred[i]]}",
-        width="stretch",
-    )
+    task.write_plots(result, predictor, open_dataset(data), Path(tmp))
+    pictures = sorted(Path(tmp).rglob("*.png"))[:GALLERY]
+    columns = st.columns(3)
+    for k, path in enumerate(pictures):
+        columns[k % 3].image(load_image(path), caption=path.name, width="stretch")

@@ -64,41 +64,10 @@ if predictor is None:
     st.info("Choose a model in the sidebar to predict.")
     st.stop()
 
-card = predictor.card
-binary = card.task == "classify" and len(card.classes) == 2
-if card.task == "anomaly":
-    threshold = st.sidebar.slider(
-        "Anomaly threshold",
-        0.0,
-        1.0,
-        float(card.anomaly.decision),
-        0.01,
-        help="normalised anomaly score from which an image is anomalous (0.5: the threshold calibrated at training)",
-    )
-    pixel = st.sidebar.slider(
-        "Pixel threshold",
-        0.0,
-        1.0,
-        float(card.anomaly.pixel_decision),
-        0.01,
-        help="normalised anomaly-map value from which a pixel is anomalous",
-    )
-    predictor = predictor.with_threshold(threshold, pixel_threshold=pixel)
-elif binary or card.task == "segment":
-    default = float(
-        card.postprocess.threshold
-        if card.task == "segment" and card.postprocess
-        else (card.thresholds or {}).get(card.classes[-1], 0.5)
-    )
-    threshold = st.sidebar.slider(
-        "Decision threshold",
-        0.0,
-        1.0,
-        default,
-        0.01,
-        help="binary: positive-class probability; segmentation: defect probability of a pixel",
-    )
-    predictor = predictor.with_threshold(threshold)
+card, task = predictor.card, predictor.task
+moved = {c.keyword: st.sidebar.slider(c.label, 0.0, 1.0, c.value, 0.01, help=c.help) for c in task.controls(card)}
+if moved:
+    predictor = predictor.with_threshold(**moved)
 
 t0 = time.perf_counter()
 prediction = predictor.predict_arrays([enhanced], [name])[0]
@@ -106,56 +75,37 @@ seconds = time.perf_counter() - t0
 overlay = None
 
 st.subheader("Prediction")
-if card.task == "classify":
-    st.markdown(f"### {prediction.label} · {prediction.score:.1%}")
-    for cls, p in prediction.top(5):
-        st.progress(float(p), text=f"{cls} {p:.3f}")
-    if st.toggle("Grad-CAM", help="where the model looked for the predicted class", key="gradcam"):
-        from inspekt.explain import METHODS  # torch: imported only when asked for
-
-        method = st.selectbox("Method", list(METHODS))
-        opacity = st.slider("Opacity", 0.0, 1.0, 0.5, 0.05)
-        try:
-            explanation = common.load_explainer(str(model_path), common.stamp(model_path), method).explain(
-                enhanced, opacity=opacity, source=name
-            )
-            overlay = explanation.overlay
-            cam_column = st.columns(2)[0]
-            cam_column.image(overlay, width="stretch")
-            cam_column.caption(f"{method} for {explanation.target} (layer {explanation.layer})")
-        except InspektError as exc:
-            st.error(str(exc))
-elif card.task == "anomaly":
-    st.markdown(f"### {prediction.label} · anomaly score {prediction.score:.3f}")
-    st.progress(
-        min(1.0, prediction.score),
-        text=f"score {prediction.score:.3f} (threshold "
-        f"{predictor.card.anomaly.decision:.2f}; raw {prediction.extra['raw_score']:.4g})",
-    )
+st.markdown(f"### {prediction.headline()}")
+for cls, p in prediction.top(5):
+    st.progress(min(1.0, float(p)), text=f"{cls} {p:.3f}")
+if prediction.mask is not None:
     overlay = prediction.overlay(enhanced)
     panels = st.columns(3 if prediction.reconstruction is not None else 2)
     panels[0].image(enhanced, caption="input (as the model saw it)", width="stretch")
-    panels[1].image(overlay, caption="anomaly map, anomalous regions outlined", width="stretch")
+    panels[1].image(overlay, caption="prediction (regions outlined)", width="stretch")
     if prediction.reconstruction is not None:
         panels[2].image(prediction.reconstruction, caption="what the model expected (reconstruction)", width="stretch")
-    st.caption(
-        f"{len(prediction.extra['components'])} region(s), {prediction.extra['anomaly_area_pct']:.2f}% of "
-        "pixels anomalous"
-    )
-    for note in card.notes:
-        st.warning(note)
-else:
-    verdict = prediction.extra.get("verdict", prediction.label)
-    st.markdown(f"### {verdict} · largest defect probability {prediction.score:.1%}")
-    overlay = prediction.overlay(enhanced)
-    st.image(overlay, width="stretch")
-    st.caption(
-        f"{len(prediction.extra.get('components', []))} region(s), "
-        f"{prediction.extra.get('defect_area_pct', 0):.2f}% defect"
-    )
-    components = prediction.extra.get("components", [])
-    if components:
-        st.dataframe(pd.DataFrame(components), width="stretch")
+if prediction.describe():
+    st.caption(prediction.describe())
+if prediction.extra.get("components"):
+    st.dataframe(pd.DataFrame(prediction.extra["components"]), width="stretch")
+for note in card.notes:
+    st.warning(note)
+if task.explainable and st.toggle("Grad-CAM", help="where the model looked for the predicted class", key="gradcam"):
+    from inspekt.tasks.classify.explain import METHODS  # torch: imported only when asked for
+
+    method = st.selectbox("Method", list(METHODS))
+    opacity = st.slider("Opacity", 0.0, 1.0, 0.5, 0.05)
+    try:
+        explanation = common.load_explainer(str(model_path), common.stamp(model_path), method).explain(
+            enhanced, opacity=opacity, source=name
+        )
+        overlay = explanation.overlay
+        cam_column = st.columns(2)[0]
+        cam_column.image(overlay, width="stretch")
+        cam_column.caption(f"{method} for {explanation.target} (layer {explanation.layer})")
+    except InspektError as exc:
+        st.error(str(exc))
 st.caption(f"{seconds * 1000:.0f} ms (model {prediction.time_ms:.0f} ms)")
 
 downloads = st.columns(2)
@@ -191,17 +141,12 @@ if picked:
     # sweep the step where it is in the user's pipeline (its other settings kept), or add it at the end
     base = pipeline if step_name in names else Pipeline.of([*pipeline.ops, (step_name, {})])
     index = [n for n, _ in base.ops].index(step_name)
-    measure = {
-        "classify": f"confidence in {prediction.label}",
-        "segment": "largest defect probability",
-        "anomaly": "anomaly score",
-    }[card.task]
     curve = []
     try:
         for value in values:
             result = predictor.predict_arrays([base.with_param(index, param_name, value)(image)], [name])[0]
-            confidence = result.scores[prediction.label] if card.task == "classify" else result.score
-            curve.append({param_name: float(value), measure: float(confidence)})
+            measure, confidence = task.confidence(prediction, result)
+            curve.append({param_name: float(value), measure: confidence})
     except Exception as exc:  # an enhancement that cannot apply to this image must not end the session
         st.error(f"The sweep stopped at {param_name}={value}: {exc}")
     if curve:

@@ -9,26 +9,23 @@ import time
 import pandas as pd
 import streamlit as st
 
-from inspekt.anomaly_training import DEFAULT_METHOD
 from inspekt.app import common, jobs
+from inspekt.demo import DEMO_DATA
 from inspekt.models import list_models
+from inspekt.tasks import TASKS
 
 root = common.workspace()
 st.title("Train")
-DEFAULTS = {
-    "classify": ("surfaces", "tiny_cnn"),
-    "segment": ("surfaces-seg", "tiny_unet"),
-    "anomaly": ("surfaces-mvtec", DEFAULT_METHOD),
-}  # task: (demo dataset, default model)
-task = st.selectbox("Task", list(DEFAULTS), help="anomaly: trained on the normal images only (good, ok, ...)")
-data = st.text_input("Dataset (folder or CSV)", value=str(root / "data" / DEFAULTS[task][0]))
+task = st.selectbox("Task", list(TASKS), help="anomaly: trained on the normal images only (good, ok, ...)")
+data = st.text_input("Dataset (folder or CSV)", value=str(root / "data" / DEMO_DATA.get(task, "")))
 left, middle, right = st.columns(3)
-model = left.selectbox("Model", list_models(task), index=list_models(task).index(DEFAULTS[task][1]))
+models = list_models(task)
+model = left.selectbox("Model", models, index=models.index(TASKS[task].default_model))
 epochs = middle.number_input(
     "Epochs",
     1,
     500,
-    None if task == "anomaly" else 10,
+    None if "epochs" in TASKS[task].model_defaults else 10,
     placeholder="the method's default",
     help="anomaly methods: empty keeps each method's own default",
 )

@@ -9,7 +9,6 @@ map is ``1 - SSIM`` (optionally smoothed) and the image score the mean of its ho
 from __future__ import annotations
 
 import math
-import time
 from typing import Any
 
 import numpy as np
@@ -26,6 +25,7 @@ from inspekt.models.anomaly.base import (
     top_k_mean,
 )
 from inspekt.models.anomaly.ssim import SSIM, from_unit, to_unit
+from inspekt.models.loop import Objective
 from inspekt.models.registry import register_model
 
 BOTTLENECK_GRID = 8  # the encoder halves the image until it is 8 x 8, whatever the input size
@@ -145,31 +145,32 @@ def train_autoencoder(
         mean: per-channel normalisation mean (C,).
         std: per-channel normalisation std (C,).
     """
-    generator = torch.Generator().manual_seed(settings.seed)
-    epochs = settings.epochs or default_epochs(len(data))
     batch = settings.batch or DEFAULT_BATCH
-    optimizer = torch.optim.Adam(net.parameters(), lr=settings.lr or DEFAULT_LR)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs * math.ceil(len(data) / batch))
-    net.train()
-    for epoch in range(1, epochs + 1):
-        start, total, seen = time.perf_counter(), 0.0, 0
+    steps = math.ceil(len(data) / batch)
+
+    def batches(epoch: int, rng: np.random.Generator):
+        generator = torch.Generator().manual_seed(int(rng.integers(2**31)))
         for index in torch.randperm(len(data), generator=generator).split(batch):
-            unit = augment(unit_batch(data, index.numpy()), generator).to(settings.device)
-            recon = to_unit(net(from_unit(unit, mean, std)), mean, std)
-            loss = (1 - ssim(unit, recon)).mean() + L1_WEIGHT * (unit - recon).abs().mean()
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            total, seen = total + loss.item() * len(index), seen + len(index)
-        settings.log(
-            {
-                "epoch": epoch,
-                "epochs": epochs,
-                "loss": round(total / seen, 5),
-                "seconds": round(time.perf_counter() - start, 1),
-            }
+            yield augment(unit_batch(data, index.numpy()), generator).to(settings.device)
+
+    def loss(unit: torch.Tensor) -> torch.Tensor:
+        recon = to_unit(net(from_unit(unit, mean, std)), mean, std)
+        return (1 - ssim(unit, recon)).mean() + L1_WEIGHT * (unit - recon).abs().mean()
+
+    settings.loop(
+        Objective(
+            network=net,
+            batches=batches,
+            loss=loss,
+            epochs=settings.epochs or default_epochs(len(data)),
+            optimizer=lambda params: torch.optim.Adam(params, lr=settings.lr or DEFAULT_LR),
+            schedule=lambda optimizer, total: torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total),
+            steps_per_epoch=steps,
+            keep="last",  # cosine annealing to zero: the final weights are the trained ones
+            seed=settings.seed,
+            device=settings.device,
         )
+    )
     net.eval()
 
 

@@ -16,7 +16,7 @@ An anomaly method is a ``torch.nn.Module`` built by the registry
 * ``notes()`` returns what a user must know about the model (e.g. "random backbone weights").
 
 Thresholds, score normalisation, post-processing and evaluation are not the method's business:
-``inspekt.anomaly`` does them the same way for every method.
+``inspekt.tasks.anomaly.predict`` does them the same way for every method.
 """
 
 from __future__ import annotations
@@ -30,7 +30,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from inspekt.anomaly import ANOMALY_MAP, RECONSTRUCTION, SCORE  # the output names the Predictor reads
+from inspekt.models.loop import LoopResult, Objective, run_loop
+
+# the output names of every anomaly graph, in forward() order (the Predictor reads them by name)
+ANOMALY_MAP, SCORE, RECONSTRUCTION = "anomaly_map", "score", "reconstruction"
 
 
 @dataclass(frozen=True)
@@ -83,8 +86,11 @@ class FitSettings:
         lr: learning rate (networks).
         seed: seeds every random choice, so a fit is reproducible.
         device: where to compute.
-        log: receives progress rows, e.g. ``{"epoch": 3, "epochs": 20, "loss": 0.12, "seconds": 4.1}``
-            (statistics methods send ``{"step": "features", "done": i, "total": n}``).
+        log: receives progress rows of one-pass fits (statistics methods send
+            ``{"step": "features", "done": i, "total": n}``).
+        loop: runs a network's ``Objective`` (``inspekt.models.loop.run_loop``; the trainer gives it its
+            run folder's progress, checkpoints and resume): every method that trains by gradient
+            descent trains through it.
     """
 
     epochs: int | None = None
@@ -93,6 +99,7 @@ class FitSettings:
     seed: int = 0
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     log: Callable[[dict[str, Any]], None] = lambda row: None
+    loop: Callable[[Objective], LoopResult] = run_loop
 
 
 class AnomalyNet(nn.Module):

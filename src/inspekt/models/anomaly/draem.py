@@ -15,7 +15,6 @@ strided, the SSIM loss is computed at half resolution, and an epoch is a fixed n
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import numpy as np
@@ -25,21 +24,12 @@ from torch import nn
 from inspekt.models.anomaly.base import AnomalyNet, FitData, FitSettings, check_common
 from inspekt.models.anomaly.ssim import SSIM, from_unit, to_unit
 from inspekt.models.anomaly.synthetic import SyntheticAnomalies
+from inspekt.models.layers import double_conv
+from inspekt.models.loop import Objective
 from inspekt.models.registry import register_model
 from inspekt.models.segment import TinyUNet
 
 DEPTH = 4  # down-sampling steps of both networks: the bottleneck is input_size / 16 pixels wide
-
-
-def _conv_block(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False),
-        nn.BatchNorm2d(c_out),
-        nn.ReLU(inplace=True),
-        nn.Conv2d(c_out, c_out, 3, padding=1, bias=False),
-        nn.BatchNorm2d(c_out),
-        nn.ReLU(inplace=True),
-    )
 
 
 class Reconstructor(nn.Module):
@@ -50,11 +40,11 @@ class Reconstructor(nn.Module):
         super().__init__()
         widths = [width * 2**i for i in range(DEPTH)]
         self.encoder = nn.Sequential(
-            *[_conv_block(c_in, c_out, stride=2) for c_in, c_out in zip([in_chans] + widths[:-1], widths)]
+            *[double_conv(c_in, c_out, stride=2) for c_in, c_out in zip([in_chans] + widths[:-1], widths)]
         )
         decoder = []
         for c_in, c_out in zip(reversed(widths), list(reversed(widths))[1:] + [width]):
-            decoder += [nn.Upsample(scale_factor=2.0, mode="bilinear", align_corners=False), _conv_block(c_in, c_out)]
+            decoder += [nn.Upsample(scale_factor=2.0, mode="bilinear", align_corners=False), double_conv(c_in, c_out)]
         self.decoder = nn.Sequential(*decoder)
         self.head = nn.Conv2d(width, in_chans, 3, padding=1)
         self.to(memory_format=torch.channels_last)
@@ -128,31 +118,32 @@ class DRAEM(AnomalyNet):
         # an epoch is epoch_images draws whatever the dataset size (small sets are cycled, each draw with a
         # fresh synthetic anomaly), so a few dozen images get as many steps as thousands
         steps = max(1, self.epoch_images // batch)
-        optimizer = torch.optim.Adam(self.parameters(), lr=settings.lr or self.lr)
-        schedule = torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=settings.lr or self.lr, total_steps=epochs * steps, pct_start=0.1
-        )
+        lr = settings.lr or self.lr
         synthetic = SyntheticAnomalies(data.images, rng, self.anomaly_ratio)
         ssim = SSIM(self.in_chans).to(settings.device)
-        for epoch in range(1, epochs + 1):
-            start, total = time.perf_counter(), 0.0
-            order = rng.permutation(len(data))
+
+        def batches(epoch: int, epoch_rng: np.random.Generator):
+            synthetic.rng = epoch_rng  # each epoch's anomalies and order from (seed, epoch): resumable
+            order = epoch_rng.permutation(len(data))
             for step in range(steps):
-                index = order[np.arange(step * batch, (step + 1) * batch) % len(data)]
-                loss = self._loss(data, index, synthetic, ssim, settings.device)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                schedule.step()
-                total += loss.item()
-            settings.log(
-                {
-                    "epoch": epoch,
-                    "epochs": epochs,
-                    "loss": round(total / steps, 5),
-                    "seconds": round(time.perf_counter() - start, 2),
-                }
+                yield order[np.arange(step * batch, (step + 1) * batch) % len(data)]
+
+        settings.loop(
+            Objective(
+                network=self,
+                batches=batches,
+                loss=lambda index: self._loss(data, index, synthetic, ssim, settings.device),
+                epochs=epochs,
+                optimizer=lambda params: torch.optim.Adam(params, lr=lr),
+                schedule=lambda optimizer, total: torch.optim.lr_scheduler.OneCycleLR(
+                    optimizer, max_lr=lr, total_steps=total, pct_start=0.1
+                ),
+                steps_per_epoch=steps,
+                keep="last",  # the one-cycle schedule ends on its best weights; the loss is on synthetic defects
+                seed=settings.seed,
+                device=settings.device,
             )
+        )
         return self.eval()
 
     def _start(self, data: FitData, settings: FitSettings) -> np.random.Generator:

@@ -15,7 +15,6 @@ reconstruction)``, was measured on the dice poses and ranked anomalies below nor
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import numpy as np
@@ -33,6 +32,7 @@ from inspekt.models.anomaly.base import (
     top_k_mean,
 )
 from inspekt.models.anomaly.ssim import to_unit
+from inspekt.models.loop import Objective
 from inspekt.models.registry import register_model
 
 CLASSIFIER_SIZE = 32  # variants differ in their layout, which 32 x 32 pixels show; this keeps the CNN cheap
@@ -151,32 +151,28 @@ def train_classifier(net: VariantClassifier, data: FitData, groups: np.ndarray, 
         groups: (N,) variant index of each image.
         settings: epochs / batch / lr (None = defaults), seed, device and log.
     """
-    generator = torch.Generator().manual_seed(settings.seed)
-    epochs = settings.epochs or max(1, min(100, round(CLASSIFIER_PRESENTATIONS / len(data))))
     batch = settings.batch or DEFAULT_BATCH
-    optimizer = torch.optim.Adam(net.parameters(), lr=settings.lr or DEFAULT_LR)
     targets = torch.from_numpy(groups.astype(np.int64))
-    net.train()
-    for epoch in range(1, epochs + 1):
-        start, total, correct = time.perf_counter(), 0.0, 0
+
+    def batches(epoch: int, rng: np.random.Generator):
+        generator = torch.Generator().manual_seed(int(rng.integers(2**31)))
         for index in torch.randperm(len(data), generator=generator).split(batch):
-            logits = net(data.normalized(index.numpy()).to(settings.device))
-            loss = nn.functional.cross_entropy(logits, targets[index].to(settings.device))
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            total += loss.item() * len(index)
-            correct += int((logits.argmax(dim=1).cpu() == targets[index]).sum())
-        settings.log(
-            {
-                "step": "classifier",
-                "epoch": epoch,
-                "epochs": epochs,
-                "loss": round(total / len(data), 5),
-                "accuracy": round(correct / len(data), 4),
-                "seconds": round(time.perf_counter() - start, 1),
-            }
+            yield data.normalized(index.numpy()).to(settings.device), targets[index].to(settings.device)
+
+    settings.loop(
+        Objective(
+            network=net,
+            batches=batches,
+            loss=lambda pair: nn.functional.cross_entropy(net(pair[0]), pair[1]),
+            epochs=settings.epochs or max(1, min(100, round(CLASSIFIER_PRESENTATIONS / len(data)))),
+            optimizer=lambda params: torch.optim.Adam(params, lr=settings.lr or DEFAULT_LR),
+            steps_per_epoch=-(-len(data) // batch),
+            keep="last",
+            seed=settings.seed,
+            device=settings.device,
+            name="variant classifier",
         )
+    )
     net.eval()
 
 

@@ -1,0 +1,145 @@
+"""Evaluate a classification bundle on a labelled dataset, choose a binary threshold, and
+compare training runs.
+
+``evaluate`` predicts through the one ``Predictor`` (never a second preprocessing path) and
+returns a typed ``EvalResult``; ``write_json`` and ``write_csv`` serialise it, and
+``inspekt.tasks.classify.plots.plot_evaluation`` draws it.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+from inspekt import storage
+from inspekt.bundle import Bundle, copy_bundle, open_bundle
+from inspekt.card import ModelCard
+from inspekt.data import Dataset, open_dataset
+from inspekt.data.dataset import SPLIT_ALIASES
+from inspekt.engine.predictor import Predictor
+from inspekt.errors import ConfigError, DatasetError
+from inspekt.tasks import get_task
+from inspekt.tasks.classify.evaluate import BEST_F1, EvalResult, parse_threshold_choice
+from inspekt.tasks.segment.evaluate import SegEvalResult
+
+
+def select_split(dataset: Dataset, split: str | None) -> tuple[Dataset, str]:
+    """The samples to evaluate: ``split`` if given ("all" for every sample), else test, else val, else all.
+
+    Args:
+        dataset: the opened dataset.
+        split: train, val, test (or an alias such as validation), all, or None for the default.
+
+    Returns:
+        The samples of the split and its canonical name.
+
+    Raises:
+        DatasetError: the dataset has no such split (the message lists the ones it has).
+    """
+    if split is None:
+        split = next((s for s in ("test", "val") if s in dataset.splits), "all")
+    split = SPLIT_ALIASES.get(split.lower(), split.lower())
+    if split == "all":
+        return dataset, split
+    if split not in dataset.splits:
+        available = ", ".join(dataset.splits) or "none"
+        raise DatasetError(
+            f"{dataset.root}: no {split!r} split (splits available: {available}); choose one of "
+            f"them or --split all to evaluate all {len(dataset)} images"
+        )
+    return dataset.subset(split), split
+
+
+def evaluate(
+    model: str | Path | Bundle,
+    data: str | Path | Dataset,
+    *,
+    split: str | None = None,
+    backend: str = "onnx",
+    batch_size: int = 16,
+    progress: Callable[[int], None] | None = None,
+):
+    """Predict every image of a dataset split with a bundle and score the predictions.
+
+    Classifiers: binary models are decided at the card's threshold when it has one (as the
+    Predictor does), else by the most probable class; their threshold sweep is included.
+    Segmentation models: scored against the masks at the original image size
+    (``inspekt.tasks.segment.evaluate``), giving a ``SegEvalResult``. Anomaly models: normal class vs the
+    rest, pixel metrics where masks exist (``inspekt.tasks.anomaly.evaluate``), an ``AnomalyEvalResult``.
+
+    Args:
+        model: bundle folder, ``.inspekt`` file, run folder or an opened ``Bundle``.
+        data: dataset folder, CSV, or an opened ``Dataset``.
+        split: the split to evaluate (default: test, else val, else all images); "all" for all.
+        backend: "onnx" or "torch".
+        batch_size: images per model call.
+        progress: called with the number of files processed after each batch.
+
+    Returns:
+        The evaluation result; unreadable files are skipped and listed in ``skipped``.
+
+    Raises:
+        BundleError: the bundle cannot be opened.
+        ConfigError: a bad backend / batch size.
+        DatasetError: no such split, unlabelled images, labels the model does not know, no masks
+            (segmentation), or no readable image at all.
+    """
+
+    predictor = Predictor.load(model, backend=backend, batch_size=batch_size)
+    dataset = data if isinstance(data, Dataset) else open_dataset(data)
+    dataset, split = select_split(dataset, split)
+    return predictor.task.evaluate(predictor, dataset, split, progress)
+
+
+def save_threshold(bundle: str | Path | Bundle, threshold: float) -> ModelCard:
+    """Store ``{positive class: threshold}`` in a binary bundle's card (segmentation: the defect
+    probability threshold of its post-processing; anomaly: the normalised score at which an image is
+    anomalous), rewriting it in place.
+
+    Args:
+        bundle: bundle folder, ``.inspekt`` file, run folder or an opened ``Bundle``.
+        threshold: the probability from which the positive class (a defect pixel) is predicted.
+
+    Returns:
+        The new card (the other members are copied byte for byte).
+
+    Raises:
+        BundleError: the bundle cannot be opened or rewritten.
+        ConfigError: not a binary classifier or segmentation model, or a threshold outside [0, 1].
+    """
+    opened = bundle if isinstance(bundle, Bundle) else open_bundle(bundle)
+    value = parse_threshold_choice(threshold)
+    if value == BEST_F1:
+        raise ConfigError("save_threshold needs a number; use choose_threshold to find the best-F1 one")
+    card = get_task(opened.card.task).store_threshold(opened.card, float(value))
+    copy_bundle(opened, opened.path, archive=opened.path.is_file(), overwrite=True, card=card)
+    return card
+
+
+# --- rendering -------------------------------------------------------------------------------
+
+
+def write_json(result: EvalResult | SegEvalResult, path: str | Path) -> Path:
+    """Write ``result.to_dict()`` as JSON (``path`` may be an fsspec URL)."""
+    path = storage.as_path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result.to_dict(), indent=2), encoding="utf-8")
+    return path
+
+
+def write_csv(result: EvalResult | SegEvalResult, path: str | Path) -> Path:
+    """Write the per-image rows as CSV (classify: path, true, predicted, correct, score_<class> ...;
+    segment: path, label, defective, verdict, score, iou, tp, fp, fn, components); ``path`` may be a URL."""
+    import io
+
+    path = storage.as_path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    columns = list(result.rows[0]) if result.rows else ["path"]
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(result.rows)
+    path.write_bytes(text.getvalue().encode("utf-8"))  # bytes: the CSV line ends stay exactly \r\n
+    return path

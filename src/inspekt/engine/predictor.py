@@ -1,0 +1,158 @@
+"""The one Predictor every front door uses: decode -> preprocess from the card -> model -> Prediction.
+
+ONNX Runtime by default (no torch import needed to serve); a torch backend for gradients
+(Grad-CAM) and for checking the export. Both backends see the same preprocessed batch.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from inspekt.bundle import Bundle, open_bundle
+from inspekt.enhance import Pipeline
+from inspekt.errors import BundleError, ConfigError, did_you_mean
+from inspekt.io import iter_images
+from inspekt.models.runtime import OnnxBackend, TorchBackend
+from inspekt.results import BatchReport, Prediction
+from inspekt.tasks import Task, get_task
+
+BACKENDS = ("onnx", "torch")
+ImageSource = str | os.PathLike | bytes | np.ndarray
+
+
+def task_of(bundle: Bundle) -> Task:
+    """The registered task of a bundle, after the task's own checks of its card.
+
+    Raises:
+        BundleError: an unknown task, or a card the task cannot use.
+    """
+    try:
+        task = get_task(bundle.card.task)
+        task.check_card(bundle.card)
+    except (ConfigError, ValueError) as exc:
+        raise BundleError(f"{bundle.path}: card.json: {exc}") from None
+    return task
+
+
+class Predictor:
+    """Predict with a bundle: ``Predictor.load("model.inspekt").predict(["a.png"])``."""
+
+    def __init__(self, bundle: Bundle, backend: OnnxBackend | TorchBackend, batch_size: int = 16):
+        self.bundle = bundle
+        self.card = bundle.card
+        self.backend = backend
+        self.batch_size = batch_size
+        self.task = task_of(bundle)
+
+    @classmethod
+    def load(
+        cls,
+        bundle: str | Path | Bundle,
+        *,
+        backend: str = "onnx",
+        threads: int | None = None,
+        batch_size: int = 16,
+        threshold: float | None = None,
+        min_area: int | None = None,
+        pixel_threshold: float | None = None,
+    ) -> Predictor:
+        """Open a bundle and create its backend.
+
+        Args:
+            bundle: bundle folder, ``.inspekt`` file, run folder, or an opened ``Bundle``.
+            backend: "onnx" (default, ONNX Runtime) or "torch".
+            threads: intra-op threads (None: the runtime's default).
+            batch_size: images per model call.
+            threshold: binary classifiers: the positive-class probability at which it is predicted
+                (overrides the card's threshold; default: the card's, else the most probable class).
+                Segmentation: the defect probability at which a pixel is a defect. Anomaly: the
+                normalised score at which an image is anomalous (the card's calibrated threshold is 0.5).
+            min_area: segmentation and anomaly: drop regions smaller than this many pixels (overrides the card).
+            pixel_threshold: anomaly: the normalised map value at which a pixel is anomalous (default 0.5).
+
+        Raises:
+            BundleError: the bundle cannot be opened.
+            ConfigError: unknown backend, or a threshold / minimum area the model cannot use.
+        """
+        if batch_size < 1:
+            raise ConfigError(f"batch size {batch_size} must be 1 or more")
+        if backend not in BACKENDS:
+            raise ConfigError(f"unknown backend {backend!r}.{did_you_mean(backend, BACKENDS)} Use onnx or torch")
+        opened = bundle if isinstance(bundle, Bundle) else open_bundle(bundle)
+        task = task_of(opened)
+        runner = OnnxBackend(opened, threads, task.score_axis) if backend == "onnx" else TorchBackend(opened, threads)
+        predictor = cls(opened, runner, batch_size)
+        if threshold is not None or min_area is not None or pixel_threshold is not None:
+            predictor.card = task.with_threshold(predictor.card, threshold, min_area, pixel_threshold)
+        return predictor
+
+    def with_threshold(
+        self, threshold: float | None = None, min_area: int | None = None, pixel_threshold: float | None = None
+    ) -> Predictor:
+        """A copy that shares the loaded model but decides at another threshold / minimum region area
+        (as ``load(threshold=, min_area=, pixel_threshold=)``; None keeps the card's)."""
+        other = copy.copy(self)
+        other.card = self.task.with_threshold(self.bundle.card, threshold, min_area, pixel_threshold)
+        return other
+
+    def predict_arrays(
+        self, images: Sequence[np.ndarray], sources: Sequence[str] | None = None, *, enhance: Pipeline | None = None
+    ) -> list[Prediction]:
+        """Predict decoded images (HxW or HxWx3 uint8), batched; ``enhance`` is applied to each first
+        (masks and maps then refer to the enhanced image)."""
+        sources = list(sources) if sources is not None else ["<array>"] * len(images)
+        if enhance:
+            images = [enhance(image) for image in images]
+        results: list[Prediction] = []
+        run = self.backend.run
+        for start in range(0, len(images), self.batch_size):
+            chunk = images[start : start + self.batch_size]
+            results.extend(
+                self.task.predict(self.card, chunk, sources[start : start + len(chunk)], run, self.batch_size)
+            )
+        return results
+
+    def predict(
+        self,
+        images: Iterable[ImageSource] | ImageSource,
+        *,
+        report: BatchReport | None = None,
+        enhance: Pipeline | None = None,
+    ) -> list[Prediction]:
+        """Predict paths, bytes or arrays; bad files are skipped and recorded in ``report``.
+
+        Args:
+            images: one source or an iterable of sources (paths, bytes, uint8 arrays).
+            report: collects skipped files (path + reason); pass one to read it afterwards.
+            enhance: an ``inspekt.enhance.Pipeline`` applied after decoding, before the card's preprocessing.
+
+        Returns:
+            One Prediction per image that could be read, in input order.
+        """
+        if isinstance(images, (str, os.PathLike, bytes, np.ndarray)):
+            images = [images]
+        report = report if report is not None else BatchReport()
+        results: list[Prediction] = []
+        pending: list[tuple[str, np.ndarray]] = []
+        for item in images:
+            if isinstance(item, np.ndarray):
+                pending.append(("<array>", item))
+                continue
+            pending.extend(iter_images([item], mode="keep", report=report))
+            if len(pending) >= self.batch_size:
+                results.extend(self._flush(pending, enhance))
+        results.extend(self._flush(pending, enhance))
+        return results
+
+    def _flush(self, pending: list[tuple[str, np.ndarray]], enhance: Pipeline | None) -> list[Prediction]:
+        sources, arrays = [p[0] for p in pending], [p[1] for p in pending]
+        pending.clear()
+        return self.predict_arrays(arrays, sources, enhance=enhance) if arrays else []
+
+    def __repr__(self) -> str:
+        return f"Predictor({self.bundle!r}, backend={self.backend.name})"

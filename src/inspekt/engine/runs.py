@@ -1,0 +1,214 @@
+"""Run folders: ``<out>/<task>/<name>``, with an incrementing suffix unless ``exist_ok``; and
+reading a finished run's figures back (``inspekt runs compare``)."""
+
+from __future__ import annotations
+
+import csv
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from inspekt.bundle import open_bundle
+from inspekt.errors import ConfigError, InspektError
+
+RUN_FILES = ("results.csv", "config.yaml", "bundle/card.json")
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+def new_run_dir(out: str | Path, task: str, name: str = "exp", *, exist_ok: bool = False) -> Path:
+    """Create and return a fresh run folder.
+
+    ``runs/classify/exp``, then ``exp2``, ``exp3`` ... With ``exist_ok`` the named folder is
+    reused as it is.
+
+    Args:
+        out: the runs root.
+        task: the task (first level below ``out``).
+        name: the run name.
+        exist_ok: reuse ``<out>/<task>/<name>`` if it exists.
+
+    Returns:
+        The created folder.
+
+    Raises:
+        ConfigError: a name with path separators or odd characters.
+    """
+    if not _NAME.match(name):
+        raise ConfigError(f"run name {name!r} may hold only letters, digits, '.', '_' and '-'")
+    parent = Path(out) / task
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot create the run folder under {out!s}: {exc.strerror or exc}; choose another --out"
+        ) from exc
+    candidate, number = parent / name, 2
+    while True:
+        try:  # mkdir is atomic: two runs started at once never share a folder
+            candidate.mkdir(exist_ok=exist_ok)
+            return candidate
+        except FileExistsError:
+            candidate, number = parent / f"{name}{number}", number + 1
+
+
+def _number(value: str | None) -> float | None:
+    try:
+        return float(value) if value not in (None, "") else None
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """The figures of one training run folder that ``inspekt runs compare`` shows."""
+
+    run: str
+    model: str
+    imgsz: tuple[int, int]
+    epochs_run: int
+    epochs_planned: int | None
+    best_val_macro_f1: float | None
+    best_epoch: int | None
+    val_accuracy: float | None
+    val_roc_auc: float | None
+    train_seconds: float
+    bundle_bytes: int
+    history: list[dict] = field(repr=False)
+
+    def to_dict(self) -> dict:
+        """JSON-ready figures (without the history)."""
+        return {k: v for k, v in asdict(self).items() if k != "history"}
+
+
+def read_run(folder: str | Path) -> RunSummary:
+    """Summarise a run folder written by training (results.csv, config.yaml, bundle/card.json).
+
+    Args:
+        folder: the run folder, e.g. ``runs/classify/exp`` or ``s3://bucket/runs/classify/exp``.
+
+    Returns:
+        Its figures and epoch history.
+
+    Raises:
+        ConfigError: the folder is missing or lacks one of those files, or they are unreadable.
+        BundleError: the bundle's card is invalid.
+    """
+    import yaml
+
+    from inspekt.storage import RemotePath, as_path
+
+    folder = as_path(folder)
+    if not folder.is_dir():
+        raise ConfigError(f"{folder}: no such run folder (give runs/<task>/<name> folders written by inspekt train)")
+    missing = [name for name in RUN_FILES if not (folder / name).is_file()]
+    if missing:
+        raise ConfigError(
+            f"{folder}: not a complete run folder: {', '.join(missing)} missing "
+            f"(a training run holds {', '.join(RUN_FILES)})"
+        )
+    with (folder / "results.csv").open(newline="", encoding="utf-8") as f:
+        history = [{k: _number(v) for k, v in row.items()} for row in csv.DictReader(f)]
+    if not history:
+        raise ConfigError(f"{folder}: results.csv holds no epochs; the run did not finish its first epoch")
+    try:
+        config = yaml.safe_load((folder / "config.yaml").read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{folder / 'config.yaml'}: not readable YAML ({str(exc).splitlines()[0]})") from exc
+    card = open_bundle(folder / "bundle").card
+    scored = [row for row in history if row.get("val_macro_f1") is not None]
+    best = max(scored, key=lambda row: row["val_macro_f1"]) if scored else {}
+    bundle = folder / "bundle"
+    bundle_files = bundle.find() if isinstance(bundle, RemotePath) else [p for p in bundle.rglob("*") if p.is_file()]
+    planned = config.get("epochs") if isinstance(config, dict) else None
+    return RunSummary(
+        run=str(folder),
+        model=card.architecture,
+        imgsz=card.input.size,
+        epochs_run=len(history),
+        epochs_planned=planned if isinstance(planned, int) else None,
+        best_val_macro_f1=best.get("val_macro_f1"),
+        best_epoch=int(best["epoch"]) if best.get("epoch") is not None else None,
+        val_accuracy=best.get("val_accuracy"),
+        val_roc_auc=best.get("val_roc_auc"),
+        train_seconds=float(sum(row.get("seconds") or 0.0 for row in history)),
+        bundle_bytes=sum(p.stat().st_size for p in bundle_files),
+        history=history,
+    )
+
+
+def remote_run_dir(out: str, task: str, name: str = "exp", *, exist_ok: bool = False):
+    """The first free run folder ``<out>/<task>/<name>[N]`` under a URL (nothing is created yet).
+
+    Args:
+        out: the runs root, an fsspec URL such as ``s3://bucket/runs``.
+        task: the task (first level below ``out``).
+        name: the run name.
+        exist_ok: reuse ``<out>/<task>/<name>`` even if it holds files.
+
+    Returns:
+        The run folder as a ``storage.RemotePath``.
+
+    Raises:
+        ConfigError: a name with path separators or odd characters.
+    """
+    from inspekt.storage import as_path
+
+    if not _NAME.match(name):
+        raise ConfigError(f"run name {name!r} may hold only letters, digits, '.', '_' and '-'")
+    parent = as_path(out) / task
+    candidate, number = parent / name, 2
+    # Object stores have no atomic mkdir: two runs started at the same moment could pick the same name.
+    while not exist_ok and candidate.exists():
+        candidate, number = parent / f"{name}{number}", number + 1
+    return candidate
+
+
+def train_staged(cfg, train, **options):
+    """Train into a local temporary run folder, then upload it to the remote ``cfg.out`` (e.g. S3).
+
+    Checkpoints, curves and the bundle are written locally while training runs (torch and the
+    bundle writer need real files); the finished folder is uploaded in one pass and the local copy
+    removed. A run that fails uploads nothing; a finished run whose upload fails is kept locally
+    (the error says where).
+
+    Args:
+        cfg: the ``TrainConfig``, whose ``out`` is a URL.
+        train: the training function (``inspekt.engine.trainer.train``).
+        **options: passed on to ``train`` (e.g. ``on_epoch``).
+
+    Returns:
+        The ``TrainResult`` with ``run_dir`` and ``bundle`` pointing at the uploaded copies.
+    """
+    import dataclasses
+    import shutil
+    import tempfile
+
+    import yaml
+
+    from inspekt.storage import check_writable, upload_folder
+
+    target = remote_run_dir(cfg.out, cfg.task, cfg.name, exist_ok=cfg.exist_ok)
+    check_writable(target, "upload the run folder")  # before hours of training, not after
+    staging = tempfile.mkdtemp(prefix="inspekt-run-")
+    try:
+        local = cfg.model_copy(update={"out": staging, "name": target.name, "exist_ok": True})
+        result = train(local, **options)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    config = Path(result.run_dir) / "config.yaml"
+    if config.is_file():  # record where the run really lives, not the temporary folder
+        saved = yaml.safe_load(config.read_text(encoding="utf-8")) or {}
+        saved.update({"out": str(cfg.out), "name": target.name})
+        config.write_text(yaml.safe_dump(saved, sort_keys=False), encoding="utf-8")
+    try:
+        upload_folder(result.run_dir, target)
+    except InspektError as exc:
+        raise InspektError(
+            f"{exc}; the finished run is kept at {result.run_dir}: upload it yourself or "
+            "train again with a writable --out"
+        ) from None
+    shutil.rmtree(staging, ignore_errors=True)
+    bundle = target / "bundle" if result.bundle is not None else None
+    return dataclasses.replace(result, run_dir=target, bundle=bundle)

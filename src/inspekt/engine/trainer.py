@@ -1,0 +1,221 @@
+"""The trainer: one run of any task, from a config to a run folder with a parity-checked bundle.
+
+config -> the task's training (``inspekt.tasks.<task>``: data, network, objective) -> the one loop
+(``inspekt.models.loop``) with this module's hooks -> ``results.csv`` and ``checkpoints/last.pt``
+after every epoch -> the bundle (ONNX parity-checked) with its drift reference -> ``TrainResult``.
+
+``checkpoints/last.pt`` is written atomically after every epoch, and every epoch's randomness is
+derived from (seed, epoch), so ``resume`` continues after Ctrl-C or ``kill -9`` exactly as if
+nothing had happened; this holds for every network the loop trains (classifiers, segmenters,
+DRAEM, AE-SSIM, template-ratio's variant classifier). Methods that fit statistics in one pass
+(PaDiM, PatchCore) have no epochs to resume.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from inspekt.card import library_versions
+from inspekt.config import TrainConfig, build_config, save_config
+from inspekt.data import open_dataset
+from inspekt.engine.plots import plot_history
+from inspekt.engine.reference import write_reference
+from inspekt.engine.runs import new_run_dir, train_staged
+from inspekt.errors import ConfigError, InspektError
+from inspekt.models import get_entry
+from inspekt.models.loop import LoopHooks, LoopResult, Objective, run_loop
+from inspekt.models.runtime import ParityReport, save_bundle
+from inspekt.results import BatchReport
+from inspekt.storage import is_remote
+from inspekt.tasks import get_task
+
+EpochCallback = Callable[[dict], None]
+LAST, BEST, RESULTS, CONFIG = "checkpoints/last.pt", "checkpoints/best.safetensors", "results.csv", "config.yaml"
+
+
+@dataclass
+class TrainResult:
+    """What a training run produced."""
+
+    run_dir: Path
+    bundle: Path | None
+    metrics: dict[str, float]
+    parity: ParityReport | None
+    skipped: BatchReport
+    history: list[dict] = field(default_factory=list)
+    interrupted: bool = False
+    notes: list[str] = field(default_factory=list)
+
+
+def write_results(history: list[dict], path: Path) -> None:
+    """Write the epoch rows as ``results.csv`` (atomically)."""
+    fields = list(dict.fromkeys(k for row in history for k in row))
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(history)
+    tmp.replace(path)
+
+
+def _save_checkpoint(path: Path, payload: dict) -> None:
+    import torch
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)  # atomic: a kill -9 leaves the previous checkpoint intact
+
+
+def _load_checkpoint(path: Path) -> dict:
+    import torch
+
+    if not path.is_file():
+        raise ConfigError(
+            f"{path.parent.parent}: no {LAST} to resume from (the run never finished an epoch, or its model "
+            "fits in one pass); train again"
+        )
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)  # tensors and plain values only
+    except Exception as exc:
+        raise ConfigError(f"{path}: unreadable checkpoint ({type(exc).__name__}); start a new run") from exc
+
+
+class _Hooks:
+    """The loop's hooks for one run folder: progress rows to ``results.csv`` and the caller, the
+    state after every epoch to ``last.pt`` (the best weights also to ``best.safetensors``)."""
+
+    def __init__(self, run_dir: Path, fingerprint: str, on_epoch: EpochCallback | None, resume: dict | None):
+        self.run_dir, self.fingerprint, self.on_epoch, self.resume = run_dir, fingerprint, on_epoch, resume
+        self.history: list[dict] = list(resume["history"]) if resume else []
+        self.result: LoopResult | None = None
+
+    def loop(self, objective: Objective) -> LoopResult:
+        """Run the one loop with these hooks (what a task's training is given)."""
+        hooks = LoopHooks(on_epoch=self.progress, checkpoint=self._checkpoint, resume=self.resume)
+        self.result = run_loop(objective, hooks)
+        return self.result
+
+    def progress(self, row: dict) -> None:
+        """An epoch row (to results.csv and the caller) or a step of a one-pass fit (to the caller)."""
+        if "epoch" in row:  # statistics methods also send steps ("features 3/10"): progress only
+            self.history.append({k: v for k, v in row.items() if k not in ("epochs", "best")})
+            write_results(self.history, self.run_dir / RESULTS)
+        if self.on_epoch:
+            self.on_epoch(row)
+
+    def _checkpoint(self, state: dict) -> None:
+        from safetensors.torch import save_file
+
+        if state["stale"] == 0 and state["best_model"] is not None:
+            save_file({k: v.contiguous() for k, v in state["best_model"].items()}, str(self.run_dir / BEST))
+        _save_checkpoint(self.run_dir / LAST, state | {"fingerprint": self.fingerprint})
+
+
+def _run(training: Any, cfg: TrainConfig, run_dir: Path, on_epoch: EpochCallback | None, resume: dict | None = None):
+    """Fit through the task's training with this run folder's hooks; write the bundle and side files."""
+    (run_dir / LAST).parent.mkdir(parents=True, exist_ok=True)
+    hooks = _Hooks(run_dir, training.ds.fingerprint(), on_epoch, resume)
+    try:
+        fitted = training.fit(hooks, run_dir)
+    except InspektError as exc:
+        if str(exc).startswith("interrupted before the first epoch"):
+            raise InspektError(f"interrupted before the first epoch finished; nothing to keep in {run_dir}") from None
+        raise
+    history = hooks.result.history if hooks.result else hooks.history
+    if history and "train_loss" in history[0]:
+        plot_history(history, run_dir / "curves.png")
+    versions = fitted.card.versions or library_versions()
+    (run_dir / "versions.json").write_text(json.dumps(versions, indent=2) + "\n", encoding="utf-8")
+    if fitted.report.skipped:
+        (run_dir / "skipped.txt").write_text(fitted.report.summary() + "\n", encoding="utf-8")
+    bundle, parity = save_bundle(
+        fitted.network, fitted.card, run_dir / "bundle", samples=fitted.samples, overwrite=True
+    )
+    write_reference(bundle, fitted.train_files, fitted.val_files, seed=cfg.seed)
+    interrupted = bool(hooks.result and hooks.result.interrupted)
+    return TrainResult(
+        run_dir, bundle, dict(fitted.card.metrics), parity, fitted.report, history, interrupted, fitted.notes
+    )
+
+
+def _configured(cfg: TrainConfig) -> tuple[Any, TrainConfig]:
+    """The config's task and the config with the task's defaults; an unknown task or model fails here,
+    before any data is read."""
+    task = get_task(cfg.task)
+    cfg = task.configure(cfg)
+    get_entry(cfg.model, cfg.task)
+    return task, cfg
+
+
+def train(config: TrainConfig | None = None, *, on_epoch: EpochCallback | None = None, **options: Any) -> TrainResult:
+    """Train a model (classify, segment or anomaly) and write its run folder and bundle.
+
+    ``inspekt.train(data="parts/", model="resnet18", epochs=30)`` or ``train(TrainConfig(...))``;
+    ``train(task="anomaly", data="mvtec/bottle", model="padim")`` fits on the normal images only.
+
+    Args:
+        config: a validated ``TrainConfig``; or give its keys as keyword ``options`` instead.
+        on_epoch: called with each epoch's metrics row (progress display); anomaly methods send their
+            own rows (epoch and loss, or feature-extraction steps).
+        **options: config keys (task defaults to classify), validated like the CLI's.
+
+    Returns:
+        The run folder, bundle, best validation metrics, parity report and skipped files. When
+        interrupted (Ctrl-C) after at least one epoch, the best model so far is still bundled
+        and ``interrupted`` is True.
+
+    Raises:
+        ConfigError: invalid options, a task this version cannot train, or unusable weights.
+        DatasetError: the dataset cannot be read or is unfit for the task.
+    """
+    cfg = config if config is not None else build_config(TrainConfig, options={"task": "classify", **options})
+    if is_remote(cfg.out):  # checkpoints need real files: train in a local folder, upload it at the end
+        return train_staged(cfg, train, on_epoch=on_epoch)
+    task, cfg = _configured(cfg)
+    training = task.training(cfg, open_dataset(cfg.data))  # bad data or parameters fail before the run folder
+    run_dir = new_run_dir(cfg.out, cfg.task, cfg.name, exist_ok=cfg.exist_ok)
+    save_config(cfg, run_dir / CONFIG, exclude=task.config_defaults(cfg))
+    return _run(training, cfg, run_dir, on_epoch)
+
+
+def resume(run_dir: str | Path, *, on_epoch: EpochCallback | None = None) -> TrainResult:
+    """Continue an interrupted run from its last completed epoch, exactly.
+
+    Args:
+        run_dir: the run folder (holding ``config.yaml`` and ``checkpoints/last.pt``).
+        on_epoch: progress callback, as for ``train``.
+
+    Raises:
+        ConfigError: not a run folder, no checkpoint, a finished run, or changed data.
+    """
+    if is_remote(run_dir):
+        raise ConfigError(
+            f"{run_dir}: resuming a run stored at a URL is not supported; copy the folder to a local "
+            "disk (e.g. aws s3 cp --recursive), resume it there, and upload it again"
+        )
+    run_dir = Path(run_dir)
+    if not (run_dir / CONFIG).is_file():
+        raise ConfigError(f"{run_dir}: not a run folder (no {CONFIG}); give the folder `inspekt train` printed")
+    cfg = build_config(TrainConfig, options=yaml.safe_load((run_dir / CONFIG).read_text(encoding="utf-8")))
+    state = _load_checkpoint(run_dir / LAST)
+    if state["finished"]:
+        raise ConfigError(
+            f"{run_dir}: the run already finished (epoch {state['epoch']}); its bundle is {run_dir / 'bundle'}"
+        )
+    task, cfg = _configured(cfg)
+    training = task.training(cfg, open_dataset(cfg.data))
+    if training.ds.fingerprint() != state["fingerprint"]:
+        raise ConfigError(
+            f"{run_dir}: the data in {cfg.data} changed since the run started; resuming would not "
+            "be exact. Start a new run"
+        )
+    return _run(training, cfg, run_dir, on_epoch, resume=state)

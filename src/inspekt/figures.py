@@ -1,0 +1,25 @@
+"""matplotlib figures for every report: drawn on the object-oriented ``Figure`` with the Agg canvas
+(no pyplot, no global backend switch, never a window, safe in servers and threads). matplotlib is
+imported inside the functions so that ``import inspekt`` stays light."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+DPI = 110
+
+
+def new_figure(width: float, height: float):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(width, height), dpi=DPI)
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def save_figure(figure, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, format="png", bbox_inches="tight")
+    return path

@@ -1,0 +1,266 @@
+"""From a bundle to something that runs: the torch network rebuilt from its weights, the ONNX
+export with its parity check, and the two backends (ONNX Runtime, torch) the Predictor runs."""
+
+from __future__ import annotations
+
+import io
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from inspekt import storage
+from inspekt.bundle import CARD, ONNX, WEIGHTS, Bundle, _write_members, check_target
+from inspekt.card import EMBEDDING, ModelCard
+from inspekt.errors import BundleError, InspektError
+
+PARITY_TOLERANCE = 1e-4
+
+
+ONNX_OPSET = 17
+
+
+def load_network(bundle: Bundle):
+    """Rebuild the torch network from the card and ``weights.safetensors`` (eval mode)."""
+    from safetensors.torch import load as load_safetensors
+
+    from inspekt.models import create_model
+
+    card = bundle.card
+    try:
+        network = create_model(card.architecture, **card.params)
+    except InspektError as exc:
+        raise BundleError(f"{bundle.path}: card.json: {exc}") from exc
+    try:
+        network.load_state_dict(load_safetensors(bundle.read(WEIGHTS)), strict=True)
+    except (RuntimeError, ValueError) as exc:
+        detail = " ".join(str(exc).split())[:300]
+        raise BundleError(
+            f"{bundle.path}: weights do not fit {card.architecture} as the card describes it: {detail}"
+        ) from exc
+    return network.eval()
+
+
+def export_onnx(network, card: ModelCard) -> bytes:
+    """Export the network to ONNX with a dynamic batch axis."""
+    import torch
+
+    dummy = torch.zeros(1, card.input.channels, *card.input.size)
+    axes = {"input": {0: "batch"}, **{name: {0: "batch"} for name in card.outputs}}
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
+        torch.onnx.export(
+            with_card_outputs(network, card),
+            (dummy,),
+            buffer,
+            input_names=["input"],
+            output_names=list(card.outputs),
+            dynamic_axes=axes,
+            opset_version=ONNX_OPSET,
+            dynamo=False,
+        )
+    return buffer.getvalue()
+
+
+@dataclass(frozen=True)
+class ParityReport:
+    """ONNX vs torch agreement measured when a bundle is written."""
+
+    max_abs_diff: float
+    n_inputs: int
+    tolerance: float
+
+    @property
+    def ok(self) -> bool:
+        """True when the largest difference is within tolerance."""
+        return self.max_abs_diff <= self.tolerance
+
+
+def check_parity(
+    network, onnx_bytes: bytes, card: ModelCard, samples: np.ndarray | None = None, tolerance: float = PARITY_TOLERANCE
+) -> ParityReport:
+    """Compare ONNX Runtime and torch outputs on random inputs and on sample inputs.
+
+    Args:
+        network: the torch network (eval mode).
+        onnx_bytes: the exported graph.
+        card: the card (input shape, output names).
+        samples: optional NCHW float32 batch of real preprocessed inputs.
+        tolerance: largest allowed absolute difference.
+
+    Returns:
+        The largest absolute difference over all outputs and inputs.
+    """
+    import onnxruntime as ort
+    import torch
+
+    rng = np.random.default_rng(0)
+    batches = [rng.standard_normal((4, card.input.channels, *card.input.size), dtype=np.float32)]
+    if samples is not None and len(samples):
+        batches.append(np.asarray(samples, dtype=np.float32))
+    session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
+    worst = 0.0
+    with torch.no_grad():
+        for batch in batches:
+            expected = with_card_outputs(network, card)(torch.from_numpy(batch))
+            expected = expected if isinstance(expected, (tuple, list)) else (expected,)
+            for got, want in zip(session.run(None, {"input": batch}), expected):
+                worst = max(worst, float(np.max(np.abs(got - want.numpy()))))
+    return ParityReport(worst, sum(len(b) for b in batches), tolerance)
+
+
+def save_bundle(
+    network,
+    card: ModelCard,
+    out: str | Path,
+    *,
+    samples: np.ndarray | None = None,
+    extra_files: dict[str, bytes] | None = None,
+    archive: bool = False,
+    tolerance: float = PARITY_TOLERANCE,
+    overwrite: bool = False,
+) -> tuple[Path, ParityReport]:
+    """Export, parity-check and write a bundle; nothing is written when the check fails.
+
+    Args:
+        network: the trained torch network.
+        card: its card.
+        out: bundle folder to write (or ``.inspekt`` file when ``archive``).
+        samples: real preprocessed inputs (NCHW float32) for the parity check.
+        extra_files: further members, e.g. ``{"reference.json": ...}``.
+        archive: write a single ``.inspekt`` zip instead of a folder.
+        tolerance: parity tolerance (max abs diff).
+        overwrite: replace an existing bundle at ``out`` (anything else there is never replaced).
+
+    Returns:
+        The written path and the parity report.
+
+    Raises:
+        BundleError: ONNX and torch disagree beyond the tolerance, or ``out`` exists.
+    """
+    from safetensors.torch import save as save_safetensors
+
+    out = check_target(storage.as_path(out), archive, overwrite)
+
+    network = network.eval()
+    card = _embedding_output(network, card)
+    onnx_bytes = export_onnx(network, card)
+    parity = check_parity(network, onnx_bytes, card, samples, tolerance)
+    if not parity.ok:
+        raise BundleError(
+            f"refusing to write {out}: ONNX and torch outputs differ by {parity.max_abs_diff:.3g} "
+            f"(> {tolerance:g}) on {parity.n_inputs} inputs; the model uses an operation ONNX export "
+            "does not reproduce"
+        )
+    state = {k: v.detach().contiguous() for k, v in network.state_dict().items()}
+    members = {CARD: card.to_json().encode(), WEIGHTS: save_safetensors(state), ONNX: onnx_bytes}
+    members.update(extra_files or {})
+    return _write_members(out, members, archive), parity
+
+
+def _embedding_output(network, card: ModelCard) -> ModelCard:
+    """Classifiers (one score vector per image) whose head splits off cleanly export their
+    penultimate features as a second output, ``embedding`` (for drift checks); the card lists it."""
+    import torch
+
+    from inspekt.models.embedding import with_embedding
+
+    probe = torch.randn(2, card.input.channels, *card.input.size, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        scores = network(probe)
+    if not isinstance(scores, torch.Tensor) or scores.ndim != 2:  # maps or several outputs: no embedding
+        return card
+    outputs = tuple(o for o in card.outputs if o != EMBEDDING)
+    if with_embedding(network, probe) is not None:
+        outputs += (EMBEDDING,)
+    return card.model_copy(update={"outputs": outputs})
+
+
+def with_card_outputs(network, card: ModelCard):
+    """The network as the card's outputs describe it: the classifier wrapped to also return its
+    embedding when the card lists one."""
+    from inspekt.models.embedding import WithEmbedding
+
+    if EMBEDDING in card.outputs and not isinstance(network, WithEmbedding):
+        return WithEmbedding(network).eval()
+    return network.eval()
+
+
+def _check_graph(bundle: Bundle, session, score_axis: int | None) -> None:
+    """model.onnx must take the card's input shape and give one score per class (on ``score_axis``
+    of its first output, for models that score classes)."""
+    card, (graph_input,) = bundle.card, session.get_inputs()
+    wanted = [card.input.channels, *card.input.size]
+    if [d for d in graph_input.shape[1:]] != wanted:
+        raise BundleError(
+            f"{bundle.path}: card.json declares input {wanted} (channels, height, width) but "
+            f"model.onnx takes {graph_input.shape[1:]}; the card was edited or belongs to another model"
+        )
+    first = session.get_outputs()[0].shape
+    scores = None if score_axis is None else first[score_axis]
+    if scores is not None and scores != len(card.classes):
+        raise BundleError(
+            f"{bundle.path}: card.json lists {len(card.classes)} classes but model.onnx gives "
+            f"{scores} scores; the card was edited or belongs to another model"
+        )
+
+
+class OnnxBackend:
+    """Runs ``model.onnx`` with ONNX Runtime on the CPU."""
+
+    name = "onnx"
+
+    def __init__(self, bundle: Bundle, threads: int | None = None, score_axis: int | None = None):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+        try:
+            self.session = ort.InferenceSession(bundle.read(ONNX), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own types (InvalidProtobuf, Fail, ...)
+            detail = " ".join(str(exc).split())[:200]
+            raise BundleError(
+                f"{bundle.path}: {ONNX} cannot be loaded ({type(exc).__name__}: {detail}); the file is "
+                "damaged or not from inspekt: export the bundle again or retrain"
+            ) from None
+        self.output_names = [o.name for o in self.session.get_outputs()]
+        _check_graph(bundle, self.session, score_axis)
+
+    def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        """Outputs by name for an NCHW float32 batch."""
+        return dict(zip(self.output_names, self.session.run(None, {"input": batch})))
+
+
+class TorchBackend:
+    """Runs the torch network rebuilt from ``weights.safetensors`` (or, with ``of``, a network in memory)."""
+
+    name = "torch"
+
+    def __init__(self, bundle: Bundle, threads: int | None = None):
+        import torch
+
+        if threads:
+            torch.set_num_threads(threads)
+        self.network = with_card_outputs(load_network(bundle), bundle.card)
+        self.output_names = list(bundle.card.outputs)
+
+    @classmethod
+    def of(cls, network, output_names: Sequence[str]) -> TorchBackend:
+        """A backend over a network that has no bundle yet (e.g. just fitted, for calibration)."""
+        backend = cls.__new__(cls)
+        backend.network, backend.output_names = network.eval(), list(output_names)
+        return backend
+
+    def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        """Outputs by name for an NCHW float32 batch."""
+        import torch
+
+        with torch.inference_mode():
+            out = self.network(torch.from_numpy(batch))
+        out = out if isinstance(out, (tuple, list)) else (out,)
+        return {name: t.numpy() for name, t in zip(self.output_names, out)}

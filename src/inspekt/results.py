@@ -1,0 +1,106 @@
+"""What every mode returns, at the bottom of the layers: one image's ``Prediction`` (the same
+dataclass for every task; each task subclasses it for its own summary and overlay) and the
+``BatchReport`` of files a batch read and skipped."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class SkippedFile:
+    """A source that ``iter_images`` could not load, and why."""
+
+    path: str
+    reason: str
+
+
+@dataclass
+class BatchReport:
+    """Counts of what ``iter_images`` loaded and what it skipped."""
+
+    loaded: int = 0
+    skipped: list[SkippedFile] = field(default_factory=list)
+
+    def summary(self) -> str:
+        """Return a human-readable summary: one header line, then one line per skipped file.
+
+        Returns:
+            E.g. ``"loaded 98 images, skipped 2:\\n  a.png: empty file (0 bytes)\\n  ..."``.
+        """
+        plural = "" if self.loaded == 1 else "s"
+        head = f"loaded {self.loaded} image{plural}, skipped {len(self.skipped)}"
+        if not self.skipped:
+            return head
+        return head + ":\n" + "\n".join(f"  {s.path}: {s.reason}" for s in self.skipped)
+
+
+@dataclass
+class Prediction:
+    """One image's result, the same dataclass for every task.
+
+    Attributes:
+        source: the file path (or ``<array>`` / ``<bytes>``).
+        task: classify, segment or anomaly.
+        label: the predicted class; segment: the class of the largest defect region, or "ok".
+        score: confidence of ``label`` (classify); segment: the largest defect probability of any pixel;
+            anomaly: the normalised anomaly score (the calibrated threshold is 0.5; raw score in ``extra``).
+        scores: per-class probabilities (classify); segment: each defect class's largest pixel probability.
+        mask: HxW uint8 class-index mask at the original image size (segment; 0 = background; anomaly:
+            1 = anomalous pixel).
+        heatmap: HxW float32 map at the original image size (segment: defect probability; anomaly: the
+            normalised anomaly map).
+        embedding: the classifier head's input (penultimate features; classify bundles that export it).
+        reconstruction: anomaly: what the model expected to see (HxW or HxWx3 uint8 at the original
+            size; reconstruction methods and template_ratio's template), or None.
+        time_ms: model + pre/post-processing time attributed to this image.
+        extra: task details; segment: ``verdict``, ``components`` (class, bbox, area, scores),
+            ``defect_area_pct``; anomaly: ``verdict``, ``raw_score``, ``components``, ``anomaly_area_pct``.
+    """
+
+    source: str
+    task: str
+    label: str | None = None
+    score: float | None = None
+    scores: dict[str, float] | None = None
+    mask: np.ndarray | None = None
+    heatmap: np.ndarray | None = None
+    embedding: np.ndarray | None = None
+    reconstruction: np.ndarray | None = None
+    time_ms: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def top(self, k: int | None = None) -> list[tuple[str, float]]:
+        """The ``k`` most probable classes with their probabilities, best first (all when k is None)."""
+        ranked = sorted((self.scores or {}).items(), key=lambda kv: kv[1], reverse=True)
+        return ranked[:k] if k else ranked
+
+    def to_dict(self, topk: int | None = None) -> dict[str, Any]:
+        """JSON-ready dict (arrays summarised by their shape, not dumped); ``scores`` best first,
+        only the ``topk`` best when given."""
+        out: dict[str, Any] = {"path": self.source, "task": self.task, "label": self.label, "score": self.score}
+        if self.scores is not None:
+            out["scores"] = dict(self.top(topk))
+        for name in ("mask", "heatmap", "embedding", "reconstruction"):
+            value = getattr(self, name)
+            if value is not None:
+                out[f"{name}_shape"] = list(value.shape)
+        out["time_ms"] = round(self.time_ms, 3)
+        return out | self.extra
+
+    def __repr__(self) -> str:
+        score = "" if self.score is None else f" {self.score:.3f}"
+        details = self.describe()
+        return f"<Prediction {Path(self.source).name}: {self.label}{score}{f' ({details})' if details else ''}>"
+
+    def headline(self) -> str:
+        """The verdict in a few words, e.g. ``scratch · 93.1%`` (each task's subclass words its own)."""
+        return f"{self.label} · {self.score:.1%}" if self.score is not None else str(self.label)
+
+    def describe(self) -> str:
+        """What else a person should read about it, in one line ("" when nothing)."""
+        return ""

@@ -1,0 +1,32 @@
+"""THE task registry: each task's name -> the ``Task`` object that knows everything about it.
+
+Adding a task is one folder (``inspekt/tasks/<name>/``, a ``Task`` subclass in its ``__init__``) and
+one row here. Nothing outside this package compares task names: the modes look the task up.
+"""
+
+from __future__ import annotations
+
+from inspekt.errors import ConfigError, did_you_mean
+from inspekt.tasks.anomaly import Anomaly
+from inspekt.tasks.base import Task
+from inspekt.tasks.classify import Classify
+from inspekt.tasks.segment import Segment
+
+TASKS: dict[str, Task] = {task.name: task for task in (Classify(), Segment(), Anomaly())}
+
+
+def get_task(name: str) -> Task:
+    """The task called ``name``.
+
+    Raises:
+        ConfigError: no such task (the message lists them, with a did-you-mean).
+    """
+    try:
+        return TASKS[name]
+    except KeyError:
+        raise ConfigError(
+            f"unknown task {name!r} (known: {', '.join(TASKS)}).{did_you_mean(str(name), TASKS)}"
+        ) from None
+
+
+__all__ = ["TASKS", "Task", "get_task"]

@@ -1,0 +1,317 @@
+"""What a task is: the one object the modes (predict, train, evaluate, export) ask about anything
+that differs between classify, segment and anomaly. ``inspekt.tasks`` registers one per name.
+
+A task knows its model's outputs and how they become a ``Prediction``, its card's rules and
+thresholds, its training hooks, its evaluation and report plots. The modes above know none of
+this: they look the task up by the card's (or the config's) ``task`` and call it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+
+from inspekt.card import ModelCard, PostProcess
+from inspekt.errors import ConfigError, DatasetError
+from inspekt.io.files import iter_images
+from inspekt.results import BatchReport, Prediction
+
+if TYPE_CHECKING:
+    from inspekt.config import TrainConfig
+    from inspekt.data import Dataset, Sample
+
+# A model as the tasks see it: normalised NCHW float32 batch -> its outputs by name.
+RunOutputs = Callable[[np.ndarray], dict[str, np.ndarray]]
+Progress = Callable[[int], None] | None
+
+
+class DrawnPrediction(Prediction):
+    """A Prediction that can draw itself: ``plot`` (notebooks) and ``overlay`` (masks and maps)."""
+
+    def plot(self, image: np.ndarray | None = None, *, ax=None):
+        """Draw the image with its label and top scores (for notebooks); returns the matplotlib Axes.
+
+        Args:
+            image: the decoded image; by default it is read again from ``source``.
+            ax: an Axes to draw into (default: a new figure).
+        """
+        from inspekt.draw import plot_prediction
+
+        return plot_prediction(self, self._image(image), ax=ax)
+
+    def overlay(self, image: np.ndarray | None = None, *, opacity: float = 0.4) -> np.ndarray:
+        """The image (RGB, original size) with the predicted mask filled at ``opacity`` and outlined
+        (anomaly: the anomaly map as a heat map at ``opacity``, anomalous regions outlined in white).
+
+        Args:
+            image: the decoded image; by default it is read again from ``source``.
+            opacity: fill opacity in [0, 1].
+
+        Raises:
+            ValueError: a prediction without a mask (classification).
+        """
+        if self.mask is None:
+            raise ValueError(f"{self.source}: a {self.task} prediction has no mask to overlay")
+        from inspekt.draw import overlay_mask
+
+        return overlay_mask(self._image(image), self.mask, opacity=opacity)
+
+    def _image(self, image: np.ndarray | None) -> np.ndarray:
+        if image is not None:
+            return image
+        from inspekt.io import load_image
+
+        return load_image(self.source, mode="keep")
+
+
+class Task:
+    """One task's behaviour; subclasses live in ``inspekt.tasks.<name>``.
+
+    Attributes:
+        name: the card's and the config's ``task``.
+        score_axis: the axis of model.onnx's first output that holds one score per class (checked
+            against the card's classes when a bundle loads), or None when it has none.
+        thresholds: what ``eval --set-threshold`` stores ("" when the task has no such threshold).
+        int8: whether ``export --int8`` can quantise its models (with an accuracy check on labels).
+        headline: the evaluation metrics a page shows first.
+        explainable: whether its models have Grad-CAM explanations (``inspekt explain``).
+        default_model: the registered model trained when the config names none.
+        model_defaults: config keys each model decides for itself unless given (e.g. epochs).
+        train_summary: what ``inspekt train <task>`` does, in one line.
+        train_options: the ``TrainConfig`` keys that ``inspekt train <task>`` offers as --options (the
+            rest are ``key=value`` overrides); their help is the config field's description.
+        train_params: --options that set a ``model_params`` key, with their help.
+        figures: what ``write_plots`` draws, in a few words.
+    """
+
+    name: ClassVar[str]
+    score_axis: ClassVar[int | None] = None
+    thresholds: ClassVar[str] = ""
+    int8: ClassVar[bool] = False
+    headline: ClassVar[tuple[str, ...]] = ()
+    explainable: ClassVar[bool] = False
+    default_model: ClassVar[str]
+    model_defaults: ClassVar[frozenset[str]] = frozenset()
+    train_summary: ClassVar[str] = ""
+    train_options: ClassVar[tuple[str, ...]] = ()
+    train_params: ClassVar[dict[str, str]] = {}
+    figures: ClassVar[str] = ""
+
+    # --- the card ---------------------------------------------------------------------------
+
+    def check_card(self, card: ModelCard) -> None:
+        """Refuse a card this task cannot use (ValueError with the reason)."""
+
+    def with_threshold(
+        self, card: ModelCard, threshold: float | None, min_area: int | None, pixel_threshold: float | None
+    ) -> ModelCard:
+        """The card deciding at another threshold / minimum region area (None keeps the card's)."""
+        raise NotImplementedError
+
+    def store_threshold(self, card: ModelCard, value: float) -> ModelCard:
+        """The card with ``value`` stored as its decision threshold (``eval --set-threshold``)."""
+        raise ConfigError(f"a {self.name} model has no decision threshold to store")
+
+    def controls(self, card: ModelCard) -> list[Control]:
+        """The thresholds a person may move while looking at predictions (a page's sliders)."""
+        return []
+
+    # --- prediction -------------------------------------------------------------------------
+
+    def predict(
+        self, card: ModelCard, images: Sequence[np.ndarray], sources: Sequence[str], run: RunOutputs, batch_size: int
+    ) -> list[Prediction]:
+        """Predictions for decoded images, one model call per ``batch_size`` images (or windows)."""
+        raise NotImplementedError
+
+    def cells(self, prediction: Prediction, card: ModelCard, topk: int | None, precise: bool) -> dict[str, str]:
+        """One prediction as the columns of ``inspekt predict``'s table (``precise``: of its CSV),
+        between the path and the time: label, score and the classes' scores."""
+        cells = {"label": str(prediction.label), "score": f"{prediction.score:.{6 if precise else 3}f}"}
+        if precise and topk:
+            cells["top"] = " ".join(f"{name}:{p:.4f}" for name, p in prediction.top(topk))
+        elif precise:
+            cells |= {f"score_{c}": f"{prediction.scores[c]:.6f}" for c in card.classes}
+        elif topk:
+            cells["top"] = ", ".join(f"{name} {p:.3f}" for name, p in prediction.top(topk))
+        return cells
+
+    def confidence(self, reference: Prediction, prediction: Prediction) -> tuple[str, float]:
+        """How sure ``prediction`` is of ``reference``'s verdict (what-if sweeps): its name and value."""
+        return "score", float(prediction.score)
+
+    # --- training ---------------------------------------------------------------------------
+
+    def configure(self, cfg: TrainConfig) -> TrainConfig:
+        """The config with this task's default model when none was chosen."""
+        return cfg if "model" in cfg.model_fields_set else cfg.model_copy(update={"model": self.default_model})
+
+    def config_defaults(self, cfg: TrainConfig) -> set[str]:
+        """Config keys left to the model's own defaults, so not written to the run's config.yaml."""
+        return set(self.model_defaults) - cfg.model_fields_set
+
+    def training(self, cfg: TrainConfig, ds: Dataset) -> Any:
+        """One run's training: reads the data and builds the network now (bad data or parameters fail
+        before any run folder exists); its ``fit(hooks, run_dir)`` runs networks through ``hooks.loop``
+        (the one loop, with the run folder's checkpoints), reports other steps to ``hooks.progress``
+        and returns a ``Fitted``; its ``ds`` is the dataset (its fingerprint guards ``resume``)."""
+        raise ConfigError(f"training {self.name} models is not available in this version")
+
+    # --- evaluation -------------------------------------------------------------------------
+
+    def evaluate(self, predictor: Any, dataset: Dataset, split: str, progress: Progress = None) -> Any:
+        """Predict a dataset split with ``predictor`` and score it; a typed result with ``to_dict``
+        and ``rows``."""
+        raise NotImplementedError
+
+    def check_threshold_choice(self, card: ModelCard, choice: str | float) -> str | float:
+        """``eval --set-threshold`` before predicting anything: the parsed choice, or ConfigError."""
+        raise ConfigError(f"--set-threshold does not apply to {self.name} models")
+
+    def choose_threshold(self, result: Any, choice: str | float) -> float:
+        """The threshold ``choice`` names on an evaluation (e.g. "best-f1")."""
+        return float(choice)
+
+    def rescore(self, result: Any, threshold: float) -> Any:
+        """The evaluation decided at a newly stored threshold (as it is, where deciding again needs a
+        new prediction: the message says to run eval again)."""
+        return result
+
+    def write_plots(self, result: Any, predictor: Any, dataset: Dataset, folder: Path) -> list[Path]:
+        """The evaluation's figures in ``folder``; returns the files written."""
+        return []
+
+    def summary(self, result: Any) -> list[Table]:
+        """The evaluation as tables for a terminal or a page."""
+        return []
+
+
+@dataclass
+class Fitted:
+    """What a task's training hands back to the trainer, which writes the bundle and the run folder.
+
+    Attributes:
+        network: the fitted torch network (CPU, eval mode).
+        card: its card (metrics, thresholds, input spec).
+        samples: a few preprocessed inputs the ONNX export is parity-checked on (None: random ones).
+        train_files: the images it was fitted to (profiled for the drift reference).
+        val_files: held-out images (predicted for the drift reference).
+        loop: what the one loop produced (epoch rows, best epoch, whether Ctrl-C ended it), or None.
+        report: files that could not be read.
+        notes: what the user must know about the run.
+    """
+
+    network: Any
+    card: ModelCard
+    samples: np.ndarray | None
+    train_files: list[str]
+    val_files: list[str]
+    loop: Any
+    report: BatchReport
+    notes: list[str]
+
+
+@dataclass(frozen=True)
+class Control:
+    """A threshold a page shows as a slider in [0, 1]: ``keyword`` is its ``Predictor.with_threshold``
+    argument."""
+
+    label: str
+    keyword: str
+    value: float
+    help: str
+
+
+class Table:
+    """A titled table of already formatted cells, for whichever front shows it."""
+
+    def __init__(self, title: str, columns: Sequence[str], rows: Sequence[Sequence[str]], note: str = ""):
+        self.title, self.columns, self.rows, self.note = title, list(columns), [list(r) for r in rows], note
+
+
+def fmt(value: Any, digits: int = 4) -> str:
+    """A metric as a table cell: rounded, or "n/a" when undefined."""
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def region_cells(prediction: Prediction, area: str, score: str, precise: bool) -> dict[str, str]:
+    """``Task.cells`` of a task that finds regions (segment, anomaly): verdict, regions and their area."""
+    regions = len(prediction.extra["components"])
+    if precise:
+        return {
+            "label": str(prediction.label),
+            "score": f"{prediction.score:.6f}",
+            "verdict": str(prediction.extra["verdict"]),
+            "components": str(regions),
+            area: str(prediction.extra[area]),
+        }
+    return {
+        "label": str(prediction.label),
+        score: f"{prediction.score:.3f}",
+        "regions": str(regions),
+        "area %": f"{prediction.extra[area]:.3f}",
+    }
+
+
+def region_post(card: ModelCard, min_area: int | None) -> PostProcess:
+    """The card's post-processing with another minimum region area (segment and anomaly)."""
+    post = card.postprocess or PostProcess(min_area=0, kernel=3)
+    return post if min_area is None else post.model_copy(update={"min_area": min_area})
+
+
+def min_area_error(min_area: int, task: str) -> ConfigError:
+    """The error for a minimum region area that does not apply (a classifier) or is negative."""
+    return ConfigError(
+        f"--min-area applies to segmentation and anomaly models and must be >= 0 (got {min_area} for a {task} model)"
+    )
+
+
+def check_probability(name: str, value: float | None) -> None:
+    """A threshold given by the user must be a probability (or a normalised score) in [0, 1]."""
+    if value is not None and not 0 <= value <= 1:
+        raise ConfigError(f"{name} {value} must be a probability in [0, 1] (anomaly models: a normalised score)")
+
+
+def predict_split(
+    predictor: Any, dataset: Dataset, report: BatchReport, progress: Progress = None
+) -> Iterator[tuple[Sample, Prediction]]:
+    """The one evaluation loop: every image of a (selected) split through the predictor, one batch at
+    a time, with progress; unreadable files go to ``report``. Yields each sample with its prediction."""
+    samples = {str(s.path): s for s in dataset.samples}
+    files = list(samples)
+    for start in range(0, len(files), predictor.batch_size):
+        chunk = files[start : start + predictor.batch_size]
+        for prediction in predictor.predict(chunk, report=report):
+            yield samples[prediction.source], prediction
+        if progress:
+            progress(len(chunk))
+
+
+def nothing_scored(dataset: Dataset, n_files: int, split: str, report: BatchReport) -> DatasetError:
+    """The error of an evaluation that could score no image, naming the first skipped file and why."""
+    first = report.skipped[0] if report.skipped else None
+    detail = f" (first: {first.path}: {first.reason})" if first else ""
+    return DatasetError(f"{dataset.root}: none of the {n_files} image(s) of split {split!r} could be scored{detail}")
+
+
+def input_channels(ds: Dataset, cfg: TrainConfig) -> int:
+    """1 or 3: ``cfg.channels``, or 3 when any of the first 32 images is in colour."""
+    if cfg.channels != "auto":
+        return int(cfg.channels)
+    for _, image in iter_images([s.path for s in ds.samples[:32]], mode="keep", report=BatchReport()):
+        if image.ndim == 3:
+            return 3
+    return 1
+
+
+def device_for(cfg: TrainConfig):
+    """The torch device ``cfg.device`` names (auto: CUDA when available)."""
+    import torch
+
+    if cfg.device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device=cuda but torch sees no CUDA GPU; use device=cpu (or auto)")
+    return torch.device("cuda" if cfg.device != "cpu" and torch.cuda.is_available() else "cpu")

@@ -1,0 +1,126 @@
+"""Classification: one label per image, from a softmax over the card's classes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from inspekt.card import ModelCard, positive_class
+from inspekt.errors import ConfigError
+from inspekt.tasks.base import Control, Table, Task, check_probability, fmt, min_area_error
+
+
+class Classify(Task):
+    """Classification: predictions, binary thresholds, training hooks, evaluation and reports."""
+
+    name = "classify"
+    score_axis = -1
+    thresholds = "positive-class probability"
+    int8 = True
+    explainable = True
+    default_model = "tiny_cnn"
+    train_summary = "Train an image classifier; prints the bundle path. Ctrl-C keeps the best model so far."
+    train_options = tuple(
+        "data model pretrained epochs imgsz batch lr augment "
+        "loss class_weights sampler metric seed out name exist_ok".split()
+    )
+    train_params = {}
+    headline = ("accuracy", "macro_f1", "balanced_accuracy", "roc_auc", "pr_auc", "ece")
+    figures = "confusion matrices, ROC / PR curves, the threshold sweep (binary) and the errors with Grad-CAM"
+
+    def check_card(self, card: ModelCard) -> None:
+        if card.thresholds and len(card.classes) != 2:
+            raise ValueError("classification thresholds apply to binary models (2 classes) only")
+        if card.input.resize == "tile":
+            raise ValueError("input.resize 'tile' applies to segmentation and anomaly models only")
+
+    def with_threshold(self, card, threshold, min_area, pixel_threshold):
+        check_probability("--threshold", threshold)
+        if min_area is not None:
+            raise min_area_error(min_area, self.name)
+        if pixel_threshold is not None:
+            raise ConfigError("--pixel-threshold applies to anomaly models; this is a classify model")
+        if threshold is None:
+            return card
+        if len(card.classes) != 2:
+            raise ConfigError(
+                "--threshold applies to binary classifiers, segmentation and anomaly models; this "
+                f"classify model has classes {list(card.classes)}"
+            )
+        return card.model_copy(update={"thresholds": {positive_class(card.classes): float(threshold)}})
+
+    def store_threshold(self, card: ModelCard, value: float) -> ModelCard:
+        from inspekt.tasks.classify.evaluate import binary_positive_class
+
+        return card.model_copy(update={"thresholds": {binary_positive_class(card, "this model"): float(value)}})
+
+    def controls(self, card: ModelCard) -> list[Control]:
+        if len(card.classes) != 2:
+            return []
+        value = float((card.thresholds or {}).get(card.classes[-1], 0.5))
+        return [Control("Decision threshold", "threshold", value, "the positive-class probability")]
+
+    def confidence(self, reference, prediction) -> tuple[str, float]:
+        return f"confidence in {reference.label}", float(prediction.scores[reference.label])
+
+    def predict(self, card, images, sources, run, batch_size):
+        from inspekt.tasks.classify.predict import predict_classify
+
+        return predict_classify(card, images, sources, run, batch_size)
+
+    def training(self, cfg, ds):
+        from inspekt.tasks.classify.train import ClassifyTraining
+        from inspekt.tasks.supervised import Supervised
+
+        return Supervised(cfg, ds, ClassifyTraining(cfg, ds))
+
+    def evaluate(self, predictor, dataset, split, progress=None):
+        from inspekt.tasks.classify.evaluate import evaluate_classify
+
+        return evaluate_classify(predictor, dataset, split, progress)
+
+    def check_threshold_choice(self, card: ModelCard, choice: str | float) -> str | float:
+        from inspekt.tasks.classify.evaluate import binary_positive_class, parse_threshold_choice
+
+        parsed = parse_threshold_choice(choice)
+        binary_positive_class(card, "this model")
+        return parsed
+
+    def choose_threshold(self, result: Any, choice: str | float) -> float:
+        from inspekt.tasks.classify.evaluate import choose_threshold
+
+        return choose_threshold(result, choice)
+
+    def rescore(self, result: Any, threshold: float) -> Any:
+        return result.with_threshold(threshold)
+
+    def write_plots(self, result, predictor, dataset, folder: Path) -> list[Path]:
+        from inspekt.tasks.classify.plots import plot_evaluation
+
+        return plot_evaluation(result, folder)
+
+    def summary(self, result: Any) -> list[Table]:
+        m = result.metrics
+        rows = [
+            ("accuracy", fmt(m["accuracy"], 3)),
+            ("balanced accuracy", fmt(m["balanced_accuracy"], 3)),
+            ("macro F1", fmt(m["macro_f1"], 3)),
+            ("weighted F1", fmt(m["weighted_f1"], 3)),
+            ("ROC-AUC", fmt(m["roc_auc"], 3)),
+            ("PR-AUC", fmt(m["pr_auc"], 3)),
+            ("ECE (top-1)", fmt(m["ece"], 3)),
+        ]
+        if result.positive is not None:
+            decision = "argmax" if result.threshold is None else f"{result.positive} if p >= {result.threshold:g}"
+            rows.append(("decision", decision))
+        per_class = [
+            (r["class"], fmt(r["precision"], 3), fmt(r["recall"], 3), fmt(r["f1"], 3), str(r["support"]))
+            for r in m["per_class"]
+        ]
+        confusion = [(name, *(str(c) for c in counts)) for name, counts in zip(result.classes, m["confusion"])]
+        head = f"{m['n']} images, {len(result.skipped)} skipped"
+        return [
+            Table("metrics", ("metric", "value"), rows, note=head),
+            Table("per class", ("class", "precision", "recall", "F1", "support"), per_class),
+            Table("confusion matrix (rows = true)", ("true \\ predicted", *result.classes), confusion),
+        ]

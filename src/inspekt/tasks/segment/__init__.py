@@ -1,0 +1,131 @@
+"""Segmentation: a class per pixel (class 0 background), cleaned into defect regions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from inspekt.card import ModelCard, PostProcess
+from inspekt.errors import ConfigError
+from inspekt.tasks.base import Control, Table, Task, check_probability, fmt, min_area_error, region_cells, region_post
+
+
+class Segment(Task):
+    """Segmentation: predictions, the defect-probability threshold, training hooks, evaluation, reports."""
+
+    name = "segment"
+    score_axis = 1
+    thresholds = "defect"
+    default_model = "tiny_unet"
+    train_summary = (
+        "Train a segmentation model (masks in, masks out); prints the bundle path. Ctrl-C keeps the best so far."
+    )
+    train_options = tuple(
+        "data model pretrained epochs imgsz batch lr resize "
+        "masks augment loss class_weights seed out name exist_ok".split()
+    )
+    train_params = {"encoder": "Encoder of the smp models (resnet18, efficientnet-b0, ...)."}
+    headline = ("defect_iou", "dice", "per_image_iou", "pixel_precision", "pixel_recall", "image_auroc", "image_f1")
+    figures = "the worst images (prediction filled, truth outlined in green)"
+
+    def check_card(self, card: ModelCard) -> None:
+        if len(card.classes) < 2 or card.classes[0] != "background":
+            raise ValueError("segmentation classes must start with 'background' and name at least one defect class")
+
+    def with_threshold(self, card, threshold, min_area, pixel_threshold):
+        check_probability("--threshold", threshold)
+        if min_area is not None and min_area < 0:
+            raise min_area_error(min_area, self.name)
+        if pixel_threshold is not None:
+            raise ConfigError("--pixel-threshold applies to anomaly models; this is a segment model")
+        post = region_post(card, min_area) if min_area is not None else card.postprocess or PostProcess()
+        changes = {"threshold": threshold} if threshold is not None else {}
+        return card.model_copy(update={"postprocess": post.model_copy(update=changes)})
+
+    def store_threshold(self, card: ModelCard, value: float) -> ModelCard:
+        post = (card.postprocess or PostProcess()).model_copy(update={"threshold": float(value)})
+        return card.model_copy(update={"postprocess": post})
+
+    def controls(self, card: ModelCard) -> list[Control]:
+        value = float((card.postprocess or PostProcess()).threshold)
+        return [Control("Decision threshold", "threshold", value, "the defect probability of a pixel")]
+
+    def confidence(self, reference, prediction) -> tuple[str, float]:
+        return "largest defect probability", float(prediction.score)
+
+    def predict(self, card, images, sources, run, batch_size):
+        from inspekt.tasks.segment.predict import predict_segment
+
+        first = card.outputs[0]
+        return predict_segment(card, images, sources, lambda batch: run(batch)[first], batch_size)
+
+    def cells(self, prediction, card, topk, precise):
+        return region_cells(prediction, "defect_area_pct", "max p", precise)
+
+    def training(self, cfg, ds):
+        from inspekt.tasks.segment.train import SegmentTraining
+        from inspekt.tasks.supervised import Supervised
+
+        return Supervised(cfg, ds, SegmentTraining(cfg, ds))
+
+    def evaluate(self, predictor, dataset, split, progress=None):
+        from inspekt.tasks.segment.evaluate import evaluate_segment
+
+        return evaluate_segment(predictor, dataset, split, progress)
+
+    def check_threshold_choice(self, card: ModelCard, choice: str | float) -> str | float:
+        from inspekt.tasks.classify.evaluate import BEST_F1, parse_threshold_choice
+
+        parsed = parse_threshold_choice(choice)
+        if parsed == BEST_F1:
+            raise ConfigError(
+                "--set-threshold best-f1 applies to binary classifiers and anomaly models; give "
+                "segmentation models a defect probability, e.g. --set-threshold 0.4"
+            )
+        return parsed
+
+    def write_plots(self, result, predictor, dataset, folder: Path) -> list[Path]:
+        from inspekt.tasks.segment.evaluate import write_worst_overlays
+
+        return write_worst_overlays(result, predictor, dataset, folder)
+
+    def summary(self, result: Any) -> list[Table]:
+        m, post = result.metrics, result.postprocess
+        rows = [
+            (name, fmt(m[key], 3))
+            for name, key in (
+                ("mean IoU (defect classes)", "iou"),
+                ("mean Dice", "dice"),
+                ("defect IoU (any class)", "defect_iou"),
+                ("per-image IoU", "per_image_iou"),
+                ("pixel precision", "pixel_precision"),
+                ("pixel recall", "pixel_recall"),
+                ("image AUROC (max probability)", "image_auroc"),
+                ("image precision", "image_precision"),
+                ("image recall", "image_recall"),
+                ("image F1", "image_f1"),
+            )
+        ]
+        rows.append(
+            (
+                "post-processing",
+                f"p >= {post.get('threshold')}, min area {post.get('min_area')} px, kernel {post.get('kernel')} px",
+            )
+        )
+        rows.append(("ms / image", fmt(result.to_dict()["ms_per_image"], 1)))
+        per_class = [
+            (
+                r["class"],
+                fmt(r["iou"], 3),
+                fmt(r["dice"], 3),
+                fmt(r["precision"], 3),
+                fmt(r["recall"], 3),
+                str(r["pixels"]),
+            )
+            for r in m["per_class"]
+        ]
+        head = f"{m['n_images']} images ({m['n_defective']} with defects), {len(result.skipped)} skipped"
+        return [
+            Table("metrics (pixels at the original size)", ("metric", "value"), rows, note=head),
+            Table("per class", ("class", "IoU", "Dice", "precision", "recall", "pixels"), per_class),
+        ]

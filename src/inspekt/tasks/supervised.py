@@ -1,0 +1,214 @@
+"""What classification and segmentation training share: the train/validation split, the network
+built from the registry, the RAM cache of prepared images, the objective the one loop runs
+(``inspekt.models.loop``: AdamW with warm-up + cosine or one-cycle, validation every epoch, best
+epoch kept) and the card of the result. Each task gives its hooks (stores, losses, validation,
+plots): ``ClassifyTraining``, ``SegmentTraining``."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from inspekt.card import DataInfo, InputSpec, ModelCard, library_versions, now_iso
+from inspekt.config import TrainConfig
+from inspekt.data.dataset import Dataset
+from inspekt.data.split import split_dataset
+from inspekt.errors import ConfigError, DatasetError
+from inspekt.models.loop import Objective, epoch_seed
+from inspekt.results import BatchReport
+from inspekt.tasks.base import Fitted, device_for, input_channels
+
+HIGHER_IS_BETTER = {
+    "macro_f1": True,
+    "accuracy": True,
+    "balanced_accuracy": True,
+    "roc_auc": True,
+    "iou": True,
+    "dice": True,
+    "val_loss": False,
+}
+
+
+def _train_val(ds: Dataset, cfg: TrainConfig) -> tuple[Dataset, Dataset]:
+    """The dataset's own train/val splits, else a stratified, seeded split (``val`` fraction).
+    A ``test`` split is never trained or validated on."""
+    pool = replace(ds, samples=tuple(s for s in ds.samples if s.split != "test"))
+    if "val" in pool.splits:
+        return replace(pool, samples=tuple(s for s in pool.samples if s.split != "val")), pool.subset("val")
+    carved = split_dataset(pool, val=cfg.val, test=0.0, seed=cfg.seed)
+    return carved.subset("train"), carved.subset("val")
+
+
+def _schedule(optimizer, cfg: TrainConfig, steps_per_epoch: int):
+    import torch
+
+    total = cfg.epochs * steps_per_epoch
+    if cfg.scheduler == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=total)
+    warm = min(int(cfg.warmup_epochs * steps_per_epoch), total - 1)
+
+    def factor(step: int) -> float:
+        if step < warm:
+            return (step + 1) / (warm + 1)
+        progress = (step - warm) / max(1, total - warm)
+        return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def _score(row: dict, monitor: str) -> tuple[float, float]:
+    """Sort key for 'better': the monitored metric, ties broken by the lower validation loss."""
+    value = row.get("val_loss" if monitor == "val_loss" else f"val_{monitor}")
+    if value is None:  # e.g. ROC-AUC undefined on a one-class validation split: fall back to the loss
+        return -row["val_loss"], -row["val_loss"]
+    return (value if HIGHER_IS_BETTER[monitor] else -value), -row["val_loss"]
+
+
+@dataclass
+class Net:
+    """The network under training as the task hooks' ``validate`` sees it."""
+
+    network: Any
+    device: Any
+    val_loss: Any
+
+
+class Supervised:
+    """One classification or segmentation run: ``Supervised(cfg, ds, hooks).fit(loop)`` -> ``Fitted``.
+
+    The constructor reads and caches the data and builds the network (bad parameters fail before
+    any decoding); ``fit`` runs the one loop and describes the result as a card.
+    """
+
+    def __init__(self, cfg: TrainConfig, ds: Dataset, hooks: Any):
+        import torch
+
+        from inspekt.models import create_model, get_entry
+
+        get_entry(cfg.model, cfg.task)
+        decided = sorted({"num_classes", "in_chans"} & set(cfg.model_params))
+        if decided:
+            raise ConfigError(f"model_params.{decided[0]} is set from the data (classes, channels=...); remove it")
+        self.cfg, self.ds, self.hooks = cfg, ds, hooks
+        torch.manual_seed(cfg.seed)
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        if cfg.deterministic:
+            torch.use_deterministic_algorithms(True, warn_only=True)
+            torch.backends.cudnn.benchmark = False
+        train_ds, val_ds = _train_val(ds, cfg)
+        channels, self.notes = input_channels(train_ds, cfg), list(hooks.notes)
+        self.params = {"num_classes": len(hooks.classes), "in_chans": channels, **cfg.model_params}
+        self.network = create_model(cfg.model, **self.params)
+        if cfg.pretrained:
+            from inspekt.models.pretrained import load_pretrained
+
+            self.notes.append(load_pretrained(self.network, cfg.model, cfg.pretrained).summary())
+        spec = InputSpec(
+            size=(cfg.imgsz, cfg.imgsz),
+            channels=channels,
+            mean=(0.5,) * channels,
+            std=(0.25,) * channels,
+            resize=hooks.resize(train_ds),
+            clahe=cfg.clahe,
+            scale=cfg.scale,
+            overlap=cfg.overlap,
+        )
+        self.report, budget = BatchReport(), [cfg.cache_mb * 2**20]
+        self.train, self.val = hooks.stores(train_ds, val_ds, spec, self.report, budget)
+        if len(self.train) < 2:
+            raise DatasetError(f"{cfg.data}: only {len(self.train)} readable training image(s); add images")
+        mean, std = self.train.stats()
+        self.spec = spec.model_copy(update={"mean": mean, "std": std})
+        self.train.spec = self.val.spec = self.spec
+        uncached = self.train.uncached + self.val.uncached
+        if uncached:
+            self.notes.append(f"{uncached} images did not fit in cache_mb={cfg.cache_mb} and are decoded every epoch")
+        self.train_files = [str(s.path) for s in train_ds.samples]
+        self.val_files = [str(s.path) for s in val_ds.samples]
+
+    def objective(self) -> tuple[Objective, Net]:
+        """What the loop optimises: AdamW over shuffled (or class-balanced), augmented batches."""
+        import torch
+
+        from inspekt.augment import build_augmenter
+
+        cfg, train = self.cfg, self.train
+        net = Net(self.network, device_for(cfg), None)
+        loss, net.val_loss = self.hooks.losses(train)
+        augment = build_augmenter(cfg.augment, train.spec.size, flips=cfg.flips, seed=cfg.seed)
+        steps = max(1, len(train) // cfg.batch)
+
+        def batches(epoch: int, rng: np.random.Generator):
+            augment.reseed(epoch_seed(cfg.seed, epoch))
+            order = epoch_order(train.labels, rng, balanced=cfg.sampler == "balanced")
+            for idx in np.array_split(order, steps):
+                x, y = train.training_batch(idx, augment, rng)
+                yield torch.from_numpy(x).to(net.device), torch.from_numpy(y).to(net.device)
+
+        monitor = self.hooks.monitor()
+        objective = Objective(
+            network=self.network,
+            batches=batches,
+            loss=lambda batch: loss(self.network(batch[0]), batch[1]),
+            epochs=cfg.epochs,
+            optimizer=lambda params: torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay),
+            schedule=lambda optimizer, total: _schedule(optimizer, cfg, steps),
+            steps_per_epoch=steps,
+            validate=lambda: self.hooks.validate(net, self.val),
+            keys=self.hooks.KEYS,
+            monitor="val_loss" if monitor == "val_loss" else f"val_{monitor}",
+            higher_is_better=HIGHER_IS_BETTER[monitor],
+            patience=cfg.patience,
+            seed=cfg.seed,
+            device=net.device,
+            amp=cfg.amp,
+        )
+        return objective, net
+
+    def fit(self, hooks: Any, run_dir: Path) -> Fitted:
+        """Run the one loop (``hooks.loop``), validate the kept weights once more and describe them as a card."""
+        objective, net = self.objective()
+        result = hooks.loop(objective)
+        final = self.hooks.validate(net, self.val)
+        network = self.network.cpu().eval()
+        self.hooks.plots(run_dir, final)
+        metrics = {f"val_{k}": round(float(final[k]), 4) for k in self.hooks.KEYS if final.get(k) is not None}
+        metrics |= {"val_loss": round(final["loss"], 4), "best_epoch": float(result.best_epoch)}
+        card = ModelCard(
+            task=self.cfg.task,
+            architecture=self.cfg.model,
+            params=self.params,
+            classes=self.hooks.classes,
+            input=self.spec,
+            data=DataInfo(fingerprint=self.ds.fingerprint(), source=str(self.cfg.data), n_samples=len(self.train)),
+            metrics=metrics,
+            versions=library_versions(),
+            created_at=now_iso(),
+            **self.hooks.card_fields,
+        )
+        samples = self.val.batch(np.arange(min(8, len(self.val))))
+        return Fitted(network, card, samples, self.train_files, self.val_files, result, self.report, self.notes)
+
+
+def epoch_order(labels: np.ndarray, rng: np.random.Generator, *, balanced: bool) -> np.ndarray:
+    """Sample indices for one epoch: a permutation, or (``balanced``) a draw with replacement in
+    which every class is equally likely, so rare classes are oversampled.
+
+    Args:
+        labels: integer training labels.
+        rng: the epoch's generator (seeded per epoch for exact resume).
+        balanced: oversample rare classes.
+
+    Returns:
+        ``len(labels)`` indices.
+    """
+    if not balanced:
+        return rng.permutation(len(labels))
+    counts = np.bincount(labels)
+    p = 1.0 / counts[labels]
+    return rng.choice(len(labels), size=len(labels), replace=True, p=p / p.sum())
