@@ -48,6 +48,7 @@ def _with_real_images(case, images: list[bytes]):
     return case
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
 def test_no_server_errors(api_schema, synth_classes, mode):
     # One hypothesis run per operation (schemathesis' pytest plugin does not support pytest 9's fixtures).

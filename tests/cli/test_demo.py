@@ -1,6 +1,9 @@
 """The demo workspace: built once from synthetic data, reused on the next run."""
 
+import pytest
 
+
+@pytest.mark.slow
 def test_demo_builds_once_then_reuses(tmp_path, small_demo):
     demo = small_demo
     first = demo.build_demo(tmp_path / "ws")

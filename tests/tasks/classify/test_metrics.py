@@ -202,6 +202,7 @@ def test_plot_history_tolerates_missing_keys_and_csv_strings(tmp_path):
         plots.plot_history([{"epoch": 1, "lr": 0.1}], tmp_path / "empty.png")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("n", [2, 20])
 def test_plot_confusion_writes_a_png(tmp_path, n):
     matrix = np.random.default_rng(n).integers(0, 30, (n, n))
@@ -215,6 +216,7 @@ def test_plot_confusion_writes_a_png(tmp_path, n):
         classify_plots.plot_confusion(matrix, ["a"], tmp_path / "x.png")
 
 
+@pytest.mark.slow
 def test_plot_threshold_sweep_and_runs(tmp_path):
     sweep = threshold_sweep(np.array([True, False, True]), np.array([0.8, 0.3, 0.5]))
     assert_png(classify_plots.plot_threshold_sweep(sweep, tmp_path / "sweep.png", chosen=0.45))

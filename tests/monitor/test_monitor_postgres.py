@@ -70,6 +70,7 @@ def postgres_url():
         shutil.rmtree(root, ignore_errors=True)
 
 
+@pytest.mark.slow
 def test_history_in_postgresql_with_restart_and_report(trained, synth_classes, postgres_url, tmp_path):
     drop = tmp_path / "drop"
     drop.mkdir()

@@ -171,6 +171,7 @@ def test_threshold_is_refused_for_multiclass_before_predicting(trained, synth_cl
     assert bad.exit_code == 2 and "is not best-f1 or a probability" in bad.output
 
 
+@pytest.mark.slow
 def test_plots_and_error_gallery(binary, tmp_path):
     data, run_dir = binary
     result = evaluate(run_dir, data).with_threshold(0.0)  # everything "pore": every ok image is a false positive
@@ -188,6 +189,7 @@ def test_plots_and_error_gallery(binary, tmp_path):
     assert load_image(overlays[0]).shape[:2] == load_image(result.paths[first]).shape[:2]
 
 
+@pytest.mark.slow
 def test_eval_cli_writes_files_and_prints_a_summary(trained, synth_classes, tmp_path):
     result = run(
         "eval",
@@ -209,6 +211,7 @@ def test_eval_cli_writes_files_and_prints_a_summary(trained, synth_classes, tmp_
     assert (tmp_path / "plots" / "gallery.html").is_file() and not (tmp_path / "plots" / "threshold_sweep.png").exists()
 
 
+@pytest.mark.slow
 def test_eval_json_to_stdout_in_a_subprocess(trained, synth_classes):
     exe = os.path.join(os.path.dirname(sys.executable), "inspekt")
     proc = subprocess.run(

@@ -24,7 +24,7 @@ pytest.importorskip("streamlit")
 if CHROMIUM is None:
     pytest.skip("Debian's chromium is not installed (make test installs it)", allow_module_level=True)
 
-ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts" / "app"
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "app"
 ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -91,6 +91,7 @@ def _pixels(locator) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(locator.screenshot())).convert("L"), dtype=np.float32)
 
 
+@pytest.mark.slow
 def test_inspect_upload_enhance_explain_and_download(server, page, synth_classes):
     url, _ = server
     page.goto(url)
@@ -134,6 +135,7 @@ def test_inspect_upload_enhance_explain_and_download(server, page, synth_classes
     assert log["timings_ms"]["total"] > 0
 
 
+@pytest.mark.slow
 def test_drift_check_of_uploaded_images_shows_a_verdict(server, page, synth_classes):
     url, _ = server
     page.goto(f"{url}/drift")
@@ -151,6 +153,7 @@ def test_drift_check_of_uploaded_images_shows_a_verdict(server, page, synth_clas
     _shot(page, "4-drift")
 
 
+@pytest.mark.slow
 def test_batch_evaluate_train_and_monitor_pages(server, page, synth_classes):
     url, root = server
     page.goto(f"{url}/batch")

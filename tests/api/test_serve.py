@@ -424,6 +424,7 @@ def tls_files(tmp_path) -> tuple[Path, Path]:
     return cert, key
 
 
+@pytest.mark.slow
 def test_inspekt_serve_over_https_with_an_api_key(trained, images, predictor, tls_files):
     cert, key = tls_files
     port = _free_port()
@@ -464,6 +465,7 @@ def test_inspekt_serve_over_https_with_an_api_key(trained, images, predictor, tl
         proc.wait(20)
 
 
+@pytest.mark.slow
 def test_inspekt_serve_errors_are_one_line(tmp_path, trained):
     missing = subprocess.run(
         [_inspekt(), "serve", str(tmp_path / "nope.inspekt")], capture_output=True, text=True, timeout=120

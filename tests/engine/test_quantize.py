@@ -203,6 +203,7 @@ def test_cli_export_int8_json_and_refusal(brightness, tmp_path):
     assert open_bundle(tmp_path / "fp32.inspekt").card.precision == "fp32"  # re-exported from the fp32 weights
 
 
+@pytest.mark.slow
 def test_cli_refusal_through_the_installed_command(brightness, tmp_path):
     exe = Path(sys.executable).with_name("inspekt")
     proc = subprocess.run(

@@ -135,6 +135,7 @@ def test_a_drop_folder_that_goes_away_for_a_while_is_looked_at_again(tmp_path):
     assert [i.item for i in source.poll(set())] == ["a.png"]
 
 
+@pytest.mark.slow
 def test_webhook_is_retried_then_delivered_and_a_dead_one_is_given_up(tmp_path):
     received, answers = [], [500]
 
@@ -160,6 +161,7 @@ def test_webhook_is_retried_then_delivered_and_a_dead_one_is_given_up(tmp_path):
 # --- end to end -----------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_drop_folder_end_to_end_with_report(trained, synth_classes, tmp_path):
     drop = _drop(tmp_path / "drop", _images(synth_classes, 3))
     (drop / "broken.png").write_bytes(b"not an image")
@@ -218,6 +220,7 @@ def test_drop_folder_end_to_end_with_report(trained, synth_classes, tmp_path):
     assert json.loads(out.read_text())["schema"] == "inspekt.monitor.report/1"
 
 
+@pytest.mark.slow
 def test_brightness_shift_alerts_once_and_a_clean_window_does_not(trained, synth_classes, tmp_path):
     received = []
 
@@ -259,6 +262,7 @@ def test_brightness_shift_alerts_once_and_a_clean_window_does_not(trained, synth
     assert alerts == {("log", "delivered", 1), ("webhook", "delivered", 2)}
 
 
+@pytest.mark.slow
 def test_a_webhook_added_later_is_not_sent_the_windows_already_alerted(trained, synth_classes, tmp_path):
     received = []
 
@@ -330,6 +334,7 @@ def test_camera_source_reads_a_video_file_and_resumes_after_a_restart(trained, t
     camera.close()
 
 
+@pytest.mark.slow
 def test_snapshot_url_is_captured_every_tick(trained, synth_classes, tmp_path):
     png = next((Path(synth_classes) / "pore").glob("*.png")).read_bytes()
 
@@ -399,6 +404,7 @@ def test_report_on_a_missing_database_says_how_to_start(tmp_path):
     assert result.exit_code == 2 and "no monitoring history there yet" in result.output
 
 
+@pytest.mark.slow
 def test_kill_9_mid_run_then_restart_records_every_file_exactly_once(trained, synth_classes, tmp_path):
     files = _images(synth_classes, 15)  # 60 images
     drop, db = _drop(tmp_path / "drop", files), tmp_path / "crash.db"

@@ -285,6 +285,7 @@ def test_cli_fails_with_one_line_when_nothing_could_be_explained(rgb_bundle, tmp
     assert result.exit_code == 2 and "unknown explanation method 'nope'" in result.stderr
 
 
+@pytest.mark.slow
 def test_cli_in_a_subprocess_prints_a_table(rgb_bundle, tmp_path):
     import os
     import subprocess

@@ -142,6 +142,7 @@ def test_a_stack_gives_the_same_values_as_its_images_one_by_one():
 # --- profiles -----------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_merged_partial_profiles_equal_the_whole(tmp_path):
     files = _write_set(tmp_path / "a", 12, seed=3) + _write_set(tmp_path / "b", 5, seed=4, tint=True, suffix=".jpg")
     whole = profile_images(files)
@@ -258,6 +259,7 @@ def test_blur_is_caught_by_sharpness_and_the_domain_classifier(tmp_path):
     assert max(result.importances, key=result.importances.get) in ("sharpness", "noise")
 
 
+@pytest.mark.slow
 def test_grey_to_colour_tint_is_detected_and_colour_is_not_faked_for_grey(tmp_path):
     _write_set(tmp_path / "ref", 30, seed=16)
     _write_set(tmp_path / "cur", 30, seed=17, tint=True)
@@ -289,6 +291,7 @@ def test_profiles_at_different_working_resolutions_are_refused(tmp_path):
 # --- reports, CLI and bundles --------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_reports_json_and_self_contained_html(tmp_path):
     from inspekt.drift.report import to_dict, write_html
 
@@ -307,6 +310,7 @@ def test_reports_json_and_self_contained_html(tmp_path):
     assert "http://" not in page and "https://" not in page and "<script" not in page
 
 
+@pytest.mark.slow
 def test_cli_drift_profile_and_fail_on_drift(tmp_path):
     runner = CliRunner()
     _write_set(tmp_path / "ref", 30, seed=23)
@@ -344,6 +348,7 @@ def test_cli_drift_profile_and_fail_on_drift(tmp_path):
     assert missing.exit_code == 2 and "nowhere" in missing.output
 
 
+@pytest.mark.slow
 def test_cli_json_output_sampling_workers_and_check_selection(tmp_path):
     _write_set(tmp_path / "ref", 30, seed=34)
     _write_set(tmp_path / "cur", 30, seed=35, shift=40)
@@ -395,6 +400,7 @@ def test_a_bundle_without_reference_says_what_to_do(trained, tmp_path):
         check_drift(copy, tmp_path)
 
 
+@pytest.mark.slow
 def test_embedding_drift_from_the_bundle_sees_a_shift_the_model_notices(trained, synth_classes, tmp_path):
     import shutil
 
@@ -533,6 +539,7 @@ def test_settings_that_cannot_check_anything_are_refused(tmp_path, args, message
     assert message in result.output and "Traceback" not in result.output
 
 
+@pytest.mark.slow
 def test_drift_seen_only_jointly_is_caught_by_the_domain_classifier_and_illustrated(tmp_path):
     """Each property has the same distribution on both sides, but brightness goes with image size one
     way in the reference and the other way in the current set: only the domain classifier sees it,

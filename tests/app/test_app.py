@@ -79,6 +79,7 @@ def test_the_workspace_bundles_are_found(workspace):
     assert {"models/classifier", "models/segmenter", "models/anomaly"} <= set(find_bundles(workspace))
 
 
+@pytest.mark.slow
 def test_inspect_predicts_an_image_with_enhancement_and_gradcam(workspace, monkeypatch):
     at = _page(workspace, monkeypatch, "inspect")
     assert "Upload an image" in _texts(at)
@@ -97,6 +98,7 @@ def test_inspect_predicts_an_image_with_enhancement_and_gradcam(workspace, monke
     assert at.get("arrow_line_chart") or at.get("vega_lite_chart") or at.get("arrow_vega_lite_chart")
 
 
+@pytest.mark.slow
 def test_inspect_says_what_is_wrong_with_a_bad_file(workspace, monkeypatch, tmp_path):
     bad = tmp_path / "notes.png"
     bad.write_text("not an image")
@@ -106,6 +108,7 @@ def test_inspect_says_what_is_wrong_with_a_bad_file(workspace, monkeypatch, tmp_
     assert "Not an image we can read" in _texts(at)
 
 
+@pytest.mark.slow
 def test_inspect_shows_a_segmentation_mask_and_its_regions(workspace, monkeypatch):
     at = _page(workspace, monkeypatch, "inspect", model="models/segmenter")
     image = next((workspace / "data" / "surfaces-seg" / "images").rglob("*.png"))
@@ -117,6 +120,7 @@ def test_inspect_shows_a_segmentation_mask_and_its_regions(workspace, monkeypatc
     assert not at.exception, at.exception
 
 
+@pytest.mark.slow
 def test_evaluate_a_segmenter(workspace, monkeypatch):
     at = _page(workspace, monkeypatch, "evaluate", model="models/segmenter")
     at.text_input[0].input(str(workspace / "data" / "surfaces-seg")).run()
@@ -125,6 +129,7 @@ def test_evaluate_a_segmenter(workspace, monkeypatch):
     assert "defect_iou" in [m.label for m in at.metric]
 
 
+@pytest.mark.slow
 def test_inspect_an_anomaly_model_shows_map_and_reconstruction(workspace, monkeypatch):
     at = _page(workspace, monkeypatch, "inspect", model="models/anomaly")
     image = next((workspace / "data" / "surfaces-mvtec" / "test" / "scratch").glob("*.png"))
@@ -136,6 +141,7 @@ def test_inspect_an_anomaly_model_shows_map_and_reconstruction(workspace, monkey
     assert not at.exception and any(m.value.startswith("### anomaly") for m in at.markdown)
 
 
+@pytest.mark.slow
 def test_evaluate_an_anomaly_model(workspace, monkeypatch):
     at = _page(workspace, monkeypatch, "evaluate", model="models/anomaly")
     at.text_input[0].input(str(workspace / "data" / "surfaces-mvtec")).run()
@@ -144,6 +150,7 @@ def test_evaluate_an_anomaly_model(workspace, monkeypatch):
     assert {"image_auroc", "pixel_auroc", "aupro"} <= {m.label for m in at.metric}
 
 
+@pytest.mark.slow
 def test_batch_predicts_a_folder(workspace, monkeypatch):
     at = _page(workspace, monkeypatch, "batch")
     at.text_input[0].input(str(workspace / "data" / "incoming")).run()
@@ -154,6 +161,7 @@ def test_batch_predicts_a_folder(workspace, monkeypatch):
     assert set(table["label"]) <= {"lop", "ok", "pore", "scratch"}
 
 
+@pytest.mark.slow
 def test_batch_reports_a_missing_folder(workspace, monkeypatch):
     at = _page(workspace, monkeypatch, "batch")
     at.text_input[0].input(str(workspace / "nowhere")).run()
@@ -162,6 +170,7 @@ def test_batch_reports_a_missing_folder(workspace, monkeypatch):
     assert "nowhere" in _texts(at)
 
 
+@pytest.mark.slow
 def test_evaluate_shows_metrics_and_errors(workspace, monkeypatch):
     at = _page(workspace, monkeypatch, "evaluate")
     at.button[0].click().run()
@@ -172,6 +181,7 @@ def test_evaluate_shows_metrics_and_errors(workspace, monkeypatch):
     assert len(at.dataframe) == 2  # per class, and the confusion matrix
 
 
+@pytest.mark.slow
 def test_drift_against_the_model_profile(workspace, monkeypatch):
     at = _page(workspace, monkeypatch, "drift")
     at.button[0].click().run()
@@ -182,6 +192,7 @@ def test_drift_against_the_model_profile(workspace, monkeypatch):
     assert {"brightness", "domain_classifier", "prediction:label_mix", "embeddings"} <= names
 
 
+@pytest.mark.slow
 def test_train_runs_in_the_background_and_joins_the_model_picker(workspace, monkeypatch):
     at = _page(workspace, monkeypatch, "train")
     at.number_input[0].set_value(1).run()
@@ -198,6 +209,7 @@ def test_train_runs_in_the_background_and_joins_the_model_picker(workspace, monk
     assert "done" in " ".join(e.label for e in at.expander)
 
 
+@pytest.mark.slow
 def test_monitor_shows_the_history_the_monitor_wrote(workspace, monkeypatch, tmp_path):
     from inspekt.monitor import MonitorConfig, run_monitor
 

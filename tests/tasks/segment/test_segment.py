@@ -282,6 +282,7 @@ def test_evaluation_scores_masks_and_counts_empty_ones_as_negatives(seg_trained,
     assert [scored.rows[i]["iou"] for i in worst] == sorted(scored.rows[i]["iou"] for i in worst)
 
 
+@pytest.mark.slow
 def test_multiclass_from_folders(seg_data, tmp_path):
     result = train(**seg_config(seg_data, tmp_path, masks="folder", epochs=2))
     card = open_bundle(result.bundle).card
@@ -291,6 +292,7 @@ def test_multiclass_from_folders(seg_data, tmp_path):
     assert len(evaluate(result.bundle, seg_data).metrics["per_class"]) == 3
 
 
+@pytest.mark.slow
 def test_tiled_training_on_crops_and_exact_resume(seg_data, tmp_path):
     options = seg_config(seg_data, tmp_path, resize="tile", defect_crops=0.7, epochs=3, threshold="auto")
     reference = train(**options, name="reference")
@@ -318,6 +320,7 @@ def test_config_mistakes_name_the_key(seg_data, tmp_path):
         train(task="classify", data=str(seg_data), resize="tile", out=str(tmp_path))
 
 
+@pytest.mark.slow
 def test_a_mask_of_the_wrong_size_is_skipped_and_reported(seg_data, tmp_path):
     import shutil
 
@@ -332,6 +335,7 @@ def test_a_mask_of_the_wrong_size_is_skipped_and_reported(seg_data, tmp_path):
 # --- CLI -------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_cli_train_predict_eval_and_threshold(seg_data, tmp_path):
     args = [
         "train",

@@ -178,6 +178,7 @@ def test_split_rejects_bad_fractions(tmp_path):
         split_dataset(_labelled(tmp_path, {"a": 2}), val=0.6, test=0.5)
 
 
+@pytest.mark.slow
 def test_magnetic_tile():
     info = describe(open_dataset(shared_dataset("magnetic_tile")))
     assert info.layout == "segmentation" and info.n_images == 1344 and len(info.classes) == 6

@@ -9,6 +9,7 @@ import torch
 from inspekt import _compat
 
 
+@pytest.mark.slow
 def test_timm_resnet18_forward_pass():
     _compat.apply()
     import timm
@@ -20,6 +21,7 @@ def test_timm_resnet18_forward_pass():
     assert torch.isfinite(out).all()
 
 
+@pytest.mark.slow
 def test_active_exactly_when_torchvision_cannot_import_on_its_own():
     plain = subprocess.run([sys.executable, "-c", "import torchvision"], capture_output=True, text=True)
     needed = plain.returncode != 0

@@ -96,6 +96,7 @@ def _config(data: Path, out: Path, model: str, **options) -> TrainConfig:
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", list_models("anomaly"))
 def test_every_method_fits_predicts_exports_and_reloads(method, mvtec, folders, tmp_path):
     """The contract: fit, bundle with ONNX parity, reload with both backends, thresholds with and
@@ -119,6 +120,7 @@ def test_every_method_fits_predicts_exports_and_reloads(method, mvtec, folders, 
     assert "best F1" in open_bundle(with_anomalies.bundle).card.anomaly.calibration
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["draem", "ae_ssim", "padim", "patchcore", "template_ratio"])
 def test_the_map_peaks_on_a_synthetic_defect(method, tmp_path):
     data = tmp_path / "parts"
@@ -229,6 +231,7 @@ def test_evaluation_scores_images_and_pixels(padim_run, mvtec, tmp_path):
     assert json.loads(json.dumps(result.to_dict()))["metrics"]["image_auroc"] == m["image_auroc"]
 
 
+@pytest.mark.slow
 def test_cli_train_predict_eval(mvtec, tmp_path):
     out = runner.invoke(
         app,
@@ -299,6 +302,7 @@ def test_clear_errors(mvtec, folders, tmp_path):
         train(_config(mvtec, tmp_path, "padim").model_copy(update={"model_params": {"input_size": 64}}))
 
 
+@pytest.mark.slow
 def test_tiled_training_and_prediction_of_large_images(tmp_path):
     """resize=tile: fit on windows, predict on overlapping windows of a larger image; the map covers
     the whole image at its original size and still finds the defect."""
@@ -317,6 +321,7 @@ def test_tiled_training_and_prediction_of_large_images(tmp_path):
     assert 54 <= peak_y < 78 and 14 <= peak_x < 38, (peak_y, peak_x)
 
 
+@pytest.mark.slow
 def test_feature_methods_load_a_local_pretrained_backbone(mvtec, tmp_path):
     """--weights FILE: a local timm state dict (here: a differently seeded resnet18 stands in for a
     published one) is loaded by name, the card says so, and a wrong file is refused with its name."""

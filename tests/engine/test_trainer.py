@@ -122,6 +122,7 @@ def test_augmentation_from_a_yaml_file(tmp_path):
 # ---------------------------------------------------------------- the loop
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "loss, sampler, weights", [("ce", "shuffle", "none"), ("bce", "balanced", "none"), ("focal", "shuffle", "auto")]
 )
@@ -154,6 +155,7 @@ def test_run_folder_holds_everything(trained):
     assert 1 <= card.metrics["best_epoch"] <= len(trained.history)
 
 
+@pytest.mark.slow
 def test_same_seed_same_history_whether_cached_or_decoded_each_epoch(synth_classes, tmp_path):
     first = train(config(synth_classes, tmp_path, epochs=2, name="a"))
     second = train(config(synth_classes, tmp_path, epochs=2, name="b"))
@@ -163,12 +165,14 @@ def test_same_seed_same_history_whether_cached_or_decoded_each_epoch(synth_class
     assert any("did not fit in cache_mb=0" in note for note in uncached.notes)
 
 
+@pytest.mark.slow
 def test_one_cycle_schedule_rises_then_falls(synth_classes, tmp_path):
     result = train(config(synth_classes, tmp_path, epochs=4, scheduler="onecycle", lr=0.01))
     rates = [row["lr"] for row in result.history]
     assert rates[0] < max(rates) <= 0.01 and rates[-1] < max(rates)
 
 
+@pytest.mark.slow
 def test_ctrl_c_keeps_the_best_model_and_resume_finishes_exactly(synth_classes, tmp_path):
     reference = train(config(synth_classes, tmp_path, epochs=4, name="reference"))
 
@@ -185,6 +189,7 @@ def test_ctrl_c_keeps_the_best_model_and_resume_finishes_exactly(synth_classes, 
         resume(stopped.run_dir)
 
 
+@pytest.mark.slow
 def test_resume_after_kill_9_is_exact(synth_classes, tmp_path):
     """A real process killed with SIGKILL mid-run, then resumed: the same epochs as an uninterrupted run."""
     reference = train(config(synth_classes, tmp_path, epochs=5, name="reference"))
@@ -232,6 +237,7 @@ def test_resume_refuses_what_it_cannot_continue(tmp_path):
         resume(tmp_path)
 
 
+@pytest.mark.slow
 def test_a_corrupt_image_is_skipped_and_reported(synth_classes, tmp_path):
     import shutil
 
@@ -243,12 +249,14 @@ def test_a_corrupt_image_is_skipped_and_reported(synth_classes, tmp_path):
     assert "broken.png" in (result.run_dir / "skipped.txt").read_text()
 
 
+@pytest.mark.slow
 def test_preprocessing_choices_are_recorded_in_the_card(synth_classes, tmp_path):
     result = train(config(synth_classes, tmp_path, epochs=1, channels=3, clahe=2.0, resize="letterbox"))
     spec = open_bundle(result.bundle).card.input
     assert (spec.channels, spec.clahe, spec.resize, spec.size) == (3, 2.0, "letterbox", (32, 32))
 
 
+@pytest.mark.slow
 def test_binary_data_monitors_roc_auc(synth_classes, tmp_path):
     import shutil
 
@@ -262,6 +270,7 @@ def test_binary_data_monitors_roc_auc(synth_classes, tmp_path):
 # ---------------------------------------------------------------- backbones and starting weights
 
 
+@pytest.mark.slow
 def test_a_timm_backbone_trains_and_exports_with_parity(synth_classes, tmp_path):
     result = train(config(synth_classes, tmp_path, model="mobilenetv3_small_100", model_params={}, epochs=1))
     assert result.parity.ok
@@ -278,6 +287,7 @@ def test_any_timm_architecture_by_prefix_and_unknown_names(synth_classes, tmp_pa
         create_model("timm/resnet19", num_classes=3)
 
 
+@pytest.mark.slow
 def test_pretrained_file_loads_matching_tensors(trained, synth_classes, tmp_path):
     from safetensors.torch import save_file
 

@@ -53,6 +53,7 @@ def test_data_synth_info_split(tmp_path):
     assert (tmp_path / "split.csv").read_text().startswith("path,label,mask,split")
 
 
+@pytest.mark.slow
 def test_train_predict_export_through_subprocesses(synth_classes, tmp_path):
     trained = json.loads(
         cli(
@@ -80,6 +81,7 @@ def test_train_predict_export_through_subprocesses(synth_classes, tmp_path):
     assert again["scores"] == pytest.approx(rows[0]["scores"], abs=1e-6)
 
 
+@pytest.mark.slow
 def test_predict_reports_bad_files_and_goes_on(trained, synth_classes, tmp_path):
     bad = tmp_path / "notes.png"
     bad.write_text("this is text")
@@ -88,6 +90,7 @@ def test_predict_reports_bad_files_and_goes_on(trained, synth_classes, tmp_path)
     assert f"{bad}: not an image" in result.stderr and "skipped 1" in result.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "args, message",
     [
@@ -107,11 +110,13 @@ def test_user_errors_are_one_line_with_status_2(args, message, tmp_path):
     assert len(result.stderr.strip().splitlines()) <= 3  # one message, wrapped at most by the terminal width
 
 
+@pytest.mark.slow
 def test_unknown_option_suggests_the_right_one():
     result = cli("train", "classify", "--data", "d", "--epoch", "3", check=False)
     assert result.returncode == 2 and "--epochs" in result.stderr
 
 
+@pytest.mark.slow
 def test_debug_shows_the_traceback():
     result = cli("--debug", "data", "info", "/no/such/dir", check=False)
     assert result.returncode != 0 and "Traceback" in result.stderr and "DatasetError" in result.stderr
@@ -126,6 +131,7 @@ def test_models_lists_the_registry():
     assert all(row["task"] == "segment" for row in segment.values()) and "encoder" in segment["unet"]["parameters"]
 
 
+@pytest.mark.slow
 def test_export_folder_and_overwrite(trained, tmp_path):
     first = run("export", trained.run_dir, "--out", tmp_path / "copy", "--folder", "--json")
     assert first.exit_code == 0, first.output
@@ -140,6 +146,7 @@ def test_export_folder_and_overwrite(trained, tmp_path):
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
 
 
+@pytest.mark.slow
 def test_demo_command_builds_and_tours(tmp_path, small_demo):
     result = run("demo", "--workspace", tmp_path / "ws")
     assert result.exit_code == 0, result.output
@@ -148,12 +155,14 @@ def test_demo_command_builds_and_tours(tmp_path, small_demo):
     assert "nothing (everything was already there)" in run("demo", "--workspace", tmp_path / "ws").output
 
 
+@pytest.mark.slow
 def test_predict_expands_a_quoted_glob(trained, synth_classes):
     result = cli("predict", trained.bundle, str(synth_classes / "*" / "scratch_*.png"), "--json")
     rows = [json.loads(line) for line in result.stdout.splitlines()]
     assert len(rows) == 20 and all("/scratch/scratch_" in r["path"] for r in rows)
 
 
+@pytest.mark.slow
 def test_a_reader_that_leaves_early_stops_the_output_quietly(trained, synth_classes):
     # `inspekt predict ... --json | head -1`: the reader closes the pipe before inspekt writes.
     command = [sys.executable, "-m", "inspekt", "predict", str(trained.bundle), str(synth_classes / "ok"), "--json"]

@@ -3,6 +3,8 @@
 import subprocess
 import sys
 
+import pytest
+
 import inspekt
 
 
@@ -23,6 +25,7 @@ def test_import_does_not_pull_torch():
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
 
 
+@pytest.mark.slow
 def test_onnx_prediction_never_imports_torch(trained, synth_classes):
     image = next((synth_classes / "ok").iterdir())
     code = (
@@ -35,6 +38,7 @@ def test_onnx_prediction_never_imports_torch(trained, synth_classes):
     assert out.stdout.strip() == "False"
 
 
+@pytest.mark.slow
 def test_train_evaluate_explain_from_python(synth_classes, tmp_path):
     """The notebook path: keyword options like the CLI's, then evaluate and explain the result."""
     result = inspekt.train(

@@ -83,6 +83,7 @@ def test_drift_on_the_cluster_equals_the_local_run_and_names_the_shift(trained, 
     }  # the model ran on the workers
 
 
+@pytest.mark.slow
 def test_profiles_merged_from_workers_equal_the_whole(images, scheduler, tmp_path):
     _cli("profile", str(images), "--out", str(tmp_path / "spread.json"), "--dask", scheduler)
     _cli("profile", str(images), "--out", str(tmp_path / "local.json"))
@@ -141,6 +142,7 @@ def test_a_bundle_the_workers_cannot_read_is_one_clear_error(trained, images, sc
         list(predict_on(client, url, [str(next((images / "ok").glob("*.png")))]))
 
 
+@pytest.mark.slow
 def test_a_local_cluster_from_the_python_api(images):
     result = check_drift(
         images / "ok", images / "pore", dask="local", workers=2, permutations=200, checks=("properties",)
@@ -151,6 +153,7 @@ def test_a_local_cluster_from_the_python_api(images):
     ]
 
 
+@pytest.mark.slow
 def test_a_script_without_a_main_guard_is_told_the_fix(images, tmp_path):
     # Worker processes import the user's script again; unguarded, its top level starts a cluster in each.
     script = tmp_path / "unguarded.py"
@@ -164,6 +167,7 @@ def test_a_script_without_a_main_guard_is_told_the_fix(images, tmp_path):
     assert 'if __name__ == "__main__":' in proc.stderr
 
 
+@pytest.mark.slow
 def test_a_wrong_scheduler_address_is_one_clear_line(images, monkeypatch):
     from inspekt import cluster
 

@@ -19,7 +19,7 @@ import pytest
 import inspekt
 from inspekt.bundle import open_bundle
 
-LEGACY = Path(__file__).resolve().parent / "data" / "legacy"
+LEGACY = Path(__file__).resolve().parents[1] / "data" / "legacy"
 EXPECTED = json.loads((LEGACY / "expected.json").read_text(encoding="utf-8"))
 TASKS = ("classify", "segment", "anomaly")
 ARCHITECTURES = {"classify": "tiny_cnn", "segment": "tiny_unet", "anomaly": "ae_ssim"}

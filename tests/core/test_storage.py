@@ -215,6 +215,7 @@ def test_load_model_from_s3_predicts_s3_images(s3):
     assert np.allclose([r.score for r in remote], [r.score for r in local], atol=1e-6)
 
 
+@pytest.mark.slow
 def test_drift_reads_bundle_and_images_from_s3_and_writes_reports_there(s3):
     url, fs = s3["url"], s3["fs"]
     options = ("--checks", "properties,pixels,predictions,embeddings", "--permutations", "50", "--as-json")
@@ -240,6 +241,7 @@ def test_drift_reads_bundle_and_images_from_s3_and_writes_reports_there(s3):
     assert f"wrote {url}/reports/drift.json" in remote.stderr
 
 
+@pytest.mark.slow
 def test_profile_in_worker_processes_to_s3_and_back_as_drift_reference(s3):
     from inspekt.drift import Profile, load_profile
 
@@ -272,6 +274,7 @@ def test_profile_in_worker_processes_to_s3_and_back_as_drift_reference(s3):
     assert json.loads(again.stdout)["n_reference"] == 16
 
 
+@pytest.mark.slow
 def test_eval_reads_s3_dataset_and_writes_reports_there(s3):
     url, fs = s3["url"], s3["fs"]
     remote = run(
@@ -312,6 +315,7 @@ def test_export_reads_and_writes_s3(s3):
     assert again.exit_code == 2 and "--overwrite" in again.output
 
 
+@pytest.mark.slow
 def test_train_from_s3_dataset_into_s3_runs(s3):
     from inspekt.bundle import open_bundle
 
