@@ -82,18 +82,8 @@ def folders(tmp_path_factory) -> Path:
 
 
 def _config(data: Path, out: Path, model: str, **options) -> TrainConfig:
-    return TrainConfig(
-        task="anomaly",
-        data=str(data),
-        model=model,
-        imgsz=SIZE,
-        epochs=1,
-        batch=8,
-        threads=1,
-        model_params=FAST.get(model, {}),
-        out=str(out),
-        **options,
-    )
+    settings = {"imgsz": SIZE, "epochs": 1, "batch": 8, "threads": 1, "model_params": FAST.get(model, {})}
+    return TrainConfig(task="anomaly", data=str(data), model=model, out=str(out), **(settings | options))
 
 
 @pytest.mark.slow
@@ -343,3 +333,30 @@ def test_feature_methods_load_a_local_pretrained_backbone(mvtec, tmp_path):
     save_file({"conv1.weight": torch.zeros(3, 3, 3, 3)}, str(tmp_path / "wrong.safetensors"))
     with pytest.raises(ConfigError, match="wrong.safetensors"):
         create_model("patchcore", in_chans=1, input_size=64, weights=str(tmp_path / "wrong.safetensors"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["draem", "ae_ssim", "template_ratio"])
+def test_trained_methods_resume_exactly_through_the_one_loop(method, mvtec, tmp_path):
+    """The methods that learn by gradient descent train through the trainer's loop: results.csv every
+    epoch, Ctrl-C keeps a bundle, and resume continues exactly as an uninterrupted run."""
+    from inspekt.engine.trainer import resume
+
+    reference = train(_config(mvtec, tmp_path, method, epochs=3, name="reference"))
+
+    def interrupt_after_two(row):
+        if row.get("epoch") == 2:
+            raise KeyboardInterrupt
+
+    stopped = train(_config(mvtec, tmp_path, method, epochs=3, name="stopped"), on_epoch=interrupt_after_two)
+    assert stopped.interrupted and [r["epoch"] for r in stopped.history] == [1, 2]
+    assert (stopped.run_dir / "results.csv").is_file() and Path(stopped.bundle).is_dir()
+    finished = resume(stopped.run_dir)
+    assert not finished.interrupted
+    losses = lambda result: [row["train_loss"] for row in result.history]  # noqa: E731
+    assert losses(finished) == losses(reference)
+    images = sorted((mvtec / "test").rglob("*.png"))
+    expected = [p.score for p in Predictor.load(reference.bundle).predict(images)]
+    assert [p.score for p in Predictor.load(finished.bundle).predict(images)] == pytest.approx(expected, abs=1e-6)
+    with pytest.raises(ConfigError, match="already finished"):
+        resume(stopped.run_dir)

@@ -169,6 +169,7 @@ def train_autoencoder(
             keep="last",  # cosine annealing to zero: the final weights are the trained ones
             seed=settings.seed,
             device=settings.device,
+            amp=settings.amp,
         )
     )
     net.eval()

@@ -86,6 +86,7 @@ class FitSettings:
         lr: learning rate (networks).
         seed: seeds every random choice, so a fit is reproducible.
         device: where to compute.
+        amp: mixed precision on CUDA (the one loop ignores it elsewhere).
         log: receives progress rows of one-pass fits (statistics methods send
             ``{"step": "features", "done": i, "total": n}``).
         loop: runs a network's ``Objective`` (``inspekt.models.loop.run_loop``; the trainer gives it its
@@ -98,6 +99,7 @@ class FitSettings:
     lr: float | None = None
     seed: int = 0
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    amp: bool = False
     log: Callable[[dict[str, Any]], None] = lambda row: None
     loop: Callable[[Objective], LoopResult] = run_loop
 

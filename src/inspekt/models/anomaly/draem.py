@@ -142,6 +142,7 @@ class DRAEM(AnomalyNet):
                 keep="last",  # the one-cycle schedule ends on its best weights; the loss is on synthetic defects
                 seed=settings.seed,
                 device=settings.device,
+                amp=settings.amp,
             )
         )
         return self.eval()

@@ -170,6 +170,7 @@ def train_classifier(net: VariantClassifier, data: FitData, groups: np.ndarray, 
             keep="last",
             seed=settings.seed,
             device=settings.device,
+            amp=settings.amp,
             name="variant classifier",
         )
     )

@@ -264,6 +264,7 @@ def _settings(cfg: TrainConfig, loop, log: Callable[[dict], None]):
         lr=pick("lr"),
         seed=cfg.seed,
         device=device_for(cfg),
+        amp=cfg.amp,
         log=log,
         loop=loop,
     )
