@@ -13,7 +13,7 @@ import numpy as np
 
 from inspekt.api.batching import MicroBatcher
 from inspekt.engine.predictor import Predictor
-from inspekt.errors import ConfigError
+from inspekt.errors import BundleError, ConfigError
 from inspekt.profiling.profile import Profile
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -80,7 +80,6 @@ def card_summary(name: str, predictor: Predictor, has_reference: bool) -> dict[s
 
 def _reference(path: str) -> tuple[Profile | None, str]:
     from inspekt.drift.sources import bundle_reference
-    from inspekt.errors import BundleError
 
     try:
         return bundle_reference(path), ""

@@ -10,6 +10,7 @@ from rich.table import Column, Table
 
 from inspekt.cli import app
 from inspekt.cli.common import console, err_console, print_json, progress_bar
+from inspekt.results import BatchReport
 
 runs_app = typer.Typer(help="Training run folders: inspekt runs compare RUN RUN ...", no_args_is_help=True)
 app.add_typer(runs_app, name="runs")
@@ -67,7 +68,6 @@ def eval_command(
     from inspekt.data import open_dataset
     from inspekt.engine.evaluator import evaluate, save_threshold, select_split, write_csv, write_json
     from inspekt.engine.predictor import Predictor
-    from inspekt.results import BatchReport
 
     predictor = Predictor.load(model, backend=backend, batch_size=batch)
     bundle, task = predictor.bundle, predictor.task

@@ -11,6 +11,7 @@ from inspekt.cli import app
 from inspekt.cli.common import console, err_console, print_json, progress_bar, unique_name
 from inspekt.cli.tasks import expand_sources
 from inspekt.errors import InspektError
+from inspekt.results import BatchReport
 from inspekt.storage import as_path
 
 
@@ -31,7 +32,6 @@ def explain(
 ) -> None:
     """Write Grad-CAM overlays showing what drove each image's class; bad files are reported and skipped."""
     from inspekt.io import save_image
-    from inspekt.results import BatchReport
     from inspekt.tasks.classify.explain import Explainer
 
     explainer = Explainer.load(bundle, method=method, layer=layer)

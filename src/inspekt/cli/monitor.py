@@ -12,6 +12,7 @@ import typer
 
 from inspekt.cli import app
 from inspekt.cli.common import console, err_console, print_json
+from inspekt.errors import ConfigError
 
 monitor_app = typer.Typer(
     help="Watch a drop folder, a camera or a snapshot URL: predict, record history, check drift every window.\n\n"
@@ -72,7 +73,6 @@ def monitor(
     """Monitor a source with a model; `inspekt monitor report` summarises the history."""
     if ctx.invoked_subcommand is not None:
         return
-    from inspekt.errors import ConfigError
     from inspekt.monitor import MonitorConfig, parse_duration, run_monitor
 
     missing = [name for name, value in (("--model", model), ("--source", source)) if not value]

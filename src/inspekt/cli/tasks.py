@@ -11,7 +11,8 @@ from rich.table import Table
 from inspekt import storage
 from inspekt.cli import app
 from inspekt.cli.common import DASK_HELP, console, err_console, maybe_cluster, print_json, progress_bar, unique_name
-from inspekt.errors import InspektError
+from inspekt.errors import ConfigError, InspektError
+from inspekt.results import BatchReport
 
 
 def _csv_sources(path: Path) -> list[str]:
@@ -142,7 +143,6 @@ def predict(
     from inspekt.engine.distributed import predict_on
     from inspekt.engine.predictor import Predictor
     from inspekt.enhance import Pipeline
-    from inspekt.results import BatchReport
 
     if as_json and as_csv:
         raise InspektError("choose one of --json and --csv")
@@ -225,7 +225,6 @@ def export(
 ) -> None:
     """Re-export a bundle's ONNX graph from its weights and parity-check it, or quantise it to INT8 (--int8)."""
     from inspekt.bundle import REFERENCE, open_bundle
-    from inspekt.errors import ConfigError
     from inspekt.models.runtime import load_network, save_bundle
 
     if not int8 and (calib is not None or max_drop is not None):

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from inspekt.drift.types import Check, DriftResult
+from inspekt.errors import ImageLoadError
 from inspekt.io import output_file
 from inspekt.profiling.properties import CHANNELS, PROPERTY_NAMES
 
@@ -226,7 +227,6 @@ def importance_png(importances: dict[str, float]) -> bytes:
 
 
 def _thumbnail(path: str) -> str | None:
-    from inspekt.errors import ImageLoadError
     from inspekt.io import load_image
 
     try:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from inspekt.bundle import REFERENCE
 from inspekt.profiling.profile import MAX_REFERENCE_IMAGES, Profile, profile_images, sample_files
+from inspekt.results import BatchReport
 
 MAX_PREDICTED = 300  # held-out images the model predicts (labels, scores, embeddings) for the reference
 
@@ -24,7 +25,6 @@ MAX_PREDICTED = 300  # held-out images the model predicts (labels, scores, embed
 def model_outputs(predictor, files: Sequence[str]) -> dict[str, list] | None:
     """The predictor's label, score and (classifiers) embedding for each file it could read, or
     None when it could read none (e.g. a saved profile whose images are elsewhere)."""
-    from inspekt.results import BatchReport
 
     return outputs_of(predictor.predict(list(files), report=BatchReport()))
 

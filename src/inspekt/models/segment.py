@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from inspekt.errors import did_you_mean
 from inspekt.models.layers import double_conv
 from inspekt.models.registry import register_model
 
@@ -101,8 +102,6 @@ def _smp_builder(name: str, cls_name: str, description: str):
 
         known = smp.encoders.get_encoder_names()
         if encoder not in known and not encoder.startswith("tu-"):
-            from inspekt.errors import did_you_mean
-
             raise ValueError(
                 f"unknown encoder {encoder!r}.{did_you_mean(encoder, known)} Encoders: "
                 f"{', '.join(known[:12])}, ... or tu-<timm name>"

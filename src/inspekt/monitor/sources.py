@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from inspekt.errors import ConfigError, InspektError
+from inspekt.errors import ConfigError, DatasetError, InspektError
 
 SETTLE_SECONDS = 1.0  # a drop-folder file must be unchanged this long before it is read (it may still be written)
 URL_TIMEOUT = 10.0
@@ -51,7 +51,6 @@ class FolderSource:
 
     def poll(self, done: set[str]) -> Iterator[Item]:
         """Yield the settled files not in ``done``, ordered by (modification time, name)."""
-        from inspekt.errors import DatasetError
         from inspekt.io import list_images
 
         try:

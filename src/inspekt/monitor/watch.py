@@ -25,6 +25,7 @@ from inspekt.errors import ConfigError, InspektError
 from inspekt.monitor import history
 from inspekt.monitor.alerts import alert_payload, log_alert, post_webhook
 from inspekt.monitor.sources import FolderSource, Item, SourceError, open_source, source_name
+from inspekt.results import BatchReport
 
 log = logging.getLogger("inspekt.monitor")
 WINDOW_CHECKS = ("properties", "pixels", "domain", "predictions")  # embeddings are not kept per image
@@ -95,7 +96,6 @@ def observe(predictor, item: Item, source: str, model: str, min_side: int) -> hi
     """Predict and profile one item into a history row (a skipped row, with the reason, when unreadable)."""
     from inspekt.profiling.profile import profile_chunk
     from inspekt.profiling.properties import CHANNELS
-    from inspekt.results import BatchReport
 
     row = history.ImageRow(source=source, item=item.item, model=model)
     if item.data is None:

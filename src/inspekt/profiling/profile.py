@@ -20,7 +20,7 @@ import numpy as np
 
 from inspekt import storage
 from inspekt.cluster import chunks_for, for_workers, map_ordered, slots
-from inspekt.errors import ConfigError, InspektError
+from inspekt.errors import ConfigError, ImageLoadError, InspektError
 from inspekt.io import output_file
 from inspekt.profiling.properties import CHANNELS, COARSE_BINS, HIST_BINS, PROPERTY_NAMES, Stack, coarse, compute
 from inspekt.results import SkippedFile
@@ -206,7 +206,6 @@ def as_grey_if_grey(pixels: np.ndarray) -> np.ndarray:
 def profile_chunk(files: Sequence[str | tuple[str, bytes]], min_side: int = DEFAULT_MIN_SIDE) -> Profile:
     """Profile a list of files — paths, or ``(name, encoded bytes)`` for images held in memory — in
     this process; unreadable ones are skipped and reported."""
-    from inspekt.errors import ImageLoadError
     from inspekt.io.decode import _resolve_max_pixels
     from inspekt.io.reduced import load_reduced
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from inspekt.data import Dataset
-from inspekt.errors import DatasetError
+from inspekt.errors import ConfigError, DatasetError
 from inspekt.results import BatchReport, SkippedFile
 from inspekt.tasks.anomaly.metrics import PixelTally, truth_mask
 from inspekt.tasks.anomaly.predict import ANOMALY
@@ -160,7 +160,6 @@ def choose_anomaly_threshold(result: AnomalyEvalResult, choice: str | float) -> 
     Raises:
         ConfigError: best-f1 on a result without both normal and anomalous images.
     """
-    from inspekt.errors import ConfigError
     from inspekt.tasks.anomaly.metrics import best_f1_threshold
 
     if choice != "best-f1":

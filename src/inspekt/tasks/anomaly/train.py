@@ -23,7 +23,7 @@ from inspekt.card import AnomalySpec, DataInfo, InputSpec, ModelCard, PostProces
 from inspekt.config import TrainConfig
 from inspekt.data import Dataset, Sample
 from inspekt.data.split import split_dataset
-from inspekt.errors import ConfigError, DatasetError
+from inspekt.errors import ConfigError, DatasetError, did_you_mean
 from inspekt.io import iter_images, load_image
 from inspekt.results import BatchReport, SkippedFile
 from inspekt.tasks.anomaly.metrics import Calibration, calibrate, normal_scale, truth_mask
@@ -52,8 +52,6 @@ def normal_class(ds: Dataset, cfg: TrainConfig) -> str:
     """The class of normal images: ``cfg.normal`` or the data's good / ok / free ... class."""
     if cfg.normal is not None:
         if cfg.normal not in ds.classes:
-            from inspekt.errors import did_you_mean
-
             raise DatasetError(
                 f"{cfg.data}: normal={cfg.normal!r} is not a class of the data "
                 f"({', '.join(ds.classes)}).{did_you_mean(cfg.normal, ds.classes)}"
