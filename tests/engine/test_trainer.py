@@ -22,7 +22,8 @@ from inspekt.engine.predictor import Predictor
 from inspekt.engine.trainer import LAST, resume, train
 from inspekt.errors import ConfigError
 from inspekt.io import load_image
-from inspekt.tasks.classify.losses import class_weights, make_loss
+from inspekt.tasks.classify.losses import make_loss
+from inspekt.tasks.shared import class_weights
 from inspekt.tasks.supervised import epoch_order
 
 METRIC_COLUMNS = ("train_loss", "val_loss", "val_accuracy", "val_macro_f1")

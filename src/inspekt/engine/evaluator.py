@@ -1,9 +1,7 @@
-"""Evaluate a classification bundle on a labelled dataset, choose a binary threshold, and
-compare training runs.
-
-``evaluate`` predicts through the one ``Predictor`` (never a second preprocessing path) and
-returns a typed ``EvalResult``; ``write_json`` and ``write_csv`` serialise it, and
-``inspekt.tasks.classify.plots.plot_evaluation`` draws it.
+"""The evaluator: any bundle on a labelled dataset split, through the one ``Predictor`` (never a
+second preprocessing path) and the bundle's task (``Task.evaluate``), which returns a typed result;
+``write_json`` and ``write_csv`` serialise any task's result, ``Task.write_plots`` draws it, and
+``save_threshold`` stores the threshold an evaluation chose in the bundle's card.
 """
 
 from __future__ import annotations
@@ -12,6 +10,7 @@ import csv
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from inspekt import storage
 from inspekt.bundle import Bundle, copy_bundle, open_bundle
@@ -21,8 +20,7 @@ from inspekt.data.dataset import SPLIT_ALIASES
 from inspekt.engine.predictor import Predictor
 from inspekt.errors import ConfigError, DatasetError
 from inspekt.tasks import get_task
-from inspekt.tasks.classify.evaluate import BEST_F1, EvalResult, parse_threshold_choice
-from inspekt.tasks.segment.evaluate import SegEvalResult
+from inspekt.tasks.shared import BEST_F1, parse_threshold_choice
 
 
 def select_split(dataset: Dataset, split: str | None) -> tuple[Dataset, str]:
@@ -121,7 +119,7 @@ def save_threshold(bundle: str | Path | Bundle, threshold: float) -> ModelCard:
 # --- rendering -------------------------------------------------------------------------------
 
 
-def write_json(result: EvalResult | SegEvalResult, path: str | Path) -> Path:
+def write_json(result: Any, path: str | Path) -> Path:
     """Write ``result.to_dict()`` as JSON (``path`` may be an fsspec URL)."""
     path = storage.as_path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -129,7 +127,7 @@ def write_json(result: EvalResult | SegEvalResult, path: str | Path) -> Path:
     return path
 
 
-def write_csv(result: EvalResult | SegEvalResult, path: str | Path) -> Path:
+def write_csv(result: Any, path: str | Path) -> Path:
     """Write the per-image rows as CSV (classify: path, true, predicted, correct, score_<class> ...;
     segment: path, label, defective, verdict, score, iou, tp, fp, fn, components); ``path`` may be a URL."""
     import io

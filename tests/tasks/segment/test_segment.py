@@ -24,8 +24,8 @@ from inspekt.errors import ConfigError, DatasetError
 from inspekt.io import save_image
 from inspekt.models.runtime import save_bundle
 from inspekt.regions import components
-from inspekt.tasks.classify.losses import make_segment_loss
-from inspekt.tasks.classify.metrics import SegmentationTally
+from inspekt.tasks.segment.losses import make_segment_loss
+from inspekt.tasks.segment.metrics import SegmentationTally
 from inspekt.tasks.segment.predict import postprocess, probabilities
 from inspekt.tiling import window_starts
 

@@ -81,7 +81,7 @@ class Anomaly(Task):
         return evaluate_anomaly(predictor, dataset, split, progress)
 
     def check_threshold_choice(self, card: ModelCard, choice: str | float) -> str | float:
-        from inspekt.tasks.classify.evaluate import parse_threshold_choice
+        from inspekt.tasks.shared import parse_threshold_choice
 
         return parse_threshold_choice(choice)
 

@@ -80,7 +80,8 @@ class Classify(Task):
         return evaluate_classify(predictor, dataset, split, progress)
 
     def check_threshold_choice(self, card: ModelCard, choice: str | float) -> str | float:
-        from inspekt.tasks.classify.evaluate import binary_positive_class, parse_threshold_choice
+        from inspekt.tasks.classify.evaluate import binary_positive_class
+        from inspekt.tasks.shared import parse_threshold_choice
 
         parsed = parse_threshold_choice(choice)
         binary_positive_class(card, "this model")

@@ -15,8 +15,7 @@ from inspekt.results import BatchReport, SkippedFile
 from inspekt.tasks.base import Progress, nothing_scored, predict_split
 from inspekt.tasks.classify.metrics import best_f1_threshold, classification_metrics, threshold_sweep
 from inspekt.tasks.classify.predict import decide
-
-BEST_F1 = "best-f1"
+from inspekt.tasks.shared import BEST_F1, parse_threshold_choice
 
 
 @dataclass
@@ -176,29 +175,6 @@ def _binary_decision(card: ModelCard) -> tuple[str | None, float | None]:
         return None, None
     positive = next(iter(card.thresholds), None) or positive_class(card.classes)
     return positive, card.thresholds.get(positive)
-
-
-def parse_threshold_choice(choice: str | float) -> str | float:
-    """``"best-f1"`` or a probability in [0, 1] (numbers may come as text, e.g. from the CLI).
-
-    Args:
-        choice: what the user asked for.
-
-    Returns:
-        ``BEST_F1`` or the probability as a float.
-
-    Raises:
-        ConfigError: anything else.
-    """
-    if isinstance(choice, str) and choice.strip().lower() == BEST_F1:
-        return BEST_F1
-    try:
-        value = float(choice)
-    except (TypeError, ValueError):
-        value = float("nan")
-    if not 0 <= value <= 1:
-        raise ConfigError(f"threshold {choice!r} is not {BEST_F1} or a probability in [0, 1] (e.g. 0.35)")
-    return value
 
 
 def choose_threshold(result: EvalResult, choice: str | float) -> float:

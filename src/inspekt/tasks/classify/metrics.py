@@ -12,14 +12,9 @@ from itertools import groupby
 import numpy as np
 
 from inspekt.card import positive_class
+from inspekt.tasks.shared import confusion_counts, ratio
 
 ECE_BINS = 15
-
-
-def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
-    """Element-wise num / den with 0 where den is 0."""
-    num, den = np.asarray(num, dtype=np.float64), np.asarray(den, dtype=np.float64)
-    return np.divide(num, den, out=np.zeros(np.broadcast(num, den).shape), where=den != 0)
 
 
 def _check_inputs(y_true: np.ndarray, probs: np.ndarray, n_classes: int, y_pred: np.ndarray) -> None:
@@ -32,12 +27,6 @@ def _check_inputs(y_true: np.ndarray, probs: np.ndarray, n_classes: int, y_pred:
     for name, values in (("y_true", y_true), ("y_pred", y_pred)):
         if values.min() < 0 or values.max() >= n_classes:
             raise ValueError(f"{name} holds class indices outside 0..{n_classes - 1}")
-
-
-def confusion_counts(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:
-    """Confusion matrix of counts, rows = true class, columns = predicted class."""
-    flat = np.bincount(y_true * n_classes + y_pred, minlength=n_classes * n_classes)
-    return flat.reshape(n_classes, n_classes)
 
 
 def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, bins: int = ECE_BINS) -> float:
@@ -110,8 +99,8 @@ def classification_metrics(
     _check_inputs(y_true, probs, len(classes), y_pred)
     cm = confusion_counts(y_true, y_pred, len(classes))
     tp, support, predicted = np.diag(cm), cm.sum(1), cm.sum(0)
-    precision, recall = _ratio(tp, predicted), _ratio(tp, support)
-    f1 = _ratio(2 * precision * recall, precision + recall)
+    precision, recall = ratio(tp, predicted), ratio(tp, support)
+    f1 = ratio(2 * precision * recall, precision + recall)
     seen = (support > 0) | (predicted > 0)
     weights = support / support.sum()
     roc_auc, pr_auc = _ranking_scores(y_true, probs, classes)
@@ -134,7 +123,7 @@ def classification_metrics(
             for name, p, r, f, s in zip(classes, precision, recall, f1, support)
         ],
         "confusion": cm.tolist(),
-        "confusion_normalized": _ratio(cm, support[:, None]).tolist(),
+        "confusion_normalized": ratio(cm, support[:, None]).tolist(),
     }
 
 
@@ -165,8 +154,8 @@ def threshold_sweep(is_positive: np.ndarray, score: np.ndarray, n: int = 101) ->
     # Counts of scores >= t, for every t at once, from the sorted scores.
     tp = len(pos) - np.searchsorted(pos, thresholds, side="left")
     fp = len(neg) - np.searchsorted(neg, thresholds, side="left")
-    precision, recall, fpr = _ratio(tp, tp + fp), _ratio(tp, len(pos)), _ratio(fp, len(neg))
-    f1 = _ratio(2 * precision * recall, precision + recall)
+    precision, recall, fpr = ratio(tp, tp + fp), ratio(tp, len(pos)), ratio(fp, len(neg))
+    f1 = ratio(2 * precision * recall, precision + recall)
     return [
         {
             "threshold": float(t),
@@ -205,113 +194,3 @@ def best_f1_threshold(sweep: list[dict]) -> dict:
     runs = [list(group) for tied, group in groupby(range(len(best)), key=lambda i: best[i]) if tied]
     longest = max(runs, key=len)  # the first of equally long runs: the lowest
     return sweep[longest[(len(longest) - 1) // 2]]
-
-
-class SegmentationTally:
-    """Accumulates a segmentation model's results image by image: the pixel confusion matrix,
-    each image's IoU, and image-level scores (an image is defective when its mask has any defect
-    pixel). ``metrics`` turns them into the report; validation and ``inspekt eval`` share it.
-    Given the defect probability maps, it also finds the threshold with the best defect IoU."""
-
-    BINS = 100  # defect-probability histogram bins: thresholds 0.00, 0.01, ..., 0.99
-
-    def __init__(self, n_classes: int):
-        self.n_classes = n_classes
-        self.confusion = np.zeros((n_classes, n_classes), dtype=np.int64)
-        self.image_iou: list[float] = []
-        self.truth: list[bool] = []
-        self.score: list[float] = []
-        self.verdict: list[bool] = []
-        self.histogram = np.zeros((2, self.BINS), dtype=np.int64)  # background / defect pixels per probability bin
-
-    def add(
-        self, target: np.ndarray, predicted: np.ndarray, score: float, verdict: bool, defect: np.ndarray | None = None
-    ) -> float:
-        """Add one image and return its IoU.
-
-        Args:
-            target: HxW true class indices (0 = background).
-            predicted: HxW predicted class indices, same size.
-            score: the image-level defect score (largest defect probability).
-            verdict: whether the prediction flags a defect.
-            defect: optional HxW defect probability map (1 - background), for ``best_threshold``.
-
-        Returns:
-            The image's IoU: the mean over the defect classes present in the truth or the
-            prediction; 1.0 when neither has any defect (a correct empty mask).
-        """
-        if target.shape != predicted.shape:
-            raise ValueError(f"target {target.shape} and prediction {predicted.shape} differ in size")
-        cm = confusion_counts(target.ravel().astype(np.int64), predicted.ravel().astype(np.int64), self.n_classes)
-        self.confusion += cm
-        tp, fp, fn = np.diag(cm)[1:], cm.sum(0)[1:] - np.diag(cm)[1:], cm.sum(1)[1:] - np.diag(cm)[1:]
-        present = (tp + fp + fn) > 0
-        iou = float(_ratio(tp, tp + fp + fn)[present].mean()) if present.any() else 1.0
-        self.image_iou.append(iou)
-        self.truth.append(bool(cm[1:].sum()))
-        self.score.append(float(score))
-        self.verdict.append(bool(verdict))
-        if defect is not None:
-            bins = np.minimum((defect.ravel() * self.BINS).astype(np.int64), self.BINS - 1)
-            truth = (target.ravel() > 0).astype(np.int64)
-            self.histogram += np.bincount(truth * self.BINS + bins, minlength=2 * self.BINS).reshape(2, self.BINS)
-        return iou
-
-    def best_threshold(self, low: float = 0.05, high: float = 0.95) -> tuple[float, float] | None:
-        """The defect-probability threshold in [low, high] with the best "any defect" IoU (before
-        clean-up), and that IoU; None when no defect map was added or no pixel is a defect.
-
-        Pixels in histogram bins ``>= k`` are the ones a threshold of ``k / BINS`` keeps."""
-        background, defect = self.histogram
-        if not defect.any():
-            return None
-        tp, fp = np.cumsum(defect[::-1])[::-1], np.cumsum(background[::-1])[::-1]
-        iou = _ratio(tp, fp + defect.sum())
-        candidates = np.arange(round(low * self.BINS), round(high * self.BINS) + 1)
-        k = int(candidates[np.argmax(iou[candidates])])
-        return k / self.BINS, float(iou[k])
-
-    def metrics(self, classes: Sequence[str]) -> dict:
-        """Dataset-level IoU / Dice per defect class and their mean, the IoU of "any defect" vs
-        background, pixel precision / recall, the mean per-image IoU, and image-level AUROC (from
-        the score) and precision / recall / F1 (of the verdict). JSON-ready; None where undefined."""
-        from sklearn.metrics import roc_auc_score
-
-        cm = self.confusion
-        tp, predicted, actual = np.diag(cm), cm.sum(0), cm.sum(1)
-        fp, fn = predicted - tp, actual - tp
-        iou, dice = _ratio(tp, tp + fp + fn), _ratio(2 * tp, 2 * tp + fp + fn)
-        precision, recall = _ratio(tp, predicted), _ratio(tp, actual)
-        any_tp, any_pred, any_true = cm[1:, 1:].sum(), cm[:, 1:].sum(), cm[1:, :].sum()
-        truth, verdict = np.array(self.truth, dtype=bool), np.array(self.verdict, dtype=bool)
-        v_tp = int((truth & verdict).sum())
-        v_precision, v_recall = _ratio(v_tp, verdict.sum()), _ratio(v_tp, truth.sum())
-        auroc = None
-        if truth.any() and not truth.all():
-            auroc = float(roc_auc_score(truth, np.array(self.score)))
-        return {
-            "n_images": len(self.truth),
-            "n_defective": int(truth.sum()),
-            "iou": float(iou[1:].mean()),
-            "dice": float(dice[1:].mean()),
-            "defect_iou": float(_ratio(any_tp, any_pred + any_true - any_tp)),
-            "pixel_precision": float(_ratio(any_tp, any_pred)),
-            "pixel_recall": float(_ratio(any_tp, any_true)),
-            "per_image_iou": float(np.mean(self.image_iou)) if self.image_iou else 0.0,
-            "image_auroc": auroc,
-            "image_precision": float(v_precision),
-            "image_recall": float(v_recall),
-            "image_f1": float(_ratio(2 * v_precision * v_recall, v_precision + v_recall)),
-            "per_class": [
-                {
-                    "class": name,
-                    "iou": float(i),
-                    "dice": float(d),
-                    "precision": float(p),
-                    "recall": float(r),
-                    "pixels": int(a),
-                }
-                for name, i, d, p, r, a in zip(classes[1:], iou[1:], dice[1:], precision[1:], recall[1:], actual[1:])
-            ],
-            "confusion": cm.tolist(),
-        }

@@ -104,7 +104,8 @@ class ClassifyTraining:
         return "roc_auc" if len(self.classes) == 2 else "macro_f1"
 
     def losses(self, train: ImageStore):
-        from inspekt.tasks.classify.losses import class_weights, make_loss
+        from inspekt.tasks.classify.losses import make_loss
+        from inspekt.tasks.shared import class_weights
 
         cfg, name = self.cfg, "ce" if self.cfg.loss == "auto" else self.cfg.loss
         weights = class_weights(np.bincount(train.labels, minlength=len(self.classes)), self.classes, cfg.class_weights)

@@ -74,7 +74,7 @@ class Segment(Task):
         return evaluate_segment(predictor, dataset, split, progress)
 
     def check_threshold_choice(self, card: ModelCard, choice: str | float) -> str | float:
-        from inspekt.tasks.classify.evaluate import BEST_F1, parse_threshold_choice
+        from inspekt.tasks.shared import BEST_F1, parse_threshold_choice
 
         parsed = parse_threshold_choice(choice)
         if parsed == BEST_F1:

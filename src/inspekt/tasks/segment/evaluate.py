@@ -20,7 +20,7 @@ from inspekt.data.masks import MaskRule
 from inspekt.errors import DatasetError
 from inspekt.results import BatchReport, SkippedFile
 from inspekt.tasks.base import nothing_scored, predict_split
-from inspekt.tasks.classify.metrics import SegmentationTally
+from inspekt.tasks.segment.metrics import SegmentationTally
 
 WORST_LIMIT = 24
 

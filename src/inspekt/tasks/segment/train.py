@@ -24,7 +24,7 @@ from inspekt.data.masks import MaskRule, mask_rule
 from inspekt.errors import ConfigError, DatasetError, ImageLoadError
 from inspekt.io import iter_images, load_image
 from inspekt.results import BatchReport, SkippedFile
-from inspekt.tasks.classify.metrics import SegmentationTally
+from inspekt.tasks.segment.metrics import SegmentationTally
 from inspekt.tasks.segment.predict import postprocess, softmax_maps, tiled_probabilities
 from inspekt.tiling import pad_to_window
 from inspekt.transforms import channel_stats, normalize, prepare, resize
@@ -231,7 +231,8 @@ class SegmentTraining:
         return "iou" if self.cfg.metric == "auto" else self.cfg.metric
 
     def losses(self, train: MaskStore):
-        from inspekt.tasks.classify.losses import class_weights, make_segment_loss
+        from inspekt.tasks.segment.losses import make_segment_loss
+        from inspekt.tasks.shared import class_weights
 
         cfg, name = self.cfg, "dice_bce" if self.cfg.loss == "auto" else self.cfg.loss
         weights = class_weights(train.pixels, self.classes, cfg.class_weights, power=0.5)

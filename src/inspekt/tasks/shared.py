@@ -1,0 +1,84 @@
+"""What more than one task uses: ratio and confusion counts of the metrics, the class weights of
+the losses, and the parsing of a threshold choice (``eval --set-threshold``)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from inspekt.errors import ConfigError
+
+
+def ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    """Element-wise num / den with 0 where den is 0."""
+    num, den = np.asarray(num, dtype=np.float64), np.asarray(den, dtype=np.float64)
+    return np.divide(num, den, out=np.zeros(np.broadcast(num, den).shape), where=den != 0)
+
+
+def confusion_counts(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:
+    """Confusion matrix of counts, rows = true class, columns = predicted class."""
+    flat = np.bincount(y_true * n_classes + y_pred, minlength=n_classes * n_classes)
+    return flat.reshape(n_classes, n_classes)
+
+
+BEST_F1 = "best-f1"
+
+
+def parse_threshold_choice(choice: str | float) -> str | float:
+    """``"best-f1"`` or a probability in [0, 1] (numbers may come as text, e.g. from the CLI).
+
+    Args:
+        choice: what the user asked for.
+
+    Returns:
+        ``BEST_F1`` or the probability as a float.
+
+    Raises:
+        ConfigError: anything else.
+    """
+    if isinstance(choice, str) and choice.strip().lower() == BEST_F1:
+        return BEST_F1
+    try:
+        value = float(choice)
+    except (TypeError, ValueError):
+        value = float("nan")
+    if not 0 <= value <= 1:
+        raise ConfigError(f"threshold {choice!r} is not {BEST_F1} or a probability in [0, 1] (e.g. 0.35)")
+    return value
+
+
+def class_weights(
+    counts: np.ndarray, classes: Sequence[str], spec: str | Mapping[str, float], *, power: float = 1.0
+) -> np.ndarray | None:
+    """Per-class loss weights.
+
+    Args:
+        counts: training examples per class (images for classification, pixels for segmentation).
+        classes: class names (index order).
+        spec: ``"none"``, ``"auto"`` (inverse frequency to the ``power``, mean 1 over the classes) or
+            ``{class: weight}`` (classes not named get 1).
+        power: ``auto`` weights are ``(1 / frequency) ** power``; segmentation uses 0.5, because a
+            defect covering 0.1 % of the pixels would otherwise weigh 1000 times the background.
+
+    Returns:
+        A float32 array of one weight per class, or None for ``"none"``.
+
+    Raises:
+        ConfigError: an unknown class name, a weight <= 0, or an unknown spec.
+    """
+    if spec == "none":
+        return None
+    if spec == "auto":
+        counts = np.asarray(counts, dtype=np.float64)
+        weights = np.where(counts > 0, (counts.sum() / (len(classes) * np.maximum(counts, 1))) ** power, 0.0)
+        return (weights / weights[counts > 0].mean()).astype(np.float32)
+    if isinstance(spec, Mapping):
+        unknown = sorted(set(spec) - set(classes))
+        if unknown:
+            raise ConfigError(f"class_weights names unknown class(es) {unknown}; the classes are {list(classes)}")
+        bad = {k: v for k, v in spec.items() if not isinstance(v, (int, float)) or v <= 0}
+        if bad:
+            raise ConfigError(f"class_weights values must be numbers > 0, got {bad}")
+        return np.array([float(spec.get(c, 1.0)) for c in classes], dtype=np.float32)
+    raise ConfigError(f"class_weights={spec!r}: use none, auto or a mapping {{class: weight}}")
