@@ -44,7 +44,6 @@ from inspekt.errors import ConfigError, DatasetError, InspektError
 from inspekt.io import iter_images
 from inspekt.results import BatchReport, SkippedFile
 from inspekt.tasks import get_task
-from inspekt.tasks.classify.predict import decide, softmax
 from inspekt.transforms import preprocess_batch
 
 DEFAULT_MAX_DROP = 0.01
@@ -261,6 +260,7 @@ def compare_graphs(
     """
     import onnxruntime as ort
 
+    task = get_task(card.task)
     sessions = [ort.InferenceSession(g, providers=["CPUExecutionProvider"]) for g in graphs]
     labels = {str(s.path): card.classes.index(s.label) for s in samples}
     truth: list[int] = []
@@ -268,7 +268,7 @@ def compare_graphs(
     for sources, batch in read_batches([s.path for s in samples], card, report):
         truth.extend(labels[s] for s in sources)
         for found, session in zip(predicted, sessions):
-            found.append(decide(softmax(session.run(None, {"input": batch})[0]), card.classes, card.thresholds))
+            found.append(task.labels(card, session.run(None, {"input": batch})[0]))
     return np.asarray(truth, dtype=int), [np.concatenate(p) if p else np.zeros(0, int) for p in predicted]
 
 

@@ -144,6 +144,11 @@ class Task:
         """How sure ``prediction`` is of ``reference``'s verdict (what-if sweeps): its name and value."""
         return "score", float(prediction.score)
 
+    def labels(self, card: ModelCard, scores: np.ndarray) -> np.ndarray:
+        """Class indices from the graph's first output, decided as ``predict`` decides them (``export
+        --int8`` compares the fp32 and INT8 graphs' labels; only tasks with ``int8`` need it)."""
+        raise ConfigError(f"a {self.name} model has no per-image class labels to compare")
+
     # --- training ---------------------------------------------------------------------------
 
     def configure(self, cfg: TrainConfig) -> TrainConfig:

@@ -63,6 +63,11 @@ class Classify(Task):
     def confidence(self, reference, prediction) -> tuple[str, float]:
         return f"confidence in {reference.label}", float(prediction.scores[reference.label])
 
+    def labels(self, card, scores):
+        from inspekt.tasks.classify.predict import decide, softmax
+
+        return decide(softmax(scores), card.classes, card.thresholds)
+
     def predict(self, card, images, sources, run, batch_size):
         from inspekt.tasks.classify.predict import predict_classify
 
