@@ -19,7 +19,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -30,12 +30,13 @@ from inspekt.engine.plots import plot_history
 from inspekt.engine.reference import write_reference
 from inspekt.engine.runs import new_run_dir, train_staged
 from inspekt.errors import ConfigError, InspektError
-from inspekt.models import get_entry
-from inspekt.models.loop import LoopHooks, LoopResult, Objective, run_loop
 from inspekt.models.runtime import ParityReport, save_bundle
 from inspekt.results import BatchReport
 from inspekt.storage import is_remote
 from inspekt.tasks import get_task
+
+if TYPE_CHECKING:
+    from inspekt.models.loop import LoopResult, Objective
 
 EpochCallback = Callable[[dict], None]
 LAST, BEST, RESULTS, CONFIG = "checkpoints/last.pt", "checkpoints/best.safetensors", "results.csv", "config.yaml"
@@ -100,6 +101,8 @@ class _Hooks:
 
     def loop(self, objective: Objective) -> LoopResult:
         """Run the one loop with these hooks (what a task's training is given)."""
+        from inspekt.models.loop import LoopHooks, run_loop  # torch: imported when training starts
+
         hooks = LoopHooks(on_epoch=self.progress, checkpoint=self._checkpoint, resume=self.resume)
         self.result = run_loop(objective, hooks)
         return self.result
@@ -150,6 +153,8 @@ def _run(training: Any, cfg: TrainConfig, run_dir: Path, on_epoch: EpochCallback
 def _configured(cfg: TrainConfig) -> tuple[Any, TrainConfig]:
     """The config's task and the config with the task's defaults; an unknown task or model fails here,
     before any data is read."""
+    from inspekt.models import get_entry  # registers the built-in models (torch)
+
     task = get_task(cfg.task)
     cfg = task.configure(cfg)
     get_entry(cfg.model, cfg.task)
