@@ -90,3 +90,14 @@ def test_every_task_folder_is_registered_once():
     folders = {p.name for p in (SRC / "tasks").iterdir() if (p / "__init__.py").is_file()}
     assert folders == set(TASKS)
     assert all(task.name == name for name, task in TASKS.items())
+
+
+def test_the_modes_and_the_registry_import_without_torch():
+    """Serving (ONNX) and the fronts' start-up stay light: torch loads when a network is built or trained."""
+    import subprocess
+    import sys
+
+    modules = "inspekt.tasks, inspekt.engine.predictor, inspekt.engine.trainer, inspekt.engine.evaluator, inspekt.demo"
+    code = f"import sys, {modules}; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
