@@ -67,7 +67,8 @@ lock:
 	$(LOCK_VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(LOCK_VENV)/bin/python -m pip install --quiet -c constraints.in '.[dev,app,serve,dist,postgres]'
 	{ echo "# The tested dependency set, written by 'make lock' from pyproject.toml and constraints.in: do not edit."; \
-	  $(LOCK_VENV)/bin/python -m pip freeze --exclude-editable | grep -v '^inspekt[= @]'; } > constraints.txt
+	  $(LOCK_VENV)/bin/python -m pip freeze --exclude-editable | grep -v '^inspekt[= @]' \
+	  | sed -E 's/^(torch[a-z]*==[^+]+)\+.*/\1/'; } > constraints.txt  # '==2.13.0' also takes a +cpu build
 	rm -rf $(LOCK_VENV)
 
 clean:

@@ -20,7 +20,7 @@ _EXPORTS = {
     "open_bundle": "inspekt.bundle",
     "ModelCard": "inspekt.card",
     "Predictor": "inspekt.engine.predictor",
-    "Prediction": "inspekt.engine.predictor",
+    "Prediction": "inspekt.results",
     "create_model": "inspekt.models",
     "list_models": "inspekt.models",
     "train": "inspekt.engine.trainer",

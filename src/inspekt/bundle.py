@@ -137,7 +137,7 @@ def check_target(out: Path | storage.RemotePath, archive: bool, overwrite: bool)
     return out
 
 
-def _write_members(
+def write_members(
     out: Path | storage.RemotePath, members: dict[str, bytes], archive: bool
 ) -> Path | storage.RemotePath:
     if isinstance(out, storage.RemotePath):
@@ -198,4 +198,4 @@ def copy_bundle(
     members = {n: bundle.read(n) for n in names} | (replace or {})
     if card is not None:
         members[CARD] = card.to_json().encode()
-    return _write_members(check_target(storage.as_path(out), archive, overwrite), members, archive)
+    return write_members(check_target(storage.as_path(out), archive, overwrite), members, archive)

@@ -5,7 +5,7 @@ overrides, validated with pydantic; the effective config is saved into every run
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -41,18 +41,19 @@ class Settings(BaseModel):
     it through unchanged)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+    _kind: ClassVar[str] = ""  # how messages name these settings (default: the class name)
 
     def __init__(self, /, **data: Any) -> None:
         try:
             super().__init__(**data)
         except ValidationError as exc:
-            raise config_error(exc, type(self), type(self).__name__) from None
+            raise config_error(exc, type(self), type(self)._kind or type(self).__name__) from None
 
 
-class TrainConfig(BaseModel):
-    """Everything a training run needs; every key can be set by YAML or ``key=value``."""
+class TrainConfig(Settings):
+    """Everything a training run needs; every key can be set by YAML or ``key=value`` (``build_config``)."""
 
-    model_config = ConfigDict(extra="forbid")
+    _kind: ClassVar[str] = "config"
 
     task: str = Field(description="a task of the registry (inspekt.tasks): classify, segment, anomaly")
     data: str = Field(description="dataset folder or CSV")

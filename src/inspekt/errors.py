@@ -31,6 +31,10 @@ class BundleError(InspektError):
     """A model bundle is missing, malformed, or was refused (e.g. a pickle)."""
 
 
+class NothingTrained(InspektError):
+    """Training was interrupted (Ctrl-C) before its first epoch finished: there is nothing to keep."""
+
+
 class ConfigError(InspektError):
     """A configuration key or value is invalid."""
 

@@ -8,7 +8,6 @@ the run folder the training writes anyway (``results.csv``, ``config.yaml``, ``b
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import subprocess
@@ -17,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
+
+from inspekt.engine.runs import read_results
 
 
 @dataclass
@@ -31,11 +32,7 @@ class Job:
 
     @property
     def history(self) -> list[dict]:
-        path = self.run_dir / "results.csv"
-        if not path.is_file():
-            return []
-        with path.open(newline="", encoding="utf-8") as f:
-            return [{k: float(v) if v not in ("", None) else None for k, v in row.items()} for row in csv.DictReader(f)]
+        return read_results(self.run_dir / "results.csv")
 
     @property
     def epochs(self) -> int | None:

@@ -63,7 +63,18 @@ def _root(debug: bool = typer.Option(False, "--debug", help="Show tracebacks for
     STATE["debug"] = debug
 
 
-from inspekt.cli import data, drift, evaluate, explain, monitor, serve, system, tasks, train, workbench  # noqa: E402,F401  (register commands)
+from inspekt.cli import (  # noqa: E402,F401  (register commands)
+    data,
+    drift,
+    evaluate,
+    explain,
+    monitor,
+    predict,
+    serve,
+    system,
+    train,
+    workbench,
+)
 
 
 def main() -> None:

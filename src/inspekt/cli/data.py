@@ -61,10 +61,11 @@ def info_cmd(
     """Detected layout, classes, counts, sizes, masks, corrupt files and duplicates."""
     from inspekt.data import open_dataset
     from inspekt.data.info import describe
+    from inspekt.tasks import tasks_for
 
     ds = open_dataset(path)
     with progress_bar("reading images", len(ds), enabled=not as_json) as advance:
-        info = describe(ds, workers=workers, progress=lambda _: advance())
+        info = describe(ds, workers=workers, progress=lambda _: advance(), tasks=tasks_for(ds))
     if as_json:
         print_json(info.to_dict())
     else:

@@ -76,12 +76,14 @@ def eval_command(
     dataset, split = select_split(open_dataset(data), split)
     to_stdout = json_file == Path("-")
     with progress_bar("evaluating", len(dataset), enabled=not to_stdout) as advance:
-        result = evaluate(bundle, dataset, split=split, backend=backend, batch_size=batch, progress=advance)
+        result = evaluate(predictor, dataset, split=split, progress=advance)
     if set_threshold is not None:
         value = task.choose_threshold(result, set_threshold)
         save_threshold(bundle, value)
-        result = task.rescore(result, value)
-        err_console.print(f"stored {task.thresholds} threshold {value:g} in {bundle.path}", highlight=False)
+        rescored = task.rescore(result, value)
+        hint = "" if rescored is not None else "; run eval again to score it"
+        result = rescored if rescored is not None else result
+        err_console.print(f"stored {task.thresholds} threshold {value:g} in {bundle.path}{hint}", highlight=False)
     written = [write_csv(result, csv_file)] if csv_file else []
     if plots:
         written += _write_plots(result, predictor, dataset, plots)

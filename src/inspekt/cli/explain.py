@@ -9,7 +9,7 @@ from rich.table import Column, Table
 
 from inspekt.cli import app
 from inspekt.cli.common import console, err_console, print_json, progress_bar, unique_name
-from inspekt.cli.tasks import expand_sources
+from inspekt.cli.predict import expand_sources
 from inspekt.errors import InspektError
 from inspekt.results import BatchReport
 from inspekt.storage import as_path

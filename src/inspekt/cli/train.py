@@ -20,7 +20,7 @@ from inspekt.config import TrainConfig
 from inspekt.errors import InspektError
 from inspekt.tasks import TASKS, Task
 
-train_app = typer.Typer(help="Train a model: inspekt train classify|segment|anomaly --data PATH.", no_args_is_help=True)
+train_app = typer.Typer(help=f"Train a model: inspekt train {'|'.join(TASKS)} --data PATH.", no_args_is_help=True)
 app.add_typer(train_app, name="train")
 
 _PY_TYPES = (bool, int, float)
@@ -34,14 +34,22 @@ def _option_type(key: str) -> type:
     return found[0] if found else str
 
 
+def _help(key: str) -> str:
+    """A config field's description as option help: a sentence, unless it starts with one of its values."""
+    field = TrainConfig.model_fields[key]
+    text = (field.description or key).rstrip(".") + "."
+    values = {str(v) for arg in typing.get_args(field.annotation) or (field.annotation,) for v in typing.get_args(arg)}
+    first = text.split()[0].strip(",:;")
+    return text if first in values else text[0].upper() + text[1:]
+
+
 def _parameters(task: Task) -> list[inspect.Parameter]:
     """The command's parameters: the task's config fields, its model-parameter shortcuts, then the
     options every train command has."""
-    fields = TrainConfig.model_fields
     params = []
     for key in task.train_options:
         flag = "--" + key.replace("_", "-")
-        option = typer.Option(None, flag, help=(fields[key].description or key).rstrip(".") + ".")
+        option = typer.Option(None, flag, help=task.train_help.get(key) or _help(key))
         params.append(
             inspect.Parameter(key, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=_option_type(key))
         )
@@ -56,7 +64,11 @@ def _parameters(task: Task) -> list[inspect.Parameter]:
             typer.Option(None, "--resume", help="Continue an interrupted run folder from its last epoch."),
         ),
         ("as_json", bool, typer.Option(False, "--json", help="Print JSON.")),
-        ("overrides", list[str], typer.Argument(None, help="key=value overrides of any config key, e.g. patience=3.")),
+        (
+            "overrides",
+            list[str],
+            typer.Argument(None, help=f"key=value overrides of any config key, e.g. {task.train_example}."),
+        ),
     )
     for name, annotation, default in common:
         params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation))

@@ -62,18 +62,6 @@ class Dataset:
         return sum(s.mask is not None for s in self.samples)
 
     @property
-    def tasks(self) -> tuple[str, ...]:
-        """The tasks this dataset can train: classify, segment, anomaly."""
-        found = []
-        if len(self.classes) >= 2:
-            found.append("classify")
-        if self.n_masks:
-            found.append("segment")
-        if self.normal_class is not None:
-            found.append("anomaly")
-        return tuple(found)
-
-    @property
     def splits(self) -> tuple[str, ...]:
         """The splits present, in train/val/test order."""
         present = {s.split for s in self.samples if s.split}

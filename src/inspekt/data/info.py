@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 
@@ -109,13 +109,20 @@ def _size_stats(shapes: list[tuple[int, int]]) -> SizeStats | None:
     return SizeStats(int(w.min()), float(np.median(w)), int(w.max()), int(h.min()), float(np.median(h)), int(h.max()))
 
 
-def describe(ds: Dataset, *, workers: int | None = None, progress: Callable[[int], None] | None = None) -> DatasetInfo:
+def describe(
+    ds: Dataset,
+    *,
+    workers: int | None = None,
+    progress: Callable[[int], None] | None = None,
+    tasks: Sequence[str] = (),
+) -> DatasetInfo:
     """Read every image of a dataset and report counts, sizes, masks, corrupt files and duplicates.
 
     Args:
         ds: the dataset (see ``open_dataset``).
         workers: decoding threads (default: the CPU count).
         progress: called with the number of images done after each one.
+        tasks: the tasks the dataset can train, to report (``inspekt.tasks.tasks_for``).
 
     Returns:
         The dataset report.
@@ -140,7 +147,7 @@ def describe(ds: Dataset, *, workers: int | None = None, progress: Callable[[int
         layout=ds.layout,
         n_images=len(ds),
         classes=list(ds.classes),
-        tasks=list(ds.tasks),
+        tasks=list(tasks),
         counts=ds.counts(),
         sizes=_size_stats([r[1] for r in results if r[1] is not None]),
         masks_found=ds.n_masks,

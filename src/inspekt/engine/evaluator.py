@@ -17,9 +17,8 @@ from inspekt.bundle import Bundle, copy_bundle, open_bundle
 from inspekt.card import ModelCard
 from inspekt.data import Dataset, open_dataset
 from inspekt.data.dataset import SPLIT_ALIASES
-from inspekt.engine.predictor import Predictor
+from inspekt.engine.predictor import Predictor, task_of
 from inspekt.errors import ConfigError, DatasetError
-from inspekt.tasks import get_task
 from inspekt.tasks.shared import BEST_F1, parse_threshold_choice
 
 
@@ -51,7 +50,7 @@ def select_split(dataset: Dataset, split: str | None) -> tuple[Dataset, str]:
 
 
 def evaluate(
-    model: str | Path | Bundle,
+    model: str | Path | Bundle | Predictor,
     data: str | Path | Dataset,
     *,
     split: str | None = None,
@@ -68,7 +67,8 @@ def evaluate(
     rest, pixel metrics where masks exist (``inspekt.tasks.anomaly.evaluate``), an ``AnomalyEvalResult``.
 
     Args:
-        model: bundle folder, ``.inspekt`` file, run folder or an opened ``Bundle``.
+        model: bundle folder, ``.inspekt`` file, run folder, an opened ``Bundle``, or a loaded ``Predictor``
+            (then ``backend`` and ``batch_size`` are its own).
         data: dataset folder, CSV, or an opened ``Dataset``.
         split: the split to evaluate (default: test, else val, else all images); "all" for all.
         backend: "onnx" or "torch".
@@ -85,7 +85,7 @@ def evaluate(
             (segmentation), or no readable image at all.
     """
 
-    predictor = Predictor.load(model, backend=backend, batch_size=batch_size)
+    predictor = model if isinstance(model, Predictor) else Predictor.load(model, backend=backend, batch_size=batch_size)
     dataset = data if isinstance(data, Dataset) else open_dataset(data)
     dataset, split = select_split(dataset, split)
     return predictor.task.evaluate(predictor, dataset, split, progress)
@@ -111,7 +111,7 @@ def save_threshold(bundle: str | Path | Bundle, threshold: float) -> ModelCard:
     value = parse_threshold_choice(threshold)
     if value == BEST_F1:
         raise ConfigError("save_threshold needs a number; use choose_threshold to find the best-F1 one")
-    card = get_task(opened.card.task).store_threshold(opened.card, float(value))
+    card = task_of(opened).store_threshold(opened.card, float(value))
     copy_bundle(opened, opened.path, archive=opened.path.is_file(), overwrite=True, card=card)
     return card
 

@@ -1,5 +1,5 @@
-"""PNG plots of training histories, confusion matrices, threshold sweeps and run comparisons,
-and the HTML gallery of an evaluation's errors.
+"""PNG plots of training histories and of run comparisons (each task's evaluation plots live in its
+folder, e.g. ``inspekt.tasks.classify.plots``).
 
 Figures are drawn on matplotlib's object-oriented ``Figure`` with the Agg canvas: no pyplot,
 no global backend switch, never a window, safe in servers and threads. matplotlib is imported
@@ -11,12 +11,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from inspekt.figures import new_figure, save_figure
-
-if TYPE_CHECKING:
-    pass
 
 # Panels of a training history: (title, y label, keys drawn in it).
 HISTORY_PANELS = (

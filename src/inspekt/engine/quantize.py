@@ -40,10 +40,11 @@ from onnxruntime.quantization import (
 from inspekt.bundle import ONNX, SUFFIX, Bundle, check_target, copy_bundle, open_bundle
 from inspekt.card import ModelCard
 from inspekt.data import Dataset, Sample, open_dataset
+from inspekt.engine.predictor import task_of
 from inspekt.errors import ConfigError, DatasetError, InspektError
 from inspekt.io import iter_images
 from inspekt.results import BatchReport, SkippedFile
-from inspekt.tasks import get_task
+from inspekt.tasks import TASKS, get_task
 from inspekt.transforms import preprocess_batch
 
 DEFAULT_MAX_DROP = 0.01
@@ -280,9 +281,10 @@ def default_output(bundle: Bundle, archive: bool) -> Path:
 
 def _check_request(bundle: Bundle, max_drop: float, n_calib: int) -> None:
     card, where = bundle.card, bundle.path
-    if not get_task(card.task).int8:
+    if not task_of(bundle).int8:
+        able = ", ".join(name for name, task in TASKS.items() if task.int8)
         raise ConfigError(
-            f"{where}: INT8 export is available for classify bundles only (this one is {card.task}); "
+            f"{where}: INT8 export is available for {able} bundles only (this one is {card.task}); "
             "export it without --int8"
         )
     if card.precision == "int8":

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from inspekt.bundle import open_bundle
 from inspekt.errors import ConfigError, InspektError
+from inspekt.storage import as_path
 
 RUN_FILES = ("results.csv", "config.yaml", "bundle/card.json")
 
@@ -52,11 +53,23 @@ def new_run_dir(out: str | Path, task: str, name: str = "exp", *, exist_ok: bool
             candidate, number = parent / f"{name}{number}", number + 1
 
 
-def _number(value: str | None) -> float | None:
-    try:
-        return float(value) if value not in (None, "") else None
-    except ValueError:
+def _cell(value: str | None) -> float | str | None:
+    """A results.csv cell: a number, text (e.g. the network a row is about), or None when empty."""
+    if value in (None, ""):
         return None
+    try:
+        return float(value)
+    except ValueError:
+        return value
+
+
+def read_results(path: str | Path) -> list[dict]:
+    """The epoch rows of a run's ``results.csv`` (numbers as floats, text kept); [] when there is none."""
+    path = as_path(path)  # a local Path or a storage.RemotePath
+    if not path.is_file():
+        return []
+    with path.open(newline="", encoding="utf-8") as f:
+        return [{k: _cell(v) for k, v in row.items()} for row in csv.DictReader(f)]
 
 
 @dataclass(frozen=True)
@@ -107,8 +120,7 @@ def read_run(folder: str | Path) -> RunSummary:
             f"{folder}: not a complete run folder: {', '.join(missing)} missing "
             f"(a training run holds {', '.join(RUN_FILES)})"
         )
-    with (folder / "results.csv").open(newline="", encoding="utf-8") as f:
-        history = [{k: _number(v) for k, v in row.items()} for row in csv.DictReader(f)]
+    history = read_results(folder / "results.csv")
     if not history:
         raise ConfigError(f"{folder}: results.csv holds no epochs; the run did not finish its first epoch")
     try:

@@ -29,7 +29,7 @@ from inspekt.data import open_dataset
 from inspekt.engine.plots import plot_history
 from inspekt.engine.reference import write_reference
 from inspekt.engine.runs import new_run_dir, train_staged
-from inspekt.errors import ConfigError, InspektError
+from inspekt.errors import ConfigError, NothingTrained
 from inspekt.models.runtime import ParityReport, save_bundle
 from inspekt.results import BatchReport
 from inspekt.storage import is_remote
@@ -85,9 +85,12 @@ def _load_checkpoint(path: Path) -> dict:
             "fits in one pass); train again"
         )
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)  # tensors and plain values only
+        state = torch.load(path, map_location="cpu", weights_only=True)  # tensors and plain values only
     except Exception as exc:
         raise ConfigError(f"{path}: unreadable checkpoint ({type(exc).__name__}); start a new run") from exc
+    if "loop" in state:  # written before the one loop (inspekt <= 5736bbe): the optimiser state sat under "loop"
+        state = {k: v for k, v in state.items() if k != "loop"} | state["loop"]
+    return state
 
 
 class _Hooks:
@@ -129,10 +132,8 @@ def _run(training: Any, cfg: TrainConfig, run_dir: Path, on_epoch: EpochCallback
     hooks = _Hooks(run_dir, training.ds.fingerprint(), on_epoch, resume)
     try:
         fitted = training.fit(hooks, run_dir)
-    except InspektError as exc:
-        if str(exc).startswith("interrupted before the first epoch"):
-            raise InspektError(f"interrupted before the first epoch finished; nothing to keep in {run_dir}") from None
-        raise
+    except NothingTrained:
+        raise NothingTrained(f"interrupted before the first epoch finished; nothing to keep in {run_dir}") from None
     history = hooks.result.history if hooks.result else hooks.history
     if history and "train_loss" in history[0]:
         plot_history(history, run_dir / "curves.png")

@@ -12,13 +12,13 @@ from PIL import Image
 from inspekt.errors import one_line
 
 # Pillow plugins allowed to parse pixel data; JPEG may come back as MPO (camera JPEGs).
-_PILLOW_FORMATS = ("PNG", "JPEG", "BMP", "TIFF", "WEBP", "GIF", "PPM")
+PILLOW_FORMATS = ("PNG", "JPEG", "BMP", "TIFF", "WEBP", "GIF", "PPM")
 
 
-_ALLOWED_FORMATS = frozenset(_PILLOW_FORMATS) | {"MPO"}
+ALLOWED_FORMATS = frozenset(PILLOW_FORMATS) | {"MPO"}
 
 
-_MAGIC = (
+MAGIC = (
     (b"\x89PNG\r\n\x1a\n", "PNG"),
     (b"\xff\xd8\xff", "JPEG"),
     (b"GIF87a", "GIF"),
@@ -30,33 +30,33 @@ _MAGIC = (
 )
 
 
-def _unsupported(fmt: str) -> str:
-    return f"unsupported format {fmt} (supported: {', '.join(sorted(_ALLOWED_FORMATS))})"
+def unsupported(fmt: str) -> str:
+    return f"unsupported format {fmt} (supported: {', '.join(sorted(ALLOWED_FORMATS))})"
 
 
-def _unidentified_reason(stream: IO[bytes]) -> str:
+def unidentified_reason(stream: IO[bytes]) -> str:
     stream.seek(0)
     head = stream.read(64)
-    fmt = next((name for magic, name in _MAGIC if head.startswith(magic)), None)
+    fmt = next((name for magic, name in MAGIC if head.startswith(magic)), None)
     if fmt is None and head[:4] == b"RIFF" and head[8:12] == b"WEBP":
         fmt = "WEBP"
     if fmt is None and re.match(rb"P[1-6fF]\s", head):
         fmt = "PPM"
-    if fmt in _ALLOWED_FORMATS:
-        detail = _plugin_error(stream, fmt)
+    if fmt in ALLOWED_FORMATS:
+        detail = plugin_error(stream, fmt)
         return f"corrupt or truncated image data ({fmt} header could not be parsed{detail})"
     if fmt is None and head[4:8] == b"ftyp" and head[8:12] in (b"heic", b"heix", b"mif1"):
         fmt = "HEIF"
     if fmt is None:
-        fmt = _any_pillow_format(stream)
+        fmt = any_pillow_format(stream)
     if fmt is not None:
-        return _unsupported(fmt)
+        return unsupported(fmt)
     if head.lstrip()[:1] == b"<":
         return "not an image file (unrecognised content; it looks like HTML/XML)"
     return "not an image file (unrecognised content)"
 
 
-def _plugin_error(stream: IO[bytes], fmt: str) -> str:
+def plugin_error(stream: IO[bytes], fmt: str) -> str:
     # Image.open hides why the plugin refused the header; ask the plugin directly.
     factory = Image.OPEN.get(fmt, (None, None))[0]
     if factory is None:
@@ -71,7 +71,7 @@ def _plugin_error(stream: IO[bytes], fmt: str) -> str:
     return ""
 
 
-def _any_pillow_format(stream: IO[bytes]) -> str | None:
+def any_pillow_format(stream: IO[bytes]) -> str | None:
     # Only to name the format in the message; these plugins never decode pixels here.
     stream.seek(0)
     try:

@@ -30,7 +30,7 @@ from inspekt.errors import (
     did_you_mean,
     one_line,
 )
-from inspekt.io._formats import _ALLOWED_FORMATS, _PILLOW_FORMATS, _unidentified_reason, _unsupported
+from inspekt.io._formats import ALLOWED_FORMATS, PILLOW_FORMATS, unidentified_reason, unsupported
 from inspekt.io._pixels import (
     GREY_MODES,
     apply_orientation,
@@ -304,12 +304,12 @@ def _too_many_pixels(size: str, limit: int) -> str:
 
 def _open_pillow(label: str, stream: IO[bytes]) -> Image.Image:
     try:
-        img = Image.open(stream, formats=_PILLOW_FORMATS)
+        img = Image.open(stream, formats=PILLOW_FORMATS)
     except UnidentifiedImageError as exc:
-        raise ImageLoadError(f"{label}: {_unidentified_reason(stream)}") from exc
-    if img.format not in _ALLOWED_FORMATS:
+        raise ImageLoadError(f"{label}: {unidentified_reason(stream)}") from exc
+    if img.format not in ALLOWED_FORMATS:
         img.close()
-        raise ImageLoadError(f"{label}: {_unsupported(str(img.format))}")
+        raise ImageLoadError(f"{label}: {unsupported(str(img.format))}")
     return img
 
 

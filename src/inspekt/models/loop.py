@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from inspekt.errors import InspektError
+from inspekt.errors import InspektError, NothingTrained
 
 EpochRow = dict[str, Any]
 
@@ -203,7 +203,8 @@ def run_loop(objective: Objective, hooks: LoopHooks | None = None) -> LoopResult
         The epoch rows and the kept weights (also loaded into ``objective.network``).
 
     Raises:
-        InspektError: interrupted before the first epoch finished, or a non-finite loss.
+        NothingTrained: interrupted before the first epoch finished.
+        InspektError: a non-finite loss.
     """
     hooks = hooks or LoopHooks()
     run = _Run(objective)
@@ -227,7 +228,7 @@ def run_loop(objective: Objective, hooks: LoopHooks | None = None) -> LoopResult
     except KeyboardInterrupt:
         interrupted = True
         if run.best_state is None:
-            raise InspektError("interrupted before the first epoch finished; nothing to keep") from None
+            raise NothingTrained("interrupted before the first epoch finished; nothing to keep") from None
     keep_last = objective.keep == "last" and not interrupted
     state = {k: v.detach().cpu().clone() for k, v in run.network.state_dict().items()} if keep_last else run.best_state
     run.network.load_state_dict(state)

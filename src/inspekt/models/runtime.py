@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from inspekt import storage
-from inspekt.bundle import CARD, ONNX, WEIGHTS, Bundle, _write_members, check_target
+from inspekt.bundle import CARD, ONNX, WEIGHTS, Bundle, check_target, write_members
 from inspekt.card import EMBEDDING, ModelCard
 from inspekt.errors import BundleError, InspektError
 
@@ -158,7 +158,7 @@ def save_bundle(
     state = {k: v.detach().contiguous() for k, v in network.state_dict().items()}
     members = {CARD: card.to_json().encode(), WEIGHTS: save_safetensors(state), ONNX: onnx_bytes}
     members.update(extra_files or {})
-    return _write_members(out, members, archive), parity
+    return write_members(out, members, archive), parity
 
 
 def _embedding_output(network, card: ModelCard) -> ModelCard:

@@ -29,4 +29,9 @@ def get_task(name: str) -> Task:
         ) from None
 
 
-__all__ = ["TASKS", "Task", "get_task"]
+def tasks_for(ds) -> tuple[str, ...]:
+    """The tasks a dataset can train (``Task.fits``), in registry order."""
+    return tuple(name for name, task in TASKS.items() if task.fits(ds))
+
+
+__all__ = ["TASKS", "Task", "get_task", "tasks_for"]

@@ -85,6 +85,8 @@ class Task:
         train_options: the ``TrainConfig`` keys that ``inspekt train <task>`` offers as --options (the
             rest are ``key=value`` overrides); their help is the config field's description.
         train_params: --options that set a ``model_params`` key, with their help.
+        train_help: help that says more for this task than the config field's description.
+        train_example: the ``key=value`` overrides shown in ``inspekt train <task> --help``.
         figures: what ``write_plots`` draws, in a few words.
     """
 
@@ -99,12 +101,18 @@ class Task:
     train_summary: ClassVar[str] = ""
     train_options: ClassVar[tuple[str, ...]] = ()
     train_params: ClassVar[dict[str, str]] = {}
+    train_help: ClassVar[dict[str, str]] = {}
+    train_example: ClassVar[str] = "patience=3"
     figures: ClassVar[str] = ""
 
     # --- the card ---------------------------------------------------------------------------
 
     def check_card(self, card: ModelCard) -> None:
         """Refuse a card this task cannot use (ValueError with the reason)."""
+
+    def fits(self, ds: Dataset) -> bool:
+        """Whether this dataset has what training this task needs (labels, masks, a normal class)."""
+        return False
 
     def with_threshold(
         self, card: ModelCard, threshold: float | None, min_area: int | None, pixel_threshold: float | None
@@ -130,15 +138,8 @@ class Task:
 
     def cells(self, prediction: Prediction, card: ModelCard, topk: int | None, precise: bool) -> dict[str, str]:
         """One prediction as the columns of ``inspekt predict``'s table (``precise``: of its CSV),
-        between the path and the time: label, score and the classes' scores."""
-        cells = {"label": str(prediction.label), "score": f"{prediction.score:.{6 if precise else 3}f}"}
-        if precise and topk:
-            cells["top"] = " ".join(f"{name}:{p:.4f}" for name, p in prediction.top(topk))
-        elif precise:
-            cells |= {f"score_{c}": f"{prediction.scores[c]:.6f}" for c in card.classes}
-        elif topk:
-            cells["top"] = ", ".join(f"{name} {p:.3f}" for name, p in prediction.top(topk))
-        return cells
+        between the path and the time."""
+        raise NotImplementedError
 
     def confidence(self, reference: Prediction, prediction: Prediction) -> tuple[str, float]:
         """How sure ``prediction`` is of ``reference``'s verdict (what-if sweeps): its name and value."""
@@ -181,13 +182,16 @@ class Task:
         """The threshold ``choice`` names on an evaluation (e.g. "best-f1")."""
         return float(choice)
 
-    def rescore(self, result: Any, threshold: float) -> Any:
-        """The evaluation decided at a newly stored threshold (as it is, where deciding again needs a
-        new prediction: the message says to run eval again)."""
-        return result
+    def rescore(self, result: Any, threshold: float) -> Any | None:
+        """The evaluation decided at a newly stored threshold, or None where deciding again needs new
+        predictions (the caller then says to run the evaluation again)."""
+        return None
 
-    def write_plots(self, result: Any, predictor: Any, dataset: Dataset, folder: Path) -> list[Path]:
-        """The evaluation's figures in ``folder``; returns the files written."""
+    def write_plots(
+        self, result: Any, predictor: Any, dataset: Dataset, folder: Path, limit: int | None = None
+    ) -> list[Path]:
+        """The evaluation's figures in ``folder``, most telling first; ``limit`` caps the per-image
+        panels (None: the task's default). Returns the files written."""
         return []
 
     def summary(self, result: Any) -> list[Table]:
@@ -205,7 +209,6 @@ class Fitted:
         samples: a few preprocessed inputs the ONNX export is parity-checked on (None: random ones).
         train_files: the images it was fitted to (profiled for the drift reference).
         val_files: held-out images (predicted for the drift reference).
-        loop: what the one loop produced (epoch rows, best epoch, whether Ctrl-C ended it), or None.
         report: files that could not be read.
         notes: what the user must know about the run.
     """
@@ -215,7 +218,6 @@ class Fitted:
     samples: np.ndarray | None
     train_files: list[str]
     val_files: list[str]
-    loop: Any
     report: BatchReport
     notes: list[str]
 

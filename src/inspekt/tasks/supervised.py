@@ -60,14 +60,6 @@ def _schedule(optimizer, cfg: TrainConfig, steps_per_epoch: int):
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def _score(row: dict, monitor: str) -> tuple[float, float]:
-    """Sort key for 'better': the monitored metric, ties broken by the lower validation loss."""
-    value = row.get("val_loss" if monitor == "val_loss" else f"val_{monitor}")
-    if value is None:  # e.g. ROC-AUC undefined on a one-class validation split: fall back to the loss
-        return -row["val_loss"], -row["val_loss"]
-    return (value if HIGHER_IS_BETTER[monitor] else -value), -row["val_loss"]
-
-
 @dataclass
 class Net:
     """The network under training as the task hooks' ``validate`` sees it."""
@@ -78,7 +70,7 @@ class Net:
 
 
 class Supervised:
-    """One classification or segmentation run: ``Supervised(cfg, ds, hooks).fit(loop)`` -> ``Fitted``.
+    """One classification or segmentation run: ``Supervised(cfg, ds, hooks).fit(hooks, run_dir)`` -> ``Fitted``.
 
     The constructor reads and caches the data and builds the network (bad parameters fail before
     any decoding); ``fit`` runs the one loop and describes the result as a card.
@@ -192,7 +184,7 @@ class Supervised:
             **self.hooks.card_fields,
         )
         samples = self.val.batch(np.arange(min(8, len(self.val))))
-        return Fitted(network, card, samples, self.train_files, self.val_files, result, self.report, self.notes)
+        return Fitted(network, card, samples, self.train_files, self.val_files, self.report, self.notes)
 
 
 def epoch_order(labels: np.ndarray, rng: np.random.Generator, *, balanced: bool) -> np.ndarray:

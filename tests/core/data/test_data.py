@@ -11,6 +11,7 @@ from inspekt.data.info import describe
 from inspekt.data.split import split_dataset, write_split_csv
 from inspekt.errors import DatasetError
 from inspekt.io import save_image
+from inspekt.tasks import tasks_for
 
 
 def img(path, value=0, shape=(8, 8)):
@@ -27,14 +28,14 @@ def tree(root, files):
 def test_class_folders(tmp_path):
     ds = open_dataset(tree(tmp_path, ["cat/a.png", "cat/b.png", "dog/c.jpg", "dog/sub/d.png"]))
     assert ds.layout == "classes" and ds.classes == ("cat", "dog") and len(ds) == 4
-    assert ds.counts() == {"all": {"cat": 2, "dog": 2}} and ds.tasks == ("classify",)
+    assert ds.counts() == {"all": {"cat": 2, "dog": 2}} and tasks_for(ds) == ("classify",)
 
 
 def test_class_folders_under_splits(tmp_path):
     ds = open_dataset(tree(tmp_path, ["train/ok/a.png", "train/nok/b.png", "Val/ok/c.png", "test/nok/d.png"]))
     assert ds.splits == ("train", "val", "test")
     assert ds.counts()["val"] == {"ok": 1}
-    assert set(ds.tasks) == {"classify", "anomaly"} and ds.normal_class == "ok"
+    assert set(tasks_for(ds)) == {"classify", "anomaly"} and ds.normal_class == "ok"
 
 
 def test_mvtec_with_ground_truth(tmp_path):
@@ -52,7 +53,7 @@ def test_mvtec_with_ground_truth(tmp_path):
     assert ds.layout == "mvtec" and ds.classes == ("crack", "good")
     crack = [s for s in ds.samples if s.label == "crack"][0]
     assert crack.mask == root / "ground_truth/crack/3_mask.png" and crack.split == "test"
-    assert set(ds.tasks) == {"classify", "segment", "anomaly"}
+    assert set(tasks_for(ds)) == {"classify", "segment", "anomaly"}
 
 
 def test_segmentation_mirrored_any_extension(tmp_path):
@@ -179,14 +180,17 @@ def test_split_rejects_bad_fractions(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.datasets
 def test_magnetic_tile():
-    info = describe(open_dataset(shared_dataset("magnetic_tile")))
+    ds = open_dataset(shared_dataset("magnetic_tile"))
+    info = describe(ds, tasks=tasks_for(ds))
     assert info.layout == "segmentation" and info.n_images == 1344 and len(info.classes) == 6
     assert info.counts["all"]["Free"] == 952 and info.masks_found == 1344 and not info.masks_missing
     assert not info.corrupt and not info.mask_problems
     assert set(info.tasks) == {"classify", "segment", "anomaly"}
 
 
+@pytest.mark.datasets
 def test_dice():
     ds = open_dataset(shared_dataset("dice"))
     assert ds.layout == "mvtec"

@@ -15,6 +15,19 @@ from inspekt.errors import InspektError
 from inspekt.io import load_image
 
 GALLERY = 12
+
+
+def _figures(predictor, result, data: str) -> list[tuple[str, object]]:
+    """The task's figures of an evaluation, drawn once (at most GALLERY per-image panels): the ones it
+    returns first, in its order, then the images they link to (e.g. the Grad-CAM gallery)."""
+    from inspekt.data import open_dataset
+
+    with tempfile.TemporaryDirectory() as tmp:
+        written = [p for p in predictor.task.write_plots(result, predictor, open_dataset(data), Path(tmp), GALLERY)]
+        linked = [p for p in sorted(Path(tmp).rglob("*.png")) if p not in written]
+        return [(p.name, load_image(p)) for p in written + linked if p.suffix == ".png"]
+
+
 root = common.workspace()
 predictor, model_path = common.model_sidebar(root)
 st.title("Evaluate")
@@ -34,9 +47,10 @@ if st.button("Evaluate", type="primary"):
         status.caption(f"evaluating ... {done[0]} images")
 
     try:
-        st.session_state["evaluation"] = evaluate(
-            model_path, data, split=None if split == "all" else split, progress=advance
-        )
+        result = evaluate(model_path, data, split=None if split == "all" else split, progress=advance)
+        status.caption("drawing the figures ...")
+        st.session_state["evaluation"] = result
+        st.session_state["evaluation_figures"] = _figures(predictor, result, data)
     except InspektError as exc:
         st.error(str(exc))
         st.stop()
@@ -60,11 +74,6 @@ for table in task.summary(result)[1:]:  # the first is the headline above
     st.dataframe(pd.DataFrame(table.rows, columns=table.columns).set_index(table.columns[0]), width="stretch")
 
 st.subheader("Figures: " + task.figures)
-with tempfile.TemporaryDirectory() as tmp:
-    from inspekt.data import open_dataset
-
-    task.write_plots(result, predictor, open_dataset(data), Path(tmp))
-    pictures = sorted(Path(tmp).rglob("*.png"))[:GALLERY]
-    columns = st.columns(3)
-    for k, path in enumerate(pictures):
-        columns[k % 3].image(load_image(path), caption=path.name, width="stretch")
+columns = st.columns(3)
+for k, (name, image) in enumerate(st.session_state.get("evaluation_figures", [])):
+    columns[k % 3].image(image, caption=name, width="stretch")

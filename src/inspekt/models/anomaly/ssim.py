@@ -27,6 +27,12 @@ class SSIM(nn.Module):
         return nn.functional.conv2d(nn.functional.pad(x, (pad,) * 4, mode="replicate"), self.window, groups=x.shape[1])
 
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        if torch.is_autocast_enabled(a.device.type):  # mixed-precision training: E[x^2] - mu^2 cancels in fp16
+            with torch.autocast(a.device.type, enabled=False):
+                return self._ssim(a.float(), b.float())
+        return self._ssim(a, b)
+
+    def _ssim(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         mu_a, mu_b = self._blur(a), self._blur(b)
         var_a = self._blur(a * a) - mu_a * mu_a
         var_b = self._blur(b * b) - mu_b * mu_b

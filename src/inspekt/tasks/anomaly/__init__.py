@@ -23,8 +23,20 @@ class Anomaly(Task):
         "weights": "padim / patchcore: a local pretrained backbone file (.safetensors); without it the backbone is "
         "random."
     }
+    train_help = {
+        "data": "Dataset with normal images: MVTec (train/good, test/<type>, ground_truth/), class folders or a "
+        "CSV with a normal class (not needed with --resume).",
+        "model": "draem (default), ae_ssim, template_ratio, padim, patchcore (see `inspekt models --task anomaly`).",
+        "epochs": "Epochs of the methods that train (default: the method's own).",
+        "batch": "Batch size (default: the method's own).",
+        "lr": "Learning rate (default: the method's own).",
+    }
+    train_example = "quantile=0.99 groups=none"
     headline = ("image_auroc", "image_aupr", "f1", "precision", "recall", "pixel_auroc", "aupro")
     figures = "the score histogram and the worst false positives / negatives (input | anomaly map | reconstruction)"
+
+    def fits(self, ds) -> bool:
+        return ds.normal_class is not None
 
     def check_card(self, card: ModelCard) -> None:
         if card.anomaly is None:
@@ -90,10 +102,10 @@ class Anomaly(Task):
 
         return choose_anomaly_threshold(result, choice)
 
-    def write_plots(self, result, predictor, dataset, folder: Path) -> list[Path]:
-        from inspekt.tasks.anomaly.evaluate import write_plots
+    def write_plots(self, result, predictor, dataset, folder: Path, limit: int | None = None) -> list[Path]:
+        from inspekt.tasks.anomaly.evaluate import WORST_LIMIT, write_plots
 
-        return write_plots(result, predictor, folder)
+        return write_plots(result, predictor, folder, limit=WORST_LIMIT if limit is None else limit)
 
     def summary(self, result: Any) -> list[Table]:
         m = result.metrics

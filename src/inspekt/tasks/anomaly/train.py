@@ -1,6 +1,6 @@
 """Training anomaly models on normal images only: pick the normal images, prepare them through the
-card, fit the registered method, calibrate image and pixel thresholds on validation, and write a
-parity-checked bundle with its drift reference.
+card, fit the registered method (networks through the one loop), calibrate image and pixel thresholds on
+validation, and describe the result as a card (the trainer writes the bundle and its drift reference).
 
 Validation normal images are carved from the normal training images (``val`` fraction, seeded) unless
 the data has a ``val`` split. Anomalous validation images (a ``val`` split's defects, or the defect
@@ -269,7 +269,7 @@ def _settings(cfg: TrainConfig, loop, log: Callable[[dict], None]):
 
 
 class AnomalyTraining:
-    """One anomaly run: ``AnomalyTraining(cfg, ds).fit(loop, run_dir)`` -> ``Fitted``.
+    """One anomaly run: ``AnomalyTraining(cfg, ds).fit(hooks, run_dir)`` -> ``Fitted``.
 
     The constructor picks the normal images, builds the method (bad parameters fail before any
     decoding) and prepares the images; ``fit`` fits the method (networks through the one loop),
@@ -357,7 +357,7 @@ class AnomalyTraining:
         decoded = [load_image(p, mode="keep") for p in self.paths[:4]]
         samples = preprocess_batch(decoded, self.spec)[0] if self.spec.resize != "tile" else None
         val_files = [str(s.path) for s in self.parts.val_normal]
-        return Fitted(network, card, samples, self.paths, val_files, None, self.report, notes)
+        return Fitted(network, card, samples, self.paths, val_files, self.report, notes)
 
     def _card(self, network, image_cal: Calibration, pixel_cal: Calibration, metrics: dict, notes: list[str]):
         cfg = self.cfg

@@ -25,8 +25,17 @@ class Classify(Task):
         "loss class_weights sampler metric seed out name exist_ok".split()
     )
     train_params = {}
+    train_help = {
+        "data": "Dataset folder or CSV (not needed with --resume).",
+        "model": "Registered model name (default tiny_cnn; see `inspekt models --task classify`), or timm/<name>.",
+        "loss": "ce | bce | focal (auto: ce).",
+    }
+    train_example = "patience=3 clahe=2"
     headline = ("accuracy", "macro_f1", "balanced_accuracy", "roc_auc", "pr_auc", "ece")
     figures = "confusion matrices, ROC / PR curves, the threshold sweep (binary) and the errors with Grad-CAM"
+
+    def fits(self, ds) -> bool:
+        return len(ds.classes) >= 2
 
     def check_card(self, card: ModelCard) -> None:
         if card.thresholds and len(card.classes) != 2:
@@ -73,6 +82,16 @@ class Classify(Task):
 
         return predict_classify(card, images, sources, run, batch_size)
 
+    def cells(self, prediction, card, topk, precise):
+        cells = {"label": str(prediction.label), "score": f"{prediction.score:.{6 if precise else 3}f}"}
+        if precise and topk:
+            cells["top"] = " ".join(f"{name}:{p:.4f}" for name, p in prediction.top(topk))
+        elif precise:
+            cells |= {f"score_{c}": f"{prediction.scores[c]:.6f}" for c in card.classes}
+        elif topk:
+            cells["top"] = ", ".join(f"{name} {p:.3f}" for name, p in prediction.top(topk))
+        return cells
+
     def training(self, cfg, ds):
         from inspekt.tasks.classify.train import ClassifyTraining
         from inspekt.tasks.supervised import Supervised
@@ -100,10 +119,10 @@ class Classify(Task):
     def rescore(self, result: Any, threshold: float) -> Any:
         return result.with_threshold(threshold)
 
-    def write_plots(self, result, predictor, dataset, folder: Path) -> list[Path]:
-        from inspekt.tasks.classify.plots import plot_evaluation
+    def write_plots(self, result, predictor, dataset, folder: Path, limit: int | None = None) -> list[Path]:
+        from inspekt.tasks.classify.plots import GALLERY_LIMIT, plot_evaluation
 
-        return plot_evaluation(result, folder)
+        return plot_evaluation(result, folder, gallery_limit=GALLERY_LIMIT if limit is None else limit)
 
     def summary(self, result: Any) -> list[Table]:
         m = result.metrics

@@ -114,20 +114,20 @@ class ClassifyTraining:
             make_loss(name, None, gamma=cfg.focal_gamma),
         )
 
-    def validate(self, loop: Any, store: ImageStore) -> dict[str, Any]:
+    def validate(self, net: Any, store: ImageStore) -> dict[str, Any]:
         """Classification metrics of the network on a split, with the mean loss."""
         import torch
 
         from inspekt.tasks.classify.metrics import classification_metrics
 
-        loop.network.eval()
+        net.network.eval()
         probs, losses = [], []
         with torch.inference_mode():
             for start in range(0, len(store), self.cfg.batch):
                 idx = np.arange(start, min(start + self.cfg.batch, len(store)))
-                logits = loop.network(torch.from_numpy(store.batch(idx)).to(loop.device)).float()
-                targets = torch.from_numpy(store.labels[idx]).to(loop.device)
-                losses.append(loop.val_loss(logits, targets).item() * len(idx))
+                logits = net.network(torch.from_numpy(store.batch(idx)).to(net.device)).float()
+                targets = torch.from_numpy(store.labels[idx]).to(net.device)
+                losses.append(net.val_loss(logits, targets).item() * len(idx))
                 probs.append(torch.softmax(logits, 1).cpu().numpy())
         metrics = classification_metrics(store.labels, np.concatenate(probs), self.classes)
         return metrics | {"loss": float(np.sum(losses) / len(store))}

@@ -25,8 +25,21 @@ class Segment(Task):
         "masks augment loss class_weights seed out name exist_ok".split()
     )
     train_params = {"encoder": "Encoder of the smp models (resnet18, efficientnet-b0, ...)."}
+    train_help = {
+        "data": "Dataset with masks: images/ + masks/, <stem>_mask.png, MVTec, or a CSV with a mask column "
+        "(not needed with --resume).",
+        "model": "tiny_unet (default), unet, unetplusplus, fpn, deeplabv3plus, linknet "
+        "(see `inspekt models --task segment`).",
+        "pretrained": "Starting weights: a .safetensors/.pth file (a whole model, or a backbone for the encoder).",
+        "loss": "dice_bce | focal | tversky (auto: dice_bce).",
+        "masks": "binary | folder | values: how mask files name classes.",
+    }
+    train_example = "min_area=20 threshold=0.4 scale=0.5"
     headline = ("defect_iou", "dice", "per_image_iou", "pixel_precision", "pixel_recall", "image_auroc", "image_f1")
     figures = "the worst images (prediction filled, truth outlined in green)"
+
+    def fits(self, ds) -> bool:
+        return ds.n_masks > 0
 
     def check_card(self, card: ModelCard) -> None:
         if len(card.classes) < 2 or card.classes[0] != "background":
@@ -84,10 +97,10 @@ class Segment(Task):
             )
         return parsed
 
-    def write_plots(self, result, predictor, dataset, folder: Path) -> list[Path]:
-        from inspekt.tasks.segment.evaluate import write_worst_overlays
+    def write_plots(self, result, predictor, dataset, folder: Path, limit: int | None = None) -> list[Path]:
+        from inspekt.tasks.segment.evaluate import WORST_LIMIT, write_worst_overlays
 
-        return write_worst_overlays(result, predictor, dataset, folder)
+        return write_worst_overlays(result, predictor, dataset, folder, limit=WORST_LIMIT if limit is None else limit)
 
     def summary(self, result: Any) -> list[Table]:
         m, post = result.metrics, result.postprocess

@@ -239,19 +239,19 @@ class SegmentTraining:
         loss = make_segment_loss(name, weights, gamma=cfg.focal_gamma, beta=cfg.tversky_beta)
         return loss, None
 
-    def validate(self, loop, store: MaskStore) -> dict[str, Any]:
+    def validate(self, net, store: MaskStore) -> dict[str, Any]:
         """Validation IoU / Dice at the card's threshold without clean-up (the network's own quality),
         image AUROC, the threshold with the best defect IoU, and the mean per-pixel cross-entropy as
         the loss. With ``threshold=auto`` the card takes that best threshold; the last validation
         runs on the best weights, so the card keeps theirs."""
         import torch
 
-        loop.network.eval()
-        device, post = loop.device, PostProcess(threshold=self.threshold, min_area=0, kernel=0)
+        net.network.eval()
+        device, post = net.device, PostProcess(threshold=self.threshold, min_area=0, kernel=0)
         tally, nll, pixels = SegmentationTally(len(self.classes)), 0.0, 0
 
         def run(batch: np.ndarray) -> np.ndarray:
-            return loop.network(torch.from_numpy(batch).to(device)).float().cpu().numpy()
+            return net.network(torch.from_numpy(batch).to(device)).float().cpu().numpy()
 
         with torch.inference_mode():
             for start in range(0, len(store), self.cfg.batch):

@@ -224,8 +224,8 @@ def export(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Re-export a bundle's ONNX graph from its weights and parity-check it, or quantise it to INT8 (--int8)."""
-    from inspekt.bundle import REFERENCE, open_bundle
-    from inspekt.models.runtime import load_network, save_bundle
+    from inspekt.bundle import open_bundle
+    from inspekt.engine.export import export_bundle
 
     if not int8 and (calib is not None or max_drop is not None):
         raise ConfigError("--calib and --max-drop apply to --int8 only; add --int8 or leave them out")
@@ -246,12 +246,7 @@ def export(
         console.print(report.summary(), highlight=False)
         print(report.path)
         return
-    target = out or source.path.with_name(source.path.name + ("-export" if folder else ""))
-    extra = {REFERENCE: source.read(REFERENCE)} if source.has(REFERENCE) else None
-    card = source.card.model_copy(update={"precision": "fp32"})  # the graph is re-exported from fp32 weights
-    written, parity = save_bundle(
-        load_network(source), card, target, extra_files=extra, archive=not folder, overwrite=overwrite
-    )
+    written, parity = export_bundle(source, out, archive=not folder, overwrite=overwrite)
     if as_json:
         print_json(
             {"bundle": str(written), "parity_max_abs_diff": parity.max_abs_diff, "parity_inputs": parity.n_inputs}
