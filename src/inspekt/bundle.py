@@ -10,6 +10,7 @@ Writing a bundle exports ONNX and refuses to write anything when ONNX and torch 
 
 from __future__ import annotations
 
+import hashlib
 import io
 import shutil
 import tempfile
@@ -17,11 +18,12 @@ import zipfile
 from pathlib import Path
 
 from inspekt import storage
-from inspekt.card import ModelCard, parse_card
+from inspekt.card import SCHEMA, ModelCard, parse_card
 from inspekt.errors import BundleError
 
 SUFFIX = ".inspekt"
 CARD, WEIGHTS, ONNX, REFERENCE = "card.json", "weights.safetensors", "model.onnx", "reference.json"
+DIGESTED = (WEIGHTS, ONNX)  # the members whose sha256 the card records and reading checks
 PICKLE_SUFFIXES = {".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".bin", ".joblib"}
 
 
@@ -48,7 +50,14 @@ class Bundle:
             raise BundleError(
                 f"{self.path}: bundle has no {name}; it is incomplete: copy the whole bundle again or retrain"
             )
-        return self._members[name] if self._members is not None else (self.path / name).read_bytes()
+        data = self._members[name] if self._members is not None else (self.path / name).read_bytes()
+        expected = self.card.digests.get(name) if name != CARD else None
+        if expected and digest(data) != expected:
+            raise BundleError(
+                f"{self.path}: {name} is not the file this card was written with (its sha256 differs): it was "
+                "replaced or damaged; copy the whole bundle again, export it again, or retrain"
+            )
+        return data
 
     def __repr__(self) -> str:
         card = self.card
@@ -137,9 +146,26 @@ def check_target(out: Path | storage.RemotePath, archive: bool, overwrite: bool)
     return out
 
 
+def digest(data: bytes) -> str:
+    """The digest a card records for a member: ``sha256:<hex>``."""
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def _with_digests(members: dict[str, bytes]) -> dict[str, bytes]:
+    """The members with a card that records the digests of the graph and the weights written beside it."""
+    card = parse_card(members[CARD], where=CARD)
+    digests = {name: digest(members[name]) for name in DIGESTED if name in members}
+    card = card.model_copy(update={"digests": digests, "schema_": SCHEMA})
+    return members | {CARD: card.to_json().encode()}
+
+
 def write_members(
     out: Path | storage.RemotePath, members: dict[str, bytes], archive: bool
 ) -> Path | storage.RemotePath:
+    """Write a bundle's members (its card stamped with the members' digests), atomically where the
+    storage allows."""
+    if CARD in members:
+        members = _with_digests(members)
     if isinstance(out, storage.RemotePath):
         return _write_remote(out, members, archive)
     # Write next to the target and rename, so a crash never leaves a half-written bundle.

@@ -17,14 +17,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from inspekt.errors import BundleError, did_you_mean
 
-SCHEMA = "inspekt.card/v1"
-SCHEMA_VERSION = 1
+SCHEMA = "inspekt.card/v2"  # v2: the digests of model.onnx and weights.safetensors (v1 cards still load)
+SCHEMA_VERSION = 2
 NORMAL_NAMES = ("good", "ok", "normal", "free", "pass", "nominal")  # class names of normal (defect-free) images
 EMBEDDING = "embedding"  # the optional graph output with a classifier's penultimate features
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)  # NaN / inf: refused
 
 
 class InputSpec(_Strict):
@@ -132,7 +132,10 @@ class ModelCard(_Strict):
     metrics: dict[str, float] = Field(default_factory=dict)
     versions: dict[str, str] = Field(default_factory=dict)
     created_at: str = ""
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    digests: dict[str, str] = Field(
+        default_factory=dict, description="sha256 of model.onnx and weights.safetensors, checked when they are read"
+    )
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, allow_inf_nan=False)
 
     @field_validator("classes")
     @classmethod

@@ -40,7 +40,7 @@ class Settings(BaseModel):
     ``@model_validator(mode="after")`` that raises ``ConfigError`` (not a ``ValueError``, so pydantic lets
     it through unchanged)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)  # NaN / inf: refused
     _kind: ClassVar[str] = ""  # how messages name these settings (default: the class name)
 
     def __init__(self, /, **data: Any) -> None:

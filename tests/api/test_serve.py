@@ -301,9 +301,11 @@ def test_bad_settings_fail_at_start(trained, tmp_path):
         create_app(ServeSettings(models=(f"a b={trained.bundle}",)))
     with pytest.raises(BundleError):
         create_app(ServeSettings(models=(str(tmp_path / "missing.inspekt"),)))
-    for bad in ({"max_pixels": 0}, {"threads": 0}, {"max_upload_mb": float("inf")}):
+    for bad in ({"max_pixels": 0}, {"threads": 0}):
         with pytest.raises(ConfigError, match="must be at least"):
             ServeSettings(models=(str(trained.bundle),), **bad)
+    with pytest.raises(ConfigError, match="'max_upload_mb': Input should be a finite number"):  # no setting is NaN/inf
+        ServeSettings(models=(str(trained.bundle),), max_upload_mb=float("inf"))
 
 
 # --- a real server -----------------------------------------------------------------------------

@@ -95,3 +95,13 @@ def test_missing_key_named():
     del raw["architecture"]
     with pytest.raises(BundleError, match="'architecture'"):
         parse_card(json.dumps(raw))
+
+
+@pytest.mark.parametrize(("key", "value"), [("mean", "NaN"), ("std", "Infinity")], ids=["nan-mean", "inf-std"])
+def test_non_finite_numbers_in_a_card_are_refused_naming_the_key(key, value):
+    raw = json.loads(make_card().to_json())
+    raw["input"][key] = [float(value)]
+    text = json.dumps(raw)  # json writes NaN / Infinity, as a hand-edited or corrupted card.json may hold
+    assert value in text
+    with pytest.raises(BundleError, match=rf"m/card.json: card key 'input.{key}.0'.*finite"):
+        parse_card(text, where="m/card.json")

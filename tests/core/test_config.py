@@ -144,3 +144,18 @@ def test_bad_model_params_fail_before_any_image_is_decoded(synth_classes, tmp_pa
     with pytest.raises(ConfigError, match="width=0 is out of range"):
         train_module.train(cfg)
     assert not (tmp_path / "classify").exists()  # no run folder for a run that never started
+
+
+@pytest.mark.parametrize("override", ["lr=.nan", "lr=.inf", "quantile=.nan"])
+def test_non_finite_config_values_are_refused(override):
+    with pytest.raises(ConfigError, match=r"config key '(lr|quantile)'.*finite"):
+        build_config(TrainConfig, options={"task": "classify", "data": "d"}, overrides=[override])
+
+
+def test_json_output_never_holds_a_bare_nan(capsys):
+    import json
+
+    from inspekt.cli.common import print_json
+
+    print_json({"score": float("nan"), "rows": [1.5, float("inf")], "n": 3})
+    assert json.loads(capsys.readouterr().out) == {"score": None, "rows": [1.5, None], "n": 3}

@@ -2,6 +2,7 @@
 
 import json
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -187,3 +188,19 @@ def test_copy_bundle_is_byte_identical_and_refuses_to_clobber(trained, tmp_path)
     assert all(copied.read(n) == source.read(n) for n in (CARD, WEIGHTS, ONNX))
     with pytest.raises(BundleError, match="already exists"):
         copy_bundle(source, tmp_path / "copy.inspekt")
+
+
+def test_a_graph_or_weights_from_another_run_is_refused(trained, tmp_path):
+    """The card records the sha256 of model.onnx and weights.safetensors: a file swapped in from another
+    run (same shapes, other numbers) is refused by name instead of predicting something else."""
+    import shutil
+
+    card = json.loads((Path(trained.bundle) / CARD).read_text())
+    assert set(card["digests"]) == {ONNX, WEIGHTS} and card["schema"] == "inspekt.card/v2"
+    for member, backend in ((ONNX, "onnx"), (WEIGHTS, "torch")):
+        copy = shutil.copytree(trained.bundle, tmp_path / member)
+        data = bytearray((copy / member).read_bytes())
+        data[-1] ^= 1  # one flipped bit: another file of the same size
+        (copy / member).write_bytes(bytes(data))
+        with pytest.raises(BundleError, match=rf"{member} is not the file this card was written with"):
+            Predictor.load(copy, backend=backend)
