@@ -4,6 +4,7 @@ dataclass for every task; each task subclasses it for its own summary and overla
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -104,3 +105,19 @@ class Prediction:
     def describe(self) -> str:
         """What else a person should read about it, in one line ("" when nothing)."""
         return ""
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` ready for strict JSON: NaN / infinite numbers become None (never a bare NaN that
+    parsers refuse), numpy scalars and arrays plain numbers and lists; dicts, lists and tuples recursively."""
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
+    elif isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value

@@ -253,3 +253,17 @@ def test_a_damaged_bundle_is_a_message_and_the_app_keeps_working(workspace, monk
         assert not at.exception and not at.sidebar.error
     finally:
         shutil.rmtree(broken)
+
+
+def test_the_train_page_reads_a_history_with_text_cells(tmp_path):
+    """template_ratio's rows name the network they are about; the Train page's job history keeps them."""
+    from inspekt.app.jobs import Job
+
+    (tmp_path / "results.csv").write_text(
+        "epoch,train_loss,lr,seconds,network\n1,0.5,0.001,1.2,variant classifier\n2,,0.001,1.1,variant classifier\n"
+    )
+    job = Job("run", "anomaly", tmp_path, 0, tmp_path / "log.txt")
+    assert job.history == [
+        {"epoch": 1.0, "train_loss": 0.5, "lr": 0.001, "seconds": 1.2, "network": "variant classifier"},
+        {"epoch": 2.0, "train_loss": None, "lr": 0.001, "seconds": 1.1, "network": "variant classifier"},
+    ]

@@ -155,7 +155,9 @@ def test_non_finite_config_values_are_refused(override):
 def test_json_output_never_holds_a_bare_nan(capsys):
     import json
 
+    import numpy as np
+
     from inspekt.cli.common import print_json
 
-    print_json({"score": float("nan"), "rows": [1.5, float("inf")], "n": 3})
-    assert json.loads(capsys.readouterr().out) == {"score": None, "rows": [1.5, None], "n": 3}
+    print_json({"score": float("nan"), "rows": [1.5, float("inf")], "n": 3, "map": np.array([np.float32("nan"), 2])})
+    assert json.loads(capsys.readouterr().out) == {"score": None, "rows": [1.5, None], "n": 3, "map": [None, 2.0]}

@@ -1,6 +1,8 @@
 """The whole path: train a tiny model -> bundle -> load -> predict through ONNX Runtime and torch."""
 
 import json
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -204,3 +206,10 @@ def test_a_graph_or_weights_from_another_run_is_refused(trained, tmp_path):
         (copy / member).write_bytes(bytes(data))
         with pytest.raises(BundleError, match=rf"{member} is not the file this card was written with"):
             Predictor.load(copy, backend=backend)
+    done = subprocess.run(  # the model is opened before any image is read
+        [Path(sys.executable).with_name("inspekt"), "predict", str(tmp_path / ONNX), str(tmp_path)],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 2 and "model.onnx is not the file this card was written with" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -191,6 +191,24 @@ def test_ctrl_c_keeps_the_best_model_and_resume_finishes_exactly(synth_classes, 
 
 
 @pytest.mark.slow
+def test_a_checkpoint_written_before_the_one_loop_resumes_exactly(synth_classes, tmp_path):
+    """last.pt files of inspekt <= 5736bbe kept the optimiser state under "loop"; they still resume."""
+    reference = train(config(synth_classes, tmp_path, epochs=3, name="reference"))
+
+    def interrupt_after_one(row):
+        if row["epoch"] == 1:
+            raise KeyboardInterrupt
+
+    stopped = train(config(synth_classes, tmp_path, epochs=3, name="old"), on_epoch=interrupt_after_one)
+    state = torch.load(stopped.run_dir / LAST, weights_only=True)
+    nested = ("model", "optimizer", "scheduler", "scaler")
+    old = {k: v for k, v in state.items() if k not in nested} | {"loop": {k: state[k] for k in nested}}
+    torch.save(old, stopped.run_dir / LAST)
+    finished = resume(stopped.run_dir)
+    assert metric_rows(finished.history) == metric_rows(reference.history)
+
+
+@pytest.mark.slow
 def test_resume_after_kill_9_is_exact(synth_classes, tmp_path):
     """A real process killed with SIGKILL mid-run, then resumed: the same epochs as an uninterrupted run."""
     reference = train(config(synth_classes, tmp_path, epochs=5, name="reference"))

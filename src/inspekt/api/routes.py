@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import numpy as np
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
@@ -16,23 +15,17 @@ from inspekt.api.options import INCLUDES, PredictOptions, render
 from inspekt.api.problems import MEDIA_TYPE, Problem, problem_body
 from inspekt.api.uploads import decode_all, read_form
 from inspekt.drift.report import to_dict
+from inspekt.results import json_safe
 
 router = APIRouter()
 
 
 class JSONOut(JSONResponse):
-    """JSON that also takes numpy scalars and arrays (prediction details may hold them)."""
+    """Strict JSON (``results.json_safe``: numpy values as plain ones, a non-finite number as null), the
+    same conversion as the CLI's ``--json``."""
 
     def render(self, content: Any) -> bytes:
-        return json.dumps(content, default=_plain, allow_nan=False, separators=(",", ":")).encode()
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    return str(value)
+        return json.dumps(json_safe(content), default=str, allow_nan=False, separators=(",", ":")).encode()
 
 
 def _problems(*statuses: int) -> dict[int | str, dict]:

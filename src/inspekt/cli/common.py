@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
@@ -11,6 +10,8 @@ from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from inspekt.results import json_safe
 
 STATE = {"debug": False}
 console = Console()
@@ -30,20 +31,8 @@ def unique_name(source: str, suffix: str, taken: set[str]) -> str:
 
 
 def print_json(payload: Any) -> None:
-    """Print one JSON document to stdout (plain, machine-readable; a non-finite number is null, never a
-    bare NaN that JSON parsers refuse)."""
-    print(json.dumps(finite(payload), default=str, allow_nan=False))
-
-
-def finite(value: Any) -> Any:
-    """``value`` with every NaN / infinite float (in dicts, lists, tuples) replaced by None."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [finite(v) for v in value]
-    return value
+    """Print one JSON document to stdout (plain, machine-readable, strict: ``results.json_safe``)."""
+    print(json.dumps(json_safe(payload), default=str, allow_nan=False))
 
 
 @contextmanager

@@ -11,13 +11,10 @@ from rich.table import Column, Table
 from inspekt.cli import app
 from inspekt.cli.common import console, err_console, print_json, progress_bar
 from inspekt.results import BatchReport
+from inspekt.tasks.base import fmt
 
 runs_app = typer.Typer(help="Training run folders: inspekt runs compare RUN RUN ...", no_args_is_help=True)
 app.add_typer(runs_app, name="runs")
-
-
-def _score(value: float | None, digits: int = 3) -> str:
-    return "-" if value is None else f"{value:.{digits}f}"
 
 
 def _print_summary(result, task) -> None:
@@ -145,15 +142,15 @@ def compare(
         table.add_column(header, justify="right", no_wrap=True)
     for name, s in zip(names, summaries):
         epochs = f"{s.epochs_run}/{s.epochs_planned}" if s.epochs_planned else str(s.epochs_run)
-        best = f"{_score(s.best_val_macro_f1)} ({s.best_epoch})" if s.best_epoch is not None else "-"
+        best = f"{fmt(s.best_val_macro_f1)} ({s.best_epoch})" if s.best_epoch is not None else "-"
         table.add_row(
             name,
             s.model,
             "x".join(map(str, s.imgsz)),
             epochs,
             best,
-            _score(s.val_accuracy),
-            _score(s.val_roc_auc),
+            fmt(s.val_accuracy),
+            fmt(s.val_roc_auc),
             f"{s.train_seconds:.1f}",
             f"{s.bundle_bytes / 1e6:.2f}",
         )

@@ -42,12 +42,14 @@ def task_of(bundle: Bundle) -> Task:
 class Predictor:
     """Predict with a bundle: ``Predictor.load("model.inspekt").predict(["a.png"])``."""
 
-    def __init__(self, bundle: Bundle, backend: OnnxBackend | TorchBackend, batch_size: int = 16):
+    def __init__(
+        self, bundle: Bundle, backend: OnnxBackend | TorchBackend, batch_size: int = 16, task: Task | None = None
+    ):
         self.bundle = bundle
         self.card = bundle.card
         self.backend = backend
         self.batch_size = batch_size
-        self.task = task_of(bundle)
+        self.task = task or task_of(bundle)
 
     @classmethod
     def load(
@@ -86,7 +88,7 @@ class Predictor:
         opened = bundle if isinstance(bundle, Bundle) else open_bundle(bundle)
         task = task_of(opened)
         runner = OnnxBackend(opened, threads, task.score_axis) if backend == "onnx" else TorchBackend(opened, threads)
-        predictor = cls(opened, runner, batch_size)
+        predictor = cls(opened, runner, batch_size, task)
         if threshold is not None or min_area is not None or pixel_threshold is not None:
             predictor.card = task.with_threshold(predictor.card, threshold, min_area, pixel_threshold)
         return predictor

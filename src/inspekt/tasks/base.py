@@ -240,9 +240,9 @@ class Table:
         self.title, self.columns, self.rows, self.note = title, list(columns), [list(r) for r in rows], note
 
 
-def fmt(value: Any, digits: int = 4) -> str:
-    """A metric as a table cell: rounded, or "n/a" when undefined."""
-    return "n/a" if value is None else f"{value:.{digits}f}"
+def fmt(value: Any, digits: int = 3) -> str:
+    """A metric as a table cell: rounded, or "-" when undefined (every front's tables)."""
+    return "-" if value is None else f"{value:.{digits}f}"
 
 
 def region_cells(prediction: Prediction, area: str, score: str, precise: bool) -> dict[str, str]:

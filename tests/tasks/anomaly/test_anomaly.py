@@ -266,7 +266,8 @@ def test_cli_train_predict_eval(mvtec, tmp_path):
     stored = runner.invoke(app, ["eval", bundle, "--data", str(mvtec), "--set-threshold", "best-f1"])
     assert stored.exit_code == 0, stored.output
     decision = open_bundle(bundle).card.anomaly.decision
-    assert f"stored normalised anomaly-score threshold {decision:g}" in stored.output.replace("\n", " ")
+    said = stored.output.replace("\n", " ")
+    assert f"stored normalised anomaly-score threshold {decision:g}" in said and "run eval again to score it" in said
     assert evaluate(bundle, mvtec).metrics["f1"] >= before_f1  # best F1 on this very split: never worse
     fixed = runner.invoke(app, ["eval", bundle, "--data", str(mvtec), "--set-threshold", "0.7"])
     assert fixed.exit_code == 0 and open_bundle(bundle).card.anomaly.decision == 0.7

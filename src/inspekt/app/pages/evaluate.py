@@ -23,7 +23,7 @@ def _figures(predictor, result, data: str) -> list[tuple[str, object]]:
     from inspekt.data import open_dataset
 
     with tempfile.TemporaryDirectory() as tmp:
-        written = [p for p in predictor.task.write_plots(result, predictor, open_dataset(data), Path(tmp), GALLERY)]
+        written = predictor.task.write_plots(result, predictor, open_dataset(data), Path(tmp), GALLERY)
         linked = [p for p in sorted(Path(tmp).rglob("*.png")) if p not in written]
         return [(p.name, load_image(p)) for p in written + linked if p.suffix == ".png"]
 

@@ -110,7 +110,7 @@ class Anomaly(Task):
     def summary(self, result: Any) -> list[Table]:
         m = result.metrics
         rows = [
-            (name, fmt(m[key], 3))
+            (name, fmt(m[key]))
             for name, key in (
                 ("image AUROC", "image_auroc"),
                 ("image AUPR", "image_aupr"),

@@ -127,20 +127,19 @@ class Classify(Task):
     def summary(self, result: Any) -> list[Table]:
         m = result.metrics
         rows = [
-            ("accuracy", fmt(m["accuracy"], 3)),
-            ("balanced accuracy", fmt(m["balanced_accuracy"], 3)),
-            ("macro F1", fmt(m["macro_f1"], 3)),
-            ("weighted F1", fmt(m["weighted_f1"], 3)),
-            ("ROC-AUC", fmt(m["roc_auc"], 3)),
-            ("PR-AUC", fmt(m["pr_auc"], 3)),
-            ("ECE (top-1)", fmt(m["ece"], 3)),
+            ("accuracy", fmt(m["accuracy"])),
+            ("balanced accuracy", fmt(m["balanced_accuracy"])),
+            ("macro F1", fmt(m["macro_f1"])),
+            ("weighted F1", fmt(m["weighted_f1"])),
+            ("ROC-AUC", fmt(m["roc_auc"])),
+            ("PR-AUC", fmt(m["pr_auc"])),
+            ("ECE (top-1)", fmt(m["ece"])),
         ]
         if result.positive is not None:
             decision = "argmax" if result.threshold is None else f"{result.positive} if p >= {result.threshold:g}"
             rows.append(("decision", decision))
         per_class = [
-            (r["class"], fmt(r["precision"], 3), fmt(r["recall"], 3), fmt(r["f1"], 3), str(r["support"]))
-            for r in m["per_class"]
+            (r["class"], fmt(r["precision"]), fmt(r["recall"]), fmt(r["f1"]), str(r["support"])) for r in m["per_class"]
         ]
         confusion = [(name, *(str(c) for c in counts)) for name, counts in zip(result.classes, m["confusion"])]
         head = f"{m['n']} images, {len(result.skipped)} skipped"

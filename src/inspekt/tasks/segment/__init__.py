@@ -105,7 +105,7 @@ class Segment(Task):
     def summary(self, result: Any) -> list[Table]:
         m, post = result.metrics, result.postprocess
         rows = [
-            (name, fmt(m[key], 3))
+            (name, fmt(m[key]))
             for name, key in (
                 ("mean IoU (defect classes)", "iou"),
                 ("mean Dice", "dice"),
@@ -129,10 +129,10 @@ class Segment(Task):
         per_class = [
             (
                 r["class"],
-                fmt(r["iou"], 3),
-                fmt(r["dice"], 3),
-                fmt(r["precision"], 3),
-                fmt(r["recall"], 3),
+                fmt(r["iou"]),
+                fmt(r["dice"]),
+                fmt(r["precision"]),
+                fmt(r["recall"]),
                 str(r["pixels"]),
             )
             for r in m["per_class"]
