@@ -114,15 +114,41 @@ class CameraSource:
             self.capture = cv2.VideoCapture(target if self.is_file else int(target))
         finally:
             cv2.utils.logging.setLogLevel(level)
+        self._first = self._check_video(spec, start) if self.is_file else None
         if not self.capture.isOpened():
             raise SourceError(
                 f"--source {spec}: cannot open this camera; check that it is connected, that no other "
                 "program holds it, and that this user may use it (e.g. the 'video' group)"
             )
-        if self.is_file and start:
-            self.capture.set(cv2.CAP_PROP_POS_FRAMES, start)
         self.finite = self.is_file
         self.ended = False
+
+    def _check_video(self, spec: str, start: int) -> np.ndarray | None:
+        """Make sure ``camera:PATH`` is a video with a readable first frame, then go to frame ``start``.
+
+        Returns:
+            The first frame when ``start`` is 0 (the first poll yields it), else None.
+
+        Raises:
+            SourceError: OpenCV cannot open the file, it is text (FFmpeg would render it as ANSI art),
+                or it has no frame that can be read.
+        """
+        import cv2
+
+        fourcc = int(self.capture.get(cv2.CAP_PROP_FOURCC)) if self.capture.isOpened() else 0
+        codec = bytes((fourcc >> 8 * i) & 255 for i in range(4))
+        ok, frame = self.capture.read() if self.capture.isOpened() and codec != b"ansi" else (False, None)
+        if not ok or frame is None:
+            self.capture.release()
+            why = "OpenCV cannot open it" if not fourcc else "it is text" if codec == b"ansi" else "no frame decodes"
+            raise SourceError(
+                f"--source {spec}: not a video file that can be opened ({why}); give camera:PATH of a "
+                "video (e.g. .mp4, .avi, .mkv), or camera:0 for the first camera"
+            )
+        if start:
+            self.capture.set(cv2.CAP_PROP_POS_FRAMES, start)
+            return None
+        return frame
 
     def poll(self, done: set[str]) -> Iterator[Item]:
         """Yield one frame (as PNG); nothing at the end of a video file.
@@ -131,7 +157,10 @@ class CameraSource:
             SourceError: a camera gave no frame (unplugged, or held by another program); the monitor
                 logs it and tries again at the next tick.
         """
-        ok, frame = self.capture.read()
+        frame, self._first = self._first, None  # the frame read when the video was checked
+        ok = frame is not None
+        if not ok:
+            ok, frame = self.capture.read()
         if not ok or frame is None:
             self.ended = self.is_file
             if not self.is_file:
