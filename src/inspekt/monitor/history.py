@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,7 +39,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError, SQLAlchemyError
 
-from inspekt.errors import ConfigError
+from inspekt.errors import ConfigError, one_line
 
 DEFAULT_DB_NAME = "monitor.db"
 metadata = MetaData()
@@ -136,6 +138,36 @@ def sqlite_file(url: str) -> Path | None:
     return Path(url.removeprefix("sqlite:///")) if url.startswith("sqlite:///") else None
 
 
+class HistoryDamaged(ConfigError):
+    """The SQLite history file is damaged, or is no SQLite database at all; inspekt leaves it untouched."""
+
+
+def damaged(file: Path, why: object) -> HistoryDamaged:
+    """The error for a damaged SQLite history ``file``: what is wrong and what to do, in one line."""
+    return HistoryDamaged(
+        f"{file}: this monitoring history is damaged or is not a SQLite database ({one_line(why)}); inspekt "
+        "never changes or deletes it: move it aside (or restore it from a backup) and start the monitor "
+        "again, which begins a new history at that path"
+    )
+
+
+def check_sqlite(file: Path) -> None:
+    """Check an existing SQLite history file (``PRAGMA quick_check``) before anything reads or writes it.
+
+    Raises:
+        HistoryDamaged: the file is damaged or is not a SQLite database.
+    """
+    if not file.is_file() or file.stat().st_size == 0:  # nothing yet, or an empty (valid) database
+        return
+    try:
+        with closing(sqlite3.connect(file, timeout=10)) as connection:
+            problems = [row[0] for row in connection.execute("PRAGMA quick_check")]
+    except sqlite3.DatabaseError as exc:  # e.g. "file is not a database", "database disk image is malformed"
+        raise damaged(file, exc) from None
+    if problems != ["ok"]:
+        raise damaged(file, problems[0])
+
+
 def discard_new_file(engine: Engine, created: Path | None) -> None:
     """Close the engine and delete the SQLite file (and its WAL companions) that opening it created:
     a monitor that fails to start leaves no empty history behind."""
@@ -167,6 +199,7 @@ def open_engine(db: str | os.PathLike | None, *, create: bool = True) -> Engine:
 
     Raises:
         ConfigError: the URL is malformed, its driver is not installed, or the database cannot be reached.
+        HistoryDamaged: the SQLite file is damaged or is not a SQLite database.
     """
     url = as_url(db)
     file = sqlite_file(url)
@@ -177,6 +210,8 @@ def open_engine(db: str | os.PathLike | None, *, create: bool = True) -> Engine:
             f"{url}: no monitoring history there yet; start one with "
             "`inspekt monitor --model M --source SOURCE --db URL`"
         )
+    if file is not None:
+        check_sqlite(file)
     try:
         engine = create_engine(url, future=True, pool_pre_ping=True)
     except ImportError as exc:

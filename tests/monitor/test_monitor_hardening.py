@@ -1,0 +1,126 @@
+"""Issue 18 (monitor hardening), each through a real front door: the ``inspekt`` CLI in a subprocess,
+a real PostgreSQL server stopped and started mid-run, real damaged SQLite files, the app page."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+INSPEKT = [sys.executable, "-m", "inspekt"]
+ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
+
+
+def _inspekt(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([*INSPEKT, *args], capture_output=True, text=True, env=ENV, timeout=timeout)
+
+
+def _monitor(trained, source: str | Path, db: Path, *args: str) -> subprocess.CompletedProcess:
+    return _inspekt("monitor", "--model", str(trained.bundle), "--source", str(source), "--db", str(db), *args)
+
+
+def _one_error_line(result: subprocess.CompletedProcess) -> str:
+    """The CLI's single ``error:`` line (exit 2, no traceback)."""
+    assert result.returncode == 2, (result.returncode, result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr + result.stdout, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+# --- 4: camera:<not a video> -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text, why",
+    [
+        ("not a video\n", "OpenCV cannot open it"),
+        ("line of notes\n" * 400, "it is text"),  # FFmpeg opens this and renders it as frames of ANSI art
+    ],
+)
+def test_a_camera_source_that_is_no_video_fails_naming_it(trained, tmp_path, text, why):
+    notes = tmp_path / "notes.txt"
+    notes.write_text(text)
+    db = tmp_path / "h.db"
+    line = _one_error_line(_monitor(trained, f"camera:{notes}", db, "--once"))
+    assert f"camera:{notes}" in line and f"not a video file that can be opened ({why})" in line
+    assert not db.exists()  # a monitor that cannot start leaves no empty history
+
+
+# --- 2: a damaged SQLite history -------------------------------------------------------------
+
+
+def _history(trained, synth_classes, tmp_path) -> Path:
+    """A real history written by the monitor (a few images), closed."""
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    for i, src in enumerate(sorted(Path(synth_classes).glob("*/*.png"))[:40]):
+        shutil.copy(src, drop / f"{i:03d}.png")
+        os.utime(drop / f"{i:03d}.png", (time.time() - 60, time.time() - 60))
+    db = tmp_path / "history.db"
+    result = _inspekt("monitor", "--model", str(trained.bundle), "--source", str(drop), "--db", str(db), "--once", "-q")
+    assert result.returncode == 0, result.stderr
+    return db
+
+
+def _damage(db: Path) -> None:
+    """Overwrite a page in the middle of the file with junk (a disk fault, a bad copy)."""
+    with sqlite3.connect(db) as connection:
+        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    size = db.stat().st_size
+    assert size >= 4 * 4096, size
+    with db.open("r+b") as file:
+        file.seek(size // 2 - 4096 // 2)
+        file.write(b"\xa5" * 4096)
+
+
+@pytest.fixture
+def damaged(trained, synth_classes, tmp_path) -> Path:
+    db = _history(trained, synth_classes, tmp_path)
+    _damage(db)
+    return db
+
+
+def _names_the_file(line: str, db: Path) -> None:
+    assert str(db) in line and "damaged" in line and "backup" in line, line
+
+
+def test_monitor_refuses_a_damaged_history(trained, damaged, tmp_path):
+    before = damaged.read_bytes()
+    _names_the_file(_one_error_line(_monitor(trained, tmp_path / "drop", damaged, "--once")), damaged)
+    assert damaged.read_bytes() == before  # nothing written into it, nothing deleted
+
+
+def test_report_on_a_damaged_history_is_one_clear_line(damaged):
+    _names_the_file(_one_error_line(_inspekt("monitor", "report", "--db", str(damaged))), damaged)
+
+
+def test_a_file_that_is_no_database_is_one_clear_line(trained, tmp_path):
+    db, content = tmp_path / "history.db", b"these are notes, not a database\n" * 200
+    db.write_bytes(content)
+    _names_the_file(_one_error_line(_inspekt("monitor", "report", "--db", str(db))), db)
+    _names_the_file(_one_error_line(_monitor(trained, tmp_path, db, "--once")), db)
+    assert db.read_bytes() == content and sorted(p.name for p in tmp_path.iterdir()) == ["history.db"]
+
+
+def test_the_app_monitor_page_shows_a_damaged_history_as_one_message(damaged, tmp_path, monkeypatch):
+    pytest.importorskip("streamlit")
+    from streamlit.testing.v1 import AppTest
+
+    from inspekt.app import MAIN
+    from inspekt.app.common import WORKSPACE_ENV
+
+    monkeypatch.setenv(WORKSPACE_ENV, str(tmp_path / "workspace"))
+    at = AppTest.from_file(str(MAIN), default_timeout=60)
+    at.run()
+    at.switch_page("pages/monitor.py").run()
+    at.text_input(key="monitor_db").input(str(damaged)).run()
+    assert not at.exception, at.exception
+    (error,) = [e.value for e in at.error]
+    _names_the_file(error, damaged)
