@@ -12,18 +12,25 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import shutil
 import tempfile
+import threading
 import zipfile
 from pathlib import Path
+from typing import IO
 
 from inspekt import storage
 from inspekt.card import SCHEMA, ModelCard, parse_card
-from inspekt.errors import BundleError
+from inspekt.errors import BundleError, ConfigError
+from inspekt.io.outputs import check_folder_writable, shareable, writing
+from inspekt.io.zips import MiB, ZipLimitError, ZipLimits, check_members
 
 SUFFIX = ".inspekt"
 CARD, WEIGHTS, ONNX, REFERENCE = "card.json", "weights.safetensors", "model.onnx", "reference.json"
 DIGESTED = (WEIGHTS, ONNX)  # the members whose sha256 the card records and reading checks
+MEMBERS = (CARD, WEIGHTS, ONNX, REFERENCE)
+MAX_CARD_BYTES = MiB
 PICKLE_SUFFIXES = {".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".bin", ".joblib"}
 
 
@@ -31,18 +38,19 @@ class Bundle:
     """A read-only view of a bundle folder or ``.inspekt`` zip, with its validated card.
 
     ``path`` is a ``Path`` or, for URLs, a ``storage.RemotePath``: a remote folder's files are
-    fetched one at a time when read, a remote zip is fetched once and read from memory.
+    fetched one at a time when read, a remote zip is fetched once into a temporary file. A zip's
+    members are read when asked for, not kept: a loaded model holds no second copy of its graph.
     """
 
-    def __init__(self, path: Path | storage.RemotePath, members: dict[str, bytes] | None = None):
+    def __init__(self, path: Path | storage.RemotePath, archive: _Archive | None = None):
         self.path = path
-        self._members = members  # zip content; None for a folder
+        self._archive = archive  # None for a folder
         self.card: ModelCard = parse_card(self.read(CARD), where=str(path))
         _check_consistent(self.card, str(path))
 
     def has(self, name: str) -> bool:
         """Whether the bundle holds the file ``name``."""
-        return name in self._members if self._members is not None else (self.path / name).is_file()
+        return name in self._archive.names if self._archive is not None else (self.path / name).is_file()
 
     def read(self, name: str) -> bytes:
         """The bytes of file ``name``; raises ``BundleError`` naming what is missing."""
@@ -50,7 +58,11 @@ class Bundle:
             raise BundleError(
                 f"{self.path}: bundle has no {name}; it is incomplete: copy the whole bundle again or retrain"
             )
-        data = self._members[name] if self._members is not None else (self.path / name).read_bytes()
+        if self._archive is not None:
+            data = self._archive.read(name)
+        else:
+            _check_card_size(name, (self.path / name).stat().st_size, str(self.path))
+            data = (self.path / name).read_bytes()
         expected = self.card.digests.get(name) if name != CARD else None
         if expected and digest(data) != expected:
             raise BundleError(
@@ -64,6 +76,53 @@ class Bundle:
         return (
             f"Bundle({str(self.path)!r}, task={card.task}, architecture={card.architecture}, "
             f"classes={len(card.classes)})"
+        )
+
+
+class _Archive:
+    """A ``.inspekt`` zip's known members, checked against ``bundle_limits()`` when opened and read one
+    at a time when asked for (unknown members are never read)."""
+
+    def __init__(self, path: Path | storage.RemotePath):
+        self.where, self._lock = str(path), threading.Lock()  # a remote zip's one file handle seeks per read
+        try:
+            self._source = _zip_source(path)
+            with zipfile.ZipFile(self._source) as archive:
+                infos = {i.filename: i for i in archive.infolist() if i.filename in MEMBERS and not i.is_dir()}
+                check_members(list(infos.values()), bundle_limits(), self.where)
+        except (zipfile.BadZipFile, OSError) as exc:
+            raise BundleError(f"{path}: not a {SUFFIX} bundle (not a readable zip file: {exc})") from exc
+        except ZipLimitError as exc:
+            raise BundleError(f"{exc}; inspekt refused the bundle (INSPEKT_MAX_BUNDLE_MB sets the limit)") from None
+        if CARD not in infos:
+            raise BundleError(f"{path}: not a model bundle (no {CARD} inside the archive)")
+        _check_card_size(CARD, infos[CARD].file_size, self.where)
+        self.names = set(infos)
+
+    def read(self, name: str) -> bytes:
+        try:
+            with self._lock, zipfile.ZipFile(self._source) as archive:
+                return archive.read(name)
+        except (zipfile.BadZipFile, OSError) as exc:  # changed or damaged since it was opened
+            raise BundleError(f"{self.where}: {name} cannot be read from the archive ({exc})") from exc
+
+
+def bundle_limits() -> ZipLimits:
+    """How large a ``.inspekt`` zip may inflate: ``INSPEKT_MAX_BUNDLE_MB`` (default 4096) in all and
+    for one member, and no member packed more than 50-fold (network weights pack at about 1.1)."""
+    raw = os.environ.get("INSPEKT_MAX_BUNDLE_MB", "4096")
+    try:
+        limit = int(float(raw) * MiB)
+    except ValueError:
+        raise ConfigError(f"INSPEKT_MAX_BUNDLE_MB={raw!r} is not a number of megabytes") from None
+    return ZipLimits(total_bytes=limit, member_bytes=limit, what="bundle")
+
+
+def _check_card_size(name: str, size: int, where: str) -> None:
+    if name == CARD and size > MAX_CARD_BYTES:
+        raise BundleError(
+            f"{where}: card.json is {size / MiB:,.1f} MB; a model card is a few KB of JSON: this is not "
+            "a card written by inspekt"
         )
 
 
@@ -106,19 +165,19 @@ def open_bundle(path: str | Path | storage.RemotePath) -> Bundle:
         if not (path / CARD).is_file():
             raise BundleError(f"{path}: not a model bundle (no {CARD} inside)")
         return Bundle(path)
-    try:
-        with zipfile.ZipFile(_zip_source(path)) as archive:
-            members = {n: archive.read(n) for n in archive.namelist() if not n.endswith("/")}
-    except (zipfile.BadZipFile, OSError) as exc:
-        raise BundleError(f"{path}: not a {SUFFIX} bundle (not a readable zip file: {exc})") from exc
-    if CARD not in members:
-        raise BundleError(f"{path}: not a model bundle (no {CARD} inside the archive)")
-    return Bundle(path, members)
+    return Bundle(path, _Archive(path))
 
 
-def _zip_source(path: Path | storage.RemotePath) -> Path | io.BytesIO:
-    # A remote zip is fetched in one request; zipfile then seeks in memory, not over the network.
-    return io.BytesIO(path.read_bytes()) if isinstance(path, storage.RemotePath) else path
+def _zip_source(path: Path | storage.RemotePath) -> Path | IO[bytes]:
+    # A remote zip is fetched once into a temporary file (on disk, not held in memory); zipfile then
+    # seeks in it, not over the network.
+    if not isinstance(path, storage.RemotePath):
+        return path
+    spool = tempfile.TemporaryFile()
+    with path.open("rb") as remote:
+        shutil.copyfileobj(remote, spool, 4 * MiB)
+    spool.seek(0)
+    return spool
 
 
 def is_zip(path: Path | storage.RemotePath) -> bool:
@@ -136,6 +195,8 @@ def check_target(out: Path | storage.RemotePath, archive: bool, overwrite: bool)
     """Where to write; refuses to replace anything but a bundle, and a bundle only when asked."""
     out = storage.as_path(out)
     out = out if not archive or out.suffix == SUFFIX else out.with_name(out.name + SUFFIX)
+    if isinstance(out, Path):  # before the export: a folder that cannot be written fails now
+        check_folder_writable(out.parent, str(out))
     if not out.exists():
         return out
     is_bundle = (out / CARD).is_file() if out.is_dir() else is_zip(out)
@@ -168,19 +229,32 @@ def write_members(
         members = _with_digests(members)
     if isinstance(out, storage.RemotePath):
         return _write_remote(out, members, archive)
-    # Write next to the target and rename, so a crash never leaves a half-written bundle.
+    return _write_local(out, members, archive)
+
+
+def _write_local(out: Path, members: dict[str, bytes], archive: bool) -> Path:
+    # Write next to the target and rename, so a crash or a full disk never leaves a half-written bundle.
     out.parent.mkdir(parents=True, exist_ok=True)
     if archive:
         tmp = out.with_name(out.name + ".tmp")
-        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
-            for name, data in members.items():
-                zf.writestr(name, data)
-        tmp.replace(out)
-        return out
-    tmp = Path(tempfile.mkdtemp(prefix=".bundle-", dir=out.parent))
-    for name, data in members.items():
-        (tmp / name).write_bytes(data)
-    if out.exists():
+    else:  # mkdtemp makes an owner-only folder: shareable gives it mkdir's permissions (other accounts read it)
+        tmp = shareable(tempfile.mkdtemp(prefix=".bundle-", dir=out.parent))
+    try:
+        with writing(out):
+            if archive:
+                with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
+                    for name, data in members.items():
+                        zf.writestr(name, data)
+            else:
+                for name, data in members.items():
+                    (tmp / name).write_bytes(data)
+    except BaseException:
+        if archive:
+            tmp.unlink(missing_ok=True)
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if not archive and out.exists():
         shutil.rmtree(out)
     tmp.replace(out)
     return out
@@ -220,7 +294,7 @@ def copy_bundle(
     Raises:
         BundleError: ``out`` exists and is not a bundle, or is one and ``overwrite`` is False.
     """
-    names = [n for n in (CARD, WEIGHTS, ONNX, REFERENCE) if bundle.has(n)]
+    names = [n for n in MEMBERS if bundle.has(n)]
     members = {n: bundle.read(n) for n in names} | (replace or {})
     if card is not None:
         members[CARD] = card.to_json().encode()

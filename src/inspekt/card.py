@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from inspekt import jsonio
 from inspekt.errors import BundleError, did_you_mean
 
 SCHEMA = "inspekt.card/v2"  # v2: the digests of model.onnx and weights.safetensors (v1 cards still load)
@@ -224,7 +225,7 @@ def parse_card(text: str | bytes, where: str = "card.json") -> ModelCard:
         BundleError: invalid JSON, a foreign or newer schema, or an invalid key/value.
     """
     try:
-        raw = json.loads(text)
+        raw = jsonio.loads(text)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise BundleError(f"{where}: card.json is not valid JSON ({exc})") from exc
     if not isinstance(raw, dict):

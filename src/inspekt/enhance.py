@@ -21,8 +21,11 @@ from typing import Any
 
 import numpy as np
 
+from inspekt import jsonio
+from inspekt.deadline import Deadline
 from inspekt.errors import ConfigError, did_you_mean
 
+MAX_STEPS = 16
 INTERPOLATIONS = ("nearest", "linear", "cubic", "area", "lanczos")
 
 
@@ -159,6 +162,8 @@ class Step:
     fn: Callable[..., np.ndarray]
     params: tuple[Param, ...]
     label: str
+    cost: float = 0.01  # CPU seconds per megapixel on one core (measured on a 2-core AVX2 machine, rounded up)
+    memory: float = 2.0  # bytes held while it runs, per byte of the image (input and output: 2)
 
     def param(self, name: str) -> Param:
         for p in self.params:
@@ -179,6 +184,7 @@ STEPS: dict[str, Step] = {
             resize,
             (Param("scale", 1.0, 0.1, 4.0, 0.05), Param("interpolation", "area", choices=INTERPOLATIONS)),
             "Resize / resample",
+            cost=0.01,
         ),
         Step("equalize", equalize, (), "Histogram equalisation"),
         Step("clahe", clahe, (Param("clip_limit", 2.0, 0.5, 10.0, 0.1), Param("tile_grid", 8, 2, 32, 1)), "CLAHE"),
@@ -187,15 +193,19 @@ STEPS: dict[str, Step] = {
             brightness_contrast,
             (Param("brightness", 0.0, -100.0, 100.0, 1.0), Param("contrast", 1.0, 0.2, 3.0, 0.05)),
             "Brightness / contrast",
+            cost=0.03,
+            memory=10.0,  # a float32 copy
         ),
         Step("gamma", gamma, (Param("gamma", 1.0, 0.2, 5.0, 0.05),), "Gamma"),
         Step("median", median, (Param("ksize", 3, 3, 15, 2, odd=True),), "Denoise: median"),
-        Step("nl_means", nl_means, (Param("h", 7.0, 1.0, 30.0, 0.5),), "Denoise: non-local means"),
+        Step("nl_means", nl_means, (Param("h", 7.0, 1.0, 30.0, 0.5),), "Denoise: non-local means", cost=2.5),
         Step(
             "unsharp",
             unsharp,
             (Param("amount", 1.0, 0.0, 3.0, 0.05), Param("radius", 2.0, 0.5, 10.0, 0.1)),
             "Sharpen (unsharp mask)",
+            cost=0.06,
+            memory=18.0,  # three float32 copies
         ),
         Step(
             "adaptive_threshold",
@@ -236,6 +246,11 @@ class Pipeline:
         Raises:
             ConfigError: unknown step or parameter, or a value outside its range.
         """
+        if len(ops) > MAX_STEPS:
+            raise ConfigError(
+                f"an enhancement pipeline has at most {MAX_STEPS} steps, this one has {len(ops)}; "
+                "a longer chain is almost always a mistake (repeat a step's effect with its parameters instead)"
+            )
         checked = []
         for name, params in ops:
             step = _step(name)
@@ -244,6 +259,23 @@ class Pipeline:
                 values[key] = step.param(key).check(name, value)
             checked.append((name, values))
         return cls(tuple(checked))
+
+    def cost(self, pixels: float) -> float:
+        """Estimated CPU seconds to run on an image of ``pixels`` (from the steps' measured ``cost``,
+        following ``resize``), for limits on the work one request may ask for."""
+        size, seconds = float(pixels), 0.0
+        for name, params in self.ops:
+            seconds += STEPS[name].cost * size / 1e6
+            if name == "resize":
+                size *= float(params["scale"]) ** 2
+        return seconds
+
+    def footprint(self) -> float:
+        """Peak memory while running, as a multiple of the input image's (``growth`` times the
+        hungriest step's ``memory``; 1 for the empty pipeline)."""
+        if not self.ops:
+            return 1.0
+        return self.growth() * max(STEPS[name].memory for name, _ in self.ops) / 2
 
     def growth(self) -> float:
         """The largest factor by which the pipeline multiplies an image's pixel count along the way
@@ -272,7 +304,7 @@ class Pipeline:
             return cls.preset(spec)
         if spec.endswith(".json"):
             try:
-                data = json.loads(Path(spec).read_text(encoding="utf-8"))
+                data = jsonio.loads(Path(spec).read_text(encoding="utf-8"))
             except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
                 raise ConfigError(f"{spec}: cannot read enhancement pipeline ({exc})") from None
             try:
@@ -291,8 +323,11 @@ class Pipeline:
             ops.append((name.strip(), params))
         return cls.of(ops)
 
-    def __call__(self, image: np.ndarray) -> np.ndarray:
-        for name, params in self.ops:
+    def __call__(self, image: np.ndarray, deadline: Deadline | None = None) -> np.ndarray:
+        """Apply the steps in turn; ``deadline`` is checked before each (``Cancelled`` when it ran out)."""
+        for i, (name, params) in enumerate(self.ops, 1):
+            if deadline is not None:
+                deadline.check(f"enhancing (step {i} of {len(self.ops)}, {name})")
             image = STEPS[name].fn(image, **params)
         return image
 

@@ -511,7 +511,7 @@ def test_one_failing_request_does_not_fail_its_batch(predictor):
             return predictor.predict_arrays(images, sources)
 
     image = np.full((32, 32, 3), 100, np.uint8)
-    jobs = [Job([image], [name], Breaks(), None, key=0) for name in ("a", "poison", "b", "odd")]
+    jobs = [Job([image], [name], Breaks(), key=0) for name in ("a", "poison", "b", "odd")]
     outcomes = run_jobs(jobs)
     assert [o[0].source for o in (outcomes[0], outcomes[2])] == ["a", "b"]
     assert type(outcomes[1]) is RuntimeError and "model failure" not in str(outcomes[1])  # internals stay in the log

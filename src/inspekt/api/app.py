@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
@@ -13,6 +14,7 @@ from inspekt._version import __version__
 from inspekt.api import problems
 from inspekt.api.auth import ApiKeyMiddleware
 from inspekt.api.batching import IN_FLIGHT
+from inspekt.api.limits import PixelBudget
 from inspekt.api.metrics import Metrics, MetricsMiddleware
 from inspekt.api.models import ServedModel, load_models
 from inspekt.api.problems import Problem
@@ -32,6 +34,10 @@ class ServeSettings(Settings):
         max_files: files per request at most.
         max_request_pixels: the pixels all images of one request may have together (after enhancement);
             the files past it are refused from their headers, before decoding.
+        max_inflight_pixels: the pixels all requests being served may hold at once (their images times
+            their enhancement's working copies, from the headers); requests past it wait their turn.
+        request_timeout: seconds a request may take, waiting included; then 503, and its work stops.
+        max_enhance_seconds: the CPU seconds one request's enhancement may be estimated to take.
         max_pixels: images with more pixels are refused from their header, before decoding
             (None: ``INSPEKT_MAX_PIXELS``, else inspekt's default of 100 million).
         max_batch: images per model call at most (micro-batching).
@@ -48,7 +54,10 @@ class ServeSettings(Settings):
     max_upload_mb: float = 20.0
     max_files: int = 64
     max_pixels: int | None = 50_000_000
-    max_request_pixels: int = 200_000_000
+    max_request_pixels: int = 100_000_000
+    max_inflight_pixels: int = 150_000_000
+    request_timeout: float = 60.0
+    max_enhance_seconds: float = 10.0
     max_batch: int = 32
     max_wait_ms: float = 5.0
     threads: int | None = None
@@ -64,10 +73,18 @@ class ServeSettings(Settings):
             ("max_wait_ms", self.max_wait_ms, 0),
             ("max_pixels", 1 if self.max_pixels is None else self.max_pixels, 1),
             ("max_request_pixels", self.max_request_pixels, 1),
+            ("max_inflight_pixels", self.max_inflight_pixels, 1),
+            ("request_timeout", self.request_timeout, 0.1),
+            ("max_enhance_seconds", self.max_enhance_seconds, 0),
             ("threads", 1 if self.threads is None else self.threads, 1),
         ):
             if not low <= value < float("inf"):  # inf MB cannot become a byte count
                 raise ConfigError(f"--{name.replace('_', '-')} {value} must be at least {low:g}")
+        if self.max_request_pixels > self.max_inflight_pixels:
+            raise ConfigError(
+                f"--max-request-pixels {self.max_request_pixels:,} is more than --max-inflight-pixels "
+                f"{self.max_inflight_pixels:,}: no request that large could run; lower the first or raise the second"
+            )
         DriftConfig(checks=self.drift_checks)  # names checked at start, with a did-you-mean
         if self.api_key is not None and not self.api_key.strip():
             raise ConfigError("the API key is empty; set the environment variable to a long random string")
@@ -87,6 +104,12 @@ class ServiceState:
     metrics: Metrics
     ready: bool = False
     notes: list[str] = field(default_factory=list)
+    budget: PixelBudget = None  # decoded pixels in flight, server-wide (made from the settings)
+    heavy_lane: ThreadPoolExecutor = None  # one thread decodes and enhances the large requests, in turn
+
+    def __post_init__(self) -> None:
+        self.budget = PixelBudget(self.settings.max_inflight_pixels)
+        self.heavy_lane = ThreadPoolExecutor(1, thread_name_prefix="inspekt-heavy")
 
     def model(self, name: str) -> ServedModel:
         """The model called ``name``.
@@ -111,6 +134,14 @@ def default_threads() -> int:
     return max(1, (cpus - 1) // IN_FLIGHT)
 
 
+def _one_opencv_thread() -> None:
+    """OpenCV runs each call on every core by default; in the service the parallelism comes from the
+    requests, and one image's denoising must not take the cores the other requests are served on."""
+    import cv2
+
+    cv2.setNumThreads(1)
+
+
 def create_app(settings: ServeSettings) -> FastAPI:
     """Load and warm up the models, then build the app (errors in a bundle surface here, before serving).
 
@@ -125,6 +156,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
         BundleError: a bundle cannot be loaded.
     """
     metrics = Metrics()
+    _one_opencv_thread()
     models = load_models(
         list(settings.models),
         threads=settings.threads or default_threads(),
@@ -142,6 +174,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
         state.ready = False  # for in-process users; uvicorn has closed its listener by the time this runs
         for model in models.values():
             model.close()
+        state.heavy_lane.shutdown(wait=False, cancel_futures=True)
 
     app = FastAPI(
         title="inspekt",

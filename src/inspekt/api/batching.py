@@ -8,8 +8,8 @@ requests that queued during one batch form the next at once. ``concurrency`` bat
 time in as many worker threads (ONNX Runtime sessions run concurrent calls safely and release
 the GIL): with one batch at a time a two-core machine left a core idle while the clients of the
 finished batch sent their next requests (measured: server threads 76 % + 22 % of one core each).
-Jobs that ask for another threshold or enhancement run in the same round as their own group,
-through the same Predictor.
+Jobs that ask for another threshold run in the same round as their own group, through the same
+Predictor (the service enhances images before they reach a batch).
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from inspekt.deadline import Cancelled, Deadline
 from inspekt.engine.predictor import Predictor
-from inspekt.enhance import Pipeline
 from inspekt.errors import InspektError
 from inspekt.results import Prediction
 
@@ -43,10 +43,10 @@ class Job:
     images: list[np.ndarray]
     sources: list[str]
     predictor: Predictor
-    enhance: Pipeline | None
     key: Hashable  # jobs with equal keys may share one predict_arrays call
     size: int = 0  # images expected, for the batch size before ``prepare`` ran
     prepare: Callable[[Job], None] | None = field(repr=False, default=None)
+    deadline: Deadline | None = field(repr=False, default=None)  # cancelled: the job is dropped unpredicted
     future: asyncio.Future = field(repr=False, default=None)
 
     def __post_init__(self) -> None:
@@ -180,6 +180,12 @@ def run_jobs(jobs: list[Job]) -> list[list[Prediction] | Exception]:
     outcomes: list = [None] * len(jobs)
     groups: dict[Hashable, list[int]] = {}
     for i, job in enumerate(jobs):
+        if job.deadline is not None:
+            try:
+                job.deadline.check("waiting for the model")
+            except Cancelled as exc:
+                outcomes[i] = exc
+                continue
         if job.prepare is not None:
             try:
                 job.prepare(job)
@@ -213,7 +219,7 @@ def _predict(group: list[Job]) -> list[list[Prediction]]:
     first = group[0]
     images = [image for job in group for image in job.images]
     sources = [source for job in group for source in job.sources]
-    predictions = first.predictor.predict_arrays(images, sources, enhance=first.enhance)
+    predictions = first.predictor.predict_arrays(images, sources)
     parts, start = [], 0
     for job in group:
         parts.append(predictions[start : start + len(job.images)])

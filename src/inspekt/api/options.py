@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from inspekt import jsonio
 from inspekt.api.problems import Problem
 from inspekt.engine.predictor import Predictor
 from inspekt.enhance import Pipeline
@@ -67,7 +68,7 @@ def parse_enhance(spec: str | None) -> Pipeline | None:
     try:
         if spec.startswith("{"):
             try:
-                return Pipeline.from_dict(json.loads(spec))
+                return Pipeline.from_dict(jsonio.loads(spec))
             except json.JSONDecodeError as exc:
                 raise ConfigError(f"enhance: the pipeline JSON is invalid ({exc})") from None
         if spec.endswith(".json"):
@@ -120,7 +121,7 @@ class PredictOptions:
                 for option in ("--pixel-threshold", "--threshold", "--min-area"):  # the library speaks CLI options
                     detail = detail.replace(option, option[2:].replace("-", "_"))
                 raise Problem(422, "bad-parameter", detail) from None
-        key = (threshold, pixel, min_area, json.dumps(enhance.to_dict(), sort_keys=True) if enhance else None)
+        key = (threshold, pixel, min_area)  # the service enhances before batching: any enhancement can share a batch
         return cls(predictor, enhance, topk, include, key)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -11,9 +12,11 @@ from starlette.concurrency import run_in_threadpool
 
 from inspekt.api.batching import Job
 from inspekt.api.drift import drift_config, run_drift
+from inspekt.api.limits import ClientGone, charge, is_heavy, within
 from inspekt.api.options import INCLUDES, PredictOptions, render
 from inspekt.api.problems import MEDIA_TYPE, Problem, problem_body
-from inspekt.api.uploads import decode_all, read_form
+from inspekt.api.uploads import decode_all, header_pixels, read_form
+from inspekt.deadline import Deadline
 from inspekt.drift.report import to_dict
 from inspekt.results import json_safe
 
@@ -148,20 +151,50 @@ async def predict(name: str, request: Request) -> Response:
         if not form.files:
             raise Problem(422, "no-files", "the request has no files; send images in the field 'files'")
     # submitted after leaving incoming(): a forming batch waits for the others on their way, not for itself
+    pixels = [header_pixels(upload) for upload in form.files]
+    amount = charge(
+        pixels,
+        options.enhance,
+        budget=state.budget,
+        request_cap=settings.max_request_pixels,
+        max_seconds=settings.max_enhance_seconds,
+    )
+    deadline = Deadline(settings.request_timeout, "the server's request timeout (--request-timeout)")
     errors: list[dict] = []
 
-    def decode(job: Job) -> None:  # runs in the model's worker thread, never on the event loop
+    def prepare(job: Job) -> None:  # in a worker thread, never on the event loop
         decoded, found = decode_all(
             form.files,
             settings.max_pixels,
             budget=settings.max_request_pixels,
             growth=options.enhance.growth() if options.enhance else 1.0,
+            deadline=deadline,
         )
-        job.sources, job.images = [n for n, _ in decoded], [a for _, a in decoded]
+        enhance = options.enhance or (lambda image, deadline: image)
+        job.sources, job.images = [n for n, _ in decoded], [enhance(a, deadline) for _, a in decoded]
         errors.extend(found)
 
-    job = Job([], [], options.predictor, options.enhance, options.key, size=len(form.files), prepare=decode)
-    predictions = await model.batcher.predict(job)
+    job = Job([], [], options.predictor, options.key, size=len(form.files), prepare=prepare, deadline=deadline)
+    heavy = is_heavy(pixels, options.enhance)
+
+    async def work() -> list:
+        try:
+            if heavy:  # decoded and enhanced in the heavy lane: the model's workers stay free for small requests
+                await asyncio.get_running_loop().run_in_executor(state.heavy_lane, prepare, job)
+                job.prepare = None
+            return await model.batcher.predict(job)
+        finally:
+            state.budget.release(amount)  # when the work has ended, not when the client gave up on it
+
+    try:
+        await within(state.budget.acquire(amount), request, deadline)
+        predictions = await within(asyncio.shield(asyncio.ensure_future(work())), request, deadline)
+    except ClientGone:
+        return Response(status_code=499)  # nobody reads it; the work stopped at its next check
+    return await _answer(name, state, options, predictions, errors)
+
+
+async def _answer(name: str, state, options: PredictOptions, predictions: list, errors: list[dict]) -> Response:
     if not predictions:
         state.metrics.skipped.labels(name).inc(len(errors))
         status = 413 if all(e["status"] == 413 for e in errors) else 422
@@ -204,10 +237,16 @@ async def drift(name: str, request: Request) -> Response:
             "too-few-images",
             f"drift needs at least 2 images, got {len(form.files)}; send a batch in the field 'files'",
         )
+    pixels = [header_pixels(u) for u in form.files]
+    amount = charge(pixels, None, budget=state.budget, request_cap=settings.max_request_pixels, max_seconds=0)
     async with model.drift_lock:  # one drift check per model at a time: each can keep a core busy for seconds
-        result = await run_in_threadpool(
-            run_drift, model, form.files, config, settings.max_pixels, settings.max_request_pixels
-        )
+        await state.budget.acquire(amount)
+        try:
+            result = await run_in_threadpool(
+                run_drift, model, form.files, config, settings.max_pixels, settings.max_request_pixels
+            )
+        finally:
+            state.budget.release(amount)
     state.metrics.observe_drift(name, result)
     state.metrics.skipped.labels(name).inc(len(result.skipped_current))
     return JSONOut(to_dict(result))

@@ -15,6 +15,7 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import ClientDisconnect, Request
 
 from inspekt.api.problems import Problem
+from inspekt.deadline import Deadline
 from inspekt.errors import ImageLoadError, ImageTooLargeError
 from inspekt.io import image_size, load_image
 
@@ -199,7 +200,12 @@ def decode(upload: Upload, max_pixels: int | None) -> np.ndarray:
 
 
 def decode_all(
-    uploads: list[Upload], max_pixels: int | None, *, budget: int | None = None, growth: float = 1.0
+    uploads: list[Upload],
+    max_pixels: int | None,
+    *,
+    budget: int | None = None,
+    growth: float = 1.0,
+    deadline: Deadline | None = None,
 ) -> tuple[list[tuple[str, np.ndarray]], list[dict]]:
     """Decode uploads, skipping the bad ones.
 
@@ -209,6 +215,7 @@ def decode_all(
         budget: pixels all of the request's images may have together after enhancement (from their
             headers, before any is decoded: many images each under ``max_pixels`` must not exhaust memory).
         growth: how much the request's enhancement enlarges an image's pixel count (``Pipeline.growth``).
+        deadline: checked before each image (``Cancelled`` when it ran out or the client left).
 
     Returns:
         ``[(file name, array)]`` for the readable ones and ``[{"file", "status", "detail"}]`` for the
@@ -217,7 +224,9 @@ def decode_all(
     decoded = []
     uploads, errors = within_budget(uploads, budget, growth)
     limit = None if max_pixels is None else max(1, int(max_pixels / growth))
-    for upload in uploads:
+    for i, upload in enumerate(uploads, 1):
+        if deadline is not None:
+            deadline.check(f"decoding image {i} of {len(uploads)}")
         try:
             decoded.append((upload.name, decode(upload, limit)))
         except ImageLoadError as exc:
@@ -242,7 +251,7 @@ def within_budget(uploads: list[Upload], budget: int | None, growth: float = 1.0
     """
     kept, errors, spent = [], [], 0.0
     for upload in uploads:
-        pixels = _header_pixels(upload) * growth
+        pixels = header_pixels(upload) * growth
         if budget is not None and spent + pixels > budget:
             errors.append(
                 {
@@ -259,7 +268,7 @@ def within_budget(uploads: list[Upload], budget: int | None, growth: float = 1.0
     return kept, errors
 
 
-def _header_pixels(upload: Upload) -> int:
+def header_pixels(upload: Upload) -> int:
     """Width x height from the file header (0 when the header cannot be read: decoding says why)."""
     try:
         width, height = image_size(bytes(upload.data))

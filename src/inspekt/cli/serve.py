@@ -68,10 +68,22 @@ def serve(
         50_000_000, "--max-pixels", help="Refuse images with more pixels (from the header, before decoding)."
     ),
     max_request_pixels: int = typer.Option(
-        200_000_000,
+        100_000_000,
         "--max-request-pixels",
         help="Pixels all images of one request may have together (after "
         "enhancement); the rest are refused before decoding.",
+    ),
+    max_inflight_pixels: int = typer.Option(
+        150_000_000,
+        "--max-inflight-pixels",
+        help="Pixels all requests being served may hold at once (from the headers, times the enhancement's "
+        "working copies); later requests wait their turn. Bounds the server's memory.",
+    ),
+    request_timeout: float = typer.Option(
+        60.0, "--request-timeout", help="Seconds a request may take, waiting included; then 503 and its work stops."
+    ),
+    max_enhance_seconds: float = typer.Option(
+        10.0, "--max-enhance-seconds", help="CPU seconds one request's enhancement may be estimated to take."
     ),
     max_batch: int = typer.Option(32, "--max-batch", help="Micro-batching: most images per model call."),
     max_wait_ms: float = typer.Option(5.0, "--max-wait-ms", help="Micro-batching: longest wait for more requests."),
@@ -107,6 +119,9 @@ def serve(
         max_files=max_files,
         max_pixels=max_pixels,
         max_request_pixels=max_request_pixels,
+        max_inflight_pixels=max_inflight_pixels,
+        request_timeout=request_timeout,
+        max_enhance_seconds=max_enhance_seconds,
         max_batch=max_batch,
         max_wait_ms=max_wait_ms,
         threads=threads,

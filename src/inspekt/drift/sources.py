@@ -12,7 +12,7 @@ import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from inspekt import storage
+from inspekt import jsonio, storage
 from inspekt.bundle import (
     CARD,
     REFERENCE,
@@ -69,7 +69,7 @@ def bundle_reference(path: str | os.PathLike) -> Profile:
             "profile); give the training images' folder as REFERENCE instead, or retrain"
         )
     try:
-        data = json.loads(bundle.read(REFERENCE))
+        data = jsonio.loads(bundle.read(REFERENCE))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BundleError(f"{path}: {REFERENCE} is damaged ({exc})") from None
     return Profile.from_dict(data, f"{path}:{REFERENCE}")

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from inspekt import storage
+from inspekt import jsonio, storage
 from inspekt.cluster import chunks_for, for_workers, map_ordered, slots
 from inspekt.errors import ConfigError, ImageLoadError, InspektError
 from inspekt.io import output_file
@@ -178,7 +178,7 @@ class Profile:
     def load(cls, path: str | Path) -> Profile:
         """Read a profile written by ``save``."""
         try:
-            data = json.loads(storage.as_path(path).read_text(encoding="utf-8"))
+            data = jsonio.loads(storage.as_path(path).read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise InspektError(f"{path}: cannot read drift profile ({exc})") from None
         return cls.from_dict(data, str(path))
