@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +49,7 @@ def server(trained, synth_classes, tmp_path_factory):
         stderr=subprocess.STDOUT,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
+    (root / "app.pid").write_text(str(process.pid))  # `inspekt app` becomes the Streamlit server: same pid
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -151,6 +153,38 @@ def test_drift_check_of_uploaded_images_shows_a_verdict(server, page, synth_clas
     assert f"vs {len(images)} incoming images" in page.get_by_test_id("stAlert").first.inner_text()
     page.get_by_text("Domain-classifier drift score").wait_for()
     _shot(page, "4-drift")
+
+
+def _peak_rss_mb(root: Path) -> int:
+    status = Path(f"/proc/{(root / 'app.pid').read_text()}/status").read_text()
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:"))) // 1024
+
+
+@pytest.mark.slow
+def test_batch_zip_upload_refuses_a_zip_bomb_member_and_predicts_the_rest(server, page, synth_classes, tmp_path):
+    url, root = server
+    good = sorted((Path(synth_classes) / "ok").glob("*.png"))[:2]
+    upload = tmp_path / "images.zip"
+    with zipfile.ZipFile(upload, "w", zipfile.ZIP_DEFLATED) as archive:
+        for path in good:
+            archive.write(path, f"images/{path.name}")
+        with archive.open("images/bomb.bmp", "w", force_zip64=True) as bomb:  # 600 MB of zeros in ~600 KB
+            for _ in range(600):
+                bomb.write(bytes(2**20))
+    before = _peak_rss_mb(root)
+    page.goto(f"{url}/batch")
+    page.get_by_role("heading", name="Batch").wait_for()
+    uploader = page.get_by_test_id("stFileUploader").filter(has_text="zip of images")
+    uploader.locator("input[type=file]").set_input_files(str(upload))
+    page.get_by_text("images.zip").first.wait_for()
+    page.get_by_role("button", name="Predict").click()
+    page.get_by_role("heading", name="Gallery").wait_for()
+    warning = page.get_by_test_id("stAlert").filter(has_text="skipped 1 file(s)")
+    warning.wait_for()
+    assert "bomb.bmp" in warning.inner_text() and "zip bomb" in warning.inner_text()
+    sync_api.expect(page.get_by_test_id("stImage")).to_have_count(len(good), timeout=WAIT_MS)
+    assert _peak_rss_mb(root) - before < 300, "the bomb member was inflated"
+    _shot(page, "5-batch-zip")
 
 
 @pytest.mark.slow

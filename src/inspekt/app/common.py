@@ -22,6 +22,7 @@ from inspekt.io import load_image
 
 WORKSPACE_ENV = "INSPEKT_WORKSPACE"
 IMAGE_TYPES = ["png", "jpg", "jpeg", "bmp", "tif", "tiff", "webp", "gif"]
+MAX_UPLOADED_BUNDLES = 8  # kept in <workspace>/uploads/models; older uploads are deleted
 MAX_UPLOAD_PIXELS = 40_000_000  # a bigger upload is refused with a message (the app keeps working)
 
 
@@ -102,6 +103,7 @@ def model_sidebar(root: Path):
         if not target.is_file():
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(data)
+            _keep_newest(target.parent, MAX_UPLOADED_BUNDLES)
         bundles = {f"uploaded: {uploaded.name}": target, **bundles}
     if not bundles:
         st.sidebar.info(f"No models in {root}. Train one (Train page, or `inspekt demo`).")
@@ -116,6 +118,13 @@ def model_sidebar(root: Path):
     with st.sidebar.expander("Model card", expanded=False):
         st.markdown(card_markdown(predictor.card))
     return predictor, path
+
+
+def _keep_newest(folder: Path, count: int) -> None:
+    """Delete all but the ``count`` newest uploaded bundles (uploads must not fill the disk)."""
+    uploads = sorted(folder.glob(f"*{SUFFIX}"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in uploads[count:]:
+        old.unlink(missing_ok=True)
 
 
 def _reset_enhancement() -> None:

@@ -44,6 +44,8 @@ def workbench(
         "minimal",
         "--server.fileWatcherType",
         "none",
+        "--server.maxUploadSize",  # MB per uploaded file (bundles, zips of images); Streamlit's default, stated
+        "200",
     ]
     print(f"inspekt workbench on http://{host}:{port} (workspace {workspace.resolve()}); Ctrl-C to stop", flush=True)
     # become the Streamlit server (no child process): Ctrl-C and SIGTERM reach it directly

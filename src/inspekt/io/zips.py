@@ -60,16 +60,16 @@ def check_members(infos: list[zipfile.ZipInfo], limits: ZipLimits, where: str) -
         )
     total = 0
     for info in infos:
-        if info.file_size > limits.member_bytes:
-            raise ZipLimitError(
-                f"{where}: {info.filename} inflates to {_mb(info.file_size)}, more than the limit of "
-                f"{_mb(limits.member_bytes)} for one file of a {limits.what}"
-            )
         packed = max(info.compress_size, 1)
         if info.file_size >= limits.ratio_from and info.file_size / packed > limits.max_ratio:
             raise ZipLimitError(
                 f"{where}: {info.filename} inflates {info.file_size / packed:,.0f}-fold (to {_mb(info.file_size)}); "
                 f"real {limits.what} content does not pack that well: this looks like a zip bomb and was not read"
+            )
+        if info.file_size > limits.member_bytes:
+            raise ZipLimitError(
+                f"{where}: {info.filename} inflates to {_mb(info.file_size)}, more than the limit of "
+                f"{_mb(limits.member_bytes)} for one file of a {limits.what}"
             )
         total += info.file_size
     if total > limits.total_bytes:

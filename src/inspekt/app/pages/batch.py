@@ -12,6 +12,7 @@ import streamlit as st
 from inspekt.app import common
 from inspekt.errors import InspektError
 from inspekt.io import IMAGE_EXTENSIONS, list_images
+from inspekt.io.zips import ZipLimitError, ZipLimits, check_members
 
 root = common.workspace()
 predictor, model_path = common.model_sidebar(root)
@@ -24,32 +25,64 @@ if predictor is None:
     st.stop()
 
 
-def _load_sources() -> list:
-    if archive is not None:
+ZIP_LIMITS = ZipLimits(total_bytes=8 * 2**30, member_bytes=256 * 2**20, max_members=20_000, what="zip of images")
+
+
+class _Member:
+    """An image inside the uploaded zip, inflated only when decoded (one at a time: the zip's content
+    never sits in memory whole)."""
+
+    def __init__(self, archive: zipfile.ZipFile, name: str):
+        self.archive, self.name = archive, name
+
+    def read(self) -> bytes:
+        return self.archive.read(self.name)
+
+
+def _zip_sources(upload) -> tuple[list, list[str]]:
+    """The uploaded zip's images as lazy members, and the members refused by the limits (a zip bomb
+    is refused from its stated sizes, before it is inflated)."""
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(upload.getvalue()))
+    except zipfile.BadZipFile:
+        st.error(f"{upload.name} is not a readable zip file.")
+        return [], []
+    infos = [i for i in archive.infolist() if not i.is_dir() and Path(i.filename).suffix.lower() in IMAGE_EXTENSIONS]
+    kept, refused = [], []
+    for info in sorted(infos, key=lambda i: i.filename):
         try:
-            with zipfile.ZipFile(io.BytesIO(archive.getvalue())) as zf:
-                names = [n for n in zf.namelist() if Path(n).suffix.lower() in IMAGE_EXTENSIONS and not n.endswith("/")]
-                return [(n, zf.read(n)) for n in sorted(names)]
-        except zipfile.BadZipFile:
-            st.error(f"{archive.name} is not a readable zip file.")
-            return []
+            check_members([info], ZIP_LIMITS, upload.name)
+            kept.append(info)
+        except ZipLimitError as exc:
+            refused.append(str(exc))
+    try:
+        check_members(kept, ZIP_LIMITS, upload.name)
+    except ZipLimitError as exc:
+        st.error(str(exc))
+        return [], refused
+    return [(i.filename, _Member(archive, i.filename)) for i in kept], refused
+
+
+def _load_sources() -> tuple[list, list[str]]:
+    if archive is not None:
+        return _zip_sources(archive)
     if not folder.strip():
         st.error("Give a folder of images, or upload a zip.")
-        return []
+        return [], []
     try:
-        return [(str(p), p) for p in list_images(folder.strip())]
+        return [(str(p), p) for p in list_images(folder.strip())], []
     except InspektError as exc:  # a missing folder is a message, not a crash
         st.error(str(exc))
-        return []
+        return [], []
 
 
 def _image(name: str, data) -> tuple:
-    """Decode zip bytes in memory, or a file through io.load_image (missing files, FIFOs ... are reported)."""
-    return common.decode(name, data)
+    """Decode a zip member in memory, or a file through io.load_image (missing files, FIFOs ... are reported)."""
+    return common.decode(name, data.read() if isinstance(data, _Member) else data)
 
 
-def _predict(sources: list) -> tuple[list, list[str]]:
-    skipped, results = [], []
+def _predict(sources: list, skipped: list[str]) -> tuple[list, list[str]]:
+    results = []
     bar = st.progress(0.0, text=f"predicting {len(sources)} images ...")
     for i in range(0, len(sources), 16):
         chunk = sources[i : i + 16]
@@ -71,11 +104,11 @@ def _predict(sources: list) -> tuple[list, list[str]]:
 
 
 if st.button("Predict", type="primary"):
-    sources = _load_sources()
+    sources, refused = _load_sources()
     if not sources:
-        st.warning("No images found there.")
+        st.warning("No images found there." + (f" Refused: {refused[0]}" if refused else ""))
         st.stop()
-    st.session_state["batch"] = (sources, *_predict(sources))
+    st.session_state["batch"] = (sources, *_predict(sources, refused))
 if "batch" not in st.session_state:
     st.stop()
 sources, results, skipped = st.session_state["batch"]
