@@ -49,6 +49,7 @@ def server(trained):
         max_request_pixels=600_000,
         max_inflight_pixels=600_000,
         request_timeout=2.0,
+        body_timeout=1.0,
         max_enhance_seconds=1000,
     )
     app = create_app(settings)
@@ -156,6 +157,21 @@ def test_a_small_request_is_served_while_a_heavy_one_runs(server):
         assert heavy.result().status_code == 200
     assert quick.status_code == 200
     assert waited < 1.0, f"a 64x64 request waited {waited:.2f} s behind a heavy one"
+
+
+def test_a_trickling_body_is_cut_off_with_408(server):
+    url, _ = server
+    port = int(url.rsplit(":", 1)[1])
+    head = (
+        f"POST {PREDICT} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+        "Content-Length: 100000\r\n\r\n--b\r\n"
+    ).encode()
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(head)  # ... and then nothing more: the rest of the 100,000 bytes never come
+        start = time.monotonic()
+        answer = sock.recv(65536).decode(errors="replace")
+    assert answer.startswith("HTTP/1.1 408"), answer[:200]
+    assert "--body-timeout" in answer and time.monotonic() - start < 5
 
 
 def test_settings_refuse_a_request_budget_larger_than_the_server_budget(trained):

@@ -36,7 +36,9 @@ class ServeSettings(Settings):
             the files past it are refused from their headers, before decoding.
         max_inflight_pixels: the pixels all requests being served may hold at once (their images times
             their enhancement's working copies, from the headers); requests past it wait their turn.
-        request_timeout: seconds a request may take, waiting included; then 503, and its work stops.
+        request_timeout: seconds a request may take once its body has arrived, waiting included; then
+            503, and its work stops.
+        body_timeout: seconds a request's body may take to arrive; then 408.
         max_enhance_seconds: the CPU seconds one request's enhancement may be estimated to take.
         max_pixels: images with more pixels are refused from their header, before decoding
             (None: ``INSPEKT_MAX_PIXELS``, else inspekt's default of 100 million).
@@ -57,6 +59,7 @@ class ServeSettings(Settings):
     max_request_pixels: int = 100_000_000
     max_inflight_pixels: int = 150_000_000
     request_timeout: float = 60.0
+    body_timeout: float = 30.0
     max_enhance_seconds: float = 10.0
     max_batch: int = 32
     max_wait_ms: float = 5.0
@@ -75,6 +78,7 @@ class ServeSettings(Settings):
             ("max_request_pixels", self.max_request_pixels, 1),
             ("max_inflight_pixels", self.max_inflight_pixels, 1),
             ("request_timeout", self.request_timeout, 0.1),
+            ("body_timeout", self.body_timeout, 0.1),
             ("max_enhance_seconds", self.max_enhance_seconds, 0),
             ("threads", 1 if self.threads is None else self.threads, 1),
         ):

@@ -146,7 +146,9 @@ async def predict(name: str, request: Request) -> Response:
     state = request.app.state.inspekt
     model, settings = state.model(name), state.settings
     with model.batcher.incoming():
-        form = await read_form(request, max_bytes=settings.max_upload_bytes, max_files=settings.max_files)
+        form = await read_form(
+            request, max_bytes=settings.max_upload_bytes, max_files=settings.max_files, timeout=settings.body_timeout
+        )
         options = PredictOptions.parse(form.fields, model.predictor)
         if not form.files:
             raise Problem(422, "no-files", "the request has no files; send images in the field 'files'")
@@ -229,7 +231,9 @@ async def drift(name: str, request: Request) -> Response:
             "reference.json; bundles trained with a current inspekt carry one): ask the server's operator "
             "to serve a retrained bundle; GET /v1/models shows drift_reference for each model",
         )
-    form = await read_form(request, max_bytes=settings.max_upload_bytes, max_files=settings.max_files)
+    form = await read_form(
+        request, max_bytes=settings.max_upload_bytes, max_files=settings.max_files, timeout=settings.body_timeout
+    )
     config = drift_config(form.fields, settings.drift_checks)
     if len(form.files) < 2:
         raise Problem(

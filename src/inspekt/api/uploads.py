@@ -7,6 +7,7 @@ uploads are not stored, so it parses multipart itself with python-multipart's st
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -151,19 +152,22 @@ def _declared_length(request: Request, max_bytes: int) -> None:
             raise too_large(max_bytes)
 
 
-async def read_form(request: Request, *, max_bytes: int, max_files: int) -> Form:
+async def read_form(request: Request, *, max_bytes: int, max_files: int, timeout: float | None = None) -> Form:
     """Read a multipart body into memory, refusing it as soon as it passes ``max_bytes``.
 
     Args:
         request: the incoming request.
         max_bytes: the body size limit.
         max_files: the most files one request may carry.
+        timeout: seconds the whole body may take to arrive (a client trickling bytes must not hold
+            a connection and its buffer forever).
 
     Returns:
         The form's fields and files.
 
     Raises:
-        Problem: 413 (too large / too many files), 415 (not multipart), 400 or 422 (malformed body).
+        Problem: 413 (too large / too many files), 415 (not multipart), 400 or 422 (malformed body),
+            408 (the body did not arrive in time).
     """
     boundary = _boundary(request)
     _declared_length(request, max_bytes)
@@ -171,12 +175,20 @@ async def read_form(request: Request, *, max_bytes: int, max_files: int) -> Form
     parser = MultipartParser(boundary, collector.callbacks())
     received = 0
     try:
-        async for chunk in request.stream():
-            received += len(chunk)
-            if received > max_bytes:  # Content-Length can be absent (chunked) or wrong
-                raise too_large(max_bytes)
-            parser.write(chunk)
+        async with asyncio.timeout(timeout):
+            async for chunk in request.stream():
+                received += len(chunk)
+                if received > max_bytes:  # Content-Length can be absent (chunked) or wrong
+                    raise too_large(max_bytes)
+                parser.write(chunk)
         parser.finalize()
+    except TimeoutError:
+        raise Problem(
+            408,
+            "body-timeout",
+            f"the request body did not arrive within {timeout:g} s ({received:,} bytes received); "
+            "send it at once (the server sets the limit with --body-timeout)",
+        ) from None
     except (FormParserError, ValueError) as exc:
         raise Problem(
             400, "invalid-form", f"the multipart body could not be parsed ({exc}); let your HTTP client build it"
