@@ -65,13 +65,18 @@ def eval_command(
     from inspekt.data import open_dataset
     from inspekt.engine.evaluator import evaluate, save_threshold, select_split, write_csv, write_json
     from inspekt.engine.predictor import Predictor
+    from inspekt.io import output_file, output_folder
 
+    to_stdout = json_file == Path("-")
+    # Every output is checked before predicting: a path that cannot be written fails now, not at the end.
+    json_file = output_file(json_file, "metrics.json", option="--json") if json_file and not to_stdout else json_file
+    csv_file = output_file(csv_file, "rows.csv", option="--csv") if csv_file else None
+    plots = output_folder(plots, option="--plots") if plots else None
     predictor = Predictor.load(model, backend=backend, batch_size=batch)
     bundle, task = predictor.bundle, predictor.task
     if set_threshold is not None:  # refuse before predicting anything
         task.check_threshold_choice(bundle.card, set_threshold)
     dataset, split = select_split(open_dataset(data), split)
-    to_stdout = json_file == Path("-")
     with progress_bar("evaluating", len(dataset), enabled=not to_stdout) as advance:
         result = evaluate(predictor, dataset, split=split, progress=advance)
     if set_threshold is not None:
@@ -122,7 +127,9 @@ def compare(
     """Compare training runs: model, input size, epochs, best validation scores, time, bundle size."""
     from inspekt.engine.plots import plot_runs
     from inspekt.engine.runs import read_run
+    from inspekt.io import output_file
 
+    plot = output_file(plot, "curves.png", option="--plot") if plot else None
     summaries = [read_run(run) for run in runs]
     names = _run_names([s.run for s in summaries])
     if plot:

@@ -69,7 +69,9 @@ def _print_predictions(results: list, task, card, topk: int | None, form: str) -
         console.print(table)
 
 
-def _save_visuals(results: list, save_dir: Path, explainer, used: set[str], n_classes: int, enhance) -> None:
+def _save_visuals(
+    results: list, save_dir: Path | storage.RemotePath, explainer, used: set[str], n_classes: int, enhance
+) -> None:
     """An annotated copy of every image (with its Grad-CAM overlay when ``explainer`` is given;
     segmentation and anomaly: the mask or heat-map overlay, the mask itself as ``<name>_mask.png`` and
     any reconstruction as ``<name>_reconstruction.png``), enhanced as the
@@ -78,8 +80,6 @@ def _save_visuals(results: list, save_dir: Path, explainer, used: set[str], n_cl
     from inspekt.draw import banner
     from inspekt.io import load_image, save_image
 
-    save_dir = storage.as_path(save_dir)
-    save_dir.mkdir(parents=True, exist_ok=True)
     for r in results:
         image = load_image(r.source, mode="keep")
         image = enhance(image) if enhance else image
@@ -128,7 +128,7 @@ def predict(
     ),
     backend: str = typer.Option("onnx", help="onnx | torch."),
     batch: int = typer.Option(16, min=1, help="Images per model call."),
-    threads: int = typer.Option(None, help="Inference threads."),
+    threads: int = typer.Option(None, min=1, help="Inference threads (at least 1; default: the runtime's choice)."),
     enhance: str = typer.Option(
         None,
         "--enhance",
@@ -143,9 +143,13 @@ def predict(
     from inspekt.engine.distributed import predict_on
     from inspekt.engine.predictor import Predictor
     from inspekt.enhance import Pipeline
+    from inspekt.io import output_folder
 
     if as_json and as_csv:
         raise InspektError("choose one of --json and --csv")
+    save_dir = save_dir or ("predictions" if explain else None)
+    if save_dir:  # before loading and predicting: a folder that cannot be written fails now, not at the end
+        save_dir = output_folder(save_dir, option="--save-dir")
     pipeline = Pipeline.parse(enhance) if enhance else None
     options = {
         "backend": backend,
@@ -162,7 +166,6 @@ def predict(
         from inspekt.tasks.classify.explain import Explainer
 
         explainer = Explainer.load(predictor.bundle)
-        save_dir = save_dir or "predictions"
     files, report = expand_sources(sources), BatchReport()
     if not files:
         raise InspektError(f"no images found in {', '.join(sources)}")

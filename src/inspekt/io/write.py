@@ -1,4 +1,4 @@
-"""Writing images and output files: atomically, locally or to an fsspec URL."""
+"""Writing images: atomically, locally or to an fsspec URL (output paths: ``inspekt.io.outputs``)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from PIL import Image
 
 from inspekt import storage
 from inspekt.errors import ImageLoadError, InspektError, did_you_mean, one_line
+from inspekt.io.outputs import disk_full
 
 _SAVE_FORMATS = {
     ".png": "PNG",
@@ -78,43 +79,8 @@ def save_image(path: str | os.PathLike[str] | storage.RemotePath, array: np.ndar
         with contextlib.suppress(OSError):
             temporary.unlink(missing_ok=True)
         if isinstance(exc, OSError):
-            raise InspektError(f"{target}: cannot write image ({one_line(exc)})") from exc
+            raise disk_full(exc, target) or InspektError(f"{target}: cannot write image ({one_line(exc)})") from exc
         raise
-    return target
-
-
-def output_file(path: str | os.PathLike[str] | storage.RemotePath, example: str) -> Path | storage.RemotePath:
-    """``path`` as a file that can be written (its folder created), checked before any work is done.
-
-    Args:
-        path: where the output will go: a local path or an fsspec URL (``s3://bucket/report.json``).
-        example: a file name to suggest when ``path`` is a folder (e.g. ``"split.csv"``).
-
-    Returns:
-        The target as a ``Path``, or a ``storage.RemotePath`` for URLs (write it with ``write_text``).
-
-    Raises:
-        InspektError: ``path`` is a folder, its folder cannot be created, it is not writable, or
-            (URLs) its bucket does not exist or cannot be reached.
-    """
-    target = storage.as_path(path)
-    if isinstance(target, storage.RemotePath):
-        return _remote_output(target, example)
-    if target.is_dir():
-        raise InspektError(f"{target} is a folder; give a file name, e.g. {target / example}")
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise InspektError(f"{target}: cannot create its folder ({exc.strerror or exc})") from None
-    if not os.access(target.parent, os.W_OK) or (target.exists() and not os.access(target, os.W_OK)):
-        raise InspektError(f"{target}: no permission to write it; choose another path")
-    return target
-
-
-def _remote_output(target: storage.RemotePath, example: str) -> storage.RemotePath:
-    if target.is_dir():
-        raise InspektError(f"{target} is a folder; give a file name, e.g. {target / example}")
-    storage.check_writable(target)
     return target
 
 
