@@ -35,6 +35,15 @@ class NothingTrained(InspektError):
     """Training was interrupted (Ctrl-C) before its first epoch finished: there is nothing to keep."""
 
 
+class TrainingDiverged(InspektError):
+    """The loss or the weights became NaN or infinite in epoch ``epoch`` (``what`` says which): the
+    learning rate is too high for the data, or the inputs hold NaN."""
+
+    def __init__(self, message: str, *, epoch: int, what: str):
+        super().__init__(message)
+        self.epoch, self.what = epoch, what
+
+
 class ConfigError(InspektError):
     """A configuration key or value is invalid."""
 

@@ -23,6 +23,11 @@ _CLICK_EXCEPTION = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "
 _CLICK_ERRORS = (_CLICK_EXCEPTION, typer.Exit, typer.Abort, KeyboardInterrupt)
 
 
+def _user_error(exc: InspektError) -> typer.Exit:
+    err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+    return typer.Exit(2)
+
+
 class _Group(TyperGroup):
     def invoke(self, ctx):
         try:
@@ -30,8 +35,7 @@ class _Group(TyperGroup):
         except InspektError as exc:
             if STATE["debug"]:
                 raise
-            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
-            raise typer.Exit(2) from None
+            raise _user_error(exc) from None
         except _CLICK_ERRORS:
             raise
         except BrokenPipeError:  # `inspekt ... --json | head`: the reader left; stop quietly, as cat does
@@ -40,6 +44,11 @@ class _Group(TyperGroup):
         except Exception as exc:  # a bug: say so in one line, keep the traceback for --debug
             if STATE["debug"]:
                 raise
+            from inspekt.io.outputs import disk_full
+
+            full = disk_full(exc, getattr(exc, "filename", None))  # a full disk, wherever it struck
+            if full is not None:
+                raise _user_error(full) from None
             err_console.print(
                 f"[bold red]internal error:[/] {type(exc).__name__}: {escape(str(exc))}\n"
                 "Run again with --debug for the traceback, and please report it.",

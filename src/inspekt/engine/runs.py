@@ -198,11 +198,13 @@ def train_staged(cfg, train, **options):
 
     import yaml
 
+    from inspekt.io import shareable
     from inspekt.storage import check_writable, upload_folder
 
     target = remote_run_dir(cfg.out, cfg.task, cfg.name, exist_ok=cfg.exist_ok)
     check_writable(target, "upload the run folder")  # before hours of training, not after
-    staging = tempfile.mkdtemp(prefix="inspekt-run-")
+    # mkdtemp is owner-only; the run is kept here when the upload fails: readable as mkdir would make it
+    staging = str(shareable(tempfile.mkdtemp(prefix="inspekt-run-")))
     try:
         local = cfg.model_copy(update={"out": staging, "name": target.name, "exist_ok": True})
         result = train(local, **options)

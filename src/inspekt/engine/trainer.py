@@ -14,14 +14,12 @@ DRAEM, AE-SSIM, template-ratio's variant classifier). Methods that fit statistic
 from __future__ import annotations
 
 import csv
+import io
 import json
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-import yaml
 
 from inspekt.card import library_versions
 from inspekt.config import TrainConfig, build_config, save_config
@@ -29,7 +27,8 @@ from inspekt.data import open_dataset
 from inspekt.engine.plots import plot_history
 from inspekt.engine.reference import write_reference
 from inspekt.engine.runs import new_run_dir, train_staged
-from inspekt.errors import ConfigError, NothingTrained
+from inspekt.errors import ConfigError, NothingTrained, TrainingDiverged
+from inspekt.io import write_file, writing
 from inspekt.models.runtime import ParityReport, save_bundle
 from inspekt.results import BatchReport
 from inspekt.storage import is_remote
@@ -57,23 +56,22 @@ class TrainResult:
 
 
 def write_results(history: list[dict], path: Path) -> None:
-    """Write the epoch rows as ``results.csv`` (atomically)."""
+    """Write the epoch rows as ``results.csv`` (atomically; a full disk is one ``InspektError``)."""
     fields = list(dict.fromkeys(k for row in history for k in row))
-    tmp = path.with_suffix(".tmp")
-    with tmp.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows(history)
-    tmp.replace(path)
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=fields)
+    writer.writeheader()
+    writer.writerows(history)
+    write_file(path, text.getvalue().encode("utf-8"))
 
 
 def _save_checkpoint(path: Path, payload: dict) -> None:
     import torch
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)  # atomic: a kill -9 leaves the previous checkpoint intact
+    buffer = io.BytesIO()  # serialised here, written by Python: a full disk is an OSError that names the file
+    torch.save(payload, buffer)
+    write_file(path, buffer.getvalue())  # atomic: a kill -9 or a full disk leaves the previous checkpoint intact
 
 
 def _load_checkpoint(path: Path) -> dict:
@@ -101,6 +99,7 @@ class _Hooks:
         self.run_dir, self.fingerprint, self.on_epoch, self.resume = run_dir, fingerprint, on_epoch, resume
         self.history: list[dict] = list(resume["history"]) if resume else []
         self.result: LoopResult | None = None
+        self.diverged: TrainingDiverged | None = None  # a network diverged after a good epoch (best kept)
 
     def loop(self, objective: Objective) -> LoopResult:
         """Run the one loop with these hooks (what a task's training is given)."""
@@ -108,6 +107,7 @@ class _Hooks:
 
         hooks = LoopHooks(on_epoch=self.progress, checkpoint=self._checkpoint, resume=self.resume)
         self.result = run_loop(objective, hooks)
+        self.diverged = self.diverged or self.result.diverged
         return self.result
 
     def progress(self, row: dict) -> None:
@@ -119,21 +119,41 @@ class _Hooks:
             self.on_epoch(row)
 
     def _checkpoint(self, state: dict) -> None:
-        from safetensors.torch import save_file
+        from safetensors.torch import save
 
         if state["stale"] == 0 and state["best_model"] is not None:
-            save_file({k: v.contiguous() for k, v in state["best_model"].items()}, str(self.run_dir / BEST))
+            write_file(self.run_dir / BEST, save({k: v.contiguous() for k, v in state["best_model"].items()}))
         _save_checkpoint(self.run_dir / LAST, state | {"fingerprint": self.fingerprint})
+
+
+def _diverged(exc: TrainingDiverged, cfg: TrainConfig, kept: str) -> TrainingDiverged:
+    """The run's divergence in the words of its config: which lr to lower, and what was kept."""
+    return TrainingDiverged(
+        f"training diverged at epoch {exc.epoch} ({exc.what}): lower --lr (it was {cfg.lr:g}; try {cfg.lr / 10:g}) "
+        f"or check the inputs for NaN; {kept}",
+        epoch=exc.epoch,
+        what=exc.what,
+    )
 
 
 def _run(training: Any, cfg: TrainConfig, run_dir: Path, on_epoch: EpochCallback | None, resume: dict | None = None):
     """Fit through the task's training with this run folder's hooks; write the bundle and side files."""
+    with writing(run_dir):  # a full disk anywhere in the run folder (the big files name themselves)
+        result, diverged = _fit_and_save(training, cfg, run_dir, on_epoch, resume)
+    if diverged is not None:
+        raise _diverged(diverged, cfg, f"kept the best model before it in {result.bundle}")
+    return result
+
+
+def _fit_and_save(training: Any, cfg: TrainConfig, run_dir: Path, on_epoch: EpochCallback | None, resume: dict | None):
     (run_dir / LAST).parent.mkdir(parents=True, exist_ok=True)
     hooks = _Hooks(run_dir, training.ds.fingerprint(), on_epoch, resume)
     try:
         fitted = training.fit(hooks, run_dir)
     except NothingTrained:
         raise NothingTrained(f"interrupted before the first epoch finished; nothing to keep in {run_dir}") from None
+    except TrainingDiverged as exc:
+        raise _diverged(exc, cfg, f"no epoch finished well, so there is nothing to keep in {run_dir}") from None
     history = hooks.result.history if hooks.result else hooks.history
     if history and "train_loss" in history[0]:
         plot_history(history, run_dir / "curves.png")
@@ -146,9 +166,10 @@ def _run(training: Any, cfg: TrainConfig, run_dir: Path, on_epoch: EpochCallback
     )
     write_reference(bundle, fitted.train_files, fitted.val_files, seed=cfg.seed)
     interrupted = bool(hooks.result and hooks.result.interrupted)
-    return TrainResult(
+    result = TrainResult(
         run_dir, bundle, dict(fitted.card.metrics), parity, fitted.report, history, interrupted, fitted.notes
     )
+    return result, hooks.diverged
 
 
 def _configured(cfg: TrainConfig) -> tuple[Any, TrainConfig]:
@@ -182,6 +203,9 @@ def train(config: TrainConfig | None = None, *, on_epoch: EpochCallback | None =
     Raises:
         ConfigError: invalid options, a task this version cannot train, or unusable weights.
         DatasetError: the dataset cannot be read or is unfit for the task.
+        TrainingDiverged: the loss became NaN or infinite (the learning rate is too high); the best
+            epoch before it, if one finished, is still bundled in the run folder.
+        InspektError: the disk filled up while writing the run folder.
     """
     cfg = config if config is not None else build_config(TrainConfig, options={"task": "classify", **options})
     if is_remote(cfg.out):  # checkpoints need real files: train in a local folder, upload it at the end
@@ -211,7 +235,7 @@ def resume(run_dir: str | Path, *, on_epoch: EpochCallback | None = None) -> Tra
     run_dir = Path(run_dir)
     if not (run_dir / CONFIG).is_file():
         raise ConfigError(f"{run_dir}: not a run folder (no {CONFIG}); give the folder `inspekt train` printed")
-    cfg = build_config(TrainConfig, options=yaml.safe_load((run_dir / CONFIG).read_text(encoding="utf-8")))
+    cfg = build_config(TrainConfig, file=run_dir / CONFIG)
     state = _load_checkpoint(run_dir / LAST)
     if state["finished"]:
         raise ConfigError(

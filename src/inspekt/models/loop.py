@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from inspekt.errors import InspektError, NothingTrained
+from inspekt.errors import NothingTrained, TrainingDiverged
 
 EpochRow = dict[str, Any]
 
@@ -100,6 +100,7 @@ class LoopResult:
     state: dict[str, torch.Tensor]
     best_epoch: int
     interrupted: bool = False
+    diverged: TrainingDiverged | None = None  # ended by a non-finite loss; the state is the best epoch before
 
 
 class _Run:
@@ -156,12 +157,25 @@ class _Run:
             if self.scheduler is not None:
                 self.scheduler.step()
             losses.append(loss.item())
-        if not np.isfinite(losses).all():
-            raise InspektError(
-                f"{self.o.name or 'training'}: the loss became {losses[-1]} in epoch {epoch}: the learning rate is "
-                "too high for this data (lower lr=) or the inputs hold NaN"
-            )
+        self._check_finite(epoch, losses)
         return float(np.mean(losses))
+
+    def _check_finite(self, epoch: int, losses: list[float]) -> None:
+        """Stop the run when the loss or the weights are no longer finite (before validating on them)."""
+        bad = [value for value in losses if not np.isfinite(value)]
+        state = self.network.state_dict().values()  # weights and buffers (batch-norm statistics)
+        if bad or not all(bool(torch.isfinite(t).all()) for t in state if t.is_floating_point()):
+            self.diverged(epoch, f"loss {bad[0]}" if bad else "the weights became nan")
+
+    def diverged(self, epoch: int, what: str) -> None:
+        """Stop the run: the loss, the weights or the validation loss are no longer finite."""
+        name = f"{self.o.name}: " if self.o.name else ""
+        raise TrainingDiverged(
+            f"{name}training diverged at epoch {epoch} ({what}): the learning rate is too high for this data "
+            "(lower lr) or the inputs hold NaN",
+            epoch=epoch,
+            what=what,
+        )
 
     def end_epoch(self, row: EpochRow) -> bool:
         """Record an epoch; returns True when it is the best so far."""
@@ -204,18 +218,21 @@ def run_loop(objective: Objective, hooks: LoopHooks | None = None) -> LoopResult
 
     Raises:
         NothingTrained: interrupted before the first epoch finished.
-        InspektError: a non-finite loss.
+        TrainingDiverged: the loss or the weights became NaN or infinite before an epoch finished well
+            (after one did, the loop stops and keeps the best epoch, with ``diverged`` set).
     """
     hooks = hooks or LoopHooks()
     run = _Run(objective)
     if hooks.resume:
         run.load(hooks.resume)
-    interrupted = False
+    interrupted, diverged = False, None
     try:
         for epoch in range(run.epoch + 1, objective.epochs + 1):
             t0, lr = time.perf_counter(), run.optimizer.param_groups[0]["lr"]
             train_loss = run.train_epoch(epoch)
             metrics = objective.validate() if objective.validate else {}
+            if metrics and not np.isfinite(metrics["loss"]):  # huge but finite weights can still overflow
+                run.diverged(epoch, f"validation loss {metrics['loss']}")
             run.epoch = epoch
             best = run.end_epoch(_row(epoch, train_loss, metrics, lr, time.perf_counter() - t0, objective))
             finished = epoch == objective.epochs or (objective.patience is not None and run.stale >= objective.patience)
@@ -229,8 +246,12 @@ def run_loop(objective: Objective, hooks: LoopHooks | None = None) -> LoopResult
         interrupted = True
         if run.best_state is None:
             raise NothingTrained("interrupted before the first epoch finished; nothing to keep") from None
-    keep_last = objective.keep == "last" and not interrupted
+    except TrainingDiverged as exc:  # the last checkpoint stays the last good epoch: keep the best one
+        if run.best_state is None:
+            raise
+        diverged = exc
+    keep_last = objective.keep == "last" and not interrupted and diverged is None
     state = {k: v.detach().cpu().clone() for k, v in run.network.state_dict().items()} if keep_last else run.best_state
     run.network.load_state_dict(state)
     best_epoch = run.epoch if keep_last else max(run.history, key=run._key)["epoch"]
-    return LoopResult(run.history, state, best_epoch, interrupted)
+    return LoopResult(run.history, state, best_epoch, interrupted, diverged)

@@ -129,8 +129,10 @@ class ClassifyTraining:
                 targets = torch.from_numpy(store.labels[idx]).to(net.device)
                 losses.append(net.val_loss(logits, targets).item() * len(idx))
                 probs.append(torch.softmax(logits, 1).cpu().numpy())
-        metrics = classification_metrics(store.labels, np.concatenate(probs), self.classes)
-        return metrics | {"loss": float(np.sum(losses) / len(store))}
+        loss = float(np.sum(losses) / len(store))
+        if not np.isfinite(loss):  # outputs overflowed (a diverging run): no metrics; the loop stops the run
+            return {"loss": loss}
+        return classification_metrics(store.labels, np.concatenate(probs), self.classes) | {"loss": loss}
 
     def plots(self, run_dir: Path, final: dict) -> None:
         from inspekt.tasks.classify.plots import plot_confusion
