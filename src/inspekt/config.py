@@ -4,6 +4,7 @@ overrides, validated with pydantic; the effective config is saved into every run
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
@@ -165,7 +166,7 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
         key, sep, raw = pair.partition("=")
         if not sep or not key.strip():
             raise ConfigError(f"override {pair!r} is not key=value (e.g. epochs=5)")
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = load_yaml(raw, f"override {pair!r}") if raw.strip() else ""
         node = result
         *parents, leaf = key.strip().split(".")
         for part in parents:
@@ -174,14 +175,36 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
     return result
 
 
-def _read_yaml(path: str | Path) -> dict[str, Any]:
+def load_yaml(text: str, where: str) -> Any:
+    """Plain YAML (``safe_load``: no tags that build Python objects), as a ``ConfigError`` naming
+    ``where`` when it is malformed or holds such a tag (``!!python/object...``)."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.constructor.ConstructorError as exc:
+        found = re.search(r"'tag:yaml\.org,2002:([^']+)'", str(exc.problem))
+        tag = f"!!{found.group(1)}" if found else str(exc.problem).rsplit(" ", 1)[-1]
+        raise ConfigError(
+            f"{where}: the YAML tag {tag} is not allowed (inspekt reads plain YAML: tags that build Python "
+            "objects could run code); write plain values instead"
+        ) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{where}: not readable YAML ({str(exc).splitlines()[0]})") from None
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """A YAML config file as a mapping (``load_yaml``'s rules; an empty file is ``{}``).
+
+    Raises:
+        ConfigError: a missing or unreadable file, malformed YAML, a Python tag, or not a mapping.
+    """
     path = Path(path)
     try:
-        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{path}: not a readable YAML file ({str(exc).splitlines()[0]})") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not a readable YAML file ({exc})") from None
+    loaded = load_yaml(text, str(path))
     if loaded is None:
         return {}
     if not isinstance(loaded, dict):
@@ -220,7 +243,7 @@ def build_config(
     Raises:
         ConfigError: unknown key (with a did-you-mean), invalid value, unreadable file.
     """
-    raw = _read_yaml(file) if file else {}
+    raw = read_yaml(file) if file else {}
     raw = _merge(raw, {k: v for k, v in (options or {}).items() if v is not None})
     raw = _merge(raw, parse_overrides(overrides or []))
     try:
