@@ -41,7 +41,7 @@ def drift(
     kl_threshold: float = typer.Option(
         None, "--kl-threshold", help="Also report the fixed rule KL(ref||cur) > this for pixel histograms."
     ),
-    permutations: int = typer.Option(1000, "--permutations", help="Relabellings per permutation test."),
+    permutations: int = typer.Option(1000, "--permutations", help="Relabellings per permutation test (19 to 5000)."),
     sample: int = typer.Option(None, "--sample", help="Profile a random sample of this many images per side."),
     workers: int = typer.Option(1, "--workers", help="Processes for profiling (with --dask local: its workers)."),
     dask: str = typer.Option(None, "--dask", help=DASK_HELP),

@@ -19,7 +19,7 @@ import numpy as np
 
 from inspekt.drift import stats
 from inspekt.drift.domain import DomainFit, fit_domain_classifier
-from inspekt.drift.types import Check, DriftConfig, DriftResult
+from inspekt.drift.types import MAX_PERMUTATIONS, Check, DriftConfig, DriftResult
 from inspekt.errors import InspektError
 from inspekt.profiling.profile import Profile
 from inspekt.profiling.properties import CHANNELS, PROPERTIES
@@ -104,9 +104,14 @@ def _resolution_notes(checks: list[Check], config: DriftConfig) -> list[str]:
     if not hidden:
         return []
     needed = int(math.ceil(2 * len(checks) / config.alpha / 100.0)) * 100
+    remedy = (
+        f"use permutations >= {needed}"
+        if needed <= MAX_PERMUTATIONS
+        else f"choose fewer checks or a larger alpha (permutations stop at {MAX_PERMUTATIONS})"
+    )
     return [
         f"{', '.join(hidden)} beat every one of the {config.permutations} relabellings but cannot reach "
-        f"alpha={config.alpha:g} after adjusting for {len(checks)} checks; use permutations >= {needed}"
+        f"alpha={config.alpha:g} after adjusting for {len(checks)} checks; {remedy}"
     ]
 
 

@@ -15,6 +15,7 @@ from inspekt.profiling.profile import Profile
 from inspekt.results import SkippedFile
 
 CHECKS = ("properties", "pixels", "domain", "predictions", "embeddings")
+MIN_PERMUTATIONS, MAX_PERMUTATIONS = 19, 5000  # p-values reach 1/(1+B) = 0.05; the work stays bounded
 
 
 class DriftConfig(Settings):
@@ -22,7 +23,7 @@ class DriftConfig(Settings):
 
     Attributes:
         alpha: false-alarm rate for the whole comparison (all checks together).
-        permutations: relabellings per permutation test (p-values are at least 1 / (1 + this)).
+        permutations: relabellings per permutation test, 19 to 5000 (p-values are at least 1 / (1 + this)).
         checks: which families of checks to run (``CHECKS``).
         min_effect: smallest normalised Wasserstein distance (in reference standard deviations) for
             a property to count as drifted; for colour properties, also the change in the share of
@@ -53,9 +54,11 @@ class DriftConfig(Settings):
     def _check(self) -> DriftConfig:
         if not 0 < self.alpha < 1:
             raise ConfigError(f"alpha must be between 0 and 1 (e.g. 0.05), not {self.alpha}")
-        if self.permutations < 19:
+        if not MIN_PERMUTATIONS <= self.permutations <= MAX_PERMUTATIONS:
             raise ConfigError(
-                f"permutations must be at least 19 (p-values cannot go below 1/(1+B)), not {self.permutations}"
+                f"permutations must be {MIN_PERMUTATIONS} to {MAX_PERMUTATIONS}, not {self.permutations} "
+                f"(p-values cannot go below 1/(1+permutations); more than {MAX_PERMUTATIONS} costs time and "
+                "memory without changing a verdict at the usual alpha); e.g. 1000"
             )
         unknown = [c for c in self.checks if c not in CHECKS]
         if unknown:
