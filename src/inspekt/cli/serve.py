@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import importlib.util
 import os
+import socket
 import ssl
 from pathlib import Path
 
@@ -11,7 +13,7 @@ import typer
 
 from inspekt.cli import app
 from inspekt.cli.common import err_console
-from inspekt.errors import ConfigError, InspektError
+from inspekt.errors import ConfigError, InspektError, did_you_mean
 
 
 def _api_key(variable: str | None) -> str | None:
@@ -43,6 +45,33 @@ def _tls(certfile: Path | None, keyfile: Path | None) -> dict:
             "-keyout key.pem -out cert.pem"
         ) from None
     return {"ssl_certfile": str(certfile), "ssl_keyfile": str(keyfile)}
+
+
+def _log_level(value: str) -> str:
+    from uvicorn.config import LOG_LEVELS
+
+    level = value.lower()
+    if level not in LOG_LEVELS:
+        raise ConfigError(
+            f"--log-level {value}: not a log level; choose one of {', '.join(LOG_LEVELS)}."
+            f"{did_you_mean(level, LOG_LEVELS)}"
+        )
+    return level
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """The server's socket, bound before the models load and the banner says where they are served."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        return socket.create_server((host, port), family=family, backlog=2048)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise ConfigError(
+                f"port {port} is in use on {host} (another server listens there); choose another --port "
+                "or stop that server"
+            ) from None
+        reason = exc.strerror or str(exc)
+        raise ConfigError(f"--host {host} --port {port}: cannot listen there ({reason}); check both") from None
 
 
 @app.command()
@@ -111,7 +140,7 @@ def serve(
 
     from inspekt.api import ServeSettings, create_app
 
-    tls = _tls(ssl_certfile, ssl_keyfile)
+    tls, level = _tls(ssl_certfile, ssl_keyfile), _log_level(log_level)
     settings = ServeSettings(
         models=tuple(models),
         api_key=_api_key(api_key_env),
@@ -128,12 +157,14 @@ def serve(
         cors_origins=tuple(cors_origins or ()),
         drift_checks=tuple(c.strip() for c in drift_checks.split(",") if c.strip()),
     )
-    service = create_app(settings)  # loads and warms up every model: a bad bundle fails here, before binding
-    names = ", ".join(service.state.inspekt.models)
-    scheme = "https" if tls else "http"
-    err_console.print(
-        f"inspekt serve: {names} on {scheme}://{host}:{port} (API key "
-        f"{'required' if settings.api_key else 'off'}; docs at /docs); Ctrl-C to stop",
-        highlight=False,
-    )
-    uvicorn.run(service, host=host, port=port, log_level=log_level, access_log=access_log, **tls)
+    with _listen(host, port) as sock:  # a port in use fails before the models load, and before the banner
+        service = create_app(settings)  # loads and warms up every model: a bad bundle fails here
+        names = ", ".join(service.state.inspekt.models)
+        scheme = "https" if tls else "http"
+        err_console.print(
+            f"inspekt serve: {names} on {scheme}://{host}:{port} (API key "
+            f"{'required' if settings.api_key else 'off'}; docs at /docs); Ctrl-C to stop",
+            highlight=False,
+        )
+        config = uvicorn.Config(service, host=host, port=port, log_level=level, access_log=access_log, **tls)
+        uvicorn.Server(config).run(sockets=[sock])
