@@ -14,7 +14,7 @@ import numpy as np
 from inspekt import storage
 from inspekt.bundle import CARD, ONNX, WEIGHTS, Bundle, check_target, write_members
 from inspekt.card import EMBEDDING, ModelCard
-from inspekt.errors import BundleError, InspektError
+from inspekt.errors import BundleError, InspektError, one_line
 
 PARITY_TOLERANCE = 1e-4
 
@@ -24,6 +24,7 @@ ONNX_OPSET = 17
 
 def load_network(bundle: Bundle):
     """Rebuild the torch network from the card and ``weights.safetensors`` (eval mode)."""
+    from safetensors import SafetensorError
     from safetensors.torch import load as load_safetensors
 
     from inspekt.models import create_model
@@ -34,7 +35,14 @@ def load_network(bundle: Bundle):
     except InspektError as exc:
         raise BundleError(f"{bundle.path}: card.json: {exc}") from exc
     try:
-        network.load_state_dict(load_safetensors(bundle.read(WEIGHTS)), strict=True)
+        weights = load_safetensors(bundle.read(WEIGHTS))
+    except SafetensorError as exc:  # truncated or not a safetensors file (cards of schema 1 record no digest)
+        raise BundleError(
+            f"{bundle.path}: {WEIGHTS} is damaged or truncated ({one_line(exc)}); copy the whole bundle "
+            "again, export it again, or retrain"
+        ) from None
+    try:
+        network.load_state_dict(weights, strict=True)
     except (RuntimeError, ValueError) as exc:
         detail = " ".join(str(exc).split())[:300]
         raise BundleError(
@@ -147,6 +155,7 @@ def save_bundle(
 
     network = network.eval()
     card = _embedding_output(network, card)
+    _check_outputs(network, card, out)
     onnx_bytes = export_onnx(network, card)
     parity = check_parity(network, onnx_bytes, card, samples, tolerance)
     if not parity.ok:
@@ -177,6 +186,22 @@ def _embedding_output(network, card: ModelCard) -> ModelCard:
     if with_embedding(network, probe) is not None:
         outputs += (EMBEDDING,)
     return card.model_copy(update={"outputs": outputs})
+
+
+def _check_outputs(network, card: ModelCard, out) -> None:
+    """The card must name every output of the network, no more and no fewer (the graph's output names)."""
+    import torch
+
+    probe = torch.zeros(1, card.input.channels, *card.input.size)
+    with torch.no_grad():
+        given = with_card_outputs(network, card)(probe)
+    count = len(given) if isinstance(given, (tuple, list)) else 1
+    if count != len(card.outputs):
+        raise BundleError(
+            f"refusing to write {out}: card.json outputs names {len(card.outputs)} outputs "
+            f"({', '.join(card.outputs)}) but {card.architecture} gives {count}; the card was edited or belongs "
+            "to another model: use the bundle as training wrote it, or retrain"
+        )
 
 
 def with_card_outputs(network, card: ModelCard):
