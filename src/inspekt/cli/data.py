@@ -79,14 +79,18 @@ def split_cmd(
     val: float = typer.Option(0.2, help="Validation fraction."),
     test: float = typer.Option(0.2, help="Test fraction."),
     seed: int = typer.Option(0, help="Random seed."),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Replace an existing --out file that is not a split CSV written by inspekt."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Write a stratified, deterministic train/val/test split as a CSV (images are not copied)."""
     from inspekt.data import open_dataset
-    from inspekt.data.split import split_dataset, write_split_csv
+    from inspekt.data.split import split_dataset, split_target, write_split_csv
 
+    split_target(out, overwrite)  # before reading every image
     ds = split_dataset(open_dataset(path), val=val, test=test, seed=seed)
-    written = write_split_csv(ds, out)
+    written = write_split_csv(ds, out, overwrite=overwrite)
     counts = ds.counts()
     if as_json:
         print_json({"csv": str(written), "counts": counts})

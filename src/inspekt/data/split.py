@@ -77,14 +77,44 @@ def split_dataset(ds: Dataset, *, val: float = 0.2, test: float = 0.2, seed: int
     return replace(ds, samples=tuple(replace(s, split=assigned[s.path]) for s in ds.samples))
 
 
-def write_split_csv(ds: Dataset, out: str | Path) -> Path:
-    """Write ``path,label,mask,split`` rows with paths relative to the CSV's folder."""
-    out = output_file(out, "split.csv")
+HEADER = ("path", "label", "mask", "split")
+
+
+def _is_split_csv(path: Path) -> bool:
+    """Whether ``path`` starts with the header ``write_split_csv`` writes (a split it may replace)."""
+    try:
+        with path.open("rb") as handle:
+            first = handle.readline(256)
+    except OSError:
+        return False
+    return first.rstrip(b"\r\n") == ",".join(HEADER).encode()
+
+
+def split_target(out: str | Path, overwrite: bool = False) -> Path:
+    """Where a split CSV may be written: any file but an earlier split CSV is kept unless ``overwrite``.
+
+    Raises:
+        InspektError: ``out`` is a folder or cannot be written; or it exists, is not a split CSV written
+            by inspekt (an image, someone's table ...) and ``overwrite`` is False.
+    """
+    target = output_file(out, "split.csv", option="--out")
+    if not overwrite and target.exists() and not _is_split_csv(target):
+        raise DatasetError(
+            f"--out {target} exists and is not a split CSV written by inspekt; choose another file "
+            "(e.g. split.csv) or pass --overwrite to replace it"
+        )
+    return target
+
+
+def write_split_csv(ds: Dataset, out: str | Path, *, overwrite: bool = False) -> Path:
+    """Write ``path,label,mask,split`` rows with paths relative to the CSV's folder (``split_target``
+    says which existing files it replaces)."""
+    out = split_target(out, overwrite)
     base = out.parent
     rel = lambda p: relative_text(p, base)  # noqa: E731
     text = io.StringIO(newline="")
     writer = csv.writer(text)
-    writer.writerow(["path", "label", "mask", "split"])
+    writer.writerow(HEADER)
     for s in ds.samples:
         writer.writerow([rel(s.path), s.label or "", rel(s.mask) if s.mask else "", s.split or ""])
     out.write_bytes(text.getvalue().encode("utf-8"))  # one write, local or remote (out may be a URL)
