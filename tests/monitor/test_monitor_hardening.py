@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
 import time
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -124,3 +126,74 @@ def test_the_app_monitor_page_shows_a_damaged_history_as_one_message(damaged, tm
     assert not at.exception, at.exception
     (error,) = [e.value for e in at.error]
     _names_the_file(error, damaged)
+
+
+# --- 3: a file whose writer paused mid-write -------------------------------------------------
+
+
+def _items(db: Path) -> list[tuple[str, str]]:
+    """(item, status) of every image row (none while the monitor has not made the history yet)."""
+    try:
+        with closing(sqlite3.connect(db, timeout=10)) as connection:
+            return list(connection.execute("SELECT item, status FROM monitor_images ORDER BY id"))
+    except sqlite3.OperationalError:
+        return []
+
+
+def test_a_file_skipped_half_written_is_read_again_when_finished(trained, synth_classes, tmp_path):
+    drop, db, log = tmp_path / "drop", tmp_path / "history.db", tmp_path / "monitor.log"
+    drop.mkdir()
+    whole = sorted(Path(synth_classes).glob("ok/*.png"))[0].read_bytes()
+    shutil.copy(sorted(Path(synth_classes).glob("pore/*.png"))[0], drop / "good.png")
+    (drop / "late.png").write_bytes(whole[: len(whole) // 2])  # the writer stalls half-way for a long time
+    for name in ("good.png", "late.png"):
+        os.utime(drop / name, (time.time() - 60, time.time() - 60))
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [
+                *INSPEKT,
+                "monitor",
+                "--model",
+                str(trained.bundle),
+                "--source",
+                str(drop),
+                "--db",
+                str(db),
+                "--every",
+                "100ms",
+            ],
+            stderr=out,
+            env=ENV,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while sorted(_items(db)) != [("good.png", "ok"), ("late.png", "skipped")]:
+            assert process.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)
+        (drop / "late.png").write_bytes(whole)  # ... and then finishes the file
+        while sorted(_items(db)) != [("good.png", "ok"), ("late.png", "ok")]:
+            assert process.poll() is None and time.monotonic() < deadline, (_items(db), log.read_text())
+            time.sleep(0.05)
+        time.sleep(0.5)  # a few more looks: nothing is read again
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0, log.read_text()
+    finally:
+        if process.poll() is None:
+            process.kill()
+    text = log.read_text()
+    assert sorted(_items(db)) == [("good.png", "ok"), ("late.png", "ok")]  # one row each: replaced, not added
+    assert text.count("good.png:") == 1 and "late.png: skipped" in text, text
+    assert "late.png: changed since it was skipped; read again" in text
+
+
+def test_a_history_from_before_the_file_columns_is_read_and_extended(trained, synth_classes, tmp_path):
+    db = _history(trained, synth_classes, tmp_path)
+    with closing(sqlite3.connect(db)) as connection:  # the schema of earlier inspekt versions
+        connection.execute("ALTER TABLE monitor_images DROP COLUMN size")
+        connection.execute("ALTER TABLE monitor_images DROP COLUMN mtime_ns")
+    report = _inspekt("monitor", "report", "--db", str(db), "--json")
+    assert report.returncode == 0 and '"rows": 40' in report.stdout, report.stderr
+    assert _monitor(trained, tmp_path / "drop", db, "--once").returncode == 0
+    with closing(sqlite3.connect(db)) as connection:
+        columns = [row[1] for row in connection.execute("PRAGMA table_info(monitor_images)")]
+    assert columns[-2:] == ["size", "mtime_ns"]

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
-from contextlib import closing
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Column,
     DateTime,
@@ -31,15 +30,18 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     create_engine,
+    delete,
     event,
     func,
     insert,
+    inspect,
     select,
 )
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError, SQLAlchemyError
 
-from inspekt.errors import ConfigError, one_line
+from inspekt.errors import ConfigError
+from inspekt.monitor.sqlite_file import check_sqlite
 
 DEFAULT_DB_NAME = "monitor.db"
 metadata = MetaData()
@@ -60,6 +62,8 @@ images = Table(
     Column("scores", JSON),  # per-class probabilities (classify) or per-defect-class maxima (segment)
     Column("properties", JSON),  # the drift properties of the image (NaN stored as null)
     Column("histogram", JSON),  # {channel: 256 pixel counts}, so a window's drift can be rebuilt from the database
+    Column("size", BigInteger),  # a drop-folder file's size and modification time when it was read: a skipped
+    Column("mtime_ns", BigInteger),  # file that changes since (a writer that paused mid-write) is read again
     UniqueConstraint("source", "item", name="uq_monitor_images_source_item"),
 )
 
@@ -138,45 +142,6 @@ def sqlite_file(url: str) -> Path | None:
     return Path(url.removeprefix("sqlite:///")) if url.startswith("sqlite:///") else None
 
 
-class HistoryDamaged(ConfigError):
-    """The SQLite history file is damaged, or is no SQLite database at all; inspekt leaves it untouched."""
-
-
-def damaged(file: Path, why: object) -> HistoryDamaged:
-    """The error for a damaged SQLite history ``file``: what is wrong and what to do, in one line."""
-    return HistoryDamaged(
-        f"{file}: this monitoring history is damaged or is not a SQLite database ({one_line(why)}); inspekt "
-        "never changes or deletes it: move it aside (or restore it from a backup) and start the monitor "
-        "again, which begins a new history at that path"
-    )
-
-
-def check_sqlite(file: Path) -> None:
-    """Check an existing SQLite history file (``PRAGMA quick_check``) before anything reads or writes it.
-
-    Raises:
-        HistoryDamaged: the file is damaged or is not a SQLite database.
-    """
-    if not file.is_file() or file.stat().st_size == 0:  # nothing yet, or an empty (valid) database
-        return
-    try:
-        with closing(sqlite3.connect(file, timeout=10)) as connection:
-            problems = [row[0] for row in connection.execute("PRAGMA quick_check")]
-    except sqlite3.DatabaseError as exc:  # e.g. "file is not a database", "database disk image is malformed"
-        raise damaged(file, exc) from None
-    if problems != ["ok"]:
-        raise damaged(file, problems[0])
-
-
-def discard_new_file(engine: Engine, created: Path | None) -> None:
-    """Close the engine and delete the SQLite file (and its WAL companions) that opening it created:
-    a monitor that fails to start leaves no empty history behind."""
-    engine.dispose()
-    if created is not None:
-        for path in (created, created.with_name(created.name + "-wal"), created.with_name(created.name + "-shm")):
-            path.unlink(missing_ok=True)
-
-
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
     # WAL: the app can read while the monitor writes; NORMAL sync is durable at each commit in WAL mode
     # except for power loss, which is the usual trade-off; busy_timeout rides out a concurrent reader.
@@ -229,6 +194,7 @@ def open_engine(db: str | os.PathLike | None, *, create: bool = True) -> Engine:
     try:
         if create:
             metadata.create_all(engine)
+            _add_file_columns(engine)
         else:
             with engine.connect() as connection:
                 connection.execute(select(func.count()).select_from(images))
@@ -240,6 +206,18 @@ def open_engine(db: str | os.PathLike | None, *, create: bool = True) -> Engine:
             "server is running and that the user may connect"
         ) from None
     return engine
+
+
+FILE_COLUMNS = ("size", "mtime_ns")
+
+
+def _add_file_columns(engine: Engine) -> None:
+    """Give a history made before the file columns existed those columns (its rows keep null there)."""
+    have = {column["name"] for column in inspect(engine).get_columns(images.name)}
+    with engine.begin() as connection:
+        for name in FILE_COLUMNS:
+            if name not in have:
+                connection.exec_driver_sql(f"ALTER TABLE {images.name} ADD COLUMN {name} BIGINT")
 
 
 def short_error(exc: Exception) -> str:
@@ -272,20 +250,43 @@ class ImageRow:
     scores: dict[str, float] | None = None
     properties: dict[str, float | None] | None = None
     histogram: dict[str, list[int]] | None = None
+    size: int | None = None
+    mtime_ns: int | None = None
 
 
-def record_image(engine: Engine, row: ImageRow) -> int | None:
+def record_image(engine: Engine, row: ImageRow, replace_skipped: bool = False) -> int | None:
     """Insert one image row in its own transaction.
+
+    Args:
+        engine: the history.
+        row: what to record.
+        replace_skipped: the item was recorded ``skipped`` and is read again (its file changed since):
+            that row is replaced by this one, under the same key and a new id, in the same transaction.
 
     Returns:
         The new row's id, or None when ``(source, item)`` was already recorded (nothing changes).
     """
     values = {**row.__dict__, "time": now()}
+    key = (images.c.source == row.source) & (images.c.item == row.item)
     try:
         with engine.begin() as connection:
+            if replace_skipped:
+                connection.execute(delete(images).where(key & (images.c.status == "skipped")))
             return connection.execute(insert(images).values(**values)).inserted_primary_key[0]
     except IntegrityError:
         return None
+
+
+def skipped_files(engine: Engine, source: str) -> dict[str, tuple[int, int] | None]:
+    """The skipped items of ``source``: their file's (size, mtime_ns) when read (None: not recorded)."""
+    query = select(images.c.item, images.c.size, images.c.mtime_ns).where(
+        images.c.source == source, images.c.status == "skipped"
+    )
+    with engine.connect() as connection:
+        return {
+            item: None if size is None or mtime is None else (size, mtime)
+            for item, size, mtime in connection.execute(query)
+        }
 
 
 def recorded_items(engine: Engine, source: str) -> set[str]:

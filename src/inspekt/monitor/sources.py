@@ -35,6 +35,8 @@ class Item:
     item: str
     data: bytes | None = None
     reason: str | None = None
+    size: int | None = None  # a drop-folder file's size and modification time just before it was read
+    mtime_ns: int | None = None
 
 
 class FolderSource:
@@ -48,9 +50,11 @@ class FolderSource:
         self.name = str(folder)
         self._seen_size: dict[str, tuple[int, int]] = {}  # item -> (size, mtime_ns) at the previous poll
         self.waiting = 0  # files found but not yet settled at the last poll
+        # items recorded as skipped -> their file's (size, mtime_ns) then (None: unknown): read again when it changed
+        self.skipped: dict[str, tuple[int, int] | None] = {}
 
     def poll(self, done: set[str]) -> Iterator[Item]:
-        """Yield the settled files not in ``done``, ordered by (modification time, name)."""
+        """Yield the settled files not in ``done`` (or skipped, and changed since), by (modification time, name)."""
         from inspekt.io import list_images
 
         try:
@@ -60,32 +64,35 @@ class FolderSource:
         ready, waiting = [], 0
         for path in paths:
             item = item_id(path.relative_to(self.folder).as_posix())
-            if item in done or path.name.lower().endswith(TEMP_SUFFIXES):
+            if (item in done and item not in self.skipped) or path.name.lower().endswith(TEMP_SUFFIXES):
                 continue
             try:
                 stat = path.stat()
             except OSError:  # removed between listing and looking
                 continue
-            previous, current = self._seen_size.get(item), (stat.st_size, stat.st_mtime_ns)
+            current = (stat.st_size, stat.st_mtime_ns)
+            if item in done and self.skipped[item] in (None, current):  # skipped, and the file is as it was then
+                continue
+            previous = self._seen_size.get(item)
             self._seen_size[item] = current
             # settled: not touched for a moment, and the same size and time as the previous poll (or old enough
             # that no writer can still be busy with it)
             age = time.time() - stat.st_mtime
             if age >= self.settle and (previous == current or age >= 5 * self.settle):
-                ready.append((stat.st_mtime_ns, item, path))
+                ready.append((stat.st_mtime_ns, item, path, current))
             else:
                 waiting += 1
         self.waiting = waiting
-        for _, item, path in sorted(ready):
+        for _, item, path, (size, mtime_ns) in sorted(ready):
             self._seen_size.pop(item, None)
-            yield self._read(item, path)
+            yield self._read(item, path, size, mtime_ns)
 
     @staticmethod
-    def _read(item: str, path: Path) -> Item:
+    def _read(item: str, path: Path, size: int, mtime_ns: int) -> Item:
         try:
-            return Item(item, path.read_bytes())
+            return Item(item, path.read_bytes(), size=size, mtime_ns=mtime_ns)
         except OSError as exc:
-            return Item(item, None, f"cannot read the file ({exc.strerror or exc})")
+            return Item(item, None, f"cannot read the file ({exc.strerror or exc})", size, mtime_ns)
 
     def close(self) -> None:
         """Nothing to release."""

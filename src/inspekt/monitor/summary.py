@@ -26,7 +26,8 @@ def load_history(db: str | os.PathLike | None, last: int | None = None) -> dict[
     """
     engine = history.open_engine(db, create=False)
     table = history.images
-    query = select(*[c for c in table.c if c.name not in ("properties", "histogram")]).order_by(table.c.id.desc())
+    left_out = ("properties", "histogram", *history.FILE_COLUMNS)  # a history from before the file columns lacks them
+    query = select(*[c for c in table.c if c.name not in left_out]).order_by(table.c.id.desc())
     try:
         with engine.connect() as connection:
             images = [dict(r._mapping) for r in connection.execute(query if last is None else query.limit(last))]

@@ -25,6 +25,7 @@ from inspekt.errors import ConfigError, InspektError
 from inspekt.monitor import history
 from inspekt.monitor.alerts import alert_payload, log_alert, post_webhook
 from inspekt.monitor.sources import FolderSource, Item, SourceError, open_source, source_name
+from inspekt.monitor.sqlite_file import discard_new_file
 from inspekt.results import BatchReport
 
 log = logging.getLogger("inspekt.monitor")
@@ -97,7 +98,7 @@ def observe(predictor, item: Item, source: str, model: str, min_side: int) -> hi
     from inspekt.profiling.profile import profile_chunk
     from inspekt.profiling.properties import CHANNELS
 
-    row = history.ImageRow(source=source, item=item.item, model=model)
+    row = history.ImageRow(source=source, item=item.item, model=model, size=item.size, mtime_ns=item.mtime_ns)
     if item.data is None:
         row.status, row.reason = "skipped", item.reason
         return row
@@ -201,17 +202,20 @@ class Monitor:
         try:
             self.source = open_source(config.source, history.count_items(self.engine, self.name))
         except InspektError:  # a mistyped folder, a dead camera: no empty history file left behind
-            history.discard_new_file(self.engine, created)
+            discard_new_file(self.engine, created)
             raise
         if isinstance(self.source, FolderSource):
             self.source.settle = config.settle
         self.stats = MonitorStats()
         self._polled, self._last_count = False, 0  # whether the source was looked at yet; items at the last look
+        self._due = True  # windows and alerts to catch up on: a killed run's at start, or after a database outage
         self._pending = len(history.pending_rows(self.engine, self.name, self.model, config.window))
 
     def run(self) -> MonitorStats:
         """Monitor until the source is done (``once``), ``max_images`` are recorded, or Ctrl-C / SIGTERM."""
         done = history.recorded_items(self.engine, self.name) if isinstance(self.source, FolderSource) else set()
+        if isinstance(self.source, FolderSource):
+            self.source.skipped = history.skipped_files(self.engine, self.name)
         log.info(
             "monitoring %s with %s; history in %s (%d items already recorded)",
             self.name,
@@ -220,7 +224,6 @@ class Monitor:
             len(done),
         )
         try:
-            self._windows()  # windows and alerts a killed run left undone
             while not self._finished():
                 started = time.monotonic()
                 self._tick(done)
@@ -253,28 +256,46 @@ class Monitor:
         return self._polled and (getattr(self.source, "ended", False) or not self.source.finite)
 
     def _tick(self, done: set[str]) -> None:
+        """One look at the source: catch up on windows and alerts when due, then record each new item.
+
+        Every database write (image, window, alert) runs in here, under one retry: when the database stops
+        answering (a server restart), the tick ends with a warning and the next tick takes up what is not
+        recorded yet: the same items again (their rows are written in one transaction, so none is half there)
+        and the windows and alerts (``_due``), which are rebuilt from recorded rows.
+        """
         self._polled, self._last_count = True, 0
         try:
+            if self._due:
+                self._windows()
             for item in self.source.poll(done):
-                self._record(item)
-                done.add(item.item)
+                self._record(item, done)
                 self._last_count += 1
                 if self._finished():
                     return
         except SourceError as exc:  # e.g. the snapshot server is down for a moment: say so, try at the next tick
             log.warning("%s; trying again in %gs", exc, self.config.every)
-        except OperationalError as exc:  # the database went away (server restart): the item is taken again later
+        except OperationalError as exc:  # the database went away (server restart): retried at the next tick
+            self._due = True
             if self.config.once:
                 raise ConfigError(f"the history database stopped answering ({history.short_error(exc)})") from None
             log.warning(
                 "history database unavailable (%s); trying again in %gs", history.short_error(exc), self.config.every
             )
 
-    def _record(self, item: Item) -> None:
+    def _record(self, item: Item, done: set[str]) -> None:
         row = observe(self.predictor, item, self.name, self.model, self.reference.min_side)
-        if history.record_image(self.engine, row) is None:
+        skipped = getattr(self.source, "skipped", {})  # a drop folder's skipped items, read again when changed
+        again = item.item in skipped
+        if history.record_image(self.engine, row, replace_skipped=again) is None:
             log.warning("%s: recorded meanwhile by another monitor of this source; not counted again", item.item)
+            done.add(item.item)
             return
+        done.add(item.item)  # recorded: whatever fails after this (a window, an alert) does not take it again
+        skipped.pop(item.item, None)
+        if row.status == "skipped" and isinstance(self.source, FolderSource):
+            skipped[item.item] = (item.size, item.mtime_ns)
+        if again:
+            log.info("%s: changed since it was skipped; read again", item.item)
         if row.status == "skipped":
             self.stats.skipped += 1
             log.warning("%s: skipped (%s)", item.item, row.reason)
@@ -287,6 +308,7 @@ class Monitor:
 
     def _windows(self) -> None:
         """Check every full window not yet checked, then alert for every drifted window not yet alerted."""
+        self._due = True  # until all of it is recorded: a database outage in here is caught up on at the next tick
         while True:
             rows = history.pending_rows(self.engine, self.name, self.model, self.config.window)
             self._pending = len(rows)
@@ -304,6 +326,7 @@ class Monitor:
                     "DRIFT: " + ", ".join(values["drifted"]) if values["drift"] else "no drift",
                 )
         self._alert()
+        self._due = False
 
     def _alert(self) -> None:
         # The webhook goes first, and only for windows not yet logged: a window's log row then proves its
