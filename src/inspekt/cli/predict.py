@@ -147,9 +147,7 @@ def predict(
 
     if as_json and as_csv:
         raise InspektError("choose one of --json and --csv")
-    save_dir = save_dir or ("predictions" if explain else None)
-    if save_dir:  # before loading and predicting: a folder that cannot be written fails now, not at the end
-        save_dir = output_folder(save_dir, option="--save-dir")
+    save_dir = output_folder(save_dir or "predictions", option="--save-dir") if save_dir or explain else None
     pipeline = Pipeline.parse(enhance) if enhance else None
     options = {
         "backend": backend,
