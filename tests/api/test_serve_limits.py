@@ -177,3 +177,41 @@ def test_a_trickling_body_is_cut_off_with_408(server):
 def test_settings_refuse_a_request_budget_larger_than_the_server_budget(trained):
     with pytest.raises(ConfigError, match="--max-request-pixels"):
         ServeSettings(models=(f"clf={trained.bundle}",), max_request_pixels=10**9, max_inflight_pixels=10**8)
+
+
+def test_inspekt_serve_caps_open_connections(trained):
+    import os
+    import subprocess
+    import sys
+
+    port = _free_port()
+    exe = os.path.join(os.path.dirname(sys.executable), "inspekt")
+    command = [exe, "serve", f"clf={trained.bundle}", "--port", str(port), "--max-connections", "3"]
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    url, stalled = f"http://127.0.0.1:{port}", []
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(url + "/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        for _ in range(3):  # connections that send a head and never their body
+            sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+            sock.sendall(
+                f"POST {PREDICT} HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+                "Content-Length: 100000\r\n\r\n--b\r\n".encode()
+            )
+            stalled.append(sock)
+        time.sleep(0.5)
+        assert httpx.get(url + "/healthz", timeout=10).status_code == 503  # refused at once, not queued forever
+        for sock in stalled:
+            sock.close()
+        time.sleep(0.5)
+        assert httpx.get(url + "/healthz", timeout=10).status_code == 200
+    finally:
+        for sock in stalled:
+            sock.close()
+        proc.terminate()
+        proc.wait(30)

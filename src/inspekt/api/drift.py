@@ -7,14 +7,12 @@ from inspekt.api.options import DRIFT_FIELDS, _check_fields, _number
 from inspekt.api.problems import Problem
 from inspekt.api.uploads import Upload, within_budget
 from inspekt.drift.engine import compare_profiles
-from inspekt.drift.types import CHECKS, DriftConfig, DriftResult
+from inspekt.drift.types import CHECKS, MAX_PERMUTATIONS, MIN_PERMUTATIONS, DriftConfig, DriftResult
 from inspekt.engine.reference import model_outputs
 from inspekt.errors import ConfigError, ImageLoadError
 from inspekt.io import image_size
 from inspekt.profiling.profile import profile_chunk, sample_files
 from inspekt.results import SkippedFile
-
-MAX_PERMUTATIONS = 5000  # bounds the work one request can ask for
 
 
 def drift_config(fields: dict[str, str], default_checks: tuple[str, ...] = CHECKS) -> DriftConfig:
@@ -27,7 +25,7 @@ def drift_config(fields: dict[str, str], default_checks: tuple[str, ...] = CHECK
     _check_fields(fields, DRIFT_FIELDS)
     settings = {
         "alpha": _number(fields, "alpha", float, 1e-6, 0.5),
-        "permutations": _number(fields, "permutations", int, 19, MAX_PERMUTATIONS),
+        "permutations": _number(fields, "permutations", int, MIN_PERMUTATIONS, MAX_PERMUTATIONS),
         "min_effect": _number(fields, "min_effect", float, 0, 100),
         "seed": _number(fields, "seed", int, 0, 2**31 - 1),
     }

@@ -28,16 +28,22 @@ HEAVY_SECONDS = 0.25
 
 
 class PixelBudget:
-    """Decoded pixels in flight across all requests, at most ``capacity``; waiters served first come,
-    first served (a large request is not starved by a stream of small ones)."""
+    """Decoded pixels in flight across all requests, at most ``capacity``.
+
+    Large requests wait in arrival order (one is not starved by a stream of others); a small one
+    (at most ``capacity / 100``) that fits goes ahead at once, so a queue of large uploads does not
+    hold up a 64x64 frame for seconds. Small requests cannot starve a large one for long: each holds
+    little, briefly.
+    """
 
     def __init__(self, capacity: int):
         self.capacity, self.used, self.peak = capacity, 0, 0  # peak: the most ever held at once
+        self.small = capacity // 100
         self._waiters: deque[tuple[int, asyncio.Future]] = deque()
 
     async def acquire(self, amount: int) -> None:
         """Wait until ``amount`` fits (``amount`` ≤ ``capacity``: the caller checks)."""
-        if not self._waiters and self.used + amount <= self.capacity:
+        if (not self._waiters or amount <= self.small) and self.used + amount <= self.capacity:
             self._take(amount)
             return
         waiter = asyncio.get_running_loop().create_future()

@@ -190,10 +190,17 @@ async def predict(name: str, request: Request) -> Response:
 
     try:
         await within(state.budget.acquire(amount), request, deadline)
-        predictions = await within(asyncio.shield(asyncio.ensure_future(work())), request, deadline)
+        running = asyncio.ensure_future(work())
+        running.add_done_callback(_consume)  # a request given up on still ends (Cancelled): nothing to log
+        predictions = await within(asyncio.shield(running), request, deadline)
     except ClientGone:
         return Response(status_code=499)  # nobody reads it; the work stopped at its next check
     return await _answer(name, state, options, predictions, errors)
+
+
+def _consume(task: asyncio.Task) -> None:
+    if not task.cancelled():
+        task.exception()
 
 
 async def _answer(name: str, state, options: PredictOptions, predictions: list, errors: list[dict]) -> Response:

@@ -114,6 +114,10 @@ def serve(
     max_enhance_seconds: float = typer.Option(
         10.0, "--max-enhance-seconds", help="CPU seconds one request's enhancement may be estimated to take."
     ),
+    body_timeout: float = typer.Option(30.0, "--body-timeout", help="Seconds a request body may take to arrive."),
+    max_connections: int = typer.Option(
+        256, "--max-connections", min=1, help="Open connections at most; more are answered 503 at once."
+    ),
     max_batch: int = typer.Option(32, "--max-batch", help="Micro-batching: most images per model call."),
     max_wait_ms: float = typer.Option(5.0, "--max-wait-ms", help="Micro-batching: longest wait for more requests."),
     threads: int = typer.Option(
@@ -151,6 +155,7 @@ def serve(
         max_inflight_pixels=max_inflight_pixels,
         request_timeout=request_timeout,
         max_enhance_seconds=max_enhance_seconds,
+        body_timeout=body_timeout,
         max_batch=max_batch,
         max_wait_ms=max_wait_ms,
         threads=threads,
@@ -166,5 +171,15 @@ def serve(
             f"{'required' if settings.api_key else 'off'}; docs at /docs); Ctrl-C to stop",
             highlight=False,
         )
-        config = uvicorn.Config(service, host=host, port=port, log_level=level, access_log=access_log, **tls)
+        config = uvicorn.Config(
+            service,
+            host=host,
+            port=port,
+            log_level=level,
+            access_log=access_log,
+            limit_concurrency=max_connections,
+            timeout_keep_alive=5,  # an idle keep-alive connection is closed after 5 s
+            timeout_graceful_shutdown=30,  # SIGTERM drains the requests in flight for 30 s at most
+            **tls,
+        )
         uvicorn.Server(config).run(sockets=[sock])
