@@ -13,6 +13,7 @@ attack, runs it for --seconds (bounded in count as well) while a prober sends on
   refused by its cost estimate; a 3-step one is within it and runs in the heavy lane);
 - disconnect: clients that send a costly enhancement and hang up after 0.5 s;
 - trickle: 150 connections that send a request head and a few body bytes, then stall;
+- mix: all of the above at once;
 - bomb: `inspekt predict` of a .inspekt whose model.onnx is a 1.5 GiB zero member (peak RSS of the command).
 
 Prints, per attack: attack requests and their status counts, the prober's p50 / p99 latency and its
@@ -179,6 +180,12 @@ def attack_clients(name: str, url: str, port: int, stop: float, statuses: collec
         return [_sender(url, stop, 40, statuses, job, 0.5) for _ in range(2)]
     if name == "trickle":
         return [_trickler(port, stop, statuses) for _ in range(150)]
+    if name == "mix":  # every attack at once
+        return [
+            c
+            for n in ("pixels", "enhance", "disconnect", "trickle")
+            for c in attack_clients(n, url, port, stop, statuses)
+        ]
     raise SystemExit(f"unknown attack {name!r}")
 
 
@@ -230,7 +237,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", type=Path, help="a classifier bundle (default: train a small one)")
     parser.add_argument("--seconds", type=float, default=20.0, help="how long each attack runs")
-    parser.add_argument("--attack", default="all", help="all, or some of pixels,enhance,disconnect,trickle,bomb")
+    parser.add_argument("--attack", default="all", help="all, or some of pixels,enhance,disconnect,trickle,mix,bomb")
     args = parser.parse_args()
     print(f"CPU: {os.cpu_count()} cores, {platform.machine()}, flags: {cpu_flags()}")
     with tempfile.TemporaryDirectory(prefix="inspekt-abuse-") as tmp:
