@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
+import subprocess
+import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -77,3 +82,67 @@ def small_demo(monkeypatch):
     for name, value in (("IMAGE_SIZE", 32), ("IMGSZ", 32), ("EPOCHS", 1), ("SEG_EPOCHS", 1), ("ANOMALY_EPOCHS", 1)):
         monkeypatch.setattr(demo, name, value)
     return demo
+
+
+# --- a real S3-compatible server (moto_server) on loopback, for every test that needs storage ---
+
+
+def _moto_server() -> str | None:
+    beside = Path(sys.executable).with_name("moto_server")
+    return str(beside) if beside.exists() else shutil.which("moto_server")
+
+
+def _wait_until_up(url: str, proc: subprocess.Popen, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"moto_server exited with status {proc.returncode}")
+        try:
+            urllib.request.urlopen(url + "/moto-api/", timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError(f"moto_server did not answer on {url} within {seconds} s")
+
+
+def reset_s3_clients() -> None:
+    # s3fs caches one client per set of arguments; environment changes need a fresh one.
+    import s3fs
+
+    s3fs.S3FileSystem.clear_instance_cache()
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint():
+    """A real moto S3 server on 127.0.0.1, configured the way a user would (AWS_* environment)."""
+    pytest.importorskip("s3fs", reason="s3fs is not installed (pip install 'inspekt[dist]')")
+    exe = _moto_server()
+    if exe is None:
+        pytest.skip("moto_server is not installed (pip install 'moto[server]'); S3 tests need a real server")
+    port = free_port()
+    proc = subprocess.Popen(
+        [exe, "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    url = f"http://127.0.0.1:{port}"
+    settings = {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": url,
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
+    saved = {key: os.environ.get(key) for key in settings}
+    try:
+        _wait_until_up(url, proc)
+        os.environ.update(settings)
+        reset_s3_clients()
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        reset_s3_clients()

@@ -4,7 +4,6 @@ All through the installed ``inspekt`` command in a subprocess."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import resource
@@ -20,19 +19,6 @@ from test_cli import cli
 
 LEGACY = Path(__file__).parents[1] / "data" / "legacy"
 INSPEKT = str(Path(sys.executable).with_name("inspekt"))  # the installed entry point, as test_cli.cli runs it
-
-
-def _storage_fixtures():
-    """tests/core/test_storage.py, for its real S3-compatible server (``s3_endpoint``)."""
-    spec = importlib.util.spec_from_file_location(
-        "_storage_fixtures", Path(__file__).parents[1] / "core" / "test_storage.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-s3_endpoint = _storage_fixtures().s3_endpoint
 
 
 def refused(*args, preexec_fn=None) -> str:

@@ -5,19 +5,15 @@ and Python front doors. Each result is compared with the local run on the same f
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from conftest import free_port
+from conftest import reset_s3_clients
 from inspekt import storage
 from inspekt.cli import app
 from inspekt.errors import InspektError
@@ -28,67 +24,6 @@ runner = CliRunner()
 
 def run(*args):
     return runner.invoke(app, [str(a) for a in args])
-
-
-def _moto_server() -> str | None:
-    beside = Path(sys.executable).with_name("moto_server")
-    return str(beside) if beside.exists() else shutil.which("moto_server")
-
-
-def _wait_until_up(url: str, proc: subprocess.Popen, seconds: float = 30) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"moto_server exited with status {proc.returncode}")
-        try:
-            urllib.request.urlopen(url + "/moto-api/", timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.2)
-    raise RuntimeError(f"moto_server did not answer on {url} within {seconds} s")
-
-
-def _reset_clients() -> None:
-    # s3fs caches one client per set of arguments; environment changes need a fresh one.
-    import s3fs
-
-    s3fs.S3FileSystem.clear_instance_cache()
-
-
-@pytest.fixture(scope="session")
-def s3_endpoint():
-    """A real moto S3 server on 127.0.0.1, configured the way a user would (AWS_* environment)."""
-    pytest.importorskip("s3fs", reason="s3fs is not installed (pip install 'inspekt[dist]')")
-    exe = _moto_server()
-    if exe is None:
-        pytest.skip("moto_server is not installed (pip install 'moto[server]'); S3 tests need a real server")
-    port = free_port()
-    proc = subprocess.Popen(
-        [exe, "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    url = f"http://127.0.0.1:{port}"
-    settings = {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ENDPOINT_URL": url,
-        "AWS_EC2_METADATA_DISABLED": "true",
-    }
-    saved = {key: os.environ.get(key) for key in settings}
-    try:
-        _wait_until_up(url, proc)
-        os.environ.update(settings)
-        _reset_clients()
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        _reset_clients()
 
 
 @pytest.fixture(scope="session")
@@ -316,6 +251,33 @@ def test_export_reads_and_writes_s3(s3):
 
 
 @pytest.mark.slow
+def test_a_remote_run_that_diverges_after_a_good_epoch_uploads_the_kept_model(s3, synth_classes):
+    from inspekt.bundle import open_bundle
+    from inspekt.config import TrainConfig
+    from inspekt.engine.runs import train_staged
+    from inspekt.engine.trainer import train
+    from inspekt.errors import TrainingDiverged
+
+    def diverging(cfg, **options):  # a real one-epoch run, then the divergence the trainer raises after it
+        result = train(cfg, **options)
+        raise TrainingDiverged(
+            f"training diverged at epoch 2 (loss nan): ...; kept the best model before it in {result.bundle}",
+            epoch=2,
+            what="loss nan",
+        )
+
+    cfg = TrainConfig(
+        task="classify", data=str(synth_classes), out=f"{s3['url']}/diverged", epochs=1, imgsz=32, batch=8,
+        augment="none", model_params={"width": 4}, threads=1,
+    )  # fmt: skip
+    with pytest.raises(TrainingDiverged) as caught:
+        train_staged(cfg, diverging)
+    remote = f"{s3['url']}/diverged/classify/exp"
+    assert f"kept the best model before it in {remote}/bundle" in str(caught.value)  # where it really is
+    assert open_bundle(f"{remote}/bundle").card.task == "classify"
+    assert "diverged" in s3["fs"].cat(f"{BUCKET}/diverged/classify/exp/config.yaml").decode()
+
+
 def test_train_from_s3_dataset_into_s3_runs(s3):
     from inspekt.bundle import open_bundle
 
@@ -436,13 +398,13 @@ def test_no_credentials_is_one_clear_error(s3, monkeypatch, tmp_path):
         monkeypatch.delenv(key, raising=False)
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
-    _reset_clients()
+    reset_s3_clients()
     try:
         out = run("predict", f"{s3['url']}/model.inspekt", f"{s3['url']}/incoming")
         with pytest.raises(InspektError, match="no credentials found"):
             storage.as_path(f"{s3['url']}/model.inspekt").exists()
     finally:
-        _reset_clients()
+        reset_s3_clients()
     assert out.exit_code == 2 and "no credentials found" in out.output and "AWS_ACCESS_KEY_ID" in out.output
 
 

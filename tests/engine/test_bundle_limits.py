@@ -5,6 +5,7 @@ refused in one line with memory to spare."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -94,3 +95,12 @@ def test_a_huge_card_is_refused_and_members_are_read_when_asked(trained, tmp_pat
     (folder / "card.json").write_text('{"schema": "inspekt.card/v2", "pad": "' + "x" * 2**21 + '"}')
     with pytest.raises(BundleError, match="card.json is 2.0 MB"):
         open_bundle(folder)
+
+
+def test_a_deeply_nested_card_is_one_line_not_a_recursion_error(trained, image, tmp_path):
+    folder = tmp_path / "nested"
+    shutil.copytree(trained.bundle, folder)
+    (folder / "card.json").write_text('{"schema": "inspekt.card/v2", "params": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    status, _, stderr = _predict(folder, image)
+    assert status == 2 and "nested more than 32 levels" in stderr and "card.json" in stderr
+    assert len(stderr.strip().splitlines()) == 1, stderr

@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from inspekt.bundle import open_bundle
-from inspekt.errors import ConfigError, InspektError
+from inspekt.errors import ConfigError, InspektError, TrainingDiverged
 from inspekt.storage import as_path
 
 RUN_FILES = ("results.csv", "config.yaml", "bundle/card.json")
@@ -176,12 +176,36 @@ def remote_run_dir(out: str, task: str, name: str = "exp", *, exist_ok: bool = F
     return candidate
 
 
+def _upload_run(run_dir: Path, target, cfg) -> None:
+    """Upload a staged run folder to ``target``, its config.yaml naming where the run really lives.
+
+    Raises:
+        InspektError: the upload failed; the message says where the run is kept locally.
+    """
+    import yaml
+
+    from inspekt.storage import upload_folder
+
+    config = run_dir / "config.yaml"
+    if config.is_file():  # record where the run really lives, not the temporary folder
+        saved = yaml.safe_load(config.read_text(encoding="utf-8")) or {}
+        saved.update({"out": str(cfg.out), "name": target.name})
+        config.write_text(yaml.safe_dump(saved, sort_keys=False), encoding="utf-8")
+    try:
+        upload_folder(run_dir, target)
+    except InspektError as exc:
+        raise InspektError(
+            f"{exc}; the finished run is kept at {run_dir}: upload it yourself or train again with a writable --out"
+        ) from None
+
+
 def train_staged(cfg, train, **options):
     """Train into a local temporary run folder, then upload it to the remote ``cfg.out`` (e.g. S3).
 
     Checkpoints, curves and the bundle are written locally while training runs (torch and the
     bundle writer need real files); the finished folder is uploaded in one pass and the local copy
-    removed. A run that fails uploads nothing; a finished run whose upload fails is kept locally
+    removed. A run that fails uploads nothing, except one that diverged after a good epoch (its best
+    model is uploaded, then the divergence raised); a finished run whose upload fails is kept locally
     (the error says where).
 
     Args:
@@ -196,10 +220,8 @@ def train_staged(cfg, train, **options):
     import shutil
     import tempfile
 
-    import yaml
-
     from inspekt.io import shareable
-    from inspekt.storage import check_writable, upload_folder
+    from inspekt.storage import check_writable
 
     target = remote_run_dir(cfg.out, cfg.task, cfg.name, exist_ok=cfg.exist_ok)
     check_writable(target, "upload the run folder")  # before hours of training, not after
@@ -208,21 +230,18 @@ def train_staged(cfg, train, **options):
     try:
         local = cfg.model_copy(update={"out": staging, "name": target.name, "exist_ok": True})
         result = train(local, **options)
+    except TrainingDiverged as exc:  # after a good epoch the best model was kept: it must not be lost
+        run_dir = Path(staging) / cfg.task / target.name
+        if not (run_dir / "bundle" / "card.json").is_file():
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        _upload_run(run_dir, target, cfg)
+        shutil.rmtree(staging, ignore_errors=True)
+        raise TrainingDiverged(str(exc).replace(str(run_dir), str(target)), epoch=exc.epoch, what=exc.what) from None
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    config = Path(result.run_dir) / "config.yaml"
-    if config.is_file():  # record where the run really lives, not the temporary folder
-        saved = yaml.safe_load(config.read_text(encoding="utf-8")) or {}
-        saved.update({"out": str(cfg.out), "name": target.name})
-        config.write_text(yaml.safe_dump(saved, sort_keys=False), encoding="utf-8")
-    try:
-        upload_folder(result.run_dir, target)
-    except InspektError as exc:
-        raise InspektError(
-            f"{exc}; the finished run is kept at {result.run_dir}: upload it yourself or "
-            "train again with a writable --out"
-        ) from None
+    _upload_run(Path(result.run_dir), target, cfg)
     shutil.rmtree(staging, ignore_errors=True)
     bundle = target / "bundle" if result.bundle is not None else None
     return dataclasses.replace(result, run_dir=target, bundle=bundle)
