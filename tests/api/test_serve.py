@@ -8,11 +8,9 @@ import base64
 import io
 import os
 import shutil
-import socket
 import ssl
 import subprocess
 import sys
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -25,18 +23,13 @@ from PIL import Image
 pytest.importorskip("fastapi", reason="the serve extra (fastapi) is not installed")
 from fastapi.testclient import TestClient
 
+from conftest import free_port, png_bytes, uvicorn_thread
 from inspekt.api import ServeSettings, create_app
 from inspekt.engine.predictor import Predictor
 from inspekt.enhance import Pipeline
 
 PREDICT = "/v1/models/clf/predict"
 PROBLEM = "application/problem+json"
-
-
-def _png(array: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(array).save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 def _files(items) -> list:
@@ -115,7 +108,7 @@ def test_only_bad_files_is_a_422_problem_naming_the_file(client):
 
 
 def test_an_image_over_the_pixel_limit_is_refused_before_decoding(client):
-    big = _png(np.zeros((500, 500), np.uint8))  # 250,000 pixels > the limit of 200,000; a tiny file
+    big = png_bytes(np.zeros((500, 500), np.uint8))  # 250,000 pixels > the limit of 200,000; a tiny file
     response = client.post(PREDICT, files=_files([("huge.png", big)]))
     assert response.status_code == 413 and "huge.png" in response.json()["detail"]
     assert "200,000" in response.json()["detail"]
@@ -195,7 +188,7 @@ def test_metrics_count_requests_labels_and_batches(client, images):
 
 def _brighter(data: bytes, amount: int) -> bytes:
     array = np.asarray(Image.open(io.BytesIO(data))).astype(np.int16)
-    return _png(np.clip(array + amount, 0, 255).astype(np.uint8))
+    return png_bytes(np.clip(array + amount, 0, 255).astype(np.uint8))
 
 
 def test_drift_detects_a_planted_brightness_shift_and_not_a_same_source_batch(client, synth_classes):
@@ -277,7 +270,7 @@ def test_uploads_are_not_written_to_disk(trained, images, monkeypatch):
         original = getattr(tempfile, name)
         monkeypatch.setattr(tempfile, name, lambda *a, _f=original, _n=name, **k: opened.append(_n) or _f(*a, **k))
     app = create_app(ServeSettings(models=(f"clf={trained.bundle}",), max_upload_mb=4))
-    padding = _png(np.random.default_rng(0).integers(0, 256, (700, 700, 3), np.uint8))  # ~1.5 MB, incompressible
+    padding = png_bytes(np.random.default_rng(0).integers(0, 256, (700, 700, 3), np.uint8))  # ~1.5 MB, incompressible
     with TestClient(app) as c:
         response = c.post(PREDICT, files=_files([images[0], ("noise.png", padding)]))
         assert response.status_code == 200 and len(response.json()["predictions"]) == 2
@@ -311,29 +304,12 @@ def test_bad_settings_fail_at_start(trained, tmp_path):
 # --- a real server -----------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(trained):
     """uvicorn serving the app on a free loopback port, in a thread."""
-    import uvicorn
-
     app = create_app(ServeSettings(models=(f"clf={trained.bundle}",), max_upload_mb=0.5, max_wait_ms=20))
-    port = _free_port()
-    instance = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=instance.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not instance.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert instance.started, "uvicorn did not start"
-    yield f"http://127.0.0.1:{port}", app
-    instance.should_exit = True
-    thread.join(10)
+    with uvicorn_thread(app) as url:
+        yield url, app
 
 
 def test_concurrent_requests_are_batched_and_equal_the_predictor(server, images, predictor):
@@ -429,7 +405,7 @@ def tls_files(tmp_path) -> tuple[Path, Path]:
 @pytest.mark.slow
 def test_inspekt_serve_over_https_with_an_api_key(trained, images, predictor, tls_files):
     cert, key = tls_files
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "INSPEKT_TEST_KEY": "k-123"}
     proc = subprocess.Popen(
         [
@@ -594,7 +570,7 @@ def test_segmenter_and_anomaly_model_answer_with_masks_and_maps_at_the_image_siz
 
 def test_a_request_pixel_budget_and_enlarging_enhancement_are_checked_before_decoding(trained):
     settings = ServeSettings(models=(f"clf={trained.bundle}",), max_pixels=200_000, max_request_pixels=200_000)
-    tile = _png(np.full((300, 300), 128, np.uint8))  # 90,000 pixels: under the per-image limit
+    tile = png_bytes(np.full((300, 300), 128, np.uint8))  # 90,000 pixels: under the per-image limit
     with TestClient(create_app(settings)) as client:
         three = client.post(PREDICT, files=_files([("a.png", tile), ("b.png", tile), ("c.png", tile)]))
         enlarged = client.post(PREDICT, files=_files([("a.png", tile)]), data={"enhance": "resize:scale=2"})

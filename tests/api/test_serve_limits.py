@@ -3,19 +3,17 @@ and deadline on enhancement work (stopped when the client leaves), and deeply ne
 
 from __future__ import annotations
 
-import io
 import socket
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import numpy as np
 import pytest
-from PIL import Image
 
 pytest.importorskip("fastapi", reason="the serve extra (fastapi) is not installed")
 
+from conftest import free_port, png_bytes, uvicorn_thread
 from inspekt.api import ServeSettings, create_app
 from inspekt.errors import ConfigError
 
@@ -23,27 +21,13 @@ PREDICT = "/v1/models/clf/predict"
 NOISY = np.random.default_rng(0).integers(0, 255, (384, 384, 3), np.uint8)  # nl_means: ~0.35 s a step here
 
 
-def _png(array: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(array).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
 def _files(items) -> list:
     return [("files", (name, data, "image/png")) for name, data in items]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
 def server(trained):
     """uvicorn on loopback with a small server-wide budget (600,000 pixels) and a 2 s request timeout."""
-    import uvicorn
-
     settings = ServeSettings(
         models=(f"clf={trained.bundle}",),
         max_request_pixels=600_000,
@@ -53,17 +37,8 @@ def server(trained):
         max_enhance_seconds=1000,
     )
     app = create_app(settings)
-    port = _free_port()
-    instance = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=instance.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not instance.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert instance.started, "uvicorn did not start"
-    yield f"http://127.0.0.1:{port}", app.state.inspekt
-    instance.should_exit = True
-    thread.join(10)
+    with uvicorn_thread(app) as url:
+        yield url, app.state.inspekt
 
 
 def _wait_idle(state, seconds: float) -> float:
@@ -77,7 +52,7 @@ def _wait_idle(state, seconds: float) -> float:
 
 def test_concurrent_requests_share_one_pixel_budget(server):
     url, state = server
-    big = _png(np.full((500, 500), 7, np.uint8))  # 250,000 pixels each: two fit the budget at once, not three
+    big = png_bytes(np.full((500, 500), 7, np.uint8))  # 250,000 pixels each: two fit the budget at once, not three
     state.budget.peak = 0
     with httpx.Client(base_url=url, timeout=60) as http, ThreadPoolExecutor(8) as pool:
         responses = list(pool.map(lambda i: http.post(PREDICT, files=_files([(f"{i}.png", big)])), range(8)))
@@ -88,7 +63,7 @@ def test_concurrent_requests_share_one_pixel_budget(server):
 
 def test_a_request_over_the_whole_budget_is_413_before_decoding(server):
     url, _ = server
-    tile = _png(np.zeros((400, 400), np.uint8))  # 160,000 pixels; unsharp holds 9 copies: 1.44 M > 600,000
+    tile = png_bytes(np.zeros((400, 400), np.uint8))  # 160,000 pixels; unsharp holds 9 copies: 1.44 M > 600,000
     response = httpx.post(url + PREDICT, files=_files([("t.png", tile)]), data={"enhance": "unsharp"}, timeout=30)
     assert response.status_code == 413, response.text
     assert "--max-inflight-pixels" in response.json()["detail"]
@@ -103,7 +78,7 @@ def test_a_request_over_the_whole_budget_is_413_before_decoding(server):
 )
 def test_enhancement_specs_are_bounded(server, spec, status, words):
     url, _ = server
-    tile = _png(np.full((64, 64), 100, np.uint8))
+    tile = png_bytes(np.full((64, 64), 100, np.uint8))
     response = httpx.post(url + PREDICT, files=_files([("a.png", tile)]), data={"enhance": spec}, timeout=30)
     assert response.status_code == status, response.text
     assert words in response.json()["detail"]
@@ -115,9 +90,9 @@ def test_costly_enhancement_is_refused_by_its_estimate(trained):
     settings = ServeSettings(models=(f"clf={trained.bundle}",), max_enhance_seconds=1.0)
     with TestClient(create_app(settings)) as client:
         costly = client.post(
-            PREDICT, files=_files([("n.png", _png(NOISY))]), data={"enhance": "nl_means + nl_means + nl_means"}
+            PREDICT, files=_files([("n.png", png_bytes(NOISY))]), data={"enhance": "nl_means + nl_means + nl_means"}
         )
-        cheap = client.post(PREDICT, files=_files([("n.png", _png(NOISY))]), data={"enhance": "median"})
+        cheap = client.post(PREDICT, files=_files([("n.png", png_bytes(NOISY))]), data={"enhance": "median"})
     assert costly.status_code == 422 and "--max-enhance-seconds" in costly.json()["detail"]
     assert cheap.status_code == 200
 
@@ -126,7 +101,9 @@ def test_a_request_past_its_deadline_is_503_and_its_work_stops(server):
     url, state = server
     chain = " + ".join(["nl_means:h=30"] * 12)  # ~4 s of work: past the 2 s timeout
     start = time.monotonic()
-    response = httpx.post(url + PREDICT, files=_files([("n.png", _png(NOISY))]), data={"enhance": chain}, timeout=60)
+    response = httpx.post(
+        url + PREDICT, files=_files([("n.png", png_bytes(NOISY))]), data={"enhance": chain}, timeout=60
+    )
     assert response.status_code == 503, response.text
     assert "--request-timeout" in response.json()["detail"]
     _wait_idle(state, 1.5)  # stopped at the next step, not after the whole chain
@@ -136,9 +113,9 @@ def test_a_request_past_its_deadline_is_503_and_its_work_stops(server):
 def test_work_stops_when_the_client_leaves(server):
     url, state = server
     chain = " + ".join(["nl_means:h=30"] * 5)  # ~1.8 s of work, under the timeout
-    small = _png(np.full((64, 64), 100, np.uint8))
+    small = png_bytes(np.full((64, 64), 100, np.uint8))
     with pytest.raises(httpx.ReadTimeout):  # the client gives up and closes the connection
-        httpx.post(url + PREDICT, files=_files([("n.png", _png(NOISY))]), data={"enhance": chain}, timeout=0.4)
+        httpx.post(url + PREDICT, files=_files([("n.png", png_bytes(NOISY))]), data={"enhance": chain}, timeout=0.4)
     assert _wait_idle(state, 1.5) < 1.2  # the work stopped soon after, not 1.8 s of work later
     answer = httpx.post(url + PREDICT, files=_files([("s.png", small)]), timeout=30)
     assert answer.status_code == 200  # and the server goes on
@@ -147,9 +124,9 @@ def test_work_stops_when_the_client_leaves(server):
 def test_a_small_request_is_served_while_a_heavy_one_runs(server):
     url, _ = server
     chain = " + ".join(["nl_means:h=30"] * 4)
-    small = _png(np.full((64, 64), 100, np.uint8))
+    small = png_bytes(np.full((64, 64), 100, np.uint8))
     with httpx.Client(base_url=url, timeout=60) as http, ThreadPoolExecutor(2) as pool:
-        heavy = pool.submit(http.post, PREDICT, files=_files([("n.png", _png(NOISY))]), data={"enhance": chain})
+        heavy = pool.submit(http.post, PREDICT, files=_files([("n.png", png_bytes(NOISY))]), data={"enhance": chain})
         time.sleep(0.3)  # the heavy request is being enhanced
         start = time.monotonic()
         quick = http.post(PREDICT, files=_files([("s.png", small)]))
@@ -184,7 +161,7 @@ def test_inspekt_serve_caps_open_connections(trained):
     import subprocess
     import sys
 
-    port = _free_port()
+    port = free_port()
     exe = os.path.join(os.path.dirname(sys.executable), "inspekt")
     command = [exe, "serve", f"clf={trained.bundle}", "--port", str(port), "--max-connections", "3"]
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
