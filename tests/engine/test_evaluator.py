@@ -224,6 +224,23 @@ def test_eval_json_to_stdout_in_a_subprocess(trained, synth_classes):
     assert json.loads(proc.stdout)["n_images"] == 80
 
 
+def test_eval_reports_escape_and_false_reject_rates_at_the_decision(trained, synth_classes, tmp_path):
+    exe = os.path.join(os.path.dirname(sys.executable), "inspekt")
+    command = [exe, "eval", str(trained.bundle), "--data", str(synth_classes), "--csv", str(tmp_path / "rows.csv")]
+    proc = subprocess.run([*command, "--json", "-"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    metrics = json.loads(proc.stdout)["metrics"]
+    rows = read_csv_rows(tmp_path / "rows.csv")
+    defects = [r for r in rows if r["true"] != "ok"]
+    oks = [r for r in rows if r["true"] == "ok"]
+    assert metrics["escapes"] == sum(r["predicted"] == "ok" for r in defects)  # a defect passed as OK
+    assert metrics["escape_rate"] == pytest.approx(metrics["escapes"] / len(defects))
+    assert metrics["false_rejects"] == sum(r["predicted"] != "ok" for r in oks)  # an OK part rejected
+    assert metrics["false_reject_rate"] == pytest.approx(metrics["false_rejects"] / len(oks))
+    table = subprocess.run(command, capture_output=True, text=True, timeout=300, env={**os.environ, "COLUMNS": "160"})
+    assert "escape rate (defects passed as OK)" in table.stdout and "false-reject rate" in table.stdout
+
+
 def test_runs_compare(trained, binary, tmp_path):
     _, binary_run = binary
     result = run("runs", "compare", trained.run_dir, binary_run, "--json", "--plot", tmp_path / "runs.png")

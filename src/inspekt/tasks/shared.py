@@ -25,6 +25,32 @@ def confusion_counts(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> 
 BEST_F1 = "best-f1"
 
 
+def inspection_rates(defective: np.ndarray, rejected: np.ndarray) -> dict:
+    """What an inspection line asks of a model, at its decision threshold: the escape rate (defective
+    parts passed as OK, of all defective ones) and the false-reject rate (OK parts rejected, of all OK
+    ones); None where there is no such part.
+
+    Args:
+        defective: (N,) whether each part really is defective.
+        rejected: (N,) whether the model rejected it (any defect verdict).
+    """
+    defective, rejected = np.asarray(defective, dtype=bool), np.asarray(rejected, dtype=bool)
+    escapes, false_rejects = int((defective & ~rejected).sum()), int((~defective & rejected).sum())
+    n_defective, n_ok = int(defective.sum()), int((~defective).sum())
+    return {
+        "escape_rate": escapes / n_defective if n_defective else None,
+        "false_reject_rate": false_rejects / n_ok if n_ok else None,
+        "escapes": escapes,
+        "false_rejects": false_rejects,
+    }
+
+
+INSPECTION_ROWS = (
+    ("escape rate (defects passed as OK)", "escape_rate"),
+    ("false-reject rate (OK parts rejected)", "false_reject_rate"),
+)
+
+
 def parse_threshold_choice(choice: str | float) -> str | float:
     """``"best-f1"`` or a probability in [0, 1] (numbers may come as text, e.g. from the CLI).
 

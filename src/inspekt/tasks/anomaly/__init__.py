@@ -8,6 +8,7 @@ from typing import Any
 
 from inspekt.card import ModelCard
 from inspekt.tasks.base import Control, Table, Task, check_probability, fmt, min_area_error, region_cells, region_post
+from inspekt.tasks.shared import INSPECTION_ROWS
 
 
 class Anomaly(Task):
@@ -120,6 +121,7 @@ class Anomaly(Task):
                 ("accuracy", "accuracy"),
                 ("pixel AUROC", "pixel_auroc"),
                 ("AUPRO (FPR <= 0.3)", "aupro"),
+                *INSPECTION_ROWS,
             )
         ]
         rows.append(("confusion", f"TP {m['tp']}  FP {m['fp']}  TN {m['tn']}  FN {m['fn']}"))

@@ -21,6 +21,7 @@ from inspekt.results import BatchReport, SkippedFile
 from inspekt.tasks.anomaly.metrics import PixelTally, truth_mask
 from inspekt.tasks.anomaly.predict import ANOMALY
 from inspekt.tasks.base import nothing_scored, predict_split
+from inspekt.tasks.shared import inspection_rates
 
 WORST_LIMIT = 12
 
@@ -100,7 +101,7 @@ def image_metrics(truth: np.ndarray, raw: np.ndarray, verdict: np.ndarray) -> di
         "fp": fp,
         "tn": tn,
         "fn": fn,
-    }
+    } | inspection_rates(truth, verdict)
 
 
 def evaluate_anomaly(

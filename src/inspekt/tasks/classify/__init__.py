@@ -8,6 +8,7 @@ from typing import Any
 from inspekt.card import ModelCard, positive_class
 from inspekt.errors import ConfigError
 from inspekt.tasks.base import Control, Table, Task, check_probability, fmt, min_area_error
+from inspekt.tasks.shared import INSPECTION_ROWS
 
 
 class Classify(Task):
@@ -134,6 +135,7 @@ class Classify(Task):
             ("ROC-AUC", fmt(m["roc_auc"])),
             ("PR-AUC", fmt(m["pr_auc"])),
             ("ECE (top-1)", fmt(m["ece"])),
+            *((name, fmt(m[key])) for name, key in INSPECTION_ROWS if key in m),
         ]
         if result.positive is not None:
             decision = "argmax" if result.threshold is None else f"{result.positive} if p >= {result.threshold:g}"

@@ -11,8 +11,8 @@ from itertools import groupby
 
 import numpy as np
 
-from inspekt.card import positive_class
-from inspekt.tasks.shared import confusion_counts, ratio
+from inspekt.card import NORMAL_NAMES, positive_class
+from inspekt.tasks.shared import confusion_counts, inspection_rates, ratio
 
 ECE_BINS = 15
 
@@ -124,7 +124,15 @@ def classification_metrics(
         ],
         "confusion": cm.tolist(),
         "confusion_normalized": ratio(cm, support[:, None]).tolist(),
-    }
+    } | _inspection(y_true, y_pred, classes)
+
+
+def _inspection(y_true: np.ndarray, y_pred: np.ndarray, classes: Sequence[str]) -> dict:
+    """Escape and false-reject rates when exactly one class is the normal one (ok, good, ...); {} otherwise."""
+    normal = [i for i, name in enumerate(classes) if name.lower() in NORMAL_NAMES]
+    if len(normal) != 1:
+        return {}
+    return inspection_rates(y_true != normal[0], y_pred != normal[0])
 
 
 def threshold_sweep(is_positive: np.ndarray, score: np.ndarray, n: int = 101) -> list[dict]:

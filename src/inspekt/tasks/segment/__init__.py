@@ -8,6 +8,7 @@ from typing import Any
 from inspekt.card import ModelCard, PostProcess
 from inspekt.errors import ConfigError
 from inspekt.tasks.base import Control, Table, Task, check_probability, fmt, min_area_error, region_cells, region_post
+from inspekt.tasks.shared import INSPECTION_ROWS
 
 
 class Segment(Task):
@@ -117,6 +118,7 @@ class Segment(Task):
                 ("image precision", "image_precision"),
                 ("image recall", "image_recall"),
                 ("image F1", "image_f1"),
+                *INSPECTION_ROWS,
             )
         ]
         rows.append(

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from inspekt.tasks.shared import confusion_counts, ratio
+from inspekt.tasks.shared import confusion_counts, inspection_rates, ratio
 
 
 class SegmentationTally:
@@ -105,6 +105,7 @@ class SegmentationTally:
             "image_precision": float(v_precision),
             "image_recall": float(v_recall),
             "image_f1": float(ratio(2 * v_precision * v_recall, v_precision + v_recall)),
+            **inspection_rates(truth, verdict),
             "per_class": [
                 {
                     "class": name,
