@@ -22,8 +22,11 @@ def _print_summary(result, task) -> None:
     tables = task.summary(result)
     head = tables[0].note if tables else ""
     console.print(f"[bold]{result.bundle}[/] on {result.data} (split {result.split}): {head}", highlight=False)
-    if result.split == "all":
-        console.print("note: the dataset has no test or val split, so these images may include training images")
+    from inspekt.engine.evaluator import training_images_note
+
+    note = training_images_note(result.split)
+    if note:
+        console.print(f"note: {note}", highlight=False)
     for table in tables:
         shown = Table(table.columns[0], *(Column(c, justify="right") for c in table.columns[1:]), title=table.title)
         for row in table.rows:

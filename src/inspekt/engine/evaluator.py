@@ -49,6 +49,15 @@ def select_split(dataset: Dataset, split: str | None) -> tuple[Dataset, str]:
     return dataset.subset(split), split
 
 
+def training_images_note(split: str) -> str | None:
+    """A warning when an evaluated split may hold the model's training images (its scores then flatter it)."""
+    if split == "train":
+        return "these are the training images: the scores flatter the model; evaluate the test split"
+    if split == "all":
+        return "'all' includes the training images when the dataset has splits, which flatters the scores; prefer test"
+    return None
+
+
 def evaluate(
     model: str | Path | Bundle | Predictor,
     data: str | Path | Dataset,
