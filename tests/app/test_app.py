@@ -179,6 +179,11 @@ def test_evaluate_shows_metrics_and_errors(workspace, monkeypatch):
     assert "accuracy" in labels and float(at.metric[labels.index("accuracy")].value) > 0.25
     assert "confusion matrix (rows = true)" in [h.value for h in at.subheader]
     assert len(at.dataframe) == 2  # per class, and the confusion matrix
+    assert next(box for box in at.selectbox if box.label == "Split").value == "default"  # test, else val, else all
+    # the synthetic set has no splits: the default falls back to all, which includes the training images
+    assert any("includes the training images" in w.value for w in at.warning), [w.value for w in at.warning]
+    rates = {m.label: m.value for m in at.metric if "rate" in m.label}
+    assert set(rates) == {"escape rate", "false-reject rate"} and all(v.endswith("%") for v in rates.values())
 
 
 @pytest.mark.slow
@@ -235,6 +240,36 @@ def test_monitor_shows_the_history_the_monitor_wrote(workspace, monkeypatch, tmp
     assert len(at.dataframe) >= 1
     at.text_input(key="monitor_db").input("nosuchdb://x").run()
     assert not at.exception and "not a usable database URL" in _texts(at)
+
+
+@pytest.mark.slow
+def test_monitor_opens_on_an_overview_and_the_drifted_source(workspace, monkeypatch, tmp_path):
+    import numpy as np
+
+    from inspekt.io import load_image, save_image
+    from inspekt.monitor import MonitorConfig, run_monitor
+
+    steady, bright = tmp_path / "a_steady", tmp_path / "b_bright"
+    shutil.copytree(workspace / "data" / "surfaces" / "pore", steady)
+    bright.mkdir()
+    for path in sorted(steady.glob("*.png")):  # the same parts under a lamp 120 levels brighter: drift
+        image = load_image(path).astype(np.int16)
+        save_image(bright / path.name, np.clip(image + 120, 0, 255).astype(np.uint8))
+    db = tmp_path / "two-sources.db"
+    for source in (steady, bright):
+        config = MonitorConfig(
+            model=str(workspace / "models" / "classifier"), db=str(db), once=True, every=0.01,
+            source=str(source), window=8, settle=0.0,
+        )  # fmt: skip
+        run_monitor(config)
+    at = _page(workspace, monkeypatch, "monitor")
+    at.text_input(key="monitor_db").input(str(db)).run()
+    assert not at.exception, at.exception
+    assert "All sources" in [h.value for h in at.subheader]
+    overview = at.dataframe[0].value
+    assert len(overview) == 2 and overview["drifted windows"].max() > 0
+    drifted = overview.loc[overview["drifted windows"] > 0, "source"].iloc[0]
+    assert "b_bright" in drifted and at.selectbox(key="monitor_source").value == drifted  # not the first, green one
 
 
 def test_a_damaged_bundle_is_a_message_and_the_app_keeps_working(workspace, monkeypatch, tmp_path):

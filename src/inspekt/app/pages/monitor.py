@@ -11,6 +11,21 @@ from inspekt.errors import InspektError
 from inspekt.monitor.history import as_url, default_url, sqlite_file
 from inspekt.monitor.summary import load_history, summarize_history
 
+
+def _over_time(frame: pd.DataFrame, y: str, color: str, line: bool = False):
+    """A chart over wall-clock time whose axis reads hours:minutes:seconds (Vega's default labels
+    sub-second ticks ".500" when the points are close together)."""
+    import altair as alt
+
+    chart = alt.Chart(frame).mark_line() if line else alt.Chart(frame).mark_circle(size=40)
+    return chart.encode(
+        x=alt.X("time:T", axis=alt.Axis(format="%H:%M:%S", labelOverlap=True, title="time")),
+        y=alt.Y(f"{y}:Q", title=y),
+        color=alt.Color(f"{color}:N", title=color),
+        tooltip=["time:T", f"{y}:Q", f"{color}:N"],
+    )
+
+
 root = common.workspace()
 st.title("Monitor")
 db = st.text_input("History database (SQLAlchemy URL or SQLite file)", value=default_url(root), key="monitor_db")
@@ -33,8 +48,26 @@ if not data["images"]:
     st.info(f"The history at {url} is empty. {start}")
     st.stop()
 
-sources = sorted({r["source"] for r in data["images"]})
-source = st.selectbox("Source", sources, key="monitor_source") if len(sources) > 1 else sources[0]
+overall = summarize_history(data, url)
+sources = sorted(overall["sources"])
+if len(sources) > 1:  # an overview first: a drifted source must not hide behind the first one's green
+    st.subheader("All sources")
+    st.dataframe(
+        pd.DataFrame(
+            [
+                {"source": name, "images": s["recorded"], "skipped": s["skipped"], "windows": s["windows"],
+                 "drifted windows": s["drifted_windows"], "last image": s["last"]}
+                for name, s in overall["sources"].items()
+            ]
+        ),
+        hide_index=True,
+        width="stretch",
+    )  # fmt: skip
+    drifted = [name for name in sources if overall["sources"][name]["drifted_windows"]]
+    default = drifted[0] if drifted else sources[0]
+    source = st.selectbox("Source", sources, index=sources.index(default), key="monitor_source")
+else:
+    source = sources[0]
 data = {
     **data,
     "images": [r for r in data["images"] if r["source"] == source],
@@ -64,9 +97,10 @@ if not images.empty:
     shares = pd.get_dummies(images["label"].astype(str)).astype(float).rolling(span, min_periods=1).mean()
     st.subheader("Label mix over time")
     st.caption(f"share of each label among the last {span} images")
-    st.line_chart(shares.set_index(images["time"]))
+    mix = shares.assign(time=images["time"]).melt("time", var_name="label", value_name="share")
+    st.altair_chart(_over_time(mix, "share", "label", line=True), width="stretch")
     st.subheader("Scores over time")
-    st.scatter_chart(images, x="time", y="score", color="label")
+    st.altair_chart(_over_time(images, "score", "label"), width="stretch")
 
 st.subheader("Drift windows")
 if summary["windows"]:
@@ -85,7 +119,7 @@ if summary["windows"]:
     )
     windows["time"] = pd.to_datetime(windows["time"])
     if windows["drift score"].notna().any():  # points, not bars: a score of 0 (the usual case) stays visible
-        st.scatter_chart(windows, x="time", y="drift score", color="verdict")
+        st.altair_chart(_over_time(windows, "drift score", "verdict"), width="stretch")
     st.dataframe(windows, hide_index=True, width="stretch")
 else:
     st.caption("No drift window yet: a window is checked every --window images.")
