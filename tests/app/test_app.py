@@ -215,6 +215,30 @@ def test_train_runs_in_the_background_and_joins_the_model_picker(workspace, monk
 
 
 @pytest.mark.slow
+def test_a_run_stopped_from_the_train_page_keeps_its_best_epoch(workspace, monkeypatch):
+    at = _page(workspace, monkeypatch, "train")
+    at.number_input[0].set_value(300).run()  # far more epochs than the test waits for
+    at.number_input[1].set_value(32).run()
+    at.text_input[1].input("stopped-run").run()
+    at.button[0].click().run()
+    results = workspace / "runs" / "classify" / "stopped-run" / "results.csv"
+    deadline = time.monotonic() + TIMEOUT
+    while not (results.is_file() and len(results.read_text().splitlines()) >= 3) and time.monotonic() < deadline:
+        time.sleep(0.5)  # two epochs done
+    at.run()
+    at.button(key="stop-stopped-run").click().run()
+    assert not at.exception, at.exception
+    while "runs/classify/stopped-run" not in find_bundles(workspace) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    from inspekt.bundle import open_bundle
+
+    card = open_bundle(workspace / "runs" / "classify" / "stopped-run" / "bundle").card
+    assert card.metrics["best_epoch"] < 300  # stopped long before the end, with a bundle of its best epoch
+    at.run()
+    assert "stopped-run · classify · done" in " ".join(e.label for e in at.expander)
+
+
+@pytest.mark.slow
 def test_monitor_shows_the_history_the_monitor_wrote(workspace, monkeypatch, tmp_path):
     from inspekt.monitor import MonitorConfig, run_monitor
 

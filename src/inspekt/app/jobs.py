@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -60,6 +61,12 @@ class Job:
         if self.done:
             return "done"
         return "running" if self.running else "stopped (see the log)"
+
+    def stop(self) -> None:
+        """Stop the run as Ctrl-C does: it keeps the best epoch so far and writes its bundle (a run
+        stopped before its first epoch ends keeps nothing)."""
+        if self.running:
+            os.killpg(self.pid, signal.SIGINT)  # started in its own session: the group is the run
 
 
 def start(workspace: Path, task: str, data: str, name: str, options: dict[str, object]) -> Job:

@@ -55,6 +55,23 @@ if "train_message" in st.session_state:
     (st.success if kind == "success" else st.error)(text)
 
 
+def _per_epoch(frame: pd.DataFrame, columns: list[str]):
+    """Lines over whole epochs (the axis never ticks 0.5 of an epoch)."""
+    import altair as alt
+
+    long = frame[["epoch", *columns]].melt("epoch", var_name="metric", value_name="value")
+    return (
+        alt.Chart(long)
+        .mark_line(point=True)
+        .encode(
+            x=alt.X("epoch:Q", axis=alt.Axis(tickMinStep=1, format="d")),
+            y=alt.Y("value:Q", title=None),
+            color="metric:N",
+            tooltip=["epoch:Q", "metric:N", "value:Q"],
+        )
+    )
+
+
 def show_runs() -> None:
     """Every run started here, with progress and curves (refreshed every few seconds while one runs)."""
     runs = jobs.jobs(root)
@@ -67,13 +84,15 @@ def show_runs() -> None:
         with st.expander(f"{job.name} · {job.task} · {status}", expanded=job is runs[0]):
             if total:
                 st.progress(min(1.0, len(history) / total), text=f"epoch {len(history)} / {total}")
+            if status == "running":
+                st.button("Stop", key=f"stop-{job.name}", on_click=job.stop, help="As Ctrl-C: keeps the best epoch")
             if history and "epoch" in history[0]:
-                frame = pd.DataFrame(history).set_index("epoch")
+                frame = pd.DataFrame(history)
                 losses = [c for c in ("train_loss", "val_loss", "loss") if c in frame]
                 scores = [c for c in frame.columns if c.startswith("val_") and c != "val_loss"][:3]
-                st.line_chart(frame[losses])
+                st.altair_chart(_per_epoch(frame, losses), width="stretch")
                 if scores:
-                    st.line_chart(frame[scores])
+                    st.altair_chart(_per_epoch(frame, scores), width="stretch")
             if job.done:
                 st.caption(f"bundle: {job.run_dir / 'bundle'} (in the model picker as runs/{job.task}/{job.name})")
             elif status != "running" and job.log.is_file():
