@@ -5,6 +5,7 @@ dataclass for every task; each task subclasses it for its own summary and overla
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,7 +59,13 @@ class Prediction:
         embedding: the classifier head's input (penultimate features; classify bundles that export it).
         reconstruction: anomaly: what the model expected to see (HxW or HxWx3 uint8 at the original
             size; reconstruction methods and template_ratio's template), or None.
-        time_ms: model + pre/post-processing time attributed to this image.
+        time_ms: model + pre/post-processing time attributed to this image: the time of the model call
+            it shared with ``batch_images`` images, divided by ``batch_images`` (1: its own time).
+        batch_images: how many images were predicted together in that call (``to_dict`` also gives the
+            call's whole time, ``batch_ms``, so nobody reads a batch average as one image's time).
+        ood: ``{"score": float, "unlike_training": bool}``: how far the image's embedding is from the
+            training images' (``inspekt.profiling.novelty``; above 1 = further than 99% of held-out
+            images), or None when the bundle's reference has no embeddings to compare with.
         extra: task details; segment: ``verdict``, ``components`` (class, bbox, area, scores),
             ``defect_area_pct``; anomaly: ``verdict``, ``raw_score``, ``components``, ``anomaly_area_pct``.
     """
@@ -73,6 +80,8 @@ class Prediction:
     embedding: np.ndarray | None = None
     reconstruction: np.ndarray | None = None
     time_ms: float = 0.0
+    batch_images: int = 1
+    ood: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def top(self, k: int | None = None) -> list[tuple[str, float]]:
@@ -91,11 +100,15 @@ class Prediction:
             if value is not None:
                 out[f"{name}_shape"] = list(value.shape)
         out["time_ms"] = round(self.time_ms, 3)
+        out["batch_images"] = self.batch_images
+        out["batch_ms"] = round(self.time_ms * self.batch_images, 3)
+        if self.ood is not None:
+            out["ood"] = dict(self.ood)
         return out | self.extra
 
     def __repr__(self) -> str:
         score = "" if self.score is None else f" {self.score:.3f}"
-        details = self.describe()
+        details = "; ".join(part for part in (self.describe(), self.ood_note()) if part)
         return f"<Prediction {Path(self.source).name}: {self.label}{score}{f' ({details})' if details else ''}>"
 
     def headline(self) -> str:
@@ -105,6 +118,20 @@ class Prediction:
     def describe(self) -> str:
         """What else a person should read about it, in one line ("" when nothing)."""
         return ""
+
+    def ood_note(self) -> str:
+        """``"unlike the training images (score 2.41)"`` when flagged, else ""."""
+        if not self.ood or not self.ood.get("unlike_training"):
+            return ""
+        return f"unlike the training images (score {self.ood['score']:.2f})"
+
+
+def share_time(predictions: list[Prediction], started: float) -> None:
+    """Divide the time since ``started`` (a ``time.perf_counter()`` value) among ``predictions``,
+    made in one model call, and record how many shared it (``Prediction.batch_images``)."""
+    per_image = (time.perf_counter() - started) * 1000 / max(1, len(predictions))
+    for prediction in predictions:
+        prediction.time_ms, prediction.batch_images = per_image, len(predictions)
 
 
 def json_safe(value: Any) -> Any:

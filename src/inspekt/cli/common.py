@@ -9,13 +9,27 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Column
 
 from inspekt.results import json_safe
 
 STATE = {"debug": False}
 console = Console()
 err_console = Console(stderr=True, soft_wrap=True)  # one line per message, whatever the width
+
+
+def file_columns() -> tuple[Column, Column]:
+    """A table's "file" column (the name, never cut or wrapped) and "folder" column (folded when long);
+    fill them with ``file_cells``."""
+    return Column("file", no_wrap=True, overflow="ignore"), Column("folder", overflow="fold")
+
+
+def file_cells(source: str) -> tuple[str, str]:
+    """The name and folder of ``source`` for ``file_columns`` (a URL keeps its scheme in the folder)."""
+    head, _, name = source.rpartition("/")
+    return escape(name or source), escape(head or ".")
 
 
 def unique_name(source: str, suffix: str, taken: set[str]) -> str:

@@ -8,7 +8,7 @@ import typer
 from rich.table import Column, Table
 
 from inspekt.cli import app
-from inspekt.cli.common import console, err_console, print_json, progress_bar, unique_name
+from inspekt.cli.common import console, err_console, file_cells, file_columns, print_json, progress_bar, unique_name
 from inspekt.cli.predict import expand_sources
 from inspekt.errors import InspektError
 from inspekt.results import BatchReport
@@ -27,7 +27,10 @@ def explain(
     target: str = typer.Option(None, "--class", help="Class to explain (default: the predicted class)."),
     layer: str = typer.Option(None, "--layer", help="Dotted name of the layer to explain (default: last stage)."),
     opacity: float = typer.Option(0.5, "--opacity", help="Heat-map weight in the overlay, 0..1."),
-    out: Path = typer.Option(Path("explanations"), "--out", help="Folder for the <stem>_<method>.png overlays."),
+    out: Path = typer.Option(
+        Path("explanations"), "--out", help="Folder for <stem>_<method>.png: the image and its overlay side by side."
+    ),
+    overlay_only: bool = typer.Option(False, "--overlay-only", help="Write the overlay alone, without the image."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per image (JSON lines)."),
 ) -> None:
     """Write Grad-CAM overlays showing what drove each image's class; bad files are reported and skipped."""
@@ -42,18 +45,18 @@ def explain(
     with progress_bar("explaining", len(files), enabled=not as_json) as advance:
         for file in files:
             for result in explainer.explain_files([file], target=target, opacity=opacity, report=report):
-                written = save_image(out / unique_name(result.source, method, taken), result.overlay)
+                picture = result.overlay if overlay_only else result.side_by_side()
+                written = save_image(out / unique_name(result.source, method, taken), picture)
                 rows.append(result.to_dict() | {"output": str(written)})
             advance()
     if as_json:
         for row in rows:
             print_json(row)
     elif rows:
-        table = Table(Column("file", overflow="fold"), "explained", "predicted", Column("overlay", overflow="fold"))
+        table = Table(*file_columns(), "explained", "predicted", Column("overlay", no_wrap=True, overflow="ignore"))
         for row in rows:
-            table.add_row(
-                row["path"], row["target"], f"{row['predicted']} {row['score']:.3f}", Path(row["output"]).name
-            )
+            name = Path(row["output"]).name
+            table.add_row(*file_cells(row["path"]), row["target"], f"{row['predicted']} {row['score']:.3f}", name)
         console.print(table)
         console.print(f"wrote {len(rows)} overlay(s) to {out}", highlight=False, soft_wrap=True)
     err_console.print(report.summary(), highlight=False)

@@ -6,11 +6,21 @@ import glob
 from pathlib import Path
 
 import typer
-from rich.table import Table
+from rich.table import Column, Table
 
 from inspekt import storage
 from inspekt.cli import app
-from inspekt.cli.common import DASK_HELP, console, err_console, maybe_cluster, print_json, progress_bar, unique_name
+from inspekt.cli.common import (
+    DASK_HELP,
+    console,
+    err_console,
+    file_cells,
+    file_columns,
+    maybe_cluster,
+    print_json,
+    progress_bar,
+    unique_name,
+)
 from inspekt.errors import ConfigError, InspektError
 from inspekt.results import BatchReport
 
@@ -49,23 +59,45 @@ def expand_sources(sources: list[str]) -> list[str]:
     return expanded
 
 
+def _ood_cells(r, checked: bool, machine: bool) -> dict[str, str]:
+    """The out-of-distribution columns (only when the bundle could check any image)."""
+    if not checked:
+        return {}
+    if machine:
+        ood = r.ood or {}
+        return {"ood_score": str(ood.get("score", "")), "unlike_training": str(ood.get("unlike_training", ""))}
+    return {"unlike training?": r.ood_note() or (f"no ({r.ood['score']:.2f})" if r.ood else "")}
+
+
 def _print_predictions(results: list, task, card, topk: int | None, form: str) -> None:
-    """The predictions on stdout: JSON lines, CSV or a table, with the task's columns."""
+    """The predictions on stdout: JSON lines, CSV or a table, with the task's columns (and whether each
+    image is unlike the training images, when the bundle can tell)."""
     import csv
     import sys
 
+    checked = any(r.ood is not None for r in results)
     if form == "json":
         for r in results:
             print_json(r.to_dict(topk))
     elif form == "csv":
-        rows = [{"path": r.source} | task.cells(r, card, topk, True) | {"time_ms": f"{r.time_ms:.2f}"} for r in results]
+        rows = [
+            {"path": r.source}
+            | task.cells(r, card, topk, True)
+            | _ood_cells(r, checked, True)
+            | {"time_ms": f"{r.time_ms:.2f}", "batch_images": str(r.batch_images)}
+            for r in results
+        ]
         writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]) if rows else ["path", "label", "score", "time_ms"])
         writer.writeheader()
         writer.writerows(rows)
     elif results:
-        table = Table("path", *task.cells(results[0], card, topk, False), "ms")
+        extra = list(_ood_cells(results[0], checked, False))
+        table = Table(
+            *file_columns(), *task.cells(results[0], card, topk, False), *extra, Column("ms (batch avg)", no_wrap=True)
+        )
         for r in results:
-            table.add_row(r.source, *task.cells(r, card, topk, False).values(), f"{r.time_ms:.1f}")
+            cells = task.cells(r, card, topk, False) | _ood_cells(r, checked, False)
+            table.add_row(*file_cells(r.source), *cells.values(), f"{r.time_ms:.1f}")
         console.print(table)
 
 
@@ -96,6 +128,24 @@ def _save_visuals(
         base = explainer.explain(image, target=r.label, source=r.source).overlay if explainer else image
         name = unique_name(r.source, "gradcam" if explainer else "pred", used)
         r.extra["saved"] = str(save_image(save_dir / name, banner(base, f"{r.label} {r.score:.2f}")))
+
+
+def _summarise(results: list, report: BatchReport, save_dir) -> None:
+    """The closing lines on stderr: counts per label, skipped files, time, images unlike the training ones."""
+    from collections import Counter
+
+    counts = Counter(r.label for r in results)
+    mean_ms = sum(r.time_ms for r in results) / max(1, len(results))
+    unlike = sum(bool(r.ood_note()) for r in results)
+    err_console.print(
+        f"{len(results)} predicted ({', '.join(f'{k}: {v}' for k, v in counts.most_common())}), "
+        f"{len(report.skipped)} skipped, {mean_ms:.1f} ms/image"
+        + (f"; {unlike} unlike the training images (check them: the labels may be meaningless)" if unlike else "")
+        + (f"; images saved in {save_dir}" if save_dir and results else ""),
+        highlight=False,
+    )
+    if report.skipped:
+        err_console.print(report.summary(), highlight=False)
 
 
 @app.command()
@@ -138,8 +188,6 @@ def predict(
     dask: str = typer.Option(None, "--dask", help=DASK_HELP),
 ) -> None:
     """Predict images with a bundle; bad files are reported and skipped, a summary ends the output."""
-    from collections import Counter
-
     from inspekt.engine.distributed import predict_on
     from inspekt.engine.predictor import Predictor
     from inspekt.enhance import Pipeline
@@ -186,16 +234,7 @@ def predict(
             results.extend(chunk)
             advance(n)
     _print_predictions(results, task, card, topk, "json" if as_json else "csv" if as_csv else "table")
-    counts = Counter(r.label for r in results)
-    mean_ms = sum(r.time_ms for r in results) / max(1, len(results))
-    err_console.print(
-        f"{len(results)} predicted ({', '.join(f'{k}: {v}' for k, v in counts.most_common())}), "
-        f"{len(report.skipped)} skipped, {mean_ms:.1f} ms/image"
-        + (f"; images saved in {save_dir}" if save_dir and results else ""),
-        highlight=False,
-    )
-    if report.skipped:
-        err_console.print(report.summary(), highlight=False)
+    _summarise(results, report, save_dir)
     if not results:
         raise InspektError(f"none of the {len(files)} file(s) could be read as an image (see the list above)")
 

@@ -7,17 +7,21 @@ ONNX Runtime by default (no torch import needed to serve); a torch backend for g
 from __future__ import annotations
 
 import copy
+import functools
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
 
-from inspekt.bundle import Bundle, open_bundle
+from inspekt import jsonio
+from inspekt.bundle import REFERENCE, Bundle, open_bundle
 from inspekt.enhance import Pipeline
 from inspekt.errors import BundleError, ConfigError, did_you_mean
 from inspekt.io import iter_images
 from inspekt.models.runtime import OnnxBackend, TorchBackend
+from inspekt.profiling.novelty import KEY as NOVELTY
+from inspekt.profiling.novelty import Novelty
 from inspekt.results import BatchReport, Prediction
 from inspekt.tasks import Task, get_task
 
@@ -39,6 +43,19 @@ def task_of(bundle: Bundle) -> Task:
     return task
 
 
+def novelty_of(bundle: Bundle) -> Novelty | None:
+    """The bundle's training embeddings and threshold for the "unlike the training images" check, or
+    None: no reference.json, one written before it held them, a model without embeddings, or damage
+    (the check is then left out; predicting goes on)."""
+    try:
+        if not bundle.has(REFERENCE):
+            return None
+        data = jsonio.loads(bundle.read(REFERENCE))
+    except (OSError, ValueError, BundleError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        return None
+    return Novelty.from_dict(data.get(NOVELTY)) if isinstance(data, dict) else None
+
+
 class Predictor:
     """Predict with a bundle: ``Predictor.load("model.inspekt").predict(["a.png"])``."""
 
@@ -50,6 +67,23 @@ class Predictor:
         self.backend = backend
         self.batch_size = batch_size
         self.task = task or task_of(bundle)
+
+    @functools.cached_property
+    def novelty(self) -> Novelty | None:
+        """The out-of-distribution check (read from the bundle on first use; None: none)."""
+        return novelty_of(self.bundle)
+
+    def _flag_unlike_training(self, predictions: list[Prediction]) -> None:
+        """Set each prediction's ``ood`` from its embedding (when the bundle can check it)."""
+        embedded = [p for p in predictions if p.embedding is not None]
+        if not embedded or self.novelty is None:
+            return
+        try:
+            found = self.novelty.assess(np.stack([p.embedding for p in embedded]))
+        except ValueError:  # a reference made with another network's embeddings
+            return
+        for prediction, ood in zip(embedded, found):
+            prediction.ood = ood
 
     @classmethod
     def load(
@@ -117,6 +151,7 @@ class Predictor:
             results.extend(
                 self.task.predict(self.card, chunk, sources[start : start + len(chunk)], run, self.batch_size)
             )
+        self._flag_unlike_training(results)
         return results
 
     def predict(

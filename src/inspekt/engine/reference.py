@@ -16,6 +16,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from inspekt.bundle import REFERENCE
+from inspekt.profiling.novelty import KEY as NOVELTY
+from inspekt.profiling.novelty import Novelty
 from inspekt.profiling.profile import MAX_REFERENCE_IMAGES, Profile, profile_images, sample_files
 from inspekt.results import BatchReport
 
@@ -43,6 +45,17 @@ def outputs_of(predictions: Sequence) -> dict[str, list] | None:
     return out
 
 
+def novelty_reference(predictor, train_files: Sequence[str], held_out: dict[str, list] | None) -> Novelty | None:
+    """The embeddings of (a sample of) the training images, calibrated on the held-out images'
+    embeddings (``inspekt.profiling.novelty``); None for models without embeddings."""
+    if not held_out or not held_out.get("embeddings") or not train_files:
+        return None
+    train = model_outputs(predictor, train_files)
+    if not train or not train.get("embeddings"):
+        return None
+    return Novelty.fit(train["embeddings"], held_out["embeddings"])
+
+
 def write_reference(
     bundle_dir: str | os.PathLike,
     files: Sequence[str | os.PathLike],
@@ -59,9 +72,11 @@ def write_reference(
     chosen = sample_files([str(f) for f in files], MAX_REFERENCE_IMAGES, seed)
     profile = profile_images(chosen, workers=workers)
     predicted = sample_files([str(f) for f in held_out], MAX_PREDICTED, seed)
-    profile.model = model_outputs(Predictor.load(bundle_dir), predicted) if predicted else None
+    predictor = Predictor.load(bundle_dir)
+    profile.model = model_outputs(predictor, predicted) if predicted else None
+    novelty = novelty_reference(predictor, sample_files(chosen, MAX_PREDICTED, seed), profile.model)
     target = Path(bundle_dir) / REFERENCE
     tmp = target.with_name(f".{REFERENCE}.tmp")
-    tmp.write_text(json.dumps(profile.to_dict()), encoding="utf-8")
+    tmp.write_text(json.dumps(profile.to_dict() | ({NOVELTY: novelty.to_dict()} if novelty else {})), encoding="utf-8")
     tmp.replace(target)
     return profile

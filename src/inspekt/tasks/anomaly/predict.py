@@ -19,6 +19,7 @@ from inspekt.card import AnomalySpec, InputSpec, ModelCard, PostProcess
 from inspekt.draw import heat_overlay
 from inspekt.models.anomaly.base import ANOMALY_MAP, RECONSTRUCTION, SCORE
 from inspekt.regions import clean_mask, components
+from inspekt.results import share_time
 from inspekt.tasks.base import DrawnPrediction
 from inspekt.tiling import blend_tiles
 from inspekt.transforms import Geometry, map_back, prepare, preprocess_batch
@@ -134,9 +135,7 @@ def predict_anomaly(
         to_prediction(card, source, raw)
         for source, raw in zip(sources, raw_outputs(images, card.input, run, batch_size))
     ]
-    per_image = (time.perf_counter() - t0) * 1000 / max(1, len(images))
-    for prediction in results:
-        prediction.time_ms = per_image
+    share_time(results, t0)
     return results
 
 

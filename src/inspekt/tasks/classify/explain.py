@@ -48,6 +48,7 @@ METHODS: dict[str, type] = {
 }
 # How many conv layer names an unknown-layer message suggests (those nearest the head).
 _SUGGESTED_LAYERS = 6
+SIDE_GAP = 4  # white pixels between the image and its overlay in a side-by-side picture
 
 
 @dataclass
@@ -62,6 +63,7 @@ class Explanation:
         cam: HxW float32 in [0, 1] at the original image size (0 where the model saw nothing).
         overlay: HxWx3 uint8, the original image with the heat map blended in.
         prediction: the model's prediction for the image (label and confidence).
+        image: the image explained (as given).
     """
 
     source: str
@@ -71,6 +73,16 @@ class Explanation:
     cam: np.ndarray
     overlay: np.ndarray
     prediction: Prediction | None = None
+    image: np.ndarray | None = None
+
+    def side_by_side(self, gap: int = SIDE_GAP) -> np.ndarray:
+        """The image and its overlay next to each other (a white ``gap`` between), HxWx3 uint8: what a
+        reviewer needs to judge the heat map without the heat hiding the defect."""
+        if self.image is None:
+            return self.overlay
+        left = self.image if self.image.ndim == 3 else np.repeat(self.image[..., None], 3, axis=2)
+        spacer = np.full((left.shape[0], gap, 3), 255, np.uint8)
+        return np.hstack([left, spacer, self.overlay])
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (the arrays summarised by their shape)."""
@@ -247,7 +259,7 @@ class Explainer:
         cam = np.clip(map_back(np.float32(model_cam), geometry), 0, 1)
         seen = map_back(np.ones(model_cam.shape, np.float32), geometry) > 0.5
         overlay = heat_overlay(image, cam, opacity, seen)
-        return Explanation(source, self.card.classes[index], self.method, self.layer, cam, overlay, prediction)
+        return Explanation(source, self.card.classes[index], self.method, self.layer, cam, overlay, prediction, image)
 
     def explain_files(
         self,

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from inspekt.card import EMBEDDING, ModelCard
+from inspekt.results import share_time
 from inspekt.tasks.base import DrawnPrediction, RunOutputs
 from inspekt.transforms import preprocess_batch
 
@@ -56,7 +57,5 @@ def predict_classify(
         results.append(
             ClassPrediction(source, "classify", card.classes[best], float(row[best]), scores, embedding=embedding)
         )
-    per_image = (time.perf_counter() - t0) * 1000 / max(1, len(images))
-    for prediction in results:
-        prediction.time_ms = per_image
+    share_time(results, t0)
     return results

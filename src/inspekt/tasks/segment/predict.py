@@ -12,6 +12,7 @@ import numpy as np
 
 from inspekt.card import InputSpec, ModelCard, PostProcess
 from inspekt.regions import clean_mask, components
+from inspekt.results import share_time
 from inspekt.tasks.base import DrawnPrediction
 from inspekt.tiling import blend_tiles
 from inspekt.transforms import map_back, prepare, preprocess_batch
@@ -102,9 +103,7 @@ def predict_segment(
         maps = probabilities([images[i] for i in group], card.input, run, batch_size)
         for i, probs in zip(group, maps):
             results.append(_prediction(card, post, sources[i], probs))
-        per_image = (time.perf_counter() - t0) * 1000 / max(1, len(group))
-        for prediction in results[-len(group) :]:
-            prediction.time_ms = per_image
+        share_time(results[-len(group) :], t0)
     return results
 
 

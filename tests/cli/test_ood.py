@@ -1,0 +1,124 @@
+"""Out-of-distribution inputs (issue 19): a picture unlike the training images is flagged, per image,
+by the one Predictor, so `inspekt predict` (JSON and table) and the REST API say so with a score."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import png_bytes
+
+
+def cli(*args) -> subprocess.CompletedProcess:
+    exe = os.path.join(os.path.dirname(sys.executable), "inspekt")
+    env = os.environ | {"COLUMNS": "160"}
+    proc = subprocess.run([exe, *map(str, args)], capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def unlike_images() -> dict[str, np.ndarray]:
+    """Pictures nothing like the synthetic grey surfaces: colour noise and a large flat red image."""
+    rng = np.random.default_rng(0)
+    return {
+        "noise.png": rng.integers(0, 256, (48, 48, 3), dtype=np.uint8),
+        "red.png": np.full((200, 200, 3), (230, 20, 20), np.uint8),
+    }
+
+
+@pytest.fixture(scope="module")
+def fresh(tmp_path_factory):
+    """New images from the training images' source (another seed): in distribution, never seen."""
+    from inspekt.data.synth import write_dataset
+
+    root = write_dataset(tmp_path_factory.mktemp("fresh") / "d", n=24, size=48, seed=11).root
+    return sorted(str(p) for p in root.rglob("*.png"))
+
+
+@pytest.fixture(scope="module")
+def strange(tmp_path_factory) -> list[str]:
+    folder = tmp_path_factory.mktemp("strange")
+    for name, array in unlike_images().items():
+        Image.fromarray(array).save(folder / name)
+    return sorted(str(p) for p in folder.iterdir())
+
+
+def test_bundle_reference_carries_calibrated_training_embeddings(trained):
+    novelty = json.loads((trained.bundle / "reference.json").read_text())["novelty"]
+    assert novelty["k"] >= 1 and novelty["threshold"] > 0 and novelty["percentile"] == 99.0
+    assert len(novelty["embeddings"]) > 10
+
+
+def test_predict_json_flags_unlike_images_and_not_same_source_ones(trained, fresh, strange):
+    rows = [json.loads(line) for line in cli("predict", trained.bundle, *fresh, *strange, "--json").stdout.splitlines()]
+    by_name = {os.path.basename(r["path"]): r for r in rows}
+    for name in ("noise.png", "red.png"):
+        assert by_name[name]["ood"]["unlike_training"] is True, by_name[name]
+        assert by_name[name]["ood"]["score"] > 1.0
+    same_source = [r for r in rows if r["path"] in fresh]
+    assert all(set(r["ood"]) == {"score", "unlike_training"} for r in same_source)
+    flagged = sum(r["ood"]["unlike_training"] for r in same_source)
+    assert flagged <= len(same_source) // 4, [r["ood"] for r in same_source]  # a tiny 8-epoch model: a few
+
+
+def test_predict_table_says_unlike_the_training_images_with_a_score(trained, fresh, strange):
+    proc = cli("predict", trained.bundle, fresh[0], *strange)
+    assert "unlike the training images (score" in proc.stdout
+    assert "unlike the training images" in proc.stderr  # the summary line counts them
+
+
+def test_bundle_without_novelty_reference_predicts_as_before(trained, strange, tmp_path):
+    bundle = tmp_path / "bundle"
+    shutil.copytree(trained.bundle, bundle)
+    reference = json.loads((bundle / "reference.json").read_text())
+    del reference["novelty"]
+    (bundle / "reference.json").write_text(json.dumps(reference))
+    [row, _] = [json.loads(line) for line in cli("predict", bundle, *strange, "--json").stdout.splitlines()]
+    assert "ood" not in row and row["label"]
+    (bundle / "reference.json").write_text("{damaged")
+    [row, _] = [json.loads(line) for line in cli("predict", bundle, *strange, "--json").stdout.splitlines()]
+    assert "ood" not in row and row["label"]
+    (bundle / "reference.json").unlink()
+    assert "unlike" not in cli("predict", bundle, *strange).stdout
+
+
+def test_api_flags_unlike_images_and_not_a_same_source_one(trained, synth_classes):
+    pytest.importorskip("fastapi", reason="the serve extra (fastapi) is not installed")
+    from fastapi.testclient import TestClient
+
+    from inspekt.api import ServeSettings, create_app
+
+    same = next((synth_classes / "ok").iterdir())
+    files = [("files", (name, png_bytes(array), "image/png")) for name, array in unlike_images().items()]
+    files.append(("files", (same.name, same.read_bytes(), "image/png")))
+    with TestClient(create_app(ServeSettings(models=(f"clf={trained.bundle}",)))) as client:
+        answer = client.post("/v1/models/clf/predict", files=files)
+    assert answer.status_code == 200, answer.text
+    rows = {r["path"]: r for r in answer.json()["predictions"]}
+    assert rows["noise.png"]["ood"]["unlike_training"] is True and rows["red.png"]["ood"]["score"] > 1.0
+    assert rows["red.png"]["ood"]["unlike_training"] is True
+    assert rows[same.name]["ood"]["unlike_training"] is False
+
+
+def test_api_and_json_say_the_time_is_a_batch_average(trained, synth_classes, strange):
+    """Every row used to show the same batch-average ms as if it were that image's own time."""
+    pytest.importorskip("fastapi", reason="the serve extra (fastapi) is not installed")
+    from fastapi.testclient import TestClient
+
+    from inspekt.api import ServeSettings, create_app
+
+    files = [("files", (name, png_bytes(array), "image/png")) for name, array in unlike_images().items()]
+    with TestClient(create_app(ServeSettings(models=(f"clf={trained.bundle}",)))) as client:
+        rows = client.post("/v1/models/clf/predict", files=files).json()["predictions"]
+    for row in rows:
+        assert row["batch_images"] == 2
+        assert row["batch_ms"] == pytest.approx(row["time_ms"] * 2, abs=0.01)
+    [row] = [json.loads(line) for line in cli("predict", trained.bundle, strange[0], "--json").stdout.splitlines()]
+    assert row["batch_images"] == 1 and row["batch_ms"] == pytest.approx(row["time_ms"], abs=0.01)
