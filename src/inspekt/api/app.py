@@ -14,6 +14,7 @@ from inspekt._version import __version__
 from inspekt.api import problems
 from inspekt.api.auth import ApiKeyMiddleware
 from inspekt.api.batching import IN_FLIGHT
+from inspekt.api.docs import install_docs
 from inspekt.api.limits import PixelBudget
 from inspekt.api.metrics import Metrics, MetricsMiddleware
 from inspekt.api.models import ServedModel, load_models
@@ -184,12 +185,15 @@ def create_app(settings: ServeSettings) -> FastAPI:
         title="inspekt",
         version=__version__,
         lifespan=lifespan,
+        docs_url=None,  # install_docs: the pages from local files, not a CDN
+        redoc_url=None,
         description="Predict with inspekt model bundles and check incoming images for drift. "
         "Errors are RFC 9457 problem documents.",
     )
     app.state.inspekt = state
     problems.install(app)
     app.include_router(router)
+    install_docs(app)
     if settings.api_key:
         app.add_middleware(ApiKeyMiddleware, key=settings.api_key)
     if settings.cors_origins:  # outside the key check, so a refused browser call still gets CORS headers
