@@ -104,8 +104,7 @@ def test_inspect_upload_enhance_explain_and_download(server, page, synth_classes
     card = page.locator("h3").filter(has_text="%")
     card.wait_for()
     assert card.inner_text().split(" · ")[0].strip() in ("lop", "ok", "pore", "scratch")
-    enhanced = page.get_by_test_id("stImage").nth(1)
-    before = _pixels(enhanced)
+    before = _pixels(page.get_by_test_id("stImage").first)  # nothing enhanced: the original alone
     assert before.std() > 1.0  # a real picture, not a blank box
     _shot(page, "1-prediction")
 
@@ -216,3 +215,53 @@ def test_batch_evaluate_train_and_monitor_pages(server, page, synth_classes):
 
     page.goto(f"{url}/monitor")
     page.get_by_text("No monitoring history at").wait_for()
+
+
+def _inspect(page, url: str, images: list[Path]):
+    """A fresh Inspect page with ``images`` uploaded one after another; the verdict of the last."""
+    page.goto(url)
+    page.get_by_role("heading", name="Inspect").wait_for()
+    uploader = page.get_by_test_id("stFileUploader").filter(has_text="Images (drag and drop")
+    for image in images:
+        uploader.locator("input[type=file]").set_input_files(str(image))
+        page.get_by_text(f"on {image.name}").wait_for()  # "by <model> · <digest> on <image>"
+    return page.locator("h3").filter(has_text="%").first
+
+
+@pytest.mark.slow
+def test_inspect_shows_the_newest_upload_verdict_first_and_one_image(server, page, synth_classes):
+    url, _ = server
+    first, second = (
+        sorted((Path(synth_classes) / "pore").glob("*.png"))[0],
+        sorted((Path(synth_classes) / "ok").glob("*.png"))[0],
+    )
+    verdict = _inspect(page, url, [first, second])  # waits for the caption naming the second upload
+    page.wait_for_function("() => !document.querySelector('[data-testid=stStatusWidget]')")
+    assert page.get_by_text(f"on {first.name}").count() == 0, "the page still shows the first upload"
+    box = verdict.bounding_box()
+    assert box is not None and box["y"] < 1000, f"the verdict starts {box} px down, below the first screen"
+    sync_api.expect(page.get_by_test_id("stImage")).to_have_count(1)  # nothing enhanced: the original alone
+    _shot(page, "8-inspect-newest-upload")
+
+
+@pytest.mark.slow
+def test_an_uploaded_bundle_answers_and_says_so(server, page, trained, synth_classes, tmp_path):
+    from inspekt.bundle import copy_bundle, open_bundle
+
+    source = open_bundle(trained.bundle)
+    dice = ("one", "two", "three", "four")
+    upload = copy_bundle(
+        source, tmp_path / "dice.inspekt", card=source.card.model_copy(update={"classes": dice}), archive=True
+    )
+    url, _ = server
+    image = sorted((Path(synth_classes) / "pore").glob("*.png"))[0]
+    verdict = _inspect(page, url, [image])
+    assert verdict.inner_text().split(" · ")[0].strip() in ("lop", "ok", "pore", "scratch")
+    sidebar = page.get_by_test_id("stSidebar")
+    sidebar.get_by_test_id("stFileUploader").locator("input[type=file]").set_input_files(str(upload))
+    page.get_by_text("by uploaded: dice.inspekt · ").wait_for()
+    assert verdict.inner_text().split(" · ")[0].strip() in dice
+    picker = sidebar.get_by_test_id("stSelectbox").first
+    shown = picker.inner_text() + " ".join(picker.locator("input").evaluate_all("inputs => inputs.map(i => i.value)"))
+    assert "uploaded: dice.inspekt" in shown  # the picker says which model answers
+    _shot(page, "9-inspect-uploaded-bundle")

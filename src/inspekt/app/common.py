@@ -8,6 +8,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,8 @@ from typing import Any
 import numpy as np
 import streamlit as st
 
+from inspekt.app.picker import ModelRef, catalogue, default_model, remember, stamp
+from inspekt.app.picker import find_bundles as find_bundles  # the workspace's bundles, for the pages and tests
 from inspekt.bundle import SUFFIX
 from inspekt.enhance import PRESETS, STEPS, Pipeline
 from inspekt.errors import InspektError
@@ -24,24 +27,12 @@ WORKSPACE_ENV = "INSPEKT_WORKSPACE"
 IMAGE_TYPES = ["png", "jpg", "jpeg", "bmp", "tif", "tiff", "webp", "gif"]
 MAX_UPLOADED_BUNDLES = 8  # kept in <workspace>/uploads/models; older uploads are deleted
 MAX_UPLOAD_PIXELS = 40_000_000  # a bigger upload is refused with a message (the app keeps working)
+MODEL_REF = "_model_ref"  # session state: the ModelRef of the chosen, loaded bundle
 
 
 def workspace() -> Path:
     """The workspace folder (``inspekt app --workspace``; default ``./workspace``)."""
     return Path(os.environ.get(WORKSPACE_ENV, "workspace")).resolve()
-
-
-def find_bundles(root: Path) -> dict[str, Path]:
-    """Bundles in the workspace: ``models/*.inspekt`` (and bundle folders there) and every finished
-    run's ``runs/<task>/<name>/bundle``; label -> path, newest first."""
-    found: list[tuple[float, str, Path]] = []
-    for path in sorted((root / "models").glob("*")):
-        if path.suffix == SUFFIX or (path / "card.json").is_file():
-            found.append((path.stat().st_mtime, f"models/{path.name}", path))
-    for card in sorted(root.glob("runs/*/*/bundle/card.json")):
-        run = card.parent.parent
-        found.append((card.stat().st_mtime, f"runs/{run.parent.name}/{run.name}", card.parent))
-    return {label: path for _, label, path in sorted(found, key=lambda t: -t[0])}
 
 
 @st.cache_resource(show_spinner="loading the model ...", max_entries=8)
@@ -62,22 +53,18 @@ def load_explainer(path: str, stamp: float, method: str):
 
 
 def warm_up(root: Path) -> None:
-    """Load the newest workspace model and run it once, so the user's first prediction is fast
+    """Load the model the picker starts on and run it once, so the user's first prediction is fast
     (ONNX Runtime plans its kernels on the first call)."""
-    bundles = find_bundles(root)
-    if not bundles:
+    entries = catalogue(root)
+    if not entries:
         return
-    path = next(iter(bundles.values()))
+    path = entries[default_model(root, entries)].path
     try:
         predictor = load_predictor(str(path), stamp(path))
         channels = predictor.card.input.channels
         predictor.predict_arrays([np.zeros((*predictor.card.input.size, 3)[: 2 if channels == 1 else 3], np.uint8)])
     except Exception:
         pass
-
-
-def stamp(path: Path) -> float:
-    return path.stat().st_mtime if path.exists() else 0.0
 
 
 def card_markdown(card) -> str:
@@ -92,32 +79,58 @@ def card_markdown(card) -> str:
 
 
 def model_sidebar(root: Path):
-    """Sidebar model picker (workspace bundles, or an uploaded bundle file); the chosen Predictor
-    and its path, or (None, None) with a message in the page."""
-    bundles = find_bundles(root)
-    uploaded = st.sidebar.file_uploader("...or upload a bundle (.inspekt)", type=["inspekt"], key="bundle_upload")
-    if uploaded is not None:
-        data = uploaded.getvalue()
-        # named by content: written once, so its mtime (the cache key) stays put across reruns
-        target = root / "uploads" / "models" / f"{hashlib.sha1(data).hexdigest()[:12]}-{Path(uploaded.name).name}"
-        if not target.is_file():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(data)
-            _keep_newest(target.parent, MAX_UPLOADED_BUNDLES)
-        bundles = {f"uploaded: {uploaded.name}": target, **bundles}
-    if not bundles:
-        st.sidebar.info(f"No models in {root}. Train one (Train page, or `inspekt demo`).")
+    """Sidebar model picker (one entry per workspace bundle, or an uploaded bundle file, which is
+    chosen when it is uploaded); the chosen Predictor and its path, or (None, None) with a message.
+    The chosen bundle's ModelRef is ``chosen_model()``."""
+    st.session_state[MODEL_REF] = None
+    picker = st.sidebar.container()
+    entries = catalogue(root, _uploaded_bundle(root))
+    if not entries:
+        picker.info(f"No models in {root}. Train one (Train page, or `inspekt demo`).")
         return None, None
-    label = st.sidebar.selectbox("Model", list(bundles), key="model")
-    path = bundles[label]
+    if st.session_state.get("model") not in entries:
+        st.session_state["model"] = default_model(root, entries)
+    if st.session_state.pop("_remember_upload", False):
+        remember(root, entries[st.session_state["model"]])
+    label = picker.selectbox("Model", list(entries), key="model", on_change=_chosen, args=(root, entries))
+    ref = entries[label]
     try:
-        predictor = load_predictor(str(path), stamp(path))
+        predictor = load_predictor(str(ref.path), stamp(ref.path))
     except Exception as exc:
-        st.sidebar.error(f"cannot load {label}: {exc}")
+        picker.error(f"cannot load {label}: {exc}")
         return None, None
+    st.session_state[MODEL_REF] = ref
+    picker.caption(f"model.onnx sha256 {ref.short}…", help=f"{ref.path}\n\n{ref.digest}")
     with st.sidebar.expander("Model card", expanded=False):
         st.markdown(card_markdown(predictor.card))
-    return predictor, path
+    return predictor, ref.path
+
+
+def _uploaded_bundle(root: Path) -> tuple[str, Path] | None:
+    """The sidebar's bundle upload, kept on disk (named by content) for the Predictor cache; a new
+    upload becomes the chosen model."""
+    uploaded = st.sidebar.file_uploader("...or upload a bundle (.inspekt)", type=["inspekt"], key="bundle_upload")
+    if uploaded is None:
+        return None
+    data = uploaded.getvalue()
+    # named by content: written once, so its mtime (the cache key) stays put across reruns
+    target = root / "uploads" / "models" / f"{hashlib.sha1(data).hexdigest()[:12]}-{Path(uploaded.name).name}"
+    if not target.is_file():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+        _keep_newest(target.parent, MAX_UPLOADED_BUNDLES)
+    label = f"uploaded: {uploaded.name}"
+    if st.session_state.get("_bundle_upload_id") != uploaded.file_id:  # a new upload: answer with it
+        st.session_state["_bundle_upload_id"] = uploaded.file_id
+        st.session_state["model"] = label
+        st.session_state["_remember_upload"] = True
+    return label, target
+
+
+def _chosen(root: Path, entries: dict[str, ModelRef]) -> None:
+    ref = entries.get(st.session_state.get("model"))
+    if ref is not None:
+        remember(root, ref)
 
 
 def _keep_newest(folder: Path, count: int) -> None:
@@ -225,3 +238,44 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
     return str(value)
+
+
+def md(text: object) -> str:
+    """``text`` shown literally in Streamlit markdown (file and model names may hold ``*``, ``_``, ``[`` ...)."""
+    return re.sub(r"([\\`*_{}\[\]()#+\-.!|<>~$])", r"\\\1", str(text))
+
+
+def chosen_model() -> ModelRef | None:
+    """The bundle chosen (and loaded) in this page's sidebar, or None."""
+    return st.session_state.get(MODEL_REF)
+
+
+class Result:
+    """A page's result, tied to the model, the input and the settings that produced it: ``get`` gives
+    it back only while all three are unchanged (and forgets it otherwise, so no page shows one
+    model's answers under another's name), ``caption`` says which model produced it on what.
+
+    ``source`` names the input for people; ``identity`` tells apart inputs of one name (an upload's
+    id); ``model`` is None for results no model took part in.
+    """
+
+    def __init__(self, page: str, model: ModelRef | None, source: str, *, identity: Any = None, settings: Any = None):
+        self.model, self.source, self._key = model, source, f"_result_{page}"
+        made_by = [str(model.path), model.identity] if model else None
+        self._tag = json.dumps([made_by, source, identity, settings], sort_keys=True, default=str)
+
+    def get(self) -> Any:
+        held = st.session_state.get(self._key)
+        if held is None or held[0] != self._tag:
+            st.session_state.pop(self._key, None)
+            return None
+        return held[1]
+
+    def store(self, value: Any) -> Any:
+        st.session_state[self._key] = (self._tag, value)
+        return value
+
+    @property
+    def caption(self) -> str:
+        by = f"by {md(self.model.label)} · {self.model.short} " if self.model else ""
+        return f"{by}on {md(self.source)}"

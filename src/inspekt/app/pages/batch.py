@@ -103,15 +103,23 @@ def _predict(sources: list, skipped: list[str]) -> tuple[list, list[str]]:
     return results, skipped
 
 
+batch = common.Result(
+    "batch",
+    common.chosen_model(),
+    archive.name if archive is not None else folder.strip(),
+    identity=archive.file_id if archive is not None else None,
+    settings=pipeline.to_dict(),
+)
 if st.button("Predict", type="primary"):
     sources, refused = _load_sources()
     if not sources:
         st.warning("No images found there." + (f" Refused: {refused[0]}" if refused else ""))
         st.stop()
-    st.session_state["batch"] = (sources, *_predict(sources, refused))
-if "batch" not in st.session_state:
+    batch.store((sources, *_predict(sources, refused)))
+if batch.get() is None:
     st.stop()
-sources, results, skipped = st.session_state["batch"]
+sources, results, skipped = batch.get()
+st.caption(batch.caption)
 if skipped:
     st.warning(f"skipped {len(skipped)} file(s):\n\n" + "\n\n".join(skipped[:20]))
 if not results:

@@ -31,6 +31,13 @@ uploads = st.file_uploader(
     "...or incoming images (held in memory)", type=common.IMAGE_TYPES, accept_multiple_files=True
 )
 alpha = st.select_slider("False-alarm rate (alpha)", [0.01, 0.05, 0.1], value=0.05)
+checked = common.Result(  # the model takes part only when its training profile is the reference
+    "drift",
+    common.chosen_model() if kind.startswith("the model") else None,
+    f"{len(uploads)} uploaded image(s)" if uploads else folder.strip(),
+    identity=[u.file_id for u in uploads or []],
+    settings=[str(reference), alpha],
+)
 
 if st.button("Check drift", type="primary"):
     from inspekt.profiling.profile import profile_chunk
@@ -60,15 +67,13 @@ if st.button("Check drift", type="primary"):
 
                 current.model = model_outputs(predictor, [u.getvalue() for u in uploads][:300])
         with st.spinner("running the checks ..."):
-            st.session_state["drift"] = check_drift(
-                reference, current, alpha=alpha, progress=advance, on_start=on_start
-            )
+            checked.store(check_drift(reference, current, alpha=alpha, progress=advance, on_start=on_start))
     except InspektError as exc:
         st.error(str(exc))
         st.stop()
     finally:
         progress.empty()
-result = st.session_state.get("drift")
+result = checked.get()
 if result is None:
     st.stop()
 
@@ -76,6 +81,7 @@ if result is None:
     f"**{VERDICT[result.drift]}** — {result.n_reference} reference vs "
     f"{result.n_current} incoming images, alpha {result.alpha}"
 )
+st.caption(checked.caption)
 if result.drifted:
     st.markdown("Drifted: " + ", ".join(f"**{c.name}** (effect {c.effect:.2f})" for c in result.drifted))
 doc = to_dict(result)

@@ -36,6 +36,7 @@ split = st.selectbox("Split", ["all", "test", "val", "train"], help="'all' uses 
 if predictor is None:
     st.info("Choose a model in the sidebar.")
     st.stop()
+evaluation = common.Result("evaluate", common.chosen_model(), data.strip(), settings=split)
 if st.button("Evaluate", type="primary"):
     from inspekt.engine.evaluator import evaluate
 
@@ -49,16 +50,16 @@ if st.button("Evaluate", type="primary"):
     try:
         result = evaluate(model_path, data, split=None if split == "all" else split, progress=advance)
         status.caption("drawing the figures ...")
-        st.session_state["evaluation"] = result
-        st.session_state["evaluation_figures"] = _figures(predictor, result, data)
+        evaluation.store((result, _figures(predictor, result, data)))
     except InspektError as exc:
         st.error(str(exc))
         st.stop()
     finally:
         status.empty()
-result = st.session_state.get("evaluation")
-if result is None or result.bundle != str(model_path):
+if evaluation.get() is None:
     st.stop()
+result, figures = evaluation.get()
+st.caption(evaluation.caption)
 
 task, metrics = predictor.task, result.metrics
 cells = st.columns(len(task.headline))
@@ -75,5 +76,5 @@ for table in task.summary(result)[1:]:  # the first is the headline above
 
 st.subheader("Figures: " + task.figures)
 columns = st.columns(3)
-for k, (name, image) in enumerate(st.session_state.get("evaluation_figures", [])):
+for k, (name, image) in enumerate(figures):
     columns[k % 3].image(image, caption=name, width="stretch")
