@@ -16,7 +16,7 @@ from inspekt.io import load_image, save_image
 from inspekt.models import create_model
 from inspekt.models.runtime import save_bundle
 from inspekt.results import BatchReport
-from inspekt.tasks.classify.explain import METHODS, Explainer, default_layer
+from inspekt.tasks.classify.explain import METHODS, SIDE_GAP, Explainer, default_layer
 
 SIDE, SQUARE = 40, 10  # training images and the defect square drawn on them
 
@@ -272,8 +272,10 @@ def test_cli_writes_overlays_at_the_original_size(rgb_bundle, tmp_path):
     assert len(rows) == 3 and {r["target"] for r in rows} == {"pore"}
     assert sorted(p.name for p in out.iterdir()) == ["tall_layercam.png", "wide_layercam.png", "wide_layercam_2.png"]
     for row in rows:
-        written = load_image(row["output"])
-        assert written.shape == (*load_image(row["path"], mode="L").shape, 3)
+        written, original = load_image(row["output"]), load_image(row["path"], mode="RGB")
+        h, w = original.shape[:2]
+        assert written.shape == (h, 2 * w + SIDE_GAP, 3)  # the image, a gap, its overlay: at the original size
+        assert np.array_equal(written[:, :w], original) and (written[:, w : w + SIDE_GAP] == 255).all()
     assert "broken.png: not an image" in result.stderr and "skipped 1" in result.stderr
 
 
@@ -302,4 +304,11 @@ def test_cli_in_a_subprocess_prints_a_table(rgb_bundle, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "part_gradcam.png" in proc.stdout and f"wrote 1 overlay(s) to {tmp_path / 'out'}" in proc.stdout
     assert "loaded 1 image, skipped 0" in proc.stderr
-    assert load_image(tmp_path / "out" / "part_gradcam.png").shape == (12, 18, 3)
+    assert load_image(tmp_path / "out" / "part_gradcam.png").shape == (12, 2 * 18 + SIDE_GAP, 3)
+    alone = subprocess.run(
+        [exe, "explain", str(rgb_bundle), str(image), "--out", str(tmp_path / "alone"), "--overlay-only"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert alone.returncode == 0 and load_image(tmp_path / "alone" / "part_gradcam.png").shape == (12, 18, 3)
