@@ -27,6 +27,7 @@ from inspekt.data.synth import write_dataset
 from inspekt.engine.predictor import Predictor
 from inspekt.engine.trainer import train
 from inspekt.io import list_images
+from inspekt.progress import say, step
 from inspekt.results import Prediction
 
 DATASETS = {  # name: (layout, images, seed)
@@ -62,7 +63,10 @@ def _datasets(root: Path, built: list[str]) -> dict[str, Path]:
     for name, (layout, n, seed) in DATASETS.items():
         path = root / "data" / name
         if not path.is_dir() or not any(path.iterdir()):
-            write_dataset(path, n=n, size=IMAGE_SIZE, seed=seed, layout=layout, overwrite=True)
+            with step(f"writing data/{name}", n) as advance:  # write_dataset calls progress after each image
+                write_dataset(
+                    path, n=n, size=IMAGE_SIZE, seed=seed, layout=layout, overwrite=True, progress=lambda _: advance()
+                )
             built.append(f"data/{name}")
         paths[name] = path
     return paths
@@ -72,6 +76,7 @@ def _train_once(root: Path, name: str, built: list[str], cfg: TrainConfig, on_ep
     model = root / "models" / (name + SUFFIX)
     if model.is_file():
         return model
+    say(f"training {model.name}: {cfg.task} model {cfg.model} for {cfg.epochs} epochs on {cfg.data}")
     result = train(cfg, on_epoch=on_epoch)
     copy_bundle(open_bundle(result.bundle), model, archive=True)  # already parity-checked by train
     built.append(f"runs/{cfg.task}/demo and models/{model.name}")
@@ -89,10 +94,13 @@ def _drifted(root: Path, incoming: Path, built: list[str]) -> Path:
     target = root / "data" / DRIFTED
     if target.is_dir() and any(target.iterdir()):
         return target
-    for path in list_images(incoming):
-        image = load_image(path, mode="keep").astype(np.float32)
-        changed = cv2.GaussianBlur(np.clip(image - 40, 0, 255), (0, 0), 1.5)
-        save_image(target / path.relative_to(incoming), np.clip(np.rint(changed), 0, 255).astype(np.uint8))
+    files = list_images(incoming)
+    with step(f"writing data/{DRIFTED}", len(files)) as advance:
+        for path in files:
+            image = load_image(path, mode="keep").astype(np.float32)
+            changed = cv2.GaussianBlur(np.clip(image - 40, 0, 255), (0, 0), 1.5)
+            save_image(target / path.relative_to(incoming), np.clip(np.rint(changed), 0, 255).astype(np.uint8))
+            advance()
     built.append(f"data/{DRIFTED}")
     return target
 

@@ -13,6 +13,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Column
 
+from inspekt import progress
 from inspekt.results import json_safe
 
 STATE = {"debug": False}
@@ -49,16 +50,78 @@ def print_json(payload: Any) -> None:
     print(json.dumps(json_safe(payload), default=str, allow_nan=False))
 
 
+class RichReporter(progress.Reporter):
+    """The library's steps as Rich bars with ETA on the terminal (one per running step; a finished
+    step's bar goes away), its announcements and warnings printed above them."""
+
+    def __init__(self, out: Console):
+        columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
+        self.bars = Progress(*columns, console=out, transient=True)
+
+    def begin(self, name: str, total: int | None, announce: bool) -> Any:
+        if not self.bars.live.is_started:
+            self.bars.start()
+        return self.bars.add_task(name, total=total)
+
+    def advance(self, handle: Any, n: int) -> None:
+        self.bars.advance(handle, n)
+
+    def end(self, handle: Any) -> None:
+        self.bars.remove_task(handle)
+
+    def say(self, message: str, warning: bool = False) -> None:
+        text = f"[bold yellow]warning:[/] {escape(message)}" if warning else escape(message)
+        self.bars.console.print(text, highlight=False)
+
+
+def _plain_line(text: str) -> None:
+    err_console.print(text, highlight=False, markup=False)
+
+
+def _plain_warning(text: str) -> None:
+    err_console.print(f"[bold yellow]warning:[/] {escape(text)}", highlight=False)
+
+
+class _CliPlain(progress.PlainReporter):
+    """Plain progress lines on stderr (the CLI's reporter when stderr is not a terminal)."""
+
+
+class _WarningsOnly(progress.Reporter):
+    """No progress, only warnings on stderr (the CLI's reporter with JSON output)."""
+
+    def say(self, message: str, warning: bool = False) -> None:
+        if warning:
+            _plain_warning(message)
+
+
+@contextmanager
+def showing_progress(enabled: bool = True) -> Iterator[progress.Reporter]:
+    """Show the library's progress on stderr for the block: Rich bars on a terminal, plain lines
+    otherwise (logs, CI, the workbench's job log); only warnings when not ``enabled`` (JSON output).
+    Inside a block that already shows progress, the outer reporter is kept."""
+    if enabled and isinstance(progress.current(), (RichReporter, _CliPlain)):
+        yield progress.current()
+        return
+    if not enabled:
+        reporter: progress.Reporter = _WarningsOnly()
+    elif err_console.is_terminal:
+        reporter = RichReporter(err_console)
+    else:
+        reporter = _CliPlain(_plain_line, _plain_warning)
+    try:
+        with progress.reporting(reporter):
+            yield reporter
+    finally:
+        if isinstance(reporter, RichReporter):
+            reporter.bars.stop()
+
+
 @contextmanager
 def progress_bar(description: str, total: int | None, *, enabled: bool = True) -> Iterator:
-    """A Rich progress bar on stderr; yields ``advance(n=1)``. Disabled for JSON output."""
-    if not enabled:
-        yield lambda n=1: None
-        return
-    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
-    with Progress(*columns, console=err_console, transient=True) as progress:
-        task = progress.add_task(description, total=total)
-        yield lambda n=1: progress.advance(task, n)
+    """A progress step of the command on stderr (``showing_progress``); yields ``advance(n=1)``.
+    Disabled for JSON output."""
+    with showing_progress(enabled), progress.step(description, total) as advance:
+        yield advance
 
 
 DASK_HELP = (

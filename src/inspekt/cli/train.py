@@ -112,10 +112,10 @@ def _train(
     with progress_bar("training", cfg.epochs if known else None, enabled=not as_json) as advance:
 
         def on_epoch(row: dict) -> None:
-            if "epoch" in row:
-                advance()
             if not as_json:
                 err_console.print(_progress_line(row), highlight=False)
+            if "epoch" in row:
+                advance()
 
         result = resume_run(resume, on_epoch=on_epoch) if resume else train(cfg, on_epoch=on_epoch)
     _print_result(result, as_json)

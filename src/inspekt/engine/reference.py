@@ -12,23 +12,32 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from inspekt.bundle import REFERENCE
 from inspekt.profiling.novelty import KEY as NOVELTY
 from inspekt.profiling.novelty import Novelty
 from inspekt.profiling.profile import MAX_REFERENCE_IMAGES, Profile, profile_images, sample_files
+from inspekt.progress import step
 from inspekt.results import BatchReport
 
 MAX_PREDICTED = 300  # held-out images the model predicts (labels, scores, embeddings) for the reference
 
 
-def model_outputs(predictor, files: Sequence[str]) -> dict[str, list] | None:
+def model_outputs(
+    predictor, files: Sequence[str], progress: Callable[[int], None] | None = None
+) -> dict[str, list] | None:
     """The predictor's label, score and (classifiers) embedding for each file it could read, or
-    None when it could read none (e.g. a saved profile whose images are elsewhere)."""
-
-    return outputs_of(predictor.predict(list(files), report=BatchReport()))
+    None when it could read none (e.g. a saved profile whose images are elsewhere); ``progress`` is
+    called with the number of files done after each batch."""
+    files, predictions, report = list(files), [], BatchReport()
+    for start in range(0, len(files), predictor.batch_size):
+        chunk = files[start : start + predictor.batch_size]
+        predictions.extend(predictor.predict(chunk, report=report))
+        if progress:
+            progress(len(chunk))
+    return outputs_of(predictions)
 
 
 def outputs_of(predictions: Sequence) -> dict[str, list] | None:
@@ -70,11 +79,14 @@ def write_reference(
     from inspekt.engine.predictor import Predictor
 
     chosen = sample_files([str(f) for f in files], MAX_REFERENCE_IMAGES, seed)
-    profile = profile_images(chosen, workers=workers)
+    with step("drift reference: profiling training images", len(chosen)) as advance:
+        profile = profile_images(chosen, workers=workers, progress=advance)
     predicted = sample_files([str(f) for f in held_out], MAX_PREDICTED, seed)
     predictor = Predictor.load(bundle_dir)
-    profile.model = model_outputs(predictor, predicted) if predicted else None
-    novelty = novelty_reference(predictor, sample_files(chosen, MAX_PREDICTED, seed), profile.model)
+    with step("drift reference: predicting held-out images", len(predicted)) as advance:
+        profile.model = model_outputs(predictor, predicted, advance) if predicted else None
+    with step("drift reference: novelty baseline"):
+        novelty = novelty_reference(predictor, sample_files(chosen, MAX_PREDICTED, seed), profile.model)
     target = Path(bundle_dir) / REFERENCE
     tmp = target.with_name(f".{REFERENCE}.tmp")
     tmp.write_text(json.dumps(profile.to_dict() | ({NOVELTY: novelty.to_dict()} if novelty else {})), encoding="utf-8")

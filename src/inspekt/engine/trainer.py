@@ -30,6 +30,7 @@ from inspekt.engine.runs import new_run_dir, train_staged
 from inspekt.errors import ConfigError, NothingTrained, TrainingDiverged
 from inspekt.io import write_file, writing
 from inspekt.models.runtime import ParityReport, save_bundle
+from inspekt.progress import step
 from inspekt.results import BatchReport
 from inspekt.storage import is_remote
 from inspekt.tasks import get_task
@@ -161,9 +162,10 @@ def _fit_and_save(training: Any, cfg: TrainConfig, run_dir: Path, on_epoch: Epoc
     (run_dir / "versions.json").write_text(json.dumps(versions, indent=2) + "\n", encoding="utf-8")
     if fitted.report.skipped:
         (run_dir / "skipped.txt").write_text(fitted.report.summary() + "\n", encoding="utf-8")
-    bundle, parity = save_bundle(
-        fitted.network, fitted.card, run_dir / "bundle", samples=fitted.samples, overwrite=True
-    )
+    with step("exporting the bundle: ONNX export and parity check"):
+        bundle, parity = save_bundle(
+            fitted.network, fitted.card, run_dir / "bundle", samples=fitted.samples, overwrite=True
+        )
     write_reference(bundle, fitted.train_files, fitted.val_files, seed=cfg.seed)
     interrupted = bool(hooks.result and hooks.result.interrupted)
     result = TrainResult(

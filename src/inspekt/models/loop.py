@@ -11,7 +11,8 @@ An ``Objective`` says what to optimise (network, batches, loss, optimiser, sched
   ``monitor`` (ties broken by the lower validation loss); early stop after ``patience`` epochs
   without improvement;
 * Ctrl-C keeps the best epoch so far (``interrupted``), never a half-trained network;
-* one progress row per epoch, and the state after each epoch to ``checkpoint`` (the run folder's
+* a progress step per epoch that counts its batches (``inspekt.progress``: a bar on a terminal),
+  one progress row per epoch, and the state after each epoch to ``checkpoint`` (the run folder's
   ``last.pt``, written by the caller), from which ``resume`` continues.
 
 The loop knows no files, tasks or fronts: the caller gives it hooks.
@@ -29,6 +30,7 @@ import torch
 from torch import nn
 
 from inspekt.errors import NothingTrained, TrainingDiverged
+from inspekt.progress import step
 
 EpochRow = dict[str, Any]
 
@@ -147,16 +149,19 @@ class _Run:
         rng = np.random.default_rng([self.o.seed, epoch])
         self.network.train()
         losses = []
-        for batch in self.o.batches(epoch, rng):
-            with torch.autocast(self.o.device.type, dtype=torch.float16, enabled=self.amp):
-                loss = self.o.loss(batch)
-            self.optimizer.zero_grad(set_to_none=True)
-            self.scaler.scale(loss).backward()
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-            if self.scheduler is not None:
-                self.scheduler.step()
-            losses.append(loss.item())
+        name = f"{self.o.name}: " if self.o.name else ""
+        with step(f"{name}epoch {epoch}/{self.o.epochs}", self.o.steps_per_epoch, announce=False) as advance:
+            for batch in self.o.batches(epoch, rng):
+                with torch.autocast(self.o.device.type, dtype=torch.float16, enabled=self.amp):
+                    loss = self.o.loss(batch)
+                self.optimizer.zero_grad(set_to_none=True)
+                self.scaler.scale(loss).backward()
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+                if self.scheduler is not None:
+                    self.scheduler.step()
+                losses.append(loss.item())
+                advance()
         self._check_finite(epoch, losses)
         return float(np.mean(losses))
 

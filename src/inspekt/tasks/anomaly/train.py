@@ -25,6 +25,7 @@ from inspekt.data import Dataset, Sample
 from inspekt.data.split import split_dataset
 from inspekt.errors import ConfigError, DatasetError, did_you_mean
 from inspekt.io import iter_images, load_image
+from inspekt.progress import step
 from inspekt.results import BatchReport, SkippedFile
 from inspekt.tasks.anomaly.metrics import Calibration, calibrate, normal_scale, truth_mask
 from inspekt.tasks.anomaly.plots import plot_score_histogram
@@ -107,10 +108,12 @@ def partition(ds: Dataset, cfg: TrainConfig) -> Partition:
 def _prepared(samples: list[Sample], spec: InputSpec, report: BatchReport) -> tuple[list[np.ndarray], list[str]]:
     """Prepared uint8 images (HxWxC) and their paths; unreadable files are skipped and reported."""
     images, paths = [], []
-    for source, image in iter_images([s.path for s in samples], mode="keep", report=report):
-        prepared, _ = prepare(image, spec)
-        images.append(prepared if prepared.ndim == 3 else prepared[:, :, None])
-        paths.append(source)
+    with step("caching training images", len(samples)) as advance:
+        for source, image in iter_images([s.path for s in samples], mode="keep", report=report):
+            prepared, _ = prepare(image, spec)
+            images.append(prepared if prepared.ndim == 3 else prepared[:, :, None])
+            paths.append(source)
+            advance()
     return images, paths
 
 

@@ -14,6 +14,7 @@ from inspekt.data.dataset import Dataset
 from inspekt.errors import ConfigError, DatasetError
 from inspekt.io.decode import load_image
 from inspekt.io.files import iter_images
+from inspekt.progress import step
 from inspekt.results import BatchReport
 from inspekt.transforms import channel_stats, normalize, prepare
 
@@ -33,14 +34,16 @@ class ImageStore:
         """Decode every image once (bad files are skipped and reported) and cache what fits in ``budget[0]``."""
         by_path = {str(s.path): s.label for s in ds.samples}
         items, labels = [], []
-        for source, image in iter_images([s.path for s in ds.samples], mode="keep", report=report):
-            prepared = prepare(image, spec)[0]
-            if budget[0] >= prepared.nbytes:
-                budget[0] -= prepared.nbytes
-                items.append(prepared)
-            else:
-                items.append(source)
-            labels.append(index[by_path[source]])
+        with step(f"caching {split} images", len(ds.samples)) as advance:
+            for source, image in iter_images([s.path for s in ds.samples], mode="keep", report=report):
+                prepared = prepare(image, spec)[0]
+                if budget[0] >= prepared.nbytes:
+                    budget[0] -= prepared.nbytes
+                    items.append(prepared)
+                else:
+                    items.append(source)
+                labels.append(index[by_path[source]])
+                advance()
         if not items:
             raise DatasetError(f"{ds.root}: the {split} split has no readable images; add images or lower val=")
         return cls(items, np.asarray(labels, dtype=np.int64), spec)

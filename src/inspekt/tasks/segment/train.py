@@ -23,6 +23,7 @@ from inspekt.data import Dataset
 from inspekt.data.masks import MaskRule, mask_rule
 from inspekt.errors import ConfigError, DatasetError, ImageLoadError
 from inspekt.io import iter_images, load_image
+from inspekt.progress import step
 from inspekt.results import BatchReport, SkippedFile
 from inspekt.tasks.segment.metrics import SegmentationTally
 from inspekt.tasks.segment.predict import postprocess, softmax_maps, tiled_probabilities
@@ -69,25 +70,27 @@ class MaskStore:
         store = cls(spec, rule, defect_crops)
         by_path = {str(s.path): s for s in ds.samples}
         labels = []
-        for source, image in iter_images([s.path for s in ds.samples], mode="keep", report=report):
-            try:
-                prepared, target, original = store._prepare(by_path[source], image)
-            except DatasetError as exc:
-                report.loaded -= 1
-                report.skipped.append(SkippedFile(source, str(exc)))
-                continue
-            store.areas.extend(_region_areas(original))
-            store.pixels += np.bincount(target.ravel(), minlength=len(rule.classes))[: len(rule.classes)]
-            found = np.argwhere(target > 0)
-            step = max(1, len(found) // MAX_COORDS)
-            store.coords.append(found[::step].astype(np.int32))
-            labels.append(int(len(found) > 0))
-            size = prepared.nbytes + target.nbytes
-            if budget[0] >= size:
-                budget[0] -= size
-                store.items.append((prepared, target))
-            else:
-                store.items.append(by_path[source])
+        with step(f"caching {split} images", len(ds.samples)) as advance:
+            for source, image in iter_images([s.path for s in ds.samples], mode="keep", report=report):
+                advance()
+                try:
+                    prepared, target, original = store._prepare(by_path[source], image)
+                except DatasetError as exc:
+                    report.loaded -= 1
+                    report.skipped.append(SkippedFile(source, str(exc)))
+                    continue
+                store.areas.extend(_region_areas(original))
+                store.pixels += np.bincount(target.ravel(), minlength=len(rule.classes))[: len(rule.classes)]
+                found = np.argwhere(target > 0)
+                stride = max(1, len(found) // MAX_COORDS)
+                store.coords.append(found[::stride].astype(np.int32))
+                labels.append(int(len(found) > 0))
+                size = prepared.nbytes + target.nbytes
+                if budget[0] >= size:
+                    budget[0] -= size
+                    store.items.append((prepared, target))
+                else:
+                    store.items.append(by_path[source])
         if not store.items:
             raise DatasetError(
                 f"{ds.root}: the {split} split has no readable image with a usable mask; add images or lower val="

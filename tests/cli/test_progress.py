@@ -1,0 +1,97 @@
+"""Progress everywhere (issue 19): every long phase says what it is doing, also when the output is not
+a terminal (logs, CI, the workbench's job log), through the one mechanism of ``inspekt.progress``."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from inspekt import progress
+
+INSPEKT = os.path.join(os.path.dirname(sys.executable), "inspekt")
+
+
+def assert_in_order(text: str, phases: list[str]) -> None:
+    """Each phase appears in ``text``, after the one before it."""
+    at = 0
+    for phase in phases:
+        found = text.find(phase, at)
+        assert found >= 0, f"{phase!r} missing after position {at} in:\n{text}"
+        at = found + len(phase)
+
+
+def test_plain_lines_say_when_a_step_starts_how_far_it_is_and_when_a_long_one_ends():
+    lines: list[str] = []
+    reporter = progress.PlainReporter(lines.append, every=0)
+    with progress.reporting(reporter):
+        with progress.step("caching images", 4) as advance:
+            advance()
+            advance(3)
+        with progress.step("epoch 1/2", 10, announce=False):
+            pass
+        progress.say("sampler balanced")
+        progress.warn("collapsed")
+    assert lines[0] == "caching images 0/4 (0%)" and lines[1].startswith("caching images 1/4 (25%), ")
+    assert lines[2] == "caching images 4/4 (100%)" and lines[3].startswith("caching images done in")
+    assert lines[4:] == ["sampler balanced", "warning: collapsed"]  # the quiet epoch step said nothing
+
+
+def test_plain_lines_are_throttled():
+    lines: list[str] = []
+    with progress.reporting(progress.PlainReporter(lines.append, every=3600)):
+        with progress.step("profiling", 1000) as advance:
+            for _ in range(1000):
+                advance()
+    assert lines == ["profiling 0/1000 (0%)"]
+
+
+def test_without_a_front_the_library_logs(caplog):
+    with caplog.at_level("INFO", logger="inspekt"), progress.step("writing data/x", 2):
+        progress.warn("careful")
+    assert [r.getMessage() for r in caplog.records] == ["writing data/x 0/2 (0%)", "careful"]
+    assert caplog.records[1].levelname == "WARNING"
+
+
+def _run(args: list[str]) -> subprocess.CompletedProcess:
+    """An inspekt command with stdout and stderr piped (not a terminal)."""
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=600, env=os.environ | {"COLUMNS": "200"})
+    assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def test_train_segment_reports_every_phase_when_not_a_terminal(tmp_path):
+    from inspekt.data.synth import write_dataset
+
+    data = write_dataset(tmp_path / "seg", n=16, size=32, seed=1, layout="segmentation").root
+    args = ["--data", data, "--model", "tiny_unet", "--epochs", "2", "--imgsz", "32", "--batch", "4", "--out"]
+    args += [tmp_path / "runs", "model_params.width=4", "threads=1"]
+    proc = _run([INSPEKT, "train", "segment", *map(str, args)])
+    phases = ["caching training images 0/", "caching validation images 0/"]
+    phases += ["epoch   1/2", "epoch   2/2", "exporting the bundle: ONNX export and parity check"]
+    phases += ["drift reference: profiling training images", "drift reference: predicting held-out images"]
+    assert_in_order(proc.stderr, phases)
+
+
+DEMO = """
+import sys
+from inspekt import demo
+demo.DATASETS = {"surfaces": ("classes", 32, 0), "surfaces-seg": ("segmentation", 12, 1),
+                 "surfaces-mvtec": ("mvtec", 24, 2), "incoming": ("classes", 8, 9)}
+demo.IMAGE_SIZE = demo.IMGSZ = 32
+demo.EPOCHS = demo.SEG_EPOCHS = demo.ANOMALY_EPOCHS = 1
+from inspekt.cli import app
+app(["demo", "--workspace", sys.argv[1]])
+"""
+
+
+def test_demo_reports_every_phase_when_not_a_terminal(tmp_path: Path):
+    proc = _run([sys.executable, "-c", DEMO, str(tmp_path / "ws")])
+    phases = ["training the demo models 0/3", "writing data/surfaces 0/32", "writing data/incoming 0/8"]
+    phases += ["writing data/incoming-drifted", "training surface-classifier.inspekt", "caching training images"]
+    phases += ["exporting the bundle", "drift reference: profiling", "training surface-segmenter.inspekt"]
+    phases += ["caching training images", "exporting the bundle", "training surface-anomaly.inspekt"]
+    phases += ["caching training images", "exporting the bundle", "drift reference: profiling"]
+    assert_in_order(proc.stderr, phases)
+    assert "inspekt demo workspace" in proc.stdout
