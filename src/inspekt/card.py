@@ -111,6 +111,14 @@ class DataInfo(_Strict):
     n_samples: int = 0
 
 
+class Sanity(_Strict):
+    """Whether a model passed the checks its training ran on it (e.g. that it does not predict one
+    class for every validation image). A model that failed is kept, but never becomes a default."""
+
+    ok: bool = Field(description="false: the model failed a check and must not be picked by default")
+    why: str = Field("", description="the checks it failed, in words")
+
+
 class ModelCard(_Strict):
     """Metadata of a model bundle (see ``inspekt.bundle``)."""
 
@@ -127,6 +135,7 @@ class ModelCard(_Strict):
     masks: MaskSpec | None = Field(None, description="segment: how the training masks were read")
     anomaly: AnomalySpec | None = Field(None, description="anomaly: thresholds and score normalisation")
     notes: tuple[str, ...] = Field((), description="what a user must know about this model (e.g. random weights)")
+    sanity: Sanity | None = Field(None, description="training's checks of the model (None: not checked)")
     precision: Literal["fp32", "int8"] = Field("fp32", description="numeric precision of model.onnx")
     outputs: tuple[str, ...] = ("logits",)
     data: DataInfo = Field(default_factory=DataInfo)
@@ -159,6 +168,13 @@ class ModelCard(_Strict):
     def to_json(self) -> str:
         """The card as pretty JSON (the content of ``card.json``)."""
         return self.model_dump_json(by_alias=True, indent=2)
+
+
+def passed_sanity(card: ModelCard) -> bool:
+    """Whether a model may be picked by default: it passed the checks its training ran on it (e.g. it
+    does not predict one class for every validation image), or it was never checked (older cards,
+    models without such checks)."""
+    return card.sanity is None or card.sanity.ok
 
 
 def positive_class(classes: tuple[str, ...] | list[str]) -> str:

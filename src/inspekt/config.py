@@ -78,9 +78,10 @@ class TrainConfig(Settings):
     class_weights: Literal["none", "auto"] | dict[str, float] = Field(
         "none", description="none or auto (inverse frequency; segment: inverse square-root pixel frequency)"
     )
-    sampler: Literal["shuffle", "balanced"] = Field(
-        "shuffle",
-        description="balanced oversamples rare classes (segment: images with and without defects equally often)",
+    sampler: Literal["auto", "shuffle", "balanced"] = Field(
+        "auto",
+        description="balanced oversamples rare classes (segment: images with and without defects equally "
+        "often); auto: balanced when the training classes are over 10:1 imbalanced and class_weights is none",
     )
     augment: str = Field("default", description="none, light, default, strong or an albumentations YAML file")
     flips: Literal["none", "horizontal", "vertical", "both"] = Field("both", description="flips the domain allows")

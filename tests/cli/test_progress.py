@@ -68,7 +68,7 @@ def test_train_segment_reports_every_phase_when_not_a_terminal(tmp_path):
     args = ["--data", data, "--model", "tiny_unet", "--epochs", "2", "--imgsz", "32", "--batch", "4", "--out"]
     args += [tmp_path / "runs", "model_params.width=4", "threads=1"]
     proc = _run([INSPEKT, "train", "segment", *map(str, args)])
-    phases = ["caching training images 0/", "caching validation images 0/"]
+    phases = ["caching training images 0/", "caching validation images 0/", "data ", "model: tiny_unet"]
     phases += ["epoch   1/2", "epoch   2/2", "exporting the bundle: ONNX export and parity check"]
     phases += ["drift reference: profiling training images", "drift reference: predicting held-out images"]
     assert_in_order(proc.stderr, phases)

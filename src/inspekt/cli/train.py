@@ -152,6 +152,7 @@ def _print_result(result, as_json: bool) -> None:
                 "interrupted": result.interrupted,
                 "parity_max_abs_diff": result.parity.max_abs_diff,
                 "notes": result.notes,
+                "sanity": result.sanity.model_dump() if result.sanity else None,
                 "skipped": [vars(s) for s in result.skipped.skipped],
             }
         )

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from inspekt.card import library_versions
+from inspekt.card import Sanity, library_versions
 from inspekt.config import TrainConfig, build_config, save_config
 from inspekt.data import open_dataset
 from inspekt.engine.plots import plot_history
@@ -54,6 +54,7 @@ class TrainResult:
     history: list[dict] = field(default_factory=list)
     interrupted: bool = False
     notes: list[str] = field(default_factory=list)
+    sanity: Sanity | None = None  # the model's training checks (card.sanity); failed: never a default model
 
 
 def write_results(history: list[dict], path: Path) -> None:
@@ -169,7 +170,15 @@ def _fit_and_save(training: Any, cfg: TrainConfig, run_dir: Path, on_epoch: Epoc
     write_reference(bundle, fitted.train_files, fitted.val_files, seed=cfg.seed)
     interrupted = bool(hooks.result and hooks.result.interrupted)
     result = TrainResult(
-        run_dir, bundle, dict(fitted.card.metrics), parity, fitted.report, history, interrupted, fitted.notes
+        run_dir,
+        bundle,
+        dict(fitted.card.metrics),
+        parity,
+        fitted.report,
+        history,
+        interrupted,
+        fitted.notes,
+        fitted.card.sanity,
     )
     return result, hooks.diverged
 

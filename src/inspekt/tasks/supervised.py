@@ -19,6 +19,7 @@ from inspekt.data.dataset import Dataset
 from inspekt.data.split import split_dataset
 from inspekt.errors import ConfigError, DatasetError
 from inspekt.models.loop import Objective, epoch_seed
+from inspekt.progress import say, warn
 from inspekt.results import BatchReport
 from inspekt.tasks.base import Fitted, device_for, input_channels
 
@@ -122,6 +123,35 @@ class Supervised:
             self.notes.append(f"{uncached} images did not fit in cache_mb={cfg.cache_mb} and are decoded every epoch")
         self.train_files = [str(s.path) for s in train_ds.samples]
         self.val_files = [str(s.path) for s in val_ds.samples]
+        self.sampler = self._start_summary(channels)
+
+    def _start_summary(self, channels: int) -> str:
+        """Say what is trained on what (images per split and class, imbalance, model, input, device and
+        the automatic choices); returns the sampler, chosen here when ``sampler=auto``."""
+        import torch
+
+        cfg, names = self.cfg, self.hooks.label_names
+        ratio = imbalance(self.train.labels, len(names))
+        sampler = choose_sampler(cfg, ratio)
+        say(
+            f"data {cfg.data}: training {len(self.train)} images ({_per_class(self.train.labels, names)}), "
+            f"validation {len(self.val)} ({_per_class(self.val.labels, names)}); imbalance {ratio:.1f}:1"
+        )
+        params = "".join(f" {k}={v}" for k, v in self.cfg.model_params.items())
+        device = device_for(cfg)
+        threads = f", {torch.get_num_threads()} thread(s)" if device.type == "cpu" else ""
+        say(
+            f"model: {cfg.model}{params}, input {cfg.imgsz}x{cfg.imgsz}x{channels}, resize {self.spec.resize}, "
+            f"{cfg.epochs} epochs of {max(1, len(self.train) // cfg.batch)} batches, device {device}{threads}"
+        )
+        auto = [f"channels {channels}"] if cfg.channels == "auto" else []
+        auto += [f"resize {self.spec.resize}"] if cfg.resize == "auto" else []
+        if cfg.sampler == "auto":
+            why = f"classes {ratio:.0f}:1 imbalanced; sampler=shuffle turns it off" if sampler == "balanced" else ""
+            auto.append(f"sampler {sampler}" + (f" ({why})" if why else ""))
+        if auto:
+            say("automatic: " + ", ".join(auto))
+        return sampler
 
     def objective(self) -> tuple[Objective, Net]:
         """What the loop optimises: AdamW over shuffled (or class-balanced), augmented batches."""
@@ -137,7 +167,7 @@ class Supervised:
 
         def batches(epoch: int, rng: np.random.Generator):
             augment.reseed(epoch_seed(cfg.seed, epoch))
-            order = epoch_order(train.labels, rng, balanced=cfg.sampler == "balanced")
+            order = epoch_order(train.labels, rng, balanced=self.sampler == "balanced")
             for idx in np.array_split(order, steps):
                 x, y = train.training_batch(idx, augment, rng)
                 yield torch.from_numpy(x).to(net.device), torch.from_numpy(y).to(net.device)
@@ -169,6 +199,11 @@ class Supervised:
         final = self.hooks.validate(net, self.val)
         network = self.network.cpu().eval()
         self.hooks.plots(run_dir, final)
+        sanity, notes = self.hooks.sanity(final), ()
+        if sanity is not None and not sanity.ok:
+            notes = (f"{FAILED}: {sanity.why}. {self.hooks.remedy}",)
+            warn(notes[0])
+            self.notes.extend(notes)
         metrics = {f"val_{k}": round(float(final[k]), 4) for k in self.hooks.KEYS if final.get(k) is not None}
         metrics |= {"val_loss": round(final["loss"], 4), "best_epoch": float(result.best_epoch)}
         card = ModelCard(
@@ -181,10 +216,35 @@ class Supervised:
             metrics=metrics,
             versions=library_versions(),
             created_at=now_iso(),
+            sanity=sanity,
+            notes=notes,
             **self.hooks.card_fields,
         )
         samples = self.val.batch(np.arange(min(8, len(self.val))))
         return Fitted(network, card, samples, self.train_files, self.val_files, self.report, self.notes)
+
+
+BALANCE_ABOVE = 10.0  # sampler=auto oversamples rare classes above this imbalance (largest / smallest class)
+FAILED = "training failed its sanity check"
+
+
+def imbalance(labels: np.ndarray, n: int) -> float:
+    """The largest class's training images over the smallest's (classes without images left out)."""
+    counts = np.bincount(labels, minlength=n)
+    present = counts[counts > 0]
+    return float(present.max() / present.min()) if len(present) > 1 else 1.0
+
+
+def choose_sampler(cfg: TrainConfig, ratio: float) -> str:
+    """``cfg.sampler``, or for ``auto``: balanced above ``BALANCE_ABOVE``:1, unless class weights
+    already correct the imbalance (one correction, not two)."""
+    if cfg.sampler != "auto":
+        return cfg.sampler
+    return "balanced" if ratio > BALANCE_ABOVE and cfg.class_weights == "none" else "shuffle"
+
+
+def _per_class(labels: np.ndarray, names: tuple[str, ...]) -> str:
+    return ", ".join(f"{name} {n}" for name, n in zip(names, np.bincount(labels, minlength=len(names))))
 
 
 def epoch_order(labels: np.ndarray, rng: np.random.Generator, *, balanced: bool) -> np.ndarray:

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from inspekt.card import InputSpec
+from inspekt.card import InputSpec, Sanity
 from inspekt.config import TrainConfig
 from inspekt.data.dataset import Dataset
 from inspekt.errors import ConfigError, DatasetError
@@ -75,6 +75,9 @@ class ImageStore:
         return sum(isinstance(item, str) for item in self.items)
 
 
+CHANCE_MARGIN = 0.05  # a balanced accuracy within this of chance (1 / classes) is a model that guesses
+
+
 class ClassifyTraining:
     """What the loop needs to know about classification: stores, losses, validation, plots."""
 
@@ -88,6 +91,28 @@ class ClassifyTraining:
         if cfg.resize == "tile" or cfg.metric in ("iou", "dice"):
             raise ConfigError("resize=tile and metric iou/dice apply to segmentation; use task segment")
         self.cfg, self.classes, self.card_fields, self.notes = cfg, ds.classes, {}, []
+        self.label_names = ds.classes  # what the sampler balances and the start summary counts
+
+    remedy = (
+        "It is saved but marked as failed (card.sanity) and is never picked as a default model. Try "
+        "sampler=balanced or class_weights=auto, more epochs, another lr, or more images of the rare classes"
+    )
+
+    def sanity(self, final: dict) -> Sanity | None:
+        """Whether the kept model does more than guess: it predicts more than one class on validation
+        images of several classes, and its balanced accuracy is above chance (None: nothing to judge,
+        e.g. a validation split of one class)."""
+        confusion = np.asarray(final.get("confusion") or [], dtype=np.int64)
+        if confusion.ndim != 2 or (confusion.sum(1) > 0).sum() < 2:
+            return None
+        present, predicted = int((confusion.sum(1) > 0).sum()), confusion.sum(0)
+        problems = []
+        if (predicted > 0).sum() == 1:
+            problems.append(f"it predicts {self.classes[int(predicted.argmax())]!r} for every validation image")
+        chance, score = 1 / present, float(final["balanced_accuracy"])
+        if score <= chance + CHANCE_MARGIN:
+            problems.append(f"its validation balanced accuracy {score:.3f} is at chance ({chance:.2f})")
+        return Sanity(ok=not problems, why="; ".join(problems))
 
     def resize(self, ds: Dataset) -> str:
         return "stretch" if self.cfg.resize == "auto" else self.cfg.resize

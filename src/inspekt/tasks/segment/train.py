@@ -17,7 +17,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from inspekt.card import InputSpec, PostProcess
+from inspekt.card import InputSpec, PostProcess, Sanity
 from inspekt.config import TrainConfig
 from inspekt.data import Dataset
 from inspekt.data.masks import MaskRule, mask_rule
@@ -188,6 +188,20 @@ class SegmentTraining:
         missing = sum(s.mask is None for s in ds.samples)
         self.notes = [f"{missing} image(s) have no mask file and count as defect-free"] if missing else []
         self.card_fields: dict[str, Any] = {}
+
+    label_names = ("defect-free", "with defects")  # images, as the sampler balances them
+    remedy = (
+        "It is saved but marked as failed (card.sanity) and is never picked as a default model. Try "
+        "sampler=balanced, class_weights=auto, more epochs or threshold=auto"
+    )
+
+    def sanity(self, final: dict) -> Sanity | None:
+        """Whether the kept model finds any defect pixel, at the card's threshold, on validation images
+        that have some (None: no defect to find, or threshold=auto, whose metrics are at 0.5)."""
+        if not final.get("n_defective") or self.cfg.threshold == "auto":
+            return None
+        found = float(final.get("pixel_recall") or 0.0)
+        return Sanity(ok=found > 0, why="" if found > 0 else "it finds no defect pixel in the validation images")
 
     def resize(self, ds: Dataset) -> str:
         """The resize policy; auto tiles when images average over twice imgsz per side."""

@@ -1,0 +1,63 @@
+"""A model that learned nothing is never silent (issue 19): on strongly imbalanced data the balanced
+sampler is the default, and a run whose validation predictions collapse to one class warns, says so
+in its card (``card.sanity``) and is never a default model (``passed_sanity``)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from inspekt.bundle import open_bundle
+from inspekt.card import passed_sanity
+
+# 192 "ok" against 10 "scratch" training images (19:1): with a plain shuffle this tiny network predicts
+# "ok" for every image after 2 epochs; oversampling the scratches, it finds them.
+FAST = ["--epochs", "2", "--imgsz", "32", "--batch", "16", "--lr", "0.005"]
+FAST += ["augment=none", "model_params.width=8", "threads=1", "warmup_epochs=0"]
+
+
+@pytest.fixture(scope="module")
+def imbalanced(tmp_path_factory) -> Path:
+    from inspekt.data.synth import write_dataset
+
+    root = write_dataset(tmp_path_factory.mktemp("imbalanced") / "data", n=960, size=32, seed=3).root
+    for name in ("pore", "lop"):
+        shutil.rmtree(root / name)
+    for extra in sorted((root / "scratch").iterdir())[12:]:
+        extra.unlink()
+    return root
+
+
+def _train(data: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
+    exe = os.path.join(os.path.dirname(sys.executable), "inspekt")
+    command = [exe, "train", "classify", "--data", str(data), "--out", str(out), *FAST, *extra]
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def test_a_collapsed_model_warns_and_is_marked_failed(imbalanced, tmp_path):
+    proc = _train(imbalanced, tmp_path, "--sampler", "shuffle", "--json")  # JSON on stdout, warnings on stderr
+    warning = [line for line in proc.stderr.splitlines() if line.startswith("warning: training failed its sanity")]
+    assert warning and "predicts 'ok' for every validation image" in warning[0], proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["sanity"]["ok"] is False and "at chance" in result["sanity"]["why"]
+    card = open_bundle(result["bundle"]).card
+    assert card.sanity is not None and not card.sanity.ok and "every validation image" in card.sanity.why
+    assert any("sanity" in note for note in card.notes) and not passed_sanity(card)
+
+
+def test_imbalanced_data_gets_the_balanced_sampler_and_finds_the_rare_class(imbalanced, tmp_path):
+    proc = _train(imbalanced, tmp_path)
+    summary = "training 202 images (ok 192, scratch 10), validation 50 (ok 48, scratch 2); imbalance 19.2:1"
+    assert summary in proc.stderr and "model: tiny_cnn width=8, input 32x32x3" in proc.stderr
+    assert "sampler balanced (classes 19:1 imbalanced" in proc.stderr and "warning" not in proc.stderr
+    card = open_bundle(proc.stdout.strip().splitlines()[-1]).card
+    assert card.sanity is not None and card.sanity.ok and passed_sanity(card)
+    assert card.metrics["val_balanced_accuracy"] > 0.5  # the rare class is predicted at least once
