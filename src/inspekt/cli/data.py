@@ -32,14 +32,22 @@ def _render_info(info) -> None:
             f"size (w x h): min {s.width_min}x{s.height_min}, median {s.width_median:g}x{s.height_median:g}, "
             f"max {s.width_max}x{s.height_max}"
         )
-    if info.masks_found or info.masks_missing:
+    sections = []
+    if info.masks_found or info.masks_missing:  # a dataset with masks: say how many; else nothing about masks
         console.print(f"masks: {info.masks_found} found, {len(info.masks_missing)} missing")
-    sections = [
-        ("masks missing", info.masks_missing),
-        ("mask problems", info.mask_problems),
+        sections = [("masks missing", info.masks_missing), ("mask problems", info.mask_problems)]
+    if info.imbalance:
+        b = info.imbalance
+        console.print(
+            f"[yellow]warning: the classes are imbalanced: {b['largest']} has {b['largest_n']} images, "
+            f"{b['smallest']} {b['smallest_n']} ({b['ratio']:g}:1); train with --class-weights auto or "
+            "--sampler balanced, and judge the model by balanced accuracy / macro-F1[/]"
+        )
+    sections += [
         ("corrupt files", info.corrupt),
         ("duplicate groups", info.duplicates),
         ("duplicates across splits (leakage)", info.cross_split_duplicates),
+        ("near-duplicate groups (same picture re-saved, resized or re-exposed)", info.near_duplicates),
     ]
     for title, items in sections:
         style = "red" if items and "duplicates" not in title else "yellow" if items else "green"

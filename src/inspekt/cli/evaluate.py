@@ -129,7 +129,7 @@ def compare(
 ) -> None:
     """Compare training runs: model, input size, epochs, best validation scores, time, bundle size."""
     from inspekt.engine.plots import plot_runs
-    from inspekt.engine.runs import read_run
+    from inspekt.engine.runs import config_differences, read_run
     from inspekt.io import output_file
 
     plot = output_file(plot, "curves.png", option="--plot") if plot else None
@@ -137,11 +137,17 @@ def compare(
     names = _run_names([s.run for s in summaries])
     if plot:
         plot_runs({name: s.history for name, s in zip(names, summaries)}, plot)
+    differences = config_differences(summaries)
     if as_json:
-        print_json([s.to_dict() for s in summaries])
+        print_json(
+            [
+                s.to_dict() | {"config_differences": {k: v[i] for k, v in differences.items()}}
+                for i, s in enumerate(summaries)
+            ]
+        )
         return
     table = Table(
-        title="runs: validation macro-F1, accuracy, ROC-AUC at the best macro-F1 epoch",
+        title="runs: validation macro-F1, accuracy, ROC-AUC at the epoch each bundle holds",
         box=box.SIMPLE_HEAD,
         pad_edge=False,
         collapse_padding=True,
@@ -165,5 +171,17 @@ def compare(
             f"{s.bundle_bytes / 1e6:.2f}",
         )
     console.print(table)
+    _print_differences(names, differences)
     if plot:
         err_console.print(f"wrote {plot}", highlight=False)
+
+
+def _print_differences(names: list[str], differences: dict[str, list]) -> None:
+    """The training settings that differ between the runs (what explains their figures), one row each."""
+    if not differences:
+        console.print("the runs' training settings (config.yaml) are the same", highlight=False)
+        return
+    table = Table("setting", *(Column(n, overflow="fold") for n in names), title="settings that differ")
+    for key, values in differences.items():
+        table.add_row(key, *("-" if v is None else str(v) for v in values))
+    console.print(table)

@@ -53,7 +53,7 @@ def explain(
         for row in rows:
             print_json(row)
     elif rows:
-        table = Table(*file_columns(), "explained", "predicted", Column("overlay", no_wrap=True, overflow="ignore"))
+        table = Table(*file_columns(), "explained", "predicted", Column("overlay", overflow="fold"))
         for row in rows:
             name = Path(row["output"]).name
             table.add_row(*file_cells(row["path"]), row["target"], f"{row['predicted']} {row['score']:.3f}", name)

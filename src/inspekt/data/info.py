@@ -1,7 +1,8 @@
 """``inspekt data info``: what a dataset holds and what is wrong with it.
 
 Every image is read once: its bytes are hashed (exact duplicates, train/test leakage) and
-decoded (corrupt files, sizes). Decoding runs in threads because Pillow releases the GIL.
+decoded (corrupt files, sizes, and a difference hash for near-duplicates: the same picture saved
+again, resized or slightly re-exposed). Decoding runs in threads because Pillow releases the GIL.
 """
 
 from __future__ import annotations
@@ -18,6 +19,10 @@ import numpy as np
 from inspekt.data.dataset import Dataset, Sample
 from inspekt.errors import ImageLoadError
 from inspekt.io import image_size, load_image
+
+NEAR_BITS = 4  # difference hashes (64 bits) at most this many bits apart: near-duplicates
+FLAT = 2  # thumbnails whose grey levels span less than this have no picture to compare: no hash
+IMBALANCE = 3.0  # largest / smallest class count from which `data info` warns
 
 
 @dataclass(frozen=True)
@@ -57,6 +62,8 @@ class DatasetInfo:
     corrupt: list[FileProblem] = field(default_factory=list)
     duplicates: list[list[str]] = field(default_factory=list)
     cross_split_duplicates: list[list[str]] = field(default_factory=list)
+    near_duplicates: list[list[str]] = field(default_factory=list)
+    imbalance: dict | None = None
     seconds: float = 0.0
 
     def to_dict(self) -> dict:
@@ -68,17 +75,77 @@ def _reason(exc: ImageLoadError) -> str:
     return str(exc).split(": ", 1)[-1]
 
 
-def _read(sample: Sample) -> tuple[str | None, tuple[int, int] | None, str | None]:
-    """sha256, (height, width) and an error reason for one image file."""
+def dhash(image: np.ndarray) -> int | None:
+    """64-bit difference hash: is each pixel of a 9x8 grey thumbnail brighter than its left neighbour
+    (Krawetz's dHash); None for a flat image (nothing to compare)."""
+    import cv2
+
+    grey = image if image.ndim == 2 else cv2.cvtColor(np.ascontiguousarray(image[..., :3]), cv2.COLOR_RGB2GRAY)
+    thumb = cv2.resize(grey, (9, 8), interpolation=cv2.INTER_AREA).astype(np.int16)
+    if int(thumb.max()) - int(thumb.min()) < FLAT:
+        return None
+    bits = (thumb[:, 1:] > thumb[:, :-1]).ravel()
+    return int(np.packbits(bits).view(">u8")[0])
+
+
+def _read(sample: Sample) -> tuple[str | None, tuple[int, int] | None, str | None, int | None]:
+    """sha256, (height, width), an error reason and the difference hash of one image file."""
     try:
         data = sample.path.read_bytes()
     except OSError as exc:
-        return None, None, "file not found" if isinstance(exc, FileNotFoundError) else str(exc)
+        return None, None, "file not found" if isinstance(exc, FileNotFoundError) else str(exc), None
     digest = hashlib.sha256(data).hexdigest()
     try:
-        return digest, load_image(data, mode="keep").shape[:2], None
+        image = load_image(data, mode="keep")
     except ImageLoadError as exc:
-        return digest, None, _reason(exc)
+        return digest, None, _reason(exc), None
+    return digest, image.shape[:2], None, dhash(image)
+
+
+def _near_groups(ds: Dataset, digests: list[str | None], hashes: list[int | None]) -> list[list[str]]:
+    """Groups of images whose difference hashes are at most ``NEAR_BITS`` apart (linked transitively),
+    leaving out byte-identical copies (reported as duplicates)."""
+    index = [i for i, h in enumerate(hashes) if h is not None]
+    codes = np.array([hashes[i] for i in index], dtype=np.uint64)
+    parent = list(range(len(index)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for start in range(0, len(codes), 512):
+        block = np.bitwise_count(codes[start : start + 512, None] ^ codes[None, :]) <= NEAR_BITS
+        for a, b in zip(*np.nonzero(block)):
+            a, b = int(a) + start, int(b)
+            if a < b and digests[index[a]] != digests[index[b]]:
+                parent[root(a)] = root(b)
+    groups: dict[int, list[int]] = {}
+    for i in range(len(index)):
+        groups.setdefault(root(i), []).append(index[i])
+    near = [g for g in groups.values() if len({digests[i] for i in g}) > 1]
+    return [[str(ds.samples[i].path) for i in g] for g in near]
+
+
+def _imbalance(counts: dict[str, dict[str, int]]) -> dict | None:
+    """The largest and smallest class (all splits together) when they are ``IMBALANCE`` times apart or more."""
+    totals: dict[str, int] = {}
+    for split in counts.values():
+        for label, n in split.items():
+            totals[label] = totals.get(label, 0) + n
+    if len(totals) < 2:
+        return None
+    (big, n_big), (small, n_small) = (
+        max(totals.items(), key=lambda kv: kv[1]),
+        min(totals.items(), key=lambda kv: kv[1]),
+    )
+    ratio = n_big / max(1, n_small)
+    return (
+        {"largest": big, "largest_n": n_big, "smallest": small, "smallest_n": n_small, "ratio": round(ratio, 2)}
+        if ratio >= IMBALANCE
+        else None
+    )
 
 
 def _check_mask(sample: Sample, shape: tuple[int, int] | None) -> str | None:
@@ -136,19 +203,21 @@ def describe(
                 progress(i)
     corrupt = [FileProblem(str(s.path), r[2]) for s, r in zip(ds.samples, results) if r[2]]
     mask_problems = []
-    for sample, (_, shape, _) in zip(ds.samples, results):
+    for sample, (_, shape, _, _) in zip(ds.samples, results):
         problem = _check_mask(sample, shape) if sample.mask is not None else None
         if problem:
             mask_problems.append(FileProblem(str(sample.mask), problem))
     dupes, crossing = _duplicate_groups(ds, [r[0] for r in results])
     missing = [str(s.path) for s in ds.samples if ds.mask_layout and s.mask is None]
+    near = _near_groups(ds, [r[0] for r in results], [r[3] for r in results])
+    counts = ds.counts()
     return DatasetInfo(
         root=str(ds.root),
         layout=ds.layout,
         n_images=len(ds),
         classes=list(ds.classes),
         tasks=list(tasks),
-        counts=ds.counts(),
+        counts=counts,
         sizes=_size_stats([r[1] for r in results if r[1] is not None]),
         masks_found=ds.n_masks,
         masks_missing=missing,
@@ -156,5 +225,7 @@ def describe(
         corrupt=corrupt,
         duplicates=dupes,
         cross_split_duplicates=crossing,
+        near_duplicates=near,
+        imbalance=_imbalance(counts),
         seconds=round(time.perf_counter() - start, 3),
     )

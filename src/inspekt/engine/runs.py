@@ -7,6 +7,7 @@ import csv
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from inspekt.bundle import open_bundle
 from inspekt.errors import ConfigError, InspektError, TrainingDiverged
@@ -88,10 +89,32 @@ class RunSummary:
     train_seconds: float
     bundle_bytes: int
     history: list[dict] = field(repr=False)
+    config: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def to_dict(self) -> dict:
-        """JSON-ready figures (without the history)."""
-        return {k: v for k, v in asdict(self).items() if k != "history"}
+        """JSON-ready figures (without the history and the config)."""
+        return {k: v for k, v in asdict(self).items() if k not in ("history", "config")}
+
+
+PER_RUN_KEYS = ("out", "name", "exist_ok")  # where a run was written, not how it was trained
+
+
+def _flat(config: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(config, dict):
+        return {}
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        out |= _flat(value, f"{name}.") if isinstance(value, dict) and value else {name: value}
+    return out
+
+
+def config_differences(summaries: list[RunSummary]) -> dict[str, list]:
+    """The training settings (config.yaml keys, nested ones dotted: ``model_params.width``) whose values
+    differ between the runs, each with its value per run (None: not set in that run)."""
+    flat = [_flat(s.config) for s in summaries]
+    keys = dict.fromkeys(k for f in flat for k in f if k not in PER_RUN_KEYS)
+    return {k: [f.get(k) for f in flat] for k in keys if len({repr(f.get(k)) for f in flat}) > 1}
 
 
 def read_run(folder: str | Path) -> RunSummary:
@@ -128,8 +151,7 @@ def read_run(folder: str | Path) -> RunSummary:
     except yaml.YAMLError as exc:
         raise ConfigError(f"{folder / 'config.yaml'}: not readable YAML ({str(exc).splitlines()[0]})") from exc
     card = open_bundle(folder / "bundle").card
-    scored = [row for row in history if row.get("val_macro_f1") is not None]
-    best = max(scored, key=lambda row: row["val_macro_f1"]) if scored else {}
+    best = _bundled_epoch(history, card.metrics)
     bundle = folder / "bundle"
     bundle_files = bundle.find() if isinstance(bundle, RemotePath) else [p for p in bundle.rglob("*") if p.is_file()]
     planned = config.get("epochs") if isinstance(config, dict) else None
@@ -146,7 +168,19 @@ def read_run(folder: str | Path) -> RunSummary:
         train_seconds=float(sum(row.get("seconds") or 0.0 for row in history)),
         bundle_bytes=sum(p.stat().st_size for p in bundle_files),
         history=history,
+        config=config if isinstance(config, dict) else {},
     )
+
+
+def _bundled_epoch(history: list[dict], metrics: dict) -> dict:
+    """The results.csv row of the epoch whose model the bundle holds (the card's ``best_epoch``); for
+    a card without one, the epoch with the best validation macro-F1."""
+    saved = metrics.get("best_epoch")
+    rows = [row for row in history if saved is not None and row.get("epoch") == int(saved)]
+    if rows:
+        return rows[0]
+    scored = [row for row in history if row.get("val_macro_f1") is not None]
+    return max(scored, key=lambda row: row["val_macro_f1"]) if scored else {}
 
 
 def remote_run_dir(out: str, task: str, name: str = "exp", *, exist_ok: bool = False):
