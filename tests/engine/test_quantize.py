@@ -127,7 +127,11 @@ def test_representative_calibration_passes_where_skewed_calibration_is_refused(b
     assert "\n" not in message and "--max-drop" in message
     assert f"{report.accuracy_int8:.4f}" in message and f"{report.accuracy_fp32:.4f}" in message
     assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["good.inspekt"]
-    accepted = quantize_bundle(brightness["bundle"], out, calib=brightness["skewed"], max_drop=1.0)
+    assert good.agreement >= 0.95 and good.f1_int8 >= good.f1_fp32 - 0.01  # judged on macro F1 and agreement too
+    assert report.agreement < 0.95 and "labels agree with fp32 on" in message and "--min-agreement" in message
+    with pytest.raises(AccuracyDropError, match="labels agree"):  # an accepted drop alone is not enough
+        quantize_bundle(brightness["bundle"], out, calib=brightness["skewed"], max_drop=1.0)
+    accepted = quantize_bundle(brightness["bundle"], out, calib=brightness["skewed"], max_drop=1.0, min_agreement=0)
     assert accepted.path == out and accepted.drop == pytest.approx(report.drop)
 
 

@@ -239,6 +239,22 @@ def predict(
         raise InspektError(f"none of the {len(files)} file(s) could be read as an image (see the list above)")
 
 
+def _export_int8(source, out, calib, limits: dict, folder: bool, overwrite: bool, as_json: bool) -> None:
+    from inspekt.engine.quantize import AccuracyDropError, quantize_bundle
+
+    try:
+        report = quantize_bundle(source, out, calib=calib, overwrite=overwrite, archive=not folder, **limits)
+    except AccuracyDropError as exc:
+        if as_json:  # the figures stay machine-readable; the error line still follows on stderr
+            print_json(exc.report.to_dict())
+        raise
+    if as_json:
+        print_json(report.to_dict())
+        return
+    console.print(report.summary(), highlight=False)
+    print(report.path)
+
+
 @app.command()
 def export(
     bundle: Path = typer.Argument(..., help="Bundle folder, .inspekt file or run folder."),
@@ -259,7 +275,12 @@ def export(
         "check accuracy on (default: the training data named in the card).",
     ),
     max_drop: float = typer.Option(
-        None, "--max-drop", help="With --int8: largest accepted accuracy drop, 0.01 = one point (default 0.01)."
+        None,
+        "--max-drop",
+        help="With --int8: largest accepted accuracy or macro-F1 drop, 0.01 = one point (default 0.01).",
+    ),
+    min_agreement: float = typer.Option(
+        None, "--min-agreement", help="With --int8: least share of images given fp32's label (default 0.95)."
     ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
@@ -267,24 +288,12 @@ def export(
     from inspekt.bundle import open_bundle
     from inspekt.engine.export import export_bundle
 
-    if not int8 and (calib is not None or max_drop is not None):
-        raise ConfigError("--calib and --max-drop apply to --int8 only; add --int8 or leave them out")
+    if not int8 and (calib is not None or max_drop is not None or min_agreement is not None):
+        raise ConfigError("--calib, --max-drop and --min-agreement apply to --int8 only; add --int8 or leave them out")
     source = open_bundle(bundle)
     if int8:
-        from inspekt.engine.quantize import DEFAULT_MAX_DROP, AccuracyDropError, quantize_bundle
-
-        limit = DEFAULT_MAX_DROP if max_drop is None else max_drop
-        try:
-            report = quantize_bundle(source, out, calib=calib, max_drop=limit, overwrite=overwrite, archive=not folder)
-        except AccuracyDropError as exc:
-            if as_json:  # the figures stay machine-readable; the error line still follows on stderr
-                print_json(exc.report.to_dict())
-            raise
-        if as_json:
-            print_json(report.to_dict())
-            return
-        console.print(report.summary(), highlight=False)
-        print(report.path)
+        limits = {"max_drop": max_drop, "min_agreement": min_agreement}
+        _export_int8(source, out, calib, {k: v for k, v in limits.items() if v is not None}, folder, overwrite, as_json)
         return
     written, parity = export_bundle(source, out, archive=not folder, overwrite=overwrite)
     if as_json:

@@ -1,5 +1,7 @@
 """INT8 export: static ONNX Runtime quantisation of a classifier's ``model.onnx``, kept only when
-accuracy on labelled images does not drop by more than a limit.
+neither accuracy nor macro F1 (what training selects classifiers by; it also sees a class that INT8
+stops predicting) drops by more than a limit on labelled images, and the two graphs give the same
+label to at least ``min_agreement`` of them (equal accuracy can hide swapped errors).
 
 The graph is first shape-inferred and optimised (ONNX Runtime's ``quant_pre_process``), then
 quantised in QDQ format: signed 8-bit activations and weights (S8S8), weights per output channel,
@@ -19,13 +21,11 @@ calibration and evaluation images overlap, which flatters INT8 slightly).
 
 from __future__ import annotations
 
-import math
 import tempfile
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import replace
 from itertools import islice
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from onnxruntime.quantization import (
@@ -41,77 +41,24 @@ from inspekt.bundle import ONNX, SUFFIX, Bundle, check_target, copy_bundle, open
 from inspekt.card import ModelCard
 from inspekt.data import Dataset, Sample, open_dataset
 from inspekt.engine.predictor import task_of
-from inspekt.errors import ConfigError, DatasetError, InspektError
+from inspekt.engine.quant_report import (
+    DEFAULT_MAX_DROP,
+    DEFAULT_MIN_AGREEMENT,
+    AccuracyDropError,
+    QuantReport,
+    acceptance,
+    measure,
+)
+from inspekt.errors import ConfigError, DatasetError
 from inspekt.io import iter_images
 from inspekt.results import BatchReport, SkippedFile
 from inspekt.tasks import TASKS, get_task
 from inspekt.transforms import preprocess_batch
 
-DEFAULT_MAX_DROP = 0.01
 MIN_IMAGES = 8  # fewer calibration or evaluation images than this say nothing reliable
 BATCH = 16
 EVAL_SPLITS = ("val", "test")
-
-
-class AccuracyDropError(InspektError):
-    """INT8 lost more accuracy than allowed; ``report`` holds the measured figures."""
-
-    def __init__(self, message: str, report: QuantReport):
-        super().__init__(message)
-        self.report = report
-
-
-@dataclass(frozen=True)
-class QuantReport:
-    """What an INT8 quantisation measured, and where it wrote the bundle.
-
-    Attributes:
-        accuracy_fp32: accuracy of the fp32 graph on the evaluation images.
-        accuracy_int8: accuracy of the INT8 graph on the same preprocessed batches.
-        drop: ``accuracy_fp32 - accuracy_int8`` (0.01 = one percentage point).
-        agreement: fraction of evaluation images given the same label by both graphs.
-        n_images: evaluation images read.
-        n_calib: calibration images read.
-        max_drop: the largest drop accepted.
-        size_fp32: bytes of the fp32 ``model.onnx``.
-        size_int8: bytes of the INT8 ``model.onnx``.
-        path: the written bundle; None when nothing was written (refused).
-        skipped: unreadable images, skipped (each listed once).
-    """
-
-    accuracy_fp32: float
-    accuracy_int8: float
-    drop: float
-    agreement: float
-    n_images: int
-    n_calib: int
-    max_drop: float
-    size_fp32: int
-    size_int8: int
-    path: Path | None = None
-    skipped: tuple[SkippedFile, ...] = field(default_factory=tuple)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready figures (``path`` as a string or None, ``skipped`` as path/reason dicts)."""
-        return asdict(self) | {"path": None if self.path is None else str(self.path)}
-
-    def summary(self) -> str:
-        """Human-readable lines: accuracies, drop against the limit, agreement, sizes, skipped files."""
-        lines = [
-            f"accuracy on {self.n_images} images: fp32 {self.accuracy_fp32:.4f}, int8 {self.accuracy_int8:.4f} "
-            f"(drop {_points(self.drop)} points, limit {_points(self.max_drop)}); "
-            f"labels agree on {self.agreement:.1%}",
-            f"model.onnx: {self.size_fp32 / 1e6:.3f} MB fp32 -> {self.size_int8 / 1e6:.3f} MB int8 "
-            f"({self.size_int8 / self.size_fp32:.0%}); calibrated on {self.n_calib} images",
-        ]
-        if self.skipped:
-            lines.append(f"skipped {len(self.skipped)} unreadable image(s):")
-            lines.extend(f"  {s.path}: {s.reason}" for s in self.skipped)
-        return "\n".join(lines)
-
-
-def _points(fraction: float) -> str:
-    return f"{fraction * 100:.1f}"
+__all__ = ["DEFAULT_MAX_DROP", "DEFAULT_MIN_AGREEMENT", "AccuracyDropError", "QuantReport", "quantize_bundle"]
 
 
 class BatchReader(CalibrationDataReader):
@@ -305,6 +252,7 @@ def quantize_bundle(
     *,
     calib: str | Path | Dataset | None = None,
     max_drop: float = DEFAULT_MAX_DROP,
+    min_agreement: float = DEFAULT_MIN_AGREEMENT,
     n_calib: int = 200,
     overwrite: bool = False,
     archive: bool = True,
@@ -320,7 +268,8 @@ def quantize_bundle(
         out: where to write (default: ``<bundle name>-int8.inspekt`` beside the bundle).
         calib: labelled dataset (folder or CSV) for calibration and the accuracy check;
             default: the training data named in the card.
-        max_drop: largest accepted accuracy drop as a fraction (0.01 = one percentage point).
+        max_drop: largest accepted accuracy or macro-F1 drop as a fraction (0.01 = one percentage point).
+        min_agreement: smallest share of images to which INT8 gives fp32's label.
         n_calib: most calibration images.
         overwrite: replace an existing bundle at ``out``.
         archive: write a single ``.inspekt`` file (else a folder).
@@ -329,13 +278,16 @@ def quantize_bundle(
         The measured figures and the written path.
 
     Raises:
-        AccuracyDropError: INT8 accuracy dropped by more than ``max_drop`` (nothing written).
+        AccuracyDropError: INT8 accuracy or macro F1 dropped by more than ``max_drop``, or its labels agree
+            with fp32's on fewer than ``min_agreement`` of the images (nothing written).
         ConfigError: not a classifier, already INT8, bad limits, or no calibration data.
         DatasetError: calibration data without usable labels or with too few images.
         BundleError: the bundle cannot be read, or ``out`` exists.
     """
     bundle = bundle if isinstance(bundle, Bundle) else open_bundle(bundle)
     _check_request(bundle, max_drop, n_calib)
+    if not 0 <= min_agreement <= 1:
+        raise ConfigError(f"min_agreement {min_agreement} must be a fraction in [0, 1]")
     out = Path(out) if out is not None else default_output(bundle, archive)
     check_target(out, archive, overwrite)  # refuse an existing output before the slow part
     card = bundle.card
@@ -355,28 +307,27 @@ def quantize_bundle(
             f"only {len(truth)} evaluation image(s) could be read; the accuracy check needs at least "
             f"{MIN_IMAGES}. {eval_report.summary()}"
         )
-    acc32, acc8 = float(np.mean(fp32 == truth)), float(np.mean(int8 == truth))
-    report = QuantReport(
-        acc32,
-        acc8,
-        acc32 - acc8,
-        float(np.mean(fp32 == int8)),
-        len(truth),
-        calib_report.loaded,
-        max_drop,
-        len(fp32_bytes),
-        len(int8_bytes),
+    report = measure(truth, fp32, int8, max_drop, min_agreement)
+    report = replace(
+        report,
+        n_calib=calib_report.loaded,
+        size_fp32=len(fp32_bytes),
+        size_int8=len(int8_bytes),
         skipped=_unique(calib_report, eval_report),
     )
-    if report.drop > max_drop + 1e-9:  # a drop equal to the limit passes despite float rounding
-        suggested = math.ceil(report.drop * 100) / 100
+    if report.failures():
         raise AccuracyDropError(
-            f"{bundle.path}: INT8 accuracy {acc8:.4f} vs fp32 {acc32:.4f} on {len(truth)} images: a drop of "
-            f"{_points(report.drop)} points exceeds the limit of {_points(max_drop)}; nothing was written. "
-            f"Calibrate on more representative images (--calib DATA) or accept the loss with --max-drop {suggested:g}",
+            f"{bundle.path}: INT8 on {len(truth)} images: {'; '.join(report.failures())} (accuracy int8 "
+            f"{report.accuracy_int8:.4f} vs fp32 {report.accuracy_fp32:.4f}); nothing was written. Calibrate on "
+            f"more representative images (--calib DATA) or accept the loss with {acceptance(report)}",
             report,
         )
-    metrics = card.metrics | {"fp32_accuracy": round(acc32, 4), "int8_accuracy": round(acc8, 4)}
+    acc32, acc8 = report.accuracy_fp32, report.accuracy_int8
+    metrics = card.metrics | {
+        "fp32_accuracy": round(acc32, 4),
+        "int8_accuracy": round(acc8, 4),
+        "int8_agreement": round(report.agreement, 4),
+    }
     new_card = card.model_copy(update={"precision": "int8", "metrics": metrics})
     written = copy_bundle(bundle, out, archive=archive, overwrite=overwrite, card=new_card, replace={ONNX: int8_bytes})
     return replace(report, path=written)

@@ -1,0 +1,115 @@
+"""What an INT8 export measured (``QuantReport``) and how it is judged: neither accuracy nor macro F1 may
+drop by more than ``max_drop``, and the INT8 graph must give the fp32 graph's label to at least
+``min_agreement`` of the images."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from inspekt.errors import InspektError
+from inspekt.results import SkippedFile
+
+DEFAULT_MAX_DROP = 0.01
+DEFAULT_MIN_AGREEMENT = 0.95  # the INT8 graph gives the fp32 graph's label to at least this share of images
+
+
+class AccuracyDropError(InspektError):
+    """INT8 lost more accuracy than allowed; ``report`` holds the measured figures."""
+
+    def __init__(self, message: str, report: QuantReport):
+        super().__init__(message)
+        self.report = report
+
+
+@dataclass(frozen=True)
+class QuantReport:
+    """What an INT8 quantisation measured, and where it wrote the bundle.
+
+    Attributes:
+        accuracy_fp32: accuracy of the fp32 graph on the evaluation images.
+        accuracy_int8: accuracy of the INT8 graph on the same preprocessed batches.
+        drop: ``accuracy_fp32 - accuracy_int8`` (0.01 = one percentage point).
+        agreement: fraction of evaluation images given the same label by both graphs.
+        f1_fp32: macro F1 of the fp32 graph's labels.
+        f1_int8: macro F1 of the INT8 graph's labels.
+        min_agreement: the smallest agreement accepted.
+        n_images: evaluation images read.
+        n_calib: calibration images read.
+        max_drop: the largest drop accepted.
+        size_fp32: bytes of the fp32 ``model.onnx``.
+        size_int8: bytes of the INT8 ``model.onnx``.
+        path: the written bundle; None when nothing was written (refused).
+        skipped: unreadable images, skipped (each listed once).
+    """
+
+    accuracy_fp32: float
+    accuracy_int8: float
+    drop: float
+    agreement: float
+    n_images: int
+    n_calib: int
+    max_drop: float
+    size_fp32: int
+    size_int8: int
+    f1_fp32: float = 0.0
+    f1_int8: float = 0.0
+    min_agreement: float = DEFAULT_MIN_AGREEMENT
+    path: Path | None = None
+    skipped: tuple[SkippedFile, ...] = field(default_factory=tuple)
+
+    def failures(self) -> list[str]:
+        """Why the INT8 graph is refused (empty: accepted)."""
+        found = []
+        for name, drop in (("accuracy", self.drop), ("macro F1", self.f1_fp32 - self.f1_int8)):
+            if drop > self.max_drop + 1e-9:  # a drop equal to the limit passes despite float rounding
+                found.append(f"{name} drops {_points(drop)} points (limit {_points(self.max_drop)})")
+        if self.agreement < self.min_agreement - 1e-9:
+            found.append(f"labels agree with fp32 on {self.agreement:.1%} only (at least {self.min_agreement:.0%})")
+        return found
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready figures (``path`` as a string or None, ``skipped`` as path/reason dicts)."""
+        return asdict(self) | {"path": None if self.path is None else str(self.path)}
+
+    def summary(self) -> str:
+        """Human-readable lines: accuracies, drop against the limit, agreement, sizes, skipped files."""
+        lines = [
+            f"accuracy on {self.n_images} images: fp32 {self.accuracy_fp32:.4f}, int8 {self.accuracy_int8:.4f} "
+            f"(drop {_points(self.drop)} points, limit {_points(self.max_drop)}); "
+            f"macro F1: fp32 {self.f1_fp32:.4f}, int8 {self.f1_int8:.4f}; "
+            f"labels agree on {self.agreement:.1%} (at least {self.min_agreement:.0%})",
+            f"model.onnx: {self.size_fp32 / 1e6:.3f} MB fp32 -> {self.size_int8 / 1e6:.3f} MB int8 "
+            f"({self.size_int8 / self.size_fp32:.0%}); calibrated on {self.n_calib} images",
+        ]
+        if self.skipped:
+            lines.append(f"skipped {len(self.skipped)} unreadable image(s):")
+            lines.extend(f"  {s.path}: {s.reason}" for s in self.skipped)
+        return "\n".join(lines)
+
+
+def _points(fraction: float) -> str:
+    return f"{fraction * 100:.1f}"
+
+
+def acceptance(report: QuantReport) -> str:
+    """The options that would accept what was measured."""
+    drop = max(report.drop, report.f1_fp32 - report.f1_int8, report.max_drop)
+    options = f"--max-drop {math.ceil(drop * 100) / 100:g}"
+    if report.agreement < report.min_agreement:
+        options += f" --min-agreement {math.floor(report.agreement * 100) / 100:g}"
+    return options
+
+
+def measure(truth: np.ndarray, fp32: np.ndarray, int8: np.ndarray, max_drop: float, min_agreement: float):
+    """The label-level figures of both graphs (a ``QuantReport`` without sizes and calibration count)."""
+    from sklearn.metrics import f1_score
+
+    acc32, acc8 = float(np.mean(fp32 == truth)), float(np.mean(int8 == truth))
+    f1_32, f1_8 = (float(f1_score(truth, labels, average="macro", zero_division=0)) for labels in (fp32, int8))
+    agreement = float(np.mean(fp32 == int8))
+    return QuantReport(acc32, acc8, acc32 - acc8, agreement, len(truth), 0, max_drop, 0, 0, f1_32, f1_8, min_agreement)
