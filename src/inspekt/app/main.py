@@ -21,7 +21,8 @@ def _preload_explainer() -> threading.Thread:
     return thread
 
 
-st.set_page_config(page_title="inspekt workbench", page_icon=":material/search:", layout="wide")
+# an emoji: a material icon as the tab icon is fetched from the internet
+st.set_page_config(page_title="inspekt workbench", page_icon="🔎", layout="wide")
 if "warmed" not in st.session_state:  # once per session; the models themselves are cached per process
     common.warm_up(common.workspace())
     st.session_state["warmed"] = True
