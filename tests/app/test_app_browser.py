@@ -32,6 +32,8 @@ ARGS = [
     "--disable-background-networking",
     "--disable-component-update",
     "--disable-dev-shm-usage",
+    "--use-fake-ui-for-media-stream",  # a camera that needs no permission prompt ...
+    "--use-fake-device-for-media-stream",  # ... and films chromium's test pattern
 ]
 WAIT_MS = 90_000
 
@@ -265,3 +267,15 @@ def test_an_uploaded_bundle_answers_and_says_so(server, page, trained, synth_cla
     shown = picker.inner_text() + " ".join(picker.locator("input").evaluate_all("inputs => inputs.map(i => i.value)"))
     assert "uploaded: dice.inspekt" in shown  # the picker says which model answers
     _shot(page, "9-inspect-uploaded-bundle")
+
+
+@pytest.mark.slow
+def test_a_camera_photo_taken_after_an_upload_is_the_one_answered(server, page, synth_classes):
+    url, _ = server
+    _inspect(page, url, [sorted((Path(synth_classes) / "pore").glob("*.png"))[0]])
+    page.get_by_text("Use the camera").click()
+    page.get_by_role("button", name="Take Photo").click()
+    page.get_by_text("on camera.jpg").wait_for()  # the photo, not the first upload
+    page.wait_for_function("() => !document.querySelector('[data-testid=stStatusWidget]')")
+    sync_api.expect(page.get_by_test_id("stImage")).to_have_count(1)
+    _shot(page, "10-inspect-camera-photo")

@@ -130,7 +130,10 @@ labels = st.multiselect("Labels", sorted(table["label"].unique()), default=sorte
 low, high = st.slider("Score between", 0.0, 1.0, (0.0, 1.0), 0.01)
 shown = table[table["label"].isin(labels) & table["score"].between(low, high)]
 st.dataframe(shown, width="stretch")
-st.download_button("Download CSV", shown.to_csv(index=False), file_name="predictions.csv", mime="text/csv")
+made_by = {"model": str(batch.model.path), "model_onnx": batch.model.digest} if batch.model else {}
+st.download_button(
+    "Download CSV", shown.assign(**made_by).to_csv(index=False), file_name="predictions.csv", mime="text/csv"
+)
 st.subheader("Gallery")
 columns = st.columns(6)
 by_path = {r.source: r for r in results}
