@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from pathlib import Path
@@ -294,6 +295,8 @@ def test_monitor_opens_on_an_overview_and_the_drifted_source(workspace, monkeypa
     assert len(overview) == 2 and overview["drifted windows"].max() > 0
     drifted = overview.loc[overview["drifted windows"] > 0, "source"].iloc[0]
     assert "b_bright" in drifted and at.selectbox(key="monitor_source").value == drifted  # not the first, green one
+    [verdict] = [e.value for e in at.error if e.value.startswith("Latest window")]
+    assert "pixels\\:grey" in verdict  # escaped: Streamlit's markdown read ':grey' as a directive and dropped it
 
 
 def test_a_damaged_bundle_is_a_message_and_the_app_keeps_working(workspace, monkeypatch, tmp_path):
@@ -326,3 +329,25 @@ def test_the_train_page_reads_a_history_with_text_cells(tmp_path):
         {"epoch": 1.0, "train_loss": 0.5, "lr": 0.001, "seconds": 1.2, "network": "variant classifier"},
         {"epoch": 2.0, "train_loss": None, "lr": 0.001, "seconds": 1.1, "network": "variant classifier"},
     ]
+
+
+def test_a_model_that_failed_its_sanity_check_is_never_the_default(trained, tmp_path, monkeypatch):
+    from inspekt.bundle import copy_bundle, open_bundle
+    from inspekt.card import Sanity
+
+    source = open_bundle(trained.bundle)
+    collapsed = source.card.model_copy(
+        update={"metrics": {"val_accuracy": 0.99}, "sanity": Sanity(ok=False, why="predicts ok for every image")}
+    )  # the best metric of the workspace, and the newest: both old defaults
+    copy_bundle(
+        source, tmp_path / "models" / "sound", archive=False, card=source.card.model_copy(update={"metrics": {}})
+    )
+    failed = copy_bundle(source, tmp_path / "models" / "collapsed", archive=False, card=collapsed)
+    os.utime(failed / "card.json", (2e9, 2e9))
+    monkeypatch.setenv(WORKSPACE_ENV, str(tmp_path))
+    at = AppTest.from_file(str(MAIN), default_timeout=TIMEOUT)
+    at.run()
+    assert not at.exception, at.exception
+    assert at.sidebar.selectbox(key="model").value == "models/sound"
+    at.sidebar.selectbox(key="model").select("models/collapsed").run()  # chosen by hand: allowed, with the reason
+    assert any("failed its training's sanity check" in w.value for w in at.sidebar.warning)

@@ -207,7 +207,7 @@ def test_batch_evaluate_train_and_monitor_pages(server, page, synth_classes):
     field.press("Enter")
     page.get_by_role("button", name="Evaluate").click()
     page.get_by_text("Confusion matrix").wait_for()
-    sync_api.expect(page.get_by_test_id("stMetric")).to_have_count(6, timeout=WAIT_MS)  # accuracy ... ece
+    sync_api.expect(page.get_by_test_id("stMetric")).to_have_count(8, timeout=WAIT_MS)  # accuracy ... ece, 2 rates
     _shot(page, "6-evaluate")
 
     page.goto(f"{url}/train")

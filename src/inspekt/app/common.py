@@ -101,6 +101,8 @@ def model_sidebar(root: Path):
         return None, None
     st.session_state[MODEL_REF] = ref
     picker.caption(f"model.onnx sha256 {ref.short}…", help=f"{ref.path}\n\n{ref.digest}")
+    if not ref.sane:  # chosen by hand: say why it is never the default
+        picker.warning(f"This model failed its training's sanity check: {md(predictor.card.sanity.why)}")
     with st.sidebar.expander("Model card", expanded=False):
         st.markdown(card_markdown(predictor.card))
     return predictor, ref.path
@@ -241,8 +243,9 @@ def _json_default(value: Any) -> Any:
 
 
 def md(text: object) -> str:
-    """``text`` shown literally in Streamlit markdown (file and model names may hold ``*``, ``_``, ``[`` ...)."""
-    return re.sub(r"([\\`*_{}\[\]()#+\-.!|<>~$])", r"\\\1", str(text))
+    """``text`` shown literally in Streamlit markdown (file and model names may hold ``*``, ``_``, ``[`` ...;
+    a check named ``pixels:grey`` lost ``:grey``, which Streamlit's markdown reads as a directive)."""
+    return re.sub(r"([\\`*_{}\[\]()#+\-.!|<>~$:])", r"\\\1", str(text))
 
 
 def chosen_model() -> ModelRef | None:

@@ -43,6 +43,7 @@ class ModelRef:
     digest: str
     identity: str
     metric: float | None = None  # its task's first headline metric on validation, when the card has it
+    sane: bool = True  # passed the sanity check its training ran (never the default otherwise)
 
     @property
     def short(self) -> str:
@@ -50,11 +51,12 @@ class ModelRef:
 
 
 @functools.lru_cache(maxsize=256)
-def _facts(path: str, stamp: float) -> tuple[str, str, float | None]:
-    """(model.onnx digest, identity, headline metric) of a bundle from its card (the file's own sha256
-    for cards without digests); a bundle that cannot be opened is its own identity (its error shows
-    when it is chosen)."""
+def _facts(path: str, stamp: float) -> tuple[str, str, float | None, bool]:
+    """(model.onnx digest, identity, headline metric, sanity passed) of a bundle from its card (the
+    file's own sha256 for cards without digests); a bundle that cannot be opened is its own identity
+    (its error shows when it is chosen)."""
     from inspekt.bundle import ONNX, digest, open_bundle
+    from inspekt.card import passed_sanity
     from inspekt.tasks import get_task
 
     try:
@@ -62,13 +64,13 @@ def _facts(path: str, stamp: float) -> tuple[str, str, float | None]:
         card = bundle.card
         graph = card.digests.get(ONNX) or digest(bundle.read(ONNX))
     except Exception:
-        return "", f"path:{path}", None
+        return "", f"path:{path}", None, True
     try:
         key = get_task(card.task).headline[0]
         metric = card.metrics.get(f"val_{key}", card.metrics.get(key))
     except Exception:
         metric = None
-    return graph, digest(card.to_json().encode() + graph.encode()), metric
+    return graph, digest(card.to_json().encode() + graph.encode()), metric, passed_sanity(card)
 
 
 def _reads(ref: ModelRef) -> bool:
@@ -109,13 +111,15 @@ def catalogue(root: Path, uploaded: tuple[str, Path] | None = None) -> dict[str,
 
 def default_model(root: Path, entries: dict[str, ModelRef]) -> str:
     """The label the picker starts on: the model the user chose last (in this workspace), else the
-    best evaluated one (its task's first headline metric on validation), else the newest."""
+    best evaluated one (its task's first headline metric on validation), else the newest; a model that
+    failed its training's sanity check (``card.sanity``) only when there is no other."""
     wanted = _settings(root).get("model")
     chosen = [label for label, ref in entries.items() if ref.identity == wanted]
     if chosen:
         return chosen[0]
-    evaluated = [ref for ref in entries.values() if ref.metric is not None]
-    return max(evaluated, key=lambda ref: ref.metric).label if evaluated else next(iter(entries))
+    sane = [ref for ref in entries.values() if ref.sane] or list(entries.values())  # a failed run: never by default
+    evaluated = [ref for ref in sane if ref.metric is not None]
+    return max(evaluated, key=lambda ref: ref.metric).label if evaluated else sane[0].label
 
 
 def _settings(root: Path) -> dict:

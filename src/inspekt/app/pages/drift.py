@@ -83,7 +83,7 @@ if result is None:
 )
 st.caption(checked.caption)
 if result.drifted:
-    st.markdown("Drifted: " + ", ".join(f"**{c.name}** (effect {c.effect:.2f})" for c in result.drifted))
+    st.markdown("Drifted: " + ", ".join(f"**{common.md(c.name)}** (effect {c.effect:.2f})" for c in result.drifted))
 doc = to_dict(result)
 table = pd.DataFrame(
     [

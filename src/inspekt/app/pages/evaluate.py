@@ -11,6 +11,7 @@ import pandas as pd
 import streamlit as st
 
 from inspekt.app import common
+from inspekt.engine.evaluator import training_images_note
 from inspekt.errors import InspektError
 from inspekt.io import load_image
 
@@ -32,7 +33,12 @@ root = common.workspace()
 predictor, model_path = common.model_sidebar(root)
 st.title("Evaluate")
 data = st.text_input("Labelled dataset (folder or CSV)", value=str(root / "data" / "surfaces"))
-split = st.selectbox("Split", ["all", "test", "val", "train"], help="'all' uses every image of the dataset")
+split = st.selectbox(
+    "Split",
+    ["default", "test", "val", "train", "all"],
+    format_func=lambda s: "test (else val, else all)" if s == "default" else s,
+    help="As `inspekt eval`: the test split, else val, else every image. 'all' and 'train' include training images.",
+)
 if predictor is None:
     st.info("Choose a model in the sidebar.")
     st.stop()
@@ -48,7 +54,7 @@ if st.button("Evaluate", type="primary"):
         status.caption(f"evaluating ... {done[0]} images")
 
     try:
-        result = evaluate(model_path, data, split=None if split == "all" else split, progress=advance)
+        result = evaluate(model_path, data, split=None if split == "default" else split, progress=advance)
         status.caption("drawing the figures ...")
         evaluation.store((result, _figures(predictor, result, data)))
     except InspektError as exc:
@@ -66,6 +72,13 @@ cells = st.columns(len(task.headline))
 for cell, key in zip(cells, task.headline):
     value = metrics.get(key)
     cell.metric(key, "-" if value is None else f"{value:.3f}")
+INSPECTION = (("escape rate", "escape_rate"), ("false-reject rate", "false_reject_rate"))
+inspection = [(name, metrics.get(key)) for name, key in INSPECTION]
+if any(value is not None for _, value in inspection):  # defects passed as OK, OK parts rejected, at the decision
+    for cell, (name, value) in zip(st.columns(4), inspection):
+        cell.metric(name, "-" if value is None else f"{value:.1%}")
+if training_images_note(result.split):
+    st.warning(f"Split {result.split}: {training_images_note(result.split)}.")
 if result.skipped:
     st.warning(
         f"skipped {len(result.skipped)} file(s): " + "; ".join(f"{s.path}: {s.reason}" for s in result.skipped[:5])

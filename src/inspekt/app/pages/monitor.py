@@ -82,12 +82,12 @@ columns[0].metric("Images", summary["recorded"], help=f"{summary['total_rows']} 
 columns[1].metric("Skipped", summary["skipped"])
 columns[2].metric("Drift windows", len(summary["windows"]))
 columns[3].metric("Drifted", summary["drifted_windows"])
-st.caption(f"{source} · {summary['first']} .. {summary['last']}")
+st.caption(f"{common.md(source)} · {summary['first']} .. {summary['last']}")
 latest = summary["windows"][-1] if summary["windows"] else None
 if latest is not None:
     (st.error if latest["drift"] else st.success)(
         f"Latest window ({latest['n']} images, {latest['time']}): "
-        + ("**DRIFT** — " + ", ".join(latest["drifted"]) if latest["drift"] else "no drift")
+        + ("**DRIFT** — " + ", ".join(common.md(name) for name in latest["drifted"]) if latest["drift"] else "no drift")
     )
 
 images = pd.DataFrame([r for r in data["images"] if r["status"] == "ok"])
