@@ -351,3 +351,20 @@ def test_a_model_that_failed_its_sanity_check_is_never_the_default(trained, tmp_
     assert at.sidebar.selectbox(key="model").value == "models/sound"
     at.sidebar.selectbox(key="model").select("models/collapsed").run()  # chosen by hand: allowed, with the reason
     assert any("failed its training's sanity check" in w.value for w in at.sidebar.warning)
+
+
+def test_the_train_page_says_when_a_finished_run_failed_its_sanity_check(trained, tmp_path, monkeypatch):
+    import json
+
+    from inspekt.bundle import copy_bundle, open_bundle
+    from inspekt.card import Sanity
+
+    source = open_bundle(trained.bundle)
+    card = source.card.model_copy(update={"sanity": Sanity(ok=False, why="predicts ok for every image")})
+    copy_bundle(source, tmp_path / "runs" / "classify" / "collapsed" / "bundle", archive=False, card=card)
+    jobs = tmp_path / "runs" / ".jobs"
+    jobs.mkdir(parents=True)
+    (jobs / "collapsed.json").write_text(json.dumps({"task": "classify", "pid": 2**22 + 7, "command": []}))
+    at = _page(tmp_path, monkeypatch, "train", model="runs/classify/collapsed")
+    assert "collapsed · classify · done" in " ".join(e.label for e in at.expander)
+    assert any("failed its sanity check: predicts ok for every image" in w.value for w in at.warning)

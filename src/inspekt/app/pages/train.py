@@ -72,6 +72,20 @@ def _per_epoch(frame: pd.DataFrame, columns: list[str]):
     )
 
 
+def _sanity_warning(bundle) -> None:
+    """Say so when a finished run failed its own sanity check (it is then never the default model)."""
+    from inspekt.bundle import open_bundle
+    from inspekt.card import passed_sanity
+    from inspekt.errors import InspektError
+
+    try:
+        card = open_bundle(bundle).card
+    except InspektError:
+        return
+    if not passed_sanity(card):
+        st.warning(f"This run failed its sanity check: {common.md(card.sanity.why)}. It is not the default model.")
+
+
 def show_runs() -> None:
     """Every run started here, with progress and curves (refreshed every few seconds while one runs)."""
     runs = jobs.jobs(root)
@@ -95,6 +109,7 @@ def show_runs() -> None:
                     st.altair_chart(_per_epoch(frame, scores), width="stretch")
             if job.done:
                 st.caption(f"bundle: {job.run_dir / 'bundle'} (in the model picker as runs/{job.task}/{job.name})")
+                _sanity_warning(job.run_dir / "bundle")
             elif status != "running" and job.log.is_file():
                 st.code(job.log.read_text(encoding="utf-8", errors="replace")[-2000:] or "(no output)")
 
