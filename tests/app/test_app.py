@@ -368,3 +368,19 @@ def test_the_train_page_says_when_a_finished_run_failed_its_sanity_check(trained
     at = _page(tmp_path, monkeypatch, "train", model="runs/classify/collapsed")
     assert "collapsed · classify · done" in " ".join(e.label for e in at.expander)
     assert any("failed its sanity check: predicts ok for every image" in w.value for w in at.warning)
+
+
+def test_inspect_shows_the_model_s_notes_once_not_as_warnings(workspace, monkeypatch, tmp_path):
+    from inspekt.bundle import copy_bundle, open_bundle
+
+    source = open_bundle(workspace / "models" / "anomaly")
+    notes = ("calibrated on normal images only: the threshold is a quantile", "trained at 32 px")
+    copy_bundle(
+        source, tmp_path / "models" / "noted", archive=False, card=source.card.model_copy(update={"notes": notes})
+    )
+    at = _page(tmp_path, monkeypatch, "inspect", model="models/noted")
+    image = next((workspace / "data" / "surfaces-mvtec" / "test" / "scratch").glob("*.png"))
+    at.text_input(key="image_path").input(str(image)).run()
+    assert not at.exception, at.exception
+    assert not [w.value for w in at.warning if any(n in w.value for n in notes)]  # was: 2 warnings per prediction
+    assert "About this model (2 notes)" in [e.label for e in at.expander]

@@ -2,31 +2,15 @@
 
 from __future__ import annotations
 
-import importlib
-import threading
-
 import streamlit as st
 
 from inspekt.app import common
-
-
-@st.cache_resource
-def _preload_explainer() -> threading.Thread:
-    """Import torch and the Grad-CAM library in the background, once per process: importing them takes
-    6-10 s on two cores, which the first Grad-CAM toggle would otherwise wait for."""
-    thread = threading.Thread(
-        target=importlib.import_module, args=("inspekt.tasks.classify.explain",), name="inspekt-preload", daemon=True
-    )
-    thread.start()
-    return thread
-
 
 # an emoji: a material icon as the tab icon is fetched from the internet
 st.set_page_config(page_title="inspekt workbench", page_icon="🔎", layout="wide")
 if "warmed" not in st.session_state:  # once per session; the models themselves are cached per process
     common.warm_up(common.workspace())
     st.session_state["warmed"] = True
-_preload_explainer()
 st.navigation(
     [
         st.Page("pages/inspect.py", title="Inspect", icon=":material/search:", default=True),

@@ -67,8 +67,12 @@ def _verdict(prediction, result: common.Result, card) -> None:
         st.progress(min(1.0, float(p)), text=f"{cls} {p:.3f}")
     if prediction.describe():
         st.caption(prediction.describe())
-    for note in card.notes:
-        st.warning(note)
+    if prediction.ood_note():  # this image, not the model: a warning beside its verdict
+        st.warning(f"{prediction.ood_note()}: the verdict may not mean much for it.")
+    if card.notes:  # the model's notes, once, not as warnings on every prediction
+        with st.expander(f"About this model ({len(card.notes)} note{'s' if len(card.notes) > 1 else ''})"):
+            for note in card.notes:
+                st.caption(common.md(note))
 
 
 def _gradcam(name: str, enhanced: np.ndarray) -> np.ndarray | None:
