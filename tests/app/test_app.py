@@ -384,3 +384,18 @@ def test_inspect_shows_the_model_s_notes_once_not_as_warnings(workspace, monkeyp
     assert not at.exception, at.exception
     assert not [w.value for w in at.warning if any(n in w.value for n in notes)]  # was: 2 warnings per prediction
     assert "About this model (2 notes)" in [e.label for e in at.expander]
+
+
+def test_inspect_flags_an_image_unlike_the_training_images(workspace, monkeypatch, tmp_path):
+    import numpy as np
+
+    from inspekt.io import save_image
+
+    noise = save_image(tmp_path / "noise.png", np.random.default_rng(0).integers(0, 256, (48, 48, 3), np.uint8))
+    at = _page(workspace, monkeypatch, "inspect")
+    at.text_input(key="image_path").input(str(noise)).run()
+    assert not at.exception, at.exception
+    assert any("unlike the training images (score" in w.value for w in at.warning), [w.value for w in at.warning]
+    usual = next((workspace / "data" / "surfaces" / "ok").glob("*.png"))
+    at.text_input(key="image_path").input(str(usual)).run()
+    assert not any("unlike the training images" in w.value for w in at.warning)
