@@ -1,4 +1,7 @@
-"""INT8 export: static quantisation, the accuracy gate, calibration data errors, the CLI."""
+"""INT8 export: static quantisation, the accuracy and speed gates, calibration data errors, the CLI.
+
+Whether INT8 is faster depends on the CPU running the tests (tiny models on AVX2-only CPUs often are
+not), so every test but one replaces the speed measurement with fixed figures (``fixed_speed``)."""
 
 from __future__ import annotations
 
@@ -17,8 +20,10 @@ from typer.testing import CliRunner
 from inspekt.bundle import ONNX, WEIGHTS, copy_bundle, open_bundle
 from inspekt.card import DataInfo, InputSpec, ModelCard
 from inspekt.cli import app
+from inspekt.engine import quant_speed
 from inspekt.engine.predictor import Predictor
-from inspekt.engine.quantize import AccuracyDropError, quantize_bundle
+from inspekt.engine.quant_speed import cpu_flags, recipe_for
+from inspekt.engine.quantize import AccuracyDropError, SlowerInt8Error, quantize_bundle, quantize_onnx
 from inspekt.errors import ConfigError, DatasetError
 from inspekt.io import list_images, save_image
 from inspekt.models.runtime import load_network, save_bundle
@@ -26,6 +31,17 @@ from inspekt.transforms import preprocess_batch
 
 runner = CliRunner()
 LEVELS = {"dark": (20, 60), "bright": (170, 230)}  # pixel value ranges of the two brightness classes
+FAST = {1: 1.5, 16: 1.25}
+
+
+def _timer(figures: dict[int, float]):
+    return lambda fp32, int8, images: dict(figures)
+
+
+@pytest.fixture(autouse=True)
+def fixed_speed(monkeypatch):
+    """INT8 measures 1.5x / 1.25x fp32's speed (the real measurement has its own test)."""
+    monkeypatch.setattr("inspekt.engine.quantize.measure_speedup", _timer(FAST))
 
 
 def _write_csv(path: Path, rows: list[dict]) -> Path:
@@ -90,6 +106,14 @@ def brightness(tmp_path_factory):
     }
 
 
+@pytest.fixture
+def vnni_recipe(monkeypatch):
+    """Quantise with the VNNI recipe (S8S8, the input quantised too) whatever this CPU is: dark-only
+    calibration then clips bright inputs at the graph's input, the deterministic loss these tests need
+    (the AVX2 recipe keeps the first conv in fp32, whose input is not clipped)."""
+    monkeypatch.setattr("inspekt.engine.quantize.cpu_flags", lambda: ("avx2", "avx512f", "avx512_vnni"))
+
+
 def _graph_ops(bundle_path: Path) -> set[str]:
     return {node.op_type for node in onnx.load_from_string(open_bundle(bundle_path).read(ONNX)).graph.node}
 
@@ -114,7 +138,7 @@ def test_int8_bundle_loads_in_the_predictor_and_agrees_with_fp32(trained, synth_
     assert agreement >= 0.9 and agreement == pytest.approx(report.agreement)
 
 
-def test_representative_calibration_passes_where_skewed_calibration_is_refused(brightness, tmp_path):
+def test_representative_calibration_passes_where_skewed_calibration_is_refused(brightness, tmp_path, vnni_recipe):
     good = quantize_bundle(brightness["bundle"], tmp_path / "good.inspekt", calib=brightness["good"])
     assert good.accuracy_fp32 == 1.0 and good.drop <= 0.01 and good.n_images == 24 and good.n_calib == 24
     out = tmp_path / "skewed.inspekt"
@@ -187,7 +211,7 @@ def test_refuses_other_tasks_and_int8_bundles(brightness, tmp_path):
         quantize_bundle(tmp_path / "q8", calib=brightness["good"])
 
 
-def test_cli_export_int8_json_and_refusal(brightness, tmp_path):
+def test_cli_export_int8_json_and_refusal(brightness, tmp_path, vnni_recipe):
     args = ["export", str(brightness["bundle"]), "--int8", "--json"]
     ok = runner.invoke(app, [*args, "--calib", str(brightness["good"]), "--out", str(tmp_path / "m.inspekt")])
     assert ok.exit_code == 0, ok.output
@@ -209,24 +233,18 @@ def test_cli_export_int8_json_and_refusal(brightness, tmp_path):
 
 @pytest.mark.slow
 def test_cli_refusal_through_the_installed_command(brightness, tmp_path):
+    """A refusal (here: the bundle is INT8 already, the same on every CPU) is one line and exit code 2."""
+    bundle = open_bundle(brightness["bundle"])
+    copy_bundle(bundle, tmp_path / "q8", archive=False, card=bundle.card.model_copy(update={"precision": "int8"}))
     exe = Path(sys.executable).with_name("inspekt")
     proc = subprocess.run(
-        [
-            str(exe),
-            "export",
-            str(brightness["bundle"]),
-            "--int8",
-            "--calib",
-            str(brightness["skewed"]),
-            "--out",
-            str(tmp_path / "r.inspekt"),
-        ],
+        [str(exe), "export", str(tmp_path / "q8"), "--int8", "--calib", str(brightness["good"])],
         capture_output=True,
         text=True,
         timeout=300,
     )
-    assert proc.returncode == 2 and proc.stderr.startswith("error: ") and "--max-drop" in proc.stderr
-    assert "fp32 1.0000" in proc.stderr and not (tmp_path / "r.inspekt").exists()
+    assert proc.returncode == 2 and proc.stderr.startswith("error: ") and "already INT8" in proc.stderr
+    assert proc.stderr.count("\n") == 1 and not (tmp_path / "q8-int8.inspekt").exists()
 
 
 def test_accuracy_check_decides_labels_like_the_predictor(brightness, tmp_path):
@@ -240,3 +258,67 @@ def test_accuracy_check_decides_labels_like_the_predictor(brightness, tmp_path):
     assert {p.label for p in Predictor.load(always_dark).predict(images)} == {"dark"}
     report = quantize_bundle(always_dark, tmp_path / "int8.inspekt", calib=brightness["good"])
     assert report.accuracy_fp32 == report.accuracy_int8 == 0.5
+
+
+def test_int8_slower_than_fp32_is_refused_unless_allowed(brightness, tmp_path):
+    out = tmp_path / "slow.inspekt"
+    slow = _timer({1: 0.65, 16: 1.2})
+    with pytest.raises(SlowerInt8Error) as refused:
+        quantize_bundle(brightness["bundle"], out, calib=brightness["good"], timer=slow)
+    message, report = str(refused.value), refused.value.report
+    assert "\n" not in message and "batch 1 0.65x, batch 16 1.20x" in message
+    assert "fp32 bundle is the faster one" in message and "--allow-slower" in message
+    assert report.path is None and report.speedup == {1: 0.65, 16: 1.2} and report.drop <= 0.01
+    assert not out.exists()
+    allowed = quantize_bundle(brightness["bundle"], out, calib=brightness["good"], timer=slow, min_speedup=0)
+    card = open_bundle(allowed.path).card
+    assert card.metrics["int8_speedup_b1"] == 0.65 and card.metrics["int8_speedup_b16"] == 1.2
+    assert "batch 1 0.65x" in card.notes[-1] and "written anyway" in card.notes[-1]
+
+
+def test_speed_is_measured_here_and_recorded_with_the_cpu_flags(brightness, tmp_path):
+    report = quantize_bundle(
+        brightness["bundle"],
+        tmp_path / "m.inspekt",
+        calib=brightness["good"],
+        timer=quant_speed.measure_speedup,  # the real measurement
+        min_speedup=0,  # its value depends on this CPU; only that it is measured and recorded is tested
+    )
+    assert set(report.speedup) == {1, 16} and all(r > 0 for r in report.speedup.values())
+    assert report.cpu_flags == cpu_flags() and report.recipe == recipe_for(cpu_flags()).describe()
+    card = open_bundle(report.path).card
+    assert card.metrics["int8_speedup_b1"] == round(report.speedup[1], 3)
+    assert card.metrics["int8_speedup_b16"] == round(report.speedup[16], 3)
+    assert quant_speed.describe_cpu(cpu_flags()) in card.notes[-1]
+    assert "INT8 speed / fp32 speed" in report.summary()
+
+
+def test_cpu_flags_choose_the_recipe(tmp_path, brightness):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx avx2 fma avx512f avx512_vnni\n\nflags\t: avx\n")
+    assert cpu_flags(cpuinfo) == ("avx", "avx2", "fma", "avx512f", "avx512_vnni")
+    assert cpu_flags(tmp_path / "absent") == ()
+    assert quant_speed.describe_cpu(("avx", "avx2", "fma")) == "avx avx2 fma, no VNNI"
+    assert recipe_for(cpu_flags(cpuinfo)).describe() == "QDQ S8S8 per-channel"
+    avx2 = recipe_for(("avx", "avx2", "fma"))
+    assert avx2.describe() == "QDQ U8S8 per-channel, first conv fp32"
+    batches = [np.random.default_rng(0).random((8, 1, 16, 16), dtype=np.float32)]
+    graph = onnx.load_from_string(quantize_onnx(open_bundle(brightness["bundle"]).read(ONNX), batches, avx2))
+    ops = [node.op_type for node in graph.graph.node]
+    assert ops.count("Conv") >= 2 and {"QuantizeLinear", "DequantizeLinear"} <= set(ops)
+    first = next(node for node in graph.graph.node if node.op_type == "Conv")
+    assert not any(name.endswith("_DequantizeLinear_Output") for name in first.input[:1])  # fed fp32, not int8
+
+
+def test_cli_refuses_slower_int8_and_allow_slower_writes_it(brightness, tmp_path, monkeypatch):
+    monkeypatch.setattr("inspekt.engine.quantize.measure_speedup", _timer({1: 0.7, 16: 0.8}))
+    args = ["export", str(brightness["bundle"]), "--int8", "--calib", str(brightness["good"])]
+    refused = runner.invoke(app, [*args, "--out", str(tmp_path / "r.inspekt"), "--json"])
+    assert refused.exit_code == 2 and json.loads(refused.stdout)["speedup"] == {"1": 0.7, "16": 0.8}
+    assert "the fp32 bundle is the faster one" in refused.stderr and not (tmp_path / "r.inspekt").exists()
+    allowed = runner.invoke(app, [*args, "--out", str(tmp_path / "a.inspekt"), "--allow-slower"])
+    assert allowed.exit_code == 0, allowed.output
+    assert "batch 1 0.70x, batch 16 0.80x" in " ".join(allowed.stdout.split())  # the console wraps lines
+    assert open_bundle(tmp_path / "a.inspekt").card.metrics["int8_speedup_b16"] == 0.8
+    misplaced = runner.invoke(app, ["export", str(brightness["bundle"]), "--allow-slower"])
+    assert misplaced.exit_code == 2 and "apply to --int8 only" in misplaced.stderr

@@ -240,11 +240,11 @@ def predict(
 
 
 def _export_int8(source, out, calib, limits: dict, folder: bool, overwrite: bool, as_json: bool) -> None:
-    from inspekt.engine.quantize import AccuracyDropError, quantize_bundle
+    from inspekt.engine.quantize import Int8Refused, quantize_bundle
 
     try:
         report = quantize_bundle(source, out, calib=calib, overwrite=overwrite, archive=not folder, **limits)
-    except AccuracyDropError as exc:
+    except Int8Refused as exc:
         if as_json:  # the figures stay machine-readable; the error line still follows on stderr
             print_json(exc.report.to_dict())
         raise
@@ -266,7 +266,8 @@ def export(
     int8: bool = typer.Option(
         False,
         "--int8",
-        help="Quantise model.onnx to INT8 (static, calibrated); refused when accuracy drops by more than --max-drop.",
+        help="Quantise model.onnx to INT8 (static, calibrated); refused when accuracy drops by more than --max-drop "
+        "or when INT8 runs slower than fp32 on this CPU (measured at batch 1 and 16).",
     ),
     calib: Path = typer.Option(
         None,
@@ -282,17 +283,22 @@ def export(
     min_agreement: float = typer.Option(
         None, "--min-agreement", help="With --int8: least share of images given fp32's label (default 0.95)."
     ),
+    allow_slower: bool = typer.Option(
+        False, "--allow-slower", help="With --int8: write INT8 even when it measures slower than fp32 on this CPU."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Re-export a bundle's ONNX graph from its weights and parity-check it, or quantise it to INT8 (--int8)."""
     from inspekt.bundle import open_bundle
     from inspekt.engine.export import export_bundle
 
-    if not int8 and (calib is not None or max_drop is not None or min_agreement is not None):
-        raise ConfigError("--calib, --max-drop and --min-agreement apply to --int8 only; add --int8 or leave them out")
+    if not int8 and (calib is not None or max_drop is not None or min_agreement is not None or allow_slower):
+        raise ConfigError(
+            "--calib, --max-drop, --min-agreement and --allow-slower apply to --int8 only; add --int8 or leave them out"
+        )
     source = open_bundle(bundle)
     if int8:
-        limits = {"max_drop": max_drop, "min_agreement": min_agreement}
+        limits = {"max_drop": max_drop, "min_agreement": min_agreement, "min_speedup": 0.0 if allow_slower else None}
         _export_int8(source, out, calib, {k: v for k, v in limits.items() if v is not None}, folder, overwrite, as_json)
         return
     written, parity = export_bundle(source, out, archive=not folder, overwrite=overwrite)

@@ -1,6 +1,7 @@
 """What an INT8 export measured (``QuantReport``) and how it is judged: neither accuracy nor macro F1 may
-drop by more than ``max_drop``, and the INT8 graph must give the fp32 graph's label to at least
-``min_agreement`` of the images."""
+drop by more than ``max_drop``, the INT8 graph must give the fp32 graph's label to at least
+``min_agreement`` of the images, and it must run at least ``min_speedup`` times fp32's speed at
+batch 1 and batch 16 on the CPU it was measured on."""
 
 from __future__ import annotations
 
@@ -11,19 +12,29 @@ from typing import Any
 
 import numpy as np
 
+from inspekt.engine.quant_speed import describe_cpu
 from inspekt.errors import InspektError
 from inspekt.results import SkippedFile
 
 DEFAULT_MAX_DROP = 0.01
 DEFAULT_MIN_AGREEMENT = 0.95  # the INT8 graph gives the fp32 graph's label to at least this share of images
+DEFAULT_MIN_SPEEDUP = 1.0  # INT8 must be at least as fast as fp32 (never slower)
 
 
-class AccuracyDropError(InspektError):
-    """INT8 lost more accuracy than allowed; ``report`` holds the measured figures."""
+class Int8Refused(InspektError):
+    """An INT8 graph was measured and refused (nothing written); ``report`` holds the measured figures."""
 
     def __init__(self, message: str, report: QuantReport):
         super().__init__(message)
         self.report = report
+
+
+class AccuracyDropError(Int8Refused):
+    """INT8 lost more accuracy than allowed."""
+
+
+class SlowerInt8Error(Int8Refused):
+    """INT8 ran slower than ``min_speedup`` times fp32's speed on this CPU."""
 
 
 @dataclass(frozen=True)
@@ -45,6 +56,10 @@ class QuantReport:
         size_int8: bytes of the INT8 ``model.onnx``.
         path: the written bundle; None when nothing was written (refused).
         skipped: unreadable images, skipped (each listed once).
+        speedup: ``{batch size: INT8 images/s over fp32 images/s}`` measured here (above 1: INT8 is faster).
+        min_speedup: the smallest speed-up accepted at every batch size (0: any).
+        cpu_flags: the instruction-set flags of the CPU the speed-up was measured on.
+        recipe: the quantisation recipe used (format, activation/weight types, weight granularity).
     """
 
     accuracy_fp32: float
@@ -61,6 +76,10 @@ class QuantReport:
     min_agreement: float = DEFAULT_MIN_AGREEMENT
     path: Path | None = None
     skipped: tuple[SkippedFile, ...] = field(default_factory=tuple)
+    speedup: dict[int, float] = field(default_factory=dict)
+    min_speedup: float = DEFAULT_MIN_SPEEDUP
+    cpu_flags: tuple[str, ...] = ()
+    recipe: str = ""
 
     def failures(self) -> list[str]:
         """Why the INT8 graph is refused (empty: accepted)."""
@@ -71,6 +90,15 @@ class QuantReport:
         if self.agreement < self.min_agreement - 1e-9:
             found.append(f"labels agree with fp32 on {self.agreement:.1%} only (at least {self.min_agreement:.0%})")
         return found
+
+    def slower(self) -> bool:
+        """Whether INT8 ran below ``min_speedup`` times fp32's speed at some measured batch size."""
+        return any(ratio < self.min_speedup - 1e-9 for ratio in self.speedup.values())
+
+    def speed_line(self) -> str:
+        """``INT8 speed / fp32 speed on this CPU (flags): batch 1 0.65x, batch 16 0.73x``."""
+        ratios = ", ".join(f"batch {b} {r:.2f}x" for b, r in sorted(self.speedup.items())) or "not measured"
+        return f"INT8 speed / fp32 speed on this CPU ({describe_cpu(self.cpu_flags)}): {ratios}"
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready figures (``path`` as a string or None, ``skipped`` as path/reason dicts)."""
@@ -84,7 +112,8 @@ class QuantReport:
             f"macro F1: fp32 {self.f1_fp32:.4f}, int8 {self.f1_int8:.4f}; "
             f"labels agree on {self.agreement:.1%} (at least {self.min_agreement:.0%})",
             f"model.onnx: {self.size_fp32 / 1e6:.3f} MB fp32 -> {self.size_int8 / 1e6:.3f} MB int8 "
-            f"({self.size_int8 / self.size_fp32:.0%}); calibrated on {self.n_calib} images",
+            f"({self.size_int8 / self.size_fp32:.0%}); calibrated on {self.n_calib} images; recipe {self.recipe}",
+            self.speed_line(),
         ]
         if self.skipped:
             lines.append(f"skipped {len(self.skipped)} unreadable image(s):")

@@ -1,15 +1,13 @@
 """INT8 export: static ONNX Runtime quantisation of a classifier's ``model.onnx``, kept only when
 neither accuracy nor macro F1 (what training selects classifiers by; it also sees a class that INT8
-stops predicting) drops by more than a limit on labelled images, and the two graphs give the same
-label to at least ``min_agreement`` of them (equal accuracy can hide swapped errors).
+stops predicting) drops by more than a limit on labelled images, the two graphs give the same
+label to at least ``min_agreement`` of them (equal accuracy can hide swapped errors), and INT8 is
+at least as fast as fp32 at batch 1 and batch 16 on the CPU doing the export (``quant_speed``).
 
 The graph is first shape-inferred and optimised (ONNX Runtime's ``quant_pre_process``), then
-quantised in QDQ format: signed 8-bit activations and weights (S8S8), weights per output channel,
-activation ranges from MinMax calibration. S8S8 QDQ is ONNX Runtime's recommended first choice
-on x86 CPUs: on CPUs without VNNI its U8S8 kernels can saturate, S8S8 cannot. Measured on an
-AVX-512 VNNI CPU (2 threads, tiny_cnn at 96-128 px): S8S8 and U8S8 ran equally fast within the
-noise, 2-3x the fp32 graph; per-tensor weights were not consistently faster than per-channel,
-which keep small-range filters (common after BatchNorm folding) from rounding to zero.
+quantised in QDQ format with weights per output channel and activation ranges from MinMax
+calibration; the 8-bit types follow the CPU (``quant_speed.recipe_for``, with the measurements
+behind the choice).
 
 Images are read once per use through ``inspekt.io.iter_images`` and the card's
 ``preprocess_batch``: calibration and the accuracy check see exactly what the Predictor feeds
@@ -28,11 +26,11 @@ from itertools import islice
 from pathlib import Path
 
 import numpy as np
+import onnx
 from onnxruntime.quantization import (
     CalibrationDataReader,
     CalibrationMethod,
     QuantFormat,
-    QuantType,
     quant_pre_process,
     quantize_static,
 )
@@ -44,11 +42,15 @@ from inspekt.engine.predictor import task_of
 from inspekt.engine.quant_report import (
     DEFAULT_MAX_DROP,
     DEFAULT_MIN_AGREEMENT,
+    DEFAULT_MIN_SPEEDUP,
     AccuracyDropError,
+    Int8Refused,
     QuantReport,
+    SlowerInt8Error,
     acceptance,
     measure,
 )
+from inspekt.engine.quant_speed import Recipe, SpeedTimer, cpu_flags, describe_cpu, measure_speedup, recipe_for
 from inspekt.errors import ConfigError, DatasetError
 from inspekt.io import iter_images
 from inspekt.results import BatchReport, SkippedFile
@@ -58,7 +60,16 @@ from inspekt.transforms import preprocess_batch
 MIN_IMAGES = 8  # fewer calibration or evaluation images than this say nothing reliable
 BATCH = 16
 EVAL_SPLITS = ("val", "test")
-__all__ = ["DEFAULT_MAX_DROP", "DEFAULT_MIN_AGREEMENT", "AccuracyDropError", "QuantReport", "quantize_bundle"]
+__all__ = [
+    "DEFAULT_MAX_DROP",
+    "DEFAULT_MIN_AGREEMENT",
+    "DEFAULT_MIN_SPEEDUP",
+    "AccuracyDropError",
+    "Int8Refused",
+    "QuantReport",
+    "SlowerInt8Error",
+    "quantize_bundle",
+]
 
 
 class BatchReader(CalibrationDataReader):
@@ -164,12 +175,13 @@ def pick_images(ds: Dataset, classes: Sequence[str], n_calib: int) -> tuple[list
     return pool, evaluation
 
 
-def quantize_onnx(onnx_bytes: bytes, batches: Sequence[np.ndarray]) -> bytes:
-    """Static INT8 quantisation (QDQ, S8S8, per-channel weights, MinMax calibration).
+def quantize_onnx(onnx_bytes: bytes, batches: Sequence[np.ndarray], recipe: Recipe) -> bytes:
+    """Static INT8 quantisation (QDQ, per-channel weights, MinMax calibration, ``recipe``'s types).
 
     Args:
         onnx_bytes: the fp32 graph (input named ``input``).
         batches: preprocessed NCHW float32 calibration batches.
+        recipe: the 8-bit types (``recipe_for`` the CPU).
 
     Returns:
         The INT8 graph.
@@ -178,14 +190,16 @@ def quantize_onnx(onnx_bytes: bytes, batches: Sequence[np.ndarray]) -> bytes:
         fp32, prepared, int8 = (Path(tmp) / name for name in ("fp32.onnx", "prepared.onnx", "int8.onnx"))
         fp32.write_bytes(onnx_bytes)
         quant_pre_process(str(fp32), str(prepared))
+        convs = [n.name for n in onnx.load(str(prepared), load_external_data=False).graph.node if n.op_type == "Conv"]
         quantize_static(
             str(prepared),
             str(int8),
             BatchReader(batches),
             quant_format=QuantFormat.QDQ,
             per_channel=True,
-            activation_type=QuantType.QInt8,
-            weight_type=QuantType.QInt8,
+            nodes_to_exclude=convs[:1] if recipe.fp32_first_conv else [],
+            activation_type=recipe.activation,
+            weight_type=recipe.weight,
             calibrate_method=CalibrationMethod.MinMax,
         )
         return int8.read_bytes()
@@ -256,12 +270,16 @@ def quantize_bundle(
     n_calib: int = 200,
     overwrite: bool = False,
     archive: bool = True,
+    min_speedup: float = DEFAULT_MIN_SPEEDUP,
+    timer: SpeedTimer | None = None,
 ) -> QuantReport:
     """Quantise a classifier bundle's ONNX graph to INT8 and write it as a new bundle.
 
     The new bundle is a byte-for-byte copy with the INT8 ``model.onnx``, card precision ``int8``
-    and the measured ``fp32_accuracy`` / ``int8_accuracy`` in its metrics; the torch weights
-    stay fp32. Nothing is written when the accuracy drop exceeds ``max_drop``.
+    and the measured ``fp32_accuracy`` / ``int8_accuracy`` / ``int8_agreement`` /
+    ``int8_speedup_b1`` / ``int8_speedup_b16`` in its metrics (and a note naming the CPU flags the
+    speed was measured on); the torch weights stay fp32. Nothing is written when the accuracy drop
+    exceeds ``max_drop``, or when INT8 runs below ``min_speedup`` times fp32's speed here.
 
     Args:
         bundle: bundle folder, ``.inspekt`` file, run folder or an opened Bundle.
@@ -273,6 +291,9 @@ def quantize_bundle(
         n_calib: most calibration images.
         overwrite: replace an existing bundle at ``out``.
         archive: write a single ``.inspekt`` file (else a folder).
+        min_speedup: smallest accepted INT8 / fp32 speed ratio at batch 1 and 16 on this CPU
+            (0: write INT8 even when it is slower; the figures are still measured and recorded).
+        timer: ``(fp32 graph, int8 graph, images) -> {batch: ratio}`` (default: ``measure_speedup``).
 
     Returns:
         The measured figures and the written path.
@@ -280,14 +301,15 @@ def quantize_bundle(
     Raises:
         AccuracyDropError: INT8 accuracy or macro F1 dropped by more than ``max_drop``, or its labels agree
             with fp32's on fewer than ``min_agreement`` of the images (nothing written).
+        SlowerInt8Error: INT8 ran below ``min_speedup`` times fp32's speed (nothing written).
         ConfigError: not a classifier, already INT8, bad limits, or no calibration data.
         DatasetError: calibration data without usable labels or with too few images.
         BundleError: the bundle cannot be read, or ``out`` exists.
     """
     bundle = bundle if isinstance(bundle, Bundle) else open_bundle(bundle)
     _check_request(bundle, max_drop, n_calib)
-    if not 0 <= min_agreement <= 1:
-        raise ConfigError(f"min_agreement {min_agreement} must be a fraction in [0, 1]")
+    if not 0 <= min_agreement <= 1 or min_speedup < 0:
+        raise ConfigError(f"min_agreement {min_agreement} must be in [0, 1] and min_speedup {min_speedup} >= 0")
     out = Path(out) if out is not None else default_output(bundle, archive)
     check_target(out, archive, overwrite)  # refuse an existing output before the slow part
     card = bundle.card
@@ -299,35 +321,61 @@ def quantize_bundle(
             f"only {calib_report.loaded} calibration image(s) could be read; INT8 needs at least "
             f"{MIN_IMAGES}. {calib_report.summary()}"
         )
-    fp32_bytes = bundle.read(ONNX)
-    int8_bytes = quantize_onnx(fp32_bytes, batches)
+    fp32_bytes, flags = bundle.read(ONNX), cpu_flags()
+    recipe = recipe_for(flags)
+    int8_bytes = quantize_onnx(fp32_bytes, batches, recipe)
     truth, (fp32, int8) = compare_graphs([fp32_bytes, int8_bytes], card, evaluation, eval_report)
     if len(truth) < MIN_IMAGES:
         raise DatasetError(
             f"only {len(truth)} evaluation image(s) could be read; the accuracy check needs at least "
             f"{MIN_IMAGES}. {eval_report.summary()}"
         )
-    report = measure(truth, fp32, int8, max_drop, min_agreement)
     report = replace(
-        report,
+        measure(truth, fp32, int8, max_drop, min_agreement),
         n_calib=calib_report.loaded,
         size_fp32=len(fp32_bytes),
         size_int8=len(int8_bytes),
         skipped=_unique(calib_report, eval_report),
+        speedup=(timer or measure_speedup)(fp32_bytes, int8_bytes, np.concatenate(batches)[:16]),
+        min_speedup=min_speedup,
+        cpu_flags=flags,
+        recipe=recipe.describe(),
     )
+    _judge(report, bundle.path)
+    written = copy_bundle(
+        bundle, out, archive=archive, overwrite=overwrite, card=_int8_card(card, report), replace={ONNX: int8_bytes}
+    )
+    return replace(report, path=written)
+
+
+def _judge(report: QuantReport, where: Path) -> None:
+    """Raise the refusal of what was measured: the accuracy first, then the speed."""
     if report.failures():
         raise AccuracyDropError(
-            f"{bundle.path}: INT8 on {len(truth)} images: {'; '.join(report.failures())} (accuracy int8 "
+            f"{where}: INT8 on {report.n_images} images: {'; '.join(report.failures())} (accuracy int8 "
             f"{report.accuracy_int8:.4f} vs fp32 {report.accuracy_fp32:.4f}); nothing was written. Calibrate on "
             f"more representative images (--calib DATA) or accept the loss with {acceptance(report)}",
             report,
         )
-    acc32, acc8 = report.accuracy_fp32, report.accuracy_int8
+    if report.slower():
+        ratios = ", ".join(f"batch {b} {r:.2f}x" for b, r in sorted(report.speedup.items()))
+        raise SlowerInt8Error(
+            f"{where}: INT8 runs at {ratios} fp32's speed on this CPU ({describe_cpu(report.cpu_flags)}; at least "
+            f"{report.min_speedup:g}x needed): the fp32 bundle is the faster one here, nothing was written. "
+            "Deploy the fp32 bundle, or write INT8 anyway with --allow-slower (e.g. for a VNNI CPU elsewhere)",
+            report,
+        )
+
+
+def _int8_card(card: ModelCard, report: QuantReport) -> ModelCard:
+    """The fp32 card as precision ``int8``, with the measured figures in its metrics and a note on the CPU."""
     metrics = card.metrics | {
-        "fp32_accuracy": round(acc32, 4),
-        "int8_accuracy": round(acc8, 4),
+        "fp32_accuracy": round(report.accuracy_fp32, 4),
+        "int8_accuracy": round(report.accuracy_int8, 4),
         "int8_agreement": round(report.agreement, 4),
     }
-    new_card = card.model_copy(update={"precision": "int8", "metrics": metrics})
-    written = copy_bundle(bundle, out, archive=archive, overwrite=overwrite, card=new_card, replace={ONNX: int8_bytes})
-    return replace(report, path=written)
+    metrics |= {f"int8_speedup_b{b}": round(r, 3) for b, r in sorted(report.speedup.items())}
+    note = f"{report.speed_line()}; quantised as {report.recipe}"
+    if any(ratio < DEFAULT_MIN_SPEEDUP for ratio in report.speedup.values()):
+        note += " (slower than fp32 there; written anyway, as asked)"
+    return card.model_copy(update={"precision": "int8", "metrics": metrics, "notes": (*card.notes, note)})
