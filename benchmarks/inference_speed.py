@@ -23,6 +23,7 @@ import numpy as np
 
 from inspekt.bundle import ONNX, open_bundle
 from inspekt.data import open_dataset
+from inspekt.engine.quant_speed import cpu_flags, describe_cpu
 from inspekt.engine.quantize import pick_images, quantize_bundle, read_batches
 from inspekt.models.runtime import OnnxBackend, TorchBackend
 from inspekt.results import BatchReport
@@ -75,8 +76,8 @@ def int8_bundle(fp32, given: Path | None, data: Path, workdir: Path):
         if (opened.card.input, opened.card.classes) != (fp32.card.input, fp32.card.classes):
             raise SystemExit(f"{given}: input or classes differ from {fp32.path}; give the INT8 bundle of this model")
         return opened
-    report = quantize_bundle(fp32, workdir / "int8.inspekt", calib=data, max_drop=1.0)
-    print(f"quantised here (calibrated on {report.n_calib} images of {data})")
+    report = quantize_bundle(fp32, workdir / "int8.inspekt", calib=data, max_drop=1.0, min_agreement=0, min_speedup=0)
+    print(f"quantised here as {report.recipe} (calibrated on {report.n_calib} images of {data}); {report.speed_line()}")
     return open_bundle(report.path)
 
 
@@ -104,13 +105,15 @@ def main() -> None:
         runs = {name: runner.run for name, runner in runners.items()}
         by_batch = {b: images_per_second(runs, x, b, args.repeats) for b in BATCHES}
         rates = {name: {b: by_batch[b][name] for b in BATCHES} for name in runners}
+        int8_mb = len(int8.read(ONNX)) / 1e6  # read while the bundle quantised here still exists
 
     card = fp32.card
     print(
         f"{card.architecture} {card.params}, input {card.input.channels}x{card.input.size[0]}x{card.input.size[1]}, "
-        f"{len(x)} images of {args.data}, {args.threads} threads, {platform.processor() or platform.machine()}, "
+        f"{len(x)} images of {args.data}, {args.threads} threads, {platform.processor() or platform.machine()} "
+        f"({describe_cpu(cpu_flags())}), "
         f"median of {args.repeats}; model.onnx {len(fp32.read(ONNX)) / 1e6:.2f} MB fp32, "
-        f"{len(int8.read(ONNX)) / 1e6:.2f} MB int8"
+        f"{int8_mb:.2f} MB int8"
     )
     print(f"{'runner':12s} " + " ".join(f"{f'batch {b} img/s':>15s}" for b in BATCHES) + f" {'accuracy':>9s}")
     for name in runners:
