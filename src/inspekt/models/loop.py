@@ -7,6 +7,8 @@ An ``Objective`` says what to optimise (network, batches, loss, optimiser, sched
 * every epoch draws its batch order and augmentations from seeds derived from (seed, epoch), so a
   run resumed from its last checkpoint continues exactly as if it had never stopped;
 * mixed precision on CUDA (``amp``), a gradient scaler, the schedule stepped per batch;
+* the network trains channels-last (NHWC: oneDNN's convolutions are ~15-25 % faster on CPU) and is
+  returned, with every kept state, in the ordinary contiguous layout (safetensors, ONNX export);
 * validation after every epoch when the objective has one, and the best epoch kept by its
   ``monitor`` (ties broken by the lower validation loss); early stop after ``patience`` epochs
   without improvement;
@@ -110,7 +112,7 @@ class _Run:
 
     def __init__(self, objective: Objective):
         self.o = objective
-        self.network = objective.network.to(objective.device)
+        self.network = objective.network.to(objective.device, memory_format=torch.channels_last)
         self.optimizer = objective.optimizer(self.network.parameters())
         total = max(1, objective.epochs * objective.steps_per_epoch)
         self.scheduler = objective.schedule(self.optimizer, total) if objective.schedule else None
@@ -189,7 +191,7 @@ class _Run:
         better = self.best_key is None or key > self.best_key
         if better:
             self.best_key, self.stale = key, 0
-            self.best_state = {k: v.detach().cpu().clone() for k, v in self.network.state_dict().items()}
+            self.best_state = _copy(self.network)
         else:
             self.stale += 1
         return better
@@ -200,6 +202,11 @@ class _Run:
         if value is None:  # e.g. ROC-AUC undefined on a one-class validation split: fall back to the loss
             return -loss, -loss
         return (value if self.o.higher_is_better else -value), -loss
+
+
+def _copy(network: nn.Module) -> dict[str, torch.Tensor]:
+    """A CPU copy of the network's state in the contiguous layout (it trains channels-last)."""
+    return {k: v.detach().cpu().clone(memory_format=torch.contiguous_format) for k, v in network.state_dict().items()}
 
 
 def _row(epoch: int, train_loss: float, metrics: dict[str, Any], lr: float, seconds: float, o: Objective) -> EpochRow:
@@ -256,7 +263,7 @@ def run_loop(objective: Objective, hooks: LoopHooks | None = None) -> LoopResult
             raise
         diverged = exc
     keep_last = objective.keep == "last" and not interrupted and diverged is None
-    state = {k: v.detach().cpu().clone() for k, v in run.network.state_dict().items()} if keep_last else run.best_state
-    run.network.load_state_dict(state)
+    state = _copy(run.network) if keep_last else run.best_state
+    run.network.to(memory_format=torch.contiguous_format).load_state_dict(state)
     best_epoch = run.epoch if keep_last else max(run.history, key=run._key)["epoch"]
     return LoopResult(run.history, state, best_epoch, interrupted, diverged)
