@@ -5,12 +5,10 @@ library's (one Predictor, one enhancement Pipeline, one drift engine)."""
 from __future__ import annotations
 
 import hashlib
-import importlib
 import io
 import json
 import os
 import re
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -52,19 +50,6 @@ def load_explainer(path: str, stamp: float, method: str):
     from inspekt.tasks.classify.explain import Explainer
 
     return Explainer.load(path, method=method)
-
-
-_PREPARED: list[threading.Thread] = []  # the background import of Grad-CAM's torch stack, once per process
-
-
-def prepare_explainer() -> None:
-    """Import Grad-CAM's torch stack in the background (once per process) while the user reads a
-    classifier's verdict, so the Grad-CAM toggle does not wait seconds for torch to import."""
-    if not _PREPARED:
-        _PREPARED.append(
-            threading.Thread(target=importlib.import_module, args=("inspekt.tasks.classify.explain",), daemon=True)
-        )
-        _PREPARED[0].start()
 
 
 def warm_up(root: Path) -> None:

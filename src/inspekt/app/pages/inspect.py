@@ -198,8 +198,6 @@ _verdict(prediction, answer, card)
 overlay = _images(image, enhanced, pipeline, prediction)
 if prediction.extra.get("components"):
     st.dataframe(pd.DataFrame(prediction.extra["components"]), width="stretch")
-if task.explainable:
-    common.prepare_explainer()
 if task.explainable and st.toggle("Grad-CAM", help="where the model looked for the predicted class", key="gradcam"):
     cam = _gradcam(name, enhanced)
     overlay = overlay if cam is None else cam
