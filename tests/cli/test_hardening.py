@@ -22,14 +22,16 @@ INSPEKT = str(Path(sys.executable).with_name("inspekt"))  # the installed entry 
 
 
 def refused(*args, preexec_fn=None) -> str:
-    """Run ``inspekt ARGS``; it must fail with status 2 and one line on stderr. Returns that line."""
+    """Run ``inspekt ARGS``; it must fail with status 2 and one ``error:`` line on stderr, the last one (progress
+    lines may come before it: stderr is not a terminal here). Returns that line."""
     command = [INSPEKT, *map(str, args)]
     proc = subprocess.run(command, capture_output=True, text=True, timeout=300, preexec_fn=preexec_fn)
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert proc.returncode == 2, proc.stderr
     assert "internal error" not in proc.stderr and "Traceback" not in proc.stderr
-    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
-    return lines[0]
+    errors = [line for line in lines if line.startswith("error: ")]
+    assert len(errors) == 1 and lines[-1] == errors[0], proc.stderr
+    return errors[0]
 
 
 # --- output paths: checked before the work --------------------------------------------------------

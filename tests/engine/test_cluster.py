@@ -50,8 +50,9 @@ def _cli(*args: str):
 
 def _lines(text: str) -> list[dict]:
     rows = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
-    for row in rows:
-        row.pop("time_ms")
+    for row in rows:  # timings, and how many images shared a model call, depend on how the work was split
+        for key in ("time_ms", "batch_ms", "batch_images"):
+            row.pop(key, None)
     return rows
 
 

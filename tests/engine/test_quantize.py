@@ -120,7 +120,9 @@ def _graph_ops(bundle_path: Path) -> set[str]:
 
 def test_int8_bundle_loads_in_the_predictor_and_agrees_with_fp32(trained, synth_classes, tmp_path):
     source = copy_bundle(open_bundle(trained.bundle), tmp_path / "model.inspekt")
-    report = quantize_bundle(source, calib=synth_classes)
+    # the session's tiny model (~0.57 accurate) has many images near a class boundary: a loose limit here; the
+    # limits themselves are tested on the brightness model below
+    report = quantize_bundle(source, calib=synth_classes, max_drop=0.05, min_agreement=0.9)
     assert report.path == tmp_path / "model-int8.inspekt" and report.path.is_file()
     assert report.n_images == 80 and report.n_calib == 80 and not report.skipped
     assert report.size_int8 < report.size_fp32
