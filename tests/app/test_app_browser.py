@@ -274,6 +274,8 @@ def test_a_camera_photo_taken_after_an_upload_is_the_one_answered(server, page, 
     url, _ = server
     _inspect(page, url, [sorted((Path(synth_classes) / "pore").glob("*.png"))[0]])
     page.get_by_text("Use the camera").click()
+    # the button is there before the fake camera's stream: a click then takes no photo
+    page.wait_for_function("() => { const v = document.querySelector('video'); return v && v.readyState >= 2; }")
     page.get_by_role("button", name="Take Photo").click()
     page.get_by_text("on camera.jpg").wait_for()  # the photo, not the first upload
     page.wait_for_function("() => !document.querySelector('[data-testid=stStatusWidget]')")
