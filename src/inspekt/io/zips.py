@@ -11,7 +11,6 @@ read, one at a time.
 from __future__ import annotations
 
 import zipfile
-from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 MiB = 2**20
@@ -76,19 +75,3 @@ def check_members(infos: list[zipfile.ZipInfo], limits: ZipLimits, where: str) -
         raise ZipLimitError(
             f"{where}: the {limits.what} inflates to {_mb(total)}, more than the limit of {_mb(limits.total_bytes)}"
         )
-
-
-def read_members(
-    archive: zipfile.ZipFile, names: Iterable[str], limits: ZipLimits, where: str
-) -> Iterator[tuple[str, bytes]]:
-    """Yield ``(name, bytes)`` for each of ``names`` present in ``archive`` (in the given order),
-    after checking all of them against ``limits`` together.
-
-    Raises:
-        ZipLimitError: the members break the limits (nothing is read then).
-    """
-    present = {info.filename: info for info in archive.infolist() if not info.is_dir()}
-    infos = [present[name] for name in names if name in present]
-    check_members(infos, limits, where)
-    for info in infos:
-        yield info.filename, archive.read(info)

@@ -77,8 +77,9 @@ inspection = [(name, metrics.get(key)) for name, key in INSPECTION]
 if any(value is not None for _, value in inspection):  # defects passed as OK, OK parts rejected, at the decision
     for cell, (name, value) in zip(st.columns(4), inspection):
         cell.metric(name, "-" if value is None else f"{value:.1%}")
-if training_images_note(result.split):
-    st.warning(f"Split {result.split}: {training_images_note(result.split)}.")
+note = training_images_note(result.split)
+if note:
+    st.warning(f"Split {result.split}: {note}.")
 if result.skipped:
     st.warning(
         f"skipped {len(result.skipped)} file(s): " + "; ".join(f"{s.path}: {s.reason}" for s in result.skipped[:5])
