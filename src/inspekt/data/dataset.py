@@ -23,13 +23,35 @@ SPLIT_ALIASES = {
 
 
 @dataclass(frozen=True)
+class Box:
+    """One annotated object: its class and its box in pixels of the original image
+    (``x0, y0`` the top-left corner, ``x1, y1`` the bottom-right one, exclusive)."""
+
+    label: str
+    x0: float
+    y0: float
+    x1: float
+    y1: float
+
+    @property
+    def area(self) -> float:
+        """Box area in pixels (0 for a degenerate box)."""
+        return max(0.0, self.x1 - self.x0) * max(0.0, self.y1 - self.y0)
+
+
+@dataclass(frozen=True)
 class Sample:
-    """One image of a dataset; ``mask`` and ``split`` are optional."""
+    """One image of a dataset; ``mask``, ``split`` and ``boxes`` are optional.
+
+    ``boxes`` is None when the layout has no boxes for the image and ``()`` for an annotated image
+    with no objects (a valid negative for detection).
+    """
 
     path: Path
     label: str | None = None
     mask: Path | None = None
     split: str | None = None
+    boxes: tuple[Box, ...] | None = None
 
 
 @dataclass(frozen=True)
