@@ -43,6 +43,8 @@ def _render_info(info) -> None:
             f"{b['smallest']} {b['smallest_n']} ({b['ratio']:g}:1); train with --class-weights auto or "
             "--sampler balanced, and judge the model by balanced accuracy / macro-F1[/]"
         )
+    if info.annotation_problems:  # only annotation formats have any
+        sections.append(("annotation problems (skipped or clipped)", info.annotation_problems))
     sections += [
         ("corrupt files", info.corrupt),
         ("duplicate groups", info.duplicates),

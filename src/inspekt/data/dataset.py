@@ -23,6 +23,14 @@ SPLIT_ALIASES = {
 
 
 @dataclass(frozen=True)
+class FileProblem:
+    """A file (or one entry of an annotation file) that could not be used as it is, and why."""
+
+    path: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class Box:
     """One annotated object: its class and its box in pixels of the original image
     (``x0, y0`` the top-left corner, ``x1, y1`` the bottom-right one, exclusive)."""
@@ -64,6 +72,9 @@ class Dataset:
         samples: every image, in a deterministic order.
         classes: sorted label names (empty when the layout has no labels).
         mask_layout: whether the layout expects a mask per image (so missing ones matter).
+        problems: annotation entries that were skipped or clipped while reading (``data info`` lists them).
+        corrections: a digest of the corrections applied (``inspekt.data.corrections``); empty when
+            this is the dataset as its files say.
     """
 
     root: Path
@@ -71,6 +82,8 @@ class Dataset:
     samples: tuple[Sample, ...]
     classes: tuple[str, ...]
     mask_layout: bool = False
+    problems: tuple[FileProblem, ...] = ()
+    corrections: str = ""
 
     @property
     def normal_class(self) -> str | None:
@@ -101,8 +114,11 @@ class Dataset:
         return replace(self, samples=tuple(s for s in self.samples if s.split == split))
 
     def fingerprint(self) -> str:
-        """A short hash of the sample paths, labels and file sizes (recorded in model cards)."""
+        """A short hash of the sample paths, labels and file sizes, and of the corrections applied
+        (recorded in model cards: a model trained on a corrected view is told apart)."""
         digest = hashlib.sha256()
+        if self.corrections:
+            digest.update(f"corrections|{self.corrections}\n".encode())
         for s in sorted(self.samples, key=lambda s: str(s.path)):
             size = s.path.stat().st_size if s.path.exists() else -1
             digest.update(f"{s.path.name}|{s.label}|{s.split}|{size}\n".encode())

@@ -16,21 +16,13 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from inspekt.data.dataset import Dataset, Sample
+from inspekt.data.dataset import Dataset, FileProblem, Sample
 from inspekt.errors import ImageLoadError
 from inspekt.io import image_size, load_image
 
 NEAR_BITS = 4  # difference hashes (64 bits) at most this many bits apart: near-duplicates
 FLAT = 2  # thumbnails whose grey levels span less than this have no picture to compare: no hash
 IMBALANCE = 3.0  # largest / smallest class count from which `data info` warns
-
-
-@dataclass(frozen=True)
-class FileProblem:
-    """A file that could not be used, and why."""
-
-    path: str
-    reason: str
 
 
 @dataclass(frozen=True)
@@ -59,6 +51,7 @@ class DatasetInfo:
     masks_found: int
     masks_missing: list[str]
     mask_problems: list[FileProblem] = field(default_factory=list)
+    annotation_problems: list[FileProblem] = field(default_factory=list)
     corrupt: list[FileProblem] = field(default_factory=list)
     duplicates: list[list[str]] = field(default_factory=list)
     cross_split_duplicates: list[list[str]] = field(default_factory=list)
@@ -222,6 +215,7 @@ def describe(
         masks_found=ds.n_masks,
         masks_missing=missing,
         mask_problems=mask_problems,
+        annotation_problems=list(ds.problems),
         corrupt=corrupt,
         duplicates=dupes,
         cross_split_duplicates=crossing,
