@@ -88,6 +88,9 @@ class Task:
         train_help: help that says more for this task than the config field's description.
         train_example: the ``key=value`` overrides shown in ``inspekt train <task> --help``.
         figures: what ``write_plots`` draws, in a few words.
+        issues: what ``inspekt data issues`` checks with this task's out-of-sample predictions: "label"
+            (per-image class probabilities against the labels), "mask" (predicted against drawn masks)
+            or "" (nothing).
     """
 
     name: ClassVar[str]
@@ -104,6 +107,7 @@ class Task:
     train_help: ClassVar[dict[str, str]] = {}
     train_example: ClassVar[str] = "patience=3"
     figures: ClassVar[str] = ""
+    issues: ClassVar[str] = ""
 
     # --- the card ---------------------------------------------------------------------------
 

@@ -20,6 +20,7 @@ class Classify(Task):
     int8 = True
     explainable = True
     default_model = "tiny_cnn"
+    issues = "label"
     train_summary = "Train an image classifier; prints the bundle path. Ctrl-C keeps the best model so far."
     train_options = tuple(
         "data model pretrained epochs imgsz batch lr augment "

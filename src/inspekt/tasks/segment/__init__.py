@@ -18,6 +18,7 @@ class Segment(Task):
     score_axis = 1
     thresholds = "defect"
     default_model = "tiny_unet"
+    issues = "mask"
     train_summary = (
         "Train a segmentation model (masks in, masks out); prints the bundle path. Ctrl-C keeps the best so far."
     )
