@@ -16,6 +16,7 @@ import csv
 from pathlib import Path
 
 from inspekt import storage
+from inspekt.data.corrections import apply_corrections
 from inspekt.data.dataset import SPLIT_ALIASES, Dataset, Sample
 from inspekt.errors import DatasetError
 from inspekt.io import IMAGE_EXTENSIONS, list_images
@@ -200,20 +201,26 @@ def read_csv(path: Path) -> Dataset:
     return _dataset(path, "csv", samples, mask_layout=any(s.mask for s in samples))
 
 
-def open_dataset(path: str | Path | storage.RemotePath) -> Dataset:
-    """Detect a dataset's layout and read it.
+def open_dataset(path: str | Path | storage.RemotePath, *, original: bool = False) -> Dataset:
+    """Detect a dataset's layout and read it, with the corrections made to it applied
+    (``inspekt.data.corrections``: relabelled, re-masked, excluded images).
 
     Args:
         path: a dataset folder or a CSV file; local or an fsspec URL (``s3://bucket/parts/``), whose
             samples are then ``storage.RemotePath`` objects read on demand, never copied.
+        original: read the dataset as its files say, without the corrections.
 
     Returns:
         The typed dataset.
 
     Raises:
-        DatasetError: missing path, empty or ambiguous layout, or a malformed CSV.
+        DatasetError: missing path, empty or ambiguous layout, or a malformed CSV (or corrections.csv).
     """
-    root = storage.as_path(path)
+    dataset = _read_layout(storage.as_path(path))
+    return dataset if original else apply_corrections(dataset)
+
+
+def _read_layout(root: Path | storage.RemotePath) -> Dataset:
     if not root.exists():
         reason = root.missing_reason() if isinstance(root, storage.RemotePath) else "no such file or folder"
         raise DatasetError(f"{root}: {reason}")
