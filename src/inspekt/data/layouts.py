@@ -5,26 +5,37 @@
 3. MVTec           root/train/good, root/test/<type>, root/ground_truth/<type>/<stem>_mask.png
 4. segmentation    root/images/** with mirrored root/masks/** (same relative path and stem,
                    any extension), or <stem>_mask.<ext> beside each image
+5. annotations     a labelling tool's export (``inspekt.data.formats``): a COCO or Label Studio
+                   .json, a CVAT .xml, a Pascal VOC root (JPEGImages/ + SegmentationClass/ or
+                   Annotations/) or a YOLO root (images/ + labels/*.txt); masks are rasterised into
+                   the cache, boxes become ``Sample.boxes``, bad entries go to ``Dataset.problems``
 
-Detection is by structure, in the order MVTec, segmentation, class folders; a CSV is read
-when the path is a .csv file. Ambiguous or empty layouts raise with what was found.
+Detection is by structure, in the order MVTec, VOC, YOLO, segmentation, class folders; a CSV is
+read when the path is a .csv file (an optional ``boxes`` column holds JSON ``[[label, x0, y0, x1,
+y1], ...]``), an annotation format when the path is such a file. Ambiguous or empty layouts raise
+with what was found.
 """
 
 from __future__ import annotations
 
 import csv
+import json
+from dataclasses import replace
 from pathlib import Path
 
 from inspekt import storage
 from inspekt.data.corrections import apply_corrections
-from inspekt.data.dataset import SPLIT_ALIASES, Dataset, Sample
+from inspekt.data.dataset import SPLIT_ALIASES, Box, Dataset, Sample
+from inspekt.data.formats import detect_format, read_annotations
 from inspekt.errors import DatasetError
 from inspekt.io import IMAGE_EXTENSIONS, list_images
 
 EXPECTED = (
     "expected one of: class folders ROOT/<class>/*.png (optionally under ROOT/train|val|test/); "
     "MVTec ROOT/train/good + ROOT/test/<type>; ROOT/images/** with ROOT/masks/**; "
-    "images with <stem>_mask.png beside them; or a CSV file with columns path,label[,mask][,split]"
+    "images with <stem>_mask.png beside them; a CSV file with columns path,label[,mask][,split][,boxes]; "
+    "a COCO or Label Studio .json, a CVAT .xml, a VOC root (JPEGImages/ + SegmentationClass/ or Annotations/) "
+    "or a YOLO root (images/ + labels/*.txt)"
 )
 MASK_SUFFIX = "_mask"
 PATH_COLUMNS = ("path", "image", "file", "filename")
@@ -185,6 +196,28 @@ def _csv_rows(path: Path) -> tuple[list[dict[str, str]], str]:
     return rows, column
 
 
+def _boxes(cell: str, where: str) -> tuple[Box, ...] | None:
+    """A ``boxes`` cell: JSON ``[[label, x0, y0, x1, y1], ...]``; empty means not annotated."""
+    if not cell:
+        return None
+    try:
+        return tuple(Box(str(b[0]), *(float(v) for v in b[1:5])) for b in json.loads(cell) if len(b) == 5)
+    except (json.JSONDecodeError, TypeError, ValueError, IndexError):
+        raise DatasetError(f"{where}: boxes {cell[:60]!r} is not JSON [[label, x0, y0, x1, y1], ...]") from None
+
+
+def read_annotated(root: Path) -> Dataset | None:
+    """An annotation format (``inspekt.data.formats``), or None when ``root`` is not one."""
+    if not isinstance(root, Path) or detect_format(root) is None:
+        return None
+    found = read_annotations(root)
+    if not found.samples:
+        first = "; ".join(f"{p.path}: {p.reason}" for p in found.problems[:3])
+        raise DatasetError(f"{root}: no usable images ({len(found.problems)} problems, first: {first or 'none'})")
+    ds = _dataset(root, found.format, list(found.samples), mask_layout=bool(found.mask_classes))
+    return replace(ds, problems=found.problems)
+
+
 def read_csv(path: Path) -> Dataset:
     """A CSV with columns path,label[,mask][,split]; paths relative to the CSV's folder."""
     rows, column = _csv_rows(path)
@@ -197,7 +230,8 @@ def read_csv(path: Path) -> Dataset:
             raise DatasetError(f"{path}:{line}: unknown split {split!r} (use train, val or test)")
         mask = storage.entry_path(base, row["mask"]) if row.get("mask") else None
         image = storage.entry_path(base, row[column])  # relative to the CSV, or a URL as written
-        samples.append(Sample(image, row.get("label") or None, mask, split and _split_name(split)))
+        boxes = _boxes(row.get("boxes", ""), f"{path}:{line}")
+        samples.append(Sample(image, row.get("label") or None, mask, split and _split_name(split), boxes))
     return _dataset(path, "csv", samples, mask_layout=any(s.mask for s in samples))
 
 
@@ -206,8 +240,9 @@ def open_dataset(path: str | Path | storage.RemotePath, *, original: bool = Fals
     (``inspekt.data.corrections``: relabelled, re-masked, excluded images).
 
     Args:
-        path: a dataset folder or a CSV file; local or an fsspec URL (``s3://bucket/parts/``), whose
-            samples are then ``storage.RemotePath`` objects read on demand, never copied.
+        path: a dataset folder, a CSV file or an annotation file / folder; local or an fsspec URL
+            (``s3://bucket/parts/``), whose samples are then ``storage.RemotePath`` objects read on
+            demand, never copied.
         original: read the dataset as its files say, without the corrections.
 
     Returns:
@@ -227,6 +262,9 @@ def _read_layout(root: Path | storage.RemotePath) -> Dataset:
     if root.is_file():
         if root.suffix.lower() == ".csv":
             return read_csv(root)
+        annotated = read_annotated(root)
+        if annotated is not None:
+            return annotated
         kind = "an image" if root.suffix.lower() in IMAGE_EXTENSIONS else "a file"
         raise DatasetError(f"{root}: is {kind}, not a dataset; {EXPECTED}")
-    return read_mvtec(root) or read_segmentation(root) or read_class_folders(root)
+    return read_mvtec(root) or read_annotated(root) or read_segmentation(root) or read_class_folders(root)

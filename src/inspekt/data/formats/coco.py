@@ -1,0 +1,150 @@
+"""COCO JSON (instances): categories; polygons and RLE (pycocotools decodes them) become masks,
+``bbox`` boxes. An annotation with neither segmentation nor a box is an image-level class (the
+writer uses one for each image's label, with its score for predictions)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from inspekt.data.dataset import FileProblem
+from inspekt.data.formats.common import Entry, Shape, file_digest, find_image, header_size
+from inspekt.data.formats.records import Record, regions
+from inspekt.errors import DatasetError
+
+
+def sniff(path: Path) -> str | None:
+    """The top-level JSON type's first character (``{`` or ``[``), reading only the file's start."""
+    with path.open("rb") as f:
+        head = f.read(4096).lstrip(b"\xef\xbb\xbf \t\r\n")
+    return chr(head[0]) if head else None
+
+
+def detect(path: Path) -> bool:
+    """A ``.json`` file holding one object (COCO); Label Studio exports a list."""
+    return path.is_file() and path.suffix.lower() == ".json" and sniff(path) == "{"
+
+
+def load_json(path: Path) -> object:
+    """A JSON file, or a DatasetError naming the line and column that broke."""
+    try:
+        return json.loads(path.read_bytes())
+    except json.JSONDecodeError as exc:
+        raise DatasetError(
+            f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg}); export it again from the "
+            "labelling tool"
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DatasetError(f"{path}: cannot read ({exc})") from None
+
+
+def _shape(ann: dict, name: str, size: tuple[int, int]) -> Shape | str:
+    """One annotation's shape, or why it cannot be used."""
+    from pycocotools import mask as coco_mask
+
+    seg, bbox = ann.get("segmentation") or [], ann.get("bbox") or []
+    shape = Shape(name)
+    if bbox:
+        if len(bbox) != 4:
+            return f"bbox {bbox} must be [x, y, width, height]"
+        x, y, w, h = map(float, bbox)
+        shape.box = (x, y, x + w, y + h)
+    if isinstance(seg, dict):
+        rle = seg
+        if isinstance(rle.get("counts"), list):
+            rle = coco_mask.frPyObjects(rle, *rle.get("size", (size[1], size[0])))
+        if list(rle.get("size", [])) != [size[1], size[0]]:
+            return f"RLE size {rle.get('size')} is not the image's [height, width] [{size[1]}, {size[0]}]"
+        shape.mask = coco_mask.decode(rle).astype(bool)
+    elif seg:
+        shape.polygons = [list(map(float, p)) for p in seg if len(p) >= 6 and len(p) % 2 == 0]
+        if len(shape.polygons) != len(seg):
+            return "a polygon has fewer than 3 points or an odd number of coordinates"
+    return shape
+
+
+def _entries(path: Path, doc: dict, problems: list[FileProblem]) -> list[Entry]:
+    categories = {c["id"]: str(c["name"]) for c in doc.get("categories", [])}
+    bases = [path.parent, path.parent / "images", path.parent.parent, path.parent.parent / "images"]
+    entries, by_id = [], {}
+    for image in doc.get("images", []):
+        name = str(image.get("file_name", ""))
+        size = (int(image["width"]), int(image["height"])) if "width" in image and "height" in image else None
+        entry = Entry(find_image(bases, name), f"{path.name}: image {image.get('id')} ({name})", size)
+        entries.append(entry)
+        by_id[image.get("id")] = entry
+    for ann in doc.get("annotations", []):
+        where = f"{path.name}: annotation {ann.get('id')}"
+        entry, name = by_id.get(ann.get("image_id")), categories.get(ann.get("category_id"))
+        if entry is None:
+            problems.append(
+                FileProblem(where, f"image_id {ann.get('image_id')!r} is not in images; fix it or add the image")
+            )
+            continue
+        if name is None:
+            known = ", ".join(f"{k}={v}" for k, v in list(categories.items())[:8])
+            problems.append(
+                FileProblem(
+                    where,
+                    f"unknown category_id {ann.get('category_id')!r} (categories: {known}); fix it or add the category",
+                )
+            )
+            continue
+        if not ann.get("segmentation") and not ann.get("bbox"):
+            entry.label = entry.label or name
+            continue
+        shape = _shape(ann, name, entry.size or header_size(entry.image))
+        if isinstance(shape, str):
+            problems.append(FileProblem(where, f"{shape}; skipped (fix it in the labelling tool)"))
+        else:
+            entry.shapes.append(shape)
+    return entries
+
+
+def read(path: Path) -> tuple[list[Entry], list[FileProblem], str]:
+    """A COCO instances file: (entries, problems, digest)."""
+    doc = load_json(path)
+    if not isinstance(doc, dict) or "images" not in doc or "categories" not in doc:
+        found = ", ".join(list(doc)[:6]) if isinstance(doc, dict) else type(doc).__name__
+        raise DatasetError(f"{path}: not a COCO file (needs images, annotations, categories; found {found})")
+    problems: list[FileProblem] = []
+    return _entries(path, doc, problems), problems, file_digest([path])
+
+
+def _rle(pixels: np.ndarray) -> dict:
+    from pycocotools import mask as coco_mask
+
+    rle = coco_mask.encode(np.asfortranarray(pixels.astype(np.uint8)))
+    return {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")}
+
+
+def write(records: list[Record]) -> dict:
+    """A COCO instances document: masks as one RLE annotation per connected region, boxes, and the
+    image's label as an annotation without a shape; ``score`` (and ``scores``) where the record has them."""
+    names: dict[str, int] = {}
+    category = lambda name: names.setdefault(name, len(names) + 1)  # noqa: E731
+    images, annotations = [], []
+    for image_id, record in enumerate(records, start=1):
+        images.append({"id": image_id, "file_name": record.image, "width": record.width, "height": record.height})
+        found = [(r.label, r.box, _rle(r.pixels), int(r.pixels.sum()), r.score) for r in regions(record)]
+        if record.mask is None:
+            found += [(b.label, (b.x0, b.y0, b.x1, b.y1), [], b.area, None) for b in record.boxes]
+        for label, box, seg, area, score in found:
+            ann = {"image_id": image_id, "category_id": category(label), "segmentation": seg, "area": float(area)}
+            ann |= {"bbox": [box[0], box[1], box[2] - box[0], box[3] - box[1]], "iscrowd": int(bool(seg))}
+            annotations.append(ann | ({"score": score} if score is not None else {}))
+        if record.label is not None:
+            tag = {"image_id": image_id, "category_id": category(record.label), "segmentation": [], "area": 0.0}
+            tag |= {"iscrowd": 0} | ({"score": record.score} if record.score is not None else {})
+            annotations.append(tag | ({"scores": record.scores} if record.scores else {}))
+    for ann_id, ann in enumerate(annotations, start=1):
+        ann["id"] = ann_id
+    categories = [{"id": i, "name": n, "supercategory": ""} for n, i in names.items()]
+    return {
+        "info": {"description": "written by inspekt"},
+        "images": images,
+        "annotations": annotations,
+        "categories": categories,
+    }

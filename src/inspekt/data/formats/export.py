@@ -1,0 +1,79 @@
+"""A dataset out to a labelling tool's format, and an annotation source in as an inspekt CSV dataset."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+from pathlib import Path
+
+from inspekt.data.dataset import Dataset
+from inspekt.data.formats import coco, labelstudio, yolo
+from inspekt.data.formats.common import Annotations
+from inspekt.data.formats.records import Record, from_sample
+from inspekt.errors import DatasetError
+from inspekt.progress import step
+
+WRITTEN = ("coco", "yolo", "labelstudio")
+
+
+def dataset_records(ds: Dataset) -> list[Record]:
+    """One record per sample; a mask's defect pixels (>= 128, inspekt's binary rule) take the
+    sample's class, or ``defect`` for unlabelled or normal-labelled images."""
+    from inspekt.data.masks import read_mask
+
+    records = []
+    with step("reading masks", total=len(ds), announce=False) as advance:
+        for sample in ds.samples:
+            advance()
+            name = sample.label if sample.label and sample.label != ds.normal_class else "defect"
+            mask = (read_mask(sample.mask) >= 128).astype("uint8") if sample.mask is not None else None
+            records.append(from_sample(sample, mask, ("background", name)))
+    return records
+
+
+def export_dataset(ds: Dataset, fmt: str, out: Path) -> Path:
+    """Write ``ds`` in ``fmt`` (coco, yolo or labelstudio) into the folder ``out``; returns the main file."""
+    if fmt not in WRITTEN:
+        raise DatasetError(f"cannot write {fmt!r}; inspekt writes {', '.join(WRITTEN)}")
+    records = dataset_records(ds)
+    out.mkdir(parents=True, exist_ok=True)
+    if fmt == "yolo":
+        return yolo.write(records, out)
+    target = out / ("annotations.json" if fmt == "coco" else "tasks.json")
+    doc = coco.write(records) if fmt == "coco" else labelstudio.write(records)
+    target.write_text(json.dumps(doc))
+    return target
+
+
+def _cell(path: Path, base: Path) -> str:
+    """``path`` relative to ``base`` when they share a drive, else absolute."""
+    try:
+        return os.path.relpath(path.resolve(), base.resolve())
+    except ValueError:
+        return str(path.resolve())
+
+
+def write_csv_dataset(found: Annotations, out: Path) -> Path:
+    """An inspekt CSV dataset in ``out``: labels.csv (path, label, mask, split, boxes as JSON) with the
+    mask PNGs copied into masks/; images stay where they are (paths relative to the CSV)."""
+    out.mkdir(parents=True, exist_ok=True)
+    target = out / "labels.csv"
+    with target.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["path", "label", "mask", "split", "boxes"])
+        for sample in found.samples:
+            mask = ""
+            if sample.mask is not None:
+                (out / "masks").mkdir(exist_ok=True)
+                mask = f"masks/{sample.mask.name}"
+                shutil.copyfile(sample.mask, out / mask)
+            boxes = (
+                "" if sample.boxes is None else json.dumps([[b.label, b.x0, b.y0, b.x1, b.y1] for b in sample.boxes])
+            )
+            writer.writerow([_cell(sample.path, out), sample.label or "", mask, sample.split or "", boxes])
+    return target
+
+
+__all__ = ["dataset_records", "export_dataset", "write_csv_dataset"]
