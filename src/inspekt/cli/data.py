@@ -1,4 +1,4 @@
-"""``inspekt data info | split | synth``."""
+"""``inspekt data info | split | synth | import | export``."""
 
 from __future__ import annotations
 
@@ -151,3 +151,63 @@ def synth_cmd(
         return
     console.print(f"wrote {summary.n_images} images to {summary.root} ({summary.layout}) in {summary.seconds:.2f} s")
     console.print(", ".join(f"{k} {v}" for k, v in summary.counts.items()))
+
+
+@data_app.command("import")
+def import_cmd(
+    source: Path = typer.Argument(
+        ..., help="Annotation file (COCO / Label Studio .json, CVAT .xml) or folder (VOC, YOLO)."
+    ),
+    fmt: str = typer.Option("auto", "--format", help="auto | coco | yolo | voc | cvat | labelstudio."),
+    out: Path = typer.Option(..., "--out", help="Folder to write labels.csv and masks/ into."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Read a labelling tool's annotations into an inspekt CSV dataset; bad entries are reported and skipped."""
+    from inspekt.cli.common import showing_progress
+    from inspekt.data.formats import read_annotations
+    from inspekt.data.formats.export import write_csv_dataset
+
+    with showing_progress(not as_json):
+        found = read_annotations(source, fmt)
+    written = write_csv_dataset(found, out)
+    summary = {
+        "csv": str(written),
+        "format": found.format,
+        "images": len(found.samples),
+        "masks": sum(s.mask is not None for s in found.samples),
+        "boxes": sum(len(s.boxes or ()) for s in found.samples),
+        "mask_values": found.mask_values,
+        "problems": [{"path": p.path, "reason": p.reason} for p in found.problems],
+    }
+    if as_json:
+        print_json(summary)
+        return
+    console.print(
+        f"{found.format}: {summary['images']} images, {summary['masks']} masks, {summary['boxes']} boxes -> {written}",
+        highlight=False,
+    )
+    if found.mask_values:
+        values = " ".join(f"mask_values.{v}={name}" for v, name in found.mask_values.items())
+        console.print(f"mask classes (train with masks=values to keep them apart): {values}", highlight=False)
+    style = "red" if found.problems else "green"
+    console.print(f"[{style}]problems (entries skipped or clipped): {len(found.problems)}[/]")
+    for problem in found.problems[:SHOWN]:
+        console.print(f"  {problem.path}: {problem.reason}", highlight=False, soft_wrap=True)
+    if len(found.problems) > SHOWN:
+        console.print(f"  ... and {len(found.problems) - SHOWN} more (see --json)")
+
+
+@data_app.command("export")
+def export_cmd(
+    path: Path = typer.Argument(..., help="Dataset folder, CSV or annotation file."),
+    fmt: str = typer.Option(..., "--format", help="coco | yolo | labelstudio."),
+    out: Path = typer.Option(..., "--out", help="Folder to write into (YOLO copies the images there)."),
+) -> None:
+    """Write a dataset's labels, masks and boxes for a labelling tool (masks: one region per object)."""
+    from inspekt.cli.common import showing_progress
+    from inspekt.data import open_dataset
+    from inspekt.data.formats.export import export_dataset
+
+    with showing_progress(True):
+        written = export_dataset(open_dataset(path), fmt, out)
+    print(written)

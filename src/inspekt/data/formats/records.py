@@ -125,5 +125,6 @@ def outline(pixels: np.ndarray) -> list[list[float]]:
             points = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]])
         else:
             points = _grow(points)
-        polygons.append(points.ravel().tolist())
+        height, width = pixels.shape
+        polygons.append(np.clip(points, 0, [width, height]).ravel().tolist())
     return polygons
