@@ -69,8 +69,11 @@ class Job:
             os.killpg(self.pid, signal.SIGINT)  # started in its own session: the group is the run
 
 
-def start(workspace: Path, task: str, data: str, name: str, options: dict[str, object]) -> Job:
-    """Start ``inspekt train`` in the background and record it."""
+def start(
+    workspace: Path, task: str, data: str, name: str, options: dict[str, object], config: Path | None = None
+) -> Job:
+    """Start ``inspekt train`` in the background and record it (``config``: a YAML file, e.g. an
+    earlier run's ``config.yaml``, that ``data`` and ``options`` override)."""
     jobs = workspace / "runs" / ".jobs"
     jobs.mkdir(parents=True, exist_ok=True)
     log = jobs / f"{name}.log"
@@ -87,6 +90,7 @@ def start(workspace: Path, task: str, data: str, name: str, options: dict[str, o
         "--name",
         name,
         "--exist-ok",
+        *(["--config", str(config)] if config else []),
         *[f"{k}={v}" for k, v in options.items()],
     ]
     with log.open("wb") as out:

@@ -18,6 +18,7 @@ st.navigation(
         st.Page("pages/evaluate.py", title="Evaluate", icon=":material/analytics:"),
         st.Page("pages/drift.py", title="Drift", icon=":material/waves:"),
         st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
+        st.Page("pages/review.py", title="Review", icon=":material/fact_check:"),
         st.Page("pages/monitor.py", title="Monitor", icon=":material/monitoring:"),
     ]
 ).run()
