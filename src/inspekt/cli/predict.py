@@ -130,6 +130,23 @@ def _save_visuals(
         r.extra["saved"] = str(save_image(save_dir / name, banner(base, f"{r.label} {r.score:.2f}")))
 
 
+def _print_preannotations(results: list, predictor, fmt: str) -> None:
+    """The predictions as one COCO or Label Studio document on stdout, tied to the model that made them."""
+    import json
+    import sys
+
+    from inspekt.data.formats.export import write_predictions
+    from inspekt.results import json_safe
+
+    path = Path(str(predictor.bundle.path))
+    name = path.parent.name if path.name == "bundle" else path.stem  # a run's bundle/: the run's name
+    onnx = predictor.card.digests.get("model.onnx", "")[:12]
+    version = f"{name}@{onnx}" if onnx else name
+    doc = write_predictions(results, predictor.card.classes, fmt, version)
+    json.dump(json_safe(doc), sys.stdout)
+    sys.stdout.write("\n")
+
+
 def _summarise(results: list, report: BatchReport, save_dir) -> None:
     """The closing lines on stderr: counts per label, skipped files, time, images unlike the training ones."""
     from collections import Counter
@@ -186,6 +203,12 @@ def predict(
         '"clahe:clip_limit=3 + median:ksize=3", or a pipeline .json file.',
     ),
     dask: str = typer.Option(None, "--dask", help=DASK_HELP),
+    fmt: str = typer.Option(
+        None,
+        "--format",
+        help="coco | labelstudio: one JSON document of pre-annotations on stdout (classes with scores, "
+        "masks as RLE, regions) for a labelling tool to import.",
+    ),
 ) -> None:
     """Predict images with a bundle; bad files are reported and skipped, a summary ends the output."""
     from inspekt.engine.distributed import predict_on
@@ -193,8 +216,10 @@ def predict(
     from inspekt.enhance import Pipeline
     from inspekt.io import output_folder
 
-    if as_json and as_csv:
-        raise InspektError("choose one of --json and --csv")
+    if sum((as_json, as_csv, fmt is not None)) > 1:
+        raise InspektError("choose one of --json, --csv and --format")
+    if fmt is not None and fmt not in ("coco", "labelstudio"):
+        raise InspektError(f"--format {fmt!r}: use coco or labelstudio")
     save_dir = output_folder(save_dir or "predictions", option="--save-dir") if save_dir or explain else None
     pipeline = Pipeline.parse(enhance) if enhance else None
     options = {
@@ -216,7 +241,7 @@ def predict(
     if not files:
         raise InspektError(f"no images found in {', '.join(sources)}")
     with (
-        progress_bar("predicting", len(files), enabled=not (as_json or as_csv)) as advance,
+        progress_bar("predicting", len(files), enabled=not (as_json or as_csv or fmt)) as advance,
         maybe_cluster(dask) as client,
     ):
         results, used = [], set()
@@ -233,7 +258,10 @@ def predict(
                 _save_visuals(chunk, save_dir, explainer, used, len(predictor.card.classes), pipeline)
             results.extend(chunk)
             advance(n)
-    _print_predictions(results, task, card, topk, "json" if as_json else "csv" if as_csv else "table")
+    if fmt:
+        _print_preannotations(results, predictor, fmt)
+    else:
+        _print_predictions(results, task, card, topk, "json" if as_json else "csv" if as_csv else "table")
     _summarise(results, report, save_dir)
     if not results:
         raise InspektError(f"none of the {len(files)} file(s) could be read as an image (see the list above)")

@@ -11,7 +11,7 @@ from pathlib import Path
 from inspekt.data.dataset import Dataset
 from inspekt.data.formats import coco, labelstudio, yolo
 from inspekt.data.formats.common import Annotations
-from inspekt.data.formats.records import Record, from_sample
+from inspekt.data.formats.records import Record, from_prediction, from_sample
 from inspekt.errors import DatasetError
 from inspekt.progress import step
 
@@ -47,6 +47,29 @@ def export_dataset(ds: Dataset, fmt: str, out: Path) -> Path:
     return target
 
 
+PREDICTION_FORMATS = ("coco", "labelstudio")
+
+
+def write_predictions(predictions: list, classes: list[str] | tuple[str, ...], fmt: str, model_version: str) -> object:
+    """Predictions as pre-annotations a labelling tool imports (a JSON-ready document).
+
+    Args:
+        predictions: ``Prediction`` s (class and scores; mask and regions where the model gives them).
+        classes: the model's classes (they name the mask's indices).
+        fmt: ``coco`` (RLE masks, a score per annotation) or ``labelstudio`` (predictions with
+            ``model_version``, brush RLE masks, a score per result).
+        model_version: the model that made them (Label Studio shows and filters by it).
+    """
+    if fmt not in PREDICTION_FORMATS:
+        raise DatasetError(f"--format {fmt!r}: predictions are written as {' or '.join(PREDICTION_FORMATS)}")
+    records = [from_prediction(p, classes) for p in predictions]
+    if fmt == "coco":
+        doc = coco.write(records)
+        doc["info"]["description"] = f"predictions of {model_version}, written by inspekt"
+        return doc
+    return labelstudio.write(records, model_version=model_version)
+
+
 def _cell(path: Path, base: Path) -> str:
     """``path`` relative to ``base`` when they share a drive, else absolute."""
     try:
@@ -76,4 +99,4 @@ def write_csv_dataset(found: Annotations, out: Path) -> Path:
     return target
 
 
-__all__ = ["dataset_records", "export_dataset", "write_csv_dataset"]
+__all__ = ["dataset_records", "export_dataset", "write_csv_dataset", "write_predictions"]
