@@ -193,6 +193,31 @@ def test_permutation_p_values_are_calibrated_under_the_null():
     assert rejections / 200 <= 0.09  # nominal 0.05; binomial spread at 200 draws is about 0.015
 
 
+def test_relabellings_mark_a_uniform_random_n_ref_per_row():
+    rng = np.random.default_rng(3)
+    perms = stats.relabellings(30, 70, 4000, rng)
+    assert perms.shape == (4000, 100) and (perms.sum(axis=1) == 30).all()
+    # every image is "reference" in 30 % of the rows (binomial sd at 4000 rows: 0.007) and rows differ
+    assert np.abs(perms.mean(axis=0) - 0.3).max() < 0.035
+    assert len({row.tobytes() for row in perms}) == 4000
+    assert (stats.relabellings(1, 1, 50, rng).sum(axis=1) == 1).all()
+
+
+def test_ks_na_equals_the_two_sample_ks_statistic_with_ties_and_nans():
+    from scipy.stats import ks_2samp
+
+    rng = np.random.default_rng(4)
+    values = np.round(rng.normal(size=60), 1)  # many ties
+    values[rng.choice(60, 12, replace=False)] = np.nan
+    perms = stats.relabellings(25, 35, 40, rng)
+    got = stats.ks_na(values, perms)
+    for row, labels in enumerate(perms):
+        ref, cur = values[labels], values[~labels]
+        ks = ks_2samp(ref[~np.isnan(ref)], cur[~np.isnan(cur)]).statistic
+        na_gap = abs(np.isnan(ref).mean() - np.isnan(cur).mean())
+        assert got[row] == pytest.approx(max(ks, na_gap), abs=1e-12)
+
+
 def test_ks_na_counts_a_change_in_how_many_images_a_property_applies_to():
     values = np.r_[[np.nan] * 10, np.linspace(0, 1, 10)]
     observed = stats.observed_labels(10, 10)

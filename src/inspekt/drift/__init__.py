@@ -9,7 +9,9 @@ check), ``engine.py`` (``DriftResult``), ``report.py`` (console, JSON, HTML).
 
 from __future__ import annotations
 
+import importlib
 import os
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -89,6 +91,8 @@ def _check(
     on_start,
 ) -> DriftResult:
     notes: list[str] = []
+    if client is None and workers == 1:
+        _import_in_background(config)
     common = {"workers": workers, "sample": sample, "seed": config.seed, "progress": progress, "client": client}
     ref = load_profile(reference, on_start=on_start and (lambda n: on_start("reference", n)), **common)
     cur = load_profile(
@@ -112,6 +116,19 @@ def _check(
     result.notes += notes
     result.reference_profile, result.current_profile = ref, cur
     return result
+
+
+def _import_in_background(config: DriftConfig) -> None:
+    """Import the libraries the checks need (scipy.stats; scikit-learn for the domain classifier:
+    ~2 s together in a fresh process) in a thread while this process profiles the images, instead of
+    after. Only when profiling runs here: a forked profiling worker must not inherit a half-held
+    import lock."""
+    import threading
+
+    names = ["scipy.stats"] + (["sklearn.ensemble"] if "domain" in config.checks else [])
+    if all(name in sys.modules for name in names):
+        return
+    threading.Thread(target=lambda: [importlib.import_module(n) for n in names], daemon=True).start()
 
 
 def _model_outputs(bundle: str | os.PathLike, files: list[str], client) -> dict | None:
