@@ -1,0 +1,93 @@
+"""Annotations out and back in: a dataset exported to COCO / YOLO-seg / Label Studio and imported again
+gives the same samples and masks (RLE and brush: pixel-exact; YOLO polygons: within the stated
+tolerance), and predictions become pre-annotations with their scores (issue 21)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from inspekt.data import open_dataset
+from inspekt.data.formats import coco, labelstudio
+from inspekt.data.formats.export import export_dataset, write_predictions
+from inspekt.data.formats.records import outline, regions
+from inspekt.data.masks import read_mask
+from inspekt.results import Prediction
+
+# YOLO polygons run along the pixel edges, but a diagonal staircase becomes a straight edge that cuts its
+# corner pixels: all pixels together agree to IoU >= 0.95, a one-pixel-thin diagonal scratch alone to >= 0.75.
+YOLO_MIN_IOU, YOLO_MIN_IOU_ONE = 0.95, 0.75
+
+
+@pytest.fixture(autouse=True)
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("INSPEKT_CACHE_DIR", str(tmp_path / "cache"))
+
+
+@pytest.fixture(scope="module")
+def seg_data(tmp_path_factory):
+    from inspekt.data.synth import write_dataset
+
+    return write_dataset(tmp_path_factory.mktemp("rt") / "data", n=16, size=48, seed=5, layout="segmentation").root
+
+
+def foreground(sample, shape):
+    return read_mask(sample.mask) >= 128 if sample.mask is not None else np.zeros(shape, bool)
+
+
+@pytest.mark.parametrize("fmt", ["coco", "labelstudio", "yolo"])
+def test_export_and_import_back(seg_data, tmp_path, fmt):
+    original = open_dataset(seg_data)
+    written = export_dataset(original, fmt, tmp_path / fmt)
+    back = open_dataset(written.parent if fmt == "yolo" else written)
+    assert back.layout == fmt and len(back) == len(original)
+    both = either = 0
+    for a, b in zip(original.samples, back.samples):
+        want = foreground(a, (48, 48))
+        got = foreground(b, want.shape)
+        if fmt == "yolo":  # YOLO has no image classes; its images are copies
+            union = (want | got).sum()
+            assert union == 0 or (want & got).sum() / union >= YOLO_MIN_IOU_ONE, a.path
+            both, either = both + (want & got).sum(), either + union
+        else:
+            assert b.path == a.path and b.label == a.label
+            assert np.array_equal(want, got), a.path
+    assert fmt != "yolo" or both / either >= YOLO_MIN_IOU
+
+
+def test_outline_follows_pixel_edges():
+    mask = np.zeros((12, 12), bool)
+    mask[2:6, 3:9] = True
+    mask[6:9, 3:5] = True  # an L shape
+    (polygon,) = outline(mask)
+    from inspekt.data.formats.common import rasterise_polygons
+
+    assert np.array_equal(rasterise_polygons([polygon], 12, 12), mask)
+
+
+def test_predictions_become_pre_annotations_with_scores(tmp_path):
+    from inspekt.io import save_image
+
+    source = save_image(tmp_path / "part.png", np.zeros((20, 30, 3), np.uint8))
+    mask = np.zeros((20, 30), np.uint8)
+    mask[2:6, 2:8] = 1
+    mask[10:15, 20:28] = 1
+    heat = np.zeros((20, 30), np.float32)
+    heat[mask > 0] = 0.7
+    heat[12, 22] = 0.95
+    anomaly = Prediction(str(source), "anomaly", label="anomaly", score=0.9, mask=mask, heatmap=heat)
+    classified = Prediction(str(source), "classify", label="scratch", score=0.8, scores={"scratch": 0.8, "ok": 0.2})
+    doc = write_predictions([anomaly, classified], ("good", "anomaly"), "coco", "run@abc")
+    found = [(a["image_id"], a["segmentation"] != [], a.get("score")) for a in doc["annotations"]]
+    assert sorted(found) == [
+        (1, False, 0.9),
+        (1, True, pytest.approx(0.7)),
+        (1, True, pytest.approx(0.95)),
+        (2, False, 0.8),
+    ]
+    tasks = write_predictions([anomaly], ("good", "anomaly"), "labelstudio", "run@abc")
+    assert tasks[0]["predictions"][0]["model_version"] == "run@abc"
+    records = [coco.Record(str(source), 30, 20, mask=mask, classes=("good", "anomaly"))]
+    polygons = labelstudio.write(records, masks="polygon")[0]["annotations"][0]["result"]
+    assert [r["type"] for r in polygons] == ["polygonlabels", "polygonlabels"]
+    assert len(regions(records[0])) == 2
