@@ -32,6 +32,7 @@ _EXPORTS = {
     "check_drift": "inspekt.drift",
     "profile_images": "inspekt.drift",
     "DriftResult": "inspekt.drift",
+    "find_issues": "inspekt.curate",
 }
 
 __all__ = [*_EXPORTS, "load_model", "__version__"]

@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 from inspekt.cli import app
-from inspekt.cli.common import console, print_json, progress_bar
+from inspekt.cli.common import console, print_json, progress_bar, showing_progress
 
 data_app = typer.Typer(help="Inspect, split and generate datasets.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
@@ -211,3 +211,57 @@ def export_cmd(
     with showing_progress(True):
         written = export_dataset(open_dataset(path), fmt, out)
     print(written)
+
+
+@data_app.command("issues")
+def issues_cmd(
+    path: Path = typer.Argument(..., help="Dataset folder or CSV."),
+    model: Path = typer.Option(
+        None, "--model", help="Judge with this classify/segment bundle (default: cross-validate)."
+    ),
+    html: Path = typer.Option(None, "--html", help="Write a self-contained HTML report with thumbnails."),
+    csv: Path = typer.Option(None, "--csv", help="Write the ranked issues as CSV (rank,path,split,kind,score,...)."),
+    folds: int = typer.Option(4, "--folds", help="Cross-validation folds (models trained) without --model."),
+    task: str = typer.Option(None, "--task", help="classify (labels) or segment (masks); default: labels if any."),
+    seed: int = typer.Option(0, help="Seed of the folds and their training."),
+    top: int = typer.Option(20, help="Issues listed on the terminal."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    overrides: list[str] = typer.Argument(None, help="key=value changes to the folds' recipe, e.g. epochs=20."),
+) -> None:
+    """Suspect labels and masks, duplicates, outliers and split gaps, in one ranking (most suspect first)."""
+    from inspekt.curate import find_issues
+    from inspekt.curate.issues import write_issues_csv
+    from inspekt.curate.report import write_html
+    from inspekt.data import open_dataset
+    from inspekt.io import output_file
+
+    targets = [
+        output_file(f, name, option=o)
+        for f, name, o in ((html, "issues.html", "--html"), (csv, "issues.csv", "--csv"))
+        if f
+    ]
+    with showing_progress(enabled=not as_json):
+        ds = open_dataset(path)
+        report = find_issues(ds, model, task=task, folds=folds, overrides=overrides or [], seed=seed)
+        written = [write_html(report, html, {str(s.path): str(s.mask) for s in ds.samples if s.mask})] if html else []
+    written += [write_issues_csv(report.issues, csv)] if csv else []
+    if as_json:
+        print_json(report.to_dict() | {"written": [str(w) for w in written]})
+        return
+    _render_issues(report, top)
+    for target in written or targets:
+        console.print(f"wrote {target}")
+
+
+def _render_issues(report, top: int) -> None:
+    counts = ", ".join(f"{n} {kind}" for kind, n in report.counts().items() if n) or "no issues"
+    console.print(f"[bold]{report.root}[/]: {report.n_images} images, judged by {report.model}", highlight=False)
+    table = Table("rank", "kind", "score", "path", "why", title=f"issues: {counts}")
+    for issue in report.issues[:top]:
+        table.add_row(str(issue.rank), issue.kind, f"{issue.score:.3f}", issue.path, issue.detail)
+    console.print(table)
+    if len(report.issues) > top:
+        console.print(f"... and {len(report.issues) - top} more (--csv, --html or --json)")
+    for skipped in report.skipped:
+        console.print(f"[yellow]skipped {skipped.path}: {skipped.reason}[/]", highlight=False)
+    console.print(f"[dim]{report.seconds:.0f} s[/]")

@@ -1,0 +1,90 @@
+"""Suspect class labels, by confident learning (cleanlab) on out-of-sample class probabilities.
+
+cleanlab estimates, per pair of classes, how many images labelled one class are really the other
+(the confident joint) and flags that many images of each pair, the least likely first
+(``filter_by="prune_by_noise_rate"``). Every flagged image's score is 1 - p(its given label) (the
+"self-confidence" label quality, inverted): 0.97 means the models gave its label a 3 % chance.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from inspekt.curate.issues import DataIssue
+from inspekt.data.dataset import Dataset
+from inspekt.results import Prediction
+
+
+@dataclass(frozen=True)
+class LabelRanking:
+    """Every judged image's label quality, the flagged ones first.
+
+    Attributes:
+        paths: the judged images (labelled, with a prediction), worst label quality first.
+        quality: p(given label) of each, ascending.
+        flagged: whether cleanlab flags each as a label issue.
+        given: each image's label.
+        suggested: the most probable class of each.
+        suggested_p: its probability.
+    """
+
+    paths: list[str]
+    quality: np.ndarray
+    flagged: np.ndarray
+    given: list[str]
+    suggested: list[str]
+    suggested_p: np.ndarray
+
+
+def probabilities(predictions: Sequence[Prediction], classes: Sequence[str]) -> np.ndarray:
+    """(N, K) class probabilities in the dataset's class order; a class a fold model never saw gets 0
+    and each row is renormalised."""
+    probs = np.array([[(p.scores or {}).get(c, 0.0) for c in classes] for p in predictions], dtype=np.float64)
+    totals = probs.sum(1, keepdims=True)
+    return np.where(totals > 0, probs / np.maximum(totals, 1e-12), 1.0 / len(classes))
+
+
+def rank_labels(ds: Dataset, predictions: dict[str, Prediction]) -> LabelRanking:
+    """cleanlab's verdict on every labelled image that has an out-of-sample prediction.
+
+    Args:
+        ds: the dataset (labels and class names).
+        predictions: image path (as in ``ds``) -> out-of-sample prediction with per-class ``scores``.
+
+    Returns:
+        The ranking (empty when fewer than two classes are labelled).
+    """
+    from cleanlab.filter import find_label_issues
+
+    classes = list(ds.classes)
+    judged = [s for s in ds.samples if s.label in classes and str(s.path) in predictions]
+    if len({s.label for s in judged}) < 2:
+        return LabelRanking([], np.zeros(0), np.zeros(0, bool), [], [], np.zeros(0))
+    labels = np.array([classes.index(s.label) for s in judged])
+    probs = probabilities([predictions[str(s.path)] for s in judged], classes)
+    flagged = find_label_issues(labels, probs, filter_by="prune_by_noise_rate", n_jobs=1)
+    quality = probs[np.arange(len(labels)), labels]
+    order = np.lexsort((quality, ~flagged))  # flagged first, then the least likely label first
+    return LabelRanking(
+        [str(judged[i].path) for i in order],
+        quality[order],
+        flagged[order],
+        [judged[i].label for i in order],
+        [classes[int(probs[i].argmax())] for i in order],
+        probs[order].max(1),
+    )
+
+
+def label_issues(ranking: LabelRanking, splits: dict[str, str | None]) -> list[DataIssue]:
+    """The flagged images of a ranking as issues (rank 0: ranked later with the other kinds)."""
+    issues = []
+    rows = zip(ranking.paths, ranking.quality, ranking.flagged, ranking.given, ranking.suggested, ranking.suggested_p)
+    for path, quality, flagged, given, suggested, top in rows:
+        if not flagged:
+            break
+        detail = f"labelled {given}: out-of-sample p({given}) {quality:.1%}, p({suggested}) {top:.1%}"
+        issues.append(DataIssue(0, path, splits.get(path), "label", float(1 - quality), given, suggested, detail))
+    return issues

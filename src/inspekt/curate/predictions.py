@@ -1,0 +1,250 @@
+"""Out-of-sample predictions for every image of a dataset: what ``data issues`` judges the data by.
+
+Either k-fold cross-validation with inspekt's own trainer (each image is predicted by the one fold
+model that never saw it; exact duplicates share a fold, so no image is predicted by a model trained
+on its copy), or a given bundle's predictions on the images it was not trained on. Every model
+predicts through the one ``Predictor``, so what is judged is what the user would get.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from inspekt.bundle import ONNX
+from inspekt.config import TrainConfig, build_config
+from inspekt.data.dataset import Dataset, Sample
+from inspekt.engine.predictor import Predictor
+from inspekt.engine.trainer import train
+from inspekt.errors import ConfigError, InspektError, one_line
+from inspekt.progress import Reporter, current, reporting, step, warn
+from inspekt.results import BatchReport, Prediction, SkippedFile
+
+# The small, fast recipe each fold trains with (key=value overrides change it).
+RECIPE = {
+    "epochs": 8,
+    "imgsz": 64,
+    "batch": 32,
+    "lr": 0.002,
+    "augment": "light",
+    "val": 0.1,
+    "patience": 100,
+}
+
+
+@dataclass
+class OutOfSample:
+    """Predictions of images by models that did not train on them.
+
+    Attributes:
+        task: the task of the models (a name in the registry).
+        predictions: image path (as in the dataset) -> its prediction (or what the caller kept of it).
+        model: which model(s) made them, in words (shown with every result).
+        skipped: images no model could read.
+        notes: what the user must know (a model trained on these images, folds without a class ...).
+        card: the (last) model's card: classes, thresholds, mask rule.
+    """
+
+    task: str
+    predictions: dict[str, Prediction]
+    model: str
+    skipped: list[SkippedFile] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    card: Any = None
+
+
+class _FoldReporter(Reporter):
+    """The fold's training as the outer reporter's steps; its announcements are dropped (one fold's
+    "data ... model ..." lines, k times over, say nothing new) and its warnings name the fold."""
+
+    def __init__(self, outer: Reporter, fold: str):
+        self.outer, self.fold = outer, fold
+
+    def begin(self, name: str, total: int | None, announce: bool) -> Any:
+        return self.outer.begin(f"{self.fold}: {name}", total, False)
+
+    def advance(self, handle: Any, n: int) -> None:
+        self.outer.advance(handle, n)
+
+    def end(self, handle: Any) -> None:
+        self.outer.end(handle)
+
+    def say(self, message: str, warning: bool = False) -> None:
+        if warning:
+            self.outer.say(f"{self.fold}: {message}", warning=True)
+
+
+def fold_of(ds: Dataset, duplicates: Sequence[Sequence[str]], folds: int, seed: int) -> np.ndarray:
+    """The fold (0..folds-1) of every sample: stratified by label, exact duplicates in one fold.
+
+    Raises:
+        ConfigError: fewer than 2 folds, or more folds than images.
+    """
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    if not 2 <= folds <= len(ds):
+        raise ConfigError(f"--folds {folds} must be at least 2 and at most the {len(ds)} images of {ds.root}")
+    group = {str(s.path): i for i, s in enumerate(ds.samples)}
+    for members in duplicates:
+        for path in members:
+            group[path] = group[members[0]]
+    labels = [s.label or "" for s in ds.samples]
+    splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+    out = np.zeros(len(ds), dtype=int)
+    with warnings.catch_warnings():  # a class with fewer images than folds: sklearn warns, the split is still valid
+        warnings.simplefilter("ignore", UserWarning)
+        for k, (_, held) in enumerate(splitter.split(labels, labels, [group[str(s.path)] for s in ds.samples])):
+            out[held] = k
+    return out
+
+
+def _fold_csv(samples: Sequence[Sample], held: np.ndarray, path: Path) -> Path:
+    """A dataset CSV in which the held-out fold is the ``test`` split (never trained or validated on)."""
+    text = io.StringIO(newline="")
+    writer = csv.writer(text)
+    writer.writerow(("path", "label", "mask", "split"))
+    for sample, out in zip(samples, held):
+        mask = sample.mask.resolve() if sample.mask else ""
+        writer.writerow([sample.path.resolve(), sample.label or "", mask, "test" if out else "train"])
+    path.write_text(text.getvalue(), encoding="utf-8")
+    return path
+
+
+def recipe_config(task: str, data: str | Path, work: Path, overrides: Sequence[str] = (), seed: int = 0) -> TrainConfig:
+    """The training config of one fold: ``RECIPE`` (the task's default model), then ``overrides``."""
+    options = {"task": task, "data": str(data), "out": str(work), "seed": seed, "exist_ok": True, **RECIPE}
+    return build_config(TrainConfig, options=options, overrides=list(overrides))
+
+
+Keep = Callable[[Any], Callable[[str, Prediction], Any]]  # card -> (image path, prediction) -> what is kept
+
+
+def _predict(
+    predictor: Predictor, files: dict[str, str], report: BatchReport, what: str, keep: Keep | None
+) -> dict[str, Any]:
+    """Predict ``files`` (path given to the model -> path as in the dataset), one step of progress per
+    batch; keeps ``keep(card)(path, prediction)`` of each (default: the prediction). A file whose
+    prediction cannot be kept (an unreadable mask) is skipped and reported."""
+    judge = keep(predictor.card) if keep else (lambda path, p: p)
+    out: dict[str, Any] = {}
+    sources = list(files)
+    with step(what, len(sources)) as advance:
+        for start in range(0, len(sources), predictor.batch_size):
+            chunk = sources[start : start + predictor.batch_size]
+            for p in predictor.predict(chunk, report=report):
+                try:
+                    out[files[p.source]] = judge(files[p.source], p)
+                except InspektError as exc:
+                    report.skipped.append(SkippedFile(p.source, one_line(exc)))
+            advance(len(chunk))
+    return out
+
+
+def cross_validate(
+    ds: Dataset,
+    task: str,
+    work: Path,
+    *,
+    folds: int = 4,
+    overrides: Sequence[str] = (),
+    seed: int = 0,
+    duplicates: Sequence[Sequence[str]] = (),
+    keep: Keep | None = None,
+) -> OutOfSample:
+    """Train ``folds`` models, each on all folds but one, and predict the fold it left out.
+
+    Args:
+        ds: the dataset (its own splits are ignored: every image is predicted once).
+        task: the task to train (a registry name whose ``Task.issues`` is not empty).
+        work: a folder for the fold CSVs and run folders (the caller removes it).
+        folds: how many folds (and models).
+        overrides: ``key=value`` changes to ``RECIPE`` (e.g. ``epochs=20``, ``model=resnet18``).
+        seed: seeds the folds and the training.
+        duplicates: groups of byte-identical images (``data info``), kept in one fold.
+        keep: what to keep of each prediction, given the model's card (default: the prediction).
+
+    Returns:
+        Every readable image's out-of-sample prediction.
+    """
+    cfg = recipe_config(task, ds.root, work, overrides, seed)  # a bad override fails before any training
+    assignment = fold_of(ds, duplicates, folds, seed)
+    report, predictions, card = BatchReport(), {}, None
+    outer = current()
+    for k in range(folds):
+        name = f"fold {k + 1}/{folds}"
+        data = _fold_csv(ds.samples, assignment == k, work / f"fold{k + 1}.csv")
+        fold_cfg = cfg.model_copy(update={"data": str(data), "name": f"fold{k + 1}"})
+        with (
+            step(f"{name}: training ({cfg.epochs} epochs)", cfg.epochs) as advance,
+            reporting(_FoldReporter(outer, name)),
+        ):
+            result = train(fold_cfg, on_epoch=lambda row: advance() if "epoch" in row else None)
+        held = {str(s.path.resolve()): str(s.path) for s, out in zip(ds.samples, assignment == k) if out}
+        predictor = Predictor.load(result.bundle)
+        predictions |= _predict(predictor, held, report, f"{name}: predicting held-out images", keep)
+        card = card or predictor.card
+    by_path = {str(s.path.resolve()): str(s.path) for s in ds.samples}
+    model = (
+        f"{folds}-fold cross-validation: {cfg.model} trained {cfg.epochs} epochs at {cfg.imgsz} px per fold, "
+        f"seed {seed}"
+    )
+    return OutOfSample(task, predictions, model, _named(report, by_path), card=card)
+
+
+def _named(report: BatchReport, by_path: dict[str, str]) -> list[SkippedFile]:
+    return [SkippedFile(by_path.get(s.path, s.path), s.reason) for s in report.skipped]
+
+
+def _held_out(ds: Dataset, card: Any, bundle: str) -> tuple[Dataset, list[str]]:
+    """The images a bundle can judge fairly, and what the user must know about the rest: a model
+    trained on this very dataset (its card's data fingerprint) is judged on the test split only; with
+    no test split every image is judged, with a loud warning (it saw them, so it trusts their labels)."""
+    if card.data.fingerprint != ds.fingerprint():
+        if card.data.source and Path(card.data.source).resolve() == Path(ds.root).resolve():
+            return ds, [
+                f"{bundle} was trained on {card.data.source}, which has changed since: images it trained on "
+                "may be among these, where it trusts their labels; predictions there miss label issues"
+            ]
+        return ds, []
+    if "test" in ds.splits:
+        test = ds.subset("test")
+        return test, [f"{bundle} was trained on this dataset: only its {len(test)} test images are judged"]
+    return ds, [
+        f"{bundle} was trained on these very images (card data fingerprint {card.data.fingerprint}); it has "
+        "learnt their labels, wrong ones included, so most label issues stay hidden. Judge a dataset with a "
+        "test split the model never saw, or leave --model out to cross-validate"
+    ]
+
+
+def from_bundle(ds: Dataset, bundle: str | Path, keep: Keep | None = None) -> OutOfSample:
+    """A bundle's predictions on the images of ``ds`` it did not train on (see ``_held_out``).
+
+    Raises:
+        BundleError: the bundle cannot be opened.
+        ConfigError: ``data issues`` has nothing to check with this task's models.
+    """
+    from inspekt.tasks import get_task
+
+    predictor = Predictor.load(bundle)
+    card = predictor.card
+    if not get_task(card.task).issues:
+        raise ConfigError(
+            f"--model {bundle}: data issues checks labels and masks with classify and segment models; "
+            f"this is a {card.task} model. Leave --model out to cross-validate"
+        )
+    judged, notes = _held_out(ds, card, str(bundle))
+    for note in notes:
+        warn(note)
+    report = BatchReport()
+    by_path = {str(s.path): str(s.path) for s in judged.samples}
+    found = _predict(predictor, by_path, report, "predicting with the model", keep)
+    digest = card.digests.get(ONNX, "")[:19]  # "sha256:" and 12 hex digits
+    model = f"model {bundle} ({card.architecture}, {card.task}{', model.onnx ' + digest if digest else ''})"
+    return OutOfSample(card.task, found, model, _named(report, by_path), notes, card)
