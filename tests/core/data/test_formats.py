@@ -128,6 +128,23 @@ def test_coco_bad_entries_are_reported_and_skipped(tmp_path):
     assert [p.reason for p in describe(ds).annotation_problems] == [p.reason for p in ds.problems]
 
 
+def test_coco_records_of_the_wrong_shape_are_reported(tmp_path):
+    images = [
+        {"id": 1, "file_name": "a.png", "width": W, "height": H},
+        {"id": 2, "file_name": "b.png", "width": "wide", "height": H},
+    ]
+    path = write_coco(
+        tmp_path, [["not", "an", "object"], {"id": 9, "image_id": 1, "category_id": 1, "bbox": "x"}], images
+    )
+    ds = open_dataset(path)
+    assert [s.path.name for s in ds.samples] == ["a.png"]
+    assert [p.path for p in ds.problems] == [
+        "instances.json: images[1]",
+        "instances.json: annotation 0",
+        "instances.json: annotation 9",
+    ]
+
+
 def test_malformed_json_names_the_line(tmp_path):
     path = tmp_path / "broken.json"
     path.write_text('{"images": [\n{"id": 1,,}]}')

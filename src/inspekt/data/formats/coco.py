@@ -65,41 +65,58 @@ def _shape(ann: dict, name: str, size: tuple[int, int]) -> Shape | str:
     return shape
 
 
+MALFORMED = (KeyError, TypeError, ValueError, AttributeError)  # a record of the wrong shape
+
+
+def _categories(path: Path, doc: dict) -> dict:
+    try:
+        return {c["id"]: str(c["name"]) for c in doc.get("categories", [])}
+    except MALFORMED:
+        raise DatasetError(f"{path}: categories must be a list of {{id, name}} objects") from None
+
+
+def _annotate(ann: dict, by_id: dict, categories: dict) -> str | None:
+    """Add one annotation to its image's entry; returns what is wrong with it, if anything."""
+    entry, name = by_id.get(ann.get("image_id")), categories.get(ann.get("category_id"))
+    if entry is None:
+        return f"image_id {ann.get('image_id')!r} is not in images; fix it or add the image"
+    if name is None:
+        known = ", ".join(f"{k}={v}" for k, v in list(categories.items())[:8])
+        return f"unknown category_id {ann.get('category_id')!r} (categories: {known}); fix it or add the category"
+    if not ann.get("segmentation") and not ann.get("bbox"):
+        entry.label = entry.label or name
+        return None
+    shape = _shape(ann, name, entry.size or header_size(entry.image))
+    if isinstance(shape, str):
+        return f"{shape}; skipped (fix it in the labelling tool)"
+    entry.shapes.append(shape)
+    return None
+
+
 def _entries(path: Path, doc: dict, problems: list[FileProblem]) -> list[Entry]:
-    categories = {c["id"]: str(c["name"]) for c in doc.get("categories", [])}
+    categories = _categories(path, doc)
     bases = [path.parent, path.parent / "images", path.parent.parent, path.parent.parent / "images"]
     entries, by_id = [], {}
-    for image in doc.get("images", []):
-        name = str(image.get("file_name", ""))
-        size = (int(image["width"]), int(image["height"])) if "width" in image and "height" in image else None
+    for n, image in enumerate(doc.get("images", [])):
+        try:
+            name = str(image.get("file_name", ""))
+            size = (int(image["width"]), int(image["height"])) if "width" in image and "height" in image else None
+        except MALFORMED as exc:
+            problems.append(
+                FileProblem(f"{path.name}: images[{n}]", f"malformed ({exc}); needs file_name, width, height")
+            )
+            continue
         entry = Entry(find_image(bases, name), f"{path.name}: image {image.get('id')} ({name})", size)
         entries.append(entry)
         by_id[image.get("id")] = entry
-    for ann in doc.get("annotations", []):
-        where = f"{path.name}: annotation {ann.get('id')}"
-        entry, name = by_id.get(ann.get("image_id")), categories.get(ann.get("category_id"))
-        if entry is None:
-            problems.append(
-                FileProblem(where, f"image_id {ann.get('image_id')!r} is not in images; fix it or add the image")
-            )
-            continue
-        if name is None:
-            known = ", ".join(f"{k}={v}" for k, v in list(categories.items())[:8])
-            problems.append(
-                FileProblem(
-                    where,
-                    f"unknown category_id {ann.get('category_id')!r} (categories: {known}); fix it or add the category",
-                )
-            )
-            continue
-        if not ann.get("segmentation") and not ann.get("bbox"):
-            entry.label = entry.label or name
-            continue
-        shape = _shape(ann, name, entry.size or header_size(entry.image))
-        if isinstance(shape, str):
-            problems.append(FileProblem(where, f"{shape}; skipped (fix it in the labelling tool)"))
-        else:
-            entry.shapes.append(shape)
+    for n, ann in enumerate(doc.get("annotations", [])):
+        try:
+            problem = _annotate(ann, by_id, categories)
+        except MALFORMED as exc:
+            problem = f"malformed ({exc!r}); needs image_id, category_id and a segmentation or bbox"
+        if problem:
+            where = ann.get("id", n) if isinstance(ann, dict) else n
+            problems.append(FileProblem(f"{path.name}: annotation {where}", problem))
     return entries
 
 

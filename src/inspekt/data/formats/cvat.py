@@ -93,5 +93,11 @@ def read(path: Path) -> tuple[list[Entry], list[FileProblem], str]:
     if root.tag != "annotations":
         raise DatasetError(f"{path}: root element <{root.tag}>, not CVAT's <annotations>; export as 'CVAT for images'")
     problems: list[FileProblem] = []
-    entries = [_entry(path, image, problems) for image in root.iter("image")]
+    entries = []
+    for image in root.iter("image"):
+        try:
+            entries.append(_entry(path, image, problems))
+        except ValueError as exc:
+            where = f"{path.name}: image {image.get('id')} ({image.get('name')})"
+            problems.append(FileProblem(where, f"width / height unreadable ({exc}); skipped (fix it in the XML)"))
     return entries, problems, file_digest([path])

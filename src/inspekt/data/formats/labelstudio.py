@@ -130,7 +130,14 @@ def read(path: Path) -> tuple[list[Entry], list[FileProblem], str]:
     if not isinstance(tasks, list):
         raise DatasetError(f"{path}: not a Label Studio JSON export (a list of tasks); export with the JSON format")
     problems: list[FileProblem] = []
-    entries = [_task_entry(path, i, task, problems) for i, task in enumerate(tasks)]
+    entries = []
+    for i, task in enumerate(tasks):
+        try:
+            entries.append(_task_entry(path, i, task, problems))
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:
+            problems.append(
+                FileProblem(f"{path.name}: task {i}", f"malformed ({exc!r}); export it again from Label Studio")
+            )
     return [e for e in entries if e is not None], problems, file_digest([path])
 
 
@@ -184,8 +191,10 @@ def write(records: list[Record], *, model_version: str | None = None, masks: str
 
 def label_config(labels: list[str]) -> str:
     """A Label Studio labelling interface whose tag names match what ``write`` produces."""
-    items = "".join(f'<Label value="{name}"/>' for name in labels)
-    choices = "".join(f'<Choice value="{name}"/>' for name in labels)
+    from xml.sax.saxutils import quoteattr
+
+    items = "".join(f"<Label value={quoteattr(name)}/>" for name in labels)
+    choices = "".join(f"<Choice value={quoteattr(name)}/>" for name in labels)
     return (
         '<View><Image name="image" value="$image"/>'
         f'<Choices name="choice" toName="image">{choices}</Choices>'
