@@ -16,6 +16,17 @@ app.add_typer(data_app, name="data")
 SHOWN = 5  # problem files listed before "... and N more"
 
 
+def _section(title: str, items: list) -> None:
+    """A count line (red for problems, yellow for duplicates, green for none) and the first items."""
+    style = "red" if items and "duplicates" not in title else "yellow" if items else "green"
+    console.print(f"[{style}]{title}: {len(items)}[/]")
+    for item in items[:SHOWN]:
+        text = f"{item.path}: {item.reason}" if hasattr(item, "reason") else item
+        console.print(f"  {text}", highlight=False, soft_wrap=True)
+    if len(items) > SHOWN:
+        console.print(f"  ... and {len(items) - SHOWN} more (see --json)")
+
+
 def _render_info(info) -> None:
     console.print(
         f"[bold]{info.root}[/]  layout: [cyan]{info.layout}[/]  images: {info.n_images}  "
@@ -52,13 +63,7 @@ def _render_info(info) -> None:
         ("near-duplicate groups (same picture re-saved, resized or re-exposed)", info.near_duplicates),
     ]
     for title, items in sections:
-        style = "red" if items and "duplicates" not in title else "yellow" if items else "green"
-        console.print(f"[{style}]{title}: {len(items)}[/]")
-        for item in items[:SHOWN]:
-            text = f"{item.path}: {item.reason}" if hasattr(item, "reason") else item
-            console.print(f"  {text}", highlight=False, soft_wrap=True)
-        if len(items) > SHOWN:
-            console.print(f"  ... and {len(items) - SHOWN} more (see --json)")
+        _section(title, items)
     console.print(f"[dim]read in {info.seconds:.2f} s[/]")
 
 
@@ -189,12 +194,7 @@ def import_cmd(
     if found.mask_values:
         values = " ".join(f"mask_values.{v}={name}" for v, name in found.mask_values.items())
         console.print(f"mask classes (train with masks=values to keep them apart): {values}", highlight=False)
-    style = "red" if found.problems else "green"
-    console.print(f"[{style}]problems (entries skipped or clipped): {len(found.problems)}[/]")
-    for problem in found.problems[:SHOWN]:
-        console.print(f"  {problem.path}: {problem.reason}", highlight=False, soft_wrap=True)
-    if len(found.problems) > SHOWN:
-        console.print(f"  ... and {len(found.problems) - SHOWN} more (see --json)")
+    _section("problems (entries skipped or clipped)", list(found.problems))
 
 
 @data_app.command("export")
