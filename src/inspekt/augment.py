@@ -68,9 +68,14 @@ def _recipe(name: str, size: tuple[int, int], flips: str) -> list:
     ]
 
 
+BOX_VISIBILITY = 0.3  # a box cut to less than this share of its area by a crop or a shift is dropped
+
+
 class Augmenter:
     """Callable ``image -> image`` (or ``image, mask -> image, mask``: geometric steps move the mask
-    with nearest-neighbour sampling) for uint8 HxW or HxWx3 arrays, seeded per epoch for exact resume."""
+    with nearest-neighbour sampling; or ``image, boxes=(K, 5) -> image, boxes`` for an augmenter built
+    with ``boxes=True``: geometric steps move the boxes, x0 y0 x1 y1 class) for uint8 HxW or HxWx3
+    arrays, seeded per epoch for exact resume."""
 
     def __init__(self, transform):
         self.transform = transform
@@ -80,7 +85,9 @@ class Augmenter:
         if self.transform is not None:
             self.transform.set_random_seed(seed)
 
-    def __call__(self, image: np.ndarray, mask: np.ndarray | None = None):
+    def __call__(self, image: np.ndarray, mask: np.ndarray | None = None, *, boxes: np.ndarray | None = None):
+        if boxes is not None:
+            return self._with_boxes(image, boxes)
         if self.transform is None:
             return image if mask is None else (image, mask)
         result = self.transform(image=image) if mask is None else self.transform(image=image, mask=mask)
@@ -92,8 +99,17 @@ class Augmenter:
             )
         return out if mask is None else (out, result["mask"])
 
+    def _with_boxes(self, image: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if self.transform is None:
+            return image, boxes
+        result = self.transform(image=image, bboxes=boxes[:, :4], labels=boxes[:, 4])
+        moved = np.asarray(result["bboxes"], dtype=np.float32).reshape(-1, 4)
+        return result["image"], np.concatenate([moved, np.asarray(result["labels"], np.float32)[:, None]], axis=1)
 
-def build_augmenter(recipe: str, size: tuple[int, int], *, flips: str = "both", seed: int = 0) -> Augmenter:
+
+def build_augmenter(
+    recipe: str, size: tuple[int, int], *, flips: str = "both", seed: int = 0, boxes: bool = False
+) -> Augmenter:
     """The augmentation for a recipe name or a YAML file.
 
     Args:
@@ -101,6 +117,8 @@ def build_augmenter(recipe: str, size: tuple[int, int], *, flips: str = "both", 
         size: model input (height, width); crops return this size.
         flips: which flips the domain allows: none, horizontal, vertical or both.
         seed: initial seed (``Augmenter.reseed`` sets it per epoch).
+        boxes: the augmenter moves boxes with the image (albumentations' bounding-box support; boxes
+            cut to less than ``BOX_VISIBILITY`` of their area are dropped); it must then be given boxes.
 
     Raises:
         ConfigError: an unknown recipe, an unreadable YAML file, or an unknown ``flips`` value.
@@ -112,7 +130,7 @@ def build_augmenter(recipe: str, size: tuple[int, int], *, flips: str = "both", 
     if recipe in RECIPES:
         if recipe == "none":
             return Augmenter(None)
-        return Augmenter(A.Compose(_recipe(recipe, size, flips), seed=seed))
+        return Augmenter(A.Compose(_recipe(recipe, size, flips), seed=seed, **_box_params(boxes)))
     path = Path(recipe)
     if path.suffix.lower() not in (".yaml", ".yml") or not path.is_file():
         hint = did_you_mean(recipe, RECIPES)
@@ -128,5 +146,15 @@ def build_augmenter(recipe: str, size: tuple[int, int], *, flips: str = "both", 
             f"{path}: not an albumentations transform file ({detail}); write one with "
             "albumentations.save(transform, path, data_format='yaml')"
         ) from exc
+    if boxes:  # a saved transform knows no boxes: the same steps, told to move them
+        transform = A.Compose(list(transform.transforms), seed=seed, **_box_params(True))
     transform.set_random_seed(seed)
     return Augmenter(transform)
+
+
+def _box_params(boxes: bool) -> dict:
+    import albumentations as A
+
+    if not boxes:
+        return {}
+    return {"bbox_params": A.BboxParams(format="pascal_voc", label_fields=["labels"], min_visibility=BOX_VISIBILITY)}

@@ -84,6 +84,30 @@ def overlay_mask(image: np.ndarray, mask: np.ndarray, *, opacity: float = 0.4) -
     return out
 
 
+def draw_boxes(
+    image: np.ndarray, boxes: list[dict], classes: tuple[str, ...], *, colour: tuple[int, int, int] | None = None
+) -> np.ndarray:
+    """The image as RGB with each box outlined in its class colour and captioned "class score".
+
+    Args:
+        image: HxW or HxWx3 uint8.
+        boxes: dicts with ``class``, ``box`` [x0, y0, x1, y1] (pixels) and optionally ``score``.
+        classes: the model's box classes (their order picks the colours).
+        colour: one colour for every box (e.g. green for true boxes) instead of the class colours.
+    """
+    out = to_channels(image, 3).copy()
+    thickness = max(1, round(max(out.shape[:2]) / 300))
+    scale = max(0.3, min(1.2, max(out.shape[:2]) / 900))
+    for box in boxes:
+        index = classes.index(box["class"]) + 1 if box["class"] in classes else 1
+        drawn = colour or class_colour(index)
+        x0, y0, x1, y1 = (int(round(v)) for v in box["box"])
+        cv2.rectangle(out, (x0, y0), (max(x0, x1 - 1), max(y0, y1 - 1)), drawn, thickness, cv2.LINE_AA)
+        caption = box["class"] + (f" {box['score']:.2f}" if "score" in box else "")
+        cv2.putText(out, caption, (x0, max(10, y0 - 3)), cv2.FONT_HERSHEY_SIMPLEX, scale, drawn, 1, cv2.LINE_AA)
+    return out
+
+
 COLORMAP = cv2.COLORMAP_JET  # heat maps: Grad-CAM and anomaly maps
 
 

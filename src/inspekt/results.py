@@ -66,6 +66,8 @@ class Prediction:
         ood: ``{"score": float, "unlike_training": bool}``: how far the image's embedding is from the
             training images' (``inspekt.profiling.novelty``; above 1 = further than 99% of held-out
             images), or None when the bundle's reference has no embeddings to compare with.
+        boxes: detect: the boxes found, best first: ``{"class", "score", "box": [x0, y0, x1, y1],
+            "area_px"}`` in original-image pixels (x1, y1 exclusive); None for tasks without boxes.
         extra: task details; segment: ``verdict``, ``components`` (class, bbox, area, scores),
             ``defect_area_pct``; anomaly: ``verdict``, ``raw_score``, ``components``, ``anomaly_area_pct``.
     """
@@ -82,6 +84,7 @@ class Prediction:
     time_ms: float = 0.0
     batch_images: int = 1
     ood: dict[str, Any] | None = None
+    boxes: list[dict[str, Any]] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def top(self, k: int | None = None) -> list[tuple[str, float]]:
@@ -104,6 +107,8 @@ class Prediction:
         out["batch_ms"] = round(self.time_ms * self.batch_images, 3)
         if self.ood is not None:
             out["ood"] = dict(self.ood)
+        if self.boxes is not None:
+            out["boxes"] = [dict(box) for box in self.boxes]
         return out | self.extra
 
     def __repr__(self) -> str:

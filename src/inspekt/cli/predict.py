@@ -115,6 +115,10 @@ def _save_visuals(
     for r in results:
         image = load_image(r.source, mode="keep")
         image = enhance(image) if enhance else image
+        if r.boxes is not None:  # boxes drawn in their class colours, the verdict and counts on top
+            name = unique_name(r.source, "boxes", used)
+            r.extra["saved"] = str(save_image(save_dir / name, banner(r.overlay(image), r.headline())))
+            continue
         if r.mask is not None:
             name = unique_name(r.source, "overlay", used)
             text = f"{r.extra['verdict']} {r.score:.2f} ({len(r.extra['components'])} regions)"
@@ -152,11 +156,13 @@ def _summarise(results: list, report: BatchReport, save_dir) -> None:
     from collections import Counter
 
     counts = Counter(r.label for r in results)
+    boxes = Counter(box["class"] for r in results for box in r.boxes or ())
     mean_ms = sum(r.time_ms for r in results) / max(1, len(results))
     unlike = sum(bool(r.ood_note()) for r in results)
     err_console.print(
         f"{len(results)} predicted ({', '.join(f'{k}: {v}' for k, v in counts.most_common())}), "
-        f"{len(report.skipped)} skipped, {mean_ms:.1f} ms/image"
+        + (f"boxes per class: {', '.join(f'{k} {v}' for k, v in boxes.most_common())}, " if boxes else "")
+        + f"{len(report.skipped)} skipped, {mean_ms:.1f} ms/image"
         + (f"; {unlike} unlike the training images (check them: the labels may be meaningless)" if unlike else "")
         + (f"; images saved in {save_dir}" if save_dir and results else ""),
         highlight=False,
@@ -177,18 +183,18 @@ def predict(
         "--threshold",
         help="Binary models: positive-class probability to predict it; "
         "segmentation: defect probability of a pixel; anomaly: "
-        "normalised score of an anomalous image (card: 0.5).",
+        "normalised score of an anomalous image (card: 0.5); detection: score of a box.",
     ),
     pixel_threshold: float = typer.Option(
         None, "--pixel-threshold", help="Anomaly: normalised map value of an anomalous pixel (card: 0.5)."
     ),
     min_area: int = typer.Option(
-        None, "--min-area", help="Segmentation and anomaly: drop regions smaller than this (pixels)."
+        None, "--min-area", help="Segmentation and anomaly: drop regions smaller than this (pixels); detection: boxes."
     ),
     save_dir: str = typer.Option(
         None,
         "--save-dir",
-        help="Write an annotated copy of every image here (segmentation: mask overlay and mask PNG).",
+        help="Write an annotated copy of every image here (segmentation: mask overlay and mask PNG; detection: boxes).",
     ),
     explain: bool = typer.Option(
         False, "--explain", help="Save Grad-CAM overlays (into --save-dir, default predictions/)."

@@ -10,7 +10,7 @@ import importlib
 from typing import Any
 
 _API = ("ModelEntry", "create_model", "get_entry", "list_models", "register_model")
-_BUILTINS = ("tiny", "segment", "timm_models", "anomaly")
+_BUILTINS = ("tiny", "segment", "detect", "timm_models", "anomaly")
 
 __all__ = list(_API)
 

@@ -10,9 +10,10 @@ from inspekt.errors import ConfigError, did_you_mean
 from inspekt.tasks.anomaly import Anomaly
 from inspekt.tasks.base import Task
 from inspekt.tasks.classify import Classify
+from inspekt.tasks.detect import Detect
 from inspekt.tasks.segment import Segment
 
-TASKS: dict[str, Task] = {task.name: task for task in (Classify(), Segment(), Anomaly())}
+TASKS: dict[str, Task] = {task.name: task for task in (Classify(), Segment(), Anomaly(), Detect())}
 
 
 def get_task(name: str) -> Task:

@@ -17,7 +17,7 @@ from inspekt.card import DataInfo, InputSpec, ModelCard, library_versions, now_i
 from inspekt.config import TrainConfig
 from inspekt.data.dataset import Dataset
 from inspekt.data.split import split_dataset
-from inspekt.errors import ConfigError, DatasetError
+from inspekt.errors import ConfigError, DatasetError, ImageLoadError
 from inspekt.models.loop import Objective, epoch_seed
 from inspekt.progress import say, warn
 from inspekt.results import BatchReport
@@ -30,8 +30,31 @@ HIGHER_IS_BETTER = {
     "roc_auc": True,
     "iou": True,
     "dice": True,
+    "map50": True,
     "val_loss": False,
 }
+
+
+TILE_WHEN_LARGER = 2.0  # resize=auto tiles when images average more than this times imgsz per side
+
+
+def auto_resize(cfg: TrainConfig, ds: Dataset) -> str:
+    """The resize policy of a task that can tile (segment, detect): ``cfg.resize``, or for auto: tile
+    when the images (times ``cfg.scale``) average over ``TILE_WHEN_LARGER`` times imgsz per side."""
+    if cfg.resize != "auto":
+        return cfg.resize
+    from inspekt.io import image_size
+
+    sizes = []
+    for sample in ds.samples[:: max(1, len(ds.samples) // 64)]:
+        try:
+            sizes.append(image_size(sample.path))
+        except (ImageLoadError, OSError):  # unreadable files are reported when the store is built
+            continue
+    if not sizes:
+        return "stretch"
+    side = float(np.sqrt(np.median([w * h for w, h in sizes]))) * cfg.scale
+    return "tile" if side > TILE_WHEN_LARGER * cfg.imgsz else "stretch"
 
 
 def _train_val(ds: Dataset, cfg: TrainConfig) -> tuple[Dataset, Dataset]:
@@ -162,7 +185,8 @@ class Supervised:
         cfg, train = self.cfg, self.train
         net = Net(self.network, device_for(cfg), None)
         loss, net.val_loss = self.hooks.losses(train)
-        augment = build_augmenter(cfg.augment, train.spec.size, flips=cfg.flips, seed=cfg.seed)
+        boxes = getattr(self.hooks, "augments_boxes", False)  # the task's targets are boxes the image moves
+        augment = build_augmenter(cfg.augment, train.spec.size, flips=cfg.flips, seed=cfg.seed, boxes=boxes)
         steps = max(1, len(train) // cfg.batch)
 
         def batches(epoch: int, rng: np.random.Generator):

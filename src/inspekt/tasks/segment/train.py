@@ -21,16 +21,16 @@ from inspekt.card import InputSpec, PostProcess, Sanity
 from inspekt.config import TrainConfig
 from inspekt.data import Dataset
 from inspekt.data.masks import MaskRule, mask_rule
-from inspekt.errors import ConfigError, DatasetError, ImageLoadError
+from inspekt.errors import ConfigError, DatasetError
 from inspekt.io import iter_images, load_image
 from inspekt.progress import step
 from inspekt.results import BatchReport, SkippedFile
 from inspekt.tasks.segment.metrics import SegmentationTally
 from inspekt.tasks.segment.predict import postprocess, softmax_maps, tiled_probabilities
+from inspekt.tasks.supervised import auto_resize
 from inspekt.tiling import pad_to_window
 from inspekt.transforms import channel_stats, normalize, prepare, resize
 
-TILE_WHEN_LARGER = 2.0  # resize=auto tiles when images average more than this times imgsz per side
 MAX_COORDS = 512  # defect pixels remembered per image for centring crops
 
 
@@ -205,20 +205,7 @@ class SegmentTraining:
 
     def resize(self, ds: Dataset) -> str:
         """The resize policy; auto tiles when images average over twice imgsz per side."""
-        if self.cfg.resize != "auto":
-            return self.cfg.resize
-        from inspekt.io import image_size
-
-        sizes = []
-        for sample in ds.samples[:: max(1, len(ds.samples) // 64)]:
-            try:
-                sizes.append(image_size(sample.path))
-            except (ImageLoadError, OSError):  # unreadable files are reported when the store is built
-                continue
-        if not sizes:
-            return "stretch"
-        side = float(np.sqrt(np.median([w * h for w, h in sizes]))) * self.cfg.scale
-        return "tile" if side > TILE_WHEN_LARGER * self.cfg.imgsz else "stretch"
+        return auto_resize(self.cfg, ds)
 
     def stores(
         self, train_ds: Dataset, val_ds: Dataset, spec: InputSpec, report: BatchReport, budget: list[int]

@@ -1,0 +1,204 @@
+"""Detection on synthetic planted boxes: targets and decoding, boxes from masks and annotations,
+box-aware augmentation, COCO metrics against hand-counted cases, and training -> export parity ->
+predict -> evaluate through the Python API and the CLI (boxes found, counted and placed)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from inspekt.augment import build_augmenter
+from inspekt.cli import app
+from inspekt.data import open_dataset
+from inspekt.data.dataset import Box, Sample
+from inspekt.engine.evaluator import evaluate
+from inspekt.engine.predictor import Predictor
+from inspekt.engine.trainer import train
+from inspekt.errors import DatasetError
+from inspekt.io import save_image
+from inspekt.tasks import get_task, tasks_for
+from inspekt.tasks.detect.boxes import BoxRule, box_rule, iou_matrix, match
+from inspekt.tasks.detect.metrics import at_threshold, coco_map
+from inspekt.tasks.detect.predict import Maps, decode
+from inspekt.tasks.detect.train import encode_targets
+from inspekt.transforms import Geometry
+
+runner = CliRunner()
+
+
+def planted(rng: np.random.Generator, size: int = 64) -> tuple[np.ndarray, list[tuple[int, int, int, int]]]:
+    """A dark noisy image with 0-3 bright squares (10-16 px) that do not touch; returns their boxes."""
+    image = rng.integers(20, 60, (size, size), dtype=np.uint8)
+    boxes: list[tuple[int, int, int, int]] = []
+    for _ in range(int(rng.integers(0, 4))):
+        side = int(rng.integers(10, 17))
+        x0, y0 = (int(v) for v in rng.integers(2, size - side - 2, 2))
+        if any(not (x0 > c + 2 or x0 + side + 2 < a or y0 > d + 2 or y0 + side + 2 < b) for a, b, c, d in boxes):
+            continue
+        image[y0 : y0 + side, x0 : x0 + side] = 220
+        boxes.append((x0, y0, x0 + side, y0 + side))
+    return image, boxes
+
+
+@pytest.fixture(scope="module")
+def box_data(tmp_path_factory) -> tuple[Path, dict[str, list]]:
+    """60 planted images as images/ + masks/ (boxes come from the masks) and their true boxes."""
+    root = tmp_path_factory.mktemp("det") / "data"
+    rng, truth = np.random.default_rng(0), {}
+    for i in range(60):
+        image, boxes = planted(rng)
+        mask = np.zeros_like(image)
+        for x0, y0, x1, y1 in boxes:
+            mask[y0:y1, x0:x1] = 255
+        save_image(root / "images" / f"im{i:02d}.png", image)
+        save_image(root / "masks" / f"im{i:02d}.png", mask)
+        truth[f"im{i:02d}.png"] = boxes
+    return root, truth
+
+
+def test_targets_decode_back_to_their_boxes():
+    boxes = np.array([[10, 12, 30, 40, 0], [60, 60, 64, 66, 1], [5, 90, 120, 100, 0]], np.float32)
+    targets = encode_targets(boxes, (128, 128), 2)
+    found = decode(Maps(targets[:2], targets[2:6], Geometry((128, 128), 1, 1, 0, 0)), 0.5)
+    assert len(found) == 3
+    assert iou_matrix(found, boxes).max(axis=1).min() > 0.999
+    assert sorted(found[:, 4].tolist()) == [0, 0, 1]
+
+
+def test_decode_maps_back_through_the_resize_geometry():
+    """A box found in a 64x64 input of a 256x128 (HxW) image lands at the original pixels."""
+    boxes = np.array([[16, 16, 32, 48, 0]], np.float32)  # input pixels
+    targets = encode_targets(boxes, (64, 64), 1)
+    geometry = Geometry((256, 128), 64 / 256, 64 / 128, 0, 0)
+    (found,) = decode(Maps(targets[:1], targets[1:5], geometry), 0.5)
+    np.testing.assert_allclose(found[:4], [32, 64, 64, 192], atol=1e-4)
+
+
+def test_boxes_from_masks_and_from_annotations(tmp_path):
+    mask = np.zeros((40, 50), np.uint8)
+    mask[5:10, 3:9] = 255
+    mask[20:35, 30:48] = 255
+    save_image(tmp_path / "images" / "a.png", np.zeros((40, 50), np.uint8))
+    save_image(tmp_path / "masks" / "a.png", mask)
+    ds = open_dataset(tmp_path)
+    rule = box_rule(ds)
+    found = rule.boxes(ds.samples[0], (40, 50))
+    assert sorted(found[:, :4].tolist()) == [[3, 5, 9, 10], [30, 20, 48, 35]]
+    annotated = BoxRule(("pore",))
+    sample = Sample(tmp_path / "a.png", boxes=(Box("pore", -5, 2, 20, 60),))
+    np.testing.assert_array_equal(annotated.boxes(sample, (40, 50)), [[0, 2, 20, 40, 0]])  # clipped
+    with pytest.raises(DatasetError, match="'crack'.*pore"):
+        annotated.boxes(Sample(tmp_path / "a.png", boxes=(Box("crack", 0, 0, 5, 5),)), (40, 50))
+
+
+def test_synth_boxes_layout_is_a_detection_dataset(tmp_path):
+    from inspekt.data.synth import write_dataset
+
+    root = write_dataset(tmp_path / "d", n=8, size=64, layout="boxes", seed=1).root
+    ds = open_dataset(root / "labels.csv")
+    assert "detect" in tasks_for(ds)
+    by_label = {s.label: s.boxes for s in ds.samples}
+    assert by_label["ok"] == ()
+    assert by_label["pore"] and all(b.label == "pore" and b.area > 0 for b in by_label["pore"])
+
+
+def test_flip_moves_the_boxes_with_the_image():
+    augment = build_augmenter("none", (32, 32), boxes=True)
+    image = np.zeros((32, 32), np.uint8)
+    assert augment(image, boxes=np.array([[1, 2, 5, 6, 0]], np.float32))[1].tolist() == [[1, 2, 5, 6, 0]]
+    import albumentations as A
+
+    from inspekt.augment import Augmenter, _box_params
+
+    flip = Augmenter(A.Compose([A.HorizontalFlip(p=1)], **_box_params(True)))
+    image[2:6, 1:5] = 255
+    moved, boxes = flip(image, boxes=np.array([[1, 2, 5, 6, 3]], np.float32))
+    np.testing.assert_allclose(boxes, [[27, 2, 31, 6, 3]])
+    assert moved[2:6, 27:31].min() == 255
+
+
+def test_coco_metrics_on_counted_cases():
+    truth = [np.array([[0, 0, 10, 10, 0], [20, 20, 30, 30, 0]], np.float32), np.zeros((0, 5), np.float32)]
+    perfect = [np.array([[0, 0, 10, 10, 0, 0.9], [20, 20, 30, 30, 0, 0.8]], np.float32), np.zeros((0, 6), np.float32)]
+    assert coco_map(truth, perfect, ("pore",))["map50"] == pytest.approx(1.0)
+    # one right box, one box off by half its size (IoU 1/3) and a false box on the negative image
+    found = [
+        np.array([[0, 0, 10, 10, 0, 0.9], [25, 20, 35, 30, 0, 0.8]], np.float32),
+        np.array([[0, 0, 5, 5, 0, 0.95]], np.float32),
+    ]
+    metrics = coco_map(truth, found, ("pore",))
+    # ranked: false (0.95), true (0.9), false (0.8): recall 0.5 reached at precision 0.5 -> AP50 = 0.5 * 51/101
+    assert metrics["map50"] == pytest.approx(0.5 * 51 / 101, abs=1e-6)
+    counted = at_threshold(truth, found, 0.85)
+    assert (counted["tp"], counted["fp"], counted["fn"]) == (1, 1, 1)
+    assert counted["image_precision"] == 0.5 and counted["image_recall"] == 1.0
+    hit, seen = match(found[0], truth[0])
+    assert hit.tolist() == [True, False] and seen.tolist() == [True, False]
+
+
+def det_config(data, out, **options):
+    base = dict(
+        task="detect",
+        data=str(data),
+        model_params={"width": 8, "neck": 32},
+        epochs=10,
+        imgsz=64,
+        batch=8,
+        lr=0.005,
+        augment="none",
+        warmup_epochs=0,
+        threads=2,
+        out=str(out),
+    )
+    return base | options
+
+
+@pytest.fixture(scope="module")
+def trained(box_data, tmp_path_factory):
+    root, _ = box_data
+    return train(**det_config(root, tmp_path_factory.mktemp("runs")))
+
+
+@pytest.mark.slow
+def test_trained_detector_finds_counts_and_places_planted_boxes(trained, box_data):
+    root, truth = box_data
+    assert trained.parity.ok and trained.metrics["val_map50"] > 0.5
+    card = Predictor.load(trained.bundle).card
+    assert card.task == "detect" and card.classes == ("defect",) and card.outputs == ("heatmap", "boxes")
+    names = sorted(truth)[:20]
+    onnx = Predictor.load(trained.bundle).predict([root / "images" / n for n in names])
+    torch_ = Predictor.load(trained.bundle, backend="torch").predict([root / "images" / n for n in names])
+    right_count, ious = 0, []
+    for name, a, b in zip(names, onnx, torch_):
+        assert [x["class"] for x in a.boxes] == [x["class"] for x in b.boxes]  # the same boxes in both backends
+        for x, y in zip(a.boxes, b.boxes):
+            assert iou_matrix(np.array([x["box"]]), np.array([y["box"]]))[0, 0] >= 0.999
+            assert x["score"] == pytest.approx(y["score"], rel=1e-4, abs=1e-5)
+        true = np.array(truth[name], np.float32).reshape(-1, 4)
+        right_count += len(a.boxes) == len(true) == a.extra["counts"]["defect"]
+        if len(true) and a.boxes:
+            ious.extend(iou_matrix(true, np.array([x["box"] for x in a.boxes])).max(axis=1).tolist())
+        assert a.to_dict()["boxes"] == a.boxes and (a.extra["verdict"] == "defect") == bool(a.boxes)
+    assert right_count >= 16, f"{right_count}/20 images with the right number of boxes"
+    assert np.median(ious) >= 0.7
+
+
+@pytest.mark.slow
+def test_evaluate_and_cli_on_the_trained_detector(trained, box_data, tmp_path):
+    root, _ = box_data
+    result = evaluate(trained.bundle, root, split="all")
+    assert result.metrics["map50"] > 0.5 and result.metrics["n_images"] == 60
+    assert result.metrics["per_class"][0]["boxes"] == sum(r["true_boxes"] for r in result.rows)
+    written = get_task("detect").write_plots(result, None, None, tmp_path / "plots", limit=3)
+    assert written[0].name == "pr_curves.png" and all(p.is_file() for p in written)
+    out = runner.invoke(app, ["predict", str(trained.bundle), str(root / "images"), "--json"])
+    assert out.exit_code == 0, out.output
+    rows = json.loads(out.stdout)
+    rows = rows if isinstance(rows, list) else rows["predictions"]
+    assert len(rows) == 60 and all("boxes" in r and "counts" in r for r in rows)
+    shown = runner.invoke(app, ["eval", str(trained.bundle), str(root), "--split", "all"])
+    assert shown.exit_code == 0 and "mAP@0.5" in shown.output
