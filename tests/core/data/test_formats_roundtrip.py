@@ -91,3 +91,18 @@ def test_predictions_become_pre_annotations_with_scores(tmp_path):
     polygons = labelstudio.write(records, masks="polygon")[0]["annotations"][0]["result"]
     assert [r["type"] for r in polygons] == ["polygonlabels", "polygonlabels"]
     assert len(regions(records[0])) == 2
+
+
+def test_detection_boxes_become_scored_boxes(tmp_path):
+    from inspekt.io import save_image
+
+    source = save_image(tmp_path / "part.png", np.zeros((20, 30, 3), np.uint8))
+    found = Prediction(str(source), "detect", label="pore", score=0.9)
+    found.boxes = [{"class": "pore", "score": 0.9, "box": [3, 4, 13, 10], "area_px": 60}]
+    (ann,) = [a for a in write_predictions([found], ("pore",), "coco", "m@1")["annotations"] if a.get("bbox")]
+    assert ann["bbox"] == [3, 4, 10, 6] and ann["score"] == 0.9
+    (task,) = write_predictions([found], ("pore",), "labelstudio", "m@1")
+    (box,) = [r for r in task["predictions"][0]["result"] if r["type"] == "rectanglelabels"]
+    assert (
+        box["score"] == 0.9 and box["value"]["x"] == pytest.approx(10) and box["value"]["height"] == pytest.approx(30)
+    )

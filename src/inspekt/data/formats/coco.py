@@ -147,7 +147,7 @@ def write(records: list[Record]) -> dict:
         images.append({"id": image_id, "file_name": record.image, "width": record.width, "height": record.height})
         found = [(r.label, r.box, _rle(r.pixels), int(r.pixels.sum()), r.score) for r in regions(record)]
         if record.mask is None:
-            found += [(b.label, (b.x0, b.y0, b.x1, b.y1), [], b.area, None) for b in record.boxes]
+            found += [(b.label, (b.x0, b.y0, b.x1, b.y1), [], b.area, score) for b, score in record.scored_boxes()]
         for label, box, seg, area, score in found:
             ann = {"image_id": image_id, "category_id": category(label), "segmentation": seg, "area": float(area)}
             ann |= {"bbox": [box[0], box[1], box[2] - box[0], box[3] - box[1]], "iscrowd": int(bool(seg))}

@@ -166,10 +166,10 @@ def _results(record: Record, masks: str) -> list[dict]:
         for polygon in outline(region.pixels):
             points = [[x * 100 / w, y * 100 / h] for x, y in zip(polygon[0::2], polygon[1::2])]
             found.append(("polygonlabels", {"points": points, "polygonlabels": [region.label]}, region.score))
-    for box in record.boxes if record.mask is None else ():
+    for box, score in record.scored_boxes() if record.mask is None else ():
         value = {"x": box.x0 * 100 / w, "y": box.y0 * 100 / h, "width": (box.x1 - box.x0) * 100 / w}
         value |= {"height": (box.y1 - box.y0) * 100 / h, "rotation": 0, "rectanglelabels": [box.label]}
-        found.append(("rectanglelabels", value, None))
+        found.append(("rectanglelabels", value, score))
     return [_result(n, kind, value, record, score) for n, (kind, value, score) in enumerate(found)]
 
 

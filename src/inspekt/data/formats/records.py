@@ -27,7 +27,12 @@ class Record:
     classes: Sequence[str] = ()  # the name of each mask index
     heatmap: np.ndarray | None = None  # HxW per-pixel score (the objects' scores)
     boxes: tuple[Box, ...] = ()
+    box_scores: tuple[float | None, ...] = ()  # a prediction's score of each box
     split: str | None = None
+
+    def scored_boxes(self) -> list[tuple[Box, float | None]]:
+        """Each box with its score (None for labelled boxes)."""
+        return [(box, self.box_scores[i] if i < len(self.box_scores) else None) for i, box in enumerate(self.boxes)]
 
 
 @dataclass(frozen=True)
@@ -63,6 +68,7 @@ def from_prediction(prediction: Prediction, classes: Sequence[str]) -> Record:
         height, width = prediction.mask.shape
     else:
         width, height = image_size(prediction.source)
+    found = getattr(prediction, "boxes", None) or []  # detection: {"class", "score", "box": [x0, y0, x1, y1]}
     return Record(
         image=prediction.source,
         width=width,
@@ -73,6 +79,8 @@ def from_prediction(prediction: Prediction, classes: Sequence[str]) -> Record:
         mask=prediction.mask,
         classes=tuple(classes),
         heatmap=prediction.heatmap,
+        boxes=tuple(Box(str(b["class"]), *map(float, b["box"])) for b in found),
+        box_scores=tuple(b.get("score") for b in found),
     )
 
 
