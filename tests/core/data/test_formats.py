@@ -359,3 +359,11 @@ def test_unknown_or_mismatched_format_is_refused(tmp_path):
         read_annotations(path, "datumaro")
     with pytest.raises(DatasetError, match="is not a CVAT for images .xml file"):
         read_annotations(path, "cvat")
+
+
+def test_yolo_classification_folders_are_the_class_folder_layout(tmp_path):
+    for split in ("train", "val"):
+        for label in ("ok", "scratch"):
+            image(tmp_path / split / label, f"{label}.png")
+    ds = open_dataset(tmp_path)
+    assert ds.layout == "classes" and ds.classes == ("ok", "scratch") and ds.splits == ("train", "val")
