@@ -81,8 +81,9 @@ def file_digest(paths: Iterable[Path]) -> str:
 
 
 def find_image(bases: Iterable[Path], name: str) -> Path:
-    """The first existing ``base / name`` (also trying only the file name); else the first candidate."""
-    candidates = [b / name for b in bases] + [b / Path(name).name for b in bases]
+    """The first existing ``base / name`` (also trying only the file name); else the first candidate
+    (``..`` folded, so a name relative to the annotation file gives a clean path)."""
+    candidates = [Path(os.path.normpath(b / name)) for b in bases] + [b / Path(name).name for b in bases]
     return next((c for c in candidates if c.is_file()), candidates[0])
 
 

@@ -41,6 +41,9 @@ def export_dataset(ds: Dataset, fmt: str, out: Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     if fmt == "yolo":
         return yolo.write(records, out)
+    if fmt == "coco":  # file_name relative to the annotation file, as COCO tools expect
+        for record in records:
+            record.image = _cell(Path(record.image), out)
     target = out / ("annotations.json" if fmt == "coco" else "tasks.json")
     doc = coco.write(records) if fmt == "coco" else labelstudio.write(records)
     target.write_text(json.dumps(doc))
