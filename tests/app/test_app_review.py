@@ -94,6 +94,10 @@ def test_an_issues_queue_is_walked_and_each_fix_is_one_row(workspace, monkeypatc
     next(b for b in at.button if b.label == "Undo").click().run()
     assert "undid the exclude fix" in _texts(at)
     assert _corrections(workspace)[-1]["action"] == "undo"
+    at.button[0].click().run()  # the queue again, built while the relabel is in force
+    assert "label: scratch" in _texts(at)
+    next(b for b in at.button if b.label == "Undo").click().run()
+    assert "label: ok" in _texts(at)  # back to what the files say
 
 
 @pytest.mark.slow

@@ -126,13 +126,14 @@ def read_corrections(folder: Path) -> list[Correction]:
     return [Correction(**row) for _, row in rows]
 
 
-def _stacks(rows: list[Correction]) -> dict[tuple[str, str], list[Correction]]:
-    """Per (path, field), the fixes in force: each set is pushed, each undo pops the newest."""
-    stacks: dict[tuple[str, str], list[Correction]] = {}
-    for row in rows:
+def _stacks(rows: list[Correction]) -> dict[tuple[str, str], list[tuple[int, Correction]]]:
+    """Per (path, field), the fixes in force with their row numbers: each set is pushed, each undo
+    pops the newest."""
+    stacks: dict[tuple[str, str], list[tuple[int, Correction]]] = {}
+    for number, row in enumerate(rows):
         stack = stacks.setdefault((row.path, row.field), [])
         if row.action == "set":
-            stack.append(row)
+            stack.append((number, row))
         elif stack:
             stack.pop()
     return stacks
@@ -141,7 +142,7 @@ def _stacks(rows: list[Correction]) -> dict[tuple[str, str], list[Correction]]:
 def current(rows: list[Correction]) -> dict[tuple[str, str], str]:
     """The value each corrected (path, field) has after every set and undo, in order; a field whose
     fixes were all taken back is absent (the original value holds)."""
-    return {key: stack[-1].new for key, stack in _stacks(rows).items() if stack}
+    return {key: stack[-1][1].new for key, stack in _stacks(rows).items() if stack}
 
 
 def _truth(value: str) -> bool:
@@ -181,7 +182,9 @@ class Corrections:
         return None if not value else (Path(value) if Path(value).is_absolute() else self.base / value)
 
     def value(self, sample: Sample, field: str) -> str:
-        """A field's value as recorded in ``corrections.csv`` (corrected when it was corrected)."""
+        """A field's value in the corrected view: the fix in force, else the sample's own value (so give
+        the sample as its files say, ``open_dataset(..., original=True)``: once every fix of a field is
+        undone, that is the value it has again)."""
         state = current(self.rows())
         key = (self.key(sample.path), field)
         if key in state:
@@ -225,18 +228,20 @@ class Corrections:
         target.write_bytes(buffer.getvalue())
         return self._record(sample, "mask", self.key(target), **who)
 
-    def undo(self, sample: Sample, field: str, **who) -> Correction:
-        """Take back the newest fix of ``sample``'s ``field`` not taken back yet.
+    def undo(self, sample: Sample, field: str | None = None, **who) -> Correction:
+        """Take back the newest fix of ``sample``'s ``field`` (any field when None) not taken back yet.
 
         Raises:
             DatasetError: there is none.
         """
         key = self.key(sample.path)
-        stack = _stacks(self.rows()).get((key, field))
-        if not stack:
-            raise DatasetError(f"{key}: no {field} correction to undo in {self.csv_path}")
-        undone = stack[-1]
-        return self._append(Correction(key, field, undone.new, undone.old, "undo", **self._who(**who)))
+        stacks = _stacks(self.rows())
+        fields = FIELDS if field is None else (field,)
+        in_force = [stacks[(key, f)][-1] for f in fields if stacks.get((key, f))]
+        if not in_force:
+            raise DatasetError(f"{key}: no {field or ''} correction to undo in {self.csv_path}".replace("no  ", "no "))
+        undone = max(in_force, key=lambda pair: pair[0])[1]
+        return self._append(Correction(key, undone.field, undone.new, undone.old, "undo", **self._who(**who)))
 
     def _record(self, sample: Sample, field: str, new: str, **who) -> Correction | None:
         old = self.value(sample, field)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -26,12 +27,13 @@ QUEUE, POS, NOTE, CANVAS, JOB = "_review_queue", "_review_pos", "_review_note", 
 
 
 def _build(source: str, data: str, setting: str, predictor, status) -> None:
-    """Build the queue the user asked for and keep it in the session."""
+    """Build the queue the user asked for and keep it in the session, with each image as its files
+    say (the fixes are read from corrections.csv; an excluded image can be found and included again)."""
     from inspekt.data import open_dataset
 
-    dataset = open_dataset(data)
+    original, dataset = open_dataset(data, original=True), open_dataset(data)
     if source == "issues":
-        queue = review.from_issues(setting, dataset)
+        queue = review.from_issues(setting, original)
     elif source == "errors":
         from inspekt.engine.evaluator import evaluate
 
@@ -39,12 +41,14 @@ def _build(source: str, data: str, setting: str, predictor, status) -> None:
     elif source == "threshold":
         queue = review.near_threshold(predictor, dataset, int(setting or 50), progress=status)
     else:
-        queue = review.monitor_flagged(setting or None, dataset)
-    classes = sorted(set(open_dataset(data, original=True).classes) | set(dataset.classes))
-    st.session_state[QUEUE] = {"data": data, "root": str(dataset.root), "items": queue.items, "classes": classes}
+        queue = review.monitor_flagged(setting or None, original)
+    as_read = {s.path: s for s in original.samples}
+    items = [replace(item, sample=as_read.get(item.sample.path, item.sample)) for item in queue.items]
+    classes = sorted(set(original.classes) | set(dataset.classes))
+    st.session_state[QUEUE] = {"data": data, "root": str(dataset.root), "items": items, "classes": classes}
     st.session_state[QUEUE]["masks"] = dataset.mask_layout
     st.session_state[POS] = 0
-    note = f"{len(queue.items)} image(s) to review"
+    note = f"{len(items)} image(s) to review"
     if queue.missing:
         note += f"; {len(queue.missing)} entries name no image of the dataset (e.g. {queue.missing[0]})"
     st.session_state[NOTE] = note
