@@ -131,3 +131,57 @@ def test_a_drawn_mask_becomes_the_image_s_mask(tmp_path):
     assert after[4:12, 8:20].all() and after[:4].sum() == 0  # painted, scaled up x2
     assert after[20:40, 0:8].sum() == 0 and after[20:40, 8:20].all()  # erased only where the eraser went
     assert mask_from_strokes(np.zeros((20, 40, 4), np.uint8), before, (40, 80)) is None
+
+
+@pytest.mark.slow
+def test_grad_cam_shows_beside_the_answer(workspace, monkeypatch):
+    from inspekt.curate.issues import DataIssue, write_issues_csv
+
+    write_issues_csv(
+        [DataIssue(1, "pore/pore_0000.png", None, "label", 0.9, "pore", None, "?")], workspace / "issues.csv"
+    )
+    at = _page(workspace, monkeypatch)
+    at.button[0].click().run()
+    at.toggle(key="review_gradcam").set_value(True).run()
+    assert not at.exception, at.exception
+    assert "gradcam for" in _texts(at)
+
+
+@pytest.fixture(scope="module")
+def segmenter_workspace(tmp_path_factory) -> Path:
+    """A tiny segmenter as a run of the workspace and its images with masks."""
+    from inspekt.data.synth import write_dataset
+    from inspekt.engine.trainer import train
+
+    root = tmp_path_factory.mktemp("review-seg-ws")
+    data = write_dataset(root / "data" / "surfaces", n=16, size=32, seed=4, layout="segmentation").root
+    result = train(
+        task="segment",
+        data=str(data),
+        model="tiny_unet",
+        model_params={"width": 4, "depth": 3},
+        epochs=1,
+        imgsz=32,
+        batch=8,
+        augment="none",
+        threads=1,
+        out=str(root / "runs-tmp"),
+    )
+    shutil.copytree(result.run_dir, root / "runs" / "segment" / "seg")
+    return root
+
+
+@pytest.mark.slow
+def test_a_segmenter_s_queue_shows_the_mask_and_the_model_s_map(segmenter_workspace, monkeypatch):
+    monkeypatch.setenv(WORKSPACE_ENV, str(segmenter_workspace))
+    at = AppTest.from_file(str(MAIN), default_timeout=TIMEOUT)
+    at.session_state["model"] = "runs/segment/seg"
+    at.run()
+    at.switch_page("pages/review.py").run()
+    at.selectbox(key="review_source").select("threshold").run()
+    at.number_input(key="review_limit").set_value(3).run()
+    at.button[0].click().run()
+    assert not at.exception, at.exception
+    text = _texts(at)
+    assert "3 image(s) to review" in text and "margin" in text
+    assert "the model's map" in text and "by runs/segment/seg" in text
