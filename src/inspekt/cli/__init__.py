@@ -73,6 +73,7 @@ def _root(debug: bool = typer.Option(False, "--debug", help="Show tracebacks for
 
 
 from inspekt.cli import (  # noqa: E402,F401  (register commands)
+    correct,
     data,
     drift,
     evaluate,

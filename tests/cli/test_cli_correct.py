@@ -1,0 +1,68 @@
+"""inspekt data correct: one fix per call, in the dataset's corrections.csv, read by every command."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+from typer.testing import CliRunner
+
+from conftest import png_bytes
+from inspekt.cli import app
+
+runner = CliRunner()
+
+
+def run(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def _data(tmp_path):
+    root = tmp_path / "parts"
+    for label in ("ok", "crack"):
+        (root / label).mkdir(parents=True)
+        (root / label / f"{label}0.png").write_bytes(png_bytes(np.full((6, 8), 90, np.uint8)))
+    return root
+
+
+def test_a_label_fix_is_recorded_once_and_seen_by_data_info(tmp_path):
+    root = _data(tmp_path)
+    done = run("data", "correct", root, "ok/ok0.png", "--label", "crack", "--who", "ana", "--note", "scratch")
+    assert done.exit_code == 0, done.output
+    assert "ok/ok0.png: label ok -> crack" in done.output
+    assert "nothing recorded" in run("data", "correct", root, "ok/ok0.png", "--label", "crack").output
+    with (root / ".inspekt-corrections" / "corrections.csv").open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["path"], r["new"], r["who"], r["note"]) for r in rows] == [("ok/ok0.png", "crack", "ana", "scratch")]
+    assert json.loads(run("data", "info", root, "--json").output)["counts"] == {"all": {"crack": 2}}
+
+
+def test_a_mask_an_exclusion_and_an_undo(tmp_path):
+    root = _data(tmp_path)
+    mask = tmp_path / "fix.png"
+    drawn = np.zeros((6, 8), np.uint8)
+    drawn[2:4, 3:6] = 255
+    mask.write_bytes(png_bytes(drawn))
+    assert run("data", "correct", root, "crack/crack0.png", "--mask", mask).exit_code == 0
+    assert "exclude false -> true" in run("data", "correct", root, "ok/ok0.png", "--exclude").output
+    assert "exclude true -> false" in run("data", "correct", root, str(root / "ok" / "ok0.png"), "--undo").output
+    from inspekt.data import open_dataset
+
+    dataset = open_dataset(root)
+    assert len(dataset) == 2
+    fixed = next(s for s in dataset.samples if s.label == "crack").mask
+    from inspekt.io import load_image
+
+    assert ((load_image(fixed, mode="L") > 0) == (drawn > 0)).all()
+
+
+def test_mistakes_are_one_line_with_the_fix(tmp_path):
+    root = _data(tmp_path)
+    both = run("data", "correct", root, "ok/ok0.png", "--label", "crack", "--exclude")
+    assert both.exit_code != 0 and "exactly one of" in both.output
+    missing = run("data", "correct", root, "ok/nope.png", "--label", "crack")
+    assert missing.exit_code != 0 and "ok/nope.png: no such image" in missing.output
+    nothing = run("data", "correct", root, "ok/ok0.png", "--undo")
+    assert nothing.exit_code != 0 and "no correction to undo" in nothing.output
+    assert "Traceback" not in both.output + missing.output + nothing.output
