@@ -35,8 +35,10 @@ def correct_cmd(
         None, "--workspace", help="Where to keep the fixes when the dataset's folder is read-only."
     ),
 ) -> None:
-    """Fix one image's label or mask, or exclude it, as a new version of the dataset (corrections.csv
-    beside it; the files are never changed); every command then reads the corrected dataset."""
+    """Fix one image's label or mask, or exclude it, in the dataset's corrections.csv.
+
+    The files are never changed; every command then reads the corrected dataset.
+    """
     from inspekt.data import open_dataset
     from inspekt.data.corrections import Corrections
 
