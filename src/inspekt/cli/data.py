@@ -54,6 +54,16 @@ def _render_info(info) -> None:
             f"{b['smallest']} {b['smallest_n']} ({b['ratio']:g}:1); train with --class-weights auto or "
             "--sampler balanced, and judge the model by balanced accuracy / macro-F1[/]"
         )
+    if info.boxes:  # box annotations, or the boxes a detector reads from the masks
+        b = info.boxes
+        per_class = ", ".join(f"{name} {n}" for name, n in b.per_class.items()) or "none"
+        console.print(
+            f"boxes (from {b.source}): {b.n_boxes} in {b.images_with_boxes} images ({per_class}); "
+            f"{b.negatives} annotated negatives; size (w x h) min {b.width['min']:g}x{b.height['min']:g}, "
+            f"median {b.width['median']:g}x{b.height['median']:g}, max {b.width['max']:g}x{b.height['max']:g}; "
+            f"{b.small} smaller than 16 px; {len(b.outside)} image(s) with boxes outside the image (clipped)"
+        )
+        sections.append(("boxes outside their image (clipped when used)", b.outside))
     if info.annotation_problems:  # only annotation formats have any
         sections.append(("annotation problems (skipped or clipped)", info.annotation_problems))
     sections += [

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from inspekt.data.box_stats import BoxStats, box_stats
 from inspekt.data.dataset import Dataset, FileProblem, Sample
 from inspekt.errors import ImageLoadError
 from inspekt.io import image_size, load_image
@@ -57,6 +58,7 @@ class DatasetInfo:
     cross_split_duplicates: list[list[str]] = field(default_factory=list)
     near_duplicates: list[list[str]] = field(default_factory=list)
     imbalance: dict | None = None
+    boxes: BoxStats | None = None
     seconds: float = 0.0
 
     def to_dict(self) -> dict:
@@ -221,5 +223,6 @@ def describe(
         cross_split_duplicates=crossing,
         near_duplicates=near,
         imbalance=_imbalance(counts),
+        boxes=box_stats(ds, [r[1] for r in results]),
         seconds=round(time.perf_counter() - start, 3),
     )
