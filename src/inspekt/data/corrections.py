@@ -10,9 +10,11 @@ Where the corrections live (``locate``):
 - a folder dataset ``ROOT``: ``ROOT/.inspekt-corrections/`` (hidden: layout detection and image
   listing skip it, so it is never taken for a class folder or an image);
 - a CSV dataset ``DIR/labels.csv``: ``DIR/.inspekt-corrections/labels.csv/``;
-- when that folder cannot be written (a read-only dataset, or one on remote storage), in the
+- when that folder cannot be written (a read-only dataset), in the
   workspace: ``WORKSPACE/corrections/<name>-<hash of the dataset's path>/`` (workspace: the
   argument, else ``$INSPEKT_WORKSPACE``); a file ``dataset.txt`` there names the dataset.
+
+Datasets on remote storage (``s3://...``) are read as they are; correcting one is refused.
 
 Rows: ``path`` is the image relative to the dataset (the CSV's folder for a CSV); ``field`` is
 ``label``, ``mask`` or ``exclude``; ``old`` / ``new`` the value before / after (a mask: its file,
@@ -159,6 +161,10 @@ class Corrections:
     """
 
     def __init__(self, root: str | os.PathLike, workspace: str | os.PathLike | None = None):
+        if isinstance(storage.as_path(root), storage.RemotePath):
+            raise DatasetError(
+                f"{root}: corrections are kept for local datasets only; copy the dataset to this machine first"
+            )
         self.root = Path(root)
         self.base = _base(self.root)
         self.folder = locate(self.root, workspace)

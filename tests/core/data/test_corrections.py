@@ -186,3 +186,8 @@ def test_corrections_of_images_no_longer_in_the_dataset_are_reported(tmp_path):
     (root / "ok" / "ok0.png").unlink()
     with pytest.warns(UserWarning, match="1 corrected image"):
         assert len(open_dataset(root)) == 5
+
+
+def test_a_remote_dataset_cannot_be_corrected():
+    with pytest.raises(DatasetError, match="local datasets only"):
+        Corrections("s3://bucket/parts")
