@@ -32,6 +32,7 @@ def _build(source: str, data: str, setting: str, predictor, status) -> None:
     from inspekt.data import open_dataset
 
     original, dataset = open_dataset(data, original=True), open_dataset(data)
+    Corrections(dataset.root, root)  # a dataset that cannot be corrected is refused before its queue is walked
     if source == "issues":
         queue = review.from_issues(setting, original)
     elif source == "errors":
