@@ -75,8 +75,10 @@ class IssueReport:
 
 
 def rank_issues(issues: Sequence[DataIssue]) -> list[DataIssue]:
-    """Issues sorted by score (highest first; ties: kind in ``KINDS`` order, then path), ranked 1, 2, ..."""
-    ordered = sorted(issues, key=lambda i: (-i.score, KINDS.index(i.kind), i.path))
+    """Issues sorted by score (highest first; ties: kind in ``KINDS`` order, then path), ranked 1, 2, ...;
+    scores are kept to 6 significant digits, as the CSV writes them (so both say the same)."""
+    rounded = [dataclasses.replace(i, score=float(f"{i.score:.6g}")) for i in issues]
+    ordered = sorted(rounded, key=lambda i: (-i.score, KINDS.index(i.kind), i.path))
     return [dataclasses.replace(issue, rank=n) for n, issue in enumerate(ordered, start=1)]
 
 

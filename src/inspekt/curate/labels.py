@@ -4,6 +4,10 @@ cleanlab estimates, per pair of classes, how many images labelled one class are 
 (the confident joint) and flags that many images of each pair, the least likely first
 (``filter_by="prune_by_noise_rate"``). Every flagged image's score is 1 - p(its given label) (the
 "self-confidence" label quality, inverted): 0.97 means the models gave its label a 3 % chance.
+
+On small datasets cleanlab's count of wrong labels per pair of classes rounds down (one wrong image
+in 30 may be estimated as none), so an image is also flagged when the models give its label under
+``OBVIOUS`` while another class has the majority: no estimate is needed to doubt such a label.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ from inspekt.curate.issues import DataIssue
 from inspekt.data.dataset import Dataset
 from inspekt.results import Prediction
 
+OBVIOUS = 0.05  # p(given label) below which a label is doubted whatever cleanlab's estimate
+
 
 @dataclass(frozen=True)
 class LabelRanking:
@@ -25,7 +31,7 @@ class LabelRanking:
     Attributes:
         paths: the judged images (labelled, with a prediction), worst label quality first.
         quality: p(given label) of each, ascending.
-        flagged: whether cleanlab flags each as a label issue.
+        flagged: whether each is flagged as a label issue (by cleanlab, or as obvious).
         given: each image's label.
         suggested: the most probable class of each.
         suggested_p: its probability.
@@ -65,8 +71,9 @@ def rank_labels(ds: Dataset, predictions: dict[str, Prediction]) -> LabelRanking
         return LabelRanking([], np.zeros(0), np.zeros(0, bool), [], [], np.zeros(0))
     labels = np.array([classes.index(s.label) for s in judged])
     probs = probabilities([predictions[str(s.path)] for s in judged], classes)
-    flagged = find_label_issues(labels, probs, filter_by="prune_by_noise_rate", n_jobs=1)
     quality = probs[np.arange(len(labels)), labels]
+    obvious = (quality < OBVIOUS) & (probs.max(1) >= 0.5)
+    flagged = find_label_issues(labels, probs, filter_by="prune_by_noise_rate", n_jobs=1) | obvious
     order = np.lexsort((quality, ~flagged))  # flagged first, then the least likely label first
     return LabelRanking(
         [str(judged[i].path) for i in order],

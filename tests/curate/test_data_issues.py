@@ -1,0 +1,77 @@
+"""``inspekt data issues`` end to end: cross-validation with the real trainer finds planted wrong
+labels, a bad image is skipped and named, the CSV and HTML are written; ``--model`` warns when the
+bundle trained on the very images it judges."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from inspekt.curate.issues import DataIssue, read_issues_csv
+
+# Enough for a tiny CNN to tell a bright surface from a dark one in two folds, in seconds.
+QUICK = ["epochs=12", "imgsz=32", "batch=8", "lr=0.01", "warmup_epochs=0", "augment=none", "threads=1"]
+QUICK += ["model_params.width=8"]
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory) -> tuple[Path, set[str]]:
+    """Synthetic surfaces as two classes, "ok" and "dark" (the same kind of surface at a third of the
+    brightness), 24 each; two images sit in the wrong class folder, and one file is not an image."""
+    from inspekt.data.synth import write_dataset
+
+    tmp = tmp_path_factory.mktemp("issues")
+    source = sorted(write_dataset(tmp / "src", n=192, size=32, seed=0, color="grey").root.glob("ok/*.png"))
+    root = tmp / "data"
+    for name, files, factor in (("ok", source[:24], 1.0), ("dark", source[24:48], 0.3)):
+        (root / name).mkdir(parents=True)
+        for f in files:
+            image = np.asarray(Image.open(f).convert("L"), dtype=np.float32) * factor
+            Image.fromarray(image.astype(np.uint8)).save(root / name / f"{name}_{f.name}")
+    wrong = {root / "ok" / "ok_ok_0000.png": root / "dark", root / "dark" / "dark_ok_0030.png": root / "ok"}
+    moved = set()
+    for path, folder in wrong.items():
+        moved.add(str(path.rename(folder / path.name)))
+    (root / "ok" / "broken.png").write_bytes(b"not a png")
+    return root, moved
+
+
+@pytest.mark.slow
+def test_cli_finds_planted_labels_skips_bad_image_and_writes_csv_and_html(planted, tmp_path):
+    root, moved = planted
+    csv_path, html_path = tmp_path / "issues.csv", tmp_path / "issues.html"
+    command = [sys.executable, "-m", "inspekt", "data", "issues", str(root), "--folds", "2", "--json"]
+    command += ["--csv", str(csv_path), "--html", str(html_path), *QUICK]
+    env = os.environ | {"HF_HUB_OFFLINE": "1", "NO_ALBUMENTATIONS_UPDATE": "1"}
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(done.stdout)
+    labels = [i for i in report["issues"] if i["kind"] == "label"]
+    assert {i["path"] for i in labels[:2]} == moved, labels[:4]
+    assert all(i["rank"] <= 3 for i in labels[:2])  # nothing but a near-duplicate may outrank them
+    assert {i["suggested"] for i in labels[:2]} == {"ok", "dark"}
+    assert [s["path"] for s in report["skipped"]] == [str(root / "ok" / "broken.png")]
+    assert "2-fold cross-validation" in report["model"] and report["summary"]["balanced_accuracy"] > 0.8
+    assert read_issues_csv(csv_path) == [DataIssue(**i) for i in report["issues"]]
+    page = html_path.read_text(encoding="utf-8")
+    assert page.count("data:image/jpeg;base64,") == len(report["issues"])
+    assert "broken.png" in page and "http" not in page.replace("http-equiv", "")
+
+
+@pytest.mark.slow
+def test_model_trained_on_the_images_is_flagged(trained, synth_classes):
+    """A bundle judging the images it was trained on says so (its card's data fingerprint), and
+    names itself as the judge."""
+    from inspekt.curate import find_issues
+
+    report = find_issues(synth_classes, model=trained.bundle)
+    assert any("trained on these very images" in note for note in report.notes)
+    assert str(trained.bundle) in report.model and "model.onnx sha256:" in report.model
+    assert report.summary["labels_judged"] == 80

@@ -1,0 +1,129 @@
+"""The finders of ``data issues`` without training: ranking, label issues from given probabilities,
+mask verdicts, duplicates and split gaps found by ``data info``, and the HTML report."""
+
+from __future__ import annotations
+
+import re
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from inspekt.curate.find import IssueReport, agreement, rank_issues
+from inspekt.curate.gaps import duplicate_issues, split_issues
+from inspekt.curate.issues import DataIssue
+from inspekt.curate.labels import label_issues, rank_labels
+from inspekt.curate.masks import mask_checker, mask_issues
+from inspekt.curate.report import render_html
+from inspekt.data import open_dataset
+from inspekt.data.info import describe
+from inspekt.results import Prediction, SkippedFile
+
+
+def _noise(seed: int, size: int = 24) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (size, size), dtype=np.uint8)
+
+
+def _save(path, array) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array).save(path)
+    return str(path)
+
+
+def test_ranking_sorts_by_score_then_kind_then_path():
+    issues = [
+        DataIssue(0, "b.png", None, "outlier", 0.5, None, None, ""),
+        DataIssue(0, "a.png", None, "split", 0.5, None, None, ""),
+        DataIssue(0, "c.png", None, "label", 0.5, "x", "y", ""),
+        DataIssue(0, "z.png", None, "duplicate", 0.9, None, None, ""),
+    ]
+    ranked = rank_issues(issues)
+    assert [(i.rank, i.path) for i in ranked] == [(1, "z.png"), (2, "c.png"), (3, "b.png"), (4, "a.png")]
+
+
+def test_planted_labels_are_flagged_from_noisy_probabilities(tmp_path):
+    """A model that puts 75-95 % of its probability on the true class: cleanlab flags the images whose
+    given label was changed (16 of 240; at least 14 found, nothing else), the right class suggested."""
+    rng = np.random.default_rng(0)
+    classes = ["a", "b", "c"]
+    true = [i % 3 for i in range(240)]
+    planted = {int(i) for i in rng.choice(240, 16, replace=False)}
+    given = [(t + 1 + int(rng.integers(2))) % 3 if i in planted else t for i, t in enumerate(true)]
+    for i, label in enumerate(given):
+        _save(tmp_path / classes[label] / f"{i:03d}.png", _noise(i, 8))
+    ds = open_dataset(tmp_path)
+    predictions = {}
+    for s in ds.samples:
+        i = int(s.path.stem)
+        p = rng.uniform(0.0, 0.1, 3)
+        p[true[i]] += rng.uniform(0.8, 0.95)
+        predictions[str(s.path)] = Prediction(str(s.path), "classify", scores=dict(zip(classes, p / p.sum())))
+    ranking = rank_labels(ds, predictions)
+    issues = label_issues(ranking, {})
+    found = {int(issue.path[-7:-4]) for issue in issues}
+    assert found <= planted and len(found) >= 14
+    assert all(issue.suggested == classes[true[int(issue.path[-7:-4])]] for issue in issues)
+    assert [i.score for i in issues] == sorted((i.score for i in issues), reverse=True)
+    assert agreement(ranking)["accuracy"] == pytest.approx(224 / 240, abs=1e-4)
+
+
+def test_mask_verdicts(tmp_path):
+    """An empty mask where the model is sure of a defect, a drawn defect the model does not see, a
+    misplaced one, and two agreeing images (flagged: the first three only)."""
+    drawn = np.zeros((20, 20), np.uint8)
+    drawn[2:8, 2:8] = 255
+    empty = np.zeros((20, 20), np.uint8)
+    files = {}
+    for name, mask in (("sure", empty), ("missed", drawn), ("off", drawn), ("agree", drawn), ("clean", empty)):
+        image = _save(tmp_path / "images" / f"{name}.png", _noise(1, 20))
+        _save(tmp_path / "masks" / f"{name}.png", mask)
+        files[name] = image
+    ds = open_dataset(tmp_path)
+    card = SimpleNamespace(masks=None, classes=("background", "defect"))
+    check = mask_checker(ds)(card)
+    at = {"sure": (12, 18), "missed": None, "off": (12, 18), "agree": (2, 8), "clean": None}
+    checks = {}
+    for name, span in at.items():
+        found, heat = np.zeros((20, 20), np.uint8), np.full((20, 20), 0.02, np.float32)
+        if span:
+            found[span[0] : span[1], span[0] : span[1]], heat[span[0] : span[1], span[0] : span[1]] = 1, 0.97
+        checks[files[name]] = check(files[name], Prediction(files[name], "segment", mask=found, heatmap=heat))
+    issues = {i.path: i for i in mask_issues(checks, {})}
+    assert set(issues) == {files["sure"], files["missed"], files["off"]}
+    assert issues[files["sure"]].suggested == "defect" and issues[files["sure"]].score == pytest.approx(0.97)
+    assert issues[files["missed"]].suggested == "empty" and issues[files["missed"]].score == pytest.approx(0.98)
+    assert issues[files["off"]].score == 1.0 and "IoU 0.00" in issues[files["off"]].detail
+
+
+def test_duplicates_and_split_gaps_from_data_info(tmp_path):
+    """A test image byte-identical to a training image (leakage), a class on train only, and test
+    images far larger than any training image."""
+    for i in range(3):
+        _save(tmp_path / "train" / "ok" / f"{i}.png", _noise(i))
+        _save(tmp_path / "train" / "rare" / f"{i}.png", _noise(10 + i))
+        _save(tmp_path / "test" / "ok" / f"big{i}.png", _noise(20 + i, 96))
+    (tmp_path / "test" / "ok" / "copy.png").write_bytes((tmp_path / "train" / "ok" / "0.png").read_bytes())
+    ds = open_dataset(tmp_path)
+    dupes = duplicate_issues(ds, describe(ds, workers=1))
+    assert [(d.path.endswith("test/ok/copy.png"), d.score, d.split) for d in dupes] == [(True, 1.0, "test")]
+    gaps = split_issues(ds)
+    missing = [g for g in gaps if "class rare" in g.detail]
+    assert len(missing) == 1 and missing[0].score == 0.7 and "test" in missing[0].detail
+    sized = [g for g in gaps if "sized outside" in g.detail]
+    assert len(sized) == 1 and sized[0].split == "test" and sized[0].detail.startswith("3 test image(s)")
+
+
+def test_html_is_self_contained_and_escapes_names(tmp_path):
+    image = _save(tmp_path / "<script>alert(1)</script>.png", _noise(0))
+    issue = DataIssue(1, image, "train", "label", 0.9, "<b>ok</b>", "pore&co", 'why "<i>"')
+    report = IssueReport(
+        root=str(tmp_path), layout="classes", n_images=1, task="classify", model="<model>",
+        issues=[issue], skipped=[SkippedFile("<bad>.png", "not an image <x>")], notes=["<note>"],
+    )  # fmt: skip
+    page = render_html(report)
+    assert "<script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "<b>ok" not in page and "pore&amp;co" in page and "&lt;bad&gt;.png" in page and "&lt;note&gt;" in page
+    assert page.count("data:image/jpeg;base64,") == 1
+    assert not re.search(r"(src|href)=[\"']?(https?:|//|/|file:)", page), "an external reference"
+    assert not re.search(r"url\(|@import|<link|<script", page)
