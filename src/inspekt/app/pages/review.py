@@ -135,7 +135,10 @@ def _current_mask(fixes: Corrections, item) -> np.ndarray | None:
         return None
     path = Path(value) if Path(value).is_absolute() else fixes.base / value
     image, problem = common.decode(path.name, path)
-    return None if image is None else (image if image.ndim == 2 else image[..., 0]) > 127
+    if problem:  # shown as no mask, and said so: drawing one replaces it
+        st.warning(f"Its mask cannot be read: {problem}")
+        return None
+    return (image if image.ndim == 2 else image[..., 0]) > 127
 
 
 def _panels(image: np.ndarray, mask, label: str, excluded: bool, prediction, answer, cam) -> None:
