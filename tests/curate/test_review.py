@@ -31,11 +31,12 @@ def test_issues_are_queued_in_rank_order_and_unknown_paths_reported(tmp_path):
         DataIssue(1, str(root / "crack" / "crack2.png"), None, "outlier", 0.9, "crack", None, "first"),
         DataIssue(3, "../parts/ok/ok1.png", None, "duplicate", 0.5, "ok", None, "same image again"),
         DataIssue(4, "ok/gone.png", None, "label", 0.4, "ok", "crack", "deleted since"),
+        DataIssue(5, "elsewhere/parts/crack/crack0.png", None, "label", 0.3, "crack", "ok", "from another folder"),
     ]
     (tmp_path / "reports").mkdir()
     csv_path = write_issues_csv(issues, tmp_path / "reports" / "issues.csv")
     queue = review.from_issues(csv_path, open_dataset(root))
-    assert [item.sample.path.name for item in queue.items] == ["crack2.png", "ok1.png"]  # ok1 once
+    assert [item.sample.path.name for item in queue.items] == ["crack2.png", "ok1.png", "crack0.png"]  # ok1 once
     assert "first" in queue.items[0].why and queue.items[1].suggested == "crack"
     assert queue.missing == ["ok/gone.png"]
 

@@ -48,8 +48,12 @@ def _index(dataset: Dataset) -> dict[str, Sample]:
 
 
 def _find(index: dict[str, Sample], path: str, bases: list[Path]) -> Sample | None:
-    """The sample a path names: as written, or relative to one of ``bases``."""
-    for candidate in [Path(path)] + [base / path for base in bases]:
+    """The sample a path names: as written, relative to one of ``bases``, or (a relative path written
+    from another folder, e.g. ``data/ok/1.png`` by a command run beside ``data/``) by its tail under
+    the first base."""
+    written = Path(path)
+    tails = [Path(*written.parts[k:]) for k in range(1, len(written.parts))] if not written.is_absolute() else []
+    for candidate in [written] + [base / path for base in bases] + [bases[0] / tail for tail in tails]:
         found = index.get(os.path.normpath(str(candidate)))
         if found is not None:
             return found
