@@ -128,8 +128,9 @@ def accuracy(paths, labels, masks, splits, args, work: Path, name: str) -> str:
 
     data = write_csv(work / f"{name}.csv", paths, labels, masks, splits)
     options = {"task": "classify", "data": str(data), "out": str(work / "runs"), "name": name, "seed": 0}
-    options |= RECIPE | {"epochs": args.accuracy_epochs}
-    cfg = build_config(TrainConfig, options=options, overrides=args.overrides)
+    options |= RECIPE
+    overrides = [*args.overrides, f"epochs={args.accuracy_epochs}"]  # the recipe, trained longer
+    cfg = build_config(TrainConfig, options=options, overrides=overrides)
     t0 = time.perf_counter()
     result = train(cfg)
     clean = write_csv(work / "clean_test.csv", paths, args.clean, masks, splits)

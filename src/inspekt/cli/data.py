@@ -133,7 +133,7 @@ def synth_cmd(
     n: int = typer.Option(200, help="Number of images."),
     size: int = typer.Option(128, help="Image side in pixels."),
     seed: int = typer.Option(0, help="Random seed (same seed, same images)."),
-    layout: str = typer.Option("classes", help="classes | segmentation | mvtec."),
+    layout: str = typer.Option("classes", help="classes | segmentation | mvtec | boxes (labels.csv with boxes)."),
     color: str = typer.Option("mixed", help="grey | color | mixed."),
     overwrite: bool = typer.Option(False, help="Write into a non-empty folder."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
@@ -266,7 +266,9 @@ def issues_cmd(
 def _render_issues(report, top: int) -> None:
     counts = ", ".join(f"{n} {kind}" for kind, n in report.counts().items() if n) or "no issues"
     console.print(f"[bold]{report.root}[/]: {report.n_images} images, judged by {report.model}", highlight=False)
-    table = Table("rank", "kind", "score", "path", "why", title=f"issues: {counts}")
+    table = Table("rank", "kind", "score", title=f"issues: {counts}")
+    table.add_column("path", overflow="fold")
+    table.add_column("why")
     for issue in report.issues[:top]:
         table.add_row(str(issue.rank), issue.kind, f"{issue.score:.3f}", issue.path, issue.detail)
     console.print(table)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from inspekt.bundle import open_bundle
-from inspekt.curate.gaps import bad_mask_issues, duplicate_issues, outlier_issues, split_issues
+from inspekt.curate.gaps import bad_mask_issues, duplicate_issues, near_copies, outlier_issues, split_issues
 from inspekt.curate.issues import KINDS, DataIssue
 from inspekt.curate.labels import LabelRanking, label_issues, rank_labels
 from inspekt.curate.masks import mask_checker, mask_issues, median_iou
@@ -29,6 +29,8 @@ from inspekt.errors import ConfigError, DatasetError, did_you_mean
 from inspekt.progress import step, warn
 from inspekt.results import SkippedFile
 from inspekt.tasks import get_task, tasks_for
+
+WEAK_IOU = 0.3  # a judging segmentation model below this median IoU is said to be too weak
 
 
 @dataclass
@@ -135,6 +137,11 @@ def agreement(ranking: LabelRanking) -> dict[str, float]:
 
 def _weak_model(summary: dict[str, Any]) -> list[str]:
     """A warning when the judging model barely beats chance: its flags would be mostly noise."""
+    if summary.get("median_iou") is not None and summary["median_iou"] < WEAK_IOU:
+        return [
+            f"the judging model's median IoU with the drawn masks is {summary['median_iou']:.2f}: it segments too "
+            "poorly to tell wrong masks from its own mistakes. Train the folds longer (e.g. epochs=40) or give --model"
+        ]
     if "balanced_accuracy" not in summary or summary["balanced_accuracy"] >= min(0.5, 2 * summary["chance"]):
         return []
     return [
@@ -193,6 +200,7 @@ def find_issues(
         warn(note)
         judged.notes.append(note)
     found += duplicate_issues(ds, info) + bad_mask_issues(ds, info) + split_issues(ds)
+    summary["near_duplicate_families_left_out"] = len(info.near_duplicates) - len(near_copies(info))
     skipped = {p.path: SkippedFile(p.path, p.reason) for p in info.corrupt}
     skipped |= {s.path: s for s in judged.skipped if s.path not in skipped}
     return IssueReport(

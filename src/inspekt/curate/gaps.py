@@ -4,7 +4,9 @@ masks) and from the model (outliers), plus classes and sizes present on one spli
 Scores (0..1, how surely a person should act):
 
 * byte-identical copies across splits (a test image trained on): 1.0; with different labels: 0.95;
-  near-duplicates across splits 0.8; copies within one split 0.6, near-duplicates within one 0.4;
+  near-duplicates across splits 0.8 (0.9 with different labels); copies within one split 0.6,
+  near-duplicates within one 0.4 (near-duplicate groups of more than ``NEAR_GROUP_MAX`` images are
+  left out: hashes linked from image to image join whole families of similar plain textures);
 * a mask that cannot be used (unreadable, another size than its image): 1.0;
 * a class on one split only: 1.0 when training lacks it, else 0.7; test/val sizes outside training's
   range: 0.5;
@@ -23,6 +25,7 @@ from inspekt.errors import ImageLoadError
 from inspekt.io import image_size
 from inspekt.results import Prediction
 
+NEAR_GROUP_MAX = 4  # near-duplicate groups larger than this are similar pictures, not copies
 SIZE_SLACK = 1.1  # a held-out image up to 10 % outside training's width / height range is not flagged
 
 
@@ -53,10 +56,17 @@ def _group_issues(groups: Sequence[Sequence[str]], samples: dict, exact: bool) -
     return issues
 
 
+def near_copies(info: DatasetInfo) -> list[list[str]]:
+    """The near-duplicate groups of ``data info`` that look like copies of one picture: at most
+    ``NEAR_GROUP_MAX`` images. Larger groups (hashes linked from image to image) are families of
+    similar-looking pictures, such as plain textures, not copies, and are not reported as issues."""
+    return [g for g in info.near_duplicates if len(g) <= NEAR_GROUP_MAX]
+
+
 def duplicate_issues(ds: Dataset, info: DatasetInfo) -> list[DataIssue]:
     """Exact and near-duplicates (``data info``), scored by whether they cross splits or disagree."""
     samples = {str(s.path): s for s in ds.samples}
-    return _group_issues(info.duplicates, samples, True) + _group_issues(info.near_duplicates, samples, False)
+    return _group_issues(info.duplicates, samples, True) + _group_issues(near_copies(info), samples, False)
 
 
 def bad_mask_issues(ds: Dataset, info: DatasetInfo) -> list[DataIssue]:

@@ -29,9 +29,12 @@ from inspekt.results import BatchReport, Prediction, SkippedFile
 
 # The small, fast recipe each fold trains with (key=value overrides change it). The kept epoch is the
 # one with the lowest validation loss: a fold's validation share is small, and a rate such as macro-F1
-# on a few images ties early and keeps an under-trained epoch.
+# on a few images ties early and keeps an under-trained epoch. Batches follow the data's own class mix
+# (no balanced sampler): confident learning needs probabilities under the labels' real prior, and an
+# oversampled rare class would make every image look a little like it.
 RECIPE = {
     "metric": "val_loss",
+    "sampler": "shuffle",
     "epochs": 8,
     "imgsz": 64,
     "batch": 32,
@@ -129,6 +132,31 @@ def recipe_config(task: str, data: str | Path, work: Path, overrides: Sequence[s
 Keep = Callable[[Any], Callable[[str, Prediction], Any]]  # card -> (image path, prediction) -> what is kept
 
 
+def _train_fold(ds: Dataset, cfg: TrainConfig, held: np.ndarray, data: Path, name: str, outer: Reporter) -> Path:
+    """Train one fold's model on every image but the ``held`` ones; returns its bundle."""
+    trained_on = [s for s, out in zip(ds.samples, held) if not out]
+    update = {"data": str(_fold_csv(ds.samples, held, data)), "name": data.stem, "val": _val_share(trained_on, cfg.val)}
+    with (
+        step(f"{name}: training ({cfg.epochs} epochs)", cfg.epochs) as advance,
+        reporting(_FoldReporter(outer, name)),
+    ):
+        try:
+            result = train(cfg.model_copy(update=update), on_epoch=lambda row: advance() if "epoch" in row else None)
+        except InspektError as exc:
+            raise type(exc)(f"{ds.root}: cross-validation {name}: {exc}") from None
+    return result.bundle
+
+
+def _val_share(samples: Sequence[Sample], share: float) -> float:
+    """The validation share of a fold's training images: ``share``, raised (to at most half) so that the
+    smallest class keeps one validation image (the trainer rounds each class's share)."""
+    counts: dict[str | None, int] = {}
+    for sample in samples:
+        counts[sample.label] = counts.get(sample.label, 0) + 1
+    smallest = min(counts.values(), default=1)
+    return min(0.5, max(share, 0.6 / smallest))
+
+
 def _predict(
     predictor: Predictor, files: dict[str, str], report: BatchReport, what: str, keep: Keep | None
 ) -> dict[str, Any]:
@@ -182,15 +210,9 @@ def cross_validate(
     outer = current()
     for k in range(folds):
         name = f"fold {k + 1}/{folds}"
-        data = _fold_csv(ds.samples, assignment == k, work / f"fold{k + 1}.csv")
-        fold_cfg = cfg.model_copy(update={"data": str(data), "name": f"fold{k + 1}"})
-        with (
-            step(f"{name}: training ({cfg.epochs} epochs)", cfg.epochs) as advance,
-            reporting(_FoldReporter(outer, name)),
-        ):
-            result = train(fold_cfg, on_epoch=lambda row: advance() if "epoch" in row else None)
+        bundle = _train_fold(ds, cfg, assignment == k, work / f"fold{k + 1}.csv", name, outer)
         held = {str(s.path.resolve()): str(s.path) for s, out in zip(ds.samples, assignment == k) if out}
-        predictor = Predictor.load(result.bundle)
+        predictor = Predictor.load(bundle)
         predictions |= _predict(predictor, held, report, f"{name}: predicting held-out images", keep)
         card = card or predictor.card
     by_path = {str(s.path.resolve()): str(s.path) for s in ds.samples}

@@ -12,6 +12,7 @@ from inspekt.curate.find import IssueReport
 from inspekt.curate.issues import DataIssue
 from inspekt.errors import ImageLoadError
 from inspekt.io import output_file, write_file
+from inspekt.progress import step
 
 THUMB = 160  # thumbnail side in pixels
 MAX_SHOWN = 500  # issues drawn with a thumbnail; the rest are listed in the CSV
@@ -78,7 +79,11 @@ def render_html(report: IssueReport, masks: dict[str, str] | None = None) -> str
     if report.summary:
         parts.append("<p><small>" + e(", ".join(f"{k} {v}" for k, v in report.summary.items())) + "</small></p>")
     parts += [f"<div class=note>{e(n)}</div>" for n in report.notes]
-    rows = [_row(issue, mask_of, issue.rank <= MAX_SHOWN) for issue in report.issues]
+    with step("drawing thumbnails", min(len(report.issues), MAX_SHOWN)) as advance:
+        rows = []
+        for issue in report.issues:
+            rows.append(_row(issue, mask_of, issue.rank <= MAX_SHOWN))
+            advance()
     parts.append(
         "<table><tr><th>rank</th><th>image</th><th>kind</th><th>score</th><th>label</th><th>why</th></tr>"
         + "".join(rows)
