@@ -98,6 +98,64 @@ def trained(synth_classes, tmp_path_factory):
     return train(cfg)
 
 
+def planted(rng, size: int = 64):
+    """A dark noisy image with 0-3 bright squares (10-16 px) that do not touch, and their boxes."""
+    import numpy as np
+
+    image = rng.integers(20, 60, (size, size), dtype=np.uint8)
+    boxes: list[tuple[int, int, int, int]] = []
+    for _ in range(int(rng.integers(0, 4))):
+        side = int(rng.integers(10, 17))
+        x0, y0 = (int(v) for v in rng.integers(2, size - side - 2, 2))
+        if any(not (x0 > c + 2 or x0 + side + 2 < a or y0 > d + 2 or y0 + side + 2 < b) for a, b, c, d in boxes):
+            continue
+        image[y0 : y0 + side, x0 : x0 + side] = 220
+        boxes.append((x0, y0, x0 + side, y0 + side))
+    return image, boxes
+
+
+@pytest.fixture(scope="session")
+def planted_boxes(tmp_path_factory):
+    """60 planted-box images as images/ + masks/ (a detector reads one box per mask region), and the
+    true boxes by file name."""
+    import numpy as np
+
+    from inspekt.io import save_image
+
+    root = tmp_path_factory.mktemp("planted") / "data"
+    rng, truth = np.random.default_rng(0), {}
+    for i in range(60):
+        image, boxes = planted(rng)
+        mask = np.zeros_like(image)
+        for x0, y0, x1, y1 in boxes:
+            mask[y0:y1, x0:x1] = 255
+        save_image(root / "images" / f"im{i:02d}.png", image)
+        save_image(root / "masks" / f"im{i:02d}.png", mask)
+        truth[f"im{i:02d}.png"] = boxes
+    return root, truth
+
+
+@pytest.fixture(scope="session")
+def detect_trained(planted_boxes, tmp_path_factory):
+    """The tiny detector trained on the planted boxes (about a minute on an idle CPU)."""
+    from inspekt.engine.trainer import train
+
+    root, _ = planted_boxes
+    return train(
+        task="detect",
+        data=str(root),
+        model_params={"width": 8, "neck": 32},
+        epochs=10,
+        imgsz=64,
+        batch=8,
+        lr=0.005,
+        augment="none",
+        warmup_epochs=0,
+        threads=2,
+        out=str(tmp_path_factory.mktemp("detect-runs")),
+    )
+
+
 @pytest.fixture
 def small_demo(monkeypatch):
     """The demo module with tiny datasets and a one-epoch model, so building it takes seconds."""
