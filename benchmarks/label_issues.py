@@ -114,7 +114,14 @@ def judge(paths, noisy, masks, planted_idx, args, work: Path) -> dict:
     )
     print("  label rows of the issue list, in rank order:")
     print("\n".join(precision_recall(listed, planted, len(paths))))
-    print("  cleanlab's whole ranking (flagged first, then by p(given label)):")
+    if args.save:
+        rk, truth = report.label_ranking, dict(zip(paths, args.clean))
+        np.savez_compressed(
+            f"{args.save}{len(planted_idx)}.npz",
+            paths=np.array(ranking), probs=rk.probs, given=np.array(rk.given), flagged=rk.flagged,
+            truth=np.array([truth[p] for p in ranking]), planted=np.array([p in planted for p in ranking]),
+        )  # fmt: skip
+    print("  cleanlab's whole ranking (flagged first, then by label quality):")
     print("\n".join(precision_recall(ranking, planted, len(paths))), flush=True)
     return {resolve(i.path): i.suggested for i in report.issues if i.kind == "label"}
 
@@ -147,6 +154,7 @@ def main() -> int:
     parser.add_argument("--folds", type=int, default=4)
     parser.add_argument("--accuracy-epochs", type=int, default=20, help="epochs of the accuracy comparison's models")
     parser.add_argument("--no-accuracy", action="store_true", help="only measure the ranking")
+    parser.add_argument("--save", help="save each noise level's out-of-sample probabilities to PREFIX<n>.npz")
     parser.add_argument("overrides", nargs="*", help="key=value changes to the cross-validation recipe")
     args = parser.parse_args()
     if not DATA.is_file():

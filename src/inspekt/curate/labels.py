@@ -2,8 +2,10 @@
 
 cleanlab estimates, per pair of classes, how many images labelled one class are really the other
 (the confident joint) and flags that many images of each pair, the least likely first
-(``filter_by="prune_by_noise_rate"``). Every flagged image's score is 1 - p(its given label) (the
-"self-confidence" label quality, inverted): 0.97 means the models gave its label a 3 % chance.
+(``filter_by="prune_by_noise_rate"``). Every flagged image's score is 1 - its label quality: the
+probability of its given label after cleanlab subtracts each class's confident threshold
+(``self_confidence`` with ``adjust_pred_probs``), so that a rare class the model is shy of does not
+make all its images look mislabelled.
 
 On small datasets cleanlab's count of wrong labels per pair of classes rounds down (one wrong image
 in 30 may be estimated as none), so an image is also flagged when the models give its label under
@@ -30,11 +32,15 @@ class LabelRanking:
 
     Attributes:
         paths: the judged images (labelled, with a prediction), worst label quality first.
-        quality: p(given label) of each, ascending.
+        quality: the label quality of each (flagged first, then ascending): p(given label) after
+            cleanlab subtracts each class's confident threshold (``adjust_pred_probs``), so a rare
+            class the model is shy of is not ranked as wrong for that alone.
         flagged: whether each is flagged as a label issue (by cleanlab, or as obvious).
         given: each image's label.
         suggested: the most probable class of each.
         suggested_p: its probability.
+        given_p: the probability of the given label (not adjusted).
+        probs: the (N, K) out-of-sample probabilities, in the dataset's class order.
     """
 
     paths: list[str]
@@ -43,6 +49,8 @@ class LabelRanking:
     given: list[str]
     suggested: list[str]
     suggested_p: np.ndarray
+    given_p: np.ndarray
+    probs: np.ndarray
 
 
 def probabilities(predictions: Sequence[Prediction], classes: Sequence[str]) -> np.ndarray:
@@ -64,16 +72,18 @@ def rank_labels(ds: Dataset, predictions: dict[str, Prediction]) -> LabelRanking
         The ranking (empty when fewer than two classes are labelled).
     """
     from cleanlab.filter import find_label_issues
+    from cleanlab.rank import get_label_quality_scores
 
     classes = list(ds.classes)
     judged = [s for s in ds.samples if s.label in classes and str(s.path) in predictions]
     if len({s.label for s in judged}) < 2:
-        return LabelRanking([], np.zeros(0), np.zeros(0, bool), [], [], np.zeros(0))
+        return LabelRanking([], np.zeros(0), np.zeros(0, bool), [], [], np.zeros(0), np.zeros(0), np.zeros((0, 0)))
     labels = np.array([classes.index(s.label) for s in judged])
     probs = probabilities([predictions[str(s.path)] for s in judged], classes)
-    quality = probs[np.arange(len(labels)), labels]
-    obvious = (quality < OBVIOUS) & (probs.max(1) >= 0.5)
+    given_p = probs[np.arange(len(labels)), labels]
+    obvious = (given_p < OBVIOUS) & (probs.max(1) >= 0.5)
     flagged = find_label_issues(labels, probs, filter_by="prune_by_noise_rate", n_jobs=1) | obvious
+    quality = get_label_quality_scores(labels, probs, method="self_confidence", adjust_pred_probs=True)
     order = np.lexsort((quality, ~flagged))  # flagged first, then the least likely label first
     return LabelRanking(
         [str(judged[i].path) for i in order],
@@ -82,16 +92,19 @@ def rank_labels(ds: Dataset, predictions: dict[str, Prediction]) -> LabelRanking
         [judged[i].label for i in order],
         [classes[int(probs[i].argmax())] for i in order],
         probs[order].max(1),
+        given_p[order],
+        probs[order],
     )
 
 
 def label_issues(ranking: LabelRanking, splits: dict[str, str | None]) -> list[DataIssue]:
     """The flagged images of a ranking as issues (rank 0: ranked later with the other kinds)."""
     issues = []
-    rows = zip(ranking.paths, ranking.quality, ranking.flagged, ranking.given, ranking.suggested, ranking.suggested_p)
-    for path, quality, flagged, given, suggested, top in rows:
+    rows = zip(ranking.paths, ranking.quality, ranking.flagged, ranking.given, ranking.suggested)
+    for n, (path, quality, flagged, given, suggested) in enumerate(rows):
         if not flagged:
             break
-        detail = f"labelled {given}: out-of-sample p({given}) {quality:.1%}, p({suggested}) {top:.1%}"
+        p_given, p_top = ranking.given_p[n], ranking.suggested_p[n]
+        detail = f"labelled {given}: out-of-sample p({given}) {p_given:.1%}, p({suggested}) {p_top:.1%}"
         issues.append(DataIssue(0, path, splits.get(path), "label", float(1 - quality), given, suggested, detail))
     return issues

@@ -29,12 +29,11 @@ from inspekt.results import BatchReport, Prediction, SkippedFile
 
 # The small, fast recipe each fold trains with (key=value overrides change it). The kept epoch is the
 # one with the lowest validation loss: a fold's validation share is small, and a rate such as macro-F1
-# on a few images ties early and keeps an under-trained epoch. Batches follow the data's own class mix
-# (no balanced sampler): confident learning needs probabilities under the labels' real prior, and an
-# oversampled rare class would make every image look a little like it.
+# on a few images ties early and keeps an under-trained epoch. The trainer's own sampler choice stays
+# (class-balanced batches above 10:1 imbalance: in a few epochs a rare class is otherwise never learnt;
+# the prior shift it causes is what cleanlab's per-class thresholds correct).
 RECIPE = {
     "metric": "val_loss",
-    "sampler": "shuffle",
     "epochs": 8,
     "imgsz": 64,
     "batch": 32,
@@ -142,8 +141,9 @@ def _train_fold(ds: Dataset, cfg: TrainConfig, held: np.ndarray, data: Path, nam
     ):
         try:
             result = train(cfg.model_copy(update=update), on_epoch=lambda row: advance() if "epoch" in row else None)
-        except InspektError as exc:
-            raise type(exc)(f"{ds.root}: cross-validation {name}: {exc}") from None
+        except InspektError as exc:  # the same error, saying which dataset and fold it is about
+            exc.args = (f"{ds.root}: cross-validation {name}: {exc}",)
+            raise
     return result.bundle
 
 
