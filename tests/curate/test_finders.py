@@ -114,6 +114,21 @@ def test_duplicates_and_split_gaps_from_data_info(tmp_path):
     assert len(sized) == 1 and sized[0].split == "test" and sized[0].detail.startswith("3 test image(s)")
 
 
+def test_near_duplicate_pairs_are_issues_but_large_families_are_not(tmp_path):
+    """A picture saved twice (a little brighter) is a near-duplicate; six re-exposures of another
+    picture are one family of similar pictures, left out (``NEAR_GROUP_MAX``)."""
+    base, other = _noise(1, 32).astype(int), _noise(2, 32).astype(int)
+    _save(tmp_path / "ok" / "pair_a.png", base.clip(0, 250).astype(np.uint8))
+    _save(tmp_path / "ok" / "pair_b.png", (base.clip(0, 250) + 3).astype(np.uint8))
+    for i in range(6):
+        _save(tmp_path / "bad" / f"family_{i}.png", (other.clip(0, 240) + 2 * i).astype(np.uint8))
+    ds = open_dataset(tmp_path)
+    info = describe(ds, workers=1)
+    assert sorted(len(g) for g in info.near_duplicates) == [2, 6]
+    issues = duplicate_issues(ds, info)
+    assert [(i.path.endswith("pair_b.png"), i.score) for i in issues] == [(True, 0.4)]
+
+
 def test_html_is_self_contained_and_escapes_names(tmp_path):
     image = _save(tmp_path / "<script>alert(1)</script>.png", _noise(0))
     issue = DataIssue(1, image, "train", "label", 0.9, "<b>ok</b>", "pore&co", 'why "<i>"')
