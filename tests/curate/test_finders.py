@@ -129,6 +129,25 @@ def test_near_duplicate_pairs_are_issues_but_large_families_are_not(tmp_path):
     assert [(i.path.endswith("pair_b.png"), i.score) for i in issues] == [(True, 0.4)]
 
 
+def test_a_bundle_judges_only_images_it_did_not_train_on(tmp_path):
+    """Trained on this dataset (same fingerprint): only its test split is judged; without a test split,
+    everything, with a warning; trained elsewhere: everything, quietly."""
+    from inspekt.curate.predictions import _held_out
+
+    for split in ("train", "test"):
+        for i in range(2):
+            _save(tmp_path / split / "ok" / f"{i}.png", _noise(i if split == "train" else 9 + i))
+    ds = open_dataset(tmp_path)
+    card = lambda fingerprint, source="": SimpleNamespace(data=SimpleNamespace(fingerprint=fingerprint, source=source))  # noqa: E731
+    judged, notes = _held_out(ds, card(ds.fingerprint()), "m")
+    assert {s.split for s in judged.samples} == {"test"} and "only its 2 test images" in notes[0]
+    train_only = ds.subset("train")
+    judged, notes = _held_out(train_only, card(train_only.fingerprint()), "m")
+    assert len(judged) == 2 and "trained on these very images" in notes[0]
+    judged, notes = _held_out(ds, card("0123456789abcdef"), "m")
+    assert len(judged) == 4 and notes == []
+
+
 def test_html_is_self_contained_and_escapes_names(tmp_path):
     image = _save(tmp_path / "<script>alert(1)</script>.png", _noise(0))
     issue = DataIssue(1, image, "train", "label", 0.9, "<b>ok</b>", "pore&co", 'why "<i>"')
