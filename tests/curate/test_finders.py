@@ -148,6 +148,14 @@ def test_a_bundle_judges_only_images_it_did_not_train_on(tmp_path):
     assert len(judged) == 4 and notes == []
 
 
+def test_fold_recipe_trains_each_task_default_model_unless_told(tmp_path):
+    from inspekt.curate.predictions import recipe_config
+
+    assert recipe_config("segment", tmp_path, tmp_path).model == "tiny_unet"
+    assert recipe_config("classify", tmp_path, tmp_path).model == "tiny_cnn"
+    assert recipe_config("classify", tmp_path, tmp_path, ["model=resnet18", "epochs=3"]).epochs == 3
+
+
 def test_html_is_self_contained_and_escapes_names(tmp_path):
     image = _save(tmp_path / "<script>alert(1)</script>.png", _noise(0))
     issue = DataIssue(1, image, "train", "label", 0.9, "<b>ok</b>", "pore&co", 'why "<i>"')

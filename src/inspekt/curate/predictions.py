@@ -26,6 +26,7 @@ from inspekt.engine.trainer import train
 from inspekt.errors import ConfigError, InspektError, one_line
 from inspekt.progress import Reporter, current, reporting, step, warn
 from inspekt.results import BatchReport, Prediction, SkippedFile
+from inspekt.tasks import get_task
 
 # The small, fast recipe each fold trains with (key=value overrides change it). The kept epoch is the
 # one with the lowest validation loss: a fold's validation share is small, and a rate such as macro-F1
@@ -125,7 +126,7 @@ def _fold_csv(samples: Sequence[Sample], held: np.ndarray, path: Path) -> Path:
 def recipe_config(task: str, data: str | Path, work: Path, overrides: Sequence[str] = (), seed: int = 0) -> TrainConfig:
     """The training config of one fold: ``RECIPE`` (the task's default model), then ``overrides``."""
     options = {"task": task, "data": str(data), "out": str(work), "seed": seed, "exist_ok": True, **RECIPE}
-    return build_config(TrainConfig, options=options, overrides=list(overrides))
+    return get_task(task).configure(build_config(TrainConfig, options=options, overrides=list(overrides)))
 
 
 Keep = Callable[[Any], Callable[[str, Prediction], Any]]  # card -> (image path, prediction) -> what is kept
@@ -255,8 +256,6 @@ def from_bundle(ds: Dataset, bundle: str | Path, keep: Keep | None = None) -> Ou
         BundleError: the bundle cannot be opened.
         ConfigError: ``data issues`` has nothing to check with this task's models.
     """
-    from inspekt.tasks import get_task
-
     predictor = Predictor.load(bundle)
     card = predictor.card
     if not get_task(card.task).issues:
