@@ -2,7 +2,10 @@
 
 Built once; running it again finds what exists and returns in seconds.
 
-    <workspace>/data/surfaces          class folders (ok, pore, lop, scratch)
+    <workspace>/data/surfaces          class folders (ok, pore, lop, scratch), with PLANTED images
+                                       moved to a wrong class folder (their file names keep the true
+                                       class) so ``inspekt data issues`` and the Review page have
+                                       something to find; listed in <workspace>/planted-label-errors.csv
     <workspace>/data/surfaces-seg      images/ + masks/ (segmentation)
     <workspace>/data/surfaces-mvtec    train/good, test/<type>, ground_truth/ (anomaly)
     <workspace>/data/incoming          unseen images to predict
@@ -44,6 +47,7 @@ IMAGE_SIZE, IMGSZ, EPOCHS, SEG_EPOCHS, ANOMALY_EPOCHS = 96, 64, 20, 12, 300
 ANOMALY_METHOD = "ae_ssim"
 MODEL_NAME, SEGMENTER_NAME, ANOMALY_NAME = "surface-classifier", "surface-segmenter", "surface-anomaly"
 DRIFTED = "incoming-drifted"
+PLANTED, PLANTED_LIST = 8, "planted-label-errors.csv"  # wrong labels planted in data/surfaces (1.7 %)
 
 
 @dataclass
@@ -69,7 +73,29 @@ def _datasets(root: Path, built: list[str]) -> dict[str, Path]:
                 )
             built.append(f"data/{name}")
         paths[name] = path
+    if "data/surfaces" in built:
+        _plant_label_errors(paths["surfaces"], root / PLANTED_LIST)
     return paths
+
+
+def _plant_label_errors(folder: Path, listing: Path) -> None:
+    """Move ``PLANTED`` images (seed 0) into another class's folder and list them (path, true, given)."""
+    import csv
+
+    import numpy as np
+
+    files = list_images(folder)
+    classes = sorted({f.parent.name for f in files})
+    rng = np.random.default_rng(0)
+    rows = []
+    for index in sorted(rng.choice(len(files), size=min(PLANTED, len(files)), replace=False)):
+        source = files[index]
+        given = classes[(classes.index(source.parent.name) + 1 + int(rng.integers(len(classes) - 1))) % len(classes)]
+        target = folder / given / source.name
+        source.rename(target)
+        rows.append((target.relative_to(listing.parent).as_posix(), source.parent.name, given))
+    with listing.open("w", newline="") as handle:
+        csv.writer(handle).writerows([("path", "true_label", "given_label"), *rows])
 
 
 def _train_once(root: Path, name: str, built: list[str], cfg: TrainConfig, on_epoch: Callable | None) -> Path:
