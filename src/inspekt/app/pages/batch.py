@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -125,11 +126,25 @@ if skipped:
 if not results:
     st.error("None of the files could be read as images.")
     st.stop()
-table = pd.DataFrame([{"path": r.source, "label": r.label, "score": r.score, "ms": r.time_ms} for r in results])
+table = pd.DataFrame(
+    [
+        {"path": r.source, "label": r.label, "score": r.score, "ms": r.time_ms}
+        | ({"boxes": len(r.boxes)} if r.boxes is not None else {})
+        for r in results
+    ]
+)
 labels = st.multiselect("Labels", sorted(table["label"].unique()), default=sorted(table["label"].unique()))
 low, high = st.slider("Score between", 0.0, 1.0, (0.0, 1.0), 0.01)
 shown = table[table["label"].isin(labels) & table["score"].between(low, high)]
 st.dataframe(shown, width="stretch")
+boxed = {r.source: r for r in results if r.boxes is not None and r.source in set(shown["path"])}
+if boxed:  # detection: boxes at or above a score, counted per class over the shown images
+    floor = min((b["score"] for r in boxed.values() for b in r.boxes), default=0.0)
+    least = st.slider("Box score at least", 0.0, 1.0, round(floor, 2), 0.01, help="boxes below it are not counted")
+    boxed = {k: replace(r, boxes=[b for b in r.boxes if b["score"] >= least]) for k, r in boxed.items()}
+    per_class = pd.Series([box["class"] for r in boxed.values() for box in r.boxes], dtype=object).value_counts()
+    st.caption(f"boxes per class over {len(boxed)} image(s), score >= {least:.2f}")
+    st.dataframe(per_class.rename_axis("class").reset_index(name="boxes"), hide_index=True, key="batch_counts")
 made_by = {"model": str(batch.model.path), "model_onnx": batch.model.digest} if batch.model else {}
 st.download_button(
     "Download CSV", shown.assign(**made_by).to_csv(index=False), file_name="predictions.csv", mime="text/csv"
@@ -138,7 +153,7 @@ st.subheader("Gallery")
 columns = st.columns(6)
 by_path = {r.source: r for r in results}
 for k, path in enumerate(shown["path"].head(24)):
-    r = by_path[path]
+    r = boxed.get(path) or by_path[path]
     image, _ = _image(path, dict(sources)[path])
-    shown_image = r.overlay(pipeline(image)) if r.mask is not None else image
+    shown_image = r.overlay(pipeline(image)) if r.mask is not None or r.boxes is not None else image
     columns[k % 6].image(shown_image, caption=f"{Path(path).name}: {r.label} {r.score:.2f}", width="stretch")

@@ -48,9 +48,10 @@ def _images(image: np.ndarray, enhanced: np.ndarray, pipeline: Pipeline, predict
     if pipeline.ops:
         panels.append((enhanced, "enhanced", f"enhancement: {pipeline.describe()}"))
     overlay = None
-    if prediction is not None and prediction.mask is not None:
+    if prediction is not None and (prediction.mask is not None or prediction.boxes is not None):
         overlay = prediction.overlay(enhanced)
-        panels.append((overlay, "prediction (regions outlined)", ""))
+        drawn = "boxes drawn" if prediction.boxes is not None else "regions outlined"
+        panels.append((overlay, f"prediction ({drawn})", ""))
         if prediction.reconstruction is not None:
             panels.append((prediction.reconstruction, "what the model expected (reconstruction)", ""))
     for column, (shown, caption, note) in zip(st.columns(4), panels):
@@ -198,6 +199,11 @@ _verdict(prediction, answer, card)
 overlay = _images(image, enhanced, pipeline, prediction)
 if prediction.extra.get("components"):
     st.dataframe(pd.DataFrame(prediction.extra["components"]), width="stretch")
+if prediction.boxes is not None:  # how many of each class, then every box
+    counts = pd.DataFrame(prediction.extra["counts"].items(), columns=["class", "boxes"])
+    st.dataframe(counts, width="stretch", hide_index=True, key="box_counts")
+    if prediction.boxes:
+        st.dataframe(pd.DataFrame(prediction.boxes), width="stretch", key="box_list")
 if task.explainable and st.toggle("Grad-CAM", help="where the model looked for the predicted class", key="gradcam"):
     cam = _gradcam(name, enhanced)
     overlay = overlay if cam is None else cam
