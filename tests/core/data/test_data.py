@@ -53,7 +53,7 @@ def test_mvtec_with_ground_truth(tmp_path):
     assert ds.layout == "mvtec" and ds.classes == ("crack", "good")
     crack = [s for s in ds.samples if s.label == "crack"][0]
     assert crack.mask == root / "ground_truth/crack/3_mask.png" and crack.split == "test"
-    assert set(tasks_for(ds)) == {"classify", "segment", "anomaly"}
+    assert set(tasks_for(ds)) == {"classify", "segment", "anomaly", "detect"}  # masks are boxes too
 
 
 def test_segmentation_mirrored_any_extension(tmp_path):
@@ -187,7 +187,7 @@ def test_magnetic_tile():
     assert info.layout == "segmentation" and info.n_images == 1344 and len(info.classes) == 6
     assert info.counts["all"]["Free"] == 952 and info.masks_found == 1344 and not info.masks_missing
     assert not info.corrupt and not info.mask_problems
-    assert set(info.tasks) == {"classify", "segment", "anomaly"}
+    assert set(info.tasks) == {"classify", "segment", "anomaly", "detect"}
 
 
 @pytest.mark.datasets
