@@ -10,7 +10,13 @@ model, in batches of --max-batch), with the server's inference threads per call 
 every core ("x best raw": what a script using the library alone gets, the stricter yardstick since
 the server runs two model calls at once); (2) `inspekt serve` as a subprocess on a free loopback
 port, driven by 1, 8 and 32 concurrent clients (one image per request, keep-alive connections) for
---seconds each after a 1 s warm-up: sustained images/s, p50 and p99 latency, and both ratios.
+--seconds each after a 1 s warm-up: sustained images/s, p50 and p99 latency, and both ratios;
+(3) the raw Predictor again, so the ratios use the mean of a measurement before and after the server.
+
+Beside the rates it prints CPU milliseconds per image: the raw Predictor's process, and the server's
+event-loop thread and whole process. On a busy machine the rates swing with the other load while the
+CPU per image barely moves, so that is the figure to compare between versions there; the load average
+and the CPU's instruction sets are printed too.
 
 The clients run on the same machine as the server. ``--client lean`` (default) sends pre-built
 HTTP/1.1 requests over asyncio streams, like wrk, so the load generator takes little CPU;
@@ -58,15 +64,26 @@ def demo_model(workspace: Path) -> tuple[Path, Path]:
     return model, images
 
 
-def raw_rate(model: Path, images: list[bytes], seconds: float, threads: int | None, batch: int) -> float:
-    """The Predictor's sustained images/s on encoded images (decoding included), in this process."""
+def raw_rate(model: Path, images: list[bytes], seconds: float, threads: int | None, batch: int) -> tuple[float, float]:
+    """The Predictor's sustained images/s on encoded images (decoding included), in this process, and
+    the process's CPU milliseconds per image."""
     predictor = Predictor.load(model, threads=threads, batch_size=batch)
     predictor.predict(images[:batch])  # warm-up
-    done, start = 0, time.perf_counter()
+    done, start, cpu = 0, time.perf_counter(), time.process_time()
     while time.perf_counter() - start < seconds:
         predictor.predict(images)
         done += len(images)
-    return done / (time.perf_counter() - start)
+    return done / (time.perf_counter() - start), (time.process_time() - cpu) / done * 1000
+
+
+def cpu_seconds(pid: int, thread: int | None = None) -> float:
+    """User + system CPU seconds of a process (or one of its threads), from /proc (0 elsewhere)."""
+    path = f"/proc/{pid}/task/{thread}/stat" if thread else f"/proc/{pid}/stat"
+    try:
+        fields = Path(path).read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def multipart_request(path: str, name: str, image: bytes, port: int) -> bytes:
@@ -139,14 +156,18 @@ async def _run_clients(
     return latencies, errors, time.perf_counter() - start
 
 
-def load_level(kind: str, port: int, model: str, images: list[bytes], clients: int, seconds: float) -> dict:
-    """Drive the server with ``clients`` concurrent clients (after a 1 s warm-up): images/s, p50 / p99
-    latency (ms), errors."""
+def load_level(kind: str, port: int, model: str, images: list[bytes], clients: int, seconds: float, pid: int) -> dict:
+    """Drive the server (process ``pid``) with ``clients`` concurrent clients (after a 1 s warm-up):
+    images/s, p50 / p99 latency (ms), errors, and the server's CPU ms per image (event loop, process)."""
     path = f"/v1/models/{model}/predict"
     asyncio.run(_run_clients(kind, port, path, images, clients, 1.0))
+    loop_cpu, all_cpu = cpu_seconds(pid, pid), cpu_seconds(pid)  # the event loop is the main thread
     latencies, errors, elapsed = asyncio.run(_run_clients(kind, port, path, images, clients, seconds))
+    done = max(len(latencies), 1)
     ms = np.array(latencies) * 1000
     return {
+        "loop_cpu": (cpu_seconds(pid, pid) - loop_cpu) / done * 1000,
+        "cpu": (cpu_seconds(pid) - all_cpu) / done * 1000,
         "clients": clients,
         "requests": len(latencies),
         "rate": len(latencies) / elapsed,
@@ -217,38 +238,47 @@ def main() -> None:
     images = [p.read_bytes() for p in list_images(folder)][:64]
     if not images:
         raise SystemExit(f"{folder}: no images")
+    from inspekt.engine.quant_speed import cpu_flags, describe_cpu
+
     print(
         f"model {model}; {len(images)} images from {folder}; {os.cpu_count()} CPU(s), "
-        f"{platform.processor() or platform.machine()}"
+        f"{platform.processor() or platform.machine()} ({describe_cpu(cpu_flags())}); "
+        f"load average {os.getloadavg()[0]:.1f}"
     )
     # the Predictor with the server's threads per call, and with every core (what a script using the
     # library alone gets: the stricter yardstick, since the server runs several calls at once)
-    raws = {
-        t: raw_rate(model, images, args.seconds, t, args.max_batch) for t in sorted({args.threads, os.cpu_count() or 1})
-    }
-    for t, rate in raws.items():
-        print(
-            f"raw Predictor (decode + preprocess + model, batches of {args.max_batch}, {t} inference "
-            f"thread(s)): {rate:.0f} images/s",
-            flush=True,
-        )
-    raw, best_raw = raws[args.threads], max(raws.values())
+    counts = sorted({args.threads, os.cpu_count() or 1})
+    before = {t: raw_rate(model, images, args.seconds, t, args.max_batch) for t in counts}
     port = _free_port()
     server = start_server(model, port, args)
     try:
-        rows = [load_level(args.client, port, "bench", images, int(c), args.seconds) for c in args.clients.split(",")]
+        rows = [
+            load_level(args.client, port, "bench", images, int(c), args.seconds, server.pid)
+            for c in args.clients.split(",")
+        ]
     finally:
         server.terminate()
         server.wait(20)
-    print(f"\nclient: {args.client}")
+    after = {t: raw_rate(model, images, args.seconds, t, args.max_batch) for t in counts}
+    raws = {t: (before[t][0] + after[t][0]) / 2 for t in counts}
+    for t in counts:
+        print(
+            f"raw Predictor (decode + preprocess + model, batches of {args.max_batch}, {t} inference "
+            f"thread(s)): {before[t][0]:.0f} images/s before the server, {after[t][0]:.0f} after; "
+            f"{(before[t][1] + after[t][1]) / 2:.2f} CPU ms/image",
+            flush=True,
+        )
+    raw, best_raw = raws[args.threads], max(raws.values())
+    print(f"\nclient: {args.client}; load average {os.getloadavg()[0]:.1f}")
     print(
         f"{'clients':>7} {'requests':>9} {'images/s':>9} {'x raw':>6} {'x best raw':>10} {'p50 ms':>7} "
-        f"{'p99 ms':>7} {'errors':>6}"
+        f"{'p99 ms':>7} {'errors':>6} {'CPU ms/img':>10} {'loop ms/img':>11}"
     )
     for r in rows:
         print(
             f"{r['clients']:>7} {r['requests']:>9} {r['rate']:>9.0f} {r['rate'] / raw:>6.2f} "
-            f"{r['rate'] / best_raw:>10.2f} {r['p50']:>7.1f} {r['p99']:>7.1f} {r['errors']:>6}"
+            f"{r['rate'] / best_raw:>10.2f} {r['p50']:>7.1f} {r['p99']:>7.1f} {r['errors']:>6} "
+            f"{r['cpu']:>10.2f} {r['loop_cpu']:>11.2f}"
         )
     best = max(rows, key=lambda r: r["rate"])
     print(

@@ -41,10 +41,17 @@ class PixelBudget:
         self.small = capacity // 100
         self._waiters: deque[tuple[int, asyncio.Future]] = deque()
 
-    async def acquire(self, amount: int) -> None:
-        """Wait until ``amount`` fits (``amount`` ≤ ``capacity``: the caller checks)."""
+    def try_acquire(self, amount: int) -> bool:
+        """Take ``amount`` now if it may go ahead without waiting (as ``acquire`` would); False: await
+        ``acquire``."""
         if (not self._waiters or amount <= self.small) and self.used + amount <= self.capacity:
             self._take(amount)
+            return True
+        return False
+
+    async def acquire(self, amount: int) -> None:
+        """Wait until ``amount`` fits (``amount`` ≤ ``capacity``: the caller checks)."""
+        if self.try_acquire(amount):
             return
         waiter = asyncio.get_running_loop().create_future()
         self._waiters.append((amount, waiter))

@@ -189,7 +189,8 @@ async def predict(name: str, request: Request) -> Response:
             state.budget.release(amount)  # when the work has ended, not when the client gave up on it
 
     try:
-        await within(state.budget.acquire(amount), request, deadline)
+        if not state.budget.try_acquire(amount):  # the usual case takes no task and no poll
+            await within(state.budget.acquire(amount), request, deadline)
         running = asyncio.ensure_future(work())
         running.add_done_callback(_consume)  # a request given up on still ends (Cancelled): nothing to log
         predictions = await within(asyncio.shield(running), request, deadline)
@@ -261,3 +262,8 @@ async def drift(name: str, request: Request) -> Response:
     state.metrics.observe_drift(name, result)
     state.metrics.skipped.labels(name).inc(len(result.skipped_current))
     return JSONOut(to_dict(result))
+
+
+# The router tries its routes in order for every request: the prediction route, the one under load,
+# goes first (it was seventh; each route tried costs the event loop ~10 us of matching per request).
+router.routes.sort(key=lambda route: getattr(route, "path", "") != "/v1/models/{name}/predict")

@@ -31,6 +31,7 @@ class Upload:
 
     name: str
     data: bytearray = field(default_factory=bytearray)
+    _pixels: int | None = field(default=None, repr=False)  # header_pixels, read once per request
 
 
 @dataclass
@@ -281,9 +282,12 @@ def within_budget(uploads: list[Upload], budget: int | None, growth: float = 1.0
 
 
 def header_pixels(upload: Upload) -> int:
-    """Width x height from the file header (0 when the header cannot be read: decoding says why)."""
-    try:
-        width, height = image_size(bytes(upload.data))
-    except ImageLoadError:
-        return 0
-    return width * height
+    """Width x height from the file header (0 when the header cannot be read: decoding says why).
+    Read once: the request's charge and its decoding's budget both ask."""
+    if upload._pixels is None:
+        try:
+            width, height = image_size(bytes(upload.data))
+        except ImageLoadError:
+            width = height = 0
+        upload._pixels = width * height
+    return upload._pixels
