@@ -149,3 +149,34 @@ def test_evaluate_and_cli_on_the_trained_detector(detect_trained, planted_boxes,
     shown = runner.invoke(app, ["eval", str(trained.bundle), "--data", str(root), "--split", "all"])
     assert shown.exit_code == 0, shown.output
     assert "mAP@0.5" in shown.output and "AP@0.5" in shown.output
+
+
+def test_timm_centernet_exports_with_parity_and_takes_a_backbone_file(tmp_path):
+    """centernet over a timm encoder: a plain timm backbone file loads into ``encoder.`` (--pretrained),
+    and the bundle's ONNX graph gives the torch maps (the parity check at export)."""
+    import torch
+    from safetensors.torch import save_file
+
+    from inspekt.card import InputSpec, ModelCard
+    from inspekt.models import create_model
+    from inspekt.models.pretrained import load_pretrained
+    from inspekt.models.runtime import save_bundle
+
+    network = create_model("centernet", num_classes=2, in_chans=1, backbone="resnet18", neck=16)
+    import timm  # after inspekt.models, which applies the torchvision workaround (inspekt._compat)
+
+    backbone = timm.create_model("resnet18", pretrained=False, in_chans=1, num_classes=0)
+    save_file({k: v.contiguous() for k, v in backbone.state_dict().items()}, tmp_path / "resnet18.safetensors")
+    report = load_pretrained(network, "centernet", str(tmp_path / "resnet18.safetensors"))
+    assert report.loaded >= 100  # every convolution and batch-norm tensor of the encoder
+    assert torch.equal(network.encoder.conv1.weight, backbone.conv1.weight)
+    card = ModelCard(
+        task="detect",
+        architecture="centernet",
+        params={"num_classes": 2, "in_chans": 1, "backbone": "resnet18", "neck": 16},
+        classes=("pore", "crack"),
+        input=InputSpec(size=(64, 64), channels=1, mean=(0.5,), std=(0.25,)),
+        outputs=("heatmap", "boxes"),
+    )
+    _, parity = save_bundle(network, card, tmp_path / "bundle")
+    assert parity.ok and parity.n_inputs == 4
