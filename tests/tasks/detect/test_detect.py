@@ -180,3 +180,23 @@ def test_timm_centernet_exports_with_parity_and_takes_a_backbone_file(tmp_path):
     )
     _, parity = save_bundle(network, card, tmp_path / "bundle")
     assert parity.ok and parity.n_inputs == 4
+
+
+def test_yolo_boxes_are_a_detection_dataset(tmp_path):
+    """A YOLO folder (annotation import's reader fills Sample.boxes) is read into the boxes training
+    and evaluation use, in pixels; an empty label file is a negative."""
+    for name in ("a", "b"):
+        save_image(tmp_path / "images" / f"{name}.png", np.zeros((50, 100), np.uint8))
+    (tmp_path / "labels").mkdir()
+    (tmp_path / "labels" / "a.txt").write_text("1 0.25 0.5 0.1 0.2\n0 0.75 0.5 0.2 0.4\n")
+    (tmp_path / "labels" / "b.txt").write_text("")
+    (tmp_path / "classes.txt").write_text("pore\ncrack\n")
+    ds = open_dataset(tmp_path)
+    assert "detect" in tasks_for(ds)
+    rule = box_rule(ds)
+    assert rule.classes == ("crack", "pore") and not rule.from_masks
+    by_name = {s.path.name: s for s in ds.samples}
+    found = rule.boxes(by_name["a.png"], (50, 100))
+    expected = [[20, 20, 30, 30, 0], [65, 15, 85, 35, 1]]  # YOLO id 1 = crack at (25, 25) 10x10, id 0 = pore
+    np.testing.assert_allclose(sorted(found.tolist(), key=lambda b: b[0]), expected, atol=1e-4)
+    assert len(rule.boxes(by_name["b.png"], (50, 100))) == 0
