@@ -149,6 +149,15 @@ def test_evaluate_and_cli_on_the_trained_detector(detect_trained, planted_boxes,
     shown = runner.invoke(app, ["eval", str(trained.bundle), "--data", str(root), "--split", "all"])
     assert shown.exit_code == 0, shown.output
     assert "mAP@0.5" in shown.output and "AP@0.5" in shown.output
+    import shutil
+
+    copy = shutil.copytree(trained.bundle, tmp_path / "copy")
+    stored = runner.invoke(
+        app, ["eval", str(copy), "--data", str(root), "--split", "all", "--set-threshold", "best-f1"]
+    )
+    assert stored.exit_code == 0, stored.output
+    best = get_task("detect").choose_threshold(result, "best-f1")
+    assert Predictor.load(copy).card.postprocess.threshold == pytest.approx(best)
 
 
 def test_timm_centernet_exports_with_parity_and_takes_a_backbone_file(tmp_path):

@@ -8,6 +8,7 @@ from typing import Any
 from inspekt.card import ModelCard, PostProcess
 from inspekt.errors import ConfigError
 from inspekt.tasks.base import Control, Table, Task, check_probability, fmt, min_area_error
+from inspekt.tasks.shared import INSPECTION_ROWS
 
 
 class Detect(Task):
@@ -101,8 +102,9 @@ class Detect(Task):
 
     def choose_threshold(self, result: Any, choice: str | float) -> float:
         from inspekt.tasks.detect.metrics import best_f1_threshold
-        from inspekt.tasks.shared import BEST_F1
+        from inspekt.tasks.shared import BEST_F1, parse_threshold_choice
 
+        choice = parse_threshold_choice(choice)
         if choice != BEST_F1:
             return float(choice)
         best = best_f1_threshold(result.truths, result.found)
@@ -133,6 +135,7 @@ class Detect(Task):
             ("box F1", fmt(m["box_f1"])),
             ("image precision (any defect)", fmt(m["image_precision"])),
             ("image recall (any defect)", fmt(m["image_recall"])),
+            *((name, fmt(m[key])) for name, key in INSPECTION_ROWS),
             ("mean count error per image", fmt(m["count_mae"], 2)),
             ("ms / image", fmt(result.to_dict()["ms_per_image"], 1)),
         ]
