@@ -68,6 +68,16 @@ def test_planted_labels_are_flagged_from_noisy_probabilities(tmp_path):
     assert agreement(ranking)["accuracy"] == pytest.approx(224 / 240, abs=1e-4)
 
 
+def test_balanced_models_probabilities_return_to_the_label_mix():
+    """A model trained on balanced batches says 50/50 where it cannot tell; under labels that are
+    90 % "ok" that is 90/10 (Bayes: the posterior scales with the prior)."""
+    from inspekt.curate.labels import to_label_prior
+
+    labels = np.array([0] * 9 + [1])
+    moved = to_label_prior(np.array([[0.5, 0.5], [0.1, 0.9]]), labels)
+    assert moved[0] == pytest.approx([0.9, 0.1]) and moved[1] == pytest.approx([0.5, 0.5])
+
+
 def test_mask_verdicts(tmp_path):
     """An empty mask where the model is sure of a defect, a drawn defect the model does not see, a
     misplaced one, and two agreeing images (flagged: the first three only)."""

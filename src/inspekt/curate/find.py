@@ -115,7 +115,7 @@ def _model_issues(ds: Dataset, judged: OutOfSample, splits: dict) -> tuple[list[
     if get_task(judged.task).issues == "mask":
         checks = judged.predictions
         return mask_issues(checks, splits), {"masks_judged": len(checks), "median_iou": median_iou(checks)}, None
-    ranking = rank_labels(ds, judged.predictions)
+    ranking = rank_labels(ds, judged.predictions, balanced=judged.balanced)
     issues = label_issues(ranking, splits) + outlier_issues(judged.predictions, ds)
     return issues, {"labels_judged": len(ranking.paths), **agreement(ranking)}, ranking
 

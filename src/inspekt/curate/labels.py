@@ -2,10 +2,13 @@
 
 cleanlab estimates, per pair of classes, how many images labelled one class are really the other
 (the confident joint) and flags that many images of each pair, the least likely first
-(``filter_by="prune_by_noise_rate"``). Every flagged image's score is 1 - its label quality: the
-probability of its given label after cleanlab subtracts each class's confident threshold
-(``self_confidence`` with ``adjust_pred_probs``), so that a rare class the model is shy of does not
-make all its images look mislabelled.
+(``filter_by="prune_by_noise_rate"``). Every flagged image's score is 1 - p(its given label) (the
+"self-confidence" label quality, inverted): 0.97 means the models gave its label a 3 % chance.
+
+The cross-validation folds train on class-balanced batches (a rare class is learnt in a few epochs),
+which is training under a uniform class prior: such a model calls a plain image a rare defect far too
+often. Its probabilities are moved back to the labels' class mix before cleanlab reads them
+(``to_label_prior``; ``benchmarks/label_issues.py`` measures what it changes).
 
 On small datasets cleanlab's count of wrong labels per pair of classes rounds down (one wrong image
 in 30 may be estimated as none), so an image is also flagged when the models give its label under
@@ -32,15 +35,13 @@ class LabelRanking:
 
     Attributes:
         paths: the judged images (labelled, with a prediction), worst label quality first.
-        quality: the label quality of each (flagged first, then ascending): p(given label) after
-            cleanlab subtracts each class's confident threshold (``adjust_pred_probs``), so a rare
-            class the model is shy of is not ranked as wrong for that alone.
+        quality: p(given label) of each (flagged first, then ascending).
         flagged: whether each is flagged as a label issue (by cleanlab, or as obvious).
         given: each image's label.
         suggested: the most probable class of each.
         suggested_p: its probability.
-        given_p: the probability of the given label (not adjusted).
-        probs: the (N, K) out-of-sample probabilities, in the dataset's class order.
+        given_p: the probability of the given label (as ``quality``).
+        probs: the (N, K) out-of-sample probabilities (prior-corrected), in the dataset's class order.
     """
 
     paths: list[str]
@@ -61,12 +62,23 @@ def probabilities(predictions: Sequence[Prediction], classes: Sequence[str]) -> 
     return np.where(totals > 0, probs / np.maximum(totals, 1e-12), 1.0 / len(classes))
 
 
-def rank_labels(ds: Dataset, predictions: dict[str, Prediction]) -> LabelRanking:
+def to_label_prior(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Probabilities of a model trained under a uniform class prior (balanced batches), under the
+    labels' class mix instead: each class's probability times its share of the labels, renormalised
+    (Bayes' rule: the posterior scales with the prior)."""
+    share = np.bincount(labels, minlength=probs.shape[1]) / len(labels)
+    moved = probs * share
+    return moved / np.maximum(moved.sum(1, keepdims=True), 1e-12)
+
+
+def rank_labels(ds: Dataset, predictions: dict[str, Prediction], *, balanced: bool = False) -> LabelRanking:
     """cleanlab's verdict on every labelled image that has an out-of-sample prediction.
 
     Args:
         ds: the dataset (labels and class names).
         predictions: image path (as in ``ds``) -> out-of-sample prediction with per-class ``scores``.
+        balanced: the models were trained on class-balanced batches, i.e. under a uniform class prior:
+            their probabilities are moved back to the labels' own class mix first (``to_label_prior``).
 
     Returns:
         The ranking (empty when fewer than two classes are labelled).
@@ -80,10 +92,12 @@ def rank_labels(ds: Dataset, predictions: dict[str, Prediction]) -> LabelRanking
         return LabelRanking([], np.zeros(0), np.zeros(0, bool), [], [], np.zeros(0), np.zeros(0), np.zeros((0, 0)))
     labels = np.array([classes.index(s.label) for s in judged])
     probs = probabilities([predictions[str(s.path)] for s in judged], classes)
+    if balanced:
+        probs = to_label_prior(probs, labels)
     given_p = probs[np.arange(len(labels)), labels]
     obvious = (given_p < OBVIOUS) & (probs.max(1) >= 0.5)
     flagged = find_label_issues(labels, probs, filter_by="prune_by_noise_rate", n_jobs=1) | obvious
-    quality = get_label_quality_scores(labels, probs, method="self_confidence", adjust_pred_probs=True)
+    quality = get_label_quality_scores(labels, probs, method="self_confidence")
     order = np.lexsort((quality, ~flagged))  # flagged first, then the least likely label first
     return LabelRanking(
         [str(judged[i].path) for i in order],

@@ -30,11 +30,12 @@ from inspekt.tasks import get_task
 
 # The small, fast recipe each fold trains with (key=value overrides change it). The kept epoch is the
 # one with the lowest validation loss: a fold's validation share is small, and a rate such as macro-F1
-# on a few images ties early and keeps an under-trained epoch. The trainer's own sampler choice stays
-# (class-balanced batches above 10:1 imbalance: in a few epochs a rare class is otherwise never learnt;
-# the prior shift it causes is what cleanlab's per-class thresholds correct).
+# on a few images ties early and keeps an under-trained epoch. Batches are class-balanced (in a few
+# epochs a rare class is otherwise never learnt); the uniform prior this trains under is undone before
+# the labels are judged (``curate.labels.to_label_prior``).
 RECIPE = {
     "metric": "val_loss",
+    "sampler": "balanced",
     "epochs": 8,
     "imgsz": 64,
     "batch": 32,
@@ -56,6 +57,7 @@ class OutOfSample:
         skipped: images no model could read.
         notes: what the user must know (a model trained on these images, folds without a class ...).
         card: the (last) model's card: classes, thresholds, mask rule.
+        balanced: the models trained on class-balanced batches (a uniform class prior).
     """
 
     task: str
@@ -64,6 +66,7 @@ class OutOfSample:
     skipped: list[SkippedFile] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     card: Any = None
+    balanced: bool = False
 
 
 class _FoldReporter(Reporter):
@@ -221,7 +224,8 @@ def cross_validate(
         f"{folds}-fold cross-validation: {cfg.model} trained {cfg.epochs} epochs at {cfg.imgsz} px per fold, "
         f"seed {seed}"
     )
-    return OutOfSample(task, predictions, model, _named(report, by_path), card=card)
+    skipped = _named(report, by_path)
+    return OutOfSample(task, predictions, model, skipped, card=card, balanced=cfg.sampler == "balanced")
 
 
 def _named(report: BatchReport, by_path: dict[str, str]) -> list[SkippedFile]:
