@@ -209,3 +209,41 @@ def test_yolo_boxes_are_a_detection_dataset(tmp_path):
     expected = [[20, 20, 30, 30, 0], [65, 15, 85, 35, 1]]  # YOLO id 1 = crack at (25, 25) 10x10, id 0 = pore
     np.testing.assert_allclose(sorted(found.tolist(), key=lambda b: b[0]), expected, atol=1e-4)
     assert len(rule.boxes(by_name["b.png"], (50, 100))) == 0
+
+
+def test_tiled_prediction_blends_windows_and_maps_boxes_to_the_original(tmp_path):
+    """A stand-in network that finds bright squares exactly in each window it is given: the tiled
+    path (windows of the half-size image, blended maps, peaks) returns the squares in original pixels,
+    one box per square, also for the square that lies in four overlapping windows."""
+    import cv2
+
+    from inspekt.card import InputSpec, ModelCard, PostProcess
+    from inspekt.tasks.detect.predict import predict_detect
+
+    squares = [(40, 10, 70, 40), (240, 150, 270, 180), (100, 80, 124, 104)]  # x0 y0 x1 y1, original pixels
+    image = np.full((200, 300), 40, np.uint8)
+    for x0, y0, x1, y1 in squares:
+        image[y0:y1, x0:x1] = 220
+    spec = InputSpec(size=(64, 64), channels=1, mean=(0.5,), std=(0.25,), resize="tile", scale=0.5, overlap=0.25)
+    card = ModelCard(
+        task="detect",
+        architecture="tiny_centernet",
+        classes=("defect",),
+        input=spec,
+        outputs=("heatmap", "boxes"),
+        postprocess=PostProcess(threshold=0.5, kernel=0),
+    )
+
+    def perfect(batch: np.ndarray) -> dict[str, np.ndarray]:
+        maps = []
+        for window in batch[:, 0]:
+            n, _, stats, _ = cv2.connectedComponentsWithStats((window > 0).astype(np.uint8))
+            boxes = np.array([(x, y, x + w, y + h, 0) for x, y, w, h, _ in stats[1:n]], np.float32).reshape(-1, 5)
+            maps.append(encode_targets(boxes, (64, 64), 1))
+        maps = np.stack(maps)
+        return {"heatmap": maps[:, :1], "boxes": maps[:, 1:5]}
+
+    (prediction,) = predict_detect(card, [image], ["planted"], perfect, batch_size=4)
+    found = np.array([b["box"] for b in prediction.boxes])
+    assert len(found) == 3 and prediction.extra["counts"] == {"defect": 3}
+    assert iou_matrix(np.array(squares, float), found).max(axis=1).min() > 0.85

@@ -62,12 +62,19 @@ def _cells(values: np.ndarray) -> np.ndarray:
 
 
 def tiled_maps(prepared: np.ndarray, spec: InputSpec, run: RunMaps, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Maps of a scaled image blended over its windows: each window's cells are spread over their
-    pixels for blending (``tiling.blend_tiles``), then read back at the cell centres."""
+    """Maps of a scaled image blended over its windows (``tiling.blend_tiles``). Each window's cells
+    are spread over their pixels, the distances re-measured from each pixel's own position, so that
+    windows starting anywhere (not only at multiples of the stride) blend in agreement; the result is
+    read back at the image's own cell centres."""
 
     def spread(batch: np.ndarray) -> dict[str, np.ndarray]:
         out = run(batch)
-        return {k: out[k].repeat(STRIDE, axis=2).repeat(STRIDE, axis=3) for k in ("heatmap", "boxes")}
+        heat = out["heatmap"].repeat(STRIDE, axis=2).repeat(STRIDE, axis=3)
+        dist = out["boxes"].repeat(STRIDE, axis=2).repeat(STRIDE, axis=3)
+        dx = (np.arange(dist.shape[3]) % STRIDE - STRIDE // 2).astype(np.float32)  # pixel minus cell centre
+        dy = (np.arange(dist.shape[2]) % STRIDE - STRIDE // 2).astype(np.float32)[:, None]
+        moved = np.stack([dist[:, 0] + dx, dist[:, 1] + dy, dist[:, 2] - dx, dist[:, 3] - dy], axis=1)
+        return {"heatmap": heat, "boxes": moved}
 
     blended = blend_tiles(prepared, spec, spread, batch_size)
     return _cells(blended["heatmap"]), _cells(blended["boxes"])
