@@ -1,0 +1,165 @@
+"""Detection quality, training time, speed and ONNX/torch parity on ../shared/datasets/magnetic_tile
+read as a detection dataset: one box per connected region of each mask, classed by the image's
+defect type (``masks=folder``; ``Free`` images are negatives).
+
+A stratified 80/20 split with seed 0 (``inspekt.data.split``); the 80 % trains (its own seeded 10 %
+picks the best epoch and calibrates the score threshold), the 20 % is scored with ``inspekt.evaluate``
+(COCOeval) through the Predictor at the original image size. Prints mAP@0.5 per defect type and
+overall, mAP@0.5:0.95, box and any-defect precision / recall at the card's threshold, training time,
+ms/image of the ONNX fp32 graph, and ONNX vs torch boxes on the test images (IoU, scores).
+
+    .venv/bin/python benchmarks/detect.py [--threads 2] [--keep DIR] [key=value ...]
+    .venv/bin/python benchmarks/detect.py --bundle DIR/model.inspekt   # score a kept model
+
+Timings are wall-clock on whatever else the machine runs: the script prints ``os.getloadavg()`` and
+the CPU time the process itself used (user + system, all threads), which a loaded machine does not
+inflate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "magnetic_tile"
+# The recipe: the built-in CenterNet from scratch on 128-pixel windows of the image at 3/4 size
+# (tiled, as segmentation), grey input with CLAHE, defect-free and defective images drawn equally
+# often, most crops holding a box's centre, and the score threshold calibrated on validation (best
+# box F1). Sized for a 2-core CPU.
+RECIPE = [
+    "model=tiny_centernet",
+    "model_params.width=8",
+    "model_params.neck=32",
+    "masks=folder",
+    "channels=1",
+    "resize=tile",
+    "scale=0.75",
+    "imgsz=128",
+    "clahe=2.0",
+    "epochs=6",
+    "batch=16",
+    "lr=0.004",
+    "augment=light",
+    "flips=both",
+    "val=0.1",
+    "patience=100",
+    "defect_crops=0.8",
+    "sampler=balanced",
+    "threshold=auto",
+]
+
+
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _report(scored, seconds: float | None, cpu: float | None) -> None:
+    m = scored.metrics
+    print(f"test images {m['n_images']} ({m['n_defective']} with boxes), skipped {len(scored.skipped)}")
+    print(f"mAP@0.5 {m['map50']:.4f}  mAP@0.5:0.95 {m['map50_95']:.4f}  (COCOeval, all defect types)")
+    print("AP@0.5 per defect type:")
+    for row in m["per_class"]:
+        ap50 = "-" if row["ap50"] is None else f"{row['ap50']:.4f}"
+        ap = "-" if row["ap"] is None else f"{row['ap']:.4f}"
+        print(f"  {row['class']:10s} AP@0.5 {ap50}  AP@0.5:0.95 {ap}  ({row['boxes']} true boxes)")
+    fmt = lambda v: "-" if v is None else f"{v:.4f}"  # noqa: E731
+    print(
+        f"at the card's score threshold {scored.threshold:.3f}: box precision {fmt(m['box_precision'])} "
+        f"recall {fmt(m['box_recall'])}; any-defect image precision {fmt(m['image_precision'])} "
+        f"recall {fmt(m['image_recall'])}; mean count error {fmt(m['count_mae'])} per image"
+    )
+    ms = sum(scored.times) / max(1, len(scored.times))
+    print(f"inference {ms:.1f} ms/image (ONNX Runtime fp32, original size, tiled as the card says)")
+    if seconds is not None:
+        print(f"training {seconds:.0f} s wall, {cpu:.0f} s CPU (user + system, all threads)")
+
+
+def _parity(bundle, paths: list[str]) -> None:
+    """ONNX vs torch boxes on the same images: matched by class and order (both are sorted by score)."""
+    from inspekt.engine.predictor import Predictor
+    from inspekt.tasks.detect.boxes import iou_matrix
+
+    onnx = Predictor.load(bundle, batch_size=8).predict(paths)
+    torch_ = Predictor.load(bundle, backend="torch", batch_size=8).predict(paths)
+    worst_iou, worst_rel, differ, boxes = 1.0, 0.0, 0, 0
+    for a, b in zip(onnx, torch_):
+        if [x["class"] for x in a.boxes] != [x["class"] for x in b.boxes]:
+            differ += 1
+            continue
+        for x, y in zip(a.boxes, b.boxes):
+            boxes += 1
+            worst_iou = min(worst_iou, float(iou_matrix(np.array([x["box"]]), np.array([y["box"]]))[0, 0]))
+            worst_rel = max(worst_rel, abs(x["score"] - y["score"]) / max(abs(y["score"]), 1e-12))
+    print(
+        f"parity on {len(paths)} test images, {boxes} boxes: images whose boxes differ {differ}; "
+        f"lowest ONNX-torch IoU {worst_iou:.6f}; largest relative score difference {worst_rel:.2e}"
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--keep", type=Path, help="folder to keep the bundle (model.inspekt) and split CSV in")
+    parser.add_argument("--bundle", type=Path, help="score this bundle instead of training one")
+    parser.add_argument("overrides", nargs="*", help="key=value config overrides")
+    args = parser.parse_args()
+    if not args.data.is_dir():
+        print(f"{args.data} is not present; this benchmark needs the development datasets", file=sys.stderr)
+        return 1
+
+    from inspekt.config import TrainConfig, build_config
+    from inspekt.data import open_dataset
+    from inspekt.data.split import split_dataset, write_split_csv
+    from inspekt.engine.evaluator import evaluate
+    from inspekt.engine.trainer import train
+
+    print(f"load average at start {os.getloadavg()}, {os.cpu_count()} CPUs", flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        split = split_dataset(open_dataset(args.data), val=0.0, test=0.2, seed=0)
+        csv_path = write_split_csv(split, Path(tmp) / "split.csv")
+        seconds, cpu, bundle = None, None, args.bundle
+        if bundle is None:
+            cfg = build_config(
+                TrainConfig,
+                options={"task": "detect", "data": str(csv_path), "out": tmp, "threads": args.threads},
+                overrides=RECIPE + args.overrides,
+            )
+            print("recipe:", " ".join(RECIPE + args.overrides), flush=True)
+            t0, c0 = time.perf_counter(), _cpu_seconds()
+            result = train(
+                cfg,
+                on_epoch=lambda r: print(
+                    f"  epoch {r['epoch']:3d}  loss {r['train_loss']:.3f}  val mAP@0.5 {r.get('val_map50', 0):.3f}  "
+                    f"{r['seconds']:.0f}s (CPU so far {_cpu_seconds():.0f}s)",
+                    flush=True,
+                ),
+            )
+            seconds, cpu, bundle = time.perf_counter() - t0, _cpu_seconds() - c0, result.bundle
+            print(
+                f"ONNX parity at export: max |diff| {result.parity.max_abs_diff:.2e} ({result.parity.n_inputs} inputs)"
+            )
+            if args.keep:
+                from inspekt.bundle import copy_bundle, open_bundle
+
+                args.keep.mkdir(parents=True, exist_ok=True)
+                copy_bundle(open_bundle(bundle), args.keep / "model.inspekt", overwrite=True)
+                shutil.copy(csv_path, args.keep / "split.csv")
+        scored = evaluate(bundle, csv_path, split="test", batch_size=8)
+        _report(scored, seconds, cpu)
+        _parity(bundle, [row["path"] for row in scored.rows])
+    print(f"load average at end {os.getloadavg()}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
