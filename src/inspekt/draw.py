@@ -102,7 +102,7 @@ def draw_boxes(
         index = classes.index(box["class"]) + 1 if box["class"] in classes else 1
         drawn = colour or class_colour(index)
         x0, y0, x1, y1 = (int(round(v)) for v in box["box"])
-        cv2.rectangle(out, (x0, y0), (max(x0, x1 - 1), max(y0, y1 - 1)), drawn, thickness, cv2.LINE_AA)
+        cv2.rectangle(out, (x0, y0), (max(x0, x1 - 1), max(y0, y1 - 1)), drawn, thickness, cv2.LINE_8)
         caption = box["class"] + (f" {box['score']:.2f}" if "score" in box else "")
         cv2.putText(out, caption, (x0, max(10, y0 - 3)), cv2.FONT_HERSHEY_SIMPLEX, scale, drawn, 1, cv2.LINE_AA)
     return out

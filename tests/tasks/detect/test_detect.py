@@ -247,3 +247,19 @@ def test_tiled_prediction_blends_windows_and_maps_boxes_to_the_original(tmp_path
     found = np.array([b["box"] for b in prediction.boxes])
     assert len(found) == 3 and prediction.extra["counts"] == {"defect": 3}
     assert iou_matrix(np.array(squares, float), found).max(axis=1).min() > 0.85
+
+
+def test_overlay_and_plot_draw_the_boxes():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from inspekt.draw import class_colour
+    from inspekt.tasks.detect.predict import DetectPrediction
+
+    boxes = [{"class": "crack", "score": 0.9, "box": [20, 30, 60, 50], "area_px": 800.0}]
+    found = DetectPrediction("x.png", "detect", "crack", 0.9, {"pore": 0.1, "crack": 0.9}, boxes=boxes)
+    drawn = found.overlay(np.zeros((80, 100), np.uint8))
+    assert drawn.shape == (80, 100, 3)
+    assert tuple(drawn[40, 20]) == class_colour(2) and tuple(drawn[49, 40]) == class_colour(2)  # crack: 2nd class
+    assert not drawn[40, 40].any()  # inside the box: untouched
+    assert found.plot(np.zeros((80, 100), np.uint8)).get_title() == "x.png: crack 0.900"

@@ -38,6 +38,12 @@ class DetectPrediction(DrawnPrediction):
     def describe(self) -> str:
         return f"{len(self.boxes or ())} box(es), best score {self.score:.2f}"
 
+    def plot(self, image: np.ndarray | None = None, *, ax=None):
+        """Draw the image with its boxes, the verdict and the best score (notebooks); returns the Axes."""
+        from inspekt.draw import plot_prediction
+
+        return plot_prediction(self, self.overlay(image), ax=ax)
+
     def overlay(self, image: np.ndarray | None = None, *, opacity: float = 0.4) -> np.ndarray:
         """The image (RGB, original size) with every box drawn in its class colour ("class score")."""
         from inspekt.draw import draw_boxes
