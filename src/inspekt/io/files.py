@@ -52,12 +52,14 @@ def list_images(folder: str | os.PathLike[str] | storage.RemotePath, recursive: 
     found: list[Path] = []
     for dirpath, dirnames, filenames in os.walk(root, onerror=unreadable):
         dirnames[:] = [d for d in dirnames if not d.startswith(".")] if recursive else []
+        folder = Path(dirpath)  # parsed once per folder: a child path is cheap, a full parse per file is not
         found.extend(
-            Path(dirpath, name)
+            folder / name
             for name in filenames
-            if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_EXTENSIONS
+            if not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
         )
-    return sorted(found)
+    found.sort(key=lambda path: path.parts)  # Path order (by parts), without Path.__lt__ per comparison
+    return found
 
 
 def iter_images(
