@@ -37,7 +37,7 @@ MAX_IMAGES = 1_000_000
 class SynthSummary:
     """What ``write_dataset`` wrote."""
 
-    root: Path  # the dataset folder
+    root: Path  # what to open: the dataset folder (the boxes layout: its labels.csv)
     layout: str  # one of LAYOUTS
     counts: dict[str, int]  # images per folder: {"ok": 50, ...} or {"train/good": 30, ...}
     n_images: int  # images written (masks not counted)
@@ -188,7 +188,8 @@ def write_dataset(
         progress: called with the number of images written so far, after each one.
 
     Returns:
-        A ``SynthSummary`` with the root, layout, images per folder, count and time.
+        A ``SynthSummary`` with what to open (the folder; the boxes layout: its labels.csv), the
+        layout, images per folder, count and time.
 
     Raises:
         DatasetError: unknown kind/layout/color, n < 1, size < 32, a negative seed, or a
@@ -217,5 +218,6 @@ def write_dataset(
             progress(sum(counts.values()))
     if layout == "boxes":
         _write_boxes(root / BOXES_CSV, boxes)
+    data = root / BOXES_CSV if layout == "boxes" else root
     (root / "README.txt").write_text(_readme(layout, n, size, seed, color, counts))
-    return SynthSummary(root, layout, counts, n, time.perf_counter() - start)
+    return SynthSummary(data, layout, counts, n, time.perf_counter() - start)

@@ -67,7 +67,8 @@ def test_synth_boxes_layout_is_a_detection_dataset(tmp_path):
     from inspekt.data.synth import write_dataset
 
     root = write_dataset(tmp_path / "d", n=8, size=64, layout="boxes", seed=1).root
-    ds = open_dataset(root / "labels.csv")
+    assert root == tmp_path / "d" / "labels.csv"  # what to give --data
+    ds = open_dataset(root)
     assert "detect" in tasks_for(ds)
     by_label = {s.label: s.boxes for s in ds.samples}
     assert by_label["ok"] == ()
