@@ -10,13 +10,16 @@ threshold, pixel AUROC / AUPRO where masks exist, training time and ms/image.
     .venv/bin/python benchmarks/anomaly.py dice [--methods draem padim ...] [--threads 2] [--imgsz 128]
     .venv/bin/python benchmarks/anomaly.py magnetic_tile --imgsz 256
 
-Extra ``key=value`` items are passed to every training run (e.g. ``epochs=2``).
+Extra ``key=value`` items are passed to every training run (e.g. ``epochs=2``). Times depend on what
+else runs: the table's header names the CPU's instruction sets and the load average before and after.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import os
+import platform
 import sys
 import tempfile
 import time
@@ -101,6 +104,14 @@ def print_table(rows: list[dict]) -> None:
         print("| " + " | ".join(cells) + " |")
 
 
+def machine() -> str:
+    """The CPU (instruction sets, cores) and the 1-minute load average, for the table's header."""
+    from inspekt.engine.quant_speed import cpu_flags, describe_cpu
+
+    name = platform.processor() or platform.machine()
+    return f"{name} ({describe_cpu(cpu_flags())}), {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("dataset", choices=["dice", "magnetic_tile"])
@@ -130,8 +141,12 @@ def main() -> None:
         "per_method": per_method,
         "overrides": args.overrides,
     }
+    before = machine()
     rows = [run_method(method, data, options, work / "runs") for method in args.methods]
-    print(f"\n{args.dataset}, {imgsz} px, {args.threads} thread(s):")
+    print(
+        f"\n{args.dataset}, {imgsz} px, {args.threads} thread(s); at start: {before}; at end: load average "
+        f"{os.getloadavg()[0]:.1f}"
+    )
     print_table(rows)
 
 
