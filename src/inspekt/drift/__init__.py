@@ -128,7 +128,15 @@ def _import_in_background(config: DriftConfig) -> None:
     names = ["scipy.stats"] + (["sklearn.ensemble"] if "domain" in config.checks else [])
     if all(name in sys.modules for name in names):
         return
-    threading.Thread(target=lambda: [importlib.import_module(n) for n in names], daemon=True).start()
+
+    def load() -> None:
+        for name in names:
+            try:
+                importlib.import_module(name)
+            except Exception:  # the checks import it again and report the problem in their own words
+                return
+
+    threading.Thread(target=load, name="inspekt-drift-imports", daemon=True).start()
 
 
 def _model_outputs(bundle: str | os.PathLike, files: list[str], client) -> dict | None:
