@@ -104,7 +104,7 @@ class CenterNet(nn.Module):
 @register_model(
     "tiny_centernet", task="detect", description="small CenterNet box detector, trains from scratch on a CPU"
 )
-def tiny_centernet(*, num_classes: int, in_chans: int = 3, width: int = 16, neck: int = 64) -> CenterNet:
+def tiny_centernet(*, num_classes: int, in_chans: int = 3, width: int = 16, neck: int = 32) -> CenterNet:
     """Build the built-in detector.
 
     Args:

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from inspekt.tasks.detect.boxes import BoxArray, match
-from inspekt.tasks.shared import ratio
+from inspekt.tasks.shared import inspection_rates, ratio
 
 
 def _coco(truths: Sequence[BoxArray], found: Sequence[np.ndarray], n_classes: int):
@@ -97,7 +97,7 @@ def at_threshold(truths: Sequence[BoxArray], found: Sequence[np.ndarray], thresh
         count_error.append(abs(len(kept) - len(truth)))
     truth_any, found_any = np.asarray(truth_any), np.asarray(found_any)
     precision, recall = float(ratio(tp, tp + fp)), float(ratio(tp, tp + fn))
-    return {
+    return inspection_rates(truth_any, found_any) | {
         "box_precision": precision if tp + fp else None,
         "box_recall": recall if tp + fn else None,
         "box_f1": float(ratio(2 * precision * recall, precision + recall)) if tp + fn else None,
