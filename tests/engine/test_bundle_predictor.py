@@ -99,9 +99,9 @@ def test_tampered_card_is_refused(trained, tmp_path):
     import shutil
 
     copy = shutil.copytree(trained.bundle, tmp_path / "b")
-    raw = json.loads((copy / CARD).read_text()) | {"task": "detect"}
+    raw = json.loads((copy / CARD).read_text()) | {"task": "count"}
     (copy / CARD).write_text(json.dumps(raw))
-    with pytest.raises(BundleError, match=r"card.json: unknown task 'detect' \(known: classify"):
+    with pytest.raises(BundleError, match=r"card.json: unknown task 'count' \(known: classify"):
         Predictor.load(copy)
 
 
