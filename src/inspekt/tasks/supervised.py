@@ -38,6 +38,18 @@ HIGHER_IS_BETTER = {
 TILE_WHEN_LARGER = 2.0  # resize=auto tiles when images average more than this times imgsz per side
 
 
+def require_multiple_of_32(imgsz: int, networks: str) -> None:
+    """Refuse an input size that encoder-decoder networks (five stride-2 stages) cannot take.
+
+    Raises:
+        ConfigError: ``imgsz`` is not a multiple of 32 (the message suggests the nearest one).
+    """
+    if imgsz % 32:
+        raise ConfigError(
+            f"imgsz={imgsz}: {networks} networks need a multiple of 32 (e.g. {max(32, round(imgsz / 32) * 32)})"
+        )
+
+
 def auto_resize(cfg: TrainConfig, ds: Dataset) -> str:
     """The resize policy of a task that can tile (segment, detect): ``cfg.resize``, or for auto: tile
     when the images (times ``cfg.scale``) average over ``TILE_WHEN_LARGER`` times imgsz per side."""

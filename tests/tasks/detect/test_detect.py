@@ -264,3 +264,16 @@ def test_overlay_and_plot_draw_the_boxes():
     assert tuple(drawn[40, 20]) == class_colour(2) and tuple(drawn[49, 40]) == class_colour(2)  # crack: 2nd class
     assert not drawn[40, 40].any()  # inside the box: untouched
     assert found.plot(np.zeros((80, 100), np.uint8)).get_title() == "x.png: crack 0.900"
+
+
+def test_config_mistakes_name_the_key(tmp_path):
+    from inspekt.data.synth import write_dataset
+    from inspekt.engine.trainer import train
+    from inspekt.errors import ConfigError
+
+    data = str(write_dataset(tmp_path / "d", n=8, size=64, layout="boxes", seed=1).root)
+    options = {"task": "detect", "data": data, "out": str(tmp_path / "runs"), "epochs": 1}
+    with pytest.raises(ConfigError, match=r"imgsz=40: detection networks need a multiple of 32 \(e.g. 32\)"):
+        train(**options, imgsz=40)
+    with pytest.raises(ConfigError, match="loss=ce: detection has one loss"):
+        train(**options, loss="ce", imgsz=64)

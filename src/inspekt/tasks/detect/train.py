@@ -25,7 +25,7 @@ from inspekt.results import BatchReport, SkippedFile
 from inspekt.tasks.detect.boxes import BoxRule, box_rule, clip_boxes
 from inspekt.tasks.detect.metrics import best_f1_threshold, coco_map
 from inspekt.tasks.detect.predict import STRIDE, Maps, decode, tiled_maps
-from inspekt.tasks.supervised import auto_resize
+from inspekt.tasks.supervised import auto_resize, require_multiple_of_32
 from inspekt.tiling import pad_to_window
 from inspekt.transforms import Geometry, channel_stats, normalize, prepare
 
@@ -215,11 +215,7 @@ class DetectTraining:
             raise ConfigError(
                 f"metric={cfg.metric}: detection keeps the epoch with the best mAP@0.5 (auto) or val_loss"
             )
-        if cfg.imgsz % 32:
-            raise ConfigError(
-                f"imgsz={cfg.imgsz}: detection networks need a multiple of 32 "
-                f"(e.g. {max(32, round(cfg.imgsz / 32) * 32)})"
-            )
+        require_multiple_of_32(cfg.imgsz, "detection")
         self.cfg, self.ds = cfg, ds
         self.rule = box_rule(ds, cfg.masks, threshold=cfg.mask_threshold, values=cfg.mask_values)
         self.classes = self.rule.classes

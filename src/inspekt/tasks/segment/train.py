@@ -27,7 +27,7 @@ from inspekt.progress import step
 from inspekt.results import BatchReport, SkippedFile
 from inspekt.tasks.segment.metrics import SegmentationTally
 from inspekt.tasks.segment.predict import postprocess, softmax_maps, tiled_probabilities
-from inspekt.tasks.supervised import auto_resize
+from inspekt.tasks.supervised import auto_resize, require_multiple_of_32
 from inspekt.tiling import pad_to_window
 from inspekt.transforms import channel_stats, normalize, prepare, resize
 
@@ -177,11 +177,7 @@ class SegmentTraining:
             raise ConfigError(
                 f"metric={cfg.metric} is a classification metric; segmentation uses iou, dice or val_loss"
             )
-        if cfg.imgsz % 32:
-            raise ConfigError(
-                f"imgsz={cfg.imgsz}: segmentation networks need a multiple of 32 (e.g. "
-                f"{max(32, round(cfg.imgsz / 32) * 32)})"
-            )
+        require_multiple_of_32(cfg.imgsz, "segmentation")
         self.cfg, self.ds = cfg, ds
         self.rule = mask_rule(ds, cfg.masks, threshold=cfg.mask_threshold, values=cfg.mask_values)
         self.classes = self.rule.classes
