@@ -584,3 +584,18 @@ def test_drift_seen_only_jointly_is_caught_by_the_domain_classifier_and_illustra
     assert set(list(result.importances)[:2]) == {"area", "brightness"}  # the two that moved together
     page = write_html(result, tmp_path / "r.html").read_text()
     assert "Examples at the extremes of" in page
+
+
+@pytest.mark.slow
+def test_a_detector_reference_checks_box_counts_and_sizes(detect_trained, tmp_path):
+    from inspekt.io import save_image
+
+    reference = json.loads((Path(detect_trained.bundle) / "reference.json").read_text())["model"]
+    assert len(reference["box_counts"]) == len(reference["files"]) and sum(reference["box_counts"]) > 0
+    rng = np.random.default_rng(5)
+    for i in range(40):  # the training images' dark noise, without a single bright square
+        save_image(tmp_path / "empty" / f"e{i:02d}.png", rng.integers(20, 60, (64, 64), dtype=np.uint8))
+    result = check_drift(detect_trained.bundle, tmp_path / "empty", **FAST)
+    count, size = result.check("prediction:box_count"), result.check("prediction:box_size")
+    assert count.drifted and count.reference > 0.5 and count.current < count.reference / 4
+    assert size.reference > 8  # the planted squares are 10-16 px a side

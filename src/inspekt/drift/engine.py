@@ -239,7 +239,8 @@ def _domain_check(ref: Profile, cur: Profile, ri, ci, config: DriftConfig) -> tu
 
 def _model_checks(ref: dict, cur: dict, config: DriftConfig, rng: np.random.Generator) -> list[Check]:
     """Checks on the model's outputs for its own sample of each side (one set of relabellings):
-    label mix (chi-square, Cramer's V), score distribution (KS) and embeddings (MMD)."""
+    label mix (chi-square, Cramer's V), score distribution (KS), for detectors the boxes per image
+    and their median size (KS) and embeddings (MMD)."""
     ri, ci, _ = _subsets(len(ref["labels"]), len(cur["labels"]), config.max_images, rng)
     perms = stats.relabellings(len(ri), len(ci), config.permutations, rng)
     checks = []
@@ -257,12 +258,7 @@ def _prediction_checks(ref: dict, cur: dict, ri, ci, perms, config: DriftConfig)
     chi2, p_labels, permuted_labels = stats.permutation_p(stats.chi_square, onehot, perms)
     n_ref = len(ri)
     mix = {name: [float(onehot[:n_ref, k].mean()), float(onehot[n_ref:, k].mean())] for k, name in enumerate(classes)}
-    scores = np.array(
-        [np.nan if s is None else s for s in [ref["scores"][i] for i in ri] + [cur["scores"][i] for i in ci]],
-        dtype=np.float64,
-    )
-    ks, p_scores, permuted_scores = stats.permutation_p(stats.ks_na, scores, perms)
-    return [
+    checks = [
         Check(
             "prediction:label_mix",
             "prediction",
@@ -275,20 +271,36 @@ def _prediction_checks(ref: dict, cur: dict, ri, ci, perms, config: DriftConfig)
             details={"share": mix},
             permuted=permuted_labels,
         ),
-        Check(
-            "prediction:score",
-            "prediction",
-            ks,
-            "KS",
-            p_scores,
-            ks,
-            "KS",
-            config.min_prediction_effect,
-            _mean(scores[:n_ref]),
-            _mean(scores[n_ref:]),
-            permuted=permuted_scores,
-        ),
+        _ks_output("prediction:score", ref["scores"], cur["scores"], ri, ci, perms, config),
     ]
+    if ref.get("box_counts") is not None and cur.get("box_counts") is not None:  # detectors
+        checks += [
+            _ks_output(f"prediction:{key[:-1]}", ref[key], cur[key], ri, ci, perms, config)
+            for key in ("box_counts", "box_sizes")
+        ]
+    return checks
+
+
+def _ks_output(name: str, ref: list, cur: list, ri, ci, perms, config: DriftConfig) -> Check:
+    """KS permutation test of one number per prediction (score, box count, box size); None = no value."""
+    values = np.array(
+        [np.nan if v is None else v for v in [ref[i] for i in ri] + [cur[i] for i in ci]], dtype=np.float64
+    )
+    ks, p, permuted = stats.permutation_p(stats.ks_na, values, perms)
+    n_ref = len(ri)
+    return Check(
+        name,
+        "prediction",
+        ks,
+        "KS",
+        p,
+        ks,
+        "KS",
+        config.min_prediction_effect,
+        _mean(values[:n_ref]),
+        _mean(values[n_ref:]),
+        permuted=permuted,
+    )
 
 
 def _embedding_check(ref: dict, cur: dict, ri, ci, perms, config: DriftConfig) -> Check:

@@ -15,6 +15,8 @@ import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import numpy as np
+
 from inspekt.bundle import REFERENCE
 from inspekt.profiling.novelty import KEY as NOVELTY
 from inspekt.profiling.novelty import Novelty
@@ -41,7 +43,8 @@ def model_outputs(
 
 
 def outputs_of(predictions: Sequence) -> dict[str, list] | None:
-    """Label, score and (classifiers) embedding of each prediction; None when there are none."""
+    """Label, score, (detectors) box count and median box side, and (classifiers) embedding of each
+    prediction; None when there are none."""
     if not predictions:
         return None
     out: dict[str, list] = {
@@ -49,9 +52,19 @@ def outputs_of(predictions: Sequence) -> dict[str, list] | None:
         "labels": [p.label for p in predictions],
         "scores": [None if p.score is None else float(p.score) for p in predictions],
     }
+    if all(p.boxes is not None for p in predictions):
+        out["box_counts"] = [len(p.boxes) for p in predictions]
+        out["box_sizes"] = [_median_side(p.boxes) for p in predictions]
     if all(p.embedding is not None for p in predictions):
         out["embeddings"] = [[float(f"{v:.4g}") for v in p.embedding] for p in predictions]
     return out
+
+
+def _median_side(boxes: Sequence[dict]) -> float | None:
+    """The median of sqrt(area) over an image's boxes, in pixels; None without boxes."""
+    if not boxes:
+        return None
+    return float(f"{np.median([np.sqrt(box['area_px']) for box in boxes]):.4g}")
 
 
 def novelty_reference(predictor, train_files: Sequence[str], held_out: dict[str, list] | None) -> Novelty | None:
