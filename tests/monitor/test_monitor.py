@@ -455,3 +455,20 @@ def _safe_rows(db: Path) -> list:
         return _rows(db)
     except Exception:
         return []
+
+
+@pytest.mark.slow
+def test_a_detector_window_records_and_checks_its_boxes(detect_trained, planted_boxes, tmp_path):
+    from inspekt.io import save_image
+
+    rng = np.random.default_rng(7)
+    drop = tmp_path / "drop"
+    for i in range(20):  # the training images' dark noise without a bright square: no boxes to find
+        save_image(drop / f"e{i:02d}.png", rng.integers(20, 60, (64, 64), dtype=np.uint8))
+    db = tmp_path / "h.db"
+    assert run_monitor(_config(detect_trained, drop, db, window=20)).windows == 1
+    rows = _rows(db, history.images)
+    assert len(rows) == 20 and all(set(r.outputs) == {"box_counts", "box_sizes"} for r in rows)
+    checks = _rows(db, history.windows)[0].checks
+    assert "prediction:box_count" in checks and "prediction:box_size" in checks
+    assert checks["prediction:box_count"]["drifted"], checks["prediction:box_count"]

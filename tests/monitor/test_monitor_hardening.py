@@ -191,9 +191,10 @@ def test_a_history_from_before_the_file_columns_is_read_and_extended(trained, sy
     with closing(sqlite3.connect(db)) as connection:  # the schema of earlier inspekt versions
         connection.execute("ALTER TABLE monitor_images DROP COLUMN size")
         connection.execute("ALTER TABLE monitor_images DROP COLUMN mtime_ns")
+        connection.execute("ALTER TABLE monitor_images DROP COLUMN outputs")
     report = _inspekt("monitor", "report", "--db", str(db), "--json")
     assert report.returncode == 0 and '"rows": 40' in report.stdout, report.stderr
     assert _monitor(trained, tmp_path / "drop", db, "--once").returncode == 0
     with closing(sqlite3.connect(db)) as connection:
         columns = [row[1] for row in connection.execute("PRAGMA table_info(monitor_images)")]
-    assert columns[-2:] == ["size", "mtime_ns"]
+    assert columns[-3:] == ["size", "mtime_ns", "outputs"]

@@ -52,12 +52,21 @@ def outputs_of(predictions: Sequence) -> dict[str, list] | None:
         "labels": [p.label for p in predictions],
         "scores": [None if p.score is None else float(p.score) for p in predictions],
     }
-    if all(p.boxes is not None for p in predictions):
-        out["box_counts"] = [len(p.boxes) for p in predictions]
-        out["box_sizes"] = [_median_side(p.boxes) for p in predictions]
+    numbers = [output_numbers(p) for p in predictions]
+    for key in numbers[0]:
+        out[key] = [n.get(key) for n in numbers]
     if all(p.embedding is not None for p in predictions):
         out["embeddings"] = [[float(f"{v:.4g}") for v in p.embedding] for p in predictions]
     return out
+
+
+def output_numbers(prediction) -> dict[str, float | None]:
+    """The numbers the drift checks test per prediction beyond label and score: for a detector the boxes
+    found (``box_counts``) and their median side (``box_sizes``, sqrt of area in pixels, None without
+    boxes); empty for other tasks. The monitor keeps them per image."""
+    if prediction.boxes is None:
+        return {}
+    return {"box_counts": len(prediction.boxes), "box_sizes": _median_side(prediction.boxes)}
 
 
 def _median_side(boxes: Sequence[dict]) -> float | None:

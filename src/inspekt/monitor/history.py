@@ -64,6 +64,7 @@ images = Table(
     Column("histogram", JSON),  # {channel: 256 pixel counts}, so a window's drift can be rebuilt from the database
     Column("size", BigInteger),  # a drop-folder file's size and modification time when it was read: a skipped
     Column("mtime_ns", BigInteger),  # file that changes since (a writer that paused mid-write) is read again
+    Column("outputs", JSON),  # the prediction's other tested numbers (a detector's box count and size)
     UniqueConstraint("source", "item", name="uq_monitor_images_source_item"),
 )
 
@@ -194,7 +195,7 @@ def open_engine(db: str | os.PathLike | None, *, create: bool = True) -> Engine:
     try:
         if create:
             metadata.create_all(engine)
-            _add_file_columns(engine)
+            _add_columns(engine)
         else:
             with engine.connect() as connection:
                 connection.execute(select(func.count()).select_from(images))
@@ -208,16 +209,16 @@ def open_engine(db: str | os.PathLike | None, *, create: bool = True) -> Engine:
     return engine
 
 
-FILE_COLUMNS = ("size", "mtime_ns")
+ADDED_COLUMNS = {"size": "BIGINT", "mtime_ns": "BIGINT", "outputs": "JSON"}  # columns newer than the first histories
 
 
-def _add_file_columns(engine: Engine) -> None:
-    """Give a history made before the file columns existed those columns (its rows keep null there)."""
+def _add_columns(engine: Engine) -> None:
+    """Give a history made before some columns existed those columns (its rows keep null there)."""
     have = {column["name"] for column in inspect(engine).get_columns(images.name)}
     with engine.begin() as connection:
-        for name in FILE_COLUMNS:
+        for name, kind in ADDED_COLUMNS.items():
             if name not in have:
-                connection.exec_driver_sql(f"ALTER TABLE {images.name} ADD COLUMN {name} BIGINT")
+                connection.exec_driver_sql(f"ALTER TABLE {images.name} ADD COLUMN {name} {kind}")
 
 
 def short_error(exc: Exception) -> str:
@@ -252,6 +253,7 @@ class ImageRow:
     histogram: dict[str, list[int]] | None = None
     size: int | None = None
     mtime_ns: int | None = None
+    outputs: dict[str, float | None] | None = None
 
 
 def record_image(engine: Engine, row: ImageRow, replace_skipped: bool = False) -> int | None:

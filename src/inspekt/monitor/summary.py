@@ -26,7 +26,7 @@ def load_history(db: str | os.PathLike | None, last: int | None = None) -> dict[
     """
     engine = history.open_engine(db, create=False)
     table = history.images
-    left_out = ("properties", "histogram", *history.FILE_COLUMNS)  # a history from before the file columns lacks them
+    left_out = ("properties", "histogram", *history.ADDED_COLUMNS)  # a history older than those columns lacks them
     query = select(*[c for c in table.c if c.name not in left_out]).order_by(table.c.id.desc())
     try:
         with engine.connect() as connection:

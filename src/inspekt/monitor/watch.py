@@ -95,6 +95,7 @@ class MonitorStats:
 
 def observe(predictor, item: Item, source: str, model: str, min_side: int) -> history.ImageRow:
     """Predict and profile one item into a history row (a skipped row, with the reason, when unreadable)."""
+    from inspekt.engine.reference import output_numbers
     from inspekt.profiling.profile import profile_chunk
     from inspekt.profiling.properties import CHANNELS
 
@@ -113,6 +114,7 @@ def observe(predictor, item: Item, source: str, model: str, min_side: int) -> hi
     row.label, row.score = p.label, None if p.score is None else float(p.score)
     row.verdict = p.extra.get("verdict", p.label)
     row.scores = {k: float(v) for k, v in (p.scores or {}).items()}
+    row.outputs = output_numbers(p) or None
     row.properties = {k: None if math.isnan(v[0]) else float(v[0]) for k, v in profile.values.items()}
     row.histogram = {
         c: profile.pixel_histogram[i].astype(int).tolist()
@@ -139,6 +141,8 @@ def window_profile(rows: list[Any], min_side: int):
         for name in PROPERTY_NAMES
     }
     model = {"files": [r.item for r in rows], "labels": [r.label for r in rows], "scores": [r.score for r in rows]}
+    if all(r.outputs for r in rows):  # a detector's box counts and sizes (rows recorded before them have none)
+        model |= {key: [r.outputs.get(key) for r in rows] for key in rows[0].outputs}
     return Profile([r.item for r in rows], values, hists.sum(axis=0), coarse(hists), min_side, [], model)
 
 
