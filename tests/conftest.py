@@ -60,6 +60,47 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+# Debian's chromium as the browser tests start it (no downloads, no sandbox inside containers).
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-dev-shm-usage",
+]
+
+
+@contextlib.contextmanager
+def running_app(root: Path, wait_s: float = 90):
+    """``inspekt app`` on a free port over the workspace ``root`` (its output in root/app.log), up and
+    healthy; yields (url, process) and stops it afterwards. Fails the test with the log's tail when it
+    does not start within ``wait_s``."""
+    port = free_port()
+    with (root / "app.log").open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "inspekt", "app", "--port", str(port), "--workspace", str(root)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline:
+            try:
+                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
+                    break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            process.kill()
+            pytest.fail("the app did not start: " + (root / "app.log").read_text(errors="replace")[-2000:])
+        try:
+            yield url, process
+        finally:
+            process.terminate()
+            process.wait(timeout=20)
+
+
 def shared_dataset(name: str) -> Path:
     """Path of a development dataset, or skip the test with a message when it is absent."""
     path = SHARED / name

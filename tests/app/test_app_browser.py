@@ -5,19 +5,14 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import shutil
-import subprocess
-import sys
-import time
-import urllib.request
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import free_port
+from conftest import CHROMIUM_ARGS, running_app
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 sync_api = pytest.importorskip("playwright.sync_api")
@@ -27,11 +22,7 @@ if CHROMIUM is None:
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "app"
 ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-dev-shm-usage",
+    *CHROMIUM_ARGS,
     "--use-fake-ui-for-media-stream",  # a camera that needs no permission prompt ...
     "--use-fake-device-for-media-stream",  # ... and films chromium's test pattern
 ]
@@ -43,30 +34,9 @@ def server(trained, synth_classes, tmp_path_factory):
     root = tmp_path_factory.mktemp("browser-ws")
     shutil.copytree(trained.bundle, root / "models" / "classifier")
     shutil.copytree(Path(synth_classes) / "pore", root / "data" / "incoming" / "pore")
-    port = free_port()
-    log = (root / "app.log").open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "inspekt", "app", "--port", str(port), "--workspace", str(root)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    (root / "app.pid").write_text(str(process.pid))  # `inspekt app` becomes the Streamlit server: same pid
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
-                break
-        except OSError:
-            time.sleep(0.5)
-    else:
-        process.kill()
-        pytest.fail("the app did not start: " + (root / "app.log").read_text(errors="replace")[-2000:])
-    yield url, root
-    process.terminate()
-    process.wait(timeout=20)
-    log.close()
+    with running_app(root, wait_s=60) as (url, process):
+        (root / "app.pid").write_text(str(process.pid))  # `inspekt app` becomes the Streamlit server: same pid
+        yield url, root
 
 
 @pytest.fixture(scope="module")

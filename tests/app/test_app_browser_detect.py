@@ -5,18 +5,13 @@ score-threshold slider removes them; Batch counts boxes per class and Evaluate s
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import free_port
+from conftest import CHROMIUM_ARGS, running_app
 from inspekt.tasks.detect.boxes import iou_matrix
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -38,35 +33,14 @@ def server(detect_trained, planted_boxes, tmp_path_factory):
     incoming.mkdir(parents=True)
     for name in sorted(truth)[:6]:
         shutil.copy(data / "images" / name, incoming / name)
-    port = free_port()
-    log = (root / "app.log").open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "inspekt", "app", "--port", str(port), "--workspace", str(root)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        try:
-            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
-                break
-        except OSError:
-            time.sleep(0.5)
-    else:
-        process.kill()
-        pytest.fail("the app did not start: " + (root / "app.log").read_text(errors="replace")[-2000:])
-    yield url, root
-    process.terminate()
-    process.wait(timeout=20)
-    log.close()
+    with running_app(root, wait_s=90) as (url, process):
+        yield url, root
 
 
 @pytest.fixture(scope="module")
 def page(server):
     with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox", "--disable-gpu"])
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         tab = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True).new_page()
         tab.set_default_timeout(WAIT_MS)
         yield tab

@@ -7,18 +7,13 @@ from __future__ import annotations
 
 import csv
 import importlib.util
-import os
 import shutil
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import free_port
+from conftest import CHROMIUM_ARGS, running_app
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 sync_api = pytest.importorskip("playwright.sync_api")
@@ -46,29 +41,8 @@ def served(trained, synth_classes, tmp_path_factory):
         [DataIssue(k, n, None, "label", 0.9, "ok", "pore", "planted") for k, n in enumerate(names, 1)],
         root / "issues.csv",
     )
-    port = free_port()
-    log = (root / "app.log").open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "inspekt", "app", "--port", str(port), "--workspace", str(root)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
-                break
-        except OSError:
-            time.sleep(0.5)
-    else:
-        process.kill()
-        pytest.fail("the app did not start: " + (root / "app.log").read_text(errors="replace")[-2000:])
-    yield url, root, names
-    process.terminate()
-    process.wait(timeout=20)
-    log.close()
+    with running_app(root, wait_s=60) as (url, process):
+        yield url, root, names
 
 
 def _shot(page, name: str) -> None:
@@ -123,7 +97,7 @@ def test_review_walk_the_queue_by_keys_draw_a_mask_and_retrain(served):
 
     url, root, names = served
     with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox", "--disable-gpu"])
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         page = browser.new_context(viewport={"width": 1400, "height": 1100}).new_page()
         page.set_default_timeout(WAIT_MS)
         page.goto(url)  # a deep link to /review on a fresh server shows Streamlit's file pages, not the app's
