@@ -6,7 +6,10 @@ A stratified 80/20 split with seed 0 (``inspekt.data.split``); the 80 % trains (
 picks the best epoch and calibrates the score threshold), the 20 % is scored with ``inspekt.evaluate``
 (COCOeval) through the Predictor at the original image size. Prints mAP@0.5 per defect type and
 overall, mAP@0.5:0.95, box and any-defect precision / recall at the card's threshold, training time,
-ms/image of the ONNX fp32 graph, and ONNX vs torch boxes on the test images (IoU, scores).
+ms/image of the ONNX fp32 graph, ONNX vs torch boxes on the test images (IoU, scores), and INT8:
+``export --int8``'s own figures (mAP@0.5 and box F1 of both graphs on the test images, box agreement,
+speed ratios on this CPU; written even when slower, to measure it) and the INT8 bundle's mAP and
+ms/image through the Predictor.
 
     .venv/bin/python benchmarks/detect.py [--threads 2] [--keep DIR] [key=value ...]
     .venv/bin/python benchmarks/detect.py --bundle DIR/model.inspekt   # score a kept model
@@ -117,6 +120,20 @@ def _parity(bundle, paths: list[str]) -> None:
     )
 
 
+def _int8(bundle, csv_path: Path, out: Path) -> None:
+    """``export --int8`` (calibrated on the training split, judged on the test split; written whatever it
+    measures), then the INT8 bundle scored like the fp32 one."""
+    from inspekt.engine.evaluator import evaluate
+    from inspekt.engine.quantize import quantize_bundle
+
+    t0 = time.perf_counter()
+    report = quantize_bundle(bundle, out, calib=csv_path, max_drop=1.0, min_agreement=0.0, min_speedup=0.0)
+    print(f"export --int8 ({time.perf_counter() - t0:.0f} s):\n{report.summary()}")
+    scored = evaluate(report.path, csv_path, split="test", batch_size=8)
+    ms = sum(scored.times) / max(1, len(scored.times))
+    print(f"INT8 bundle: mAP@0.5 {scored.metrics['map50']:.4f}, {ms:.1f} ms/image (ONNX Runtime int8)")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=DATA)
@@ -169,6 +186,7 @@ def main() -> int:
         scored = evaluate(bundle, csv_path, split="test", batch_size=8)
         _report(scored, seconds, cpu)
         _parity(bundle, [row["path"] for row in scored.rows])
+        _int8(bundle, csv_path, Path(tmp) / "int8.inspekt")
     print(f"load average at end {os.getloadavg()}")
     return 0
 

@@ -19,6 +19,7 @@ from inspekt.cli.common import (
     maybe_cluster,
     print_json,
     progress_bar,
+    showing_progress,
     unique_name,
 )
 from inspekt.errors import ConfigError, InspektError
@@ -277,7 +278,8 @@ def _export_int8(source, out, calib, limits: dict, folder: bool, overwrite: bool
     from inspekt.engine.quantize import Int8Refused, quantize_bundle
 
     try:
-        report = quantize_bundle(source, out, calib=calib, overwrite=overwrite, archive=not folder, **limits)
+        with showing_progress(not as_json):
+            report = quantize_bundle(source, out, calib=calib, overwrite=overwrite, archive=not folder, **limits)
     except Int8Refused as exc:
         if as_json:  # the figures stay machine-readable; the error line still follows on stderr
             print_json(exc.report.to_dict())
@@ -300,22 +302,25 @@ def export(
     int8: bool = typer.Option(
         False,
         "--int8",
-        help="Quantise model.onnx to INT8 (static, calibrated); refused when accuracy drops by more than --max-drop "
-        "or when INT8 runs slower than fp32 on this CPU (measured at batch 1 and 16).",
+        help="Quantise model.onnx to INT8 (static, calibrated; classify and detect); refused when a quality metric "
+        "(accuracy and macro F1; mAP@0.5 and box F1) drops by more than --max-drop or when INT8 runs slower than "
+        "fp32 on this CPU (measured at batch 1 and 16).",
     ),
     calib: Path = typer.Option(
         None,
         "--calib",
-        help="With --int8: labelled dataset folder or CSV to calibrate and "
-        "check accuracy on (default: the training data named in the card).",
+        help="With --int8: annotated dataset folder or CSV (labels; boxes or masks for detect) to calibrate and "
+        "check quality on (default: the training data named in the card).",
     ),
     max_drop: float = typer.Option(
         None,
         "--max-drop",
-        help="With --int8: largest accepted accuracy or macro-F1 drop, 0.01 = one point (default 0.01).",
+        help="With --int8: largest accepted drop of each quality metric, 0.01 = one point (default 0.01).",
     ),
     min_agreement: float = typer.Option(
-        None, "--min-agreement", help="With --int8: least share of images given fp32's label (default 0.95)."
+        None,
+        "--min-agreement",
+        help="With --int8: least share of labels (boxes, for detect) that INT8 gives as fp32 does (default 0.95).",
     ),
     allow_slower: bool = typer.Option(
         False, "--allow-slower", help="With --int8: write INT8 even when it measures slower than fp32 on this CPU."

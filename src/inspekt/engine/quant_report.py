@@ -1,7 +1,8 @@
-"""What an INT8 export measured (``QuantReport``) and how it is judged: neither accuracy nor macro F1 may
-drop by more than ``max_drop``, the INT8 graph must give the fp32 graph's label to at least
-``min_agreement`` of the images, and it must run at least ``min_speedup`` times fp32's speed at
-batch 1 and batch 16 on the CPU it was measured on."""
+"""What an INT8 export measured (``QuantReport``) and how it is judged: none of the task's quality
+metrics (a classifier's accuracy and macro F1, a detector's mAP@0.5 and box F1) may drop by more than
+``max_drop``, the INT8 graph must agree with the fp32 graph (the same label, the same boxes) on at
+least ``min_agreement`` of what they output, and it must run at least ``min_speedup`` times fp32's
+speed at batch 1 and batch 16 on the CPU it was measured on."""
 
 from __future__ import annotations
 
@@ -9,8 +10,6 @@ import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from inspekt.engine.quant_speed import describe_cpu
 from inspekt.errors import InspektError
@@ -42,18 +41,16 @@ class QuantReport:
     """What an INT8 quantisation measured, and where it wrote the bundle.
 
     Attributes:
-        accuracy_fp32: accuracy of the fp32 graph on the evaluation images.
-        accuracy_int8: accuracy of the INT8 graph on the same preprocessed batches.
-        drop: ``accuracy_fp32 - accuracy_int8`` (0.01 = one percentage point).
-        agreement: fraction of evaluation images given the same label by both graphs.
-        f1_fp32: macro F1 of the fp32 graph's labels.
-        f1_int8: macro F1 of the INT8 graph's labels.
-        min_agreement: the smallest agreement accepted.
+        quality: ``{metric: (fp32 value, INT8 value)}`` on the evaluation images, the task's
+            ``int8_metrics`` (each may drop by at most ``max_drop``).
+        agreement: the share of outputs on which both graphs agree (``agreeing`` says what: labels, boxes).
+        agreeing: what ``agreement`` counts, for messages.
         n_images: evaluation images read.
         n_calib: calibration images read.
-        max_drop: the largest drop accepted.
+        max_drop: the largest drop accepted (0.01 = one percentage point).
         size_fp32: bytes of the fp32 ``model.onnx``.
         size_int8: bytes of the INT8 ``model.onnx``.
+        min_agreement: the smallest agreement accepted.
         path: the written bundle; None when nothing was written (refused).
         skipped: unreadable images, skipped (each listed once).
         speedup: ``{batch size: INT8 images/s over fp32 images/s}`` measured here (above 1: INT8 is faster).
@@ -62,17 +59,14 @@ class QuantReport:
         recipe: the quantisation recipe used (format, activation/weight types, weight granularity).
     """
 
-    accuracy_fp32: float
-    accuracy_int8: float
-    drop: float
+    quality: dict[str, tuple[float, float]]
     agreement: float
+    agreeing: str
     n_images: int
     n_calib: int
     max_drop: float
-    size_fp32: int
-    size_int8: int
-    f1_fp32: float = 0.0
-    f1_int8: float = 0.0
+    size_fp32: int = 0
+    size_int8: int = 0
     min_agreement: float = DEFAULT_MIN_AGREEMENT
     path: Path | None = None
     skipped: tuple[SkippedFile, ...] = field(default_factory=tuple)
@@ -81,14 +75,24 @@ class QuantReport:
     cpu_flags: tuple[str, ...] = ()
     recipe: str = ""
 
+    @property
+    def drop(self) -> float:
+        """The largest drop of a quality metric from fp32 to INT8 (0.01 = one point; negative: INT8 is better)."""
+        return max((fp32 - int8 for fp32, int8 in self.quality.values()), default=0.0)
+
     def failures(self) -> list[str]:
         """Why the INT8 graph is refused (empty: accepted)."""
         found = []
-        for name, drop in (("accuracy", self.drop), ("macro F1", self.f1_fp32 - self.f1_int8)):
-            if drop > self.max_drop + 1e-9:  # a drop equal to the limit passes despite float rounding
-                found.append(f"{name} drops {_points(drop)} points (limit {_points(self.max_drop)})")
+        for name, (fp32, int8) in self.quality.items():
+            if fp32 - int8 > self.max_drop + 1e-9:  # a drop equal to the limit passes despite float rounding
+                found.append(
+                    f"{name} drops {_points(fp32 - int8)} points ({fp32:.4f} -> {int8:.4f}; limit "
+                    f"{_points(self.max_drop)})"
+                )
         if self.agreement < self.min_agreement - 1e-9:
-            found.append(f"labels agree with fp32 on {self.agreement:.1%} only (at least {self.min_agreement:.0%})")
+            found.append(
+                f"{self.agreeing} agree with fp32 on {self.agreement:.1%} only (at least {self.min_agreement:.0%})"
+            )
         return found
 
     def slower(self) -> bool:
@@ -101,18 +105,23 @@ class QuantReport:
         return f"INT8 speed / fp32 speed on this CPU ({describe_cpu(self.cpu_flags)}): {ratios}"
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready figures (``path`` as a string or None, ``skipped`` as path/reason dicts)."""
-        return asdict(self) | {"path": None if self.path is None else str(self.path)}
+        """JSON-ready figures (``path`` as a string or None, ``skipped`` as path/reason dicts, ``drop``
+        the largest quality drop)."""
+        return asdict(self) | {"path": None if self.path is None else str(self.path), "drop": self.drop}
 
     def summary(self) -> str:
-        """Human-readable lines: accuracies, drop against the limit, agreement, sizes, skipped files."""
+        """Human-readable lines: each quality metric and its drop against the limit, agreement, sizes,
+        the speed, skipped files."""
+        figures = "; ".join(
+            f"{name}: fp32 {fp32:.4f}, int8 {int8:.4f} (drop {_points(fp32 - int8)} points)"
+            for name, (fp32, int8) in self.quality.items()
+        )
         lines = [
-            f"accuracy on {self.n_images} images: fp32 {self.accuracy_fp32:.4f}, int8 {self.accuracy_int8:.4f} "
-            f"(drop {_points(self.drop)} points, limit {_points(self.max_drop)}); "
-            f"macro F1: fp32 {self.f1_fp32:.4f}, int8 {self.f1_int8:.4f}; "
-            f"labels agree on {self.agreement:.1%} (at least {self.min_agreement:.0%})",
+            f"on {self.n_images} images: {figures}; limit {_points(self.max_drop)} points; "
+            f"{self.agreeing} agree on {self.agreement:.1%} (at least {self.min_agreement:.0%})",
             f"model.onnx: {self.size_fp32 / 1e6:.3f} MB fp32 -> {self.size_int8 / 1e6:.3f} MB int8 "
-            f"({self.size_int8 / self.size_fp32:.0%}); calibrated on {self.n_calib} images; recipe {self.recipe}",
+            f"({self.size_int8 / max(self.size_fp32, 1):.0%}); calibrated on {self.n_calib} images; "
+            f"recipe {self.recipe}",
             self.speed_line(),
         ]
         if self.skipped:
@@ -127,18 +136,8 @@ def _points(fraction: float) -> str:
 
 def acceptance(report: QuantReport) -> str:
     """The options that would accept what was measured."""
-    drop = max(report.drop, report.f1_fp32 - report.f1_int8, report.max_drop)
+    drop = max(report.drop, report.max_drop)
     options = f"--max-drop {math.ceil(drop * 100) / 100:g}"
     if report.agreement < report.min_agreement:
         options += f" --min-agreement {math.floor(report.agreement * 100) / 100:g}"
     return options
-
-
-def measure(truth: np.ndarray, fp32: np.ndarray, int8: np.ndarray, max_drop: float, min_agreement: float):
-    """The label-level figures of both graphs (a ``QuantReport`` without sizes and calibration count)."""
-    from sklearn.metrics import f1_score
-
-    acc32, acc8 = float(np.mean(fp32 == truth)), float(np.mean(int8 == truth))
-    f1_32, f1_8 = (float(f1_score(truth, labels, average="macro", zero_division=0)) for labels in (fp32, int8))
-    agreement = float(np.mean(fp32 == int8))
-    return QuantReport(acc32, acc8, acc32 - acc8, agreement, len(truth), 0, max_drop, 0, 0, f1_32, f1_8, min_agreement)

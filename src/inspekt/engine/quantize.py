@@ -1,29 +1,31 @@
-"""INT8 export: static ONNX Runtime quantisation of a classifier's ``model.onnx``, kept only when
-neither accuracy nor macro F1 (what training selects classifiers by; it also sees a class that INT8
-stops predicting) drops by more than a limit on labelled images, the two graphs give the same
-label to at least ``min_agreement`` of them (equal accuracy can hide swapped errors), and INT8 is
-at least as fast as fp32 at batch 1 and batch 16 on the CPU doing the export (``quant_speed``).
+"""INT8 export: static ONNX Runtime quantisation of a bundle's ``model.onnx``, kept only when none
+of the task's quality metrics (``Task.int8_metrics``: a classifier's accuracy and macro F1, a
+detector's mAP@0.5 and box F1) drops by more than a limit on annotated images, the two graphs agree
+(the same label, the same boxes: ``Task.int8_agreement``) on at least ``min_agreement`` of their
+outputs (equal accuracy can hide swapped errors), and INT8 is at least as fast as fp32 at batch 1
+and batch 16 on the CPU doing the export (``quant_speed``).
 
 The graph is first shape-inferred and optimised (ONNX Runtime's ``quant_pre_process``), then
 quantised in QDQ format with weights per output channel and activation ranges from MinMax
 calibration; the 8-bit types follow the CPU (``quant_speed.recipe_for``, with the measurements
 behind the choice).
 
-Images are read once per use through ``inspekt.io.iter_images`` and the card's
-``preprocess_batch``: calibration and the accuracy check see exactly what the Predictor feeds
-the model. Which images (``pick_images``): calibration takes the dataset's ``train`` split when
-it has one, else every image, thinned evenly to ``n_calib``; the accuracy check takes the
-labelled ``val`` + ``test`` images when there are any, else every labelled image (then the
-calibration and evaluation images overlap, which flatters INT8 slightly).
+Both steps go through the one ``Predictor``: calibration records the inputs it feeds the fp32 graph
+(resized images, or the windows of tiled models), and each graph is judged by the task's own
+evaluation (``Task.evaluate``), so the figures are the ones ``inspekt eval`` would print. Which
+images (``pick_images``): calibration takes the dataset's ``train`` split when it has one, else every
+image, thinned evenly to ``n_calib``; the check takes the annotated ``val`` + ``test`` images when
+there are any, else every annotated image (then the calibration and evaluation images overlap, which
+flatters INT8 slightly).
 """
 
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
-from itertools import islice
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -37,8 +39,8 @@ from onnxruntime.quantization import (
 
 from inspekt.bundle import ONNX, SUFFIX, Bundle, check_target, copy_bundle, open_bundle
 from inspekt.card import ModelCard
-from inspekt.data import Dataset, Sample, open_dataset
-from inspekt.engine.predictor import task_of
+from inspekt.data import Dataset, open_dataset
+from inspekt.engine.predictor import Predictor, task_of
 from inspekt.engine.quant_report import (
     DEFAULT_MAX_DROP,
     DEFAULT_MIN_AGREEMENT,
@@ -48,14 +50,13 @@ from inspekt.engine.quant_report import (
     QuantReport,
     SlowerInt8Error,
     acceptance,
-    measure,
 )
 from inspekt.engine.quant_speed import Recipe, SpeedTimer, cpu_flags, describe_cpu, measure_speedup, recipe_for
 from inspekt.errors import ConfigError, DatasetError
-from inspekt.io import iter_images
-from inspekt.results import BatchReport, SkippedFile
-from inspekt.tasks import TASKS, get_task
-from inspekt.transforms import preprocess_batch
+from inspekt.models.runtime import OnnxBackend
+from inspekt.progress import step
+from inspekt.results import BatchReport
+from inspekt.tasks import TASKS, Task
 
 MIN_IMAGES = 8  # fewer calibration or evaluation images than this say nothing reliable
 BATCH = 16
@@ -84,23 +85,31 @@ class BatchReader(CalibrationDataReader):
         return None if batch is None else {"input": batch}
 
 
-def read_batches(
-    paths: Sequence[Path], card: ModelCard, report: BatchReport, batch_size: int = BATCH
-) -> Iterator[tuple[list[str], np.ndarray]]:
-    """Decode and preprocess images as the Predictor does, skipping unreadable files.
+class Recorder:
+    """A backend that runs another and keeps an even sample of the inputs it was fed (at most
+    ``limit`` rows: past that, every second row kept is dropped and only every 2**k-th new one kept)."""
 
-    Args:
-        paths: image files.
-        card: the model card (its ``input`` defines the preprocessing).
-        report: records the files that could not be read.
-        batch_size: images per batch.
+    def __init__(self, backend: OnnxBackend, limit: int):
+        self.backend, self.limit, self.name = backend, limit, backend.name
+        self.rows: list[np.ndarray] = []
+        self._seen, self._every = 0, 1
 
-    Returns:
-        An iterator of (sources, NCHW float32 batch).
-    """
-    images = iter_images(paths, mode="keep", report=report)
-    while chunk := list(islice(images, batch_size)):
-        yield [s for s, _ in chunk], preprocess_batch([a for _, a in chunk], card.input)[0]
+    def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        """The wrapped backend's outputs; ``batch``'s rows are recorded on the way."""
+        for row in batch:
+            if self._seen % self._every == 0:
+                self.rows.append(row.copy())
+            self._seen += 1
+            if len(self.rows) > self.limit:
+                self.rows, self._every = self.rows[::2], self._every * 2
+        return self.backend.run(batch)
+
+    def batches(self, size: int = BATCH) -> list[np.ndarray]:
+        """The recorded rows as batches of up to ``size`` rows of one shape."""
+        by_shape: dict[tuple[int, ...], list[np.ndarray]] = {}
+        for row in self.rows:
+            by_shape.setdefault(row.shape, []).append(row)
+        return [np.stack(rows[i : i + size]) for rows in by_shape.values() for i in range(0, len(rows), size)]
 
 
 def calibration_dataset(card: ModelCard, calib: str | Path | Dataset | None, where: str) -> Dataset:
@@ -136,32 +145,30 @@ def calibration_dataset(card: ModelCard, calib: str | Path | Dataset | None, whe
     return open_dataset(calib)
 
 
-def pick_images(ds: Dataset, classes: Sequence[str], n_calib: int) -> tuple[list[Path], list[Sample]]:
-    """Calibration files and labelled evaluation samples (see the module notes for which).
+def pick_images(ds: Dataset, task: Task, card: ModelCard, n_calib: int) -> tuple[list[Path], Dataset]:
+    """Calibration files and the annotated images that judge INT8 (see the module notes for which).
 
     Args:
         ds: the calibration dataset.
-        classes: the model's classes; every evaluation label must be one of them.
+        task: the bundle's task (``int8_truth`` says which images can judge it).
+        card: the model card.
         n_calib: most calibration images, taken evenly across the (class-sorted) pool.
 
     Returns:
-        Calibration paths and evaluation samples.
+        Calibration paths and the evaluation dataset.
 
     Raises:
-        DatasetError: no labelled images, labels the model does not know, or too few images.
+        DatasetError: no annotated images, annotations the model does not know, or too few images.
     """
-    held_out = [s for s in ds.samples if s.split in EVAL_SPLITS and s.label is not None]
-    evaluation = held_out or [s for s in ds.samples if s.label is not None]
+    try:
+        held_out = task.int8_truth(card, [s for s in ds.samples if s.split in EVAL_SPLITS])
+        evaluation = held_out or task.int8_truth(card, ds.samples)
+    except DatasetError as exc:
+        raise DatasetError(f"{ds.root}: {exc}") from None
     if not evaluation:
         raise DatasetError(
-            f"{ds.root}: no labelled images ({ds.layout} layout); the INT8 accuracy check needs "
-            "class folders or a CSV with a label column"
-        )
-    unknown = sorted({s.label for s in evaluation} - set(classes))
-    if unknown:
-        raise DatasetError(
-            f"{ds.root}: labels {unknown} are not among the model's classes {list(classes)}; "
-            "pass --calib with images labelled with the model's classes"
+            f"{ds.root}: no images with {task.int8_agreeing[:-1]} annotations ({ds.layout} layout); the INT8 "
+            f"check scores {', '.join(task.int8_metrics)} against them: pass --calib with an annotated dataset"
         )
     pool = [s.path for s in ds.samples if s.split == "train"] or [s.path for s in ds.samples]
     if len(pool) > n_calib:
@@ -172,7 +179,7 @@ def pick_images(ds: Dataset, classes: Sequence[str], n_calib: int) -> tuple[list
                 f"{ds.root}: only {n} {what} image(s); INT8 needs at least {MIN_IMAGES} "
                 "(add images or pass --calib with a larger dataset)"
             )
-    return pool, evaluation
+    return pool, replace(ds, samples=tuple(evaluation))
 
 
 def quantize_onnx(onnx_bytes: bytes, batches: Sequence[np.ndarray], recipe: Recipe) -> bytes:
@@ -189,7 +196,10 @@ def quantize_onnx(onnx_bytes: bytes, batches: Sequence[np.ndarray], recipe: Reci
     with tempfile.TemporaryDirectory(prefix="inspekt-int8-") as tmp:
         fp32, prepared, int8 = (Path(tmp) / name for name in ("fp32.onnx", "prepared.onnx", "int8.onnx"))
         fp32.write_bytes(onnx_bytes)
-        quant_pre_process(str(fp32), str(prepared))
+        try:
+            quant_pre_process(str(fp32), str(prepared))
+        except Exception:  # symbolic shape inference gives up on some graphs (e.g. an upsampling by scale)
+            quant_pre_process(str(fp32), str(prepared), skip_symbolic_shape=True)
         convs = [n.name for n in onnx.load(str(prepared), load_external_data=False).graph.node if n.op_type == "Conv"]
         quantize_static(
             str(prepared),
@@ -205,33 +215,20 @@ def quantize_onnx(onnx_bytes: bytes, batches: Sequence[np.ndarray], recipe: Reci
         return int8.read_bytes()
 
 
-def compare_graphs(
-    graphs: Sequence[bytes], card: ModelCard, samples: Sequence[Sample], report: BatchReport
-) -> tuple[np.ndarray, list[np.ndarray]]:
-    """Run several graphs on the same preprocessed batches of labelled samples; labels are decided
-    as the Predictor decides them (the card's threshold included).
+def judge(bundle: Bundle, task: Task, graphs: Sequence[bytes], evaluation: Dataset) -> list[Any]:
+    """Each graph's evaluation on the same images, by the task's own ``evaluate`` through the Predictor."""
+    results = []
+    with step(f"evaluating fp32 and INT8 on {len(evaluation)} images", total=len(graphs) * len(evaluation)) as advance:
+        for graph in graphs:
+            predictor = Predictor(bundle, OnnxBackend(bundle, graph=graph), BATCH, task)
+            results.append(task.evaluate(predictor, evaluation, "int8-check", advance))
+    return results
 
-    Args:
-        graphs: ONNX graphs giving class scores first.
-        card: the model card (classes and preprocessing).
-        samples: labelled samples.
-        report: records unreadable files.
 
-    Returns:
-        The true class indices, and each graph's predicted class indices.
-    """
-    import onnxruntime as ort
-
-    task = get_task(card.task)
-    sessions = [ort.InferenceSession(g, providers=["CPUExecutionProvider"]) for g in graphs]
-    labels = {str(s.path): card.classes.index(s.label) for s in samples}
-    truth: list[int] = []
-    predicted: list[list[np.ndarray]] = [[] for _ in sessions]
-    for sources, batch in read_batches([s.path for s in samples], card, report):
-        truth.extend(labels[s] for s in sources)
-        for found, session in zip(predicted, sessions):
-            found.append(task.labels(card, session.run(None, {"input": batch})[0]))
-    return np.asarray(truth, dtype=int), [np.concatenate(p) if p else np.zeros(0, int) for p in predicted]
+def timed(timer: SpeedTimer, fp32: bytes, int8: bytes, images: np.ndarray) -> dict[int, float]:
+    """``timer``'s speed ratios, shown as a step (the measurement takes seconds)."""
+    with step("timing INT8 against fp32 on this CPU"):
+        return timer(fp32, int8, images)
 
 
 def default_output(bundle: Bundle, archive: bool) -> Path:
@@ -242,8 +239,8 @@ def default_output(bundle: Bundle, archive: bool) -> Path:
 
 def _check_request(bundle: Bundle, max_drop: float, n_calib: int) -> None:
     card, where = bundle.card, bundle.path
-    if not task_of(bundle).int8:
-        able = ", ".join(name for name, task in TASKS.items() if task.int8)
+    if not task_of(bundle).int8_metrics:
+        able = ", ".join(name for name, task in TASKS.items() if task.int8_metrics)
         raise ConfigError(
             f"{where}: INT8 export is available for {able} bundles only (this one is {card.task}); "
             "export it without --int8"
@@ -254,10 +251,6 @@ def _check_request(bundle: Bundle, max_drop: float, n_calib: int) -> None:
         raise ConfigError(f"--max-drop {max_drop} must be an accuracy fraction in [0, 1] (0.01 = one point)")
     if n_calib < MIN_IMAGES:
         raise ConfigError(f"n_calib {n_calib} must be at least {MIN_IMAGES}")
-
-
-def _unique(*reports: BatchReport) -> tuple[SkippedFile, ...]:
-    return tuple(dict.fromkeys(s for r in reports for s in r.skipped))
 
 
 def quantize_bundle(
@@ -312,31 +305,41 @@ def quantize_bundle(
         raise ConfigError(f"min_agreement {min_agreement} must be in [0, 1] and min_speedup {min_speedup} >= 0")
     out = Path(out) if out is not None else default_output(bundle, archive)
     check_target(out, archive, overwrite)  # refuse an existing output before the slow part
-    card = bundle.card
-    calib_paths, evaluation = pick_images(calibration_dataset(card, calib, str(bundle.path)), card.classes, n_calib)
-    calib_report, eval_report = BatchReport(), BatchReport()
-    batches = [batch for _, batch in read_batches(calib_paths, card, calib_report)]
+    card, task = bundle.card, task_of(bundle)
+    calib_paths, evaluation = pick_images(calibration_dataset(card, calib, str(bundle.path)), task, card, n_calib)
+    fp32_bytes, flags = bundle.read(ONNX), cpu_flags()
+    recorder, calib_report = Recorder(OnnxBackend(bundle, graph=fp32_bytes), n_calib), BatchReport()
+    calibrator = Predictor(bundle, recorder, BATCH, task)
+    with step("reading calibration images", total=len(calib_paths)) as advance:
+        for start in range(0, len(calib_paths), BATCH):
+            calibrator.predict(calib_paths[start : start + BATCH], report=calib_report)
+            advance(len(calib_paths[start : start + BATCH]))
     if calib_report.loaded < MIN_IMAGES:
         raise DatasetError(
             f"only {calib_report.loaded} calibration image(s) could be read; INT8 needs at least "
             f"{MIN_IMAGES}. {calib_report.summary()}"
         )
-    fp32_bytes, flags = bundle.read(ONNX), cpu_flags()
     recipe = recipe_for(flags)
-    int8_bytes = quantize_onnx(fp32_bytes, batches, recipe)
-    truth, (fp32, int8) = compare_graphs([fp32_bytes, int8_bytes], card, evaluation, eval_report)
-    if len(truth) < MIN_IMAGES:
-        raise DatasetError(
-            f"only {len(truth)} evaluation image(s) could be read; the accuracy check needs at least "
-            f"{MIN_IMAGES}. {eval_report.summary()}"
-        )
-    report = replace(
-        measure(truth, fp32, int8, max_drop, min_agreement),
+    with step(f"quantising ({recipe.describe()}, {len(recorder.rows)} calibration inputs)"):
+        int8_bytes = quantize_onnx(fp32_bytes, recorder.batches(), recipe)
+    fp32, int8 = judge(bundle, task, [fp32_bytes, int8_bytes], evaluation)
+    quality = {
+        name: (float(fp32.metrics[name]), float(int8.metrics[name]))
+        for name in task.int8_metrics
+        if fp32.metrics.get(name) is not None and int8.metrics.get(name) is not None
+    }
+    report = QuantReport(
+        quality=quality,
+        agreement=task.int8_agreement(fp32, int8),
+        agreeing=task.int8_agreeing,
+        n_images=fp32.to_dict()["n_images"],
         n_calib=calib_report.loaded,
+        max_drop=max_drop,
         size_fp32=len(fp32_bytes),
         size_int8=len(int8_bytes),
-        skipped=_unique(calib_report, eval_report),
-        speedup=(timer or measure_speedup)(fp32_bytes, int8_bytes, np.concatenate(batches)[:16]),
+        min_agreement=min_agreement,
+        skipped=tuple(dict.fromkeys((*calib_report.skipped, *fp32.skipped))),
+        speedup=timed(timer or measure_speedup, fp32_bytes, int8_bytes, np.stack(recorder.rows[:16])),
         min_speedup=min_speedup,
         cpu_flags=flags,
         recipe=recipe.describe(),
@@ -349,12 +352,11 @@ def quantize_bundle(
 
 
 def _judge(report: QuantReport, where: Path) -> None:
-    """Raise the refusal of what was measured: the accuracy first, then the speed."""
+    """Raise the refusal of what was measured: the quality first, then the speed."""
     if report.failures():
         raise AccuracyDropError(
-            f"{where}: INT8 on {report.n_images} images: {'; '.join(report.failures())} (accuracy int8 "
-            f"{report.accuracy_int8:.4f} vs fp32 {report.accuracy_fp32:.4f}); nothing was written. Calibrate on "
-            f"more representative images (--calib DATA) or accept the loss with {acceptance(report)}",
+            f"{where}: INT8 on {report.n_images} images: {'; '.join(report.failures())}; nothing was written. "
+            f"Calibrate on more representative images (--calib DATA) or accept the loss with {acceptance(report)}",
             report,
         )
     if report.slower():
@@ -369,11 +371,9 @@ def _judge(report: QuantReport, where: Path) -> None:
 
 def _int8_card(card: ModelCard, report: QuantReport) -> ModelCard:
     """The fp32 card as precision ``int8``, with the measured figures in its metrics and a note on the CPU."""
-    metrics = card.metrics | {
-        "fp32_accuracy": round(report.accuracy_fp32, 4),
-        "int8_accuracy": round(report.accuracy_int8, 4),
-        "int8_agreement": round(report.agreement, 4),
-    }
+    metrics = card.metrics | {"int8_agreement": round(report.agreement, 4)}
+    for name, (fp32, int8) in report.quality.items():
+        metrics |= {f"fp32_{name}": round(fp32, 4), f"int8_{name}": round(int8, 4)}
     metrics |= {f"int8_speedup_b{b}": round(r, 3) for b, r in sorted(report.speedup.items())}
     note = f"{report.speed_line()}; quantised as {report.recipe}"
     if any(ratio < DEFAULT_MIN_SPEEDUP for ratio in report.speedup.values()):

@@ -259,7 +259,10 @@ class OnnxBackend:
 
     name = "onnx"
 
-    def __init__(self, bundle: Bundle, threads: int | None = None, score_axis: int | None = None):
+    def __init__(
+        self, bundle: Bundle, threads: int | None = None, score_axis: int | None = None, graph: bytes | None = None
+    ):
+        """``graph``: run this ONNX graph instead of the bundle's ``model.onnx`` (e.g. an INT8 one being judged)."""
         import onnxruntime as ort
 
         options = ort.SessionOptions()
@@ -267,7 +270,9 @@ class OnnxBackend:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
         try:
-            self.session = ort.InferenceSession(bundle.read(ONNX), options, providers=["CPUExecutionProvider"])
+            self.session = ort.InferenceSession(
+                bundle.read(ONNX) if graph is None else graph, options, providers=["CPUExecutionProvider"]
+            )
         except Exception as exc:  # onnxruntime raises its own types (InvalidProtobuf, Fail, ...)
             detail = " ".join(str(exc).split())[:200]
             raise BundleError(

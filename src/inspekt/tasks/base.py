@@ -76,7 +76,9 @@ class Task:
         score_axis: the axis of model.onnx's first output that holds one score per class (checked
             against the card's classes when a bundle loads), or None when it has none.
         thresholds: what ``eval --set-threshold`` stores ("" when the task has no such threshold).
-        int8: whether ``export --int8`` can quantise its models (with an accuracy check on labels).
+        int8_metrics: the evaluation metrics ``export --int8`` compares between the fp32 and INT8 graphs
+            (each may drop by at most ``--max-drop``); empty: the task's models are not quantised.
+        int8_agreeing: what ``int8_agreement`` counts ("labels", "boxes"), for messages.
         headline: the evaluation metrics a page shows first.
         explainable: whether its models have Grad-CAM explanations (``inspekt explain``).
         default_model: the registered model trained when the config names none.
@@ -96,7 +98,8 @@ class Task:
     name: ClassVar[str]
     score_axis: ClassVar[int | None] = None
     thresholds: ClassVar[str] = ""
-    int8: ClassVar[bool] = False
+    int8_metrics: ClassVar[tuple[str, ...]] = ()
+    int8_agreeing: ClassVar[str] = ""
     headline: ClassVar[tuple[str, ...]] = ()
     explainable: ClassVar[bool] = False
     default_model: ClassVar[str]
@@ -149,10 +152,19 @@ class Task:
         """How sure ``prediction`` is of ``reference``'s verdict (what-if sweeps): its name and value."""
         return "score", float(prediction.score)
 
-    def labels(self, card: ModelCard, scores: np.ndarray) -> np.ndarray:
-        """Class indices from the graph's first output, decided as ``predict`` decides them (``export
-        --int8`` compares the fp32 and INT8 graphs' labels; only tasks with ``int8`` need it)."""
-        raise ConfigError(f"a {self.name} model has no per-image class labels to compare")
+    # --- INT8 export -------------------------------------------------------------------------
+
+    def int8_truth(self, card: ModelCard, samples: Sequence[Sample]) -> list[Sample]:
+        """The samples that can judge an INT8 graph (those ``evaluate`` scores against something).
+
+        Raises:
+            DatasetError: their annotations do not fit the model (e.g. labels it does not know).
+        """
+        raise ConfigError(f"{self.name} models are not quantised to INT8")
+
+    def int8_agreement(self, fp32: Any, int8: Any) -> float:
+        """The share of outputs on which two evaluations of the same images (fp32 and INT8 graphs) agree."""
+        raise ConfigError(f"{self.name} models are not quantised to INT8")
 
     # --- training ---------------------------------------------------------------------------
 

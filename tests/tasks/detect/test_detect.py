@@ -161,6 +161,41 @@ def test_evaluate_and_cli_on_the_trained_detector(detect_trained, planted_boxes,
     assert Predictor.load(copy).card.postprocess.threshold == pytest.approx(best)
 
 
+def test_int8_detector_is_judged_by_map_and_box_agreement(detect_trained, planted_boxes, tmp_path, monkeypatch):
+    """export --int8 for a detector: calibrated through the Predictor, judged by the evaluation's mAP@0.5
+    and box F1 and by how far its boxes agree with fp32's (the speed is fixed: it depends on this CPU)."""
+    from inspekt.bundle import open_bundle
+    from inspekt.engine.quantize import AccuracyDropError, quantize_bundle
+
+    monkeypatch.setattr("inspekt.engine.quantize.measure_speedup", lambda fp32, int8, images: {1: 1.2, 16: 1.1})
+    root, truth = planted_boxes
+    args = ["export", str(detect_trained.bundle), "--int8", "--calib", str(root), "--out", str(tmp_path / "q.inspekt")]
+    out = runner.invoke(app, [*args, "--max-drop", "0.05", "--min-agreement", "0.8", "--json"])
+    assert out.exit_code == 0, out.output
+    report = json.loads(out.stdout)
+    assert set(report["quality"]) == {"map50", "box_f1"} and report["agreeing"] == "boxes"
+    assert report["n_images"] == 60 and report["n_calib"] == 60 and report["agreement"] >= 0.8
+    fp32_map, int8_map = report["quality"]["map50"]
+    assert fp32_map > 0.5 and int8_map >= fp32_map - 0.05
+    card = open_bundle(report["path"]).card
+    assert card.precision == "int8" and card.metrics["int8_map50"] == round(int8_map, 4)
+    names = sorted(truth)[:10]
+    found = Predictor.load(report["path"]).predict([root / "images" / n for n in names])
+    assert sum(len(p.boxes) for p in found) >= sum(len(truth[n]) for n in names) // 2  # the INT8 model finds boxes
+    # calibrated on blank frames only (and the input quantised too, as on VNNI CPUs), the boxes' pixels are
+    # clipped to background: the INT8 graph finds nothing, and is refused with both reasons named
+    monkeypatch.setattr("inspekt.engine.quantize.cpu_flags", lambda: ("avx2", "avx512f", "avx512_vnni"))
+    rows = ["path,mask,split"]
+    for i in range(8):
+        save_image(tmp_path / "blank" / f"{i}.png", np.full((64, 64), 40, np.uint8))
+        rows.append(f"{tmp_path / 'blank' / f'{i}.png'},,train")
+    rows.extend(f"{root / 'images' / n},{root / 'masks' / n},val" for n in sorted(truth))
+    (tmp_path / "skewed.csv").write_text("\n".join(rows) + "\n")
+    with pytest.raises(AccuracyDropError, match=r"map50 drops .*boxes agree with fp32 on .* only") as refused:
+        quantize_bundle(detect_trained.bundle, tmp_path / "r.inspekt", calib=tmp_path / "skewed.csv")
+    assert refused.value.report.quality["map50"][1] < 0.5 and not (tmp_path / "r.inspekt").exists()
+
+
 def test_timm_centernet_exports_with_parity_and_takes_a_backbone_file(tmp_path):
     """centernet over a timm encoder: a plain timm backbone file loads into ``encoder.`` (--pretrained),
     and the bundle's ONNX graph gives the torch maps (the parity check at export)."""

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from inspekt.card import ModelCard, positive_class
-from inspekt.errors import ConfigError
+from inspekt.errors import ConfigError, DatasetError
 from inspekt.tasks.base import Control, Table, Task, check_probability, fmt, min_area_error
 from inspekt.tasks.shared import INSPECTION_ROWS
 
@@ -17,7 +17,8 @@ class Classify(Task):
     name = "classify"
     score_axis = -1
     thresholds = "positive-class probability"
-    int8 = True
+    int8_metrics = ("accuracy", "macro_f1")
+    int8_agreeing = "labels"
     explainable = True
     default_model = "tiny_cnn"
     issues = "label"
@@ -74,10 +75,20 @@ class Classify(Task):
     def confidence(self, reference, prediction) -> tuple[str, float]:
         return f"confidence in {reference.label}", float(prediction.scores[reference.label])
 
-    def labels(self, card, scores):
-        from inspekt.tasks.classify.predict import decide, softmax
+    def int8_truth(self, card, samples):
+        labelled = [s for s in samples if s.label is not None]
+        unknown = sorted({s.label for s in labelled} - set(card.classes))
+        if unknown:
+            raise DatasetError(
+                f"labels {unknown} are not among the model's classes {list(card.classes)}; "
+                "pass --calib with images labelled with the model's classes"
+            )
+        return labelled
 
-        return decide(softmax(scores), card.classes, card.thresholds)
+    def int8_agreement(self, fp32, int8):
+        import numpy as np
+
+        return float(np.mean(fp32.y_pred == int8.y_pred)) if len(fp32.y_pred) else 1.0
 
     def predict(self, card, images, sources, run, batch_size):
         from inspekt.tasks.classify.predict import predict_classify

@@ -18,6 +18,8 @@ class Detect(Task):
     score_axis = 1
     thresholds = "box score"
     default_model = "tiny_centernet"
+    int8_metrics = ("map50", "box_f1")
+    int8_agreeing = "boxes"
     train_summary = (
         "Train a box detector (boxes, or masks read as one box per region); prints the bundle path. "
         "Ctrl-C keeps the best so far."
@@ -70,6 +72,17 @@ class Detect(Task):
         from inspekt.tasks.detect.predict import predict_detect
 
         return predict_detect(card, images, sources, run, batch_size)
+
+    def int8_truth(self, card, samples):
+        from inspekt.tasks.detect.boxes import BoxRule
+
+        from_masks = BoxRule.from_card(card).from_masks
+        return [s for s in samples if s.boxes is not None or (from_masks and s.mask is not None)]
+
+    def int8_agreement(self, fp32, int8):
+        from inspekt.tasks.detect.metrics import box_agreement
+
+        return box_agreement(fp32.found, int8.found, fp32.threshold)
 
     def cells(self, prediction, card, topk, precise):
         counts = prediction.extra["counts"]

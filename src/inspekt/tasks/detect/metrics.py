@@ -127,3 +127,17 @@ def best_f1_threshold(truths: Sequence[BoxArray], found: Sequence[np.ndarray], i
     tp = np.cumsum(hits[order])
     f1 = 2 * tp / (np.arange(1, len(order) + 1) + n_true)
     return float(scores[order][int(np.argmax(f1))])
+
+
+def box_agreement(
+    first: Sequence[np.ndarray], second: Sequence[np.ndarray], threshold: float, iou: float = 0.5
+) -> float:
+    """How far two detectors' boxes on the same images agree at a score threshold: twice the boxes
+    matched to one of the other's (same class, ``iou`` or more) over all boxes of both (1: the same
+    boxes everywhere, also when neither finds any)."""
+    matched = total = 0
+    for a, b in zip(first, second):
+        a, b = a[a[:, 5] >= threshold], b[b[:, 5] >= threshold]
+        hit, _ = match(b, a[:, :5], iou)
+        matched, total = matched + int(hit.sum()), total + len(a) + len(b)
+    return 2 * matched / total if total else 1.0
