@@ -13,6 +13,7 @@ ms/image through the Predictor.
 
     .venv/bin/python benchmarks/detect.py [--threads 2] [--keep DIR] [key=value ...]
     .venv/bin/python benchmarks/detect.py --bundle DIR/model.inspekt   # score a kept model
+    .venv/bin/python benchmarks/detect.py --defaults   # what plain `inspekt train detect` gives
 
 Timings are wall-clock on whatever else the machine runs: the script prints ``os.getloadavg()`` and
 the CPU time the process itself used (user + system, all threads), which a loaded machine does not
@@ -140,6 +141,11 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--keep", type=Path, help="folder to keep the bundle (model.inspekt) and split CSV in")
     parser.add_argument("--bundle", type=Path, help="score this bundle instead of training one")
+    parser.add_argument(
+        "--defaults",
+        action="store_true",
+        help="train with inspekt's defaults (only masks=folder, which names the classes) instead of the recipe",
+    )
     parser.add_argument("overrides", nargs="*", help="key=value config overrides")
     args = parser.parse_args()
     if not args.data.is_dir():
@@ -158,12 +164,13 @@ def main() -> int:
         csv_path = write_split_csv(split, Path(tmp) / "split.csv")
         seconds, cpu, bundle = None, None, args.bundle
         if bundle is None:
+            recipe = ["masks=folder"] if args.defaults else RECIPE
             cfg = build_config(
                 TrainConfig,
                 options={"task": "detect", "data": str(csv_path), "out": tmp, "threads": args.threads},
-                overrides=RECIPE + args.overrides,
+                overrides=recipe + args.overrides,
             )
-            print("recipe:", " ".join(RECIPE + args.overrides), flush=True)
+            print("recipe:", " ".join(recipe + args.overrides), flush=True)
             t0, c0 = time.perf_counter(), _cpu_seconds()
             result = train(
                 cfg,

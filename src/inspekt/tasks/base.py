@@ -83,6 +83,10 @@ class Task:
         explainable: whether its models have Grad-CAM explanations (``inspekt explain``).
         default_model: the registered model trained when the config names none.
         model_defaults: config keys each model decides for itself unless given (e.g. epochs).
+        train_defaults: config values this task trains with unless given (instead of the config's
+            class defaults; written to the run's config.yaml like any value).
+        default_params: ``model_params`` of the default model when the config names no model (the
+            user's own model_params keys win).
         train_summary: what ``inspekt train <task>`` does, in one line.
         train_options: the ``TrainConfig`` keys that ``inspekt train <task>`` offers as --options (the
             rest are ``key=value`` overrides); their help is the config field's description.
@@ -104,6 +108,8 @@ class Task:
     explainable: ClassVar[bool] = False
     default_model: ClassVar[str]
     model_defaults: ClassVar[frozenset[str]] = frozenset()
+    train_defaults: ClassVar[dict[str, Any]] = {}
+    default_params: ClassVar[dict[str, Any]] = {}
     train_summary: ClassVar[str] = ""
     train_options: ClassVar[tuple[str, ...]] = ()
     train_params: ClassVar[dict[str, str]] = {}
@@ -169,8 +175,15 @@ class Task:
     # --- training ---------------------------------------------------------------------------
 
     def configure(self, cfg: TrainConfig) -> TrainConfig:
-        """The config with this task's default model when none was chosen."""
-        return cfg if "model" in cfg.model_fields_set else cfg.model_copy(update={"model": self.default_model})
+        """The config with this task's ``train_defaults`` for the keys not given, and its default model
+        (with ``default_params`` under the given model_params) when none was chosen."""
+        given = cfg.model_fields_set
+        update = {key: value for key, value in self.train_defaults.items() if key not in given}
+        if "model" not in given:
+            update["model"] = self.default_model
+            if self.default_params:
+                update["model_params"] = self.default_params | cfg.model_params
+        return cfg.model_copy(update=update) if update else cfg
 
     def config_defaults(self, cfg: TrainConfig) -> set[str]:
         """Config keys left to the model's own defaults, so not written to the run's config.yaml."""

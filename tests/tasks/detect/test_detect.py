@@ -312,3 +312,35 @@ def test_config_mistakes_name_the_key(tmp_path):
         train(**options, imgsz=40)
     with pytest.raises(ConfigError, match="loss=ce: detection has one loss"):
         train(**options, loss="ce", imgsz=64)
+
+
+def test_detection_trains_with_its_own_defaults_unless_given(tmp_path):
+    """``inspekt train detect`` uses the task's defaults (the config's class defaults stopped a real run
+    at epoch 12 with nothing found), the user's values win, and the run's config.yaml records both."""
+    import yaml
+
+    from inspekt.config import TrainConfig, build_config
+    from inspekt.data.synth import write_dataset
+    from inspekt.engine.trainer import train
+
+    task = get_task("detect")
+    plain = task.configure(build_config(TrainConfig, options={"task": "detect", "data": "d"}))
+    assert (plain.epochs, plain.batch, plain.patience, plain.sampler) == (40, 16, 100, "balanced")
+    assert plain.model == "tiny_centernet" and plain.model_params == {"width": 8}
+    given = task.configure(
+        build_config(
+            TrainConfig,
+            options={"task": "detect", "data": "d", "epochs": 3},
+            overrides=["model_params.neck=16", "sampler=shuffle"],
+        )
+    )
+    assert (given.epochs, given.sampler, given.batch) == (3, "shuffle", 16)
+    assert given.model_params == {"width": 8, "neck": 16}
+    other = task.configure(build_config(TrainConfig, options={"task": "detect", "data": "d", "model": "centernet"}))
+    assert other.model_params == {} and other.epochs == 40  # another model keeps its own parameters
+    classify = get_task("classify").configure(build_config(TrainConfig, options={"task": "classify", "data": "d"}))
+    assert classify.epochs == 30 and classify.patience == 10  # other tasks are unchanged
+    data = str(write_dataset(tmp_path / "d", n=24, size=64, layout="boxes", seed=1).root)
+    run = train(task="detect", data=data, out=str(tmp_path / "runs"), epochs=1, imgsz=64, threads=1)
+    written = yaml.safe_load((run.run_dir / "config.yaml").read_text())
+    assert written["epochs"] == 1 and written["batch"] == 16 and written["model_params"] == {"width": 8}
