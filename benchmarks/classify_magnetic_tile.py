@@ -5,7 +5,7 @@ A stratified 80/20 split with seed 0 (``inspekt.data.split``); the 80 % trains (
 20 % is scored with ``inspekt.evaluate``. Prints accuracy, macro-F1, per-class F1 and the
 training wall-clock time.
 
-    .venv/bin/python benchmarks/classify_magnetic_tile.py [--threads 2] [key=value ...]
+    .venv/bin/python benchmarks/classify_magnetic_tile.py [--threads 2] [--defaults] [key=value ...]
 
 Extra ``key=value`` items override the recipe below (e.g. ``epochs=5 imgsz=96``).
 """
@@ -47,6 +47,11 @@ def main() -> int:
         help="copy the trained bundle here (a .inspekt file) and the split CSV "
         "beside it, e.g. for benchmarks/inference_speed.py",
     )
+    parser.add_argument(
+        "--defaults",
+        action="store_true",
+        help="train with inspekt's defaults (what plain `inspekt train classify` does) instead of the recipe",
+    )
     parser.add_argument("overrides", nargs="*", help="key=value config overrides")
     args = parser.parse_args()
     if not args.data.is_dir():
@@ -62,12 +67,13 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         split = split_dataset(open_dataset(args.data), val=0.0, test=0.2, seed=0)
         csv_path = write_split_csv(split, Path(tmp) / "split.csv")
+        recipe = [] if args.defaults else RECIPE
         cfg = build_config(
             TrainConfig,
             options={"task": "classify", "data": str(csv_path), "out": tmp, "threads": args.threads},
-            overrides=RECIPE + args.overrides,
+            overrides=recipe + args.overrides,
         )
-        print("recipe:", " ".join(RECIPE + args.overrides), flush=True)
+        print("recipe:", " ".join(recipe + args.overrides) or "inspekt's defaults", flush=True)
         t0 = time.perf_counter()
         result = train(
             cfg,

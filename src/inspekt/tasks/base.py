@@ -85,8 +85,6 @@ class Task:
         model_defaults: config keys each model decides for itself unless given (e.g. epochs).
         train_defaults: config values this task trains with unless given (instead of the config's
             class defaults; written to the run's config.yaml like any value).
-        default_params: ``model_params`` of the default model when the config names no model (the
-            user's own model_params keys win).
         train_summary: what ``inspekt train <task>`` does, in one line.
         train_options: the ``TrainConfig`` keys that ``inspekt train <task>`` offers as --options (the
             rest are ``key=value`` overrides); their help is the config field's description.
@@ -109,7 +107,6 @@ class Task:
     default_model: ClassVar[str]
     model_defaults: ClassVar[frozenset[str]] = frozenset()
     train_defaults: ClassVar[dict[str, Any]] = {}
-    default_params: ClassVar[dict[str, Any]] = {}
     train_summary: ClassVar[str] = ""
     train_options: ClassVar[tuple[str, ...]] = ()
     train_params: ClassVar[dict[str, str]] = {}
@@ -175,15 +172,22 @@ class Task:
     # --- training ---------------------------------------------------------------------------
 
     def configure(self, cfg: TrainConfig) -> TrainConfig:
-        """The config with this task's ``train_defaults`` for the keys not given, and its default model
-        (with ``default_params`` under the given model_params) when none was chosen."""
+        """The config with this task's ``train_defaults`` for the keys not given, its default model when
+        none was chosen, and for the default model ``default_params`` under the given model_params."""
         given = cfg.model_fields_set
         update = {key: value for key, value in self.train_defaults.items() if key not in given}
         if "model" not in given:
             update["model"] = self.default_model
-            if self.default_params:
-                update["model_params"] = self.default_params | cfg.model_params
+        configured = cfg.model_copy(update=update)
+        params = self.default_params(configured) if configured.model == self.default_model else {}
+        if params:
+            update["model_params"] = params | cfg.model_params
         return cfg.model_copy(update=update) if update else cfg
+
+    def default_params(self, cfg: TrainConfig) -> dict[str, Any]:
+        """``model_params`` the default model trains with under this config unless given (written to the
+        card like any parameter, so changing them never changes how an old bundle loads)."""
+        return {}
 
     def config_defaults(self, cfg: TrainConfig) -> set[str]:
         """Config keys left to the model's own defaults, so not written to the run's config.yaml."""

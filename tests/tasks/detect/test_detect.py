@@ -336,10 +336,17 @@ def test_detection_trains_with_its_own_defaults_unless_given(tmp_path):
     )
     assert (given.epochs, given.sampler, given.batch) == (3, "shuffle", 16)
     assert given.model_params == {"width": 8, "neck": 16}
-    other = task.configure(build_config(TrainConfig, options={"task": "detect", "data": "d", "model": "centernet"}))
-    assert other.model_params == {} and other.epochs == 40  # another model keeps its own parameters
+
+    def named(model: str) -> TrainConfig:
+        return task.configure(build_config(TrainConfig, options={"task": "detect", "data": "d", "model": model}))
+
+    assert named("centernet").model_params == {} and named("centernet").epochs == 40  # another model: its own
+    assert named("tiny_centernet").model_params == {"width": 8}  # the default model named explicitly: the same
     classify = get_task("classify").configure(build_config(TrainConfig, options={"task": "classify", "data": "d"}))
-    assert classify.epochs == 30 and classify.patience == 10  # other tasks are unchanged
+    assert classify.epochs == 30 and classify.patience == 10  # other tasks keep the config's defaults
+    assert classify.model_params == {"stem_stride": 2}  # and their own default parameters
+    small = build_config(TrainConfig, options={"task": "classify", "data": "d", "imgsz": 32})
+    assert get_task("classify").configure(small).model_params == {}  # a strided stem would pool a 1x1 map
     data = str(write_dataset(tmp_path / "d", n=24, size=64, layout="boxes", seed=1).root)
     run = train(task="detect", data=data, out=str(tmp_path / "runs"), epochs=1, imgsz=64, threads=1)
     written = yaml.safe_load((run.run_dir / "config.yaml").read_text())

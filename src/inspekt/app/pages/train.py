@@ -40,9 +40,7 @@ def _start() -> None:
     if not re.fullmatch(r"[\w.-]+", name):
         st.session_state["train_message"] = ("error", f"run name {name!r}: use letters, digits, '-', '_' or '.' only")
         return
-    options = {"imgsz": int(imgsz)} | ({"epochs": int(epochs)} if epochs else {})
-    if model != TASKS[task].default_model:  # the default model trains with its task's default_params
-        options["model"] = model
+    options = {"model": model, "imgsz": int(imgsz)} | ({"epochs": int(epochs)} if epochs else {})
     job = jobs.start(root, task, data, name, options)
     st.session_state["train_message"] = (
         "success",

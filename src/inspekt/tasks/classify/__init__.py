@@ -37,6 +37,11 @@ class Classify(Task):
     headline = ("accuracy", "macro_f1", "balanced_accuracy", "roc_auc", "pr_auc", "ece")
     figures = "confusion matrices, ROC / PR curves, the threshold sweep (binary) and the errors with Grad-CAM"
 
+    def default_params(self, cfg):
+        # a strided first convolution: benchmarks/classify_magnetic_tile.py --defaults (30 epochs, 128 px) trained
+        # in 109 s instead of 411 s, test accuracy 0.795 vs 0.616; below 64 px the network would pool a 1x1 map
+        return {"stem_stride": 2} if cfg.imgsz >= 64 else {}
+
     def fits(self, ds) -> bool:
         return len(ds.classes) >= 2
 

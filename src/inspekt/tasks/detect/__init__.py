@@ -29,7 +29,6 @@ class Detect(Task):
         "defect_crops": 0.8,
         "sampler": "balanced",
     }
-    default_params = {"width": 8}
     int8_metrics = ("map50", "box_f1")
     int8_agreeing = "boxes"
     train_summary = (
@@ -53,6 +52,9 @@ class Detect(Task):
     train_example = "threshold=0.4 resize=tile scale=0.5"
     headline = ("map50", "map50_95", "box_precision", "box_recall", "image_precision", "image_recall")
     figures = "PR curves per class and the images with false or missed boxes (missed ones in green)"
+
+    def default_params(self, cfg):
+        return {"width": 8}
 
     def fits(self, ds) -> bool:
         return ds.n_masks > 0 or any(s.boxes for s in ds.samples)
