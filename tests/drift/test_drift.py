@@ -255,6 +255,43 @@ def test_kl_and_js_of_identical_and_disjoint_histograms():
     assert np.isfinite(stats.kl_divergence(np.array([1.0, 0]), np.array([0, 1.0])))  # smoothed
 
 
+def test_numpy_statistics_match_scipy_s():
+    """The drift checks import neither scipy nor scikit-learn (their import cost more than the checks):
+    ranks, Wasserstein-1 and the reference KS p-value, against scipy's on ties, NaNs and sizes."""
+    from scipy.stats import ks_2samp, rankdata, wasserstein_distance
+
+    from inspekt.drift.domain import auc_of, average_ranks
+
+    rng = np.random.default_rng(5)
+    for n, m, shift in ((30, 40, 0.0), (200, 300, 0.3), (2000, 1500, 0.05)):
+        a, b = np.round(rng.normal(size=n), 1), np.round(rng.normal(shift, 1.0, m), 1)  # ties
+        pooled = np.r_[a, b]
+        assert np.array_equal(average_ranks(pooled), rankdata(pooled))
+        assert stats.wasserstein(a, b) == pytest.approx(wasserstein_distance(a, b), rel=1e-12, abs=1e-15)
+        with_nan = np.r_[a, np.nan]
+        # asymptotic with Stephens' correction: within a few per cent of scipy's exact value
+        assert stats.ks_p_value(with_nan, b) == pytest.approx(ks_2samp(a, b).pvalue, rel=0.08, abs=2e-3)
+    labels = np.r_[np.zeros(3, bool), np.ones(3, bool)]
+    assert auc_of(np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.6]), labels) == 1.0
+    assert auc_of(np.array([1.0, 1, 1, 1, 1, 1]), labels) == 0.5  # ties count half
+    assert stats.ks_p_value(np.array([np.nan]), b) is None
+
+
+def test_the_domain_check_imports_no_scipy_or_sklearn(tmp_path):
+    import subprocess
+    import sys
+
+    _write_set(tmp_path / "ref", 12, seed=20)
+    _write_set(tmp_path / "cur", 12, seed=21, shift=50)
+    code = (
+        "import sys; from inspekt.drift import check_drift; "
+        f"r = check_drift({str(tmp_path / 'ref')!r}, {str(tmp_path / 'cur')!r}, permutations=99); "
+        "print(r.drift, sorted(m for m in ('scipy', 'sklearn') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.split() == ["True", "[]"], out.stdout + out.stderr
+
+
 # --- the engine ---------------------------------------------------------------------------------
 
 

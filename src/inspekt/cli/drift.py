@@ -43,7 +43,11 @@ def drift(
     ),
     permutations: int = typer.Option(1000, "--permutations", help="Relabellings per permutation test (19 to 5000)."),
     sample: int = typer.Option(None, "--sample", help="Profile a random sample of this many images per side."),
-    workers: int = typer.Option(1, "--workers", help="Processes for profiling (with --dask local: its workers)."),
+    workers: int = typer.Option(
+        0,
+        "--workers",
+        help="Processes for profiling (0: one per core, at most 4, from 1,000 images; with --dask local: its workers).",
+    ),
     dask: str = typer.Option(None, "--dask", help=DASK_HELP),
     seed: int = typer.Option(0, "--seed"),
     fail_on_drift: bool = typer.Option(False, "--fail-on-drift", help="Exit with status 3 when drift is detected."),
@@ -89,7 +93,11 @@ def profile(
     source: str = typer.Argument(..., help="Folder, dataset or CSV of images."),
     out: Path = typer.Option(..., "--out", "-o", help="Where to write the profile (.json)."),
     sample: int = typer.Option(None, "--sample", help="Profile a random sample of this many images."),
-    workers: int = typer.Option(1, "--workers", help="Processes for profiling (with --dask local: its workers)."),
+    workers: int = typer.Option(
+        0,
+        "--workers",
+        help="Processes for profiling (0: one per core, at most 4, from 1,000 images; with --dask local: its workers).",
+    ),
     dask: str = typer.Option(None, "--dask", help=DASK_HELP),
     seed: int = typer.Option(0, "--seed"),
 ) -> None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from dataclasses import replace
 from pathlib import Path
 
@@ -51,15 +52,15 @@ def _split_name(name: str) -> str | None:
 
 def _pair_beside_masks(files: list[Path]) -> list[tuple[Path, Path | None]]:
     """Separate ``<stem>_mask.<ext>`` files from images and attach them to their image."""
-    by_key = {(f.parent, f.stem): f for f in files}
+    keys = [os.path.splitext(str(f))[0] for f in files]  # folder + stem, as text: thousands of files
+    present = set(keys)
     masks = {
-        (f.parent, f.stem[: -len(MASK_SUFFIX)]): f
-        for f in files
-        if f.stem.endswith(MASK_SUFFIX) and (f.parent, f.stem[: -len(MASK_SUFFIX)]) in by_key
+        key[: -len(MASK_SUFFIX)]: f
+        for key, f in zip(keys, files)
+        if key.endswith(MASK_SUFFIX) and key[: -len(MASK_SUFFIX)] in present
     }
-    mask_files = set(masks.values())
-    pairs = [(f, masks.get((f.parent, f.stem))) for f in files if f not in mask_files]
-    return pairs
+    mask_keys = {key + MASK_SUFFIX for key in masks}
+    return [(f, masks.get(key)) for key, f in zip(keys, files) if key not in mask_keys]
 
 
 def _mask_index(folder: Path) -> dict[tuple[str, str], Path]:
@@ -128,12 +129,15 @@ def _by_first_folder(files: list[Path], base: Path) -> tuple[list[Path], dict[st
     """Images directly in ``base``, and the others grouped by their first folder below it."""
     loose: list[Path] = []
     groups: dict[str, list[Path]] = {}
+    prefix = str(base).rstrip("/" + os.sep) + os.sep
     for f in files:
-        parts = f.relative_to(base).parts
-        if len(parts) == 1:
-            loose.append(f)
+        text = str(f)  # text, not Path.relative_to: this runs once per file of a dataset
+        rel = text[len(prefix) :] if text.startswith(prefix) else str(f.relative_to(base))
+        head, below, _ = rel.partition(os.sep)
+        if below:
+            groups.setdefault(head, []).append(f)
         else:
-            groups.setdefault(parts[0], []).append(f)
+            loose.append(f)
     return loose, groups
 
 

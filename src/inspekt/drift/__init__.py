@@ -9,9 +9,7 @@ check), ``engine.py`` (``DriftResult``), ``report.py`` (console, JSON, HTML).
 
 from __future__ import annotations
 
-import importlib
 import os
-import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -53,7 +51,8 @@ def check_drift(
             (its ``reference.json``; then the model also predicts the current images, for
             prediction and embedding drift).
         current: the same kinds, except a bundle.
-        workers: processes for profiling (with ``dask="local"``: the local cluster's workers).
+        workers: processes for profiling (0: auto, see ``profile_images``; with ``dask="local"``: the local
+            cluster's workers).
         sample: profile a seeded random sample of this many images per side.
         progress: called with the number of images finished, as profiling goes.
         on_start: called with ("reference" | "current", number of images) before each side is profiled.
@@ -91,8 +90,6 @@ def _check(
     on_start,
 ) -> DriftResult:
     notes: list[str] = []
-    if client is None and workers == 1:
-        _import_in_background(config)
     common = {"workers": workers, "sample": sample, "seed": config.seed, "progress": progress, "client": client}
     ref = load_profile(reference, on_start=on_start and (lambda n: on_start("reference", n)), **common)
     cur = load_profile(
@@ -116,27 +113,6 @@ def _check(
     result.notes += notes
     result.reference_profile, result.current_profile = ref, cur
     return result
-
-
-def _import_in_background(config: DriftConfig) -> None:
-    """Import the libraries the checks need (scipy.stats; scikit-learn for the domain classifier:
-    ~2 s together in a fresh process) in a thread while this process profiles the images, instead of
-    after. Only when profiling runs here: a forked profiling worker must not inherit a half-held
-    import lock."""
-    import threading
-
-    names = ["scipy.stats"] + (["sklearn.ensemble"] if "domain" in config.checks else [])
-    if all(name in sys.modules for name in names):
-        return
-
-    def load() -> None:
-        for name in names:
-            try:
-                importlib.import_module(name)
-            except Exception:  # the checks import it again and report the problem in their own words
-                return
-
-    threading.Thread(target=load, name="inspekt-drift-imports", daemon=True).start()
 
 
 def _model_outputs(bundle: str | os.PathLike, files: list[str], client) -> dict | None:

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from inspekt.drift import stats
-from inspekt.drift.domain import DomainFit, fit_domain_classifier
+from inspekt.drift.domain import DomainFit, average_ranks, fit_domain_classifier
 from inspekt.drift.types import MAX_PERMUTATIONS, Check, DriftConfig, DriftResult
 from inspekt.errors import InspektError
 from inspekt.profiling.profile import Profile
@@ -211,8 +211,6 @@ def property_matrix(profile: Profile, index: np.ndarray) -> tuple[np.ndarray, li
 def _domain_check(ref: Profile, cur: Profile, ri, ci, config: DriftConfig) -> tuple[Check, DomainFit] | None:
     """The domain classifier's check: held-out AUC, relabelled over the held-out half only (its own
     relabellings, so it is a family of its own)."""
-    from scipy.stats import rankdata
-
     x_ref, names = property_matrix(ref, ri)
     x_cur, _ = property_matrix(cur, ci)
     usable = ~(np.isnan(x_ref).all(axis=0) & np.isnan(x_cur).all(axis=0))
@@ -221,7 +219,7 @@ def _domain_check(ref: Profile, cur: Profile, ri, ci, config: DriftConfig) -> tu
     if fit is None:
         return None
     perms = stats.relabellings(fit.n_ref, fit.n_cur, config.permutations, np.random.default_rng([config.seed, 1]))
-    auc, p, permuted = stats.permutation_p(stats.auc, rankdata(fit.scores), perms)
+    auc, p, permuted = stats.permutation_p(stats.auc, average_ranks(fit.scores), perms)
     score = max(2 * auc - 1, 0.0)
     return Check(
         "domain_classifier",

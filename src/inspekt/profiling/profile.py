@@ -27,6 +27,8 @@ from inspekt.results import SkippedFile
 
 SCHEMA = "inspekt.profile/1"
 DEFAULT_MIN_SIDE = 64
+AUTO_WORKERS = 4  # processes at most for workers=0
+AUTO_FROM = 1000  # images from which workers=0 starts processes (below, starting them costs more)
 
 
 @dataclass
@@ -240,7 +242,8 @@ def profile_images(
 
     Args:
         files: image paths.
-        workers: processes (1 = in this process).
+        workers: processes (1 = in this process; 0 = auto: one per CPU core, at most ``AUTO_WORKERS``,
+            for ``AUTO_FROM`` images or more, else this process).
         min_side: working resolution rule (``inspekt.io.reduced``); 0 = full resolution.
         progress: called with the number of files finished, after each chunk.
         client: a ``distributed.Client``: profile on its cluster instead (``workers`` is then unused).
@@ -248,9 +251,11 @@ def profile_images(
     Returns:
         The profile, files in the given order (minus the skipped ones, listed in ``skipped``).
     """
-    if workers < 1:
-        raise ConfigError(f"workers must be at least 1, not {workers}")
+    if workers < 0:
+        raise ConfigError(f"workers must be 0 (auto) or more, not {workers}")
     files = [str(f) for f in files]
+    if workers == 0:  # measured on dice (5,904 128-px JPEGs, 2 cores): 0.66 s in this process, 0.39-0.43 s in 2
+        workers = min(os.cpu_count() or 1, AUTO_WORKERS) if len(files) >= AUTO_FROM else 1
     if client is not None:
         return profile_on(client, files, min_side, progress)
     from inspekt.cluster import chunks_for
