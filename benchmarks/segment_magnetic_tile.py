@@ -8,6 +8,7 @@ type (pixels of that type's test images), image-level AUROC / F1, training time 
 
     .venv/bin/python benchmarks/segment_magnetic_tile.py [--threads 2] [--keep DIR] [key=value ...]
     .venv/bin/python benchmarks/segment_magnetic_tile.py --bundle DIR/model.inspekt   # score a kept model
+    .venv/bin/python benchmarks/segment_magnetic_tile.py --defaults   # what plain `inspekt train segment` gives
 
 Extra ``key=value`` items override the recipe below (e.g. ``epochs=5``).
 """
@@ -91,6 +92,11 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--keep", type=Path, help="folder to keep the bundle (model.inspekt) and split CSV in")
     parser.add_argument("--bundle", type=Path, help="score this bundle instead of training one")
+    parser.add_argument(
+        "--defaults",
+        action="store_true",
+        help="train with inspekt's defaults (what plain `inspekt train segment` does) instead of the recipe",
+    )
     parser.add_argument("overrides", nargs="*", help="key=value config overrides")
     args = parser.parse_args()
     if not args.data.is_dir():
@@ -108,12 +114,13 @@ def main() -> int:
         csv_path = write_split_csv(split, Path(tmp) / "split.csv")
         seconds, bundle = None, args.bundle
         if bundle is None:
+            recipe = [] if args.defaults else RECIPE
             cfg = build_config(
                 TrainConfig,
                 options={"task": "segment", "data": str(csv_path), "out": tmp, "threads": args.threads},
-                overrides=RECIPE + args.overrides,
+                overrides=recipe + args.overrides,
             )
-            print("recipe:", " ".join(RECIPE + args.overrides), flush=True)
+            print("recipe:", " ".join(recipe + args.overrides) or "inspekt's defaults", flush=True)
             t0 = time.perf_counter()
             result = train(
                 cfg,
