@@ -345,8 +345,8 @@ def test_detection_trains_with_its_own_defaults_unless_given(tmp_path):
     classify = get_task("classify").configure(build_config(TrainConfig, options={"task": "classify", "data": "d"}))
     assert classify.epochs == 30 and classify.patience == 10  # other tasks keep the config's defaults
     assert classify.model_params == {"stem_stride": 2}  # and their own default parameters
-    small = build_config(TrainConfig, options={"task": "classify", "data": "d", "imgsz": 32})
-    assert get_task("classify").configure(small).model_params == {}  # a strided stem would pool a 1x1 map
+    small = build_config(TrainConfig, options={"task": "classify", "data": "d", "imgsz": 64})
+    assert get_task("classify").configure(small).model_params == {}  # small inputs keep every pixel
     data = str(write_dataset(tmp_path / "d", n=24, size=64, layout="boxes", seed=1).root)
     run = train(task="detect", data=data, out=str(tmp_path / "runs"), epochs=1, imgsz=64, threads=1)
     written = yaml.safe_load((run.run_dir / "config.yaml").read_text())
