@@ -9,11 +9,13 @@ not: each fold's model scores on its own scale, which widens the spread of the p
 what relabelling reproduces; measured on Gaussian noise with 50 images a side, it fired 11.5 % of
 the time at alpha = 0.05.)
 
-The classifier is gradient boosting of depth-2 trees (so two properties that move together, as
-brightness with image size, are seen) on each property's quantile bins within the training rows, with
-"not applicable" (NaN) a bin of its own: the recipe of scikit-learn's histogram gradient boosting,
-which it replaced, written in NumPy (that library's import alone took longer than the whole check on
-10,000 images).
+The classifier is gradient boosting of depth-2 trees on quantile bins (scikit-learn's histogram
+gradient boosting, which it replaced, does the same; written here in NumPy because that library's
+import alone took longer than the whole check on 10,000 images). Its columns are each property, with
+"not applicable" (NaN) a bin of its own, and the product of each pair of the properties' centred
+quantiles, so that two properties that only move together (brightness with image size) are seen; a
+split on a pair must gain 1 / PAIR_WEIGHT times a split on one property, or the many pairs fit noise
+first. It trains on at most TRAIN_ROWS rows; the held-out half is always scored in full.
 Permutation importances on the held-out half name the properties that tell the sets apart
 (computed only when the check is significant: on the null they only name noise).
 """
