@@ -167,8 +167,8 @@ def pick_images(ds: Dataset, task: Task, card: ModelCard, n_calib: int) -> tuple
         raise DatasetError(f"{ds.root}: {exc}") from None
     if not evaluation:
         raise DatasetError(
-            f"{ds.root}: no images with {task.int8_agreeing[:-1]} annotations ({ds.layout} layout); the INT8 "
-            f"check scores {', '.join(task.int8_metrics)} against them: pass --calib with an annotated dataset"
+            f"{ds.root}: no image annotated for this {card.task} model ({ds.layout} layout), so the INT8 graph's "
+            f"{', '.join(task.int8_metrics)} cannot be scored; pass --calib with an annotated dataset"
         )
     pool = [s.path for s in ds.samples if s.split == "train"] or [s.path for s in ds.samples]
     if len(pool) > n_calib:

@@ -194,6 +194,12 @@ def test_int8_detector_is_judged_by_map_and_box_agreement(detect_trained, plante
     with pytest.raises(AccuracyDropError, match=r"map50 drops .*boxes agree with fp32 on .* only") as refused:
         quantize_bundle(detect_trained.bundle, tmp_path / "r.inspekt", calib=tmp_path / "skewed.csv")
     assert refused.value.report.quality["map50"][1] < 0.5 and not (tmp_path / "r.inspekt").exists()
+    for name in ("a", "b"):  # class folders, no boxes or masks: nothing to score a detector against
+        for i in range(8):
+            save_image(tmp_path / "unboxed" / name / f"{i}.png", np.full((64, 64), 40, np.uint8))
+    unboxed = runner.invoke(app, ["export", str(detect_trained.bundle), "--int8", "--calib", str(tmp_path / "unboxed")])
+    assert unboxed.exit_code == 2 and "no image annotated for this detect model" in unboxed.stderr
+    assert "map50, box_f1 cannot be scored" in " ".join(unboxed.stderr.split()) and "Traceback" not in unboxed.stderr
 
 
 def test_timm_centernet_exports_with_parity_and_takes_a_backbone_file(tmp_path):
