@@ -196,10 +196,10 @@ def quantize_onnx(onnx_bytes: bytes, batches: Sequence[np.ndarray], recipe: Reci
     with tempfile.TemporaryDirectory(prefix="inspekt-int8-") as tmp:
         fp32, prepared, int8 = (Path(tmp) / name for name in ("fp32.onnx", "prepared.onnx", "int8.onnx"))
         fp32.write_bytes(onnx_bytes)
-        try:
-            quant_pre_process(str(fp32), str(prepared))
-        except Exception:  # symbolic shape inference gives up on some graphs (e.g. an upsampling by scale)
-            quant_pre_process(str(fp32), str(prepared), skip_symbolic_shape=True)
+        # ONNX's own shape inference is enough for these convolutional graphs; ORT's symbolic one (meant
+        # for dynamic transformer shapes) gives up on some (an upsampling by scale) and leaves
+        # sym_shape_infer_temp.onnx and a <uuid>.data file in the working directory when it does
+        quant_pre_process(str(fp32), str(prepared), skip_symbolic_shape=True)
         convs = [n.name for n in onnx.load(str(prepared), load_external_data=False).graph.node if n.op_type == "Conv"]
         quantize_static(
             str(prepared),

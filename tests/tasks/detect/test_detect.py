@@ -168,6 +168,9 @@ def test_int8_detector_is_judged_by_map_and_box_agreement(detect_trained, plante
     from inspekt.engine.quantize import AccuracyDropError, quantize_bundle
 
     monkeypatch.setattr("inspekt.engine.quantize.measure_speedup", lambda fp32, int8, images: {1: 1.2, 16: 1.1})
+    cwd = tmp_path / "cwd"  # quantising leaves nothing where it runs (ORT's symbolic shape inference did)
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
     root, truth = planted_boxes
     args = ["export", str(detect_trained.bundle), "--int8", "--calib", str(root), "--out", str(tmp_path / "q.inspekt")]
     out = runner.invoke(app, [*args, "--max-drop", "0.05", "--min-agreement", "0.8", "--json"])
@@ -200,6 +203,7 @@ def test_int8_detector_is_judged_by_map_and_box_agreement(detect_trained, plante
     unboxed = runner.invoke(app, ["export", str(detect_trained.bundle), "--int8", "--calib", str(tmp_path / "unboxed")])
     assert unboxed.exit_code == 2 and "no image annotated for this detect model" in unboxed.stderr
     assert "map50, box_f1 cannot be scored" in " ".join(unboxed.stderr.split()) and "Traceback" not in unboxed.stderr
+    assert not any(cwd.iterdir())
 
 
 def test_timm_centernet_exports_with_parity_and_takes_a_backbone_file(tmp_path):
