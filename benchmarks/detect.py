@@ -22,10 +22,8 @@ inflate.
 
 from __future__ import annotations
 
-import argparse
 import os
 import resource
-import shutil
 import sys
 import tempfile
 import time
@@ -33,7 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "magnetic_tile"
+from tile_run import ms_per_image, parse_args, train_or_keep
+
 # The recipe: the built-in CenterNet from scratch on 128-pixel windows of the image at 3/4 size
 # (tiled, as segmentation), grey input with CLAHE, defect-free and defective images drawn equally
 # often, most crops holding a box's centre, and the score threshold calibrated on validation (best
@@ -81,7 +80,7 @@ def _report(scored, seconds: float | None, cpu: float | None) -> None:
         f"recall {fmt(m['box_recall'])}; any-defect image precision {fmt(m['image_precision'])} "
         f"recall {fmt(m['image_recall'])}; mean count error {fmt(m['count_mae'])} per image"
     )
-    ms = sum(scored.times) / max(1, len(scored.times))
+    ms = ms_per_image(scored)
     print(f"inference {ms:.1f} ms/image (ONNX Runtime fp32, original size, tiled as the card says)")
     if seconds is not None:
         print(f"training {seconds:.0f} s wall, {cpu:.0f} s CPU (user + system, all threads)")
@@ -131,69 +130,39 @@ def _int8(bundle, csv_path: Path, out: Path) -> None:
     report = quantize_bundle(bundle, out, calib=csv_path, max_drop=1.0, min_agreement=0.0, min_speedup=0.0)
     print(f"export --int8 ({time.perf_counter() - t0:.0f} s):\n{report.summary()}")
     scored = evaluate(report.path, csv_path, split="test", batch_size=8)
-    ms = sum(scored.times) / max(1, len(scored.times))
+    ms = ms_per_image(scored)
     print(f"INT8 bundle: mAP@0.5 {scored.metrics['map50']:.4f}, {ms:.1f} ms/image (ONNX Runtime int8)")
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=DATA)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--keep", type=Path, help="folder to keep the bundle (model.inspekt) and split CSV in")
-    parser.add_argument("--bundle", type=Path, help="score this bundle instead of training one")
-    parser.add_argument(
-        "--defaults",
-        action="store_true",
-        help="train with inspekt's defaults (only masks=folder, which names the classes) instead of the recipe",
-    )
-    parser.add_argument("overrides", nargs="*", help="key=value config overrides")
-    args = parser.parse_args()
-    if not args.data.is_dir():
-        print(f"{args.data} is not present; this benchmark needs the development datasets", file=sys.stderr)
+    args = parse_args(__doc__, "train with inspekt's defaults (only masks=folder, which names the classes) instead")
+    if args is None:
         return 1
-
-    from inspekt.config import TrainConfig, build_config
-    from inspekt.data import open_dataset
-    from inspekt.data.split import split_dataset, write_split_csv
     from inspekt.engine.evaluator import evaluate
-    from inspekt.engine.trainer import train
 
     print(f"load average at start {os.getloadavg()}, {os.cpu_count()} CPUs", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
-        split = split_dataset(open_dataset(args.data), val=0.0, test=0.2, seed=0)
-        csv_path = write_split_csv(split, Path(tmp) / "split.csv")
-        seconds, cpu, bundle = None, None, args.bundle
-        if bundle is None:
-            recipe = ["masks=folder"] if args.defaults else RECIPE
-            cfg = build_config(
-                TrainConfig,
-                options={"task": "detect", "data": str(csv_path), "out": tmp, "threads": args.threads},
-                overrides=recipe + args.overrides,
-            )
-            print("recipe:", " ".join(recipe + args.overrides), flush=True)
-            t0, c0 = time.perf_counter(), _cpu_seconds()
-            result = train(
-                cfg,
-                on_epoch=lambda r: print(
-                    f"  epoch {r['epoch']:3d}  loss {r['train_loss']:.3f}  val mAP@0.5 {r.get('val_map50', 0):.3f}  "
-                    f"{r['seconds']:.0f}s (CPU so far {_cpu_seconds():.0f}s)",
-                    flush=True,
-                ),
-            )
-            seconds, cpu, bundle = time.perf_counter() - t0, _cpu_seconds() - c0, result.bundle
-            print(
-                f"ONNX parity at export: max |diff| {result.parity.max_abs_diff:.2e} ({result.parity.n_inputs} inputs)"
-            )
-            if args.keep:
-                from inspekt.bundle import copy_bundle, open_bundle
-
-                args.keep.mkdir(parents=True, exist_ok=True)
-                copy_bundle(open_bundle(bundle), args.keep / "model.inspekt", overwrite=True)
-                shutil.copy(csv_path, args.keep / "split.csv")
-        scored = evaluate(bundle, csv_path, split="test", batch_size=8)
-        _report(scored, seconds, cpu)
-        _parity(bundle, [row["path"] for row in scored.rows])
-        _int8(bundle, csv_path, Path(tmp) / "int8.inspekt")
+        c0 = _cpu_seconds()
+        run = train_or_keep(
+            args,
+            tmp,
+            "detect",
+            RECIPE,
+            on_epoch=lambda r: print(
+                f"  epoch {r['epoch']:3d}  loss {r['train_loss']:.3f}  val mAP@0.5 {r.get('val_map50', 0):.3f}  "
+                f"{r['seconds']:.0f}s (CPU so far {_cpu_seconds():.0f}s)",
+                flush=True,
+            ),
+            data_settings=("masks=folder",),
+        )
+        cpu = None if run.result is None else _cpu_seconds() - c0
+        if run.result is not None:
+            parity = run.result.parity
+            print(f"ONNX parity at export: max |diff| {parity.max_abs_diff:.2e} ({parity.n_inputs} inputs)")
+        scored = evaluate(run.bundle, run.csv_path, split="test", batch_size=8)
+        _report(scored, run.seconds, cpu)
+        _parity(run.bundle, [row["path"] for row in scored.rows])
+        _int8(run.bundle, run.csv_path, Path(tmp) / "int8.inspekt")
     print(f"load average at end {os.getloadavg()}")
     return 0
 

@@ -15,15 +15,12 @@ Extra ``key=value`` items override the recipe below (e.g. ``epochs=5``).
 
 from __future__ import annotations
 
-import argparse
-import shutil
 import sys
 import tempfile
-import time
 from collections import defaultdict
-from pathlib import Path
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "magnetic_tile"
+from tile_run import ms_per_image, parse_args, train_or_keep
+
 # The recipe: the built-in UNet from scratch on 128-pixel windows of the half-size image (tiled) with
 # a strided stem (4x cheaper per window than stride 1, so many more epochs fit), CLAHE in the card's
 # preprocessing, images with and without defects drawn equally often (73 % are defect-free), most
@@ -80,65 +77,31 @@ def _report(scored, seconds: float | None) -> None:
             f"  {name:10s} IoU {iou:.4f}  Dice {2 * tp / (2 * tp + fp + fn) if tp + fp + fn else float('nan'):.4f}"
             f"  (false-positive pixels {fp})"
         )
-    ms = sum(scored.times) / max(1, len(scored.times))
+    ms = ms_per_image(scored)
     print(f"inference {ms:.1f} ms/image (ONNX Runtime, original size, tiled where the card says)")
     if seconds is not None:
         print(f"training {seconds:.0f} s")
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=DATA)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--keep", type=Path, help="folder to keep the bundle (model.inspekt) and split CSV in")
-    parser.add_argument("--bundle", type=Path, help="score this bundle instead of training one")
-    parser.add_argument(
-        "--defaults",
-        action="store_true",
-        help="train with inspekt's defaults (what plain `inspekt train segment` does) instead of the recipe",
-    )
-    parser.add_argument("overrides", nargs="*", help="key=value config overrides")
-    args = parser.parse_args()
-    if not args.data.is_dir():
-        print(f"{args.data} is not present; this benchmark needs the development datasets", file=sys.stderr)
+    args = parse_args(__doc__, "train with inspekt's defaults (what plain `inspekt train segment` does) instead")
+    if args is None:
         return 1
-
-    from inspekt.config import TrainConfig, build_config
-    from inspekt.data import open_dataset
-    from inspekt.data.split import split_dataset, write_split_csv
     from inspekt.engine.evaluator import evaluate
-    from inspekt.engine.trainer import train
 
     with tempfile.TemporaryDirectory() as tmp:
-        split = split_dataset(open_dataset(args.data), val=0.0, test=0.2, seed=0)
-        csv_path = write_split_csv(split, Path(tmp) / "split.csv")
-        seconds, bundle = None, args.bundle
-        if bundle is None:
-            recipe = [] if args.defaults else RECIPE
-            cfg = build_config(
-                TrainConfig,
-                options={"task": "segment", "data": str(csv_path), "out": tmp, "threads": args.threads},
-                overrides=recipe + args.overrides,
-            )
-            print("recipe:", " ".join(recipe + args.overrides) or "inspekt's defaults", flush=True)
-            t0 = time.perf_counter()
-            result = train(
-                cfg,
-                on_epoch=lambda r: print(
-                    f"  epoch {r['epoch']:3d}  loss {r['train_loss']:.3f}  val IoU {r['val_iou']:.3f}  "
-                    f"{r['seconds']:.0f}s",
-                    flush=True,
-                ),
-            )
-            seconds, bundle = time.perf_counter() - t0, result.bundle
-            if args.keep:
-                from inspekt.bundle import copy_bundle, open_bundle
-
-                args.keep.mkdir(parents=True, exist_ok=True)
-                copy_bundle(open_bundle(bundle), args.keep / "model.inspekt", overwrite=True)
-                shutil.copy(csv_path, args.keep / "split.csv")
-        scored = evaluate(bundle, csv_path, split="test", batch_size=8)
-        _report(scored, seconds)
+        run = train_or_keep(
+            args,
+            tmp,
+            "segment",
+            RECIPE,
+            on_epoch=lambda r: print(
+                f"  epoch {r['epoch']:3d}  loss {r['train_loss']:.3f}  val IoU {r['val_iou']:.3f}  {r['seconds']:.0f}s",
+                flush=True,
+            ),
+        )
+        scored = evaluate(run.bundle, run.csv_path, split="test", batch_size=8)
+        _report(scored, run.seconds)
     return 0
 
 
