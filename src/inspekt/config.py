@@ -95,8 +95,8 @@ class TrainConfig(Settings):
     channels: Literal["auto", 1, 3] = "auto"
     resize: Literal["auto", "stretch", "letterbox", "crop", "tile"] = Field(
         "auto",
-        description="auto: stretch; for segmentation tile when images are over twice imgsz on average "
-        "(train on crops, predict on overlapping windows)",
+        description="auto: stretch; tile when images average over 3x imgsz per side (segment) or 2x (detect): "
+        "train on crops, predict on overlapping windows",
     )
     scale: float = Field(1.0, gt=0, le=4, description="segment, resize tile: scale images by this before tiling")
     overlap: float = Field(0.25, ge=0, le=0.75, description="segment, resize tile: overlap of prediction windows")

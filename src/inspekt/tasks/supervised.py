@@ -50,9 +50,9 @@ def require_multiple_of_32(imgsz: int, networks: str) -> None:
         )
 
 
-def auto_resize(cfg: TrainConfig, ds: Dataset) -> str:
+def auto_resize(cfg: TrainConfig, ds: Dataset, larger: float = TILE_WHEN_LARGER) -> str:
     """The resize policy of a task that can tile (segment, detect): ``cfg.resize``, or for auto: tile
-    when the images (times ``cfg.scale``) average over ``TILE_WHEN_LARGER`` times imgsz per side."""
+    when the images (times ``cfg.scale``) average over ``larger`` times imgsz per side."""
     if cfg.resize != "auto":
         return cfg.resize
     from inspekt.io import image_size
@@ -66,7 +66,7 @@ def auto_resize(cfg: TrainConfig, ds: Dataset) -> str:
     if not sizes:
         return "stretch"
     side = float(np.sqrt(np.median([w * h for w, h in sizes]))) * cfg.scale
-    return "tile" if side > TILE_WHEN_LARGER * cfg.imgsz else "stretch"
+    return "tile" if side > larger * cfg.imgsz else "stretch"
 
 
 def _train_val(ds: Dataset, cfg: TrainConfig) -> tuple[Dataset, Dataset]:

@@ -262,7 +262,9 @@ def test_binary_training_writes_a_checked_bundle_that_predicts_full_size_masks(s
     assert result.parity.ok and {"val_iou", "val_dice", "val_image_auroc", "best_epoch"} <= set(result.metrics)
     card = open_bundle(result.bundle).card
     assert card.task == "segment" and card.classes == ("background", "defect") and card.masks.mode == "binary"
-    assert card.postprocess.threshold == 0.5 and card.postprocess.min_area >= 1
+    # the task's default threshold=auto: the card keeps the validation's best threshold
+    assert card.postprocess.threshold == result.metrics["val_best_threshold"] and card.postprocess.min_area >= 1
+    assert result.metrics["val_best_threshold_iou"] > 0 and card.sanity is not None and card.sanity.ok  # checked
     assert (result.run_dir / "curves.png").is_file() and len(result.history) == 4
     image = next((seg_data / "images" / "pore").iterdir())
     onnx, torch_ = (Predictor.load(result.bundle, backend=b).predict([image])[0] for b in ("onnx", "torch"))
@@ -425,3 +427,30 @@ def test_a_plain_backbone_file_starts_an_smp_encoder(tmp_path):
     assert report.loaded == len(backbone) and "encoder.conv1.weight" in report.adapted  # RGB stem summed for grey
     assert torch.equal(network.state_dict()["encoder.layer1.0.conv1.weight"], backbone["layer1.0.conv1.weight"])
     assert any(name.startswith("decoder") for name in report.skipped)
+
+
+def test_segmentation_trains_with_its_own_defaults_and_tiles_only_much_larger_images(tmp_path):
+    """``inspekt train segment`` balances images with and without defects, weights defect pixels,
+    calibrates its threshold and strides its stem at 128 px unless told otherwise (the config's class
+    defaults kept a validation IoU of 0 on magnetic_tile); resize=auto squeezes images up to 3x imgsz
+    per side whole into the network and tiles larger ones (detection tiles from 2x)."""
+    from inspekt.config import TrainConfig, build_config
+    from inspekt.data.synth import write_dataset
+    from inspekt.tasks import get_task
+    from inspekt.tasks.detect.train import DetectTraining
+    from inspekt.tasks.segment.train import SegmentTraining
+
+    task = get_task("segment")
+    plain = task.configure(build_config(TrainConfig, options={"task": "segment", "data": "d"}))
+    assert (plain.sampler, plain.class_weights, plain.threshold, plain.patience) == ("balanced", "auto", "auto", 100)
+    assert plain.model == "tiny_unet" and plain.model_params == {"stem_stride": 2}
+    given = task.configure(
+        build_config(TrainConfig, options={"task": "segment", "data": "d", "imgsz": 64}, overrides=["threshold=0.4"])
+    )
+    assert given.threshold == 0.4 and given.model_params == {}  # the user's value; small inputs keep every pixel
+
+    for side, segment, detect in ((80, "stretch", "tile"), (104, "tile", "tile"), (60, "stretch", "stretch")):
+        ds = open_dataset(write_dataset(tmp_path / str(side), n=8, size=side, seed=1, layout="segmentation").root)
+        cfg = build_config(TrainConfig, options={"task": "segment", "data": str(ds.root), "imgsz": 32})
+        assert SegmentTraining(cfg, ds).resize(ds) == segment, side
+        assert DetectTraining(cfg.model_copy(update={"task": "detect"}), ds).resize(ds) == detect, side

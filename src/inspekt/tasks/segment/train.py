@@ -158,6 +158,12 @@ def _region_areas(target: np.ndarray) -> list[int]:
     return stats[1:n, cv2.CC_STAT_AREA].tolist()
 
 
+# resize=auto tiles only images over 3x imgsz per side: on magnetic_tile (~300 px, imgsz 128) whole images
+# squeezed to 128 px reached a validation IoU of 0.078 at epoch 22, 128-px windows at full scale 0.047 at twice
+# the cost per epoch (benchmarks/segment_magnetic_tile.py --defaults, 1 core)
+TILE_WHEN_LARGER = 3.0
+
+
 def auto_min_area(areas: list[int]) -> int:
     """Regions smaller than half the 2nd-percentile training defect are noise (at least 1 pixel)."""
     if not areas:
@@ -168,7 +174,16 @@ def auto_min_area(areas: list[int]) -> int:
 class SegmentTraining:
     """What the loop needs to know about segmentation: stores, losses, validation, card fields."""
 
-    KEYS = ("iou", "dice", "defect_iou", "pixel_precision", "pixel_recall", "image_auroc", "best_threshold")
+    KEYS = (
+        "iou",
+        "dice",
+        "defect_iou",
+        "pixel_precision",
+        "pixel_recall",
+        "image_auroc",
+        "best_threshold",
+        "best_threshold_iou",
+    )
 
     def __init__(self, cfg: TrainConfig, ds: Dataset):
         if cfg.loss not in ("auto", "dice_bce", "focal", "tversky"):
@@ -192,16 +207,17 @@ class SegmentTraining:
     )
 
     def sanity(self, final: dict) -> Sanity | None:
-        """Whether the kept model finds any defect pixel, at the card's threshold, on validation images
-        that have some (None: no defect to find, or threshold=auto, whose metrics are at 0.5)."""
-        if not final.get("n_defective") or self.cfg.threshold == "auto":
+        """Whether the kept model finds any defect pixel on validation images that have some, at the
+        card's threshold (threshold=auto: at the calibrated one); None when there is no defect to find."""
+        if not final.get("n_defective"):
             return None
-        found = float(final.get("pixel_recall") or 0.0)
+        key = "best_threshold_iou" if self.cfg.threshold == "auto" else "pixel_recall"
+        found = float(final.get(key) or 0.0)
         return Sanity(ok=found > 0, why="" if found > 0 else "it finds no defect pixel in the validation images")
 
     def resize(self, ds: Dataset) -> str:
-        """The resize policy; auto tiles when images average over twice imgsz per side."""
-        return auto_resize(self.cfg, ds)
+        """The resize policy; auto tiles when images average over ``TILE_WHEN_LARGER`` times imgsz per side."""
+        return auto_resize(self.cfg, ds, TILE_WHEN_LARGER)
 
     def stores(
         self, train_ds: Dataset, val_ds: Dataset, spec: InputSpec, report: BatchReport, budget: list[int]
@@ -267,12 +283,15 @@ class SegmentTraining:
                     picked = np.take_along_axis(probs, target[None].astype(np.int64), axis=0)
                     nll -= float(np.log(np.maximum(picked, 1e-7)).sum())
                     pixels += target.size
-        best = tally.best_threshold()
-        best_threshold = None if best is None else best[0]
+        best_threshold, best_iou = tally.best_threshold() or (None, None)
         if best_threshold is not None and self.cfg.threshold == "auto":
             calibrated = self.card_fields["postprocess"].model_copy(update={"threshold": best_threshold})
             self.card_fields["postprocess"] = calibrated
-        return tally.metrics(self.classes) | {"loss": nll / max(1, pixels), "best_threshold": best_threshold}
+        return tally.metrics(self.classes) | {
+            "loss": nll / max(1, pixels),
+            "best_threshold": best_threshold,
+            "best_threshold_iou": best_iou,
+        }
 
     def plots(self, run_dir: Path, final: dict) -> None:
         """Nothing beyond the curves: ``inspekt eval`` draws overlays at the original size."""
