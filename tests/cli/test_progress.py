@@ -74,6 +74,21 @@ def test_train_segment_reports_every_phase_when_not_a_terminal(tmp_path):
     assert_in_order(proc.stderr, phases)
 
 
+def test_train_anomaly_with_the_methods_own_epochs_says_each_epoch_once(tmp_path):
+    """The method decides its epochs (10 for DRAEM): the epoch lines carry the count, and no bare
+    "training 1", "training 2" ... line repeats them."""
+    import re
+
+    from inspekt.data.synth import write_dataset
+
+    data = write_dataset(tmp_path / "mv", n=24, size=32, seed=2, layout="mvtec").root
+    args = ["--data", data, "--imgsz", "32", "--out", tmp_path / "runs", "model_params.epoch_images=4"]
+    args += ["model_params.width=4", "threads=1"]
+    proc = _run([INSPEKT, "train", "anomaly", *map(str, args)])
+    assert_in_order(proc.stderr, ["training ...", "epoch   1/10", "epoch  10/10", "exporting the bundle"])
+    assert not re.search(r"^training \d+$", proc.stderr, re.MULTILINE), proc.stderr
+
+
 DEMO = """
 import sys
 from inspekt import demo

@@ -114,7 +114,7 @@ def _train(
         def on_epoch(row: dict) -> None:
             if not as_json:
                 err_console.print(_progress_line(row), highlight=False)
-            if "epoch" in row:
+            if "epoch" in row and known:  # else the epoch lines say "epoch 3/10" and a bare count is noise
                 advance()
 
         result = resume_run(resume, on_epoch=on_epoch) if resume else train(cfg, on_epoch=on_epoch)

@@ -156,7 +156,9 @@ def test_calibration_rules():
 
 def test_calibration_never_collapses_onto_the_scores():
     flat = calibrate(np.full(10, 2.0), None, "quantile", 0.995, 3.0)
-    assert flat.threshold > 2.0 and flat.warning  # all-equal normal scores: none flagged, and said so
+    assert flat.threshold > 2.0 and "not discriminating" in flat.warning  # all equal: none flagged, said so
+    single = calibrate(np.array([2.0]), None, "quantile", 0.995, 3.0)
+    assert single.threshold > 2.0 and "single normal validation image" in single.warning  # the real cause
     few = calibrate(np.array([1.0, 2.0, 3.0]), None, "quantile", 0.995, 3.0)
     assert few.threshold > 3.0 and "largest score" in few.method
     threshold, f1 = best_f1_threshold(np.array([0.1, 0.2, 0.3]), np.array([0.8, 0.9]))

@@ -54,6 +54,12 @@ class Reconstructor(nn.Module):
         return self.head(self.decoder(self.encoder(x)))
 
 
+def warmup_share(total: int) -> float:
+    """The share of the one-cycle schedule spent warming up: a tenth, but never ending on step 1 (10
+    steps in all), where torch's OneCycleLR divides by zero."""
+    return 0.1 if total != 10 else 0.15
+
+
 def focal_loss(logits: torch.Tensor, masks: torch.Tensor, gamma: float = 2.0) -> torch.Tensor:
     """Mean focal loss (Lin et al. 2017) of 2-class logits (N, 2, H, W) against 0/1 masks (N, H, W):
     down-weights the easy background pixels that make up most of every image."""
@@ -136,7 +142,7 @@ class DRAEM(AnomalyNet):
                 epochs=epochs,
                 optimizer=lambda params: torch.optim.Adam(params, lr=lr),
                 schedule=lambda optimizer, total: torch.optim.lr_scheduler.OneCycleLR(
-                    optimizer, max_lr=lr, total_steps=total, pct_start=0.1
+                    optimizer, max_lr=lr, total_steps=total, pct_start=warmup_share(total)
                 ),
                 steps_per_epoch=steps,
                 keep="last",  # the one-cycle schedule ends on its best weights; the loss is on synthetic defects

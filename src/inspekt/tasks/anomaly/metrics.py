@@ -109,7 +109,11 @@ def calibrate(
         threshold, label = _quantile_rule(normal, quantile)
     if np.ptp(normal) == 0:
         threshold += abs(threshold) * 1e-3 + 1e-6  # all normal scores equal: never flag them all
-        warning = "every normal validation image has the same score: the model is not discriminating"
+        warning = (
+            "the threshold rests on a single normal validation image: give more normal images"
+            if len(normal) == 1
+            else "every normal validation image has the same score: the model is not discriminating"
+        )
     return Calibration(threshold, normal_scale(normal, threshold), label, warning)
 
 

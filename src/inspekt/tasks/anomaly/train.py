@@ -346,9 +346,8 @@ class AnomalyTraining:
             raise ConfigError(f"{cfg.model}: {exc}") from None
         metrics = _val_metrics(np.array(stats.normal_scores), np.array(stats.anomalous_scores), image_cal.threshold)
         metrics |= {"fit_seconds": round(fit_seconds, 1), "train_images": float(len(self.paths))}
-        notes = (
-            list(self.parts.notes) + list(network.notes()) + [w for w in (image_cal.warning, pixel_cal.warning) if w]
-        )
+        warnings = [w for w in (image_cal.warning, pixel_cal.warning) if w]
+        notes = list(self.parts.notes) + list(network.notes()) + list(dict.fromkeys(warnings))  # each said once
         plot_score_histogram(
             stats.normal_scores,
             stats.anomalous_scores,
