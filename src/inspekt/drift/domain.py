@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from inspekt.drift import stats
+
 BINS = 16  # quantile bins per property (plus one for "not applicable")
 ROUNDS = 60  # trees at most
 RATE = 0.2  # learning rate
@@ -65,24 +67,12 @@ class DomainFit:
         return dict(sorted(lost.items(), key=lambda kv: -kv[1]))
 
 
-def average_ranks(values: np.ndarray) -> np.ndarray:
-    """1-based ranks of ``values``, ties given their average rank (as ``scipy.stats.rankdata``)."""
-    order = np.argsort(values, kind="stable")
-    ordered = values[order]
-    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
-    counts = np.diff(np.r_[starts, len(values)])
-    ranks = np.empty(len(values), dtype=np.float64)
-    ranks[order] = np.repeat(starts + (counts + 1) / 2, counts)
-    return ranks
-
-
 def auc_of(scores: np.ndarray, is_current: np.ndarray) -> float:
-    """AUC of ``scores`` for telling current (True) from reference images (ties count half)."""
-    n_cur = int(is_current.sum())
-    n_ref = len(is_current) - n_cur
-    if not n_cur or not n_ref:
+    """AUC of ``scores`` for telling current (True) from reference images (ties count half; 0.5 when
+    a side is empty)."""
+    if is_current.all() or not is_current.any():
         return 0.5
-    return float((average_ranks(scores)[is_current].sum() - n_cur * (n_cur + 1) / 2) / (n_ref * n_cur))
+    return float(stats.auc(stats.average_ranks(scores), ~is_current[None])[0])
 
 
 class Boosted:

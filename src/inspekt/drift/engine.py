@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from inspekt.drift import stats
-from inspekt.drift.domain import DomainFit, average_ranks, fit_domain_classifier
+from inspekt.drift.domain import DomainFit, fit_domain_classifier
 from inspekt.drift.types import MAX_PERMUTATIONS, Check, DriftConfig, DriftResult
 from inspekt.errors import InspektError
 from inspekt.profiling.profile import Profile
@@ -219,7 +219,7 @@ def _domain_check(ref: Profile, cur: Profile, ri, ci, config: DriftConfig) -> tu
     if fit is None:
         return None
     perms = stats.relabellings(fit.n_ref, fit.n_cur, config.permutations, np.random.default_rng([config.seed, 1]))
-    auc, p, permuted = stats.permutation_p(stats.auc, average_ranks(fit.scores), perms)
+    auc, p, permuted = stats.permutation_p(stats.auc, stats.average_ranks(fit.scores), perms)
     score = max(2 * auc - 1, 0.0)
     return Check(
         "domain_classifier",

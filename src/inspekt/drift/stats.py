@@ -109,12 +109,16 @@ def normalised_wasserstein(ref: np.ndarray, cur: np.ndarray) -> float:
 
 def wasserstein(a: np.ndarray, b: np.ndarray) -> float:
     """Wasserstein-1 distance between two samples: the area between their ECDFs."""
+    points, gap = _ecdf_gap(a, b)
+    return float(gap[:-1] @ np.diff(points))
+
+
+def _ecdf_gap(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The pooled values, sorted, and |ECDF_a - ECDF_b| at each of them (both samples non-empty)."""
     a, b = np.sort(a), np.sort(b)
     points = np.sort(np.concatenate([a, b]))
-    gaps = np.diff(points)
-    cdf_a = np.searchsorted(a, points[:-1], side="right") / len(a)
-    cdf_b = np.searchsorted(b, points[:-1], side="right") / len(b)
-    return float(np.abs(cdf_a - cdf_b) @ gaps)
+    gap = np.searchsorted(a, points, side="right") / len(a) - np.searchsorted(b, points, side="right") / len(b)
+    return points, np.abs(gap)
 
 
 def psi(ref: np.ndarray, cur: np.ndarray, bins: int = 10, eps: float = 1e-4) -> float:
@@ -133,13 +137,10 @@ def ks_p_value(ref: np.ndarray, cur: np.ndarray) -> float | None:
     """The classic two-sample KS p-value of the non-NaN values, for reference: Kolmogorov's limiting
     distribution at sqrt(m n / (m + n)) D with Stephens' small-sample correction (a few per cent
     from the exact p-value at a few dozen images, closer beyond)."""
-    ref, cur = np.sort(ref[~np.isnan(ref)]), np.sort(cur[~np.isnan(cur)])
+    ref, cur = ref[~np.isnan(ref)], cur[~np.isnan(cur)]
     if not len(ref) or not len(cur):
         return None
-    points = np.concatenate([ref, cur])
-    gap = np.abs(
-        np.searchsorted(ref, points, side="right") / len(ref) - np.searchsorted(cur, points, side="right") / len(cur)
-    ).max()
+    gap = _ecdf_gap(ref, cur)[1].max()
     root = np.sqrt(len(ref) * len(cur) / (len(ref) + len(cur)))
     lam = (root + 0.12 + 0.11 / root) * gap
     if lam < 0.2:  # the series converges slowly here, and its value is 1 to many digits
@@ -172,6 +173,17 @@ def histogram_js(histograms: np.ndarray, is_ref: np.ndarray) -> np.ndarray:
     images marked reference and the rest."""
     ref = is_ref.astype(np.float64) @ histograms
     return js_distance(ref, histograms.sum(axis=0) - ref)
+
+
+def average_ranks(values: np.ndarray) -> np.ndarray:
+    """1-based ranks of ``values``, ties given their average rank (as ``scipy.stats.rankdata``)."""
+    order = np.argsort(values, kind="stable")
+    ordered = values[order]
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+    counts = np.diff(np.r_[starts, len(values)])
+    ranks = np.empty(len(values), dtype=np.float64)
+    ranks[order] = np.repeat(starts + (counts + 1) / 2, counts)
+    return ranks
 
 
 def auc(ranks: np.ndarray, is_ref: np.ndarray) -> np.ndarray:
