@@ -72,6 +72,12 @@ def test_train_segment_reports_every_phase_when_not_a_terminal(tmp_path):
     phases += ["epoch   1/2", "epoch   2/2", "exporting the bundle: ONNX export and parity check"]
     phases += ["drift reference: profiling training images", "drift reference: predicting held-out images"]
     assert_in_order(proc.stderr, phases)
+    # what was not given comes from segmentation's own defaults, written where the run says how it trained
+    import yaml
+
+    (written,) = (yaml.safe_load(f.read_text()) for f in (tmp_path / "runs").rglob("config.yaml"))
+    assert (written["epochs"], written["batch"], written["model_params"]) == (2, 4, {"width": 4})  # given
+    assert (written["sampler"], written["class_weights"], written["threshold"]) == ("balanced", "auto", "auto")
 
 
 def test_train_anomaly_with_the_methods_own_epochs_says_each_epoch_once(tmp_path):

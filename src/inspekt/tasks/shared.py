@@ -1,5 +1,6 @@
 """What more than one task uses: ratio and confusion counts of the metrics, the class weights of
-the losses, and the parsing of a threshold choice (``eval --set-threshold``)."""
+the losses, the parsing of a threshold choice (``eval --set-threshold``) and the built-in networks'
+default stem."""
 
 from __future__ import annotations
 
@@ -20,6 +21,18 @@ def confusion_counts(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> 
     """Confusion matrix of counts, rows = true class, columns = predicted class."""
     flat = np.bincount(y_true * n_classes + y_pred, minlength=n_classes * n_classes)
     return flat.reshape(n_classes, n_classes)
+
+
+STRIDED_STEM_FROM = 128  # imgsz from which the built-in CNNs (tiny_cnn, tiny_unet) stride their first convolution
+
+
+def strided_stem(imgsz: int) -> dict[str, int]:
+    """The ``model_params`` of classify's and segment's built-in networks at ``imgsz`` unless given: a
+    strided first convolution from ``STRIDED_STEM_FROM`` px (about 4x cheaper per image). Measured:
+    benchmarks/classify_magnetic_tile.py --defaults (30 epochs, 128 px) trained in 109 s instead of 411 s,
+    test accuracy 0.795 vs 0.616; at 64 px (the demo, 20 epochs) it lost 4 points of validation
+    accuracy (0.917 vs 0.958), so smaller inputs keep every pixel."""
+    return {"stem_stride": 2} if imgsz >= STRIDED_STEM_FROM else {}
 
 
 BEST_F1 = "best-f1"

@@ -35,9 +35,6 @@ HIGHER_IS_BETTER = {
 }
 
 
-TILE_WHEN_LARGER = 2.0  # resize=auto tiles when images average more than this times imgsz per side
-
-
 def require_multiple_of_32(imgsz: int, networks: str) -> None:
     """Refuse an input size that encoder-decoder networks (five stride-2 stages) cannot take.
 
@@ -50,7 +47,7 @@ def require_multiple_of_32(imgsz: int, networks: str) -> None:
         )
 
 
-def auto_resize(cfg: TrainConfig, ds: Dataset, larger: float = TILE_WHEN_LARGER) -> str:
+def auto_resize(cfg: TrainConfig, ds: Dataset, larger: float) -> str:
     """The resize policy of a task that can tile (segment, detect): ``cfg.resize``, or for auto: tile
     when the images (times ``cfg.scale``) average over ``larger`` times imgsz per side."""
     if cfg.resize != "auto":

@@ -8,7 +8,7 @@ from typing import Any
 from inspekt.card import ModelCard, positive_class
 from inspekt.errors import ConfigError, DatasetError
 from inspekt.tasks.base import Control, Table, Task, check_probability, fmt, min_area_error
-from inspekt.tasks.shared import INSPECTION_ROWS
+from inspekt.tasks.shared import INSPECTION_ROWS, strided_stem
 
 
 class Classify(Task):
@@ -38,10 +38,7 @@ class Classify(Task):
     figures = "confusion matrices, ROC / PR curves, the threshold sweep (binary) and the errors with Grad-CAM"
 
     def default_params(self, cfg):
-        # a strided first convolution: benchmarks/classify_magnetic_tile.py --defaults (30 epochs, 128 px) trained
-        # in 109 s instead of 411 s, test accuracy 0.795 vs 0.616. At 64 px (the demo: 20 epochs) it lost 4 points
-        # of validation accuracy (0.917 vs 0.958), and below 32 px the network would pool a 1x1 map
-        return {"stem_stride": 2} if cfg.imgsz >= 128 else {}
+        return strided_stem(cfg.imgsz)
 
     def fits(self, ds) -> bool:
         return len(ds.classes) >= 2

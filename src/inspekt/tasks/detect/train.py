@@ -31,6 +31,9 @@ from inspekt.transforms import Geometry, channel_stats, normalize, prepare
 
 SCORE_FLOOR = 0.02  # validation and evaluation keep boxes down to this score (for mAP)
 DEFAULT_THRESHOLD = 0.3  # the score threshold when it is not calibrated
+# resize=auto tiles images over 2x imgsz per side: small boxes keep their pixels (detect's own defaults were
+# measured so on magnetic_tile, ~300 px images at imgsz 128); segmentation tiles from 3x
+TILE_WHEN_LARGER = 2.0
 
 
 class BoxStore:
@@ -235,7 +238,7 @@ class DetectTraining:
         return Sanity(ok=ok, why="" if ok else "it finds none of the validation boxes (mAP@0.5 = 0)")
 
     def resize(self, ds: Dataset) -> str:
-        return auto_resize(self.cfg, ds)
+        return auto_resize(self.cfg, ds, TILE_WHEN_LARGER)
 
     def stores(self, train_ds: Dataset, val_ds: Dataset, spec: InputSpec, report: BatchReport, budget: list[int]):
         cfg = self.cfg
