@@ -22,7 +22,7 @@ from inspekt.tasks import get_task, tasks_for
 from inspekt.tasks.detect.boxes import BoxRule, box_rule, iou_matrix, match
 from inspekt.tasks.detect.metrics import at_threshold, coco_map
 from inspekt.tasks.detect.predict import Maps, decode
-from inspekt.tasks.detect.train import encode_targets
+from inspekt.tasks.detect.train import detection_sanity, encode_targets
 from inspekt.transforms import Geometry
 
 runner = CliRunner()
@@ -109,11 +109,42 @@ def test_coco_metrics_on_counted_cases():
     assert hit.tolist() == [True, False] and seen.tolist() == [True, False]
 
 
+def _validation(truth, found, threshold):
+    """The validation figures the sanity check reads, from the real metric functions."""
+    seen = at_threshold(truth, found, threshold)
+    return {"map50": coco_map(truth, found, ("pore",))["map50"], "threshold": threshold} | {
+        key: seen[key] for key in ("box_recall", "escape_rate", "false_reject_rate")
+    }
+
+
+def test_detection_sanity_fails_a_detector_that_guesses_though_its_map_is_above_0():
+    boxed = [np.array([[i, i, i + 10, i + 10, 0]], np.float32) for i in (0, 10, 20)]
+    truth = boxed + [np.zeros((0, 5), np.float32)] * 3
+    right = [np.c_[t[:, :5], np.full(len(t), 0.9)].astype(np.float32) for t in truth]
+    assert detection_sanity(_validation(truth, right, 0.5)).ok
+    # a big box on every image (scored high) and the true ones scored low: mAP@0.5 above 0 by its
+    # low-scored boxes, but at the threshold every image, with boxes or not, is flagged
+    everywhere = [
+        np.r_[np.array([[0, 0, 60, 60, 0, 0.95]]), np.c_[t[:, :5], np.full(len(t), 0.1)]].astype(np.float32)
+        for t in truth
+    ]
+    figures = _validation(truth, everywhere, 0.5)
+    assert figures["map50"] > 0 and figures["box_recall"] == 0
+    sanity = detection_sanity(figures)
+    assert not sanity.ok and "at its score threshold 0.5 it finds none" in sanity.why
+    assert "flags 100% of the validation images without boxes and 100% of those with boxes" in sanity.why
+    silent = [np.zeros((0, 6), np.float32)] * 6
+    assert "finds none of the validation boxes (mAP@0.5 = 0)" in detection_sanity(_validation(truth, silent, 0.5)).why
+    # no box to find in the validation images: nothing to judge
+    assert detection_sanity(_validation(truth[3:], silent[3:], 0.5)) is None
+
+
 @pytest.mark.slow
 def test_trained_detector_finds_counts_and_places_planted_boxes(detect_trained, planted_boxes):
     trained = detect_trained
     root, truth = planted_boxes
     assert trained.parity.ok and trained.metrics["val_map50"] > 0.5
+    assert trained.sanity is not None and trained.sanity.ok and trained.metrics["val_box_f1"] > 0.5
     card = Predictor.load(trained.bundle).card
     assert card.task == "detect" and card.classes == ("defect",) and card.outputs == ("heatmap", "boxes")
     names = sorted(truth)[:20]

@@ -23,7 +23,7 @@ from inspekt.io import iter_images, load_image
 from inspekt.progress import step
 from inspekt.results import BatchReport, SkippedFile
 from inspekt.tasks.detect.boxes import BoxRule, box_rule, clip_boxes
-from inspekt.tasks.detect.metrics import best_f1_threshold, coco_map
+from inspekt.tasks.detect.metrics import at_threshold, best_f1_threshold, coco_map
 from inspekt.tasks.detect.predict import STRIDE, Maps, decode, tiled_maps
 from inspekt.tasks.supervised import auto_resize, require_multiple_of_32
 from inspekt.tiling import pad_to_window
@@ -31,6 +31,7 @@ from inspekt.transforms import Geometry, channel_stats, normalize, prepare
 
 SCORE_FLOOR = 0.02  # validation and evaluation keep boxes down to this score (for mAP)
 DEFAULT_THRESHOLD = 0.3  # the score threshold when it is not calibrated
+CHANCE_MARGIN = 0.05  # images with boxes flagged at most this much more often than images without: a guess
 # resize=auto tiles images over 2x imgsz per side: small boxes keep their pixels (detect's own defaults were
 # measured so on magnetic_tile, ~300 px images at imgsz 128); segmentation tiles from 3x
 TILE_WHEN_LARGER = 2.0
@@ -206,7 +207,7 @@ def detect_loss(outputs, targets, n_classes: int):
 class DetectTraining:
     """What the loop needs to know about detection: stores, loss, validation, card fields."""
 
-    KEYS = ("map50", "map50_95", "best_threshold")
+    KEYS = ("map50", "map50_95", "best_threshold", "box_f1", "escape_rate", "false_reject_rate")
     label_names = ("without boxes", "with boxes")  # images, as the sampler balances them
     augments_boxes = True
     remedy = "It is saved but marked as failed (card.sanity) and is never picked as a default model. Try more epochs"
@@ -231,11 +232,7 @@ class DetectTraining:
         self.card_fields: dict[str, Any] = {}
 
     def sanity(self, final: dict) -> Sanity | None:
-        """Whether the kept model finds any true box (mAP@0.5 above 0) on validation images that have some."""
-        if final.get("map50") is None:
-            return None
-        ok = final["map50"] > 0
-        return Sanity(ok=ok, why="" if ok else "it finds none of the validation boxes (mAP@0.5 = 0)")
+        return detection_sanity(final)
 
     def resize(self, ds: Dataset) -> str:
         return auto_resize(self.cfg, ds, TILE_WHEN_LARGER)
@@ -293,15 +290,42 @@ class DetectTraining:
         if best is not None and self.calibrate:
             post = self.card_fields["postprocess"].model_copy(update={"threshold": round(best, 4)})
             self.card_fields["postprocess"] = post
+        threshold = self.card_fields["postprocess"].threshold
+        seen = at_threshold(truths, found, threshold)
         return {
             "map50": metrics["map50"],
             "map50_95": metrics["map50_95"],
             "best_threshold": best,
+            "threshold": threshold,
+            **{key: seen[key] for key in ("box_recall", "box_f1", "escape_rate", "false_reject_rate")},
             "loss": sum(losses) / len(store),
         }
 
     def plots(self, run_dir: Path, final: dict) -> None:
         """Nothing beyond the curves: ``inspekt eval`` draws PR curves and the FP/FN gallery."""
+
+
+def detection_sanity(final: dict) -> Sanity | None:
+    """Whether a detector does more than guess on its validation images (None: no box to find there).
+
+    It fails when it finds none of the boxes (mAP@0.5 = 0), when at the card's score threshold it finds
+    none, or when it flags images without boxes as often as images with them (both kinds present):
+    boxes everywhere, or boxes at random, and an mAP@0.5 above 0 by luck.
+    """
+    if final.get("map50") is None:
+        return None
+    problems = []
+    if final["map50"] <= 0:
+        problems.append("it finds none of the validation boxes (mAP@0.5 = 0)")
+    elif not final.get("box_recall"):
+        problems.append(f"at its score threshold {final['threshold']:.3g} it finds none of the validation boxes")
+    escapes, false_rejects = final.get("escape_rate"), final.get("false_reject_rate")
+    if escapes is not None and false_rejects is not None and 1 - escapes <= false_rejects + CHANCE_MARGIN:
+        problems.append(
+            f"it flags {false_rejects:.0%} of the validation images without boxes and {1 - escapes:.0%} of "
+            "those with boxes: no better than chance"
+        )
+    return Sanity(ok=not problems, why="; ".join(problems))
 
 
 def prepared_maps(prepared: np.ndarray, spec: InputSpec, run, batch_size: int) -> Maps:
