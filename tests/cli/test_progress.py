@@ -69,7 +69,8 @@ def test_train_segment_reports_every_phase_when_not_a_terminal(tmp_path):
     args += [tmp_path / "runs", "model_params.width=4", "threads=1"]
     proc = _run([INSPEKT, "train", "segment", *map(str, args)])
     phases = ["caching training images 0/", "caching validation images 0/", "data ", "model: tiny_unet"]
-    phases += ["epoch   1/2", "epoch   2/2", "exporting the bundle: ONNX export and parity check"]
+    phases += ["epoch   1/2", "epoch   2/2", "validating the kept weights"]
+    phases += ["exporting the bundle: ONNX export and parity check"]
     phases += ["drift reference: profiling training images", "drift reference: predicting held-out images"]
     assert_in_order(proc.stderr, phases)
     # what was not given comes from segmentation's own defaults, written where the run says how it trained
@@ -91,7 +92,8 @@ def test_train_anomaly_with_the_methods_own_epochs_says_each_epoch_once(tmp_path
     args = ["--data", data, "--imgsz", "32", "--out", tmp_path / "runs", "model_params.epoch_images=4"]
     args += ["model_params.width=4", "threads=1"]
     proc = _run([INSPEKT, "train", "anomaly", *map(str, args)])
-    assert_in_order(proc.stderr, ["training ...", "epoch   1/10", "epoch  10/10", "exporting the bundle"])
+    phases = ["training ...", "epoch   1/10", "epoch  10/10", "calibrating on validation images 0/"]
+    assert_in_order(proc.stderr, phases + ["exporting the bundle"])
     assert not re.search(r"^training \d+$", proc.stderr, re.MULTILINE), proc.stderr
 
 

@@ -19,7 +19,7 @@ from inspekt.data.dataset import Dataset
 from inspekt.data.split import split_dataset
 from inspekt.errors import ConfigError, DatasetError, ImageLoadError
 from inspekt.models.loop import Objective, epoch_seed
-from inspekt.progress import say, warn
+from inspekt.progress import say, step, warn
 from inspekt.results import BatchReport
 from inspekt.tasks.base import Fitted, device_for, input_channels
 
@@ -229,7 +229,8 @@ class Supervised:
         """Run the one loop (``hooks.loop``), validate the kept weights once more and describe them as a card."""
         objective, net = self.objective()
         result = hooks.loop(objective)
-        final = self.hooks.validate(net, self.val)
+        with step("validating the kept weights"):
+            final = self.hooks.validate(net, self.val)
         network = self.network.cpu().eval()
         self.hooks.plots(run_dir, final)
         sanity, notes = self.hooks.sanity(final), ()

@@ -211,15 +211,19 @@ def _validate(network, parts: Partition, spec: InputSpec, batch: int, seed: int,
     from inspekt.models.runtime import TorchBackend
 
     run, stats, rng = TorchBackend.of(network, network.outputs).run, ValStats(), np.random.default_rng(seed)
-    for anomalous, samples in ((False, parts.val_normal), (True, parts.val_anomalous)):
-        by_path = {str(s.path): s for s in samples}
-        chunk: list[tuple[str, np.ndarray]] = []
-        for item in iter_images([s.path for s in samples], mode="keep", report=report):
-            chunk.append(item)
-            if len(chunk) == batch:
-                _reduce(stats, chunk, by_path, anomalous, spec, run, rng, report)
-                chunk = []
-        _reduce(stats, chunk, by_path, anomalous, spec, run, rng, report)
+    total = len(parts.val_normal) + len(parts.val_anomalous)
+    with step("calibrating on validation images", total) as advance:
+        for anomalous, samples in ((False, parts.val_normal), (True, parts.val_anomalous)):
+            by_path = {str(s.path): s for s in samples}
+            chunk: list[tuple[str, np.ndarray]] = []
+            for item in iter_images([s.path for s in samples], mode="keep", report=report):
+                chunk.append(item)
+                if len(chunk) == batch:
+                    _reduce(stats, chunk, by_path, anomalous, spec, run, rng, report)
+                    advance(len(chunk))
+                    chunk = []
+            _reduce(stats, chunk, by_path, anomalous, spec, run, rng, report)
+            advance(len(chunk))
     return stats
 
 
