@@ -46,18 +46,20 @@ def permutation_p(statistic, data, perms: np.ndarray) -> tuple[float, float, np.
     return observed, _upper_p(null, np.array([observed]))[0], np.r_[observed, null]
 
 
+def _count_at_least(pool: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """For each value v: #{pool >= v}, ties within a relative 1e-12 counted as reached (a statistic
+    recomputed under another labelling may differ from the observed one in its last bits)."""
+    return len(pool) - np.searchsorted(np.sort(pool), values - 1e-12 * np.maximum(1.0, np.abs(values)), side="left")
+
+
 def _share_at_least(values: np.ndarray) -> np.ndarray:
     """For each value: the share of ``values`` at least as large (itself included)."""
-    ordered = np.sort(values)
-    reached = len(values) - np.searchsorted(ordered, values - 1e-12 * np.maximum(1.0, np.abs(values)), side="left")
-    return reached / len(values)
+    return _count_at_least(values, values) / len(values)
 
 
 def _upper_p(null: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """(1 + #{null >= v}) / (1 + B) for each v (ties within a relative 1e-12 count as reached)."""
-    ordered = np.sort(null)
-    reached = len(null) - np.searchsorted(ordered, values - 1e-12 * np.maximum(1.0, np.abs(values)), side="left")
-    return (1 + reached) / (1 + len(null))
+    """(1 + #{null >= v}) / (1 + B) for each v."""
+    return (1 + _count_at_least(null, values)) / (1 + len(null))
 
 
 def ks_na(values: np.ndarray, is_ref: np.ndarray) -> np.ndarray:
