@@ -150,7 +150,9 @@ def build_demo(workspace: str | Path, *, on_epoch: Callable[[dict], None] | None
         root,
         MODEL_NAME,
         built,
-        TrainConfig(task="classify", data=str(datasets["surfaces"]), epochs=EPOCHS, batch=32, **runs),
+        # lr 0.002 (classification's default is 0.001, for 55 epochs): 20 epochs on the demo's surfaces reached
+        # validation accuracy 0.958 with it, 0.948 with 0.001
+        TrainConfig(task="classify", data=str(datasets["surfaces"]), epochs=EPOCHS, batch=32, lr=0.002, **runs),
         on_epoch,
     )
     _train_once(

@@ -384,10 +384,16 @@ def test_detection_trains_with_its_own_defaults_unless_given(tmp_path):
     assert named("centernet").model_params == {} and named("centernet").epochs == 40  # another model: its own
     assert named("tiny_centernet").model_params == {"width": 8}  # the default model named explicitly: the same
     classify = get_task("classify").configure(build_config(TrainConfig, options={"task": "classify", "data": "d"}))
-    assert classify.epochs == 30 and classify.patience == 10  # other tasks keep the config's defaults
-    assert classify.model_params == {"stem_stride": 2}  # and their own default parameters
+    assert (classify.epochs, classify.lr, classify.augment, classify.patience) == (55, 0.001, "light", 20)  # its own
+    assert (classify.batch, classify.sampler) == (32, "auto")  # the config's where it has none
+    assert classify.model_params == {"stem_stride": 2, "pool": "avgmax"}  # and its own default parameters
     small = build_config(TrainConfig, options={"task": "classify", "data": "d", "imgsz": 64})
-    assert get_task("classify").configure(small).model_params == {}  # small inputs keep every pixel
+    assert get_task("classify").configure(small).model_params == {"pool": "avgmax"}  # small inputs keep every pixel
+    given = build_config(
+        TrainConfig, options={"task": "classify", "data": "d"}, overrides=["augment=default", "model_params.pool=avg"]
+    )
+    given = get_task("classify").configure(given)
+    assert given.augment == "default" and given.model_params == {"stem_stride": 2, "pool": "avg"}  # the user's win
     data = str(write_dataset(tmp_path / "d", n=24, size=64, layout="boxes", seed=1).root)
     run = train(task="detect", data=data, out=str(tmp_path / "runs"), epochs=1, imgsz=64, threads=1)
     written = yaml.safe_load((run.run_dir / "config.yaml").read_text())

@@ -443,7 +443,7 @@ def test_segmentation_trains_with_its_own_defaults_and_tiles_only_much_larger_im
     task = get_task("segment")
     plain = task.configure(build_config(TrainConfig, options={"task": "segment", "data": "d"}))
     assert (plain.sampler, plain.class_weights, plain.threshold, plain.patience) == ("balanced", "auto", "auto", 100)
-    assert plain.model == "tiny_unet" and plain.model_params == {"stem_stride": 2}
+    assert plain.model == "tiny_unet" and plain.model_params == {"stem_stride": 2, "width": 8}
     given = task.configure(
         build_config(TrainConfig, options={"task": "segment", "data": "d", "imgsz": 64}, overrides=["threshold=0.4"])
     )

@@ -56,7 +56,12 @@ class Segment(Task):
     figures = "the worst images (prediction filled, truth outlined in green)"
 
     def default_params(self, cfg):
-        return strided_stem(cfg.imgsz)
+        """The strided stem, and from the same size 8 channels at the first level instead of 16:
+        benchmarks/segment_magnetic_tile.py --defaults (75 epochs, 128 px, 1 core) gave test defect IoU
+        0.579 / 0.600 (seeds 0 / 1) in 683 s with width 8, against 0.612 in 1,728 s with width 16 (2.5x
+        the images per second; image AUROC 0.82 / 0.79 against 0.87)."""
+        stem = strided_stem(cfg.imgsz)
+        return stem | {"width": 8} if stem else stem
 
     def fits(self, ds) -> bool:
         return ds.n_masks > 0
