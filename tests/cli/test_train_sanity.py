@@ -56,7 +56,7 @@ def test_a_collapsed_model_warns_and_is_marked_failed(imbalanced, tmp_path):
 def test_imbalanced_data_gets_the_balanced_sampler_and_finds_the_rare_class(imbalanced, tmp_path):
     proc = _train(imbalanced, tmp_path)
     summary = "training 202 images (ok 192, scratch 10), validation 50 (ok 48, scratch 2); imbalance 19.2:1"
-    assert summary in proc.stderr and "model: tiny_cnn pool=avgmax width=8, input 32x32x3" in proc.stderr
+    assert summary in proc.stderr and "model: tiny_cnn width=8, input 32x32x3" in proc.stderr
     assert "sampler balanced (classes 19:1 imbalanced" in proc.stderr and "warning" not in proc.stderr
     card = open_bundle(proc.stdout.strip().splitlines()[-1]).card
     assert card.sanity is not None and card.sanity.ok and passed_sanity(card)

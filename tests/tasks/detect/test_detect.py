@@ -388,7 +388,7 @@ def test_detection_trains_with_its_own_defaults_unless_given(tmp_path):
     assert (classify.batch, classify.sampler) == (32, "auto")  # the config's where it has none
     assert classify.model_params == {"stem_stride": 2, "pool": "avgmax"}  # and its own default parameters
     small = build_config(TrainConfig, options={"task": "classify", "data": "d", "imgsz": 64})
-    assert get_task("classify").configure(small).model_params == {"pool": "avgmax"}  # small inputs keep every pixel
+    assert get_task("classify").configure(small).model_params == {}  # small inputs: the plain network
     given = build_config(
         TrainConfig, options={"task": "classify", "data": "d"}, overrides=["augment=default", "model_params.pool=avg"]
     )
