@@ -5,6 +5,7 @@ default stem."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -26,13 +27,14 @@ def confusion_counts(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> 
 STRIDED_STEM_FROM = 128  # imgsz from which the built-in CNNs (tiny_cnn, tiny_unet) stride their first convolution
 
 
-def strided_stem(imgsz: int) -> dict[str, int]:
+def strided_stem(imgsz: int, **with_it: Any) -> dict[str, Any]:
     """The ``model_params`` of classify's and segment's built-in networks at ``imgsz`` unless given: a
-    strided first convolution from ``STRIDED_STEM_FROM`` px (about 4x cheaper per image). Measured:
-    benchmarks/classify_magnetic_tile.py --defaults (30 epochs, 128 px) trained in 109 s instead of 411 s,
-    test accuracy 0.795 vs 0.616; at 64 px (the demo, 20 epochs) it lost 4 points of validation
-    accuracy (0.917 vs 0.958), so smaller inputs keep every pixel."""
-    return {"stem_stride": 2} if imgsz >= STRIDED_STEM_FROM else {}
+    strided first convolution from ``STRIDED_STEM_FROM`` px (about 4x cheaper per image), and the task's
+    ``with_it`` parameters measured at those sizes. Measured: benchmarks/classify_magnetic_tile.py
+    --defaults (30 epochs, 128 px) trained in 109 s instead of 411 s, test accuracy 0.795 vs 0.616; at
+    64 px (the demo, 20 epochs) it lost 4 points of validation accuracy (0.917 vs 0.958), so smaller
+    inputs keep every pixel and the plain network."""
+    return {"stem_stride": 2, **with_it} if imgsz >= STRIDED_STEM_FROM else {}
 
 
 BEST_F1 = "best-f1"

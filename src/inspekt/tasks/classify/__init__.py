@@ -48,8 +48,7 @@ class Classify(Task):
         features: a small defect lights up a few positions, which an average alone dilutes (measured at
         128 px, see ``train_defaults``; smaller inputs, like the demo and the label-issue folds at 64 px,
         keep the plain network)."""
-        stem = strided_stem(cfg.imgsz)
-        return stem | {"pool": "avgmax"} if stem else stem
+        return strided_stem(cfg.imgsz, pool="avgmax")
 
     def fits(self, ds) -> bool:
         return len(ds.classes) >= 2
