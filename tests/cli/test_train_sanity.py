@@ -34,12 +34,15 @@ def imbalanced(tmp_path_factory) -> Path:
     return root
 
 
-def _train(data: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
+def _inspekt(*args) -> subprocess.CompletedProcess:
     exe = os.path.join(os.path.dirname(sys.executable), "inspekt")
-    command = [exe, "train", "classify", "--data", str(data), "--out", str(out), *FAST, *extra]
-    proc = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run([exe, *map(str, args)], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     return proc
+
+
+def _train(data: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
+    return _inspekt("train", "classify", "--data", data, "--out", out, *FAST, *extra)
 
 
 def test_a_collapsed_model_warns_and_is_marked_failed(imbalanced, tmp_path):
@@ -61,3 +64,31 @@ def test_imbalanced_data_gets_the_balanced_sampler_and_finds_the_rare_class(imba
     card = open_bundle(proc.stdout.strip().splitlines()[-1]).card
     assert card.sanity is not None and card.sanity.ok and passed_sanity(card)
     assert card.metrics["val_balanced_accuracy"] > 0.5  # the rare class is predicted at least once
+
+
+def test_a_detector_that_finds_nothing_warns_and_is_marked_failed(tmp_path):
+    from inspekt.data.synth import write_dataset
+
+    data = write_dataset(tmp_path / "d", n=24, size=64, layout="boxes", seed=1).root
+    proc = _inspekt("train", "detect", "--data", data, "--out", tmp_path / "runs", "--epochs", "1", "--imgsz", "64",
+                    "threads=1", "--json")  # fmt: skip
+    why = "it finds none of the validation boxes (mAP@0.5 = 0)"  # one epoch: no box at all
+    assert f"warning: training failed its sanity check: {why}." in proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["sanity"] == {"ok": False, "why": why} and "val_box_f1" in result["metrics"]
+    assert not passed_sanity(open_bundle(result["bundle"]).card)
+
+
+def test_plain_train_classify_uses_classifications_own_defaults(tmp_path):
+    import yaml
+
+    from inspekt.data.synth import write_dataset
+
+    data = write_dataset(tmp_path / "d", n=40, size=32, seed=5).root
+    out = tmp_path / "runs"
+    proc = _inspekt("train", "classify", "--data", data, "--out", out, "--epochs", "1", "--imgsz", "128", "threads=1")
+    assert "model: tiny_cnn stem_stride=2 pool=avgmax, input 128x128x3" in proc.stderr
+    (written,) = (yaml.safe_load(f.read_text()) for f in out.rglob("config.yaml"))
+    assert (written["epochs"], written["lr"], written["augment"], written["patience"]) == (1, 0.001, "light", 20)
+    card = open_bundle(proc.stdout.strip().splitlines()[-1]).card
+    assert card.params["pool"] == "avgmax" and card.params["stem_stride"] == 2

@@ -309,7 +309,7 @@ def detection_sanity(final: dict) -> Sanity | None:
     """Whether a detector does more than guess on its validation images (None: no box to find there).
 
     It fails when it finds none of the boxes (mAP@0.5 = 0), when at the card's score threshold it finds
-    none, or when it flags images without boxes as often as images with them (both kinds present):
+    none, or when the images it flags are as often without boxes as with them (both kinds present):
     boxes everywhere, or boxes at random, and an mAP@0.5 above 0 by luck.
     """
     if final.get("map50") is None:
@@ -320,7 +320,8 @@ def detection_sanity(final: dict) -> Sanity | None:
     elif not final.get("box_recall"):
         problems.append(f"at its score threshold {final['threshold']:.3g} it finds none of the validation boxes")
     escapes, false_rejects = final.get("escape_rate"), final.get("false_reject_rate")
-    if escapes is not None and false_rejects is not None and 1 - escapes <= false_rejects + CHANCE_MARGIN:
+    flags_any = escapes is not None and false_rejects is not None and (escapes < 1 or false_rejects > 0)
+    if flags_any and 1 - escapes <= false_rejects + CHANCE_MARGIN:
         problems.append(
             f"it flags {false_rejects:.0%} of the validation images without boxes and {1 - escapes:.0%} of "
             "those with boxes: no better than chance"
