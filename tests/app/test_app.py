@@ -201,7 +201,9 @@ def test_drift_against_the_model_profile(workspace, monkeypatch):
 @pytest.mark.slow
 def test_train_runs_in_the_background_and_joins_the_model_picker(workspace, monkeypatch):
     at = _page(workspace, monkeypatch, "train")
-    at.number_input[0].set_value(1).run()
+    epochs = at.number_input[0]  # empty: the task's own default, as the CLI without --epochs
+    assert epochs.value is None and epochs.proto.placeholder == "the task's default (55)"
+    epochs.set_value(1).run()
     at.number_input[1].set_value(32).run()
     at.text_input[1].input("bg-run").run()
     at.button[0].click().run()

@@ -10,6 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from inspekt.app import common, jobs
+from inspekt.config import TrainConfig
 from inspekt.demo import DEMO_DATA
 from inspekt.models import list_models
 from inspekt.tasks import TASKS
@@ -21,13 +22,14 @@ data = st.text_input("Dataset (folder or CSV)", value=str(root / "data" / DEMO_D
 left, middle, right = st.columns(3)
 models = list_models(task)
 model = left.selectbox("Model", models, index=models.index(TASKS[task].default_model))
+own_epochs = TASKS[task].train_defaults.get("epochs", TrainConfig.model_fields["epochs"].default)
 epochs = middle.number_input(
     "Epochs",
     1,
     500,
-    None if "epochs" in TASKS[task].model_defaults else 10,
-    placeholder="the method's default",
-    help="anomaly methods: empty keeps each method's own default",
+    None,
+    placeholder="each method's own" if "epochs" in TASKS[task].model_defaults else f"the task's default ({own_epochs})",
+    help="empty: the task's own default (anomaly: each method's own), as `inspekt train` without --epochs",
 )
 imgsz = right.number_input("Image size", 16, 1024, 64, step=16)
 st.session_state.setdefault("run_name", f"{task}-{time.strftime('%Y%m%d-%H%M%S')}")  # set once: typing is kept
