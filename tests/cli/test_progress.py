@@ -111,8 +111,8 @@ app(["demo", "--workspace", sys.argv[1]])
 
 def test_demo_reports_every_phase_when_not_a_terminal(tmp_path: Path):
     proc = _run([sys.executable, "-c", DEMO, str(tmp_path / "ws")])
-    phases = ["training the demo models 0/3", "writing data/surfaces 0/32", "writing data/incoming 0/8"]
-    phases += ["writing data/incoming-drifted", "training surface-classifier.inspekt", "caching training images"]
+    phases = ["building the demo workspace", "writing data/surfaces 0/32", "writing data/incoming 0/8"]
+    phases += ["writing data/incoming-drifted", "training surface-classifier.inspekt 0/1", "caching training images"]
     phases += ["exporting the bundle", "drift reference: profiling", "training surface-segmenter.inspekt"]
     phases += ["caching training images", "exporting the bundle", "training surface-anomaly.inspekt"]
     phases += ["caching training images", "exporting the bundle", "drift reference: profiling"]

@@ -111,10 +111,10 @@ def models(
 @app.command()
 def demo(workspace: Path = typer.Option(Path("workspace"), help="Folder to build the demo in.")) -> None:
     """Build the demo workspace from synthetic data (once) and print a guided tour."""
-    from inspekt.demo import ANOMALY_EPOCHS, EPOCHS, SEG_EPOCHS, build_demo
+    from inspekt.demo import build_demo
 
-    with progress_bar("training the demo models", EPOCHS + SEG_EPOCHS + ANOMALY_EPOCHS) as advance:
-        ws = build_demo(workspace, on_epoch=lambda row: advance() if "epoch" in row else None)
+    with progress_bar("building the demo workspace", None):
+        ws = build_demo(workspace)
     console.print(f"\n[bold]inspekt demo workspace[/]: {ws.root.resolve()}")
     console.print(
         "built now: " + (", ".join(ws.built) if ws.built else "nothing (everything was already there)"), soft_wrap=True
