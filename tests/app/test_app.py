@@ -277,8 +277,10 @@ def test_monitor_opens_on_an_overview_and_the_drifted_source(workspace, monkeypa
     from inspekt.monitor import MonitorConfig, run_monitor
 
     steady, bright = tmp_path / "a_steady", tmp_path / "b_bright"
-    shutil.copytree(workspace / "data" / "surfaces" / "pore", steady)
-    bright.mkdir()
+    steady.mkdir(), bright.mkdir()
+    for folder in sorted((workspace / "data" / "surfaces").iterdir()):  # every class, as in training: steady
+        for path in sorted(folder.glob("*.png"))[:4]:
+            shutil.copy(path, steady / f"{folder.name}-{path.name}")
     for path in sorted(steady.glob("*.png")):  # the same parts under a lamp 120 levels brighter: drift
         image = load_image(path).astype(np.int16)
         save_image(bright / path.name, np.clip(image + 120, 0, 255).astype(np.uint8))
@@ -295,6 +297,7 @@ def test_monitor_opens_on_an_overview_and_the_drifted_source(workspace, monkeypa
     assert "All sources" in [h.value for h in at.subheader]
     overview = at.dataframe[0].value
     assert len(overview) == 2 and overview["drifted windows"].max() > 0
+    assert overview.loc[overview["source"].str.contains("a_steady"), "drifted windows"].tolist() == [0]
     drifted = overview.loc[overview["drifted windows"] > 0, "source"].iloc[0]
     assert "b_bright" in drifted and at.selectbox(key="monitor_source").value == drifted  # not the first, green one
     [verdict] = [e.value for e in at.error if e.value.startswith("Latest window")]
