@@ -118,3 +118,18 @@ def test_demo_reports_every_phase_when_not_a_terminal(tmp_path: Path):
     phases += ["caching training images", "exporting the bundle", "drift reference: profiling"]
     assert_in_order(proc.stderr, phases)
     assert "inspekt demo workspace" in proc.stdout
+
+
+def test_train_without_epochs_counts_to_the_tasks_own_default(tmp_path: Path):
+    """classify's own 55 epochs, not the config's class default of 30 (stopped once the count is shown)."""
+    from inspekt.data.synth import write_dataset
+
+    data = write_dataset(tmp_path / "d", n=16, size=32, seed=0).root
+    args = [INSPEKT, "train", "classify", "--data", str(data), "--imgsz", "32", "--out", str(tmp_path / "runs")]
+    proc = subprocess.Popen([*args, "threads=1"], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    try:
+        seen = next((line for line in proc.stderr if line.startswith("training ") or "epoch" in line), None)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert seen == "training 0/55 (0%)\n"

@@ -109,7 +109,8 @@ def _train(
     options = {key: value for key, value in options.items() if value is not None} | {"task": task.name}
     cfg = None if resume else build_config(TrainConfig, file=config, options=options, overrides=overrides)
     known = cfg is not None and not task.config_defaults(cfg) & {"epochs"}
-    with progress_bar("training", cfg.epochs if known else None, enabled=not as_json) as advance:
+    epochs = task.configure(cfg).epochs if known else None  # the task's own default when not given
+    with progress_bar("training", epochs, enabled=not as_json) as advance:
 
         def on_epoch(row: dict) -> None:
             if not as_json:
