@@ -122,6 +122,13 @@ def _train_args(data: Path, out: Path, *more) -> list:
     return ["train", "classify", *(item for pair in options.items() for item in pair), "model_params.width=8", *more]
 
 
+def test_an_unknown_augmentation_is_refused_before_any_image_is_read(synth_classes, tmp_path):
+    message = refused(*_train_args(synth_classes, tmp_path / "runs", "--augment", "lihgt"))
+    assert message.startswith("error: augment='lihgt' is neither a recipe (none, light, default, strong) nor an")
+    assert message.endswith('file. Did you mean "light"?')
+    assert not (tmp_path / "runs").exists()  # no run folder left behind
+
+
 @pytest.mark.slow
 def test_a_full_disk_while_training_is_one_line_naming_the_file(synth_classes, tmp_path):
     # A real failed write: a 600 KB file-size limit (RLIMIT_FSIZE) makes writing the 1.2 MB last.pt fail

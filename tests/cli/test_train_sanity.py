@@ -5,13 +5,12 @@ in its card (``card.sanity``) and is never a default model (``passed_sanity``)."
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from test_cli import cli
 
 from inspekt.bundle import open_bundle
 from inspekt.card import passed_sanity
@@ -34,15 +33,8 @@ def imbalanced(tmp_path_factory) -> Path:
     return root
 
 
-def _inspekt(*args) -> subprocess.CompletedProcess:
-    exe = os.path.join(os.path.dirname(sys.executable), "inspekt")
-    proc = subprocess.run([exe, *map(str, args)], capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr
-    return proc
-
-
 def _train(data: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
-    return _inspekt("train", "classify", "--data", data, "--out", out, *FAST, *extra)
+    return cli("train", "classify", "--data", data, "--out", out, *FAST, *extra)
 
 
 def test_a_collapsed_model_warns_and_is_marked_failed(imbalanced, tmp_path):
@@ -70,7 +62,7 @@ def test_a_detector_that_finds_nothing_warns_and_is_marked_failed(tmp_path):
     from inspekt.data.synth import write_dataset
 
     data = write_dataset(tmp_path / "d", n=24, size=64, layout="boxes", seed=1).root
-    proc = _inspekt("train", "detect", "--data", data, "--out", tmp_path / "runs", "--epochs", "1", "--imgsz", "64",
+    proc = cli("train", "detect", "--data", data, "--out", tmp_path / "runs", "--epochs", "1", "--imgsz", "64",
                     "threads=1", "--json")  # fmt: skip
     why = "it finds none of the validation boxes (mAP@0.5 = 0)"  # one epoch: no box at all
     assert f"warning: training failed its sanity check: {why}." in proc.stderr
@@ -86,7 +78,7 @@ def test_plain_train_classify_uses_classifications_own_defaults(tmp_path):
 
     data = write_dataset(tmp_path / "d", n=40, size=32, seed=5).root
     out = tmp_path / "runs"
-    proc = _inspekt("train", "classify", "--data", data, "--out", out, "--epochs", "1", "--imgsz", "128", "threads=1")
+    proc = cli("train", "classify", "--data", data, "--out", out, "--epochs", "1", "--imgsz", "128", "threads=1")
     assert "model: tiny_cnn stem_stride=2 pool=avgmax, input 128x128x3" in proc.stderr
     (written,) = (yaml.safe_load(f.read_text()) for f in out.rglob("config.yaml"))
     assert (written["epochs"], written["lr"], written["augment"], written["patience"]) == (1, 0.001, "light", 20)

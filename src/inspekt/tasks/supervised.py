@@ -105,13 +105,14 @@ class Net:
 class Supervised:
     """One classification or segmentation run: ``Supervised(cfg, ds, hooks).fit(hooks, run_dir)`` -> ``Fitted``.
 
-    The constructor reads and caches the data and builds the network (bad parameters fail before
-    any decoding); ``fit`` runs the one loop and describes the result as a card.
+    The constructor reads and caches the data and builds the network and the augmentation (bad parameters
+    fail before any decoding); ``fit`` runs the one loop and describes the result as a card.
     """
 
     def __init__(self, cfg: TrainConfig, ds: Dataset, hooks: Any):
         import torch
 
+        from inspekt.augment import build_augmenter
         from inspekt.models import create_model, get_entry
 
         get_entry(cfg.model, cfg.task)
@@ -133,6 +134,8 @@ class Supervised:
             from inspekt.models.pretrained import load_pretrained
 
             self.notes.append(load_pretrained(self.network, cfg.model, cfg.pretrained).summary())
+        boxes = getattr(hooks, "augments_boxes", False)  # the task's targets are boxes the image moves
+        self.augment = build_augmenter(cfg.augment, (cfg.imgsz, cfg.imgsz), flips=cfg.flips, seed=cfg.seed, boxes=boxes)
         spec = InputSpec(
             size=(cfg.imgsz, cfg.imgsz),
             channels=channels,
@@ -189,13 +192,9 @@ class Supervised:
         """What the loop optimises: AdamW over shuffled (or class-balanced), augmented batches."""
         import torch
 
-        from inspekt.augment import build_augmenter
-
-        cfg, train = self.cfg, self.train
+        cfg, train, augment = self.cfg, self.train, self.augment
         net = Net(self.network, device_for(cfg), None)
         loss, net.val_loss = self.hooks.losses(train)
-        boxes = getattr(self.hooks, "augments_boxes", False)  # the task's targets are boxes the image moves
-        augment = build_augmenter(cfg.augment, train.spec.size, flips=cfg.flips, seed=cfg.seed, boxes=boxes)
         steps = max(1, len(train) // cfg.batch)
 
         def batches(epoch: int, rng: np.random.Generator):
