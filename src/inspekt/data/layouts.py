@@ -28,7 +28,7 @@ from inspekt import storage
 from inspekt.data.corrections import apply_corrections
 from inspekt.data.dataset import SPLIT_ALIASES, Box, Dataset, Sample
 from inspekt.data.formats import detect_format, read_annotations
-from inspekt.errors import DatasetError
+from inspekt.errors import DatasetError, did_you_mean
 from inspekt.io import IMAGE_EXTENSIONS, list_images
 
 EXPECTED = (
@@ -40,6 +40,7 @@ EXPECTED = (
 )
 MASK_SUFFIX = "_mask"
 PATH_COLUMNS = ("path", "image", "file", "filename")
+READ_COLUMNS = ("label", "mask", "split", "boxes")  # besides the path
 
 
 def _subdirs(folder: Path) -> list[Path]:
@@ -197,6 +198,11 @@ def _csv_rows(path: Path) -> tuple[list[dict[str, str]], str]:
             f"{path}: no path column (found columns: {', '.join(fields) or 'none'}); "
             "expected a header path,label[,mask][,split]"
         )
+    missing = [c for c in READ_COLUMNS if c not in fields]
+    for field in fields:  # other columns are kept as metadata, unless one is a misspelt column we read
+        hint = did_you_mean(field, missing) if field not in READ_COLUMNS and field not in PATH_COLUMNS else ""
+        if hint:
+            raise DatasetError(f"{path}: column {field!r} is not one inspekt reads (path,label[,mask][,split]).{hint}")
     return rows, column
 
 

@@ -86,12 +86,20 @@ def test_csv_layout(tmp_path):
         ("name,kind\na.png,x\n", "no path column.*found columns: name, kind"),
         ("path,label,split\na.png,x,holdout\n", r"list.csv:2: unknown split 'holdout'"),
         ("path,label\n,x\n", "list.csv:2: empty 'path'"),
+        ("path,lable\na.png,x\n", "list.csv: column 'lable' is not one inspekt reads .*Did you mean \"label\""),
+        ("path,label,mask,splits\na.png,x,,\n", "column 'splits' is not one inspekt reads .*Did you mean \"split\""),
     ],
 )
 def test_bad_csv(tmp_path, content, message):
     (tmp_path / "list.csv").write_text(content)
     with pytest.raises(DatasetError, match=message):
         open_dataset(tmp_path / "list.csv")
+
+
+def test_csv_columns_inspekt_does_not_read_are_kept_when_not_a_misspelling(tmp_path):
+    tree(tmp_path, ["a.png", "b.png"])
+    (tmp_path / "list.csv").write_text("image,label,width,mask_sha256,source\na.png,ok,8,,x\nb.png,nok,8,,y\n")
+    assert [s.label for s in open_dataset(tmp_path / "list.csv").samples] == ["ok", "nok"]
 
 
 def test_loose_images_beside_class_folders_is_ambiguous(tmp_path):
