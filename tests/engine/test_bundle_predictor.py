@@ -74,6 +74,8 @@ def test_bad_files_are_skipped_and_reported(trained, synth_classes, tmp_path):
     assert len(results) == 3 and report.loaded == 3
     assert [s.path for s in report.skipped] == [str(broken), str(tmp_path / "missing.png")]
     assert "not found" in report.skipped[1].reason
+    with pytest.warns(UserWarning, match=r"loaded 3 images, skipped 2:\n  .*broken.png: .*\n  .*missing.png: "):
+        assert len(Predictor.load(trained.bundle).predict(files)) == 3  # no report kept: a warning, not silence
 
 
 @pytest.mark.parametrize("suffix", [".pt", ".pth", ".ckpt", ".pkl"])

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import functools
 import os
+import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -165,7 +166,8 @@ class Predictor:
 
         Args:
             images: one source or an iterable of sources (paths, bytes, uint8 arrays).
-            report: collects skipped files (path + reason); pass one to read it afterwards.
+            report: collects skipped files (path + reason); pass one to read it afterwards. Without
+                one, skipped files are reported as a ``UserWarning`` (``warnings``).
             enhance: an ``inspekt.enhance.Pipeline`` applied after decoding, before the card's preprocessing.
 
         Returns:
@@ -173,7 +175,7 @@ class Predictor:
         """
         if isinstance(images, (str, os.PathLike, bytes, np.ndarray)):
             images = [images]
-        report = report if report is not None else BatchReport()
+        mine, report = report is None, report if report is not None else BatchReport()
         results: list[Prediction] = []
         pending: list[tuple[str, np.ndarray]] = []
         for item in images:
@@ -184,6 +186,8 @@ class Predictor:
             if len(pending) >= self.batch_size:
                 results.extend(self._flush(pending, enhance))
         results.extend(self._flush(pending, enhance))
+        if mine and report.skipped:  # the caller keeps no report: say it here rather than drop the files silently
+            warnings.warn(report.summary() + "\n(pass report=BatchReport() to collect them)", UserWarning, stacklevel=2)
         return results
 
     def _flush(self, pending: list[tuple[str, np.ndarray]], enhance: Pipeline | None) -> list[Prediction]:
