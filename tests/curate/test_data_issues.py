@@ -68,11 +68,11 @@ def test_cli_finds_planted_labels_skips_bad_image_and_writes_csv_and_html(plante
 
 @pytest.mark.slow
 def test_model_trained_on_the_images_is_flagged(trained, synth_classes):
-    """A bundle judging the images it was trained on says so (its card's data fingerprint), and
-    names itself as the judge."""
+    """A bundle judging the images it was trained on says so and judges only the others (the 16 it was
+    validated on: its record of the images it saw), and names itself as the judge."""
     from inspekt.curate import find_issues
 
     report = find_issues(synth_classes, model=trained.bundle)
-    assert any("trained on these very images" in note for note in report.notes)
+    assert f"{trained.bundle} trained on 64 of these images: only the other 16 are judged" in report.notes
     assert str(trained.bundle) in report.model and "model.onnx sha256:" in report.model
-    assert report.summary["labels_judged"] == 80
+    assert report.summary["labels_judged"] == 16

@@ -4,6 +4,7 @@ mask verdicts, duplicates and split gaps found by ``data info``, and the HTML re
 from __future__ import annotations
 
 import re
+import shutil
 from types import SimpleNamespace
 
 import numpy as np
@@ -148,14 +149,43 @@ def test_a_bundle_judges_only_images_it_did_not_train_on(tmp_path):
         for i in range(2):
             _save(tmp_path / split / "ok" / f"{i}.png", _noise(i if split == "train" else 9 + i))
     ds = open_dataset(tmp_path)
-    card = lambda fingerprint, source="": SimpleNamespace(data=SimpleNamespace(fingerprint=fingerprint, source=source))  # noqa: E731
-    judged, notes = _held_out(ds, card(ds.fingerprint()), "m")
+    unrecorded = SimpleNamespace(has=lambda name: False)  # a bundle written before it kept its images
+
+    def judge(dataset, fingerprint, bundle=unrecorded):
+        data = SimpleNamespace(fingerprint=fingerprint, source="")
+        return _held_out(dataset, SimpleNamespace(card=SimpleNamespace(data=data), bundle=bundle), "m")
+
+    judged, notes = judge(ds, ds.fingerprint())
     assert {s.split for s in judged.samples} == {"test"} and "only its 2 test images" in notes[0]
     train_only = ds.subset("train")
-    judged, notes = _held_out(train_only, card(train_only.fingerprint()), "m")
+    judged, notes = judge(train_only, train_only.fingerprint())
     assert len(judged) == 2 and "trained on these very images" in notes[0]
-    judged, notes = _held_out(ds, card("0123456789abcdef"), "m")
+    judged, notes = judge(ds, "0123456789abcdef")
     assert len(judged) == 4 and notes == []
+
+
+def test_a_bundle_that_records_its_images_judges_the_others_however_they_are_listed(tmp_path):
+    """The bundle's own record (reference.json "seen"), not the listing: a copy or a CSV of the training
+    images is still known; images it never saw are all judged."""
+    import json
+
+    from inspekt.curate.predictions import _held_out
+    from inspekt.engine.reference import image_keys
+
+    for i in range(4):
+        _save(tmp_path / "data" / "ok" / f"{i}.png", _noise(i))
+    shutil.copytree(tmp_path / "data", tmp_path / "copy")
+    trained = [tmp_path / "data" / "ok" / f"{i}.png" for i in range(3)]
+    record = json.dumps({"seen": {"train": image_keys(trained), "val": []}}).encode()
+    bundle = SimpleNamespace(has=lambda name: True, read=lambda name: record)
+    card = SimpleNamespace(data=SimpleNamespace(fingerprint="0123456789abcdef", source=""))
+    judged, notes = _held_out(open_dataset(tmp_path / "copy"), SimpleNamespace(card=card, bundle=bundle), "m")
+    assert [s.path.name for s in judged.samples] == ["3.png"]
+    assert notes == ["m trained on 3 of these images: only the other 1 are judged"]
+    for i in range(4, 6):
+        _save(tmp_path / "new" / "ok" / f"{i}.png", _noise(i))
+    judged, notes = _held_out(open_dataset(tmp_path / "new"), SimpleNamespace(card=card, bundle=bundle), "m")
+    assert len(judged) == 2 and notes == []
 
 
 def test_fold_recipe_trains_each_task_default_model_unless_told(tmp_path):

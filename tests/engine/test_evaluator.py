@@ -106,6 +106,24 @@ def test_eval_picks_test_split_and_names_the_available_ones(trained, synth_class
         evaluate(trained.bundle, data, split="val")
 
 
+def test_eval_counts_the_images_the_model_saw_however_they_are_listed(trained, synth_classes, tmp_path):
+    """A split CSV over the training folder calls its "test" images fresh; the bundle's record says the
+    model trained or validated on every one of them, and the note says so."""
+    from inspekt.data.synth import write_dataset
+    from inspekt.engine.evaluator import training_images_note
+
+    data = csv_dataset(tmp_path, synth_classes, [("ok", "ok", "train", 6), ("pore", "pore", "test", 4)])
+    result = evaluate(trained.bundle, data)
+    assert result.split == "test" and result.metrics["n_seen"] == 4
+    note = training_images_note(result.split, result.metrics)
+    assert note.startswith("4 of the evaluated images trained or validated the model, so the scores flatter it")
+    fresh = write_dataset(tmp_path / "fresh", n=8, size=40, seed=11).root  # other pictures, other file sizes
+    result = evaluate(trained.bundle, fresh)
+    assert result.metrics["n_seen"] == 0 and training_images_note(result.split, result.metrics) is None
+    old = {"accuracy": 1.0}  # a bundle that keeps no record: the split's name decides
+    assert "flatter" in training_images_note("all", old) and training_images_note("test", old) is None
+
+
 def test_corrupt_image_is_skipped_and_reported(trained, synth_classes, tmp_path):
     data = tmp_path / "data"
     shutil.copytree(synth_classes, data)

@@ -24,7 +24,7 @@ def _print_summary(result, task) -> None:
     console.print(f"[bold]{result.bundle}[/] on {result.data} (split {result.split}): {head}", highlight=False)
     from inspekt.engine.evaluator import training_images_note
 
-    note = training_images_note(result.split)
+    note = training_images_note(result.split, result.metrics)
     if note:
         console.print(f"note: {note}", highlight=False)
     for table in tables:

@@ -135,19 +135,26 @@ def agreement(ranking: LabelRanking) -> dict[str, float]:
     }
 
 
-def _weak_model(summary: dict[str, Any]) -> list[str]:
-    """A warning when the judging model barely beats chance: its flags would be mostly noise."""
+def _weak_model(summary: dict[str, Any], given: bool) -> list[str]:
+    """A warning when the judging model barely beats chance: its flags would be mostly noise (``given``: the
+    user's --model judged, rather than cross-validated folds)."""
     if summary.get("median_iou") is not None and summary["median_iou"] < WEAK_IOU:
+        remedy = "give a better --model" if given else "train the folds longer (e.g. epochs=40) or give --model"
         return [
             f"the judging model's median IoU with the drawn masks is {summary['median_iou']:.2f}: it segments too "
-            "poorly to tell wrong masks from its own mistakes. Train the folds longer (e.g. epochs=40) or give --model"
+            f"poorly to tell wrong masks from its own mistakes; {remedy}"
         ]
     if "balanced_accuracy" not in summary or summary["balanced_accuracy"] >= min(0.5, 2 * summary["chance"]):
         return []
+    remedy = (
+        "give a better --model, or leave it out to cross-validate"
+        if given
+        else "train the folds longer or larger (e.g. epochs=20 imgsz=128) or give --model"
+    )
     return [
         f"the judging model's out-of-sample balanced accuracy is {summary['balanced_accuracy']:.2f} (chance "
         f"{summary['chance']:.2f}): it has learnt too little to tell wrong labels from right ones, so most flags are "
-        "noise. Train the folds longer or larger (e.g. epochs=20 imgsz=128) or give --model"
+        f"noise; {remedy}"
     ]
 
 
@@ -196,7 +203,7 @@ def find_issues(
     splits = {str(s.path): s.split for s in ds.samples}
     judged = _judge(ds, info, chosen, model, {"folds": folds, "overrides": overrides, "seed": seed})
     found, summary, ranking = _model_issues(ds, judged, splits)
-    for note in _weak_model(summary):
+    for note in _weak_model(summary, given=model is not None):
         warn(note)
         judged.notes.append(note)
     found += duplicate_issues(ds, info) + bad_mask_issues(ds, info) + split_issues(ds)

@@ -12,7 +12,7 @@ import csv
 import io
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +20,8 @@ import numpy as np
 
 from inspekt.bundle import ONNX
 from inspekt.config import TrainConfig, build_config
-from inspekt.data.dataset import Dataset, Sample
-from inspekt.engine.predictor import Predictor
+from inspekt.data.dataset import Dataset, Sample, image_key
+from inspekt.engine.predictor import Predictor, seen_by
 from inspekt.engine.trainer import train
 from inspekt.errors import ConfigError, InspektError, one_line
 from inspekt.progress import Reporter, current, reporting, step, warn
@@ -232,10 +232,22 @@ def _named(report: BatchReport, by_path: dict[str, str]) -> list[SkippedFile]:
     return [SkippedFile(by_path.get(s.path, s.path), s.reason) for s in report.skipped]
 
 
-def _held_out(ds: Dataset, card: Any, bundle: str) -> tuple[Dataset, list[str]]:
-    """The images a bundle can judge fairly, and what the user must know about the rest: a model
-    trained on this very dataset (its card's data fingerprint) is judged on the test split only; with
-    no test split every image is judged, with a loud warning (it saw them, so it trusts their labels)."""
+def _held_out(ds: Dataset, predictor: Predictor, bundle: str) -> tuple[Dataset, list[str]]:
+    """The images a bundle can judge fairly, and what the user must know about the rest. A bundle that
+    records the images it trained on (``seen_by``) judges all the others, however the dataset lists them.
+    Older bundles: a model trained on this very dataset (its card's data fingerprint) is judged on the test
+    split only. With nothing left to judge every image is judged, with a loud warning (it saw them, so it
+    trusts their labels)."""
+    card, seen = predictor.card, seen_by(predictor.bundle)
+    if seen is not None:
+        unseen = [s for s in ds.samples if image_key(s.path) not in seen["train"]]
+        trained = len(ds) - len(unseen)
+        if not trained:
+            return ds, []
+        if unseen:
+            note = f"{bundle} trained on {trained} of these images: only the other {len(unseen)} are judged"
+            return replace(ds, samples=tuple(unseen)), [note]
+        return ds, [_trained_on_all(bundle, card)]
     if card.data.fingerprint != ds.fingerprint():
         if card.data.source and Path(card.data.source).resolve() == Path(ds.root).resolve():
             return ds, [
@@ -246,11 +258,15 @@ def _held_out(ds: Dataset, card: Any, bundle: str) -> tuple[Dataset, list[str]]:
     if "test" in ds.splits:
         test = ds.subset("test")
         return test, [f"{bundle} was trained on this dataset: only its {len(test)} test images are judged"]
-    return ds, [
+    return ds, [_trained_on_all(bundle, card)]
+
+
+def _trained_on_all(bundle: str, card: Any) -> str:
+    return (
         f"{bundle} was trained on these very images (card data fingerprint {card.data.fingerprint}); it has "
         "learnt their labels, wrong ones included, so most label issues stay hidden. Judge a dataset with a "
         "test split the model never saw, or leave --model out to cross-validate"
-    ]
+    )
 
 
 def from_bundle(ds: Dataset, bundle: str | Path, keep: Keep | None = None) -> OutOfSample:
@@ -267,7 +283,7 @@ def from_bundle(ds: Dataset, bundle: str | Path, keep: Keep | None = None) -> Ou
             f"--model {bundle}: data issues checks labels and masks with classify and segment models; "
             f"this is a {card.task} model. Leave --model out to cross-validate"
         )
-    judged, notes = _held_out(ds, card, str(bundle))
+    judged, notes = _held_out(ds, predictor, str(bundle))
     for note in notes:
         warn(note)
     report = BatchReport()

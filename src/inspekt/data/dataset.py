@@ -120,8 +120,7 @@ class Dataset:
         if self.corrections:
             digest.update(f"corrections|{self.corrections}\n".encode())
         for s in sorted(self.samples, key=lambda s: str(s.path)):
-            size = s.path.stat().st_size if s.path.exists() else -1
-            digest.update(f"{s.path.name}|{s.label}|{s.split}|{size}\n".encode())
+            digest.update(f"{s.path.name}|{s.label}|{s.split}|{_size(s.path)}\n".encode())
         return digest.hexdigest()[:16]
 
     def __len__(self) -> int:
@@ -129,3 +128,13 @@ class Dataset:
 
     def __repr__(self) -> str:
         return f"Dataset({str(self.root)!r}, layout={self.layout}, images={len(self)}, classes={list(self.classes)})"
+
+
+def _size(path) -> int:
+    return path.stat().st_size if path.exists() else -1
+
+
+def image_key(path) -> str:
+    """A short identity of an image file for "did the model see it": its name and size, as the dataset
+    fingerprint reads them, so the same file listed by another folder, a CSV or a copy has the same key."""
+    return hashlib.blake2b(f"{path.name}|{_size(path)}".encode(), digest_size=8).hexdigest()

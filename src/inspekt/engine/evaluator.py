@@ -16,10 +16,12 @@ from inspekt import storage
 from inspekt.bundle import Bundle, copy_bundle, open_bundle
 from inspekt.card import ModelCard
 from inspekt.data import Dataset, open_dataset
-from inspekt.data.dataset import SPLIT_ALIASES
-from inspekt.engine.predictor import Predictor, task_of
+from inspekt.data.dataset import SPLIT_ALIASES, image_key
+from inspekt.engine.predictor import Predictor, seen_by, task_of
 from inspekt.errors import ConfigError, DatasetError
 from inspekt.tasks.shared import BEST_F1, parse_threshold_choice
+
+SEEN_METRIC = "n_seen"  # evaluated images the model trained or was validated on (bundles that record them)
 
 
 def select_split(dataset: Dataset, split: str | None) -> tuple[Dataset, str]:
@@ -49,13 +51,32 @@ def select_split(dataset: Dataset, split: str | None) -> tuple[Dataset, str]:
     return dataset.subset(split), split
 
 
-def training_images_note(split: str) -> str | None:
-    """A warning when an evaluated split may hold the model's training images (its scores then flatter it)."""
+def training_images_note(split: str, metrics: dict) -> str | None:
+    """A warning when the evaluated images hold images the model trained or was validated on (its scores
+    then flatter it): counted from the bundle's record (``metrics["n_seen"]``), whatever folder or CSV lists
+    them; for bundles without one, guessed from the split's name."""
+    seen = metrics.get(SEEN_METRIC)
+    if seen is not None:
+        if not seen:
+            return None
+        return (
+            f"{seen} of the evaluated images trained or validated the model, so the scores flatter it; evaluate "
+            "images it never saw (a test split)"
+        )
     if split == "train":
         return "these are the training images: the scores flatter the model; evaluate the test split"
     if split == "all":
         return "'all' includes the training images when the dataset has splits, which flatters the scores; prefer test"
     return None
+
+
+def count_seen(bundle: Bundle, samples) -> int | None:
+    """How many of ``samples`` the bundle's model trained or was validated on (None: it keeps no record)."""
+    seen = seen_by(bundle)
+    if seen is None:
+        return None
+    known = seen["train"] | seen["val"]
+    return sum(image_key(s.path) in known for s in samples)
 
 
 def evaluate(
@@ -97,7 +118,11 @@ def evaluate(
     predictor = model if isinstance(model, Predictor) else Predictor.load(model, backend=backend, batch_size=batch_size)
     dataset = data if isinstance(data, Dataset) else open_dataset(data)
     dataset, split = select_split(dataset, split)
-    return predictor.task.evaluate(predictor, dataset, split, progress)
+    result = predictor.task.evaluate(predictor, dataset, split, progress)
+    seen = count_seen(predictor.bundle, dataset.samples)
+    if seen is not None:
+        result.metrics[SEEN_METRIC] = seen
+    return result
 
 
 def save_threshold(bundle: str | Path | Bundle, threshold: float) -> ModelCard:

@@ -17,6 +17,7 @@ import numpy as np
 
 from inspekt import jsonio
 from inspekt.bundle import REFERENCE, Bundle, open_bundle
+from inspekt.engine.reference import SEEN
 from inspekt.enhance import Pipeline
 from inspekt.errors import BundleError, ConfigError, did_you_mean
 from inspekt.io import iter_images
@@ -44,17 +45,29 @@ def task_of(bundle: Bundle) -> Task:
     return task
 
 
+def _reference(bundle: Bundle) -> dict:
+    """The bundle's reference.json, or {} when it has none or it is damaged (what needs it is then left out)."""
+    try:
+        data = jsonio.loads(bundle.read(REFERENCE)) if bundle.has(REFERENCE) else {}
+    except (OSError, ValueError, BundleError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
 def novelty_of(bundle: Bundle) -> Novelty | None:
     """The bundle's training embeddings and threshold for the "unlike the training images" check, or
     None: no reference.json, one written before it held them, a model without embeddings, or damage
     (the check is then left out; predicting goes on)."""
-    try:
-        if not bundle.has(REFERENCE):
-            return None
-        data = jsonio.loads(bundle.read(REFERENCE))
-    except (OSError, ValueError, BundleError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+    return Novelty.from_dict(_reference(bundle).get(NOVELTY))
+
+
+def seen_by(bundle: Bundle) -> dict[str, frozenset[str]] | None:
+    """The ``image_key`` of the images the model trained on (``train``) and was validated on (``val``), or
+    None for a bundle that does not record them (written before inspekt kept them, or damaged)."""
+    seen = _reference(bundle).get(SEEN)
+    if not isinstance(seen, dict):
         return None
-    return Novelty.from_dict(data.get(NOVELTY)) if isinstance(data, dict) else None
+    return {split: frozenset(seen.get(split) or ()) for split in ("train", "val")}
 
 
 class Predictor:

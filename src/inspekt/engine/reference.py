@@ -17,13 +17,16 @@ from pathlib import Path
 
 import numpy as np
 
+from inspekt import storage
 from inspekt.bundle import REFERENCE
+from inspekt.data.dataset import image_key
 from inspekt.profiling.novelty import KEY as NOVELTY
 from inspekt.profiling.novelty import Novelty
 from inspekt.profiling.profile import MAX_REFERENCE_IMAGES, Profile, profile_images, sample_files
 from inspekt.progress import step
 from inspekt.results import BatchReport
 
+SEEN = "seen"  # reference.json: {"train": [image keys], "val": [image keys]}
 MAX_PREDICTED = 300  # held-out images the model predicts (labels, scores, embeddings) for the reference
 
 
@@ -87,6 +90,11 @@ def novelty_reference(predictor, train_files: Sequence[str], held_out: dict[str,
     return Novelty.fit(train["embeddings"], held_out["embeddings"])
 
 
+def image_keys(files: Sequence[str | os.PathLike]) -> list[str]:
+    """``image_key`` of each file, sorted (what the bundle keeps of the images that trained it)."""
+    return sorted({image_key(storage.as_path(f)) for f in files})
+
+
 def write_reference(
     bundle_dir: str | os.PathLike,
     files: Sequence[str | os.PathLike],
@@ -95,7 +103,9 @@ def write_reference(
     workers: int = 1,
 ) -> Profile:
     """Profile (a seeded sample of) the training images ``files``, predict (a sample of) the held-out
-    images with the bundle, and write ``reference.json`` into the bundle folder (atomically). With no
+    images with the bundle, and write ``reference.json`` into the bundle folder (atomically), with the
+    ``image_key`` of every training and held-out image (``SEEN``: evaluation and label checks then know
+    which images the model saw, however they are listed). With no
     readable held-out image the reference has no predictions (the prediction and embedding checks
     are then skipped, rather than run against a biased baseline)."""
     from inspekt.engine.predictor import Predictor
@@ -109,8 +119,10 @@ def write_reference(
         profile.model = model_outputs(predictor, predicted, advance) if predicted else None
     with step("drift reference: novelty baseline"):
         novelty = novelty_reference(predictor, sample_files(chosen, MAX_PREDICTED, seed), profile.model)
+    seen = {SEEN: {"train": image_keys(files), "val": image_keys(held_out)}}
     target = Path(bundle_dir) / REFERENCE
     tmp = target.with_name(f".{REFERENCE}.tmp")
-    tmp.write_text(json.dumps(profile.to_dict() | ({NOVELTY: novelty.to_dict()} if novelty else {})), encoding="utf-8")
+    written = profile.to_dict() | ({NOVELTY: novelty.to_dict()} if novelty else {}) | seen
+    tmp.write_text(json.dumps(written), encoding="utf-8")
     tmp.replace(target)
     return profile

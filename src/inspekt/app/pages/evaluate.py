@@ -77,7 +77,7 @@ inspection = [(name, metrics.get(key)) for name, key in INSPECTION]
 if any(value is not None for _, value in inspection):  # defects passed as OK, OK parts rejected, at the decision
     for cell, (name, value) in zip(st.columns(4), inspection):
         cell.metric(name, "-" if value is None else f"{value:.1%}")
-note = training_images_note(result.split)
+note = training_images_note(result.split, result.metrics)
 if note:
     st.warning(f"Split {result.split}: {note}.")
 if result.skipped:
