@@ -13,10 +13,11 @@ behind the choice).
 Both steps go through the one ``Predictor``: calibration records the inputs it feeds the fp32 graph
 (resized images, or the windows of tiled models), and each graph is judged by the task's own
 evaluation (``Task.evaluate``), so the figures are the ones ``inspekt eval`` would print. Which
-images (``pick_images``): calibration takes the dataset's ``train`` split when it has one, else every
-image, thinned evenly to ``n_calib``; the check takes the annotated ``val`` + ``test`` images when
-there are any, else every annotated image (then the calibration and evaluation images overlap, which
-flatters INT8 slightly).
+images (``pick_images``): calibration takes the dataset's ``train`` split when it has one, else the images
+the model trained on (the bundle's record, ``seen_by``), else every image, thinned evenly to ``n_calib``; the
+check takes the annotated ``val`` + ``test`` images when there are any, else the annotated images the model
+did not train on (at least ``MIN_IMAGES``), else every annotated image (then the calibration and evaluation
+images overlap, which flatters INT8 slightly).
 """
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ from onnxruntime.quantization import (
 from inspekt.bundle import ONNX, SUFFIX, Bundle, check_target, copy_bundle, open_bundle
 from inspekt.card import ModelCard
 from inspekt.data import Dataset, open_dataset
-from inspekt.engine.predictor import Predictor, task_of
+from inspekt.data.dataset import image_key
+from inspekt.engine.predictor import Predictor, seen_by, task_of
 from inspekt.engine.quant_report import (
     DEFAULT_MAX_DROP,
     DEFAULT_MIN_AGREEMENT,
@@ -145,7 +147,9 @@ def calibration_dataset(card: ModelCard, calib: str | Path | Dataset | None, whe
     return open_dataset(calib)
 
 
-def pick_images(ds: Dataset, task: Task, card: ModelCard, n_calib: int) -> tuple[list[Path], Dataset]:
+def pick_images(
+    ds: Dataset, task: Task, card: ModelCard, n_calib: int, seen: frozenset[str] | None = None
+) -> tuple[list[Path], Dataset]:
     """Calibration files and the annotated images that judge INT8 (see the module notes for which).
 
     Args:
@@ -153,6 +157,8 @@ def pick_images(ds: Dataset, task: Task, card: ModelCard, n_calib: int) -> tuple
         task: the bundle's task (``int8_truth`` says which images can judge it).
         card: the model card.
         n_calib: most calibration images, taken evenly across the (class-sorted) pool.
+        seen: the ``image_key`` of the images the model trained on (``seen_by``), or None; without val or test
+            splits they calibrate and the others judge.
 
     Returns:
         Calibration paths and the evaluation dataset.
@@ -160,8 +166,12 @@ def pick_images(ds: Dataset, task: Task, card: ModelCard, n_calib: int) -> tuple
     Raises:
         DatasetError: no annotated images, annotations the model does not know, or too few images.
     """
+    trained = [s for s in ds.samples if seen is not None and image_key(s.path) in seen]
     try:
         held_out = task.int8_truth(card, [s for s in ds.samples if s.split in EVAL_SPLITS])
+        if not held_out and trained:
+            unseen = task.int8_truth(card, [s for s in ds.samples if image_key(s.path) not in seen])
+            held_out = unseen if len(unseen) >= MIN_IMAGES else []
         evaluation = held_out or task.int8_truth(card, ds.samples)
     except DatasetError as exc:
         raise DatasetError(f"{ds.root}: {exc}") from None
@@ -170,7 +180,9 @@ def pick_images(ds: Dataset, task: Task, card: ModelCard, n_calib: int) -> tuple
             f"{ds.root}: no image annotated for this {card.task} model ({ds.layout} layout), so the INT8 graph's "
             f"{', '.join(task.int8_metrics)} cannot be scored; pass --calib with an annotated dataset"
         )
-    pool = [s.path for s in ds.samples if s.split == "train"] or [s.path for s in ds.samples]
+    pool = (
+        [s.path for s in ds.samples if s.split == "train"] or [s.path for s in trained] or [s.path for s in ds.samples]
+    )
     if len(pool) > n_calib:
         pool = [pool[i] for i in np.linspace(0, len(pool) - 1, n_calib).round().astype(int)]
     for what, n in (("calibration", len(pool)), ("evaluation", len(evaluation))):
@@ -306,7 +318,10 @@ def quantize_bundle(
     out = Path(out) if out is not None else default_output(bundle, archive)
     check_target(out, archive, overwrite)  # refuse an existing output before the slow part
     card, task = bundle.card, task_of(bundle)
-    calib_paths, evaluation = pick_images(calibration_dataset(card, calib, str(bundle.path)), task, card, n_calib)
+    seen = seen_by(bundle)
+    calib_paths, evaluation = pick_images(
+        calibration_dataset(card, calib, str(bundle.path)), task, card, n_calib, seen and seen["train"]
+    )
     fp32_bytes, flags = bundle.read(ONNX), cpu_flags()
     recorder, calib_report = Recorder(OnnxBackend(bundle, graph=fp32_bytes), n_calib), BatchReport()
     calibrator = Predictor(bundle, recorder, BATCH, task)
