@@ -65,7 +65,9 @@ class Prediction:
             call's whole time, ``batch_ms``, so nobody reads a batch average as one image's time).
         ood: ``{"score": float, "unlike_training": bool}``: how far the image's embedding is from the
             training images' (``inspekt.profiling.novelty``; above 1 = further than 99% of held-out
-            images), or None when the bundle's reference has no embeddings to compare with.
+            images), or None when the bundle's reference has no embeddings to compare with; an image
+            whose size is far outside the training images' is flagged for any model, with ``"why"``
+            (``inspekt.engine.predictor.TrainingSizes``).
         boxes: detect: the boxes found, best first: ``{"class", "score", "box": [x0, y0, x1, y1],
             "area_px"}`` in original-image pixels (x1, y1 exclusive); None for tasks without boxes.
         extra: task details; segment: ``verdict``, ``components`` (class, bbox, area, scores),
@@ -125,10 +127,12 @@ class Prediction:
         return ""
 
     def ood_note(self) -> str:
-        """``"unlike the training images (score 2.41)"`` when flagged, else ""."""
+        """``"unlike the training images (score 2.41)"`` when flagged (with the reason when it is its size),
+        else ""."""
         if not self.ood or not self.ood.get("unlike_training"):
             return ""
-        return f"unlike the training images (score {self.ood['score']:.2f})"
+        why = f": {self.ood['why']}" if self.ood.get("why") else ""
+        return f"unlike the training images (score {self.ood['score']:.2f}{why})"
 
 
 def share_time(predictions: list[Prediction], started: float) -> None:

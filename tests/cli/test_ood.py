@@ -123,3 +123,36 @@ def test_api_and_json_say_the_time_is_a_batch_average(trained, synth_classes, st
         assert row["batch_ms"] == pytest.approx(row["time_ms"] * 2, abs=0.01)
     [row] = [json.loads(line) for line in cli("predict", trained.bundle, strange[0], "--json").stdout.splitlines()]
     assert row["batch_images"] == 1 and row["batch_ms"] == pytest.approx(row["time_ms"], abs=0.01)
+
+
+def test_an_image_far_from_the_training_sizes_is_flagged_with_the_reason(trained, fresh, tmp_path):
+    """1x1 and 6000x4000 pictures still get a confident label once resized: their size alone says they are
+    unlike the 48x48 training images; sizes near the training images' are not flagged for it."""
+    from inspekt.engine.predictor import Predictor
+
+    sizes = {"dot.png": (1, 1), "wide.png": (48, 480), "large.png": (4000, 6000), "close.png": (96, 96)}
+    for name, (h, w) in sizes.items():
+        Image.fromarray(np.full((h, w, 3), 128, np.uint8)).save(tmp_path / name)
+    files = [str(tmp_path / name) for name in sizes]
+    found = {os.path.basename(p.source): p for p in Predictor.load(trained.bundle).predict(files + fresh[:4])}
+    assert found["dot.png"].ood["why"] == "1x1 px; the training images were about 48 px a side"
+    assert found["large.png"].ood["why"].startswith("6000x4000 px") and found["large.png"].ood["score"] > 20
+    assert found["wide.png"].ood["unlike_training"] and "480x48 px" in found["wide.png"].ood["why"]  # aspect 10:1
+    assert "why" not in found["close.png"].ood  # twice the side: not far enough to say so by size
+    assert all("why" not in found[os.path.basename(f)].ood for f in fresh[:4])
+    assert "unlike the training images (score" in found["dot.png"].ood_note() and "1x1 px" in repr(found["dot.png"])
+
+
+def test_a_model_without_embeddings_flags_sizes_too(tmp_path):
+    """The size check needs only the reference's profile: an anomaly model called a 1x1 picture good."""
+    from inspekt.data.synth import write_dataset
+    from inspekt.engine.predictor import Predictor
+    from inspekt.engine.trainer import train
+
+    data = write_dataset(tmp_path / "mv", n=24, size=32, seed=2, layout="mvtec").root
+    result = train(task="anomaly", data=str(data), model="padim", imgsz=32, out=str(tmp_path / "runs"), threads=1)
+    Image.fromarray(np.full((1, 1, 3), 128, np.uint8)).save(tmp_path / "dot.png")
+    good = next((data / "test" / "good").iterdir())
+    dot, same = Predictor.load(result.bundle).predict([tmp_path / "dot.png", good])
+    assert dot.ood["unlike_training"] and dot.ood["why"].startswith("1x1 px")
+    assert same.ood is None  # no embeddings to compare, and a training size

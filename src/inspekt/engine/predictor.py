@@ -11,7 +11,9 @@ import functools
 import os
 import warnings
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
@@ -70,6 +72,44 @@ def seen_by(bundle: Bundle) -> dict[str, frozenset[str]] | None:
     return {split: frozenset(seen.get(split) or ()) for split in ("train", "val")}
 
 
+@dataclass(frozen=True)
+class TrainingSizes:
+    """The range of the training images' areas and aspect ratios (height / width), from the reference's
+    profile. An image more than ``SIDE_FACTOR`` times smaller or larger per side than every training image,
+    or more than ``ASPECT_FACTOR`` times narrower or wider, is unlike them whatever the model makes of it: a
+    1x1 picture or a 6000x4000 one, resized to the input, can still get a confident label."""
+
+    area: tuple[float, float]
+    aspect: tuple[float, float]
+
+    SIDE_FACTOR: ClassVar[float] = 4.0
+    ASPECT_FACTOR: ClassVar[float] = 2.0
+
+    @classmethod
+    def from_reference(cls, reference: dict) -> TrainingSizes | None:
+        try:
+            properties = reference["properties"]
+            area = np.asarray([v for v in properties["area"] if v], dtype=np.float64)
+            aspect = np.asarray([v for v in properties["aspect_ratio"] if v], dtype=np.float64)
+        except (KeyError, TypeError, ValueError):
+            return None
+        if not len(area) or not len(aspect):
+            return None
+        return cls((float(area.min()), float(area.max())), (float(aspect.min()), float(aspect.max())))
+
+    def unlike(self, height: int, width: int) -> tuple[float, str] | None:
+        """(score, why) when an image of this size is unlike the training images (score above 1), else None."""
+        area, aspect = float(height * width), height / max(width, 1)
+        side = np.sqrt(max(self.area[0] / area, area / self.area[1])) / self.SIDE_FACTOR
+        shape = max(self.aspect[0] / aspect, aspect / self.aspect[1]) / self.ASPECT_FACTOR
+        score = max(side, shape)
+        if score <= 1:
+            return None
+        low, high = (round(np.sqrt(a)) for a in self.area)
+        trained = f"about {low} px a side" if low == high else f"about {low} to {high} px a side"
+        return round(float(score), 3), f"{width}x{height} px; the training images were {trained}"
+
+
 class Predictor:
     """Predict with a bundle: ``Predictor.load("model.inspekt").predict(["a.png"])``."""
 
@@ -87,17 +127,30 @@ class Predictor:
         """The out-of-distribution check (read from the bundle on first use; None: none)."""
         return novelty_of(self.bundle)
 
-    def _flag_unlike_training(self, predictions: list[Prediction]) -> None:
-        """Set each prediction's ``ood`` from its embedding (when the bundle can check it)."""
+    @functools.cached_property
+    def sizes(self) -> TrainingSizes | None:
+        """The training images' sizes (read from the bundle on first use; None: no record)."""
+        return TrainingSizes.from_reference(_reference(self.bundle))
+
+    def _flag_unlike_training(self, predictions: list[Prediction], shapes: Sequence[tuple[int, ...]]) -> None:
+        """Set each prediction's ``ood``: from its embedding (when the bundle can check it), and for any
+        model from its image size, far outside the training images' (``TrainingSizes``)."""
         embedded = [p for p in predictions if p.embedding is not None]
-        if not embedded or self.novelty is None:
+        if embedded and self.novelty is not None:
+            try:
+                found = self.novelty.assess(np.stack([p.embedding for p in embedded]))
+            except ValueError:  # a reference made with another network's embeddings
+                found = [None] * len(embedded)
+            for prediction, ood in zip(embedded, found):
+                prediction.ood = ood
+        if self.sizes is None or len(shapes) != len(predictions):
             return
-        try:
-            found = self.novelty.assess(np.stack([p.embedding for p in embedded]))
-        except ValueError:  # a reference made with another network's embeddings
-            return
-        for prediction, ood in zip(embedded, found):
-            prediction.ood = ood
+        for prediction, shape in zip(predictions, shapes):
+            unlike = self.sizes.unlike(shape[0], shape[1])
+            if unlike is not None:
+                score, why = unlike
+                before = prediction.ood or {"score": 0.0}
+                prediction.ood = {"score": max(before["score"], score), "unlike_training": True, "why": why}
 
     @classmethod
     def load(
@@ -165,7 +218,7 @@ class Predictor:
             results.extend(
                 self.task.predict(self.card, chunk, sources[start : start + len(chunk)], run, self.batch_size)
             )
-        self._flag_unlike_training(results)
+        self._flag_unlike_training(results, [image.shape for image in images])
         return results
 
     def predict(
