@@ -65,7 +65,7 @@ def _page(workspace: Path, monkeypatch, page: str, model: str = "models/classifi
     at.session_state["model"] = model
     at.run()
     if page != "inspect":
-        at.switch_page(f"pages/{page}.py").run()
+        at.switch_page(f"views/{page}.py").run()
     assert not at.exception, at.exception
     return at
 

@@ -66,6 +66,27 @@ def _pixels(locator) -> np.ndarray:
 
 
 @pytest.mark.slow
+def test_a_deep_link_as_the_first_visit_shows_the_named_pages(server, page):
+    """The first page this fresh server serves is /evaluate: the sidebar names the pages (it listed the
+    files of a pages/ folder, main, batch, drift, ..., until someone opened /)."""
+    url, _ = server
+    page.goto(f"{url}/evaluate")
+    nav = page.locator('[data-testid="stSidebarNav"]')
+    nav.get_by_text("Evaluate", exact=True).wait_for()
+    names = [line for line in nav.inner_text().splitlines() if line.strip()]
+    assert [n for n in names if n[0].isupper()] == [
+        "Inspect",
+        "Batch",
+        "Evaluate",
+        "Drift",
+        "Train",
+        "Review",
+        "Monitor",
+    ]
+    assert "main" not in names
+
+
+@pytest.mark.slow
 def test_inspect_upload_enhance_explain_and_download(server, page, synth_classes):
     url, _ = server
     page.goto(url)

@@ -41,7 +41,7 @@ def _page(workspace: Path, monkeypatch) -> AppTest:
     at = AppTest.from_file(str(MAIN), default_timeout=TIMEOUT)
     at.session_state["model"] = "runs/classify/base"
     at.run()
-    at.switch_page("pages/review.py").run()
+    at.switch_page("views/review.py").run()
     assert not at.exception, at.exception
     return at
 
@@ -177,7 +177,7 @@ def test_a_segmenter_s_queue_shows_the_mask_and_the_model_s_map(segmenter_worksp
     at = AppTest.from_file(str(MAIN), default_timeout=TIMEOUT)
     at.session_state["model"] = "runs/segment/seg"
     at.run()
-    at.switch_page("pages/review.py").run()
+    at.switch_page("views/review.py").run()
     at.selectbox(key="review_source").select("threshold").run()
     at.number_input(key="review_limit").set_value(3).run()
     at.button[0].click().run()

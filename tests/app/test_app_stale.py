@@ -61,7 +61,7 @@ def _app(root: Path, monkeypatch, page: str = "inspect", model: str | None = "mo
         at.session_state["model"] = model
     at.run()
     if page != "inspect":
-        at.switch_page(f"pages/{page}.py").run()
+        at.switch_page(f"views/{page}.py").run()
     assert not at.exception, at.exception
     return at
 

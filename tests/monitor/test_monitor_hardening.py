@@ -121,7 +121,7 @@ def test_the_app_monitor_page_shows_a_damaged_history_as_one_message(damaged, tm
     monkeypatch.setenv(WORKSPACE_ENV, str(tmp_path / "workspace"))
     at = AppTest.from_file(str(MAIN), default_timeout=60)
     at.run()
-    at.switch_page("pages/monitor.py").run()
+    at.switch_page("views/monitor.py").run()
     at.text_input(key="monitor_db").input(str(damaged)).run()
     assert not at.exception, at.exception
     (error,) = [e.value for e in at.error]

@@ -13,12 +13,12 @@ if "warmed" not in st.session_state:  # once per session; the models themselves 
     st.session_state["warmed"] = True
 st.navigation(
     [
-        st.Page("pages/inspect.py", title="Inspect", icon=":material/search:", default=True),
-        st.Page("pages/batch.py", title="Batch", icon=":material/folder_open:"),
-        st.Page("pages/evaluate.py", title="Evaluate", icon=":material/analytics:"),
-        st.Page("pages/drift.py", title="Drift", icon=":material/waves:"),
-        st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
-        st.Page("pages/review.py", title="Review", icon=":material/fact_check:"),
-        st.Page("pages/monitor.py", title="Monitor", icon=":material/monitoring:"),
+        st.Page("views/inspect.py", title="Inspect", icon=":material/search:", default=True),
+        st.Page("views/batch.py", title="Batch", icon=":material/folder_open:"),
+        st.Page("views/evaluate.py", title="Evaluate", icon=":material/analytics:"),
+        st.Page("views/drift.py", title="Drift", icon=":material/waves:"),
+        st.Page("views/train.py", title="Train", icon=":material/model_training:"),
+        st.Page("views/review.py", title="Review", icon=":material/fact_check:"),
+        st.Page("views/monitor.py", title="Monitor", icon=":material/monitoring:"),
     ]
 ).run()
