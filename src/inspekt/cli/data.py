@@ -29,7 +29,9 @@ def _section(title: str, items: list) -> None:
 
 def _render_info(info) -> None:
     console.print(
-        f"[bold]{info.root}[/]  layout: [cyan]{info.layout}[/]  images: {info.n_images}  "
+        f"[bold]{info.root}[/]  layout: [cyan]{info.layout}[/]  images: {info.n_images}"
+        + (f" readable (+{len(info.corrupt)} corrupt, below)" if info.corrupt else "")
+        + "  "
         f"classes: {len(info.classes)}  tasks: {', '.join(info.tasks) or 'none'}"
     )
     table = Table("class", *info.counts.keys(), title="images per class and split")

@@ -12,7 +12,7 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
@@ -44,7 +44,7 @@ class DatasetInfo:
 
     root: str
     layout: str
-    n_images: int
+    n_images: int  # readable images (the corrupt files are in ``corrupt``)
     classes: list[str]
     tasks: list[str]
     counts: dict[str, dict[str, int]]
@@ -205,11 +205,12 @@ def describe(
     dupes, crossing = _duplicate_groups(ds, [r[0] for r in results])
     missing = [str(s.path) for s in ds.samples if ds.mask_layout and s.mask is None]
     near = _near_groups(ds, [r[0] for r in results], [r[3] for r in results])
-    counts = ds.counts()
+    readable = replace(ds, samples=tuple(s for s, r in zip(ds.samples, results) if not r[2]))
+    counts = readable.counts()  # what can train: the corrupt files are listed on their own
     return DatasetInfo(
         root=str(ds.root),
         layout=ds.layout,
-        n_images=len(ds),
+        n_images=len(readable),
         classes=list(ds.classes),
         tasks=list(tasks),
         counts=counts,

@@ -138,7 +138,8 @@ def test_describe_finds_corrupt_files_duplicates_and_leakage(tmp_path):
     img(tmp_path / "train/nok/c.png", 3, shape=(4, 6))
     (tmp_path / "train/nok/broken.png").write_bytes(b"\x89PNG\r\n\x1a\n\0\0")
     info = describe(open_dataset(tmp_path))
-    assert info.n_images == 5 and [c.path for c in info.corrupt] == [str(tmp_path / "train/nok/broken.png")]
+    assert info.n_images == 4 and [c.path for c in info.corrupt] == [str(tmp_path / "train/nok/broken.png")]
+    assert info.counts == {"train": {"nok": 1, "ok": 2}, "test": {"ok": 1}}  # readable images only
     assert len(info.duplicates) == 1 and len(info.cross_split_duplicates) == 1
     assert info.sizes.width_min == 6 and info.sizes.width_max == 8 and info.sizes.height_min == 4
 
