@@ -134,7 +134,7 @@ def test_unknown_model_is_404_with_did_you_mean(client, images):
         ({"min_area": "3"}, "min_area applies"),  # the form field's name, not the CLI's --min-area
         ({"threshold": "abc"}, "threshold"),
         ({"threshold": "nan"}, "threshold"),
-        ({"topk": "0"}, "topk"),
+        ({"topk": "0"}, "topk='0' must be a whole number from 1 to 1000000"),  # not "in 1..1e+06"
         ({"enhance": "clahee"}, 'Did you mean "clahe"'),
         ({"enhance": "/etc/pipeline.json"}, "not a file name"),
         ({"include": "masks"}, 'Did you mean "mask"'),

@@ -51,7 +51,9 @@ def _number(fields: dict[str, str], key: str, kind: type, low: float, high: floa
         raise Problem(
             422,
             "bad-parameter",
-            f"{key}={raw!r} must be {'a whole number' if kind is int else 'a number'} in {low:g}..{high:g}",
+            f"{key}={raw!r} must be a whole number from {low:.0f} to {high:.0f}"
+            if kind is int
+            else f"{key}={raw!r} must be a number from {low:g} to {high:g}",
         )
     return value
 
