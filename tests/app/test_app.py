@@ -187,6 +187,17 @@ def test_evaluate_shows_metrics_and_errors(workspace, monkeypatch):
     assert set(rates) == {"escape rate", "false-reject rate"} and all(v.endswith("%") for v in rates.values())
 
 
+def test_a_drift_check_that_fails_leaves_only_its_error(workspace, monkeypatch, tmp_path):
+    at = _page(workspace, monkeypatch, "drift")
+    (tmp_path / "empty").mkdir()
+    [incoming] = [t for t in at.text_input if t.label == "Incoming folder"]
+    incoming.input(str(tmp_path / "empty")).run()
+    at.button[0].click().run()
+    assert not at.exception, at.exception
+    assert any("no image files" in e.value for e in at.error), [e.value for e in at.error]
+    assert not at.get("progress")  # the "profiling ..." bar is gone with the failed check
+
+
 @pytest.mark.slow
 def test_drift_against_the_model_profile(workspace, monkeypatch):
     at = _page(workspace, monkeypatch, "drift")

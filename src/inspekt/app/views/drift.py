@@ -42,6 +42,13 @@ checked = common.Result(  # the model takes part only when its training profile 
 if st.button("Check drift", type="primary"):
     from inspekt.profiling.profile import profile_chunk
 
+    current = folder.strip()
+    if not current and not uploads:
+        st.error("Give an incoming folder or upload images.")
+        st.stop()
+    if isinstance(reference, str) and not reference.strip():
+        st.error("Give a reference folder.")
+        st.stop()
     progress = st.progress(0.0, text="profiling ...")
     seen = {"n": 0, "total": 1}
 
@@ -53,13 +60,6 @@ if st.button("Check drift", type="primary"):
         progress.progress(min(1.0, seen["n"] / seen["total"]), text=f"profiling {seen.get('side', '')} images ...")
 
     try:
-        current = folder.strip()
-        if not current and not uploads:
-            st.error("Give an incoming folder or upload images.")
-            st.stop()
-        if isinstance(reference, str) and not reference.strip():
-            st.error("Give a reference folder.")
-            st.stop()
         if uploads:
             current = profile_chunk([(u.name, u.getvalue()) for u in uploads])
             if predictor is not None and kind.startswith("the model"):
@@ -69,10 +69,10 @@ if st.button("Check drift", type="primary"):
         with st.spinner("running the checks ..."):
             checked.store(check_drift(reference, current, alpha=alpha, progress=advance, on_start=on_start))
     except InspektError as exc:
+        progress.empty()  # before st.stop: what follows it is never drawn
         st.error(str(exc))
         st.stop()
-    finally:
-        progress.empty()
+    progress.empty()
 result = checked.get()
 if result is None:
     st.stop()
