@@ -58,10 +58,10 @@ if st.button("Evaluate", type="primary"):
         status.caption("drawing the figures ...")
         evaluation.store((result, _figures(predictor, result, data)))
     except InspektError as exc:
+        status.empty()  # before st.stop: what follows it is never drawn
         st.error(str(exc))
         st.stop()
-    finally:
-        status.empty()
+    status.empty()
 if evaluation.get() is None:
     st.stop()
 result, figures = evaluation.get()
