@@ -28,6 +28,7 @@ from inspekt.io.zips import MiB, ZipLimitError, ZipLimits, check_members
 
 SUFFIX = ".inspekt"
 CARD, WEIGHTS, ONNX, REFERENCE = "card.json", "weights.safetensors", "model.onnx", "reference.json"
+SEEN = "seen"  # reference.json's image_key of the images that trained ("train") and validated ("val") it
 DIGESTED = (WEIGHTS, ONNX)  # the members whose sha256 the card records and reading checks
 MEMBERS = (CARD, WEIGHTS, ONNX, REFERENCE)
 MAX_CARD_BYTES = MiB

@@ -18,8 +18,7 @@ from typing import ClassVar
 import numpy as np
 
 from inspekt import jsonio
-from inspekt.bundle import REFERENCE, Bundle, open_bundle
-from inspekt.engine.reference import SEEN
+from inspekt.bundle import REFERENCE, SEEN, Bundle, open_bundle
 from inspekt.enhance import Pipeline
 from inspekt.errors import BundleError, ConfigError, did_you_mean
 from inspekt.io import iter_images

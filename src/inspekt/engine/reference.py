@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from inspekt import storage
-from inspekt.bundle import REFERENCE
+from inspekt.bundle import REFERENCE, SEEN
 from inspekt.data.dataset import image_key
 from inspekt.profiling.novelty import KEY as NOVELTY
 from inspekt.profiling.novelty import Novelty
@@ -26,7 +26,6 @@ from inspekt.profiling.profile import MAX_REFERENCE_IMAGES, Profile, profile_ima
 from inspekt.progress import step
 from inspekt.results import BatchReport
 
-SEEN = "seen"  # reference.json: {"train": [image keys], "val": [image keys]}
 MAX_PREDICTED = 300  # held-out images the model predicts (labels, scores, embeddings) for the reference
 
 
