@@ -238,6 +238,23 @@ def test_inspect_shows_the_newest_upload_verdict_first_and_one_image(server, pag
 
 
 @pytest.mark.slow
+def test_unreadable_uploads_are_named_at_once_and_the_readable_one_is_answered(server, page, synth_classes, tmp_path):
+    url, _ = server
+    good = sorted((Path(synth_classes) / "ok").glob("*.png"))[0]
+    (tmp_path / "notes.png").write_text("not an image")
+    (tmp_path / "cut.png").write_bytes(good.read_bytes()[:60])
+    page.goto(url)
+    page.get_by_role("heading", name="Inspect").wait_for()
+    uploader = page.get_by_test_id("stFileUploader").filter(has_text="Images (drag and drop")
+    uploader.locator("input[type=file]").set_input_files(
+        [str(tmp_path / "notes.png"), str(tmp_path / "cut.png"), str(good)]
+    )
+    page.get_by_text("2 upload(s) cannot be read and are left out: notes.png:").wait_for()
+    page.get_by_text(f"on {good.name}").wait_for()  # the readable one is answered, whatever came last
+    _shot(page, "9-inspect-unreadable-uploads")
+
+
+@pytest.mark.slow
 def test_an_uploaded_bundle_answers_and_says_so(server, page, trained, synth_classes, tmp_path):
     from inspekt.bundle import copy_bundle, open_bundle
 

@@ -206,11 +206,13 @@ def test_int8_detector_is_judged_by_map_and_box_agreement(detect_trained, plante
     monkeypatch.chdir(cwd)
     root, truth = planted_boxes
     args = ["export", str(detect_trained.bundle), "--int8", "--calib", str(root), "--out", str(tmp_path / "q.inspekt")]
-    out = runner.invoke(app, [*args, "--max-drop", "0.05", "--min-agreement", "0.8", "--json"])
+    # judged on the 12 images the detector never trained on (the bundle's record), where one box of about 20
+    # is 5 points of box F1; calibrated on the 48 it trained on
+    out = runner.invoke(app, [*args, "--max-drop", "0.1", "--min-agreement", "0.8", "--json"])
     assert out.exit_code == 0, out.output
     report = json.loads(out.stdout)
     assert set(report["quality"]) == {"map50", "box_f1"} and report["agreeing"] == "boxes"
-    assert report["n_images"] == 60 and report["n_calib"] == 60 and report["agreement"] >= 0.8
+    assert report["n_images"] == 12 and report["n_calib"] == 48 and report["agreement"] >= 0.8
     fp32_map, int8_map = report["quality"]["map50"]
     assert fp32_map > 0.5 and int8_map >= fp32_map - 0.05
     card = open_bundle(report["path"]).card

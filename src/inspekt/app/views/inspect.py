@@ -28,6 +28,19 @@ def _inputs(uploads, photo, path: str) -> dict[str, tuple[str, bytes | Path]]:
     return items
 
 
+def _readable_uploads(items: dict[str, tuple[str, bytes | Path]]) -> dict[str, tuple[str, bytes | Path]]:
+    """The inputs without the uploads that cannot be decoded, which are named in one warning (each upload
+    is decoded once per session for this; a path or a photo is judged when shown)."""
+    problems = st.session_state.setdefault("_inspect_problems", {})
+    for key, (name, source) in items.items():
+        if key.startswith("upload:") and key not in problems:
+            problems[key] = common.decode(name, source)[1]
+    bad = [problems[key] for key in items if problems.get(key)]
+    if bad:
+        st.warning(f"{len(bad)} upload(s) cannot be read and are left out: " + "; ".join(bad[:5]))
+    return {key: item for key, item in items.items() if not problems.get(key)}
+
+
 def _pick(items: dict[str, tuple[str, bytes | Path]]) -> str:
     """The input to show: the newest one when an input was added (an upload, a photo, a path), else
     the one the user picked."""
@@ -157,8 +170,8 @@ st.title("Inspect")
 st.caption('Uploaded images are processed in memory and never written to disk unless you tick "save to workspace".')
 uploads = st.file_uploader("Images (drag and drop one or many)", type=common.IMAGE_TYPES, accept_multiple_files=True)
 photo = st.camera_input("Take a photo with this device's camera") if st.toggle("Use the camera") else None
-items = _inputs(
-    uploads, photo, st.text_input("...or the path of an image file on this machine", key="image_path").strip()
+items = _readable_uploads(
+    _inputs(uploads, photo, st.text_input("...or the path of an image file on this machine", key="image_path").strip())
 )
 if not items:
     st.info("Upload an image or take a photo to start.")

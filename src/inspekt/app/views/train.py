@@ -44,9 +44,10 @@ def _start() -> None:
         return
     options = {"model": model, "imgsz": int(imgsz)} | ({"epochs": int(epochs)} if epochs else {})
     job = jobs.start(root, task, data, name, options)
+    shown = ", ".join(f"{key} {value}" for key, value in options.items())  # what runs, whatever a box shows
     st.session_state["train_message"] = (
         "success",
-        f"started {job.name} (process {job.pid}); it keeps running if you leave this page",
+        f"started {job.name} ({shown}; process {job.pid}); it keeps running if you leave this page",
     )
     st.session_state["run_name"] = f"{task}-{time.strftime('%Y%m%d-%H%M%S')}"
 
