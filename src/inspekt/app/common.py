@@ -191,6 +191,17 @@ def enhancement_sidebar() -> Pipeline:
         return Pipeline()
 
 
+def image_counter(doing: str):
+    """An empty slot and its ``advance(n=1)``, which captions it "<doing> ... N images" (a long step's progress)."""
+    status, done = st.empty(), [0]
+
+    def advance(n: int = 1) -> None:
+        done[0] += n
+        status.caption(f"{doing} ... {done[0]} images")
+
+    return status, advance
+
+
 def decode(name: str, source: bytes | str | Path) -> tuple[np.ndarray | None, str | None]:
     """An upload (bytes, decoded in memory) or a file path as an image, or the reason it is not one
     (``io.load_image`` guards against folders, FIFOs, missing files and huge images)."""

@@ -46,13 +46,7 @@ evaluation = common.Result("evaluate", common.chosen_model(), data.strip(), sett
 if st.button("Evaluate", type="primary"):
     from inspekt.engine.evaluator import evaluate
 
-    status = st.empty()
-    done = [0]
-
-    def advance(n: int = 1) -> None:
-        done[0] += n
-        status.caption(f"evaluating ... {done[0]} images")
-
+    status, advance = common.image_counter("evaluating")
     try:
         result = evaluate(model_path, data, split=None if split == "default" else split, progress=advance)
         status.caption("drawing the figures ...")

@@ -68,13 +68,7 @@ def _queue_form(predictor) -> None:
     }[source]()
     needs_model = source in ("errors", "threshold")
     if st.button("Build the queue", type="primary", disabled=needs_model and predictor is None):
-        status = st.empty()
-        done = [0]
-
-        def advance(n: int = 1) -> None:
-            done[0] += n
-            status.caption(f"predicting ... {done[0]} images")
-
+        status, advance = common.image_counter("predicting")
         try:
             _build(source, data, setting.strip(), predictor, advance)
         except InspektError as exc:
