@@ -101,6 +101,29 @@ def test_an_issues_queue_is_walked_and_each_fix_is_one_row(workspace, monkeypatc
 
 
 @pytest.mark.slow
+def test_a_label_queue_asks_for_a_classifier_when_the_sidebar_holds_another_task(workspace, monkeypatch, tmp_path):
+    """An anomaly model chosen after building a label queue neither answers its images nor retrains its data."""
+    from inspekt.data.synth import write_dataset
+    from inspekt.engine.trainer import train
+
+    mvtec = write_dataset(tmp_path / "mv", n=24, size=32, seed=2, layout="mvtec").root
+    anomaly = train(task="anomaly", data=str(mvtec), model="padim", imgsz=32, out=str(tmp_path / "runs"), threads=1)
+    shutil.copytree(anomaly.bundle, workspace / "models" / "anomaly")
+    ok = sorted(p.name for p in (workspace / "data" / "surfaces" / "ok").glob("*.png"))
+    at = _page(workspace, monkeypatch)
+    at.text_input(key="review_data").input(str(workspace / "data" / "surfaces")).run()
+    at.text_input(key="review_issues").input(str(_issues(workspace, [f"ok/{ok[0]}"]))).run()
+    at.button[0].click().run()
+    assert "1 / 1" in _texts(at)
+    at.session_state["model"] = "models/anomaly"
+    at.run()
+    assert not at.exception, at.exception
+    warning = "This queue holds classify data, and the sidebar's model was trained for anomaly: choose a classify"
+    assert any(warning in w.value for w in at.warning), [w.value for w in at.warning]
+    assert "1 / 1" not in _texts(at) and not any(b.label == "Retrain with corrections" for b in at.button)
+
+
+@pytest.mark.slow
 def test_the_errors_queue_holds_the_images_the_evaluation_got_wrong(workspace, monkeypatch, trained):
     from inspekt.engine.evaluator import evaluate
 

@@ -48,6 +48,10 @@ def _build(source: str, data: str, setting: str, predictor, status) -> None:
     classes = sorted(set(original.classes) | set(dataset.classes))
     st.session_state[QUEUE] = {"data": data, "root": str(dataset.root), "items": items, "classes": classes}
     st.session_state[QUEUE]["masks"] = dataset.mask_layout
+    # the task the queue's answers and retrain need: the judging model's (data issues judges with classify
+    # or segment models), or the chosen model's, which built it; a monitor's queue can be any task's
+    judged = {"issues": "segment" if dataset.mask_layout else "classify", "monitor": None}
+    st.session_state[QUEUE]["task"] = judged.get(source, predictor.card.task if predictor else None)
     st.session_state[POS] = 0
     note = f"{len(items)} image(s) to review"
     if queue.missing:
@@ -305,11 +309,17 @@ st.caption("Keys: A keep · 1-9 relabel · X exclude · S skip · B back · U un
 _queue_form(predictor)
 if NOTE in st.session_state:
     st.info(st.session_state[NOTE])
-if QUEUE in st.session_state and predictor is not None:
+needed = st.session_state.get(QUEUE, {}).get("task")
+if predictor is not None and needed and predictor.card.task != needed:  # e.g. an anomaly model on a label queue
+    st.warning(
+        f"This queue holds {needed} data, and the sidebar's model was trained for {predictor.card.task}: choose a "
+        f"{needed} model in the sidebar to see its answers and to retrain."
+    )
+elif QUEUE in st.session_state and predictor is not None:
     _walk(predictor, model_path)
 elif predictor is None:
     st.info("Choose a model in the sidebar.")
-if predictor is not None:
+if predictor is not None and not (needed and predictor.card.task != needed):
     _retrain_form(predictor, model_path)
 if JOB in st.session_state:
     running = any(j.name == st.session_state[JOB][0] and j.status() == "running" for j in jobs.jobs(root))
