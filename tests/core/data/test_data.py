@@ -141,6 +141,10 @@ def test_describe_finds_corrupt_files_duplicates_and_leakage(tmp_path):
     assert info.n_images == 4 and [c.path for c in info.corrupt] == [str(tmp_path / "train/nok/broken.png")]
     assert info.counts == {"train": {"nok": 1, "ok": 2}, "test": {"ok": 1}}  # readable images only
     assert len(info.duplicates) == 1 and len(info.cross_split_duplicates) == 1
+    assert info.label_conflicts == []  # the copy has the same label
+    img(tmp_path / "train/nok/b_again.png", 2)  # train/ok/b.png filed under another class
+    conflicts = describe(open_dataset(tmp_path)).label_conflicts
+    assert conflicts == [[str(tmp_path / "train/nok/b_again.png"), str(tmp_path / "train/ok/b.png")]]
     assert info.sizes.width_min == 6 and info.sizes.width_max == 8 and info.sizes.height_min == 4
 
 
