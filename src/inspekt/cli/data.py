@@ -73,7 +73,7 @@ def _render_info(info) -> None:
         ("duplicate groups", info.duplicates),
         ("duplicates across splits (leakage)", info.cross_split_duplicates),
         ("near-duplicate groups (same picture re-saved, resized or re-exposed)", info.near_duplicates),
-        ("the same picture under different labels (one of them is wrong)", info.label_conflicts),
+        ("identical files under different labels (one of them is wrong)", info.label_conflicts),
     ]
     for title, items in sections:
         _section(title, items)

@@ -57,7 +57,7 @@ class DatasetInfo:
     duplicates: list[list[str]] = field(default_factory=list)
     cross_split_duplicates: list[list[str]] = field(default_factory=list)
     near_duplicates: list[list[str]] = field(default_factory=list)
-    label_conflicts: list[list[str]] = field(default_factory=list)  # (near-)duplicate groups with different labels
+    label_conflicts: list[list[str]] = field(default_factory=list)  # identical files with different labels
     imbalance: dict | None = None
     boxes: BoxStats | None = None
     seconds: float = 0.0
@@ -68,7 +68,7 @@ class DatasetInfo:
 
 
 def _label_conflicts(ds: Dataset, groups: list[list[str]]) -> list[list[str]]:
-    """The groups of the same picture whose copies carry different labels: one of them at least is wrong."""
+    """The groups of identical files that carry different labels: one of them at least is wrong."""
     label = {str(s.path): s.label for s in ds.samples}
     return [group for group in groups if len({label.get(path) for path in group} - {None}) > 1]
 
@@ -230,7 +230,7 @@ def describe(
         duplicates=dupes,
         cross_split_duplicates=crossing,
         near_duplicates=near,
-        label_conflicts=_label_conflicts(ds, dupes + near),
+        label_conflicts=_label_conflicts(ds, dupes),  # identical bytes only: near-duplicates can be two parts
         imbalance=_imbalance(counts),
         boxes=box_stats(ds, [r[1] for r in results]),
         seconds=round(time.perf_counter() - start, 3),
