@@ -138,7 +138,6 @@ def test_unknown_model_is_404_with_did_you_mean(client, images):
         ({"enhance": "clahee"}, 'Did you mean "clahe"'),
         ({"enhance": "/etc/pipeline.json"}, "not a file name"),
         ({"include": "masks"}, 'Did you mean "mask"'),
-        ({"include": "mask"}, "include=mask: a classify model gives no mask (it gives: embedding)"),
         ({"treshold": "0.5"}, 'Did you mean "threshold"'),
         ({"files": "image.png"}, "files=@image.png"),  # curl -F files=image.png forgot the @
     ],

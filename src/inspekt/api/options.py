@@ -113,13 +113,6 @@ class PredictOptions:
                     "bad-parameter",
                     f"include={word!r} is not one of {', '.join(INCLUDES)}.{did_you_mean(word, INCLUDES)}",
                 )
-            if word not in base.task.arrays:
-                offered = ", ".join(base.task.arrays) or "none"
-                raise Problem(
-                    422,
-                    "bad-parameter",
-                    f"include={word}: a {base.task.name} model gives no {word} (it gives: {offered})",
-                )
         enhance = parse_enhance(fields.get("enhance"))
         predictor = base
         if threshold is not None or pixel is not None or min_area is not None:

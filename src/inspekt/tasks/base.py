@@ -81,8 +81,6 @@ class Task:
         int8_agreeing: what ``int8_agreement`` counts ("labels", "boxes"), for messages.
         headline: the evaluation metrics a page shows first.
         explainable: whether its models have Grad-CAM explanations (``inspekt explain``).
-        arrays: the per-image arrays its predictions carry (``mask``, ``heatmap``, ``embedding``), which the
-            REST API returns on request (``include``).
         default_model: the registered model trained when the config names none.
         model_defaults: config keys each model decides for itself unless given (e.g. epochs).
         train_defaults: config values this task trains with unless given (instead of the config's
@@ -106,7 +104,6 @@ class Task:
     int8_agreeing: ClassVar[str] = ""
     headline: ClassVar[tuple[str, ...]] = ()
     explainable: ClassVar[bool] = False
-    arrays: ClassVar[tuple[str, ...]] = ()
     default_model: ClassVar[str]
     model_defaults: ClassVar[frozenset[str]] = frozenset()
     train_defaults: ClassVar[dict[str, Any]] = {}

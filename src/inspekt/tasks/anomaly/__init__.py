@@ -33,7 +33,6 @@ class Anomaly(Task):
         "lr": "Learning rate (default: the method's own).",
     }
     train_example = "quantile=0.99 groups=none"
-    arrays = ("mask", "heatmap")
     headline = ("image_auroc", "image_aupr", "f1", "precision", "recall", "pixel_auroc", "aupro")
     figures = "the score histogram and the worst false positives / negatives (input | anomaly map | reconstruction)"
 

@@ -40,7 +40,6 @@ class Classify(Task):
         "loss": "ce | bce | focal (auto: ce).",
     }
     train_example = "patience=3 clahe=2"
-    arrays = ("embedding",)
     headline = ("accuracy", "macro_f1", "balanced_accuracy", "roc_auc", "pr_auc", "ece")
     figures = "confusion matrices, ROC / PR curves, the threshold sweep (binary) and the errors with Grad-CAM"
 

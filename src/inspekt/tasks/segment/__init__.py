@@ -52,7 +52,6 @@ class Segment(Task):
         "masks": "binary | folder | values: how mask files name classes.",
     }
     train_example = "min_area=20 threshold=0.4 scale=0.5"
-    arrays = ("mask", "heatmap")
     headline = ("defect_iou", "dice", "per_image_iou", "pixel_precision", "pixel_recall", "image_auroc", "image_f1")
     figures = "the worst images (prediction filled, truth outlined in green)"
 
