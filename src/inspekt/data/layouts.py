@@ -19,6 +19,7 @@ with what was found.
 from __future__ import annotations
 
 import csv
+import difflib
 import json
 import os
 from dataclasses import replace
@@ -28,7 +29,7 @@ from inspekt import storage
 from inspekt.data.corrections import apply_corrections
 from inspekt.data.dataset import SPLIT_ALIASES, Box, Dataset, Sample
 from inspekt.data.formats import detect_format, read_annotations
-from inspekt.errors import DatasetError, did_you_mean
+from inspekt.errors import DatasetError
 from inspekt.io import IMAGE_EXTENSIONS, list_images
 
 EXPECTED = (
@@ -40,7 +41,7 @@ EXPECTED = (
 )
 MASK_SUFFIX = "_mask"
 PATH_COLUMNS = ("path", "image", "file", "filename")
-READ_COLUMNS = ("label", "mask", "split", "boxes")  # besides the path
+ANNOTATION_COLUMNS = ("label", "mask", "boxes")  # a CSV with none of them annotates nothing
 
 
 def _subdirs(folder: Path) -> list[Path]:
@@ -198,11 +199,14 @@ def _csv_rows(path: Path) -> tuple[list[dict[str, str]], str]:
             f"{path}: no path column (found columns: {', '.join(fields) or 'none'}); "
             "expected a header path,label[,mask][,split]"
         )
-    missing = [c for c in READ_COLUMNS if c not in fields]
-    for field in fields:  # other columns are kept as metadata, unless one is a misspelt column we read
-        hint = did_you_mean(field, missing) if field not in READ_COLUMNS and field not in PATH_COLUMNS else ""
-        if hint:
-            raise DatasetError(f"{path}: column {field!r} is not one inspekt reads (path,label[,mask][,split]).{hint}")
+    if not set(ANNOTATION_COLUMNS) & set(fields):  # no annotation at all: is one of the columns a misspelt one?
+        for field in fields:
+            close = difflib.get_close_matches(field, ANNOTATION_COLUMNS, n=1, cutoff=0.8)
+            if close:
+                raise DatasetError(
+                    f"{path}: no {'/'.join(ANNOTATION_COLUMNS)} column, but a {field!r} column; "
+                    f'did you mean "{close[0]}"? (columns: path,label[,mask][,split][,boxes])'
+                )
     return rows, column
 
 

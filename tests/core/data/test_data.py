@@ -86,8 +86,8 @@ def test_csv_layout(tmp_path):
         ("name,kind\na.png,x\n", "no path column.*found columns: name, kind"),
         ("path,label,split\na.png,x,holdout\n", r"list.csv:2: unknown split 'holdout'"),
         ("path,label\n,x\n", "list.csv:2: empty 'path'"),
-        ("path,lable\na.png,x\n", "list.csv: column 'lable' is not one inspekt reads .*Did you mean \"label\""),
-        ("path,label,mask,splits\na.png,x,,\n", "column 'splits' is not one inspekt reads .*Did you mean \"split\""),
+        ("path,lable\na.png,x\n", "list.csv: no label/mask/boxes column, but a 'lable' column; did you mean \"label\""),
+        ("image,labels,notes\na.png,x,y\n", "but a 'labels' column; did you mean \"label\""),
     ],
 )
 def test_bad_csv(tmp_path, content, message):
@@ -100,6 +100,11 @@ def test_csv_columns_inspekt_does_not_read_are_kept_when_not_a_misspelling(tmp_p
     tree(tmp_path, ["a.png", "b.png"])
     (tmp_path / "list.csv").write_text("image,label,width,mask_sha256,source\na.png,ok,8,,x\nb.png,nok,8,,y\n")
     assert [s.label for s in open_dataset(tmp_path / "list.csv").samples] == ["ok", "nok"]
+    for extra in ("notes", "shift", "task", "labels", "mask_path", "true_label", "bbox", "splits", "label.1"):
+        (tmp_path / "list.csv").write_text(f"path,label,{extra}\na.png,ok,x\nb.png,nok,y\n")
+        assert len(open_dataset(tmp_path / "list.csv")) == 2, extra  # metadata beside a label column
+    (tmp_path / "list.csv").write_text("path,note\na.png,x\nb.png,y\n")  # paths only (e.g. to predict)
+    assert [s.label for s in open_dataset(tmp_path / "list.csv").samples] == [None, None]
 
 
 def test_loose_images_beside_class_folders_is_ambiguous(tmp_path):
