@@ -239,8 +239,9 @@ def _held_out(ds: Dataset, predictor: Predictor, bundle: str) -> tuple[Dataset, 
     split only. With nothing left to judge every image is judged, with a loud warning (it saw them, so it
     trusts their labels)."""
     card, seen = predictor.card, seen_by(predictor.bundle)
-    if seen is not None:
-        unseen = [s for s in ds.samples if image_key(s.path) not in seen["train"]]
+    keys = [image_key(s.path) for s in ds.samples] if seen is not None else [None]
+    if None not in keys:  # the record, and every image told apart (local, readable)
+        unseen = [s for s, key in zip(ds.samples, keys) if key not in seen["train"]]
         trained = len(ds) - len(unseen)
         if not trained:
             return ds, []

@@ -134,7 +134,14 @@ def _size(path) -> int:
     return path.stat().st_size if path.exists() else -1
 
 
-def image_key(path) -> str:
-    """A short identity of an image file for "did the model see it": its name and size, as the dataset
-    fingerprint reads them, so the same file listed by another folder, a CSV or a copy has the same key."""
-    return hashlib.blake2b(f"{path.name}|{_size(path)}".encode(), digest_size=8).hexdigest()
+def image_key(path) -> str | None:
+    """A short identity of an image file for "did the model see it": a hash of its bytes, so the same file
+    listed by another folder, a CSV or a copy has the same key, and two images never share one (file names and
+    sizes do: numbered BMPs of one camera). None for a remote or unreadable file (no second download)."""
+    if not isinstance(path, Path):
+        return None
+    try:
+        with open(path, "rb") as handle:
+            return hashlib.file_digest(handle, lambda: hashlib.blake2b(digest_size=8)).hexdigest()
+    except OSError:
+        return None

@@ -73,10 +73,10 @@ def training_images_note(split: str, metrics: dict) -> str | None:
 def count_seen(bundle: Bundle, samples) -> int | None:
     """How many of ``samples`` the bundle's model trained or was validated on (None: it keeps no record)."""
     seen = seen_by(bundle)
-    if seen is None:
+    keys = [image_key(s.path) for s in samples] if seen is not None else [None]
+    if None in keys:  # no record, or remote / unreadable files that cannot be told apart
         return None
-    known = seen["train"] | seen["val"]
-    return sum(image_key(s.path) in known for s in samples)
+    return sum(key in seen["train"] | seen["val"] for key in keys)
 
 
 def evaluate(

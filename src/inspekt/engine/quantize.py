@@ -166,11 +166,13 @@ def pick_images(
     Raises:
         DatasetError: no annotated images, annotations the model does not know, or too few images.
     """
-    trained = [s for s in ds.samples if seen is not None and image_key(s.path) in seen]
+    splits = any(s.split in EVAL_SPLITS for s in ds.samples)
+    keys = {s.path: image_key(s.path) for s in ds.samples} if seen is not None and not splits else {}
+    trained = [s for s in ds.samples if keys.get(s.path) in (seen or ())]
     try:
         held_out = task.int8_truth(card, [s for s in ds.samples if s.split in EVAL_SPLITS])
         if not held_out and trained:
-            unseen = task.int8_truth(card, [s for s in ds.samples if image_key(s.path) not in seen])
+            unseen = task.int8_truth(card, [s for s in ds.samples if keys[s.path] not in seen])
             held_out = unseen if len(unseen) >= MIN_IMAGES else []
         evaluation = held_out or task.int8_truth(card, ds.samples)
     except DatasetError as exc:

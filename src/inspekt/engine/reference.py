@@ -89,9 +89,11 @@ def novelty_reference(predictor, train_files: Sequence[str], held_out: dict[str,
     return Novelty.fit(train["embeddings"], held_out["embeddings"])
 
 
-def image_keys(files: Sequence[str | os.PathLike]) -> list[str]:
-    """``image_key`` of each file, sorted (what the bundle keeps of the images that trained it)."""
-    return sorted({image_key(storage.as_path(f)) for f in files})
+def image_keys(files: Sequence[str | os.PathLike]) -> list[str] | None:
+    """``image_key`` of each file, sorted (what the bundle keeps of the images that trained it); None when
+    one is remote or unreadable, so the bundle claims nothing it cannot back."""
+    keys = {image_key(storage.as_path(f)) for f in files}
+    return None if None in keys else sorted(keys)
 
 
 def write_reference(
@@ -118,7 +120,9 @@ def write_reference(
         profile.model = model_outputs(predictor, predicted, advance) if predicted else None
     with step("drift reference: novelty baseline"):
         novelty = novelty_reference(predictor, sample_files(chosen, MAX_PREDICTED, seed), profile.model)
-    seen = {SEEN: {"train": image_keys(files), "val": image_keys(held_out)}}
+    with step("recording which images trained the model"):
+        keys = {"train": image_keys(files), "val": image_keys(held_out)}
+    seen = {SEEN: keys} if None not in keys.values() else {}
     target = Path(bundle_dir) / REFERENCE
     tmp = target.with_name(f".{REFERENCE}.tmp")
     written = profile.to_dict() | ({NOVELTY: novelty.to_dict()} if novelty else {}) | seen

@@ -213,3 +213,19 @@ def test_dice():
     ds = open_dataset(shared_dataset("dice"))
     assert ds.layout == "mvtec"
     assert ds.counts() == {"train": {"good": 5904}, "test": {"anomaly": 352, "good": 315}}
+
+
+def test_image_keys_tell_apart_files_of_one_name_and_size(tmp_path):
+    """Numbered uncompressed images of one camera share names and sizes; the key reads their bytes."""
+    from inspekt.data.dataset import image_key
+
+    rng = np.random.default_rng(0)
+    paths = [tmp_path / "train" / "good" / "000.bmp", tmp_path / "test" / "crack" / "000.bmp"]
+    for path in paths:
+        path.parent.mkdir(parents=True)
+        path.write_bytes(rng.integers(0, 256, 3000, dtype=np.uint8).tobytes())
+    copy = tmp_path / "copy" / "000.bmp"
+    copy.parent.mkdir()
+    copy.write_bytes(paths[0].read_bytes())
+    assert image_key(paths[0]) != image_key(paths[1]) and image_key(copy) == image_key(paths[0])
+    assert image_key(tmp_path / "missing.bmp") is None
