@@ -141,6 +141,9 @@ def test_an_image_far_from_the_training_sizes_is_flagged_with_the_reason(trained
     assert "why" not in found["close.png"].ood  # twice the side: not far enough to say so by size
     assert all("why" not in found[os.path.basename(f)].ood for f in fresh[:4])
     assert "unlike the training images (score" in found["dot.png"].ood_note() and "1x1 px" in repr(found["dot.png"])
+    tiled = Predictor.load(trained.bundle)  # a tiled model sees windows at the training scale: no size check
+    tiled.card = tiled.card.model_copy(update={"input": tiled.card.input.model_copy(update={"resize": "tile"})})
+    assert tiled.sizes is None and Predictor.load(trained.bundle).sizes is not None
 
 
 def test_a_model_without_embeddings_flags_sizes_too(tmp_path):

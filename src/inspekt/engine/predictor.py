@@ -128,7 +128,10 @@ class Predictor:
 
     @functools.cached_property
     def sizes(self) -> TrainingSizes | None:
-        """The training images' sizes (read from the bundle on first use; None: no record)."""
+        """The training images' sizes (read from the bundle on first use; None: no record, or a tiled model,
+        which sees windows at the training scale whatever the image's size)."""
+        if self.card.input.resize == "tile":
+            return None
         return TrainingSizes.from_reference(_reference(self.bundle))
 
     def _flag_unlike_training(self, predictions: list[Prediction], shapes: Sequence[tuple[int, ...]]) -> None:
