@@ -72,7 +72,8 @@ if st.button("Check drift", type="primary"):
         progress.empty()  # before st.stop: what follows it is never drawn
         st.error(str(exc))
         st.stop()
-    progress.empty()
+    finally:  # any other failure too
+        progress.empty()
 result = checked.get()
 if result is None:
     st.stop()

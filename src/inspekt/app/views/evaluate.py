@@ -55,7 +55,8 @@ if st.button("Evaluate", type="primary"):
         status.empty()  # before st.stop: what follows it is never drawn
         st.error(str(exc))
         st.stop()
-    status.empty()
+    finally:  # any other failure too
+        status.empty()
 if evaluation.get() is None:
     st.stop()
 result, figures = evaluation.get()

@@ -29,12 +29,20 @@ def _inputs(uploads, photo, path: str) -> dict[str, tuple[str, bytes | Path]]:
 
 
 def _readable_uploads(items: dict[str, tuple[str, bytes | Path]]) -> dict[str, tuple[str, bytes | Path]]:
-    """The inputs without the uploads that cannot be decoded, which are named in one warning (each upload
-    is decoded once per session for this; a path or a photo is judged when shown)."""
+    """The inputs without the uploads that are not images, which are named in one warning (each upload's
+    header is read once per session for this, so hundreds of photos do not block the page; the image shown
+    is decoded whole, and a damaged body is reported then)."""
+    from inspekt.errors import InspektError
+    from inspekt.io import image_size
+
     problems = st.session_state.setdefault("_inspect_problems", {})
     for key, (name, source) in items.items():
         if key.startswith("upload:") and key not in problems:
-            problems[key] = common.decode(name, source)[1]
+            try:
+                image_size(source)
+                problems[key] = None
+            except (InspektError, ValueError) as exc:
+                problems[key] = f"{name}: {str(exc).split(': ', 1)[-1]}"
     bad = [problems[key] for key in items if problems.get(key)]
     if bad:
         st.warning(f"{len(bad)} upload(s) cannot be read and are left out: " + "; ".join(bad[:5]))
