@@ -20,6 +20,7 @@ import streamlit as st
 
 from inspekt.app import common, jobs
 from inspekt.curate import review
+from inspekt.curate.issues import read_issues_csv
 from inspekt.data.corrections import Corrections
 from inspekt.errors import InspektError
 
@@ -48,10 +49,13 @@ def _build(source: str, data: str, setting: str, predictor, status) -> None:
     classes = sorted(set(original.classes) | set(dataset.classes))
     st.session_state[QUEUE] = {"data": data, "root": str(dataset.root), "items": items, "classes": classes}
     st.session_state[QUEUE]["masks"] = dataset.mask_layout
-    # the task the queue's answers and retrain need: the judging model's (data issues judges with classify
-    # or segment models), or the chosen model's, which built it; a monitor's queue can be any task's
-    judged = {"issues": "segment" if dataset.mask_layout else "classify", "monitor": None}
-    st.session_state[QUEUE]["task"] = judged.get(source, predictor.card.task if predictor else None)
+    # the task the queue's answers and retrain need: the judging model's (label issues: classify, mask
+    # issues: segment; other kinds need none), or the chosen model's, which built it; a monitor's: any task
+    task = predictor.card.task if predictor is not None and source in ("errors", "threshold") else None
+    if source == "issues":
+        kinds = {issue.kind for issue in read_issues_csv(setting)}
+        task = "classify" if "label" in kinds else "segment" if "mask" in kinds else None
+    st.session_state[QUEUE]["task"] = task
     st.session_state[POS] = 0
     note = f"{len(items)} image(s) to review"
     if queue.missing:
