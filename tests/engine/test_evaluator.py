@@ -193,6 +193,7 @@ def test_threshold_is_refused_for_multiclass_before_predicting(trained, synth_cl
 def test_plots_and_error_gallery(binary, tmp_path):
     data, run_dir = binary
     result = evaluate(run_dir, data).with_threshold(0.0)  # everything "pore": every ok image is a false positive
+    assert result.metrics["n_seen"] == len(result.paths)  # kept at the new threshold: all of them trained it
     written = plot_evaluation(result, tmp_path / "plots", gallery_limit=5)
     names = sorted(p.name for p in written)
     assert names == ["confusion.png", "confusion_normalized.png", "gallery.html", "roc_pr.png", "threshold_sweep.png"]

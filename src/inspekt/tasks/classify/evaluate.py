@@ -77,7 +77,8 @@ class EvalResult:
         """
         threshold = choose_threshold(self, threshold)
         y_pred = decide(self.probs, self.classes, {self.positive: threshold})
-        metrics = classification_metrics(self.y_true, self.probs, self.classes, y_pred=y_pred)
+        # the scores again at the new threshold, beside what does not depend on it (the evaluator's n_seen)
+        metrics = self.metrics | classification_metrics(self.y_true, self.probs, self.classes, y_pred=y_pred)
         return replace(self, y_pred=y_pred, metrics=metrics, threshold=threshold)
 
     def misclassified(self, limit: int | None = None) -> list[int]:
