@@ -102,11 +102,13 @@ def write_reference(
     held_out: Sequence[str | os.PathLike],
     seed: int = 0,
     workers: int = 1,
+    also_seen: Sequence[str | os.PathLike] = (),
 ) -> Profile:
     """Profile (a seeded sample of) the training images ``files``, predict (a sample of) the held-out
-    images with the bundle, and write ``reference.json`` into the bundle folder (atomically), with the
-    ``image_key`` of every training and held-out image (``SEEN``: evaluation and label checks then know
-    which images the model saw, however they are listed). With no
+    images with the bundle, and write ``reference.json`` into the bundle folder (atomically). Under ``SEEN`` it
+    keeps the ``image_key`` of every training image ("train") and of every held-out or ``also_seen`` image
+    (images that calibrated it; "val"), so evaluation and label checks know which images the model saw, however
+    they are listed. With no
     readable held-out image the reference has no predictions (the prediction and embedding checks
     are then skipped, rather than run against a biased baseline)."""
     from inspekt.engine.predictor import Predictor
@@ -121,7 +123,7 @@ def write_reference(
     with step("drift reference: novelty baseline"):
         novelty = novelty_reference(predictor, sample_files(chosen, MAX_PREDICTED, seed), profile.model)
     with step("recording which images trained the model"):
-        keys = {"train": image_keys(files), "val": image_keys(held_out)}
+        keys = {"train": image_keys(files), "val": image_keys([*held_out, *also_seen])}
     seen = {SEEN: keys} if None not in keys.values() else {}
     target = Path(bundle_dir) / REFERENCE
     tmp = target.with_name(f".{REFERENCE}.tmp")

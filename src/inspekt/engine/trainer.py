@@ -167,7 +167,7 @@ def _fit_and_save(training: Any, cfg: TrainConfig, run_dir: Path, on_epoch: Epoc
         bundle, parity = save_bundle(
             fitted.network, fitted.card, run_dir / "bundle", samples=fitted.samples, overwrite=True
         )
-    write_reference(bundle, fitted.train_files, fitted.val_files, seed=cfg.seed)
+    write_reference(bundle, fitted.train_files, fitted.val_files, seed=cfg.seed, also_seen=fitted.calibration_files)
     interrupted = bool(hooks.result and hooks.result.interrupted)
     result = TrainResult(
         run_dir,

@@ -9,7 +9,7 @@ this: they look the task up by the card's (or the config's) ``task`` and call it
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -244,6 +244,8 @@ class Fitted:
         val_files: held-out images (predicted for the drift reference).
         report: files that could not be read.
         notes: what the user must know about the run.
+        calibration_files: other images that shaped the model and are not ``val_files`` (anomaly: the defect
+            images that set its threshold), recorded with them as seen.
     """
 
     network: Any
@@ -253,6 +255,7 @@ class Fitted:
     val_files: list[str]
     report: BatchReport
     notes: list[str]
+    calibration_files: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

@@ -388,3 +388,22 @@ def test_parity_is_judged_relative_to_the_map_scale(padim_run, mvtec, tmp_path):
     assert [p.extra.get("raw_score") for p in onnx] == pytest.approx(
         [p.extra.get("raw_score") for p in torch_], rel=1e-5
     )
+
+
+def test_the_defect_images_that_set_the_threshold_are_recorded_as_seen(tmp_path):
+    """With no test split, defect images calibrate the threshold: evaluating on them is not on unseen images."""
+    from inspekt.bundle import open_bundle
+    from inspekt.data.dataset import image_key
+    from inspekt.data.synth import write_dataset
+    from inspekt.engine.predictor import seen_by
+    from inspekt.engine.trainer import train
+
+    root = write_dataset(tmp_path / "mv", n=24, size=32, seed=2, layout="mvtec").root
+    images = sorted(p for p in root.rglob("*.png") if "ground_truth" not in p.parts)
+    rows = [f"{p},{'good' if p.parent.name == 'good' else 'defect'}" for p in images]
+    (tmp_path / "list.csv").write_text("path,label\n" + "\n".join(rows) + "\n")
+    result = train(task="anomaly", data=str(tmp_path / "list.csv"), model="padim", imgsz=32, out=str(tmp_path / "r"))
+    seen = seen_by(open_bundle(result.bundle))
+    defects = [p for p in images if p.parent.name != "good"]
+    assert defects and all(image_key(p) in seen["val"] for p in defects)
+    assert not seen["train"] & {image_key(p) for p in defects}  # never fitted to

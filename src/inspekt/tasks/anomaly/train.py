@@ -363,7 +363,8 @@ class AnomalyTraining:
         decoded = [load_image(p, mode="keep") for p in self.paths[:4]]
         samples = preprocess_batch(decoded, self.spec)[0] if self.spec.resize != "tile" else None
         val_files = [str(s.path) for s in self.parts.val_normal]
-        return Fitted(network, card, samples, self.paths, val_files, self.report, notes)
+        calibrated = [str(s.path) for s in self.parts.val_anomalous]
+        return Fitted(network, card, samples, self.paths, val_files, self.report, notes, calibrated)
 
     def _card(self, network, image_cal: Calibration, pixel_cal: Calibration, metrics: dict, notes: list[str]):
         cfg = self.cfg
