@@ -147,7 +147,11 @@ def outlier_issues(predictions: dict[str, object], ds: Dataset) -> list[DataIssu
         ood = getattr(prediction, "ood", None) if isinstance(prediction, Prediction) else None
         if ood and ood["unlike_training"]:
             score = 1.0 - 1.0 / max(ood["score"], 1.0)
-            detail = f"unlike the training images: novelty {ood['score']:.2f} (1 = as far as the furthest 1 % held out)"
+            detail = (
+                f"unlike the training images: {ood['why']}"
+                if ood.get("why")  # its size, far from every training image's
+                else f"unlike the training images: novelty {ood['score']:.2f} (1 = as far as the furthest 1 % held out)"
+            )
             sample = samples[path]
             issues.append(DataIssue(0, path, sample.split, "outlier", score, sample.label, None, detail))
     return issues
