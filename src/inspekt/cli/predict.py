@@ -61,22 +61,21 @@ def expand_sources(sources: list[str]) -> list[str]:
 
 
 def _ood_cells(r, checked: bool, machine: bool) -> dict[str, str]:
-    """The out-of-distribution columns (only when the bundle could check any image)."""
+    """The out-of-distribution columns (only when the bundle can check images: the same columns on every run)."""
     if not checked:
         return {}
     if machine:
-        ood = r.ood or {}
-        return {"ood_score": str(ood.get("score", "")), "unlike_training": str(ood.get("unlike_training", ""))}
-    return {"unlike training?": r.ood_note() or (f"no ({r.ood['score']:.2f})" if r.ood else "")}
+        ood = r.ood or {"unlike_training": False}  # checked (its size) and not flagged: no distance to give
+        return {"ood_score": str(ood.get("score", "")), "unlike_training": str(ood["unlike_training"])}
+    return {"unlike training?": r.ood_note() or (f"no ({r.ood['score']:.2f})" if r.ood else "no")}
 
 
-def _print_predictions(results: list, task, card, topk: int | None, form: str) -> None:
-    """The predictions on stdout: JSON lines, CSV or a table, with the task's columns (and whether each
-    image is unlike the training images, when the bundle can tell)."""
+def _print_predictions(results: list, task, card, topk: int | None, form: str, checked: bool) -> None:
+    """The predictions on stdout: JSON lines, CSV or a table, with the task's columns (and, when the bundle
+    can tell (``checked``), whether each image is unlike the training images)."""
     import csv
     import sys
 
-    checked = any(r.ood is not None for r in results)
     if form == "json":
         for r in results:
             print_json(r.to_dict(topk))
@@ -268,7 +267,8 @@ def predict(
     if fmt:
         _print_preannotations(results, predictor, fmt)
     else:
-        _print_predictions(results, task, card, topk, "json" if as_json else "csv" if as_csv else "table")
+        checked = predictor.novelty is not None or predictor.sizes is not None
+        _print_predictions(results, task, card, topk, "json" if as_json else "csv" if as_csv else "table", checked)
     _summarise(results, report, save_dir)
     if not results:
         raise InspektError(f"none of the {len(files)} file(s) could be read as an image (see the list above)")
