@@ -406,7 +406,7 @@ def test_report_on_a_missing_database_says_how_to_start(tmp_path):
 
 @pytest.mark.slow
 def test_kill_9_mid_run_then_restart_records_every_file_exactly_once(trained, synth_classes, tmp_path):
-    files = _images(synth_classes, 15)  # 60 images
+    files = _images(synth_classes, 20) * 2  # 160 images: killed at 30 rows, a fast monitor is still mid-run
     drop, db = _drop(tmp_path / "drop", files), tmp_path / "crash.db"
     cmd = [
         sys.executable,
@@ -435,18 +435,17 @@ def test_kill_9_mid_run_then_restart_records_every_file_exactly_once(trained, sy
     process.send_signal(signal.SIGKILL)
     process.wait()
     before = len(_rows(db))
-    assert 30 <= before < 60, f"the monitor was killed after {before} rows; it should have been mid-run"
+    assert 30 <= before < 160, f"the monitor was killed after {before} rows; it should have been mid-run"
     restart = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert restart.returncode == 0, restart.stderr
-    assert f"recorded {60 - before} images, skipped 0" in restart.stderr  # nothing redone, nothing left
+    assert f"recorded {160 - before} images, skipped 0" in restart.stderr  # nothing redone, nothing left
     assert "another monitor" not in restart.stderr
     rows = _rows(db)
     assert sorted(r.item for r in rows) == sorted(p.name for p in drop.iterdir())  # each exactly once
     assert all(r.status == "ok" and r.label and r.scores and r.properties and r.histogram for r in rows)
     windows = _rows(db, history.windows)
     assert [(w.first_image, w.last_image, w.n) for w in windows] == [
-        (rows[0].id, rows[24].id, 25),
-        (rows[25].id, rows[49].id, 25),
+        (rows[25 * k].id, rows[25 * k + 24].id, 25) for k in range(6)
     ]
 
 
