@@ -10,6 +10,7 @@ import json
 import os
 import re
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -189,6 +190,20 @@ def enhancement_sidebar() -> Pipeline:
     except InspektError as exc:
         st.sidebar.error(str(exc))
         return Pipeline()
+
+
+@contextmanager
+def stopping_on_error(slot):
+    """Run a step that shows its progress in ``slot``: the slot is cleared when the step ends, and an
+    ``InspektError`` ends the page with its message (the slot cleared first: nothing is drawn after st.stop)."""
+    try:
+        yield
+    except InspektError as exc:
+        slot.empty()
+        st.error(str(exc))
+        st.stop()
+    finally:
+        slot.empty()
 
 
 def image_counter(doing: str):

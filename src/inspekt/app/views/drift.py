@@ -14,7 +14,6 @@ import streamlit as st
 from inspekt.app import common
 from inspekt.drift import check_drift
 from inspekt.drift.report import VERDICT, histogram_png, importance_png, property_png, to_dict, write_html
-from inspekt.errors import InspektError
 
 root = common.workspace()
 predictor, model_path = common.model_sidebar(root)
@@ -59,7 +58,7 @@ if st.button("Check drift", type="primary"):
         seen["n"] += n
         progress.progress(min(1.0, seen["n"] / seen["total"]), text=f"profiling {seen.get('side', '')} images ...")
 
-    try:
+    with common.stopping_on_error(progress):
         if uploads:
             current = profile_chunk([(u.name, u.getvalue()) for u in uploads])
             if predictor is not None and kind.startswith("the model"):
@@ -68,12 +67,6 @@ if st.button("Check drift", type="primary"):
                 current.model = model_outputs(predictor, [u.getvalue() for u in uploads][:300])
         with st.spinner("running the checks ..."):
             checked.store(check_drift(reference, current, alpha=alpha, progress=advance, on_start=on_start))
-    except InspektError as exc:
-        progress.empty()  # before st.stop: what follows it is never drawn
-        st.error(str(exc))
-        st.stop()
-    finally:  # any other failure too
-        progress.empty()
 result = checked.get()
 if result is None:
     st.stop()

@@ -12,7 +12,6 @@ import streamlit as st
 
 from inspekt.app import common
 from inspekt.engine.evaluator import training_images_note
-from inspekt.errors import InspektError
 from inspekt.io import load_image
 
 GALLERY = 12
@@ -47,16 +46,10 @@ if st.button("Evaluate", type="primary"):
     from inspekt.engine.evaluator import evaluate
 
     status, advance = common.image_counter("evaluating")
-    try:
+    with common.stopping_on_error(status):
         result = evaluate(model_path, data, split=None if split == "default" else split, progress=advance)
         status.caption("drawing the figures ...")
         evaluation.store((result, _figures(predictor, result, data)))
-    except InspektError as exc:
-        status.empty()  # before st.stop: what follows it is never drawn
-        st.error(str(exc))
-        st.stop()
-    finally:  # any other failure too
-        status.empty()
 if evaluation.get() is None:
     st.stop()
 result, figures = evaluation.get()
