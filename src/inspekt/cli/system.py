@@ -149,7 +149,7 @@ TOUR = """[bold]Try next[/] (first: source .venv/bin/activate)
   inspekt data info {seg}             # images + masks
   inspekt data split {data} --out split.csv   # stratified train/val/test CSV
   inspekt predict {model} {incoming} --topk 2 --save-dir predictions --explain
-  inspekt eval {model} --data {data} --plots report   # metrics, confusion, Grad-CAM gallery of errors
+  inspekt eval {model} --data {incoming} --plots report   # on images it never saw: metrics, confusion, errors
   inspekt explain {model} {incoming} --out cams       # Grad-CAM overlays
   inspekt train classify --data {data} --epochs 20 --imgsz 64 --augment light
   inspekt export {model} --out copy.inspekt    # re-export with the ONNX parity check
