@@ -20,8 +20,8 @@ import numpy as np
 
 from inspekt.bundle import ONNX
 from inspekt.config import TrainConfig, build_config
-from inspekt.data.dataset import Dataset, Sample, image_key
-from inspekt.engine.predictor import Predictor, seen_by
+from inspekt.data.dataset import Dataset, Sample, image_keys
+from inspekt.engine.predictor import Predictor
 from inspekt.engine.trainer import train
 from inspekt.errors import ConfigError, InspektError, one_line
 from inspekt.progress import Reporter, current, reporting, step, warn
@@ -234,13 +234,13 @@ def _named(report: BatchReport, by_path: dict[str, str]) -> list[SkippedFile]:
 
 def _held_out(ds: Dataset, predictor: Predictor, bundle: str) -> tuple[Dataset, list[str]]:
     """The images a bundle can judge fairly, and what the user must know about the rest. A bundle that
-    records the images it trained on (``seen_by``) judges all the others, however the dataset lists them.
+    records the images it trained on (``Predictor.seen``) judges all the others, however the dataset lists them.
     Older bundles: a model trained on this very dataset (its card's data fingerprint) is judged on the test
     split only. With nothing left to judge every image is judged, with a loud warning (it saw them, so it
     trusts their labels)."""
-    card, seen = predictor.card, seen_by(predictor.bundle)
-    keys = [image_key(s.path) for s in ds.samples] if seen is not None else [None]
-    if None not in keys:  # the record, and every image told apart (local, readable)
+    card, seen = predictor.card, predictor.seen
+    keys = image_keys([s.path for s in ds.samples]) if seen is not None else None
+    if keys is not None:  # the record, and every image told apart (local, readable)
         unseen = [s for s, key in zip(ds.samples, keys) if key not in seen["train"]]
         trained = len(ds) - len(unseen)
         if not trained:

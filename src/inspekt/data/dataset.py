@@ -120,7 +120,8 @@ class Dataset:
         if self.corrections:
             digest.update(f"corrections|{self.corrections}\n".encode())
         for s in sorted(self.samples, key=lambda s: str(s.path)):
-            digest.update(f"{s.path.name}|{s.label}|{s.split}|{_size(s.path)}\n".encode())
+            size = s.path.stat().st_size if s.path.exists() else -1
+            digest.update(f"{s.path.name}|{s.label}|{s.split}|{size}\n".encode())
         return digest.hexdigest()[:16]
 
     def __len__(self) -> int:
@@ -128,10 +129,6 @@ class Dataset:
 
     def __repr__(self) -> str:
         return f"Dataset({str(self.root)!r}, layout={self.layout}, images={len(self)}, classes={list(self.classes)})"
-
-
-def _size(path) -> int:
-    return path.stat().st_size if path.exists() else -1
 
 
 def image_key(path) -> str | None:
@@ -145,3 +142,10 @@ def image_key(path) -> str | None:
             return hashlib.file_digest(handle, lambda: hashlib.blake2b(digest_size=8)).hexdigest()
     except OSError:
         return None
+
+
+def image_keys(paths) -> list[str] | None:
+    """``image_key`` of each path, in order; None when one has none (remote or unreadable), so nothing is
+    claimed about images that cannot be told apart."""
+    keys = [image_key(path) for path in paths]
+    return None if None in keys else keys

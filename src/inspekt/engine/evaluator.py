@@ -16,8 +16,8 @@ from inspekt import storage
 from inspekt.bundle import Bundle, copy_bundle, open_bundle
 from inspekt.card import ModelCard
 from inspekt.data import Dataset, open_dataset
-from inspekt.data.dataset import SPLIT_ALIASES, image_key
-from inspekt.engine.predictor import Predictor, seen_by, task_of
+from inspekt.data.dataset import SPLIT_ALIASES, image_keys
+from inspekt.engine.predictor import Predictor, task_of
 from inspekt.errors import ConfigError, DatasetError
 from inspekt.tasks.shared import BEST_F1, parse_threshold_choice
 
@@ -70,13 +70,15 @@ def training_images_note(split: str, metrics: dict) -> str | None:
     return None
 
 
-def count_seen(bundle: Bundle, samples) -> int | None:
-    """How many of ``samples`` the bundle's model trained or was validated on (None: it keeps no record)."""
-    seen = seen_by(bundle)
-    keys = [image_key(s.path) for s in samples] if seen is not None else [None]
-    if None in keys:  # no record, or remote / unreadable files that cannot be told apart
+def count_seen(predictor: Predictor, samples) -> int | None:
+    """How many of ``samples`` the model trained or was validated on (None: its bundle keeps no record, or
+    some of them are remote or unreadable and cannot be told apart)."""
+    seen = predictor.seen
+    keys = image_keys([s.path for s in samples]) if seen is not None else None
+    if keys is None:
         return None
-    return sum(key in seen["train"] | seen["val"] for key in keys)
+    known = seen["train"] | seen["val"]
+    return sum(key in known for key in keys)
 
 
 def evaluate(
@@ -119,7 +121,7 @@ def evaluate(
     dataset = data if isinstance(data, Dataset) else open_dataset(data)
     dataset, split = select_split(dataset, split)
     result = predictor.task.evaluate(predictor, dataset, split, progress)
-    seen = count_seen(predictor.bundle, dataset.samples)
+    seen = count_seen(predictor, dataset.samples)
     if seen is not None:
         result.metrics[SEEN_METRIC] = seen
     return result

@@ -55,17 +55,14 @@ def _reference(bundle: Bundle) -> dict:
     return data if isinstance(data, dict) else {}
 
 
-def novelty_of(bundle: Bundle) -> Novelty | None:
-    """The bundle's training embeddings and threshold for the "unlike the training images" check, or
-    None: no reference.json, one written before it held them, a model without embeddings, or damage
-    (the check is then left out; predicting goes on)."""
-    return Novelty.from_dict(_reference(bundle).get(NOVELTY))
-
-
 def seen_by(bundle: Bundle) -> dict[str, frozenset[str]] | None:
     """The ``image_key`` of the images the model trained on (``train``) and was validated on (``val``), or
     None for a bundle that does not record them (written before inspekt kept them, or damaged)."""
-    seen = _reference(bundle).get(SEEN)
+    return _seen(_reference(bundle))
+
+
+def _seen(reference: dict) -> dict[str, frozenset[str]] | None:
+    seen = reference.get(SEEN)
     if not isinstance(seen, dict):
         return None
     return {split: frozenset(seen.get(split) or ()) for split in ("train", "val")}
@@ -122,17 +119,29 @@ class Predictor:
         self.task = task or task_of(bundle)
 
     @functools.cached_property
+    def reference(self) -> dict:
+        """The bundle's reference.json, read once on first use ({}: none, or damaged)."""
+        return _reference(self.bundle)
+
+    @functools.cached_property
     def novelty(self) -> Novelty | None:
-        """The out-of-distribution check (read from the bundle on first use; None: none)."""
-        return novelty_of(self.bundle)
+        """The training embeddings and threshold of the "unlike the training images" check, or None: no
+        reference.json, one written before it held them, a model without embeddings, or damage (the check is
+        then left out; predicting goes on)."""
+        return Novelty.from_dict(self.reference.get(NOVELTY))
 
     @functools.cached_property
     def sizes(self) -> TrainingSizes | None:
-        """The training images' sizes (read from the bundle on first use; None: no record, or a tiled model,
-        which sees windows at the training scale whatever the image's size)."""
+        """The training images' sizes (None: no record, or a tiled model, which sees windows at the training
+        scale whatever the image's size)."""
         if self.card.input.resize == "tile":
             return None
-        return TrainingSizes.from_reference(_reference(self.bundle))
+        return TrainingSizes.from_reference(self.reference)
+
+    @functools.cached_property
+    def seen(self) -> dict[str, frozenset[str]] | None:
+        """The images the model trained on and was validated on (``seen_by``)."""
+        return _seen(self.reference)
 
     def _flag_unlike_training(self, predictions: list[Prediction], shapes: Sequence[tuple[int, ...]]) -> None:
         """Set each prediction's ``ood``: from its embedding (when the bundle can check it), and for any

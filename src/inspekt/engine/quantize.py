@@ -41,7 +41,7 @@ from onnxruntime.quantization import (
 from inspekt.bundle import ONNX, SUFFIX, Bundle, check_target, copy_bundle, open_bundle
 from inspekt.card import ModelCard
 from inspekt.data import Dataset, open_dataset
-from inspekt.data.dataset import image_key
+from inspekt.data.dataset import image_keys
 from inspekt.engine.predictor import Predictor, seen_by, task_of
 from inspekt.engine.quant_report import (
     DEFAULT_MAX_DROP,
@@ -167,12 +167,12 @@ def pick_images(
         DatasetError: no annotated images, annotations the model does not know, or too few images.
     """
     splits = any(s.split in EVAL_SPLITS for s in ds.samples)
-    keys = {s.path: image_key(s.path) for s in ds.samples} if seen is not None and not splits else {}
-    trained = [s for s in ds.samples if keys.get(s.path) in (seen or ())]
+    keys = image_keys([s.path for s in ds.samples]) if seen is not None and not splits else None
+    trained = [s for s, key in zip(ds.samples, keys) if key in seen] if keys else []
     try:
         held_out = task.int8_truth(card, [s for s in ds.samples if s.split in EVAL_SPLITS])
         if not held_out and trained:
-            unseen = task.int8_truth(card, [s for s in ds.samples if keys[s.path] not in seen])
+            unseen = task.int8_truth(card, [s for s, key in zip(ds.samples, keys) if key not in seen])
             held_out = unseen if len(unseen) >= MIN_IMAGES else []
         evaluation = held_out or task.int8_truth(card, ds.samples)
     except DatasetError as exc:

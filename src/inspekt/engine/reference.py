@@ -19,7 +19,7 @@ import numpy as np
 
 from inspekt import storage
 from inspekt.bundle import REFERENCE, SEEN
-from inspekt.data.dataset import image_key
+from inspekt.data.dataset import image_keys
 from inspekt.profiling.novelty import KEY as NOVELTY
 from inspekt.profiling.novelty import Novelty
 from inspekt.profiling.profile import MAX_REFERENCE_IMAGES, Profile, profile_images, sample_files
@@ -89,11 +89,10 @@ def novelty_reference(predictor, train_files: Sequence[str], held_out: dict[str,
     return Novelty.fit(train["embeddings"], held_out["embeddings"])
 
 
-def image_keys(files: Sequence[str | os.PathLike]) -> list[str] | None:
-    """``image_key`` of each file, sorted (what the bundle keeps of the images that trained it); None when
-    one is remote or unreadable, so the bundle claims nothing it cannot back."""
-    keys = {image_key(storage.as_path(f)) for f in files}
-    return None if None in keys else sorted(keys)
+def _recorded(files: Sequence[str | os.PathLike]) -> list[str] | None:
+    """What the bundle keeps of ``files``: their sorted distinct ``image_keys`` (None: some cannot be keyed)."""
+    keys = image_keys([storage.as_path(f) for f in files])
+    return None if keys is None else sorted(set(keys))
 
 
 def write_reference(
@@ -123,7 +122,7 @@ def write_reference(
     with step("drift reference: novelty baseline"):
         novelty = novelty_reference(predictor, sample_files(chosen, MAX_PREDICTED, seed), profile.model)
     with step("recording which images trained the model"):
-        keys = {"train": image_keys(files), "val": image_keys([*held_out, *also_seen])}
+        keys = {"train": _recorded(files), "val": _recorded([*held_out, *also_seen])}
     seen = {SEEN: keys} if None not in keys.values() else {}
     target = Path(bundle_dir) / REFERENCE
     tmp = target.with_name(f".{REFERENCE}.tmp")
