@@ -3,6 +3,8 @@ by the one Predictor, so `inspekt predict` (JSON and table) and the REST API say
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import shutil
@@ -159,3 +161,6 @@ def test_a_model_without_embeddings_flags_sizes_too(tmp_path):
     dot, same = Predictor.load(result.bundle).predict([tmp_path / "dot.png", good])
     assert dot.ood["unlike_training"] and dot.ood["why"].startswith("1x1 px")
     assert same.ood is None  # no embeddings to compare, and a training size
+    rows = list(csv.DictReader(io.StringIO(cli("predict", result.bundle, tmp_path / "dot.png", good, "--csv").stdout)))
+    flagged = [(os.path.basename(r["path"]), r["unlike_training"]) for r in rows]
+    assert flagged == [("dot.png", "True"), (good.name, "False")]  # the column on a model without embeddings

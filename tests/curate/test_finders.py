@@ -149,11 +149,10 @@ def test_a_bundle_judges_only_images_it_did_not_train_on(tmp_path):
         for i in range(2):
             _save(tmp_path / split / "ok" / f"{i}.png", _noise(i if split == "train" else 9 + i))
     ds = open_dataset(tmp_path)
-    unrecorded = SimpleNamespace(has=lambda name: False)  # a bundle written before it kept its images
 
-    def judge(dataset, fingerprint, bundle=unrecorded):
+    def judge(dataset, fingerprint):  # a bundle written before bundles kept their images (seen None)
         data = SimpleNamespace(fingerprint=fingerprint, source="")
-        return _held_out(dataset, SimpleNamespace(card=SimpleNamespace(data=data), bundle=bundle), "m")
+        return _held_out(dataset, SimpleNamespace(card=SimpleNamespace(data=data), seen=None), "m")
 
     judged, notes = judge(ds, ds.fingerprint())
     assert {s.split for s in judged.samples} == {"test"} and "only its 2 test images" in notes[0]
@@ -167,24 +166,21 @@ def test_a_bundle_judges_only_images_it_did_not_train_on(tmp_path):
 def test_a_bundle_that_records_its_images_judges_the_others_however_they_are_listed(tmp_path):
     """The bundle's own record (reference.json "seen"), not the listing: a copy or a CSV of the training
     images is still known; images it never saw are all judged."""
-    import json
-
     from inspekt.curate.predictions import _held_out
-    from inspekt.engine.reference import image_keys
+    from inspekt.data.dataset import image_keys
 
     for i in range(4):
         _save(tmp_path / "data" / "ok" / f"{i}.png", _noise(i))
     shutil.copytree(tmp_path / "data", tmp_path / "copy")
     trained = [tmp_path / "data" / "ok" / f"{i}.png" for i in range(3)]
-    record = json.dumps({"seen": {"train": image_keys(trained), "val": []}}).encode()
-    bundle = SimpleNamespace(has=lambda name: True, read=lambda name: record)
     card = SimpleNamespace(data=SimpleNamespace(fingerprint="0123456789abcdef", source=""))
-    judged, notes = _held_out(open_dataset(tmp_path / "copy"), SimpleNamespace(card=card, bundle=bundle), "m")
+    model = SimpleNamespace(card=card, seen={"train": frozenset(image_keys(trained)), "val": frozenset()})
+    judged, notes = _held_out(open_dataset(tmp_path / "copy"), model, "m")
     assert [s.path.name for s in judged.samples] == ["3.png"]
     assert notes == ["m trained on 3 of these images: only the other 1 are judged"]
     for i in range(4, 6):
         _save(tmp_path / "new" / "ok" / f"{i}.png", _noise(i))
-    judged, notes = _held_out(open_dataset(tmp_path / "new"), SimpleNamespace(card=card, bundle=bundle), "m")
+    judged, notes = _held_out(open_dataset(tmp_path / "new"), model, "m")
     assert len(judged) == 2 and notes == []
 
 
@@ -209,3 +205,15 @@ def test_html_is_self_contained_and_escapes_names(tmp_path):
     assert page.count("data:image/jpeg;base64,") == 1
     assert not re.search(r"(src|href)=[\"']?(https?:|//|/|file:)", page), "an external reference"
     assert not re.search(r"url\(|@import|<link|<script", page)
+
+
+def test_a_weak_judge_is_told_apart_from_weak_folds():
+    """The advice fits what judged: folds can train longer; a given --model can only be replaced."""
+    from inspekt.curate.find import _weak_model
+
+    weak = {"balanced_accuracy": 0.3, "chance": 0.25}
+    folds = "train the folds longer or larger (e.g. epochs=20 imgsz=128) or give --model"
+    assert _weak_model(weak, given=False)[0].endswith(folds)
+    assert _weak_model(weak, given=True)[0].endswith("give a better --model, or leave it out to cross-validate")
+    assert _weak_model({"median_iou": 0.1}, given=True)[0].endswith("give a better --model")
+    assert _weak_model({"balanced_accuracy": 0.9, "chance": 0.25}, given=True) == []

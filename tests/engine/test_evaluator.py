@@ -226,7 +226,9 @@ def test_eval_cli_writes_files_and_prints_a_summary(trained, synth_classes, tmp_
     for text in ("macro F1", "per class", "confusion matrix", "scratch", "loaded 80 images, skipped 0"):
         assert text in result.output
     assert len(read_csv_rows(tmp_path / "rows.csv")) == 80
-    assert json.loads((tmp_path / "m.json").read_text())["metrics"]["n"] == 80
+    saved = json.loads((tmp_path / "m.json").read_text())["metrics"]
+    assert saved["n"] == 80 and saved["n_seen"] == 80  # the training folder: every image trained or validated it
+    assert "note: 80 of the evaluated images trained or validated the model" in " ".join(result.output.split())
     assert (tmp_path / "plots" / "gallery.html").is_file() and not (tmp_path / "plots" / "threshold_sweep.png").exists()
 
 
