@@ -22,7 +22,7 @@ data = st.text_input("Dataset (folder or CSV)", value=str(root / "data" / DEMO_D
 left, middle, right = st.columns(3)
 models = list_models(task)
 model = left.selectbox("Model", models, index=models.index(TASKS[task].default_model))
-own_epochs = TASKS[task].train_defaults.get("epochs", TrainConfig.model_fields["epochs"].default)
+own_epochs = TASKS[task].configure(TrainConfig(task=task, data=data)).epochs  # as `inspekt train` without --epochs
 epochs = middle.number_input(
     "Epochs",
     1,
