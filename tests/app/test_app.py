@@ -152,6 +152,25 @@ def test_evaluate_an_anomaly_model(workspace, monkeypatch):
 
 
 @pytest.mark.slow
+def test_evaluate_advises_a_better_threshold_when_the_stored_one_passes_every_defect(workspace, monkeypatch):
+    from inspekt.engine.evaluator import save_threshold
+
+    strict = workspace / "models" / "zz-strict-anomaly"  # a copy: the other tests keep the calibrated one
+    shutil.copytree(workspace / "models" / "anomaly", strict)
+    try:
+        save_threshold(strict, 1.0)  # no normalised score reaches 1: every image passes as normal
+        at = _page(workspace, monkeypatch, "evaluate", model="models/zz-strict-anomaly")
+        at.text_input[0].input(str(workspace / "data" / "surfaces-mvtec")).run()
+        at.button[0].click().run()
+        assert not at.exception, at.exception
+        advice = [w.value for w in at.warning if w.value.startswith("Threshold: ")]
+        assert advice and "F1 is 0.00 (100% of the defects pass" in advice[0], [w.value for w in at.warning]
+        assert "`inspekt eval --set-threshold best-f1` stores it" in advice[0]
+    finally:
+        shutil.rmtree(strict)
+
+
+@pytest.mark.slow
 def test_batch_predicts_a_folder(workspace, monkeypatch):
     at = _page(workspace, monkeypatch, "batch")
     at.text_input[0].input(str(workspace / "data" / "incoming")).run()

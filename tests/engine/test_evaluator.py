@@ -180,6 +180,22 @@ def test_a_stored_threshold_decides_later_evaluations(binary, tmp_path):
         save_threshold(model, 1.5)
 
 
+def test_eval_advises_the_best_f1_threshold_when_the_stored_one_is_far_off(binary, tmp_path):
+    data, run_dir = binary
+    model = bundle_copy(run_dir, tmp_path / "m")
+    save_threshold(model, 1.0)  # "pore" only at probability 1: every pore passes as ok
+    result = run("eval", model, "--data", data)
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.output.split())
+    assert "note: at the stored threshold F1 is 0.00 (100% of the defects pass, 0% of the OK images rejected)" in said
+    assert "`inspekt eval --set-threshold best-f1` stores it" in said
+    best = evaluate(model, data).with_threshold("best-f1")
+    assert f"a threshold of {best.threshold:g} gives F1" in said
+    save_threshold(model, best.threshold)  # the best one stored: nothing to advise
+    again = run("eval", model, "--data", data)
+    assert again.exit_code == 0 and "note: at the stored threshold" not in " ".join(again.output.split())
+
+
 def test_threshold_is_refused_for_multiclass_before_predicting(trained, synth_classes, tmp_path):
     model = bundle_copy(trained.run_dir, tmp_path / "m")
     result = run("eval", model, "--data", synth_classes, "--set-threshold", "0.4")

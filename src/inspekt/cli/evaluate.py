@@ -24,9 +24,9 @@ def _print_summary(result, task) -> None:
     console.print(f"[bold]{result.bundle}[/] on {result.data} (split {result.split}): {head}", highlight=False)
     from inspekt.engine.evaluator import training_images_note
 
-    note = training_images_note(result.split, result.metrics)
-    if note:
-        console.print(f"note: {note}", highlight=False)
+    for note in (training_images_note(result.split, result.metrics), task.threshold_note(result)):
+        if note:
+            console.print(f"note: {note}", highlight=False)
     for table in tables:
         shown = Table(table.columns[0], *(Column(c, justify="right") for c in table.columns[1:]), title=table.title)
         for row in table.rows:

@@ -220,6 +220,11 @@ class Task:
         predictions (the caller then says to run the evaluation again)."""
         return None
 
+    def threshold_note(self, result: Any) -> str | None:
+        """Advice when the stored decision threshold does much worse on the evaluated images than the
+        best-F1 one (``shared.threshold_note``); None where it does not, or the task has no such choice."""
+        return None
+
     def write_plots(
         self, result: Any, predictor: Any, dataset: Dataset, folder: Path, limit: int | None = None
     ) -> list[Path]:

@@ -1,6 +1,6 @@
 """What more than one task uses: ratio and confusion counts of the metrics, the class weights of
-the losses, the parsing of a threshold choice (``eval --set-threshold``) and the built-in networks'
-default stem."""
+the losses, the parsing of a threshold choice (``eval --set-threshold``) and the advice when the stored
+threshold is far from the best one, and the built-in networks' default stem."""
 
 from __future__ import annotations
 
@@ -58,6 +58,37 @@ def inspection_rates(defective: np.ndarray, rejected: np.ndarray) -> dict:
         "escapes": escapes,
         "false_rejects": false_rejects,
     }
+
+
+ADVISE_FROM = 0.1  # eval advises another threshold when it would raise F1 on the evaluated images by this much
+
+
+def threshold_note(now: Mapping[str, Any], best: Mapping[str, Any], value: float) -> str | None:
+    """Advice when the stored decision threshold does much worse on the evaluated images than the
+    best-F1 one (``--set-threshold best-f1``), or None.
+
+    An anomaly model's threshold is calibrated on normal images alone, so it cannot know where the
+    defects score: on a hard set it may pass most of them as normal, which the F1 row shows but does
+    not explain.
+
+    Args:
+        now, best: ``f1``, ``escape_rate`` and ``false_reject_rate`` (either rate may be None) at the
+            stored threshold and at the best-F1 one.
+        value: the best-F1 threshold.
+    """
+    if best["f1"] - now["f1"] < ADVISE_FROM:
+        return None
+
+    def rates(m: Mapping[str, Any]) -> str:
+        named = (("of the defects pass", "escape_rate"), ("of the OK images rejected", "false_reject_rate"))
+        shown = [f"{m[key]:.0%} {name}" for name, key in named if m.get(key) is not None]
+        return f" ({', '.join(shown)})" if shown else ""
+
+    return (
+        f"at the stored threshold F1 is {now['f1']:.2f}{rates(now)}; on these images a threshold of {value:g} gives "
+        f"F1 {best['f1']:.2f}{rates(best)}. `inspekt eval --set-threshold best-f1` stores it: choose it on labelled "
+        "images you do not report on (e.g. --split val), or these scores flatter it"
+    )
 
 
 INSPECTION_ROWS = (

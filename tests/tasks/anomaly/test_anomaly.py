@@ -21,6 +21,7 @@ from inspekt.engine.trainer import train
 from inspekt.errors import ConfigError, DatasetError
 from inspekt.io import save_image
 from inspekt.models import create_model, list_models
+from inspekt.tasks import TASKS
 from inspekt.tasks.anomaly.metrics import PixelTally, best_f1_threshold, calibrate
 from inspekt.tasks.anomaly.predict import normalise
 
@@ -223,6 +224,26 @@ def test_evaluation_scores_images_and_pixels(padim_run, mvtec, tmp_path):
     assert json.loads(json.dumps(result.to_dict()))["metrics"]["image_auroc"] == m["image_auroc"]
 
 
+def test_rescoring_at_a_threshold_gives_what_evaluating_with_it_stored_gives(padim_run, mvtec, tmp_path):
+    from inspekt.bundle import copy_bundle
+    from inspekt.engine.evaluator import save_threshold
+    from inspekt.tasks.anomaly.evaluate import rescore_anomaly
+
+    bundle = copy_bundle(open_bundle(padim_run.bundle), tmp_path / "m.inspekt", archive=True)
+    result = evaluate(bundle, mvtec)
+    for threshold in (0.2, 0.5, 0.9, 1.0):
+        save_threshold(bundle, threshold)
+        stored = evaluate(bundle, mvtec)
+        rescored = rescore_anomaly(result, threshold)
+        assert [r["verdict"] for r in rescored.rows] == [r["verdict"] for r in stored.rows]
+        for key in ("tp", "fp", "tn", "fn", "f1", "escape_rate", "false_reject_rate"):
+            assert rescored.metrics[key] == stored.metrics[key], (threshold, key)
+    task = TASKS["anomaly"]
+    assert "F1 is 0.00 (100% of the defects pass" in task.threshold_note(stored)  # nothing scores 1.0
+    best = task.choose_threshold(result, "best-f1")
+    assert task.threshold_note(rescore_anomaly(result, best)) is None
+
+
 @pytest.mark.slow
 def test_cli_train_predict_eval(mvtec, tmp_path):
     out = runner.invoke(
@@ -269,7 +290,9 @@ def test_cli_train_predict_eval(mvtec, tmp_path):
     assert stored.exit_code == 0, stored.output
     decision = open_bundle(bundle).card.anomaly.decision
     said = stored.output.replace("\n", " ")
-    assert f"stored normalised anomaly-score threshold {decision:g}" in said and "run eval again to score it" in said
+    assert f"stored normalised anomaly-score threshold {decision:g}" in said and "run eval again" not in said
+    now = evaluate(bundle, mvtec).metrics["f1"]
+    assert f"F1 at the threshold │ {now:.3f} │" in " ".join(stored.output.split())  # the table is scored at it
     assert evaluate(bundle, mvtec).metrics["f1"] >= before_f1  # best F1 on this very split: never worse
     fixed = runner.invoke(app, ["eval", bundle, "--data", str(mvtec), "--set-threshold", "0.7"])
     assert fixed.exit_code == 0 and open_bundle(bundle).card.anomaly.decision == 0.7

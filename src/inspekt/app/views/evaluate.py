@@ -68,6 +68,9 @@ if any(value is not None for _, value in inspection):  # defects passed as OK, O
 note = training_images_note(result.split, result.metrics)
 if note:
     st.warning(f"Split {result.split}: {note}.")
+advice = task.threshold_note(result)
+if advice:
+    st.warning(f"Threshold: {advice}.")
 if result.skipped:
     st.warning(
         f"skipped {len(result.skipped)} file(s): " + "; ".join(f"{s.path}: {s.reason}" for s in result.skipped[:5])

@@ -103,6 +103,22 @@ class Anomaly(Task):
 
         return choose_anomaly_threshold(result, choice)
 
+    def rescore(self, result: Any, threshold: float) -> Any:
+        from inspekt.tasks.anomaly.evaluate import rescore_anomaly
+
+        return rescore_anomaly(result, threshold)
+
+    def threshold_note(self, result: Any) -> str | None:
+        from inspekt.errors import ConfigError
+        from inspekt.tasks.anomaly.evaluate import choose_anomaly_threshold, rescore_anomaly
+        from inspekt.tasks.shared import BEST_F1, threshold_note
+
+        try:
+            value = choose_anomaly_threshold(result, BEST_F1)
+        except ConfigError:  # only one kind of image: no F1 to compare
+            return None
+        return threshold_note(result.metrics, rescore_anomaly(result, value).metrics, value)
+
     def write_plots(self, result, predictor, dataset, folder: Path, limit: int | None = None) -> list[Path]:
         from inspekt.tasks.anomaly.evaluate import WORST_LIMIT, write_plots
 

@@ -10,7 +10,7 @@ grow with the test set.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -169,6 +169,19 @@ def choose_anomaly_threshold(result: AnomalyEvalResult, choice: str | float) -> 
     if not len(normal) or not len(anomalous):
         raise ConfigError("--set-threshold best-f1 needs both normal and anomalous images in the evaluated split")
     return round(min(1.0, max(0.0, best_f1_threshold(normal, anomalous)[0])), 6)
+
+
+def rescore_anomaly(result: AnomalyEvalResult, threshold: float) -> AnomalyEvalResult:
+    """The same predictions decided at another normalised threshold (an image is anomalous from it)."""
+    normal = next((r["verdict"] for r in result.rows if r["verdict"] != ANOMALY), result.normal)
+    flagged = [r["score"] >= threshold for r in result.rows]
+    rows = [
+        r | {"verdict": ANOMALY if f else normal, "correct": f == r["anomalous"]} for r, f in zip(result.rows, flagged)
+    ]
+    truth = np.array([r["anomalous"] for r in rows])
+    verdict = np.array([r["verdict"] == ANOMALY for r in rows])
+    metrics = result.metrics | image_metrics(truth, np.array([r["raw_score"] for r in rows]), verdict)
+    return replace(result, rows=rows, metrics=metrics)
 
 
 def _tally_pixels(tally: PixelTally, heat: np.ndarray, sample, anomalous: bool, report: BatchReport) -> bool:

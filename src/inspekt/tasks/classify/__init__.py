@@ -145,6 +145,18 @@ class Classify(Task):
     def rescore(self, result: Any, threshold: float) -> Any:
         return result.with_threshold(threshold)
 
+    def threshold_note(self, result: Any) -> str | None:
+        from inspekt.tasks.shared import BEST_F1, threshold_note
+
+        if result.positive is None:  # not a binary model
+            return None
+        best = result.with_threshold(BEST_F1)
+
+        def at(r) -> dict:  # the positive (defect) class's F1 beside the inspection rates
+            return r.metrics | {"f1": next(c["f1"] for c in r.metrics["per_class"] if c["class"] == r.positive)}
+
+        return threshold_note(at(result), at(best), best.threshold)
+
     def write_plots(self, result, predictor, dataset, folder: Path, limit: int | None = None) -> list[Path]:
         from inspekt.tasks.classify.plots import GALLERY_LIMIT, plot_evaluation
 
