@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -45,6 +46,12 @@ class Box:
     def area(self) -> float:
         """Box area in pixels (0 for a degenerate box)."""
         return max(0.0, self.x1 - self.x0) * max(0.0, self.y1 - self.y0)
+
+
+def boxes_cell(boxes: tuple[Box, ...] | None) -> str:
+    """A sample's boxes as a CSV dataset's ``boxes`` cell (JSON ``[[label, x0, y0, x1, y1], ...]``):
+    "" when not annotated, "[]" when annotated with none."""
+    return "" if boxes is None else json.dumps([[b.label, b.x0, b.y0, b.x1, b.y1] for b in boxes])
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from inspekt.data.dataset import Dataset, Sample
+from inspekt.data.dataset import Dataset, Sample, boxes_cell
 from inspekt.errors import DatasetError
 from inspekt.io import output_file
 from inspekt.storage import relative_text
@@ -78,16 +78,17 @@ def split_dataset(ds: Dataset, *, val: float = 0.2, test: float = 0.2, seed: int
 
 
 HEADER = ("path", "label", "mask", "split")
+BOXES = "boxes"  # the extra column of a split of a detection dataset
 
 
 def _is_split_csv(path: Path) -> bool:
-    """Whether ``path`` starts with the header ``write_split_csv`` writes (a split it may replace)."""
+    """Whether ``path`` starts with a header ``write_split_csv`` writes (a split it may replace)."""
     try:
         with path.open("rb") as handle:
             first = handle.readline(256)
     except OSError:
         return False
-    return first.rstrip(b"\r\n") == ",".join(HEADER).encode()
+    return first.rstrip(b"\r\n") in (",".join(HEADER).encode(), ",".join((*HEADER, BOXES)).encode())
 
 
 def split_target(out: str | Path, overwrite: bool = False) -> Path:
@@ -107,15 +108,17 @@ def split_target(out: str | Path, overwrite: bool = False) -> Path:
 
 
 def write_split_csv(ds: Dataset, out: str | Path, *, overwrite: bool = False) -> Path:
-    """Write ``path,label,mask,split`` rows with paths relative to the CSV's folder (``split_target``
-    says which existing files it replaces)."""
+    """Write ``path,label,mask,split`` rows with paths relative to the CSV's folder, and a ``boxes``
+    column when the dataset has boxes (``split_target`` says which existing files it replaces)."""
     out = split_target(out, overwrite)
     base = out.parent
     rel = lambda p: relative_text(p, base)  # noqa: E731
+    with_boxes = any(s.boxes is not None for s in ds.samples)
     text = io.StringIO(newline="")
     writer = csv.writer(text)
-    writer.writerow(HEADER)
+    writer.writerow((*HEADER, BOXES) if with_boxes else HEADER)
     for s in ds.samples:
-        writer.writerow([rel(s.path), s.label or "", rel(s.mask) if s.mask else "", s.split or ""])
+        row = [rel(s.path), s.label or "", rel(s.mask) if s.mask else "", s.split or ""]
+        writer.writerow(row + [boxes_cell(s.boxes)] if with_boxes else row)
     out.write_bytes(text.getvalue().encode("utf-8"))  # one write, local or remote (out may be a URL)
     return out

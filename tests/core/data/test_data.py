@@ -192,6 +192,19 @@ def test_split_csv_round_trip(tmp_path):
     assert open_dataset(out).counts() == ds.counts()
 
 
+def test_a_split_of_a_detection_dataset_keeps_its_boxes(tmp_path):
+    from inspekt.data.synth import write_dataset
+
+    source = write_dataset(tmp_path / "boxes", n=24, size=48, seed=0, layout="boxes")
+    ds = open_dataset(source.root)
+    assert any(s.boxes for s in ds.samples) and any(s.boxes == () for s in ds.samples)  # boxes, and "none here"
+    out = write_split_csv(split_dataset(ds, val=0.25, test=0.25), tmp_path / "split.csv")
+    again = open_dataset(out)
+    assert [s.boxes for s in again.samples] == [s.boxes for s in ds.samples]
+    assert "detect" in tasks_for(again) and {s.split for s in again.samples} == {"train", "val", "test"}
+    assert write_split_csv(again, out)  # its own output, with the boxes column, may be replaced
+
+
 def test_split_rejects_bad_fractions(tmp_path):
     with pytest.raises(DatasetError, match="sum to less than 1"):
         split_dataset(_labelled(tmp_path, {"a": 2}), val=0.6, test=0.5)

@@ -8,7 +8,7 @@ import os
 import shutil
 from pathlib import Path
 
-from inspekt.data.dataset import Dataset
+from inspekt.data.dataset import Dataset, boxes_cell
 from inspekt.data.formats import coco, labelstudio, yolo
 from inspekt.data.formats.common import Annotations
 from inspekt.data.formats.records import Record, from_prediction, from_sample
@@ -95,10 +95,8 @@ def write_csv_dataset(found: Annotations, out: Path) -> Path:
                 (out / "masks").mkdir(exist_ok=True)
                 mask = f"masks/{sample.mask.name}"
                 shutil.copyfile(sample.mask, out / mask)
-            boxes = (
-                "" if sample.boxes is None else json.dumps([[b.label, b.x0, b.y0, b.x1, b.y1] for b in sample.boxes])
-            )
-            writer.writerow([_cell(sample.path, out), sample.label or "", mask, sample.split or "", boxes])
+            cells = [_cell(sample.path, out), sample.label or "", mask, sample.split or ""]
+            writer.writerow(cells + [boxes_cell(sample.boxes)])
     return target
 
 
