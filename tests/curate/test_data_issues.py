@@ -76,3 +76,27 @@ def test_model_trained_on_the_images_is_flagged(trained, synth_classes):
     assert f"{trained.bundle} trained on 64 of these images: only the other 16 are judged" in report.notes
     assert str(trained.bundle) in report.model and "model.onnx sha256:" in report.model
     assert report.summary["labels_judged"] == 16
+
+
+@pytest.mark.slow
+def test_a_model_that_does_not_fit_the_data_is_refused_before_judging(trained, planted, tmp_path):
+    """As ``inspekt eval`` refuses them: a classifier whose classes are not the data's labels (it judged
+    magnetic_tile with a lop/ok/pore/scratch model and ranked duplicates and outliers), and a segmenter on
+    data without masks (it flagged every image it found a defect in as a mask issue)."""
+    from inspekt.curate import find_issues
+    from inspekt.data.synth import write_dataset
+    from inspekt.engine.trainer import train
+    from inspekt.errors import DatasetError
+
+    root, _ = planted  # labels ok and dark
+    unknown = r"label\(s\) dark are not classes of the model \(lop, ok, pore, scratch\); judge data labelled"
+    with pytest.raises(DatasetError, match=unknown):
+        find_issues(root, model=trained.bundle)
+    seg = write_dataset(tmp_path / "seg", n=16, size=32, seed=1, layout="segmentation").root
+    options = {"model": "tiny_unet", "model_params": {"width": 4, "depth": 3}, "imgsz": 32, "batch": 8}
+    segmenter = train(
+        task="segment", data=str(seg), epochs=1, augment="none", threads=1, out=str(tmp_path / "runs"), **options
+    ).bundle
+    with pytest.raises(DatasetError, match="no mask files, so there are no masks to check with the segmentation"):
+        find_issues(root, model=segmenter)
+    assert find_issues(seg, model=segmenter).task == "segment"  # with its masks it judges

@@ -3,6 +3,7 @@ binary model's threshold sweep and the choice of its threshold."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -120,14 +121,22 @@ def _true_indices(dataset: Dataset, classes: tuple[str, ...]) -> dict[str, int]:
             f"{dataset.root}: {len(unlabelled)} image(s) have no label (e.g. {unlabelled[0].path}); "
             "evaluation needs class folders or a CSV label column"
         )
-    unknown = sorted({s.label for s in dataset.samples} - set(classes))
+    check_labels(dataset, classes, "evaluate on data labelled with the model's classes")
+    return {str(s.path): classes.index(s.label) for s in dataset.samples}
+
+
+def check_labels(dataset: Dataset, classes: Sequence[str], advice: str) -> None:
+    """Refuse a dataset whose labels are not all classes of the model (unlabelled images pass).
+
+    Raises:
+        DatasetError: naming the unknown labels, the model's classes and ``advice``.
+    """
+    unknown = sorted({s.label for s in dataset.samples if s.label is not None} - set(classes))
     if unknown:
         raise DatasetError(
             f"{dataset.root}: label(s) {', '.join(unknown)} are not classes of the model "
-            f"({', '.join(classes)}); evaluate on data labelled with the model's classes "
-            "(rename the folders or CSV labels)"
+            f"({', '.join(classes)}); {advice} (rename the folders or CSV labels)"
         )
-    return {str(s.path): classes.index(s.label) for s in dataset.samples}
 
 
 def evaluate_classify(predictor, dataset: Dataset, split: str, progress: Progress = None) -> EvalResult:
