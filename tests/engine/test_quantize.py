@@ -22,10 +22,11 @@ from inspekt.card import DataInfo, InputSpec, ModelCard
 from inspekt.cli import app
 from inspekt.data.dataset import image_key
 from inspekt.engine import quant_speed
+from inspekt.engine.export import export_bundle
 from inspekt.engine.predictor import Predictor, seen_by
 from inspekt.engine.quant_speed import cpu_flags, recipe_for
 from inspekt.engine.quantize import AccuracyDropError, SlowerInt8Error, quantize_bundle, quantize_onnx
-from inspekt.errors import ConfigError, DatasetError
+from inspekt.errors import BundleError, ConfigError, DatasetError
 from inspekt.io import list_images, save_image
 from inspekt.models.runtime import load_network, save_bundle
 from inspekt.transforms import preprocess_batch
@@ -234,9 +235,15 @@ def test_cli_export_int8_json_and_refusal(brightness, tmp_path, vnni_recipe):
     assert not (tmp_path / "r.inspekt").exists()
     misplaced = runner.invoke(app, ["export", str(brightness["bundle"]), "--calib", str(brightness["good"])])
     assert misplaced.exit_code == 2 and "apply to --int8 only" in misplaced.stderr
-    back = runner.invoke(app, ["export", written["path"], "--out", str(tmp_path / "fp32.inspekt")])
-    assert back.exit_code == 0, back.output
-    assert open_bundle(tmp_path / "fp32.inspekt").card.precision == "fp32"  # re-exported from the fp32 weights
+    # exporting an INT8 bundle again (e.g. into a folder) copies it: from its fp32 weights the graph would be fp32
+    # while the card kept its INT8 note and figures
+    again = runner.invoke(app, ["export", written["path"], "--folder", "--out", str(tmp_path / "q8-folder")])
+    assert again.exit_code == 0, again.output
+    assert "model.onnx is INT8: copied unchanged" in " ".join(again.stdout.split())
+    copied, original = open_bundle(tmp_path / "q8-folder"), open_bundle(written["path"])
+    assert copied.path.is_dir() and copied.card == original.card and copied.read(ONNX) == original.read(ONNX)
+    with pytest.raises(BundleError, match="is an INT8 bundle: exporting its graph again from the fp32 weights"):
+        export_bundle(original, tmp_path / "fp32.inspekt")
 
 
 @pytest.mark.slow

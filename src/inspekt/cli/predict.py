@@ -327,7 +327,8 @@ def export(
     ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """Re-export a bundle's ONNX graph from its weights and parity-check it, or quantise it to INT8 (--int8)."""
+    """Re-export a bundle's ONNX graph from its weights and parity-check it, or quantise it to INT8 (--int8).
+    An INT8 bundle is copied unchanged (into a folder with --folder)."""
     from inspekt.bundle import open_bundle
     from inspekt.engine.export import export_bundle
 
@@ -339,6 +340,18 @@ def export(
     if int8:
         limits = {"max_drop": max_drop, "min_agreement": min_agreement, "min_speedup": 0.0 if allow_slower else None}
         _export_int8(source, out, calib, {k: v for k, v in limits.items() if v is not None}, folder, overwrite, as_json)
+        return
+    if source.card.precision == "int8":  # its weights are fp32: an export would undo the quantisation
+        from inspekt.bundle import copy_bundle
+        from inspekt.engine.export import default_target
+
+        target = out or default_target(source, not folder)
+        written = copy_bundle(source, target, archive=not folder, overwrite=overwrite)
+        if as_json:
+            print_json({"bundle": str(written), "precision": "int8", "copied_unchanged": True})
+            return
+        console.print("model.onnx is INT8: copied unchanged (exported again from the fp32 weights it would be fp32)")
+        print(written)
         return
     written, parity = export_bundle(source, out, archive=not folder, overwrite=overwrite)
     if as_json:

@@ -7,7 +7,13 @@ from pathlib import Path
 
 from inspekt.bundle import REFERENCE, Bundle, open_bundle
 from inspekt.engine.predictor import task_of
+from inspekt.errors import BundleError
 from inspekt.models.runtime import ParityReport, load_network, save_bundle
+
+
+def default_target(source: Bundle, archive: bool) -> Path:
+    """Where ``export`` writes unless told: ``<name>.inspekt`` or the folder ``<name>-export`` beside the bundle."""
+    return source.path.with_name(source.path.name + ("" if archive else "-export"))
 
 
 def export_bundle(
@@ -25,12 +31,18 @@ def export_bundle(
         The written path and the parity report.
 
     Raises:
-        BundleError: the bundle cannot be opened, its card does not suit its task, the graph disagrees
-            with torch, or ``out`` exists.
+        BundleError: the bundle cannot be opened or is INT8, its card does not suit its task, the graph
+            disagrees with torch, or ``out`` exists.
     """
     source = bundle if isinstance(bundle, Bundle) else open_bundle(bundle)
     task_of(source)  # the task's own card rules, before anything is written
-    target = out or source.path.with_name(source.path.name + ("" if archive else "-export"))
+    if source.card.precision == "int8":
+        raise BundleError(
+            f"{source.path} is an INT8 bundle: exporting its graph again from the fp32 weights would undo the "
+            "quantisation while its card keeps the INT8 figures; copy it unchanged (inspekt.bundle.copy_bundle, "
+            "or `inspekt export` on the command line), or export the fp32 bundle it was made from"
+        )
+    target = out or default_target(source, archive)
     extra = {REFERENCE: source.read(REFERENCE)} if source.has(REFERENCE) else None
     card = source.card.model_copy(update={"precision": "fp32"})  # the graph is re-exported from fp32 weights
     return save_bundle(load_network(source), card, target, extra_files=extra, archive=archive, overwrite=overwrite)
