@@ -66,3 +66,29 @@ def test_mistakes_are_one_line_with_the_fix(tmp_path):
     nothing = run("data", "correct", root, "ok/ok0.png", "--undo")
     assert nothing.exit_code != 0 and "no correction to undo" in nothing.output
     assert "Traceback" not in both.output + missing.output + nothing.output
+
+
+def test_a_label_that_is_no_class_is_refused_unless_it_is_meant_as_a_new_one(tmp_path):
+    root = _data(tmp_path)
+    shouting = run("data", "correct", root, "ok/ok0.png", "--label", "CRACK")
+    assert shouting.exit_code == 2 and "--label 'CRACK' is not a class of" in shouting.output
+    assert 'Did you mean "crack"?' in shouting.output and "--new-class" in shouting.output
+    typo = run("data", "correct", root, "ok/ok0.png", "--label", "crak")
+    assert typo.exit_code == 2 and 'Did you mean "crack"?' in typo.output
+    assert not (root / ".inspekt-corrections" / "corrections.csv").exists()  # nothing recorded
+    meant = run("data", "correct", root, "ok/ok0.png", "--label", "dent", "--new-class")
+    assert meant.exit_code == 0 and "label ok -> dent" in meant.output
+
+
+def test_the_image_may_be_named_by_any_path_to_it(tmp_path, monkeypatch):
+    """``data issues`` prints paths from where it ran (``parts/ok/ok0.png``): they name the image too."""
+    root = _data(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    from_here = run("data", "correct", "parts", "parts/ok/ok0.png", "--label", "crack")
+    assert from_here.exit_code == 0 and "ok/ok0.png: label ok -> crack" in from_here.output
+    absolute = run("data", "correct", root, root / "crack" / "crack0.png", "--exclude")
+    assert absolute.exit_code == 0 and "crack/crack0.png: exclude false -> true" in absolute.output
+    elsewhere = tmp_path / "other.png"
+    elsewhere.write_bytes((root / "ok" / "ok0.png").read_bytes())
+    outside = run("data", "correct", "parts", elsewhere, "--label", "ok")
+    assert outside.exit_code != 0 and "no such image in" in outside.output

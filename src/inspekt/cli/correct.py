@@ -9,23 +9,44 @@ import typer
 
 from inspekt.cli.common import console
 from inspekt.cli.data import data_app
-from inspekt.errors import InspektError
+from inspekt.errors import ConfigError, InspektError, did_you_mean
 
 
 def _sample(fixes, dataset, image: str):
-    """The image's sample as the dataset's files say (relative to the dataset, or a full path)."""
-    wanted = fixes.key(Path(image).resolve()) if Path(image).is_absolute() else Path(image).as_posix()
-    found = next((s for s in dataset.samples if fixes.key(s.path) == wanted), None)
+    """The image's sample: its path relative to the dataset (as corrections.csv names it), or any path
+    to the same file (absolute, or from here: as ``data issues`` and ``predict`` print them)."""
+    found = next((s for s in dataset.samples if fixes.key(s.path) == Path(image).as_posix()), None)
+    if found is None and Path(image).exists():
+        here = Path(image).resolve()
+        found = next((s for s in dataset.samples if Path(s.path).resolve() == here), None)
     if found is None:
-        raise InspektError(f"{image}: no such image in {dataset.root}; give its path relative to the dataset")
+        raise InspektError(
+            f"{image}: no such image in {dataset.root}; give its path relative to the dataset or any path to the file"
+        )
     return found
+
+
+def _check_label(label: str, dataset, new_class: bool) -> None:
+    """Refuse a label that is not a class of the dataset (a typo would add a class) unless ``new_class``."""
+    classes = sorted({s.label for s in dataset.samples if s.label is not None})
+    if new_class or label in classes or not classes:
+        return
+    same = next((c for c in classes if c.lower() == label.lower()), None)
+    hint = f' Did you mean "{same}"?' if same else did_you_mean(label, classes)
+    raise ConfigError(
+        f"--label {label!r} is not a class of {dataset.root} ({', '.join(classes)}).{hint} "
+        "Pass --new-class to add it as a new class"
+    )
 
 
 @data_app.command("correct")
 def correct_cmd(
     data: str = typer.Argument(..., help="Dataset folder or CSV."),
-    image: str = typer.Argument(..., help="The image, relative to the dataset (as corrections.csv names it)."),
-    label: str = typer.Option(None, "--label", help="Its right label."),
+    image: str = typer.Argument(
+        ..., help="The image: relative to the dataset (as corrections.csv names it), or any path to the file."
+    ),
+    label: str = typer.Option(None, "--label", help="Its right label: one of the dataset's classes."),
+    new_class: bool = typer.Option(False, "--new-class", help="With --label: the label is a new class (no typo)."),
     mask: Path = typer.Option(None, "--mask", help="Its right mask: an image file, non-zero = defect."),
     exclude: bool = typer.Option(None, "--exclude/--include", help="Leave it out of the dataset (or take it back)."),
     undo: bool = typer.Option(False, "--undo", help="Take back its newest fix."),
@@ -54,6 +75,7 @@ def correct_cmd(
     if undo:
         row = fixes.undo(sample, **signed)
     elif label is not None:
+        _check_label(label, dataset, new_class)
         row = fixes.set_label(sample, label, **signed)
     elif mask is not None:
         from inspekt.io import load_image
