@@ -31,6 +31,7 @@ import getpass
 import hashlib
 import io
 import os
+import stat
 import warnings
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -82,11 +83,14 @@ def _in_workspace(root: Path, workspace: str | os.PathLike | None) -> Path | Non
 
 
 def _writable(folder: Path) -> bool:
-    """Whether ``folder`` exists writable, or can be created."""
+    """Whether ``folder`` exists writable, or can be created. A folder whose mode lets nobody write
+    counts as read-only even for root, who could (a dataset made read-only on purpose, e.g. a shared
+    mount, run as root in a container)."""
     probe = folder
     while not probe.exists():
         probe = probe.parent
-    return probe.is_dir() and os.access(probe, os.W_OK | os.X_OK)
+    anyone = stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH
+    return probe.is_dir() and bool(probe.stat().st_mode & anyone) and os.access(probe, os.W_OK | os.X_OK)
 
 
 def locate(root: str | os.PathLike, workspace: str | os.PathLike | None = None) -> Path | None:
