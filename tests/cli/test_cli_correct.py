@@ -1,4 +1,5 @@
-"""inspekt data correct: one fix per call, in the dataset's corrections.csv, read by every command."""
+"""inspekt data correct: one fix per call, in the dataset's corrections.csv, read by every command; and the data
+commands' counts out of range."""
 
 from __future__ import annotations
 
@@ -92,3 +93,11 @@ def test_the_image_may_be_named_by_any_path_to_it(tmp_path, monkeypatch):
     elsewhere.write_bytes((root / "ok" / "ok0.png").read_bytes())
     outside = run("data", "correct", "parts", elsewhere, "--label", "ok")
     assert outside.exit_code != 0 and "no such image in" in outside.output
+
+
+def test_counts_out_of_range_are_refused_by_the_option_parser(tmp_path):
+    root = _data(tmp_path)
+    workers = run("data", "info", root, "--workers", "-1")  # it was an internal error from the thread pool
+    assert workers.exit_code == 2 and "--workers" in workers.output and "internal error" not in workers.output
+    top = run("data", "issues", root, "--top", "-1")  # it listed 2 rows of 3 and "... and 4 more"
+    assert top.exit_code == 2 and "--top" in top.output

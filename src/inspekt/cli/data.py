@@ -84,7 +84,7 @@ def _render_info(info) -> None:
 def info_cmd(
     path: Path = typer.Argument(..., help="Dataset folder or CSV."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
-    workers: int = typer.Option(None, help="Decoding threads (default: CPU count)."),
+    workers: int = typer.Option(None, min=1, help="Decoding threads (default: CPU count)."),
 ) -> None:
     """Detected layout, classes, counts, sizes, masks, corrupt files and duplicates."""
     from inspekt.data import open_dataset
@@ -237,7 +237,7 @@ def issues_cmd(
     folds: int = typer.Option(4, "--folds", help="Cross-validation folds (models trained) without --model."),
     task: str = typer.Option(None, "--task", help="classify (labels) or segment (masks); default: labels if any."),
     seed: int = typer.Option(0, help="Seed of the folds and their training."),
-    top: int = typer.Option(20, help="Issues listed on the terminal."),
+    top: int = typer.Option(20, min=0, help="Issues listed on the terminal (0: none, the counts only)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
     overrides: list[str] = typer.Argument(None, help="key=value changes to the folds' recipe, e.g. epochs=20."),
 ) -> None:
