@@ -89,6 +89,12 @@ def eval_command(
         hint = "" if rescored is not None else "; run eval again to score it"
         result = rescored if rescored is not None else result
         err_console.print(f"stored {task.thresholds} threshold {value:g} in {bundle.path}{hint}", highlight=False)
+        if set_threshold == "best-f1":
+            err_console.print(
+                f"note: it was chosen on these {len(result.rows)} images (split {split}), so the scores below flatter "
+                "it; judge it on images it was not chosen on (another split, new images)",
+                highlight=False,
+            )
     written = [write_csv(result, csv_file)] if csv_file else []
     if plots:
         written += _write_plots(result, predictor, dataset, plots)
