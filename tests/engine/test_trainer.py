@@ -20,7 +20,7 @@ from inspekt.bundle import open_bundle
 from inspekt.config import TrainConfig
 from inspekt.engine.predictor import Predictor
 from inspekt.engine.trainer import LAST, resume, train
-from inspekt.errors import ConfigError
+from inspekt.errors import ConfigError, DatasetError
 from inspekt.io import load_image
 from inspekt.tasks.classify.losses import make_loss
 from inspekt.tasks.shared import class_weights
@@ -266,6 +266,13 @@ def test_a_corrupt_image_is_skipped_and_reported(synth_classes, tmp_path):
     result = train(config(data, tmp_path / "runs", epochs=1))
     assert [Path(s.path).name for s in result.skipped.skipped] == ["broken.png"]
     assert "broken.png" in (result.run_dir / "skipped.txt").read_text()
+
+
+def test_a_split_whose_files_are_all_missing_says_so_not_to_add_images(tmp_path):
+    table = tmp_path / "labels.csv"
+    table.write_text("path,label\n" + "".join(f"{c}{i}.png,{c}\n" for c in "ab" for i in range(3)), encoding="utf-8")
+    with pytest.raises(DatasetError, match=r"none of the 4 images of the training split could be read \(e.g. .*a"):
+        train(config(table, tmp_path / "runs", epochs=1))
 
 
 @pytest.mark.slow

@@ -45,7 +45,13 @@ class ImageStore:
                 labels.append(index[by_path[source]])
                 advance()
         if not items:
-            raise DatasetError(f"{ds.root}: the {split} split has no readable images; add images or lower val=")
+            mine = [s for s in report.skipped if s.path in by_path]
+            if mine:  # it had images, and none could be read: the files are the problem, not the split's size
+                raise DatasetError(
+                    f"{ds.root}: none of the {len(mine)} images of the {split} split could be read (e.g. "
+                    f"{mine[0].path}: {mine[0].reason}); fix or remove them (inspekt data info lists them)"
+                )
+            raise DatasetError(f"{ds.root}: the {split} split has no images; add images or lower val=")
         return cls(items, np.asarray(labels, dtype=np.int64), spec)
 
     def __len__(self) -> int:
