@@ -46,6 +46,9 @@ def test_a_collapsed_model_warns_and_is_marked_failed(imbalanced, tmp_path):
     card = open_bundle(result["bundle"]).card
     assert card.sanity is not None and not card.sanity.ok and "every validation image" in card.sanity.why
     assert any("sanity" in note for note in card.notes) and not passed_sanity(card)
+    for command in (["predict", result["bundle"], imbalanced / "ok"], ["eval", result["bundle"], "--data", imbalanced]):
+        used = cli(*command)  # every later use says so too, before its results
+        assert f"warning: {result['bundle']} failed its training's sanity check:" in " ".join(used.stderr.split())
 
 
 def test_imbalanced_data_gets_the_balanced_sampler_and_finds_the_rare_class(imbalanced, tmp_path):

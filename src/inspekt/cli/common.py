@@ -82,6 +82,16 @@ def _plain_warning(text: str) -> None:
     err_console.print(f"[bold yellow]warning:[/] {escape(text)}", highlight=False)
 
 
+def warn_if_failed_sanity(predictor: Any) -> None:
+    """Say, before its results, that a model failed the sanity check its training ran (the workbench's
+    picker says the same)."""
+    from inspekt.card import passed_sanity
+
+    card = predictor.card
+    if not passed_sanity(card):
+        _plain_warning(f"{predictor.bundle.path} failed its training's sanity check: {card.sanity.why}")
+
+
 class _CliPlain(progress.PlainReporter):
     """Plain progress lines on stderr (the CLI's reporter when stderr is not a terminal)."""
 

@@ -9,7 +9,7 @@ from rich import box
 from rich.table import Column, Table
 
 from inspekt.cli import app
-from inspekt.cli.common import console, err_console, print_json, progress_bar
+from inspekt.cli.common import console, err_console, print_json, progress_bar, warn_if_failed_sanity
 from inspekt.results import BatchReport
 from inspekt.tasks.base import fmt
 
@@ -76,6 +76,7 @@ def eval_command(
     csv_file = output_file(csv_file, "rows.csv", option="--csv") if csv_file else None
     plots = output_folder(plots, option="--plots") if plots else None
     predictor = Predictor.load(model, backend=backend, batch_size=batch)
+    warn_if_failed_sanity(predictor)
     bundle, task = predictor.bundle, predictor.task
     if set_threshold is not None:  # refuse before predicting anything
         task.check_threshold_choice(bundle.card, set_threshold)
