@@ -1,5 +1,5 @@
-"""inspekt data correct: one fix per call, in the dataset's corrections.csv, read by every command; and the data
-commands' counts out of range."""
+"""inspekt data correct: one fix per call, in the dataset's corrections.csv, read by every command; and what the
+other data commands refuse or warn about (counts out of range, a split that replaces splits)."""
 
 from __future__ import annotations
 
@@ -101,3 +101,15 @@ def test_counts_out_of_range_are_refused_by_the_option_parser(tmp_path):
     assert workers.exit_code == 2 and "--workers" in workers.output and "internal error" not in workers.output
     top = run("data", "issues", root, "--top", "-1")  # it listed 2 rows of 3 and "... and 4 more"
     assert top.exit_code == 2 and "--top" in top.output
+
+
+def test_splitting_data_that_has_splits_says_they_are_replaced(tmp_path):
+    from inspekt.data.synth import write_dataset
+
+    mvtec = write_dataset(tmp_path / "mv", n=40, size=32, seed=0, layout="mvtec").root
+    done = run("data", "split", mvtec, "--out", tmp_path / "split.csv")
+    assert done.exit_code == 0, done.output
+    said = " ".join(done.output.split())
+    assert "warning:" in said and "already has splits (train 6, test 34); they are replaced by a new one" in said
+    fresh = run("data", "split", _data(tmp_path), "--out", tmp_path / "split2.csv")
+    assert fresh.exit_code == 0 and "warning" not in fresh.output

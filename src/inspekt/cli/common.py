@@ -78,7 +78,7 @@ def _plain_line(text: str) -> None:
     err_console.print(text, highlight=False, markup=False)
 
 
-def _plain_warning(text: str) -> None:
+def print_warning(text: str) -> None:
     err_console.print(f"[bold yellow]warning:[/] {escape(text)}", highlight=False)
 
 
@@ -89,7 +89,7 @@ def warn_if_failed_sanity(predictor: Any) -> None:
 
     card = predictor.card
     if not passed_sanity(card):
-        _plain_warning(f"{predictor.bundle.path} failed its training's sanity check: {card.sanity.why}")
+        print_warning(f"{predictor.bundle.path} failed its training's sanity check: {card.sanity.why}")
 
 
 class _CliPlain(progress.PlainReporter):
@@ -101,7 +101,7 @@ class _WarningsOnly(progress.Reporter):
 
     def say(self, message: str, warning: bool = False) -> None:
         if warning:
-            _plain_warning(message)
+            print_warning(message)
 
 
 @contextmanager
@@ -117,7 +117,7 @@ def showing_progress(enabled: bool = True) -> Iterator[progress.Reporter]:
     elif err_console.is_terminal:
         reporter = RichReporter(err_console)
     else:
-        reporter = _CliPlain(_plain_line, _plain_warning)
+        reporter = _CliPlain(_plain_line, print_warning)
     try:
         with progress.reporting(reporter):
             yield reporter

@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 from inspekt.cli import app
-from inspekt.cli.common import console, print_json, progress_bar, showing_progress
+from inspekt.cli.common import console, print_json, print_warning, progress_bar, showing_progress
 
 data_app = typer.Typer(help="Inspect, split and generate datasets.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
@@ -117,7 +117,14 @@ def split_cmd(
     from inspekt.data.split import split_dataset, split_target, write_split_csv
 
     split_target(out, overwrite)  # before reading every image
-    ds = split_dataset(open_dataset(path), val=val, test=test, seed=seed)
+    source = open_dataset(path)
+    if source.splits:
+        had = ", ".join(f"{name} {sum(n.values())}" for name, n in source.counts().items())
+        print_warning(
+            f"{path} already has splits ({had}); they are replaced by a new one. To keep a given test set (e.g. "
+            "MVTec's test/ folders), leave it unsplit: training carves its own validation images"
+        )
+    ds = split_dataset(source, val=val, test=test, seed=seed)
     written = write_split_csv(ds, out, overwrite=overwrite)
     counts = ds.counts()
     if as_json:
