@@ -129,10 +129,15 @@ class Prediction:
     def ood_note(self) -> str:
         """``"unlike the training images (score 2.41)"`` when flagged (with the reason when it is its size),
         else ""."""
-        if not self.ood or not self.ood.get("unlike_training"):
-            return ""
-        why = f": {self.ood['why']}" if self.ood.get("why") else ""
-        return f"unlike the training images (score {self.ood['score']:.2f}{why})"
+        return ood_note(self.ood)
+
+
+def ood_note(ood: dict[str, Any] | None) -> str:
+    """``Prediction.ood_note`` of a prediction's (or a recorded one's) ``ood`` dict."""
+    if not ood or not ood.get("unlike_training"):
+        return ""
+    why = f": {ood['why']}" if ood.get("why") else ""
+    return f"unlike the training images (score {ood['score']:.2f}{why})"
 
 
 def share_time(predictions: list[Prediction], started: float) -> None:

@@ -122,6 +122,30 @@ def test_a_file_name_that_is_not_utf8_is_recorded_once(trained, synth_classes, t
     assert "cam\\xff01.png" in {r.item for r in _rows(db)}
 
 
+def test_an_image_unlike_the_training_images_is_recorded_said_and_reported(trained, synth_classes, tmp_path, caplog):
+    """The Predictor flags a 1x1 picture (it was logged "ok 0.970" like any other); the monitor keeps the
+    flag, says it when it reads the image, and its report lists it."""
+    from inspekt.io import save_image
+    from inspekt.monitor.summary import summarize
+
+    drop = _drop(tmp_path / "drop", _images(synth_classes, 1))
+    save_image(drop / "tiny.png", np.full((1, 1, 3), 120, np.uint8))
+    os.utime(drop / "tiny.png", (time.time() - 60, time.time() - 60))
+    db = tmp_path / "h.db"
+    with caplog.at_level("INFO", logger="inspekt.monitor"):
+        assert run_monitor(_config(trained, drop, db)).recorded == 5
+    rows = {r.item: r for r in _rows(db)}
+    assert rows["tiny.png"].ood["unlike_training"] and "1x1 px" in rows["tiny.png"].ood["why"]
+    assert not any(r.ood and r.ood["unlike_training"] for item, r in rows.items() if item != "tiny.png")
+    said = [m for m in caplog.messages if m.startswith("tiny.png: ")]
+    assert said and "unlike the training images (score" in said[0] and "1x1 px" in said[0]
+    summary = summarize(db)
+    assert summary["unlike_training"] == 1 and summary["sources"][str(drop)]["unlike_training"] == 1
+    assert [u["item"] for u in summary["unlike_training_items"]] == ["tiny.png"]
+    shown = runner.invoke(app, ["monitor", "report", "--db", str(db)])
+    assert shown.exit_code == 0 and "1 image(s) unlike the training images" in " ".join(shown.output.split())
+
+
 def test_a_drop_folder_that_goes_away_for_a_while_is_looked_at_again(tmp_path):
     folder = tmp_path / "drop"
     folder.mkdir()

@@ -65,6 +65,7 @@ images = Table(
     Column("size", BigInteger),  # a drop-folder file's size and modification time when it was read: a skipped
     Column("mtime_ns", BigInteger),  # file that changes since (a writer that paused mid-write) is read again
     Column("outputs", JSON),  # the prediction's other tested numbers (a detector's box count and size)
+    Column("ood", JSON),  # the Predictor's {"score", "unlike_training"[, "why"]}: is the image unlike the training ones
     UniqueConstraint("source", "item", name="uq_monitor_images_source_item"),
 )
 
@@ -209,7 +210,7 @@ def open_engine(db: str | os.PathLike | None, *, create: bool = True) -> Engine:
     return engine
 
 
-ADDED_COLUMNS = {"size": "BIGINT", "mtime_ns": "BIGINT", "outputs": "JSON"}  # columns newer than the first histories
+ADDED_COLUMNS = {"size": "BIGINT", "mtime_ns": "BIGINT", "outputs": "JSON", "ood": "JSON"}  # newer than the first
 
 
 def _add_columns(engine: Engine) -> None:
@@ -254,6 +255,7 @@ class ImageRow:
     size: int | None = None
     mtime_ns: int | None = None
     outputs: dict[str, float | None] | None = None
+    ood: dict[str, Any] | None = None
 
 
 def record_image(engine: Engine, row: ImageRow, replace_skipped: bool = False) -> int | None:

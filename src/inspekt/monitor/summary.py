@@ -6,9 +6,10 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, inspect, select
 
 from inspekt.monitor import history
+from inspekt.results import ood_note
 
 SCHEMA = "inspekt.monitor.report/1"
 
@@ -26,7 +27,9 @@ def load_history(db: str | os.PathLike | None, last: int | None = None) -> dict[
     """
     engine = history.open_engine(db, create=False)
     table = history.images
-    left_out = ("properties", "histogram", *history.ADDED_COLUMNS)  # a history older than those columns lacks them
+    have = {column["name"] for column in inspect(engine).get_columns(table.name)}
+    # properties and histograms are not summarised; a history older than the added columns lacks them
+    left_out = ("properties", "histogram", *(c for c in history.ADDED_COLUMNS if c != "ood" or c not in have))
     query = select(*[c for c in table.c if c.name not in left_out]).order_by(table.c.id.desc())
     try:
         with engine.connect() as connection:
@@ -84,7 +87,17 @@ def summarize_history(data: dict[str, Any], database: str) -> dict[str, Any]:
         "skipped_items": [
             {"source": r["source"], "item": r["item"], "reason": r["reason"]} for r in images if r["status"] != "ok"
         ][:100],
+        "unlike_training": len(_unlike(ok)),
+        "unlike_training_items": [
+            {"source": r["source"], "item": r["item"], "label": r["label"], "why": ood_note(r["ood"])}
+            for r in _unlike(ok)
+        ][:100],
     }
+
+
+def _unlike(rows: list[dict]) -> list[dict]:
+    """The rows whose image the Predictor found unlike the training images (older histories: none)."""
+    return [r for r in rows if ood_note(r.get("ood"))]
 
 
 def _source_summary(images: list[dict], windows: list[dict]) -> dict[str, Any]:
@@ -100,6 +113,7 @@ def _source_summary(images: list[dict], windows: list[dict]) -> dict[str, Any]:
         "scores": _score_stats(ok),
         "windows": len(windows),
         "drifted_windows": sum(bool(w["drift"]) for w in windows),
+        "unlike_training": len(_unlike(ok)),
     }
 
 
@@ -177,6 +191,13 @@ def print_summary(summary: dict[str, Any], console) -> None:
         )
     for s in summary["skipped_items"][:10]:
         console.print(f"skipped {s['item']}: {s['reason']}", highlight=False, markup=False)
+    if summary["unlike_training"]:
+        console.print(
+            f"{summary['unlike_training']} image(s) unlike the training images (their labels may be meaningless):",
+            highlight=False,
+        )
+    for u in summary["unlike_training_items"][:10]:
+        console.print(f"  {u['item']}: {u['label']}, {u['why']}", highlight=False, markup=False)
 
 
 def _mix_text(mix: dict[str, float]) -> str:

@@ -26,7 +26,7 @@ from inspekt.monitor import history
 from inspekt.monitor.alerts import alert_payload, log_alert, post_webhook
 from inspekt.monitor.sources import FolderSource, Item, SourceError, open_source, source_name
 from inspekt.monitor.sqlite_file import discard_new_file
-from inspekt.results import BatchReport
+from inspekt.results import BatchReport, json_safe, ood_note
 
 log = logging.getLogger("inspekt.monitor")
 WINDOW_CHECKS = ("properties", "pixels", "domain", "predictions")  # embeddings are not kept per image
@@ -115,6 +115,7 @@ def observe(predictor, item: Item, source: str, model: str, min_side: int) -> hi
     row.verdict = p.extra.get("verdict", p.label)
     row.scores = {k: float(v) for k, v in (p.scores or {}).items()}
     row.outputs = output_numbers(p) or None
+    row.ood = json_safe(p.ood) if p.ood else None
     row.properties = {k: None if math.isnan(v[0]) else float(v[0]) for k, v in profile.values.items()}
     row.histogram = {
         c: profile.pixel_histogram[i].astype(int).tolist()
@@ -305,7 +306,11 @@ class Monitor:
             log.warning("%s: skipped (%s)", item.item, row.reason)
             return
         self.stats.recorded += 1
-        log.info("%s: %s %s", item.item, row.verdict, "" if row.score is None else f"{row.score:.3f}")
+        said = f"{item.item}: {row.verdict}" + ("" if row.score is None else f" {row.score:.3f}")
+        if ood_note(row.ood):  # a model's answer on an image unlike those it was made for: a person should look
+            log.warning("%s; %s", said, ood_note(row.ood))
+        else:
+            log.info("%s", said)
         self._pending += 1
         if self._pending >= self.config.window:
             self._windows()
