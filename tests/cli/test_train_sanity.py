@@ -49,6 +49,8 @@ def test_a_collapsed_model_warns_and_is_marked_failed(imbalanced, tmp_path):
     for command in (["predict", result["bundle"], imbalanced / "ok"], ["eval", result["bundle"], "--data", imbalanced]):
         used = cli(*command)  # every later use says so too, before its results
         assert f"warning: {result['bundle']} failed its training's sanity check:" in " ".join(used.stderr.split())
+    judged = cli("data", "issues", imbalanced, "--model", result["bundle"])
+    assert "failed its training's sanity check" in " ".join(judged.stderr.split())
 
 
 def test_imbalanced_data_gets_the_balanced_sampler_and_finds_the_rare_class(imbalanced, tmp_path):

@@ -217,3 +217,7 @@ def test_a_weak_judge_is_told_apart_from_weak_folds():
     assert _weak_model(weak, given=True)[0].endswith("give a better --model, or leave it out to cross-validate")
     assert _weak_model({"median_iou": 0.1}, given=True)[0].endswith("give a better --model")
     assert _weak_model({"balanced_accuracy": 0.9, "chance": 0.25}, given=True) == []
+    # two classes: a judge at chance (0.5) is weak too; it was not warned about (4 images, an untrained model)
+    assert _weak_model({"balanced_accuracy": 0.5, "chance": 0.5}, given=True)
+    assert _weak_model({"balanced_accuracy": 0.58, "chance": 0.5}, given=True)
+    assert _weak_model({"balanced_accuracy": 0.62, "chance": 0.5}, given=True) == []

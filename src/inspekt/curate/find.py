@@ -135,6 +135,12 @@ def agreement(ranking: LabelRanking) -> dict[str, float]:
     }
 
 
+def weak_below(chance: float) -> float:
+    """The balanced accuracy under which a judge is too weak: half right, or twice chance when there are
+    many classes; never less than 0.1 above chance (two classes: 0.6, where 0.5 is a coin)."""
+    return max(min(0.5, 2 * chance), chance + 0.1)
+
+
 def _weak_model(summary: dict[str, Any], given: bool) -> list[str]:
     """A warning when the judging model barely beats chance: its flags would be mostly noise (``given``: the
     user's --model judged, rather than cross-validated folds)."""
@@ -144,7 +150,7 @@ def _weak_model(summary: dict[str, Any], given: bool) -> list[str]:
             f"the judging model's median IoU with the drawn masks is {summary['median_iou']:.2f}: it segments too "
             f"poorly to tell wrong masks from its own mistakes; {remedy}"
         ]
-    if "balanced_accuracy" not in summary or summary["balanced_accuracy"] >= min(0.5, 2 * summary["chance"]):
+    if "balanced_accuracy" not in summary or summary["balanced_accuracy"] >= weak_below(summary["chance"]):
         return []
     remedy = (
         "give a better --model, or leave it out to cross-validate"

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from inspekt.bundle import ONNX
+from inspekt.card import passed_sanity
 from inspekt.config import TrainConfig, build_config
 from inspekt.data.dataset import Dataset, Sample, image_keys
 from inspekt.engine.predictor import Predictor
@@ -306,6 +307,8 @@ def from_bundle(ds: Dataset, bundle: str | Path, keep: Keep | None = None) -> Ou
         )
     _check_fits(ds, card, bundle)
     judged, notes = _held_out(ds, predictor, str(bundle))
+    if not passed_sanity(card):  # its flags would be noise, however many images it judges
+        notes.append(f"{bundle} failed its training's sanity check ({card.sanity.why}): its flags are unreliable")
     for note in notes:
         warn(note)
     report = BatchReport()
