@@ -125,6 +125,26 @@ def test_duplicates_and_split_gaps_from_data_info(tmp_path):
     assert len(sized) == 1 and sized[0].split == "test" and sized[0].detail.startswith("3 test image(s)")
 
 
+def test_a_file_listed_twice_is_one_issue_not_a_copy_of_itself(tmp_path):
+    """A CSV row repeated under the test split: the same file trained on and tested (it was reported as
+    byte-identical to itself, 0.6, with no split named)."""
+    for i in range(3):
+        _save(tmp_path / "ok" / f"{i}.png", _noise(i))
+        _save(tmp_path / "bad" / f"{i}.png", _noise(10 + i))
+    rows = [f"{c}/{i}.png,{c},train" for c in ("ok", "bad") for i in range(3)]
+    table = tmp_path / "split.csv"
+    table.write_text("path,label,split\n" + "\n".join(rows + ["ok/0.png,ok,test", "bad/1.png,ok,train"]) + "\n")
+    ds = open_dataset(table)
+    dupes = sorted(duplicate_issues(ds, describe(ds, workers=1)), key=lambda d: d.path)
+    assert [(d.path.endswith(name), d.score) for d, name in zip(dupes, ("bad/1.png", "ok/0.png"))] == [
+        (True, 0.95),
+        (True, 1.0),
+    ]
+    assert dupes[0].detail == "listed 2 times in the dataset, labelled bad and ok"
+    assert dupes[1].detail == "listed 2 times in the dataset, on the train and test splits"
+    assert not any("byte-identical" in d.detail for d in dupes)
+
+
 def test_near_duplicate_pairs_are_issues_but_large_families_are_not(tmp_path):
     """A picture saved twice (a little brighter) is a near-duplicate; six re-exposures of another
     picture are one family of similar pictures, left out (``NEAR_GROUP_MAX``)."""

@@ -7,6 +7,8 @@ Scores (0..1, how surely a person should act):
   near-duplicates across splits 0.8 (0.9 with different labels); copies within one split 0.6,
   near-duplicates within one 0.4 (near-duplicate groups of more than ``NEAR_GROUP_MAX`` images are
   left out: hashes linked from image to image join whole families of similar plain textures);
+* a file the dataset lists more than once (a repeated CSV row): 1.0 on other splits, 0.95 under other
+  labels, else 0.6;
 * a mask that cannot be used (unreadable, another size than its image): 1.0;
 * a class on one split only: 1.0 when training lacks it, else 0.7; test/val sizes outside training's
   range: 0.5;
@@ -37,7 +39,7 @@ def _group_issues(groups: Sequence[Sequence[str]], samples: dict, exact: bool) -
     """One issue per copy after the first (training copies first, so the held-out one is named)."""
     issues = []
     for group in groups:
-        members = sorted(group, key=lambda p: (_split_order(samples[p].split), p))
+        members = sorted(set(group), key=lambda p: (_split_order(samples[p].split), p))  # a file listed twice: once
         first = samples[members[0]]
         for path in members[1:]:
             sample = samples[path]
@@ -64,9 +66,32 @@ def near_copies(info: DatasetInfo) -> list[list[str]]:
 
 
 def duplicate_issues(ds: Dataset, info: DatasetInfo) -> list[DataIssue]:
-    """Exact and near-duplicates (``data info``), scored by whether they cross splits or disagree."""
+    """Exact and near-duplicates (``data info``), scored by whether they cross splits or disagree, and files
+    the dataset lists more than once (a CSV row repeated under another split or label)."""
     samples = {str(s.path): s for s in ds.samples}
-    return _group_issues(info.duplicates, samples, True) + _group_issues(near_copies(info), samples, False)
+    found = _group_issues(info.duplicates, samples, True) + _group_issues(near_copies(info), samples, False)
+    return found + _listed_again(ds)
+
+
+def _listed_again(ds: Dataset) -> list[DataIssue]:
+    """One issue per file listed more than once: 1.0 across splits (it is trained on and tested), 0.95
+    under other labels, else 0.6."""
+    rows: dict[str, list] = {}
+    for sample in ds.samples:
+        rows.setdefault(str(sample.path), []).append(sample)
+    issues = []
+    for path, listed in rows.items():
+        if len(listed) < 2:
+            continue
+        splits = sorted({s.split or "-" for s in listed}, key=_split_order)
+        labels = sorted({str(s.label) for s in listed})
+        score = 1.0 if len(splits) > 1 else 0.95 if len(labels) > 1 else 0.6
+        detail = f"listed {len(listed)} times in the dataset"
+        detail += f", on the {' and '.join(splits)} splits" if len(splits) > 1 else ""
+        detail += f", labelled {' and '.join(labels)}" if len(labels) > 1 else ""
+        last = listed[-1]
+        issues.append(DataIssue(0, path, last.split, "duplicate", score, last.label, None, detail))
+    return issues
 
 
 def bad_mask_issues(ds: Dataset, info: DatasetInfo) -> list[DataIssue]:
