@@ -388,6 +388,8 @@ def test_snapshot_url_is_captured_every_tick(trained, synth_classes, tmp_path):
     [
         (["--source", "ftp://host/x"], "unknown kind of source"),
         (["--source", "{tmp}/missing"], "no such folder"),
+        (["--source", "{tmp}/no-reference/card.json"], "is a file, not a folder; give the drop folder"),
+        (["--source", "{tmp}", "--db", "{tmp}"], "is a folder; give the history's file, e.g."),
         (["--source", "camera:{tmp}/nothing.avi"], "no camera index or video file"),
         (["--source", "camera:97"], "cannot open this camera"),
         (["--source", "http://127.0.0.1:9/snap.png"], "cannot reach it"),

@@ -161,7 +161,9 @@ def _summarise(results: list, report: BatchReport, save_dir) -> None:
     mean_ms = sum(r.time_ms for r in results) / max(1, len(results))
     unlike = sum(bool(r.ood_note()) for r in results)
     err_console.print(
-        f"{len(results)} predicted ({', '.join(f'{k}: {v}' for k, v in counts.most_common())}), "
+        f"{len(results)} predicted"
+        + (f" ({', '.join(f'{k}: {v}' for k, v in counts.most_common())})" if counts else "")
+        + ", "
         + (f"boxes per class: {', '.join(f'{k} {v}' for k, v in boxes.most_common())}, " if boxes else "")
         + f"{len(report.skipped)} skipped, {mean_ms:.1f} ms/image"
         + (f"; {unlike} unlike the training images (check them: the labels may be meaningless)" if unlike else "")

@@ -279,6 +279,6 @@ def _read_layout(root: Path | storage.RemotePath) -> Dataset:
         annotated = read_annotated(root)
         if annotated is not None:
             return annotated
-        kind = "an image" if root.suffix.lower() in IMAGE_EXTENSIONS else "a file"
+        kind = f"one {root.suffix.lower()} file" if root.suffix.lower() in IMAGE_EXTENSIONS else "a file"
         raise DatasetError(f"{root}: is {kind}, not a dataset; {EXPECTED}")
     return read_mvtec(root) or read_annotated(root) or read_segmentation(root) or read_class_folders(root)

@@ -170,6 +170,8 @@ def open_engine(db: str | os.PathLike | None, *, create: bool = True) -> Engine:
     """
     url = as_url(db)
     file = sqlite_file(url)
+    if file is not None and file.is_dir():
+        raise ConfigError(f"--db {file}: is a folder; give the history's file, e.g. {file / DEFAULT_DB_NAME}")
     if file is not None and create:
         file.parent.mkdir(parents=True, exist_ok=True)
     elif file is not None and not file.is_file():

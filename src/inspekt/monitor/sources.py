@@ -273,6 +273,11 @@ def open_source(spec: str, start: int = 0):
             "e.g. with `aws s3 sync` on a timer)"
         )
     folder = Path(spec).expanduser()
+    if folder.exists() and not folder.is_dir():
+        raise SourceError(
+            f"--source {spec}: is a file, not a folder; give the drop folder the images arrive in (or "
+            f"camera:{spec} for a video file)"
+        )
     if not folder.is_dir():
         raise SourceError(
             f"--source {spec}: no such folder; create the drop folder first, or give camera:0 or an "

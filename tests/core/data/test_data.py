@@ -132,7 +132,7 @@ def test_empty_or_unlabelled(tmp_path, files, message):
 def test_missing_path_and_image_given(tmp_path):
     with pytest.raises(DatasetError, match="no such file or folder"):
         open_dataset(tmp_path / "nope")
-    with pytest.raises(DatasetError, match="is an image, not a dataset"):
+    with pytest.raises(DatasetError, match=r"is one \.png file, not a dataset"):
         open_dataset(img(tmp_path / "a.png"))
 
 
