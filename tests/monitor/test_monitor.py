@@ -244,6 +244,23 @@ def test_drop_folder_end_to_end_with_report(trained, synth_classes, tmp_path):
     assert json.loads(out.read_text())["schema"] == "inspekt.monitor.report/1"
 
 
+def test_the_windows_run_the_checks_asked_for(trained, synth_classes, tmp_path):
+    """A line whose defect rate is not the training data's drifts on the label mix in every window; it can
+    leave the prediction check out (--checks)."""
+    drop = _drop(tmp_path / "drop", _images(synth_classes, 3))
+    args = ["monitor", "--model", str(trained.bundle), "--source", str(drop), "--once", "--window", "6", "-q"]
+    mine = runner.invoke(app, [*args, "--db", str(tmp_path / "a.db"), "--checks", "properties, pixels"])
+    assert mine.exit_code == 0, mine.output
+    default = runner.invoke(app, [*args, "--db", str(tmp_path / "b.db")])
+    assert default.exit_code == 0, default.output
+    asked = [set(w.checks) for w in _rows(tmp_path / "a.db", history.windows)]
+    every = [set(w.checks) for w in _rows(tmp_path / "b.db", history.windows)]
+    assert len(asked) == len(every) == 2
+    assert all(not any(name.startswith("prediction") for name in checks) for checks in asked)
+    assert all(any(name.startswith("prediction") for name in checks) for checks in every)
+    assert all(any(name.startswith("pixel") for name in checks) for checks in asked)
+
+
 @pytest.mark.slow
 def test_brightness_shift_alerts_once_and_a_clean_window_does_not(trained, synth_classes, tmp_path):
     received = []
@@ -398,6 +415,7 @@ def test_snapshot_url_is_captured_every_tick(trained, synth_classes, tmp_path):
         (["--source", "{tmp}", "--model", "{tmp}/no-model.inspekt"], "no-model.inspekt"),
         (["--source", "{tmp}", "--window", "1"], "--window 1"),
         (["--source", "{tmp}", "--alpha", "2"], "alpha must be between 0 and 1"),
+        (["--source", "{tmp}", "--checks", "pixels,embeddings"], "--checks embeddings: a monitor's windows can check"),
         (["--source", "s3://bucket/incoming"], "sync it to a local folder"),
         (["--source", "{tmp}", "--model", "{tmp}/no-reference"], "no-reference: this bundle has no reference.json"),
     ],

@@ -65,6 +65,12 @@ def monitor(
     ),
     webhook: str = typer.Option(None, "--webhook", help="POST a JSON alert here for each drifted window."),
     alpha: float = typer.Option(0.05, "--alpha", help="False-alarm rate of each window's drift check."),
+    checks: str = typer.Option(
+        "properties,pixels,domain,predictions",
+        "--checks",
+        help="Each window's checks, comma-separated; leave out predictions when the line's defect rate is "
+        "not the training data's (its label mix would drift in every window).",
+    ),
     max_images: int = typer.Option(None, "--max-images", help="Stop after recording this many images."),
     once: bool = typer.Option(False, "--once", help="Process what the source has now, then stop."),
     source_name: str = typer.Option(None, "--source-name", help="Name of the source in the history."),
@@ -89,6 +95,7 @@ def monitor(
         window=window,
         webhook=webhook,
         alpha=alpha,
+        checks=tuple(c.strip() for c in checks.split(",") if c.strip()),
         once=once,
         max_images=max_images,
         name=source_name,

@@ -50,6 +50,9 @@ class MonitorConfig(Settings):
         settle: seconds a drop-folder file must stay unchanged before it is read.
         webhook_attempts: tries per webhook alert.
         webhook_backoff: seconds before the first retry (doubled each time).
+        checks: the drift checks of each window (``WINDOW_CHECKS`` or some of them). ``predictions``
+            compares the model's label mix and scores with those on the training images: a line whose
+            defect rate differs from the training data's drifts there in every window; leave it out then.
     """
 
     model: str
@@ -66,6 +69,7 @@ class MonitorConfig(Settings):
     settle: float = 1.0
     webhook_attempts: int = 4
     webhook_backoff: float = 1.0
+    checks: tuple[str, ...] = WINDOW_CHECKS
 
     @model_validator(mode="after")
     def _check(self) -> MonitorConfig:
@@ -77,8 +81,14 @@ class MonitorConfig(Settings):
             raise ConfigError(f"--webhook {self.webhook!r}: give an http:// or https:// URL")
         from inspekt.drift.types import DriftConfig
 
+        unknown = [c for c in self.checks if c not in WINDOW_CHECKS]
+        if unknown:
+            raise ConfigError(
+                f"--checks {','.join(unknown)}: a monitor's windows can check {', '.join(WINDOW_CHECKS)} "
+                "(embeddings are not kept per image)"
+            )
         # the drift engine's own checks, now: not at the first window, which may be hours of images away
-        DriftConfig(alpha=self.alpha, permutations=self.permutations, checks=WINDOW_CHECKS)
+        DriftConfig(alpha=self.alpha, permutations=self.permutations, checks=self.checks)
         return self
 
 
@@ -147,7 +157,9 @@ def window_profile(rows: list[Any], min_side: int):
     return Profile([r.item for r in rows], values, hists.sum(axis=0), coarse(hists), min_side, [], model)
 
 
-def check_window(reference, rows: list[Any], alpha: float, permutations: int) -> dict[str, Any]:
+def check_window(
+    reference, rows: list[Any], alpha: float, permutations: int, checks: tuple[str, ...] = WINDOW_CHECKS
+) -> dict[str, Any]:
     """Drift of a window of rows vs the reference (the drift engine's calibrated checks), as window-row values."""
     from inspekt.drift.engine import compare_profiles
     from inspekt.drift.types import DriftConfig
@@ -155,7 +167,7 @@ def check_window(reference, rows: list[Any], alpha: float, permutations: int) ->
     result = compare_profiles(
         reference,
         window_profile(rows, reference.min_side),
-        DriftConfig(alpha=alpha, permutations=permutations, checks=WINDOW_CHECKS),
+        DriftConfig(alpha=alpha, permutations=permutations, checks=checks),
     )
     domain = next((c for c in result.checks if c.name == "domain_classifier"), None)
     labels = [r.label for r in rows]
@@ -323,7 +335,7 @@ class Monitor:
             self._pending = len(rows)
             if len(rows) < self.config.window:
                 break
-            values = check_window(self.reference, rows, self.config.alpha, self.config.permutations)
+            values = check_window(self.reference, rows, self.config.alpha, self.config.permutations, self.config.checks)
             if history.record_window(self.engine, values) is not None:
                 self.stats.windows += 1
                 self.stats.drifted_windows += values["drift"]
