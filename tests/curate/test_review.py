@@ -91,6 +91,14 @@ def test_the_old_run_of_a_bundle_is_its_run_folder(trained, tmp_path, named):
 
     if named == "bundle":
         assert review.old_run(trained.bundle) == trained.run_dir
-    else:
-        copy = shutil.copytree(trained.bundle, tmp_path / "models" / "classifier")
-        assert review.old_run(copy) is None
+    else:  # a copy, as the demo's models/*.inspekt: found through the workspace's runs by its model.onnx
+        from inspekt.bundle import copy_bundle, open_bundle
+
+        copy = copy_bundle(open_bundle(trained.bundle), tmp_path / "models" / "classifier.inspekt")
+        assert review.old_run(copy) is None  # no workspace to look in
+        workspace = tmp_path / "ws"
+        shutil.copytree(trained.run_dir, workspace / "runs" / "classify" / "first")
+        assert review.old_run(copy, workspace) == workspace / "runs" / "classify" / "first"
+        other = tmp_path / "other"
+        (other / "runs" / "classify").mkdir(parents=True)
+        assert review.old_run(copy, other) is None

@@ -177,10 +177,30 @@ def compare(old_run: str | Path, new_run: str | Path) -> tuple[list[dict], dict[
     return [s.to_dict() for s in summaries], config_differences(summaries)
 
 
-def old_run(bundle: Path) -> Path | None:
-    """The training run a bundle came from (``runs/<task>/<name>/bundle``), or None."""
+def old_run(bundle: Path, workspace: Path | None = None) -> Path | None:
+    """The training run a bundle came from: its own run folder (``runs/<task>/<name>/bundle``), or for a
+    copy elsewhere (``models/line.inspekt``) the run of ``workspace`` whose bundle has the same
+    model.onnx (the card records its digest); None when neither."""
+    import json
+
+    from inspekt.bundle import ONNX, open_bundle
+    from inspekt.errors import InspektError
+
     run = Path(bundle).parent
-    return run if Path(bundle).name == "bundle" and (run / "results.csv").is_file() else None
+    if Path(bundle).name == "bundle" and (run / "results.csv").is_file():
+        return run
+    try:
+        wanted = open_bundle(bundle).card.digests.get(ONNX) if workspace is not None else None
+    except InspektError:
+        return None
+    for card in sorted(Path(workspace).glob("runs/*/*/bundle/card.json")) if wanted else []:
+        try:
+            digests = json.loads(card.read_text(encoding="utf-8")).get("digests") or {}
+        except (OSError, ValueError):  # a run being written, or a damaged card: not this one
+            continue
+        if digests.get(ONNX) == wanted and (card.parent.parent / "results.csv").is_file():
+            return card.parent.parent
+    return None
 
 
 PAINT, ERASE = "#ff0000", "#0000ff"  # the canvas colours of the brush and the eraser

@@ -265,7 +265,7 @@ def _retrain_form(predictor, model_path: Path) -> None:
         return
     fixes = Corrections(queue["root"], root)
     st.caption(f"{len(fixes.rows())} correction row(s) in {fixes.csv_path or '(none yet)'}")
-    old = review.old_run(model_path)
+    old = review.old_run(model_path, root)
     planned = None
     if old is not None:
         import yaml
