@@ -62,7 +62,9 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
     Returns:
         A sentence fragment starting with a space, ready to append to a message.
     """
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    choices = list(choices)
+    same = next((c for c in choices if c.lower() == word.lower()), None)  # only the case differs: "LOP", lop
+    close = [same] if same is not None else difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
     return f' Did you mean "{close[0]}"?' if close else ""
 
 

@@ -79,6 +79,8 @@ def test_a_label_that_is_no_class_is_refused_unless_it_is_meant_as_a_new_one(tmp
     assert not (root / ".inspekt-corrections" / "corrections.csv").exists()  # nothing recorded
     meant = run("data", "correct", root, "ok/ok0.png", "--label", "dent", "--new-class")
     assert meant.exit_code == 0 and "label ok -> dent" in meant.output
+    again = run("data", "correct", root, "crack/crack0.png", "--label", "dent")  # a class now, by that fix
+    assert again.exit_code == 0 and "label crack -> dent" in again.output
 
 
 def test_the_image_may_be_named_by_any_path_to_it(tmp_path, monkeypatch):
@@ -93,6 +95,9 @@ def test_the_image_may_be_named_by_any_path_to_it(tmp_path, monkeypatch):
     elsewhere.write_bytes((root / "ok" / "ok0.png").read_bytes())
     outside = run("data", "correct", "parts", elsewhere, "--label", "ok")
     assert outside.exit_code != 0 and "no such image in" in outside.output
+    (root / "labels.csv").write_text("path,label\nok/ok0.png,ok\ngone.png,crack\n", encoding="utf-8")
+    gone = run("data", "correct", root / "labels.csv", root / "gone.png", "--exclude")  # listed, not on disk
+    assert gone.exit_code == 0 and "gone.png: exclude false -> true" in gone.output
 
 
 def test_counts_out_of_range_are_refused_by_the_option_parser(tmp_path):

@@ -16,7 +16,7 @@ def _sample(fixes, dataset, image: str):
     """The image's sample: its path relative to the dataset (as corrections.csv names it), or any path
     to the same file (absolute, or from here: as ``data issues`` and ``predict`` print them)."""
     found = next((s for s in dataset.samples if fixes.key(s.path) == Path(image).as_posix()), None)
-    if found is None and Path(image).exists():
+    if found is None:  # a missing file too: its row may be what is being fixed (excluded)
         here = Path(image).resolve()
         found = next((s for s in dataset.samples if Path(s.path).resolve() == here), None)
     if found is None:
@@ -26,15 +26,16 @@ def _sample(fixes, dataset, image: str):
     return found
 
 
-def _check_label(label: str, dataset, new_class: bool) -> None:
-    """Refuse a label that is not a class of the dataset (a typo would add a class) unless ``new_class``."""
-    classes = sorted({s.label for s in dataset.samples if s.label is not None})
+def _check_label(label: str, data: str, new_class: bool) -> None:
+    """Refuse a label that is not a class of the dataset, as corrected so far (a class an earlier
+    ``--new-class`` added counts), unless ``new_class``: a typo would add a class."""
+    from inspekt.data import open_dataset
+
+    classes = sorted({s.label for s in open_dataset(data).samples if s.label is not None})
     if new_class or label in classes or not classes:
         return
-    same = next((c for c in classes if c.lower() == label.lower()), None)
-    hint = f' Did you mean "{same}"?' if same else did_you_mean(label, classes)
     raise ConfigError(
-        f"--label {label!r} is not a class of {dataset.root} ({', '.join(classes)}).{hint} "
+        f"--label {label!r} is not a class of {data} ({', '.join(classes)}).{did_you_mean(label, classes)} "
         "Pass --new-class to add it as a new class"
     )
 
@@ -75,7 +76,7 @@ def correct_cmd(
     if undo:
         row = fixes.undo(sample, **signed)
     elif label is not None:
-        _check_label(label, dataset, new_class)
+        _check_label(label, data, new_class)
         row = fixes.set_label(sample, label, **signed)
     elif mask is not None:
         from inspekt.io import load_image
