@@ -18,3 +18,8 @@ def test_a_threshold_note_only_when_the_best_f1_is_clearly_better():
 def test_a_threshold_note_leaves_out_rates_it_does_not_have():
     note = threshold_note({"f1": 0.1}, {"f1": 0.8, "escape_rate": None}, 0.25)  # no normal class: no rates
     assert "F1 is 0.10; on these images a threshold of 0.25 gives F1 0.80." in note
+
+
+def test_a_threshold_note_names_how_the_model_decides():
+    note = threshold_note({"f1": 0.2}, {"f1": 0.8}, 0.3, "the most probable class")
+    assert note.startswith("at the most probable class F1 is 0.20;") and "or the scores you report flatter it" in note

@@ -12,6 +12,7 @@ from inspekt.cli import app
 from inspekt.cli.common import console, err_console, print_json, progress_bar, warn_if_failed_sanity
 from inspekt.results import BatchReport
 from inspekt.tasks.base import fmt
+from inspekt.tasks.shared import BEST_F1
 
 runs_app = typer.Typer(help="Training run folders: inspekt runs compare RUN RUN ...", no_args_is_help=True)
 app.add_typer(runs_app, name="runs")
@@ -78,8 +79,8 @@ def eval_command(
     predictor = Predictor.load(model, backend=backend, batch_size=batch)
     warn_if_failed_sanity(predictor)
     bundle, task = predictor.bundle, predictor.task
-    if set_threshold is not None:  # refuse before predicting anything
-        task.check_threshold_choice(bundle.card, set_threshold)
+    if set_threshold is not None:  # refuse before predicting anything; "BEST-F1" is best-f1 from here on
+        set_threshold = task.check_threshold_choice(bundle.card, set_threshold)
     dataset, split = select_split(open_dataset(data), split)
     with progress_bar("evaluating", len(dataset), enabled=not to_stdout) as advance:
         result = evaluate(predictor, dataset, split=split, progress=advance)
@@ -90,7 +91,7 @@ def eval_command(
         hint = "" if rescored is not None else "; run eval again to score it"
         result = rescored if rescored is not None else result
         err_console.print(f"stored {task.thresholds} threshold {value:g} in {bundle.path}{hint}", highlight=False)
-        if set_threshold == "best-f1":
+        if set_threshold == BEST_F1:
             err_console.print(
                 f"note: it was chosen on these {len(result.rows)} images (split {split}), so the scores below flatter "
                 "it; judge it on images it was not chosen on (another split, new images)",

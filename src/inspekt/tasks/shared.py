@@ -63,7 +63,9 @@ def inspection_rates(defective: np.ndarray, rejected: np.ndarray) -> dict:
 ADVISE_FROM = 0.1  # eval advises another threshold when it would raise F1 on the evaluated images by this much
 
 
-def threshold_note(now: Mapping[str, Any], best: Mapping[str, Any], value: float) -> str | None:
+def threshold_note(
+    now: Mapping[str, Any], best: Mapping[str, Any], value: float, decision: str = "the stored threshold"
+) -> str | None:
     """Advice when the stored decision threshold does much worse on the evaluated images than the
     best-F1 one (``--set-threshold best-f1``), or None.
 
@@ -75,6 +77,7 @@ def threshold_note(now: Mapping[str, Any], best: Mapping[str, Any], value: float
         now, best: ``f1``, ``escape_rate`` and ``false_reject_rate`` (either rate may be None) at the
             stored threshold and at the best-F1 one.
         value: the best-F1 threshold.
+        decision: how the model decides now (a binary classifier without a stored threshold: argmax).
     """
     if best["f1"] - now["f1"] < ADVISE_FROM:
         return None
@@ -85,9 +88,9 @@ def threshold_note(now: Mapping[str, Any], best: Mapping[str, Any], value: float
         return f" ({', '.join(shown)})" if shown else ""
 
     return (
-        f"at the stored threshold F1 is {now['f1']:.2f}{rates(now)}; on these images a threshold of {value:g} gives "
+        f"at {decision} F1 is {now['f1']:.2f}{rates(now)}; on these images a threshold of {value:g} gives "
         f"F1 {best['f1']:.2f}{rates(best)}. `inspekt eval --set-threshold best-f1` stores it: choose it on labelled "
-        "images you do not report on (e.g. --split val), or these scores flatter it"
+        "images you do not report on, or the scores you report flatter it"
     )
 
 

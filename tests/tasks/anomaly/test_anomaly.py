@@ -231,7 +231,8 @@ def test_rescoring_at_a_threshold_gives_what_evaluating_with_it_stored_gives(pad
 
     bundle = copy_bundle(open_bundle(padim_run.bundle), tmp_path / "m.inspekt", archive=True)
     result = evaluate(bundle, mvtec)
-    for threshold in (0.2, 0.5, 0.9, 1.0):
+    on_scores = sorted(r["score"] for r in result.rows)[5:7]  # thresholds exactly at two images' scores
+    for threshold in (*on_scores, 0.2, 0.5, 0.9, 1.0):  # 1.0 last: "stored" below is at it
         save_threshold(bundle, threshold)
         stored = evaluate(bundle, mvtec)
         rescored = rescore_anomaly(result, threshold)

@@ -136,7 +136,7 @@ def evaluate_anomaly(
                 "path": prediction.source,
                 "label": sample.label,
                 "anomalous": anomalous,
-                "score": round(prediction.score, 6),
+                "score": float(prediction.score),  # unrounded: rescoring decides as the Predictor does
                 "raw_score": prediction.extra["raw_score"],
                 "verdict": prediction.extra["verdict"],
                 "correct": verdict == anomalous,
@@ -162,13 +162,18 @@ def choose_anomaly_threshold(result: AnomalyEvalResult, choice: str | float) -> 
         ConfigError: best-f1 on a result without both normal and anomalous images.
     """
     from inspekt.tasks.anomaly.metrics import best_f1_threshold
+    from inspekt.tasks.shared import BEST_F1, parse_threshold_choice
 
-    if choice != "best-f1":
+    choice = parse_threshold_choice(choice)  # "Best-F1 " as the CLI accepts it
+    if choice != BEST_F1:
         return float(choice)
     normal, anomalous = result.scores()
     if not len(normal) or not len(anomalous):
         raise ConfigError("--set-threshold best-f1 needs both normal and anomalous images in the evaluated split")
-    return round(min(1.0, max(0.0, best_f1_threshold(normal, anomalous)[0])), 6)
+    best = min(1.0, max(0.0, best_f1_threshold(normal, anomalous)[0]))
+    scores = np.concatenate([normal, anomalous])
+    rounded = round(best, 6)  # a readable number in the card, unless it would decide one of these images otherwise
+    return rounded if np.array_equal(scores >= rounded, scores >= best) else best
 
 
 def rescore_anomaly(result: AnomalyEvalResult, threshold: float) -> AnomalyEvalResult:

@@ -155,7 +155,8 @@ class Classify(Task):
         def at(r) -> dict:  # the positive (defect) class's F1 beside the inspection rates
             return r.metrics | {"f1": next(c["f1"] for c in r.metrics["per_class"] if c["class"] == r.positive)}
 
-        return threshold_note(at(result), at(best), best.threshold)
+        decision = "the stored threshold" if result.threshold is not None else "the most probable class"
+        return threshold_note(at(result), at(best), best.threshold, decision)
 
     def write_plots(self, result, predictor, dataset, folder: Path, limit: int | None = None) -> list[Path]:
         from inspekt.tasks.classify.plots import GALLERY_LIMIT, plot_evaluation
