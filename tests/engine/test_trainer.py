@@ -268,11 +268,20 @@ def test_a_corrupt_image_is_skipped_and_reported(synth_classes, tmp_path):
     assert "broken.png" in (result.run_dir / "skipped.txt").read_text()
 
 
-def test_a_split_whose_files_are_all_missing_says_so_not_to_add_images(tmp_path):
+@pytest.mark.parametrize(
+    "task, columns, cells",
+    [
+        ("classify", "path,label", ""),
+        ("segment", "path,label,mask", ",m.png"),
+        ("detect", "path,label,boxes", ',"[[""a"", 1, 1, 5, 5]]"'),
+    ],
+)
+def test_a_split_whose_files_are_all_missing_says_so_not_to_add_images(task, columns, cells, tmp_path):
     table = tmp_path / "labels.csv"
-    table.write_text("path,label\n" + "".join(f"{c}{i}.png,{c}\n" for c in "ab" for i in range(3)), encoding="utf-8")
-    with pytest.raises(DatasetError, match=r"none of the 4 images of the training split could be read \(e.g. .*a"):
-        train(config(table, tmp_path / "runs", epochs=1))
+    rows = "".join(f"{c}{i}.png,{c}{cells}\n" for c in "ab" for i in range(3))
+    table.write_text(f"{columns}\n{rows}", encoding="utf-8")
+    with pytest.raises(DatasetError, match=r"none of the 4 images of the training split could be used.*; e\.g\. "):
+        train(config(table, tmp_path / "runs", task=task, epochs=1, imgsz=32))
 
 
 @pytest.mark.slow

@@ -346,6 +346,27 @@ def nothing_scored(dataset: Dataset, n_files: int, split: str, report: BatchRepo
     return DatasetError(f"{dataset.root}: none of the {n_files} image(s) of split {split!r} could be scored{detail}")
 
 
+def nothing_to_train(ds: Dataset, split: str, report: BatchReport, usable: str = "") -> DatasetError:
+    """The error of a training split none of whose images could be used: the first one that could not
+    and why (the files are the problem), or, for an empty split, to add images.
+
+    Args:
+        ds: the split's samples.
+        split: its name ("training", "validation").
+        report: the skipped files of the run so far (other splits' included).
+        usable: what each image also needs ("a usable mask"), for the message.
+    """
+    needs = f" (each needs {usable})" if usable else ""
+    paths = {str(s.path) for s in ds.samples}
+    mine = [s for s in report.skipped if s.path in paths]
+    if mine:  # it had images, and none could be used
+        return DatasetError(
+            f"{ds.root}: none of the {len(ds.samples)} images of the {split} split could be used{needs}; e.g. "
+            f"{mine[0].path}: {mine[0].reason}. Fix or remove them (inspekt data info lists them)"
+        )
+    return DatasetError(f"{ds.root}: the {split} split has no images{needs}; add images or lower val=")
+
+
 def input_channels(ds: Dataset, cfg: TrainConfig) -> int:
     """1 or 3: ``cfg.channels``, or 3 when any of the first 32 images is in colour."""
     if cfg.channels != "auto":

@@ -16,6 +16,7 @@ from inspekt.io.decode import load_image
 from inspekt.io.files import iter_images
 from inspekt.progress import step
 from inspekt.results import BatchReport
+from inspekt.tasks.base import nothing_to_train
 from inspekt.transforms import channel_stats, normalize, prepare
 
 
@@ -45,13 +46,7 @@ class ImageStore:
                 labels.append(index[by_path[source]])
                 advance()
         if not items:
-            mine = [s for s in report.skipped if s.path in by_path]
-            if mine:  # it had images, and none could be read: the files are the problem, not the split's size
-                raise DatasetError(
-                    f"{ds.root}: none of the {len(mine)} images of the {split} split could be read (e.g. "
-                    f"{mine[0].path}: {mine[0].reason}); fix or remove them (inspekt data info lists them)"
-                )
-            raise DatasetError(f"{ds.root}: the {split} split has no images; add images or lower val=")
+            raise nothing_to_train(ds, split, report)
         return cls(items, np.asarray(labels, dtype=np.int64), spec)
 
     def __len__(self) -> int:

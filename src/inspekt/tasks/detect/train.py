@@ -22,6 +22,7 @@ from inspekt.errors import ConfigError, DatasetError
 from inspekt.io import iter_images, load_image
 from inspekt.progress import step
 from inspekt.results import BatchReport, SkippedFile
+from inspekt.tasks.base import nothing_to_train
 from inspekt.tasks.detect.boxes import BoxRule, box_rule, clip_boxes
 from inspekt.tasks.detect.metrics import at_threshold, best_f1_threshold, coco_map
 from inspekt.tasks.detect.predict import STRIDE, Maps, decode, tiled_maps
@@ -87,7 +88,7 @@ class BoxStore:
                 budget[0] -= prepared.nbytes if fits else 0
                 store.items.append((prepared, boxes) if fits else by_path[source])
         if not store.items:
-            raise DatasetError(f"{ds.root}: the {split} split has no readable image with usable boxes; add images")
+            raise nothing_to_train(ds, split, report, "usable boxes")
         store.labels = np.asarray(labels, dtype=np.int64)
         return store
 

@@ -25,6 +25,7 @@ from inspekt.errors import ConfigError, DatasetError
 from inspekt.io import iter_images, load_image
 from inspekt.progress import step
 from inspekt.results import BatchReport, SkippedFile
+from inspekt.tasks.base import nothing_to_train
 from inspekt.tasks.segment.metrics import SegmentationTally
 from inspekt.tasks.segment.predict import postprocess, softmax_maps, tiled_probabilities
 from inspekt.tasks.supervised import auto_resize, require_multiple_of_32
@@ -92,9 +93,7 @@ class MaskStore:
                 else:
                     store.items.append(by_path[source])
         if not store.items:
-            raise DatasetError(
-                f"{ds.root}: the {split} split has no readable image with a usable mask; add images or lower val="
-            )
+            raise nothing_to_train(ds, split, report, "a usable mask")
         store.labels = np.asarray(labels, dtype=np.int64)
         return store
 
