@@ -78,7 +78,9 @@ def split_dataset(ds: Dataset, *, val: float = 0.2, test: float = 0.2, seed: int
 
 
 HEADER = ("path", "label", "mask", "split")
-BOXES = "boxes"  # the extra column of a split of a detection dataset
+# a split of a detection dataset; boxes before split, unlike `data import`'s labels.csv (path,label,mask,split,
+# boxes), which is someone's annotation and never taken for a split inspekt may replace
+BOXES_HEADER = ("path", "label", "mask", "boxes", "split")
 
 
 def _is_split_csv(path: Path) -> bool:
@@ -88,7 +90,7 @@ def _is_split_csv(path: Path) -> bool:
             first = handle.readline(256)
     except OSError:
         return False
-    return first.rstrip(b"\r\n") in (",".join(HEADER).encode(), ",".join((*HEADER, BOXES)).encode())
+    return first.rstrip(b"\r\n") in (",".join(HEADER).encode(), ",".join(BOXES_HEADER).encode())
 
 
 def split_target(out: str | Path, overwrite: bool = False) -> Path:
@@ -116,9 +118,9 @@ def write_split_csv(ds: Dataset, out: str | Path, *, overwrite: bool = False) ->
     with_boxes = any(s.boxes is not None for s in ds.samples)
     text = io.StringIO(newline="")
     writer = csv.writer(text)
-    writer.writerow((*HEADER, BOXES) if with_boxes else HEADER)
+    writer.writerow(BOXES_HEADER if with_boxes else HEADER)
     for s in ds.samples:
-        row = [rel(s.path), s.label or "", rel(s.mask) if s.mask else "", s.split or ""]
-        writer.writerow(row + [boxes_cell(s.boxes)] if with_boxes else row)
+        path, label, mask, split = rel(s.path), s.label or "", rel(s.mask) if s.mask else "", s.split or ""
+        writer.writerow([path, label, mask, boxes_cell(s.boxes), split] if with_boxes else [path, label, mask, split])
     out.write_bytes(text.getvalue().encode("utf-8"))  # one write, local or remote (out may be a URL)
     return out

@@ -203,6 +203,13 @@ def test_a_split_of_a_detection_dataset_keeps_its_boxes(tmp_path):
     assert [s.boxes for s in again.samples] == [s.boxes for s in ds.samples]
     assert "detect" in tasks_for(again) and {s.split for s in again.samples} == {"train", "val", "test"}
     assert write_split_csv(again, out)  # its own output, with the boxes column, may be replaced
+    from inspekt.data.formats.common import Annotations
+    from inspekt.data.formats.export import write_csv_dataset
+
+    found = Annotations("coco", tmp_path, tuple(ds.samples), (), ())
+    imported = write_csv_dataset(found, tmp_path / "imported")  # the labels.csv of `data import`
+    with pytest.raises(DatasetError, match="is not a split CSV written by inspekt"):
+        write_split_csv(again, imported)
 
 
 def test_split_rejects_bad_fractions(tmp_path):
