@@ -345,19 +345,14 @@ def export(
         limits = {"max_drop": max_drop, "min_agreement": min_agreement, "min_speedup": 0.0 if allow_slower else None}
         _export_int8(source, out, calib, {k: v for k, v in limits.items() if v is not None}, folder, overwrite, as_json)
         return
-    if source.card.precision == "int8":  # its weights are fp32: an export would undo the quantisation
-        from inspekt.bundle import copy_bundle
-        from inspekt.engine.export import default_target
-
-        target = out or default_target(source, not folder)
-        written = copy_bundle(source, target, archive=not folder, overwrite=overwrite)
+    written, parity = export_bundle(source, out, archive=not folder, overwrite=overwrite)
+    if parity is None:  # an INT8 bundle, copied
         if as_json:
             print_json({"bundle": str(written), "precision": "int8", "copied_unchanged": True})
             return
         console.print("model.onnx is INT8: copied unchanged (exported again from the fp32 weights it would be fp32)")
         print(written)
         return
-    written, parity = export_bundle(source, out, archive=not folder, overwrite=overwrite)
     if as_json:
         print_json(
             {"bundle": str(written), "parity_max_abs_diff": parity.max_abs_diff, "parity_inputs": parity.n_inputs}
