@@ -416,6 +416,7 @@ def test_snapshot_url_is_captured_every_tick(trained, synth_classes, tmp_path):
         (["--source", "{tmp}", "--window", "1"], "--window 1"),
         (["--source", "{tmp}", "--alpha", "2"], "alpha must be between 0 and 1"),
         (["--source", "{tmp}", "--checks", "pixels,embeddings"], "--checks embeddings: a monitor's windows can check"),
+        (["--source", "{tmp}", "--checks", "pixel"], 'Did you mean "pixels"?'),
         (["--source", "s3://bucket/incoming"], "sync it to a local folder"),
         (["--source", "{tmp}", "--model", "{tmp}/no-reference"], "no-reference: this bundle has no reference.json"),
     ],

@@ -7,7 +7,7 @@ from inspekt.api.options import DRIFT_FIELDS, _check_fields, _number
 from inspekt.api.problems import Problem
 from inspekt.api.uploads import Upload, within_budget
 from inspekt.drift.engine import compare_profiles
-from inspekt.drift.types import CHECKS, MAX_PERMUTATIONS, MIN_PERMUTATIONS, DriftConfig, DriftResult
+from inspekt.drift.types import CHECKS, MAX_PERMUTATIONS, MIN_PERMUTATIONS, DriftConfig, DriftResult, parse_checks
 from inspekt.engine.reference import model_outputs
 from inspekt.errors import ConfigError, ImageLoadError
 from inspekt.io import image_size
@@ -29,7 +29,7 @@ def drift_config(fields: dict[str, str], default_checks: tuple[str, ...] = CHECK
         "min_effect": _number(fields, "min_effect", float, 0, 100),
         "seed": _number(fields, "seed", int, 0, 2**31 - 1),
     }
-    chosen = tuple(c.strip() for c in fields.get("checks", "").split(",") if c.strip())
+    chosen = parse_checks(fields.get("checks"))
     settings["checks"] = chosen or default_checks
     try:
         return DriftConfig(**{k: v for k, v in settings.items() if v is not None})

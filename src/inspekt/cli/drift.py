@@ -56,6 +56,7 @@ def drift(
     """Check whether CURRENT images differ from REFERENCE images (calibrated, with effect sizes)."""
     from inspekt.drift import check_drift
     from inspekt.drift.report import print_console, to_dict, write_html, write_json
+    from inspekt.drift.types import parse_checks
     from inspekt.io import output_file
 
     for target, example in ((json_out, "drift.json"), (html_out, "drift.html")):
@@ -70,7 +71,7 @@ def drift(
             progress=advance,
             on_start=on_start,
             dask=dask,
-            checks=tuple(c.strip() for c in checks.split(",") if c.strip()),
+            checks=parse_checks(checks),
             alpha=alpha,
             min_effect=min_effect,
             kl_threshold=kl_threshold,

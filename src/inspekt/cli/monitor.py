@@ -66,10 +66,11 @@ def monitor(
     webhook: str = typer.Option(None, "--webhook", help="POST a JSON alert here for each drifted window."),
     alpha: float = typer.Option(0.05, "--alpha", help="False-alarm rate of each window's drift check."),
     checks: str = typer.Option(
-        "properties,pixels,domain,predictions",
+        None,
         "--checks",
-        help="Each window's checks, comma-separated; leave out predictions when the line's defect rate is "
-        "not the training data's (its label mix would drift in every window).",
+        help="Each window's checks, comma-separated (default: properties,pixels,domain,predictions); leave out "
+        "predictions when the line's defect rate is not the training data's (its label mix would drift in every "
+        "window).",
     ),
     max_images: int = typer.Option(None, "--max-images", help="Stop after recording this many images."),
     once: bool = typer.Option(False, "--once", help="Process what the source has now, then stop."),
@@ -79,6 +80,7 @@ def monitor(
     """Monitor a source with a model; `inspekt monitor report` summarises the history."""
     if ctx.invoked_subcommand is not None:
         return
+    from inspekt.drift.types import parse_checks
     from inspekt.monitor import MonitorConfig, parse_duration, run_monitor
 
     missing = [name for name, value in (("--model", model), ("--source", source)) if not value]
@@ -95,7 +97,7 @@ def monitor(
         window=window,
         webhook=webhook,
         alpha=alpha,
-        checks=tuple(c.strip() for c in checks.split(",") if c.strip()),
+        **({"checks": parse_checks(checks)} if checks is not None else {}),
         once=once,
         max_images=max_images,
         name=source_name,

@@ -143,6 +143,7 @@ def serve(
     import uvicorn
 
     from inspekt.api import ServeSettings, create_app
+    from inspekt.drift.types import parse_checks
 
     tls, level = _tls(ssl_certfile, ssl_keyfile), _log_level(log_level)
     settings = ServeSettings(
@@ -160,7 +161,7 @@ def serve(
         max_wait_ms=max_wait_ms,
         threads=threads,
         cors_origins=tuple(cors_origins or ()),
-        drift_checks=tuple(c.strip() for c in drift_checks.split(",") if c.strip()),
+        drift_checks=parse_checks(drift_checks),
     )
     with _listen(host, port) as sock:  # a port in use fails before the models load, and before the banner
         service = create_app(settings)  # loads and warms up every model: a bad bundle fails here

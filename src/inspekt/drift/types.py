@@ -15,6 +15,14 @@ from inspekt.profiling.profile import Profile
 from inspekt.results import SkippedFile
 
 CHECKS = ("properties", "pixels", "domain", "predictions", "embeddings")
+
+
+def parse_checks(text: str | None) -> tuple[str, ...]:
+    """The checks a comma-separated option names (``--checks``, a form field), blanks dropped; the
+    settings that take them say which are known."""
+    return tuple(c.strip() for c in (text or "").split(",") if c.strip())
+
+
 MIN_PERMUTATIONS, MAX_PERMUTATIONS = 19, 5000  # p-values reach 1/(1+B) = 0.05; the work stays bounded
 
 

@@ -21,7 +21,7 @@ from pydantic import model_validator
 from sqlalchemy.exc import OperationalError
 
 from inspekt.config import Settings
-from inspekt.errors import ConfigError, InspektError
+from inspekt.errors import ConfigError, InspektError, did_you_mean
 from inspekt.monitor import history
 from inspekt.monitor.alerts import alert_payload, log_alert, post_webhook
 from inspekt.monitor.sources import FolderSource, Item, SourceError, open_source, source_name
@@ -85,7 +85,7 @@ class MonitorConfig(Settings):
         if unknown:
             raise ConfigError(
                 f"--checks {','.join(unknown)}: a monitor's windows can check {', '.join(WINDOW_CHECKS)} "
-                "(embeddings are not kept per image)"
+                f"(embeddings are not kept per image).{did_you_mean(unknown[0], WINDOW_CHECKS)}"
             )
         # the drift engine's own checks, now: not at the first window, which may be hours of images away
         DriftConfig(alpha=self.alpha, permutations=self.permutations, checks=self.checks)
