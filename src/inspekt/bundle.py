@@ -213,6 +213,11 @@ def digest(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
+def graph_digest(bundle: Bundle) -> str:
+    """Which model.onnx a bundle holds: the digest its card records, or (older cards) the file's own."""
+    return bundle.card.digests.get(ONNX) or digest(bundle.read(ONNX))
+
+
 def _with_digests(members: dict[str, bytes]) -> dict[str, bytes]:
     """The members with a card that records the digests of the graph and the weights written beside it."""
     card = parse_card(members[CARD], where=CARD)

@@ -97,6 +97,9 @@ def test_the_old_run_of_a_bundle_is_its_run_folder(trained, tmp_path, named):
         copy = copy_bundle(open_bundle(trained.bundle), tmp_path / "models" / "classifier.inspekt")
         assert review.old_run(copy) is None  # no workspace to look in
         workspace = tmp_path / "ws"
+        decoy = shutil.copytree(trained.run_dir, workspace / "runs" / "classify" / "a-decoy")  # sorts first
+        other = open_bundle(decoy / "bundle")
+        copy_bundle(other, decoy / "bundle", archive=False, overwrite=True, replace={"model.onnx": b"another graph"})
         shutil.copytree(trained.run_dir, workspace / "runs" / "classify" / "first")
         assert review.old_run(copy, workspace) == workspace / "runs" / "classify" / "first"
         other = tmp_path / "other"

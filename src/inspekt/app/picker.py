@@ -55,14 +55,14 @@ def _facts(path: str, stamp: float) -> tuple[str, str, float | None, bool]:
     """(model.onnx digest, identity, headline metric, sanity passed) of a bundle from its card (the
     file's own sha256 for cards without digests); a bundle that cannot be opened is its own identity
     (its error shows when it is chosen)."""
-    from inspekt.bundle import ONNX, digest, open_bundle
+    from inspekt.bundle import digest, graph_digest, open_bundle
     from inspekt.card import passed_sanity
     from inspekt.tasks import get_task
 
     try:
         bundle = open_bundle(path)
         card = bundle.card
-        graph = card.digests.get(ONNX) or digest(bundle.read(ONNX))
+        graph = graph_digest(bundle)
     except Exception:
         return "", f"path:{path}", None, True
     try:

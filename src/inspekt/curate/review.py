@@ -179,27 +179,27 @@ def compare(old_run: str | Path, new_run: str | Path) -> tuple[list[dict], dict[
 
 def old_run(bundle: Path, workspace: Path | None = None) -> Path | None:
     """The training run a bundle came from: its own run folder (``runs/<task>/<name>/bundle``), or for a
-    copy elsewhere (``models/line.inspekt``) the run of ``workspace`` whose bundle has the same
-    model.onnx (the card records its digest); None when neither."""
-    import json
-
-    from inspekt.bundle import ONNX, open_bundle
+    copy elsewhere (``models/line.inspekt``) the run of ``workspace`` whose bundle holds the same
+    model.onnx (``bundle.graph_digest``); None when neither."""
+    from inspekt.bundle import graph_digest, open_bundle
     from inspekt.errors import InspektError
 
     run = Path(bundle).parent
     if Path(bundle).name == "bundle" and (run / "results.csv").is_file():
         return run
+    if workspace is None:
+        return None
     try:
-        wanted = open_bundle(bundle).card.digests.get(ONNX) if workspace is not None else None
+        wanted = graph_digest(open_bundle(bundle))
     except InspektError:
         return None
-    for card in sorted(Path(workspace).glob("runs/*/*/bundle/card.json")) if wanted else []:
+    for found in sorted(Path(workspace).glob("runs/*/*/bundle")):
         try:
-            digests = json.loads(card.read_text(encoding="utf-8")).get("digests") or {}
-        except (OSError, ValueError):  # a run being written, or a damaged card: not this one
+            same = graph_digest(open_bundle(found)) == wanted
+        except InspektError:  # a run being written, or a damaged bundle: not this one
             continue
-        if digests.get(ONNX) == wanted and (card.parent.parent / "results.csv").is_file():
-            return card.parent.parent
+        if same and (found.parent / "results.csv").is_file():
+            return found.parent
     return None
 
 
