@@ -89,7 +89,7 @@ def test_a_model_that_does_not_fit_the_data_is_refused_before_judging(trained, p
     from inspekt.errors import DatasetError
 
     root, _ = planted  # labels ok and dark
-    unknown = r"label\(s\) dark are not classes of the model \(lop, ok, pore, scratch\); judge data labelled"
+    unknown = r"label\(s\) dark are not classes of the model \(lop, ok, pore, scratch\); rename the folders or CSV"
     with pytest.raises(DatasetError, match=unknown):
         find_issues(root, model=trained.bundle)
     seg = write_dataset(tmp_path / "seg", n=16, size=32, seed=1, layout="segmentation").root

@@ -192,9 +192,11 @@ def test_a_history_from_before_the_file_columns_is_read_and_extended(trained, sy
         connection.execute("ALTER TABLE monitor_images DROP COLUMN size")
         connection.execute("ALTER TABLE monitor_images DROP COLUMN mtime_ns")
         connection.execute("ALTER TABLE monitor_images DROP COLUMN outputs")
+        connection.execute("ALTER TABLE monitor_images DROP COLUMN ood")
     report = _inspekt("monitor", "report", "--db", str(db), "--json")
     assert report.returncode == 0 and '"rows": 40' in report.stdout, report.stderr
+    assert '"unlike_training": 0' in report.stdout  # no column: nothing was flagged, nothing fails
     assert _monitor(trained, tmp_path / "drop", db, "--once").returncode == 0
     with closing(sqlite3.connect(db)) as connection:
         columns = [row[1] for row in connection.execute("PRAGMA table_info(monitor_images)")]
-    assert columns[-3:] == ["size", "mtime_ns", "outputs"]
+    assert columns[-4:] == ["size", "mtime_ns", "outputs", "ood"]

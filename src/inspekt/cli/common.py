@@ -89,7 +89,9 @@ def warn_if_failed_sanity(predictor: Any) -> None:
 
     card = predictor.card
     if not passed_sanity(card):
-        print_warning(f"{predictor.bundle.path} failed its training's sanity check: {card.sanity.why}")
+        print_warning(
+            f"{predictor.bundle.path} failed its training's sanity check: {card.sanity.why or 'no reason kept'}"
+        )
 
 
 class _CliPlain(progress.PlainReporter):

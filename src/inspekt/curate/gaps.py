@@ -83,8 +83,8 @@ def _listed_again(ds: Dataset) -> list[DataIssue]:
     for path, listed in rows.items():
         if len(listed) < 2:
             continue
-        splits = sorted({s.split or "-" for s in listed}, key=_split_order)
-        labels = sorted({str(s.label) for s in listed})
+        splits = sorted({s.split or "no" for s in listed}, key=_split_order)  # "the train and no splits"
+        labels = sorted({s.label or "nothing" for s in listed})
         score = 1.0 if len(splits) > 1 else 0.95 if len(labels) > 1 else 0.6
         detail = f"listed {len(listed)} times in the dataset"
         detail += f", on the {' and '.join(splits)} splits" if len(splits) > 1 else ""

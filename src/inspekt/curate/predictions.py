@@ -287,7 +287,11 @@ def _check_fits(ds: Dataset, card: Any, bundle: str | Path) -> None:
     if get_task(card.task).issues == "label":
         from inspekt.tasks.classify.evaluate import check_labels
 
-        check_labels(ds, card.classes, f"judge data labelled with the classes of {bundle}, or leave --model out")
+        check_labels(
+            ds,
+            card.classes,
+            "rename the folders or CSV labels to the model's classes, or leave --model out to cross-validate",
+        )
 
 
 def from_bundle(ds: Dataset, bundle: str | Path, keep: Keep | None = None) -> OutOfSample:

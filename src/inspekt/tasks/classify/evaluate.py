@@ -121,7 +121,9 @@ def _true_indices(dataset: Dataset, classes: tuple[str, ...]) -> dict[str, int]:
             f"{dataset.root}: {len(unlabelled)} image(s) have no label (e.g. {unlabelled[0].path}); "
             "evaluation needs class folders or a CSV label column"
         )
-    check_labels(dataset, classes, "evaluate on data labelled with the model's classes")
+    check_labels(
+        dataset, classes, "evaluate on data labelled with the model's classes (rename the folders or CSV labels)"
+    )
     return {str(s.path): classes.index(s.label) for s in dataset.samples}
 
 
@@ -135,7 +137,7 @@ def check_labels(dataset: Dataset, classes: Sequence[str], advice: str) -> None:
     if unknown:
         raise DatasetError(
             f"{dataset.root}: label(s) {', '.join(unknown)} are not classes of the model "
-            f"({', '.join(classes)}); {advice} (rename the folders or CSV labels)"
+            f"({', '.join(classes)}); {advice}"
         )
 
 
