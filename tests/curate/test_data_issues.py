@@ -97,6 +97,6 @@ def test_a_model_that_does_not_fit_the_data_is_refused_before_judging(trained, p
     segmenter = train(
         task="segment", data=str(seg), epochs=1, augment="none", threads=1, out=str(tmp_path / "runs"), **options
     ).bundle
-    with pytest.raises(DatasetError, match="no mask files, so there are no masks to check with the segmentation"):
+    with pytest.raises(DatasetError, match="no mask files, so there are no masks to compare a segmentation model"):
         find_issues(root, model=segmenter)
     assert find_issues(seg, model=segmenter).task == "segment"  # with its masks it judges

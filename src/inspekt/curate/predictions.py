@@ -24,7 +24,7 @@ from inspekt.config import TrainConfig, build_config
 from inspekt.data.dataset import Dataset, Sample, image_keys
 from inspekt.engine.predictor import Predictor
 from inspekt.engine.trainer import train
-from inspekt.errors import ConfigError, DatasetError, InspektError, one_line
+from inspekt.errors import ConfigError, InspektError, one_line
 from inspekt.progress import Reporter, current, reporting, step, warn
 from inspekt.results import BatchReport, Prediction, SkippedFile
 from inspekt.tasks import get_task
@@ -271,36 +271,13 @@ def _trained_on_all(bundle: str, card: Any) -> str:
     )
 
 
-def _check_fits(ds: Dataset, card: Any, bundle: str | Path) -> None:
-    """Refuse data the bundle cannot judge, as ``inspekt eval`` does: a classifier's labels must be its
-    classes, and a segmentation model needs masks to compare with (without any, every image it finds a
-    defect in would be flagged).
-
-    Raises:
-        DatasetError: what does not fit, and how to fix it.
-    """
-    if get_task(card.task).issues == "mask" and not ds.n_masks:
-        raise DatasetError(
-            f"{ds.root}: no mask files, so there are no masks to check with the segmentation model {bundle}; "
-            "give the dataset with its masks, or leave --model out"
-        )
-    if get_task(card.task).issues == "label":
-        from inspekt.tasks.classify.evaluate import check_labels
-
-        check_labels(
-            ds,
-            card.classes,
-            "rename the folders or CSV labels to the model's classes, or leave --model out to cross-validate",
-        )
-
-
 def from_bundle(ds: Dataset, bundle: str | Path, keep: Keep | None = None) -> OutOfSample:
     """A bundle's predictions on the images of ``ds`` it did not train on (see ``_held_out``).
 
     Raises:
         BundleError: the bundle cannot be opened.
         ConfigError: ``data issues`` has nothing to check with this task's models.
-        DatasetError: data the bundle cannot judge (``_check_fits``).
+        DatasetError: data the bundle cannot judge (``Task.check_data``).
     """
     predictor = Predictor.load(bundle)
     card = predictor.card
@@ -309,7 +286,7 @@ def from_bundle(ds: Dataset, bundle: str | Path, keep: Keep | None = None) -> Ou
             f"--model {bundle}: data issues checks labels and masks with classify and segment models; "
             f"this is a {card.task} model. Leave --model out to cross-validate"
         )
-    _check_fits(ds, card, bundle)
+    get_task(card.task).check_data(ds, card, "leave --model out to cross-validate")  # as eval refuses it
     judged, notes = _held_out(ds, predictor, str(bundle))
     if not passed_sanity(card):  # its flags would be noise, however many images it judges
         notes.append(f"{bundle} failed its training's sanity check ({card.sanity.why}): its flags are unreliable")

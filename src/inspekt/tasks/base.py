@@ -207,6 +207,10 @@ class Task:
         and ``rows``."""
         raise NotImplementedError
 
+    def check_data(self, ds: Dataset, card: ModelCard, advice: str) -> None:
+        """Refuse data this task's model cannot be compared with (``data issues --model``): DatasetError
+        naming what is missing, then ``advice``. The default accepts any data."""
+
     def check_threshold_choice(self, card: ModelCard, choice: str | float) -> str | float:
         """``eval --set-threshold`` before predicting anything: the parsed choice, or ConfigError."""
         raise ConfigError(f"--set-threshold does not apply to {self.name} models")

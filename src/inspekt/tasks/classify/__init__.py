@@ -145,6 +145,11 @@ class Classify(Task):
     def rescore(self, result: Any, threshold: float) -> Any:
         return result.with_threshold(threshold)
 
+    def check_data(self, ds, card: ModelCard, advice: str) -> None:
+        from inspekt.tasks.classify.evaluate import check_labels
+
+        check_labels(ds, card.classes, f"rename the folders or CSV labels to the model's classes, or {advice}")
+
     def threshold_note(self, result: Any) -> str | None:
         from inspekt.tasks.shared import BEST_F1, threshold_note
 

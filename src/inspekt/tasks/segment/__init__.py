@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from inspekt.card import ModelCard, PostProcess
-from inspekt.errors import ConfigError
+from inspekt.errors import ConfigError, DatasetError
 from inspekt.tasks.base import Control, Table, Task, check_probability, fmt, min_area_error, region_cells, region_post
 from inspekt.tasks.shared import INSPECTION_ROWS, strided_stem
 
@@ -109,6 +109,13 @@ class Segment(Task):
         from inspekt.tasks.segment.evaluate import evaluate_segment
 
         return evaluate_segment(predictor, dataset, split, progress)
+
+    def check_data(self, ds, card: ModelCard, advice: str) -> None:
+        if not ds.n_masks:  # every image the model finds a defect in would disagree with "no mask"
+            raise DatasetError(
+                f"{ds.root}: no mask files, so there are no masks to compare a segmentation model's with; give "
+                f"the dataset with its masks, or {advice}"
+            )
 
     def check_threshold_choice(self, card: ModelCard, choice: str | float) -> str | float:
         from inspekt.tasks.shared import BEST_F1, parse_threshold_choice
