@@ -71,6 +71,8 @@ def test_models_lists_the_cards(client, predictor):
     assert card["name"] == "clf" and card["task"] == "classify"
     assert card["classes"] == list(predictor.card.classes)
     assert card["input"]["size"] == list(predictor.card.input.size) and card["drift_reference"] is True
+    sanity = predictor.card.sanity
+    assert card["sanity"] == (None if sanity is None else {"ok": sanity.ok, "why": sanity.why})
     assert client.get("/v1/models/clf").json() == card
 
 

@@ -51,6 +51,36 @@ def test_a_collapsed_model_warns_and_is_marked_failed(imbalanced, tmp_path):
         assert f"warning: {result['bundle']} failed its training's sanity check:" in " ".join(used.stderr.split())
     judged = cli("data", "issues", imbalanced, "--model", result["bundle"])
     assert "failed its training's sanity check" in " ".join(judged.stderr.split())
+    from inspekt.api.models import card_summary
+    from inspekt.engine.predictor import Predictor
+
+    served = card_summary("m", Predictor.load(result["bundle"]), has_reference=True)  # what GET /v1/models says
+    assert served["sanity"] == {"ok": False, "why": card.sanity.why}
+    _serve_says_so(result["bundle"])
+
+
+def _serve_says_so(bundle: str) -> None:
+    """``inspekt serve`` warns at start, before its banner, that a served model failed its sanity check."""
+    import os
+    import sys
+
+    from conftest import free_port
+
+    exe = os.path.join(os.path.dirname(sys.executable), "inspekt")
+    proc = subprocess.Popen(
+        [exe, "serve", f"m={bundle}", "--port", str(free_port())], stderr=subprocess.PIPE, text=True
+    )
+    try:
+        said = []
+        for line in proc.stderr:  # until the banner: the models are loaded by then
+            said.append(line)
+            if line.startswith("inspekt serve:"):
+                break
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+    text = " ".join("".join(said).split())
+    assert f"warning: {bundle} failed its training's sanity check:" in text, text
 
 
 def test_imbalanced_data_gets_the_balanced_sampler_and_finds_the_rare_class(imbalanced, tmp_path):

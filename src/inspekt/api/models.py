@@ -70,6 +70,7 @@ def card_summary(name: str, predictor: Predictor, has_reference: bool) -> dict[s
         "thresholds": card.thresholds,
         "metrics": card.metrics,
         "notes": list(card.notes),
+        "sanity": None if card.sanity is None else card.sanity.model_dump(mode="json"),  # the training's own check
         "created_at": card.created_at,
         "drift_reference": has_reference,
     }

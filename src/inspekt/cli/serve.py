@@ -12,7 +12,7 @@ from pathlib import Path
 import typer
 
 from inspekt.cli import app
-from inspekt.cli.common import err_console
+from inspekt.cli.common import err_console, warn_if_failed_sanity
 from inspekt.errors import ConfigError, InspektError, did_you_mean
 
 
@@ -166,6 +166,8 @@ def serve(
     with _listen(host, port) as sock:  # a port in use fails before the models load, and before the banner
         service = create_app(settings)  # loads and warms up every model: a bad bundle fails here
         names = ", ".join(service.state.inspekt.models)
+        for served in service.state.inspekt.models.values():  # said once at start, as predict and eval say it
+            warn_if_failed_sanity(served.predictor)
         scheme = "https" if tls else "http"
         err_console.print(
             f"inspekt serve: {names} on {scheme}://{host}:{port} (API key "
