@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import platform
+from collections.abc import Callable
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -168,6 +169,15 @@ class ModelCard(_Strict):
     def to_json(self) -> str:
         """The card as pretty JSON (the content of ``card.json``)."""
         return self.model_dump_json(by_alias=True, indent=2)
+
+
+def sanity_failure(card: ModelCard, quote: Callable[[str], str] = str) -> str | None:
+    """``"failed its training's sanity check: <why>"`` for a model that failed it, else None: one wording for
+    every front (CLI, REST start-up, data issues, the workbench), each naming the model its own way; ``quote``
+    escapes the reason for where it is shown (the workbench's markdown)."""
+    if passed_sanity(card):
+        return None
+    return f"failed its training's sanity check: {quote(card.sanity.why or 'no reason kept')}"
 
 
 def passed_sanity(card: ModelCard) -> bool:

@@ -403,7 +403,7 @@ def test_the_train_page_says_when_a_finished_run_failed_its_sanity_check(trained
     (jobs / "collapsed.json").write_text(json.dumps({"task": "classify", "pid": 2**22 + 7, "command": []}))
     at = _page(tmp_path, monkeypatch, "train", model="runs/classify/collapsed")
     assert "collapsed · classify · done" in " ".join(e.label for e in at.expander)
-    assert any("failed its sanity check: predicts ok for every image" in w.value for w in at.warning)
+    assert any("failed its training's sanity check: predicts ok for every image" in w.value for w in at.warning)
 
 
 def test_inspect_shows_the_model_s_notes_once_not_as_warnings(workspace, monkeypatch, tmp_path):

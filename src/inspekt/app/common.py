@@ -20,6 +20,7 @@ import streamlit as st
 from inspekt.app.picker import ModelRef, catalogue, default_model, remember, stamp
 from inspekt.app.picker import find_bundles as find_bundles  # the workspace's bundles, for the pages and tests
 from inspekt.bundle import SUFFIX
+from inspekt.card import sanity_failure
 from inspekt.enhance import PRESETS, STEPS, Pipeline
 from inspekt.errors import InspektError
 from inspekt.io import load_image
@@ -103,7 +104,7 @@ def model_sidebar(root: Path):
     st.session_state[MODEL_REF] = ref
     picker.caption(f"model.onnx sha256 {ref.short}…", help=f"{ref.path}\n\n{ref.digest}")
     if not ref.sane:  # chosen by hand: say why it is never the default
-        picker.warning(f"This model failed its training's sanity check: {md(predictor.card.sanity.why)}")
+        picker.warning(f"This model {sanity_failure(predictor.card, quote=md)}")
     with st.sidebar.expander("Model card", expanded=False):
         st.markdown(card_markdown(predictor.card))
     return predictor, ref.path

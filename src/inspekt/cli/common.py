@@ -85,13 +85,11 @@ def print_warning(text: str) -> None:
 def warn_if_failed_sanity(predictor: Any) -> None:
     """Say, before its results, that a model failed the sanity check its training ran (the workbench's
     picker says the same)."""
-    from inspekt.card import passed_sanity
+    from inspekt.card import sanity_failure
 
-    card = predictor.card
-    if not passed_sanity(card):
-        print_warning(
-            f"{predictor.bundle.path} failed its training's sanity check: {card.sanity.why or 'no reason kept'}"
-        )
+    failure = sanity_failure(predictor.card)
+    if failure:
+        print_warning(f"{predictor.bundle.path} {failure}")
 
 
 class _CliPlain(progress.PlainReporter):

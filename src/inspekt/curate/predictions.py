@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from inspekt.bundle import ONNX
-from inspekt.card import passed_sanity
+from inspekt.card import sanity_failure
 from inspekt.config import TrainConfig, build_config
 from inspekt.data.dataset import Dataset, Sample, image_keys
 from inspekt.engine.predictor import Predictor
@@ -288,8 +288,9 @@ def from_bundle(ds: Dataset, bundle: str | Path, keep: Keep | None = None) -> Ou
         )
     get_task(card.task).check_data(ds, card, "leave --model out to cross-validate")  # as eval refuses it
     judged, notes = _held_out(ds, predictor, str(bundle))
-    if not passed_sanity(card):  # its flags would be noise, however many images it judges
-        notes.append(f"{bundle} failed its training's sanity check ({card.sanity.why}): its flags are unreliable")
+    failure = sanity_failure(card)
+    if failure:  # its flags would be noise, however many images it judges
+        notes.append(f"{bundle} {failure}; its flags are unreliable")
     for note in notes:
         warn(note)
     report = BatchReport()

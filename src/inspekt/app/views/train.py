@@ -78,15 +78,15 @@ def _per_epoch(frame: pd.DataFrame, columns: list[str]):
 def _sanity_warning(bundle) -> None:
     """Say so when a finished run failed its own sanity check (it is then never the default model)."""
     from inspekt.bundle import open_bundle
-    from inspekt.card import passed_sanity
+    from inspekt.card import sanity_failure
     from inspekt.errors import InspektError
 
     try:
-        card = open_bundle(bundle).card
+        failure = sanity_failure(open_bundle(bundle).card, quote=common.md)
     except InspektError:
         return
-    if not passed_sanity(card):
-        st.warning(f"This run failed its sanity check: {common.md(card.sanity.why)}. It is not the default model.")
+    if failure:
+        st.warning(f"This run {failure}. It is not the default model.")
 
 
 def show_runs() -> None:
