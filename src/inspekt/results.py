@@ -134,10 +134,15 @@ class Prediction:
 
 def ood_note(ood: dict[str, Any] | None) -> str:
     """``Prediction.ood_note`` of a prediction's (or a recorded one's) ``ood`` dict."""
+    return f"unlike the training images ({ood_reason(ood)})" if ood_reason(ood) else ""
+
+
+def ood_reason(ood: dict[str, Any] | None) -> str:
+    """Why an ``ood`` dict flags its image (``"score 2.41"``, with the size when that is the reason), or "" when
+    it does not."""
     if not ood or not ood.get("unlike_training"):
         return ""
-    why = f": {ood['why']}" if ood.get("why") else ""
-    return f"unlike the training images (score {ood['score']:.2f}{why})"
+    return f"score {ood['score']:.2f}" + (f": {ood['why']}" if ood.get("why") else "")
 
 
 def share_time(predictions: list[Prediction], started: float) -> None:

@@ -315,6 +315,7 @@ def test_monitor_opens_on_an_overview_and_the_drifted_source(workspace, monkeypa
     for path in sorted(steady.glob("*.png")):  # the same parts under a lamp 120 levels brighter: drift
         image = load_image(path).astype(np.int16)
         save_image(bright / path.name, np.clip(image + 120, 0, 255).astype(np.uint8))
+    save_image(bright / "a-tiny.png", np.full((1, 1, 3), 200, np.uint8))  # unlike every training image
     db = tmp_path / "two-sources.db"
     for source in (steady, bright):
         config = MonitorConfig(
@@ -333,6 +334,9 @@ def test_monitor_opens_on_an_overview_and_the_drifted_source(workspace, monkeypa
     assert "b_bright" in drifted and at.selectbox(key="monitor_source").value == drifted  # not the first, green one
     [verdict] = [e.value for e in at.error if e.value.startswith("Latest window")]
     assert "pixels\\:grey" in verdict  # escaped: Streamlit's markdown read ':grey' as a directive and dropped it
+    # the 1x1 picture by its size, and brightened parts by their embeddings (novelty): listed by name and reason
+    [unlike] = [w.value for w in at.warning if "unlike the training images" in w.value]
+    assert "image(s) unlike the training images: a\\-tiny\\.png: score" in unlike and "1x1 px" in unlike, unlike
 
 
 def test_a_damaged_bundle_is_a_message_and_the_app_keeps_working(workspace, monkeypatch, tmp_path):

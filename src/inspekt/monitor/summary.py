@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import func, inspect, select
 
 from inspekt.monitor import history
-from inspekt.results import ood_note
+from inspekt.results import ood_reason
 
 SCHEMA = "inspekt.monitor.report/1"
 
@@ -27,10 +27,9 @@ def load_history(db: str | os.PathLike | None, last: int | None = None) -> dict[
     """
     engine = history.open_engine(db, create=False)
     table = history.images
-    have = {column["name"] for column in inspect(engine).get_columns(table.name)}
-    # properties and histograms are not summarised; a history older than the added columns lacks them
-    left_out = ("properties", "histogram", *(c for c in history.ADDED_COLUMNS if c != "ood" or c not in have))
-    query = select(*[c for c in table.c if c.name not in left_out]).order_by(table.c.id.desc())
+    have = {column["name"] for column in inspect(engine).get_columns(table.name)}  # older histories lack some
+    wanted = [c for c in table.c if c.name in have and c.name not in ("properties", "histogram")]  # not summarised
+    query = select(*wanted).order_by(table.c.id.desc())
     try:
         with engine.connect() as connection:
             images = [dict(r._mapping) for r in connection.execute(query if last is None else query.limit(last))]
@@ -89,15 +88,16 @@ def summarize_history(data: dict[str, Any], database: str) -> dict[str, Any]:
         ][:100],
         "unlike_training": len(_unlike(ok)),
         "unlike_training_items": [
-            {"source": r["source"], "item": r["item"], "label": r["label"], "why": ood_note(r["ood"])}
+            {"source": r["source"], "item": r["item"], "label": r["label"], "why": ood_reason(r["ood"])}
             for r in _unlike(ok)
         ][:100],
     }
 
 
 def _unlike(rows: list[dict]) -> list[dict]:
-    """The rows whose image the Predictor found unlike the training images (older histories: none)."""
-    return [r for r in rows if ood_note(r.get("ood"))]
+    """The rows whose image the Predictor found unlike the training images, most unlike first (older
+    histories: none)."""
+    return sorted((r for r in rows if ood_reason(r.get("ood"))), key=lambda r: -r["ood"]["score"])
 
 
 def _source_summary(images: list[dict], windows: list[dict]) -> dict[str, Any]:

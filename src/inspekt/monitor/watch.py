@@ -157,9 +157,7 @@ def window_profile(rows: list[Any], min_side: int):
     return Profile([r.item for r in rows], values, hists.sum(axis=0), coarse(hists), min_side, [], model)
 
 
-def check_window(
-    reference, rows: list[Any], alpha: float, permutations: int, checks: tuple[str, ...] = WINDOW_CHECKS
-) -> dict[str, Any]:
+def check_window(reference, rows: list[Any], alpha: float, permutations: int, checks: tuple[str, ...]) -> dict:
     """Drift of a window of rows vs the reference (the drift engine's calibrated checks), as window-row values."""
     from inspekt.drift.engine import compare_profiles
     from inspekt.drift.types import DriftConfig

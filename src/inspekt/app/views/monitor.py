@@ -90,6 +90,10 @@ if latest is not None:
         + ("**DRIFT** — " + ", ".join(common.md(name) for name in latest["drifted"]) if latest["drift"] else "no drift")
     )
 
+if summary["unlike_training"]:  # the model's answers on these may be meaningless: a person should look
+    shown = "; ".join(f"{common.md(u['item'])}: {common.md(u['why'])}" for u in summary["unlike_training_items"][:5])
+    st.warning(f"{summary['unlike_training']} image(s) unlike the training images: {shown}")
+
 images = pd.DataFrame([r for r in data["images"] if r["status"] == "ok"])
 if not images.empty:
     images["time"] = pd.to_datetime(images["time"])
