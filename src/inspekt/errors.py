@@ -52,19 +52,20 @@ class InspektWarning(UserWarning):
     """Something was handled, but the user should know (e.g. a multi-page TIFF)."""
 
 
-def did_you_mean(word: str, choices: Iterable[str]) -> str:
+def did_you_mean(word: str, choices: Iterable[str], cutoff: float = 0.6) -> str:
     """Return ' Did you mean "x"?' for the closest choice, or '' when none is close.
 
     Args:
         word: what the user typed.
         choices: the valid spellings.
+        cutoff: how close (difflib's ratio) a choice must be; higher where a miss costs more than a silence.
 
     Returns:
         A sentence fragment starting with a space, ready to append to a message.
     """
     choices = list(choices)
     same = next((c for c in choices if c.lower() == word.lower()), None)  # only the case differs: "LOP", lop
-    close = [same] if same is not None else difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    close = [same] if same is not None else difflib.get_close_matches(word, choices, n=1, cutoff=cutoff)
     return f' Did you mean "{close[0]}"?' if close else ""
 
 

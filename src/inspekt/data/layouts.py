@@ -19,7 +19,6 @@ with what was found.
 from __future__ import annotations
 
 import csv
-import difflib
 import json
 import os
 from dataclasses import replace
@@ -29,7 +28,7 @@ from inspekt import storage
 from inspekt.data.corrections import apply_corrections
 from inspekt.data.dataset import SPLIT_ALIASES, Box, Dataset, Sample
 from inspekt.data.formats import detect_format, read_annotations
-from inspekt.errors import DatasetError
+from inspekt.errors import DatasetError, did_you_mean
 from inspekt.io import IMAGE_EXTENSIONS, list_images
 
 EXPECTED = (
@@ -201,11 +200,11 @@ def _csv_rows(path: Path) -> tuple[list[dict[str, str]], str]:
         )
     if not set(ANNOTATION_COLUMNS) & set(fields):  # no annotation at all: is one of the columns a misspelt one?
         for field in fields:
-            close = difflib.get_close_matches(field, ANNOTATION_COLUMNS, n=1, cutoff=0.8)
-            if close:
+            hint = did_you_mean(field, ANNOTATION_COLUMNS, cutoff=0.8)  # 0.8: metadata columns stay quiet
+            if hint:
                 raise DatasetError(
-                    f"{path}: no {'/'.join(ANNOTATION_COLUMNS)} column, but a {field!r} column; "
-                    f'did you mean "{close[0]}"? (columns: path,label[,mask][,split][,boxes])'
+                    f"{path}: no {'/'.join(ANNOTATION_COLUMNS)} column, but a {field!r} column.{hint} "
+                    "(columns: path,label[,mask][,split][,boxes])"
                 )
     return rows, column
 

@@ -86,8 +86,8 @@ def test_csv_layout(tmp_path):
         ("name,kind\na.png,x\n", "no path column.*found columns: name, kind"),
         ("path,label,split\na.png,x,holdout\n", r"list.csv:2: unknown split 'holdout'"),
         ("path,label\n,x\n", "list.csv:2: empty 'path'"),
-        ("path,lable\na.png,x\n", "list.csv: no label/mask/boxes column, but a 'lable' column; did you mean \"label\""),
-        ("image,labels,notes\na.png,x,y\n", "but a 'labels' column; did you mean \"label\""),
+        ("path,lable\na.png,x\n", "list.csv: no label/mask/boxes column, but a 'lable' column. Did you mean \"label\""),
+        ("image,labels,notes\na.png,x,y\n", "but a 'labels' column. Did you mean \"label\""),
     ],
 )
 def test_bad_csv(tmp_path, content, message):
