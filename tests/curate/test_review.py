@@ -39,6 +39,7 @@ def test_issues_are_queued_in_rank_order_and_unknown_paths_reported(tmp_path):
     assert [item.sample.path.name for item in queue.items] == ["crack2.png", "ok1.png", "crack0.png"]  # ok1 once
     assert "first" in queue.items[0].why and queue.items[1].suggested == "crack"
     assert queue.missing == ["ok/gone.png"]
+    assert queue.kinds == {"label", "outlier", "duplicate"}  # the app's Review page picks the task from these
 
 
 def test_the_errors_are_the_rows_the_model_got_wrong(tmp_path):

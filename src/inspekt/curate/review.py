@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,10 +37,12 @@ class ReviewItem:
 
 @dataclass(frozen=True)
 class Queue:
-    """A queue and the entries that named no image of the dataset (reported, not queued)."""
+    """A queue, the entries that named no image of the dataset (reported, not queued), and for a queue of
+    data issues their kinds (label, mask, ...: which task's answers they need)."""
 
     items: list[ReviewItem]
     missing: list[str]
+    kinds: frozenset[str] = frozenset()
 
 
 def _index(dataset: Dataset) -> dict[str, Sample]:
@@ -89,7 +91,8 @@ def from_issues(csv_path: str | Path, dataset: Dataset) -> Queue:
 
     issues = sorted(read_issues_csv(csv_path), key=lambda issue: issue.rank)
     entries = [(i.path, f"#{i.rank} {i.kind} issue ({i.score:.2f}): {i.detail}", i.suggested) for i in issues]
-    return _queue(dataset, entries, [_base(dataset), Path(csv_path).parent])
+    queue = _queue(dataset, entries, [_base(dataset), Path(csv_path).parent])
+    return replace(queue, kinds=frozenset(i.kind for i in issues))
 
 
 def _wrong(row: dict[str, Any]) -> bool:

@@ -20,7 +20,6 @@ import streamlit as st
 
 from inspekt.app import common, jobs
 from inspekt.curate import review
-from inspekt.curate.issues import read_issues_csv
 from inspekt.data.corrections import Corrections
 from inspekt.errors import InspektError
 
@@ -53,8 +52,7 @@ def _build(source: str, data: str, setting: str, predictor, status) -> None:
     # issues: segment; other kinds need none), or the chosen model's, which built it; a monitor's: any task
     task = predictor.card.task if predictor is not None and source in ("errors", "threshold") else None
     if source == "issues":
-        kinds = {issue.kind for issue in read_issues_csv(setting)}
-        task = "classify" if "label" in kinds else "segment" if "mask" in kinds else None
+        task = "classify" if "label" in queue.kinds else "segment" if "mask" in queue.kinds else None
     st.session_state[QUEUE]["task"] = task
     st.session_state[POS] = 0
     note = f"{len(items)} image(s) to review"
