@@ -118,3 +118,8 @@ def test_splitting_data_that_has_splits_says_they_are_replaced(tmp_path):
     assert "warning:" in said and "already has splits (train 6, test 34); they are replaced by a new one" in said
     fresh = run("data", "split", _data(tmp_path), "--out", tmp_path / "split2.csv")
     assert fresh.exit_code == 0 and "warning" not in fresh.output
+    boxes = write_dataset(tmp_path / "boxes", n=24, size=48, seed=0, layout="boxes").root
+    detect = run("data", "split", boxes, "--out", tmp_path / "split3.csv")  # a detection dataset (labels.csv)
+    assert detect.exit_code == 0, detect.output
+    info = json.loads(run("data", "info", tmp_path / "split3.csv", "--json").output)
+    assert "detect" in info["tasks"] and set(info["counts"]) == {"train", "val", "test"}  # its boxes kept

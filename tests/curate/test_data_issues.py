@@ -92,6 +92,13 @@ def test_a_model_that_does_not_fit_the_data_is_refused_before_judging(trained, p
     unknown = r"label\(s\) dark are not classes of the model \(lop, ok, pore, scratch\); rename the folders or CSV"
     with pytest.raises(DatasetError, match=unknown):
         find_issues(root, model=trained.bundle)
+    from typer.testing import CliRunner
+
+    from inspekt.cli import app
+
+    said = CliRunner().invoke(app, ["data", "issues", str(root), "--model", str(trained.bundle)])  # the front door
+    assert said.exit_code == 2 and "dark are not classes of the model" in " ".join(said.output.split())
+    assert "Traceback" not in said.output
     seg = write_dataset(tmp_path / "seg", n=16, size=32, seed=1, layout="segmentation").root
     options = {"model": "tiny_unet", "model_params": {"width": 4, "depth": 3}, "imgsz": 32, "batch": 8}
     segmenter = train(
