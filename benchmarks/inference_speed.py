@@ -23,8 +23,9 @@ import numpy as np
 
 from inspekt.bundle import ONNX, open_bundle
 from inspekt.data import open_dataset
+from inspekt.engine.predictor import Predictor, task_of
 from inspekt.engine.quant_speed import cpu_flags, describe_cpu
-from inspekt.engine.quantize import pick_images, quantize_bundle, read_batches
+from inspekt.engine.quantize import Recorder, pick_images, quantize_bundle
 from inspekt.models.runtime import OnnxBackend, TorchBackend
 from inspekt.results import BatchReport
 
@@ -53,17 +54,19 @@ def images_per_second(runners: dict, x: np.ndarray, batch: int, repeats: int) ->
 
 
 def load_inputs(bundle, data: Path, n_images: int) -> tuple[np.ndarray, np.ndarray]:
-    """Preprocessed evaluation images of ``data`` (at most ``n_images``, evenly chosen) and their class indices."""
-    card = bundle.card
-    _, samples = pick_images(open_dataset(data), card.classes, n_calib=n_images)
+    """The evaluation images of ``data`` (at most ``n_images``, evenly chosen) as the model sees them,
+    preprocessed by the Predictor, and their class indices."""
+    card, task = bundle.card, task_of(bundle)
+    _, evaluation = pick_images(open_dataset(data), task, card, n_calib=n_images)
+    samples = list(evaluation.samples)
     if len(samples) > n_images:
         samples = [samples[i] for i in np.linspace(0, len(samples) - 1, n_images).round().astype(int)]
-    report, labels = BatchReport(), {str(s.path): card.classes.index(s.label) for s in samples}
-    pairs = list(read_batches([s.path for s in samples], card, report))
+    recorder, report = Recorder(OnnxBackend(bundle), limit=len(samples)), BatchReport()
+    predictor = Predictor(bundle, recorder, 1, task)
+    kept = [s for s in samples if predictor.predict(s.path, report=report)]  # one by one: skipped files drop out
     if report.skipped:
         print(report.summary())
-    truth = np.array([labels[source] for sources, _ in pairs for source in sources])
-    return np.concatenate([batch for _, batch in pairs]), truth
+    return np.stack(recorder.rows), np.array([card.classes.index(s.label) for s in kept])
 
 
 def int8_bundle(fp32, given: Path | None, data: Path, workdir: Path):

@@ -123,6 +123,20 @@ def test_properties_of_known_images():
     assert compute(Stack(noisy, np.array([[200, 200]])))["noise"][0] == pytest.approx(10, rel=0.15)
 
 
+def test_sharpness_and_noise_follow_their_definitions_on_the_interior_pixels():
+    """Laplacian variance and Immerkaer's noise, written out in NumPy, for a block of textured images."""
+    rng = np.random.default_rng(7)
+    images = [_texture(rng, 33, 41) for _ in range(5)]
+    values = compute(Stack(images, np.array([[33, 41]] * 5)))
+    for i, image in enumerate(images):
+        g = image.astype(np.int64)
+        lap = g[:-2, 1:-1] + g[2:, 1:-1] + g[1:-1, :-2] + g[1:-1, 2:] - 4 * g[1:-1, 1:-1]
+        taps = np.array([1, -2, 1])
+        response = sum(taps[a] * taps[b] * g[a : a + 31, b : b + 39] for a in range(3) for b in range(3))
+        assert values["sharpness"][i] == pytest.approx(lap.var(), rel=1e-9)
+        assert values["noise"][i] == pytest.approx(np.abs(response).mean() * np.sqrt(np.pi / 2) / 6, rel=1e-9)
+
+
 def test_a_stack_gives_the_same_values_as_its_images_one_by_one():
     """Images of one size are filtered together, in blocks; mixed sizes and grey with colour must
     not change any image's values."""
