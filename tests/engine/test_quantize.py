@@ -110,7 +110,7 @@ def brightness(tmp_path_factory):
 
 @pytest.fixture
 def vnni_recipe(monkeypatch):
-    """Quantise with the VNNI recipe (S8S8, the input quantised too) whatever this CPU is: dark-only
+    """Quantise with the VNNI recipe (every conv in 8 bits, the input too) whatever this CPU is: dark-only
     calibration then clips bright inputs at the graph's input, the deterministic loss these tests need
     (the AVX2 recipe keeps the first conv in fp32, whose input is not clipped)."""
     monkeypatch.setattr("inspekt.engine.quantize.cpu_flags", lambda: ("avx2", "avx512f", "avx512_vnni"))
@@ -314,9 +314,9 @@ def test_cpu_flags_choose_the_recipe(tmp_path, brightness):
     assert cpu_flags(cpuinfo) == ("avx", "avx2", "fma", "avx512f", "avx512_vnni")
     assert cpu_flags(tmp_path / "absent") == ()
     assert quant_speed.describe_cpu(("avx", "avx2", "fma")) == "avx avx2 fma, no VNNI"
-    assert recipe_for(cpu_flags(cpuinfo)).describe() == "QDQ S8S8 per-channel"
+    assert recipe_for(cpu_flags(cpuinfo)).describe() == "QDQ U8S8 per-channel, percentile ranges"
     avx2 = recipe_for(("avx", "avx2", "fma"))
-    assert avx2.describe() == "QDQ U8S8 per-channel, first conv fp32"
+    assert avx2.describe() == "QDQ U8S8 per-channel, percentile ranges, first conv fp32"
     batches = [np.random.default_rng(0).random((8, 1, 16, 16), dtype=np.float32)]
     graph = onnx.load_from_string(quantize_onnx(open_bundle(brightness["bundle"]).read(ONNX), batches, avx2))
     ops = [node.op_type for node in graph.graph.node]
