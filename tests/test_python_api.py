@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+import warnings
 
 import pytest
 
@@ -13,6 +14,20 @@ def test_load_model_predicts(trained, synth_classes):
     [prediction] = predictor.predict(next((synth_classes / "scratch").iterdir()))
     assert prediction.label in predictor.card.classes and 0 < prediction.score <= 1
     assert repr(prediction).startswith("<Prediction ")
+
+
+def test_load_model_warns_of_a_model_that_failed_its_sanity_check(trained, tmp_path):
+    from inspekt.bundle import copy_bundle, open_bundle
+    from inspekt.card import Sanity
+
+    bundle = open_bundle(trained.bundle)
+    failed = bundle.card.model_copy(update={"sanity": Sanity(ok=False, why="predicts 'ok' for every image")})
+    path = copy_bundle(bundle, tmp_path / "failed.inspekt", card=failed)
+    with pytest.warns(UserWarning, match=r"failed\.inspekt failed its training's sanity check: predicts 'ok'"):
+        inspekt.load_model(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a model that passed, or was never checked, loads quietly
+        inspekt.load_model(trained.bundle)
 
 
 def test_public_names_resolve():

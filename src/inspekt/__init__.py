@@ -44,13 +44,23 @@ if TYPE_CHECKING:
 def load_model(bundle: Any, **options: Any) -> Predictor:
     """Load a bundle for prediction: ``inspekt.load_model("model.inspekt").predict("a.png")``.
 
+    A model that failed the sanity check its training ran (e.g. it predicts one class for every image)
+    loads with a ``UserWarning`` that says why, as the CLI and the workbench say it.
+
     Args:
         bundle: bundle folder, ``.inspekt`` file or run folder.
         **options: ``backend`` ("onnx" or "torch"), ``threads``, ``batch_size``.
     """
+    import warnings
+
+    from inspekt.card import sanity_failure
     from inspekt.engine.predictor import Predictor
 
-    return Predictor.load(bundle, **options)
+    predictor = Predictor.load(bundle, **options)
+    failure = sanity_failure(predictor.card)
+    if failure:
+        warnings.warn(f"{predictor.bundle.path} {failure}", UserWarning, stacklevel=2)
+    return predictor
 
 
 def __getattr__(name: str) -> Any:
