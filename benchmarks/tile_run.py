@@ -5,7 +5,6 @@ bundle instead. Imported by ``segment_magnetic_tile.py`` and ``detect.py`` (run 
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -76,7 +75,7 @@ def train_or_keep(
 
         args.keep.mkdir(parents=True, exist_ok=True)
         copy_bundle(open_bundle(result.bundle), args.keep / "model.inspekt", overwrite=True)
-        shutil.copy(csv_path, args.keep / "split.csv")
+        write_split_csv(split, args.keep / "split.csv")  # its paths are relative to where it is written
     return Run(csv_path, result.bundle, result, seconds)
 
 
