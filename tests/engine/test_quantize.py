@@ -10,7 +10,6 @@ import json
 import shutil
 import subprocess
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +25,7 @@ from inspekt.engine import quant_speed
 from inspekt.engine.export import export_bundle
 from inspekt.engine.predictor import Predictor, seen_by
 from inspekt.engine.quant_speed import cpu_flags, recipe_for
-from inspekt.engine.quantize import AccuracyDropError, Recorder, SlowerInt8Error, quantize_bundle, quantize_onnx
+from inspekt.engine.quantize import AccuracyDropError, SlowerInt8Error, quantize_bundle, quantize_onnx
 from inspekt.errors import ConfigError, DatasetError
 from inspekt.io import list_images, save_image
 from inspekt.models.runtime import load_network, save_bundle
@@ -315,78 +314,15 @@ def test_cpu_flags_choose_the_recipe(tmp_path, brightness):
     assert cpu_flags(cpuinfo) == ("avx", "avx2", "fma", "avx512f", "avx512_vnni")
     assert cpu_flags(tmp_path / "absent") == ()
     assert quant_speed.describe_cpu(("avx", "avx2", "fma")) == "avx avx2 fma, no VNNI"
-    assert recipe_for(cpu_flags(cpuinfo)).describe() == "QDQ U8S8 per-channel, percentile ranges"
+    assert recipe_for(cpu_flags(cpuinfo)).describe() == "QDQ U8S8 per-channel"
     avx2 = recipe_for(("avx", "avx2", "fma"))
-    assert avx2.describe() == "QDQ U8S8 per-channel, percentile ranges, first conv fp32"
+    assert avx2.describe() == "QDQ U8S8 per-channel, first conv fp32"
     batches = [np.random.default_rng(0).random((8, 1, 16, 16), dtype=np.float32)]
     graph = onnx.load_from_string(quantize_onnx(open_bundle(brightness["bundle"]).read(ONNX), batches, avx2))
     ops = [node.op_type for node in graph.graph.node]
     assert ops.count("Conv") >= 2 and {"QuantizeLinear", "DequantizeLinear"} <= set(ops)
     first = next(node for node in graph.graph.node if node.op_type == "Conv")
     assert not any(name.endswith("_DequantizeLinear_Output") for name in first.input[:1])  # fed fp32, not int8
-
-
-def _input_range(graph: onnx.ModelProto) -> tuple[float, float]:
-    """(rmin, rmax) of the graph input's 8-bit quantisation, from its scale and zero point."""
-    from onnx import numpy_helper
-
-    constants = {init.name: numpy_helper.to_array(init) for init in graph.graph.initializer}
-    node = next(n for n in graph.graph.node if n.op_type == "QuantizeLinear" and n.input[0] == "input")
-    scale, zero = float(constants[node.input[1]]), int(constants[node.input[2]])
-    return -zero * scale, (255 - zero) * scale
-
-
-def test_activation_ranges_are_percentiles_over_every_calibration_batch(brightness):
-    """One extreme pixel (a hot pixel, a glint) among 300,000 does not stretch an activation's 8-bit range:
-    the input's range cuts 0.0005 % off each end of the calibration values, not at their extremes. The
-    batches are collected one at a time and add up: the negative values are in the first batch, the largest
-    ordinary ones in the middle batches, and the last batches are ordinary."""
-    rng = np.random.default_rng(0)
-    batches = [rng.random((8, 1, 16, 16), dtype=np.float32) * (4.0 if 50 <= i < 100 else 1.0) for i in range(150)]
-    batches[0][:] = -2.0 * batches[0]  # 2,048 values in [-2, 0]: far more than the share cut off
-    batches[1][0, 0, 0, 0] = 1000.0
-    vnni = recipe_for(("avx2", "avx512f", "avx512_vnni"))  # the input is quantised too
-    fp32 = open_bundle(brightness["bundle"]).read(ONNX)
-    low, high = _input_range(onnx.load_from_string(quantize_onnx(fp32, batches, vnni)))
-    assert -2.2 < low < -1.5 and 3.5 < high < 4.5, (low, high)  # not 1000, not symmetric (-4, 4)
-    low, high = _input_range(onnx.load_from_string(quantize_onnx(fp32, batches, replace(vnni, ranges="min-max"))))
-    assert high == pytest.approx(1000, rel=0.01)  # the other method, as its name says
-
-
-def test_calibration_batches_are_even_samples_of_the_recorded_inputs():
-    """The first batch sets the width of the calibration histograms' bins, so every batch samples all the
-    rows (they arrive class by class), and none is lost."""
-
-    class Graph:  # stands for an OnnxBackend: the recorder only passes batches on
-        name = "graph"
-
-        def run(self, batch):
-            return {"output": batch}
-
-    recorder = Recorder(Graph(), limit=100)
-    recorder.run(np.arange(40, dtype=np.float32).reshape(40, 1, 1, 1))
-    batches = recorder.batches(size=16)
-    assert [len(b) for b in batches] == [14, 13, 13]
-    assert sorted(int(v) for b in batches for v in b.ravel()) == list(range(40))
-    assert batches[0].ravel().tolist()[:3] == [0, 3, 6] and batches[0].max() >= 36
-
-
-def test_percentile_calibration_that_cannot_be_collected_falls_back_to_min_max(brightness, tmp_path, monkeypatch):
-    """Histogram collection refuses an activation that grows ~10^4x after the first batch ("too many
-    bins"): the export then calibrates by min-max and the card says so."""
-    from inspekt.engine import quantize
-
-    real = quantize.quantize_onnx
-
-    def percentile_fails(onnx_bytes, batches, recipe):
-        if recipe.ranges == "percentile":
-            raise ValueError("Too many bins for data range. Cannot create 2000000000 finite-sized bins.")
-        return real(onnx_bytes, batches, recipe)
-
-    monkeypatch.setattr(quantize, "quantize_onnx", percentile_fails)
-    report = quantize_bundle(brightness["bundle"], tmp_path / "m.inspekt", calib=brightness["good"], min_speedup=0)
-    assert "min-max ranges" in report.recipe
-    assert "min-max ranges" in open_bundle(report.path).card.notes[-1]
 
 
 def test_cli_refuses_slower_int8_and_allow_slower_writes_it(brightness, tmp_path, monkeypatch):

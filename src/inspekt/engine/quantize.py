@@ -6,9 +6,9 @@ outputs (equal accuracy can hide swapped errors), and INT8 is at least as fast a
 and batch 16 on the CPU doing the export (``quant_speed``).
 
 The graph is first shape-inferred and optimised (ONNX Runtime's ``quant_pre_process``), then
-quantised in QDQ format with weights per output channel and activation ranges that cut 0.0005 % of
-the calibration values off each end (percentile calibration); which layers stay in fp32 follows the
-CPU (``quant_speed.recipe_for``, with the measurements behind the choice).
+quantised in QDQ format with weights per output channel and activation ranges from MinMax
+calibration; which layers stay in fp32 follows the CPU (``quant_speed.recipe_for``, with the
+measurements behind the choice).
 
 Both steps go through the one ``Predictor``: calibration records the inputs it feeds the fp32 graph
 (resized images, or the windows of tiled models), and each graph is judged by the task's own
@@ -22,8 +22,6 @@ images overlap, which flatters INT8 slightly).
 
 from __future__ import annotations
 
-import contextlib
-import io
 import tempfile
 from collections.abc import Sequence
 from dataclasses import replace
@@ -78,19 +76,10 @@ __all__ = [
 
 
 class BatchReader(CalibrationDataReader):
-    """Feeds preprocessed NCHW batches to ONNX Runtime's calibrator, one per ``get_next``; ``set_range``
-    lets it take them a few at a time (see ``quantize_onnx``)."""
+    """Feeds preprocessed NCHW batches to ONNX Runtime's calibrator, one per ``get_next``."""
 
     def __init__(self, batches: Sequence[np.ndarray]):
-        self._all = list(batches)
-        self._batches = iter(self._all)
-
-    def __len__(self) -> int:
-        return len(self._all)
-
-    def set_range(self, start_index: int, end_index: int) -> None:
-        """Read ``batches[start_index:end_index]`` next."""
-        self._batches = iter(self._all[start_index:end_index])
+        self._batches = iter(batches)
 
     def get_next(self) -> dict[str, np.ndarray] | None:
         """The next ``{"input": batch}`` (every bundle graph names its input so), or None at the end."""
@@ -118,16 +107,11 @@ class Recorder:
         return self.backend.run(batch)
 
     def batches(self, size: int = BATCH) -> list[np.ndarray]:
-        """The recorded rows as batches of up to ``size`` rows of one shape, each an even sample of them
-        (the rows come class by class; the first batch sets the width of the calibration histograms' bins)."""
+        """The recorded rows as batches of up to ``size`` rows of one shape."""
         by_shape: dict[tuple[int, ...], list[np.ndarray]] = {}
         for row in self.rows:
             by_shape.setdefault(row.shape, []).append(row)
-        return [
-            np.stack(rows[k :: -(-len(rows) // size)])
-            for rows in by_shape.values()
-            for k in range(-(-len(rows) // size))
-        ]
+        return [np.stack(rows[i : i + size]) for rows in by_shape.values() for i in range(0, len(rows), size)]
 
 
 def calibration_dataset(card: ModelCard, calib: str | Path | Dataset | None, where: str) -> Dataset:
@@ -213,12 +197,12 @@ def pick_images(
 
 
 def quantize_onnx(onnx_bytes: bytes, batches: Sequence[np.ndarray], recipe: Recipe) -> bytes:
-    """Static INT8 quantisation (QDQ, per-channel weights, ``recipe``'s types, ranges and fp32 layers).
+    """Static INT8 quantisation (QDQ, per-channel weights, MinMax calibration, ``recipe``'s types).
 
     Args:
         onnx_bytes: the fp32 graph (input named ``input``).
         batches: preprocessed NCHW float32 calibration batches.
-        recipe: how (``recipe_for`` the CPU).
+        recipe: the 8-bit types and the layers left in fp32 (``recipe_for`` the CPU).
 
     Returns:
         The INT8 graph.
@@ -231,22 +215,17 @@ def quantize_onnx(onnx_bytes: bytes, batches: Sequence[np.ndarray], recipe: Reci
         # sym_shape_infer_temp.onnx and a <uuid>.data file in the working directory when it does
         quant_pre_process(str(fp32), str(prepared), skip_symbolic_shape=True)
         convs = [n.name for n in onnx.load(str(prepared), load_external_data=False).graph.node if n.op_type == "Conv"]
-        # the percentile calibrator keeps every activation of what it is given, so it is given one batch at a
-        # time (ORT's "strided" collection, for any method; it also lets batches differ in shape); its
-        # histograms add up. It prints as it goes.
-        with contextlib.redirect_stdout(io.StringIO()):
-            quantize_static(
-                str(prepared),
-                str(int8),
-                BatchReader(batches),
-                quant_format=QuantFormat.QDQ,
-                per_channel=True,
-                nodes_to_exclude=convs[:1] if recipe.fp32_first_conv else [],
-                activation_type=recipe.activation,
-                weight_type=recipe.weight,
-                calibrate_method=CalibrationMethod["Percentile" if recipe.ranges == "percentile" else "MinMax"],
-                extra_options={"CalibTensorRangeSymmetric": False, "CalibPercentile": 99.999, "CalibStridedMinMax": 1},
-            )
+        quantize_static(
+            str(prepared),
+            str(int8),
+            BatchReader(batches),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            nodes_to_exclude=convs[:1] if recipe.fp32_first_conv else [],
+            activation_type=recipe.activation,
+            weight_type=recipe.weight,
+            calibrate_method=CalibrationMethod.MinMax,
+        )
         return int8.read_bytes()
 
 
@@ -359,11 +338,7 @@ def quantize_bundle(
         )
     recipe = recipe_for(flags)
     with step(f"quantising ({recipe.describe()}, {len(recorder.rows)} calibration inputs)"):
-        try:
-            int8_bytes = quantize_onnx(fp32_bytes, recorder.batches(), recipe)
-        except ValueError:  # "too many bins": an activation ~10^4x wider than in the first batch; a real
-            recipe = replace(recipe, ranges="min-max")  # fault of the graph fails again below
-            int8_bytes = quantize_onnx(fp32_bytes, recorder.batches(), recipe)
+        int8_bytes = quantize_onnx(fp32_bytes, recorder.batches(), recipe)
     fp32, int8 = judge(bundle, task, [fp32_bytes, int8_bytes], evaluation)
     quality = {
         name: (float(fp32.metrics[name]), float(int8.metrics[name]))
