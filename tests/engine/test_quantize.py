@@ -158,7 +158,7 @@ def test_representative_calibration_passes_where_skewed_calibration_is_refused(b
     assert report.drop >= fp32 - int8 > 0.01
     message = str(refused.value)
     assert "\n" not in message and "--max-drop" in message
-    assert f"accuracy drops {(fp32 - int8) * 100:.1f} points ({fp32:.4f} -> {int8:.4f}" in message
+    assert f"accuracy drops {(fp32 - int8) * 100:.2f} points ({fp32:.4f} -> {int8:.4f}" in message
     assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["good.inspekt"]
     assert good.agreement >= 0.95 and good.quality["macro_f1"][1] >= good.quality["macro_f1"][0] - 0.01
     assert report.agreement < 0.95 and "labels agree with fp32 on" in message and "--min-agreement" in message
@@ -235,6 +235,9 @@ def test_cli_export_int8_json_and_refusal(brightness, tmp_path, vnni_recipe):
     assert not (tmp_path / "r.inspekt").exists()
     misplaced = runner.invoke(app, ["export", str(brightness["bundle"]), "--calib", str(brightness["good"])])
     assert misplaced.exit_code == 2 and "apply to --int8 only" in misplaced.stderr
+    percent = runner.invoke(app, [*args, "--min-agreement", "95"])  # a percentage where a share is asked
+    said = " ".join(percent.output.split())
+    assert percent.exit_code == 2 and "--min-agreement" in said and "less than or equal to 1" in said, said
     # exporting an INT8 bundle again (e.g. into a folder) copies it: from its fp32 weights the graph would be fp32
     # while the card kept its INT8 note and figures
     again = runner.invoke(app, ["export", written["path"], "--folder", "--out", str(tmp_path / "q8-folder")])
@@ -289,6 +292,16 @@ def test_int8_slower_than_fp32_is_refused_unless_allowed(brightness, tmp_path):
     card = open_bundle(allowed.path).card
     assert card.metrics["int8_speedup_b1"] == 0.65 and card.metrics["int8_speedup_b16"] == 1.2
     assert "batch 1 0.65x" in card.notes[-1] and "written anyway" in card.notes[-1]
+    with pytest.raises(SlowerInt8Error) as short:  # faster, but not by as much as a caller asked
+        quantize_bundle(
+            brightness["bundle"],
+            tmp_path / "fast.inspekt",
+            calib=brightness["good"],
+            timer=_timer({1: 2.0, 16: 2.0}),
+            min_speedup=3,
+        )
+    assert "batch 1 2.00x, batch 16 2.00x" in str(short.value) and "below the 3x asked" in str(short.value)
+    assert "faster one" not in str(short.value) and not (tmp_path / "fast.inspekt").exists()
 
 
 def test_speed_is_measured_here_and_recorded_with_the_cpu_flags(brightness, tmp_path):
@@ -305,6 +318,12 @@ def test_speed_is_measured_here_and_recorded_with_the_cpu_flags(brightness, tmp_
     assert card.metrics["int8_speedup_b1"] == round(report.speedup[1], 3)
     assert card.metrics["int8_speedup_b16"] == round(report.speedup[16], 3)
     assert quant_speed.describe_cpu(cpu_flags()) in card.notes[-1]
+    # how it was accepted: on what, and within which limits (the card outlives the terminal)
+    assert (
+        f"calibrated on 24 images of {brightness['good']}, judged on 24 (accepted at most 1.00 points lost, "
+        in (card.notes[-1])
+        and "labels agreeing on at least 95%" in card.notes[-1]
+    )
     assert "INT8 speed / fp32 speed" in report.summary()
 
 

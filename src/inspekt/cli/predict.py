@@ -319,12 +319,17 @@ def export(
     max_drop: float = typer.Option(
         None,
         "--max-drop",
+        min=0.0,
+        max=1.0,
         help="With --int8: largest accepted drop of each quality metric, 0.01 = one point (default 0.01).",
     ),
     min_agreement: float = typer.Option(
         None,
         "--min-agreement",
-        help="With --int8: least share of labels (boxes, for detect) that INT8 gives as fp32 does (default 0.95).",
+        min=0.0,
+        max=1.0,
+        help="With --int8: least share of labels (boxes, for detect) that INT8 gives as fp32 does, 0.95 = 95% "
+        "(default 0.95).",
     ),
     allow_slower: bool = typer.Option(
         False, "--allow-slower", help="With --int8: write INT8 even when it measures slower than fp32 on this CPU."

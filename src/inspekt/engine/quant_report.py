@@ -57,6 +57,7 @@ class QuantReport:
         min_speedup: the smallest speed-up accepted at every batch size (0: any).
         cpu_flags: the instruction-set flags of the CPU the speed-up was measured on.
         recipe: the quantisation recipe used (format, activation/weight types, weight granularity).
+        data: the dataset that calibrated and judged it (folder or CSV).
     """
 
     quality: dict[str, tuple[float, float]]
@@ -74,6 +75,7 @@ class QuantReport:
     min_speedup: float = DEFAULT_MIN_SPEEDUP
     cpu_flags: tuple[str, ...] = ()
     recipe: str = ""
+    data: str = ""
 
     @property
     def drop(self) -> float:
@@ -86,8 +88,8 @@ class QuantReport:
         for name, (fp32, int8) in self.quality.items():
             if fp32 - int8 > self.max_drop + 1e-9:  # a drop equal to the limit passes despite float rounding
                 found.append(
-                    f"{name} drops {_points(fp32 - int8)} points ({fp32:.4f} -> {int8:.4f}; limit "
-                    f"{_points(self.max_drop)})"
+                    f"{name} drops {points(fp32 - int8)} points ({fp32:.4f} -> {int8:.4f}; limit "
+                    f"{points(self.max_drop)})"
                 )
         if self.agreement < self.min_agreement - 1e-9:
             found.append(
@@ -113,14 +115,16 @@ class QuantReport:
         """Human-readable lines: each quality metric and its drop against the limit, agreement, sizes,
         the speed, skipped files."""
         figures = "; ".join(
-            f"{name}: fp32 {fp32:.4f}, int8 {int8:.4f} (drop {_points(fp32 - int8)} points)"
+            f"{name}: fp32 {fp32:.4f}, int8 {int8:.4f} "
+            f"({'drop' if fp32 >= int8 else 'gain'} {points(abs(fp32 - int8))} points)"
             for name, (fp32, int8) in self.quality.items()
         )
         lines = [
-            f"on {self.n_images} images: {figures}; limit {_points(self.max_drop)} points; "
+            f"on {self.n_images} images: {figures}; limit {points(self.max_drop)} points; "
             f"{self.agreeing} agree on {self.agreement:.1%} (at least {self.min_agreement:.0%})",
             f"model.onnx: {self.size_fp32 / 1e6:.3f} MB fp32 -> {self.size_int8 / 1e6:.3f} MB int8 "
-            f"({self.size_int8 / max(self.size_fp32, 1):.0%}); calibrated on {self.n_calib} images; "
+            f"({self.size_int8 / max(self.size_fp32, 1):.0%}); calibrated on {self.n_calib} images"
+            f"{f' of {self.data}' if self.data else ''}; "
             f"recipe {self.recipe}",
             self.speed_line(),
         ]
@@ -130,8 +134,9 @@ class QuantReport:
         return "\n".join(lines)
 
 
-def _points(fraction: float) -> str:
-    return f"{fraction * 100:.1f}"
+def points(fraction: float) -> str:
+    """Percentage points with two decimals: with one, a refused drop of 1.04 read "1.0, limit 1.0"."""
+    return f"{fraction * 100:.2f}"
 
 
 def acceptance(report: QuantReport) -> str:

@@ -52,8 +52,17 @@ from inspekt.engine.quant_report import (
     QuantReport,
     SlowerInt8Error,
     acceptance,
+    points,
 )
-from inspekt.engine.quant_speed import Recipe, SpeedTimer, cpu_flags, describe_cpu, measure_speedup, recipe_for
+from inspekt.engine.quant_speed import (
+    Recipe,
+    SpeedTimer,
+    cpu_flags,
+    describe_cpu,
+    has_vnni,
+    measure_speedup,
+    recipe_for,
+)
 from inspekt.errors import ConfigError, DatasetError
 from inspekt.models.runtime import OnnxBackend
 from inspekt.progress import step
@@ -321,9 +330,8 @@ def quantize_bundle(
     check_target(out, archive, overwrite)  # refuse an existing output before the slow part
     card, task = bundle.card, task_of(bundle)
     seen = seen_by(bundle)
-    calib_paths, evaluation = pick_images(
-        calibration_dataset(card, calib, str(bundle.path)), task, card, n_calib, seen and seen["train"]
-    )
+    dataset = calibration_dataset(card, calib, str(bundle.path))
+    calib_paths, evaluation = pick_images(dataset, task, card, n_calib, seen and seen["train"])
     fp32_bytes, flags = bundle.read(ONNX), cpu_flags()
     recorder, calib_report = Recorder(OnnxBackend(bundle, graph=fp32_bytes), n_calib), BatchReport()
     calibrator = Predictor(bundle, recorder, BATCH, task)
@@ -360,6 +368,7 @@ def quantize_bundle(
         min_speedup=min_speedup,
         cpu_flags=flags,
         recipe=recipe.describe(),
+        data=str(dataset.root),
     )
     _judge(report, bundle.path)
     written = copy_bundle(
@@ -378,10 +387,18 @@ def _judge(report: QuantReport, where: Path) -> None:
         )
     if report.slower():
         ratios = ", ".join(f"batch {b} {r:.2f}x" for b, r in sorted(report.speedup.items()))
+        cpu = describe_cpu(report.cpu_flags)
+        if min(report.speedup.values()) >= 1:  # faster, only not by as much as asked (the Python API's min_speedup)
+            raise SlowerInt8Error(
+                f"{where}: INT8 runs at {ratios} fp32's speed on this CPU ({cpu}), below the {report.min_speedup:g}x "
+                "asked (min_speedup); nothing was written",
+                report,
+            )
+        elsewhere = "" if has_vnni(report.cpu_flags) else " (e.g. for a VNNI CPU elsewhere)"
         raise SlowerInt8Error(
-            f"{where}: INT8 runs at {ratios} fp32's speed on this CPU ({describe_cpu(report.cpu_flags)}; at least "
-            f"{report.min_speedup:g}x needed): the fp32 bundle is the faster one here, nothing was written. "
-            "Deploy the fp32 bundle, or write INT8 anyway with --allow-slower (e.g. for a VNNI CPU elsewhere)",
+            f"{where}: INT8 runs at {ratios} fp32's speed on this CPU ({cpu}; at least {report.min_speedup:g}x "
+            f"needed): the fp32 bundle is the faster one here, nothing was written. Deploy the fp32 bundle, or "
+            f"write INT8 anyway with --allow-slower{elsewhere}",
             report,
         )
 
@@ -392,7 +409,11 @@ def _int8_card(card: ModelCard, report: QuantReport) -> ModelCard:
     for name, (fp32, int8) in report.quality.items():
         metrics |= {f"fp32_{name}": round(fp32, 4), f"int8_{name}": round(int8, 4)}
     metrics |= {f"int8_speedup_b{b}": round(r, 3) for b, r in sorted(report.speedup.items())}
-    note = f"{report.speed_line()}; quantised as {report.recipe}"
+    note = (
+        f"{report.speed_line()}; quantised as {report.recipe}; calibrated on {report.n_calib} images of {report.data}, "
+        f"judged on {report.n_images} (accepted at most {points(report.max_drop)} points lost, "
+        f"{report.agreeing} agreeing on at least {report.min_agreement:.0%})"
+    )
     if any(ratio < DEFAULT_MIN_SPEEDUP for ratio in report.speedup.values()):
         note += " (slower than fp32 there; written anyway, as asked)"
     return card.model_copy(update={"precision": "int8", "metrics": metrics, "notes": (*card.notes, note)})
