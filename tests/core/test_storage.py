@@ -66,6 +66,16 @@ def test_local_paths_stay_pathlib(tmp_path):
     assert str(storage.as_path(Path("s3://bucket/key.png"))) == "s3://bucket/key.png"
 
 
+def test_a_card_records_its_data_as_an_absolute_path_or_a_url(tmp_path, monkeypatch):
+    """``inspekt demo --workspace demo`` recorded "demo/data/surfaces": from inside demo/, export --int8
+    then said the training data "is not there"."""
+    monkeypatch.chdir(tmp_path)
+    assert storage.source_text("demo/data/surfaces") == str(tmp_path / "demo" / "data" / "surfaces")
+    assert storage.source_text(Path("split.csv")) == str(tmp_path / "split.csv")
+    assert storage.source_text("s3://bucket/data/") == "s3://bucket/data/"
+    assert storage.source_text(Path("s3://bucket/split.csv")) == "s3://bucket/split.csv"
+
+
 def test_memory_urls_list_read_and_write_images(tmp_path):
     from inspekt.io import list_images, load_image, save_image
 

@@ -96,6 +96,13 @@ def is_remote(value: object) -> bool:
     return text is not None and _URL.match(text).group(1).lower() not in _LOCAL_PROTOCOLS
 
 
+def source_text(value: str | os.PathLike[str] | RemotePath) -> str:
+    """How a model card records the data it came from: a URL as written, a local path made absolute
+    (a relative one names other data, or none, from another working folder)."""
+    url = _url_text(value)
+    return url if url is not None else os.path.abspath(os.fspath(value))
+
+
 def as_path(value: str | os.PathLike[str] | RemotePath) -> AnyPath:
     """A ``Path`` for local paths and ``file://`` URLs, a ``RemotePath`` for every other URL.
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from inspekt import storage
 from inspekt.card import DataInfo, InputSpec, ModelCard, library_versions, now_iso
 from inspekt.config import TrainConfig
 from inspekt.data.dataset import Dataset
@@ -245,7 +246,9 @@ class Supervised:
             params=self.params,
             classes=self.hooks.classes,
             input=self.spec,
-            data=DataInfo(fingerprint=self.ds.fingerprint(), source=str(self.cfg.data), n_samples=len(self.train)),
+            data=DataInfo(
+                fingerprint=self.ds.fingerprint(), source=storage.source_text(self.cfg.data), n_samples=len(self.train)
+            ),
             metrics=metrics,
             versions=library_versions(),
             created_at=now_iso(),

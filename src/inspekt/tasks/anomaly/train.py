@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from inspekt import storage
 from inspekt.card import AnomalySpec, DataInfo, InputSpec, ModelCard, PostProcess, library_versions, now_iso
 from inspekt.config import TrainConfig
 from inspekt.data import Dataset, Sample
@@ -389,7 +390,9 @@ class AnomalyTraining:
             postprocess=PostProcess(threshold=0.5, min_area=0, kernel=cfg.kernel),
             outputs=network.outputs,
             notes=tuple(notes),
-            data=DataInfo(fingerprint=self.ds.fingerprint(), source=str(cfg.data), n_samples=len(self.paths)),
+            data=DataInfo(
+                fingerprint=self.ds.fingerprint(), source=storage.source_text(cfg.data), n_samples=len(self.paths)
+            ),
             metrics=metrics,
             versions=library_versions(),
             created_at=now_iso(),
