@@ -195,6 +195,37 @@ def test_unusable_calibration_data_is_refused_with_the_reason(brightness, synth_
     assert not any(tmp_path.glob("*.inspekt"))
 
 
+def test_judging_images_without_some_of_the_classes_are_named(brightness, tmp_path):
+    """A --calib set whose held-out images hold only dark ones scores INT8 on dark images alone: said, once."""
+    rows = [
+        {"path": str(brightness["root"] / "train" / c / f"{i}.png"), "label": c, "split": "train"}
+        for c in ("bright", "dark")
+        for i in range(12)
+    ]
+    rows += [
+        {"path": str(brightness["root"] / "val" / "dark" / f"{i}.png"), "label": "dark", "split": "val"}
+        for i in range(12)
+    ]
+    dark_only = _write_csv(tmp_path / "dark-val.csv", rows)
+    out = runner.invoke(
+        app,
+        [
+            "export",
+            str(brightness["bundle"]),
+            "--int8",
+            "--calib",
+            str(dark_only),
+            "--out",
+            str(tmp_path / "m.inspekt"),
+            "--allow-slower",
+        ],
+    )
+    said = " ".join(out.stderr.split())
+    assert out.exit_code == 0, out.output
+    assert said.count("the 12 images that judge INT8 hold no 'bright' image") == 1, said
+    assert "pass --calib with images of all 2 classes" in said
+
+
 def test_corrupt_calibration_image_is_skipped_and_reported_once(brightness, tmp_path):
     data = tmp_path / "data"
     shutil.copytree(brightness["root"] / "val", data)

@@ -96,6 +96,14 @@ class Classify(Task):
                 f"labels {unknown} are not among the model's classes {list(card.classes)}; "
                 "pass --calib with images labelled with the model's classes"
             )
+        missing = [c for c in card.classes if c not in {s.label for s in labelled}]
+        if labelled and missing:
+            from inspekt import progress
+
+            progress.warn(
+                f"the {len(labelled)} images that judge INT8 hold no {', '.join(map(repr, missing))} image: its "
+                f"accuracy there is not measured; pass --calib with images of all {len(card.classes)} classes"
+            )
         return labelled
 
     def int8_agreement(self, fp32, int8):
