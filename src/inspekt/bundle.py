@@ -195,6 +195,11 @@ def is_zip(path: Path | storage.RemotePath) -> bool:
 def check_target(out: Path | storage.RemotePath, archive: bool, overwrite: bool) -> Path | storage.RemotePath:
     """Where to write; refuses to replace anything but a bundle, and a bundle only when asked."""
     out = storage.as_path(out)
+    if archive and out.suffix != SUFFIX and out.is_dir() and not (out / CARD).is_file():
+        raise BundleError(  # it became <folder>.inspekt beside the folder
+            f"{out} is a folder; --out names the bundle file to write, e.g. {out / ('model' + SUFFIX)} "
+            "(or add --folder to write the bundle as a folder)"
+        )
     out = out if not archive or out.suffix == SUFFIX else out.with_name(out.name + SUFFIX)
     if isinstance(out, Path):  # before the export: a folder that cannot be written fails now
         check_folder_writable(out.parent, str(out))
