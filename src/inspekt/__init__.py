@@ -44,8 +44,9 @@ if TYPE_CHECKING:
 def load_model(bundle: Any, **options: Any) -> Predictor:
     """Load a bundle for prediction: ``inspekt.load_model("model.inspekt").predict("a.png")``.
 
-    A model that failed the sanity check its training ran (e.g. it predicts one class for every image)
-    loads with a ``UserWarning`` that says why, as the CLI and the workbench say it.
+    A model that failed the sanity check its training ran (e.g. it predicts one class for every image),
+    or an INT8 bundle loaded with ``backend="torch"`` (its fp32 weights), loads with a ``UserWarning`` that
+    says so, as the CLI says it (``Predictor.caveats``).
 
     Args:
         bundle: bundle folder, ``.inspekt`` file or run folder.
@@ -53,13 +54,11 @@ def load_model(bundle: Any, **options: Any) -> Predictor:
     """
     import warnings
 
-    from inspekt.card import sanity_failure
     from inspekt.engine.predictor import Predictor
 
     predictor = Predictor.load(bundle, **options)
-    failure = sanity_failure(predictor.card)
-    if failure:
-        warnings.warn(f"{predictor.bundle.path} {failure}", UserWarning, stacklevel=2)
+    for caveat in predictor.caveats():
+        warnings.warn(caveat, UserWarning, stacklevel=2)
     return predictor
 
 

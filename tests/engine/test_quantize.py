@@ -266,6 +266,10 @@ def test_cli_export_int8_json_and_refusal(brightness, tmp_path, vnni_recipe):
     assert not (tmp_path / "r.inspekt").exists()
     misplaced = runner.invoke(app, ["export", str(brightness["bundle"]), "--calib", str(brightness["good"])])
     assert misplaced.exit_code == 2 and "apply to --int8 only" in misplaced.stderr
+    image = brightness["root"] / "val" / "dark" / "0.png"
+    torch_run = runner.invoke(app, ["predict", written["path"], str(image), "--backend", "torch"])
+    assert torch_run.exit_code == 0 and "the torch backend runs its fp32 weights" in " ".join(torch_run.stderr.split())
+    assert "fp32 weights" not in runner.invoke(app, ["predict", written["path"], str(image)]).stderr
     percent = runner.invoke(app, [*args, "--min-agreement", "95"])  # a percentage where a share is asked
     said = " ".join(percent.output.split())
     assert percent.exit_code == 2 and "--min-agreement" in said and "less than or equal to 1" in said, said

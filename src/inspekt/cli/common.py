@@ -82,14 +82,11 @@ def print_warning(text: str) -> None:
     err_console.print(f"[bold yellow]warning:[/] {escape(text)}", highlight=False)
 
 
-def warn_if_failed_sanity(predictor: Any) -> None:
-    """Say, before its results, that a model failed the sanity check its training ran (the workbench's
-    picker says the same)."""
-    from inspekt.card import sanity_failure
-
-    failure = sanity_failure(predictor.card)
-    if failure:
-        print_warning(f"{predictor.bundle.path} {failure}")
+def warn_of_caveats(predictor: Any) -> None:
+    """Say, before its results, what a user must hear about a model (``Predictor.caveats``: it failed the
+    sanity check its training ran, an INT8 bundle run by torch); the workbench's picker says the first too."""
+    for caveat in predictor.caveats():
+        print_warning(caveat)
 
 
 class _CliPlain(progress.PlainReporter):

@@ -9,7 +9,7 @@ from rich import box
 from rich.table import Column, Table
 
 from inspekt.cli import app
-from inspekt.cli.common import console, err_console, print_json, progress_bar, warn_if_failed_sanity
+from inspekt.cli.common import console, err_console, print_json, progress_bar, warn_of_caveats
 from inspekt.results import BatchReport
 from inspekt.tasks.base import fmt
 from inspekt.tasks.shared import BEST_F1
@@ -65,7 +65,8 @@ def eval_command(
     backend: str = typer.Option("onnx", help="onnx | torch."),
     batch: int = typer.Option(16, min=1, help="Images per model call."),
 ) -> None:
-    """Evaluate a classifier (labels) or segmentation model (masks); bad files are reported and skipped."""
+    """Evaluate a model on annotated images: a classifier (labels), segmenter (masks), anomaly model (labels or masks)
+    or detector (boxes); bad files are reported and skipped."""
     from inspekt.data import open_dataset
     from inspekt.engine.evaluator import evaluate, save_threshold, select_split, write_csv, write_json
     from inspekt.engine.predictor import Predictor
@@ -77,7 +78,7 @@ def eval_command(
     csv_file = output_file(csv_file, "rows.csv", option="--csv") if csv_file else None
     plots = output_folder(plots, option="--plots") if plots else None
     predictor = Predictor.load(model, backend=backend, batch_size=batch)
-    warn_if_failed_sanity(predictor)
+    warn_of_caveats(predictor)
     bundle, task = predictor.bundle, predictor.task
     if set_threshold is not None:  # refuse before predicting anything; "BEST-F1" is best-f1 from here on
         set_threshold = task.check_threshold_choice(bundle.card, set_threshold)

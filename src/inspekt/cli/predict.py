@@ -21,7 +21,7 @@ from inspekt.cli.common import (
     progress_bar,
     showing_progress,
     unique_name,
-    warn_if_failed_sanity,
+    warn_of_caveats,
 )
 from inspekt.errors import ConfigError, InspektError
 from inspekt.results import BatchReport
@@ -240,7 +240,7 @@ def predict(
         "pixel_threshold": pixel_threshold,
     }
     predictor = Predictor.load(bundle, **options)
-    warn_if_failed_sanity(predictor)
+    warn_of_caveats(predictor)
     task, card = predictor.task, predictor.card
     explainer = None
     if explain:

@@ -12,7 +12,7 @@ from pathlib import Path
 import typer
 
 from inspekt.cli import app
-from inspekt.cli.common import err_console, warn_if_failed_sanity
+from inspekt.cli.common import err_console, warn_of_caveats
 from inspekt.errors import ConfigError, InspektError, did_you_mean
 
 
@@ -167,7 +167,7 @@ def serve(
         service = create_app(settings)  # loads and warms up every model: a bad bundle fails here
         names = ", ".join(service.state.inspekt.models)
         for served in service.state.inspekt.models.values():  # said once at start, as predict and eval say it
-            warn_if_failed_sanity(served.predictor)
+            warn_of_caveats(served.predictor)
         scheme = "https" if tls else "http"
         err_console.print(
             f"inspekt serve: {names} on {scheme}://{host}:{port} (API key "

@@ -19,6 +19,7 @@ import numpy as np
 
 from inspekt import jsonio
 from inspekt.bundle import REFERENCE, SEEN, Bundle, open_bundle
+from inspekt.card import sanity_failure
 from inspekt.enhance import Pipeline
 from inspekt.errors import BundleError, ConfigError, did_you_mean
 from inspekt.io import iter_images
@@ -204,6 +205,20 @@ class Predictor:
         if threshold is not None or min_area is not None or pixel_threshold is not None:
             predictor.card = task.with_threshold(predictor.card, threshold, min_area, pixel_threshold)
         return predictor
+
+    def caveats(self) -> list[str]:
+        """What a user must hear before this model's results, each naming the bundle: it failed the sanity
+        check its training ran, or it is an INT8 bundle that the torch backend runs with its fp32 weights."""
+        found = []
+        failure = sanity_failure(self.card)
+        if failure:
+            found.append(f"{self.bundle.path} {failure}")
+        if self.backend.name == "torch" and self.card.precision == "int8":
+            found.append(
+                f"{self.bundle.path} is an INT8 bundle: the torch backend runs its fp32 weights, so these results "
+                "are the fp32 model's; leave the backend at onnx for the INT8 graph"
+            )
+        return found
 
     def with_threshold(
         self, threshold: float | None = None, min_area: int | None = None, pixel_threshold: float | None = None
