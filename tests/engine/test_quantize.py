@@ -261,7 +261,8 @@ def test_cli_export_int8_json_and_refusal(brightness, tmp_path, vnni_recipe):
     refused = runner.invoke(app, [*args, "--calib", str(brightness["skewed"]), "--out", str(tmp_path / "r.inspekt")])
     assert refused.exit_code == 2
     figures = json.loads(refused.stdout)
-    assert figures["path"] is None and figures["drop"] > 0.01
+    assert figures["path"] is None and figures["drop"] > 0.01 and figures["written"] is False
+    assert "accuracy drops" in figures["refused"] and written["written"] is True and written["refused"] is None
     assert "--max-drop" in refused.stderr and "Traceback" not in refused.stderr
     assert not (tmp_path / "r.inspekt").exists()
     misplaced = runner.invoke(app, ["export", str(brightness["bundle"]), "--calib", str(brightness["good"])])

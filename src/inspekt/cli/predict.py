@@ -286,10 +286,10 @@ def _export_int8(source, out, calib, limits: dict, folder: bool, overwrite: bool
             report = quantize_bundle(source, out, calib=calib, overwrite=overwrite, archive=not folder, **limits)
     except Int8Refused as exc:
         if as_json:  # the figures stay machine-readable; the error line still follows on stderr
-            print_json(exc.report.to_dict())
+            print_json(exc.report.to_dict() | {"written": False, "refused": str(exc)})
         raise
     if as_json:
-        print_json(report.to_dict())
+        print_json(report.to_dict() | {"written": True, "refused": None})
         return
     console.print(report.summary(), highlight=False)
     print(report.path)
