@@ -345,7 +345,7 @@ def quantize_bundle(
             f"{MIN_IMAGES}. {calib_report.summary()}"
         )
     recipe = recipe_for(flags)
-    with step(f"quantising ({recipe.describe()}, {len(recorder.rows)} calibration inputs)"):
+    with step(f"quantising ({recipe.describe()}; {len(recorder.rows)} model inputs from {calib_report.loaded} images)"):
         int8_bytes = quantize_onnx(fp32_bytes, recorder.batches(), recipe)
     fp32, int8 = judge(bundle, task, [fp32_bytes, int8_bytes], evaluation)
     quality = {
