@@ -17,7 +17,7 @@ from inspekt import progress
 from inspekt.results import json_safe
 
 STATE = {"debug": False}
-console = Console()
+console = Console(soft_wrap=True)  # a long line stays one line in a pipe or a log (tables keep their width)
 err_console = Console(stderr=True, soft_wrap=True)  # one line per message, whatever the width
 
 
