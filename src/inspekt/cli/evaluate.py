@@ -65,8 +65,7 @@ def eval_command(
     backend: str = typer.Option("onnx", help="onnx | torch."),
     batch: int = typer.Option(16, min=1, help="Images per model call."),
 ) -> None:
-    """Evaluate a model on annotated images: a classifier (labels), segmenter (masks), anomaly model (labels or masks)
-    or detector (boxes); bad files are reported and skipped."""
+    """Evaluate a model on annotated images (labels, masks or boxes); bad files are reported and skipped."""
     from inspekt.data import open_dataset
     from inspekt.engine.evaluator import evaluate, save_threshold, select_split, write_csv, write_json
     from inspekt.engine.predictor import Predictor
