@@ -16,7 +16,7 @@ def test_load_model_predicts(trained, synth_classes):
     assert repr(prediction).startswith("<Prediction ")
 
 
-def test_load_model_warns_of_a_failed_sanity_check_and_of_int8_run_by_torch(trained, tmp_path):
+def test_load_model_warns_of_a_failed_sanity_check_and_of_int8_run_by_torch(trained, synth_classes, tmp_path):
     from inspekt.bundle import copy_bundle, open_bundle
     from inspekt.card import Sanity
 
@@ -28,6 +28,8 @@ def test_load_model_warns_of_a_failed_sanity_check_and_of_int8_run_by_torch(trai
     q8 = copy_bundle(bundle, tmp_path / "q8.inspekt", card=bundle.card.model_copy(update={"precision": "int8"}))
     with pytest.warns(UserWarning, match=r"q8\.inspekt is an INT8 bundle: the torch backend runs its fp32 weights"):
         inspekt.load_model(q8, backend="torch")
+    with pytest.warns(UserWarning, match=r"q8\.inspekt is an INT8 bundle: the torch backend"):
+        inspekt.evaluate(q8, synth_classes, backend="torch")  # its figures are the fp32 model's: said
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a model that passed, or was never checked, loads quietly; INT8 by ONNX too
         inspekt.load_model(trained.bundle)

@@ -197,8 +197,8 @@ def check_target(out: Path | storage.RemotePath, archive: bool, overwrite: bool)
     out = storage.as_path(out)
     if archive and out.suffix != SUFFIX and out.is_dir() and not (out / CARD).is_file():
         raise BundleError(  # it became <folder>.inspekt beside the folder
-            f"{out} is a folder; --out names the bundle file to write, e.g. {out / ('model' + SUFFIX)} "
-            "(or add --folder to write the bundle as a folder)"
+            f"{out} is a folder; name the bundle file to write, e.g. {out / ('model' + SUFFIX)} "
+            "(or write the bundle as a folder: --folder, archive=False)"
         )
     out = out if not archive or out.suffix == SUFFIX else out.with_name(out.name + SUFFIX)
     if isinstance(out, Path):  # before the export: a folder that cannot be written fails now

@@ -72,8 +72,11 @@ def test_a_card_records_its_data_as_an_absolute_path_or_a_url(tmp_path, monkeypa
     monkeypatch.chdir(tmp_path)
     assert storage.source_text("demo/data/surfaces") == str(tmp_path / "demo" / "data" / "surfaces")
     assert storage.source_text(Path("split.csv")) == str(tmp_path / "split.csv")
-    assert storage.source_text("s3://bucket/data/") == "s3://bucket/data/"
+    assert storage.source_text("s3://bucket/data/") == "s3://bucket/data"
     assert storage.source_text(Path("s3://bucket/split.csv")) == "s3://bucket/split.csv"
+    assert storage.source_text(f"file://{tmp_path}/data") == str(tmp_path / "data")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert storage.source_text("~/data") == str(tmp_path / "home" / "data")
 
 
 def test_memory_urls_list_read_and_write_images(tmp_path):

@@ -207,23 +207,14 @@ def test_judging_images_without_some_of_the_classes_are_named(brightness, tmp_pa
         for i in range(12)
     ]
     dark_only = _write_csv(tmp_path / "dark-val.csv", rows)
-    out = runner.invoke(
-        app,
-        [
-            "export",
-            str(brightness["bundle"]),
-            "--int8",
-            "--calib",
-            str(dark_only),
-            "--out",
-            str(tmp_path / "m.inspekt"),
-            "--allow-slower",
-        ],
-    )
+    args = ["export", str(brightness["bundle"]), "--int8", "--allow-slower"]
+    out = runner.invoke(app, [*args, "--calib", str(dark_only), "--out", str(tmp_path / "m.inspekt")])
     said = " ".join(out.stderr.split())
     assert out.exit_code == 0, out.output
     assert said.count("the 12 images that judge INT8 hold no 'bright' image") == 1, said
-    assert "pass --calib with images of all 2 classes" in said
+    assert "calibrate on images of all 2 classes" in said
+    quiet = runner.invoke(app, [*args, "--calib", str(brightness["good"]), "--out", str(tmp_path / "n.inspekt")])
+    assert quiet.exit_code == 0 and "images that judge INT8 hold no" not in quiet.stderr  # both classes judge
 
 
 def test_corrupt_calibration_image_is_skipped_and_reported_once(brightness, tmp_path):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -117,7 +118,11 @@ def evaluate(
             (segmentation), or no readable image at all.
     """
 
-    predictor = model if isinstance(model, Predictor) else Predictor.load(model, backend=backend, batch_size=batch_size)
+    if not isinstance(model, Predictor):  # a Predictor given in was loaded, and its caveats said, by the caller
+        model = Predictor.load(model, backend=backend, batch_size=batch_size)
+        for caveat in model.caveats():
+            warnings.warn(caveat, UserWarning, stacklevel=2)
+    predictor = model
     dataset = data if isinstance(data, Dataset) else open_dataset(data)
     dataset, split = select_split(dataset, split)
     result = predictor.task.evaluate(predictor, dataset, split, progress)

@@ -93,7 +93,7 @@ class QuantReport:
                 )
         if self.agreement < self.min_agreement - 1e-9:
             found.append(
-                f"{self.agreeing} agree with fp32 on {self.agreement:.1%} only (at least {self.min_agreement:.0%})"
+                f"{self.agreeing} agree with fp32 on {self.agreement:.1%} only (at least {percent(self.min_agreement)})"
             )
         return found
 
@@ -101,10 +101,13 @@ class QuantReport:
         """Whether INT8 ran below ``min_speedup`` times fp32's speed at some measured batch size."""
         return any(ratio < self.min_speedup - 1e-9 for ratio in self.speedup.values())
 
+    def ratios(self) -> str:
+        """``batch 1 0.65x, batch 16 0.73x`` (INT8 speed over fp32 speed), or ``not measured``."""
+        return ", ".join(f"batch {b} {r:.2f}x" for b, r in sorted(self.speedup.items())) or "not measured"
+
     def speed_line(self) -> str:
         """``INT8 speed / fp32 speed on this CPU (flags): batch 1 0.65x, batch 16 0.73x``."""
-        ratios = ", ".join(f"batch {b} {r:.2f}x" for b, r in sorted(self.speedup.items())) or "not measured"
-        return f"INT8 speed / fp32 speed on this CPU ({describe_cpu(self.cpu_flags)}): {ratios}"
+        return f"INT8 speed / fp32 speed on this CPU ({describe_cpu(self.cpu_flags)}): {self.ratios()}"
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready figures (``path`` as a string or None, ``skipped`` as path/reason dicts, ``drop``
@@ -121,7 +124,7 @@ class QuantReport:
         )
         lines = [
             f"on {self.n_images} images: {figures}; limit {points(self.max_drop)} points; "
-            f"{self.agreeing} agree on {self.agreement:.1%} (at least {self.min_agreement:.0%})",
+            f"{self.agreeing} agree on {self.agreement:.1%} (at least {percent(self.min_agreement)})",
             f"model.onnx: {self.size_fp32 / 1e6:.3f} MB fp32 -> {self.size_int8 / 1e6:.3f} MB int8 "
             f"({self.size_int8 / max(self.size_fp32, 1):.0%}); calibrated on {self.n_calib} images"
             f"{f' of {self.data}' if self.data else ''}; "
@@ -132,6 +135,11 @@ class QuantReport:
             lines.append(f"skipped {len(self.skipped)} unreadable image(s):")
             lines.extend(f"  {s.path}: {s.reason}" for s in self.skipped)
         return "\n".join(lines)
+
+
+def percent(share: float) -> str:
+    """``95%``, ``95.5%``: a limit as given, never rounded to another one."""
+    return f"{share * 100:g}%"
 
 
 def points(fraction: float) -> str:

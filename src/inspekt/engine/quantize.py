@@ -38,6 +38,7 @@ from onnxruntime.quantization import (
     quantize_static,
 )
 
+from inspekt import progress, storage
 from inspekt.bundle import ONNX, SUFFIX, Bundle, check_target, copy_bundle, open_bundle
 from inspekt.card import ModelCard
 from inspekt.data import Dataset, open_dataset
@@ -52,6 +53,7 @@ from inspekt.engine.quant_report import (
     QuantReport,
     SlowerInt8Error,
     acceptance,
+    percent,
     points,
 )
 from inspekt.engine.quant_speed import (
@@ -142,7 +144,7 @@ def calibration_dataset(card: ModelCard, calib: str | Path | Dataset | None, whe
         return calib
     if calib is None:
         source = card.data.source
-        if not source or not Path(source).exists():
+        if not source or not storage.as_path(source).exists():
             named = (
                 f"the training data named in its card ({source}) is not there"
                 if source
@@ -202,6 +204,9 @@ def pick_images(
                 f"{ds.root}: only {n} {what} image(s); INT8 needs at least {MIN_IMAGES} "
                 "(add images or pass --calib with a larger dataset)"
             )
+    gap = task.int8_gap(card, evaluation)
+    if gap:
+        progress.warn(f"the {len(evaluation)} images that judge INT8 {gap}")
     return pool, replace(ds, samples=tuple(evaluation))
 
 
@@ -368,7 +373,7 @@ def quantize_bundle(
         min_speedup=min_speedup,
         cpu_flags=flags,
         recipe=recipe.describe(),
-        data=str(dataset.root),
+        data=storage.source_text(dataset.root),
     )
     _judge(report, bundle.path)
     written = copy_bundle(
@@ -386,8 +391,7 @@ def _judge(report: QuantReport, where: Path) -> None:
             report,
         )
     if report.slower():
-        ratios = ", ".join(f"batch {b} {r:.2f}x" for b, r in sorted(report.speedup.items()))
-        cpu = describe_cpu(report.cpu_flags)
+        ratios, cpu = report.ratios(), describe_cpu(report.cpu_flags)
         if min(report.speedup.values()) >= 1:  # faster, only not by as much as asked (the Python API's min_speedup)
             raise SlowerInt8Error(
                 f"{where}: INT8 runs at {ratios} fp32's speed on this CPU ({cpu}), below the {report.min_speedup:g}x "
@@ -412,7 +416,7 @@ def _int8_card(card: ModelCard, report: QuantReport) -> ModelCard:
     note = (
         f"{report.speed_line()}; quantised as {report.recipe}; calibrated on {report.n_calib} images of {report.data}, "
         f"judged on {report.n_images} (accepted at most {points(report.max_drop)} points lost, "
-        f"{report.agreeing} agreeing on at least {report.min_agreement:.0%})"
+        f"{report.agreeing} agreeing on at least {percent(report.min_agreement)})"
     )
     if any(ratio < DEFAULT_MIN_SPEEDUP for ratio in report.speedup.values()):
         note += " (slower than fp32 there; written anyway, as asked)"

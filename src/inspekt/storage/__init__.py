@@ -97,10 +97,11 @@ def is_remote(value: object) -> bool:
 
 
 def source_text(value: str | os.PathLike[str] | RemotePath) -> str:
-    """How a model card records the data it came from: a URL as written, a local path made absolute
-    (a relative one names other data, or none, from another working folder)."""
-    url = _url_text(value)
-    return url if url is not None else os.path.abspath(os.fspath(value))
+    """How a model card records the data it came from: a remote URL as written, a local path (or
+    ``file://`` URL) as an absolute path, ``~`` expanded (a relative one names other data, or none, from
+    another working folder); ``as_path`` opens either again."""
+    path = as_path(value)
+    return str(path) if isinstance(path, RemotePath) else os.path.abspath(os.path.expanduser(path))
 
 
 def as_path(value: str | os.PathLike[str] | RemotePath) -> AnyPath:

@@ -169,6 +169,11 @@ class Task:
         """The share of outputs on which two evaluations of the same images (fp32 and INT8 graphs) agree."""
         raise ConfigError(f"{self.name} models are not quantised to INT8")
 
+    def int8_gap(self, card: ModelCard, samples: Sequence[Sample]) -> str | None:
+        """What the images judging INT8 leave unmeasured (e.g. ``hold no 'Fray' image: ...``), said once
+        as a warning; None when nothing (the default)."""
+        return None
+
     # --- training ---------------------------------------------------------------------------
 
     def configure(self, cfg: TrainConfig) -> TrainConfig:

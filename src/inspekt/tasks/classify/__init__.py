@@ -96,15 +96,17 @@ class Classify(Task):
                 f"labels {unknown} are not among the model's classes {list(card.classes)}; "
                 "pass --calib with images labelled with the model's classes"
             )
-        missing = [c for c in card.classes if c not in {s.label for s in labelled}]
-        if labelled and missing:
-            from inspekt import progress
-
-            progress.warn(
-                f"the {len(labelled)} images that judge INT8 hold no {', '.join(map(repr, missing))} image: its "
-                f"accuracy there is not measured; pass --calib with images of all {len(card.classes)} classes"
-            )
         return labelled
+
+    def int8_gap(self, card, samples):
+        missing = [c for c in card.classes if c not in {s.label for s in samples}]
+        if not missing:
+            return None
+        named = ", ".join(map(repr, missing))
+        return (
+            f"hold no {named} image: the accuracy on {'that class' if len(missing) == 1 else 'those classes'} is not "
+            f"measured; calibrate on images of all {len(card.classes)} classes (--calib / calib=)"
+        )
 
     def int8_agreement(self, fp32, int8):
         import numpy as np
