@@ -146,7 +146,7 @@ def test_export_folder_and_overwrite(trained, tmp_path):
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
     into = cli("export", trained.run_dir, "--out", tmp_path / "mine", check=False)  # a file into a folder
     said = " ".join(into.stderr.split())
-    assert into.returncode == 2 and f"{tmp_path / 'mine'} is a folder; --out names the bundle file" in said, said
+    assert into.returncode == 2 and f"{tmp_path / 'mine'} is a folder; name the bundle file to write" in said, said
     assert not (tmp_path / "mine.inspekt").exists()  # it was written beside the folder, under the folder's name
 
 

@@ -52,16 +52,13 @@ from inspekt.engine.quant_report import (
     Int8Refused,
     QuantReport,
     SlowerInt8Error,
-    acceptance,
-    percent,
-    points,
+    int8_card,
+    refuse_if_failed,
 )
 from inspekt.engine.quant_speed import (
     Recipe,
     SpeedTimer,
     cpu_flags,
-    describe_cpu,
-    has_vnni,
     measure_speedup,
     recipe_for,
 )
@@ -375,49 +372,8 @@ def quantize_bundle(
         recipe=recipe.describe(),
         data=storage.source_text(dataset.root),
     )
-    _judge(report, bundle.path)
+    refuse_if_failed(report, bundle.path)
     written = copy_bundle(
-        bundle, out, archive=archive, overwrite=overwrite, card=_int8_card(card, report), replace={ONNX: int8_bytes}
+        bundle, out, archive=archive, overwrite=overwrite, card=int8_card(card, report), replace={ONNX: int8_bytes}
     )
     return replace(report, path=written)
-
-
-def _judge(report: QuantReport, where: Path) -> None:
-    """Raise the refusal of what was measured: the quality first, then the speed."""
-    if report.failures():
-        raise AccuracyDropError(
-            f"{where}: INT8 on {report.n_images} images: {'; '.join(report.failures())}; nothing was written. "
-            f"Calibrate on more representative images (--calib DATA) or accept the loss with {acceptance(report)}",
-            report,
-        )
-    if report.slower():
-        ratios, cpu = report.ratios(), describe_cpu(report.cpu_flags)
-        if min(report.speedup.values()) >= 1:  # faster, only not by as much as asked (the Python API's min_speedup)
-            raise SlowerInt8Error(
-                f"{where}: INT8 runs at {ratios} fp32's speed on this CPU ({cpu}), below the {report.min_speedup:g}x "
-                "asked (min_speedup); nothing was written",
-                report,
-            )
-        elsewhere = "" if has_vnni(report.cpu_flags) else " (e.g. for a VNNI CPU elsewhere)"
-        raise SlowerInt8Error(
-            f"{where}: INT8 runs at {ratios} fp32's speed on this CPU ({cpu}; at least {report.min_speedup:g}x "
-            f"needed): the fp32 bundle is the faster one here, nothing was written. Deploy the fp32 bundle, or "
-            f"write INT8 anyway with --allow-slower{elsewhere}",
-            report,
-        )
-
-
-def _int8_card(card: ModelCard, report: QuantReport) -> ModelCard:
-    """The fp32 card as precision ``int8``, with the measured figures in its metrics and a note on the CPU."""
-    metrics = card.metrics | {"int8_agreement": round(report.agreement, 4)}
-    for name, (fp32, int8) in report.quality.items():
-        metrics |= {f"fp32_{name}": round(fp32, 4), f"int8_{name}": round(int8, 4)}
-    metrics |= {f"int8_speedup_b{b}": round(r, 3) for b, r in sorted(report.speedup.items())}
-    note = (
-        f"{report.speed_line()}; quantised as {report.recipe}; calibrated on {report.n_calib} images of {report.data}, "
-        f"judged on {report.n_images} (accepted at most {points(report.max_drop)} points lost, "
-        f"{report.agreeing} agreeing on at least {percent(report.min_agreement)})"
-    )
-    if any(ratio < DEFAULT_MIN_SPEEDUP for ratio in report.speedup.values()):
-        note += " (slower than fp32 there; written anyway, as asked)"
-    return card.model_copy(update={"precision": "int8", "metrics": metrics, "notes": (*card.notes, note)})
