@@ -157,7 +157,7 @@ def test_representative_calibration_passes_where_skewed_calibration_is_refused(b
     fp32, int8 = report.quality["accuracy"]
     assert report.drop >= fp32 - int8 > 0.01
     message = str(refused.value)
-    assert "\n" not in message and "--max-drop" in message
+    assert "\n" not in message and "--max-drop" in message and "max_drop=" in message and " in Python)" in message
     assert f"accuracy drops {(fp32 - int8) * 100:.2f} points ({fp32:.4f} -> {int8:.4f}" in message
     assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["good.inspekt"]
     assert good.agreement >= 0.95 and good.quality["macro_f1"][1] >= good.quality["macro_f1"][0] - 0.01

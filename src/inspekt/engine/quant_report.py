@@ -149,12 +149,13 @@ def points(fraction: float) -> str:
 
 
 def acceptance(report: QuantReport) -> str:
-    """The options that would accept what was measured."""
-    drop = max(report.drop, report.max_drop)
-    options = f"--max-drop {math.ceil(drop * 100) / 100:g}"
+    """The options that would accept what was measured, for the CLI and for ``quantize_bundle``:
+    ``--max-drop 0.02 (max_drop=0.02 in Python)``."""
+    limits = {"max_drop": math.ceil(max(report.drop, report.max_drop) * 100) / 100}
     if report.agreement < report.min_agreement:
-        options += f" --min-agreement {math.floor(report.agreement * 100) / 100:g}"
-    return options
+        limits["min_agreement"] = math.floor(report.agreement * 100) / 100
+    cli = " ".join(f"--{name.replace('_', '-')} {value:g}" for name, value in limits.items())
+    return f"{cli} ({', '.join(f'{name}={value:g}' for name, value in limits.items())} in Python)"
 
 
 def refuse_if_failed(report: QuantReport, where: Path) -> None:
@@ -177,7 +178,7 @@ def refuse_if_failed(report: QuantReport, where: Path) -> None:
         raise SlowerInt8Error(
             f"{where}: INT8 runs at {ratios} fp32's speed on this CPU ({cpu}; at least {report.min_speedup:g}x "
             f"needed): the fp32 bundle is the faster one here, nothing was written. Deploy the fp32 bundle, or "
-            f"write INT8 anyway with --allow-slower{elsewhere}",
+            f"write INT8 anyway with --allow-slower (min_speedup=0 in Python){elsewhere}",
             report,
         )
 

@@ -149,7 +149,7 @@ def calibration_dataset(card: ModelCard, calib: str | Path | Dataset | None, whe
             )
             raise ConfigError(
                 f"{where}: INT8 needs labelled calibration images and {named}; "
-                "pass --calib DATA (a dataset folder or CSV labelled with the model's classes)"
+                "pass --calib DATA (calib= in Python: a dataset folder or CSV labelled with the model's classes)"
             )
         calib = source
     return open_dataset(calib)
