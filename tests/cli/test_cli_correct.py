@@ -81,6 +81,18 @@ def test_a_label_that_is_no_class_is_refused_unless_it_is_meant_as_a_new_one(tmp
     assert meant.exit_code == 0 and "label ok -> dent" in meant.output
     again = run("data", "correct", root, "crack/crack0.png", "--label", "dent")  # a class now, by that fix
     assert again.exit_code == 0 and "label crack -> dent" in again.output
+    # the same where the fixes live in a workspace (a read-only dataset): the class its fix added counts too
+    ro, ws = _data(tmp_path / "ro"), tmp_path / "ws"
+    for folder in (ro / "ok", ro / "crack", ro):
+        folder.chmod(0o555)
+    try:
+        added = run("data", "correct", ro, "ok/ok0.png", "--label", "dent", "--new-class", "--workspace", ws)
+        assert added.exit_code == 0, added.output
+        later = run("data", "correct", ro, "crack/crack0.png", "--label", "dent", "--workspace", ws)
+        assert later.exit_code == 0 and "label crack -> dent" in later.output, later.output
+    finally:
+        for folder in (ro, ro / "ok", ro / "crack"):
+            folder.chmod(0o755)
 
 
 def test_the_image_may_be_named_by_any_path_to_it(tmp_path, monkeypatch):

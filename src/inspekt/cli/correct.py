@@ -26,16 +26,14 @@ def _sample(fixes, dataset, image: str):
     return found
 
 
-def _check_label(label: str, data: str, new_class: bool) -> None:
-    """Refuse a label that is not a class of the dataset, as corrected so far (a class an earlier
+def _check_label(label: str, corrected, new_class: bool) -> None:
+    """Refuse a label that is not a class of the dataset as corrected so far (a class an earlier
     ``--new-class`` added counts), unless ``new_class``: a typo would add a class."""
-    from inspekt.data import open_dataset
-
-    classes = sorted({s.label for s in open_dataset(data).samples if s.label is not None})
+    classes = sorted({s.label for s in corrected.samples if s.label is not None})
     if new_class or label in classes or not classes:
         return
     raise ConfigError(
-        f"--label {label!r} is not a class of {data} ({', '.join(classes)}).{did_you_mean(label, classes)} "
+        f"--label {label!r} is not a class of {corrected.root} ({', '.join(classes)}).{did_you_mean(label, classes)} "
         "Pass --new-class to add it as a new class"
     )
 
@@ -76,7 +74,7 @@ def correct_cmd(
     if undo:
         row = fixes.undo(sample, **signed)
     elif label is not None:
-        _check_label(label, data, new_class)
+        _check_label(label, fixes.apply(dataset), new_class)  # these fixes, --workspace's included: no re-read
         row = fixes.set_label(sample, label, **signed)
     elif mask is not None:
         from inspekt.io import load_image
