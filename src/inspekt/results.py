@@ -134,7 +134,8 @@ class Prediction:
 
 def ood_note(ood: dict[str, Any] | None) -> str:
     """``Prediction.ood_note`` of a prediction's (or a recorded one's) ``ood`` dict."""
-    return f"unlike the training images ({ood_reason(ood)})" if ood_reason(ood) else ""
+    reason = ood_reason(ood)
+    return f"unlike the training images ({reason})" if reason else ""
 
 
 def ood_reason(ood: dict[str, Any] | None) -> str:

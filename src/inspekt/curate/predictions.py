@@ -19,7 +19,6 @@ from typing import Any
 import numpy as np
 
 from inspekt.bundle import ONNX
-from inspekt.card import sanity_failure
 from inspekt.config import TrainConfig, build_config
 from inspekt.data.dataset import Dataset, Sample, image_keys
 from inspekt.engine.predictor import Predictor
@@ -288,9 +287,7 @@ def from_bundle(ds: Dataset, bundle: str | Path, keep: Keep | None = None) -> Ou
         )
     get_task(card.task).check_data(ds, card, "leave --model out to cross-validate")  # as eval refuses it
     judged, notes = _held_out(ds, predictor, str(bundle))
-    failure = sanity_failure(card)
-    if failure:  # its flags would be noise, however many images it judges
-        notes.append(f"{bundle} {failure}; its flags are unreliable")
+    notes += [f"{caveat}; its flags are unreliable" for caveat in predictor.caveats()]  # noise, however many judged
     for note in notes:
         warn(note)
     report = BatchReport()

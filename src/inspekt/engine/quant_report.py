@@ -163,7 +163,8 @@ def refuse_if_failed(report: QuantReport, where: Path) -> None:
     if report.failures():
         raise AccuracyDropError(
             f"{where}: INT8 on {report.n_images} images: {'; '.join(report.failures())}; nothing was written. "
-            f"Calibrate on more representative images (--calib DATA) or accept the loss with {acceptance(report)}",
+            f"Calibrate on more representative images (--calib DATA, calib= in Python) or accept the loss with "
+            f"{acceptance(report)}",
             report,
         )
     if report.slower():

@@ -64,6 +64,7 @@ def summarize_history(data: dict[str, Any], database: str) -> dict[str, Any]:
     """The summary of rows read by ``load_history`` (``database``: the URL to show, password hidden)."""
     images, windows, alerts = data["images"], data["windows"], data["alerts"]
     ok = [r for r in images if r["status"] == "ok"]
+    unlike = _unlike(ok)
     sources = sorted({r["source"] for r in images})
     return {
         "schema": SCHEMA,
@@ -86,11 +87,11 @@ def summarize_history(data: dict[str, Any], database: str) -> dict[str, Any]:
         "skipped_items": [
             {"source": r["source"], "item": r["item"], "reason": r["reason"]} for r in images if r["status"] != "ok"
         ][:100],
-        "unlike_training": len(_unlike(ok)),
+        "unlike_training": len(unlike),
         "unlike_training_items": [
             {"source": r["source"], "item": r["item"], "label": r["label"], "why": ood_reason(r["ood"])}
-            for r in _unlike(ok)
-        ][:100],
+            for r in unlike[:100]
+        ],
     }
 
 

@@ -317,8 +317,9 @@ class Monitor:
             return
         self.stats.recorded += 1
         said = f"{item.item}: {row.verdict}" + ("" if row.score is None else f" {row.score:.3f}")
-        if ood_note(row.ood):  # a model's answer on an image unlike those it was made for: a person should look
-            log.warning("%s; %s", said, ood_note(row.ood))
+        unlike = ood_note(row.ood)
+        if unlike:  # a model's answer on an image unlike those it was made for: a person should look
+            log.warning("%s; %s", said, unlike)
         else:
             log.info("%s", said)
         self._pending += 1
