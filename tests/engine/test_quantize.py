@@ -24,8 +24,9 @@ from inspekt.data.dataset import image_key
 from inspekt.engine import quant_speed
 from inspekt.engine.export import export_bundle
 from inspekt.engine.predictor import Predictor, seen_by
-from inspekt.engine.quant_speed import cpu_flags, recipe_for
-from inspekt.engine.quantize import AccuracyDropError, SlowerInt8Error, quantize_bundle, quantize_onnx
+from inspekt.engine.quant_recipe import prepare, quantize_onnx, recipes_for
+from inspekt.engine.quant_speed import cpu_flags
+from inspekt.engine.quantize import AccuracyDropError, SlowerInt8Error, quantize_bundle
 from inspekt.errors import ConfigError, DatasetError
 from inspekt.io import list_images, save_image
 from inspekt.models.runtime import load_network, save_bundle
@@ -59,12 +60,22 @@ def brightness(tmp_path_factory):
     """A 2-class grey model that tells dark from bright images (trained to 100% here, in well under
     a second), its images, and two calibration CSVs: representative (dark and bright) and skewed
     (dark only). The card normalises with mean 0 / std 1, so every input is >= 0 and dark-only
-    calibration clips bright inputs down to dark levels: a real, deterministic accuracy loss."""
+    calibration clips bright inputs down to dark levels: a real, deterministic accuracy loss.
+    Its convolutions are all narrow (1 to 8 channels), so only one recipe is ever tried."""
+    return _brightness(tmp_path_factory.mktemp("brightness"), width=1)
+
+
+@pytest.fixture(scope="module")
+def wide_brightness(tmp_path_factory):
+    """The same task with 16-channel convolutions: only the first (1 input channel, 3x3) is narrow."""
+    return _brightness(tmp_path_factory.mktemp("wide"), width=16)
+
+
+def _brightness(root: Path, width: int) -> dict:
     import torch
 
     from inspekt.models import create_model
 
-    root = tmp_path_factory.mktemp("brightness")
     rng = np.random.default_rng(0)
     rows = {"train": [], "val": []}
     images, labels = [], []
@@ -79,12 +90,12 @@ def brightness(tmp_path_factory):
     card = ModelCard(
         task="classify",
         architecture="tiny_cnn",
-        params={"num_classes": 2, "in_chans": 1, "width": 4},
+        params={"num_classes": 2, "in_chans": 1, "width": width},
         classes=("bright", "dark"),
         input=InputSpec(size=(16, 16), channels=1, mean=(0.0,), std=(1.0,)),
     )
     torch.manual_seed(0)
-    network = create_model("tiny_cnn", num_classes=2, in_chans=1, width=4, dropout=0.0)
+    network = create_model("tiny_cnn", num_classes=2, in_chans=1, width=width, dropout=0.0)
     x = torch.from_numpy(preprocess_batch(images, card.input)[0])
     y = torch.tensor([0 if bright else 1 for bright in labels])
     threads = torch.get_num_threads()
@@ -340,7 +351,8 @@ def test_speed_is_measured_here_and_recorded_with_the_cpu_flags(brightness, tmp_
         min_speedup=0,  # its value depends on this CPU; only that it is measured and recorded is tested
     )
     assert set(report.speedup) == {1, 16} and all(r > 0 for r in report.speedup.values())
-    assert report.cpu_flags == cpu_flags() and report.recipe == recipe_for(cpu_flags()).describe()
+    fp32 = open_bundle(brightness["bundle"]).read(ONNX)
+    assert report.cpu_flags == cpu_flags() and report.recipe == recipes_for(cpu_flags(), prepare(fp32))[0].describe()
     card = open_bundle(report.path).card
     assert card.metrics["int8_speedup_b1"] == round(report.speedup[1], 3)
     assert card.metrics["int8_speedup_b16"] == round(report.speedup[16], 3)
@@ -360,11 +372,12 @@ def test_cpu_flags_choose_the_recipe(tmp_path, brightness):
     assert cpu_flags(cpuinfo) == ("avx", "avx2", "fma", "avx512f", "avx512_vnni")
     assert cpu_flags(tmp_path / "absent") == ()
     assert quant_speed.describe_cpu(("avx", "avx2", "fma")) == "avx avx2 fma, no VNNI"
-    assert recipe_for(cpu_flags(cpuinfo)).describe() == "QDQ U8S8 per-channel"
-    avx2 = recipe_for(("avx", "avx2", "fma"))
+    prepared = prepare(open_bundle(brightness["bundle"]).read(ONNX))
+    assert [r.describe() for r in recipes_for(cpu_flags(cpuinfo), prepared)] == ["QDQ U8S8 per-channel"]
+    (avx2,) = recipes_for(("avx", "avx2", "fma"), prepared)  # every conv narrow: no careful recipe to try
     assert avx2.describe() == "QDQ U8S8 per-channel, first conv fp32"
     batches = [np.random.default_rng(0).random((8, 1, 16, 16), dtype=np.float32)]
-    graph = onnx.load_from_string(quantize_onnx(open_bundle(brightness["bundle"]).read(ONNX), batches, avx2))
+    graph = onnx.load_from_string(quantize_onnx(prepared, batches, avx2))
     ops = [node.op_type for node in graph.graph.node]
     assert ops.count("Conv") >= 2 and {"QuantizeLinear", "DequantizeLinear"} <= set(ops)
     first = next(node for node in graph.graph.node if node.op_type == "Conv")
@@ -383,3 +396,52 @@ def test_cli_refuses_slower_int8_and_allow_slower_writes_it(brightness, tmp_path
     assert open_bundle(tmp_path / "a.inspekt").card.metrics["int8_speedup_b16"] == 0.8
     misplaced = runner.invoke(app, ["export", str(brightness["bundle"]), "--allow-slower"])
     assert misplaced.exit_code == 2 and "apply to --int8 only" in misplaced.stderr
+
+
+def _fp32_convs(graph: bytes) -> list[str]:
+    """The convolutions of a graph whose weights are plain floats (not dequantised 8-bit ones)."""
+    model = onnx.load_from_string(graph)
+    weights = {w.name for w in model.graph.initializer}
+    return [node.name for node in model.graph.node if node.op_type == "Conv" and node.input[1] in weights]
+
+
+def test_a_refused_fast_recipe_is_followed_by_the_careful_one(wide_brightness, tmp_path, vnni_recipe):
+    fp32 = open_bundle(wide_brightness["bundle"]).read(ONNX)
+    prepared = prepare(fp32)
+    fast, careful = recipes_for(("avx2", "avx512_vnni"), prepared)
+    assert careful.describe() == "QDQ U8S8 per-channel, convs under 16 channels fp32"
+    convs = [node.name for node in onnx.load_from_string(prepared).graph.node if node.op_type == "Conv"]
+    assert fast.fp32_convs(onnx.load_from_string(prepared)) == []
+    assert careful.fp32_convs(onnx.load_from_string(prepared)) == convs[:1]  # 1 input channel x 3x3: narrow
+    batches = [np.random.default_rng(0).random((8, 1, 16, 16), dtype=np.float32)]
+    assert _fp32_convs(quantize_onnx(prepared, batches, careful)) == convs[:1]
+    assert _fp32_convs(quantize_onnx(prepared, batches, fast)) == []
+
+    # every conv in 8 bits runs slower here, the careful graph faster: the careful one is written
+    def timer(fp32_graph, int8_graph, images):
+        return {1: 1.4, 16: 1.3} if _fp32_convs(int8_graph) else {1: 0.8, 16: 0.9}
+
+    report = quantize_bundle(
+        wide_brightness["bundle"], tmp_path / "m.inspekt", calib=wide_brightness["good"], timer=timer
+    )
+    assert report.recipe == careful.describe() and report.speedup == {1: 1.4, 16: 1.3}
+    refused = "QDQ U8S8 per-channel was refused: it runs at batch 1 0.80x, batch 16 0.90x fp32's speed (at least 1x)"
+    assert report.tried == (refused,) and f"before it, {refused}" in report.summary()
+    card = open_bundle(report.path).card
+    assert careful.describe() in card.notes[-1] and refused in card.notes[-1]
+    assert _fp32_convs(open_bundle(report.path).read(ONNX)) == convs[:1]
+
+    # both refused: the last refusal is raised and names the one before it; nothing is written
+    with pytest.raises(SlowerInt8Error) as slow:
+        quantize_bundle(
+            wide_brightness["bundle"],
+            tmp_path / "n.inspekt",
+            calib=wide_brightness["good"],
+            timer=_timer({1: 0.5, 16: 0.5}),
+        )
+    message = str(slow.value)
+    assert (
+        "batch 1 0.50x, batch 16 0.50x" in message
+        and f"Before it, {refused.replace('0.80', '0.50').replace('0.90', '0.50')}." in message
+    )
+    assert slow.value.report.recipe == careful.describe() and not (tmp_path / "n.inspekt").exists()

@@ -59,6 +59,7 @@ class QuantReport:
         cpu_flags: the instruction-set flags of the CPU the speed-up was measured on.
         recipe: the quantisation recipe used (format, activation/weight types, weight granularity).
         data: the dataset that calibrated and judged it (folder or CSV).
+        tried: the recipes refused before this one, each with why (``refused_line``).
     """
 
     quality: dict[str, tuple[float, float]]
@@ -77,6 +78,7 @@ class QuantReport:
     cpu_flags: tuple[str, ...] = ()
     recipe: str = ""
     data: str = ""
+    tried: tuple[str, ...] = ()
 
     @property
     def drop(self) -> float:
@@ -101,6 +103,15 @@ class QuantReport:
     def slower(self) -> bool:
         """Whether INT8 ran below ``min_speedup`` times fp32's speed at some measured batch size."""
         return any(ratio < self.min_speedup - 1e-9 for ratio in self.speedup.values())
+
+    def accepted(self) -> bool:
+        """Whether every check passed: quality, agreement and speed."""
+        return not self.failures() and not self.slower()
+
+    def refused_line(self) -> str:
+        """``QDQ U8S8 per-channel was refused: map50 drops 1.26 points (...)`` (quality first, then speed)."""
+        why = self.failures() or [f"it runs at {self.ratios()} fp32's speed (at least {self.min_speedup:g}x)"]
+        return f"{self.recipe} was refused: {'; '.join(why)}"
 
     def ratios(self) -> str:
         """``batch 1 0.65x, batch 16 0.73x`` (INT8 speed over fp32 speed), or ``not measured``."""
@@ -132,6 +143,7 @@ class QuantReport:
             f"recipe {self.recipe}",
             self.speed_line(),
         ]
+        lines.extend(f"before it, {line}" for line in self.tried)
         if self.skipped:
             lines.append(f"skipped {len(self.skipped)} unreadable image(s):")
             lines.extend(f"  {s.path}: {s.reason}" for s in self.skipped)
@@ -159,10 +171,13 @@ def acceptance(report: QuantReport) -> str:
 
 
 def refuse_if_failed(report: QuantReport, where: Path) -> None:
-    """Raise the refusal of what was measured: the quality first, then the speed."""
+    """Raise the refusal of what was measured: the quality first, then the speed (naming the recipes refused
+    before this one)."""
+    before = "".join(f" Before it, {line}." for line in report.tried)
     if report.failures():
         raise AccuracyDropError(
-            f"{where}: INT8 on {report.n_images} images: {'; '.join(report.failures())}; nothing was written. "
+            f"{where}: INT8 ({report.recipe}) on {report.n_images} images: {'; '.join(report.failures())}; "
+            f"nothing was written.{before} "
             f"Calibrate on more representative images (--calib DATA, calib= in Python) or accept the loss with "
             f"{acceptance(report)}",
             report,
@@ -172,14 +187,14 @@ def refuse_if_failed(report: QuantReport, where: Path) -> None:
         if min(report.speedup.values()) >= 1:  # faster, only not by as much as asked (the Python API's min_speedup)
             raise SlowerInt8Error(
                 f"{where}: INT8 runs at {ratios} fp32's speed on this CPU ({cpu}), below the {report.min_speedup:g}x "
-                "asked (min_speedup); nothing was written",
+                f"asked (min_speedup); nothing was written.{before}",
                 report,
             )
         elsewhere = "" if has_vnni(report.cpu_flags) else " (e.g. for a VNNI CPU elsewhere)"
         raise SlowerInt8Error(
             f"{where}: INT8 runs at {ratios} fp32's speed on this CPU ({cpu}; at least {report.min_speedup:g}x "
             f"needed): the fp32 bundle is the faster one here, nothing was written. Deploy the fp32 bundle, or "
-            f"write INT8 anyway with --allow-slower (min_speedup=0 in Python){elsewhere}",
+            f"write INT8 anyway with --allow-slower (min_speedup=0 in Python){elsewhere}.{before}",
             report,
         )
 
@@ -194,6 +209,7 @@ def int8_card(card: ModelCard, report: QuantReport) -> ModelCard:
         f"{report.speed_line()}; quantised as {report.recipe}; calibrated on {report.n_calib} images of {report.data}, "
         f"judged on {report.n_images} (accepted at most {points(report.max_drop)} points lost, "
         f"{report.agreeing} agreeing on at least {percent(report.min_agreement)})"
+        + "".join(f"; before it, {line}" for line in report.tried)
     )
     if any(ratio < DEFAULT_MIN_SPEEDUP for ratio in report.speedup.values()):
         note += " (slower than fp32 there; written anyway, as asked)"

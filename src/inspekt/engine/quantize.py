@@ -7,8 +7,9 @@ and batch 16 on the CPU doing the export (``quant_speed``).
 
 The graph is first shape-inferred and optimised (ONNX Runtime's ``quant_pre_process``), then
 quantised in QDQ format with weights per output channel and activation ranges from MinMax
-calibration; which layers stay in fp32 follows the CPU (``quant_speed.recipe_for``, with the
-measurements behind the choice).
+calibration. Which layers stay in fp32 follows the CPU, and when the fastest recipe is refused a careful one
+that also keeps the narrow convolutions in fp32 is tried (``quant_recipe``, with the measurements behind
+both); the first recipe accepted is written, and its card names the one refused before it.
 
 Both steps go through the one ``Predictor``: calibration records the inputs it feeds the fp32 graph
 (resized images, or the windows of tiled models), and each graph is judged by the task's own
@@ -22,21 +23,12 @@ images overlap, which flatters INT8 slightly).
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnx
-from onnxruntime.quantization import (
-    CalibrationDataReader,
-    CalibrationMethod,
-    QuantFormat,
-    quant_pre_process,
-    quantize_static,
-)
 
 from inspekt import progress, storage
 from inspekt.bundle import ONNX, SUFFIX, Bundle, check_target, copy_bundle, open_bundle
@@ -44,6 +36,7 @@ from inspekt.card import ModelCard
 from inspekt.data import Dataset, open_dataset
 from inspekt.data.dataset import image_keys
 from inspekt.engine.predictor import Predictor, seen_by, task_of
+from inspekt.engine.quant_recipe import Recipe, prepare, quantize_onnx, recipes_for
 from inspekt.engine.quant_report import (
     DEFAULT_MAX_DROP,
     DEFAULT_MIN_AGREEMENT,
@@ -55,13 +48,7 @@ from inspekt.engine.quant_report import (
     int8_card,
     refuse_if_failed,
 )
-from inspekt.engine.quant_speed import (
-    Recipe,
-    SpeedTimer,
-    cpu_flags,
-    measure_speedup,
-    recipe_for,
-)
+from inspekt.engine.quant_speed import SpeedTimer, cpu_flags, measure_speedup
 from inspekt.errors import ConfigError, DatasetError
 from inspekt.models.runtime import OnnxBackend
 from inspekt.progress import step
@@ -81,18 +68,6 @@ __all__ = [
     "SlowerInt8Error",
     "quantize_bundle",
 ]
-
-
-class BatchReader(CalibrationDataReader):
-    """Feeds preprocessed NCHW batches to ONNX Runtime's calibrator, one per ``get_next``."""
-
-    def __init__(self, batches: Sequence[np.ndarray]):
-        self._batches = iter(batches)
-
-    def get_next(self) -> dict[str, np.ndarray] | None:
-        """The next ``{"input": batch}`` (every bundle graph names its input so), or None at the end."""
-        batch = next(self._batches, None)
-        return None if batch is None else {"input": batch}
 
 
 class Recorder:
@@ -207,39 +182,6 @@ def pick_images(
     return pool, replace(ds, samples=tuple(evaluation))
 
 
-def quantize_onnx(onnx_bytes: bytes, batches: Sequence[np.ndarray], recipe: Recipe) -> bytes:
-    """Static INT8 quantisation (QDQ, per-channel weights, MinMax calibration, ``recipe``'s types).
-
-    Args:
-        onnx_bytes: the fp32 graph (input named ``input``).
-        batches: preprocessed NCHW float32 calibration batches.
-        recipe: the 8-bit types and the layers left in fp32 (``recipe_for`` the CPU).
-
-    Returns:
-        The INT8 graph.
-    """
-    with tempfile.TemporaryDirectory(prefix="inspekt-int8-") as tmp:
-        fp32, prepared, int8 = (Path(tmp) / name for name in ("fp32.onnx", "prepared.onnx", "int8.onnx"))
-        fp32.write_bytes(onnx_bytes)
-        # ONNX's own shape inference is enough for these convolutional graphs; ORT's symbolic one (meant
-        # for dynamic transformer shapes) gives up on some (an upsampling by scale) and leaves
-        # sym_shape_infer_temp.onnx and a <uuid>.data file in the working directory when it does
-        quant_pre_process(str(fp32), str(prepared), skip_symbolic_shape=True)
-        convs = [n.name for n in onnx.load(str(prepared), load_external_data=False).graph.node if n.op_type == "Conv"]
-        quantize_static(
-            str(prepared),
-            str(int8),
-            BatchReader(batches),
-            quant_format=QuantFormat.QDQ,
-            per_channel=True,
-            nodes_to_exclude=convs[:1] if recipe.fp32_first_conv else [],
-            activation_type=recipe.activation,
-            weight_type=recipe.weight,
-            calibrate_method=CalibrationMethod.MinMax,
-        )
-        return int8.read_bytes()
-
-
 def judge(bundle: Bundle, task: Task, graphs: Sequence[bytes], evaluation: Dataset) -> list[Any]:
     """Each graph's evaluation on the same images, by the task's own ``evaluate`` through the Predictor."""
     results = []
@@ -254,6 +196,42 @@ def timed(timer: SpeedTimer, fp32: bytes, int8: bytes, images: np.ndarray) -> di
     """``timer``'s speed ratios, shown as a step (the measurement takes seconds)."""
     with step("timing INT8 against fp32 on this CPU"):
         return timer(fp32, int8, images)
+
+
+def _attempt(
+    bundle: Bundle,
+    recipe: Recipe,
+    graphs: tuple[bytes, bytes],
+    recorder: Recorder,
+    evaluation: Dataset,
+    base: QuantReport,
+    timer: SpeedTimer | None,
+) -> tuple[QuantReport, bytes]:
+    """Quantise with one recipe, judge and time the INT8 graph: ``base`` with the figures filled in, and the graph.
+
+    Args:
+        graphs: the fp32 graph as the bundle holds it and as ``prepare`` returned it.
+    """
+    fp32_bytes, prepared = graphs
+    task = task_of(bundle)
+    with step(f"quantising ({recipe.describe()}; {len(recorder.rows)} model inputs from {base.n_calib} images)"):
+        int8_bytes = quantize_onnx(prepared, recorder.batches(), recipe)
+    fp32, int8 = judge(bundle, task, [fp32_bytes, int8_bytes], evaluation)
+    report = replace(
+        base,
+        quality={
+            name: (float(fp32.metrics[name]), float(int8.metrics[name]))
+            for name in task.int8_metrics
+            if fp32.metrics.get(name) is not None and int8.metrics.get(name) is not None
+        },
+        agreement=task.int8_agreement(fp32, int8),
+        n_images=fp32.to_dict()["n_images"],
+        size_int8=len(int8_bytes),
+        skipped=tuple(dict.fromkeys((*base.skipped, *fp32.skipped))),
+        speedup=timed(timer or measure_speedup, fp32_bytes, int8_bytes, np.stack(recorder.rows[:16])),
+        recipe=recipe.describe(),
+    )
+    return report, int8_bytes
 
 
 def default_output(bundle: Bundle, archive: bool) -> Path:
@@ -346,32 +324,28 @@ def quantize_bundle(
             f"only {calib_report.loaded} calibration image(s) could be read; INT8 needs at least "
             f"{MIN_IMAGES}. {calib_report.summary()}"
         )
-    recipe = recipe_for(flags)
-    with step(f"quantising ({recipe.describe()}; {len(recorder.rows)} model inputs from {calib_report.loaded} images)"):
-        int8_bytes = quantize_onnx(fp32_bytes, recorder.batches(), recipe)
-    fp32, int8 = judge(bundle, task, [fp32_bytes, int8_bytes], evaluation)
-    quality = {
-        name: (float(fp32.metrics[name]), float(int8.metrics[name]))
-        for name in task.int8_metrics
-        if fp32.metrics.get(name) is not None and int8.metrics.get(name) is not None
-    }
-    report = QuantReport(
-        quality=quality,
-        agreement=task.int8_agreement(fp32, int8),
+    base = QuantReport(
+        quality={},
+        agreement=0.0,
         agreeing=task.int8_agreeing,
-        n_images=fp32.to_dict()["n_images"],
+        n_images=0,
         n_calib=calib_report.loaded,
         max_drop=max_drop,
         size_fp32=len(fp32_bytes),
-        size_int8=len(int8_bytes),
         min_agreement=min_agreement,
-        skipped=tuple(dict.fromkeys((*calib_report.skipped, *fp32.skipped))),
-        speedup=timed(timer or measure_speedup, fp32_bytes, int8_bytes, np.stack(recorder.rows[:16])),
+        skipped=tuple(calib_report.skipped),
         min_speedup=min_speedup,
         cpu_flags=flags,
-        recipe=recipe.describe(),
         data=storage.source_text(dataset.root),
     )
+    prepared = prepare(fp32_bytes)
+    for recipe in recipes_for(flags, prepared):  # the fast recipe first, then a careful one
+        if base.tried:
+            progress.warn(f"{base.tried[-1]}; trying {recipe.describe()}")
+        report, int8_bytes = _attempt(bundle, recipe, (fp32_bytes, prepared), recorder, evaluation, base, timer)
+        if report.accepted():
+            break
+        base = replace(base, tried=(*base.tried, report.refused_line()))
     refuse_if_failed(report, bundle.path)
     written = copy_bundle(
         bundle, out, archive=archive, overwrite=overwrite, card=int8_card(card, report), replace={ONNX: int8_bytes}
