@@ -79,6 +79,20 @@ def test_a_card_records_its_data_as_an_absolute_path_or_a_url(tmp_path, monkeypa
     assert storage.source_text("~/data") == str(tmp_path / "home" / "data")
 
 
+def test_same_source_tells_urls_from_local_paths(tmp_path, monkeypatch):
+    """curate compared a card's data source with ``Path(...).resolve()``, which turned s3://b/data into a local
+    path under the working folder (and could not take a remote dataset root at all)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "data")
+    assert storage.same_source("data", tmp_path / "data") and storage.same_source(tmp_path / "link", "data/")
+    assert storage.same_source(f"file://{tmp_path}/data", "data")
+    assert storage.same_source("s3://bucket/data", storage.as_path("s3://bucket/data/"))
+    assert not storage.same_source("s3://bucket/data", tmp_path / "s3:" / "bucket" / "data")
+    assert not storage.same_source("s3://bucket/data", "s3://bucket/other") and not storage.same_source("data", "other")
+    assert storage.same_source("nosuchproto://x/y/", "nosuchproto://x/y")
+
+
 def test_memory_urls_list_read_and_write_images(tmp_path):
     from inspekt.io import list_images, load_image, save_image
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from inspekt import storage
 from inspekt.bundle import ONNX
 from inspekt.config import TrainConfig, build_config
 from inspekt.data.dataset import Dataset, Sample, image_keys
@@ -250,7 +251,7 @@ def _held_out(ds: Dataset, predictor: Predictor, bundle: str) -> tuple[Dataset, 
             return replace(ds, samples=tuple(unseen)), [note]
         return ds, [_trained_on_all(bundle, card)]
     if card.data.fingerprint != ds.fingerprint():
-        if card.data.source and Path(card.data.source).resolve() == Path(ds.root).resolve():
+        if card.data.source and storage.same_source(card.data.source, ds.root):
             return ds, [
                 f"{bundle} was trained on {card.data.source}, which has changed since: images it trained on "
                 "may be among these, where it trusts their labels; predictions there miss label issues"

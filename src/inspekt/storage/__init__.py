@@ -104,6 +104,18 @@ def source_text(value: str | os.PathLike[str] | RemotePath) -> str:
     return str(path) if isinstance(path, RemotePath) else os.path.abspath(os.path.expanduser(path))
 
 
+def same_source(a: str | os.PathLike[str] | RemotePath, b: str | os.PathLike[str] | RemotePath) -> bool:
+    """Whether two data sources name the same place: URLs as written (less a trailing slash), local paths
+    after ``~`` and symbolic links are resolved; a URL never equals a local path."""
+    try:
+        first, second = as_path(a), as_path(b)
+    except StorageError:  # a protocol this install cannot open: compare as written
+        return str(a).rstrip("/") == str(b).rstrip("/")
+    if isinstance(first, RemotePath) or isinstance(second, RemotePath):
+        return str(first) == str(second)
+    return first.expanduser().resolve() == second.expanduser().resolve()
+
+
 def as_path(value: str | os.PathLike[str] | RemotePath) -> AnyPath:
     """A ``Path`` for local paths and ``file://`` URLs, a ``RemotePath`` for every other URL.
 
