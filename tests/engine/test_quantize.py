@@ -25,6 +25,7 @@ from inspekt.engine import quant_speed
 from inspekt.engine.export import export_bundle
 from inspekt.engine.predictor import Predictor, seen_by
 from inspekt.engine.quant_recipe import prepare, quantize_onnx, recipes_for
+from inspekt.engine.quant_report import QuantReport, pick_refusal
 from inspekt.engine.quant_speed import cpu_flags
 from inspekt.engine.quantize import AccuracyDropError, SlowerInt8Error, quantize_bundle
 from inspekt.errors import ConfigError, DatasetError
@@ -409,7 +410,7 @@ def test_a_refused_fast_recipe_is_followed_by_the_careful_one(wide_brightness, t
     fp32 = open_bundle(wide_brightness["bundle"]).read(ONNX)
     prepared = prepare(fp32)
     fast, careful = recipes_for(("avx2", "avx512_vnni"), prepared)
-    assert careful.describe() == "QDQ U8S8 per-channel, convs under 16 channels fp32"
+    assert careful.describe() == "QDQ U8S8 per-channel, narrow convs fp32"
     convs = [node.name for node in onnx.load_from_string(prepared).graph.node if node.op_type == "Conv"]
     assert fast.fp32_convs(onnx.load_from_string(prepared)) == []
     assert careful.fp32_convs(onnx.load_from_string(prepared)) == convs[:1]  # 1 input channel x 3x3: narrow
@@ -421,17 +422,20 @@ def test_a_refused_fast_recipe_is_followed_by_the_careful_one(wide_brightness, t
     def timer(fp32_graph, int8_graph, images):
         return {1: 1.4, 16: 1.3} if _fp32_convs(int8_graph) else {1: 0.8, 16: 0.9}
 
-    report = quantize_bundle(
-        wide_brightness["bundle"], tmp_path / "m.inspekt", calib=wide_brightness["good"], timer=timer
-    )
+    out = tmp_path / "m.inspekt"
+    report = quantize_bundle(wide_brightness["bundle"], out, calib=wide_brightness["good"], timer=timer)
     assert report.recipe == careful.describe() and report.speedup == {1: 1.4, 16: 1.3}
-    refused = "QDQ U8S8 per-channel was refused: it runs at batch 1 0.80x, batch 16 0.90x fp32's speed (at least 1x)"
-    assert report.tried == (refused,) and f"before it, {refused}" in report.summary()
+    (tried,) = report.tried
+    assert tried["recipe"] == fast.describe() and tried["speedup"] == {1: 0.8, 16: 0.9}
+    assert tried["refused"] == ["it runs at batch 1 0.80x, batch 16 0.90x fp32's speed (at least 1x)"]
+    line = "QDQ U8S8 per-channel, refused: it runs at batch 1 0.80x, batch 16 0.90x fp32's speed (at least 1x)"
+    assert f"also tried: {line}" in report.summary()
     card = open_bundle(report.path).card
-    assert careful.describe() in card.notes[-1] and refused in card.notes[-1]
+    assert careful.describe() in card.notes[-1] and line in card.notes[-1]
     assert _fp32_convs(open_bundle(report.path).read(ONNX)) == convs[:1]
 
-    # both refused: the last refusal is raised and names the one before it; nothing is written
+    # both refused for speed alone: the fast one's refusal is raised (--allow-slower writes it and loses
+    # nothing), naming the careful one; nothing is written
     with pytest.raises(SlowerInt8Error) as slow:
         quantize_bundle(
             wide_brightness["bundle"],
@@ -440,8 +444,46 @@ def test_a_refused_fast_recipe_is_followed_by_the_careful_one(wide_brightness, t
             timer=_timer({1: 0.5, 16: 0.5}),
         )
     message = str(slow.value)
-    assert (
-        "batch 1 0.50x, batch 16 0.50x" in message
-        and f"Before it, {refused.replace('0.80', '0.50').replace('0.90', '0.50')}." in message
-    )
-    assert slow.value.report.recipe == careful.describe() and not (tmp_path / "n.inspekt").exists()
+    assert "INT8 runs at batch 1 0.50x, batch 16 0.50x" in message and "--allow-slower" in message
+    assert f"Also tried: {careful.describe()}, refused: it runs at batch 1 0.50x" in message
+    assert slow.value.report.recipe == fast.describe() and not (tmp_path / "n.inspekt").exists()
+
+
+def test_which_refusal_is_raised_when_every_recipe_is_refused():
+    def report(recipe, quality, speed):
+        return QuantReport(
+            quality={"accuracy": (0.9, quality)},
+            agreement=1.0,
+            agreeing="labels",
+            n_images=20,
+            n_calib=20,
+            max_drop=0.01,
+            speedup={1: speed, 16: speed},
+            recipe=recipe,
+        )
+
+    fast_slow, careful_lossy = report("fast", 0.9, 0.8), report("careful", 0.85, 1.5)
+    picked = pick_refusal([fast_slow, careful_lossy])  # --allow-slower writes the fast one, losing nothing
+    assert picked.recipe == "fast" and [t["recipe"] for t in picked.tried] == ["careful"]
+    assert picked.tried[0]["refused"] == ["accuracy drops 5.00 points (0.9000 -> 0.8500; limit 1.00)"]
+    fast_lossy, careful_slow = report("fast", 0.8, 2.0), report("careful", 0.9, 0.9)
+    assert pick_refusal([fast_lossy, careful_slow]).recipe == "careful"  # --allow-slower writes the careful one
+    both_lossy = pick_refusal([fast_lossy, report("careful", 0.85, 0.5)])  # the smaller loss to accept
+    assert both_lossy.recipe == "careful" and both_lossy.tried[0]["recipe"] == "fast"
+    assert both_lossy.reasons()[-1] == "it runs at batch 1 0.50x, batch 16 0.50x fp32's speed (at least 1x)"
+
+
+def test_cli_json_names_every_recipe_tried(wide_brightness, tmp_path, vnni_recipe):
+    """Dark-only calibration clips bright inputs whichever convs stay fp32: both recipes are refused and
+    the JSON keeps the fast one's figures beside the careful one's."""
+    args = ["export", str(wide_brightness["bundle"]), "--int8", "--calib", str(wide_brightness["skewed"]), "--json"]
+    refused = runner.invoke(app, [*args, "--out", str(tmp_path / "r.inspekt")])
+    assert refused.exit_code == 2 and not (tmp_path / "r.inspekt").exists()
+    figures = json.loads(refused.stdout)
+    assert figures["written"] is False and figures["recipe"] == "QDQ U8S8 per-channel, narrow convs fp32"
+    (fast,) = figures["tried"]
+    assert fast["recipe"] == "QDQ U8S8 per-channel" and fast["quality"]["accuracy"][1] < 0.99
+    assert fast["refused"][0].startswith("accuracy drops")
+    error = " ".join(refused.stderr.split())
+    assert "was refused (see below); trying QDQ U8S8 per-channel, narrow convs fp32" in error
+    assert "Also tried: QDQ U8S8 per-channel, refused: accuracy drops" in error and "--max-drop" in error

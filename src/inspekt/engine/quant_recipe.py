@@ -3,9 +3,10 @@ quantisation itself (``quantize_onnx``: ONNX Runtime's static QDQ quantisation w
 
 An export tries the recipes in order and keeps the first one its quality, agreement and speed checks
 accept (``inspekt.engine.quantize``): the fast one first, then a careful one that also leaves the
-*narrow* convolutions in fp32 (fewer than ``NARROW_OUT`` output channels, or dot products shorter than
-``NARROW_DOT`` = input channels x kernel area). Such layers are where 8-bit arithmetic loses most (a
-few channels carry all the signal) and gains least (too little work per output for 8-bit kernels).
+*narrow* convolutions in fp32 (fewer than ``NARROW_OUT`` output channels, or, for ungrouped ones, dot
+products shorter than ``NARROW_DOT`` = input channels x kernel area). Such layers are where 8-bit
+arithmetic loses most (a few channels carry all the signal) and gains least (too little work per output
+for 8-bit kernels).
 
 Every recipe is QDQ format, per-channel weights, unsigned activations with signed weights (U8S8) and
 min-max activation ranges. Medians of 3 interleaved measurements, 2 threads, 128 px grey magnetic-tile
@@ -81,7 +82,7 @@ class Recipe:
         types = "".join("S8" if t == QuantType.QInt8 else "U8" for t in (self.activation, self.weight))
         kept = [
             *(["first conv"] if self.fp32_first_conv else []),
-            *([f"convs under {NARROW_OUT} channels"] if self.fp32_narrow else []),
+            *(["narrow convs"] if self.fp32_narrow else []),
         ]
         return f"QDQ {types} per-channel" + (f", {' and '.join(kept)} fp32" if kept else "")
 
@@ -91,15 +92,21 @@ class Recipe:
         convs = [node for node in graph.graph.node if node.op_type == "Conv"]
         kept = {convs[0].name} if self.fp32_first_conv and convs else set()
         if self.fp32_narrow:
-            kept |= {node.name for node in convs if _narrow(weights.get(node.input[1]))}
+            kept |= {node.name for node in convs if _narrow(weights.get(node.input[1]), _groups(node))}
         return [node.name for node in convs if node.name in kept]
 
 
-def _narrow(dims: list[int] | None) -> bool:
-    """Whether a conv weight of shape (out, in / groups, kh, kw) is too narrow to gain from 8 bits."""
+def _groups(node: onnx.NodeProto) -> int:
+    return next((attr.i for attr in node.attribute if attr.name == "group"), 1)
+
+
+def _narrow(dims: list[int] | None, groups: int) -> bool:
+    """Whether a conv weight of shape (out, in / groups, kh, kw) is too narrow to gain from 8 bits. The
+    dot-product length counts for plain convs only: grouped (depthwise) ones are short by design, have their
+    own kernels and were not measured, so only their output channels count."""
     if dims is None or len(dims) < 3:
         return False
-    return dims[0] < NARROW_OUT or int(np.prod(dims[1:])) < NARROW_DOT
+    return dims[0] < NARROW_OUT or (groups == 1 and int(np.prod(dims[1:])) < NARROW_DOT)
 
 
 def recipes_for(flags: Sequence[str], prepared: bytes) -> list[Recipe]:

@@ -7,7 +7,7 @@ speed at batch 1 and batch 16 on the CPU it was measured on."""
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +59,7 @@ class QuantReport:
         cpu_flags: the instruction-set flags of the CPU the speed-up was measured on.
         recipe: the quantisation recipe used (format, activation/weight types, weight granularity).
         data: the dataset that calibrated and judged it (folder or CSV).
-        tried: the recipes refused before this one, each with why (``refused_line``).
+        tried: the other recipes tried and refused, each as ``attempt()`` gives it (figures and reasons).
     """
 
     quality: dict[str, tuple[float, float]]
@@ -78,7 +78,7 @@ class QuantReport:
     cpu_flags: tuple[str, ...] = ()
     recipe: str = ""
     data: str = ""
-    tried: tuple[str, ...] = ()
+    tried: tuple[dict[str, Any], ...] = ()
 
     @property
     def drop(self) -> float:
@@ -108,10 +108,20 @@ class QuantReport:
         """Whether every check passed: quality, agreement and speed."""
         return not self.failures() and not self.slower()
 
-    def refused_line(self) -> str:
-        """``QDQ U8S8 per-channel was refused: map50 drops 1.26 points (...)`` (quality first, then speed)."""
-        why = self.failures() or [f"it runs at {self.ratios()} fp32's speed (at least {self.min_speedup:g}x)"]
-        return f"{self.recipe} was refused: {'; '.join(why)}"
+    def reasons(self) -> list[str]:
+        """Every reason it is refused: the quality and agreement failures, then the speed (empty: accepted)."""
+        speed = [f"it runs at {self.ratios()} fp32's speed (at least {self.min_speedup:g}x)"] if self.slower() else []
+        return [*self.failures(), *speed]
+
+    def attempt(self) -> dict[str, Any]:
+        """This recipe's figures and why it was refused, as another attempt's ``tried`` holds them."""
+        return {
+            "recipe": self.recipe,
+            "quality": self.quality,
+            "agreement": self.agreement,
+            "speedup": self.speedup,
+            "refused": self.reasons(),
+        }
 
     def ratios(self) -> str:
         """``batch 1 0.65x, batch 16 0.73x`` (INT8 speed over fp32 speed), or ``not measured``."""
@@ -143,11 +153,24 @@ class QuantReport:
             f"recipe {self.recipe}",
             self.speed_line(),
         ]
-        lines.extend(f"before it, {line}" for line in self.tried)
+        lines.extend(f"also tried: {tried_line(attempt)}" for attempt in self.tried)
         if self.skipped:
             lines.append(f"skipped {len(self.skipped)} unreadable image(s):")
             lines.extend(f"  {s.path}: {s.reason}" for s in self.skipped)
         return "\n".join(lines)
+
+
+def tried_line(attempt: dict[str, Any]) -> str:
+    """``QDQ U8S8 per-channel, refused: map50 drops 1.26 points (...)``."""
+    return f"{attempt['recipe']}, refused: {'; '.join(attempt['refused'])}"
+
+
+def pick_refusal(refused: list[QuantReport]) -> QuantReport:
+    """The refusal to raise when every recipe tried was refused, naming the others in its ``tried``: the first
+    refused for speed alone (``--allow-slower`` then writes it and loses nothing), else the last (the careful
+    recipe, whose losses are the smallest to accept)."""
+    chosen = next((report for report in refused if not report.failures()), refused[-1])
+    return replace(chosen, tried=tuple(report.attempt() for report in refused if report is not chosen))
 
 
 def percent(share: float) -> str:
@@ -171,9 +194,9 @@ def acceptance(report: QuantReport) -> str:
 
 
 def refuse_if_failed(report: QuantReport, where: Path) -> None:
-    """Raise the refusal of what was measured: the quality first, then the speed (naming the recipes refused
-    before this one)."""
-    before = "".join(f" Before it, {line}." for line in report.tried)
+    """Raise the refusal of what was measured: the quality first, then the speed (naming the other recipes
+    tried)."""
+    before = "".join(f" Also tried: {tried_line(attempt)}." for attempt in report.tried)
     if report.failures():
         raise AccuracyDropError(
             f"{where}: INT8 ({report.recipe}) on {report.n_images} images: {'; '.join(report.failures())}; "
@@ -209,7 +232,7 @@ def int8_card(card: ModelCard, report: QuantReport) -> ModelCard:
         f"{report.speed_line()}; quantised as {report.recipe}; calibrated on {report.n_calib} images of {report.data}, "
         f"judged on {report.n_images} (accepted at most {points(report.max_drop)} points lost, "
         f"{report.agreeing} agreeing on at least {percent(report.min_agreement)})"
-        + "".join(f"; before it, {line}" for line in report.tried)
+        + "".join(f"; also tried: {tried_line(attempt)}" for attempt in report.tried)
     )
     if any(ratio < DEFAULT_MIN_SPEEDUP for ratio in report.speedup.values()):
         note += " (slower than fp32 there; written anyway, as asked)"

@@ -23,7 +23,6 @@ images overlap, which flatters INT8 slightly).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -46,6 +45,7 @@ from inspekt.engine.quant_report import (
     QuantReport,
     SlowerInt8Error,
     int8_card,
+    pick_refusal,
     refuse_if_failed,
 )
 from inspekt.engine.quant_speed import SpeedTimer, cpu_flags, measure_speedup
@@ -182,14 +182,11 @@ def pick_images(
     return pool, replace(ds, samples=tuple(evaluation))
 
 
-def judge(bundle: Bundle, task: Task, graphs: Sequence[bytes], evaluation: Dataset) -> list[Any]:
-    """Each graph's evaluation on the same images, by the task's own ``evaluate`` through the Predictor."""
-    results = []
-    with step(f"evaluating fp32 and INT8 on {len(evaluation)} images", total=len(graphs) * len(evaluation)) as advance:
-        for graph in graphs:
-            predictor = Predictor(bundle, OnnxBackend(bundle, graph=graph), BATCH, task)
-            results.append(task.evaluate(predictor, evaluation, "int8-check", advance))
-    return results
+def judge(bundle: Bundle, task: Task, graph: bytes, evaluation: Dataset, what: str) -> Any:
+    """A graph's evaluation by the task's own ``evaluate`` through the Predictor (``what`` names it: fp32, INT8)."""
+    with step(f"evaluating {what} on {len(evaluation)} images", total=len(evaluation)) as advance:
+        predictor = Predictor(bundle, OnnxBackend(bundle, graph=graph), BATCH, task)
+        return task.evaluate(predictor, evaluation, "int8-check", advance)
 
 
 def timed(timer: SpeedTimer, fp32: bytes, int8: bytes, images: np.ndarray) -> dict[int, float]:
@@ -203,7 +200,7 @@ def _attempt(
     recipe: Recipe,
     graphs: tuple[bytes, bytes],
     recorder: Recorder,
-    evaluation: Dataset,
+    judged: tuple[Any, Dataset],
     base: QuantReport,
     timer: SpeedTimer | None,
 ) -> tuple[QuantReport, bytes]:
@@ -211,12 +208,13 @@ def _attempt(
 
     Args:
         graphs: the fp32 graph as the bundle holds it and as ``prepare`` returned it.
+        judged: the fp32 graph's evaluation, and the images it was judged on.
     """
-    fp32_bytes, prepared = graphs
+    (fp32_bytes, prepared), (fp32, evaluation) = graphs, judged
     task = task_of(bundle)
     with step(f"quantising ({recipe.describe()}; {len(recorder.rows)} model inputs from {base.n_calib} images)"):
         int8_bytes = quantize_onnx(prepared, recorder.batches(), recipe)
-    fp32, int8 = judge(bundle, task, [fp32_bytes, int8_bytes], evaluation)
+    int8 = judge(bundle, task, int8_bytes, evaluation, "INT8")
     report = replace(
         base,
         quality={
@@ -269,13 +267,17 @@ def quantize_bundle(
     min_speedup: float = DEFAULT_MIN_SPEEDUP,
     timer: SpeedTimer | None = None,
 ) -> QuantReport:
-    """Quantise a classifier bundle's ONNX graph to INT8 and write it as a new bundle.
+    """Quantise a classifier's or a detector's ONNX graph to INT8 and write it as a new bundle.
 
     The new bundle is a byte-for-byte copy with the INT8 ``model.onnx``, card precision ``int8``
-    and the measured ``fp32_accuracy`` / ``int8_accuracy`` / ``int8_agreement`` /
+    and the measured ``fp32_<metric>`` / ``int8_<metric>`` / ``int8_agreement`` /
     ``int8_speedup_b1`` / ``int8_speedup_b16`` in its metrics (and a note naming the CPU flags the
-    speed was measured on); the torch weights stay fp32. Nothing is written when the accuracy drop
-    exceeds ``max_drop``, or when INT8 runs below ``min_speedup`` times fp32's speed here.
+    speed was measured on and the recipes tried); the torch weights stay fp32. The recipes of
+    ``quant_recipe.recipes_for`` are tried in order (the fastest, then the careful one) and the first
+    accepted is written. Nothing is written when every one loses more than ``max_drop``, agrees on less
+    than ``min_agreement`` or runs below ``min_speedup`` times fp32's speed here; the refusal raised is the
+    first recipe refused for speed alone, else the last one (``quant_report.pick_refusal``), and its report's
+    ``tried`` holds the others.
 
     Args:
         bundle: bundle folder, ``.inspekt`` file, run folder or an opened Bundle.
@@ -338,15 +340,18 @@ def quantize_bundle(
         cpu_flags=flags,
         data=storage.source_text(dataset.root),
     )
-    prepared = prepare(fp32_bytes)
-    for recipe in recipes_for(flags, prepared):  # the fast recipe first, then a careful one
-        if base.tried:
-            progress.warn(f"{base.tried[-1]}; trying {recipe.describe()}")
-        report, int8_bytes = _attempt(bundle, recipe, (fp32_bytes, prepared), recorder, evaluation, base, timer)
+    prepared, refused = prepare(fp32_bytes), []
+    judged = judge(bundle, task, fp32_bytes, evaluation, "fp32"), evaluation
+    for recipe in recipes_for(flags, prepared):  # the fast recipe first, then the careful one
+        if refused:
+            progress.warn(f"INT8 as {refused[-1].recipe} was refused (see below); trying {recipe.describe()}")
+        report, int8_bytes = _attempt(bundle, recipe, (fp32_bytes, prepared), recorder, judged, base, timer)
         if report.accepted():
             break
-        base = replace(base, tried=(*base.tried, report.refused_line()))
-    refuse_if_failed(report, bundle.path)
+        refused.append(report)
+    else:
+        refuse_if_failed(pick_refusal(refused), bundle.path)
+    report = replace(report, tried=tuple(attempt.attempt() for attempt in refused))
     written = copy_bundle(
         bundle, out, archive=archive, overwrite=overwrite, card=int8_card(card, report), replace={ONNX: int8_bytes}
     )
