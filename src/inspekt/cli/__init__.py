@@ -81,6 +81,7 @@ from inspekt.cli import (  # noqa: E402,F401  (register commands)
     monitor,
     predict,
     serve,
+    show,
     system,
     train,
     workbench,

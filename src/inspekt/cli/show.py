@@ -1,0 +1,94 @@
+"""``inspekt show BUNDLE``: what a bundle is, from its card and members: task, classes, input, thresholds,
+metrics (INT8 figures included), training data, the training's sanity check, notes, files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from inspekt.bundle import MEMBERS, REFERENCE, Bundle, open_bundle
+from inspekt.card import ModelCard
+from inspekt.cli import app
+from inspekt.cli.common import console, print_json
+from inspekt.errors import BundleError, InspektError
+
+
+def _input_text(card: ModelCard) -> str:
+    spec = card.input
+    height, width = spec.size
+    text = f"{width} x {height} px, {'grey' if spec.channels == 1 else 'RGB'}, resize {spec.resize}"
+    if spec.resize == "tile":
+        text += f" (scale {spec.scale:g}, overlap {spec.overlap:g})"
+    if spec.clahe:
+        text += f", CLAHE {spec.clahe:g}"
+    return text
+
+
+def _thresholds_text(card: ModelCard) -> str:
+    parts = [f"{name} {value:.4g}" for name, value in card.thresholds.items()]
+    if card.anomaly is not None:
+        parts.append(f"image score {card.anomaly.decision:g}, pixel {card.anomaly.pixel_decision:g} (normalised)")
+    if card.postprocess is not None:  # a segmenter's pixel probability, a detector's box score
+        parts.append(f"{'box score' if card.task == 'detect' else 'pixel'} {card.postprocess.threshold:.4g}")
+    return ", ".join(parts) or "none stored (the highest score decides)"
+
+
+def _reference_text(bundle: Bundle) -> str:
+    from inspekt.drift.sources import bundle_reference
+
+    if not bundle.has(REFERENCE):
+        return "none (made before bundles carried one; give the training images to `inspekt drift`)"
+    try:
+        return f"{len(bundle_reference(bundle.path))} training images profiled ({REFERENCE})"
+    except (BundleError, InspektError) as exc:
+        return f"unreadable: {exc}"
+
+
+def bundle_facts(bundle: Bundle) -> dict[str, Any]:
+    """The bundle as ``--json`` prints it: its path, the whole card, and each member's size in bytes."""
+    sizes = {name: len(bundle.read(name)) for name in MEMBERS if bundle.has(name)}
+    return {"path": str(bundle.path), "card": bundle.card.model_dump(mode="json", by_alias=True), "files": sizes}
+
+
+def _rows(bundle: Bundle, sizes: dict[str, int]) -> list[tuple[str, str]]:
+    card = bundle.card
+    sanity = "not checked" if card.sanity is None else "passed" if card.sanity.ok else f"FAILED: {card.sanity.why}"
+    data = card.data
+    rows = [
+        ("task", f"{card.task} ({card.architecture}, {card.precision})"),
+        ("classes", ", ".join(card.classes)),
+        ("input", _input_text(card)),
+        ("thresholds", _thresholds_text(card)),
+        ("metrics", ", ".join(f"{name} {value:.4g}" for name, value in card.metrics.items()) or "none"),
+        ("data", f"{data.source or 'not recorded'} ({data.n_samples} images, fingerprint {data.fingerprint or '-'})"),
+        ("sanity", sanity),
+        ("drift reference", _reference_text(bundle)),
+        ("files", ", ".join(f"{name} {size / 1e6:.2f} MB" for name, size in sizes.items())),
+        ("created", f"{card.created_at or 'unknown'} (inspekt {card.versions.get('inspekt', 'unknown')})"),
+    ]
+    rows.extend(("note", note) for note in card.notes)
+    return rows
+
+
+@app.command()
+def show(
+    bundle: Path = typer.Argument(..., help="Bundle folder, .inspekt file or run folder."),
+    as_json: bool = typer.Option(False, "--json", help="Print the whole card and the members' sizes as JSON."),
+) -> None:
+    """Show what a model bundle is: task, classes, input, thresholds, metrics, data, sanity check, notes."""
+    opened = open_bundle(bundle)
+    facts = bundle_facts(opened)
+    if as_json:
+        print_json(facts)
+        return
+    table = Table(show_header=False, box=None, pad_edge=False)
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column(overflow="fold")
+    for key, value in _rows(opened, facts["files"]):
+        table.add_row(key, escape(value))
+    console.print(escape(str(opened.path)), highlight=False)
+    console.print(table, highlight=False)
