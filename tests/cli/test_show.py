@@ -36,7 +36,7 @@ def test_show_json_is_the_whole_card_and_the_member_sizes(detect_trained):
     assert facts["card"] == json.loads(bundle.card.model_dump_json(by_alias=True))
     assert facts["files"] == {name: len(bundle.read(name)) for name in MEMBERS if bundle.has(name)}
     words = " ".join(runner.invoke(app, ["show", str(detect_trained.bundle)]).stdout.split())
-    assert f"box score {bundle.card.postprocess.threshold:.4g}" in words  # a detector's threshold, named so
+    assert f"score threshold {bundle.card.postprocess.threshold:.4g}" in words  # as the workbench names it
 
 
 def test_show_refuses_what_is_not_a_bundle(tmp_path):

@@ -15,6 +15,7 @@ from inspekt.card import ModelCard
 from inspekt.cli import app
 from inspekt.cli.common import console, print_json
 from inspekt.errors import BundleError, InspektError
+from inspekt.tasks import get_task
 
 
 def _input_text(card: ModelCard) -> str:
@@ -29,12 +30,9 @@ def _input_text(card: ModelCard) -> str:
 
 
 def _thresholds_text(card: ModelCard) -> str:
-    parts = [f"{name} {value:.4g}" for name, value in card.thresholds.items()]
-    if card.anomaly is not None:
-        parts.append(f"image score {card.anomaly.decision:g}, pixel {card.anomaly.pixel_decision:g} (normalised)")
-    if card.postprocess is not None:  # a segmenter's pixel probability, a detector's box score
-        parts.append(f"{'box score' if card.task == 'detect' else 'pixel'} {card.postprocess.threshold:.4g}")
-    return ", ".join(parts) or "none stored (the highest score decides)"
+    """The thresholds the task lets a person move (the workbench's sliders), at the card's values."""
+    controls = get_task(card.task).controls(card)
+    return ", ".join(f"{c.label.lower()} {c.value:.4g}" for c in controls) or "none (the highest score decides)"
 
 
 def _reference_text(bundle: Bundle) -> str:
