@@ -18,7 +18,7 @@ import pytest
 from typer.testing import CliRunner
 
 from inspekt.bundle import ONNX, WEIGHTS, copy_bundle, open_bundle
-from inspekt.card import DataInfo, InputSpec, ModelCard
+from inspekt.card import AnomalySpec, DataInfo, InputSpec, ModelCard
 from inspekt.cli import app
 from inspekt.data.dataset import image_key
 from inspekt.engine import quant_speed
@@ -243,13 +243,19 @@ def test_refuses_other_tasks_and_int8_bundles(brightness, tmp_path):
     bundle = open_bundle(brightness["bundle"])
     copy_bundle(
         bundle,
-        tmp_path / "seg",
+        tmp_path / "anomaly",
         archive=False,
-        card=bundle.card.model_copy(update={"task": "segment", "classes": ("background", "defect")}),
+        card=bundle.card.model_copy(
+            update={
+                "task": "anomaly",
+                "classes": ("good", "anomalous"),
+                "anomaly": AnomalySpec(image_threshold=1.0, image_scale=1.0, pixel_threshold=1.0, pixel_scale=1.0),
+            }
+        ),
     )
     copy_bundle(bundle, tmp_path / "q8", archive=False, card=bundle.card.model_copy(update={"precision": "int8"}))
-    with pytest.raises(ConfigError, match="classify, detect bundles only"):
-        quantize_bundle(tmp_path / "seg", calib=brightness["good"])
+    with pytest.raises(ConfigError, match="classify, segment, detect bundles only"):
+        quantize_bundle(tmp_path / "anomaly", calib=brightness["good"])
     with pytest.raises(ConfigError, match="already INT8"):
         quantize_bundle(tmp_path / "q8", calib=brightness["good"])
 

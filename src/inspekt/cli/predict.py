@@ -313,8 +313,8 @@ def export(
     calib: Path = typer.Option(
         None,
         "--calib",
-        help="With --int8: annotated dataset folder or CSV (labels; boxes or masks for detect) to calibrate and "
-        "check quality on (default: the training data named in the card).",
+        help="With --int8: annotated dataset folder or CSV (labels; masks for segment; boxes or masks for detect) to "
+        "calibrate and check quality on (default: the training data named in the card).",
     ),
     max_drop: float = typer.Option(
         None,
@@ -328,8 +328,8 @@ def export(
         "--min-agreement",
         min=0.0,
         max=1.0,
-        help="With --int8: least share of labels (boxes, for detect) that INT8 gives as fp32 does, 0.95 = 95% "
-        "(default 0.95).",
+        help="With --int8: least share of labels (image verdicts for segment, boxes for detect) that INT8 gives as "
+        "fp32 does, 0.95 = 95% (default 0.95).",
     ),
     allow_slower: bool = typer.Option(
         False, "--allow-slower", help="With --int8: write INT8 even when it measures slower than fp32 on this CPU."

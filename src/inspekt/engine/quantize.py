@@ -1,9 +1,10 @@
 """INT8 export: static ONNX Runtime quantisation of a bundle's ``model.onnx``, kept only when none
 of the task's quality metrics (``Task.int8_metrics``: a classifier's accuracy and macro F1, a
-detector's mAP@0.5 and box F1) drops by more than a limit on annotated images, the two graphs agree
-(the same label, the same boxes: ``Task.int8_agreement``) on at least ``min_agreement`` of their
-outputs (equal accuracy can hide swapped errors), and INT8 is at least as fast as fp32 at batch 1
-and batch 16 on the CPU doing the export (``quant_speed``).
+segmenter's defect IoU and image F1, a detector's mAP@0.5 and box F1) drops by more than a limit on
+annotated images, the two graphs agree (the same label, the same image verdict, the same boxes:
+``Task.int8_agreement``) on at least ``min_agreement`` of their outputs (equal accuracy can hide
+swapped errors), and INT8 is at least as fast as fp32 at batch 1 and batch 16 on the CPU doing the
+export (``quant_speed``).
 
 The graph is first shape-inferred and optimised (ONNX Runtime's ``quant_pre_process``), then
 quantised in QDQ format with weights per output channel and activation ranges from MinMax
@@ -267,7 +268,7 @@ def quantize_bundle(
     min_speedup: float = DEFAULT_MIN_SPEEDUP,
     timer: SpeedTimer | None = None,
 ) -> QuantReport:
-    """Quantise a classifier's or a detector's ONNX graph to INT8 and write it as a new bundle.
+    """Quantise a classifier's, a segmenter's or a detector's ONNX graph to INT8 and write it as a new bundle.
 
     The new bundle is a byte-for-byte copy with the INT8 ``model.onnx``, card precision ``int8``
     and the measured ``fp32_<metric>`` / ``int8_<metric>`` / ``int8_agreement`` /

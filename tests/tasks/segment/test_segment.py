@@ -454,3 +454,43 @@ def test_segmentation_trains_with_its_own_defaults_and_tiles_only_much_larger_im
         cfg = build_config(TrainConfig, options={"task": "segment", "data": str(ds.root), "imgsz": 32})
         assert SegmentTraining(cfg, ds).resize(ds) == segment, side
         assert DetectTraining(cfg.model_copy(update={"task": "detect"}), ds).resize(ds) == detect, side
+
+
+# --- INT8 ------------------------------------------------------------------------------------
+
+
+def test_int8_segmenter_is_judged_by_defect_iou_image_f1_and_verdicts(seg_trained, seg_data, tmp_path, monkeypatch):
+    """export --int8 for a segmenter: calibrated through the Predictor, judged on the images it did not train on
+    by the evaluation's defect IoU and image F1 and by how many image verdicts agree (the speed is fixed: it
+    depends on this CPU); the INT8 bundle predicts masks like the fp32 one."""
+    monkeypatch.setattr("inspekt.engine.quantize.measure_speedup", lambda fp32, int8, images: {1: 1.2, 16: 1.1})
+    out = tmp_path / "q.inspekt"
+    args = ["export", str(seg_trained.bundle), "--int8", "--calib", str(seg_data), "--out", str(out)]
+    said = CliRunner().invoke(app, [*args, "--max-drop", "0.05", "--min-agreement", "0.8", "--json"])
+    assert said.exit_code == 0, said.output
+    report = json.loads(said.stdout)
+    assert set(report["quality"]) == {"defect_iou", "image_f1"} and report["agreeing"] == "image verdicts"
+    assert report["n_images"] == 8 and report["n_calib"] == 40 and report["agreement"] >= 0.8
+    fp32_iou, int8_iou = report["quality"]["defect_iou"]
+    assert fp32_iou > 0.2 and abs(int8_iou - fp32_iou) <= 0.05
+    assert open_bundle(out).card.precision == "int8"
+    images = sorted((seg_data / "images").rglob("*.png"))[:8]
+    fp32, int8 = (Predictor.load(b).predict(images) for b in (seg_trained.bundle, out))
+    for a, b in zip(fp32, int8):
+        assert a.mask.shape == b.mask.shape and np.mean(a.mask == b.mask) > 0.95
+
+
+def test_int8_agreement_counts_image_verdicts():
+    from types import SimpleNamespace
+
+    from inspekt.tasks import get_task
+
+    def result(verdicts):
+        return SimpleNamespace(rows=[{"path": f"{i}.png", "verdict": v} for i, v in enumerate(verdicts)])
+
+    segment = get_task("segment")
+    assert segment.int8_agreement(result([True, False, True, True]), result([True, True, True, False])) == 0.5
+    assert segment.int8_agreement(result([]), result([])) == 1.0
+    samples = [Sample(path=Path("a.png"), mask=Path("a_mask.png")), Sample(path=Path("b.png"))]
+    assert segment.int8_truth(None, samples) == samples  # b: no mask in a dataset with masks, so defect-free
+    assert segment.int8_truth(None, samples[1:]) == []

@@ -17,6 +17,8 @@ class Segment(Task):
     name = "segment"
     score_axis = 1
     thresholds = "defect"
+    int8_metrics = ("defect_iou", "image_f1")
+    int8_agreeing = "image verdicts"
     default_model = "tiny_unet"
     # benchmarks/segment_magnetic_tile.py --defaults: with the config's class defaults (30 epochs, patience 10,
     # threshold 0.5, images shuffled) magnetic_tile kept a validation IoU of 0.000; most images and almost all pixels
@@ -89,6 +91,15 @@ class Segment(Task):
 
     def confidence(self, reference, prediction) -> tuple[str, float]:
         return "largest defect probability", float(prediction.score)
+
+    def int8_truth(self, card, samples):
+        # where a dataset has masks, an image without one is defect-free (evaluate_segment scores it so)
+        return list(samples) if any(s.mask is not None for s in samples) else []
+
+    def int8_agreement(self, fp32, int8):
+        verdicts = {row["path"]: row["verdict"] for row in int8.rows}
+        same = [verdicts.get(row["path"]) == row["verdict"] for row in fp32.rows]
+        return sum(same) / len(same) if same else 1.0
 
     def predict(self, card, images, sources, run, batch_size):
         from inspekt.tasks.segment.predict import predict_segment
