@@ -26,12 +26,11 @@ import os
 import resource
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
-from tile_run import ms_per_image, parse_args, train_or_keep
+from tile_run import int8_figures, ms_per_image, parse_args, train_or_keep
 
 # The recipe: the built-in CenterNet from scratch on 128-pixel windows of the image at 3/4 size
 # (tiled, as segmentation), grey input with CLAHE, defect-free and defective images drawn equally
@@ -120,27 +119,6 @@ def _parity(bundle, paths: list[str]) -> None:
     )
 
 
-def _int8(bundle, csv_path: Path, out: Path) -> None:
-    """``export --int8`` (calibrated on the training split, judged on the test split) at the default limits, as
-    users run it; when that refuses, again with every limit off (the fastest recipe then is always written), to
-    measure it. Then the INT8 bundle scored like the fp32 one."""
-    from inspekt.engine.evaluator import evaluate
-    from inspekt.engine.quantize import Int8Refused, quantize_bundle
-
-    t0 = time.perf_counter()
-    try:
-        report = quantize_bundle(bundle, out, calib=csv_path)
-    except Int8Refused as refused:
-        print(f"export --int8 at the default limits refused it ({time.perf_counter() - t0:.0f} s): {refused}")
-        t0 = time.perf_counter()
-        report = quantize_bundle(bundle, out, calib=csv_path, max_drop=1.0, min_agreement=0.0, min_speedup=0.0)
-        print("again with every limit off:")
-    print(f"export --int8 ({time.perf_counter() - t0:.0f} s):\n{report.summary()}")
-    scored = evaluate(report.path, csv_path, split="test", batch_size=8)
-    ms = ms_per_image(scored)
-    print(f"INT8 bundle: mAP@0.5 {scored.metrics['map50']:.4f}, {ms:.1f} ms/image (ONNX Runtime int8)")
-
-
 def main() -> int:
     args = parse_args(__doc__, "train with inspekt's defaults (only masks=folder, which names the classes) instead")
     if args is None:
@@ -169,7 +147,7 @@ def main() -> int:
         scored = evaluate(run.bundle, run.csv_path, split="test", batch_size=8)
         _report(scored, run.seconds, cpu)
         _parity(run.bundle, [row["path"] for row in scored.rows])
-        _int8(run.bundle, run.csv_path, Path(tmp) / "int8.inspekt")
+        int8_figures(run.bundle, run.csv_path, Path(tmp) / "int8.inspekt", "map50", "mAP@0.5")
     print(f"load average at end {os.getloadavg()}")
     return 0
 

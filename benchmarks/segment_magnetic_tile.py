@@ -4,7 +4,10 @@ background over all six classes (``Free`` images have empty masks).
 A stratified 80/20 split with seed 0 (``inspekt.data.split``); the 80 % trains (its own seeded
 10 % is carved for checkpoint selection), the 20 % is scored with ``inspekt.evaluate`` through the
 Predictor at the original image size. Prints dataset-level defect IoU and Dice, IoU per defect
-type (pixels of that type's test images), image-level AUROC / F1, training time and ms/image.
+type (pixels of that type's test images), image-level AUROC / F1, training time and ms/image, and
+``export --int8``'s own figures (defect IoU and image F1 of both graphs, verdict agreement, speed ratios on
+this CPU, the recipe it kept; written again with every limit off when the default limits refuse it) and
+the INT8 bundle's defect IoU and ms/image.
 
     .venv/bin/python benchmarks/segment_magnetic_tile.py [--threads 2] [--keep DIR] [key=value ...]
     .venv/bin/python benchmarks/segment_magnetic_tile.py --bundle DIR/model.inspekt   # score a kept model
@@ -18,8 +21,9 @@ from __future__ import annotations
 import sys
 import tempfile
 from collections import defaultdict
+from pathlib import Path
 
-from tile_run import ms_per_image, parse_args, train_or_keep
+from tile_run import int8_figures, ms_per_image, parse_args, train_or_keep
 
 # The recipe: the built-in UNet from scratch on 128-pixel windows of the half-size image (tiled) with
 # a strided stem (4x cheaper per window than stride 1, so many more epochs fit), CLAHE in the card's
@@ -102,6 +106,7 @@ def main() -> int:
         )
         scored = evaluate(run.bundle, run.csv_path, split="test", batch_size=8)
         _report(scored, run.seconds)
+        int8_figures(run.bundle, run.csv_path, Path(tmp) / "int8.inspekt", "defect_iou", "defect IoU")
     return 0
 
 

@@ -1,6 +1,7 @@
 """What the magnetic_tile segmentation and detection benchmarks share: their command line, the seeded
-stratified 80/20 split, and training the benchmark's recipe (or inspekt's defaults), or taking a kept
-bundle instead. Imported by ``segment_magnetic_tile.py`` and ``detect.py`` (run from this folder)."""
+stratified 80/20 split, training the benchmark's recipe (or inspekt's defaults), or taking a kept
+bundle instead, and ``export --int8``'s figures. Imported by ``segment_magnetic_tile.py`` and ``detect.py``
+(run from this folder)."""
 
 from __future__ import annotations
 
@@ -82,3 +83,23 @@ def train_or_keep(
 def ms_per_image(scored) -> float:
     """The mean prediction time per image of an evaluation (``inspekt.evaluate``'s per-image ``times``)."""
     return sum(scored.times) / max(1, len(scored.times))
+
+
+def int8_figures(bundle, csv_path: Path, out: Path, metric: str, name: str) -> None:
+    """``export --int8`` (calibrated on the training split, judged on the test split) at the default limits, as
+    users run it; when that refuses, again with every limit off (the fastest recipe then is always written), to
+    measure it. Then the INT8 bundle scored like the fp32 one: its ``metric`` (printed as ``name``) and ms/image."""
+    from inspekt.engine.evaluator import evaluate
+    from inspekt.engine.quantize import Int8Refused, quantize_bundle
+
+    t0 = time.perf_counter()
+    try:
+        report = quantize_bundle(bundle, out, calib=csv_path)
+    except Int8Refused as refused:
+        print(f"export --int8 at the default limits refused it ({time.perf_counter() - t0:.0f} s): {refused}")
+        t0 = time.perf_counter()
+        report = quantize_bundle(bundle, out, calib=csv_path, max_drop=1.0, min_agreement=0.0, min_speedup=0.0)
+        print("again with every limit off:")
+    print(f"export --int8 ({time.perf_counter() - t0:.0f} s):\n{report.summary()}")
+    scored = evaluate(report.path, csv_path, split="test", batch_size=8)
+    print(f"INT8 bundle: {name} {scored.metrics[metric]:.4f}, {ms_per_image(scored):.1f} ms/image (ONNX Runtime int8)")
