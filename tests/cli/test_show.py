@@ -20,12 +20,14 @@ def test_show_prints_what_a_classifier_is(trained):
     text = " ".join(said.stdout.split())
     assert f"task classify ({card.architecture}, fp32)" in text and f"classes {', '.join(card.classes)}" in text
     height, width = card.input.size
-    assert f"input {width} x {height} px, {'grey' if card.input.channels == 1 else 'RGB'}" in text
-    assert f"val_accuracy {card.metrics['val_accuracy']:.4g}" in text
-    assert f"data {card.data.source} ({card.data.n_samples} images, fingerprint {card.data.fingerprint})" in text
+    colour = "grey" if card.input.channels == 1 else "RGB"
+    assert f"input {colour}, {width} x {height} px (resize {card.input.resize})" in text
+    assert f"validation (training) val_accuracy {card.metrics['val_accuracy']:.4g}" in text
+    trained_on = f"{card.data.n_samples} training images, fingerprint {card.data.fingerprint}"
+    assert f"data {card.data.source} ({trained_on})" in text
     assert ("sanity passed" if card.sanity.ok else f"sanity FAILED: {card.sanity.why}") in text
     assert "training images profiled (reference.json)" in text
-    assert f"model.onnx {len(bundle.read('model.onnx')) / 1e6:.2f} MB" in text
+    assert f"model.onnx {len(bundle.read('model.onnx')) / 1e3:.1f} kB" in text  # a tiny model
 
 
 def test_show_json_is_the_whole_card_and_the_member_sizes(detect_trained):
@@ -45,3 +47,14 @@ def test_show_refuses_what_is_not_a_bundle(tmp_path):
     (tmp_path / "notes.txt").write_text("hello")
     said = runner.invoke(app, ["show", str(tmp_path / "notes.txt")])
     assert said.exit_code == 2 and "notes.txt" in said.stderr
+
+
+def test_show_refuses_a_bundle_without_its_graph(trained, tmp_path):
+    """A folder bundle whose model.onnx was deleted showed fine (and predict then failed)."""
+    import shutil
+
+    folder = tmp_path / "bundle"
+    shutil.copytree(trained.bundle, folder)
+    (folder / "model.onnx").unlink()
+    said = runner.invoke(app, ["show", str(folder)])
+    assert said.exit_code == 2 and "bundle has no model.onnx" in " ".join(said.stderr.split())

@@ -10,6 +10,7 @@ import json
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -18,14 +19,14 @@ import pytest
 from typer.testing import CliRunner
 
 from inspekt.bundle import ONNX, WEIGHTS, copy_bundle, open_bundle
-from inspekt.card import AnomalySpec, DataInfo, InputSpec, ModelCard
+from inspekt.card import AnomalySpec, DataInfo, InputSpec, ModelCard, Sanity
 from inspekt.cli import app
 from inspekt.data.dataset import image_key
 from inspekt.engine import quant_speed
 from inspekt.engine.export import export_bundle
 from inspekt.engine.predictor import Predictor, seen_by
 from inspekt.engine.quant_recipe import prepare, quantize_onnx, recipes_for
-from inspekt.engine.quant_report import QuantReport, pick_refusal
+from inspekt.engine.quant_report import QuantReport, acceptance, pick_refusal
 from inspekt.engine.quant_speed import cpu_flags
 from inspekt.engine.quantize import AccuracyDropError, SlowerInt8Error, quantize_bundle
 from inspekt.errors import ConfigError, DatasetError
@@ -258,6 +259,13 @@ def test_refuses_other_tasks_and_int8_bundles(brightness, tmp_path):
         quantize_bundle(tmp_path / "anomaly", calib=brightness["good"])
     with pytest.raises(ConfigError, match="already INT8"):
         quantize_bundle(tmp_path / "q8", calib=brightness["good"])
+    for limits, said in (
+        ({"max_drop": 1.5}, r"max_drop=1\.5 \(--max-drop on the command line\) must be a fraction in \[0, 1\]"),
+        ({"min_agreement": 95}, r"min_agreement=95 \(--min-agreement on the command line\) must be a fraction"),
+        ({"min_speedup": -1}, r"min_speedup=-1 \(--allow-slower on the command line\) must be >= 0"),
+    ):
+        with pytest.raises(ConfigError, match=said):
+            quantize_bundle(brightness["bundle"], tmp_path / "x.inspekt", calib=brightness["good"], **limits)
 
 
 def test_cli_export_int8_json_and_refusal(brightness, tmp_path, vnni_recipe):
@@ -477,19 +485,71 @@ def test_which_refusal_is_raised_when_every_recipe_is_refused():
     both_lossy = pick_refusal([fast_lossy, report("careful", 0.85, 0.5)])  # the smaller loss to accept
     assert both_lossy.recipe == "careful" and both_lossy.tried[0]["recipe"] == "fast"
     assert both_lossy.reasons()[-1] == "it runs at batch 1 0.50x, batch 16 0.50x fp32's speed (at least 1x)"
+    fast_less = pick_refusal([report("fast", 0.88, 2.0), report("careful", 0.86, 1.5)])  # the careful one lost more
+    assert fast_less.recipe == "fast" and "--max-drop 0.02 " in acceptance(fast_less)
+    close = replace(report("fast", 0.9, 2.0), agreement=0.9896, min_agreement=0.99)
+    assert close.failures() == ["labels agree with fp32 on 98.96% only (at least 99%)"]  # not "99.0% only"
 
 
 def test_cli_json_names_every_recipe_tried(wide_brightness, tmp_path, vnni_recipe):
-    """Dark-only calibration clips bright inputs whichever convs stay fp32: both recipes are refused and
-    the JSON keeps the fast one's figures beside the careful one's."""
+    """Dark-only calibration clips bright inputs whichever convs stay fp32: both recipes are refused, with the
+    same loss, so the first one's refusal is raised, and the JSON keeps the careful one's figures beside it."""
     args = ["export", str(wide_brightness["bundle"]), "--int8", "--calib", str(wide_brightness["skewed"]), "--json"]
     refused = runner.invoke(app, [*args, "--out", str(tmp_path / "r.inspekt")])
     assert refused.exit_code == 2 and not (tmp_path / "r.inspekt").exists()
     figures = json.loads(refused.stdout)
-    assert figures["written"] is False and figures["recipe"] == "QDQ U8S8 per-channel, narrow convs fp32"
-    (fast,) = figures["tried"]
-    assert fast["recipe"] == "QDQ U8S8 per-channel" and fast["quality"]["accuracy"][1] < 0.99
-    assert fast["refused"][0].startswith("accuracy drops")
+    assert figures["written"] is False and figures["recipe"] == "QDQ U8S8 per-channel"
+    (careful,) = figures["tried"]
+    assert careful["recipe"] == "QDQ U8S8 per-channel, narrow convs fp32"
+    assert careful["quality"]["accuracy"][1] < 0.99 and careful["refused"][0].startswith("accuracy drops")
     error = " ".join(refused.stderr.split())
     assert "was refused (see below); trying QDQ U8S8 per-channel, narrow convs fp32" in error
-    assert "Also tried: QDQ U8S8 per-channel, refused: accuracy drops" in error and "--max-drop" in error
+    assert "Also tried: QDQ U8S8 per-channel, narrow convs fp32, refused: accuracy drops" in error
+    assert "--max-drop" in error
+
+
+def test_images_the_model_trained_on_never_judge_int8_when_others_can(trained, synth_classes, tmp_path, caplog):
+    """A fresh split of the training data put images the model trained on in its test split: INT8 was judged on
+    them (the bundle's record says which they are), and nothing said so."""
+    source = open_bundle(trained.bundle)
+    trained_on = seen_by(source)["train"]
+    files = list_images(synth_classes)
+    old = [f for f in files if image_key(f) in trained_on]
+    new = [f for f in files if image_key(f) not in trained_on]
+    assert len(old) == 64 and len(new) == 16
+
+    def split_csv(name, rows):
+        return _write_csv(tmp_path / name, [{"path": str(f), "label": f.parent.name, "split": s} for f, s in rows])
+
+    # its test split holds 20 trained-on images and 10 new ones: only the 10 judge
+    mixed = split_csv("mixed.csv", [(f, "test") for f in old[:20] + new[:10]] + [(f, "train") for f in old[20:]])
+    report = quantize_bundle(source, tmp_path / "a.inspekt", calib=mixed, max_drop=1, min_agreement=0)
+    assert report.n_images == 10
+    # a test split of trained-on images only: the new images in its other splits judge instead
+    stale = split_csv("stale.csv", [(f, "test") for f in old[:20]] + [(f, "train") for f in old[20:] + new])
+    assert quantize_bundle(source, tmp_path / "b.inspekt", calib=stale, max_drop=1, min_agreement=0).n_images == 16
+    # nothing new to the model: judged on what it trained on, and said so
+    only_old = split_csv("old.csv", [(f, "test") for f in old[:20]] + [(f, "train") for f in old[20:]])
+    with caplog.at_level("WARNING", logger="inspekt"):
+        report = quantize_bundle(source, tmp_path / "c.inspekt", calib=only_old, max_drop=1, min_agreement=0)
+    assert report.n_images == 20
+    assert "the model trained on 64 of the 64 images" in caplog.text and "flatters both graphs" in caplog.text
+
+
+def test_a_model_that_failed_its_sanity_check_is_named_before_int8(brightness, tmp_path, caplog):
+    """A detector that found no box passed INT8 with "boxes agree on 100%": both graphs found nothing. INT8 can
+    only agree with a failed model, so the export says first what predict and eval say of it."""
+    source = open_bundle(brightness["bundle"])
+    failed = copy_bundle(
+        source,
+        tmp_path / "failed",
+        archive=False,
+        card=source.card.model_copy(update={"sanity": Sanity(ok=False, why="predicts 'dark' for every image")}),
+    )
+    with caplog.at_level("WARNING", logger="inspekt"):
+        report = quantize_bundle(failed, tmp_path / "q.inspekt", calib=brightness["good"])
+    assert (
+        f"{failed} failed its training's sanity check" in caplog.text
+        and "predicts 'dark' for every image" in caplog.text
+    )
+    assert open_bundle(report.path).card.sanity.ok is False  # the INT8 bundle keeps the verdict

@@ -96,7 +96,8 @@ class QuantReport:
                 )
         if self.agreement < self.min_agreement - 1e-9:
             found.append(
-                f"{self.agreeing} agree with fp32 on {self.agreement:.1%} only (at least {percent(self.min_agreement)})"
+                f"{self.agreeing} agree with fp32 on {share(self.agreement)} only "
+                f"(at least {percent(self.min_agreement)})"
             )
         return found
 
@@ -146,7 +147,7 @@ class QuantReport:
         )
         lines = [
             f"on {self.n_images} images: {figures}; limit {points(self.max_drop)} points; "
-            f"{self.agreeing} agree on {self.agreement:.1%} (at least {percent(self.min_agreement)})",
+            f"{self.agreeing} agree on {share(self.agreement)} (at least {percent(self.min_agreement)})",
             f"model.onnx: {self.size_fp32 / 1e6:.3f} MB fp32 -> {self.size_int8 / 1e6:.3f} MB int8 "
             f"({self.size_int8 / max(self.size_fp32, 1):.0%}); calibrated on {self.n_calib} images"
             f"{f' of {self.data}' if self.data else ''}; "
@@ -167,15 +168,22 @@ def tried_line(attempt: dict[str, Any]) -> str:
 
 def pick_refusal(refused: list[QuantReport]) -> QuantReport:
     """The refusal to raise when every recipe tried was refused, naming the others in its ``tried``: the first
-    refused for speed alone (``--allow-slower`` then writes it and loses nothing), else the last (the careful
-    recipe, whose losses are the smallest to accept)."""
-    chosen = next((report for report in refused if not report.failures()), refused[-1])
+    refused for speed alone (``--allow-slower`` then writes it and loses nothing), else the one that loses least
+    (the smallest quality drop, then the most agreement), whose limits ``acceptance`` then suggests."""
+    speed_only = [report for report in refused if not report.failures()]
+    chosen = speed_only[0] if speed_only else min(refused, key=lambda report: (report.drop, -report.agreement))
     return replace(chosen, tried=tuple(report.attempt() for report in refused if report is not chosen))
 
 
-def percent(share: float) -> str:
+def percent(limit: float) -> str:
     """``95%``, ``95.5%``: a limit as given, never rounded to another one."""
-    return f"{share * 100:g}%"
+    return f"{limit * 100:g}%"
+
+
+def share(fraction: float) -> str:
+    """``98.96%``: a measured share with two decimals, as drops are given (with one, 98.96 read "99.0%" beside
+    a limit of 99%)."""
+    return f"{fraction * 100:.2f}%"
 
 
 def points(fraction: float) -> str:
@@ -186,9 +194,10 @@ def points(fraction: float) -> str:
 def acceptance(report: QuantReport) -> str:
     """The options that would accept what was measured, for the CLI and for ``quantize_bundle``:
     ``--max-drop 0.02 (max_drop=0.02 in Python)``."""
-    limits = {"max_drop": math.ceil(max(report.drop, report.max_drop) * 100) / 100}
+    # rounded to 1e-6 points first: 0.90 - 0.88 is 0.020000000000000018, which asked for 0.03
+    limits = {"max_drop": math.ceil(round(max(report.drop, report.max_drop) * 100, 6)) / 100}
     if report.agreement < report.min_agreement:
-        limits["min_agreement"] = math.floor(report.agreement * 100) / 100
+        limits["min_agreement"] = math.floor(round(report.agreement * 100, 6)) / 100
     cli = " ".join(f"--{name.replace('_', '-')} {value:g}" for name, value in limits.items())
     return f"{cli} ({', '.join(f'{name}={value:g}' for name, value in limits.items())} in Python)"
 

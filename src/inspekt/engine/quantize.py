@@ -17,9 +17,10 @@ Both steps go through the one ``Predictor``: calibration records the inputs it f
 evaluation (``Task.evaluate``), so the figures are the ones ``inspekt eval`` would print. Which
 images (``pick_images``): calibration takes the dataset's ``train`` split when it has one, else the images
 the model trained on (the bundle's record, ``seen_by``), else every image, thinned evenly to ``n_calib``; the
-check takes the annotated ``val`` + ``test`` images when there are any, else the annotated images the model
-did not train on (at least ``MIN_IMAGES``), else every annotated image (then the calibration and evaluation
-images overlap, which flatters INT8 slightly).
+check takes the annotated ``val`` + ``test`` images the model did not train on (by the record, where there is
+one), else the annotated images it did not train on (at least ``MIN_IMAGES``), else every annotated image: then
+the calibration and evaluation images overlap, which flatters INT8 slightly, and where the record says the model
+trained on them a warning says so.
 """
 
 from __future__ import annotations
@@ -124,8 +125,8 @@ def calibration_dataset(card: ModelCard, calib: str | Path | Dataset | None, whe
                 else "its card names no training data"
             )
             raise ConfigError(
-                f"{where}: INT8 needs labelled calibration images and {named}; "
-                "pass --calib DATA (calib= in Python: a dataset folder or CSV labelled with the model's classes)"
+                f"{where}: INT8 needs annotated calibration images and {named}; pass --calib DATA (calib= in "
+                "Python: a dataset folder or CSV annotated for this model: its class labels, masks or boxes)"
             )
         calib = source
     return open_dataset(calib)
@@ -150,17 +151,27 @@ def pick_images(
     Raises:
         DatasetError: no annotated images, annotations the model does not know, or too few images.
     """
-    splits = any(s.split in EVAL_SPLITS for s in ds.samples)
-    keys = image_keys([s.path for s in ds.samples]) if seen is not None and not splits else None
+    keys = image_keys([s.path for s in ds.samples]) if seen is not None else None
     trained = [s for s, key in zip(ds.samples, keys) if key in seen] if keys else []
+    unseen = [s for s, key in zip(ds.samples, keys) if key not in seen] if keys else list(ds.samples)
     try:
-        held_out = task.int8_truth(card, [s for s in ds.samples if s.split in EVAL_SPLITS])
-        if not held_out and trained:
-            unseen = task.int8_truth(card, [s for s, key in zip(ds.samples, keys) if key not in seen])
-            held_out = unseen if len(unseen) >= MIN_IMAGES else []
-        evaluation = held_out or task.int8_truth(card, ds.samples)
+        held_out = task.int8_truth(card, [s for s in unseen if s.split in EVAL_SPLITS])
+        if trained and len(held_out) < MIN_IMAGES:  # the record says which images are new to the model
+            held_out = task.int8_truth(card, unseen)
+            held_out = held_out if len(held_out) >= MIN_IMAGES else []
+        evaluation = (
+            held_out
+            or task.int8_truth(card, [s for s in ds.samples if s.split in EVAL_SPLITS])
+            or task.int8_truth(card, ds.samples)
+        )
     except DatasetError as exc:
         raise DatasetError(f"{ds.root}: {exc}") from None
+    if trained and not held_out and evaluation:
+        progress.warn(
+            f"the model trained on {len(trained)} of the {len(ds)} images of {ds.root} and fewer than {MIN_IMAGES} "
+            "annotated ones are new to it: INT8 is judged on images it trained on, which flatters both graphs; "
+            "pass --calib with images it did not train on"
+        )
     if not evaluation:
         raise DatasetError(
             f"{ds.root}: no image annotated for this {card.task} model ({ds.layout} layout), so the INT8 graph's "
@@ -239,7 +250,7 @@ def default_output(bundle: Bundle, archive: bool) -> Path:
     return bundle.path.with_name(f"{stem}-int8{SUFFIX if archive else ''}")
 
 
-def _check_request(bundle: Bundle, max_drop: float, n_calib: int) -> None:
+def _check_request(bundle: Bundle, limits: dict[str, float], n_calib: int) -> None:
     card, where = bundle.card, bundle.path
     if not task_of(bundle).int8_metrics:
         able = ", ".join(name for name, task in TASKS.items() if task.int8_metrics)
@@ -249,8 +260,14 @@ def _check_request(bundle: Bundle, max_drop: float, n_calib: int) -> None:
         )
     if card.precision == "int8":
         raise ConfigError(f"{where}: this bundle is already INT8; quantise the fp32 bundle it came from")
-    if not 0 <= max_drop <= 1:
-        raise ConfigError(f"--max-drop {max_drop} must be an accuracy fraction in [0, 1] (0.01 = one point)")
+    for name, value, allowed in (
+        ("max_drop", limits["max_drop"], "a fraction in [0, 1] (0.01 = one point)"),
+        ("min_agreement", limits["min_agreement"], "a fraction in [0, 1] (0.95 = 95%)"),
+        ("min_speedup", limits["min_speedup"], ">= 0 (0: any speed)"),
+    ):
+        if not (0 <= value <= 1 if name != "min_speedup" else value >= 0):
+            flag = "--allow-slower" if name == "min_speedup" else f"--{name.replace('_', '-')}"
+            raise ConfigError(f"{name}={value:g} ({flag} on the command line) must be {allowed}")
     if n_calib < MIN_IMAGES:
         raise ConfigError(f"n_calib {n_calib} must be at least {MIN_IMAGES}")
 
@@ -285,8 +302,9 @@ def quantize_bundle(
         out: where to write (default: ``<bundle name>-int8.inspekt`` beside the bundle).
         calib: labelled dataset (folder or CSV) for calibration and the accuracy check;
             default: the training data named in the card.
-        max_drop: largest accepted accuracy or macro-F1 drop as a fraction (0.01 = one percentage point).
-        min_agreement: smallest share of images to which INT8 gives fp32's label.
+        max_drop: largest accepted drop of each of the task's quality metrics (``Task.int8_metrics``: accuracy and
+            macro F1, defect IoU and image F1, mAP@0.5 and box F1) as a fraction (0.01 = one percentage point).
+        min_agreement: smallest share of outputs on which INT8 agrees with fp32 (labels, image verdicts, boxes).
         n_calib: most calibration images.
         overwrite: replace an existing bundle at ``out``.
         archive: write a single ``.inspekt`` file (else a folder).
@@ -301,14 +319,12 @@ def quantize_bundle(
         AccuracyDropError: INT8 accuracy or macro F1 dropped by more than ``max_drop``, or its labels agree
             with fp32's on fewer than ``min_agreement`` of the images (nothing written).
         SlowerInt8Error: INT8 ran below ``min_speedup`` times fp32's speed (nothing written).
-        ConfigError: not a classifier, already INT8, bad limits, or no calibration data.
+        ConfigError: a task without INT8 (anomaly), already INT8, bad limits, or no calibration data.
         DatasetError: calibration data without usable labels or with too few images.
         BundleError: the bundle cannot be read, or ``out`` exists.
     """
     bundle = bundle if isinstance(bundle, Bundle) else open_bundle(bundle)
-    _check_request(bundle, max_drop, n_calib)
-    if not 0 <= min_agreement <= 1 or min_speedup < 0:
-        raise ConfigError(f"min_agreement {min_agreement} must be in [0, 1] and min_speedup {min_speedup} >= 0")
+    _check_request(bundle, {"max_drop": max_drop, "min_agreement": min_agreement, "min_speedup": min_speedup}, n_calib)
     out = Path(out) if out is not None else default_output(bundle, archive)
     check_target(out, archive, overwrite)  # refuse an existing output before the slow part
     card, task = bundle.card, task_of(bundle)
@@ -318,6 +334,8 @@ def quantize_bundle(
     fp32_bytes, flags = bundle.read(ONNX), cpu_flags()
     recorder, calib_report = Recorder(OnnxBackend(bundle, graph=fp32_bytes), n_calib), BatchReport()
     calibrator = Predictor(bundle, recorder, BATCH, task)
+    for caveat in calibrator.caveats():  # a model that failed its sanity check: INT8 can only agree with it
+        progress.warn(caveat)
     with step("reading calibration images", total=len(calib_paths)) as advance:
         for start in range(0, len(calib_paths), BATCH):
             calibrator.predict(calib_paths[start : start + BATCH], report=calib_report)
