@@ -148,12 +148,13 @@ TOUR = """[bold]Try next[/] (first: source .venv/bin/activate)
   inspekt data info {data}                 # layout, classes, sizes, corrupt files, duplicates
   inspekt data info {seg}             # images + masks
   inspekt data split {data} --out split.csv   # stratified train/val/test CSV
+  inspekt show {model}                     # what the model is: classes, input, thresholds, metrics, data
   inspekt predict {model} {incoming} --topk 2 --save-dir predictions --explain
   inspekt eval {model} --data {incoming} --plots report   # on images it never saw: metrics, confusion, errors
   inspekt explain {model} {incoming} --out cams       # Grad-CAM overlays
   inspekt train classify --data {data} --epochs 20 --imgsz 64 --augment light
   inspekt export {model} --out copy.inspekt    # re-export with the ONNX parity check
-  inspekt export {model} --int8 --calib {data} --out int8.inspekt   # refused if accuracy drops > 1 point
+  inspekt export {model} --int8 --calib {data} --out int8.inspekt   # refused if it loses > 1 point or is slower
   inspekt predict {segmenter} {seg}/images --save-dir masks   # masks, regions, overlays
   inspekt predict {anomaly} {mvtec}/test --save-dir anomalies   # scores, anomaly maps, reconstructions
   inspekt eval {anomaly} --data {mvtec} --plots anomaly-report   # AUROC, pixel AUROC, AUPRO, worst errors
