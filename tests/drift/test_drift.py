@@ -170,6 +170,28 @@ def test_merged_partial_profiles_equal_the_whole(tmp_path):
     np.testing.assert_array_equal(in_processes.values["brightness"], whole.values["brightness"])
 
 
+@pytest.mark.slow
+def test_an_unguarded_script_is_told_how_to_profile_in_worker_processes(tmp_path):
+    """Once torch is loaded, worker processes come from a fork server, and each imports the calling script again:
+    a script without the `__main__` guard ran its top-level code in every worker (training again, in a real
+    script) and died with a bare BrokenProcessPool. It now says what to do."""
+    import subprocess
+    import sys
+
+    files = _write_set(tmp_path / "a", 16, seed=3)  # two chunks of 8: a pool is started
+    script = tmp_path / "unguarded.py"
+    script.write_text(
+        "import torch  # noqa: F401  (as after inspekt.train)\n"
+        "from inspekt.drift import profile_images\n"
+        f"profile_images({[str(f) for f in files]!r}, workers=2)\n"
+    )
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert done.returncode != 0
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("inspekt.errors.ConfigError: profiling in 2 worker processes failed"), done.stderr[-2000:]
+    assert 'if __name__ == "__main__":' in last and "workers=1" in last
+
+
 def test_profile_json_round_trip_and_damaged_files(tmp_path):
     files = _write_set(tmp_path / "a", 6, seed=5)
     profile = profile_images(files)

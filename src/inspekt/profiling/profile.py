@@ -12,6 +12,7 @@ import math
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -275,11 +276,23 @@ def profile_images(
     # process, and then the forkserver starts clean workers instead
     threaded = any(name in sys.modules for name in ("torch", "onnxruntime"))
     context = multiprocessing.get_context("forkserver" if threaded else "fork")
-    with ProcessPoolExecutor(workers, mp_context=context) as pool:
-        for chunk, part in zip(chunks, pool.map(profile_chunk, chunks, [min_side] * len(chunks))):
-            parts.append(part)
-            if progress:
-                progress(len(chunk))
+    try:
+        with ProcessPoolExecutor(workers, mp_context=context) as pool:
+            for chunk, part in zip(chunks, pool.map(profile_chunk, chunks, [min_side] * len(chunks))):
+                parts.append(part)
+                if progress:
+                    progress(len(chunk))
+    except BrokenProcessPool:
+        raise ConfigError(
+            f"profiling in {workers} worker processes failed: a worker stopped"
+            + (
+                ". Each worker started through the fork server imports the calling script again, so a script "
+                "that profiles with workers > 1 after torch or onnxruntime is loaded must keep its top-level "
+                'code under `if __name__ == "__main__":` (or pass workers=1)'
+                if threaded
+                else " (out of memory?); pass workers=1 to profile in this process"
+            )
+        ) from None
     return Profile.concat(parts)
 
 
