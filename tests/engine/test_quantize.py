@@ -26,7 +26,7 @@ from inspekt.engine import quant_speed
 from inspekt.engine.export import export_bundle
 from inspekt.engine.predictor import Predictor, seen_by
 from inspekt.engine.quant_recipe import prepare, quantize_onnx, recipes_for
-from inspekt.engine.quant_report import QuantReport, acceptance, pick_refusal
+from inspekt.engine.quant_report import QuantReport, acceptance, pick_refusal, refuse_if_failed
 from inspekt.engine.quant_speed import cpu_flags
 from inspekt.engine.quantize import AccuracyDropError, SlowerInt8Error, quantize_bundle
 from inspekt.errors import ConfigError, DatasetError
@@ -485,6 +485,11 @@ def test_which_refusal_is_raised_when_every_recipe_is_refused():
     both_lossy = pick_refusal([fast_lossy, report("careful", 0.85, 0.5)])  # the smaller loss to accept
     assert both_lossy.recipe == "careful" and both_lossy.tried[0]["recipe"] == "fast"
     assert both_lossy.reasons()[-1] == "it runs at batch 1 0.50x, batch 16 0.50x fp32's speed (at least 1x)"
+    with pytest.raises(AccuracyDropError, match=r"On 20 images one image is 5\.00 points of a per-image share"):
+        refuse_if_failed(report("fast", 0.85, 2.0), Path("m.inspekt"))  # 20 images: one flip is 5 points
+    with pytest.raises(AccuracyDropError) as fine_grained:
+        refuse_if_failed(replace(report("fast", 0.85, 2.0), n_images=400), Path("m.inspekt"))
+    assert "one image is" not in str(fine_grained.value)  # one image of 400 is 0.25 points, below the limit
     fast_less = pick_refusal([report("fast", 0.88, 2.0), report("careful", 0.86, 1.5)])  # the careful one lost more
     assert fast_less.recipe == "fast" and "--max-drop 0.02 " in acceptance(fast_less)
     close = replace(report("fast", 0.9, 2.0), agreement=0.9896, min_agreement=0.99)

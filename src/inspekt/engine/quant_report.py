@@ -207,9 +207,16 @@ def refuse_if_failed(report: QuantReport, where: Path) -> None:
     tried)."""
     before = "".join(f" Also tried: {tried_line(attempt)}." for attempt in report.tried)
     if report.failures():
+        one_image = 1 / max(report.n_images, 1)
+        coarse = (
+            f" On {report.n_images} images one image is {points(one_image)} points of a per-image share such as "
+            f"accuracy, more than the {points(report.max_drop)}-point limit: judge on more annotated images."
+            if one_image > report.max_drop + 1e-9
+            else ""
+        )
         raise AccuracyDropError(
             f"{where}: INT8 ({report.recipe}) on {report.n_images} images: {'; '.join(report.failures())}; "
-            f"nothing was written.{before} "
+            f"nothing was written.{before}{coarse} "
             f"Calibrate on more representative images (--calib DATA, calib= in Python) or accept the loss with "
             f"{acceptance(report)}",
             report,
