@@ -170,8 +170,8 @@ def test_a_bundle_judges_only_images_it_did_not_train_on(tmp_path):
             _save(tmp_path / split / "ok" / f"{i}.png", _noise(i if split == "train" else 9 + i))
     ds = open_dataset(tmp_path)
 
-    def judge(dataset, fingerprint):  # a bundle written before bundles kept their images (seen None)
-        data = SimpleNamespace(fingerprint=fingerprint, source="")
+    def judge(dataset, fingerprint, source=""):  # a bundle written before bundles kept their images (seen None)
+        data = SimpleNamespace(fingerprint=fingerprint, source=source)
         return _held_out(dataset, SimpleNamespace(card=SimpleNamespace(data=data), seen=None), "m")
 
     judged, notes = judge(ds, ds.fingerprint())
@@ -180,6 +180,12 @@ def test_a_bundle_judges_only_images_it_did_not_train_on(tmp_path):
     judged, notes = judge(train_only, train_only.fingerprint())
     assert len(judged) == 2 and "trained on these very images" in notes[0]
     judged, notes = judge(ds, "0123456789abcdef")
+    assert len(judged) == 4 and notes == []
+    # trained on this folder (the card's source, compared by storage.same_source), which has changed since: said
+    # so; a card naming a URL was trained on other data
+    judged, notes = judge(ds, "0123456789abcdef", source=str(tmp_path))
+    assert len(judged) == 4 and "which has changed since" in notes[0]
+    judged, notes = judge(ds, "0123456789abcdef", source="s3://bucket/data")
     assert len(judged) == 4 and notes == []
 
 

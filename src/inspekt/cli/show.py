@@ -14,7 +14,7 @@ from inspekt.bundle import MEMBERS, ONNX, REFERENCE, Bundle, open_bundle
 from inspekt.card import ModelCard
 from inspekt.cli import app
 from inspekt.cli.common import console, print_json
-from inspekt.errors import BundleError, InspektError
+from inspekt.errors import InspektError
 from inspekt.tasks import get_task
 
 
@@ -44,8 +44,8 @@ def _reference_text(bundle: Bundle) -> str:
     if not bundle.has(REFERENCE):
         return "none (made before bundles carried one; give the training images to `inspekt drift`)"
     try:
-        return f"{len(bundle_reference(bundle.path))} training images profiled ({REFERENCE})"
-    except (BundleError, InspektError) as exc:
+        return f"{len(bundle_reference(bundle))} training images profiled ({REFERENCE})"
+    except InspektError as exc:  # a damaged reference.json: the rest of the card still shows
         return f"unreadable: {exc}"
 
 

@@ -17,6 +17,7 @@ from inspekt.bundle import (
     CARD,
     REFERENCE,
     SUFFIX,
+    Bundle,
     is_zip,
     open_bundle,
 )
@@ -56,23 +57,24 @@ def source_files(source: str | os.PathLike) -> list[str]:
     return files
 
 
-def bundle_reference(path: str | os.PathLike) -> Profile:
-    """The reference profile stored in a bundle.
+def bundle_reference(path: str | os.PathLike | Bundle) -> Profile:
+    """The reference profile stored in a bundle (a path, or one already opened).
 
     Raises:
         BundleError: the bundle has no ``reference.json`` (made before drift profiles existed).
     """
-    bundle = open_bundle(path)
+    bundle = path if isinstance(path, Bundle) else open_bundle(path)
+    where = bundle.path
     if not bundle.has(REFERENCE):
         raise BundleError(
-            f"{path}: this bundle has no {REFERENCE} (it was made before bundles carried a drift "
+            f"{where}: this bundle has no {REFERENCE} (it was made before bundles carried a drift "
             "profile); give the training images' folder as REFERENCE instead, or retrain"
         )
     try:
         data = jsonio.loads(bundle.read(REFERENCE))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BundleError(f"{path}: {REFERENCE} is damaged ({exc})") from None
-    return Profile.from_dict(data, f"{path}:{REFERENCE}")
+        raise BundleError(f"{where}: {REFERENCE} is damaged ({exc})") from None
+    return Profile.from_dict(data, f"{where}:{REFERENCE}")
 
 
 def load_profile(

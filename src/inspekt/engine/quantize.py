@@ -209,21 +209,22 @@ def timed(timer: SpeedTimer, fp32: bytes, int8: bytes, images: np.ndarray) -> di
 
 def _attempt(
     bundle: Bundle,
+    task: Task,
     recipe: Recipe,
     graphs: tuple[bytes, bytes],
     recorder: Recorder,
     judged: tuple[Any, Dataset],
     base: QuantReport,
-    timer: SpeedTimer | None,
+    timer: SpeedTimer,
 ) -> tuple[QuantReport, bytes]:
-    """Quantise with one recipe, judge and time the INT8 graph: ``base`` with the figures filled in, and the graph.
+    """Quantise with one recipe, judge and time the INT8 graph: ``base`` (the figures no recipe changes) with
+    the INT8 graph's filled in, and the graph.
 
     Args:
         graphs: the fp32 graph as the bundle holds it and as ``prepare`` returned it.
         judged: the fp32 graph's evaluation, and the images it was judged on.
     """
     (fp32_bytes, prepared), (fp32, evaluation) = graphs, judged
-    task = task_of(bundle)
     with step(f"quantising ({recipe.describe()}; {len(recorder.rows)} model inputs from {base.n_calib} images)"):
         int8_bytes = quantize_onnx(prepared, recorder.batches(), recipe)
     int8 = judge(bundle, task, int8_bytes, evaluation, "INT8")
@@ -235,10 +236,8 @@ def _attempt(
             if fp32.metrics.get(name) is not None and int8.metrics.get(name) is not None
         },
         agreement=task.int8_agreement(fp32, int8),
-        n_images=fp32.to_dict()["n_images"],
         size_int8=len(int8_bytes),
-        skipped=tuple(dict.fromkeys((*base.skipped, *fp32.skipped))),
-        speedup=timed(timer or measure_speedup, fp32_bytes, int8_bytes, np.stack(recorder.rows[:16])),
+        speedup=timed(timer, fp32_bytes, int8_bytes, np.stack(recorder.rows[:16])),
         recipe=recipe.describe(),
     )
     return report, int8_bytes
@@ -294,8 +293,8 @@ def quantize_bundle(
     ``quant_recipe.recipes_for`` are tried in order (the fastest, then the careful one) and the first
     accepted is written. Nothing is written when every one loses more than ``max_drop``, agrees on less
     than ``min_agreement`` or runs below ``min_speedup`` times fp32's speed here; the refusal raised is the
-    first recipe refused for speed alone, else the last one (``quant_report.pick_refusal``), and its report's
-    ``tried`` holds the others.
+    first recipe refused for speed alone, else the one that lost least (``quant_report.pick_refusal``), and
+    its report's ``tried`` holds the others.
 
     Args:
         bundle: bundle folder, ``.inspekt`` file, run folder or an opened Bundle.
@@ -345,26 +344,27 @@ def quantize_bundle(
             f"only {calib_report.loaded} calibration image(s) could be read; INT8 needs at least "
             f"{MIN_IMAGES}. {calib_report.summary()}"
         )
-    base = QuantReport(
+    fp32 = judge(bundle, task, fp32_bytes, evaluation, "fp32")  # once, whichever recipes are tried
+    base = QuantReport(  # what every attempt shares; _attempt fills in the INT8 graph's figures
         quality={},
         agreement=0.0,
         agreeing=task.int8_agreeing,
-        n_images=0,
+        n_images=fp32.to_dict()["n_images"],
         n_calib=calib_report.loaded,
         max_drop=max_drop,
         size_fp32=len(fp32_bytes),
         min_agreement=min_agreement,
-        skipped=tuple(calib_report.skipped),
+        skipped=tuple(dict.fromkeys((*calib_report.skipped, *fp32.skipped))),
         min_speedup=min_speedup,
         cpu_flags=flags,
         data=storage.source_text(dataset.root),
     )
     prepared, refused = prepare(fp32_bytes), []
-    judged = judge(bundle, task, fp32_bytes, evaluation, "fp32"), evaluation
     for recipe in recipes_for(flags, prepared):  # the fast recipe first, then the careful one
         if refused:
             progress.warn(f"INT8 as {refused[-1].recipe} was refused (see below); trying {recipe.describe()}")
-        report, int8_bytes = _attempt(bundle, recipe, (fp32_bytes, prepared), recorder, judged, base, timer)
+        graphs, judged = (fp32_bytes, prepared), (fp32, evaluation)
+        report, int8_bytes = _attempt(bundle, task, recipe, graphs, recorder, judged, base, timer or measure_speedup)
         if report.accepted():
             break
         refused.append(report)
