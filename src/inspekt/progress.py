@@ -10,13 +10,16 @@ The library says what it is doing and never prints::
 
 The *reporter* of the current context shows it (``reporting(reporter)`` installs one). The CLI's draws
 a Rich bar with ETA on a terminal and writes plain lines (``PlainReporter``) elsewhere: logs, CI, the
-workbench's job log. Without one, the library logs to the ``inspekt`` logger: steps and announcements
-at INFO (shown once logging is configured), warnings at WARNING (shown on stderr even when it is not).
+workbench's job log. Without one (the Python API), steps go to the ``inspekt`` logger once logging is
+configured (a handler on it or the root logger, or a level set on it): steps and announcements at
+INFO, warnings at WARNING. While it is not, they are plain lines on stderr, so that ``inspekt.train``
+in a script or notebook is not silent for minutes.
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -106,14 +109,21 @@ class PlainReporter(Reporter):
         (self.warn if warning else self.write)(message)
 
 
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
 _log = logging.getLogger("inspekt")
 _LOGGED = PlainReporter(_log.info, _log.warning)
+_STDERR = PlainReporter(_stderr)
 _CURRENT: ContextVar[Reporter | None] = ContextVar("inspekt_progress", default=None)
 
 
 def current() -> Reporter:
-    """The reporter of this context (the ``inspekt`` logger when no front installed one)."""
-    return _CURRENT.get() or _LOGGED
+    """The reporter of this context; when no front installed one, the ``inspekt`` logger if logging is
+    configured for it, else plain lines on stderr."""
+    configured = _log.level != logging.NOTSET or _log.hasHandlers()
+    return _CURRENT.get() or (_LOGGED if configured else _STDERR)
 
 
 @contextmanager

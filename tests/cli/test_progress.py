@@ -54,6 +54,29 @@ def test_without_a_front_the_library_logs(caplog):
     assert caplog.records[1].levelname == "WARNING"
 
 
+STEPS = """
+import logging, sys
+from inspekt import progress
+if sys.argv[1] == "configured":
+    logging.basicConfig(level=logging.INFO, format="LOG %(levelname)s %(message)s", stream=sys.stdout)
+with progress.step("writing data/x", 2) as advance:
+    advance(2)
+progress.warn("careful")
+"""
+
+
+def test_without_logging_configured_the_python_api_writes_plain_lines_on_stderr():
+    """A script or notebook calling the library (no front, logging untouched) sees its progress; once
+    logging is configured, the lines go through it instead, and nothing is written twice."""
+    bare = subprocess.run([sys.executable, "-c", STEPS, "bare"], capture_output=True, text=True, timeout=120)
+    assert bare.returncode == 0, bare.stderr
+    assert bare.stderr.splitlines() == ["writing data/x 0/2 (0%)", "warning: careful"] and bare.stdout == ""
+    logged = subprocess.run([sys.executable, "-c", STEPS, "configured"], capture_output=True, text=True, timeout=120)
+    assert logged.returncode == 0, logged.stderr
+    assert logged.stdout.splitlines() == ["LOG INFO writing data/x 0/2 (0%)", "LOG WARNING careful"]
+    assert logged.stderr == ""
+
+
 def _run(args: list[str]) -> subprocess.CompletedProcess:
     """An inspekt command with stdout and stderr piped (not a terminal)."""
     proc = subprocess.run(args, capture_output=True, text=True, timeout=600, env=os.environ | {"COLUMNS": "200"})
