@@ -61,11 +61,24 @@ def test_onnx_prediction_never_imports_torch(trained, synth_classes):
 
 @pytest.mark.slow
 def test_train_evaluate_explain_from_python(synth_classes, tmp_path):
-    """The notebook path: keyword options like the CLI's, then evaluate and explain the result."""
-    result = inspekt.train(
-        data=str(synth_classes), epochs=1, imgsz=32, batch=16, out=str(tmp_path), model_params={"width": 4}, threads=1
-    )
+    """The notebook path: keyword options like the CLI's, each epoch announced as the CLI prints it, then
+    evaluate and explain the result."""
+    from inspekt import progress
+
+    lines: list[str] = []
+    with progress.reporting(progress.PlainReporter(lines.append)):
+        result = inspekt.train(
+            data=str(synth_classes),
+            epochs=2,
+            imgsz=32,
+            batch=16,
+            out=str(tmp_path),
+            model_params={"width": 4},
+            threads=1,
+        )
     assert result.bundle.is_dir() and result.run_dir.parent == tmp_path / "classify"
+    epochs = [line for line in lines if line.lstrip().startswith("epoch ")]
+    assert [line.split()[1] for line in epochs] == ["1/2", "2/2"] and all("loss " in line for line in epochs)
     report = inspekt.evaluate(result.bundle, synth_classes)
     assert report.metrics["n"] == 80 and 0 <= report.metrics["macro_f1"] <= 1
     image = inspekt.load_image(next((synth_classes / "pore").iterdir()), mode="keep")

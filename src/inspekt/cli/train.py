@@ -99,8 +99,8 @@ def _train(
     task: Task, options: dict, config: Path | None, overrides: list[str] | None, resume: Path | None, as_json: bool
 ) -> None:
     from inspekt.config import build_config
+    from inspekt.engine.trainer import epoch_line, train
     from inspekt.engine.trainer import resume as resume_run
-    from inspekt.engine.trainer import train
 
     if resume is None and options.get("data") is None and config is None:
         raise InspektError("give --data PATH (or --resume RUN to continue an interrupted run)")
@@ -114,7 +114,7 @@ def _train(
 
         def on_epoch(row: dict) -> None:
             if not as_json:
-                err_console.print(_progress_line(row), highlight=False)
+                err_console.print(epoch_line(row), highlight=False)
             if "epoch" in row and known:  # else the epoch lines say "epoch 3/10" and a bare count is noise
                 advance()
 
@@ -127,19 +127,6 @@ def _train(
             highlight=False,
         )
         raise typer.Exit(130)
-
-
-def _progress_line(row: dict) -> str:
-    """One epoch (loss, validation metrics, seconds, * when the best so far), or a step of a one-pass fit."""
-    if "epoch" not in row:
-        return "  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items())
-    shown = "  ".join(f"{k.removeprefix('val_')} {v:.4f}" for k, v in row.items() if k.startswith("val_"))
-    network = f"{row['network']}: " if "network" in row else ""
-    star = " *" if row.get("best") else ""
-    return (
-        f"{network}epoch {row['epoch']:3d}/{row['epochs']}  loss {row['train_loss']:.4f}  "
-        f"{f'val {shown}  ' if shown else ''}{row['seconds']:.1f}s{star}"
-    )
 
 
 def _print_result(result, as_json: bool) -> None:

@@ -30,7 +30,7 @@ from inspekt.engine.runs import new_run_dir, train_staged
 from inspekt.errors import ConfigError, NothingTrained, TrainingDiverged
 from inspekt.io import write_file, writing
 from inspekt.models.runtime import ParityReport, save_bundle
-from inspekt.progress import step
+from inspekt.progress import say, step
 from inspekt.results import BatchReport
 from inspekt.storage import is_remote
 from inspekt.tasks import get_task
@@ -117,8 +117,7 @@ class _Hooks:
         if "epoch" in row:  # statistics methods also send steps ("features 3/10"): progress only
             self.history.append({k: v for k, v in row.items() if k not in ("epochs", "best")})
             write_results(self.history, self.run_dir / RESULTS)
-        if self.on_epoch:
-            self.on_epoch(row)
+        (self.on_epoch or _say_epoch)(row)
 
     def _checkpoint(self, state: dict) -> None:
         from safetensors.torch import save
@@ -126,6 +125,24 @@ class _Hooks:
         if state["stale"] == 0 and state["best_model"] is not None:
             write_file(self.run_dir / BEST, save({k: v.contiguous() for k, v in state["best_model"].items()}))
         _save_checkpoint(self.run_dir / LAST, state | {"fingerprint": self.fingerprint})
+
+
+def epoch_line(row: dict) -> str:
+    """One epoch (loss, validation metrics, seconds, * when the best so far), or a step of a one-pass fit."""
+    if "epoch" not in row:
+        return "  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items())
+    shown = "  ".join(f"{k.removeprefix('val_')} {v:.4f}" for k, v in row.items() if k.startswith("val_"))
+    network = f"{row['network']}: " if "network" in row else ""
+    star = " *" if row.get("best") else ""
+    return (
+        f"{network}epoch {row['epoch']:3d}/{row['epochs']}  loss {row['train_loss']:.4f}  "
+        f"{f'val {shown}  ' if shown else ''}{row['seconds']:.1f}s{star}"
+    )
+
+
+def _say_epoch(row: dict) -> None:
+    """Without the caller's ``on_epoch`` (the Python API), each epoch is announced like the CLI prints it."""
+    say(epoch_line(row))
 
 
 def _diverged(exc: TrainingDiverged, cfg: TrainConfig, kept: str) -> TrainingDiverged:
