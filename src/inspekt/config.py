@@ -115,7 +115,7 @@ class TrainConfig(Settings):
     threshold: Literal["auto"] | Annotated[float, Field(ge=0, le=1)] = Field(
         0.5,
         description="segment: defect probability threshold stored in the card (auto: the one with the best "
-        "validation defect IoU)",
+        "validation defect IoU); detect: box score threshold (auto: the best validation box F1)",
     )
     min_area: Literal["auto"] | int = Field(
         "auto", description="segment: smallest kept region in pixels (auto: from the training masks)"

@@ -402,3 +402,10 @@ def test_detection_trains_with_its_own_defaults_unless_given(tmp_path):
     run = train(task="detect", data=data, out=str(tmp_path / "runs"), epochs=1, imgsz=64, threads=1)
     written = yaml.safe_load((run.run_dir / "config.yaml").read_text())
     assert written["epochs"] == 1 and written["batch"] == 16 and written["model_params"] == {"width": 8}
+    # the calibrated score threshold is written as "auto", so a run rebuilt from its config.yaml (--resume,
+    # --config, the workbench's retrain) calibrates too instead of keeping the config class's 0.5
+    assert plain.threshold == "auto" and written["threshold"] == "auto"
+    rebuilt = task.configure(build_config(TrainConfig, options=written))
+    assert task.training(rebuilt, open_dataset(data)).hooks.calibrate
+    fixed = task.configure(build_config(TrainConfig, options={"task": "detect", "data": data, "threshold": 0.4}))
+    assert not task.training(fixed, open_dataset(data)).hooks.calibrate

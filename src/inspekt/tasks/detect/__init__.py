@@ -28,6 +28,7 @@ class Detect(Task):
         "patience": 100,
         "defect_crops": 0.8,
         "sampler": "balanced",
+        "threshold": "auto",
     }
     int8_metrics = ("map50", "box_f1")
     int8_agreeing = "boxes"

@@ -224,7 +224,7 @@ class DetectTraining:
         self.cfg, self.ds = cfg, ds
         self.rule = box_rule(ds, cfg.masks, threshold=cfg.mask_threshold, values=cfg.mask_values)
         self.classes = self.rule.classes
-        self.calibrate = cfg.threshold == "auto" or "threshold" not in cfg.model_fields_set
+        self.calibrate = cfg.threshold == "auto"  # the default (train_defaults), also in a run's config.yaml
         source = "their masks' connected regions" if self.rule.from_masks else "the box annotations"
         unannotated = sum(s.boxes is None for s in ds.samples) if not self.rule.from_masks else 0
         self.notes = [f"boxes from {source}"]
