@@ -90,3 +90,33 @@ def test_train_evaluate_explain_from_python(synth_classes, tmp_path):
         assert 'Did you mean "epochs"' in str(exc)
     else:
         raise AssertionError("an unknown option was accepted")
+
+
+def test_train_takes_a_config_with_keyword_overrides_and_names_a_misplaced_argument(tmp_path):
+    """``train(TrainConfig(...), epochs=1)`` applies the keyword (it was dropped), a YAML file works as the
+    CLI's --config, and a data path given first or ``resume=`` get errors that say what to call instead."""
+    from inspekt.config import TrainConfig
+    from inspekt.engine.trainer import _train_config
+
+    merged = _train_config(TrainConfig(task="detect", data="d", epochs=40), {"epochs": 1, "imgsz": 64})
+    assert (merged.task, merged.data, merged.epochs, merged.imgsz) == ("detect", "d", 1, 64)
+    assert "batch" not in merged.model_fields_set  # unset keys stay unset: the task's own defaults still apply
+    file = tmp_path / "run.yaml"
+    file.write_text("task: segment\ndata: masks/\nepochs: 5\n")
+    from_file = _train_config(file, {"epochs": 2})
+    assert (from_file.task, from_file.data, from_file.epochs) == ("segment", "masks/", 2)
+    with pytest.raises(inspekt.InspektError, match=r"not 'split.csv'; give the data by name: inspekt.train\(data="):
+        inspekt.train("split.csv", task="detect")
+    with pytest.raises(inspekt.InspektError, match=r"call inspekt.resume\(RUN_DIR\)"):
+        inspekt.train(resume=str(tmp_path))
+
+
+def test_profile_images_takes_a_folder_or_one_file(tmp_path):
+    """A folder given as one string is listed (it was read as a sequence of one-letter paths)."""
+    from inspekt.data.synth import write_dataset
+
+    root = write_dataset(tmp_path / "d", n=12, size=32, seed=0).root
+    assert len(inspekt.profile_images(str(root)).files) == 12
+    assert len(inspekt.profile_images(root / "pore").files) == 3
+    one = inspekt.profile_images(next((root / "pore").iterdir()))
+    assert len(one.files) == 1 and not one.skipped

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from inspekt.card import Sanity, library_versions
-from inspekt.config import TrainConfig, build_config, save_config
+from inspekt.config import TrainConfig, build_config, read_yaml, save_config
 from inspekt.data import open_dataset
 from inspekt.engine.plots import plot_history
 from inspekt.engine.reference import write_reference
@@ -211,14 +211,17 @@ def _configured(cfg: TrainConfig) -> tuple[Any, TrainConfig]:
     return task, cfg
 
 
-def train(config: TrainConfig | None = None, *, on_epoch: EpochCallback | None = None, **options: Any) -> TrainResult:
+def train(
+    config: TrainConfig | str | Path | None = None, *, on_epoch: EpochCallback | None = None, **options: Any
+) -> TrainResult:
     """Train a model (classify, segment or anomaly) and write its run folder and bundle.
 
     ``inspekt.train(data="parts/", model="resnet18", epochs=30)`` or ``train(TrainConfig(...))``;
     ``train(task="anomaly", data="mvtec/bottle", model="padim")`` fits on the normal images only.
 
     Args:
-        config: a validated ``TrainConfig``; or give its keys as keyword ``options`` instead.
+        config: a validated ``TrainConfig`` or a config YAML file (as the CLI's ``--config``); keyword
+            ``options`` given beside it override its keys. Or give only the keys, as ``options``.
         on_epoch: called with each epoch's metrics row (progress display); anomaly methods send their
             own rows (epoch and loss, or feature-extraction steps).
         **options: config keys (task defaults to classify), validated like the CLI's.
@@ -235,7 +238,7 @@ def train(config: TrainConfig | None = None, *, on_epoch: EpochCallback | None =
             epoch before it, if one finished, is still bundled in the run folder.
         InspektError: the disk filled up while writing the run folder.
     """
-    cfg = config if config is not None else build_config(TrainConfig, options={"task": "classify", **options})
+    cfg = _train_config(config, options)
     if is_remote(cfg.out):  # checkpoints need real files: train in a local folder, upload it at the end
         return train_staged(cfg, train, on_epoch=on_epoch)
     task, cfg = _configured(cfg)
@@ -243,6 +246,26 @@ def train(config: TrainConfig | None = None, *, on_epoch: EpochCallback | None =
     run_dir = new_run_dir(cfg.out, cfg.task, cfg.name, exist_ok=cfg.exist_ok)
     save_config(cfg, run_dir / CONFIG, exclude=task.config_defaults(cfg))
     return _run(training, cfg, run_dir, on_epoch)
+
+
+def _train_config(config: TrainConfig | str | Path | None, options: dict[str, Any]) -> TrainConfig:
+    """The config ``train`` runs: a TrainConfig or YAML file, with the keyword options over its keys."""
+    if "resume" in options:
+        raise ConfigError(
+            f"resume={options['resume']!r}: to continue an interrupted run, call inspekt.resume(RUN_DIR) "
+            "(train starts a new run)"
+        )
+    if config is None:
+        return build_config(TrainConfig, options={"task": "classify", **options})
+    if isinstance(config, TrainConfig):
+        return build_config(TrainConfig, options={**config.model_dump(exclude_unset=True), **options})
+    if isinstance(config, (str, Path)) and Path(config).suffix.lower() in (".yaml", ".yml"):
+        task = read_yaml(config).get("task", "classify")
+        return build_config(TrainConfig, file=config, options={"task": task, **options})
+    raise ConfigError(
+        f"train's first argument is a TrainConfig or a config YAML file, not {config!r}; give the data by "
+        "name: inspekt.train(data='split.csv', task='detect', epochs=30)"
+    )
 
 
 def resume(run_dir: str | Path, *, on_epoch: EpochCallback | None = None) -> TrainResult:
