@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from inspekt import storage
 from inspekt.data.corrections import apply_corrections
@@ -210,13 +212,38 @@ def _csv_rows(path: Path) -> tuple[list[dict[str, str]], str]:
 
 
 def _boxes(cell: str, where: str) -> tuple[Box, ...] | None:
-    """A ``boxes`` cell: JSON ``[[label, x0, y0, x1, y1], ...]``; empty means not annotated."""
+    """A ``boxes`` cell: JSON ``[[label, x0, y0, x1, y1], ...]``; empty means not annotated, ``[]`` an image
+    annotated as holding no object. A malformed entry is refused, never dropped: dropping it would turn an
+    image with a defect into a negative."""
     if not cell:
         return None
+    form = "JSON [[label, x0, y0, x1, y1], ...] (corners in pixels)"
     try:
-        return tuple(Box(str(b[0]), *(float(v) for v in b[1:5])) for b in json.loads(cell) if len(b) == 5)
-    except (json.JSONDecodeError, TypeError, ValueError, IndexError):
-        raise DatasetError(f"{where}: boxes {cell[:60]!r} is not JSON [[label, x0, y0, x1, y1], ...]") from None
+        entries = json.loads(cell)
+    except json.JSONDecodeError:
+        raise DatasetError(f"{where}: boxes {cell[:60]!r} is not {form}") from None
+    if not isinstance(entries, list):
+        raise DatasetError(f"{where}: boxes {cell[:60]!r} is not {form}")
+    return tuple(_box(entry, where, form) for entry in entries)
+
+
+def _box(entry: Any, where: str, form: str) -> Box:
+    """One ``[label, x0, y0, x1, y1]`` entry of a boxes cell."""
+    shown = json.dumps(entry)[:60]
+    if not isinstance(entry, list) or len(entry) != 5 or isinstance(entry[0], (list, dict)):
+        raise DatasetError(f"{where}: box {shown} is not [label, x0, y0, x1, y1]; the cell must be {form}")
+    try:
+        x0, y0, x1, y1 = (float(v) for v in entry[1:])
+    except (TypeError, ValueError):
+        raise DatasetError(f"{where}: box {shown} has a coordinate that is not a number") from None
+    if not all(math.isfinite(v) for v in (x0, y0, x1, y1)):
+        raise DatasetError(f"{where}: box {shown} has a coordinate that is not a finite number")
+    if x1 <= x0 or y1 <= y0:
+        raise DatasetError(
+            f"{where}: box {shown} has no area (x1 <= x0 or y1 <= y0): boxes are corners [label, x0, y0, x1, y1]; "
+            "for [x, y, width, height] write x1 = x + width, y1 = y + height"
+        )
+    return Box(str(entry[0]), x0, y0, x1, y1)
 
 
 def read_annotated(root: Path) -> Dataset | None:

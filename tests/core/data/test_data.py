@@ -88,6 +88,16 @@ def test_csv_layout(tmp_path):
         ("path,label\n,x\n", "list.csv:2: empty 'path'"),
         ("path,lable\na.png,x\n", "list.csv: no label/mask/boxes column, but a 'lable' column. Did you mean \"label\""),
         ("image,labels,notes\na.png,x,y\n", "but a 'labels' column. Did you mean \"label\""),
+        # a malformed box is refused, never dropped (the image would train as one without defects)
+        ('path,boxes\na.png,"[[""pore"",10,10,20]]"\n', r'list.csv:2: box \["pore", 10, 10, 20\] is not \[label, x0'),
+        ('path,boxes\na.png,"[{""a"": 1}]"\n', r"list.csv:2: box \{.a.: 1\} is not \[label, x0, y0, x1, y1\]"),
+        (
+            'path,boxes\na.png,"[[""pore"",10,10,""x"",20]]"\n',
+            "list.csv:2: box .* has a coordinate that is not a number",
+        ),
+        ('path,boxes\na.png,"[[""pore"",30,40,8,6]]"\n', r"list.csv:2: box .* has no area .*x1 = x \+ width"),
+        ('path,boxes\na.png,"{""pore"": 1}"\n', "list.csv:2: boxes .* is not JSON"),
+        ('path,boxes\na.png,"[[""pore"",1,2,3\n', "list.csv:2: boxes .* is not JSON"),
     ],
 )
 def test_bad_csv(tmp_path, content, message):
