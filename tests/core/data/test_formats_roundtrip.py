@@ -4,6 +4,8 @@ tolerance), and predictions become pre-annotations with their scores (issue 21).
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -106,3 +108,30 @@ def test_detection_boxes_become_scored_boxes(tmp_path):
     assert (
         box["score"] == 0.9 and box["value"]["x"] == pytest.approx(10) and box["value"]["height"] == pytest.approx(30)
     )
+
+
+def test_coco_category_ids_follow_the_model_and_match_the_dataset_export(tmp_path):
+    """A detector's COCO predictions number its classes in the model's order whatever the images show
+    (ids followed first appearance), hold box annotations only (no shapeless image label), and use the ids
+    of its dataset's COCO export, so the two can be scored against each other."""
+    from inspekt.data import open_dataset
+    from inspekt.data.synth import write_dataset
+    from inspekt.io import save_image
+
+    source = save_image(tmp_path / "part.png", np.zeros((20, 30, 3), np.uint8))
+    classes = ("lop", "pore", "scratch")  # a detector's: its box labels, sorted
+
+    def detection(*labels: str) -> Prediction:
+        found = Prediction(str(source), "detect", label=labels[0] if labels else "ok", score=0.9)
+        found.boxes = [{"class": c, "score": 0.9, "box": [3, 4, 13, 10], "area_px": 60} for c in labels]
+        return found
+
+    for shown in (["scratch", "pore"], ["pore"], []):
+        doc = write_predictions([detection(*shown), detection()], classes, "coco", "m@1")
+        assert [(c["id"], c["name"]) for c in doc["categories"]] == [(1, "lop"), (2, "pore"), (3, "scratch")]
+        assert all(len(a["bbox"]) == 4 for a in doc["annotations"]) and len(doc["annotations"]) == len(shown)
+    ds = open_dataset(write_dataset(tmp_path / "boxes", n=24, size=48, seed=0, layout="boxes").root)
+    exported = json.loads(export_dataset(ds, "coco", tmp_path / "gt").read_text())
+    names = sorted({b.label for s in ds.samples for b in s.boxes or ()})
+    assert [c["name"] for c in exported["categories"]] == names  # box classes only, sorted: the detector's ids
+    assert all("bbox" in a for a in exported["annotations"])

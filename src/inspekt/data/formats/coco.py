@@ -1,10 +1,11 @@
 """COCO JSON (instances): categories; polygons and RLE (pycocotools decodes them) become masks,
 ``bbox`` boxes. An annotation with neither segmentation nor a box is an image-level class (the
-writer uses one for each image's label, with its score for predictions)."""
+writer uses one for each image's label, with its score for predictions, except for detections)."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -137,31 +138,36 @@ def _rle(pixels: np.ndarray) -> dict:
     return {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")}
 
 
-def write(records: list[Record]) -> dict:
-    """A COCO instances document: masks as one RLE annotation per connected region, boxes, and the
-    image's label as an annotation without a shape; ``score`` (and ``scores``) where the record has them."""
-    names: dict[str, int] = {}
-    category = lambda name: names.setdefault(name, len(names) + 1)  # noqa: E731
-    images, annotations = [], []
+def write(records: list[Record], classes: Sequence[str] = ()) -> dict:
+    """A COCO instances document: masks as one RLE annotation per connected region, boxes, and (unless
+    the record is a detection's, whose boxes carry the classes) the image's label as an annotation
+    without a shape; ``score`` (and ``scores``) where the record has them.
+
+    Category ids are stable: ``classes`` (a model's, in its order) take 1, 2, ...; other names follow in
+    sorted order. So a detector's predictions and the export of its dataset number the classes alike.
+    """
+    images, found = [], []
     for image_id, record in enumerate(records, start=1):
         images.append({"id": image_id, "file_name": record.image, "width": record.width, "height": record.height})
-        found = [(r.label, r.box, _rle(r.pixels), int(r.pixels.sum()), r.score) for r in regions(record)]
+        shapes = [(r.label, r.box, _rle(r.pixels), int(r.pixels.sum()), r.score) for r in regions(record)]
         if record.mask is None:
-            found += [(b.label, (b.x0, b.y0, b.x1, b.y1), [], b.area, score) for b, score in record.scored_boxes()]
-        for label, box, seg, area, score in found:
-            ann = {"image_id": image_id, "category_id": category(label), "segmentation": seg, "area": float(area)}
+            shapes += [(b.label, (b.x0, b.y0, b.x1, b.y1), [], b.area, score) for b, score in record.scored_boxes()]
+        for label, box, seg, area, score in shapes:
+            ann = {"image_id": image_id, "category_id": label, "segmentation": seg, "area": float(area)}
             ann |= {"bbox": [box[0], box[1], box[2] - box[0], box[3] - box[1]], "iscrowd": int(bool(seg))}
-            annotations.append(ann | ({"score": score} if score is not None else {}))
-        if record.label is not None:
-            tag = {"image_id": image_id, "category_id": category(record.label), "segmentation": [], "area": 0.0}
+            found.append(ann | ({"score": score} if score is not None else {}))
+        if record.label is not None and record.tag:
+            tag = {"image_id": image_id, "category_id": record.label, "segmentation": [], "area": 0.0}
             tag |= {"iscrowd": 0} | ({"score": record.score} if record.score is not None else {})
-            annotations.append(tag | ({"scores": record.scores} if record.scores else {}))
-    for ann_id, ann in enumerate(annotations, start=1):
-        ann["id"] = ann_id
-    categories = [{"id": i, "name": n, "supercategory": ""} for n, i in names.items()]
+            found.append(tag | ({"scores": record.scores} if record.scores else {}))
+    names = list(dict.fromkeys(classes))
+    names += sorted({ann["category_id"] for ann in found} - set(names))
+    ids = {name: i for i, name in enumerate(names, start=1)}
+    for ann_id, ann in enumerate(found, start=1):
+        ann["id"], ann["category_id"] = ann_id, ids[ann["category_id"]]
     return {
         "info": {"description": "written by inspekt"},
         "images": images,
-        "annotations": annotations,
-        "categories": categories,
+        "annotations": found,
+        "categories": [{"id": ids[n], "name": n, "supercategory": ""} for n in names],
     }

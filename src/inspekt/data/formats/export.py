@@ -67,7 +67,7 @@ def write_predictions(predictions: list, classes: list[str] | tuple[str, ...], f
         raise DatasetError(f"--format {fmt!r}: predictions are written as {' or '.join(PREDICTION_FORMATS)}")
     records = [from_prediction(p, classes) for p in predictions]
     if fmt == "coco":
-        doc = coco.write(records)
+        doc = coco.write(records, [c for c in classes if c != "background"])  # the model's class ids
         doc["info"]["description"] = f"predictions of {model_version}, written by inspekt"
         return doc
     return labelstudio.write(records, model_version=model_version)

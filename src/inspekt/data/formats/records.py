@@ -29,6 +29,7 @@ class Record:
     boxes: tuple[Box, ...] = ()
     box_scores: tuple[float | None, ...] = ()  # a prediction's score of each box
     split: str | None = None
+    tag: bool = True  # the label is the image's own (not a detection's, whose boxes carry the classes)
 
     def scored_boxes(self) -> list[tuple[Box, float | None]]:
         """Each box with its score (None for labelled boxes)."""
@@ -81,6 +82,7 @@ def from_prediction(prediction: Prediction, classes: Sequence[str]) -> Record:
         heatmap=prediction.heatmap,
         boxes=tuple(Box(str(b["class"]), *map(float, b["box"])) for b in found),
         box_scores=tuple(b.get("score") for b in found),
+        tag=getattr(prediction, "boxes", None) is None,
     )
 
 
@@ -96,6 +98,7 @@ def from_sample(sample: Sample, mask: np.ndarray | None, classes: Sequence[str])
         classes=tuple(classes),
         boxes=sample.boxes or (),
         split=sample.split,
+        tag=sample.boxes is None,
     )
 
 
