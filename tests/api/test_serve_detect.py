@@ -10,6 +10,7 @@ import pytest
 
 from conftest import uvicorn_thread
 from inspekt.api import ServeSettings, create_app
+from inspekt.bundle import open_bundle
 from inspekt.tasks.detect.boxes import iou_matrix
 
 PREDICT = "/v1/models/det/predict"
@@ -24,6 +25,8 @@ def test_served_boxes_are_the_planted_ones(detect_trained, planted_boxes):
     with uvicorn_thread(app) as url:
         card = httpx.get(f"{url}/v1/models/det", timeout=60).json()
         assert card["task"] == "detect" and card["classes"] == ["defect"]
+        post = open_bundle(detect_trained.bundle).card.postprocess
+        assert card["postprocess"]["threshold"] == post.threshold  # the score threshold boxes are judged at
         body = httpx.post(url + PREDICT, files=files, timeout=120).json()
         strict = httpx.post(url + PREDICT, files=files, data={"threshold": "1.0"}, timeout=120).json()
     placed = 0

@@ -68,6 +68,8 @@ def card_summary(name: str, predictor: Predictor, has_reference: bool) -> dict[s
         "input": {"size": list(card.input.size), "channels": card.input.channels, "resize": card.input.resize},
         "precision": card.precision,
         "thresholds": card.thresholds,
+        # segment / detect: the probability or box-score threshold and the region clean-up predictions use
+        "postprocess": None if card.postprocess is None else card.postprocess.model_dump(mode="json"),
         "metrics": card.metrics,
         "notes": list(card.notes),
         "sanity": None if card.sanity is None else card.sanity.model_dump(mode="json"),  # the training's own check
