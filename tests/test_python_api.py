@@ -4,6 +4,7 @@ import subprocess
 import sys
 import warnings
 
+import numpy as np
 import pytest
 
 import inspekt
@@ -120,3 +121,35 @@ def test_profile_images_takes_a_folder_or_one_file(tmp_path):
     assert len(inspekt.profile_images(root / "pore").files) == 3
     one = inspekt.profile_images(next((root / "pore").iterdir()))
     assert len(one.files) == 1 and not one.skipped
+
+
+def test_predict_takes_pil_images_and_array_variants_and_refuses_the_rest_by_name(trained):
+    """PIL images, HxWx1 and RGBA arrays are converted; each array is named by its place; a float, 16-bit,
+    batched or empty array, a non-image object and string keywords get an InspektError saying what to do."""
+    from PIL import Image
+
+    model = inspekt.load_model(trained.bundle)
+    rgb = np.random.default_rng(0).integers(0, 256, (40, 40, 3), dtype=np.uint8)
+    plain = model.predict([rgb, rgb])
+    assert [p.source for p in plain] == ["<array 0>", "<array 1>"]
+    converted = model.predict([Image.fromarray(rgb), rgb[:, :, :1], np.dstack([rgb, np.full((40, 40), 255, np.uint8)])])
+    assert converted[0].scores == plain[0].scores  # the PIL image is the same pixels
+    assert converted[2].scores == plain[0].scores  # opaque RGBA: the RGB pixels
+    assert model.predict(rgb[:, :, 0])[0].scores == converted[1].scores  # HxWx1 = HxW
+    refused = {
+        r"a float64 array; images are uint8 \(0..255\): convert it, e.g. \(a \* 255\).round\(\)": rgb / 255.0,
+        r"a uint16 array; .*\(a // 257\)": rgb.astype(np.uint16),
+        r"a 1x40x40x3 array is a batch; pass its images as a list: list\(batch\)": rgb[None],
+        "the 0x0x3 array holds no pixels": np.zeros((0, 0, 3), np.uint8),
+        "int '5' is not an image; give a path, bytes": 5,
+        "NoneType 'None' is not an image": None,
+    }
+    for message, bad in refused.items():
+        with pytest.raises(inspekt.InspektError, match=r"images\[0\]: " + message):
+            model.predict(bad)
+    for keywords in ({"threshold": "0.3"}, {"min_area": "10"}, {"batch_size": "4"}, {"threads": "2"}):
+        (key,) = keywords
+        with pytest.raises(inspekt.InspektError, match=f"{key}=str"):
+            inspekt.load_model(trained.bundle, **keywords)
+    with pytest.raises(inspekt.InspektError, match="threshold=str '0.1' must be a number"):
+        model.with_threshold("0.1")

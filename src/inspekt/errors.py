@@ -73,3 +73,15 @@ def one_line(value: object) -> str:
     """An exception or value as one line of at most 200 characters, for messages."""
     text = " ".join(str(value).split())
     return text if len(text) <= 200 else text[:197] + "..."
+
+
+def require_number(key: str, value: object, allowed: str, *, whole: bool = False) -> None:
+    """Refuse a Python keyword's value that is not a real number (a string, a bool, None, NaN; with
+    ``whole``, a fraction) with a ConfigError naming the key, before it is compared with anything."""
+    import math
+    import numbers
+
+    kind = numbers.Integral if whole else numbers.Real
+    if isinstance(value, bool) or not isinstance(value, kind) or not math.isfinite(float(value)):
+        shown = f"{type(value).__name__} {value!r}" if isinstance(value, str) else repr(value)
+        raise ConfigError(f"{key}={shown} must be {allowed}")

@@ -46,7 +46,7 @@ class Prediction:
     """One image's result, the same dataclass for every task.
 
     Attributes:
-        source: the file path (or ``<array>`` / ``<bytes>``).
+        source: the file path (or ``<array N>`` / ``<bytes>``).
         task: classify, segment or anomaly.
         label: the predicted class; segment: the class of the largest defect region, or "ok".
         score: confidence of ``label`` (classify); segment: the largest defect probability of any pixel;

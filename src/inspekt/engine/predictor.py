@@ -21,8 +21,9 @@ from inspekt import jsonio
 from inspekt.bundle import REFERENCE, SEEN, Bundle, open_bundle
 from inspekt.card import sanity_failure
 from inspekt.enhance import Pipeline
-from inspekt.errors import BundleError, ConfigError, did_you_mean
+from inspekt.errors import BundleError, ConfigError, did_you_mean, require_number
 from inspekt.io import iter_images
+from inspekt.io.arrays import as_image, is_in_memory
 from inspekt.models.runtime import OnnxBackend, TorchBackend
 from inspekt.profiling.novelty import KEY as NOVELTY
 from inspekt.profiling.novelty import Novelty
@@ -105,6 +106,15 @@ class TrainingSizes:
         low, high = (round(np.sqrt(a)) for a in self.area)
         trained = f"about {low} px a side" if low == high else f"about {low} to {high} px a side"
         return round(float(score), 3), f"{width}x{height} px; the training images were {trained}"
+
+
+def _check_thresholds(threshold: object, min_area: object, pixel_threshold: object) -> None:
+    """The Python keywords' types (their ranges are the task's to judge): numbers, not strings."""
+    for key, value in (("threshold", threshold), ("pixel_threshold", pixel_threshold)):
+        if value is not None:
+            require_number(key, value, "a number in [0, 1]")
+    if min_area is not None:
+        require_number("min_area", min_area, "a whole number of pixels >= 0", whole=True)
 
 
 class Predictor:
@@ -194,8 +204,12 @@ class Predictor:
             BundleError: the bundle cannot be opened.
             ConfigError: unknown backend, or a threshold / minimum area the model cannot use.
         """
+        require_number("batch_size", batch_size, "a whole number >= 1", whole=True)
         if batch_size < 1:
             raise ConfigError(f"batch size {batch_size} must be 1 or more")
+        if threads is not None:
+            require_number("threads", threads, "a whole number >= 1, or None for the default", whole=True)
+        _check_thresholds(threshold, min_area, pixel_threshold)
         if backend not in BACKENDS:
             raise ConfigError(f"unknown backend {backend!r}.{did_you_mean(backend, BACKENDS)} Use onnx or torch")
         opened = bundle if isinstance(bundle, Bundle) else open_bundle(bundle)
@@ -225,6 +239,7 @@ class Predictor:
     ) -> Predictor:
         """A copy that shares the loaded model but decides at another threshold / minimum region area
         (as ``load(threshold=, min_area=, pixel_threshold=)``; None keeps the card's)."""
+        _check_thresholds(threshold, min_area, pixel_threshold)
         other = copy.copy(self)
         other.card = self.task.with_threshold(self.bundle.card, threshold, min_area, pixel_threshold)
         return other
@@ -234,7 +249,8 @@ class Predictor:
     ) -> list[Prediction]:
         """Predict decoded images (HxW or HxWx3 uint8), batched; ``enhance`` is applied to each first
         (masks and maps then refer to the enhanced image)."""
-        sources = list(sources) if sources is not None else ["<array>"] * len(images)
+        images = [as_image(image, f"images[{i}]") for i, image in enumerate(images)]
+        sources = list(sources) if sources is not None else [f"<array {i}>" for i in range(len(images))]
         if enhance:
             images = [enhance(image) for image in images]
         results: list[Prediction] = []
@@ -257,7 +273,9 @@ class Predictor:
         """Predict paths, bytes or arrays; bad files are skipped and recorded in ``report``.
 
         Args:
-            images: one source or an iterable of sources (paths, bytes, uint8 arrays).
+            images: one source or an iterable of sources: paths, bytes, binary file objects, uint8 arrays
+                (HxW, HxWx3; HxWx1 and RGBA are converted) or PIL images. Arrays are named ``<array N>``
+                (N: their place in ``images``) in the predictions.
             report: collects skipped files (path + reason); pass one to read it afterwards. Without
                 one, skipped files are reported as a ``UserWarning`` (``warnings``).
             enhance: an ``inspekt.enhance.Pipeline`` applied after decoding, before the card's preprocessing.
@@ -265,16 +283,24 @@ class Predictor:
         Returns:
             One Prediction per image that could be read, in input order.
         """
-        if isinstance(images, (str, os.PathLike, bytes, np.ndarray)):
+        if isinstance(images, (str, os.PathLike, bytes, bytearray, memoryview)) or is_in_memory(images):
             images = [images]
+        elif not isinstance(images, Iterable) or hasattr(images, "read"):
+            images = [images]  # one file object, or something that is no image at all (said below)
         mine, report = report is None, report if report is not None else BatchReport()
         results: list[Prediction] = []
         pending: list[tuple[str, np.ndarray]] = []
-        for item in images:
-            if isinstance(item, np.ndarray):
-                pending.append(("<array>", item))
-                continue
-            pending.extend(iter_images([item], mode="keep", report=report))
+        for index, item in enumerate(images):
+            where = f"images[{index}]"
+            if is_in_memory(item):
+                pending.append((f"<array {index}>", as_image(item, where)))
+            elif isinstance(item, (str, os.PathLike, bytes, bytearray, memoryview)) or hasattr(item, "read"):
+                pending.extend(iter_images([item], mode="keep", report=report))
+            else:
+                raise ConfigError(
+                    f"{where}: {type(item).__name__} {str(item)[:40]!r} is not an image; give a path, bytes, a "
+                    "binary file object, a uint8 numpy array or a PIL image (or a list of them)"
+                )
             if len(pending) >= self.batch_size:
                 results.extend(self._flush(pending, enhance))
         results.extend(self._flush(pending, enhance))

@@ -51,7 +51,7 @@ from inspekt.engine.quant_report import (
     refuse_if_failed,
 )
 from inspekt.engine.quant_speed import SpeedTimer, cpu_flags, measure_speedup
-from inspekt.errors import ConfigError, DatasetError
+from inspekt.errors import ConfigError, DatasetError, require_number
 from inspekt.models.runtime import OnnxBackend
 from inspekt.progress import step
 from inspekt.results import BatchReport
@@ -264,6 +264,7 @@ def _check_request(bundle: Bundle, limits: dict[str, float], n_calib: int) -> No
         ("min_agreement", limits["min_agreement"], "a fraction in [0, 1] (0.95 = 95%)"),
         ("min_speedup", limits["min_speedup"], ">= 0 (0: any speed)"),
     ):
+        require_number(name, value, allowed)
         if not (0 <= value <= 1 if name != "min_speedup" else value >= 0):
             flag = "--allow-slower" if name == "min_speedup" else f"--{name.replace('_', '-')}"
             raise ConfigError(f"{name}={value:g} ({flag} on the command line) must be {allowed}")
