@@ -28,6 +28,7 @@ _EXPORTS = {
     "TrainConfig": "inspekt.config",
     "Explainer": "inspekt.tasks.classify.explain",
     "evaluate": "inspekt.engine.evaluator",
+    "save_threshold": "inspekt.engine.evaluator",
     "quantize_bundle": "inspekt.engine.quantize",
     "check_drift": "inspekt.drift",
     "profile_images": "inspekt.drift",

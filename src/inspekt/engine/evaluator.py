@@ -132,14 +132,16 @@ def evaluate(
     return result
 
 
-def save_threshold(bundle: str | Path | Bundle, threshold: float) -> ModelCard:
+def save_threshold(bundle: str | Path | Bundle, threshold: float | str, *, result: Any = None) -> ModelCard:
     """Store ``{positive class: threshold}`` in a binary bundle's card (segmentation: the defect
-    probability threshold of its post-processing; anomaly: the normalised score at which an image is
-    anomalous), rewriting it in place.
+    probability threshold of its post-processing; detection: the box score threshold; anomaly: the
+    normalised score at which an image is anomalous), rewriting it in place: ``eval --set-threshold``.
 
     Args:
         bundle: bundle folder, ``.inspekt`` file, run folder or an opened ``Bundle``.
-        threshold: the probability from which the positive class (a defect pixel) is predicted.
+        threshold: the probability from which the positive class (a defect pixel) is predicted, or
+            ``"best-f1"``: the best-F1 threshold of ``result``.
+        result: ``inspekt.evaluate(bundle, data)``'s result, for ``"best-f1"``.
 
     Returns:
         The new card (the other members are copied byte for byte).
@@ -149,10 +151,15 @@ def save_threshold(bundle: str | Path | Bundle, threshold: float) -> ModelCard:
         ConfigError: not a binary classifier or segmentation model, or a threshold outside [0, 1].
     """
     opened = bundle if isinstance(bundle, Bundle) else open_bundle(bundle)
-    value = parse_threshold_choice(threshold)
+    task, value = task_of(opened), parse_threshold_choice(threshold)
     if value == BEST_F1:
-        raise ConfigError("save_threshold needs a number; use choose_threshold to find the best-F1 one")
-    card = task_of(opened).store_threshold(opened.card, float(value))
+        if result is None:
+            raise ConfigError(
+                "threshold='best-f1' is chosen on an evaluation: pass result=inspekt.evaluate(bundle, DATA) "
+                "(annotated images the model did not train on)"
+            )
+        value = task.choose_threshold(result, task.check_threshold_choice(opened.card, value))
+    card = task.store_threshold(opened.card, float(value))
     copy_bundle(opened, opened.path, archive=opened.path.is_file(), overwrite=True, card=card)
     return card
 

@@ -192,6 +192,13 @@ def test_evaluate_and_cli_on_the_trained_detector(detect_trained, planted_boxes,
     assert stored.exit_code == 0, stored.output
     best = get_task("detect").choose_threshold(result, "best-f1")
     assert Predictor.load(copy).card.postprocess.threshold == pytest.approx(best)
+    import inspekt  # the same from Python (the README's line)
+
+    again = shutil.copytree(trained.bundle, tmp_path / "again")
+    card = inspekt.save_threshold(again, "best-f1", result=result)
+    assert card.postprocess.threshold == pytest.approx(best) == Predictor.load(again).card.postprocess.threshold
+    with pytest.raises(inspekt.InspektError, match=r"pass result=inspekt.evaluate\(bundle, DATA\)"):
+        inspekt.save_threshold(again, "best-f1")
 
 
 def test_int8_detector_is_judged_by_map_and_box_agreement(detect_trained, planted_boxes, tmp_path, monkeypatch):
