@@ -8,6 +8,7 @@ Also the box arithmetic every part of the task uses: IoU and greedy matching at 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -94,9 +95,12 @@ def box_rule(ds: Dataset, masks: str = "binary", threshold: int = 128, values=No
             raise DatasetError(f"{ds.root}: the box annotations hold no box at all; annotate some objects")
         return BoxRule(tuple(labels))
     if not ds.n_masks:
+        tables = sorted(ds.root.glob("*.csv")) if isinstance(ds.root, Path) and ds.root.is_dir() else []
+        beside = f"; {tables[0]} is beside the images: give --data {tables[0]}" if tables else ""
         raise DatasetError(
             f"{ds.root}: no boxes and no masks, so there is nothing to detect; give box annotations "
-            "(Pascal VOC XML, YOLO .txt, COCO JSON) or masks (images/ + masks/, MVTec ...)"
+            f"(Pascal VOC XML, YOLO .txt, COCO JSON, a CSV with a boxes column) or masks (images/ + masks/, "
+            f"MVTec ...){beside}"
         )
     rule = mask_rule(ds, masks, threshold=threshold, values=values)
     return BoxRule(rule.classes[1:], rule)
