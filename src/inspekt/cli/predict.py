@@ -229,7 +229,6 @@ def predict(
         raise InspektError("choose one of --json, --csv and --format")
     if fmt is not None and fmt not in ("coco", "labelstudio"):
         raise InspektError(f"--format {fmt!r}: use coco or labelstudio")
-    save_dir = output_folder(save_dir or "predictions", option="--save-dir") if save_dir or explain else None
     pipeline = Pipeline.parse(enhance) if enhance else None
     options = {
         "backend": backend,
@@ -250,6 +249,8 @@ def predict(
     files, report = expand_sources(sources), BatchReport()
     if not files:
         raise InspektError(f"no images found in {', '.join(sources)}")
+    # created once the model, --explain and the sources are known to work: a refusal leaves no empty folder
+    save_dir = output_folder(save_dir or "predictions", option="--save-dir") if save_dir or explain else None
     with (
         progress_bar("predicting", len(files), enabled=not (as_json or as_csv or fmt)) as advance,
         maybe_cluster(dask) as client,

@@ -184,6 +184,11 @@ def test_evaluate_and_cli_on_the_trained_detector(detect_trained, planted_boxes,
     assert out.exit_code == 0, out.output
     rows = [json.loads(line) for line in out.stdout.splitlines() if line.strip()]  # JSON lines
     assert len(rows) == 60 and all("boxes" in r and "counts" in r for r in rows)
+    saved = tmp_path / "saved"
+    refused = runner.invoke(
+        app, ["predict", str(trained.bundle), str(root / "images"), "--explain", "--save-dir", saved]
+    )
+    assert refused.exit_code == 2 and "Grad-CAM" in refused.output and not saved.exists()  # no empty folder left
     shown = runner.invoke(app, ["eval", str(trained.bundle), "--data", str(root), "--split", "all"])
     assert shown.exit_code == 0, shown.output
     assert "mAP@0.5" in shown.output and "AP@0.5" in shown.output

@@ -188,7 +188,7 @@ class Explainer:
         if card.task != "classify":  # the classify task's own module: no other task has a CAM
             raise ConfigError(
                 f"{bundle.path}: Grad-CAM explains classification models; this is a {card.task} "
-                "bundle (its Prediction already carries a mask / anomaly map)"
+                "bundle (its predictions already show where: a mask, an anomaly map or boxes)"
             )
         if method not in METHODS:
             raise ConfigError(
