@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -99,6 +100,12 @@ def test_cli_csv_json_topk_and_threshold(binary):
     lines = run("predict", bundle, data / "scratch", "--json", "--topk", "1", "--threshold", "0").stdout.splitlines()
     parsed = [json.loads(line) for line in lines]
     assert parsed and all(p["label"] == "scratch" and len(p["scores"]) == 1 for p in parsed)
+    # every row names the model that made it (its name and its graph's hash), as the table's summary line does
+    digest = json.loads((Path(bundle) / "card.json").read_text())["digests"]["model.onnx"].removeprefix("sha256:")
+    named = f"{Path(bundle).parent.name if Path(bundle).name == 'bundle' else Path(bundle).stem}@{digest[:12]}"
+    assert {r["model"] for r in rows} == {p["model"] for p in parsed} == {named}
+    table = run("predict", bundle, data / "ok")
+    assert f"by {named} (thresholds: decision threshold" in table.output
 
 
 def test_cli_save_dir_and_explain_write_full_size_images(trained, synth_classes, tmp_path):

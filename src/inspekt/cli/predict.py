@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import glob
 from pathlib import Path
 
@@ -17,9 +18,11 @@ from inspekt.cli.common import (
     file_cells,
     file_columns,
     maybe_cluster,
+    model_version,
     print_json,
     progress_bar,
     showing_progress,
+    thresholds_text,
     unique_name,
     warn_of_caveats,
 )
@@ -71,21 +74,23 @@ def _ood_cells(r, checked: bool, machine: bool) -> dict[str, str]:
     return {"unlike training?": r.ood_note() or (f"no ({r.ood['score']:.2f})" if r.ood else "no")}
 
 
-def _print_predictions(results: list, task, card, topk: int | None, form: str, checked: bool) -> None:
+def _print_predictions(results: list, predictor, topk: int | None, form: str, checked: bool) -> None:
     """The predictions on stdout: JSON lines, CSV or a table, with the task's columns (and, when the bundle
-    can tell (``checked``), whether each image is unlike the training images)."""
+    can tell (``checked``), whether each image is unlike the training images); JSON and CSV name the model
+    on every row (the table's summary line names it)."""
     import csv
     import sys
 
+    task, card, version = predictor.task, predictor.card, model_version(predictor.bundle)
     if form == "json":
         for r in results:
-            print_json(r.to_dict(topk))
+            print_json(r.to_dict(topk) | {"model": version})
     elif form == "csv":
         rows = [
             {"path": r.source}
             | task.cells(r, card, topk, True)
             | _ood_cells(r, checked, True)
-            | {"time_ms": f"{r.time_ms:.2f}", "batch_images": str(r.batch_images)}
+            | {"time_ms": f"{r.time_ms:.2f}", "batch_images": str(r.batch_images), "model": version}
             for r in results
         ]
         writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]) if rows else ["path", "label", "score", "time_ms"])
@@ -143,17 +148,14 @@ def _print_preannotations(results: list, predictor, fmt: str) -> None:
     from inspekt.data.formats.export import write_predictions
     from inspekt.results import json_safe
 
-    path = Path(str(predictor.bundle.path))
-    name = path.parent.name if path.name == "bundle" else path.stem  # a run's bundle/: the run's name
-    onnx = predictor.card.digests.get("model.onnx", "")[:12]
-    version = f"{name}@{onnx}" if onnx else name
-    doc = write_predictions(results, predictor.card.classes, fmt, version)
+    doc = write_predictions(results, predictor.card.classes, fmt, model_version(predictor.bundle))
     json.dump(json_safe(doc), sys.stdout)
     sys.stdout.write("\n")
 
 
-def _summarise(results: list, report: BatchReport, save_dir) -> None:
-    """The closing lines on stderr: counts per label, skipped files, time, images unlike the training ones."""
+def _summarise(results: list, report: BatchReport, save_dir, predictor) -> None:
+    """The closing lines on stderr: the model and its thresholds, counts per label, skipped files, time,
+    images unlike the training ones."""
     from collections import Counter
 
     counts = Counter(r.label for r in results)
@@ -163,7 +165,7 @@ def _summarise(results: list, report: BatchReport, save_dir) -> None:
     err_console.print(
         f"{len(results)} predicted"
         + (f" ({', '.join(f'{k}: {v}' for k, v in counts.most_common())})" if counts else "")
-        + ", "
+        + f" by {model_version(predictor.bundle)} (thresholds: {thresholds_text(predictor.card)}), "
         + (f"boxes per class: {', '.join(f'{k} {v}' for k, v in boxes.most_common())}, " if boxes else "")
         + f"{len(report.skipped)} skipped, {mean_ms:.1f} ms/image"
         + (f"; {unlike} unlike the training images (check them: the labels may be meaningless)" if unlike else "")
@@ -230,6 +232,9 @@ def predict(
     if fmt is not None and fmt not in ("coco", "labelstudio"):
         raise InspektError(f"--format {fmt!r}: use coco or labelstudio")
     pipeline = Pipeline.parse(enhance) if enhance else None
+    wanted = save_dir or "predictions" if save_dir or explain else None
+    created = wanted is not None and not storage.is_remote(wanted) and not Path(wanted).exists()
+    save_dir = output_folder(wanted, option="--save-dir") if wanted else None  # refused before the model opens
     options = {
         "backend": backend,
         "threads": threads,
@@ -238,19 +243,22 @@ def predict(
         "min_area": min_area,
         "pixel_threshold": pixel_threshold,
     }
-    predictor = Predictor.load(bundle, **options)
-    warn_of_caveats(predictor)
-    task, card = predictor.task, predictor.card
-    explainer = None
-    if explain:
-        from inspekt.tasks.classify.explain import Explainer
+    try:
+        predictor = Predictor.load(bundle, **options)
+        warn_of_caveats(predictor)
+        explainer = None
+        if explain:
+            from inspekt.tasks.classify.explain import Explainer
 
-        explainer = Explainer.load(predictor.bundle)
-    files, report = expand_sources(sources), BatchReport()
-    if not files:
-        raise InspektError(f"no images found in {', '.join(sources)}")
-    # created once the model, --explain and the sources are known to work: a refusal leaves no empty folder
-    save_dir = output_folder(save_dir or "predictions", option="--save-dir") if save_dir or explain else None
+            explainer = Explainer.load(predictor.bundle)
+        files, report = expand_sources(sources), BatchReport()
+        if not files:
+            raise InspektError(f"no images found in {', '.join(sources)}")
+    except InspektError:
+        if created:  # refused before anything was written: leave no empty folder behind
+            with contextlib.suppress(OSError):
+                Path(save_dir).rmdir()
+        raise
     with (
         progress_bar("predicting", len(files), enabled=not (as_json or as_csv or fmt)) as advance,
         maybe_cluster(dask) as client,
@@ -273,8 +281,8 @@ def predict(
         _print_preannotations(results, predictor, fmt)
     else:
         checked = predictor.novelty is not None or predictor.sizes is not None
-        _print_predictions(results, task, card, topk, "json" if as_json else "csv" if as_csv else "table", checked)
-    _summarise(results, report, save_dir)
+        _print_predictions(results, predictor, topk, "json" if as_json else "csv" if as_csv else "table", checked)
+    _summarise(results, report, save_dir, predictor)
     if not results:
         raise InspektError(f"none of the {len(files)} file(s) could be read as an image (see the list above)")
 

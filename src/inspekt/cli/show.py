@@ -13,9 +13,8 @@ from rich.table import Table
 from inspekt.bundle import MEMBERS, ONNX, REFERENCE, Bundle, open_bundle
 from inspekt.card import ModelCard
 from inspekt.cli import app
-from inspekt.cli.common import console, print_json
+from inspekt.cli.common import console, print_json, thresholds_text
 from inspekt.errors import InspektError
-from inspekt.tasks import get_task
 
 
 def _input_text(card: ModelCard) -> str:
@@ -30,12 +29,6 @@ def _input_text(card: ModelCard) -> str:
     if spec.clahe:
         text += f", CLAHE {spec.clahe:g}"
     return text
-
-
-def _thresholds_text(card: ModelCard) -> str:
-    """The thresholds the task lets a person move (the workbench's sliders), at the card's values."""
-    controls = get_task(card.task).controls(card)
-    return ", ".join(f"{c.label.lower()} {c.value:.4g}" for c in controls) or "none (the highest score decides)"
 
 
 def _reference_text(bundle: Bundle) -> str:
@@ -82,7 +75,7 @@ def _rows(bundle: Bundle, sizes: dict[str, int]) -> list[tuple[str, str]]:
         ("task", f"{card.task} ({card.architecture}, {card.precision})"),
         ("classes", ", ".join(card.classes)),
         ("input", _input_text(card)),
-        ("thresholds", _thresholds_text(card)),
+        ("thresholds", thresholds_text(card)),
         *_metrics_rows(card.metrics),
         ("data", f"{data.source or 'not recorded'} ({trained_on})"),
         ("sanity", sanity),
