@@ -25,12 +25,24 @@ def config_error(exc: ValidationError, cls: type[BaseModel], what: str = "config
         cls: the model validated (its fields are the did-you-mean choices).
         what: what a key belongs to in the message ("config", or a settings class's name).
     """
-    err = exc.errors()[0]
+    errors = exc.errors()
+    err = errors[0]
     key = ".".join(str(p) for p in err["loc"])
     if err["type"] == "extra_forbidden":
+        head, _, rest = key.partition(".")
+        if rest and head in cls.model_fields:  # a dotted override given as a keyword (Python)
+            return ConfigError(
+                f"unknown {what} key {key!r}: in Python give {head}={{{rest!r}: ...}} "
+                f"({key}=VALUE is the command line's form)"
+            )
         hint = did_you_mean(str(err["loc"][-1]), cls.model_fields)
         return ConfigError(f"unknown {what} key {key!r}.{hint}")
     shown = f" (got {err['input']!r})" if "input" in err and not isinstance(err["input"], dict) else ""
+    field = err["loc"][:1]
+    alternatives = [e for e in errors if e["loc"][:1] == field and len(e["loc"]) == 2 and isinstance(e["loc"][1], str)]
+    if len(alternatives) > 1:  # a union (e.g. "auto" or a number): its member tags are no keys; say every choice
+        allowed = " or ".join(e["msg"].removeprefix("Input should be ") for e in alternatives)
+        return ConfigError(f"{what} key {field[0]!r} should be {allowed}{shown}")
     return ConfigError(f"{what} key {key!r}: {err['msg']}{shown}")
 
 

@@ -33,11 +33,18 @@ def test_nested_overrides_are_typed():
         (["epochs=0"], "config key 'epochs'.*greater than or equal to 1"),
         (["resize=squash"], "config key 'resize'"),
         (["epochs"], "not key=value"),
+        # a union names its choices, not pydantic's member tags ('threshold.literal['auto']')
+        (["threshold=best"], r"config key 'threshold' should be 'auto' or a valid number.*\(got 'best'\)"),
     ],
 )
 def test_bad_overrides(overrides, message):
     with pytest.raises(ConfigError, match=message):
         build_config(TrainConfig, options={"task": "classify", "data": "d"}, overrides=overrides)
+
+
+def test_a_dotted_key_given_as_a_python_keyword_gets_the_python_form():
+    with pytest.raises(ConfigError, match=r"in Python give model_params=\{'width': ...\}"):
+        build_config(TrainConfig, options={"task": "classify", "data": "d", "model_params.width": 4})
 
 
 def test_bad_yaml_files(tmp_path):

@@ -323,7 +323,7 @@ def region_post(card: ModelCard, min_area: int | None) -> PostProcess:
 def min_area_error(min_area: int, task: str) -> ConfigError:
     """The error for a minimum region area that does not apply (a classifier) or is negative."""
     return ConfigError(
-        f"--min-area (min_area=) applies to segmentation, detection and anomaly models and must be >= 0 (got "
+        f"--min-area applies to segmentation, detection and anomaly models and must be >= 0 (got "
         f"{min_area} for a {task} model)"
     )
 
