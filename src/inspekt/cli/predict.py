@@ -225,7 +225,7 @@ def predict(
     from inspekt.engine.distributed import predict_on
     from inspekt.engine.predictor import Predictor
     from inspekt.enhance import Pipeline
-    from inspekt.io import output_folder
+    from inspekt.io.outputs import output_folder_for
 
     if sum((as_json, as_csv, fmt is not None)) > 1:
         raise InspektError("choose one of --json, --csv and --format")
@@ -233,8 +233,6 @@ def predict(
         raise InspektError(f"--format {fmt!r}: use coco or labelstudio")
     pipeline = Pipeline.parse(enhance) if enhance else None
     wanted = save_dir or "predictions" if save_dir or explain else None
-    created = wanted is not None and not storage.is_remote(wanted) and not Path(wanted).exists()
-    save_dir = output_folder(wanted, option="--save-dir") if wanted else None  # refused before the model opens
     options = {
         "backend": backend,
         "threads": threads,
@@ -243,7 +241,8 @@ def predict(
         "min_area": min_area,
         "pixel_threshold": pixel_threshold,
     }
-    try:
+    # checked before the model opens; if nothing is written into it (a refusal), no empty folder stays
+    with output_folder_for(wanted, option="--save-dir") if wanted else contextlib.nullcontext() as save_dir:
         predictor = Predictor.load(bundle, **options)
         warn_of_caveats(predictor)
         explainer = None
@@ -254,37 +253,35 @@ def predict(
         files, report = expand_sources(sources), BatchReport()
         if not files:
             raise InspektError(f"no images found in {', '.join(sources)}")
-    except InspektError:
-        if created:  # refused before anything was written: leave no empty folder behind
-            with contextlib.suppress(OSError):
-                Path(save_dir).rmdir()
-        raise
-    with (
-        progress_bar("predicting", len(files), enabled=not (as_json or as_csv or fmt)) as advance,
-        maybe_cluster(dask) as client,
-    ):
-        results, used = [], set()
-        chunks = (
-            predict_on(client, bundle, files, options=options, enhance=enhance, report=report)
-            if client
-            else (
-                (predictor.predict(files[i : i + batch], report=report, enhance=pipeline), len(files[i : i + batch]))
-                for i in range(0, len(files), batch)
+        with (
+            progress_bar("predicting", len(files), enabled=not (as_json or as_csv or fmt)) as advance,
+            maybe_cluster(dask) as client,
+        ):
+            results, used = [], set()
+            chunks = (
+                predict_on(client, bundle, files, options=options, enhance=enhance, report=report)
+                if client
+                else (
+                    (
+                        predictor.predict(files[i : i + batch], report=report, enhance=pipeline),
+                        len(files[i : i + batch]),
+                    )
+                    for i in range(0, len(files), batch)
+                )
             )
-        )
-        for chunk, n in chunks:
-            if save_dir:
-                _save_visuals(chunk, save_dir, explainer, used, len(predictor.card.classes), pipeline)
-            results.extend(chunk)
-            advance(n)
-    if fmt:
-        _print_preannotations(results, predictor, fmt)
-    else:
-        checked = predictor.novelty is not None or predictor.sizes is not None
-        _print_predictions(results, predictor, topk, "json" if as_json else "csv" if as_csv else "table", checked)
-    _summarise(results, report, save_dir, predictor)
-    if not results:
-        raise InspektError(f"none of the {len(files)} file(s) could be read as an image (see the list above)")
+            for chunk, n in chunks:
+                if save_dir:
+                    _save_visuals(chunk, save_dir, explainer, used, len(predictor.card.classes), pipeline)
+                results.extend(chunk)
+                advance(n)
+        if fmt:
+            _print_preannotations(results, predictor, fmt)
+        else:
+            checked = predictor.novelty is not None or predictor.sizes is not None
+            _print_predictions(results, predictor, topk, "json" if as_json else "csv" if as_csv else "table", checked)
+        _summarise(results, report, save_dir, predictor)
+        if not results:
+            raise InspektError(f"none of the {len(files)} file(s) could be read as an image (see the list above)")
 
 
 def _export_int8(source, out, calib, limits: dict, folder: bool, overwrite: bool, as_json: bool) -> None:

@@ -3,7 +3,8 @@ crash or another user's account never meets a half-written or unreadable file.
 
 ``output_file`` / ``output_folder`` are called by every command that writes, before it predicts,
 evaluates or trains: a path that cannot be written is refused in one line, naming the option and the
-fix, not after minutes of work. ``write_file`` replaces a file atomically; ``writing`` turns a full
+fix, not after minutes of work (``output_folder_for`` also removes a folder it made that a failed block
+left empty). ``write_file`` replaces a file atomically; ``writing`` turns a full
 disk (or a file-size or quota limit) into one ``InspektError``; ``shareable`` gives a folder or file
 made by ``mkdtemp`` / ``mkstemp`` (owner-only) the permissions the umask allows, as ``mkdir`` would.
 """
@@ -106,6 +107,31 @@ def output_folder(
         return target
     check_folder_writable(target, _named(target, option))
     return target
+
+
+@contextlib.contextmanager
+def output_folder_for(
+    path: str | os.PathLike[str] | storage.RemotePath, *, option: str | None = None
+) -> Iterator[Path | storage.RemotePath]:
+    """``output_folder(path)`` for a block that fills it: if the block fails, the local folders that were
+    created for it are removed again while still empty, so a refusal leaves no empty folder behind."""
+    target = storage.as_path(path)
+    made = None
+    if not isinstance(target, storage.RemotePath):
+        missing = [p for p in (target, *target.parents) if not p.exists()]
+        made = missing[-1] if missing else None  # the topmost folder this call creates
+    folder = output_folder(path, option=option)
+    try:
+        yield folder
+    except BaseException:
+        for empty in [target, *target.parents] if made is not None else []:
+            try:
+                empty.rmdir()  # only empty folders go
+            except OSError:
+                break
+            if empty == made:
+                break
+        raise
 
 
 def disk_full(exc: BaseException, path: object) -> InspektError | None:

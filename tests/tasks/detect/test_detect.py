@@ -184,11 +184,21 @@ def test_evaluate_and_cli_on_the_trained_detector(detect_trained, planted_boxes,
     assert out.exit_code == 0, out.output
     rows = [json.loads(line) for line in out.stdout.splitlines() if line.strip()]  # JSON lines
     assert len(rows) == 60 and all("boxes" in r and "counts" in r for r in rows)
-    saved = tmp_path / "saved"
+    saved = tmp_path / "saved" / "run" / "1"
     refused = runner.invoke(
         app, ["predict", str(trained.bundle), str(root / "images"), "--explain", "--save-dir", saved]
     )
-    assert refused.exit_code == 2 and "Grad-CAM" in refused.output and not saved.exists()  # no empty folder left
+    assert refused.exit_code == 2 and "Grad-CAM" in refused.output
+    assert not (tmp_path / "saved").exists()  # the folders made for it are gone again, parents included
+    (tmp_path / "broken.png").write_bytes(b"not a png")
+    unread = runner.invoke(app, ["predict", str(trained.bundle), str(tmp_path / "broken.png"), "--save-dir", saved])
+    assert unread.exit_code == 2 and "could be read" in unread.output and not (tmp_path / "saved").exists()
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    assert runner.invoke(
+        app, ["predict", str(trained.bundle), str(tmp_path / "broken.png"), "--save-dir", kept]
+    ).exit_code
+    assert kept.is_dir()  # a folder that was there before stays
     shown = runner.invoke(app, ["eval", str(trained.bundle), "--data", str(root), "--split", "all"])
     assert shown.exit_code == 0, shown.output
     assert "mAP@0.5" in shown.output and "AP@0.5" in shown.output
