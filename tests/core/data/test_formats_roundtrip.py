@@ -135,3 +135,22 @@ def test_coco_category_ids_follow_the_model_and_match_the_dataset_export(tmp_pat
     names = sorted({b.label for s in ds.samples for b in s.boxes or ()})
     assert [c["name"] for c in exported["categories"]] == names  # box classes only, sorted: the detector's ids
     assert all("bbox" in a for a in exported["annotations"])
+
+
+def test_image_labels_survive_an_export_of_a_dataset_read_from_a_format_and_leave_detections(tmp_path):
+    """A classification dataset read back from Label Studio (whose samples carry an empty boxes tuple) keeps
+    its labels through a COCO export; a detection's Label Studio result holds rectangles, no image choice."""
+    from inspekt.data.synth import write_dataset
+    from inspekt.io import save_image
+
+    classes = write_dataset(tmp_path / "classes", n=12, size=32, seed=0).root
+    read_back = open_dataset(export_dataset(open_dataset(classes), "labelstudio", tmp_path / "ls"))
+    exported = json.loads(export_dataset(read_back, "coco", tmp_path / "coco").read_text())
+    assert len(exported["annotations"]) == 12 and {c["name"] for c in exported["categories"]} == set(
+        open_dataset(classes).classes
+    )
+    source = save_image(tmp_path / "part.png", np.zeros((20, 30, 3), np.uint8))
+    found = Prediction(str(source), "detect", label="pore", score=0.9)
+    found.boxes = [{"class": "pore", "score": 0.9, "box": [3, 4, 13, 10], "area_px": 60}]
+    (task,) = write_predictions([found], ("pore",), "labelstudio", "m@1")
+    assert [r["type"] for r in task["predictions"][0]["result"]] == ["rectanglelabels"]

@@ -20,16 +20,18 @@ WRITTEN = ("coco", "yolo", "labelstudio")
 
 def dataset_records(ds: Dataset) -> list[Record]:
     """One record per sample; a mask's defect pixels (>= 128, inspekt's binary rule) take the
-    sample's class, or ``defect`` for unlabelled or normal-labelled images."""
+    sample's class, or ``defect`` for unlabelled or normal-labelled images. In a dataset with boxes the
+    image labels are not written (the boxes carry the classes)."""
     from inspekt.data.masks import read_mask
 
     records = []
+    detection = any(sample.boxes for sample in ds.samples)  # boxes carry the classes: no image-level labels
     with step("reading masks", total=len(ds), announce=False) as advance:
         for sample in ds.samples:
             advance()
             name = sample.label if sample.label and sample.label != ds.normal_class else "defect"
             mask = (read_mask(sample.mask) >= 128).astype("uint8") if sample.mask is not None else None
-            records.append(from_sample(sample, mask, ("background", name)))
+            records.append(from_sample(sample, mask, ("background", name), tag=not detection))
     return records
 
 

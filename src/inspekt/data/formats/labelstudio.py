@@ -151,7 +151,7 @@ def _result(n: int, kind: str, value: dict, record: Record, score: float | None)
 def _results(record: Record, masks: str) -> list[dict]:
     w, h = record.width, record.height
     found = []
-    if record.label is not None:
+    if record.label is not None and record.tag:  # a detection's classes are on its rectangles
         found.append(("choices", {"choices": [record.label]}, record.score))
     for region in regions(record):
         if masks == "brush":

@@ -86,8 +86,9 @@ def from_prediction(prediction: Prediction, classes: Sequence[str]) -> Record:
     )
 
 
-def from_sample(sample: Sample, mask: np.ndarray | None, classes: Sequence[str]) -> Record:
-    """A dataset sample as a record; ``mask`` is its class-index map (``MaskRule.target``)."""
+def from_sample(sample: Sample, mask: np.ndarray | None, classes: Sequence[str], *, tag: bool = True) -> Record:
+    """A dataset sample as a record; ``mask`` is its class-index map (``MaskRule.target``); ``tag``: write
+    its label as the image's own (False in a detection dataset, whose boxes carry the classes)."""
     width, height = image_size(sample.path)
     return Record(
         image=str(sample.path),
@@ -98,7 +99,7 @@ def from_sample(sample: Sample, mask: np.ndarray | None, classes: Sequence[str])
         classes=tuple(classes),
         boxes=sample.boxes or (),
         split=sample.split,
-        tag=sample.boxes is None,
+        tag=tag,
     )
 
 
