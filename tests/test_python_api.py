@@ -99,8 +99,10 @@ def test_train_takes_a_config_with_keyword_overrides_and_names_a_misplaced_argum
     from inspekt.config import TrainConfig
     from inspekt.engine.trainer import _train_config
 
-    merged = _train_config(TrainConfig(task="detect", data="d", epochs=40), {"epochs": 1, "imgsz": 64})
-    assert (merged.task, merged.data, merged.epochs, merged.imgsz) == ("detect", "d", 1, 64)
+    given = TrainConfig(task="detect", data="d", epochs=40, imgsz=96, model_params={"width": 8, "depth": 3})
+    merged = _train_config(given, {"epochs": 1, "imgsz": None, "model_params": {"width": 4}})
+    assert (merged.task, merged.data, merged.epochs, merged.imgsz) == ("detect", "d", 1, 96)  # None: not given
+    assert merged.model_params == {"width": 4, "depth": 3}  # merged like a YAML file's keys
     assert "batch" not in merged.model_fields_set  # unset keys stay unset: the task's own defaults still apply
     file = tmp_path / "run.yaml"
     file.write_text("task: segment\ndata: masks/\nepochs: 5\n")

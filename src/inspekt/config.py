@@ -30,20 +30,29 @@ def config_error(exc: ValidationError, cls: type[BaseModel], what: str = "config
     key = ".".join(str(p) for p in err["loc"])
     if err["type"] == "extra_forbidden":
         head, _, rest = key.partition(".")
-        if rest and head in cls.model_fields:  # a dotted override given as a keyword (Python)
-            return ConfigError(
-                f"unknown {what} key {key!r}: in Python give {head}={{{rest!r}: ...}} "
-                f"({key}=VALUE is the command line's form)"
+        if rest and "dict" in str(cls.model_fields[head].annotation if head in cls.model_fields else ""):
+            return ConfigError(  # a command-line override (model_params.width=4) given as one key
+                f"unknown {what} key {key!r}: nest it, {head}={{{rest!r}: ...}} in Python or {head}: {{{rest}: ...}} "
+                f"in YAML ({key}=VALUE is the command line's form)"
             )
         hint = did_you_mean(str(err["loc"][-1]), cls.model_fields)
         return ConfigError(f"unknown {what} key {key!r}.{hint}")
     shown = f" (got {err['input']!r})" if "input" in err and not isinstance(err["input"], dict) else ""
     field = err["loc"][:1]
-    alternatives = [e for e in errors if e["loc"][:1] == field and len(e["loc"]) == 2 and isinstance(e["loc"][1], str)]
+    alternatives = [e for e in errors if e["loc"][:1] == field and len(e["loc"]) > 1 and _union_tag(e["loc"][1])]
     if len(alternatives) > 1:  # a union (e.g. "auto" or a number): its member tags are no keys; say every choice
-        allowed = " or ".join(e["msg"].removeprefix("Input should be ") for e in alternatives)
+        allowed = " or ".join(
+            e["msg"].removeprefix("Input should be ") + "".join(f" (at {p!r})" for p in e["loc"][2:])
+            for e in alternatives
+        )
         return ConfigError(f"{what} key {field[0]!r} should be {allowed}{shown}")
     return ConfigError(f"{what} key {key!r}: {err['msg']}{shown}")
+
+
+def _union_tag(part: object) -> bool:
+    """Whether a pydantic error location part names a union member (``literal['auto']``, ``float``,
+    ``constrained-float``, ``dict[str,float]``) rather than a key."""
+    return isinstance(part, str) and (part in ("float", "int", "str", "bool") or "[" in part or "-" in part)
 
 
 class Settings(BaseModel):
@@ -241,11 +250,13 @@ def build_config(
     file: str | Path | None = None,
     options: dict[str, Any] | None = None,
     overrides: list[str] | None = None,
+    base: BaseModel | None = None,
 ) -> C:
-    """Build a validated config: class defaults < YAML file < options < ``key=value`` overrides.
+    """Build a validated config: class defaults < ``base`` < YAML file < options < ``key=value`` overrides.
 
     Args:
         cls: the config model, e.g. ``TrainConfig``.
+        base: a config whose given keys (``model_fields_set``) start the merge, e.g. ``train(cfg, epochs=1)``.
         file: optional YAML file.
         options: values from command-line flags (None values are ignored).
         overrides: ``key=value`` strings.
@@ -256,7 +267,8 @@ def build_config(
     Raises:
         ConfigError: unknown key (with a did-you-mean), invalid value, unreadable file.
     """
-    raw = read_yaml(file) if file else {}
+    raw = base.model_dump(exclude_unset=True) if base is not None else {}
+    raw = _merge(raw, read_yaml(file)) if file else raw
     raw = _merge(raw, {k: v for k, v in (options or {}).items() if v is not None})
     raw = _merge(raw, parse_overrides(overrides or []))
     try:

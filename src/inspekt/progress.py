@@ -11,9 +11,9 @@ The library says what it is doing and never prints::
 The *reporter* of the current context shows it (``reporting(reporter)`` installs one). The CLI's draws
 a Rich bar with ETA on a terminal and writes plain lines (``PlainReporter``) elsewhere: logs, CI, the
 workbench's job log. Without one (the Python API), steps go to the ``inspekt`` logger once logging is
-configured (a handler on it or the root logger, or a level set on it): steps and announcements at
-INFO, warnings at WARNING. While it is not, they are plain lines on stderr, so that ``inspekt.train``
-in a script or notebook is not silent for minutes.
+configured (a handler on it or the root logger), steps and announcements at INFO, warnings at WARNING,
+or when its level is set above INFO (muted on purpose). Otherwise they are plain lines on stderr, so
+that ``inspekt.train`` in a script or notebook is not silent for minutes.
 """
 
 from __future__ import annotations
@@ -122,8 +122,9 @@ _CURRENT: ContextVar[Reporter | None] = ContextVar("inspekt_progress", default=N
 def current() -> Reporter:
     """The reporter of this context; when no front installed one, the ``inspekt`` logger if logging is
     configured for it, else plain lines on stderr."""
-    configured = _log.level != logging.NOTSET or _log.hasHandlers()
-    return _CURRENT.get() or (_LOGGED if configured else _STDERR)
+    # a handler somewhere up the tree shows INFO as the user configured it; a level above INFO mutes on purpose
+    logged = _log.hasHandlers() or _log.level > logging.INFO
+    return _CURRENT.get() or (_LOGGED if logged else _STDERR)
 
 
 @contextmanager

@@ -59,6 +59,10 @@ import logging, sys
 from inspekt import progress
 if sys.argv[1] == "configured":
     logging.basicConfig(level=logging.INFO, format="LOG %(levelname)s %(message)s", stream=sys.stdout)
+if sys.argv[1] == "muted":
+    logging.getLogger("inspekt").setLevel(logging.WARNING)
+if sys.argv[1] == "level only":  # a level but no handler: nothing would show INFO, so stderr lines it is
+    logging.getLogger("inspekt").setLevel(logging.INFO)
 with progress.step("writing data/x", 2) as advance:
     advance(2)
 progress.warn("careful")
@@ -75,6 +79,10 @@ def test_without_logging_configured_the_python_api_writes_plain_lines_on_stderr(
     assert logged.returncode == 0, logged.stderr
     assert logged.stdout.splitlines() == ["LOG INFO writing data/x 0/2 (0%)", "LOG WARNING careful"]
     assert logged.stderr == ""
+    muted = subprocess.run([sys.executable, "-c", STEPS, "muted"], capture_output=True, text=True, timeout=120)
+    assert muted.stderr.splitlines() == ["careful"]  # warnings only, through logging's last resort
+    level = subprocess.run([sys.executable, "-c", STEPS, "level only"], capture_output=True, text=True, timeout=120)
+    assert level.stderr.splitlines() == bare.stderr.splitlines()
 
 
 def _run(args: list[str]) -> subprocess.CompletedProcess:

@@ -35,6 +35,7 @@ def test_nested_overrides_are_typed():
         (["epochs"], "not key=value"),
         # a union names its choices, not pydantic's member tags ('threshold.literal['auto']')
         (["threshold=best"], r"config key 'threshold' should be 'auto' or a valid number.*\(got 'best'\)"),
+        (["class_weights.a=x"], r"config key 'class_weights' should be 'none' or 'auto' or a valid number.*at 'a'"),
     ],
 )
 def test_bad_overrides(overrides, message):
@@ -43,8 +44,10 @@ def test_bad_overrides(overrides, message):
 
 
 def test_a_dotted_key_given_as_a_python_keyword_gets_the_python_form():
-    with pytest.raises(ConfigError, match=r"in Python give model_params=\{'width': ...\}"):
+    with pytest.raises(ConfigError, match=r"nest it, model_params=\{'width': ...\} in Python"):
         build_config(TrainConfig, options={"task": "classify", "data": "d", "model_params.width": 4})
+    with pytest.raises(ConfigError, match=r"unknown config key 'epochs.max'. Did you mean \"epochs\""):
+        build_config(TrainConfig, options={"task": "classify", "data": "d", "epochs.max": 4})  # not a dict key
 
 
 def test_bad_yaml_files(tmp_path):

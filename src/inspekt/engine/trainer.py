@@ -258,7 +258,7 @@ def _train_config(config: TrainConfig | str | Path | None, options: dict[str, An
     if config is None:
         return build_config(TrainConfig, options={"task": "classify", **options})
     if isinstance(config, TrainConfig):
-        return build_config(TrainConfig, options={**config.model_dump(exclude_unset=True), **options})
+        return build_config(TrainConfig, base=config, options=options)
     if isinstance(config, (str, Path)) and Path(config).suffix.lower() in (".yaml", ".yml"):
         task = read_yaml(config).get("task", "classify")
         return build_config(TrainConfig, file=config, options={"task": task, **options})
