@@ -85,6 +85,10 @@ def test_train_evaluate_explain_from_python(synth_classes, tmp_path):
     image = inspekt.load_image(next((synth_classes / "pore").iterdir()), mode="keep")
     explanation = inspekt.Explainer.load(result.bundle).explain(image)
     assert explanation.cam.shape == image.shape[:2]
+    from PIL import Image
+
+    again = inspekt.Explainer.load(result.bundle).explain(Image.fromarray(image))  # as predict takes it
+    assert np.array_equal(again.cam, explanation.cam)
     try:
         inspekt.train(data=str(synth_classes), epochz=3)
     except inspekt.InspektError as exc:
@@ -125,7 +129,7 @@ def test_profile_images_takes_a_folder_or_one_file(tmp_path):
     assert len(one.files) == 1 and not one.skipped
 
 
-def test_predict_takes_pil_images_and_array_variants_and_refuses_the_rest_by_name(trained):
+def test_predict_takes_pil_images_and_array_variants_and_refuses_the_rest_by_name(trained, tmp_path):
     """PIL images, HxWx1 and RGBA arrays are converted; each array is named by its place; a float, 16-bit,
     batched or empty array, a non-image object and string keywords get an InspektError saying what to do."""
     from PIL import Image
@@ -138,6 +142,13 @@ def test_predict_takes_pil_images_and_array_variants_and_refuses_the_rest_by_nam
     assert converted[0].scores == plain[0].scores  # the PIL image is the same pixels
     assert converted[2].scores == plain[0].scores  # opaque RGBA: the RGB pixels
     assert model.predict(rgb[:, :, 0])[0].scores == converted[1].scores  # HxWx1 = HxW
+    from inspekt.io.arrays import as_image
+
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees": a phone photo held upright
+    Image.fromarray(rgb[:, :20]).save(tmp_path / "turned.jpg", exif=exif)
+    with Image.open(tmp_path / "turned.jpg") as opened:
+        assert as_image(opened, "x").shape == inspekt.load_image(tmp_path / "turned.jpg").shape == (20, 40, 3)
     refused = {
         r"a float64 array; images are uint8 \(0..255\): convert it, e.g. \(a \* 255\).round\(\)": rgb / 255.0,
         r"a uint16 array; .*\(a // 257\)": rgb.astype(np.uint16),

@@ -223,6 +223,14 @@ def graph_digest(bundle: Bundle) -> str:
     return bundle.card.digests.get(ONNX) or digest(bundle.read(ONNX))
 
 
+def model_version(bundle: Bundle) -> str:
+    """``name@hash``, what results carry to say which model made them: the bundle's name (a run's folder
+    for its ``bundle/``) and the first 12 hex digits of its graph's sha256 (``graph_digest``)."""
+    path = Path(str(bundle.path))
+    name = path.parent.name if path.name == "bundle" else path.stem
+    return f"{name}@{graph_digest(bundle).removeprefix('sha256:')[:12]}"
+
+
 def _with_digests(members: dict[str, bytes]) -> dict[str, bytes]:
     """The members with a card that records the digests of the graph and the weights written beside it."""
     card = parse_card(members[CARD], where=CARD)

@@ -152,12 +152,3 @@ def thresholds_text(card: Any) -> str:
 
     controls = get_task(card.task).controls(card)
     return ", ".join(f"{c.label.lower()} {c.value:.4g}" for c in controls) or "none (the highest score decides)"
-
-
-def model_version(bundle: Any) -> str:
-    """``name@digest``: a bundle's name (a run's folder for its ``bundle/``) and the first 12 hex digits of
-    its graph's sha256, which results carry so that they say which model made them."""
-    path = Path(str(bundle.path))
-    name = path.parent.name if path.name == "bundle" else path.stem
-    onnx = bundle.card.digests.get("model.onnx", "").removeprefix("sha256:")[:12]
-    return f"{name}@{onnx}" if onnx else name

@@ -10,6 +10,7 @@ import typer
 from rich.table import Column, Table
 
 from inspekt import storage
+from inspekt.bundle import model_version
 from inspekt.cli import app
 from inspekt.cli.common import (
     DASK_HELP,
@@ -18,7 +19,6 @@ from inspekt.cli.common import (
     file_cells,
     file_columns,
     maybe_cluster,
-    model_version,
     print_json,
     progress_bar,
     showing_progress,

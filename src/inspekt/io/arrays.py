@@ -11,7 +11,8 @@ import numpy as np
 from PIL import Image
 
 from inspekt.errors import ConfigError
-from inspekt.io._pixels import composite, pillow_to_array
+from inspekt.io._pixels import apply_orientation, composite, pillow_to_array
+from inspekt.io.decode import _orientation
 
 WHITE = (255, 255, 255)
 
@@ -25,7 +26,8 @@ def as_image(item: np.ndarray | Image.Image, where: str) -> np.ndarray:
     """An HxW or HxWx3 uint8 array from an in-memory image.
 
     Taken as they are: HxW and HxWx3 uint8 arrays. Converted: HxWx1 (squeezed), HxWx4 RGBA (composited
-    on white, as decoding does), bool (0 / 255), Pillow images of any mode the decoder reads.
+    on white, as decoding does), bool (0 / 255), Pillow images of any mode the decoder reads (turned
+    upright by their EXIF orientation, as a decoded file is).
 
     Args:
         item: the array or Pillow image.
@@ -34,9 +36,10 @@ def as_image(item: np.ndarray | Image.Image, where: str) -> np.ndarray:
     Raises:
         ConfigError: an array that is not one image of 8-bit pixels, with the conversion to use.
     """
-    if isinstance(item, Image.Image):
+    if isinstance(item, Image.Image):  # as load_image decodes a file: EXIF orientation applied, alpha on white
         array = pillow_to_array(item, where)
-        return composite(array, WHITE) if array.ndim == 3 and array.shape[2] == 4 else array
+        array = composite(array, WHITE) if array.ndim == 3 and array.shape[2] == 4 else array
+        return apply_orientation(array, _orientation(item, where))
     shape = "x".join(map(str, item.shape))
     if item.ndim == 4:
         raise ConfigError(f"{where}: a {shape} array is a batch; pass its images as a list: list(batch)")

@@ -75,8 +75,9 @@ def test_synth_boxes_layout_is_a_detection_dataset(tmp_path):
     assert by_label["pore"] and all(b.label == "pore" and b.area > 0 for b in by_label["pore"])
     from inspekt.tasks.detect.boxes import box_rule
 
-    with pytest.raises(DatasetError, match=r"labels.csv is beside the images: give --data .*d/labels.csv"):
-        box_rule(open_dataset(root.parent))  # the folder, not its CSV: the error points at the CSV
+    (root.parent / "a_notes.csv").write_text("path,label\nimages/x.png,ok\n")  # first by name, but no boxes
+    with pytest.raises(DatasetError, match=r"d/labels.csv holds boxes beside the images: give --data .*d/labels.csv"):
+        box_rule(open_dataset(root.parent))  # the folder, not its CSV: the error points at the CSV with boxes
 
 
 def test_flip_moves_the_boxes_with_the_image():

@@ -23,6 +23,7 @@ from inspekt.bundle import Bundle, open_bundle
 from inspekt.draw import heat_overlay
 from inspekt.errors import ConfigError, did_you_mean
 from inspekt.io import iter_images
+from inspekt.io.arrays import as_image
 from inspekt.models.runtime import load_network
 from inspekt.results import BatchReport, Prediction
 from inspekt.tasks.classify.predict import predict_classify
@@ -228,7 +229,7 @@ class Explainer:
         return classes.index(target)
 
     def explain(
-        self, image: np.ndarray, *, target: str | None = None, source: str = "<array>", opacity: float = 0.5
+        self, image: np.ndarray | Any, *, target: str | None = None, source: str = "<array>", opacity: float = 0.5
     ) -> Explanation:
         """Explain one decoded image.
 
@@ -242,11 +243,11 @@ class Explainer:
             The explanation, its CAM and overlay at the image's own size.
 
         Raises:
-            ConfigError: unknown class or opacity out of range.
-            ValueError: ``image`` is not an 8-bit HxW / HxWx3 array.
+            ConfigError: unknown class, opacity out of range, or ``image`` not an 8-bit image (numpy or PIL).
         """
         opacity = _check_opacity(opacity)
         index = None if target is None else self._class_index(target)
+        image = as_image(image, "image")  # a PIL image, HxWx1 or RGBA as predict takes them
         x, geometry = preprocess(image, self.card.input)
         # Callers (a server, a notebook) may sit inside no_grad / inference_mode; CAMs need gradients.
         with torch.inference_mode(False), torch.enable_grad():
