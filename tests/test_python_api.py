@@ -138,6 +138,11 @@ def test_predict_takes_pil_images_and_array_variants_and_refuses_the_rest_by_nam
     rgb = np.random.default_rng(0).integers(0, 256, (40, 40, 3), dtype=np.uint8)
     plain = model.predict([rgb, rgb])
     assert [p.source for p in plain] == ["<array 0>", "<array 1>"]
+    from inspekt.io import save_image
+
+    save_image(tmp_path / "a.png", rgb)
+    paths = np.array([str(tmp_path / "a.png")] * 2)  # a table's column of paths (df.path.values)
+    assert [p.scores for p in model.predict(paths)] == [plain[0].scores] * 2
     converted = model.predict([Image.fromarray(rgb), rgb[:, :, :1], np.dstack([rgb, np.full((40, 40), 255, np.uint8)])])
     assert converted[0].scores == plain[0].scores  # the PIL image is the same pixels
     assert converted[2].scores == plain[0].scores  # opaque RGBA: the RGB pixels

@@ -283,6 +283,8 @@ class Predictor:
         Returns:
             One Prediction per image that could be read, in input order.
         """
+        if isinstance(images, np.ndarray) and images.dtype.kind in "USO":  # a column of paths (df.path.values)
+            images = images.ravel().tolist()
         if isinstance(images, (str, os.PathLike, bytes, bytearray, memoryview)) or is_in_memory(images):
             images = [images]
         elif not isinstance(images, Iterable) or hasattr(images, "read"):
