@@ -328,10 +328,10 @@ def min_area_error(min_area: int, task: str) -> ConfigError:
     )
 
 
-def check_probability(name: str, value: float | None) -> None:
-    """A threshold given by the user must be a probability (or a normalised score) in [0, 1]."""
+def check_probability(name: str, value: float | None, what: str = "a probability") -> None:
+    """A threshold given by the user must be a probability (anomaly models: a normalised score) in [0, 1]."""
     if value is not None and not 0 <= value <= 1:
-        raise ConfigError(f"{name} {value} must be a probability in [0, 1] (anomaly models: a normalised score)")
+        raise ConfigError(f"{name} {value} must be {what} in [0, 1]")
 
 
 def predict_split(

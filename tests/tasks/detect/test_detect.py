@@ -16,7 +16,7 @@ from inspekt.data import open_dataset
 from inspekt.data.dataset import Box, Sample
 from inspekt.engine.evaluator import evaluate
 from inspekt.engine.predictor import Predictor
-from inspekt.errors import DatasetError
+from inspekt.errors import DatasetError, InspektError
 from inspekt.io import save_image
 from inspekt.tasks import get_task, tasks_for
 from inspekt.tasks.detect.boxes import BoxRule, box_rule, iou_matrix, match
@@ -185,6 +185,8 @@ def test_evaluate_and_cli_on_the_trained_detector(detect_trained, planted_boxes,
     assert out.exit_code == 0, out.output
     rows = [json.loads(line) for line in out.stdout.splitlines() if line.strip()]  # JSON lines
     assert len(rows) == 60 and all("boxes" in r and "counts" in r for r in rows)
+    with pytest.raises(InspektError, match=r"--threshold 5 must be a box score in \[0, 1\]$"):
+        Predictor.load(trained.bundle, threshold=5)  # a detector's own words, not a probability's or anomaly's
     saved = tmp_path / "saved" / "run" / "1"
     refused = runner.invoke(
         app, ["predict", str(trained.bundle), str(root / "images"), "--explain", "--save-dir", saved]

@@ -44,8 +44,8 @@ class Anomaly(Task):
             raise ValueError("anomaly models need the 'anomaly' section (thresholds and score normalisation)")
 
     def with_threshold(self, card, threshold, min_area, pixel_threshold):
-        check_probability("--threshold", threshold)
-        check_probability("--pixel-threshold", pixel_threshold)
+        check_probability("--threshold", threshold, "a normalised score")
+        check_probability("--pixel-threshold", pixel_threshold, "a normalised score")
         if min_area is not None and min_area < 0:
             raise min_area_error(min_area, self.name)
         if min_area is not None:

@@ -65,7 +65,7 @@ class Detect(Task):
             raise ValueError(f"a detect model's outputs are heatmap and boxes, not {', '.join(card.outputs)}")
 
     def with_threshold(self, card, threshold, min_area, pixel_threshold):
-        check_probability("--threshold", threshold)
+        check_probability("--threshold", threshold, "a box score")
         if min_area is not None and min_area < 0:
             raise min_area_error(min_area, self.name)
         if pixel_threshold is not None:
