@@ -44,12 +44,12 @@ class BoxStats:
 
 
 def _mask_boxes(sample: Sample) -> tuple[Box, ...]:
-    from inspekt.data.masks import read_mask
+    from inspekt.data.masks import defect_pixels, read_mask
     from inspekt.errors import DatasetError
     from inspekt.regions import components
 
     try:
-        mask = read_mask(sample.mask) >= 128
+        mask = defect_pixels(read_mask(sample.mask), 128, sample.mask)
     except DatasetError:  # reported by the mask checks
         return ()
     label = sample.label if sample.label and sample.label.lower() not in NORMAL_NAMES else "defect"

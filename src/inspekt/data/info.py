@@ -18,7 +18,8 @@ import numpy as np
 
 from inspekt.data.box_stats import BoxStats, box_stats
 from inspekt.data.dataset import Dataset, FileProblem, Sample
-from inspekt.errors import ImageLoadError
+from inspekt.data.masks import defect_pixels, read_mask
+from inspekt.errors import DatasetError, ImageLoadError
 from inspekt.io import image_size, load_image
 
 NEAR_BITS = 4  # difference hashes (64 bits) at most this many bits apart: near-duplicates
@@ -157,6 +158,10 @@ def _check_mask(sample: Sample, shape: tuple[int, int] | None) -> str | None:
         return _reason(exc)
     if shape is not None and (height, width) != shape:
         return f"mask is {width}x{height} but its image is {shape[1]}x{shape[0]}"
+    try:  # a faint mask would silently train as no defect
+        defect_pixels(read_mask(sample.mask), 128, "mask")
+    except DatasetError as exc:
+        return str(exc).removeprefix("mask: ")
     return None
 
 

@@ -3,7 +3,9 @@
 Three documented ways to name the classes of a mask (config key ``masks``):
 
 - ``binary`` (default): classes ``background, defect``; a pixel is a defect when its mask value
-  is at least ``mask_threshold`` (128), so anti-aliased or JPEG masks still work.
+  is at least ``mask_threshold`` (128), so anti-aliased or JPEG masks still work; a mask saved as
+  0 / 1 (one non-zero value) marks its non-zero pixels, and colour masks are read by their brightest
+  channel (``defect_pixels``, ``read_mask``).
 - ``folder``: the defect class is the image's folder / CSV label; classes are ``background``
   plus every label except the normal one (good / ok / free ...), whose images are all
   background. Mask pixels at or above ``mask_threshold`` take the image's class.
@@ -69,10 +71,10 @@ class MaskRule:
                 f"is {shape[1]}x{shape[0]}; masks must have the image's size"
             )
         if self.mode == "binary":
-            return (raw >= self.threshold).astype(np.uint8)
+            return defect_pixels(raw, self.threshold, sample.mask).astype(np.uint8)
         if self.mode == "folder":
             index = self.classes.index(sample.label) if sample.label in self.classes else 0
-            return (raw >= self.threshold).astype(np.uint8) * np.uint8(index)
+            return defect_pixels(raw, self.threshold, sample.mask).astype(np.uint8) * np.uint8(index)
         lookup = np.zeros(256, dtype=np.int16) - 1
         lookup[0] = 0
         for value, index in self.values.items():
@@ -89,11 +91,36 @@ class MaskRule:
 
 
 def read_mask(path: str | Path) -> np.ndarray:
-    """A mask file as HxW uint8 (colour masks are converted to grey)."""
+    """A mask file as HxW uint8; a colour mask takes each pixel's brightest channel (a red-on-black mask
+    reads 255 where it is painted, not its grey level 76)."""
     try:
-        return load_image(path, mode="L")
+        pixels = load_image(path, mode="keep")
     except ImageLoadError as exc:
         raise DatasetError(f"unreadable mask: {exc}") from exc
+    return pixels.max(axis=2) if pixels.ndim == 3 else pixels
+
+
+def defect_pixels(raw: np.ndarray, threshold: int, where: object) -> np.ndarray:
+    """A binary rule's defect pixels of a mask (``read_mask``): values at or above ``threshold``.
+
+    A mask holding one non-zero value below the threshold is a label mask saved as 0/1 (or 0/k): its
+    non-zero pixels are the defect. Several values all below the threshold (a faint or soft mask) would
+    silently read as no defect, so they are refused.
+
+    Raises:
+        DatasetError: non-zero values that all lie below ``threshold`` and are not one label value.
+    """
+    defect = raw >= threshold
+    if defect.any() or not raw.any():
+        return defect
+    values = np.unique(raw)
+    if len(values) == 2:
+        return raw > 0
+    raise DatasetError(
+        f"{where}: no mask value reaches mask_threshold={threshold} (values up to {int(values[-1])}), so the "
+        f"mask would read as no defect; lower it (mask_threshold={max(1, int(values[-1]) // 2)}) or save "
+        "the mask as 0 / 255"
+    )
 
 
 def _folder_classes(ds: Dataset) -> tuple[str, ...]:

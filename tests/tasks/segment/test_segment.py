@@ -80,6 +80,29 @@ def test_binary_rule_thresholds_and_missing_masks_are_empty(tmp_path):
         rule.target(Sample(tmp_path / "a.png", mask=mask), (3, 3))
 
 
+def test_masks_saved_as_0_1_or_in_colour_mark_their_defect_and_faint_ones_are_refused(tmp_path):
+    """A 0/1 label mask and a red-on-black mask read as defect where painted (both read as no defect at all
+    before, so defect images trained as good ones); a faint mask with several values under the threshold is
+    refused by name, in training and in data info."""
+    from inspekt.data.info import describe
+
+    painted = np.zeros((4, 4), np.uint8)
+    painted[1:3, 1:3] = 1
+    red = np.zeros((4, 4, 3), np.uint8)
+    red[1:3, 1:3, 0] = 255
+    rule = mask_rule(open_dataset_with(tmp_path, _mask_file(tmp_path, "01.png", painted)), "binary")
+    for name, pixels in (("01.png", painted), ("red.png", red)):
+        mask = save_image(tmp_path / name, pixels)
+        assert rule.target(Sample(tmp_path / "a.png", mask=mask), (4, 4)).tolist() == (painted > 0).tolist()
+    faint = _mask_file(tmp_path, "faint.png", np.array([[0, 20], [40, 90]]))
+    with pytest.raises(DatasetError, match=r"faint.png: no mask value reaches mask_threshold=128 \(values up to 90\)"):
+        rule.target(Sample(tmp_path / "a.png", mask=faint), (2, 2))
+    save_image(tmp_path / "a.png", np.zeros((2, 2), np.uint8))
+    (tmp_path / "list.csv").write_text("path,mask\na.png,faint.png\n")
+    (problem,) = describe(open_dataset(tmp_path / "list.csv")).mask_problems
+    assert problem.path.endswith("faint.png") and "no mask value reaches mask_threshold=128" in problem.reason
+
+
 def open_dataset_with(folder: Path, mask: Path, label: str | None = None):
     from inspekt.data.dataset import Dataset
 
