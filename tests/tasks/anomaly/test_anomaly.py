@@ -243,6 +243,16 @@ def test_rescoring_at_a_threshold_gives_what_evaluating_with_it_stored_gives(pad
     assert "F1 is 0.00 (100% of the defects pass" in task.threshold_note(stored)  # nothing scores 1.0
     best = task.choose_threshold(result, "best-f1")
     assert task.threshold_note(rescore_anomaly(result, best)) is None
+    # two normal images among twenty defects: best F1 flags everything, so it is refused (and not suggested)
+    from dataclasses import replace
+
+    normal, anomalous = ([r for r in result.rows if r["anomalous"] == flag] for flag in (False, True))
+    rows = [normal[0] | {"score": 0.3}, normal[1] | {"score": 0.35}]
+    rows += [anomalous[i % len(anomalous)] | {"score": 0.1 + 0.04 * i} for i in range(20)]
+    lopsided = replace(result, rows=rows)
+    with pytest.raises(ConfigError, match="would flag every one of the 2 normal images .* e.g. 0.3475, which passes"):
+        task.choose_threshold(lopsided, "best-f1")
+    assert task.threshold_note(lopsided) is None
 
 
 @pytest.mark.slow

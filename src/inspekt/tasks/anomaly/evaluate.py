@@ -159,7 +159,8 @@ def choose_anomaly_threshold(result: AnomalyEvalResult, choice: str | float) -> 
     """A normalised decision threshold: the given number, or "best-f1" on this result's scores.
 
     Raises:
-        ConfigError: best-f1 on a result without both normal and anomalous images.
+        ConfigError: best-f1 on a result without both normal and anomalous images, or where it would flag
+            every normal image.
     """
     from inspekt.tasks.anomaly.metrics import best_f1_threshold
     from inspekt.tasks.shared import BEST_F1, parse_threshold_choice
@@ -171,6 +172,13 @@ def choose_anomaly_threshold(result: AnomalyEvalResult, choice: str | float) -> 
     if not len(normal) or not len(anomalous):
         raise ConfigError("--set-threshold best-f1 needs both normal and anomalous images in the evaluated split")
     best = min(1.0, max(0.0, best_f1_threshold(normal, anomalous)[0]))
+    if bool(np.all(normal >= best)):  # F1 counts defects only: with few normal images it can reject them all
+        keep = float(np.quantile(normal, 0.95))
+        raise ConfigError(
+            f"best-f1 on these images would flag every one of the {len(normal)} normal images (F1 rewards the "
+            f"{len(anomalous)} anomalous ones only), rejecting every good part; give a number instead, e.g. "
+            f"{keep:.4g}, which passes 95% of these normal images, or evaluate on a split with more normal images"
+        )
     scores = np.concatenate([normal, anomalous])
     rounded = round(best, 6)  # a readable number in the card, unless it would decide one of these images otherwise
     return rounded if np.array_equal(scores >= rounded, scores >= best) else best
