@@ -14,12 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from inspekt import storage
-from inspekt.bundle import Bundle, copy_bundle, open_bundle
+from inspekt.bundle import Bundle, copy_bundle, graph_digest, open_bundle
 from inspekt.card import ModelCard
 from inspekt.data import Dataset, open_dataset
 from inspekt.data.dataset import SPLIT_ALIASES, image_keys
 from inspekt.engine.predictor import Predictor, task_of
-from inspekt.errors import ConfigError, DatasetError
+from inspekt.errors import ConfigError, DatasetError, InspektError
 from inspekt.tasks.shared import BEST_F1, parse_threshold_choice
 
 SEEN_METRIC = "n_seen"  # evaluated images the model trained or was validated on (bundles that record them)
@@ -158,10 +158,31 @@ def save_threshold(bundle: str | Path | Bundle, threshold: float | str, *, resul
                 "threshold='best-f1' is chosen on an evaluation: pass result=inspekt.evaluate(bundle, DATA) "
                 "(annotated images the model did not train on)"
             )
+        _check_result_of(result, opened)
         value = task.choose_threshold(result, task.check_threshold_choice(opened.card, value))
     card = task.store_threshold(opened.card, float(value))
     copy_bundle(opened, opened.path, archive=opened.path.is_file(), overwrite=True, card=card)
     return card
+
+
+def _check_result_of(result: Any, bundle: Bundle) -> None:
+    """``result`` must be ``evaluate``'s result for this bundle's model: a threshold chosen on another
+    model's scores means nothing for this one."""
+    source = getattr(result, "bundle", None)
+    if source is None or not hasattr(result, "rows"):
+        raise ConfigError(f"result={type(result).__name__}: give what inspekt.evaluate(bundle, DATA) returned")
+    kind = getattr(result, "task", "classify")
+    if kind != bundle.card.task:
+        raise ConfigError(f"result= is a {kind} evaluation; {bundle.path} is a {bundle.card.task} model")
+    try:
+        same = graph_digest(open_bundle(source)) == graph_digest(bundle)
+    except InspektError:  # the evaluated bundle moved or was deleted: judge by the path
+        same = str(source) == str(bundle.path)
+    if not same:
+        raise ConfigError(
+            f"result= evaluated {source}, not {bundle.path}: a threshold chosen on another model's scores does "
+            "not fit this one; evaluate this bundle first"
+        )
 
 
 # --- rendering -------------------------------------------------------------------------------

@@ -221,6 +221,12 @@ def test_evaluate_and_cli_on_the_trained_detector(detect_trained, planted_boxes,
     assert card.postprocess.threshold == pytest.approx(best) == Predictor.load(again).card.postprocess.threshold
     with pytest.raises(inspekt.InspektError, match=r"pass result=inspekt.evaluate\(bundle, DATA\)"):
         inspekt.save_threshold(again, "best-f1")
+    from dataclasses import replace  # a threshold chosen on another model's scores is refused
+
+    with pytest.raises(inspekt.InspektError, match="result= evaluated /gone/m.inspekt, not .*again"):
+        inspekt.save_threshold(again, "best-f1", result=replace(result, bundle="/gone/m.inspekt"))
+    with pytest.raises(inspekt.InspektError, match="result= is a classify evaluation; .*again is a detect model"):
+        inspekt.save_threshold(again, "best-f1", result=replace(result, task="classify"))
 
 
 def test_int8_detector_is_judged_by_map_and_box_agreement(detect_trained, planted_boxes, tmp_path, monkeypatch):
