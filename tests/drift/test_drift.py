@@ -582,6 +582,21 @@ def test_too_few_relabellings_to_reach_alpha_is_said_not_hidden(tmp_path):
     assert not any("relabellings but cannot reach" in n for n in enough.notes)
 
 
+def test_a_large_shift_in_a_handful_of_images_is_called_inconclusive_and_arrays_are_refused(tmp_path):
+    """3 brighter images cannot be told from chance: no drift, but the note says it is inconclusive (it
+    said nothing); with enough images the note goes. Arrays instead of files get an error naming the fix."""
+    _write_set(tmp_path / "ref", 40, seed=51)
+    _write_set(tmp_path / "few", 3, seed=52, shift=10)
+    few = check_drift(tmp_path / "ref", tmp_path / "few", checks=("properties",))
+    [note] = [n for n in few.notes if "inconclusive" in n]
+    assert not few.drift and "brightness" in note and "3 current images" in note
+    _write_set(tmp_path / "many", 40, seed=53, shift=10)
+    many = check_drift(tmp_path / "ref", tmp_path / "many", checks=("properties",))
+    assert many.drift and not any("inconclusive" in n for n in many.notes)
+    with pytest.raises(InspektError, match="item 0 of the images to profile is a ndarray, not a path: .*save_image"):
+        check_drift(tmp_path / "ref", [np.zeros((8, 8, 3), np.uint8)])
+
+
 def test_a_colour_image_held_out_by_the_domain_classifier_does_not_break_it(tmp_path):
     """One colour image among grey ones: whichever half the domain classifier holds it out in, the
     check runs (an all-NaN training column used to crash the fit)."""

@@ -24,6 +24,8 @@ from inspekt.errors import InspektError
 from inspekt.profiling.profile import Profile
 from inspekt.profiling.properties import CHANNELS, PROPERTIES
 
+FEW_IMAGES = 30  # below this many images a side, a large effect that is not significant is inconclusive
+
 
 def compare_profiles(reference: Profile, current: Profile, config: DriftConfig | None = None) -> DriftResult:
     """Compare two profiles (``check_drift`` does this after profiling the sources).
@@ -75,7 +77,7 @@ def compare_profiles(reference: Profile, current: Profile, config: DriftConfig |
             "embedding checks need a model bundle as REFERENCE (its reference.json holds the model's "
             "outputs); give a bundle, or choose properties, pixels or domain"
         )
-    notes += _resolution_notes(checks, config)
+    notes += _resolution_notes(checks, config) + _power_notes(checks, config, len(reference), len(current))
     return DriftResult(
         any(c.drifted for c in checks),
         config.alpha,
@@ -112,6 +114,21 @@ def _resolution_notes(checks: list[Check], config: DriftConfig) -> list[str]:
     return [
         f"{', '.join(hidden)} beat every one of the {config.permutations} relabellings but cannot reach "
         f"alpha={config.alpha:g} after adjusting for {len(checks)} checks; {remedy}"
+    ]
+
+
+def _power_notes(checks: list[Check], config: DriftConfig, n_ref: int, n_cur: int) -> list[str]:
+    """Say so when a side is too small for its large effects to count: a "no drift" from a handful of
+    images is inconclusive, not reassuring."""
+    few = min(n_ref, n_cur)
+    moved = [c.name for c in checks if not c.drifted and c.effect >= c.min_effect and c.p_adjusted > config.alpha]
+    if few >= FEW_IMAGES or not moved or any(c.drifted for c in checks):
+        return []
+    side = "reference" if n_ref < n_cur else "current"
+    return [
+        f"{', '.join(moved[:4])}{' ...' if len(moved) > 4 else ''} moved by at least the minimum effect, but "
+        f"{few} {side} images cannot tell that from chance: treat no drift here as inconclusive and check again "
+        f"with {FEW_IMAGES} or more images a side"
     ]
 
 
