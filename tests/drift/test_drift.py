@@ -593,6 +593,10 @@ def test_a_large_shift_in_a_handful_of_images_is_called_inconclusive_and_arrays_
     _write_set(tmp_path / "many", 40, seed=53, shift=10)
     many = check_drift(tmp_path / "ref", tmp_path / "many", checks=("properties",))
     assert many.drift and not any("inconclusive" in n for n in many.notes)
+    assert many.sources == {"reference": str(tmp_path / "ref"), "current": str(tmp_path / "many")}  # what was compared
+    from inspekt.drift.report import to_dict
+
+    assert to_dict(many)["sources"] == many.sources
     with pytest.raises(InspektError, match="item 0 of the images to profile is a ndarray, not a path: .*save_image"):
         check_drift(tmp_path / "ref", [np.zeros((8, 8, 3), np.uint8)])
 

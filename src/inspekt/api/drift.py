@@ -6,6 +6,7 @@ from inspekt.api.models import ServedModel
 from inspekt.api.options import DRIFT_FIELDS, _check_fields, _number
 from inspekt.api.problems import Problem
 from inspekt.api.uploads import Upload, within_budget
+from inspekt.bundle import model_version
 from inspekt.drift.engine import compare_profiles
 from inspekt.drift.types import CHECKS, MAX_PERMUTATIONS, MIN_PERMUTATIONS, DriftConfig, DriftResult, parse_checks
 from inspekt.engine.reference import model_outputs
@@ -98,4 +99,8 @@ def run_drift(
     result = compare_profiles(reference, current, config)
     result.notes += notes
     result.reference_profile, result.current_profile = reference, current
+    result.sources = {
+        "reference": f"the training profile of model {model_version(model.predictor.bundle)}",
+        "current": f"{len(uploads)} uploaded file(s)",
+    }
     return result

@@ -112,7 +112,22 @@ def _check(
     result = compare_profiles(ref, cur, config)
     result.notes += notes
     result.reference_profile, result.current_profile = ref, cur
+    result.sources = {"reference": _described(reference), "current": _described(current)}
     return result
+
+
+def _described(source: Source) -> str:
+    """How a report names a side: its path (a bundle's with its graph's hash), or what was given."""
+    if isinstance(source, Profile):
+        return f"a profile of {len(source)} images"
+    if not isinstance(source, (str, os.PathLike, storage.RemotePath)):
+        return "a list of image files"
+    path = storage.as_path(source)
+    if is_bundle(path):
+        from inspekt.bundle import model_version, open_bundle
+
+        return f"{path} (model {model_version(open_bundle(path))})"
+    return str(path)
 
 
 def _model_outputs(bundle: str | os.PathLike, files: list[str], client) -> dict | None:

@@ -75,6 +75,7 @@ def to_dict(result: DriftResult) -> dict[str, Any]:
             "alpha": result.alpha,
             "n_reference": result.n_reference,
             "n_current": result.n_current,
+            "sources": result.sources,
             "checks": checks,
             "domain_importances": result.importances,
             "skipped": {
@@ -125,6 +126,7 @@ def kl_rule_lines(result: DriftResult) -> list[str]:
 
 def print_console(result: DriftResult, console) -> None:
     """Verdict first, then one table row per check."""
+    from rich.markup import escape
     from rich.table import Table
 
     style = "bold red" if result.drift else "bold green"
@@ -133,6 +135,8 @@ def print_console(result: DriftResult, console) -> None:
         f"{result.n_current} current images)",
         highlight=False,
     )
+    for side, source in result.sources.items():
+        console.print(f"{side}: {escape(source)}", highlight=False)
     table = Table(show_edge=False, header_style="bold")
     for column in ("check", "p adj.", "effect / min", "reference -> current", ""):
         table.add_column(column, justify="left" if column == "check" else "right", no_wrap=True)
@@ -283,6 +287,7 @@ def write_html(result: DriftResult, path: str | Path) -> Path:
     )
     sections = [
         f'<div class="banner {"drift" if result.drift else "ok"}">{VERDICT[result.drift]}</div>',
+        "".join(f"<p>{side}: {html.escape(source)}</p>" for side, source in result.sources.items()),
         f"<p>{result.n_reference} reference vs {result.n_current} current images; alpha {result.alpha} for "
         "the whole comparison (permutation p-values, Westfall-Young min-p adjusted); a check drifts when "
         "its adjusted p-value is below alpha and its effect reaches the minimum.</p>",

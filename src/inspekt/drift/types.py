@@ -127,6 +127,7 @@ class DriftResult:
     config: DriftConfig
     reference_profile: Profile | None = field(default=None, repr=False)
     current_profile: Profile | None = field(default=None, repr=False)
+    sources: dict[str, str] = field(default_factory=dict)  # what was compared: {"reference": ..., "current": ...}
 
     @property
     def drifted(self) -> list[Check]:
