@@ -472,6 +472,13 @@ def test_segmentation_trains_with_its_own_defaults_and_tiles_only_much_larger_im
     )
     assert given.threshold == 0.4 and given.model_params == {}  # the user's value; small inputs keep every pixel
 
+    ds = open_dataset(write_dataset(tmp_path / "s", n=8, size=32, seed=1, layout="segmentation").root)
+    judge = SegmentTraining(task.configure(build_config(TrainConfig, options={"task": "segment", "data": "d"})), ds)
+    found = {"n_defective": 4, "best_threshold_iou": 0.005, "best_threshold": 0.05}
+    everywhere = judge.sanity(found | {"pixel_recall": 1.0, "pixel_precision": 0.0049})
+    assert not everywhere.ok and "marks nearly every pixel as defect" in everywhere.why  # passed before
+    assert judge.sanity(found | {"pixel_recall": 0.7, "pixel_precision": 0.3}).ok
+    assert not judge.sanity(found | {"best_threshold_iou": 0.0}).ok  # finds nothing
     for side, segment, detect in ((80, "stretch", "tile"), (104, "tile", "tile"), (60, "stretch", "stretch")):
         ds = open_dataset(write_dataset(tmp_path / str(side), n=8, size=side, seed=1, layout="segmentation").root)
         cfg = build_config(TrainConfig, options={"task": "segment", "data": str(ds.root), "imgsz": 32})

@@ -207,12 +207,23 @@ class SegmentTraining:
 
     def sanity(self, final: dict) -> Sanity | None:
         """Whether the kept model finds any defect pixel on validation images that have some, at the
-        card's threshold (threshold=auto: at the calibrated one); None when there is no defect to find."""
+        card's threshold (threshold=auto: at the calibrated one), without marking nearly every pixel as
+        defect (recall 0.9 or more at a precision under 0.05, at 0.5 or a card threshold at or below it);
+        None when there is no defect to find."""
         if not final.get("n_defective"):
             return None
         key = "best_threshold_iou" if self.cfg.threshold == "auto" else "pixel_recall"
-        found = float(final.get(key) or 0.0)
-        return Sanity(ok=found > 0, why="" if found > 0 else "it finds no defect pixel in the validation images")
+        if not float(final.get(key) or 0.0) > 0:
+            return Sanity(ok=False, why="it finds no defect pixel in the validation images")
+        recall, precision = float(final.get("pixel_recall") or 0.0), float(final.get("pixel_precision") or 0.0)
+        at_most_half = self.cfg.threshold != "auto" or float(final.get("best_threshold") or 0.5) <= 0.5
+        if at_most_half and recall >= 0.9 and precision < 0.05:
+            return Sanity(
+                ok=False,
+                why=f"it marks nearly every pixel as defect (validation pixel recall {recall:.2f} at precision "
+                f"{precision:.3f})",
+            )
+        return Sanity(ok=True, why="")
 
     def resize(self, ds: Dataset) -> str:
         """The resize policy; auto tiles when images average over ``TILE_WHEN_LARGER`` times imgsz per side."""
