@@ -208,14 +208,16 @@ def describe(
             results.append(result)
             if progress:
                 progress(i)
+        masked = [(s, r[1]) for s, r in zip(ds.samples, results) if s.mask is not None]
+        checked = list(pool.map(lambda pair: _check_mask(*pair), masked))  # masks are decoded: in the pool too
     corrupt = [FileProblem(str(s.path), r[2]) for s, r in zip(ds.samples, results) if r[2]]
-    mask_problems = []
-    for sample, (_, shape, _, _) in zip(ds.samples, results):
-        problem = _check_mask(sample, shape) if sample.mask is not None else None
-        if problem:
-            mask_problems.append(FileProblem(str(sample.mask), problem))
+    mask_problems = [FileProblem(str(s.mask), problem) for (s, _), problem in zip(masked, checked) if problem]
     dupes, crossing = _duplicate_groups(ds, [r[0] for r in results])
-    missing = [str(s.path) for s in ds.samples if ds.mask_layout and s.mask is None]
+    # images of the normal class (MVTec's good/) need no mask: listing them would bury a defect image's gap
+    normal = ds.normal_class
+    missing = [
+        str(s.path) for s in ds.samples if ds.mask_layout and s.mask is None and (s.label != normal or not normal)
+    ]
     near = _near_groups(ds, [r[0] for r in results], [r[3] for r in results])
     readable = replace(ds, samples=tuple(s for s, r in zip(ds.samples, results) if not r[2]))
     counts = readable.counts()  # what can train: the corrupt files are listed on their own

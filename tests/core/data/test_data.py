@@ -46,6 +46,7 @@ def test_mvtec_with_ground_truth(tmp_path):
             "train/good/1.png",
             "test/good/2.png",
             "test/crack/3.png",
+            "test/crack/4.png",
             "ground_truth/crack/3_mask.png",
         ],
     )
@@ -54,6 +55,8 @@ def test_mvtec_with_ground_truth(tmp_path):
     crack = [s for s in ds.samples if s.label == "crack"][0]
     assert crack.mask == root / "ground_truth/crack/3_mask.png" and crack.split == "test"
     assert set(tasks_for(ds)) == {"classify", "segment", "anomaly", "detect"}  # masks are boxes too
+    # good/ images never have masks: only the defect image without one is listed (it was buried among them)
+    assert describe(ds).masks_missing == [str(root / "test/crack/4.png")]
 
 
 def test_segmentation_mirrored_any_extension(tmp_path):
