@@ -10,7 +10,7 @@ import pytest
 
 from conftest import uvicorn_thread
 from inspekt.api import ServeSettings, create_app
-from inspekt.bundle import open_bundle
+from inspekt.bundle import model_version, open_bundle
 from inspekt.tasks.detect.boxes import iou_matrix
 
 PREDICT = "/v1/models/det/predict"
@@ -28,6 +28,8 @@ def test_served_boxes_are_the_planted_ones(detect_trained, planted_boxes):
         post = open_bundle(detect_trained.bundle).card.postprocess
         assert card["postprocess"]["threshold"] == post.threshold  # the score threshold boxes are judged at
         body = httpx.post(url + PREDICT, files=files, timeout=120).json()
+        version = model_version(open_bundle(detect_trained.bundle))  # name@ the graph's hash, as predict --json says
+        assert card["version"] == body["model_version"] == version and body["model"] == "det"
         strict = httpx.post(url + PREDICT, files=files, data={"threshold": "1.0"}, timeout=120).json()
     placed = 0
     for name, served in zip(names, body["predictions"]):

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from inspekt.api.batching import MicroBatcher
+from inspekt.bundle import model_version
 from inspekt.engine.predictor import Predictor
 from inspekt.errors import BundleError, ConfigError
 from inspekt.profiling.profile import Profile
@@ -62,6 +63,7 @@ def card_summary(name: str, predictor: Predictor, has_reference: bool) -> dict[s
     card = predictor.card
     summary = {
         "name": name,
+        "version": model_version(predictor.bundle),  # name@ the graph's sha256: which model answers
         "task": card.task,
         "architecture": card.architecture,
         "classes": list(card.classes),

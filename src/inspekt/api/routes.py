@@ -214,7 +214,9 @@ async def _answer(name: str, state, options: PredictOptions, predictions: list, 
     state.metrics.skipped.labels(name).inc(len(errors))
 
     def answer() -> Response:
-        return JSONOut({"model": name, "predictions": [render(p, options) for p in predictions], "skipped": errors})
+        version = state.models[name].summary.get("version")
+        body = {"model": name, "model_version": version, "predictions": [render(p, options) for p in predictions]}
+        return JSONOut(body | {"skipped": errors})
 
     if {"mask", "heatmap"} & set(options.include):  # PNG-encoding a 12 MP map takes ~1 s: not on the event loop
         return await run_in_threadpool(answer)
