@@ -28,7 +28,7 @@ from typing import Any
 
 from inspekt import storage
 from inspekt.data.corrections import apply_corrections
-from inspekt.data.dataset import SPLIT_ALIASES, Box, Dataset, Sample
+from inspekt.data.dataset import SPLIT_ALIASES, Box, Dataset, FileProblem, Sample
 from inspekt.data.formats import detect_format, read_annotations
 from inspekt.errors import DatasetError, did_you_mean
 from inspekt.io import IMAGE_EXTENSIONS, list_images
@@ -75,11 +75,19 @@ def _mask_index(folder: Path) -> dict[tuple[str, str], Path]:
     return index
 
 
-def _dataset(root: Path, layout: str, samples: list[Sample], mask_layout: bool = False) -> Dataset:
+def _dataset(
+    root: Path, layout: str, samples: list[Sample], mask_layout: bool = False, masks: dict | None = None
+) -> Dataset:
+    """The dataset of ``samples``; ``masks`` (a mask index) names the mask files no image took as problems."""
     if not samples:
         raise DatasetError(f"{root}: no images found; {EXPECTED}")
     classes = tuple(sorted({s.label for s in samples if s.label is not None}))
-    return Dataset(root, layout, tuple(samples), classes, mask_layout)
+    used = {s.mask for s in samples}
+    unused = sorted(m for m in (masks or {}).values() if m not in used)
+    problems = tuple(
+        FileProblem(str(m), "no image of this name, so the mask is not used; check its name") for m in unused
+    )
+    return Dataset(root, layout, tuple(samples), classes, mask_layout, problems)
 
 
 def read_mvtec(root: Path) -> Dataset | None:
@@ -104,7 +112,7 @@ def read_mvtec(root: Path) -> Dataset | None:
             for p in list_images(type_dir):
                 mask = masks.get((type_dir.name, p.stem))
                 samples.append(Sample(p, type_dir.name, mask, _split_name(split_dir.name)))
-    return _dataset(root, "mvtec", samples, mask_layout=bool(masks))
+    return _dataset(root, "mvtec", samples, mask_layout=bool(masks), masks=masks)
 
 
 def _label_and_split(rel_parts: tuple[str, ...]) -> tuple[str | None, str | None]:
@@ -125,7 +133,7 @@ def read_segmentation(root: Path) -> Dataset | None:
         rel = p.parent.relative_to(images)
         label, split = _label_and_split(rel.parts)
         samples.append(Sample(p, label, masks.get((str(rel), p.stem)), split))
-    return _dataset(root, "segmentation", samples, mask_layout=True)
+    return _dataset(root, "segmentation", samples, mask_layout=True, masks=masks)
 
 
 def _by_first_folder(files: list[Path], base: Path) -> tuple[list[Path], dict[str, list[Path]]]:

@@ -68,6 +68,9 @@ def test_segmentation_mirrored_any_extension(tmp_path):
     assert ds.layout == "segmentation" and ds.classes == ("Crack", "Free") and ds.n_masks == 2
     info = describe(ds)
     assert info.masks_missing == [str(root / "images/Crack/b.jpg")]
+    tree(tmp_path, ["masks/Crack/typo_a.png"])  # a mask no image takes (a renamed file): listed, not silent
+    (problem,) = open_dataset(root).problems
+    assert problem.path == str(root / "masks/Crack/typo_a.png") and "no image of this name" in problem.reason
 
 
 def test_masks_beside_images(tmp_path):
