@@ -247,10 +247,16 @@ class Predictor:
     def predict_arrays(
         self, images: Sequence[np.ndarray], sources: Sequence[str] | None = None, *, enhance: Pipeline | None = None
     ) -> list[Prediction]:
-        """Predict decoded images (HxW or HxWx3 uint8), batched; ``enhance`` is applied to each first
-        (masks and maps then refer to the enhanced image)."""
+        """Predict in-memory images (uint8 arrays, HxW or HxWx3; HxWx1, RGBA and PIL images are converted),
+        batched; ``enhance`` is applied to each first (masks and maps then refer to the enhanced image)."""
         images = [as_image(image, f"images[{i}]") for i, image in enumerate(images)]
         sources = list(sources) if sources is not None else [f"<array {i}>" for i in range(len(images))]
+        return self._predict_decoded(images, sources, enhance)
+
+    def _predict_decoded(
+        self, images: list[np.ndarray], sources: list[str], enhance: Pipeline | None
+    ) -> list[Prediction]:
+        """``predict_arrays`` on images ``as_image`` (or the decoder) already checked."""
         if enhance:
             images = [enhance(image) for image in images]
         results: list[Prediction] = []
@@ -313,7 +319,7 @@ class Predictor:
     def _flush(self, pending: list[tuple[str, np.ndarray]], enhance: Pipeline | None) -> list[Prediction]:
         sources, arrays = [p[0] for p in pending], [p[1] for p in pending]
         pending.clear()
-        return self.predict_arrays(arrays, sources, enhance=enhance) if arrays else []
+        return self._predict_decoded(arrays, sources, enhance) if arrays else []
 
     def __repr__(self) -> str:
         return f"Predictor({self.bundle!r}, backend={self.backend.name})"

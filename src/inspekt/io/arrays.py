@@ -11,10 +11,8 @@ import numpy as np
 from PIL import Image
 
 from inspekt.errors import ConfigError
-from inspekt.io._pixels import apply_orientation, composite, pillow_to_array
-from inspekt.io.decode import _orientation
-
-WHITE = (255, 255, 255)
+from inspekt.io._pixels import composite
+from inspekt.io.decode import WHITE, from_pillow
 
 
 def is_in_memory(item: Any) -> bool:
@@ -36,10 +34,8 @@ def as_image(item: np.ndarray | Image.Image, where: str) -> np.ndarray:
     Raises:
         ConfigError: an array that is not one image of 8-bit pixels, with the conversion to use.
     """
-    if isinstance(item, Image.Image):  # as load_image decodes a file: EXIF orientation applied, alpha on white
-        array = pillow_to_array(item, where)
-        array = composite(array, WHITE) if array.ndim == 3 and array.shape[2] == 4 else array
-        return apply_orientation(array, _orientation(item, where))
+    if isinstance(item, Image.Image):
+        return from_pillow(item, where)
     shape = "x".join(map(str, item.shape))
     if item.ndim == 4:
         raise ConfigError(f"{where}: a {shape} array is a batch; pass its images as a list: list(batch)")

@@ -47,6 +47,7 @@ DEFAULT_MAX_PIXELS = 100_000_000
 MAX_PIXELS_ENV = "INSPEKT_MAX_PIXELS"
 
 _MODES = ("RGB", "L", "keep")
+WHITE = (255, 255, 255)  # what transparent pixels are composited over unless told otherwise
 _ORIENTATION_TAG = 0x0112
 
 
@@ -55,7 +56,7 @@ def load_image(
     mode: str = "RGB",
     *,
     max_pixels: int | None = None,
-    background: tuple[int, int, int] = (255, 255, 255),
+    background: tuple[int, int, int] = WHITE,
 ) -> np.ndarray:
     """Decode an image file into a uint8 array.
 
@@ -102,6 +103,18 @@ def load_image(
                 array = decode_16bit_colour(stream.read(), img.size)
             if array is None:
                 array = pillow_to_array(img, label)
+    return _finish(array, orientation, grey_source, mode, colour)
+
+
+def from_pillow(img: Image.Image, label: str, mode: str = "keep") -> np.ndarray:
+    """An opened Pillow image as ``load_image`` returns a decoded file: EXIF orientation applied, alpha
+    composited over white, high-depth modes scaled, in ``mode`` (the Python API's PIL inputs)."""
+    _check_mode(mode)
+    return _finish(pillow_to_array(img, label), _orientation(img, label), img.mode in GREY_MODES, mode, WHITE)
+
+
+def _finish(array: np.ndarray, orientation: int, grey_source: bool, mode: str, colour: tuple[int, int, int]):
+    """The decoder's last steps, after the pixels are read: alpha, orientation, mode."""
     if array.ndim == 3 and array.shape[2] == 4:
         array = composite(array, colour)
     return to_mode(apply_orientation(array, orientation), mode, grey_source)
