@@ -43,17 +43,13 @@ class BoxStats:
     outside: list[FileProblem] = field(default_factory=list)
 
 
-def _mask_boxes(sample: Sample) -> tuple[Box, ...]:
-    from inspekt.data.masks import defect_pixels, read_mask
-    from inspekt.errors import DatasetError
+def mask_boxes(sample: Sample, defect: np.ndarray) -> tuple[Box, ...]:
+    """The boxes a detector reads from a sample's mask: one per connected region of its ``defect`` pixels
+    (``masks.defect_pixels``), named by the sample's class (``defect`` for unlabelled or normal ones)."""
     from inspekt.regions import components
 
-    try:
-        mask = defect_pixels(read_mask(sample.mask), 128, sample.mask)
-    except DatasetError:  # reported by the mask checks
-        return ()
     label = sample.label if sample.label and sample.label.lower() not in NORMAL_NAMES else "defect"
-    found = components(mask.astype(np.uint8), mask.astype(np.float32), ("background", label))
+    found = components(defect.astype(np.uint8), defect.astype(np.float32), ("background", label))
     return tuple(Box(label, x, y, x + w, y + h) for x, y, w, h in (c["bbox"] for c in found))
 
 
@@ -63,17 +59,21 @@ def _spread(values: np.ndarray) -> dict[str, float]:
     return {"min": float(values.min()), "median": float(np.median(values)), "max": float(values.max())}
 
 
-def box_stats(ds: Dataset, shapes: Sequence[tuple[int, int] | None]) -> BoxStats | None:
+def box_stats(
+    ds: Dataset, shapes: Sequence[tuple[int, int] | None], from_masks: Sequence[tuple[Box, ...]]
+) -> BoxStats | None:
     """The dataset's box statistics, or None when it has neither boxes nor masks.
 
     Args:
         ds: the dataset.
         shapes: each sample's image (height, width), None where it could not be read.
+        from_masks: each sample's boxes read from its mask (``mask_boxes``; none without a usable mask),
+            used when the dataset has no box annotations.
     """
     annotated = any(s.boxes is not None for s in ds.samples)
     if not annotated and not ds.n_masks:
         return None
-    per_image = [s.boxes or () if annotated else (_mask_boxes(s) if s.mask else ()) for s in ds.samples]
+    per_image = [s.boxes or () for s in ds.samples] if annotated else list(from_masks)
     boxes = [b for found in per_image for b in found]
     sides = np.array([(b.x1 - b.x0, b.y1 - b.y0) for b in boxes], dtype=np.float64).reshape(-1, 2)
     outside = []

@@ -16,11 +16,11 @@ from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
-from inspekt.data.box_stats import BoxStats, box_stats
-from inspekt.data.dataset import Dataset, FileProblem, Sample
-from inspekt.data.masks import defect_pixels, read_mask
+from inspekt.data.box_stats import BoxStats, box_stats, mask_boxes
+from inspekt.data.dataset import Box, Dataset, FileProblem, Sample
+from inspekt.data.masks import BINARY_THRESHOLD, defect_pixels, read_mask
 from inspekt.errors import DatasetError, ImageLoadError
-from inspekt.io import image_size, load_image
+from inspekt.io import load_image
 
 NEAR_BITS = 4  # difference hashes (64 bits) at most this many bits apart: near-duplicates
 FLAT = 2  # thumbnails whose grey levels span less than this have no picture to compare: no hash
@@ -151,18 +151,21 @@ def _imbalance(counts: dict[str, dict[str, int]]) -> dict | None:
     )
 
 
-def _check_mask(sample: Sample, shape: tuple[int, int] | None) -> str | None:
+def _check_mask(sample: Sample, shape: tuple[int, int] | None) -> tuple[str | None, tuple[Box, ...]]:
+    """What is wrong with a sample's mask (unreadable, another size than its image, too faint to mark a
+    defect) or None, and the boxes a detector reads from it; the mask is decoded once, for both."""
     try:
-        width, height = image_size(sample.mask)
-    except ImageLoadError as exc:
-        return _reason(exc)
-    if shape is not None and (height, width) != shape:
-        return f"mask is {width}x{height} but its image is {shape[1]}x{shape[0]}"
-    try:  # a faint mask would silently train as no defect
-        defect_pixels(read_mask(sample.mask), 128, "mask")
+        raw = read_mask(sample.mask)
     except DatasetError as exc:
-        return str(exc).removeprefix("mask: ")
-    return None
+        return (_reason(exc.__cause__) if isinstance(exc.__cause__, ImageLoadError) else str(exc)), ()
+    height, width = raw.shape
+    if shape is not None and (height, width) != shape:
+        return f"mask is {width}x{height} but its image is {shape[1]}x{shape[0]}", ()
+    try:  # a faint mask would silently train as no defect
+        defect = defect_pixels(raw, BINARY_THRESHOLD, "mask")
+    except DatasetError as exc:
+        return str(exc).removeprefix("mask: "), ()
+    return None, mask_boxes(sample, defect)
 
 
 def _duplicate_groups(ds: Dataset, digests: list[str | None]) -> tuple[list[list[str]], list[list[str]]]:
@@ -208,10 +211,12 @@ def describe(
             results.append(result)
             if progress:
                 progress(i)
-        masked = [(s, r[1]) for s, r in zip(ds.samples, results) if s.mask is not None]
-        checked = list(pool.map(lambda pair: _check_mask(*pair), masked))  # masks are decoded: in the pool too
+        # masks are decoded in the pool too, once each: for their problems and the boxes they hold
+        checked = list(
+            pool.map(lambda s, r: _check_mask(s, r[1]) if s.mask is not None else (None, ()), ds.samples, results)
+        )
     corrupt = [FileProblem(str(s.path), r[2]) for s, r in zip(ds.samples, results) if r[2]]
-    mask_problems = [FileProblem(str(s.mask), problem) for (s, _), problem in zip(masked, checked) if problem]
+    mask_problems = [FileProblem(str(s.mask), problem) for s, (problem, _) in zip(ds.samples, checked) if problem]
     dupes, crossing = _duplicate_groups(ds, [r[0] for r in results])
     # images of the normal class (MVTec's good/) need no mask: listing them would bury a defect image's gap
     normal = ds.normal_class
@@ -239,6 +244,6 @@ def describe(
         near_duplicates=near,
         label_conflicts=_label_conflicts(ds, dupes),  # identical bytes only: near-duplicates can be two parts
         imbalance=_imbalance(counts),
-        boxes=box_stats(ds, [r[1] for r in results]),
+        boxes=box_stats(ds, [r[1] for r in results], [found for _, found in checked]),
         seconds=round(time.perf_counter() - start, 3),
     )

@@ -33,13 +33,16 @@ MASK_MODES = ("binary", "folder", "values")
 BACKGROUND = "background"
 
 
+BINARY_THRESHOLD = 128  # the binary rule's default: mask values from it up are defect pixels
+
+
 @dataclass(frozen=True)
 class MaskRule:
     """Turns a sample's mask file into a class-index map (uint8, 0 = background)."""
 
     mode: str
     classes: tuple[str, ...]
-    threshold: int = 128
+    threshold: int = BINARY_THRESHOLD
     values: dict[int, int] = field(default_factory=dict)  # mask value -> class index ("values" mode)
 
     def spec(self) -> MaskSpec:
@@ -143,7 +146,11 @@ def _found_values(masks: Iterable[Path]) -> list[int]:
 
 
 def mask_rule(
-    ds: Dataset, mode: str = "binary", *, threshold: int = 128, values: Mapping[int | str, str] | None = None
+    ds: Dataset,
+    mode: str = "binary",
+    *,
+    threshold: int = BINARY_THRESHOLD,
+    values: Mapping[int | str, str] | None = None,
 ) -> MaskRule:
     """The rule for a dataset: its classes and how mask pixels map to them.
 

@@ -19,10 +19,10 @@ WRITTEN = ("coco", "yolo", "labelstudio")
 
 
 def dataset_records(ds: Dataset) -> list[Record]:
-    """One record per sample; a mask's defect pixels (>= 128, inspekt's binary rule) take the
+    """One record per sample; a mask's defect pixels (inspekt's binary rule, ``masks.defect_pixels``) take the
     sample's class, or ``defect`` for unlabelled or normal-labelled images. In a dataset with boxes the
     image labels are not written (the boxes carry the classes)."""
-    from inspekt.data.masks import defect_pixels, read_mask
+    from inspekt.data.masks import BINARY_THRESHOLD, defect_pixels, read_mask
 
     records = []
     detection = any(sample.boxes for sample in ds.samples)  # boxes carry the classes: no image-level labels
@@ -30,8 +30,9 @@ def dataset_records(ds: Dataset) -> list[Record]:
         for sample in ds.samples:
             advance()
             name = sample.label if sample.label and sample.label != ds.normal_class else "defect"
-            mask = None if sample.mask is None else defect_pixels(read_mask(sample.mask), 128, sample.mask)
-            mask = None if mask is None else mask.astype("uint8")
+            mask = None
+            if sample.mask is not None:
+                mask = defect_pixels(read_mask(sample.mask), BINARY_THRESHOLD, sample.mask).astype("uint8")
             records.append(from_sample(sample, mask, ("background", name), tag=not detection))
     return records
 
