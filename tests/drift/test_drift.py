@@ -597,8 +597,11 @@ def test_a_large_shift_in_a_handful_of_images_is_called_inconclusive_and_arrays_
     from inspekt.drift.report import to_dict
 
     assert to_dict(many)["sources"] == many.sources
-    with pytest.raises(InspektError, match="item 0 of the images to profile is a ndarray, not a path: .*save_image"):
-        check_drift(tmp_path / "ref", [np.zeros((8, 8, 3), np.uint8)])
+    for profile in (lambda arrays: check_drift(tmp_path / "ref", arrays), profile_images):
+        with pytest.raises(
+            InspektError, match="item 1 of the images to profile is a ndarray, not a path: .*save_image"
+        ):
+            profile([str(tmp_path / "ref" / "img_000.png"), np.zeros((8, 8, 3), np.uint8)])
 
 
 def test_a_colour_image_held_out_by_the_domain_classifier_does_not_break_it(tmp_path):

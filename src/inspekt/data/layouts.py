@@ -198,7 +198,7 @@ def _csv_rows(path: Path) -> tuple[list[dict[str, str]], str]:
     try:
         with path.open(newline="", encoding="utf-8-sig") as f:
             reader = csv.DictReader(f)
-            fields = [c.strip().lower() for c in (reader.fieldnames or [])]
+            fields = _columns(reader.fieldnames or [])
             rows = [{k.strip().lower(): (v or "").strip() for k, v in row.items() if k} for row in reader]
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise DatasetError(f"{path}: cannot read CSV ({exc})") from exc
@@ -217,6 +217,19 @@ def _csv_rows(path: Path) -> tuple[list[dict[str, str]], str]:
                     "(columns: path,label[,mask][,split][,boxes])"
                 )
     return rows, column
+
+
+def _columns(names: list[str]) -> list[str]:
+    return [name.strip().lower() for name in names]
+
+
+def csv_columns(path: Path) -> list[str]:
+    """A CSV file's column names as a dataset CSV is read (stripped, lower-case); none when unreadable."""
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as f:
+            return _columns(next(csv.reader(f), []))
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return []
 
 
 def _boxes(cell: str, where: str) -> tuple[Box, ...] | None:

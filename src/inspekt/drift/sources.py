@@ -116,14 +116,7 @@ def load_profile(
             )
         files = source_files(path)
     else:
-        files = list(source)
-        arrays = [i for i, f in enumerate(files) if not isinstance(f, (str, os.PathLike, storage.RemotePath))]
-        if arrays:  # an image's pixels turned into a "file name" fail deep inside with OSError: name too long
-            raise InspektError(
-                f"item {arrays[0]} of the images to profile is a {type(files[arrays[0]]).__name__}, not a path: drift "
-                "checks profile image files; save the images first (inspekt.io.save_image) or give their folder"
-            )
-        files = [str(f) for f in files]
+        files = list(source)  # profile_images checks that they are paths
     files = sample_files(files, sample, seed)
     if on_start:
         on_start(len(files))

@@ -14,6 +14,7 @@ import numpy as np
 
 from inspekt.card import MaskSpec, ModelCard
 from inspekt.data import Dataset, Sample
+from inspekt.data.layouts import csv_columns
 from inspekt.data.masks import BACKGROUND, MaskRule, mask_rule
 from inspekt.errors import DatasetError
 from inspekt.regions import components
@@ -82,15 +83,6 @@ def clip_boxes(boxes: BoxArray, shape: tuple[int, int]) -> BoxArray:
     return out[(out[:, 2] > out[:, 0]) & (out[:, 3] > out[:, 1])]
 
 
-def _header(table: Path) -> list[str]:
-    """The lower-case column names of a CSV file (none when it cannot be read)."""
-    try:
-        with table.open(encoding="utf-8-sig") as f:
-            return [c.strip().lower() for c in f.readline().split(",")]
-    except (OSError, UnicodeDecodeError):
-        return []
-
-
 def box_rule(ds: Dataset, masks: str = "binary", threshold: int = 128, values=None) -> BoxRule:
     """The rule for a training dataset: its annotated boxes when any sample has them, else boxes from
     its masks (``masks`` says how mask files name classes, as for segmentation).
@@ -105,7 +97,7 @@ def box_rule(ds: Dataset, masks: str = "binary", threshold: int = 128, values=No
         return BoxRule(tuple(labels))
     if not ds.n_masks:
         tables = sorted(ds.root.glob("*.csv")) if isinstance(ds.root, Path) and ds.root.is_dir() else []
-        boxed = next((t for t in tables if "boxes" in _header(t)), None)
+        boxed = next((t for t in tables if "boxes" in csv_columns(t)), None)
         beside = f"; {boxed} holds boxes beside the images: give --data {boxed}" if boxed else ""
         raise DatasetError(
             f"{ds.root}: no boxes and no masks, so there is nothing to detect; give box annotations "
