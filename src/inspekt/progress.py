@@ -122,9 +122,11 @@ _CURRENT: ContextVar[Reporter | None] = ContextVar("inspekt_progress", default=N
 def current() -> Reporter:
     """The reporter of this context; when no front installed one, the ``inspekt`` logger if logging is
     configured for it, else plain lines on stderr."""
+    installed = _CURRENT.get()
+    if installed is not None:
+        return installed
     # a handler somewhere up the tree shows INFO as the user configured it; a level above INFO mutes on purpose
-    logged = _log.hasHandlers() or _log.level > logging.INFO
-    return _CURRENT.get() or (_LOGGED if logged else _STDERR)
+    return _LOGGED if _log.hasHandlers() or _log.level > logging.INFO else _STDERR
 
 
 @contextmanager

@@ -27,6 +27,8 @@ from inspekt.cli.common import (
     warn_of_caveats,
 )
 from inspekt.errors import ConfigError, InspektError
+
+PREANNOTATIONS = ("coco", "labelstudio")  # --format: what labelling tools import (data.formats.export writes them)
 from inspekt.results import BatchReport
 
 
@@ -74,14 +76,14 @@ def _ood_cells(r, checked: bool, machine: bool) -> dict[str, str]:
     return {"unlike training?": r.ood_note() or (f"no ({r.ood['score']:.2f})" if r.ood else "no")}
 
 
-def _print_predictions(results: list, predictor, topk: int | None, form: str, checked: bool) -> None:
+def _print_predictions(results: list, predictor, version: str, topk: int | None, form: str, checked: bool) -> None:
     """The predictions on stdout: JSON lines, CSV or a table, with the task's columns (and, when the bundle
     can tell (``checked``), whether each image is unlike the training images); JSON and CSV name the model
     on every row (the table's summary line names it)."""
     import csv
     import sys
 
-    task, card, version = predictor.task, predictor.card, model_version(predictor.bundle)
+    task, card = predictor.task, predictor.card
     if form == "json":
         for r in results:
             print_json(r.to_dict(topk) | {"model": version})
@@ -140,7 +142,7 @@ def _save_visuals(
         r.extra["saved"] = str(save_image(save_dir / name, banner(base, f"{r.label} {r.score:.2f}")))
 
 
-def _print_preannotations(results: list, predictor, fmt: str) -> None:
+def _print_preannotations(results: list, predictor, version: str, fmt: str) -> None:
     """The predictions as one COCO or Label Studio document on stdout, tied to the model that made them."""
     import json
     import sys
@@ -148,12 +150,12 @@ def _print_preannotations(results: list, predictor, fmt: str) -> None:
     from inspekt.data.formats.export import write_predictions
     from inspekt.results import json_safe
 
-    doc = write_predictions(results, predictor.card.classes, fmt, model_version(predictor.bundle))
+    doc = write_predictions(results, predictor.card.classes, fmt, version)
     json.dump(json_safe(doc), sys.stdout)
     sys.stdout.write("\n")
 
 
-def _summarise(results: list, report: BatchReport, save_dir, predictor) -> None:
+def _summarise(results: list, report: BatchReport, save_dir, predictor, version: str) -> None:
     """The closing lines on stderr: the model and its thresholds, counts per label, skipped files, time,
     images unlike the training ones."""
     from collections import Counter
@@ -165,7 +167,7 @@ def _summarise(results: list, report: BatchReport, save_dir, predictor) -> None:
     err_console.print(
         f"{len(results)} predicted"
         + (f" ({', '.join(f'{k}: {v}' for k, v in counts.most_common())})" if counts else "")
-        + f" by {model_version(predictor.bundle)} (thresholds: {thresholds_text(predictor.card)}), "
+        + f" by {version} (thresholds: {thresholds_text(predictor.card)}), "
         + (f"boxes per class: {', '.join(f'{k} {v}' for k, v in boxes.most_common())}, " if boxes else "")
         + f"{len(report.skipped)} skipped, {mean_ms:.1f} ms/image"
         + (f"; {unlike} unlike the training images (check them: the labels may be meaningless)" if unlike else "")
@@ -229,7 +231,7 @@ def predict(
 
     if sum((as_json, as_csv, fmt is not None)) > 1:
         raise InspektError("choose one of --json, --csv and --format")
-    if fmt is not None and fmt not in ("coco", "labelstudio"):
+    if fmt is not None and fmt not in PREANNOTATIONS:
         raise InspektError(f"--format {fmt!r}: use coco or labelstudio")
     pipeline = Pipeline.parse(enhance) if enhance else None
     wanted = save_dir or "predictions" if save_dir or explain else None
@@ -274,14 +276,21 @@ def predict(
                     _save_visuals(chunk, save_dir, explainer, used, len(predictor.card.classes), pipeline)
                 results.extend(chunk)
                 advance(n)
-        if fmt:
-            _print_preannotations(results, predictor, fmt)
-        else:
-            checked = predictor.novelty is not None or predictor.sizes is not None
-            _print_predictions(results, predictor, topk, "json" if as_json else "csv" if as_csv else "table", checked)
-        _summarise(results, report, save_dir, predictor)
+        _show(results, report, save_dir, predictor, fmt or ("json" if as_json else "csv" if as_csv else "table"), topk)
         if not results:
             raise InspektError(f"none of the {len(files)} file(s) could be read as an image (see the list above)")
+
+
+def _show(results: list, report: BatchReport, save_dir, predictor, form: str, topk: int | None) -> None:
+    """The predictions on stdout in ``form`` (table, json, csv, or a pre-annotation format), then the summary
+    on stderr; both name the model."""
+    version = model_version(predictor.bundle)
+    if form in PREANNOTATIONS:
+        _print_preannotations(results, predictor, version, form)
+    else:
+        checked = predictor.novelty is not None or predictor.sizes is not None
+        _print_predictions(results, predictor, version, topk, form, checked)
+    _summarise(results, report, save_dir, predictor, version)
 
 
 def _export_int8(source, out, calib, limits: dict, folder: bool, overwrite: bool, as_json: bool) -> None:
