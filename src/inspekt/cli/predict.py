@@ -27,9 +27,9 @@ from inspekt.cli.common import (
     warn_of_caveats,
 )
 from inspekt.errors import ConfigError, InspektError
+from inspekt.results import BatchReport
 
 PREANNOTATIONS = ("coco", "labelstudio")  # --format: what labelling tools import (data.formats.export writes them)
-from inspekt.results import BatchReport
 
 
 def _csv_sources(path: Path) -> list[str]:
