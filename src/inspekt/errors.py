@@ -8,6 +8,8 @@ fault and says how to fix it.
 from __future__ import annotations
 
 import difflib
+import math
+import numbers
 from collections.abc import Iterable
 
 
@@ -78,9 +80,6 @@ def one_line(value: object) -> str:
 def require_number(key: str, value: object, allowed: str, *, whole: bool = False) -> None:
     """Refuse a Python keyword's value that is not a real number (a string, a bool, None, NaN; with
     ``whole``, a fraction) with a ConfigError naming the key, before it is compared with anything."""
-    import math
-    import numbers
-
     kind = numbers.Integral if whole else numbers.Real
     if isinstance(value, bool) or not isinstance(value, kind) or not math.isfinite(float(value)):
         shown = f"{type(value).__name__} {value!r}" if isinstance(value, str) else repr(value)

@@ -441,7 +441,11 @@ def test_cli_drift_profile_and_fail_on_drift(tmp_path):
     assert shifted.exit_code == 3, shifted.output
     assert "Drift detected" in shifted.output
     assert "fixed rule KL(ref||cur) > 0.05: fires for pixels:grey" in shifted.output
-    assert "brightness" in json.loads((tmp_path / "r.json").read_text())["drifted"]
+    written = json.loads((tmp_path / "r.json").read_text())
+    assert "brightness" in written["drifted"]
+    # the report names what it compared, in the JSON and on the console
+    assert written["sources"] == {"reference": str(tmp_path / "ref.json"), "current": str(tmp_path / "dark")}
+    assert f"reference: {tmp_path / 'ref.json'}" in " ".join(shifted.output.split())
     missing = runner.invoke(app, ["drift", str(tmp_path / "nowhere"), str(tmp_path / "same")])
     assert missing.exit_code == 2 and "nowhere" in missing.output
 
