@@ -147,13 +147,18 @@ def test_predict_takes_pil_images_and_array_variants_and_refuses_the_rest_by_nam
     assert converted[0].scores == plain[0].scores  # the PIL image is the same pixels
     assert converted[2].scores == plain[0].scores  # opaque RGBA: the RGB pixels
     assert model.predict(rgb[:, :, 0])[0].scores == converted[1].scores  # HxWx1 = HxW
-    from inspekt.io.arrays import as_image
-
     exif = Image.Exif()
     exif[0x0112] = 6  # "rotate 90 degrees": a phone photo held upright
     Image.fromarray(rgb[:, :20]).save(tmp_path / "turned.jpg", exif=exif)
-    with Image.open(tmp_path / "turned.jpg") as opened:
-        assert as_image(opened, "x").shape == inspekt.load_image(tmp_path / "turned.jpg").shape == (20, 40, 3)
+    from inspekt.io.arrays import as_image
+
+    with Image.open(tmp_path / "turned.jpg") as opened:  # the PIL image is its file's pixels: turned upright
+        pixels, (from_pil,) = as_image(opened, "x"), model.predict(opened)
+    assert np.array_equal(pixels, inspekt.load_image(tmp_path / "turned.jpg", mode="keep")) and pixels.shape[:2] == (
+        20,
+        40,
+    )
+    assert from_pil.scores == model.predict(tmp_path / "turned.jpg")[0].scores
     refused = {
         r"a float64 array; images are uint8 \(0..255\): convert it, e.g. \(a \* 255\).round\(\)": rgb / 255.0,
         r"a uint16 array; .*\(a // 257\)": rgb.astype(np.uint16),
