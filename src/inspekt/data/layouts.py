@@ -10,7 +10,8 @@
                    Annotations/) or a YOLO root (images/ + labels/*.txt); masks are rasterised into
                    the cache, boxes become ``Sample.boxes``, bad entries go to ``Dataset.problems``
 
-Detection is by structure, in the order MVTec, VOC, YOLO, segmentation, class folders; a CSV is
+Detection is by structure, in the order MVTec, VOC, YOLO, segmentation, class folders (a folder
+whose sub-folders give one class or none is read from its ``labels.csv`` when it has one); a CSV is
 read when the path is a .csv file (an optional ``boxes`` column holds JSON ``[[label, x0, y0, x1,
 y1], ...]``), an annotation format when the path is such a file. Ambiguous or empty layouts raise
 with what was found.
@@ -42,6 +43,7 @@ EXPECTED = (
 )
 MASK_SUFFIX = "_mask"
 PATH_COLUMNS = ("path", "image", "file", "filename")
+LABELS_CSV = "labels.csv"  # a folder's own annotation, read when its folders name no classes
 ANNOTATION_COLUMNS = ("label", "mask", "boxes")  # a CSV with none of them annotates nothing
 
 
@@ -328,4 +330,19 @@ def _read_layout(root: Path | storage.RemotePath) -> Dataset:
             return annotated
         kind = f"one {root.suffix.lower()} file" if root.suffix.lower() in IMAGE_EXTENSIONS else "a file"
         raise DatasetError(f"{root}: is {kind}, not a dataset; {EXPECTED}")
-    return read_mvtec(root) or read_annotated(root) or read_segmentation(root) or read_class_folders(root)
+    found = read_mvtec(root) or read_annotated(root) or read_segmentation(root)
+    return found or _class_folders_or_labels_csv(root)
+
+
+def _class_folders_or_labels_csv(root: Path | storage.RemotePath) -> Dataset:
+    """Class folders, unless they give no more than one class and a ``labels.csv`` beside them
+    annotates the images (``images/<anything>/`` + ``labels.csv``, or flat images + ``labels.csv``):
+    then the CSV is what the user wrote, and the folder names are not labels."""
+    beside = root / LABELS_CSV
+    if not beside.is_file():
+        return read_class_folders(root)
+    try:
+        folders = read_class_folders(root)
+    except DatasetError:
+        return read_csv(beside)
+    return read_csv(beside) if len(folders.classes) <= 1 else folders

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from inspekt._version import __version__
+from inspekt.data.layouts import LABELS_CSV  # the boxes layout: path,label,boxes (JSON [[class, x0, y0, x1, y1], ...])
 from inspekt.data.surfaces import CLASSES, check_choice, check_numbers, render
 from inspekt.errors import DatasetError
 
@@ -26,9 +27,8 @@ COLORS = ("mixed", "grey", "color")
 
 # Share of the "ok" images that go to train/good in the MVTec layout (MVTec AD uses ~60-80%).
 _TRAIN_GOOD_SHARE = 0.6
-BOXES_CSV = "labels.csv"  # the boxes layout: path,label,boxes (JSON [[class, x0, y0, x1, y1], ...])
 # Names write_dataset creates at the top of its folder; overwrite=True removes only these.
-_OWNED_NAMES = frozenset((*CLASSES, "images", "masks", "train", "test", "ground_truth", "README.txt", BOXES_CSV))
+_OWNED_NAMES = frozenset((*CLASSES, "images", "masks", "train", "test", "ground_truth", "README.txt", LABELS_CSV))
 
 MAX_IMAGES = 1_000_000
 
@@ -217,7 +217,7 @@ def write_dataset(
         if progress:
             progress(sum(counts.values()))
     if layout == "boxes":
-        _write_boxes(root / BOXES_CSV, boxes)
-    data = root / BOXES_CSV if layout == "boxes" else root
+        _write_boxes(root / LABELS_CSV, boxes)
+    data = root / LABELS_CSV if layout == "boxes" else root
     (root / "README.txt").write_text(_readme(layout, n, size, seed, color, counts))
     return SynthSummary(data, layout, counts, n, time.perf_counter() - start)

@@ -86,6 +86,23 @@ def test_csv_layout(tmp_path):
     assert ds.samples[0].mask == tmp_path / "m/a.png" and ds.samples[1].mask is None
 
 
+@pytest.mark.parametrize("files", [["images/all/a.png", "images/all/b.png"], ["a.png", "b.png"]])
+def test_a_folder_whose_folders_name_no_classes_is_read_from_its_labels_csv(tmp_path, files):
+    # images/<one folder>/ + labels.csv (what `data synth --layout boxes` writes) read as one class "images"
+    # before, and flat images + labels.csv were refused as unlabelled
+    tree(tmp_path, files)
+    (tmp_path / "labels.csv").write_text(f"path,label\n{files[0]},ok\n{files[1]},pore\n")
+    ds = open_dataset(tmp_path)
+    assert ds.layout == "csv" and ds.classes == ("ok", "pore") and len(ds) == 2
+
+
+def test_class_folders_win_over_a_labels_csv_beside_them(tmp_path):
+    tree(tmp_path, ["cat/a.png", "dog/b.png"])
+    (tmp_path / "labels.csv").write_text("path,label\ncat/a.png,x\ndog/b.png,x\n")
+    ds = open_dataset(tmp_path)
+    assert ds.layout == "classes" and ds.classes == ("cat", "dog")
+
+
 @pytest.mark.parametrize(
     "content, message",
     [

@@ -75,8 +75,10 @@ def test_synth_boxes_layout_is_a_detection_dataset(tmp_path):
     assert by_label["pore"] and all(b.label == "pore" and b.area > 0 for b in by_label["pore"])
     from inspekt.tasks.detect.boxes import box_rule
 
+    assert box_rule(open_dataset(root.parent)).classes == box_rule(ds).classes  # the folder reads its labels.csv
+    root.rename(root.with_name("boxes.csv"))  # a CSV of another name is not read for the folder, only named
     (root.parent / "a_notes.csv").write_text("path,label\nimages/x.png,ok\n")  # first by name, but no boxes
-    with pytest.raises(DatasetError, match=r"d/labels.csv holds boxes beside the images: give --data .*d/labels.csv"):
+    with pytest.raises(DatasetError, match=r"d/boxes.csv holds boxes beside the images: give --data .*d/boxes.csv"):
         box_rule(open_dataset(root.parent))  # the folder, not its CSV: the error points at the CSV with boxes
 
 
