@@ -82,15 +82,15 @@ def eval_command(
     if set_threshold is not None:  # refuse before predicting anything; "BEST-F1" is best-f1 from here on
         set_threshold = task.check_threshold_choice(bundle.card, set_threshold)
     dataset, split = select_split(open_dataset(data), split)
+    if set_threshold not in (None, BEST_F1):  # a number: scored at it, and stored once the evaluation succeeded
+        predictor = predictor.with_threshold(float(set_threshold))
     with progress_bar("evaluating", len(dataset), enabled=not to_stdout) as advance:
         result = evaluate(predictor, dataset, split=split, progress=advance)
     if set_threshold is not None:
         value = task.choose_threshold(result, set_threshold)
         save_threshold(bundle, value)
-        rescored = task.rescore(result, value)
-        hint = "" if rescored is not None else "; run eval again to score it"
-        result = rescored if rescored is not None else result
-        err_console.print(f"stored {task.thresholds} threshold {value:g} in {bundle.path}{hint}", highlight=False)
+        result = task.rescore(result, value) if set_threshold == BEST_F1 else result
+        err_console.print(f"stored {task.thresholds} threshold {value:g} in {bundle.path}", highlight=False)
         if set_threshold == BEST_F1:
             err_console.print(
                 f"note: it was chosen on these {len(result.rows)} images (split {split}), so the scores below flatter "

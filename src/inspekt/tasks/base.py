@@ -224,10 +224,10 @@ class Task:
         """The threshold ``choice`` names on an evaluation (e.g. "best-f1")."""
         return float(choice)
 
-    def rescore(self, result: Any, threshold: float) -> Any | None:
-        """The evaluation decided at a newly stored threshold, or None where deciding again needs new
-        predictions (the caller then says to run the evaluation again)."""
-        return None
+    def rescore(self, result: Any, threshold: float) -> Any:
+        """The evaluation decided again at the threshold ``choose_threshold`` picked on it (tasks whose
+        ``check_threshold_choice`` accepts "best-f1"; a number is scored by evaluating at it)."""
+        raise NotImplementedError
 
     def threshold_note(self, result: Any) -> str | None:
         """Advice when the stored decision threshold does much worse on the evaluated images than the

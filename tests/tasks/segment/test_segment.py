@@ -423,8 +423,12 @@ def test_cli_train_predict_eval_and_threshold(seg_data, tmp_path):
         ],
     )
     assert out.exit_code == 0, out.output
-    assert json.loads(out.stdout)["metrics"]["n_images"] == 48
+    stored = json.loads(out.stdout)
+    assert stored["metrics"]["n_images"] == 48 and stored["postprocess"]["threshold"] == 0.3
     assert len((tmp_path / "rows.csv").read_text().splitlines()) == 49
+    # the metrics printed with --set-threshold are those at the new threshold (they were the old one's)
+    again = json.loads(runner.invoke(app, ["eval", bundle, "--data", str(seg_data), "--json", "-"]).stdout)
+    assert again["metrics"] == stored["metrics"]
     overlays = sorted((tmp_path / "worst").glob("*.png"))
     assert overlays and overlays[0].name.startswith("001_iou")
     assert open_bundle(bundle).card.postprocess.threshold == 0.3

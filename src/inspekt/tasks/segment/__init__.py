@@ -134,7 +134,7 @@ class Segment(Task):
         parsed = parse_threshold_choice(choice)
         if parsed == BEST_F1:
             raise ConfigError(
-                "--set-threshold best-f1 applies to binary classifiers and anomaly models; give "
+                "--set-threshold best-f1 applies to binary classifiers, detection and anomaly models; give "
                 "segmentation models a defect probability, e.g. --set-threshold 0.4"
             )
         return parsed
