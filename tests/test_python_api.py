@@ -3,6 +3,7 @@
 import subprocess
 import sys
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,7 +15,9 @@ def test_load_model_predicts(trained, synth_classes):
     predictor = inspekt.load_model(trained.bundle)
     [prediction] = predictor.predict(next((synth_classes / "scratch").iterdir()))
     assert prediction.label in predictor.card.classes and 0 < prediction.score <= 1
-    assert repr(prediction).startswith("<Prediction ")
+    best, runner_up = prediction.top(2)
+    assert repr(prediction).startswith(f"<Prediction {Path(prediction.source).name}: {best[0]} · {best[1]:.1%} (then ")
+    assert f"{runner_up[0]} {runner_up[1]:.1%}" in repr(prediction)
 
 
 def test_load_model_warns_of_a_failed_sanity_check_and_of_int8_run_by_torch(trained, synth_classes, tmp_path):

@@ -114,9 +114,8 @@ class Prediction:
         return out | self.extra
 
     def __repr__(self) -> str:
-        score = "" if self.score is None else f" {self.score:.3f}"
-        details = "; ".join(part for part in (self.describe(), self.ood_note()) if part)
-        return f"<Prediction {Path(self.source).name}: {self.label}{score}{f' ({details})' if details else ''}>"
+        details = "; ".join(part for part in (self.describe(), self.ood_note()) if part)  # the headline names its score
+        return f"<Prediction {Path(self.source).name}: {self.headline()}{f' ({details})' if details else ''}>"
 
     def headline(self) -> str:
         """The verdict in a few words, e.g. ``scratch · 93.1%`` (each task's subclass words its own)."""

@@ -208,6 +208,8 @@ def test_thresholds_are_adjustable_at_predict_time(padim_run, mvtec):
     assert all(p.label == "anomaly" for p in lenient) and all(p.mask.all() for p in lenient)
     assert sum(p.label == "anomaly" for p in strict) <= sum(p.label == "anomaly" for p in base)
     assert [p.score for p in strict] == [p.score for p in base]  # the score itself never moves
+    normal = next(p for p in strict if p.label == "good")  # its score is the anomaly score, not "how good"
+    assert f": good · anomaly score {normal.score:.3f} (" in repr(normal)
     with pytest.raises(ConfigError, match="pixel-threshold"):
         Predictor.load(padim_run.bundle, pixel_threshold=1.5)
 

@@ -81,7 +81,7 @@ class Anomaly(Task):
         return predict_anomaly(card, images, sources, run, batch_size)
 
     def cells(self, prediction, card, topk, precise):
-        return region_cells(prediction, "anomaly_area_pct", "score", precise)
+        return region_cells(prediction, "anomaly_area_pct", "anomaly score", precise)
 
     def training(self, cfg, ds):
         from inspekt.tasks.anomaly.train import AnomalyTraining

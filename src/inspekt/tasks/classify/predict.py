@@ -18,7 +18,7 @@ class ClassPrediction(DrawnPrediction):
     """A classifier's prediction: ``repr`` names the runner-up classes."""
 
     def describe(self) -> str:
-        runners = ", ".join(f"{name} {p:.3f}" for name, p in self.top(3)[1:])
+        runners = ", ".join(f"{name} {p:.1%}" for name, p in self.top(3)[1:])
         return f"then {runners}" if runners else ""
 
 
