@@ -1,8 +1,8 @@
 """Errors a user can cause and fix.
 
 Every class here is an ``InspektError``: the CLI prints its message on one line and exits
-with status 2 (no traceback unless ``--debug``). A message names the file / key / value at
-fault and says how to fix it.
+with its ``exit_status``, 2 (130 for an interruption; no traceback unless ``--debug``). A
+message names the file / key / value at fault and says how to fix it.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ from collections.abc import Iterable
 
 class InspektError(Exception):
     """Base class of every error a user can cause (bad file, bad option, bad config)."""
+
+    exit_status = 2  # the CLI's
 
 
 class ImageLoadError(InspektError, ValueError):
@@ -35,6 +37,15 @@ class BundleError(InspektError):
 
 class NothingTrained(InspektError):
     """Training was interrupted (Ctrl-C) before its first epoch finished: there is nothing to keep."""
+
+    exit_status = 130
+
+
+class RunUnfinished(InspektError):
+    """Training was interrupted (Ctrl-C) after its epochs, while its bundle was being written: the
+    weights are kept in the run folder, and ``--resume`` finishes it."""
+
+    exit_status = 130
 
 
 class TrainingDiverged(InspektError):

@@ -305,6 +305,30 @@ def test_a_remote_run_that_diverges_after_a_good_epoch_uploads_the_kept_model(s3
     assert "diverged" in s3["fs"].cat(f"{BUCKET}/diverged/classify/exp/config.yaml").decode()
 
 
+def test_ctrl_c_while_a_remote_run_finishes_uploads_it_and_resume_by_url_writes_the_bundle(s3, monkeypatch):
+    """Ctrl-C after the last epoch deleted the staged run: nothing reached S3, and nothing was said."""
+    import inspekt.engine.trainer as trainer
+
+    url, fs = s3["url"], s3["fs"]
+    write_reference = trainer.write_reference
+
+    def ctrl_c(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(trainer, "write_reference", ctrl_c)
+    args = ["--epochs", "1", "--imgsz", "32", "--batch", "8", "--augment", "none", "model_params={width: 4}"]
+    out = run("train", "classify", "--data", f"{url}/dataset", "--out", f"{url}/late", *args, "threads=1")
+    remote = f"{url}/late/classify/exp"
+    assert out.exit_code == 130 and f"continue it with inspekt train classify --resume {remote}" in out.output
+    assert fs.exists(f"{BUCKET}/late/classify/exp/checkpoints/last.pt")
+    monkeypatch.setattr(trainer, "write_reference", write_reference)
+    resumed = run("train", "classify", "--resume", remote, "--json")
+    assert resumed.exit_code == 0, resumed.output
+    assert json.loads(resumed.stdout)["bundle"] == f"{remote}/bundle"
+    assert fs.exists(f"{BUCKET}/late/classify/exp/bundle/reference.json")
+    assert "out: s3://" in fs.cat(f"{BUCKET}/late/classify/exp/config.yaml").decode()  # not the staging folder
+
+
 def test_train_from_s3_dataset_into_s3_runs(s3):
     from inspekt.bundle import open_bundle
 
@@ -338,7 +362,7 @@ def test_train_from_s3_dataset_into_s3_runs(s3):
     assert compared.exit_code == 0, compared.output
     assert json.loads(compared.stdout)[0]["epochs_run"] == 1
     resumed = run("train", "classify", "--resume", result["run_dir"])
-    assert resumed.exit_code == 2 and "copy the folder to a local disk" in resumed.output
+    assert resumed.exit_code == 2 and f"{url}/runs/classify/exp: the run already finished" in resumed.output
     nowhere = run(
         "train",
         "classify",

@@ -20,7 +20,7 @@ from inspekt.bundle import open_bundle
 from inspekt.config import TrainConfig
 from inspekt.engine.predictor import Predictor
 from inspekt.engine.trainer import LAST, resume, train
-from inspekt.errors import ConfigError, DatasetError
+from inspekt.errors import ConfigError, DatasetError, RunUnfinished
 from inspekt.io import load_image
 from inspekt.tasks.classify.losses import make_loss
 from inspekt.tasks.shared import class_weights
@@ -188,6 +188,32 @@ def test_ctrl_c_keeps_the_best_model_and_resume_finishes_exactly(synth_classes, 
     assert metric_rows(finished.history) == metric_rows(reference.history)
     with pytest.raises(ConfigError, match="already finished"):
         resume(stopped.run_dir)
+
+
+@pytest.mark.slow
+def test_ctrl_c_while_the_bundle_is_written_keeps_weights_and_resume_writes_it(synth_classes, tmp_path, monkeypatch):
+    import inspekt.engine.trainer as trainer
+
+    reference = train(config(synth_classes, tmp_path, epochs=2, name="reference"))
+    write_reference = trainer.write_reference
+
+    def ctrl_c(*args, **kwargs):  # the user presses Ctrl-C after the last epoch, while the bundle is written
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(trainer, "write_reference", ctrl_c)
+    run_dir = tmp_path / "classify" / "late"
+    with pytest.raises(RunUnfinished, match=f"continue it with inspekt train classify --resume {run_dir}$"):
+        train(config(synth_classes, tmp_path, epochs=2, name="late"))
+    assert (run_dir / LAST).is_file() and not (run_dir / "bundle" / "reference.json").exists()
+    monkeypatch.setattr(trainer, "write_reference", write_reference)
+    finished = resume(run_dir)  # no epoch is trained again: the bundle is written from the kept weights
+    assert metric_rows(finished.history) == metric_rows(reference.history)
+    assert (run_dir / "bundle" / "reference.json").is_file()
+    assert open_bundle(finished.bundle).read("weights.safetensors") == open_bundle(reference.bundle).read(
+        "weights.safetensors"
+    )
+    with pytest.raises(ConfigError, match="already finished"):
+        resume(run_dir)
 
 
 @pytest.mark.slow

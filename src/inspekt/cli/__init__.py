@@ -25,7 +25,7 @@ _CLICK_ERRORS = (_CLICK_EXCEPTION, typer.Exit, typer.Abort, KeyboardInterrupt)
 
 def _user_error(exc: InspektError) -> typer.Exit:
     err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
-    return typer.Exit(2)
+    return typer.Exit(exc.exit_status)
 
 
 class _Group(TyperGroup):

@@ -60,8 +60,8 @@ def _parameters(task: Task) -> list[inspect.Parameter]:
         ("config", Path, typer.Option(None, "--config", help="YAML config file.")),
         (
             "resume",
-            Path,
-            typer.Option(None, "--resume", help="Continue an interrupted run folder from its last epoch."),
+            str,  # a folder or a URL (a Path would turn s3://b/run into s3:/b/run)
+            typer.Option(None, "--resume", help="Continue an interrupted run folder (or URL) from its last epoch."),
         ),
         ("as_json", bool, typer.Option(False, "--json", help="Print JSON.")),
         (
@@ -96,7 +96,7 @@ for _task in TASKS.values():
 
 
 def _train(
-    task: Task, options: dict, config: Path | None, overrides: list[str] | None, resume: Path | None, as_json: bool
+    task: Task, options: dict, config: Path | None, overrides: list[str] | None, resume: str | None, as_json: bool
 ) -> None:
     from inspekt.config import build_config
     from inspekt.engine.trainer import epoch_line, train

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import csv
 import re
+import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from inspekt.bundle import open_bundle
-from inspekt.errors import ConfigError, InspektError, TrainingDiverged
+from inspekt.errors import ConfigError, InspektError, RunUnfinished, TrainingDiverged
 from inspekt.storage import as_path
 
 RUN_FILES = ("results.csv", "config.yaml", "bundle/card.json")
@@ -238,9 +239,10 @@ def train_staged(cfg, train, **options):
 
     Checkpoints, curves and the bundle are written locally while training runs (torch and the
     bundle writer need real files); the finished folder is uploaded in one pass and the local copy
-    removed. A run that fails uploads nothing, except one that diverged after a good epoch (its best
-    model is uploaded, then the divergence raised); a finished run whose upload fails is kept locally
-    (the error says where).
+    removed. A run that fails uploads nothing, except one with weights worth keeping: one that
+    diverged after a good epoch (its best model is uploaded, then the divergence raised) or one
+    interrupted while its bundle was written (uploaded, then ``RunUnfinished`` raised: ``--resume``
+    the URL finishes it). A finished run whose upload fails is kept locally (the error says where).
 
     Args:
         cfg: the ``TrainConfig``, whose ``out`` is a URL.
@@ -250,28 +252,67 @@ def train_staged(cfg, train, **options):
     Returns:
         The ``TrainResult`` with ``run_dir`` and ``bundle`` pointing at the uploaded copies.
     """
-    import dataclasses
-    import shutil
-    import tempfile
-
-    from inspekt.io import shareable
     from inspekt.storage import check_writable
 
     target = remote_run_dir(cfg.out, cfg.task, cfg.name, exist_ok=cfg.exist_ok)
     check_writable(target, "upload the run folder")  # before hours of training, not after
-    # mkdtemp is owner-only; the run is kept here when the upload fails: readable as mkdir would make it
-    staging = str(shareable(tempfile.mkdtemp(prefix="inspekt-run-")))
+    staging = _staging()
+    local = cfg.model_copy(update={"out": str(staging), "name": target.name, "exist_ok": True})
+    return _staged(lambda: train(local, **options), staging, staging / cfg.task / target.name, target, cfg)
+
+
+def resume_staged(target, resume, **options):
+    """``resume`` a run stored at a URL: copied to a local temporary folder, resumed there, uploaded
+    back to ``target`` (as ``train_staged`` uploads a new run).
+
+    Args:
+        target: the run folder's URL.
+        resume: the resume function (``inspekt.engine.trainer.resume``).
+        **options: passed on to ``resume`` (e.g. ``on_epoch``).
+    """
+    from inspekt.config import TrainConfig, build_config
+    from inspekt.storage import download_folder
+
+    target = as_path(target)
+    if not (target / "config.yaml").is_file():
+        raise ConfigError(f"{target}: not a run folder (no config.yaml); give the folder `inspekt train` printed")
+    staging = _staging()
+    run_dir = staging / target.name
     try:
-        local = cfg.model_copy(update={"out": staging, "name": target.name, "exist_ok": True})
-        result = train(local, **options)
-    except TrainingDiverged as exc:  # after a good epoch the best model was kept: it must not be lost
-        run_dir = Path(staging) / cfg.task / target.name
-        if not (run_dir / "bundle" / "card.json").is_file():
+        download_folder(target, run_dir)
+        cfg = build_config(TrainConfig, file=run_dir / "config.yaml")
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return _staged(lambda: resume(run_dir, **options), staging, run_dir, target, cfg)
+
+
+def _staging() -> Path:
+    import tempfile
+
+    from inspekt.io import shareable
+
+    # mkdtemp is owner-only; the run is kept here when the upload fails: readable as mkdir would make it
+    return Path(shareable(tempfile.mkdtemp(prefix="inspekt-run-")))
+
+
+def _staged(run, staging: Path, run_dir: Path, target, cfg):
+    """``run()`` into the local ``run_dir`` (under ``staging``), then upload it to ``target``."""
+    import dataclasses
+
+    try:
+        result = run()
+    except (TrainingDiverged, RunUnfinished) as exc:  # weights worth keeping: upload them, then say so
+        kept = run_dir / ("checkpoints" if isinstance(exc, RunUnfinished) else "bundle/card.json")
+        if not kept.exists():
             shutil.rmtree(staging, ignore_errors=True)
             raise
         _upload_run(run_dir, target, cfg)
         shutil.rmtree(staging, ignore_errors=True)
-        raise TrainingDiverged(str(exc).replace(str(run_dir), str(target)), epoch=exc.epoch, what=exc.what) from None
+        raise _moved(exc, run_dir, target) from None
+    except InspektError as exc:  # named by where the user's run is, not by the staging folder
+        shutil.rmtree(staging, ignore_errors=True)
+        raise _moved(exc, run_dir, target) from None
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -279,3 +320,11 @@ def train_staged(cfg, train, **options):
     shutil.rmtree(staging, ignore_errors=True)
     bundle = target / "bundle" if result.bundle is not None else None
     return dataclasses.replace(result, run_dir=target, bundle=bundle)
+
+
+def _moved(exc: InspektError, run_dir: Path, target) -> InspektError:
+    """The same error, naming the remote run folder instead of the local one."""
+    message = str(exc).replace(str(run_dir), str(target))
+    if isinstance(exc, TrainingDiverged):
+        return TrainingDiverged(message, epoch=exc.epoch, what=exc.what)
+    return type(exc)(message)

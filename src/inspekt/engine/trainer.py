@@ -21,13 +21,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from inspekt.bundle import CARD, REFERENCE
 from inspekt.card import Sanity, library_versions
 from inspekt.config import TrainConfig, build_config, read_yaml, save_config
 from inspekt.data import open_dataset
 from inspekt.engine.plots import plot_history
 from inspekt.engine.reference import write_reference
-from inspekt.engine.runs import new_run_dir, train_staged
-from inspekt.errors import ConfigError, NothingTrained, TrainingDiverged
+from inspekt.engine.runs import new_run_dir, resume_staged, train_staged
+from inspekt.errors import ConfigError, NothingTrained, RunUnfinished, TrainingDiverged
 from inspekt.io import write_file, writing
 from inspekt.models.runtime import ParityReport, save_bundle
 from inspekt.progress import say, step
@@ -168,11 +169,22 @@ def _fit_and_save(training: Any, cfg: TrainConfig, run_dir: Path, on_epoch: Epoc
     (run_dir / LAST).parent.mkdir(parents=True, exist_ok=True)
     hooks = _Hooks(run_dir, training.ds.fingerprint(), on_epoch, resume)
     try:
-        fitted = training.fit(hooks, run_dir)
+        return _fit_and_bundle(training, cfg, run_dir, hooks)
     except NothingTrained:
         raise NothingTrained(f"interrupted before the first epoch finished; nothing to keep in {run_dir}") from None
     except TrainingDiverged as exc:
         raise _diverged(exc, cfg, f"no epoch finished well, so there is nothing to keep in {run_dir}") from None
+    except KeyboardInterrupt:  # the loop keeps its own Ctrl-C; this one came after it, while the run was finishing
+        if hooks.result is None:  # a one-pass fit (PaDiM, PatchCore) or before the loop: nothing to finish from
+            raise
+        raise RunUnfinished(
+            f"interrupted while the run was finishing (its bundle is not complete); the trained weights are kept: "
+            f"continue it with inspekt train {cfg.task} --resume {run_dir}"
+        ) from None
+
+
+def _fit_and_bundle(training: Any, cfg: TrainConfig, run_dir: Path, hooks: _Hooks):
+    fitted = training.fit(hooks, run_dir)
     history = hooks.result.history if hooks.result else hooks.history
     if history and "train_loss" in history[0]:
         plot_history(history, run_dir / "curves.png")
@@ -269,26 +281,25 @@ def _train_config(config: TrainConfig | str | Path | None, options: dict[str, An
 
 
 def resume(run_dir: str | Path, *, on_epoch: EpochCallback | None = None) -> TrainResult:
-    """Continue an interrupted run from its last completed epoch, exactly.
+    """Continue an interrupted run from its last completed epoch, exactly (a run interrupted while
+    its bundle was written after the last epoch: write the bundle).
 
     Args:
-        run_dir: the run folder (holding ``config.yaml`` and ``checkpoints/last.pt``).
+        run_dir: the run folder (holding ``config.yaml`` and ``checkpoints/last.pt``); a URL is
+            copied to a local folder, resumed there and uploaded again (``train_staged``).
         on_epoch: progress callback, as for ``train``.
 
     Raises:
         ConfigError: not a run folder, no checkpoint, a finished run, or changed data.
     """
     if is_remote(run_dir):
-        raise ConfigError(
-            f"{run_dir}: resuming a run stored at a URL is not supported; copy the folder to a local "
-            "disk (e.g. aws s3 cp --recursive), resume it there, and upload it again"
-        )
+        return resume_staged(run_dir, resume, on_epoch=on_epoch)
     run_dir = Path(run_dir)
     if not (run_dir / CONFIG).is_file():
         raise ConfigError(f"{run_dir}: not a run folder (no {CONFIG}); give the folder `inspekt train` printed")
     cfg = build_config(TrainConfig, file=run_dir / CONFIG)
     state = _load_checkpoint(run_dir / LAST)
-    if state["finished"]:
+    if state["finished"] and all((run_dir / "bundle" / name).is_file() for name in (CARD, REFERENCE)):
         raise ConfigError(
             f"{run_dir}: the run already finished (epoch {state['epoch']}); its bundle is {run_dir / 'bundle'}"
         )

@@ -238,8 +238,9 @@ def run_loop(objective: Objective, hooks: LoopHooks | None = None) -> LoopResult
     if hooks.resume:
         run.load(hooks.resume)
     interrupted, diverged = False, None
+    last = run.epoch if hooks.resume and hooks.resume["finished"] else objective.epochs  # finished: bundle it again
     try:
-        for epoch in range(run.epoch + 1, objective.epochs + 1):
+        for epoch in range(run.epoch + 1, last + 1):
             t0, lr = time.perf_counter(), run.optimizer.param_groups[0]["lr"]
             train_loss = run.train_epoch(epoch)
             metrics = objective.validate() if objective.validate else {}

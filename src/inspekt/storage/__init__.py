@@ -193,6 +193,22 @@ def upload_folder(local: str | os.PathLike[str], target: RemotePath) -> list[Rem
     return written
 
 
+def download_folder(source: RemotePath, local: str | os.PathLike[str]) -> list[Path]:
+    """Copy every file below a remote folder into ``local``, keeping the layout (``upload_folder``'s inverse).
+
+    Raises:
+        StorageError: the store refuses or cannot be reached.
+    """
+    base, written = Path(local), []
+    for file in list_files(source):
+        destination = base / file.relative_to(source)
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        with _errors(str(file)):
+            source.fs.get_file(file.path, str(destination))
+        written.append(destination)
+    return written
+
+
 @contextlib.contextmanager
 def staged_folder(target: str | os.PathLike[str] | RemotePath, prefix: str = "inspekt-") -> Iterator[Path]:
     """A local folder to write into that ends up at ``target``.
