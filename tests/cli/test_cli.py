@@ -43,12 +43,12 @@ def test_version_and_checks_json():
 
 def test_data_synth_info_split(tmp_path):
     out = json.loads(
-        run("data", "synth", tmp_path / "s", "--n", 24, "--size", 32, "--layout", "segmentation", "--json").output
+        run("data", "synth", tmp_path / "s", "--n", 24, "--size", 32, "--layout", "segmentation", "--json").stdout
     )
     assert out["n_images"] == 24
-    info = json.loads(run("data", "info", tmp_path / "s", "--json").output)
+    info = json.loads(run("data", "info", tmp_path / "s", "--json").stdout)
     assert info["layout"] == "segmentation" and info["n_images"] == 24 and info["masks_found"] == 24
-    split = json.loads(run("data", "split", tmp_path / "s", "--out", tmp_path / "split.csv", "--json").output)
+    split = json.loads(run("data", "split", tmp_path / "s", "--out", tmp_path / "split.csv", "--json").stdout)
     assert sum(sum(c.values()) for c in split["counts"].values()) == 24
     assert (tmp_path / "split.csv").read_text().startswith("path,label,mask,split")
 
@@ -88,6 +88,27 @@ def test_predict_reports_bad_files_and_goes_on(trained, synth_classes, tmp_path)
     result = cli("predict", trained.bundle, bad, synth_classes / "pore", "--json")
     assert len(result.stdout.strip().splitlines()) == 20
     assert f"{bad}: not an image" in result.stderr and "skipped 1" in result.stderr
+    assert "predicting 0/21" in result.stderr  # --json keeps stdout to the data; progress still goes to stderr
+
+
+@pytest.mark.parametrize("form", ["--json", "--csv"])
+def test_predict_streams_json_and_csv_and_ctrl_c_keeps_what_was_printed(trained, synth_classes, monkeypatch, form):
+    from inspekt.engine.predictor import Predictor
+
+    predict, calls = Predictor.predict, []
+
+    def interrupted_at_the_second_chunk(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return predict(self, *args, **kwargs)
+
+    monkeypatch.setattr(Predictor, "predict", interrupted_at_the_second_chunk)
+    result = run("predict", trained.bundle, synth_classes / "pore", form, "--batch", 4)
+    assert result.exit_code == 130 and "interrupted: 4 of 20 images predicted" in result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == (4 if form == "--json" else 5)  # the first chunk's rows (CSV: and its header)
+    assert "pore" in lines[-1]
 
 
 @pytest.mark.slow

@@ -36,7 +36,7 @@ def test_a_label_fix_is_recorded_once_and_seen_by_data_info(tmp_path):
     with (root / ".inspekt-corrections" / "corrections.csv").open(newline="") as f:
         rows = list(csv.DictReader(f))
     assert [(r["path"], r["new"], r["who"], r["note"]) for r in rows] == [("ok/ok0.png", "crack", "ana", "scratch")]
-    assert json.loads(run("data", "info", root, "--json").output)["counts"] == {"all": {"crack": 2}}
+    assert json.loads(run("data", "info", root, "--json").stdout)["counts"] == {"all": {"crack": 2}}
 
 
 def test_a_mask_an_exclusion_and_an_undo(tmp_path):
@@ -133,5 +133,5 @@ def test_splitting_data_that_has_splits_says_they_are_replaced(tmp_path):
     boxes = write_dataset(tmp_path / "boxes", n=24, size=48, seed=0, layout="boxes").root
     detect = run("data", "split", boxes, "--out", tmp_path / "split3.csv")  # a detection dataset (labels.csv)
     assert detect.exit_code == 0, detect.output
-    info = json.loads(run("data", "info", tmp_path / "split3.csv", "--json").output)
+    info = json.loads(run("data", "info", tmp_path / "split3.csv", "--json").stdout)
     assert "detect" in info["tasks"] and set(info["counts"]) == {"train", "val", "test"}  # its boxes kept

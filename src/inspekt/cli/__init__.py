@@ -78,6 +78,7 @@ from inspekt.cli import (  # noqa: E402,F401  (register commands)
     drift,
     evaluate,
     explain,
+    export,
     monitor,
     predict,
     serve,

@@ -93,25 +93,16 @@ class _CliPlain(progress.PlainReporter):
     """Plain progress lines on stderr (the CLI's reporter when stderr is not a terminal)."""
 
 
-class _WarningsOnly(progress.Reporter):
-    """No progress, only warnings on stderr (the CLI's reporter with JSON output)."""
-
-    def say(self, message: str, warning: bool = False) -> None:
-        if warning:
-            print_warning(message)
-
-
 @contextmanager
-def showing_progress(enabled: bool = True) -> Iterator[progress.Reporter]:
+def showing_progress() -> Iterator[progress.Reporter]:
     """Show the library's progress on stderr for the block: Rich bars on a terminal, plain lines
-    otherwise (logs, CI, the workbench's job log); only warnings when not ``enabled`` (JSON output).
-    Inside a block that already shows progress, the outer reporter is kept."""
-    if enabled and isinstance(progress.current(), (RichReporter, _CliPlain)):
+    otherwise (logs, CI, the workbench's job log). JSON and CSV go to stdout, so they never silence
+    it. Inside a block that already shows progress, the outer reporter is kept."""
+    if isinstance(progress.current(), (RichReporter, _CliPlain)):
         yield progress.current()
         return
-    if not enabled:
-        reporter: progress.Reporter = _WarningsOnly()
-    elif err_console.is_terminal:
+    reporter: progress.Reporter
+    if err_console.is_terminal:
         reporter = RichReporter(err_console)
     else:
         reporter = _CliPlain(_plain_line, print_warning)
@@ -124,10 +115,9 @@ def showing_progress(enabled: bool = True) -> Iterator[progress.Reporter]:
 
 
 @contextmanager
-def progress_bar(description: str, total: int | None, *, enabled: bool = True) -> Iterator:
-    """A progress step of the command on stderr (``showing_progress``); yields ``advance(n=1)``.
-    Disabled for JSON output."""
-    with showing_progress(enabled), progress.step(description, total) as advance:
+def progress_bar(description: str, total: int | None) -> Iterator:
+    """A progress step of the command on stderr (``showing_progress``); yields ``advance(n=1)``."""
+    with showing_progress(), progress.step(description, total) as advance:
         yield advance
 
 

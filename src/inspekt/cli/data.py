@@ -92,7 +92,7 @@ def info_cmd(
     from inspekt.tasks import tasks_for
 
     ds = open_dataset(path)
-    with progress_bar("reading images", len(ds), enabled=not as_json) as advance:
+    with progress_bar("reading images", len(ds)) as advance:
         info = describe(ds, workers=workers, progress=lambda _: advance(), tasks=tasks_for(ds))
     if as_json:
         print_json(info.to_dict())
@@ -151,7 +151,7 @@ def synth_cmd(
     """Generate inspekt's synthetic industrial surfaces (ok, pore, lop, scratch) with exact masks."""
     from inspekt.data.synth import write_dataset
 
-    with progress_bar("generating images", n, enabled=not as_json) as advance:
+    with progress_bar("generating images", n) as advance:
         summary = write_dataset(
             out,
             kind=kind,
@@ -192,7 +192,7 @@ def import_cmd(
     from inspekt.data.formats import read_annotations
     from inspekt.data.formats.export import write_csv_dataset
 
-    with showing_progress(not as_json):
+    with showing_progress():
         found = read_annotations(source, fmt)
     written = write_csv_dataset(found, out)
     summary = {
@@ -228,7 +228,7 @@ def export_cmd(
     from inspekt.data import open_dataset
     from inspekt.data.formats.export import export_dataset
 
-    with showing_progress(True):
+    with showing_progress():
         written = export_dataset(open_dataset(path), fmt, out)
     print(written)
 
@@ -260,7 +260,7 @@ def issues_cmd(
         for f, name, o in ((html, "issues.html", "--html"), (csv, "issues.csv", "--csv"))
         if f
     ]
-    with showing_progress(enabled=not as_json):
+    with showing_progress():
         ds = open_dataset(path)
         report = find_issues(ds, model, task=task, folds=folds, overrides=overrides or [], seed=seed)
         written = [write_html(report, html, {str(s.path): str(s.mask) for s in ds.samples if s.mask})] if html else []

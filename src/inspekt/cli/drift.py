@@ -7,22 +7,31 @@ from pathlib import Path
 
 import typer
 
+from inspekt import progress
 from inspekt.cli import app
-from inspekt.cli.common import DASK_HELP, console, err_console, maybe_cluster, print_json
+from inspekt.cli.common import DASK_HELP, console, err_console, maybe_cluster, print_json, showing_progress
 
 
 @contextmanager
-def _progress(enabled: bool):
-    """Yields ``(on_start, advance)`` callbacks that drive one Rich bar per profiled side."""
-    if not enabled:
-        yield None, None
-        return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+def _progress():
+    """Yields ``(on_start, advance)`` callbacks that show one progress step per profiled side on stderr
+    (bars on a terminal, plain lines in logs and pipes)."""
+    active: list = []  # the step of the side being profiled: (its context, its advance)
 
-    columns = [TextColumn("profiling {task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
-    with Progress(*columns, console=err_console, transient=True) as bar:
-        current: list = []
-        yield (lambda side, n: current.append(bar.add_task(side, total=n)), lambda n: bar.advance(current[-1], n))
+    def finish() -> None:
+        while active:
+            active.pop()[0].__exit__(None, None, None)
+
+    def on_start(side: str, n: int) -> None:
+        finish()
+        step = progress.step(f"profiling {side}", n)
+        active.append((step, step.__enter__()))
+
+    with showing_progress():
+        try:
+            yield on_start, lambda n: active[-1][1](n)
+        finally:
+            finish()
 
 
 @app.command()
@@ -62,7 +71,7 @@ def drift(
     for target, example in ((json_out, "drift.json"), (html_out, "drift.html")):
         if target:
             output_file(target, example)  # say now, not after profiling, that a report cannot be written
-    with _progress(not as_json) as (on_start, advance):
+    with _progress() as (on_start, advance):
         result = check_drift(
             reference,
             current,
@@ -107,7 +116,7 @@ def profile(
     from inspekt.io import output_file
 
     output_file(out, "profile.json")
-    with _progress(True) as (on_start, advance), maybe_cluster(dask, workers) as client:
+    with _progress() as (on_start, advance), maybe_cluster(dask, workers) as client:
         result = load_profile(
             source,
             workers=1 if client else workers,

@@ -84,7 +84,7 @@ def eval_command(
     dataset, split = select_split(open_dataset(data), split)
     if set_threshold not in (None, BEST_F1):  # a number: scored at it, and stored once the evaluation succeeded
         predictor = predictor.with_threshold(float(set_threshold))
-    with progress_bar("evaluating", len(dataset), enabled=not to_stdout) as advance:
+    with progress_bar("evaluating", len(dataset)) as advance:
         result = evaluate(predictor, dataset, split=split, progress=advance)
     if set_threshold is not None:
         value = task.choose_threshold(result, set_threshold)

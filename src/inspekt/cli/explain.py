@@ -42,7 +42,7 @@ def explain(
     files, report, taken, rows = expand_sources(sources), BatchReport(), set(), []
     if not files:
         raise InspektError(f"no images found in {', '.join(sources)}")
-    with progress_bar("explaining", len(files), enabled=not as_json) as advance:
+    with progress_bar("explaining", len(files)) as advance:
         for file in files:
             for result in explainer.explain_files([file], target=target, opacity=opacity, report=report):
                 picture = result.overlay if overlay_only else result.side_by_side()

@@ -1,4 +1,4 @@
-"""``inspekt predict`` and ``inspekt export``."""
+"""``inspekt predict``."""
 
 from __future__ import annotations
 
@@ -21,12 +21,11 @@ from inspekt.cli.common import (
     maybe_cluster,
     print_json,
     progress_bar,
-    showing_progress,
     thresholds_text,
     unique_name,
     warn_of_caveats,
 )
-from inspekt.errors import ConfigError, InspektError
+from inspekt.errors import InspektError
 from inspekt.results import BatchReport
 
 PREANNOTATIONS = ("coco", "labelstudio")  # --format: what labelling tools import (data.formats.export writes them)
@@ -76,35 +75,61 @@ def _ood_cells(r, checked: bool, machine: bool) -> dict[str, str]:
     return {"unlike training?": r.ood_note() or (f"no ({r.ood['score']:.2f})" if r.ood else "no")}
 
 
-def _print_predictions(results: list, predictor, version: str, topk: int | None, form: str, checked: bool) -> None:
-    """The predictions on stdout: JSON lines, CSV or a table, with the task's columns (and, when the bundle
-    can tell (``checked``), whether each image is unlike the training images); JSON and CSV name the model
-    on every row (the table's summary line names it)."""
-    import csv
-    import sys
+class _Printer:
+    """The predictions on stdout as they come: JSON lines and CSV rows are printed chunk by chunk (a
+    consumer sees them at once, and an interrupted run keeps what it printed); a table and the
+    pre-annotation documents need every result, so they are printed by ``finish``. Rows carry the
+    task's columns and, when the bundle can tell, whether each image is unlike the training images;
+    JSON and CSV name the model on every row (the summary line names it for the others)."""
 
-    task, card = predictor.task, predictor.card
-    if form == "json":
-        for r in results:
-            print_json(r.to_dict(topk) | {"model": version})
-    elif form == "csv":
-        rows = [
+    def __init__(self, predictor, form: str, topk: int | None):
+        self.predictor, self.form, self.topk = predictor, form, topk
+        self.version = model_version(predictor.bundle)
+        self.checked = predictor.novelty is not None or predictor.sizes is not None
+        self.writer = None
+
+    def add(self, chunk: list) -> None:
+        import csv
+        import sys
+
+        if self.form == "json":
+            for r in chunk:
+                print_json(r.to_dict(self.topk) | {"model": self.version})
+        elif self.form == "csv" and chunk:
+            rows = [self._csv_row(r) for r in chunk]
+            if self.writer is None:
+                self.writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]))
+                self.writer.writeheader()
+            self.writer.writerows(rows)
+        sys.stdout.flush()
+
+    def _csv_row(self, r) -> dict[str, str]:
+        return (
             {"path": r.source}
-            | task.cells(r, card, topk, True)
-            | _ood_cells(r, checked, True)
-            | {"time_ms": f"{r.time_ms:.2f}", "batch_images": str(r.batch_images), "model": version}
-            for r in results
-        ]
-        writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]) if rows else ["path", "label", "score", "time_ms"])
-        writer.writeheader()
-        writer.writerows(rows)
-    elif results:
+            | self.predictor.task.cells(r, self.predictor.card, self.topk, True)
+            | _ood_cells(r, self.checked, True)
+            | {"time_ms": f"{r.time_ms:.2f}", "batch_images": str(r.batch_images), "model": self.version}
+        )
+
+    def finish(self, results: list) -> None:
+        if self.form in PREANNOTATIONS:
+            _print_preannotations(results, self.predictor, self.version, self.form)
+        elif self.form == "csv" and self.writer is None:  # nothing could be read: the header alone
+            print("path,label,score,time_ms")
+        elif self.form == "table" and results:
+            self._table(results)
+
+    def _table(self, results: list) -> None:
+        task, card, checked = self.predictor.task, self.predictor.card, self.checked
         extra = list(_ood_cells(results[0], checked, False))
         table = Table(
-            *file_columns(), *task.cells(results[0], card, topk, False), *extra, Column("ms (batch avg)", no_wrap=True)
+            *file_columns(),
+            *task.cells(results[0], card, self.topk, False),
+            *extra,
+            Column("ms (batch avg)", no_wrap=True),
         )
         for r in results:
-            cells = task.cells(r, card, topk, False) | _ood_cells(r, checked, False)
+            cells = task.cells(r, card, self.topk, False) | _ood_cells(r, checked, False)
             table.add_row(*file_cells(r.source), *cells.values(), f"{r.time_ms:.1f}")
         console.print(table)
 
@@ -255,131 +280,32 @@ def predict(
         files, report = expand_sources(sources), BatchReport()
         if not files:
             raise InspektError(f"no images found in {', '.join(sources)}")
-        with (
-            progress_bar("predicting", len(files), enabled=not (as_json or as_csv or fmt)) as advance,
-            maybe_cluster(dask) as client,
-        ):
-            results, used = [], set()
-            chunks = (
-                predict_on(client, bundle, files, options=options, enhance=enhance, report=report)
-                if client
-                else (
-                    (
-                        predictor.predict(files[i : i + batch], report=report, enhance=pipeline),
-                        len(files[i : i + batch]),
+        printer = _Printer(predictor, fmt or ("json" if as_json else "csv" if as_csv else "table"), topk)
+        results, used = [], set()
+        try:
+            with progress_bar("predicting", len(files)) as advance, maybe_cluster(dask) as client:
+                chunks = (
+                    predict_on(client, bundle, files, options=options, enhance=enhance, report=report)
+                    if client
+                    else (
+                        (
+                            predictor.predict(files[i : i + batch], report=report, enhance=pipeline),
+                            len(files[i : i + batch]),
+                        )
+                        for i in range(0, len(files), batch)
                     )
-                    for i in range(0, len(files), batch)
                 )
-            )
-            for chunk, n in chunks:
-                if save_dir:
-                    _save_visuals(chunk, save_dir, explainer, used, len(predictor.card.classes), pipeline)
-                results.extend(chunk)
-                advance(n)
-        _show(results, report, save_dir, predictor, fmt or ("json" if as_json else "csv" if as_csv else "table"), topk)
+                for chunk, n in chunks:
+                    if save_dir:
+                        _save_visuals(chunk, save_dir, explainer, used, len(predictor.card.classes), pipeline)
+                    printer.add(chunk)
+                    results.extend(chunk)
+                    advance(n)
+        except KeyboardInterrupt:
+            _summarise(results, report, save_dir, predictor, printer.version)
+            err_console.print(f"interrupted: {len(results)} of {len(files)} images predicted", highlight=False)
+            raise typer.Exit(130) from None
+        printer.finish(results)
+        _summarise(results, report, save_dir, predictor, printer.version)
         if not results:
             raise InspektError(f"none of the {len(files)} file(s) could be read as an image (see the list above)")
-
-
-def _show(results: list, report: BatchReport, save_dir, predictor, form: str, topk: int | None) -> None:
-    """The predictions on stdout in ``form`` (table, json, csv, or a pre-annotation format), then the summary
-    on stderr; both name the model."""
-    version = model_version(predictor.bundle)
-    if form in PREANNOTATIONS:
-        _print_preannotations(results, predictor, version, form)
-    else:
-        checked = predictor.novelty is not None or predictor.sizes is not None
-        _print_predictions(results, predictor, version, topk, form, checked)
-    _summarise(results, report, save_dir, predictor, version)
-
-
-def _export_int8(source, out, calib, limits: dict, folder: bool, overwrite: bool, as_json: bool) -> None:
-    from inspekt.engine.quantize import Int8Refused, quantize_bundle
-
-    try:
-        with showing_progress(not as_json):
-            report = quantize_bundle(source, out, calib=calib, overwrite=overwrite, archive=not folder, **limits)
-    except Int8Refused as exc:
-        if as_json:  # the figures stay machine-readable; the error line still follows on stderr
-            print_json(exc.report.to_dict() | {"written": False, "refused": str(exc)})
-        raise
-    if as_json:
-        print_json(report.to_dict() | {"written": True, "refused": None})
-        return
-    console.print(report.summary(), highlight=False)
-    print(report.path)
-
-
-@app.command()
-def export(
-    bundle: Path = typer.Argument(..., help="Bundle folder, .inspekt file or run folder."),
-    out: Path = typer.Option(
-        None, "--out", help="Where to write (default: BUNDLE.inspekt beside it; BUNDLE-int8.inspekt with --int8)."
-    ),
-    folder: bool = typer.Option(False, "--folder", help="Write a folder instead of a single .inspekt file."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing bundle at --out."),
-    int8: bool = typer.Option(
-        False,
-        "--int8",
-        help="Quantise model.onnx to INT8 (static, calibrated; classify, segment and detect); refused when a quality "
-        "metric (accuracy and macro F1; defect IoU and image F1; mAP@0.5 and box F1) drops by more than --max-drop, "
-        "or when INT8 runs slower than fp32 on this CPU (measured at batch 1 and 16), with every recipe tried.",
-    ),
-    calib: Path = typer.Option(
-        None,
-        "--calib",
-        help="With --int8: annotated dataset folder or CSV (labels; masks for segment; boxes or masks for detect) to "
-        "calibrate and check quality on (default: the training data named in the card).",
-    ),
-    max_drop: float = typer.Option(
-        None,
-        "--max-drop",
-        min=0.0,
-        max=1.0,
-        help="With --int8: largest accepted drop of each quality metric, 0.01 = one point (default 0.01).",
-    ),
-    min_agreement: float = typer.Option(
-        None,
-        "--min-agreement",
-        min=0.0,
-        max=1.0,
-        help="With --int8: least share of labels (image verdicts for segment, boxes for detect) that INT8 gives as "
-        "fp32 does, 0.95 = 95% (default 0.95).",
-    ),
-    allow_slower: bool = typer.Option(
-        False, "--allow-slower", help="With --int8: write INT8 even when it measures slower than fp32 on this CPU."
-    ),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
-) -> None:
-    """Re-export a bundle's ONNX graph from its weights and parity-check it, or quantise it to INT8 (--int8).
-    An INT8 bundle is copied unchanged (into a folder with --folder)."""
-    from inspekt.bundle import open_bundle
-    from inspekt.engine.export import export_bundle
-
-    if not int8 and (calib is not None or max_drop is not None or min_agreement is not None or allow_slower):
-        raise ConfigError(
-            "--calib, --max-drop, --min-agreement and --allow-slower apply to --int8 only; add --int8 or leave them out"
-        )
-    source = open_bundle(bundle)
-    if int8:
-        limits = {"max_drop": max_drop, "min_agreement": min_agreement, "min_speedup": 0.0 if allow_slower else None}
-        _export_int8(source, out, calib, {k: v for k, v in limits.items() if v is not None}, folder, overwrite, as_json)
-        return
-    written, parity = export_bundle(source, out, archive=not folder, overwrite=overwrite)
-    if parity is None:  # an INT8 bundle, copied
-        if as_json:
-            print_json({"bundle": str(written), "precision": "int8", "copied_unchanged": True})
-            return
-        console.print("model.onnx is INT8: copied unchanged (exported again from the fp32 weights it would be fp32)")
-        print(written)
-        return
-    if as_json:
-        print_json(
-            {"bundle": str(written), "parity_max_abs_diff": parity.max_abs_diff, "parity_inputs": parity.n_inputs}
-        )
-        return
-    console.print(
-        f"ONNX parity: max |diff| {parity.max_abs_diff:.2e} on {parity.n_inputs} inputs "
-        f"({parity.worst:.0%} of the allowance, which follows each output's scale)"
-    )
-    print(written)

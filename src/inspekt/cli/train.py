@@ -110,11 +110,10 @@ def _train(
     cfg = None if resume else build_config(TrainConfig, file=config, options=options, overrides=overrides)
     known = cfg is not None and not task.config_defaults(cfg) & {"epochs"}
     epochs = task.configure(cfg).epochs if known else None  # the task's own default when not given
-    with progress_bar("training", epochs, enabled=not as_json) as advance:
+    with progress_bar("training", epochs) as advance:
 
         def on_epoch(row: dict) -> None:
-            if not as_json:
-                err_console.print(epoch_line(row), highlight=False)
+            err_console.print(epoch_line(row), highlight=False)  # stderr: --json's stdout stays one document
             if "epoch" in row and known:  # else the epoch lines say "epoch 3/10" and a bare count is noise
                 advance()
 
