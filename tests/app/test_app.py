@@ -99,6 +99,20 @@ def test_inspect_predicts_an_image_with_enhancement_and_gradcam(workspace, monke
     assert at.get("arrow_line_chart") or at.get("vega_lite_chart") or at.get("arrow_vega_lite_chart")
 
 
+def test_the_chosen_model_and_enhancement_hold_across_pages(workspace, monkeypatch):
+    """Streamlit dropped the picker's and the enhancement's widget values on a page change: the picker then
+    fell back to another model on every other page."""
+    at = _page(workspace, monkeypatch, "inspect")
+    at.sidebar.selectbox(key="model").set_value("models/segmenter").run()
+    at.sidebar.toggle(key="enh_on_clahe").set_value(True).run()
+    for page in ("batch", "evaluate", "drift", "batch", "inspect"):
+        at.switch_page(f"views/{page}.py").run()
+        assert not at.exception, at.exception
+        assert at.sidebar.selectbox(key="model").value == "models/segmenter", page
+        if page in ("batch", "inspect"):  # the pages that enhance
+            assert at.sidebar.toggle(key="enh_on_clahe").value is True, page
+
+
 @pytest.mark.slow
 def test_inspect_says_what_is_wrong_with_a_bad_file(workspace, monkeypatch, tmp_path):
     bad = tmp_path / "notes.png"

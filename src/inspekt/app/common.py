@@ -80,6 +80,22 @@ def card_markdown(card) -> str:
     )
 
 
+# Choices that hold across pages: the model, the enhancement (enh_*), the image path and the forms of
+# Review and Monitor. Streamlit drops a widget's value when a page without that widget runs, so each
+# page change reset them (the picker then fell back to another model).
+KEPT_ACROSS_PAGES = (
+    "model", "image_path", "review_data", "review_source", "review_issues", "review_split", "review_limit",
+    "review_db", "monitor_db", "monitor_last",
+)  # fmt: skip
+
+
+def keep_choices_across_pages() -> None:
+    """Re-set each kept widget value as a plain session value, which Streamlit's per-page clean-up
+    leaves alone (its documented way to keep widget values across pages); run before every page."""
+    for key in [k for k in st.session_state if k in KEPT_ACROSS_PAGES or str(k).startswith("enh_")]:
+        st.session_state[key] = st.session_state[key]
+
+
 def model_sidebar(root: Path):
     """Sidebar model picker (one entry per workspace bundle, or an uploaded bundle file, which is
     chosen when it is uploaded); the chosen Predictor and its path, or (None, None) with a message.

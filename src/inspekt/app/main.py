@@ -11,6 +11,7 @@ st.set_page_config(page_title="inspekt workbench", page_icon="🔎", layout="wid
 if "warmed" not in st.session_state:  # once per session; the models themselves are cached per process
     common.warm_up(common.workspace())
     st.session_state["warmed"] = True
+common.keep_choices_across_pages()
 st.navigation(
     [
         st.Page("views/inspect.py", title="Inspect", icon=":material/search:", default=True),

@@ -46,6 +46,8 @@ def workbench(
         "none",
         "--server.maxUploadSize",  # MB per uploaded file (bundles, zips of images); Streamlit's default, stated
         "200",
+        "--global.disableWidgetStateDuplicationWarning",  # kept choices are re-set each run (common.py)
+        "true",
     ]
     print(f"inspekt workbench on http://{host}:{port} (workspace {workspace.resolve()}); Ctrl-C to stop", flush=True)
     # become the Streamlit server (no child process): Ctrl-C and SIGTERM reach it directly
