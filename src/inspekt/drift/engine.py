@@ -77,7 +77,8 @@ def compare_profiles(reference: Profile, current: Profile, config: DriftConfig |
             "embedding checks need a model bundle as REFERENCE (its reference.json holds the model's "
             "outputs); give a bundle, or choose properties, pixels or domain"
         )
-    notes += _resolution_notes(checks, config) + _power_notes(checks, config, len(reference), len(current))
+    weak = _power_notes(checks, config, len(reference), len(current))
+    notes += _resolution_notes(checks, config) + weak
     return DriftResult(
         any(c.drifted for c in checks),
         config.alpha,
@@ -89,6 +90,7 @@ def compare_profiles(reference: Profile, current: Profile, config: DriftConfig |
         list(current.skipped),
         notes,
         config,
+        inconclusive=bool(weak),
     )
 
 

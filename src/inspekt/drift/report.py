@@ -19,7 +19,6 @@ from inspekt.io import output_file
 from inspekt.profiling.properties import CHANNELS, PROPERTY_NAMES
 
 SCHEMA = "inspekt.drift/1"
-VERDICT = {True: "Drift detected", False: "No significant drift detected"}
 EXAMPLES = 3  # thumbnails per side and end of the top property's range
 THUMB = 128
 
@@ -69,8 +68,9 @@ def to_dict(result: DriftResult) -> dict[str, Any]:
     return _clean(
         {
             "schema": SCHEMA,
-            "verdict": VERDICT[result.drift],
+            "verdict": result.verdict,
             "drift": result.drift,
+            "inconclusive": result.inconclusive,
             "drifted": [c.name for c in result.drifted],
             "alpha": result.alpha,
             "n_reference": result.n_reference,
@@ -129,9 +129,9 @@ def print_console(result: DriftResult, console) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    style = "bold red" if result.drift else "bold green"
+    style = "bold red" if result.drift else "bold yellow" if result.inconclusive else "bold green"
     console.print(
-        f"[{style}]{VERDICT[result.drift]}[/] (alpha {result.alpha}, {result.n_reference} reference vs "
+        f"[{style}]{result.verdict}[/] (alpha {result.alpha}, {result.n_reference} reference vs "
         f"{result.n_current} current images)",
         highlight=False,
     )
@@ -269,7 +269,7 @@ def _examples(result: DriftResult, name: str) -> str:
 _CSS = """body{font-family:system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse}
 td,th{padding:4px 10px;border-bottom:1px solid #ddd;text-align:right}td:first-child,th:first-child{text-align:left}
 .banner{padding:1em;border-radius:6px;font-size:1.4em;font-weight:bold;margin-bottom:1em}
-.drift{background:#fde2e1;color:#a1150e}.ok{background:#e3f6e5;color:#176b24}
+.drift{background:#fde2e1;color:#a1150e}.ok{background:#e3f6e5;color:#176b24}.unsure{background:#fff4d6;color:#7a5300}
 .red{color:#c62828}.amber{color:#b26a00}.green{color:#2e7d32}.row{display:flex;flex-wrap:wrap;gap:8px}
 figure{margin:0;font-size:.75em;text-align:center}.grid{display:flex;flex-wrap:wrap;gap:6px}"""
 
@@ -286,7 +286,8 @@ def write_html(result: DriftResult, path: str | Path) -> Path:
         for c in result.checks
     )
     sections = [
-        f'<div class="banner {"drift" if result.drift else "ok"}">{VERDICT[result.drift]}</div>',
+        f'<div class="banner {"drift" if result.drift else "unsure" if result.inconclusive else "ok"}">'
+        f"{result.verdict}</div>",
         "".join(f"<p>{side}: {html.escape(source)}</p>" for side, source in result.sources.items()),
         f"<p>{result.n_reference} reference vs {result.n_current} current images; alpha {result.alpha} for "
         "the whole comparison (permutation p-values, Westfall-Young min-p adjusted); a check drifts when "

@@ -128,6 +128,14 @@ class DriftResult:
     reference_profile: Profile | None = field(default=None, repr=False)
     current_profile: Profile | None = field(default=None, repr=False)
     sources: dict[str, str] = field(default_factory=dict)  # what was compared: {"reference": ..., "current": ...}
+    inconclusive: bool = False  # no drift, but too few images for effects at least the minimum to count
+
+    @property
+    def verdict(self) -> str:
+        """ "Drift detected", "Inconclusive ..." or "No significant drift detected" (every report's headline)."""
+        if self.drift:
+            return "Drift detected"
+        return "Inconclusive: too few images to tell" if self.inconclusive else "No significant drift detected"
 
     @property
     def drifted(self) -> list[Check]:

@@ -13,7 +13,7 @@ import streamlit as st
 
 from inspekt.app import common
 from inspekt.drift import check_drift
-from inspekt.drift.report import VERDICT, histogram_png, importance_png, property_png, to_dict, write_html
+from inspekt.drift.report import histogram_png, importance_png, property_png, to_dict, write_html
 
 root = common.workspace()
 predictor, model_path = common.model_sidebar(root)
@@ -71,11 +71,12 @@ result = checked.get()
 if result is None:
     st.stop()
 
-(st.error if result.drift else st.success)(
-    f"**{VERDICT[result.drift]}** — {result.n_reference} reference vs "
-    f"{result.n_current} incoming images, alpha {result.alpha}"
+(st.error if result.drift else st.warning if result.inconclusive else st.success)(
+    f"**{result.verdict}** — {result.n_reference} reference vs {result.n_current} incoming images, alpha {result.alpha}"
 )
 st.caption(checked.caption)
+for note in result.notes:  # under the verdict: an inconclusive one says why here
+    st.caption(note)
 if result.drifted:
     st.markdown("Drifted: " + ", ".join(f"**{common.md(c.name)}** (effect {c.effect:.2f})" for c in result.drifted))
 doc = to_dict(result)
@@ -111,8 +112,6 @@ if domain is not None:
     )
     if result.importances:
         st.image(importance_png(result.importances))
-for note in result.notes:
-    st.caption(note)
 for side, skipped in (("reference", result.skipped_reference), ("incoming", result.skipped_current)):
     if skipped:
         st.warning(
