@@ -18,20 +18,21 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from inspekt.errors import ConfigError, InspektError
+from inspekt.errors import ConfigError, InspektError, did_you_mean
+from inspekt.progress import step
 
 LOCAL = "local"
 CONNECT_TIMEOUT_S = 20
 
 
 @contextmanager
-def connect(address: Any, workers: int = 1) -> Iterator[Any]:
+def connect(address: Any, workers: int = 0) -> Iterator[Any]:
     """A Dask client for ``address``, closed afterwards (a Client passed in is used and left open).
 
     Args:
         address: "local" (a LocalCluster on this machine), a scheduler address such as
             "tcp://10.0.0.5:8786", or a ``distributed.Client``.
-        workers: worker processes of a local cluster when more than 1 (else one per CPU core).
+        workers: worker processes of a local cluster (0: one per CPU core).
 
     Raises:
         InspektError: Dask is not installed, or the scheduler cannot be reached.
@@ -45,16 +46,22 @@ def connect(address: Any, workers: int = 1) -> Iterator[Any]:
         return
     if not isinstance(address, str) or not address:
         raise ConfigError(f"--dask {address!r}: give 'local' or a scheduler address such as tcp://HOST:8786")
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
+        raise ConfigError(f"--workers {workers!r}: give a number of worker processes, or 0 for one per CPU core")
     if address.strip().lower() == LOCAL:
-        with _local_cluster(workers) as cluster, Client(cluster) as client:
+        with step(f"starting a local Dask cluster ({workers or os.cpu_count() or 1} workers)"):
+            cluster = _local_cluster(workers)
+        with cluster, Client(cluster) as client:
             yield client
         return
     if "://" not in address:
+        hint = did_you_mean(address.strip().lower(), [LOCAL])
         raise ConfigError(
-            f"--dask {address!r}: give 'local' or a scheduler address with its protocol, e.g. tcp://{address}"
+            f"--dask {address!r}: give 'local' or a scheduler address with its protocol, e.g. tcp://{address}.{hint}"
         )
     try:
-        client = Client(address, timeout=CONNECT_TIMEOUT_S)
+        with step(f"connecting to the Dask scheduler at {address} (up to {CONNECT_TIMEOUT_S} s)"):
+            client = Client(address, timeout=CONNECT_TIMEOUT_S)
     except OSError as exc:
         raise InspektError(
             f"--dask {address}: cannot reach the Dask scheduler ({exc}); check the address and that "
@@ -77,14 +84,14 @@ def _wait_for_a_worker(client, address: str) -> None:
 
 
 def _local_cluster(workers: int):
-    """A LocalCluster of ``workers`` processes (one per CPU core when ``workers`` is 1), one thread each."""
+    """A LocalCluster of ``workers`` processes (one per CPU core when ``workers`` is 0), one thread each."""
     from distributed import LocalCluster
 
     try:
         # silence_logs CRITICAL: a task's error comes back to the client as one message (map_ordered), not
         # also as a worker's traceback on the terminal
         return LocalCluster(
-            n_workers=workers if workers > 1 else os.cpu_count() or 1,
+            n_workers=workers or os.cpu_count() or 1,
             threads_per_worker=1,
             processes=True,
             dashboard_address=":0",

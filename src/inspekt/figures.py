@@ -4,8 +4,6 @@ imported inside the functions so that ``import inspekt`` stays light."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 DPI = 110
 
 
@@ -18,8 +16,15 @@ def new_figure(width: float, height: float):
     return figure
 
 
-def save_figure(figure, path: str | Path) -> Path:
-    path = Path(path)
+def save_figure(figure, path):
+    """Write ``figure`` as a PNG at ``path`` (a local path or an fsspec URL: encoded in memory, one write)."""
+    import io
+
+    from inspekt import storage
+
+    path = storage.as_path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, format="png", bbox_inches="tight")
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", bbox_inches="tight")
+    path.write_bytes(buffer.getvalue())
     return path

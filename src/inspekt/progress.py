@@ -153,8 +153,12 @@ def step(name: str, total: int | None = None, *, announce: bool = True) -> Itera
     handle = reporter.begin(name, total, announce)
     try:
         yield lambda n=1: reporter.advance(handle, n)
-    finally:
+    except BaseException:
+        if isinstance(handle, _Step):  # a failed step is not "done": its error follows
+            handle.announce = False
         reporter.end(handle)
+        raise
+    reporter.end(handle)
 
 
 def say(message: str) -> None:

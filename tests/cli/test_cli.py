@@ -91,6 +91,12 @@ def test_predict_reports_bad_files_and_goes_on(trained, synth_classes, tmp_path)
     assert "predicting 0/21" in result.stderr  # --json keeps stdout to the data; progress still goes to stderr
 
 
+def test_debug_works_after_the_command_too(tmp_path):
+    """The errors say "run again with --debug"; at the end of a command it was "No such option: --debug"."""
+    result = cli("data", "info", tmp_path / "missing", "--debug", check=False)
+    assert "Traceback" in result.stderr and "no such file or folder" in result.stderr
+
+
 @pytest.mark.parametrize("form", ["--json", "--csv"])
 def test_predict_streams_json_and_csv_and_ctrl_c_keeps_what_was_printed(trained, synth_classes, monkeypatch, form):
     from inspekt.engine.predictor import Predictor

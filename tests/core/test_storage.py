@@ -358,9 +358,10 @@ def test_train_from_s3_dataset_into_s3_runs(s3):
     assert fs.exists(f"{BUCKET}/runs/classify/exp/results.csv")
     card = open_bundle(result["bundle"]).card
     assert card.data.source == f"{url}/dataset" and card.data.n_samples > 0
-    compared = run("runs", "compare", result["run_dir"], "--json")
+    compared = run("runs", "compare", result["run_dir"], "--json", "--plot", f"{url}/reports/curves.png")
     assert compared.exit_code == 0, compared.output
     assert json.loads(compared.stdout)[0]["epochs_run"] == 1
+    assert fs.cat_file(f"{BUCKET}/reports/curves.png").startswith(b"\x89PNG")  # a figure to a URL (a TypeError)
     resumed = run("train", "classify", "--resume", result["run_dir"])
     assert resumed.exit_code == 2 and f"{url}/runs/classify/exp: the run already finished" in resumed.output
     nowhere = run(
@@ -412,6 +413,8 @@ def test_split_csv_written_to_s3_reads_back_as_a_dataset(s3):
     remote, folder = open_dataset(f"{url}/splits/split.csv"), open_dataset(f"{url}/dataset")
     assert sorted(str(s.path) for s in remote.samples) == sorted(str(s.path) for s in folder.samples)
     assert remote.splits == ("train", "val", "test")
+    again = run("data", "split", f"{url}/dataset", "--out", f"{url}/splits/split.csv", "--seed", "1")
+    assert again.exit_code == 0, again.output  # an earlier split CSV on S3 is replaced (a TypeError before)
     evaluated = run("eval", f"{url}/model.inspekt", "--data", f"{url}/splits/split.csv", "--json", "-")
     assert evaluated.exit_code == 0, evaluated.output
     assert json.loads(evaluated.stdout)["split"] == "test"

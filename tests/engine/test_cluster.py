@@ -178,6 +178,11 @@ def test_a_wrong_scheduler_address_is_one_clear_line(images, monkeypatch):
     assert no_protocol.exit_code == 2 and "tcp://127.0.0.1:9" in no_protocol.output
     unreachable = runner.invoke(app, ["drift", str(images / "ok"), str(images / "pore"), "--dask", "tcp://127.0.0.1:9"])
     assert unreachable.exit_code == 2 and "cannot reach the Dask scheduler" in unreachable.output
+    assert "connecting to the Dask scheduler at tcp://127.0.0.1:9" in unreachable.output  # not silent meanwhile
+    typo = runner.invoke(app, ["profile", str(images), "--out", "p.json", "--dask", "lcoal"])
+    assert typo.exit_code == 2 and 'Did you mean "local"?' in typo.output
+    negative = runner.invoke(app, ["profile", str(images), "--out", "p.json", "--dask", "local", "--workers", "-3"])
+    assert negative.exit_code == 2 and "--workers -3: give a number of worker processes" in negative.output
     with distributed.LocalCluster(n_workers=0, dashboard_address=":0", silence_logs=50) as empty:  # all workers gone
         idle = runner.invoke(app, ["profile", str(images), "--out", "p.json", "--dask", empty.scheduler_address])
     assert idle.exit_code == 2 and "the scheduler has no workers" in idle.output  # not a silent hang

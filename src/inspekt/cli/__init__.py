@@ -90,5 +90,9 @@ from inspekt.cli import (  # noqa: E402,F401  (register commands)
 
 
 def main() -> None:
-    """Console-script entry point."""
-    app()
+    """Console-script entry point. ``--debug`` may come anywhere (the errors say "run again with --debug",
+    and users add it at the end); it is an option of ``inspekt`` itself, so it is moved to the front."""
+    args = sys.argv[1:]
+    if "--debug" in args[1:] and "--" not in args[: args.index("--debug")]:
+        args = ["--debug", *(a for a in args if a != "--debug")]
+    app(args=args, prog_name="inspekt")

@@ -127,7 +127,7 @@ DASK_HELP = (
 )
 
 
-def maybe_cluster(address: str | None, workers: int = 1):
+def maybe_cluster(address: str | None, workers: int = 0):
     """A context giving the Dask client for ``--dask ADDRESS`` (``inspekt.cluster.connect``), or None."""
     if not address:
         return nullcontext(None)

@@ -283,7 +283,7 @@ def predict(
         printer = _Printer(predictor, fmt or ("json" if as_json else "csv" if as_csv else "table"), topk)
         results, used = [], set()
         try:
-            with progress_bar("predicting", len(files)) as advance, maybe_cluster(dask) as client:
+            with maybe_cluster(dask) as client, progress_bar("predicting", len(files)) as advance:
                 chunks = (
                     predict_on(client, bundle, files, options=options, enhance=enhance, report=report)
                     if client

@@ -87,7 +87,7 @@ def _is_split_csv(path: Path) -> bool:
     """Whether ``path`` starts with a header ``write_split_csv`` writes (a split it may replace)."""
     try:
         with path.open("rb") as handle:
-            first = handle.readline(256)
+            first = handle.read(256).split(b"\n")[0]  # read(n): a remote file's readline takes no limit
     except OSError:
         return False
     return first.rstrip(b"\r\n") in (",".join(HEADER).encode(), ",".join(BOXES_HEADER).encode())
