@@ -462,6 +462,27 @@ def test_no_credentials_is_one_clear_error(s3, monkeypatch, tmp_path):
     assert out.exit_code == 2 and "no credentials found" in out.output and "AWS_ACCESS_KEY_ID" in out.output
 
 
+def test_an_endpoint_that_never_answers_is_one_clear_error_in_bounded_time(s3, monkeypatch):
+    """An endpoint that accepted connections and never replied held a command silent for many minutes."""
+    import socket
+    import threading
+
+    from inspekt.storage import remote
+
+    server = socket.create_server(("127.0.0.1", 0))
+    held: list = []
+    threading.Thread(target=lambda: held.extend(server.accept() for _ in range(64)), daemon=True).start()
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{server.getsockname()[1]}")
+    monkeypatch.setattr(remote, "S3_CLIENT", {"connect_timeout": 1, "read_timeout": 1, "retries": {"max_attempts": 1}})
+    reset_s3_clients()
+    try:
+        with pytest.raises(storage.StorageError, match="did not answer in time .*check AWS_ENDPOINT_URL"):
+            storage.as_path(f"{s3['url']}/model.inspekt").exists()
+    finally:
+        reset_s3_clients()
+        server.close()
+
+
 def test_missing_s3fs_names_the_install_command():
     code = (
         "import sys; sys.modules['s3fs'] = None\n"

@@ -37,7 +37,7 @@ def _filesystem(url: str) -> tuple[Any, str]:
     except ImportError:  # fsspec is a core dependency; only a broken install lands here
         raise StorageError(f"{url}: fsspec is not installed; pip install fsspec") from None
     try:
-        return url_to_fs(url)
+        fs, path = url_to_fs(url, **_options(protocol))
     except ImportError:
         fix = _INSTALL_HINT.get(protocol, f"install the fsspec driver for {protocol}://")
         raise StorageError(f"{url}: reading {protocol}:// URLs needs an extra package; {fix}") from None
@@ -48,6 +48,28 @@ def _filesystem(url: str) -> tuple[Any, str]:
                 "memory://, file:// or another protocol fsspec supports)"
             ) from None
         raise StorageError(f"{url}: {one_line(exc)}") from None
+    if _options(protocol):
+        fs.retries = min(fs.retries, S3_RETRIES)
+    return fs, path
+
+
+# botocore waits 60 s per read and retries 5 times by default: an endpoint that accepts connections but never
+# answers held a command silent for many minutes. These bound it to about a minute, then the error names it.
+S3_CLIENT = {"connect_timeout": 5, "read_timeout": 10, "retries": {"max_attempts": 2, "mode": "standard"}}
+S3_RETRIES = 2  # s3fs's own retries of a timed-out call (default 5), each with botocore's above
+
+
+def _options(protocol: str) -> dict[str, Any]:
+    """Storage options inspekt adds: time limits for S3 unless the user's fsspec config sets its own."""
+    if protocol not in ("s3", "s3a"):
+        return {}
+    from fsspec.config import conf
+
+    return {} if "config_kwargs" in conf.get(protocol, {}) else {"config_kwargs": S3_CLIENT}
+
+
+def _endpoint() -> str:
+    return os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("FSSPEC_S3_ENDPOINT_URL") or "the default"
 
 
 def _translate(exc: BaseException, url: str) -> BaseException:
@@ -64,10 +86,14 @@ def _translate(exc: BaseException, url: str) -> BaseException:
             "read/write it (bucket policy, IAM role) or use other credentials"
         )
     if "EndpointConnection" in name or "ClientConnector" in name or isinstance(exc, ConnectionError):
-        endpoint = os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("FSSPEC_S3_ENDPOINT_URL") or "the default"
         return StorageError(
-            f"{url}: cannot reach the storage endpoint ({endpoint}): {one_line(exc)}; "
+            f"{url}: cannot reach the storage endpoint ({_endpoint()}): {one_line(exc)}; "
             "check AWS_ENDPOINT_URL / FSSPEC_S3_ENDPOINT_URL and the network"
+        )
+    if "Timeout" in name:  # botocore ConnectTimeoutError / ReadTimeoutError, after the retries
+        return StorageError(
+            f"{url}: the storage endpoint ({_endpoint()}) did not answer in time ({one_line(exc)}); check "
+            "AWS_ENDPOINT_URL / FSSPEC_S3_ENDPOINT_URL, a proxy, and the network"
         )
     if name in ("ClientError", "ParamValidationError", "NoRegionError"):
         return StorageError(f"{url}: storage request refused: {one_line(exc)}")
