@@ -90,19 +90,38 @@ def _local_cluster(workers: int):
     try:
         # silence_logs CRITICAL: a task's error comes back to the client as one message (map_ordered), not
         # also as a worker's traceback on the terminal
-        return LocalCluster(
-            n_workers=workers or os.cpu_count() or 1,
-            threads_per_worker=1,
-            processes=True,
-            dashboard_address=":0",
-            silence_logs=50,
-        )
+        with _workers_ignore_ctrl_c():
+            return LocalCluster(
+                n_workers=workers or os.cpu_count() or 1,
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=":0",
+                silence_logs=50,
+            )
     except RuntimeError as exc:  # the usual cause: a script whose top level runs again in each worker
         raise InspektError(
             f"--dask local: the worker processes failed to start ({exc}); in a Python script, "
             'call inspekt under `if __name__ == "__main__":`, because each worker process '
             "imports the script again"
         ) from None
+
+
+@contextmanager
+def _workers_ignore_ctrl_c() -> Iterator[None]:
+    """Start the worker processes with SIGINT ignored (a child keeps an ignored signal, and Python then
+    installs no KeyboardInterrupt handler): Ctrl-C on the terminal reaches the whole process group, and
+    each worker printed its traceback. The command itself still stops, and closing the cluster ends them."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def chunks_for(files: Sequence[Any], slots: int) -> list[list[Any]]:

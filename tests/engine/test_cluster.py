@@ -154,6 +154,19 @@ def test_a_local_cluster_from_the_python_api(images):
     ]
 
 
+def test_local_workers_ignore_the_terminal_s_ctrl_c_and_the_command_keeps_it():
+    """Ctrl-C reaches the whole process group: each local worker printed a KeyboardInterrupt traceback."""
+    import signal
+
+    from inspekt.cluster import connect
+
+    before = signal.getsignal(signal.SIGINT)
+    with connect("local", 1) as client:
+        assert signal.getsignal(signal.SIGINT) is before  # the command itself still stops on Ctrl-C
+        handlers = client.run(lambda: int(signal.getsignal(signal.SIGINT)))
+    assert list(handlers.values()) == [int(signal.SIG_IGN)]
+
+
 @pytest.mark.slow
 def test_a_script_without_a_main_guard_is_told_the_fix(images, tmp_path):
     # Worker processes import the user's script again; unguarded, its top level starts a cluster in each.
