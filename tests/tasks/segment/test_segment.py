@@ -229,6 +229,26 @@ def test_min_area_drops_small_regions_and_components_describe_the_rest():
     assert not higher.any()
 
 
+def test_an_ok_verdict_beside_a_probability_above_the_threshold_says_the_clean_up_removed_it():
+    """The workbench showed "ok · largest defect probability 80.3%" at threshold 0.80, with nothing saying why."""
+    from inspekt.tasks.segment.predict import _prediction
+
+    probs = np.zeros((2, 50, 80), np.float32)
+    probs[1, 40:42, 70:72] = 0.9  # a 4 px speck
+    probs[0] = 1 - probs[1]
+    card = ModelCard(
+        task="segment",
+        architecture="bright_is_defect",
+        classes=("background", "defect"),
+        input=InputSpec(size=(64, 64), channels=1, mean=(0.5,), std=(0.25,)),
+    )
+    speck = _prediction(card, PostProcess(threshold=0.5, min_area=10, kernel=0), "a.png", probs)
+    assert speck.label == "ok" and speck.score == pytest.approx(0.9) and speck.extra["cleaned_px"] == 4
+    assert "the clean-up (minimum region area, kernel) removed the 4 px above the threshold" in speck.describe()
+    kept = _prediction(card, PostProcess(threshold=0.5, min_area=2, kernel=0), "a.png", probs)
+    assert kept.label == "defect" and kept.extra["cleaned_px"] == 0 and "clean-up" not in kept.describe()
+
+
 # --- metrics and losses ----------------------------------------------------------------------
 
 

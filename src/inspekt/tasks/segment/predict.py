@@ -29,7 +29,11 @@ class SegmentPrediction(DrawnPrediction):
         return f"{self.extra['verdict']} · largest defect probability {self.score:.1%}"
 
     def describe(self) -> str:
-        return f"{len(self.extra['components'])} region(s), {self.extra['defect_area_pct']:.2f}% defect"
+        said = f"{len(self.extra['components'])} region(s), {self.extra['defect_area_pct']:.2f}% defect"
+        cleaned = self.extra.get("cleaned_px", 0)
+        if cleaned and not self.extra["components"]:  # "ok" beside a probability above the threshold: say why
+            said += f"; the clean-up (minimum region area, kernel) removed the {cleaned} px above the threshold"
+        return said
 
 
 def softmax_maps(logits: np.ndarray) -> np.ndarray:
@@ -115,6 +119,8 @@ def _prediction(card: ModelCard, post: PostProcess, source: str, probs: np.ndarr
         "verdict": "defect" if found else OK,
         "components": found,
         "defect_area_pct": round(100.0 * float((mask > 0).mean()), 4),
+        # pixels at or above the threshold that the clean-up removed (specks under min_area, thin lines)
+        "cleaned_px": int(((defect >= post.threshold) & (mask == 0)).sum()),
     }
     return SegmentPrediction(
         source,
