@@ -237,8 +237,8 @@ def test_drift_against_the_model_profile(workspace, monkeypatch):
     at = _page(workspace, monkeypatch, "drift")
     at.button[0].click().run()
     assert not at.exception, at.exception
-    verdicts = [e.value for e in at.error] + [s.value for s in at.success]
-    assert any("drift" in v.lower() for v in verdicts)
+    verdicts = [e.value for e in at.error] + [s.value for s in at.success] + [w.value for w in at.warning]
+    assert any(v.startswith(("**Drift detected", "**No significant drift", "**Inconclusive")) for v in verdicts)
     names = set(at.dataframe[0].value["check"])
     assert {"brightness", "domain_classifier", "prediction:label_mix", "embeddings"} <= names
 
@@ -258,8 +258,17 @@ def test_train_runs_in_the_background_and_joins_the_model_picker(workspace, monk
     while "runs/classify/bg-run" not in find_bundles(workspace) and time.monotonic() < deadline:
         time.sleep(1)
     assert "runs/classify/bg-run" in find_bundles(workspace), (workspace / "runs" / ".jobs" / "bg-run.log").read_text()
+    _wait_for_the_end(workspace, "bg-run", deadline)
     at.run()
-    assert "done" in " ".join(e.label for e in at.expander)
+    assert "bg-run · classify · done" in " ".join(e.label for e in at.expander)
+
+
+def _wait_for_the_end(workspace: Path, name: str, deadline: float) -> None:
+    """Until the job's process ends (it writes the drift reference after the bundle's card)."""
+    from inspekt.app import jobs
+
+    while any(j.name == name and j.running for j in jobs.jobs(workspace)) and time.monotonic() < deadline:
+        time.sleep(0.5)
 
 
 @pytest.mark.slow
@@ -282,8 +291,34 @@ def test_a_run_stopped_from_the_train_page_keeps_its_best_epoch(workspace, monke
 
     card = open_bundle(workspace / "runs" / "classify" / "stopped-run" / "bundle").card
     assert card.metrics["best_epoch"] < 300  # stopped long before the end, with a bundle of its best epoch
+    _wait_for_the_end(workspace, "stopped-run", deadline)
     at.run()
-    assert "stopped-run · classify · done" in " ".join(e.label for e in at.expander)
+    said = " ".join(e.label for e in at.expander)  # it said "done", as if all 300 epochs had run
+    assert "stopped-run · classify · stopped by you; the best epoch so far is bundled" in said
+
+
+def test_the_train_page_checks_the_data_first_and_names_runs_by_their_task(workspace, monkeypatch):
+    at = _page(workspace, monkeypatch, "train")
+    assert at.text_input(key="run_name").value.startswith("classify-")
+    at.selectbox[0].set_value("detect").run()
+    assert at.text_input(key="run_name").value.startswith("detect-")  # it kept "classify-..."
+    at.text_input[0].input(str(workspace / "data" / "surfaces")).run()
+    at.button[0].click().run()
+    assert not at.exception, at.exception
+    said = _texts(at)  # refused at once; the run used to start, fail, and read "stopped (see the log)"
+    assert "cannot train detect models (it can train: classify" in said and "started" not in said
+    at.text_input(key="run_name").input("mine").run()
+    at.selectbox[0].set_value("segment").run()
+    assert at.text_input(key="run_name").value == "mine"  # a name the user typed is kept
+
+
+def test_a_failed_run_says_why(tmp_path):
+    from inspekt.app import jobs
+
+    log = tmp_path / "x.log"
+    log.write_text("training ...\nerror: /data: no boxes and no masks, so there is nothing to detect\n")
+    job = jobs.Job("x", "detect", tmp_path / "run", 2**22 + 12345, log)  # a pid no process has
+    assert job.status() == "failed: /data: no boxes and no masks, so there is nothing to detect"
 
 
 @pytest.mark.slow

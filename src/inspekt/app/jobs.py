@@ -20,6 +20,8 @@ import yaml
 
 from inspekt.engine.runs import read_results
 
+LOG_TAIL = 16_384  # bytes of a run's output read for its status and shown when it ends without a bundle
+
 
 @dataclass
 class Job:
@@ -57,10 +59,26 @@ class Job:
         except OSError:
             return True
 
+    def said(self) -> str:
+        """The end of the run's output (what ``inspekt train`` printed), "" before it printed anything."""
+        try:
+            with self.log.open("rb") as f:
+                f.seek(max(0, f.seek(0, os.SEEK_END) - LOG_TAIL))
+                return f.read().decode("utf-8", errors="replace")
+        except OSError:
+            return ""
+
     def status(self) -> str:
+        """ "running", "done", "stopped by you (...)" or "failed: <the error>", from the files and the log."""
+        if self.running:
+            return "running"
+        said = self.said()
         if self.done:
-            return "done"
-        return "running" if self.running else "stopped (see the log)"
+            return "stopped by you; the best epoch so far is bundled" if "interrupted: kept" in said else "done"
+        error = next((line for line in said.splitlines() if line.startswith("error:")), None)
+        if error is not None:
+            return f"failed: {error.removeprefix('error:').strip()}"
+        return "ended without a bundle (see the log)"
 
     def stop(self) -> None:
         """Stop the run as Ctrl-C does: it keeps the best epoch so far and writes its bundle (a run

@@ -32,8 +32,33 @@ epochs = middle.number_input(
     help="empty: the task's own default (anomaly: each method's own), as `inspekt train` without --epochs",
 )
 imgsz = right.number_input("Image size", 16, 1024, 64, step=16)
-st.session_state.setdefault("run_name", f"{task}-{time.strftime('%Y%m%d-%H%M%S')}")  # set once: typing is kept
+
+
+def _new_name() -> None:
+    """A fresh default run name for the task; a name the user typed is kept (even when the task changes)."""
+    st.session_state["run_name"] = st.session_state["run_name_default"] = f"{task}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+typed = st.session_state.get("run_name", "")
+if typed in ("", st.session_state.get("run_name_default")) and not typed.startswith(f"{task}-"):
+    _new_name()  # first visit, or the task changed under a default name
 st.text_input("Run name", key="run_name")
+
+
+def _refusal() -> str | None:
+    """Why the dataset cannot train this task (said now, not in the log of a run that failed)."""
+    from inspekt.data import open_dataset
+    from inspekt.errors import InspektError
+    from inspekt.tasks import tasks_for
+
+    try:
+        fits = tasks_for(open_dataset(data))
+    except InspektError as exc:
+        return str(exc)
+    if task not in fits:
+        can = ", ".join(fits) or "no task"
+        return f"{data} cannot train {task} models (it can train: {can}); give a dataset with what {task} needs"
+    return None
 
 
 def _start() -> None:
@@ -42,6 +67,10 @@ def _start() -> None:
     if not re.fullmatch(r"[\w.-]+", name):
         st.session_state["train_message"] = ("error", f"run name {name!r}: use letters, digits, '-', '_' or '.' only")
         return
+    refused = _refusal()
+    if refused is not None:
+        st.session_state["train_message"] = ("error", refused)
+        return
     options = {"model": model, "imgsz": int(imgsz)} | ({"epochs": int(epochs)} if epochs else {})
     job = jobs.start(root, task, data, name, options)
     shown = ", ".join(f"{key} {value}" for key, value in options.items())  # what runs, whatever a box shows
@@ -49,7 +78,7 @@ def _start() -> None:
         "success",
         f"started {job.name} ({shown}; process {job.pid}); it keeps running if you leave this page",
     )
-    st.session_state["run_name"] = f"{task}-{time.strftime('%Y%m%d-%H%M%S')}"
+    _new_name()
 
 
 st.button("Start training", type="primary", on_click=_start)
@@ -113,8 +142,10 @@ def show_runs() -> None:
             if job.done:
                 st.caption(f"bundle: {job.run_dir / 'bundle'} (in the model picker as runs/{job.task}/{job.name})")
                 _sanity_warning(job.run_dir / "bundle")
-            elif status != "running" and job.log.is_file():
-                st.code(job.log.read_text(encoding="utf-8", errors="replace")[-2000:] or "(no output)")
+            elif status != "running":
+                if status.startswith("failed: "):
+                    st.error(status.removeprefix("failed: "))
+                st.code(job.said()[-2000:] or "(no output)", language=None, wrap_lines=True)
 
 
 running = any(job.status() == "running" for job in jobs.jobs(root))
