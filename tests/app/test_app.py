@@ -91,8 +91,13 @@ def test_inspect_predicts_an_image_with_enhancement_and_gradcam(workspace, monke
     assert len(at.get("progress")) >= 2  # one bar per class
     at.sidebar.toggle(key="enh_on_clahe").set_value(True).run()
     assert not at.exception and "enhancement: clahe(clip_limit=2, tile_grid=8)" in _texts(at)
+    from inspekt.enhance import Pipeline
+
+    calls, enhance = [], Pipeline.__call__
+    monkeypatch.setattr(Pipeline, "__call__", lambda self, image: calls.append(1) or enhance(self, image))
     at.toggle(key="gradcam").set_value(True).run()
     assert not at.exception, at.exception
+    assert calls == []  # the enhanced image is kept: a toggle ran the whole pipeline again (seconds on photos)
     assert any("gradcam for" in str(c.value) for c in at.caption)
     at.selectbox(key="whatif").select("gamma: gamma").run()  # what-if sweep
     assert not at.exception, at.exception

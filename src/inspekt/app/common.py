@@ -310,6 +310,11 @@ class Result:
         made_by = [str(model.path), model.identity] if model else None
         self._tag = json.dumps([made_by, source, identity, settings], sort_keys=True, default=str)
 
+    @property
+    def tag(self) -> str:
+        """What produced it (model, input, settings): a result derived from this one names it as its identity."""
+        return self._tag
+
     def get(self) -> Any:
         held = st.session_state.get(self._key)
         if held is None or held[0] != self._tag:

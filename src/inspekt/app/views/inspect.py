@@ -138,7 +138,23 @@ def _downloads(name: str, source, enhanced: np.ndarray, overlay, log: str | None
         st.caption(f"saved {target}")
 
 
-def _what_if(image: np.ndarray, name: str, prediction) -> None:
+def _enhanced(image: np.ndarray, name: str, identity: list) -> np.ndarray:
+    """The image through the sidebar's enhancement, computed once per image and pipeline (a toggle, a slider
+    or a what-if pick reran it: non-local means takes seconds on a photo), with a spinner while it runs."""
+    if not pipeline.ops:
+        return image
+    done = common.Result("enhanced", None, name, identity=identity, settings=pipeline.to_dict())
+    if done.get() is None:
+        with st.spinner(f"enhancing {name} ({pipeline.describe()}) ..."):
+            try:
+                done.store(pipeline(image))
+            except Exception as exc:  # an enhancement that cannot apply to this image must not end the session
+                st.error(f"The enhancement failed on {name}: {exc}")
+                return image
+    return done.get()
+
+
+def _what_if(image: np.ndarray, name: str, prediction, answer: common.Result) -> None:
     st.subheader("What if?")
     st.caption(
         "The model's confidence in its prediction as one enhancement parameter sweeps its range "
@@ -158,16 +174,21 @@ def _what_if(image: np.ndarray, name: str, prediction) -> None:
     # sweep the step where it is in the user's pipeline (its other settings kept), or add it at the end
     base = pipeline if step_name in names else Pipeline.of([*pipeline.ops, (step_name, {})])
     index = [n for n, _ in base.ops].index(step_name)
-    curve = []
-    try:
-        for value in values:
-            result = predictor.predict_arrays([base.with_param(index, param_name, value)(image)], [name])[0]
-            measure, confidence = predictor.task.confidence(prediction, result)
-            curve.append({param_name: float(value), measure: confidence})
-    except Exception as exc:  # an enhancement that cannot apply to this image must not end the session
-        st.error(f"The sweep stopped at {param_name}={value}: {exc}")
-    if curve:
-        st.line_chart(pd.DataFrame(curve).set_index(param_name))
+    swept = common.Result("whatif", answer.model, name, identity=answer.tag, settings=picked)
+    if swept.get() is None:
+        curve, bar = [], st.progress(0.0, text=f"sweeping {picked} over {len(values)} values ...")
+        try:
+            for i, value in enumerate(values):
+                result = predictor.predict_arrays([base.with_param(index, param_name, value)(image)], [name])[0]
+                measure, confidence = predictor.task.confidence(prediction, result)
+                curve.append({param_name: float(value), measure: confidence})
+                bar.progress((i + 1) / len(values), text=f"sweeping {picked}: {i + 1} of {len(values)} values")
+        except Exception as exc:  # an enhancement that cannot apply to this image must not end the session
+            st.error(f"The sweep stopped at {param_name}={value}: {exc}")
+        bar.empty()
+        swept.store(curve)
+    if swept.get():
+        st.line_chart(pd.DataFrame(swept.get()).set_index(param_name))
 
 
 root = common.workspace()
@@ -191,11 +212,8 @@ image, problem = common.decode(name, source)
 if problem:
     st.error(f"Not an image we can read: {problem}")
     st.stop()
-try:
-    enhanced = pipeline(image)
-except Exception as exc:  # an enhancement that cannot apply to this image must not end the session
-    st.error(f"The enhancement failed on {name}: {exc}")
-    enhanced = image
+changed = common.stamp(source) if isinstance(source, Path) else None  # a file replaced at the same path
+enhanced = _enhanced(image, name, [key, changed])
 
 if predictor is None:
     _images(image, enhanced, pipeline)
@@ -207,13 +225,13 @@ card, task = predictor.card, predictor.task
 moved = {c.keyword: st.sidebar.slider(c.label, 0.0, 1.0, c.value, 0.01, help=c.help) for c in task.controls(card)}
 if moved:
     predictor = predictor.with_threshold(**moved)
-changed = common.stamp(source) if isinstance(source, Path) else None  # a file replaced at the same path
 answer = common.Result(
     "inspect", common.chosen_model(), name, identity=[key, changed], settings=[pipeline.to_dict(), moved]
 )
 if answer.get() is None:
     t0 = time.perf_counter()
-    answer.store((predictor.predict_arrays([enhanced], [name])[0], time.perf_counter() - t0))
+    with st.spinner(f"predicting {name} ..."):
+        answer.store((predictor.predict_arrays([enhanced], [name])[0], time.perf_counter() - t0))
 prediction, seconds = answer.get()
 
 _verdict(prediction, answer, card)
@@ -232,4 +250,4 @@ st.caption(f"{seconds * 1000:.0f} ms (model {prediction.time_ms:.0f} ms)")
 _downloads(
     name, source, enhanced, overlay, common.prediction_log(name, pipeline, model_path, card, prediction, seconds)
 )
-_what_if(image, name, prediction)
+_what_if(image, name, prediction, answer)
