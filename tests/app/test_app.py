@@ -224,6 +224,8 @@ def test_evaluate_shows_metrics_and_errors(workspace, monkeypatch):
     assert any(note in w.value for w in at.warning), [w.value for w in at.warning]
     rates = {m.label: m.value for m in at.metric if "rate" in m.label}
     assert set(rates) == {"escape rate", "false-reject rate"} and all(v.endswith("%") for v in rates.values())
+    worst = next(c.value for c in at.caption if "worst images" in c.value)  # the error gallery says what it shows
+    assert f"at most {12} here" in worst and "labelled with what went wrong" in worst
 
 
 def test_a_drift_check_that_fails_leaves_only_its_error(workspace, monkeypatch, tmp_path):

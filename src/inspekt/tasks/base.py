@@ -238,7 +238,8 @@ class Task:
         self, result: Any, predictor: Any, dataset: Dataset, folder: Path, limit: int | None = None
     ) -> list[Path]:
         """The evaluation's figures in ``folder``, most telling first; ``limit`` caps the per-image
-        panels (None: the task's default). Returns the files written."""
+        panels (None: the task's default), which are named ``NNN_...png`` by rank and say on the image
+        what went wrong. Returns the files written."""
         return []
 
     def summary(self, result: Any) -> list[Table]:

@@ -17,15 +17,18 @@ from inspekt.io import load_image
 GALLERY = 12
 
 
-def _figures(predictor, result, data: str) -> list[tuple[str, object]]:
-    """The task's figures of an evaluation, drawn once (at most GALLERY per-image panels): the ones it
-    returns first, in its order, then the images they link to (e.g. the Grad-CAM gallery)."""
+def _figures(predictor, result, data: str) -> tuple[list, list]:
+    """The task's figures of an evaluation, drawn once: the ones it returns, in its order (plots, and for
+    some tasks per-image panels), then the images they link to (e.g. the Grad-CAM gallery); at most
+    GALLERY per-image panels. Each as (name, image, is a per-image panel)."""
     from inspekt.data import open_dataset
 
     with tempfile.TemporaryDirectory() as tmp:
         written = predictor.task.write_plots(result, predictor, open_dataset(data), Path(tmp), GALLERY)
         linked = [p for p in sorted(Path(tmp).rglob("*.png")) if p not in written]
-        return [(p.name, load_image(p)) for p in written + linked if p.suffix == ".png"]
+        shown = [(p.name, load_image(p)) for p in written + linked if p.suffix == ".png"]
+    plots = [(name, image) for name, image in shown if not name[:3].isdigit()]  # panels are numbered: 000_...
+    return plots, [(name, image) for name, image in shown if name[:3].isdigit()]
 
 
 root = common.workspace()
@@ -80,6 +83,15 @@ for table in task.summary(result)[1:]:  # the first is the headline above
     st.dataframe(pd.DataFrame(table.rows, columns=table.columns).set_index(table.columns[0]), width="stretch")
 
 st.subheader("Figures: " + task.figures)
-columns = st.columns(3)
-for k, (name, image) in enumerate(figures):
-    columns[k % 3].image(image, caption=name, width="stretch")
+plots, panels = figures
+columns = st.columns(2)  # wide enough to read their axes and legends
+for k, (name, image) in enumerate(plots):
+    columns[k % 2].image(image, caption=name, width="stretch")
+if panels:
+    st.caption(
+        f"The {len(panels)} worst images (at most {GALLERY} here; `inspekt eval --plots DIR` writes the task's full "
+        "set), each labelled with what went wrong"
+    )
+    columns = st.columns(3)
+    for k, (name, image) in enumerate(panels):
+        columns[k % 3].image(image, caption=name, width="stretch")

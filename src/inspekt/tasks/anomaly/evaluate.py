@@ -235,17 +235,17 @@ def write_plots(result: AnomalyEvalResult, predictor, folder: str | Path, limit:
             xlabel="normalised anomaly score",
         )
     ]
-    for kind in ("fp", "fn"):
-        for rank, index in enumerate(result.worst(kind, limit), start=1):
-            row = result.rows[index]
-            image = load_image(row["path"], mode="keep")
-            (prediction,) = predictor.predict_arrays([image], [row["path"]])
-            panels = [
-                banner(image, f"{row['label']} ({kind.upper()})"),
-                banner(prediction.overlay(image), f"score {prediction.score:.2f}"),
-            ]
-            if prediction.reconstruction is not None:
-                panels.append(banner(prediction.reconstruction, "reconstruction"))
-            name = f"{kind}_{rank:02d}_{Path(row['path']).stem}.png"
-            written.append(save_image(folder / name, np.concatenate(panels, axis=1)))
+    worst = [(kind, index) for kind in ("fp", "fn") for index in result.worst(kind, limit)]
+    for rank, (kind, index) in enumerate(worst):
+        row = result.rows[index]
+        image = load_image(row["path"], mode="keep")
+        (prediction,) = predictor.predict_arrays([image], [row["path"]])
+        panels = [
+            banner(image, f"{row['label']} ({kind.upper()})"),
+            banner(prediction.overlay(image), f"score {prediction.score:.2f}"),
+        ]
+        if prediction.reconstruction is not None:
+            panels.append(banner(prediction.reconstruction, "reconstruction"))
+        name = f"{rank:03d}_{kind}_{Path(row['path']).stem}.png"  # per-image panels: NNN_ (Task.write_plots)
+        written.append(save_image(folder / name, np.concatenate(panels, axis=1)))
     return written

@@ -10,6 +10,7 @@ from urllib.parse import quote
 
 import numpy as np
 
+from inspekt.draw import banner
 from inspekt.figures import new_figure, save_figure
 from inspekt.io.files import iter_images
 from inspekt.io.write import save_image
@@ -196,17 +197,11 @@ def write_gallery(result: EvalResult, folder: str | Path, *, limit: int = GALLER
             continue
         explanation = explainer.explain(by_path[path], target=predicted, source=path)
         relative = f"gallery/{rank:03d}_{Path(path).stem}.png"
-        save_image(folder / relative, _thumbnail(explanation.overlay))
-        cards.append(
-            _gallery_card(
-                relative,
-                path,
-                _error_kind(result, index),
-                result.classes[result.y_true[index]],
-                predicted,
-                float(result.probs[index, result.y_pred[index]]),
-            )
-        )
+        true, confidence = result.classes[result.y_true[index]], float(result.probs[index, result.y_pred[index]])
+        # the image says what went wrong on itself too: it is shown without this page (the workbench)
+        said = f"true {true}, predicted {predicted} {confidence:.0%}"
+        save_image(folder / relative, banner(_thumbnail(explanation.overlay), said))
+        cards.append(_gallery_card(relative, path, _error_kind(result, index), true, predicted, confidence))
     n_errors = int((result.y_true != result.y_pred).sum())
     page = _GALLERY_PAGE.format(
         title=html.escape(f"errors of {result.bundle} on {result.data} ({result.split})"),
