@@ -358,6 +358,9 @@ def test_train_from_s3_dataset_into_s3_runs(s3):
     assert fs.exists(f"{BUCKET}/runs/classify/exp/results.csv")
     card = open_bundle(result["bundle"]).card
     assert card.data.source == f"{url}/dataset" and card.data.n_samples > 0
+    evaluated = run("eval", result["bundle"], "--data", f"{url}/dataset", "--json", "-")
+    assert evaluated.exit_code == 0, evaluated.output  # which images the model saw is known for S3 images too
+    assert json.loads(evaluated.stdout)["metrics"]["n_seen"] == 16
     compared = run("runs", "compare", result["run_dir"], "--json", "--plot", f"{url}/reports/curves.png")
     assert compared.exit_code == 0, compared.output
     assert json.loads(compared.stdout)[0]["epochs_run"] == 1

@@ -8,6 +8,7 @@ from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from inspekt import storage
 from inspekt.card import NORMAL_NAMES
 
 SPLITS = ("train", "val", "test")
@@ -141,7 +142,10 @@ class Dataset:
 def image_key(path) -> str | None:
     """A short identity of an image file for "did the model see it": a hash of its bytes, so the same file
     listed by another folder, a CSV or a copy has the same key, and two images never share one (file names and
-    sizes do: numbered BMPs of one camera). None for a remote or unreadable file (no second download)."""
+    sizes do: numbered BMPs of one camera). A remote file's is the hash of the bytes this process read from it
+    (evaluation and training read them anyway; no second download); None when it was not read, or unreadable."""
+    if isinstance(path, storage.RemotePath):
+        return path.content_key()
     if not isinstance(path, Path):
         return None
     try:

@@ -4,6 +4,7 @@ inspekt uses, and the translation of storage failures into one-line ``StorageErr
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import posixpath
 import re
@@ -66,6 +67,17 @@ def _options(protocol: str) -> dict[str, Any]:
     from fsspec.config import conf
 
     return {} if "config_kwargs" in conf.get(protocol, {}) else {"config_kwargs": S3_CLIENT}
+
+
+_CONTENT_KEYS: dict[str, str] = {}  # URL -> content hash of the bytes read from it (bounded, oldest dropped)
+MAX_CONTENT_KEYS = 500_000
+
+
+def _remember_key(url: str, data: bytes) -> None:
+    _CONTENT_KEYS.pop(url, None)
+    _CONTENT_KEYS[url] = hashlib.blake2b(data, digest_size=8).hexdigest()  # as data.dataset.image_key hashes a file
+    if len(_CONTENT_KEYS) > MAX_CONTENT_KEYS:
+        del _CONTENT_KEYS[next(iter(_CONTENT_KEYS))]
 
 
 def _endpoint() -> str:
@@ -237,9 +249,16 @@ class RemotePath:
             return _Stat(int(self.fs.size(self.path) or 0))
 
     def read_bytes(self) -> bytes:
-        """The whole file's bytes."""
+        """The whole file's bytes (their ``content_key`` is kept for this process)."""
         with _errors(str(self)):
-            return self.fs.cat_file(self.path)
+            data = self.fs.cat_file(self.path)
+        _remember_key(str(self), data)
+        return data
+
+    def content_key(self) -> str | None:
+        """The hash of the bytes last read from this URL in this process (as ``data.dataset.image_key``
+        hashes a local file), or None when it was not read: "did the model see it" without a second download."""
+        return _CONTENT_KEYS.get(str(self))
 
     def read_text(self, encoding: str = "utf-8") -> str:
         """The whole file decoded as text."""
