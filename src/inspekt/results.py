@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,12 @@ class BatchReport:
         if not self.skipped:
             return head
         return head + ":\n" + "\n".join(f"  {s.path}: {s.reason}" for s in self.skipped)
+
+    def warn_unkept(self) -> None:
+        """For a report the caller did not pass in: name the skipped files in a warning rather than drop
+        them silently (from the library's entry points that take ``report=``)."""
+        if self.skipped:
+            warnings.warn(self.summary() + "\n(pass report=BatchReport() to collect them)", UserWarning, stacklevel=3)
 
 
 @dataclass

@@ -430,6 +430,9 @@ def test_missing_bucket_key_and_unwritable_report_fail_in_one_line(s3):
     missing_bucket = run("predict", "s3://no-such-bucket-here/model.inspekt", f"{s3['url']}/incoming")
     assert missing_bucket.exit_code == 2 and "no such bucket 'no-such-bucket-here'" in missing_bucket.output
     assert "Traceback" not in missing_bucket.output
+    source = run("predict", f"{s3['url']}/model.inspekt", "s3://no-such-bucket-here/images/")
+    assert source.exit_code == 2 and "s3://no-such-bucket-here/images/: no such bucket" in source.output
+    assert "skipped" not in source.output  # said as what it is, not as one unreadable "file"
     missing_key = run("eval", f"{s3['url']}/model.inspekt", "--data", f"{s3['url']}/no-such-dataset")
     assert missing_key.exit_code == 2 and f"{s3['url']}/no-such-dataset: no such file" in missing_key.output
     report = run("drift", f"{s3['url']}/model", f"{s3['url']}/incoming", "--json", "s3://no-such-bucket-here/r.json")

@@ -66,6 +66,15 @@ def test_predict_on_the_cluster_equals_the_local_run(trained, images, scheduler)
     assert spread.stderr.count("zz_broken.png") == 1 and f"loaded {len(rows)} images" in spread.stderr
 
 
+def test_predict_on_without_a_report_names_the_unreadable_files(trained, images, scheduler):
+    from inspekt.engine.distributed import predict_on
+
+    files = [str(p) for p in sorted(images.rglob("*.png"))]
+    with distributed.Client(scheduler) as client, pytest.warns(UserWarning, match=r"zz_broken.png: not an image"):
+        done = [p for chunk, _ in predict_on(client, str(trained.bundle), files) for p in chunk]
+    assert len(done) == len(files) - 1  # dropped silently before: no report, no warning
+
+
 def test_drift_on_the_cluster_equals_the_local_run_and_names_the_shift(trained, images, scheduler, tmp_path):
     dark = tmp_path / "dark"
     dark.mkdir()

@@ -61,6 +61,8 @@ def expand_sources(sources: list[str]) -> list[str]:
         elif not path.exists() and glob.has_magic(source):
             expanded.extend(storage.glob_paths(source))
         else:
+            if isinstance(path, storage.RemotePath) and "no such bucket" in (reason := path.missing_reason()):
+                raise InspektError(f"{source}: {reason}")  # nothing below a missing bucket can be read
             expanded.append(source)  # a missing file is reported as skipped, not fatal
     return expanded
 

@@ -31,7 +31,8 @@ def predict_on(
         files: image paths or URLs every worker can read.
         options: ``Predictor.load`` keywords (backend, threads, batch_size, thresholds).
         enhance: an enhancement pipeline spec, as ``Pipeline.parse`` reads it.
-        report: collects the files the workers could not read.
+        report: collects the files the workers could not read (None: they are named in a warning at the end,
+            as ``Predictor.predict`` does).
         chunk_size: files per task (default: about four tasks per worker slot).
 
     Yields:
@@ -45,13 +46,15 @@ def predict_on(
         else chunks_for(paths, slots(client))
     )
     key = (for_workers(str(bundle)), card_digest(bundle), tuple(sorted((options or {}).items())), enhance)
+    mine, report = report is None, report if report is not None else BatchReport()
     for chunk, (predictions, tally) in zip(chunks, map_ordered(client, _predict_chunk, chunks, key)):
         for prediction in predictions:
             prediction.source = names.get(prediction.source, prediction.source)
-        if report is not None:
-            report.loaded += tally.loaded
-            report.skipped.extend(replace(s, path=names.get(s.path, s.path)) for s in tally.skipped)
+        report.loaded += tally.loaded
+        report.skipped.extend(replace(s, path=names.get(s.path, s.path)) for s in tally.skipped)
         yield predictions, len(chunk)
+    if mine:
+        report.warn_unkept()
 
 
 def card_digest(bundle: Any) -> str:

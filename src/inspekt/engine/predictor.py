@@ -9,7 +9,6 @@ from __future__ import annotations
 import copy
 import functools
 import os
-import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -312,8 +311,8 @@ class Predictor:
             if len(pending) >= self.batch_size:
                 results.extend(self._flush(pending, enhance))
         results.extend(self._flush(pending, enhance))
-        if mine and report.skipped:  # the caller keeps no report: say it here rather than drop the files silently
-            warnings.warn(report.summary() + "\n(pass report=BatchReport() to collect them)", UserWarning, stacklevel=2)
+        if mine:
+            report.warn_unkept()
         return results
 
     def _flush(self, pending: list[tuple[str, np.ndarray]], enhance: Pipeline | None) -> list[Prediction]:
