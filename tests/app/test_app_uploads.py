@@ -23,3 +23,23 @@ def test_only_the_newest_uploaded_bundles_are_kept(tmp_path):
     kept = sorted(p.name for p in folder.glob("*.inspekt"))
     assert kept == [f"{i:02d}-model.inspekt" for i in range(3, common.MAX_UPLOADED_BUNDLES + 3)]
     assert (folder / "notes.txt").exists()
+
+
+def test_a_damaged_uploaded_bundle_is_refused_whole_at_upload(trained, tmp_path):
+    """A bundle whose weights fail their checksum was accepted, and failed later at Grad-CAM under its
+    internal upload path."""
+    import zipfile
+
+    from inspekt.bundle import copy_bundle, open_bundle
+
+    good = copy_bundle(open_bundle(trained.bundle), tmp_path / "good.inspekt", archive=True)
+    assert common._damage(good) is None
+    data = bytearray(good.read_bytes())
+    with zipfile.ZipFile(good) as archive:
+        member = archive.getinfo("weights.safetensors")
+    start = member.header_offset + 30 + len(member.filename) + len(member.extra) + 100  # inside its data
+    data[start] ^= 0xFF
+    damaged = tmp_path / "damaged.inspekt"
+    damaged.write_bytes(bytes(data))
+    problem = common._damage(damaged)
+    assert problem is not None and "weights.safetensors" in problem

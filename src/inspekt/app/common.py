@@ -138,6 +138,11 @@ def _uploaded_bundle(root: Path) -> tuple[str, Path] | None:
     if not target.is_file():
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(data)
+        problem = _damage(target)
+        if problem is not None:  # refused whole now, not when Grad-CAM first reads its weights
+            target.unlink()
+            st.sidebar.error(f"{uploaded.name} cannot be used: {problem.replace(str(target), uploaded.name)}")
+            return None
         _keep_newest(target.parent, MAX_UPLOADED_BUNDLES)
     label = f"uploaded: {uploaded.name}"
     if st.session_state.get("_bundle_upload_id") != uploaded.file_id:  # a new upload: answer with it
@@ -145,6 +150,21 @@ def _uploaded_bundle(root: Path) -> tuple[str, Path] | None:
         st.session_state["model"] = label
         st.session_state["_remember_upload"] = True
     return label, target
+
+
+def _damage(path: Path) -> str | None:
+    """Why a bundle file is unusable (not a bundle, a member that fails its checksum or its card's
+    sha256), or None: every member is read once, as the model and Grad-CAM will read them."""
+    from inspekt.bundle import MEMBERS, open_bundle
+
+    try:
+        bundle = open_bundle(path)
+        for name in MEMBERS:
+            if bundle.has(name):
+                bundle.read(name)
+    except InspektError as exc:
+        return str(exc)
+    return None
 
 
 def _chosen(root: Path, entries: dict[str, ModelRef]) -> None:
