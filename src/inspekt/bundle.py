@@ -17,6 +17,7 @@ import shutil
 import tempfile
 import threading
 import zipfile
+import zlib
 from pathlib import Path
 from typing import IO
 
@@ -104,7 +105,7 @@ class _Archive:
         try:
             with self._lock, zipfile.ZipFile(self._source) as archive:
                 return archive.read(name)
-        except (zipfile.BadZipFile, OSError) as exc:  # changed or damaged since it was opened
+        except (zipfile.BadZipFile, OSError, zlib.error, EOFError) as exc:  # changed or damaged (a deflated member)
             raise BundleError(f"{self.where}: {name} cannot be read from the archive ({exc})") from exc
 
 

@@ -49,7 +49,8 @@ def connect(address: Any, workers: int = 0) -> Iterator[Any]:
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
         raise ConfigError(f"--workers {workers!r}: give a number of worker processes, or 0 for one per CPU core")
     if address.strip().lower() == LOCAL:
-        with step(f"starting a local Dask cluster ({workers or os.cpu_count() or 1} workers)"):
+        n = workers or os.cpu_count() or 1
+        with step(f"starting a local Dask cluster ({n} worker{'s' if n > 1 else ''})"):
             cluster = _local_cluster(workers)
         with cluster, Client(cluster) as client:
             yield client

@@ -326,6 +326,10 @@ def test_a_failed_run_says_why(tmp_path):
     log.write_text("training ...\nerror: /data: no boxes and no masks, so there is nothing to detect\n")
     job = jobs.Job("x", "detect", tmp_path / "run", 2**22 + 12345, log)  # a pid no process has
     assert job.status() == "failed: /data: no boxes and no masks, so there is nothing to detect"
+    (tmp_path / "run" / "bundle").mkdir(parents=True)  # stopped while its bundle was written: card, no reference
+    (tmp_path / "run" / "bundle" / "card.json").write_text("{}")
+    log.write_text("error: interrupted while the run was finishing (its bundle is not complete); ... --resume x\n")
+    assert not job.done and job.status().startswith("failed: interrupted while the run was finishing")
 
 
 @pytest.mark.slow

@@ -97,7 +97,7 @@ def test_debug_works_after_the_command_too(tmp_path):
     assert "Traceback" in result.stderr and "no such file or folder" in result.stderr
 
 
-@pytest.mark.parametrize("form", ["--json", "--csv"])
+@pytest.mark.parametrize("form", ["--json", "--csv", "--topk"])
 def test_predict_streams_json_and_csv_and_ctrl_c_keeps_what_was_printed(trained, synth_classes, monkeypatch, form):
     from inspekt.engine.predictor import Predictor
 
@@ -110,9 +110,13 @@ def test_predict_streams_json_and_csv_and_ctrl_c_keeps_what_was_printed(trained,
         return predict(self, *args, **kwargs)
 
     monkeypatch.setattr(Predictor, "predict", interrupted_at_the_second_chunk)
-    result = run("predict", trained.bundle, synth_classes / "pore", form, "--batch", 4)
+    args = [form, "2"] if form == "--topk" else [form]  # --topk: the table
+    result = run("predict", trained.bundle, synth_classes / "pore", *args, "--batch", 4)
     assert result.exit_code == 130 and "interrupted: 4 of 20 images predicted" in result.stderr
     lines = result.stdout.strip().splitlines()
+    if form == "--topk":  # the table of what was predicted is printed at the interruption
+        assert sum("pore_" in line for line in lines) == 4
+        return
     assert len(lines) == (4 if form == "--json" else 5)  # the first chunk's rows (CSV: and its header)
     assert "pore" in lines[-1]
 

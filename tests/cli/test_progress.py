@@ -164,3 +164,36 @@ def test_train_without_epochs_counts_to_the_tasks_own_default(tmp_path: Path):
         proc.kill()
         proc.wait()
     assert seen == "training 0/55 (0%)\n"
+
+
+def test_rows_printed_while_a_bar_is_live_on_a_terminal_stay_on_stdout(capsys):
+    """Rich redirects stdout into its bar's console by default: with stderr on a terminal, `predict --json`
+    rows went to stderr between the bars, and stdout (the file the user redirected to) stayed empty."""
+    import io
+
+    from rich.console import Console
+
+    from inspekt.cli.common import RichReporter
+
+    terminal = io.StringIO()
+    reporter = RichReporter(Console(file=terminal, force_terminal=True))
+    with progress.reporting(reporter), progress.step("predicting", 2) as advance:
+        print('{"path": "a.png"}')
+        advance()
+    reporter.bars.stop()
+    assert capsys.readouterr().out == '{"path": "a.png"}\n' and "a.png" not in terminal.getvalue()
+
+
+def test_a_failed_drift_step_does_not_say_done(capsys, monkeypatch):
+    from inspekt.cli.drift import _progress
+
+    real = progress.time.monotonic  # a step starts by the real clock; its end is read 100 s later
+    try:
+        with _progress() as (on_start, advance):
+            on_start("reference", 3)
+            monkeypatch.setattr(progress.time, "monotonic", lambda: real() + 100)  # a long step: "done in" if ended
+            raise OSError("disk gone")
+    except OSError:
+        pass
+    said = capsys.readouterr().err
+    assert "profiling reference" in said and "done" not in said, said

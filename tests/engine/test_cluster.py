@@ -163,6 +163,25 @@ def test_a_local_cluster_from_the_python_api(images):
     ]
 
 
+def test_check_drift_on_a_local_cluster_takes_one_worker_per_core_by_default(images, monkeypatch):
+    """connect's workers=1 now means one worker; check_drift's default must still mean one per core."""
+    from contextlib import contextmanager
+
+    from inspekt import cluster
+
+    asked: list = []
+
+    @contextmanager
+    def recording(address, workers=0):
+        asked.append(workers)
+        yield None  # no client: the check runs here, which is all this test needs
+
+    monkeypatch.setattr(cluster, "connect", recording)
+    check_drift(images / "ok", images / "pore", dask="local", permutations=19, checks=("properties",))
+    check_drift(images / "ok", images / "pore", dask="local", workers=3, permutations=19, checks=("properties",))
+    assert asked == [0, 3]
+
+
 def test_local_workers_ignore_the_terminal_s_ctrl_c_and_the_command_keeps_it():
     """Ctrl-C reaches the whole process group: each local worker printed a KeyboardInterrupt traceback."""
     import signal

@@ -137,12 +137,14 @@ def _uploaded_bundle(root: Path) -> tuple[str, Path] | None:
     target = root / "uploads" / "models" / f"{hashlib.sha1(data).hexdigest()[:12]}-{Path(uploaded.name).name}"
     if not target.is_file():
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(data)
-        problem = _damage(target)
+        checking = target.with_name(f".checking-{target.name}")  # named as an upload only once it reads whole
+        checking.write_bytes(data)
+        problem = _damage(checking)
         if problem is not None:  # refused whole now, not when Grad-CAM first reads its weights
-            target.unlink()
-            st.sidebar.error(f"{uploaded.name} cannot be used: {problem.replace(str(target), uploaded.name)}")
+            checking.unlink()
+            st.sidebar.error(f"{uploaded.name} cannot be used: {problem.replace(str(checking), uploaded.name)}")
             return None
+        checking.replace(target)
         _keep_newest(target.parent, MAX_UPLOADED_BUNDLES)
     label = f"uploaded: {uploaded.name}"
     if st.session_state.get("_bundle_upload_id") != uploaded.file_id:  # a new upload: answer with it
@@ -164,6 +166,8 @@ def _damage(path: Path) -> str | None:
                 bundle.read(name)
     except InspektError as exc:
         return str(exc)
+    except Exception as exc:  # whatever else a damaged file raises: refused, never a traceback in the page
+        return f"{path}: not a readable bundle ({type(exc).__name__}: {exc})"
     return None
 
 

@@ -46,7 +46,8 @@ class Job:
 
     @property
     def done(self) -> bool:
-        return (self.run_dir / "bundle" / "card.json").is_file()
+        """Its bundle is complete: the card, and the drift reference written after it."""
+        return all((self.run_dir / "bundle" / name).is_file() for name in ("card.json", "reference.json"))
 
     @property
     def running(self) -> bool:
@@ -73,11 +74,11 @@ class Job:
         if self.running:
             return "running"
         said = self.said()
+        error = next((line for line in said.splitlines() if line.startswith("error:")), None)
+        if error is not None:  # also a run stopped while its bundle was written: the error says to --resume it
+            return f"failed: {error.removeprefix('error:').strip()}"
         if self.done:
             return "stopped by you; the best epoch so far is bundled" if "interrupted: kept" in said else "done"
-        error = next((line for line in said.splitlines() if line.startswith("error:")), None)
-        if error is not None:
-            return f"failed: {error.removeprefix('error:').strip()}"
         return "ended without a bundle (see the log)"
 
     def stop(self) -> None:

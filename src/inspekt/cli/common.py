@@ -56,7 +56,8 @@ class RichReporter(progress.Reporter):
 
     def __init__(self, out: Console):
         columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
-        self.bars = Progress(*columns, console=out, transient=True)
+        # redirect_stdout off: JSON and CSV rows printed while a bar is live must reach stdout, not the bar's stderr
+        self.bars = Progress(*columns, console=out, transient=True, redirect_stdout=False)
 
     def begin(self, name: str, total: int | None, announce: bool) -> Any:
         if not self.bars.live.is_started:

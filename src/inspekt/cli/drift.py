@@ -18,9 +18,9 @@ def _progress():
     (bars on a terminal, plain lines in logs and pipes)."""
     active: list = []  # the step of the side being profiled: (its context, its advance)
 
-    def finish() -> None:
+    def finish(exc: BaseException | None = None) -> None:  # a failed step is told so: it does not say "done"
         while active:
-            active.pop()[0].__exit__(None, None, None)
+            active.pop()[0].__exit__(type(exc) if exc else None, exc, exc.__traceback__ if exc else None)
 
     def on_start(side: str, n: int) -> None:
         finish()
@@ -30,8 +30,10 @@ def _progress():
     with showing_progress():
         try:
             yield on_start, lambda n: active[-1][1](n)
-        finally:
-            finish()
+        except BaseException as exc:
+            finish(exc)
+            raise
+        finish()
 
 
 @app.command()

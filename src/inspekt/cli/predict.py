@@ -61,7 +61,8 @@ def expand_sources(sources: list[str]) -> list[str]:
         elif not path.exists() and glob.has_magic(source):
             expanded.extend(storage.glob_paths(source))
         else:
-            if isinstance(path, storage.RemotePath) and "no such bucket" in (reason := path.missing_reason()):
+            remote = isinstance(path, storage.RemotePath)
+            if remote and not path.exists() and "no such bucket" in (reason := path.missing_reason()):
                 raise InspektError(f"{source}: {reason}")  # nothing below a missing bucket can be read
             expanded.append(source)  # a missing file is reported as skipped, not fatal
     return expanded
@@ -304,6 +305,7 @@ def predict(
                     results.extend(chunk)
                     advance(n)
         except KeyboardInterrupt:
+            printer.finish(results)  # the table or document of what was predicted (JSON and CSV are out already)
             _summarise(results, report, save_dir, predictor, printer.version)
             err_console.print(f"interrupted: {len(results)} of {len(files)} images predicted", highlight=False)
             raise typer.Exit(130) from None

@@ -337,12 +337,17 @@ def _read_layout(root: Path | storage.RemotePath) -> Dataset:
 def _class_folders_or_labels_csv(root: Path | storage.RemotePath) -> Dataset:
     """Class folders, unless they give no more than one class and a ``labels.csv`` beside them
     annotates the images (``images/<anything>/`` + ``labels.csv``, or flat images + ``labels.csv``):
-    then the CSV is what the user wrote, and the folder names are not labels."""
+    then the CSV is what the user wrote, and the folder names are not labels. A CSV without a label,
+    mask or boxes column, or one that lists fewer images than the folders hold (a one-class anomaly
+    set with someone's notes beside it), leaves the folders as they are."""
     beside = root / LABELS_CSV
-    if not beside.is_file():
+    if not beside.is_file() or not set(csv_columns(beside)) & set(ANNOTATION_COLUMNS):
         return read_class_folders(root)
     try:
         folders = read_class_folders(root)
     except DatasetError:
         return read_csv(beside)
-    return read_csv(beside) if len(folders.classes) <= 1 else folders
+    if len(folders.classes) > 1:
+        return folders
+    listed = read_csv(beside)
+    return listed if len(listed) >= len(folders) else folders

@@ -37,7 +37,7 @@ def check_drift(
     reference: Source,
     current: Source,
     *,
-    workers: int = 1,
+    workers: int | None = None,
     sample: int | None = None,
     progress: Callable[[int], None] | None = None,
     on_start: Callable[[str, int], None] | None = None,
@@ -51,8 +51,8 @@ def check_drift(
             (its ``reference.json``; then the model also predicts the current images, for
             prediction and embedding drift).
         current: the same kinds, except a bundle.
-        workers: processes for profiling (0: auto, see ``profile_images``; with ``dask="local"``: the local
-            cluster's workers).
+        workers: processes for profiling (None: 1; 0: auto, see ``profile_images``); with ``dask="local"``: the
+            local cluster's workers (None or 0: one per CPU core).
         sample: profile a seeded random sample of this many images per side.
         progress: called with the number of images finished, as profiling goes.
         on_start: called with ("reference" | "current", number of images) before each side is profiled.
@@ -67,12 +67,13 @@ def check_drift(
     if sample is not None and sample < 2:
         raise ConfigError(f"sample must be at least 2 images per side, not {sample}")
     if dask is None:
+        alone = 1 if workers is None else workers
         return _check(
-            reference, current, config, None, workers=workers, sample=sample, progress=progress, on_start=on_start
+            reference, current, config, None, workers=alone, sample=sample, progress=progress, on_start=on_start
         )
     from inspekt.cluster import connect
 
-    with connect(dask, workers) as client:
+    with connect(dask, workers or 0) as client:
         return _check(
             reference, current, config, client, workers=1, sample=sample, progress=progress, on_start=on_start
         )

@@ -230,7 +230,8 @@ def _upload_run(run_dir: Path, target, cfg) -> None:
         upload_folder(run_dir, target)
     except InspektError as exc:
         raise InspektError(
-            f"{exc}; the finished run is kept at {run_dir}: upload it yourself or train again with a writable --out"
+            f"{exc}; the run is kept at {run_dir}: upload it to {target} yourself (then --resume works there), "
+            "or train again with a writable --out"
         ) from None
 
 
@@ -271,11 +272,12 @@ def resume_staged(target, resume, **options):
         **options: passed on to ``resume`` (e.g. ``on_epoch``).
     """
     from inspekt.config import TrainConfig, build_config
-    from inspekt.storage import download_folder
+    from inspekt.storage import check_writable, download_folder
 
     target = as_path(target)
     if not (target / "config.yaml").is_file():
         raise ConfigError(f"{target}: not a run folder (no config.yaml); give the folder `inspekt train` printed")
+    check_writable(target, "upload the resumed run")  # before the epochs, not after
     staging = _staging()
     run_dir = staging / target.name
     try:
@@ -303,16 +305,16 @@ def _staged(run, staging: Path, run_dir: Path, target, cfg):
     try:
         result = run()
     except (TrainingDiverged, RunUnfinished) as exc:  # weights worth keeping: upload them, then say so
-        kept = run_dir / ("checkpoints" if isinstance(exc, RunUnfinished) else "bundle/card.json")
+        kept = run_dir / ("checkpoints/last.pt" if isinstance(exc, RunUnfinished) else "bundle/card.json")
         if not kept.exists():
             shutil.rmtree(staging, ignore_errors=True)
             raise
         _upload_run(run_dir, target, cfg)
         shutil.rmtree(staging, ignore_errors=True)
-        raise _moved(exc, run_dir, target) from None
+        raise _moved(exc, run_dir, target) from exc
     except InspektError as exc:  # named by where the user's run is, not by the staging folder
         shutil.rmtree(staging, ignore_errors=True)
-        raise _moved(exc, run_dir, target) from None
+        raise _moved(exc, run_dir, target) from exc
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

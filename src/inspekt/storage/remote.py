@@ -8,6 +8,8 @@ import hashlib
 import os
 import posixpath
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Iterator
 from functools import total_ordering
 from pathlib import PurePosixPath
@@ -61,23 +63,30 @@ S3_RETRIES = 2  # s3fs's own retries of a timed-out call (default 5), each with 
 
 
 def _options(protocol: str) -> dict[str, Any]:
-    """Storage options inspekt adds: time limits for S3 unless the user's fsspec config sets its own."""
+    """Storage options inspekt adds: time limits for S3 unless the user sets their own (fsspec config
+    ``config_kwargs`` for s3 or s3a, or botocore's AWS_MAX_ATTEMPTS / AWS_RETRY_MODE)."""
     if protocol not in ("s3", "s3a"):
         return {}
     from fsspec.config import conf
 
-    return {} if "config_kwargs" in conf.get(protocol, {}) else {"config_kwargs": S3_CLIENT}
+    own = any("config_kwargs" in conf.get(name, {}) for name in ("s3", "s3a"))
+    own = own or any(os.environ.get(name) for name in ("AWS_MAX_ATTEMPTS", "AWS_RETRY_MODE"))
+    return {} if own else {"config_kwargs": S3_CLIENT}
 
 
-_CONTENT_KEYS: dict[str, str] = {}  # URL -> content hash of the bytes read from it (bounded, oldest dropped)
-MAX_CONTENT_KEYS = 500_000
+# URL -> content hash of the bytes last read from it, newest last; read_ahead reads from several threads
+_CONTENT_KEYS: OrderedDict[str, str] = OrderedDict()
+_CONTENT_LOCK = threading.Lock()
+MAX_CONTENT_KEYS = 100_000  # about 20 MB; for a set of more remote images, which were seen is not said
 
 
 def _remember_key(url: str, data: bytes) -> None:
-    _CONTENT_KEYS.pop(url, None)
-    _CONTENT_KEYS[url] = hashlib.blake2b(data, digest_size=8).hexdigest()  # as data.dataset.image_key hashes a file
-    if len(_CONTENT_KEYS) > MAX_CONTENT_KEYS:
-        del _CONTENT_KEYS[next(iter(_CONTENT_KEYS))]
+    key = hashlib.blake2b(data, digest_size=8).hexdigest()  # as data.dataset.image_key hashes a local file
+    with _CONTENT_LOCK:
+        _CONTENT_KEYS[url] = key
+        _CONTENT_KEYS.move_to_end(url)
+        while len(_CONTENT_KEYS) > MAX_CONTENT_KEYS:
+            _CONTENT_KEYS.popitem(last=False)
 
 
 def _endpoint() -> str:
@@ -258,7 +267,8 @@ class RemotePath:
     def content_key(self) -> str | None:
         """The hash of the bytes last read from this URL in this process (as ``data.dataset.image_key``
         hashes a local file), or None when it was not read: "did the model see it" without a second download."""
-        return _CONTENT_KEYS.get(str(self))
+        with _CONTENT_LOCK:
+            return _CONTENT_KEYS.get(str(self))
 
     def read_text(self, encoding: str = "utf-8") -> str:
         """The whole file decoded as text."""

@@ -103,6 +103,15 @@ def test_class_folders_win_over_a_labels_csv_beside_them(tmp_path):
     assert ds.layout == "classes" and ds.classes == ("cat", "dog")
 
 
+@pytest.mark.parametrize("table", ["path,inspector\ngood/0.png,ann\n", "path,label\ngood/0.png,good\n"])
+def test_a_one_class_folder_keeps_its_images_beside_a_csv_that_is_not_its_annotation(tmp_path, table):
+    """Notes without a label column, or a CSV listing fewer images, must not replace a good/ folder."""
+    tree(tmp_path, [f"good/{i}.png" for i in range(4)])
+    (tmp_path / "labels.csv").write_text(table)
+    ds = open_dataset(tmp_path)
+    assert ds.layout == "classes" and ds.classes == ("good",) and len(ds) == 4
+
+
 @pytest.mark.parametrize(
     "content, message",
     [

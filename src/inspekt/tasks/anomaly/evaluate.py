@@ -23,7 +23,7 @@ from inspekt.tasks.anomaly.predict import ANOMALY
 from inspekt.tasks.base import nothing_scored, predict_split
 from inspekt.tasks.shared import inspection_rates
 
-WORST_LIMIT = 12
+WORST_LIMIT = 24
 
 
 @dataclass
@@ -235,8 +235,9 @@ def write_plots(result: AnomalyEvalResult, predictor, folder: str | Path, limit:
             xlabel="normalised anomaly score",
         )
     ]
-    worst = [(kind, index) for kind in ("fp", "fn") for index in result.worst(kind, limit)]
-    for rank, (kind, index) in enumerate(worst):
+    fps, fns = result.worst("fp", limit), result.worst("fn", limit)
+    worst = [(kind, found[k]) for k in range(limit) for kind, found in (("fp", fps), ("fn", fns)) if k < len(found)]
+    for rank, (kind, index) in enumerate(worst[:limit], start=1):  # both kinds in turn, ``limit`` in all
         row = result.rows[index]
         image = load_image(row["path"], mode="keep")
         (prediction,) = predictor.predict_arrays([image], [row["path"]])
