@@ -127,6 +127,9 @@ def test_inspect_upload_enhance_explain_and_download(server, page, synth_classes
     )
     assert log["model_card"]["task"] == "classify" and log["prediction"]["label"] in log["model_card"]["classes"]
     assert log["timings_ms"]["total"] > 0
+    from inspekt.bundle import model_version, open_bundle
+
+    assert log["model_version"] == model_version(open_bundle(server[1] / "models" / "classifier"))  # name@hash
 
 
 @pytest.mark.slow

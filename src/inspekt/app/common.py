@@ -279,14 +279,18 @@ def png_bytes(image: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def prediction_log(name: str, pipeline: Pipeline, path: Path, card, prediction, seconds: float) -> str:
-    """The JSON prediction log: file, enhancement with parameters, model id and card version,
-    outputs and timings."""
+def prediction_log(name: str, pipeline: Pipeline, predictor, prediction, seconds: float) -> str:
+    """The JSON prediction log: file, enhancement with parameters, the model (its path, and ``name@hash``
+    of its graph as every result names it), its card's version, outputs and timings."""
+    from inspekt.bundle import model_version
+
+    card = predictor.card
     return json.dumps(
         {
             "file": name,
             "enhancement": pipeline.to_dict()["steps"],
-            "model": str(path),
+            "model": str(predictor.bundle.path),
+            "model_version": model_version(predictor.bundle),
             "model_card": {
                 "schema": card.schema_,
                 "task": card.task,

@@ -247,7 +247,5 @@ if task.explainable and st.toggle("Grad-CAM", help="where the model looked for t
     cam = _gradcam(name, enhanced)
     overlay = overlay if cam is None else cam
 st.caption(f"{seconds * 1000:.0f} ms (model {prediction.time_ms:.0f} ms)")
-_downloads(
-    name, source, enhanced, overlay, common.prediction_log(name, pipeline, model_path, card, prediction, seconds)
-)
+_downloads(name, source, enhanced, overlay, common.prediction_log(name, pipeline, predictor, prediction, seconds))
 _what_if(image, name, prediction, answer)
