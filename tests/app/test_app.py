@@ -196,8 +196,12 @@ def test_batch_predicts_a_folder(workspace, monkeypatch):
     at.button[0].click().run()
     assert not at.exception, at.exception
     table = at.dataframe[0].value
-    assert len(table) == len(list((workspace / "data" / "incoming").rglob("*.png")))
+    n = len(list((workspace / "data" / "incoming").rglob("*.png")))
+    assert len(table) == n
     assert set(table["label"]) <= {"lop", "ok", "pore", "scratch"}
+    counts = table["label"].value_counts()  # the totals per label, and what the gallery shows of the table
+    assert f"**{n} predicted:** " + ", ".join(f"{k} {v}" for k, v in counts.items()) in _texts(at)
+    assert f"the first {min(24, n)} of the {n} images in the table above" in _texts(at)
 
 
 @pytest.mark.slow

@@ -121,6 +121,9 @@ if batch.get() is None:
     st.stop()
 sources, results, skipped = batch.get()
 st.caption(batch.caption)
+if results:  # the totals first: what the batch says, per label
+    counts = pd.Series([r.label for r in results], dtype=object).value_counts()
+    st.markdown(f"**{len(results)} predicted:** " + ", ".join(f"{common.md(str(k))} {v}" for k, v in counts.items()))
 if skipped:
     st.warning(f"skipped {len(skipped)} file(s):\n\n" + "\n\n".join(skipped[:20]))
 if not results:
@@ -150,6 +153,7 @@ st.download_button(
     "Download CSV", shown.assign(**made_by).to_csv(index=False), file_name="predictions.csv", mime="text/csv"
 )
 st.subheader("Gallery")
+st.caption(f"the first {min(24, len(shown))} of the {len(shown)} images in the table above (filter it to see others)")
 columns = st.columns(6)
 by_path = {r.source: r for r in results}
 for k, path in enumerate(shown["path"].head(24)):
