@@ -419,6 +419,14 @@ def test_bad_bytes(name: str) -> None:
     assert_load_error(data, f"<bytes, {len(data)} B>", *keywords)
 
 
+def test_a_corrupt_image_says_what_to_do_without_python_s_exception_names(tmp_path, monkeypatch) -> None:
+    message = assert_load_error(_half(_noisy("PNG")), f"<bytes, {len(_half(_noisy('PNG')))} B>", "truncated")
+    assert "OSError" not in message and message.endswith("copy or export the file again")
+    monkeypatch.setenv("HOME", str(tmp_path))  # "~/x" typed in the workbench, or quoted on a command line
+    (tmp_path / "a.png").write_bytes(_noisy("PNG"))
+    assert load_image("~/a.png").shape == load_image(tmp_path / "a.png").shape
+
+
 def test_truncated_jpeg_is_detected_not_padded() -> None:
     assert ImageFile.LOAD_TRUNCATED_IMAGES is False
     data = _noisy("JPEG")

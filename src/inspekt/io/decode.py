@@ -209,7 +209,7 @@ def _open_source(source: ImageSource) -> Iterator[tuple[str, IO[bytes]]]:
     if storage.is_remote(source):
         data = _read_remote(label, source)
     elif isinstance(source, (str, os.PathLike)):
-        with _open_path(label, Path(os.fsdecode(source))) as handle:
+        with _open_path(label, storage.as_path(os.fsdecode(source))) as handle:  # as_path: "~/x" expanded
             yield label, handle
         return
     elif isinstance(source, (bytes, bytearray, memoryview)):
@@ -291,8 +291,9 @@ def _pillow_guard(label: str, limit: int | None) -> Iterator[None]:
         except MemoryError as exc:
             raise ImageLoadError(f"{label}: not enough memory to decode the image") from exc
         except Exception as exc:  # plugins raise arbitrary types on hostile input
-            reason = f"{type(exc).__name__}: {one_line(exc)}"
-            raise ImageLoadError(f"{label}: corrupt or truncated image data ({reason})") from exc
+            raise ImageLoadError(
+                f"{label}: corrupt or truncated image data ({one_line(exc)}); copy or export the file again"
+            ) from exc
 
 
 def _pillow_bomb_reason(exc: Exception, limit: int | None) -> str:

@@ -123,7 +123,7 @@ def as_path(value: str | os.PathLike[str] | RemotePath) -> AnyPath:
         value: what the user gave.
 
     Returns:
-        The path object to work with; a ``Path`` given in is returned as it is.
+        The path object to work with; a ``Path`` given in is returned as it is (``~`` expanded).
 
     Raises:
         StorageError: the URL's protocol is unknown or its driver (e.g. s3fs) is not installed.
@@ -132,7 +132,8 @@ def as_path(value: str | os.PathLike[str] | RemotePath) -> AnyPath:
         return value
     text = _url_text(value)
     if text is None:
-        return value if isinstance(value, Path) else Path(value)
+        path = value if isinstance(value, Path) else Path(value)
+        return path.expanduser() if str(path).startswith("~") else path  # a quoted "~/x", or one typed in the app
     protocol = _URL.match(text).group(1).lower()
     if protocol in _LOCAL_PROTOCOLS:
         return Path(text[len(protocol) + 3 :])
