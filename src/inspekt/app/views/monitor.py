@@ -12,6 +12,16 @@ from inspekt.monitor.history import as_url, default_url, sqlite_file
 from inspekt.monitor.summary import load_history, summarize_history
 
 
+def _when(stamp: str | None) -> str:
+    """An ISO time stamp as people read it: 2026-12-07 05:57:41 UTC (to the second)."""
+    if not stamp:
+        return "-"
+    moment = pd.Timestamp(stamp)
+    if moment.tzinfo is None:
+        return moment.strftime("%Y-%m-%d %H:%M:%S")
+    return moment.tz_convert("UTC").strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
 def _over_time(frame: pd.DataFrame, y: str, color: str, line: bool = False):
     """A chart over wall-clock time whose axis reads hours:minutes:seconds (Vega's default labels
     sub-second ticks ".500" when the points are close together)."""
@@ -21,7 +31,7 @@ def _over_time(frame: pd.DataFrame, y: str, color: str, line: bool = False):
     return chart.encode(
         x=alt.X("time:T", axis=alt.Axis(format="%H:%M:%S", labelOverlap=True, title="time")),
         y=alt.Y(f"{y}:Q", title=y),
-        color=alt.Color(f"{color}:N", title=color),
+        color=alt.Color(f"{color}:N", title=color, scale=alt.Scale(scheme="tableau10")),  # one hue per label
         tooltip=["time:T", f"{y}:Q", f"{color}:N"],
     )
 
@@ -41,8 +51,8 @@ if sqlite_file(url) is not None and not sqlite_file(url).is_file():
     st.stop()
 try:
     data = load_history(db, last=last)
-except InspektError as exc:
-    st.error(str(exc))
+except InspektError as exc:  # the library names the CLI's option; here it is the field above
+    st.error(str(exc).replace("give --db with", "give").replace("--db ", "History database ", 1))
     st.stop()
 if not data["images"]:
     st.info(f"The history at {url} is empty. {start}")
@@ -82,11 +92,11 @@ columns[0].metric("Images", summary["recorded"], help=f"{summary['total_rows']} 
 columns[1].metric("Skipped", summary["skipped"])
 columns[2].metric("Drift windows", len(summary["windows"]))
 columns[3].metric("Drifted", summary["drifted_windows"])
-st.caption(f"{common.md(source)} · {summary['first']} .. {summary['last']}")
+st.caption(f"{common.md(source)} · {_when(summary['first'])} .. {_when(summary['last'])}")
 latest = summary["windows"][-1] if summary["windows"] else None
 if latest is not None:
     (st.error if latest["drift"] else st.success)(
-        f"Latest window ({latest['n']} images, {latest['time']}): "
+        f"Latest window ({latest['n']} images, {_when(latest['time'])}): "
         + ("**DRIFT** — " + ", ".join(common.md(name) for name in latest["drifted"]) if latest["drift"] else "no drift")
     )
 
