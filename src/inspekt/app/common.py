@@ -89,11 +89,32 @@ KEPT_ACROSS_PAGES = (
 )  # fmt: skip
 
 
-def keep_choices_across_pages() -> None:
-    """Re-set each kept widget value as a plain session value, which Streamlit's per-page clean-up
-    leaves alone (its documented way to keep widget values across pages); run before every page."""
-    for key in [k for k in st.session_state if k in KEPT_ACROSS_PAGES or str(k).startswith("enh_")]:
-        st.session_state[key] = st.session_state[key]
+KEPT = "_kept_choices"  # a copy of each kept widget value, which Streamlit's clean-up leaves alone
+
+
+def _is_kept(key: object) -> bool:
+    return key in KEPT_ACROSS_PAGES or str(key).startswith("enh_")
+
+
+def keep_choices_across_pages(page: str) -> None:
+    """Run before every page: copy each kept widget value aside (read only), and when the page changed,
+    set them again as plain session values, which the new page's widgets start from (a widget of another
+    page with the same key starts from its default otherwise, and the clean-up may have dropped it).
+    Only on a page change: setting them on every run would override a newer value from the browser when
+    a run is cut short (a slider moved quickly)."""
+    kept = st.session_state.setdefault(KEPT, {})
+    for key in [k for k in st.session_state if _is_kept(k)]:
+        kept[key] = st.session_state[key]
+    if st.session_state.get("_page") != page:
+        st.session_state["_page"] = page
+        for key, value in kept.items():
+            st.session_state[key] = value
+
+
+def forget_choice(key: str) -> None:
+    """Remove a kept choice for good (a reset), so that it is not put back on the next page."""
+    st.session_state.pop(key, None)
+    st.session_state.get(KEPT, {}).pop(key, None)
 
 
 def model_sidebar(root: Path):
@@ -186,13 +207,13 @@ def _keep_newest(folder: Path, count: int) -> None:
 
 def _reset_enhancement() -> None:
     for key in [k for k in st.session_state if str(k).startswith("enh_")]:
-        del st.session_state[key]
+        forget_choice(key)
 
 
 def _apply_preset() -> None:
     name = st.session_state.get("enh_preset")
     for key in [k for k in st.session_state if str(k).startswith("enh_on_") or str(k).startswith("enh_p_")]:
-        del st.session_state[key]
+        forget_choice(key)
     for step, params in PRESETS.get(name, []):
         st.session_state[f"enh_on_{step}"] = True
         for key, value in params.items():

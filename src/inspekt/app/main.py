@@ -11,8 +11,7 @@ st.set_page_config(page_title="inspekt workbench", page_icon="🔎", layout="wid
 if "warmed" not in st.session_state:  # once per session; the models themselves are cached per process
     common.warm_up(common.workspace())
     st.session_state["warmed"] = True
-common.keep_choices_across_pages()
-st.navigation(
+page = st.navigation(
     [
         st.Page("views/inspect.py", title="Inspect", icon=":material/search:", default=True),
         st.Page("views/batch.py", title="Batch", icon=":material/folder_open:"),
@@ -22,4 +21,6 @@ st.navigation(
         st.Page("views/review.py", title="Review", icon=":material/fact_check:"),
         st.Page("views/monitor.py", title="Monitor", icon=":material/monitoring:"),
     ]
-).run()
+)
+common.keep_choices_across_pages(page.url_path)
+page.run()

@@ -170,6 +170,13 @@ def _save_visuals(
         r.extra["saved"] = str(save_image(save_dir / name, banner(base, f"{r.label} {r.score:.2f}")))
 
 
+def _chunks(predictor, files: list[str], batch: int, pipeline, report: BatchReport):
+    """``(predictions, files in the chunk)`` per ``batch`` files, in this process."""
+    for i in range(0, len(files), batch):
+        chunk = files[i : i + batch]
+        yield predictor.predict(chunk, report=report, enhance=pipeline), len(chunk)
+
+
 def _print_preannotations(results: list, predictor, version: str, fmt: str) -> None:
     """The predictions as one COCO or Label Studio document on stdout, tied to the model that made them."""
     import json
@@ -287,17 +294,10 @@ def predict(
         results, used = [], set()
         try:
             with maybe_cluster(dask) as client, progress_bar("predicting", len(files)) as advance:
-                chunks = (
-                    predict_on(client, bundle, files, options=options, enhance=enhance, report=report)
-                    if client
-                    else (
-                        (
-                            predictor.predict(files[i : i + batch], report=report, enhance=pipeline),
-                            len(files[i : i + batch]),
-                        )
-                        for i in range(0, len(files), batch)
-                    )
-                )
+                if client:
+                    chunks = predict_on(client, bundle, files, options=options, enhance=enhance, report=report)
+                else:
+                    chunks = _chunks(predictor, files, batch, pipeline, report)
                 for chunk, n in chunks:
                     if save_dir:
                         _save_visuals(chunk, save_dir, explainer, used, len(predictor.card.classes), pipeline)
