@@ -203,6 +203,7 @@ def test_batch_predicts_a_folder(workspace, monkeypatch):
     counts = table["label"].value_counts()  # the totals per label, and what the gallery shows of the table
     assert f"**{n} predicted:** " + ", ".join(f"{k} {v}" for k, v in counts.items()) in _texts(at)
     assert f"the first {min(24, n)} of the {n} images in the table above" in _texts(at)
+    assert "decided at the model's stored thresholds: none (the highest score decides)" in _texts(at)
 
 
 @pytest.mark.slow

@@ -53,6 +53,8 @@ def test_the_errors_are_the_rows_the_model_got_wrong(tmp_path):
     queue = review.from_evaluation(SimpleNamespace(rows=rows), open_dataset(root))
     assert [item.sample.path.name for item in queue.items] == ["ok0.png", "crack0.png"]
     assert queue.items[0].suggested == "crack" and "predicted crack" in queue.items[0].why
+    # the label under review is not called "true": the queue is there because it may be the wrong one
+    assert queue.items[0].why.startswith("model and label disagree: labelled ok, predicted crack")
 
 
 def test_predictions_nearest_the_decision_come_first(trained, synth_classes):

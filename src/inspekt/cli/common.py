@@ -135,11 +135,3 @@ def maybe_cluster(address: str | None, workers: int = 0):
     from inspekt.cluster import connect
 
     return connect(address, workers)
-
-
-def thresholds_text(card: Any) -> str:
-    """The thresholds the task lets a person move (the workbench's sliders), at the card's values."""
-    from inspekt.tasks import get_task
-
-    controls = get_task(card.task).controls(card)
-    return ", ".join(f"{c.label.lower()} {c.value:.4g}" for c in controls) or "none (the highest score decides)"

@@ -21,12 +21,12 @@ from inspekt.cli.common import (
     maybe_cluster,
     print_json,
     progress_bar,
-    thresholds_text,
     unique_name,
     warn_of_caveats,
 )
 from inspekt.errors import InspektError
 from inspekt.results import BatchReport
+from inspekt.tasks import thresholds_text
 
 PREANNOTATIONS = ("coco", "labelstudio")  # --format: what labelling tools import (data.formats.export writes them)
 

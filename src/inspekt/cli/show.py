@@ -13,8 +13,9 @@ from rich.table import Table
 from inspekt.bundle import MEMBERS, ONNX, REFERENCE, Bundle, open_bundle
 from inspekt.card import ModelCard
 from inspekt.cli import app
-from inspekt.cli.common import console, print_json, thresholds_text
+from inspekt.cli.common import console, print_json
 from inspekt.errors import InspektError
+from inspekt.tasks import thresholds_text
 
 
 def _input_text(card: ModelCard) -> str:

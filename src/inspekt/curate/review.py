@@ -104,8 +104,12 @@ def _wrong(row: dict[str, Any]) -> bool:
 
 
 def _said(row: dict[str, Any]) -> str:
-    shown = [f"{k} {v}" for k, v in row.items() if k in ("true", "predicted", "label", "verdict", "defective", "score")]
-    return "model wrong: " + ", ".join(shown)
+    """Why an evaluation row is in the queue: the model and the label disagree, and either may be wrong
+    (the queue exists to find wrong labels), so the label is "labelled", not "true"."""
+    names = {"true": "labelled"}
+    keys = ("true", "predicted", "label", "verdict", "defective", "score")
+    shown = [f"{names.get(k, k)} {v}" for k, v in row.items() if k in keys]
+    return "model and label disagree: " + ", ".join(shown)
 
 
 def from_evaluation(result: Any, dataset: Dataset) -> Queue:

@@ -35,4 +35,11 @@ def tasks_for(ds) -> tuple[str, ...]:
     return tuple(name for name, task in TASKS.items() if task.fits(ds))
 
 
-__all__ = ["TASKS", "Task", "get_task", "tasks_for"]
+def thresholds_text(card) -> str:
+    """The thresholds the task lets a person move (the workbench's sliders), at the card's values: what
+    every front says decided a result."""
+    controls = get_task(card.task).controls(card)
+    return ", ".join(f"{c.label.lower()} {c.value:.4g}" for c in controls) or "none (the highest score decides)"
+
+
+__all__ = ["TASKS", "Task", "get_task", "tasks_for", "thresholds_text"]

@@ -14,6 +14,7 @@ from inspekt.app import common
 from inspekt.errors import InspektError
 from inspekt.io import IMAGE_EXTENSIONS, list_images
 from inspekt.io.zips import ZipLimitError, ZipLimits, check_members
+from inspekt.tasks import thresholds_text
 
 root = common.workspace()
 predictor, model_path = common.model_sidebar(root)
@@ -120,7 +121,7 @@ if st.button("Predict", type="primary"):
 if batch.get() is None:
     st.stop()
 sources, results, skipped = batch.get()
-st.caption(batch.caption)
+st.caption(f"{batch.caption} · decided at the model's stored thresholds: {thresholds_text(predictor.card)}")
 if results:  # the totals first: what the batch says, per label
     counts = pd.Series([r.label for r in results], dtype=object).value_counts()
     st.markdown(f"**{len(results)} predicted:** " + ", ".join(f"{common.md(str(k))} {v}" for k, v in counts.items()))
