@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -15,25 +16,17 @@ from inspekt.cli.common import DASK_HELP, console, err_console, maybe_cluster, p
 @contextmanager
 def _progress():
     """Yields ``(on_start, advance)`` callbacks that show one progress step per profiled side on stderr
-    (bars on a terminal, plain lines in logs and pipes)."""
-    active: list = []  # the step of the side being profiled: (its context, its advance)
+    (bars on a terminal, plain lines in logs and pipes). The steps live on an ExitStack: a new side ends
+    the last one, and an error ends the open one as failed (it does not say "done")."""
+    advance: list = []  # the open step's advance
 
-    def finish(exc: BaseException | None = None) -> None:  # a failed step is told so: it does not say "done"
-        while active:
-            active.pop()[0].__exit__(type(exc) if exc else None, exc, exc.__traceback__ if exc else None)
+    with showing_progress(), contextlib.ExitStack() as steps:
 
-    def on_start(side: str, n: int) -> None:
-        finish()
-        step = progress.step(f"profiling {side}", n)
-        active.append((step, step.__enter__()))
+        def on_start(side: str, n: int) -> None:
+            steps.close()
+            advance[:] = [steps.enter_context(progress.step(f"profiling {side}", n))]
 
-    with showing_progress():
-        try:
-            yield on_start, lambda n: active[-1][1](n)
-        except BaseException as exc:
-            finish(exc)
-            raise
-        finish()
+        yield on_start, lambda n: advance[0](n)
 
 
 @app.command()
