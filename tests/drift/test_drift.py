@@ -187,9 +187,11 @@ def test_an_unguarded_script_is_told_how_to_profile_in_worker_processes(tmp_path
     )
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert done.returncode != 0
-    last = done.stderr.strip().splitlines()[-1]
-    assert last.startswith("inspekt.errors.ConfigError: profiling in 2 worker processes failed"), done.stderr[-2000:]
-    assert 'if __name__ == "__main__":' in last and "workers=1" in last
+    # the error line, wherever it is: multiprocessing's resource_tracker may warn of leaked semaphores after it
+    prefix = "inspekt.errors.ConfigError: profiling in 2 worker processes failed"
+    said = [line for line in done.stderr.splitlines() if line.startswith(prefix)]
+    assert said, done.stderr[-2000:]
+    assert 'if __name__ == "__main__":' in said[-1] and "workers=1" in said[-1]
 
 
 def test_profile_json_round_trip_and_damaged_files(tmp_path):
